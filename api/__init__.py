@@ -1,0 +1,1 @@
+"""The interfaces: FastAPI app factory, dependencies, routers and the CLI."""

@@ -1,0 +1,43 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from auth.router import router as auth_router
+from catalog.router import router as catalog_router
+from core.config import Settings, get_settings
+from core.db import Database
+from core.errors import install_error_handlers
+from profiles.router import router as profiles_router
+
+API_PREFIX = "/api/v1"
+# Every router of the versioned API; tests/api/test_roles.py walks these.
+ROUTERS = (auth_router, catalog_router, profiles_router)
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the app with its settings and database held on app.state."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="惠企 Huiqi",
+        version="0.1.0",
+        description="惠企政策目录、企业画像、政策匹配、精准推送与企业诉求服务台的接口。",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = database or Database(settings.resolved_database_url)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+
+    @app.get("/healthz", tags=["运维"], include_in_schema=False)
+    def healthz() -> dict:
+        """Answer liveness probes."""
+        return {"status": "ok"}
+
+    return app

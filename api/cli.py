@@ -1,0 +1,266 @@
+"""The `huiqi` command line: serve, migrate, demo data, users, import/export, synthetic data."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from core.config import get_settings
+from core.db import get_database, session_scope
+
+app = typer.Typer(help="惠企 Huiqi：政策目录、企业画像、政策匹配与诉求服务", no_args_is_help=True, add_completion=False)
+users_app = typer.Typer(help="用户管理", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+console = Console()
+err = Console(stderr=True)
+
+
+class Kind(StrEnum):
+    policies = "policies"
+    enterprises = "enterprises"
+
+
+class Fmt(StrEnum):
+    csv = "csv"
+    xlsx = "xlsx"
+
+
+def progress() -> Progress:
+    """Return a progress bar for long work."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]错误：{message}[/red]")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="监听地址")] = None,
+    port: Annotated[int | None, typer.Option(help="监听端口")] = None,
+    reload: Annotated[bool, typer.Option(help="代码变更时自动重启（开发用）")] = False,
+) -> None:
+    """Start the API server."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        reload=reload,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Option(help="目标版本")] = "head") -> None:
+    """Upgrade the database schema with Alembic."""
+    from core import migrate as migrate_mod
+
+    settings = get_settings()
+    migrate_mod.upgrade(url=settings.resolved_database_url, revision=revision)
+    err.print(f"数据库已迁移到 {revision}：{_safe_url(settings.resolved_database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def demo(
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="数据库已有政策时跳过")] = False,
+    enterprises: Annotated[int, typer.Option(help="演示企业数量")] = 2000,
+) -> None:
+    """Load the demo catalog, demo enterprises and (in development) demo users."""
+    from catalog import demo as catalog_demo
+    from profiles import demo as profiles_demo
+
+    settings = get_settings()
+    with session_scope(settings) as db:
+        if if_empty and catalog_demo.has_catalog(db=db):
+            err.print("数据库已有数据，跳过演示数据加载")
+            return
+        with progress() as bar:
+            task = bar.add_task("加载演示政策", total=None)
+            counts = catalog_demo.load_demo_catalog(db=db, actor=None)
+            bar.update(task, total=1, completed=1)
+            task = bar.add_task("生成演示企业", total=None)
+            n = profiles_demo.load_demo_enterprises(db=db, count=enterprises)
+            bar.update(task, total=1, completed=1)
+        created_users = []
+        if settings.is_development and settings.demo_users:
+            from auth import demo as auth_demo
+
+            created_users = auth_demo.create_demo_users(db=db)
+        else:
+            err.print("[yellow]非开发环境：不创建演示用户（其口令公开在 README 中）[/yellow]")
+    table = Table(title="演示数据")
+    table.add_column("项目")
+    table.add_column("数量", justify="right")
+    for key, value in {**counts, "enterprises": n, "users": len(created_users)}.items():
+        table.add_row(key, str(value))
+    err.print(table)
+
+
+@users_app.command("create")
+def users_create(
+    role: Annotated[str, typer.Option(help="admin / curator / desk / supervisor / enterprise")],
+    username: Annotated[str, typer.Option(help="登录名")],
+    password: Annotated[str, typer.Option(help="密码（至少8位）")],
+    display_name: Annotated[str | None, typer.Option(help="姓名")] = None,
+    department: Annotated[str | None, typer.Option(help="业务专员所属部门编码")] = None,
+    enterprise: Annotated[str | None, typer.Option(help="企业用户所属企业的统一社会信用代码")] = None,
+) -> None:
+    """Create a user."""
+    from pydantic import ValidationError
+
+    from auth import service as auth_service
+    from auth.schemas import UserIn
+    from catalog import service as catalog_service
+    from core.errors import HuiqiError
+    from profiles import service as profiles_service
+
+    try:
+        with session_scope() as db:
+            dept_id = catalog_service.get_department_by_code(db=db, code=department).id if department else None
+            ent_id = None
+            if enterprise:
+                ent = profiles_service.get_by_credit_code(db=db, credit_code=enterprise)
+                if ent is None:
+                    _fail(f"统一社会信用代码为 {enterprise} 的企业不存在")
+                ent_id = ent.id
+            user = auth_service.create_user(
+                db=db,
+                user_in=UserIn(
+                    username=username,
+                    password=password,
+                    display_name=display_name or username,
+                    role=role,
+                    department_id=dept_id,
+                    enterprise_id=ent_id,
+                ),
+            )
+            err.print(f"已创建用户 {user.username}（{user.role}），id={user.id}")
+    except ValidationError as exc:
+        from core.errors import pydantic_field_errors
+
+        _fail("；".join(f"{e.field}：{e.reason}" for e in pydantic_field_errors(list(exc.errors()))))
+    except HuiqiError as exc:
+        details = "；".join(f"{e.field}：{e.reason}" for e in exc.errors)
+        _fail(exc.message + (f"（{details}）" if details else ""))
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from auth import service as auth_service
+
+    with session_scope() as db:
+        users, total = auth_service.list_users(db=db, limit=10_000)
+        table = Table(title=f"用户（{total}）")
+        for col in ("id", "登录名", "姓名", "角色", "部门", "企业"):
+            table.add_column(col)
+        for u in users:
+            table.add_row(str(u.id), u.username, u.display_name, u.role, str(u.department_id or ""), str(u.enterprise_id or ""))
+        console.print(table)
+
+
+@app.command("import")
+def import_(
+    kind: Annotated[Kind, typer.Argument(help="policies 或 enterprises")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV（UTF-8/GBK）或 XLSX 文件")],
+    partial: Annotated[bool, typer.Option("--partial", help="写入正确的行，报告错误的行")] = False,
+) -> None:
+    """Import policies or enterprises from CSV/XLSX with a row-level report."""
+    from catalog import io as catalog_io
+    from profiles import io as profiles_io
+
+    fn = catalog_io.import_policies if kind == Kind.policies else profiles_io.import_enterprises
+    with session_scope() as db:
+        report = fn(db=db, data=file.read_bytes(), filename=file.name, actor=None, partial=partial)
+    _print_report(report)
+    if report.failed and not report.written:
+        raise typer.Exit(code=1)
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    err.print(
+        f"共 {report.total} 行：新增 {report.created}，更新 {report.updated}，未变 {report.unchanged}，失败 {report.failed}；"
+        + ("已写入" if report.written else "[red]未写入任何数据[/red]")
+    )
+    if report.errors:
+        table = Table(title="错误明细")
+        for col in ("行号", "列", "值", "原因"):
+            table.add_column(col)
+        for e in report.errors:
+            table.add_row(str(e.row), e.column or "", str(e.value or "")[:40], e.reason)
+        err.print(table)
+
+
+@app.command()
+def export(
+    kind: Annotated[Kind, typer.Argument(help="policies 或 enterprises")],
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="输出文件")],
+    fmt: Annotated[Fmt | None, typer.Option("--format", help="csv 或 xlsx（默认按扩展名）")] = None,
+) -> None:
+    """Export policies or enterprises in the import layout."""
+    from catalog import io as catalog_io
+    from profiles import io as profiles_io
+
+    fmt = fmt or (Fmt.xlsx if file.suffix.lower() == ".xlsx" else Fmt.csv)
+    with session_scope() as db:
+        data = (catalog_io.export_policies if kind == Kind.policies else profiles_io.export_enterprises)(db=db, fmt=fmt.value)
+    file.write_bytes(data)
+    err.print(f"已导出到 {file}（{len(data)} 字节）")
+
+
+@app.command()
+def synth(
+    policies: Annotated[int, typer.Option(help="合成政策数量")] = 0,
+    enterprises: Annotated[int, typer.Option(help="合成企业数量")] = 0,
+    seed: Annotated[int, typer.Option(help="随机种子")] = 7,
+) -> None:
+    """Generate large synthetic policy and enterprise sets for benchmarks."""
+    from catalog import synth as catalog_synth
+    from profiles import synth as profiles_synth
+
+    database = get_database()
+    with progress() as bar:
+        if policies:
+            task = bar.add_task("合成政策", total=policies)
+            with session_scope() as db:
+                catalog_synth.synth_policies(db=db, count=policies, seed=seed, progress=lambda k: bar.advance(task, k))
+        if enterprises:
+            task = bar.add_task("合成企业", total=enterprises)
+            profiles_synth.synth_enterprises(
+                engine=database.engine, count=enterprises, seed=seed, progress=lambda k: bar.advance(task, k)
+            )
+
+
+def main() -> None:
+    """Run the CLI with logging configured."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":
+    main()

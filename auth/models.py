@@ -1,0 +1,72 @@
+"""User accounts and API keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Boolean, Enum, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from catalog.models import Department
+from core.db import Base, utcnow
+from profiles.models import Enterprise
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    curator = "curator"  # maintains the catalog
+    desk = "desk"  # desk officer, bound to a department
+    supervisor = "supervisor"  # sees all desk work
+    enterprise = "enterprise"  # a firm's user, bound to one enterprise
+
+
+ROLE_LABELS = {
+    "admin": "系统管理员",
+    "curator": "政策管理员",
+    "desk": "业务专员",
+    "supervisor": "督办人员",
+    "enterprise": "企业用户",
+}
+
+_role_type = Enum(Role, name="user_role", native_enum=False, length=20, values_callable=lambda x: [m.value for m in x])
+
+
+class User(Base):
+    """A person who signs in; the role decides what they may do."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(60))
+    role: Mapped[Role] = mapped_column(_role_type)
+    # Desk officers act for one department; firm users for one enterprise.
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="RESTRICT"), index=True)
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(120))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+    department: Mapped[Department | None] = relationship()
+    enterprise: Mapped[Enterprise | None] = relationship()
+
+
+class ApiKey(Base):
+    """A key for a system integration (e.g. the 12345 hotline); only its hash is stored."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(12), unique=True)  # shown in listings to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(_role_type)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="RESTRICT"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]

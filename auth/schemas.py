@@ -1,0 +1,80 @@
+"""Auth request and response bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from auth.models import Role
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="有效期（秒）")
+    role: Role
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=3, max_length=60, pattern=r"^[A-Za-z0-9_.@-]+$", description="登录名")
+    password: str = Field(min_length=8, max_length=128, description="密码，至少8位")
+    display_name: str = Field(min_length=1, max_length=60, description="姓名")
+    role: Role
+    department_id: int | None = Field(None, description="业务专员所属部门")
+    enterprise_id: int | None = Field(None, description="企业用户所属企业")
+    email: str | None = Field(None, max_length=120)
+    phone: str | None = Field(None, max_length=40)
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(None, min_length=1, max_length=60)
+    password: str | None = Field(None, min_length=8, max_length=128)
+    is_active: bool | None = None
+    department_id: int | None = None
+    email: str | None = Field(None, max_length=120)
+    phone: str | None = Field(None, max_length=40)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    department_id: int | None
+    enterprise_id: int | None
+    email: str | None
+    is_active: bool
+    created_at: dt.datetime
+    last_login_at: dt.datetime | None
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80, description="用途，例如 12345热线对接")
+    role: Role = Role.desk
+    department_id: int | None = None
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    role: Role
+    department_id: int | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="明文密钥，只显示这一次")

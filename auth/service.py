@@ -1,0 +1,185 @@
+"""User accounts, sign-in and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from auth.models import ApiKey, Role, User
+from auth.schemas import ApiKeyIn, UserIn, UserUpdate
+from core import security
+from core.db import utcnow
+from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a signed-in user or a system integration's API key."""
+
+    id: int
+    role: Role
+    name: str
+    department_id: int | None = None
+    enterprise_id: int | None = None
+    via_api_key: bool = False
+
+    @property
+    def is_staff(self) -> bool:
+        """Tell whether the caller works for the platform (any role but enterprise)."""
+        return self.role != Role.enterprise
+
+    @property
+    def user_id(self) -> int | None:
+        """Return the user id, or None for an API key."""
+        return None if self.via_api_key else self.id
+
+
+def principal_for_user(user: User) -> Principal:
+    """Wrap a user as the calling principal."""
+    return Principal(
+        id=user.id,
+        role=user.role,
+        name=user.display_name,
+        department_id=user.department_id,
+        enterprise_id=user.enterprise_id,
+    )
+
+
+def _check_binding(role: Role, department_id: int | None, enterprise_id: int | None) -> None:
+    errors = []
+    if role == Role.desk and department_id is None:
+        errors.append(FieldError("department_id", "业务专员必须指定所属部门", "required"))
+    if role == Role.enterprise and enterprise_id is None:
+        errors.append(FieldError("enterprise_id", "企业用户必须绑定企业", "required"))
+    if role != Role.enterprise and enterprise_id is not None:
+        errors.append(FieldError("enterprise_id", "只有企业用户可以绑定企业", "not_allowed"))
+    if errors:
+        raise ValidationFailed(errors=errors)
+
+
+def get_user(*, db: Session, user_id: int) -> User:
+    """Return a user or raise NotFound."""
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("用户不存在", code="user_not_found")
+    return user
+
+
+def get_user_by_username(*, db: Session, username: str) -> User | None:
+    """Return the user with this login name, if any."""
+    return db.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def list_users(*, db: Session, role: Role | None = None, offset: int = 0, limit: int = 50) -> tuple[list[User], int]:
+    """Return a page of users and the total count."""
+    q = select(User)
+    if role:
+        q = q.where(User.role == role)
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return list(db.scalars(q.order_by(User.id).offset(offset).limit(limit))), total
+
+
+def create_user(*, db: Session, user_in: UserIn) -> User:
+    """Create a user with a hashed password."""
+    _check_binding(user_in.role, user_in.department_id, user_in.enterprise_id)
+    if get_user_by_username(db=db, username=user_in.username):
+        raise Conflict("登录名已被使用", code="username_taken", errors=[FieldError("username", "登录名已被使用", "taken")])
+    user = User(
+        username=user_in.username,
+        password_hash=security.hash_password(user_in.password),
+        display_name=user_in.display_name,
+        role=user_in.role,
+        department_id=user_in.department_id if user_in.role == Role.desk else None,
+        enterprise_id=user_in.enterprise_id,
+        email=user_in.email,
+        phone=user_in.phone,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def update_user(*, db: Session, user_id: int, user_in: UserUpdate) -> User:
+    """Change a user's name, password, status or contact."""
+    user = get_user(db=db, user_id=user_id)
+    data = user_in.model_dump(exclude_unset=True)
+    if "password" in data:
+        user.password_hash = security.hash_password(data.pop("password"))
+    for key, value in data.items():
+        setattr(user, key, value)
+    _check_binding(user.role, user.department_id, user.enterprise_id)
+    db.flush()
+    return user
+
+
+def authenticate(*, db: Session, username: str, password: str) -> User | None:
+    """Return the active user whose password matches, recording the sign-in."""
+    user = get_user_by_username(db=db, username=username)
+    if user is None:
+        # Hash anyway so a missing user takes as long as a wrong password.
+        security.verify_password(password, "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$invalidinvalidinvalidinvalidinva")
+        return None
+    if not user.is_active or not security.verify_password(password, user.password_hash):
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def create_api_key(*, db: Session, key_in: ApiKeyIn, actor: Principal) -> tuple[ApiKey, str]:
+    """Create an API key; return it and the plain key, which is never stored."""
+    _check_binding(key_in.role, key_in.department_id, None)
+    if key_in.role == Role.enterprise:
+        raise ValidationFailed(errors=[FieldError("role", "API 密钥不能使用企业角色", "not_allowed")])
+    plain, prefix, digest = security.new_api_key()
+    key = ApiKey(
+        name=key_in.name,
+        prefix=prefix,
+        key_hash=digest,
+        role=key_in.role,
+        department_id=key_in.department_id,
+        created_by_id=actor.user_id,
+    )
+    db.add(key)
+    db.flush()
+    return key, plain
+
+
+def list_api_keys(*, db: Session) -> list[ApiKey]:
+    """Return every API key, newest first."""
+    return list(db.scalars(select(ApiKey).order_by(ApiKey.id.desc())))
+
+
+def revoke_api_key(*, db: Session, key_id: int) -> ApiKey:
+    """Revoke an API key; it stops working at once."""
+    key = db.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound("API 密钥不存在", code="api_key_not_found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    db.flush()
+    return key
+
+
+def principal_for_api_key(*, db: Session, plain: str) -> Principal | None:
+    """Return the principal of a valid, unrevoked API key."""
+    key = db.scalar(select(ApiKey).where(ApiKey.key_hash == security.hash_api_key(plain)))
+    if key is None or key.revoked_at is not None:
+        return None
+    key.last_used_at = utcnow()
+    return Principal(
+        id=key.id, role=key.role, name=key.name, department_id=key.department_id, via_api_key=True
+    )
+
+
+def principal_for_token(*, db: Session, claims: dict) -> Principal | None:
+    """Return the principal of a decoded token, if its user still exists and is active."""
+    try:
+        user_id = int(claims["sub"])
+    except (KeyError, ValueError):
+        return None
+    user = db.get(User, user_id)
+    if user is None or not user.is_active:
+        return None
+    return principal_for_user(user)

@@ -1,0 +1,1 @@
+"""Policies, departments, categories, tags and topic columns as curated by staff."""

@@ -1,0 +1,73 @@
+"""Application settings: one pydantic-settings object, every field prefixed HUIQI_."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-only-secret-change-me"
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised when a non-development environment would start with a development secret."""
+
+
+class Settings(BaseSettings):
+    """Every tunable of Huiqi; see .env.example and README for meanings."""
+
+    model_config = SettingsConfigDict(env_prefix="HUIQI_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment environment; anything but development refuses dev secrets."
+    )
+    var_dir: Path = Field(Path("var"), description="Where the SQLite file, indexes and caches live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is a SQLite file under HUIQI_VAR_DIR."
+    )
+    secret_key: str = Field(DEV_SECRET_KEY, description="Signs JWT tokens and unsubscribe links.")
+    access_token_minutes: int = Field(480, description="Lifetime of a bearer token in minutes.")
+    demo_users: bool = Field(
+        True, description="Create the demo users with README passwords (development only)."
+    )
+    host: str = Field("127.0.0.1", description="Address `huiqi serve` binds to.")
+    port: int = Field(8000, description="Port `huiqi serve` listens on.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    page_size_max: int = Field(200, description="Largest page a list endpoint returns.")
+    upload_max_mb: int = Field(20, description="Largest import file accepted over HTTP, in MB.")
+    embedder: str = Field(
+        "e5",
+        description="Embedding backend: 'e5' (bundled multilingual-e5-small) or "
+        "'sentence-transformers:<local model dir>'.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret(self) -> Settings:
+        if self.env != "development" and self.secret_key == DEV_SECRET_KEY:
+            raise InsecureSettingsError(
+                "HUIQI_SECRET_KEY must be set to a private value when HUIQI_ENV is not development"
+            )
+        if self.env != "development" and len(self.secret_key) < 32:
+            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside development")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the configured database URL, or the SQLite file under var_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'huiqi.db').as_posix()}"
+
+    @property
+    def is_development(self) -> bool:
+        """Tell whether development conveniences (demo users) are allowed."""
+        return self.env == "development"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Enterprises, their validated and derived attributes, and the code tables behind them."""

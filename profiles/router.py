@@ -1,0 +1,92 @@
+"""HTTP routes of enterprise profiles and the code tables behind them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from api.deps import AdminUser, CuratorUser, DbSession, EnterpriseUser, FirmEditor, FirmReader, FirmStaff, Paging, public
+from core.schemas import Page
+from core.text import mask_name, mask_phone
+from profiles import codes, service
+from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseOut, EnterpriseUpdate
+
+router = APIRouter()
+
+
+def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-untyped-def]
+    data = service.describe(ent)
+    if masked:
+        data["contact_phone"] = mask_phone(data["contact_phone"])
+        data["contact_name"] = mask_name(data["contact_name"])
+        data["contact_email"] = None
+    return EnterpriseOut.model_validate(data)
+
+
+@router.get("/enterprises", response_model=Page[EnterpriseOut], tags=["企业"])
+def list_enterprises(
+    db: DbSession,
+    actor: FirmStaff,
+    paging: Paging,
+    q: Annotated[str | None, Query(description="企业名称或统一社会信用代码")] = None,
+    region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+    industry: Annotated[str | None, Query(description="行业代码前缀，如 C39")] = None,
+    size_class: Annotated[str | None, Query(pattern="^(large|medium|small|micro)$")] = None,
+    qualification: str | None = None,
+):
+    """Search enterprises (staff); contacts are masked in listings."""
+    filters = EnterpriseFilters(q=q, region=region, industry=industry, size_class=size_class, qualification=qualification)
+    items, total = service.list_enterprises(db=db, filters=filters, offset=paging.offset, limit=paging.page_size)
+    return Page(items=[_out(e, masked=True) for e in items], total=total, page=paging.page, page_size=paging.page_size)
+
+
+@router.post("/enterprises", response_model=EnterpriseOut, status_code=201, tags=["企业"])
+def create_enterprise(db: DbSession, actor: CuratorUser, enterprise_in: EnterpriseIn):
+    """Create an enterprise profile on a firm's behalf (staff)."""
+    return _out(service.create_enterprise(db=db, enterprise_in=enterprise_in))
+
+
+@router.get("/enterprises/me", response_model=EnterpriseOut, tags=["企业"])
+def get_my_enterprise(db: DbSession, actor: EnterpriseUser):
+    """Show the signed-in firm's own profile."""
+    return _out(service.get_enterprise(db=db, enterprise_id=actor.enterprise_id))
+
+
+@router.patch("/enterprises/me", response_model=EnterpriseOut, tags=["企业"])
+def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: EnterpriseUpdate):
+    """Update the signed-in firm's own profile."""
+    return _out(
+        service.update_enterprise(db=db, enterprise_id=actor.enterprise_id, enterprise_in=enterprise_in, actor=actor)
+    )
+
+
+@router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
+def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int):
+    """Show an enterprise (staff, or the firm itself)."""
+    return _out(service.get_visible_enterprise(db=db, enterprise_id=enterprise_id, actor=actor))
+
+
+@router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
+def update_enterprise(db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate):
+    """Update an enterprise (curators and admins, or the firm itself)."""
+    return _out(service.update_enterprise(db=db, enterprise_id=enterprise_id, enterprise_in=enterprise_in, actor=actor))
+
+
+@router.delete("/enterprises/{enterprise_id}", status_code=204, tags=["企业"])
+def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: int) -> Response:
+    """Delete an enterprise and its users."""
+    service.delete_enterprise(db=db, enterprise_id=enterprise_id, actor=actor)
+    return Response(status_code=204)
+
+
+@router.get("/industries", tags=["代码表"], dependencies=[Depends(public)])
+def list_industries(level: Annotated[str | None, Query(description="门类/大类/中类/小类")] = None) -> list[dict]:
+    """Return the GB/T 4754-2017 industry table."""
+    return codes.list_industries(level)
+
+
+@router.get("/regions", tags=["代码表"], dependencies=[Depends(public)])
+def list_regions(parent: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None) -> list[dict]:
+    """Return GB/T 2260 regions, optionally the children of one."""
+    return codes.list_regions(parent)

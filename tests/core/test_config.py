@@ -1,0 +1,34 @@
+"""Settings refuse insecure secrets outside development and honour HUIQI_ variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import DEV_SECRET_KEY, InsecureSettingsError, Settings
+
+
+def test_production_with_default_secret_is_refused() -> None:
+    with pytest.raises(InsecureSettingsError):
+        Settings(env="production", secret_key=DEV_SECRET_KEY)
+
+
+def test_production_with_short_secret_is_refused() -> None:
+    with pytest.raises(InsecureSettingsError):
+        Settings(env="production", secret_key="short-secret")
+
+
+def test_development_allows_default_secret() -> None:
+    assert Settings(env="development").secret_key == DEV_SECRET_KEY
+
+
+def test_database_url_defaults_to_sqlite_under_var_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(var_dir=tmp_path)
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path.as_posix()}/huiqi.db"
+
+
+def test_settings_read_huiqi_prefixed_environment(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HUIQI_DATABASE_URL", "sqlite:///x.db")
+    monkeypatch.setenv("HUIQI_VAR_DIR", str(tmp_path))
+    settings = Settings()
+    assert settings.resolved_database_url == "sqlite:///x.db"
+    assert settings.var_dir == tmp_path
