@@ -38,11 +38,6 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level.")
     page_size_max: int = Field(200, description="Largest page a list endpoint returns.")
     upload_max_mb: int = Field(20, description="Largest import file accepted over HTTP, in MB.")
-    embedder: str = Field(
-        "e5",
-        description="Embedding backend: 'e5' (bundled multilingual-e5-small) or "
-        "'sentence-transformers:<local model dir>'.",
-    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> Settings:

@@ -32,3 +32,17 @@ def test_settings_read_huiqi_prefixed_environment(monkeypatch, tmp_path) -> None
     settings = Settings()
     assert settings.resolved_database_url == "sqlite:///x.db"
     assert settings.var_dir == tmp_path
+
+
+def _documented(path: str) -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[2] / path).read_text(encoding="utf-8")
+
+
+def test_env_example_and_readme_list_every_setting() -> None:
+    env_example, readme = _documented(".env.example"), _documented("README.md")
+    for name in Settings.model_fields:
+        var = f"HUIQI_{name.upper()}"
+        assert var in env_example, f"{var} missing from .env.example"
+        assert var in readme, f"{var} missing from README's configuration table"
