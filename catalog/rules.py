@@ -129,9 +129,7 @@ OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
 
 
 def _build_schema() -> dict[str, Any]:
-    op_lines = "; ".join(
-        f"{s.name}（{s.title}，{'/'.join(s.types)}）" for s in OPS.values()
-    )
+    op_lines = "; ".join(f"{s.name}（{s.title}，{'/'.join(s.types)}）" for s in OPS.values())
     node_ref = {"$ref": "#/$defs/node"}
     value_rules = [
         {
@@ -235,7 +233,6 @@ def _build_schema() -> dict[str, Any]:
                     "Chinese text shown to firms instead of the generated wording."
                 ),
                 "type": "string",
-                "minLength": 1,
                 "maxLength": MAX_LABEL_LENGTH,
                 "pattern": _NON_BLANK_PATTERN,
             },
@@ -243,7 +240,6 @@ def _build_schema() -> dict[str, Any]:
                 "title": "节点标识 Node id",
                 "description": "供引用的节点标识，在一棵条件树内唯一。 An id for referencing, unique within one tree.",
                 "type": "string",
-                "minLength": 1,
                 "maxLength": MAX_ID_LENGTH,
                 "pattern": r"^\S+$",
             },
@@ -441,8 +437,8 @@ _PATTERN_REASONS = {
     DATE_PATTERN: "日期格式应为 YYYY-MM-DD",
     INDUSTRY_CODE_PATTERN: "行业代码前缀应为 1 个大写门类字母加 0–4 位数字，如 C、C39、I65",
     REGION_CODE_PATTERN: "地区代码应为 6 位 GB/T 2260 行政区划代码，如 330106",
-    _NON_BLANK_PATTERN: "不能为空白",
-    r"^\S+$": "不能包含空白字符",
+    _NON_BLANK_PATTERN: "不能为空或只有空白",
+    r"^\S+$": "不能为空，也不能包含空白字符",
 }
 
 
@@ -532,6 +528,8 @@ def _schema_errors(err: ValidationError, rules: Any) -> list[tuple[Path, str]]:
 class _Collector:
     def __init__(self) -> None:
         self.errors: list[tuple[Path, str, str]] = []
+        # Values of conditions whose operator does not fit the field: their shape is moot.
+        self.moot_values: list[Path] = []
 
     def add(self, path: Path, reason: str, code: str) -> None:
         self.errors.append((path, reason, code))
@@ -619,6 +617,7 @@ def _check_condition(
             f"字段 {f.name} 为{TYPE_LABELS[f.type]}，不支持运算符 {op}（可用：{allowed}）",
             "op_not_allowed",
         )
+        c.moot_values.append((*path, "value"))
         return
     vpath = (*path, "value")
     if "value" not in node or any(p[: len(vpath)] == vpath for p in schema_paths):
@@ -693,7 +692,9 @@ def validate_rules(rules: dict[str, Any] | None, *, known_tags: set[str] | None 
         node_id = node.get("id")
         if isinstance(node_id, str):
             if node_id in seen_ids:
-                c.add((*path, "id"), f"节点标识 {node_id} 重复（已用于 {_fmt_path(seen_ids[node_id])}）", "duplicate_id")
+                c.add(
+                    (*path, "id"), f"节点标识 {node_id} 重复（已用于 {_fmt_path(seen_ids[node_id])}）", "duplicate_id"
+                )
             else:
                 seen_ids[node_id] = path
         if _is_condition(node):
@@ -708,7 +709,8 @@ def _finish(c: _Collector) -> list[FieldError]:
     seen: set[tuple[Path, str, str]] = set()
     unique = []
     for e in c.errors:
-        if e not in seen:
+        moot = e[2] == "schema" and any(e[0][: len(m)] == m for m in c.moot_values)
+        if not moot and e not in seen:
             seen.add(e)
             unique.append(e)
     unique.sort(key=lambda e: _path_key(e[0]))  # stable: schema errors before semantic ones at one path

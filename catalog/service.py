@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -445,8 +446,9 @@ def _apply_fields(db: Session, policy: Policy, data: dict[str, Any]) -> None:
     if "tags" in data:
         policy.tags = resolve_tags(db=db, names=data.pop("tags") or [])
     if "rules" in data and data["rules"] is not None:
-        known = set(tag_lookup(db=db))
-        errors.extend(rules_mod.validate_rules(data["rules"], known_tags=known))
+        lookup = tag_lookup(db=db)
+        data["rules"] = _canonical_tags(data["rules"], lookup)
+        errors.extend(rules_mod.validate_rules(data["rules"], known_tags={t.name for t in lookup.values()}))
     if errors:
         raise ValidationFailed(errors=errors)
     if "title" in data:
@@ -454,6 +456,18 @@ def _apply_fields(db: Session, policy: Policy, data: dict[str, Any]) -> None:
     for key, value in data.items():
         setattr(policy, key, value)
     policy.search_text = normalize(" ".join(filter(None, [policy.title, policy.summary, policy.doc_number]))).lower()
+
+
+def _canonical_tags(rules: dict[str, Any], lookup: dict[str, Tag]) -> dict[str, Any]:
+    """Replace tag synonyms in set conditions by canonical names, so matching compares like with like."""
+    rules = copy.deepcopy(rules)
+    for cond in rules_mod.iter_conditions(rules):
+        if cond.get("op") in ("has_any", "has_all", "has_none") and isinstance(cond.get("value"), list):
+            cond["value"] = [
+                lookup[key].name if isinstance(v, str) and (key := normalize(v).lower()) in lookup else v
+                for v in cond["value"]
+            ]
+    return rules
 
 
 def create_policy(*, db: Session, policy_in: PolicyIn, actor: Principal | None) -> Policy:

@@ -164,3 +164,15 @@ def test_expire_due_policies_marks_past_validity(db) -> None:  # type: ignore[no
     policy = factories.make_policy(db, publish=True)
     expired = service.expire_due_policies(db=db, today=policy.valid_to_on + dt.timedelta(days=1))
     assert policy.id in expired and policy.status == PolicyStatus.expired
+
+
+def test_tag_synonyms_in_rules_are_stored_as_canonical_names(db) -> None:  # type: ignore[no-untyped-def]
+    service.create_tag(db=db, tag_in=TagIn(name="高新技术企业", kind="qualification", synonyms=["高企"]))
+    policy = factories.make_policy(db, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["高企"]}]})
+    assert policy.rules == {"all": [{"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}]}
+
+
+def test_unknown_tag_in_rules_is_refused(db) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationFailed) as exc:
+        factories.make_policy(db, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["不存在的资质"]}]})
+    assert exc.value.errors[0].code == "unknown_tag"
