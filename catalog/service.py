@@ -355,7 +355,7 @@ def list_policies(
         q = q.where(Policy.policy_type == filters.policy_type)
     if filters.region:
         # Applies to a firm in `region`: nationwide (no region rows) or listed for it or an ancestor.
-        path = codes.region_path(filters.region) or [filters.region]
+        path = [codes.NATIONAL_REGION, *codes.region_path(filters.region)]
         q = q.where(
             or_(
                 ~exists().where(PolicyRegion.policy_id == Policy.id),

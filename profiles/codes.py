@@ -15,7 +15,9 @@ from functools import cache
 from importlib import resources
 
 INDUSTRY_LEVELS = ("门类", "大类", "中类", "小类")
-REGION_LEVELS = ("省", "市", "区县")
+REGION_LEVELS = ("国家", "省", "市", "区县")
+# Pseudo-code for the whole country: departments of the State Council sit here; it contains every region.
+NATIONAL_REGION = "100000"
 
 _STANDARD = "《国民经济行业分类》(GB/T 4754-2017)"
 _INDUSTRY_SHAPE = re.compile(r"^([A-Z]?)(\d*)$")
@@ -161,6 +163,8 @@ def region_contains(parent: str, child: str) -> bool:
     """Tell whether region parent contains region child (a region contains itself)."""
     outer = _region_shape(parent)
     inner = _region_shape(child)
+    if outer == NATIONAL_REGION:
+        return True
     if outer.endswith("0000"):
         return inner[:2] == outer[:2]
     if outer.endswith("00"):
