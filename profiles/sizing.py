@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from profiles.codes import normalize_industry_code
 
@@ -108,6 +108,7 @@ def _row_by_prefix() -> dict[str, SizeRow]:
     return mapping
 
 
+@lru_cache(maxsize=8192)  # pure, and called per row by bulk generation and imports
 def size_row(industry_code: str | None) -> SizeRow | None:
     """Return the annex row that applies to an industry code, None when none applies unambiguously."""
     if industry_code is None:
