@@ -45,6 +45,18 @@ def _require_postgres() -> bool:
     return os.environ.get("HUIQI_TEST_REQUIRE_POSTGRES") == "1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Use argon2 with minimal cost in tests: same code path, a fraction of the time."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    original = security._hasher
+    security._hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    yield
+    security._hasher = original
+
+
 @pytest.fixture(scope="session")
 def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for tests: test environment, a private secret, a temporary var dir."""
