@@ -113,11 +113,26 @@ def demo(
             created_users = auth_demo.create_demo_users(db=db)
         else:
             err.print("[yellow]非开发环境：不创建演示用户（其口令公开在 README 中）[/yellow]")
+    labels = {
+        "departments": "部门",
+        "categories": "政策分类（含小类）",
+        "tags": "标签",
+        "topics": "专栏",
+        "policies": "政策",
+        "policies_published": "　其中发布",
+        "expired": "　　其中已过期",
+        "policies_draft": "　其中草稿",
+        "policies_withdrawn": "　其中撤回",
+        "enterprises": "企业",
+        "users": "演示用户",
+    }
     table = Table(title="演示数据")
     table.add_column("项目")
     table.add_column("数量", justify="right")
-    for key, value in {**counts, "enterprises": n, "users": len(created_users)}.items():
-        table.add_row(key, str(value))
+    values = {**counts, "enterprises": n, "users": len(created_users)}
+    for key, label in labels.items():
+        if key in values:
+            table.add_row(label, str(values[key]))
     err.print(table)
 
 

@@ -26,7 +26,13 @@ DEMO_USERS = (
 def create_demo_users(*, db: Session) -> list[User]:
     """Create the demo users that do not exist yet; the firm user gets the first demo enterprise."""
     created = []
-    first_firm = db.scalar(select(Enterprise).order_by(Enterprise.id).limit(1))
+    # The demo firm user gets a complete 中山 profile, so recommendations have something to work with.
+    first_firm = db.scalar(
+        select(Enterprise)
+        .where(Enterprise.region_code == "442000", Enterprise.completeness == 100)
+        .order_by(Enterprise.id)
+        .limit(1)
+    ) or db.scalar(select(Enterprise).order_by(Enterprise.id).limit(1))
     for username, password, name, role, dept_code in DEMO_USERS:
         if service.get_user_by_username(db=db, username=username):
             continue

@@ -337,8 +337,12 @@ def list_policies(
     elif filters.status:
         q = q.where(Policy.status == filters.status)
     if filters.q:
+        lookup = tag_lookup(db=db)
         for term in normalize(filters.q).lower().split():
-            q = q.where(Policy.search_text.contains(term))
+            # An abbreviation (高企, 规上) also finds texts that spell the tag out in full.
+            tag = lookup.get(term)
+            alternatives = {term, normalize(tag.name).lower()} if tag else {term}
+            q = q.where(or_(*(Policy.search_text.contains(t) for t in sorted(alternatives))))
     if filters.category:
         cat_ids = select(Category.id).where(
             or_(Category.code == filters.category, Category.parent_id.in_(select(Category.id).where(Category.code == filters.category)))

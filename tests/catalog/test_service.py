@@ -176,3 +176,10 @@ def test_unknown_tag_in_rules_is_refused(db) -> None:  # type: ignore[no-untyped
     with pytest.raises(ValidationFailed) as exc:
         factories.make_policy(db, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["不存在的资质"]}]})
     assert exc.value.errors[0].code == "unknown_tag"
+
+
+def test_keyword_search_expands_tag_abbreviations(db) -> None:  # type: ignore[no-untyped-def]
+    service.create_tag(db=db, tag_in=TagIn(name="规模以上工业企业", kind="qualification", synonyms=["规上"]))
+    policy = factories.make_policy(db, publish=True, title="中山市规模以上工业企业增产奖励")
+    items, _ = service.list_policies(db=db, filters=PolicyFilters(q="规上 增产"), actor=None)
+    assert [p.id for p in items] == [policy.id]
