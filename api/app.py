@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI
 
+from api.io_router import router as io_router
 from auth.router import router as auth_router
 from catalog.router import router as catalog_router
 from core.config import Settings, get_settings
@@ -14,8 +15,9 @@ from core.errors import install_error_handlers
 from profiles.router import router as profiles_router
 
 API_PREFIX = "/api/v1"
-# Every router of the versioned API; tests/api/test_roles.py walks these.
-ROUTERS = (auth_router, catalog_router, profiles_router)
+# Every router of the versioned API; tests/api/test_roles.py walks these. io_router comes first
+# so /policies/export is not taken for /policies/{policy_id}.
+ROUTERS = (io_router, auth_router, catalog_router, profiles_router)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:

@@ -213,7 +213,7 @@ def import_(
     with session_scope() as db:
         report = fn(db=db, data=file.read_bytes(), filename=file.name, actor=None, partial=partial)
     _print_report(report)
-    if report.failed and not report.written:
+    if report.rejected:
         raise typer.Exit(code=1)
 
 

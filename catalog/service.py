@@ -409,10 +409,10 @@ def _region_or_fail(code: str, field: str) -> str:
         raise ValidationFailed(errors=[FieldError(field, str(exc), "unknown_region")]) from exc
 
 
-def _resolve_codes(db: Session, model: type, values: list[str], field: str, label: str) -> list[Any]:
+def _resolve_codes(db: Session, model: type, values: list[str], field: str, label: str, code: str) -> list[Any]:
     rows = {r.code: r for r in db.scalars(select(model).where(model.code.in_(values)))}
     errors = [
-        FieldError(f"{field}[{i}]", f"{label}编码 {v} 不存在", f"unknown_{field.rstrip('s')}")
+        FieldError(f"{field}[{i}]", f"{label}编码 {v} 不存在", code)
         for i, v in enumerate(values)
         if v not in rows
     ]
@@ -444,9 +444,9 @@ def _apply_fields(db: Session, policy: Policy, data: dict[str, Any]) -> None:
             PolicyRegion(region_code=c) for c in wanted if c not in policy.region_codes
         ]
     if "categories" in data:
-        policy.categories = _resolve_codes(db, Category, data.pop("categories") or [], "categories", "政策分类")
+        policy.categories = _resolve_codes(db, Category, data.pop("categories") or [], "categories", "政策分类", "unknown_category")
     if "topics" in data:
-        policy.topics = _resolve_codes(db, Topic, data.pop("topics") or [], "topics", "专栏")
+        policy.topics = _resolve_codes(db, Topic, data.pop("topics") or [], "topics", "专栏", "unknown_topic")
     if "tags" in data:
         policy.tags = resolve_tags(db=db, names=data.pop("tags") or [])
     if "rules" in data and data["rules"] is not None:
@@ -525,10 +525,9 @@ def update_policy(*, db: Session, policy_id: int, policy_in: PolicyUpdate, actor
     _check_unique(db, policy)
     policy.updated_by_id = actor.user_id if actor else None
     db.flush()
-    if policy.status == PolicyStatus.published:
-        if policy.version and before != snapshot(policy):
-            _check_publishable(policy)
-            _record_version(db, policy, actor, note or "修改已发布政策")
+    if policy.status == PolicyStatus.published and policy.version and before != snapshot(policy):
+        _check_publishable(policy)
+        _record_version(db, policy, actor, note or "修改已发布政策")
     return policy
 
 

@@ -100,6 +100,12 @@ class ValidationFailed(HuiqiError):
     message = "输入数据校验未通过"
 
 
+class PayloadTooLarge(HuiqiError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "上传内容过大"
+
+
 class TooManyRequests(HuiqiError):
     status_code = 429
     code = "too_many_requests"

@@ -6,7 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import AdminUser, CuratorUser, DbSession, EnterpriseUser, FirmEditor, FirmReader, FirmStaff, Paging, public
+from api.deps import (
+    AdminUser,
+    CuratorUser,
+    DbSession,
+    EnterpriseUser,
+    FirmEditor,
+    FirmReader,
+    FirmStaff,
+    Paging,
+    public,
+)
 from core.schemas import Page
 from core.text import mask_name, mask_phone
 from profiles import codes, service

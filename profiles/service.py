@@ -18,8 +18,8 @@ from core.errors import Conflict, FieldError, NotFound, PermissionDenied, Valida
 from core.text import normalize
 from profiles import codes, derived
 from profiles.models import Enterprise, EnterpriseQualification
-from profiles.sizing import SIZE_LABELS
 from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseUpdate, QualificationIn, RegisterIn
+from profiles.sizing import SIZE_LABELS
 
 log = logging.getLogger(__name__)
 

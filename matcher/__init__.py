@@ -1,0 +1,1 @@
+"""Dual tags, eligibility rules, embeddings, indexes, ranking and batch matching."""
