@@ -33,6 +33,7 @@ demo: migrate
 	$(BIN)/huiqi demo --if-empty
 
 run: demo
+	$(BIN)/huiqi match --changed
 	$(BIN)/huiqi serve
 
 test: install-dev

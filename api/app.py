@@ -12,15 +12,21 @@ from catalog.router import router as catalog_router
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
+from core.ratelimit import RateLimiter
+from matcher.router import router as matcher_router
+from matcher.service import Matcher
 from profiles.router import router as profiles_router
 
 API_PREFIX = "/api/v1"
 # Every router of the versioned API; tests/api/test_roles.py walks these. io_router comes first
-# so /policies/export is not taken for /policies/{policy_id}.
-ROUTERS = (io_router, auth_router, catalog_router, profiles_router)
+# and matcher_router come first so /policies/export and /policies/search are not taken for
+# /policies/{policy_id}.
+ROUTERS = (io_router, matcher_router, auth_router, catalog_router, profiles_router)
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, database: Database | None = None, matcher: Matcher | None = None
+) -> FastAPI:
     """Build the app with its settings and database held on app.state."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,6 +39,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     app.state.settings = settings
     app.state.db = database or Database(settings.resolved_database_url)
+    # The embedder and indexes load on first use and stay for the life of the process.
+    app.state.matcher = matcher or Matcher(settings)
+    app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -107,7 +107,7 @@ class Vocabulary:
 @cache
 def attribute_map() -> dict[str, Any]:
     """Return the attribute → tag mapping shipped in matcher/data/attribute_tags.json."""
-    return json.loads(resources.files("matcher").joinpath("data", "attribute_tags.json").read_text(encoding="utf-8"))
+    return json.loads((Path(__file__).parent / "data" / "attribute_tags.json").read_text(encoding="utf-8"))
 
 
 def _known(vocab: Vocabulary, names: Iterable[str]) -> set[str]:

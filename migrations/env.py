@@ -11,7 +11,7 @@ from core.config import get_settings
 from core.db import Base, make_engine
 
 # Every module that defines tables; a new domain adds its models module here.
-MODEL_MODULES = ("catalog.models", "profiles.models", "auth.models")
+MODEL_MODULES = ("catalog.models", "profiles.models", "auth.models", "matcher.models")
 for _module in MODEL_MODULES:
     importlib.import_module(_module)
 

@@ -60,7 +60,13 @@ def _cheap_password_hashing() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for tests: test environment, a private secret, a temporary var dir."""
-    return Settings(env="test", secret_key="t" * 48, var_dir=tmp_path_factory.mktemp("var"), demo_users=False)
+    return Settings(
+        env="test",
+        secret_key="t" * 48,
+        var_dir=tmp_path_factory.mktemp("var"),
+        models_dir=tmp_path_factory.mktemp("models"),
+        demo_users=False,
+    )
 
 
 def _make_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Database, Callable[[], None]]:
@@ -121,10 +127,20 @@ def db(database: Database) -> Iterator[Session]:
         connection.close()
 
 
+@pytest.fixture(scope="session")
+def matcher(test_settings: Settings):  # type: ignore[no-untyped-def]
+    """One matcher (real e5 embedder, cache and indexes under the test var dir) for the session."""
+    from matcher.service import Matcher
+
+    m = Matcher(test_settings)
+    yield m
+    m.close()
+
+
 @pytest.fixture
-def app(test_settings: Settings, database: Database, db: Session):  # type: ignore[no-untyped-def]
+def app(test_settings: Settings, database: Database, db: Session, matcher):  # type: ignore[no-untyped-def]
     """The application wired to the test session, so HTTP calls see and roll back test data."""
-    application = create_app(test_settings, database=database)
+    application = create_app(test_settings, database=database, matcher=matcher)
 
     def _test_db() -> Iterator[Session]:
         # Keep what the test built so far: a failing request then rolls back only its own work.

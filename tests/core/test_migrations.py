@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from core import migrate
 from core.db import Base, Database
 
-for _m in ("catalog.models", "profiles.models", "auth.models"):
+for _m in ("catalog.models", "profiles.models", "auth.models", "matcher.models"):
     importlib.import_module(_m)
 
 

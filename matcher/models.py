@@ -1,0 +1,68 @@
+"""Matcher tables: enterprise tags, tag suggestions for curators, persisted match results."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, utcnow
+
+
+class EnterpriseTag(Base):
+    """A tag an enterprise carries, derived from its attributes or texts (enterprise side of 双向标签)."""
+
+    __tablename__ = "enterprise_tag"
+
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True, index=True)
+    reason: Mapped[str] = mapped_column(String(40))  # why the firm has it: 企业规模, 所属行业 …
+
+
+class PolicyTagSuggestion(Base):
+    """A tag the matcher proposes for a policy; a curator accepts or rejects it."""
+
+    __tablename__ = "policy_tag_suggestion"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"), index=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(20))  # keyword / rule / classifier
+    score: Mapped[float] = mapped_column(Float, default=1.0)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending / accepted / rejected
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    decided_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    # One open suggestion per tag; a rejected one is remembered so it is not proposed again.
+    __table_args__ = (Index("uq_policy_tag_suggestion_policy_tag", "policy_id", "tag_id", unique=True),)
+
+
+class MatchResult(Base):
+    """The verdict and score of one enterprise for one policy version, as last computed."""
+
+    __tablename__ = "match_result"
+
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"), primary_key=True)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    # eligible / likely / ineligible — ineligible rows are kept only for near misses (one condition
+    # short), which feed "what would open more policies" without storing every failed pair.
+    status: Mapped[str] = mapped_column(String(12))
+    score: Mapped[float] = mapped_column(Float)
+    rule_score: Mapped[float] = mapped_column(Float)
+    tag_score: Mapped[float] = mapped_column(Float)
+    semantic_score: Mapped[float] = mapped_column(Float)
+    similarity: Mapped[float | None] = mapped_column(Float)  # raw cosine, shown to the firm as a reason
+    shared_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Reasons in compact form: the state of each rule condition in document order
+    # (2 met, 1 unknown, 0 not met); the Chinese wording is rendered from rules + profile on read.
+    condition_states: Mapped[list[int]] = mapped_column(JSON, default=list)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    # The 免申即享 list reads by policy and verdict; a firm's list by enterprise and verdict.
+    __table_args__ = (
+        Index("ix_match_result_policy_status", "policy_id", "status"),
+        Index("ix_match_result_enterprise_status", "enterprise_id", "status"),
+    )

@@ -1,0 +1,261 @@
+"""HTTP routes of the matcher: recommendations, the policy calculator, eligible firms, search, tag suggestions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from api.deps import CuratorUser, DbSession, EnterpriseUser, FirmReader, FirmStaff, Paging, public
+from auth.models import Role
+from catalog import service as catalog_service
+from catalog.models import Tag
+from core import tabular
+from core.errors import FieldError, NotFound, ValidationFailed
+from core.schemas import Page
+from core.text import mask_name, mask_phone
+from matcher import service
+from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_LABELS
+from matcher.schemas import (
+    CalculatorIn,
+    ChangeOut,
+    ComponentsOut,
+    ConditionOut,
+    EligibleEnterpriseOut,
+    PolicyCard,
+    ReasonsOut,
+    RecommendationOut,
+    RecommendationsOut,
+    SearchHitOut,
+    TagReason,
+    TagSuggestionOut,
+)
+from profiles.derived import FIELD_LABELS
+
+router = APIRouter()
+
+
+def get_matcher(request: Request) -> service.Matcher:
+    """Return the matcher the app holds."""
+    return request.app.state.matcher
+
+
+MatcherDep = Annotated[service.Matcher, Depends(get_matcher)]
+
+
+def _card(policy, today: dt.date) -> PolicyCard:  # type: ignore[no-untyped-def]
+    card = PolicyCard.model_validate(policy)
+    card.days_left = catalog_service.days_left(policy, today)
+    return card
+
+
+def _condition(c) -> ConditionOut:  # type: ignore[no-untyped-def]
+    return ConditionOut(
+        path=c.path, field=c.field, state=c.state, reason=c.reason, needs=[FIELD_LABELS.get(n, n) for n in c.needs]
+    )
+
+
+def _recommendation(r: service.Recommendation, today: dt.date) -> RecommendationOut:
+    v = r.verdict
+    comp = r.components
+    return RecommendationOut(
+        policy=_card(r.policy, today),
+        status=v.status,
+        status_label=STATUS_LABELS[v.status],
+        score=r.score,
+        components=ComponentsOut(
+            rules=comp.rules, tags=comp.tags, semantic=comp.semantic, urgency=comp.urgency, adjustment=comp.adjustment
+        ),
+        reasons=ReasonsOut(
+            summary=v.summary,
+            conditions=[_condition(c) for c in v.conditions],
+            shared_tags=r.shared_tags,
+            needs_overlap=r.needs_overlap,
+            similarity=round(r.similarity, 4) if r.similarity is not None else None,
+        ),
+        missing=[_condition(c) for c in v.missing],
+        fields_to_fill=[FIELD_LABELS.get(f, f) for f in v.fields_to_fill],
+    )
+
+
+def _changes(changes) -> list[ChangeOut]:  # type: ignore[no-untyped-def]
+    return [ChangeOut(description=c.description, field=c.field, policy_ids=list(c.policy_ids), count=len(c.policy_ids)) for c in changes]
+
+
+def _include(include: str | None) -> set[str]:
+    wanted = {ELIGIBLE, LIKELY}
+    for part in (include or "").split(","):
+        part = part.strip()
+        if part:
+            if part not in (ELIGIBLE, LIKELY, INELIGIBLE):
+                raise ValidationFailed(errors=[FieldError("include", "取值应为 eligible、likely、ineligible 的组合", "invalid")])
+            wanted.add(part)
+    return wanted
+
+
+def _recommendations(db, matcher, enterprise_id: int, include: str | None, limit: int) -> RecommendationsOut:  # type: ignore[no-untyped-def]
+    today = dt.date.today()
+    ent, items, changes, firm_tags = service.recommend(
+        db=db, matcher=matcher, enterprise_id=enterprise_id, include=_include(include), limit=limit, today=today
+    )
+    return RecommendationsOut(
+        enterprise_id=ent.id,
+        enterprise_name=ent.name,
+        completeness=ent.completeness,
+        tags=[TagReason(name=n, why=w) for n, w in firm_tags.items()],
+        items=[_recommendation(r, today) for r in items],
+        changes=_changes(changes),
+    )
+
+
+@router.get("/enterprises/me/recommendations", response_model=RecommendationsOut, tags=["匹配"])
+def my_recommendations(
+    db: DbSession,
+    matcher: MatcherDep,
+    actor: EnterpriseUser,
+    include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+):
+    """Recommend policies to the signed-in firm, best first, with reasons."""
+    return _recommendations(db, matcher, actor.enterprise_id, include, limit)  # type: ignore[arg-type]
+
+
+@router.get("/enterprises/{enterprise_id}/recommendations", response_model=RecommendationsOut, tags=["匹配"])
+def recommendations(
+    db: DbSession,
+    matcher: MatcherDep,
+    actor: FirmReader,
+    enterprise_id: int,
+    include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+):
+    """Recommend policies to a firm (staff, or the firm itself), best first, with reasons."""
+    if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
+        raise NotFound("企业不存在", code="enterprise_not_found")
+    return _recommendations(db, matcher, enterprise_id, include, limit)
+
+
+@router.post("/match/calculator", response_model=RecommendationsOut, tags=["匹配"], dependencies=[Depends(public)])
+def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body: CalculatorIn):
+    """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out; no account needed."""
+    request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
+    data = body.model_dump(exclude={"limit"}, exclude_none=True)
+    if body.qualifications:
+        resolved = []
+        vocab = service.tags_mod.Vocabulary.from_db(db)
+        errors = []
+        for i, name in enumerate(body.qualifications):
+            canonical = vocab.resolve(name)
+            if canonical is None:
+                errors.append(FieldError(f"qualifications[{i}]", f"资质「{name}」不在标签库中", "unknown_tag"))
+            else:
+                resolved.append(canonical)
+        if errors:
+            raise ValidationFailed(errors=errors)
+        data["qualifications"] = resolved
+    try:
+        facts, items, changes = service.calculator(db=db, matcher=matcher, attributes=data, limit=body.limit)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), code="invalid_attributes") from exc
+    today = dt.date.today()
+    return RecommendationsOut(items=[_recommendation(r, today) for r in items], changes=_changes(changes))
+
+
+@router.get("/policies/search", response_model=list[SearchHitOut], tags=["匹配"], dependencies=[Depends(public)])
+def search_policies(
+    db: DbSession,
+    matcher: MatcherDep,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="自然语言或关键词，繁简均可")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+):
+    """Search published policies by meaning and by words (hybrid)."""
+    today = dt.date.today()
+    hits = service.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
+    return [SearchHitOut(policy=_card(h.policy, today), score=h.score, semantic=h.semantic, keyword=h.keyword) for h in hits]
+
+
+def _eligible_row(m, e) -> EligibleEnterpriseOut:  # type: ignore[no-untyped-def]
+    return EligibleEnterpriseOut(
+        enterprise_id=e.id,
+        credit_code=e.credit_code,
+        name=e.name,
+        region_code=e.region_code,
+        industry_code=e.industry_code,
+        size_class=e.size_class,
+        contact_name=mask_name(e.contact_name),
+        contact_phone=mask_phone(e.contact_phone),
+        status=m.status,
+        status_label=STATUS_LABELS[m.status],
+        score=m.score,
+        shared_tags=m.shared_tags or [],
+        computed_at=m.computed_at,
+    )
+
+
+EXPORT_HEADERS = ["统一社会信用代码", "企业名称", "所在地区代码", "行业代码", "企业规模", "匹配结论", "匹配得分", "共有标签", "联系人", "联系电话"]
+
+
+@router.get("/policies/{policy_id}/eligible-enterprises", tags=["匹配"], response_model=Page[EligibleEnterpriseOut])
+def eligible_enterprises(
+    db: DbSession,
+    matcher: MatcherDep,
+    actor: FirmStaff,
+    paging: Paging,
+    policy_id: int,
+    status: Annotated[str, Query(description="eligible / likely，可逗号分隔")] = "eligible",
+    format: Annotated[str, Query(pattern="^(json|csv|xlsx)$", description="json / csv / xlsx")] = "json",
+):
+    """List the firms eligible for a policy (the 免申即享 list), best first; export as CSV or XLSX."""
+    statuses = [s for s in (x.strip() for x in status.split(",")) if s]
+    bad = [s for s in statuses if s not in (ELIGIBLE, LIKELY)]
+    if bad or not statuses:
+        raise ValidationFailed(errors=[FieldError("status", "取值应为 eligible、likely 或二者以逗号分隔", "invalid")])
+    if format == "json":
+        policy, rows, total = service.eligible_enterprises(
+            db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=paging.offset, limit=paging.page_size
+        )
+        return Page(items=[_eligible_row(m, e) for m, e in rows], total=total, page=paging.page, page_size=paging.page_size)
+    policy, rows, total = service.eligible_enterprises(
+        db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=0, limit=1_000_000
+    )
+    table = [
+        [
+            r.credit_code, r.name, r.region_code or "", r.industry_code or "", r.size_class or "", r.status_label,
+            f"{r.score:.4f}", "；".join(r.shared_tags), r.contact_name or "", r.contact_phone or "",
+        ]
+        for r in (_eligible_row(m, e) for m, e in rows)
+    ]
+    name = f"{policy.title}-符合条件企业.{format}"
+    data = tabular.write_csv(EXPORT_HEADERS, table) if format == "csv" else tabular.write_xlsx(EXPORT_HEADERS, table, "符合条件企业")
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(
+        content=data,
+        media_type=media,
+        headers={"Content-Disposition": f"attachment; filename=eligible.{format}; filename*=UTF-8''{quote(name)}"},
+    )
+
+
+def _suggestion_out(db, s) -> TagSuggestionOut:  # type: ignore[no-untyped-def]
+    tag = db.get(Tag, s.tag_id)
+    return TagSuggestionOut(id=s.id, tag=tag.name, kind=str(tag.kind), source=s.source, score=s.score, status=s.status)
+
+
+@router.get("/policies/{policy_id}/tag-suggestions", response_model=list[TagSuggestionOut], tags=["匹配"])
+def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: int):
+    """Suggest tags for a policy from its text, rules and the trained tagger, for a curator to confirm."""
+    return [_suggestion_out(db, s) for s in service.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)]
+
+
+@router.post("/policies/{policy_id}/tag-suggestions/{suggestion_id}/accept", response_model=TagSuggestionOut, tags=["匹配"])
+def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
+    """Accept a suggested tag: it is added to the policy."""
+    return _suggestion_out(db, service.decide_tag_suggestion(db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=True, actor=actor))
+
+
+@router.post("/policies/{policy_id}/tag-suggestions/{suggestion_id}/reject", response_model=TagSuggestionOut, tags=["匹配"])
+def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
+    """Reject a suggested tag; it will not be proposed again."""
+    return _suggestion_out(db, service.decide_tag_suggestion(db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=False, actor=actor))

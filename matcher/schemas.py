@@ -1,0 +1,141 @@
+"""Matcher request and response bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from catalog.schemas import DepartmentRef
+
+
+class ConditionOut(BaseModel):
+    path: str
+    field: str
+    state: str = Field(description="met 满足 / not_met 不满足 / unknown 无法判断")
+    reason: str
+    needs: list[str] = Field(default_factory=list, description="需补充的资料（字段中文名）")
+
+
+class ComponentsOut(BaseModel):
+    rules: float = Field(description="资格条件得分")
+    tags: float = Field(description="标签重合得分（IDF 加权）")
+    semantic: float = Field(description="需求与政策语义相似度得分")
+    urgency: float = Field(description="临近截止得分")
+    adjustment: float = Field(0.0, description="根据企业反馈的调整")
+
+
+class ReasonsOut(BaseModel):
+    summary: str
+    conditions: list[ConditionOut]
+    shared_tags: list[str] = Field(description="企业与政策共有的标签")
+    needs_overlap: list[str] = Field(description="企业需求中提到、政策也涉及的主题")
+    similarity: float | None = Field(None, description="企业画像/需求与政策文本的余弦相似度")
+
+
+class PolicyCard(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    summary: str | None
+    issuing_department: DepartmentRef
+    policy_type: str
+    level: str
+    apply_end_on: dt.date | None
+    max_amount: float | None
+    amount_text: str | None
+    apply_url: str | None
+    days_left: int | None = None
+
+
+class RecommendationOut(BaseModel):
+    policy: PolicyCard
+    status: str = Field(description="eligible 符合 / likely 可能符合 / ineligible 不符合")
+    status_label: str
+    score: float
+    components: ComponentsOut
+    reasons: ReasonsOut
+    missing: list[ConditionOut] = Field(description="未满足或无法判断的条件，最接近的在前")
+    fields_to_fill: list[str] = Field(description="补充这些资料后可判断")
+
+
+class ChangeOut(BaseModel):
+    description: str
+    field: str
+    policy_ids: list[int]
+    count: int
+
+
+class TagReason(BaseModel):
+    name: str
+    why: str
+
+
+class RecommendationsOut(BaseModel):
+    enterprise_id: int | None = None
+    enterprise_name: str | None = None
+    completeness: int | None = None
+    tags: list[TagReason] = Field(default_factory=list, description="企业标签（双向标签的企业侧）")
+    items: list[RecommendationOut]
+    changes: list[ChangeOut] = Field(description="最能增加可享受政策的几项改变")
+
+
+class QualificationName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+class CalculatorIn(BaseModel):
+    """A few attributes typed into the policy calculator; every field optional."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    region_code: str | None = Field(None, description="所在地区（6位行政区划代码）")
+    industry_code: str | None = Field(None, description="行业代码，如 C3872")
+    established_on: dt.date | None = Field(None, description="成立日期")
+    employees: int | None = Field(None, ge=0, description="从业人数")
+    annual_revenue: float | None = Field(None, ge=0, description="年营业收入（万元）")
+    total_assets: float | None = Field(None, ge=0, description="资产总额（万元）")
+    rd_expense: float | None = Field(None, ge=0, description="年研发费用（万元）")
+    export_revenue: float | None = Field(None, ge=0, description="年出口额（万元）")
+    registered_capital: float | None = Field(None, ge=0, description="注册资本（万元）")
+    qualifications: list[str] | None = Field(None, description="已有资质（可用简称，如 高企、小巨人）")
+    credit_standing: str | None = Field(None, description="good / normal / dishonest")
+    tax_credit_level: str | None = Field(None, description="A/B/M/C/D")
+    business_scope: str | None = Field(None, max_length=2000)
+    needs: str | None = Field(None, max_length=2000, description="想获得哪些帮助")
+    limit: int = Field(20, ge=1, le=100)
+
+
+class EligibleEnterpriseOut(BaseModel):
+    enterprise_id: int
+    credit_code: str
+    name: str
+    region_code: str | None
+    industry_code: str | None
+    size_class: str | None
+    contact_name: str | None
+    contact_phone: str | None
+    status: str
+    status_label: str
+    score: float
+    shared_tags: list[str]
+    computed_at: dt.datetime
+
+
+class SearchHitOut(BaseModel):
+    policy: PolicyCard
+    score: float
+    semantic: float | None = Field(None, description="语义相似度")
+    keyword: bool = Field(description="是否命中关键词")
+
+
+class TagSuggestionOut(BaseModel):
+    id: int
+    tag: str
+    kind: str
+    source: str = Field(description="keyword 关键词 / rule 资格条件 / classifier 分类模型")
+    score: float
+    status: str

@@ -1,0 +1,220 @@
+"""Matching end to end: recommendations with reasons, the calculator, eligible-firm lists, search,
+tag suggestions and batch results — on the real e5 embedder and FAISS index."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from auth.models import Role
+from catalog import service as catalog_service
+from catalog.schemas import PolicyUpdate, TagIn
+from matcher import service
+from matcher.models import MatchResult
+from tests import factories
+
+RD_RULE = {
+    "all": [
+        {"field": "region_code", "op": "within_region", "value": ["442000"]},
+        {"field": "rd_ratio", "op": "gte", "value": 5},
+    ]
+}
+
+
+@pytest.fixture
+def vocab(db):  # type: ignore[no-untyped-def]
+    for name, kind, syn in [
+        ("高新技术企业", "qualification", ["高企"]),
+        ("租金减免", "benefit", ["房租补贴", "租金补贴"]),
+        ("研发补助", "benefit", []),
+        ("灯饰照明", "industry", ["灯饰"]),
+    ]:
+        catalog_service.create_tag(db=db, tag_in=TagIn(name=name, kind=kind, synonyms=syn))
+
+
+def test_firm_sees_eligible_policy_with_reasons_and_near_miss_with_what_is_missing(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    ok = factories.make_policy(db, publish=True, title="中山市研发投入后补助资金", rules=RD_RULE, tags=["研发补助"])
+    strict = factories.make_policy(
+        db,
+        publish=True,
+        title="中山市高强度研发企业奖励",
+        rules={"all": [{"field": "region_code", "op": "within_region", "value": ["442000"]}, {"field": "rd_ratio", "op": "gte", "value": 8}]},
+    )
+    firm = factories.make_enterprise(db, rd_expense=96, annual_revenue=3000)  # 3.2%
+    factories.make_policy(db, publish=True, title="中山市研发比例三成企业奖励", rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 3}]})
+    headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
+    body = client.get("/api/v1/enterprises/me/recommendations", params={"include": "ineligible"}, headers=headers).json()
+    by_title = {r["policy"]["title"]: r for r in body["items"]}
+    assert by_title["中山市研发比例三成企业奖励"]["status"] == "eligible"
+    miss = by_title[ok.title]
+    assert miss["status"] == "ineligible"
+    assert miss["missing"][0]["reason"] == "研发费用占营业收入比例需 ≥ 5%，当前 3.2%"
+    assert by_title[strict.title]["status"] == "ineligible"
+    assert body["changes"] and "研发费用占营业收入比例" in body["changes"][0]["description"]
+
+
+def test_ineligible_policies_are_left_out_unless_asked_for(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True, rules=RD_RULE)
+    firm = factories.make_enterprise(db, rd_expense=0, annual_revenue=3000)
+    headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
+    items = client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
+    assert policy.id not in [r["policy"]["id"] for r in items]
+
+
+def test_likely_policy_names_the_fields_to_fill(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True, rules=RD_RULE)
+    firm = factories.make_enterprise(db, rd_expense=None)
+    body = client.get(f"/api/v1/enterprises/{firm.id}/recommendations", headers=auth_headers(Role.curator)).json()
+    [rec] = [r for r in body["items"] if r["policy"]["id"] == policy.id]
+    assert rec["status"] == "likely"
+    assert "年研发费用" in rec["fields_to_fill"]
+    assert rec["components"]["rules"] < 1.0
+
+
+def test_needs_text_tags_the_firm_and_overlaps_with_the_policy(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+    rent = factories.make_policy(db, publish=True, title="中山市小微企业房租补贴", tags=["租金减免"], summary="对租用厂房的小微企业给予租金补贴。")
+    firm = factories.make_enterprise(db, needs="厂房租金压力大，想申请房租补贴")
+    _, items, _, tags = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert tags["租金减免"] == "经营范围或需求中提及"
+    [rec] = [r for r in items if r.policy.id == rent.id]
+    assert rec.needs_overlap == ["租金减免"] and "租金减免" in rec.shared_tags
+    assert rec.similarity is not None and rec.components.semantic > 0
+
+
+def test_recommendations_persist_results_with_policy_version(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True)
+    firm = factories.make_enterprise(db)
+    service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    row = db.get(MatchResult, (firm.id, policy.id))
+    assert row.status == "eligible" and row.policy_version == 1 and row.condition_states == [2]
+
+
+def test_calculator_needs_no_account_and_resolves_abbreviations(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(
+        db, publish=True, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}]}
+    )
+    r = client.post("/api/v1/match/calculator", json={"region_code": "442000", "qualifications": ["高企"], "needs": "研发补助"})
+    assert r.status_code == 200, r.text
+    [rec] = [x for x in r.json()["items"] if x["policy"]["id"] == policy.id]
+    assert rec["status"] == "eligible"
+
+
+def test_calculator_refuses_bad_codes_with_a_reason(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/match/calculator", json={"industry_code": "Z99"})
+    assert r.status_code == 422 and "行业" in r.json()["message"]
+
+
+def test_calculator_is_rate_limited(test_settings, database, db, matcher) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.deps import get_db
+
+    app = create_app(test_settings.model_copy(update={"calculator_per_minute": 2}), database=database, matcher=matcher)
+    app.dependency_overrides[get_db] = lambda: db
+    with TestClient(app) as c:
+        codes = [c.post("/api/v1/match/calculator", json={}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True, policy_type="exempt", rules=RD_RULE, apply_end_on=None, apply_start_on=None)
+    good = factories.make_enterprise(db, rd_expense=300, annual_revenue=3000)
+    factories.make_enterprise(db, rd_expense=30, annual_revenue=3000)
+    unknown = factories.make_enterprise(db, rd_expense=None)
+    headers = auth_headers(Role.curator)
+    page = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", headers=headers).json()
+    ids = [x["enterprise_id"] for x in page["items"]]
+    assert good.id in ids and unknown.id not in ids
+    assert page["items"][0]["contact_phone"] == "138****8000"
+    likely = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"status": "likely"}, headers=headers).json()
+    assert unknown.id in [x["enterprise_id"] for x in likely["items"]]
+    csv = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"format": "csv"}, headers=headers)
+    text = csv.content.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("统一社会信用代码,企业名称") and good.credit_code in text
+
+
+def test_search_finds_by_meaning_traditional_and_abbreviation(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
+    hi = factories.make_policy(db, publish=True, title="中山市高新技术企业认定奖励", summary="对首次通过认定的高新技术企业给予一次性奖励。")
+    rent = factories.make_policy(db, publish=True, title="中山市小微企业房租补贴", summary="对租用厂房的小微企业按租金的一定比例给予补贴。")
+    for q, want in [("高企认定有什么奖励", hi.id), ("廠房租金太貴了有沒有補貼", rent.id)]:
+        hits = client.get("/api/v1/policies/search", params={"q": q}).json()
+        assert hits and hits[0]["policy"]["id"] == want, (q, [h["policy"]["title"] for h in hits])
+
+
+def test_withdrawn_policy_leaves_the_search_index(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True, title="中山市灯饰企业展会补贴", summary="支持灯饰企业参加国内外展会。")
+    assert policy.id in [h["policy"]["id"] for h in client.get("/api/v1/policies/search", params={"q": "灯饰展会"}).json()]
+    catalog_service.withdraw_policy(db=db, policy_id=policy.id, actor=None)
+    db.flush()
+    assert policy.id not in [h["policy"]["id"] for h in client.get("/api/v1/policies/search", params={"q": "灯饰展会"}).json()]
+
+
+def test_tag_suggestions_from_rules_and_text_can_be_accepted(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(
+        db,
+        publish=True,
+        title="中山市灯饰企业高企培育奖励",
+        rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}]},
+    )
+    headers = auth_headers(Role.curator)
+    suggestions = client.get(f"/api/v1/policies/{policy.id}/tag-suggestions", headers=headers).json()
+    by_tag = {s["tag"]: s for s in suggestions}
+    assert by_tag["高新技术企业"]["source"] == "rule"
+    assert by_tag["灯饰照明"]["source"] == "keyword"
+    r = client.post(f"/api/v1/policies/{policy.id}/tag-suggestions/{by_tag['灯饰照明']['id']}/accept", headers=headers)
+    assert r.json()["status"] == "accepted"
+    detail = client.get(f"/api/v1/policies/{policy.id}", headers=headers).json()
+    assert "灯饰照明" in [t["name"] for t in detail["tags"]] and detail["version"] == 2
+    again = client.get(f"/api/v1/policies/{policy.id}/tag-suggestions", headers=headers).json()
+    assert "灯饰照明" not in [s["tag"] for s in again]
+
+
+def test_match_all_and_changed_policies(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True, rules=RD_RULE)
+    good = factories.make_enterprise(db, rd_expense=300, annual_revenue=3000)
+    totals = service.match_all(db=db, matcher=matcher)
+    assert totals["eligible"] >= 1 and db.get(MatchResult, (good.id, policy.id)).status == "eligible"
+    assert policy.id not in service.changed_policy_ids(db=db)
+    catalog_service.update_policy(
+        db=db, policy_id=policy.id, policy_in=PolicyUpdate(apply_end_on=dt.date.today() + dt.timedelta(days=90)), actor=None
+    )
+    db.flush()
+    assert policy.id in service.changed_policy_ids(db=db)
+
+
+def test_second_request_reads_stored_results_until_the_profile_changes(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+    from profiles import service as profiles_service
+    from profiles.schemas import EnterpriseUpdate
+
+    factories.make_policy(db, publish=True, rules=RD_RULE)
+    factories.make_policy(db, publish=True)
+    firm = factories.make_enterprise(db, rd_expense=300, annual_revenue=3000)
+    _, first, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert service._results_fresh(db, firm)
+    _, second, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert [(r.policy.id, r.verdict.status, r.score) for r in second] == [(r.policy.id, r.verdict.status, r.score) for r in first]
+    profiles_service.update_enterprise(
+        db=db, enterprise_id=firm.id, enterprise_in=EnterpriseUpdate(rd_expense=30), actor=factories_admin()
+    )
+    db.flush()
+    assert not service._results_fresh(db, firm)
+    _, third, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert len(third) == len(first) - 1
+
+
+def test_a_newly_published_policy_makes_stored_results_stale(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+    firm = factories.make_enterprise(db)
+    factories.make_policy(db, publish=True)
+    service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    new = factories.make_policy(db, publish=True)
+    assert not service._results_fresh(db, firm)
+    _, items, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert new.id in [r.policy.id for r in items]
+
+
+def factories_admin():  # type: ignore[no-untyped-def]
+    from auth.service import Principal
+
+    return Principal(id=0, role=Role.admin, name="测试")
