@@ -48,13 +48,13 @@ class Settings(BaseSettings):
     approx_index_threshold: int = Field(
         100_000, description="Above this many vectors an approximate index is tried (kept only at recall@10 >= 0.99)."
     )
-    weight_rules: float = Field(0.45, description="Ranking weight of rule evidence (eligible > likely).")
-    weight_tags: float = Field(0.20, description="Ranking weight of IDF-weighted shared tags.")
-    weight_semantic: float = Field(0.25, description="Ranking weight of semantic similarity of needs and policy.")
-    weight_urgency: float = Field(0.10, description="Ranking weight of a closing application window.")
+    weight_rules: float = Field(0.25, description="Ranking weight of rule evidence (eligible > likely).")
+    weight_tags: float = Field(0.15, description="Ranking weight of IDF-weighted shared tags.")
+    weight_semantic: float = Field(0.55, description="Ranking weight of semantic similarity of needs and policy.")
+    weight_urgency: float = Field(0.05, description="Ranking weight of a closing application window.")
     urgency_days: int = Field(30, description="Deadlines closer than this many days raise a policy's rank.")
     semantic_floor: float = Field(
-        0.75, description="Cosine similarity mapped to 0 in the semantic score (the embedder's unrelated level)."
+        0.80, description="Cosine similarity mapped to 0 in the semantic score (the embedder's unrelated level)."
     )
     semantic_ceiling: float = Field(0.92, description="Cosine similarity mapped to 1 in the semantic score.")
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")

@@ -11,17 +11,22 @@ from core.config import Settings
 from matcher.eligibility import ELIGIBLE, LIKELY, MET, PolicyVerdict
 
 
+def _default(name: str):  # type: ignore[no-untyped-def]
+    # One source of truth for the defaults: the settings.
+    return Settings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class Weights:
     """How much each component counts; from settings, tunable per site."""
 
-    rules: float = 0.45
-    tags: float = 0.20
-    semantic: float = 0.25
-    urgency: float = 0.10
-    urgency_days: int = 30
-    semantic_floor: float = 0.75
-    semantic_ceiling: float = 0.92
+    rules: float = _default("weight_rules")
+    tags: float = _default("weight_tags")
+    semantic: float = _default("weight_semantic")
+    urgency: float = _default("weight_urgency")
+    urgency_days: int = _default("urgency_days")
+    semantic_floor: float = _default("semantic_floor")
+    semantic_ceiling: float = _default("semantic_ceiling")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Weights:
@@ -56,9 +61,15 @@ class Components:
         )
 
 
+# A policy with no computable conditions is "eligible" for everyone, which says nothing about fit.
+NO_CONDITIONS_SCORE = 0.7
+
+
 def rule_score(verdict: PolicyVerdict) -> float:
     """Score rule evidence: eligible 1; likely 0.5–0.8 by the share of conditions met; ineligible ≤ 0.2."""
-    total = len(verdict.conditions) or 1
+    if not verdict.conditions:
+        return NO_CONDITIONS_SCORE
+    total = len(verdict.conditions)
     met = sum(1 for c in verdict.conditions if c.state == MET) / total
     if verdict.status == ELIGIBLE:
         return 1.0

@@ -39,7 +39,15 @@ from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, FactsFrame, Policy
 from matcher.embeddings import Embedder, EmbeddingCache, enterprise_text, make_embedder, policy_text
 from matcher.index import VectorIndex, choose_index
 from matcher.models import EnterpriseTag, MatchResult
-from matcher.ranking import Components, Weights, rule_score, semantic_score, tag_score, urgency_score
+from matcher.ranking import (
+    NO_CONDITIONS_SCORE,
+    Components,
+    Weights,
+    rule_score,
+    semantic_score,
+    tag_score,
+    urgency_score,
+)
 from profiles import codes
 from profiles.fields import FIELDS
 from profiles.models import Enterprise
@@ -646,7 +654,12 @@ def match_policy(*, db: Session, matcher: Matcher, policy: Policy, ctx: BatchCon
     verdicts = {2: ELIGIBLE, 1: LIKELY, 0: INELIGIBLE}
     for k, i in enumerate(chosen):
         verdict = verdicts[int(status[i])]
-        rscore = {ELIGIBLE: 1.0, LIKELY: round(0.5 + 0.3 * float(met_share[k]), 4)}.get(verdict, round(0.2 * float(met_share[k]), 4))
+        if not len(states):
+            rscore = NO_CONDITIONS_SCORE
+        else:
+            rscore = {ELIGIBLE: 1.0, LIKELY: round(0.5 + 0.3 * float(met_share[k]), 4)}.get(
+                verdict, round(0.2 * float(met_share[k]), 4)
+            )
         tscore, shared = tag_score(ptags, ctx.firm_tags[i], ctx.idf, ctx.kinds)
         sscore = semantic_score(float(cosines[k]) if embedded[k] else None, w)
         rows.append(

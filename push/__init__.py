@@ -1,0 +1,1 @@
+"""Subscriptions, the delivery outbox, channels, scheduled and event-driven pushes."""
