@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -13,6 +15,7 @@ from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
 from core.ratelimit import RateLimiter
+from core.scheduler import start_in_process, stop_in_process
 from matcher.router import router as matcher_router
 from matcher.service import Matcher
 from profiles.router import router as profiles_router
@@ -30,7 +33,17 @@ def create_app(
     """Build the app with its settings and database held on app.state."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The scheduler competes for the database lease only when enabled; enqueueing works either way.
+        start_in_process(app.state)
+        try:
+            yield
+        finally:
+            stop_in_process(app.state)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="惠企 Huiqi",
         version="0.1.0",
         description="惠企政策目录、企业画像、政策匹配、精准推送与企业诉求服务台的接口。",

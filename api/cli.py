@@ -345,6 +345,16 @@ def eval_matching() -> None:
     console.print(evaluation.format_report(result))
 
 
+@app.command()
+def worker() -> None:
+    """Run scheduled and queued jobs until stopped; one process at a time holds the lease."""
+    from core.scheduler import run_worker
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(settings)
+
+
 @index_app.command("rebuild")
 def index_rebuild() -> None:
     """Rebuild the enterprise vector index; approximate only if its measured recall@10 ≥ 0.99."""

@@ -40,7 +40,9 @@ def get_db(request: Request) -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(get_db)]
+# scope="function": commit before the response is sent, so a client that gets 200 sees its write
+# and its next request cannot race the commit (the default scope would commit after sending).
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         0.80, description="Cosine similarity mapped to 0 in the semantic score (the embedder's unrelated level)."
     )
     semantic_ceiling: float = Field(0.92, description="Cosine similarity mapped to 1 in the semantic score.")
+    scheduler_enabled: bool = Field(
+        True,
+        description="Also run scheduled jobs in the API process (`huiqi worker` always does); a database lease "
+        "lets exactly one process run them.",
+    )
+    scheduler_lease_ttl: float = Field(30.0, description="Seconds a scheduler lease lasts unless renewed.")
+    timezone: str = Field("Asia/Shanghai", description="Time zone of scheduled jobs.")
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
 
     @model_validator(mode="after")

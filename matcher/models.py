@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -66,3 +67,22 @@ class MatchResult(Base):
         Index("ix_match_result_policy_status", "policy_id", "status"),
         Index("ix_match_result_enterprise_status", "enterprise_id", "status"),
     )
+
+
+class Feedback(Base):
+    """A firm's word on a policy: interested, not relevant, applied. Append-only; the latest counts."""
+
+    __tablename__ = "policy_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"))
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(20))  # interested / not_relevant / applied
+    source: Mapped[str] = mapped_column(String(20), default="recommendation")  # recommendation / push / policy_page
+    delivery_id: Mapped[int | None]  # the push it answers, when it came from one (no FK: push depends on matcher)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    # Ranking components at the time, so `huiqi train ranker` learns from what the firm saw.
+    components: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_policy_feedback_firm_policy", "enterprise_id", "policy_id", "created_at"),)

@@ -24,6 +24,8 @@ from matcher.schemas import (
     ComponentsOut,
     ConditionOut,
     EligibleEnterpriseOut,
+    FeedbackIn,
+    FeedbackOut,
     PolicyCard,
     ReasonsOut,
     RecommendationOut,
@@ -57,7 +59,7 @@ def _condition(c) -> ConditionOut:  # type: ignore[no-untyped-def]
     )
 
 
-def _recommendation(r: service.Recommendation, today: dt.date) -> RecommendationOut:
+def _recommendation(r: service.Recommendation, today: dt.date, feedback: dict[int, str] | None = None) -> RecommendationOut:
     v = r.verdict
     comp = r.components
     return RecommendationOut(
@@ -77,6 +79,7 @@ def _recommendation(r: service.Recommendation, today: dt.date) -> Recommendation
         ),
         missing=[_condition(c) for c in v.missing],
         fields_to_fill=[FIELD_LABELS.get(f, f) for f in v.fields_to_fill],
+        feedback=(feedback or {}).get(r.policy.id),
     )
 
 
@@ -100,12 +103,13 @@ def _recommendations(db, matcher, enterprise_id: int, include: str | None, limit
     ent, items, changes, firm_tags = service.recommend(
         db=db, matcher=matcher, enterprise_id=enterprise_id, include=_include(include), limit=limit, today=today
     )
+    feedback = service.latest_feedback(db=db, enterprise_id=ent.id)
     return RecommendationsOut(
         enterprise_id=ent.id,
         enterprise_name=ent.name,
         completeness=ent.completeness,
         tags=[TagReason(name=n, why=w) for n, w in firm_tags.items()],
-        items=[_recommendation(r, today) for r in items],
+        items=[_recommendation(r, today, feedback) for r in items],
         changes=_changes(changes),
     )
 
@@ -120,6 +124,23 @@ def my_recommendations(
 ):
     """Recommend policies to the signed-in firm, best first, with reasons."""
     return _recommendations(db, matcher, actor.enterprise_id, include, limit)  # type: ignore[arg-type]
+
+
+@router.post("/enterprises/me/feedback", response_model=FeedbackOut, status_code=201, tags=["匹配"])
+def give_feedback(db: DbSession, actor: EnterpriseUser, body: FeedbackIn):
+    """Mark a policy as interesting, not relevant or applied; "not relevant" drops it from the firm's lists."""
+    row = service.record_feedback(
+        db=db,
+        enterprise_id=actor.enterprise_id,  # type: ignore[arg-type]
+        policy_id=body.policy_id,
+        action=body.action,
+        source=body.source,
+        delivery_id=body.delivery_id,
+        user_id=actor.user_id,
+    )
+    out = FeedbackOut.model_validate(row)
+    out.action_label = service.FEEDBACK_ACTIONS[row.action]
+    return out
 
 
 @router.get("/enterprises/{enterprise_id}/recommendations", response_model=RecommendationsOut, tags=["匹配"])

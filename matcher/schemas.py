@@ -58,6 +58,7 @@ class RecommendationOut(BaseModel):
     reasons: ReasonsOut
     missing: list[ConditionOut] = Field(description="未满足或无法判断的条件，最接近的在前")
     fields_to_fill: list[str] = Field(description="补充这些资料后可判断")
+    feedback: str | None = Field(None, description="企业最近一次反馈：interested / not_relevant / applied")
 
 
 class ChangeOut(BaseModel):
@@ -139,3 +140,23 @@ class TagSuggestionOut(BaseModel):
     source: str = Field(description="keyword 关键词 / rule 资格条件 / classifier 分类模型")
     score: float
     status: str
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy_id: int
+    action: str = Field(description="interested 感兴趣 / not_relevant 不相关 / applied 已申报")
+    source: str = Field("recommendation", pattern="^(recommendation|push|policy_page)$")
+    delivery_id: int | None = None
+
+
+class FeedbackOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    policy_id: int
+    action: str
+    action_label: str = ""
+    source: str
+    created_at: dt.datetime

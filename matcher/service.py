@@ -38,7 +38,7 @@ from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, FactsFrame, PolicyVerdict
 from matcher.embeddings import Embedder, EmbeddingCache, enterprise_text, make_embedder, policy_text
 from matcher.index import VectorIndex, choose_index
-from matcher.models import EnterpriseTag, MatchResult
+from matcher.models import EnterpriseTag, Feedback, MatchResult
 from matcher.ranking import (
     NO_CONDITIONS_SCORE,
     Components,
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 STATUS_RANK = {ELIGIBLE: 2, LIKELY: 1, INELIGIBLE: 0}
 STATE_CODE = {"met": 2, "unknown": 1, "not_met": 0}
 NEEDS_SHARE = 0.6
-NEAR_MISS_WINDOW = 100  # best-scored non-eligible results that feed "what would open more"  # weight of the needs text in the semantic similarity, when a firm wrote one
+NEAR_MISS_WINDOW = 40  # best-scored non-eligible results that feed "what would open more"  # weight of the needs text in the semantic similarity, when a firm wrote one
 
 
 # ---------------------------------------------------------------- the heavy parts
@@ -424,9 +424,14 @@ def recommend(
         raise NotFound("企业不存在", code="enterprise_not_found")
     wanted = set(include) | {ELIGIBLE}
     vocab = tags_mod.Vocabulary.from_db(db)
+    if adjustments is None:
+        hidden, adjustments = feedback_adjustments(latest_feedback(db=db, enterprise_id=enterprise.id))
+    else:
+        hidden = set()
     if INELIGIBLE not in wanted and _results_fresh(db, enterprise):
         firm_tags = _stored_tags(db, enterprise.id)
-        return enterprise, *_from_results(db, matcher, enterprise, firm_tags, wanted, limit, today, adjustments, vocab), firm_tags
+        shown, changes = _from_results(db, matcher, enterprise, firm_tags, wanted, limit + len(hidden), today, adjustments, vocab)
+        return enterprise, [r for r in shown if r.policy.id not in hidden][:limit], changes, firm_tags
     firm_tags = sync_enterprise_tags(db=db, enterprise=enterprise, vocab=vocab, today=today)
     facts = eligibility.profile_facts(enterprise, today, tags=firm_tags)
     ranked = rank(
@@ -444,7 +449,8 @@ def recommend(
     )
     changes = eligibility.best_changes({r.policy.id: r.verdict for r in ranked if r.verdict.status != ELIGIBLE})
     _persist(db, enterprise.id, ranked, matcher.weights)
-    shown = [r for r in ranked if r.verdict.status in wanted][:limit]
+    # "Not relevant" drops a policy from this firm's lists; its result is still stored for staff.
+    shown = [r for r in ranked if r.verdict.status in wanted and r.policy.id not in hidden][:limit]
     return enterprise, shown, changes, firm_tags
 
 
@@ -474,9 +480,23 @@ def _stored_tags(db: Session, enterprise_id: int) -> dict[str, str]:
 def _from_results(  # type: ignore[no-untyped-def]
     db, matcher, enterprise, firm_tags, wanted, limit, today, adjustments, vocab
 ) -> tuple[list[Recommendation], list[eligibility.Change]]:
-    """Rank from stored results: add today's urgency and feedback, render reasons for what is shown."""
+    """Rank from stored results: add today's urgency and feedback, render reasons for what is shown.
+
+    Only score columns are read for the ranking; full policies are loaded for the few shown and
+    for the best near misses that feed "what would open more policies".
+    """
     rows = db.execute(
-        select(MatchResult, Policy)
+        select(
+            MatchResult.policy_id,
+            MatchResult.status,
+            MatchResult.rule_score,
+            MatchResult.tag_score,
+            MatchResult.semantic_score,
+            MatchResult.similarity,
+            MatchResult.shared_tags,
+            Policy.policy_type,
+            Policy.apply_end_on,
+        )
         .join(Policy, Policy.id == MatchResult.policy_id)
         .where(
             MatchResult.enterprise_id == enterprise.id,
@@ -486,43 +506,43 @@ def _from_results(  # type: ignore[no-untyped-def]
     ).all()
     w = matcher.weights
     scored = []
-    for m, policy in rows:
-        urgency = urgency_score(policy.apply_end_on, today, w) if policy.policy_type == PolicyType.application else 0.0
+    for pid, status, rules, tags_, semantic, similarity, shared, ptype, end_on in rows:
         comp = Components(
-            rules=m.rule_score,
-            tags=m.tag_score,
-            semantic=m.semantic_score,
-            urgency=urgency,
-            adjustment=(adjustments or {}).get(policy.id, 0.0),
-            shared_tags=list(m.shared_tags or []),
+            rules=rules,
+            tags=tags_,
+            semantic=semantic,
+            urgency=urgency_score(end_on, today, w) if ptype == PolicyType.application else 0.0,
+            adjustment=(adjustments or {}).get(pid, 0.0),
+            shared_tags=list(shared or []),
         )
-        scored.append((comp.score(w), m, policy, comp))
-    scored.sort(key=lambda x: (-x[0], x[2].id))
+        scored.append((comp.score(w), pid, status, similarity, comp))
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    top = [x for x in scored if x[2] in wanted][:limit]
+    near_rows = [x for x in scored if x[2] != ELIGIBLE][:NEAR_MISS_WINDOW]
+    policies = {p.id: p for p in _load_policies(db, {x[1] for x in top} | {x[1] for x in near_rows})}
     facts = eligibility.profile_facts(enterprise, today, tags=firm_tags)
     needs_tags = set(vocab.find_in_text(enterprise.needs)) if enterprise.needs else set()
-    shown: list[Recommendation] = []
-    near: dict[int, PolicyVerdict] = {}
-    for score, m, policy, comp in scored:
-        if m.status not in wanted and m.status != INELIGIBLE:
-            continue
-        if len(shown) >= limit and len(near) >= NEAR_MISS_WINDOW:
-            break
-        verdict = eligibility.evaluate(policy.rules, facts, today=today)
-        if verdict.status != ELIGIBLE and len(near) < NEAR_MISS_WINDOW:
-            near[policy.id] = verdict
-        if m.status in wanted and len(shown) < limit:
-            shown.append(
-                Recommendation(
-                    policy=policy,
-                    verdict=verdict,
-                    components=comp,
-                    score=score,
-                    similarity=m.similarity,
-                    shared_tags=comp.shared_tags,
-                    needs_overlap=sorted(needs_tags & _policy_tags(policy, vocab)),
-                )
-            )
-    return shown, eligibility.best_changes(near)
+    verdicts: dict[int, PolicyVerdict] = {}
+
+    def verdict_of(pid: int) -> PolicyVerdict:
+        if pid not in verdicts:
+            verdicts[pid] = eligibility.evaluate(policies[pid].rules, facts, today=today)
+        return verdicts[pid]
+
+    shown = [
+        Recommendation(
+            policy=policies[pid],
+            verdict=verdict_of(pid),
+            components=comp,
+            score=score,
+            similarity=similarity,
+            shared_tags=comp.shared_tags,
+            needs_overlap=sorted(needs_tags & _policy_tags(policies[pid], vocab)),
+        )
+        for score, pid, _, similarity, comp in top
+    ]
+    near = {pid: verdict_of(pid) for _, pid, _, _, _ in near_rows}
+    return shown, eligibility.best_changes({pid: v for pid, v in near.items() if v.status != ELIGIBLE})
 
 
 def _persist(db: Session, enterprise_id: int, ranked: list[Recommendation], w: Weights) -> None:
@@ -901,3 +921,73 @@ def decide_tag_suggestion(*, db: Session, policy_id: int, suggestion_id: int, ac
     row.decided_at = utcnow()
     db.flush()
     return row
+
+
+# ---------------------------------------------------------------- feedback (政企互动)
+
+FEEDBACK_ACTIONS = {"interested": "感兴趣", "not_relevant": "不相关", "applied": "已申报"}
+# Per-firm score adjustments from its latest word on a policy; "not relevant" hides the policy.
+FEEDBACK_ADJUSTMENTS = {"interested": 0.05, "applied": -0.15}
+
+
+def record_feedback(
+    *,
+    db: Session,
+    enterprise_id: int,
+    policy_id: int,
+    action: str,
+    source: str = "recommendation",
+    delivery_id: int | None = None,
+    user_id: int | None = None,
+) -> Feedback:
+    """Log a firm's feedback on a policy, with the ranking components it saw."""
+    from core.errors import FieldError, ValidationFailed
+
+    if action not in FEEDBACK_ACTIONS:
+        raise ValidationFailed(errors=[FieldError("action", "取值应为 interested、not_relevant 或 applied", "invalid")])
+    policy = db.get(Policy, policy_id)
+    if policy is None or policy.status not in (PolicyStatus.published, PolicyStatus.expired):
+        raise NotFound("政策不存在", code="policy_not_found")
+    result = db.get(MatchResult, (enterprise_id, policy_id))
+    components = (
+        {
+            "status": result.status,
+            "rules": result.rule_score,
+            "tags": result.tag_score,
+            "semantic": result.semantic_score,
+            "score": result.score,
+        }
+        if result
+        else {}
+    )
+    row = Feedback(
+        enterprise_id=enterprise_id,
+        policy_id=policy_id,
+        action=action,
+        source=source,
+        delivery_id=delivery_id,
+        user_id=user_id,
+        components=components,
+    )
+    db.add(row)
+    db.flush()
+    return row
+
+
+def latest_feedback(*, db: Session, enterprise_id: int) -> dict[int, str]:
+    """Return the latest feedback action per policy for a firm."""
+    out: dict[int, str] = {}
+    for policy_id, action in db.execute(
+        select(Feedback.policy_id, Feedback.action)
+        .where(Feedback.enterprise_id == enterprise_id)
+        .order_by(Feedback.created_at, Feedback.id)
+    ):
+        out[policy_id] = action
+    return out
+
+
+def feedback_adjustments(latest: Mapping[int, str]) -> tuple[set[int], dict[int, float]]:
+    """Turn a firm's latest feedback into hidden policies and score adjustments."""
+    hidden = {pid for pid, action in latest.items() if action == "not_relevant"}
+    adjustments = {pid: FEEDBACK_ADJUSTMENTS[a] for pid, a in latest.items() if a in FEEDBACK_ADJUSTMENTS}
+    return hidden, adjustments

@@ -9,9 +9,10 @@ from alembic import context
 
 from core.config import get_settings
 from core.db import Base, make_engine
+from core.lease import include_object
 
 # Every module that defines tables; a new domain adds its models module here.
-MODEL_MODULES = ("catalog.models", "profiles.models", "auth.models", "matcher.models")
+MODEL_MODULES = ("catalog.models", "profiles.models", "auth.models", "matcher.models", "core.lease", "push.models")
 for _module in MODEL_MODULES:
     importlib.import_module(_module)
 
@@ -27,7 +28,13 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        include_object=include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -54,7 +61,10 @@ def _render_item(type_: str, obj, autogen_context):  # type: ignore[no-untyped-d
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     # Batch mode lets later migrations alter SQLite tables (it has no ALTER COLUMN).
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True, render_item=_render_item
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+        compare_type=True,
+        render_item=_render_item,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -66,6 +66,7 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         var_dir=tmp_path_factory.mktemp("var"),
         models_dir=tmp_path_factory.mktemp("models"),
         demo_users=False,
+        scheduler_enabled=False,  # the test client must not run domain jobs against the shared database
     )
 
 

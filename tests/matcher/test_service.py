@@ -218,3 +218,43 @@ def factories_admin():  # type: ignore[no-untyped-def]
     from auth.service import Principal
 
     return Principal(id=0, role=Role.admin, name="测试")
+
+
+def test_not_relevant_feedback_drops_the_policy_and_is_logged_with_components(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    from matcher.models import Feedback
+
+    policy = factories.make_policy(db, publish=True)
+    other = factories.make_policy(db, publish=True)
+    firm = factories.make_enterprise(db)
+    headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
+    ids = [r["policy"]["id"] for r in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]]
+    assert policy.id in ids
+    r = client.post("/api/v1/enterprises/me/feedback", json={"policy_id": policy.id, "action": "not_relevant"}, headers=headers)
+    assert r.status_code == 201 and r.json()["action_label"] == "不相关"
+    items = client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
+    assert policy.id not in [x["policy"]["id"] for x in items] and other.id in [x["policy"]["id"] for x in items]
+    row = db.query(Feedback).filter_by(enterprise_id=firm.id, policy_id=policy.id).one()
+    assert row.components["status"] == "eligible"
+
+
+def test_interested_feedback_raises_the_score_and_is_shown(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+    policy = factories.make_policy(db, publish=True)
+    firm = factories.make_enterprise(db)
+    headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
+    before = {x["policy"]["id"]: x for x in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]}
+    client.post("/api/v1/enterprises/me/feedback", json={"policy_id": policy.id, "action": "interested"}, headers=headers)
+    after = {x["policy"]["id"]: x for x in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]}
+    assert after[policy.id]["components"]["adjustment"] == 0.05
+    assert after[policy.id]["score"] == pytest.approx(before[policy.id]["score"] + 0.05, abs=1e-3)
+    assert after[policy.id]["feedback"] == "interested"
+
+
+def test_feedback_on_a_draft_policy_is_refused(db, client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    draft = factories.make_policy(db)
+    firm = factories.make_enterprise(db)
+    r = client.post(
+        "/api/v1/enterprises/me/feedback",
+        json={"policy_id": draft.id, "action": "applied"},
+        headers=auth_headers(Role.enterprise, enterprise_id=firm.id),
+    )
+    assert r.status_code == 404
