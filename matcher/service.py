@@ -54,10 +54,9 @@ from profiles.models import Enterprise
 
 log = logging.getLogger(__name__)
 
-STATUS_RANK = {ELIGIBLE: 2, LIKELY: 1, INELIGIBLE: 0}
 STATE_CODE = {"met": 2, "unknown": 1, "not_met": 0}
-NEEDS_SHARE = 0.6
-NEAR_MISS_WINDOW = 40  # best-scored non-eligible results that feed "what would open more"  # weight of the needs text in the semantic similarity, when a firm wrote one
+NEEDS_SHARE = 0.6  # weight of the needs text in the semantic similarity, when a firm wrote one
+NEAR_MISS_WINDOW = 20  # best-scored non-eligible results that feed "what would open more"
 
 
 # ---------------------------------------------------------------- the heavy parts
