@@ -32,8 +32,8 @@ migrate: install
 demo: migrate
 	$(BIN)/huiqi demo --if-empty
 
+# Matching catches up in the background once the server runs (see matcher/jobs.py).
 run: demo
-	$(BIN)/huiqi match --changed
 	$(BIN)/huiqi serve
 
 test: install-dev

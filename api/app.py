@@ -19,12 +19,13 @@ from core.scheduler import start_in_process, stop_in_process
 from matcher.router import router as matcher_router
 from matcher.service import Matcher
 from profiles.router import router as profiles_router
+from push.router import router as push_router
 
 API_PREFIX = "/api/v1"
 # Every router of the versioned API; tests/api/test_roles.py walks these. io_router comes first
 # and matcher_router come first so /policies/export and /policies/search are not taken for
 # /policies/{policy_id}.
-ROUTERS = (io_router, matcher_router, auth_router, catalog_router, profiles_router)
+ROUTERS = (io_router, matcher_router, auth_router, catalog_router, profiles_router, push_router)
 
 
 def create_app(
@@ -36,7 +37,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The scheduler competes for the database lease only when enabled; enqueueing works either way.
-        start_in_process(app.state)
+        scheduler = start_in_process(app.state)
+        if settings.scheduler_enabled:
+            # Catch up at start-up (first run: embed the demo firms, match the catalog) without
+            # delaying it: the lease holder runs this in the background.
+            from matcher.jobs import REMATCH_JOB
+
+            scheduler.enqueue(REMATCH_JOB, job_id="matcher-startup-rematch")
         try:
             yield
         finally:

@@ -287,26 +287,19 @@ def match(
 
     settings = get_settings()
     matcher = matcher_service.Matcher(settings)
-    with session_scope(settings) as db, progress() as bar:
-        policy_ids = None if all_ else matcher_service.changed_policy_ids(db=db)
-        firms = bar.add_task("向量化企业画像", total=None)
-        matcher.enterprise_index(db, progress=lambda k: bar.advance(firms, k))
-        bar.update(firms, total=bar.tasks[firms].completed or 1, completed=bar.tasks[firms].completed or 1)
-        total = len(policy_ids) if policy_ids is not None else matcher_service.published_count(db=db)
-        task = bar.add_task("匹配政策", total=total)
-        totals = matcher_service.match_all(db=db, matcher=matcher, policy_ids=policy_ids, progress=lambda k: bar.advance(task, k))
-        refreshed = 0
-        if not all_:
-            stale = matcher_service.changed_enterprise_ids(db=db)
-            task = bar.add_task("重算画像有变动的企业", total=len(stale))
-            for eid in stale:
-                matcher_service.recommend(db=db, matcher=matcher, enterprise_id=eid)
-                bar.advance(task)
-            refreshed = len(stale)
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def step(kind: str, k: int, total: int | None) -> None:
+            if kind not in tasks:
+                tasks[kind] = bar.add_task({"firms": "向量化企业画像", "policies": "匹配政策"}[kind], total=total)
+            bar.advance(tasks[kind], k)
+
+        totals = matcher_service.rematch(database=get_database(settings), matcher=matcher, all_policies=all_, progress=step)
     matcher.close()
     err.print(
         f"已匹配政策 {totals['policies']} 条：符合 {totals['eligible']} 对，可能符合 {totals['likely']} 对；"
-        f"重算企业 {refreshed} 家"
+        f"重算企业 {totals['firms']} 家；失败 {totals['failed']} 项"
     )
 
 

@@ -31,6 +31,7 @@ from catalog.schemas import (
     TopicIn,
     TopicOut,
 )
+from core import scheduler
 from core.schemas import Page
 from profiles import codes
 
@@ -207,8 +208,14 @@ def delete_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> Response
 
 @router.post("/policies/{policy_id}/publish", response_model=PolicyOut, tags=["政策"])
 def publish_policy(db: DbSession, actor: CuratorUser, policy_id: int):
-    """Publish a policy (needs summary, interpreter and a category)."""
-    return _full(service.publish_policy(db=db, policy_id=policy_id, actor=actor))
+    """Publish a policy (needs summary, interpreter and a category); eligible firms hear of it at once."""
+    policy = service.publish_policy(db=db, policy_id=policy_id, actor=actor)
+    # Written in the publish's transaction: the fan-out runs only if the publish commits, and runs
+    # on whichever process holds the scheduler lease. A string reference keeps catalog free of push.
+    scheduler.enqueue(
+        "push.jobs:fan_out_job", db=db, kwargs={"policy_id": policy.id}, job_id=f"fanout-{policy.id}-v{policy.version}"
+    )
+    return _full(policy)
 
 
 @router.post("/policies/{policy_id}/withdraw", response_model=PolicyOut, tags=["政策"])

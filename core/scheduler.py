@@ -55,7 +55,7 @@ from core.db import Database
 logger = logging.getLogger(__name__)
 
 # Each domain's scheduled work; a module that does not exist yet is skipped.
-DOMAIN_JOB_MODULES = ("catalog.jobs", "push.jobs", "desk.jobs")
+DOMAIN_JOB_MODULES = ("catalog.jobs", "matcher.jobs", "push.jobs", "desk.jobs")
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DEFAULT_LEASE_TTL = 30.0

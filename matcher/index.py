@@ -223,6 +223,10 @@ class VectorIndex:
     def load(cls, path: str | os.PathLike[str], expected_model_id: str, expected_dim: int) -> VectorIndex | None:
         """Load a saved index if its manifest and checksum match; return None (and log why) otherwise."""
         target = Path(path)
+        if not target.exists() and not manifest_path(target).exists():
+            # A first start: nothing was built yet, which is expected, not a warning.
+            log.info("vector index %s not built yet", target)
+            return None
         try:
             return cls._load(target, expected_model_id, int(expected_dim))
         except _Stale as why:

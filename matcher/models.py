@@ -69,6 +69,16 @@ class MatchResult(Base):
     )
 
 
+class PolicyMatchState(Base):
+    """When a policy was last matched against every firm, even if no firm qualified."""
+
+    __tablename__ = "policy_match_state"
+
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"), primary_key=True)
+    policy_version: Mapped[int] = mapped_column(Integer)
+    matched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Feedback(Base):
     """A firm's word on a policy: interested, not relevant, applied. Append-only; the latest counts."""
 

@@ -38,7 +38,7 @@ from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, FactsFrame, PolicyVerdict
 from matcher.embeddings import Embedder, EmbeddingCache, enterprise_text, make_embedder, policy_text
 from matcher.index import VectorIndex, choose_index
-from matcher.models import EnterpriseTag, Feedback, MatchResult
+from matcher.models import EnterpriseTag, Feedback, MatchResult, PolicyMatchState
 from matcher.ranking import (
     NO_CONDITIONS_SCORE,
     Components,
@@ -651,6 +651,9 @@ def match_policy(*, db: Session, matcher: Matcher, policy: Policy, ctx: BatchCon
     """Evaluate one policy against every firm at once and store its eligible and likely firms."""
     ctx = ctx or batch_context(db=db, matcher=matcher)
     db.execute(delete(MatchResult).where(MatchResult.policy_id == policy.id))
+    # Remember the run even when no firm qualifies, so the policy is not "changed" forever.
+    db.execute(delete(PolicyMatchState).where(PolicyMatchState.policy_id == policy.id))
+    db.add(PolicyMatchState(policy_id=policy.id, policy_version=policy.version, matched_at=utcnow()))
     if policy.status != PolicyStatus.published or not ctx.ids:
         return {"eligible": 0, "likely": 0}
     status = eligibility.evaluate_many(policy.rules, ctx.frame, today=ctx.today)
@@ -738,22 +741,81 @@ def match_all(
     return totals
 
 
+def rematch(
+    *,
+    database: Any,
+    matcher: Matcher,
+    all_policies: bool = False,
+    today: dt.date | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> dict[str, int]:
+    """Bring stored results up to date in short transactions, so the API stays responsive meanwhile.
+
+    Embedding firm profiles (slow) happens with no write transaction open; each policy's results
+    are replaced in a transaction of their own; then firms whose profile changed are refreshed one
+    by one. A failing firm or policy is logged and left for the next run.
+    """
+    today = today or dt.date.today()
+    with database.session() as db:
+        matcher.policy_index(db)
+        matcher.enterprise_index(db, progress=(lambda k: progress("firms", k, None)) if progress else None)
+        policy_ids = (
+            list(db.scalars(select(Policy.id).where(Policy.status == PolicyStatus.published)))
+            if all_policies
+            else changed_policy_ids(db=db)
+        )
+    totals = {"policies": 0, "eligible": 0, "likely": 0, "firms": 0, "failed": 0}
+    if policy_ids:
+        with database.session() as db:
+            vocab = tags_mod.Vocabulary.from_db(db)
+            for firm in db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications))):
+                sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=today)
+        with database.session() as db:
+            ctx = batch_context(db=db, matcher=matcher, today=today)
+        for pid in policy_ids:
+            try:
+                with database.session() as db:
+                    policy = db.get(Policy, pid)
+                    if policy is None:
+                        continue
+                    counts = match_policy(db=db, matcher=matcher, policy=policy, ctx=ctx)
+            except Exception:
+                log.exception("matching policy %s failed; it will be retried on the next run", pid)
+                totals["failed"] += 1
+                continue
+            totals["policies"] += 1
+            totals["eligible"] += counts["eligible"]
+            totals["likely"] += counts["likely"]
+            if progress:
+                progress("policies", 1, len(policy_ids))
+    with database.session() as db:
+        stale = changed_enterprise_ids(db=db)
+    for eid in stale:
+        try:
+            with database.session() as db:
+                recommend(db=db, matcher=matcher, enterprise_id=eid, today=today)
+            totals["firms"] += 1
+        except Exception:
+            log.exception("re-matching enterprise %s failed; it will be retried on the next run", eid)
+            totals["failed"] += 1
+    return totals
+
+
 def published_count(*, db: Session) -> int:
     """Return how many policies are published."""
     return db.scalar(select(func.count()).select_from(Policy).where(Policy.status == PolicyStatus.published)) or 0
 
 
 def changed_policy_ids(*, db: Session) -> list[int]:
-    """Published policies edited since their results were computed, or never matched."""
-    latest = (
-        select(MatchResult.policy_id, func.max(MatchResult.computed_at).label("at"))
-        .group_by(MatchResult.policy_id)
-        .subquery()
-    )
+    """Published policies edited since they were last matched, or never matched."""
     rows = db.execute(
         select(Policy.id)
-        .outerjoin(latest, latest.c.policy_id == Policy.id)
-        .where(Policy.status == PolicyStatus.published, or_(latest.c.at.is_(None), latest.c.at < Policy.updated_at))
+        .outerjoin(PolicyMatchState, PolicyMatchState.policy_id == Policy.id)
+        .where(
+            Policy.status == PolicyStatus.published,
+            or_(PolicyMatchState.matched_at.is_(None), PolicyMatchState.matched_at < Policy.updated_at),
+        )
+        .order_by(Policy.id)
     )
     return [r[0] for r in rows]
 

@@ -96,6 +96,7 @@ class FanOutOut(BaseModel):
     skipped_feedback: int = Field(description="因企业反馈“不相关”而跳过的企业数")
     skipped_unsubscribed: int = Field(description="因企业已退订而跳过的企业数")
     over_cap: int = Field(description="超过每周上限而记为跳过的推送记录数")
+    skipped_already_told: int = Field(description="已就该政策较早版本推送过、本次不再推送的企业数")
 
 
 class UnsubscribeOut(BaseModel):

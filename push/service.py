@@ -452,6 +452,17 @@ def fan_out_policy(
     )
     subscribers = _subscribers(db, policy)
     hidden = _not_relevant(db, policy.id)
+    # A firm told about an earlier version already knows the policy; a later edit is a change, not news.
+    told = set(
+        db.scalars(
+            select(Delivery.enterprise_id).where(
+                Delivery.policy_id == policy.id,
+                Delivery.kind == "new_match",
+                Delivery.channel == "inbox",
+                Delivery.policy_version < policy.version,
+            )
+        )
+    )
     counts = {
         "policy_id": policy.id,
         "policy_version": policy.version,
@@ -460,6 +471,7 @@ def fan_out_policy(
         "skipped_feedback": 0,
         "skipped_unsubscribed": 0,
         "over_cap": 0,
+        "skipped_already_told": 0,
     }
     targets = []
     for eid, status in sorted(results.items()):
@@ -467,6 +479,9 @@ def fan_out_policy(
             continue
         if eid in hidden:
             counts["skipped_feedback"] += 1
+            continue
+        if eid in told:
+            counts["skipped_already_told"] += 1
             continue
         targets.append((eid, status))
     prefs = _preferences_for(db, [eid for eid, _ in targets])
@@ -598,7 +613,13 @@ def send_due(
     firm_ids = sorted({r.enterprise_id for r in rows})
     prefs = _preferences_for(db, firm_ids)
     names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).all())
+    dropped = _not_relevant_pairs(db, rows)
     for row in rows:
+        if (row.enterprise_id, row.policy_id) in dropped:
+            # The firm called the policy "not relevant" after the decision to push it.
+            row.status, row.last_error = "skipped", "企业已反馈该政策不相关"
+            counts["skipped"] += 1
+            continue
         try:
             status = _send_one(
                 row, channels, prefs.get(row.enterprise_id), names.get(row.enterprise_id, ""), settings, now, base_url
@@ -609,6 +630,21 @@ def send_due(
         counts[status] = counts.get(status, 0) + 1
     db.flush()
     return counts
+
+
+def _not_relevant_pairs(db: Session, rows: Sequence[Delivery]) -> set[tuple[int, int | None]]:
+    """Return the (firm, policy) pairs among rows whose latest feedback is "not relevant"."""
+    pairs = {(r.enterprise_id, r.policy_id) for r in rows if r.policy_id is not None}
+    if not pairs:
+        return set()
+    latest: dict[tuple[int, int], str] = {}
+    for eid, pid, action in db.execute(
+        select(Feedback.enterprise_id, Feedback.policy_id, Feedback.action)
+        .where(Feedback.enterprise_id.in_({e for e, _ in pairs}), Feedback.policy_id.in_({p for _, p in pairs}))
+        .order_by(Feedback.created_at, Feedback.id)
+    ):
+        latest[(eid, pid)] = action
+    return {pair for pair, action in latest.items() if action == "not_relevant" and pair in pairs}
 
 
 def _send_one(

@@ -497,3 +497,59 @@ def test_build_channels_leaves_out_what_is_not_configured(test_settings) -> None
         closer.close()
 
     assert set(channels) == {"webhook"}
+
+
+RD_RULE = {
+    "all": [
+        {"field": "region_code", "op": "within_region", "value": ["442000"]},
+        {"field": "rd_ratio", "op": "gte", "value": 5},
+    ]
+}
+
+
+def test_likely_firms_are_pushed_only_when_they_follow_the_policys_category(db: Session, matcher) -> None:  # type: ignore[no-untyped-def]
+    category = factories.make_category(db)
+    follower = factories.make_enterprise(db, rd_expense=None)
+    bystander = factories.make_enterprise(db, rd_expense=None)
+    sub = service.create_subscription(
+        db=db, enterprise_id=follower.id, subscription_in=SubscriptionIn(kind="category", value=category.code)
+    )
+    policy = factories.make_policy(db, publish=True, rules=RD_RULE, category=category)
+
+    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+
+    (row,) = _rows(db, policy.id, follower.id)
+    assert (row.payload["match_status"], row.payload["subscription_id"]) == ("likely", sub.id)
+    assert "可能符合" in row.body
+    assert not _rows(db, policy.id, bystander.id)
+
+
+def test_not_relevant_after_the_decision_skips_the_pending_send(db: Session, matcher, test_settings, webhook) -> None:  # type: ignore[no-untyped-def]
+    row = _pending_webhook_row(db, matcher, "http://127.0.0.1:9/never")
+    matcher_service.record_feedback(
+        db=db, enterprise_id=row.enterprise_id, policy_id=row.policy_id, action="not_relevant"
+    )
+
+    service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
+
+    assert (row.status, row.attempts, row.last_error) == ("skipped", 0, "企业已反馈该政策不相关")
+
+
+def test_a_new_version_is_not_news_to_firms_already_told(db: Session, matcher) -> None:  # type: ignore[no-untyped-def]
+    from catalog import service as catalog_service
+    from catalog.schemas import PolicyUpdate
+
+    told = factories.make_enterprise(db)
+    policy = factories.make_policy(db, publish=True)
+    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    newcomer = factories.make_enterprise(db)
+    catalog_service.update_policy(
+        db=db, policy_id=policy.id, policy_in=PolicyUpdate(summary="修订后的扶持内容说明。", note="修订"), actor=None
+    )
+    assert policy.version == 2
+
+    counts = service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+
+    assert [r.policy_version for r in _rows(db, policy.id, told.id)] == [1]
+    assert [r.policy_version for r in _rows(db, policy.id, newcomer.id)] == [2]
+    assert counts["skipped_already_told"] >= 1
