@@ -12,10 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, pinned to the local CPU build, so sentence-transformers does not pull a CUDA one.
-$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+$(STAMP): requirements.txt pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install torch==2.13.0
 	$(PIP) install -r requirements.txt
-	$(PIP) install --no-deps --no-build-isolation -e .
+	# compat mode puts the project root on sys.path, so packages added later import without reinstalling.
+	$(PIP) install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $@
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
