@@ -16,8 +16,3 @@ class Page(BaseModel, Generic[T]):
     total: int = Field(description="符合条件的总条数")
     page: int
     page_size: int
-
-
-class Message(BaseModel):
-    code: str
-    message: str

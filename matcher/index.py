@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,8 @@ from typing import Any, Literal
 
 import faiss
 import numpy as np
+
+from core.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +71,6 @@ def _faiss_threads(n: int) -> Iterator[None]:
 
 def _sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes | memoryview) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def manifest_path(path: str | os.PathLike[str]) -> Path:
@@ -214,8 +200,8 @@ class VectorIndex:
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         # Index first, manifest second: a crash in between leaves a checksum mismatch, i.e. a rebuild.
-        _atomic_write(target, blob)
-        _atomic_write(manifest_path(target), json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
+        atomic_write(target, blob)
+        atomic_write(manifest_path(target), json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
         log.info("saved %s index of %d vectors to %s", self.kind, count, target)
         return manifest
 

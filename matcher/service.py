@@ -28,10 +28,13 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from catalog import rules as rules_mod
-from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag
+from catalog import service as catalog_service
+from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag, policy_tag
+from catalog.schemas import PolicyFilters
 from core.config import Settings
 from core.db import utcnow
 from core.errors import NotFound
+from core.files import atomic_write
 from core.text import normalize
 from matcher import eligibility
 from matcher import tags as tags_mod
@@ -217,9 +220,7 @@ class Matcher:
         self.index_dir.mkdir(parents=True, exist_ok=True)
         path = self.index_dir / f"{name}.faiss"
         state.index.save(path)
-        tmp = path.with_suffix(".synced.tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in state.synced.items()}))
-        tmp.replace(path.with_suffix(".synced.json"))
+        atomic_write(path.with_suffix(".synced.json"), json.dumps({str(k): v for k, v in state.synced.items()}).encode())
 
     def rebuild_enterprise_index(self, db: Session) -> dict[str, Any]:
         """Rebuild the enterprise index from scratch, approximate if large and accurate enough."""
@@ -276,6 +277,13 @@ def sync_enterprise_tags(*, db: Session, enterprise: Enterprise, vocab: tags_mod
     return derived
 
 
+def sync_all_enterprise_tags(*, db: Session, today: dt.date) -> None:
+    """Re-derive and store the tags of every enterprise."""
+    vocab = tags_mod.Vocabulary.from_db(db)
+    for firm in db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications))):
+        sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=today)
+
+
 def _policy_tags(policy: Policy, vocab: tags_mod.Vocabulary) -> set[str]:
     """Return a policy's curated tags plus those its rules imply."""
     return {t.name for t in policy.tags} | tags_mod.policy_rule_tags(policy.rules, vocab)
@@ -285,8 +293,6 @@ def _tag_idf(db: Session, vocab: tags_mod.Vocabulary) -> dict[str, float]:
     """Return IDF of each tag over published policies (rare tags say more)."""
     names = dict(db.execute(select(Tag.id, Tag.name)).all())
     docs: dict[int, set[str]] = {}
-    from catalog.models import policy_tag
-
     for pid, tid in db.execute(
         select(policy_tag.c.policy_id, policy_tag.c.tag_id)
         .join(Policy, Policy.id == policy_tag.c.policy_id)
@@ -718,9 +724,7 @@ def match_all(
     totals = {"policies": 0, "eligible": 0, "likely": 0}
     if policy_ids is not None and not policy_ids:
         return totals
-    vocab = tags_mod.Vocabulary.from_db(db)
-    for firm in db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications))):
-        sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=today)
+    sync_all_enterprise_tags(db=db, today=today)
     ctx = batch_context(db=db, matcher=matcher, today=today)
     q = select(Policy).where(Policy.status == PolicyStatus.published)
     if policy_ids is not None:
@@ -767,9 +771,7 @@ def rematch(
     totals = {"policies": 0, "eligible": 0, "likely": 0, "firms": 0, "failed": 0}
     if policy_ids:
         with database.session() as db:
-            vocab = tags_mod.Vocabulary.from_db(db)
-            for firm in db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications))):
-                sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=today)
+            sync_all_enterprise_tags(db=db, today=today)
         with database.session() as db:
             ctx = batch_context(db=db, matcher=matcher, today=today)
         for pid in policy_ids:
@@ -889,9 +891,6 @@ def search(
     if len(index):
         scores, ids = index.search(matcher.encode([expanded], "query"), min(len(index), 50))
         semantic = {int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0}
-    from catalog import service as catalog_service
-    from catalog.schemas import PolicyFilters
-
     keyword_hits, _ = catalog_service.list_policies(db=db, filters=PolicyFilters(q=text, region=region), actor=None, limit=50)
     keyword = {p.id: rank for rank, p in enumerate(keyword_hits)}
     fused: dict[int, float] = {}

@@ -24,8 +24,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -50,6 +48,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from catalog.models import Policy
 from core.errors import ValidationFailed
+from core.files import atomic_write
 from core.text import normalize
 
 log = logging.getLogger(__name__)
@@ -248,21 +247,6 @@ def _evaluate(
 # ---------------------------------------------------------------- training
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
     return {"sklearn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__}
 
@@ -342,8 +326,8 @@ def train(*, db: Session, models_dir: Path, min_examples: int = 3, seed: int = 0
         "model_bytes": len(blob),
     }
     directory = Path(models_dir) / SUBDIR
-    _atomic_write(directory / MODEL_FILE, blob)
-    _atomic_write(directory / MANIFEST_FILE, json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
+    atomic_write(directory / MODEL_FILE, blob)
+    atomic_write(directory / MANIFEST_FILE, json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
     log.info(
         "trained policy tagger on %d policies, %d tags in %.1fs: cv micro-F1 %.3f, macro-F1 %.3f, threshold %.2f",
         len(pairs),

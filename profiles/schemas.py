@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from profiles import codes, uscc
 from profiles.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
 
-CreditStanding = str
 _CREDIT_VALUES = {v for v, _ in CREDIT_STANDINGS}
 _TAX_VALUES = {v for v, _ in TAX_CREDIT_LEVELS}
 
