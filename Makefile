@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+NPM_STAMP := node_modules/.installed
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
-.PHONY: run test install install-dev migrate demo serve bench lint clean
+.PHONY: run test install install-dev migrate demo serve bench lint clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +25,19 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
-install: $(STAMP)
+# Front-end packages (htmx, ECharts, Pico CSS) exactly as package-lock.json pins them; the web UI
+# serves them from node_modules under /static/vendor (no CDN, nothing third-party committed).
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded) and a
+# CJK font, so pages and screenshots show Chinese rather than empty boxes. Needs root (apt-get).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && $(APT_INSTALL) chromium)
+	@fc-list :lang=zh family 2>/dev/null | grep -q . || (apt-get update && $(APT_INSTALL) fonts-noto-cjk)
+
+install: $(STAMP) $(NPM_STAMP)
 
 install-dev: $(DEV_STAMP)
 
@@ -37,7 +51,7 @@ demo: migrate
 run: demo
 	$(BIN)/huiqi serve
 
-test: install-dev
+test: install-dev $(NPM_STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-dev
@@ -47,4 +61,4 @@ lint: install-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules test-artifacts

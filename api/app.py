@@ -16,16 +16,28 @@ from core.db import Database
 from core.errors import install_error_handlers
 from core.ratelimit import RateLimiter
 from core.scheduler import start_in_process, stop_in_process
+from desk.router import router as desk_router
+from desk.stats_router import router as desk_stats_router
 from matcher.router import router as matcher_router
 from matcher.service import Matcher
 from profiles.router import router as profiles_router
 from push.router import router as push_router
+from web import install as install_web
 
 API_PREFIX = "/api/v1"
 # Every router of the versioned API; tests/api/test_roles.py walks these. io_router comes first
 # and matcher_router come first so /policies/export and /policies/search are not taken for
 # /policies/{policy_id}.
-ROUTERS = (io_router, matcher_router, auth_router, catalog_router, profiles_router, push_router)
+ROUTERS = (
+    io_router,
+    matcher_router,
+    auth_router,
+    catalog_router,
+    profiles_router,
+    push_router,
+    desk_router,
+    desk_stats_router,
+)
 
 
 def create_app(
@@ -65,6 +77,8 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    # The browser pages (web/): not part of ROUTERS or the OpenAPI schema; tests/web/test_web_roles.py walks them.
+    install_web(app)
 
     @app.get("/healthz", tags=["运维"], include_in_schema=False)
     def healthz() -> dict:

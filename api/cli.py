@@ -25,6 +25,8 @@ eval_app = typer.Typer(help="评估匹配与服务台质量", no_args_is_help=Tr
 app.add_typer(eval_app, name="eval")
 index_app = typer.Typer(help="向量索引维护", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+desk_app = typer.Typer(help="企业诉求服务台：报表、模型训练", no_args_is_help=True)
+app.add_typer(desk_app, name="desk")
 console = Console()
 err = Console(stderr=True)
 
@@ -32,6 +34,12 @@ err = Console(stderr=True)
 class Kind(StrEnum):
     policies = "policies"
     enterprises = "enterprises"
+
+
+class ImportKind(StrEnum):
+    policies = "policies"
+    enterprises = "enterprises"
+    desk_12345 = "desk-12345"
 
 
 class Fmt(StrEnum):
@@ -119,6 +127,9 @@ def demo(
             created_users = auth_demo.create_demo_users(db=db)
         else:
             err.print("[yellow]非开发环境：不创建演示用户（其口令公开在 README 中）[/yellow]")
+        from desk import demo as desk_demo
+
+        desk_counts = desk_demo.load_demo_desk(db=db, settings=settings)
     labels = {
         "departments": "部门",
         "categories": "政策分类（含小类）",
@@ -131,11 +142,13 @@ def demo(
         "policies_withdrawn": "　其中撤回",
         "enterprises": "企业",
         "users": "演示用户",
+        "faq": "服务台常见问题",
+        "cases": "服务台演示工单",
     }
     table = Table(title="演示数据")
     table.add_column("项目")
     table.add_column("数量", justify="right")
-    values = {**counts, "enterprises": n, "users": len(created_users)}
+    values = {**counts, "enterprises": n, "users": len(created_users), **desk_counts}
     for key, label in labels.items():
         if key in values:
             table.add_row(label, str(values[key]))
@@ -207,20 +220,111 @@ def users_list() -> None:
 
 @app.command("import")
 def import_(
-    kind: Annotated[Kind, typer.Argument(help="policies 或 enterprises")],
+    kind: Annotated[ImportKind, typer.Argument(help="policies、enterprises 或 desk-12345（12345 热线工单导出）")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV（UTF-8/GBK）或 XLSX 文件")],
     partial: Annotated[bool, typer.Option("--partial", help="写入正确的行，报告错误的行")] = False,
 ) -> None:
-    """Import policies or enterprises from CSV/XLSX with a row-level report."""
+    """Import policies, enterprises or a 12345 hotline export (desk cases) from CSV/XLSX with a row-level report."""
     from catalog import io as catalog_io
     from profiles import io as profiles_io
 
-    fn = catalog_io.import_policies if kind == Kind.policies else profiles_io.import_enterprises
+    if kind == ImportKind.desk_12345:
+        from desk import io as desk_io
+
+        settings = get_settings()
+        with session_scope(settings) as db:
+            report = desk_io.import_12345(
+                db=db, settings=settings, data=file.read_bytes(), filename=file.name, actor=None, partial=partial
+            )
+        _print_report(report)
+        if report.rejected:
+            raise typer.Exit(code=1)
+        return
+    fn = catalog_io.import_policies if kind == ImportKind.policies else profiles_io.import_enterprises
     with session_scope() as db:
         report = fn(db=db, data=file.read_bytes(), filename=file.name, actor=None, partial=partial)
     _print_report(report)
     if report.rejected:
         raise typer.Exit(code=1)
+
+
+@desk_app.command("report")
+def desk_report(
+    month: Annotated[str, typer.Option("--month", help="月份，YYYY-MM，如 2026-11")],
+    out: Annotated[Path, typer.Option("--out", dir_okay=False, help="输出的 XLSX 文件")],
+    department: Annotated[str | None, typer.Option("--department", help="只统计此部门（部门编码）")] = None,
+) -> None:
+    """Write the month's desk report (XLSX: summary, per-department table, hot topics, policies drawing enquiries)."""
+    from sqlalchemy import select
+
+    from catalog.models import Department
+    from core.errors import HuiqiError
+    from desk import service as desk_service
+    from desk import stats as desk_stats
+
+    settings = get_settings()
+    try:
+        calendar = desk_service.site_calendar(settings)
+        with session_scope(settings) as db:
+            department_id = None
+            if department:
+                department_id = db.scalar(select(Department.id).where(Department.code == department))
+                if department_id is None:
+                    _fail(f"部门编码 {department} 不存在")
+            data = desk_stats.monthly_report(
+                db=db, calendar=calendar, month=month, department_id=department_id, tz=str(calendar.tz)
+            )
+    except HuiqiError as exc:
+        _fail(exc.message)
+        return
+    out.write_bytes(data)
+    err.print(f"已生成 {month} 诉求月报：{out}（{len(data)} 字节）")
+
+
+@desk_app.command("train")
+def desk_train(
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="CSV（UTF-8/GBK）或 XLSX：内容,部门[,类型]，部门为部门编码"),
+    ],
+    seed: Annotated[int, typer.Option(help="随机种子（交叉验证划分）")] = 0,
+) -> None:
+    """Train the routing classifier on labelled cases plus staff reassignments; write it under models/desk_router/."""
+    from core.errors import HuiqiError
+    from desk import routing
+
+    settings = get_settings()
+    try:
+        with session_scope(settings) as db:
+            manifest, report, reassigned = routing.train_from_file(
+                db=db, data=file.read_bytes(), filename=file.name, models_dir=Path(settings.models_dir), seed=seed
+            )
+    except HuiqiError as exc:
+        details = "；".join(f"{e.field}：{e.reason}" for e in exc.errors)
+        _fail(exc.message + (f"（{details}）" if details else ""))
+        return
+    err.print(
+        f"共 {report.total} 行：可用 {report.created}，有误未用 {report.failed}；另含人工改派的工单 {reassigned} 条"
+    )
+    if report.errors:
+        table = Table(title="错误明细")
+        for col in ("行号", "列", "值", "原因"):
+            table.add_column(col)
+        for e in report.errors:
+            table.add_row(str(e.row), e.column or "", str(e.value or "")[:40], e.reason)
+        err.print(table)
+    if manifest is None:
+        _fail("文件表头有误，未训练")
+        return
+    m = manifest["metrics"]
+    err.print(
+        f"已训练分拨模型：样本 {manifest['n']} 条，部门 {len(manifest['classes'])} 个；"
+        f"{m['cv_folds']} 折交叉验证准确率 {m['accuracy']}，macro-F1 {m['macro_f1']}；"
+        f"阈值 {m['thresholds']['keywords']}（含关键词）/ {m['thresholds']['no_keywords']}（不含关键词），"
+        f"模型自动分拨占 {m['classifier_routed_share']}，其准确率 {m['classifier_routed_precision']}；"
+        f"含关键词规则后自动分拨占 {m['chain_routed_share']}，准确率 {m['chain_precision']}"
+    )
+    err.print(f"模型与清单：{Path(settings.models_dir) / routing.SUBDIR}")
 
 
 def _print_report(report) -> None:  # type: ignore[no-untyped-def]
@@ -324,6 +428,40 @@ def train_tagger() -> None:
     err.print(f"模型与清单：{Path(settings.models_dir) / 'tagger'}")
 
 
+@train_app.command("ranker")
+def train_ranker() -> None:
+    """Learn the ranking from logged feedback; use it only when it beats the hand-set weights on held-out firms."""
+    from matcher import ranker
+    from matcher.ranking import Weights
+
+    settings = get_settings()
+    with session_scope(settings) as db:
+        manifest = ranker.train(
+            db=db,
+            models_dir=Path(settings.models_dir),
+            weights=Weights.from_settings(settings),
+            min_feedback=settings.ranker_min_feedback,
+        )
+    err.print(
+        f"有效反馈 {manifest['n_samples']} 条（感兴趣/已申报 {manifest['n_pos']}，不相关 {manifest['n_neg']}；"
+        f"企业 {manifest['n_firms']} 家），特征：{'、'.join(manifest['features']) or '无'}"
+    )
+    if manifest["auc_model"] is None:
+        err.print("留出集 AUC：无法评估")
+    else:
+        lo, hi = manifest["auc_gain_interval"] or (None, None)
+        err.print(
+            f"留出评估（按企业分 4 折，每条由未见过该企业的模型打分）AUC：学习模型 {manifest['auc_model']:.3f}，"
+            f"人工权重 {manifest['auc_hand']:.3f}；差值 {manifest['auc_model'] - manifest['auc_hand']:+.3f}"
+            + (f"（90% 区间 {lo:+.3f} ~ {hi:+.3f}）" if lo is not None and hi is not None else "")
+        )
+    err.print(
+        ("[green]已启用学习排序[/green]：" if manifest["used"] else "[yellow]未启用学习排序[/yellow]：")
+        + manifest["reason"]
+    )
+    err.print(f"模型与清单：{Path(settings.models_dir) / ranker.SUBDIR}")
+
+
 @eval_app.command("matching")
 def eval_matching() -> None:
     """Evaluate search and eligibility on the team's labelled set against the loaded catalog."""
@@ -336,6 +474,33 @@ def eval_matching() -> None:
         result = evaluation.run_matching_eval(db=db, matcher=matcher)
     matcher.close()
     console.print(evaluation.format_report(result))
+
+
+@eval_app.command("desk")
+def eval_desk(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", exists=True, dir_okay=False, help="评测集（默认 tests/data/desk_eval.json）"),
+    ] = None,
+    target: Annotated[float, typer.Option(help="即时答复的目标准确率")] = 0.9,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="把校准后的阈值写入 models/desk_answer/")] = True,
+) -> None:
+    """Calibrate and evaluate instant answers on the labelled questions against the loaded knowledge base."""
+    from desk import evaluation
+    from matcher import service as matcher_service
+
+    settings = get_settings()
+    matcher = matcher_service.Matcher(settings)
+    try:
+        with session_scope(settings) as db:
+            result = evaluation.run_desk_eval(
+                db=db, matcher=matcher, path=file, target=target, write=write, models_dir=Path(settings.models_dir)
+            )
+    finally:
+        matcher.close()
+    console.print(evaluation.format_report(result))
+    if not result["knowledge_base"]["faqs"]:
+        err.print("[yellow]知识库中没有常见问题；请先运行 huiqi demo 加载演示数据[/yellow]")
 
 
 @app.command()

@@ -189,14 +189,32 @@ def create_policy(db: DbSession, actor: CuratorUser, policy_in: PolicyIn):
 
 @router.get("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
 def get_policy(db: DbSession, actor: PublicUser, policy_id: int):
-    """Show a policy (drafts and withdrawn ones only to staff)."""
-    return _full(service.get_visible_policy(db=db, policy_id=policy_id, actor=actor))
+    """Show a policy (drafts and withdrawn ones only to staff); a signed-in firm's view is counted."""
+    policy = service.get_visible_policy(db=db, policy_id=policy_id, actor=actor)
+    if actor is not None and actor.enterprise_id is not None:
+        # Late import: catalog does not depend on push; push.events imports only its models.
+        from push import events
+
+        events.record_for_caller(db=db, principal=actor, policy_ids=[policy.id], kind="viewed")
+    return _full(policy)
 
 
 @router.patch("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
 def update_policy(db: DbSession, actor: CuratorUser, policy_id: int, policy_in: PolicyUpdate):
-    """Edit a policy; edits of published policies become new versions."""
-    return _full(service.update_policy(db=db, policy_id=policy_id, policy_in=policy_in, actor=actor))
+    """Edit a policy; edits of published policies become new versions and matched firms hear what changed."""
+    current = db.get(Policy, policy_id)
+    from_version = current.version if current is not None else 0
+    policy = service.update_policy(db=db, policy_id=policy_id, policy_in=policy_in, actor=actor)
+    if policy.status == PolicyStatus.published and policy.version > from_version:
+        # In the edit's transaction, like publishing's fan-out. One queued job per policy: a later
+        # edit before it runs is covered by it, since it compares from_version with the version then.
+        scheduler.enqueue(
+            "push.jobs:policy_changed_job",
+            db=db,
+            kwargs={"policy_id": policy.id, "from_version": from_version},
+            job_id=f"policy-changed-{policy.id}",
+        )
+    return _full(policy)
 
 
 @router.delete("/policies/{policy_id}", status_code=204, tags=["政策"])

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-do-not-use-in-production"
@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         0.80, description="Cosine similarity mapped to 0 in the semantic score (the embedder's unrelated level)."
     )
     semantic_ceiling: float = Field(0.92, description="Cosine similarity mapped to 1 in the semantic score.")
+    ranker_min_feedback: int = Field(
+        200,
+        description="Labelled feedback rows (latest per firm and policy) `huiqi train ranker` needs before its "
+        "learned ranking may replace the hand-set weights.",
+    )
     scheduler_enabled: bool = Field(
         True,
         description="Also run scheduled jobs in the API process (`huiqi worker` always does); a database lease "
@@ -76,6 +81,53 @@ class Settings(BaseSettings):
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
     webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
+    push_digest_time: str = Field(
+        "09:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local time (HH:MM, HUIQI_TIMEZONE) from which digests, deadline reminders and profile reminders go out.",
+    )
+    push_weekly_digest_weekday: int = Field(
+        0, ge=0, le=6, description="Weekday of the weekly digest: 0 Monday … 6 Sunday."
+    )
+    push_reminder_days: str = Field(
+        "7,1", description="Days before an application deadline on which matched firms are reminded, comma-separated."
+    )
+    profile_freshness_months: int = Field(
+        6,
+        ge=1,
+        description="A firm whose profile is older than this many months is asked to update it (monthly at most).",
+    )
+    desk_sla_profile: str = Field(
+        "zhongshan",
+        description="Desk time limits: a preset code (zhongshan, xuzhou_135, jiangmen) or a JSON profile "
+        "(docs/calendar.md section 7).",
+    )
+    desk_calendar: str = Field(
+        "",
+        description="Desk working calendar as JSON (work_hours, extra_holidays, extra_workdays, tz); empty = defaults.",
+    )
+    desk_reopen_escalate_after: int = Field(
+        2, description="A case reopened this many times (dissatisfied ratings) is escalated to supervisors."
+    )
+    desk_red_alert_email: str = Field(
+        "",
+        description="Discipline inspection (纪检监察) address(es) the SLA scan mails when a case turns red; "
+        "several separated by commas; empty = none.",
+    )
+    desk_answer_threshold: float = Field(
+        0.48,
+        ge=0,
+        le=1,
+        description="Confidence from which a consultation is answered instantly, used until `huiqi eval desk` "
+        "stores a calibrated one in models/desk_answer/manifest.json.",
+    )
+    desk_route_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Routing confidence below which a case goes to the central dispatch queue (统一分拨); empty = "
+        "the thresholds cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret(self) -> Settings:
@@ -86,6 +138,19 @@ class Settings(BaseSettings):
         if self.env != "development" and len(self.secret_key) < 32:
             raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside development")
         return self
+
+    @field_validator("push_reminder_days")
+    @classmethod
+    def _check_reminder_days(cls, value: str) -> str:
+        parts = [p.strip() for p in str(value).replace("，", ",").split(",") if p.strip()]
+        if not all(p.isdigit() and int(p) <= 365 for p in parts):
+            raise ValueError("HUIQI_PUSH_REMINDER_DAYS must be whole numbers of days (0–365), e.g. 7,1")
+        return ",".join(parts)
+
+    @property
+    def reminder_days(self) -> list[int]:
+        """Return the deadline reminder days, largest first, without duplicates."""
+        return sorted({int(p) for p in self.push_reminder_days.split(",") if p}, reverse=True)
 
     @property
     def resolved_database_url(self) -> str:

@@ -446,12 +446,15 @@ class WorkCalendar:
             raise ValueError(f"dates both extra holiday and extra workday: {sorted(both)}")
         self.arrangements: dict[int, YearArrangement] = {}
         self._listed: dict[dt.date, bool] = {}
+        # chinese_calendar.is_workday costs ~80 µs; SLA scans and statistics ask about the same days often.
+        self._decided: dict[dt.date, tuple[bool, bool]] = {}
         for arr in arrangements.values() if isinstance(arrangements, Mapping) else arrangements:
             self.load(arr)
 
     def load(self, arrangement: YearArrangement) -> None:
         """Load (or replace) a year's arrangement; it overrides chinese-calendar for that year."""
         self.arrangements[arrangement.year] = arrangement
+        self._decided = {}
         # A notice may reach into the previous December; for such a date the notice of its own year wins.
         self._listed = {}
         for own_year in (False, True):
@@ -472,7 +475,13 @@ class WorkCalendar:
     # -- days ----------------------------------------------------------------------------------
 
     def _decide(self, d: dt.date) -> tuple[bool, bool]:
-        """Return (is a working day, decided by the provisional rule)."""
+        """Return (is a working day, decided by the provisional rule), memoised per calendar."""
+        decided = self._decided.get(d)
+        if decided is None:
+            decided = self._decided[d] = self._decide_uncached(d)
+        return decided
+
+    def _decide_uncached(self, d: dt.date) -> tuple[bool, bool]:
         if d in self.extra_workdays:
             return True, False
         if d in self.extra_holidays:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from api.deps import CuratorUser, DbSession, EnterpriseUser, FirmReader, FirmStaff, Paging, public
+from api.deps import CuratorUser, DbSession, EnterpriseUser, FirmReader, FirmStaff, Paging, PublicUser, public
 from auth.models import Role
 from catalog import service as catalog_service
 from catalog.models import Tag
@@ -127,7 +127,7 @@ def my_recommendations(
 
 
 @router.post("/enterprises/me/feedback", response_model=FeedbackOut, status_code=201, tags=["匹配"])
-def give_feedback(db: DbSession, actor: EnterpriseUser, body: FeedbackIn):
+def give_feedback(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, body: FeedbackIn):
     """Mark a policy as interesting, not relevant or applied; "not relevant" drops it from the firm's lists."""
     row = service.record_feedback(
         db=db,
@@ -137,6 +137,7 @@ def give_feedback(db: DbSession, actor: EnterpriseUser, body: FeedbackIn):
         source=body.source,
         delivery_id=body.delivery_id,
         user_id=actor.user_id,
+        weights=matcher.weights,
     )
     out = FeedbackOut.model_validate(row)
     out.action_label = service.FEEDBACK_ACTIONS[row.action]
@@ -159,7 +160,7 @@ def recommendations(
 
 
 @router.post("/match/calculator", response_model=RecommendationsOut, tags=["匹配"], dependencies=[Depends(public)])
-def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body: CalculatorIn):
+def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body: CalculatorIn, actor: PublicUser):
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out; no account needed."""
     request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
     data = body.model_dump(exclude={"limit"}, exclude_none=True)
@@ -180,6 +181,12 @@ def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body
         facts, items, changes = service.calculator(db=db, matcher=matcher, attributes=data, limit=body.limit)
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_attributes") from exc
+    if actor is not None and actor.enterprise_id is not None:
+        # A signed-in firm saw these policies in the calculator: the funnel's "calculator" step.
+        # Late import: push depends on matcher, not the other way round.
+        from push import events
+
+        events.record_for_caller(db=db, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator")
     today = dt.date.today()
     return RecommendationsOut(items=[_recommendation(r, today) for r in items], changes=_changes(changes))
 

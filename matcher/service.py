@@ -37,6 +37,7 @@ from core.errors import NotFound
 from core.files import atomic_write
 from core.text import normalize
 from matcher import eligibility
+from matcher import ranker as ranker_mod
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, FactsFrame, PolicyVerdict
 from matcher.embeddings import Embedder, EmbeddingCache, enterprise_text, make_embedder, policy_text
@@ -114,6 +115,14 @@ class Matcher:
                 self._tagger = tagger_mod.load(self.models_dir)
                 self._tagger_loaded = True
             return self._tagger
+
+    @property
+    def ranker(self) -> ranker_mod.LearnedRanker | None:
+        """Return the learned ranker when `huiqi train ranker` marked one used, else None (hand weights).
+
+        Cached per file stamp in matcher.ranker: two stat calls per request, a reload after retraining.
+        """
+        return ranker_mod.active(self.models_dir)
 
     def reload_tagger(self) -> None:
         """Forget the loaded tagger so the next use reads models/ again (after training)."""
@@ -396,12 +405,16 @@ def rank(
                 policy=policy,
                 verdict=verdict,
                 components=comp,
-                score=comp.score(matcher.weights),
+                score=0.0,  # set below for the whole batch at once
                 similarity=similarity,
                 shared_tags=shared,
                 needs_overlap=sorted(needs_tags & ptags),
             )
         )
+    # One vectorised step for the batch: the hand blend, or the learned ranker when one is in use.
+    scores = ranker_mod.score_components([r.components for r in out], matcher.weights, matcher.ranker)
+    for rec, score in zip(out, scores, strict=True):
+        rec.score = score
     # Score already weighs rule evidence (eligible > likely); a close needs match may outrank a loose fit.
     out.sort(key=lambda r: (-r.score, r.policy.id))
     return out[:limit]
@@ -510,9 +523,8 @@ def _from_results(  # type: ignore[no-untyped-def]
         )
     ).all()
     w = matcher.weights
-    scored = []
-    for pid, status, rules, tags_, semantic, similarity, shared, ptype, end_on in rows:
-        comp = Components(
+    comps = [
+        Components(
             rules=rules,
             tags=tags_,
             semantic=semantic,
@@ -520,7 +532,10 @@ def _from_results(  # type: ignore[no-untyped-def]
             adjustment=(adjustments or {}).get(pid, 0.0),
             shared_tags=list(shared or []),
         )
-        scored.append((comp.score(w), pid, status, similarity, comp))
+        for pid, _, rules, tags_, semantic, _, shared, ptype, end_on in rows
+    ]
+    scores = ranker_mod.score_components(comps, w, matcher.ranker)
+    scored = [(score, row[0], row[1], row[5], comp) for score, row, comp in zip(scores, rows, comps, strict=True)]
     scored.sort(key=lambda x: (-x[0], x[1]))
     top = [x for x in scored if x[2] in wanted][:limit]
     near_rows = [x for x in scored if x[2] != ELIGIBLE][:NEAR_MISS_WINDOW]
@@ -999,8 +1014,10 @@ def record_feedback(
     source: str = "recommendation",
     delivery_id: int | None = None,
     user_id: int | None = None,
+    weights: Weights | None = None,
+    today: dt.date | None = None,
 ) -> Feedback:
-    """Log a firm's feedback on a policy, with the ranking components it saw."""
+    """Log a firm's feedback on a policy, with the ranking components it saw (urgency as of today)."""
     from core.errors import FieldError, ValidationFailed
 
     if action not in FEEDBACK_ACTIONS:
@@ -1015,6 +1032,10 @@ def record_feedback(
             "rules": result.rule_score,
             "tags": result.tag_score,
             "semantic": result.semantic_score,
+            # Urgency is applied when a list is read, so it is computed here as the firm saw it today.
+            "urgency": urgency_score(policy.apply_end_on, today or dt.date.today(), weights or Weights())
+            if policy.policy_type == PolicyType.application
+            else 0.0,
             "score": result.score,
         }
         if result
@@ -1051,3 +1072,119 @@ def feedback_adjustments(latest: Mapping[int, str]) -> tuple[set[int], dict[int,
     hidden = {pid for pid, action in latest.items() if action == "not_relevant"}
     adjustments = {pid: FEEDBACK_ADJUSTMENTS[a] for pid, a in latest.items() if a in FEEDBACK_ADJUSTMENTS}
     return hidden, adjustments
+
+
+# ---------------------------------------------------------------- curators: rule preview and policy coverage
+
+PREVIEW_STATUSES = {2: ELIGIBLE, 1: LIKELY, 0: INELIGIBLE}
+_preview_lock = threading.Lock()
+_preview_frames: dict[str, tuple[tuple[Any, ...], FactsFrame]] = {}
+
+
+def _preview_frame(db: Session, today: dt.date) -> FactsFrame:
+    """Return every firm's facts as a frame, rebuilt only when firms, profiles or firm tags changed."""
+    count, latest = db.execute(select(func.count(), func.max(Enterprise.profile_updated_at))).one()
+    tag_rows = db.scalar(select(func.count()).select_from(EnterpriseTag)) or 0
+    signature = (count, latest, tag_rows, today)
+    key = db.get_bind().engine.url.render_as_string(hide_password=True)
+    with _preview_lock:
+        cached = _preview_frames.get(key)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+    firms = list(
+        db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications)).order_by(Enterprise.id))
+    )
+    tags_by_firm: dict[int, set[str]] = {}
+    for eid, name in db.execute(
+        select(EnterpriseTag.enterprise_id, Tag.name).join(Tag, Tag.id == EnterpriseTag.tag_id)
+    ):
+        tags_by_firm.setdefault(eid, set()).add(name)
+    frame = FactsFrame.from_enterprises(firms, today, tags=tags_by_firm)
+    with _preview_lock:
+        _preview_frames[key] = (signature, frame)
+    return frame
+
+
+def preview_rules(*, db: Session, rules: Mapping[str, Any] | None, today: dt.date | None = None) -> dict[str, Any]:
+    """Judge an unsaved rule tree against every firm and count the verdicts; nothing is written.
+
+    Tag synonyms are resolved as saving would resolve them, and the tree is validated first: with
+    errors the counts are None and ``errors`` lists them (field path and Chinese reason). The firm
+    facts are the same the batch matcher uses (stored firm tags included), so the counts equal the
+    eligible and likely lists the policy gets once it is saved and published.
+    """
+    today = today or dt.date.today()
+    vocab = tags_mod.Vocabulary.from_db(db)
+    canonical: dict[str, Any] | None = None
+    if rules is not None:
+        canonical = json.loads(json.dumps(rules))
+        for cond in rules_mod.iter_conditions(canonical):
+            if cond.get("op") in ("has_any", "has_all", "has_none") and isinstance(cond.get("value"), list):
+                cond["value"] = [(vocab.resolve(v) or v) if isinstance(v, str) else v for v in cond["value"]]
+    errors = rules_mod.validate_rules(canonical, known_tags=set(vocab.tags))
+    out: dict[str, Any] = {
+        "rules": canonical,
+        "errors": [{"field": e.field, "reason": e.reason} for e in errors],
+        "text": [],
+        "total": None,
+        ELIGIBLE: None,
+        LIKELY: None,
+        INELIGIBLE: None,
+    }
+    if errors:
+        return out
+    out["text"] = (
+        rules_mod.describe_rules(canonical, region_name=codes.region_name, use_labels=False) if canonical else []
+    )
+    frame = _preview_frame(db, today)
+    status = eligibility.evaluate_many(canonical, frame, today=today)
+    out["total"] = int(frame.size)
+    for code, name in PREVIEW_STATUSES.items():
+        out[name] = int((status == code).sum())
+    return out
+
+
+def policy_coverage(*, db: Session, limit: int = 30, sample: int = 10) -> dict[str, Any]:
+    """Return how far the published catalog reaches firms, from the stored match results.
+
+    ``policies``: published policies with their eligible and likely firm counts, most eligible first
+    (at most ``limit``); ``no_eligible``: matched published policies no firm is eligible for;
+    ``unmatched``: policies not matched yet; ``firms_with_needs`` and ``needs_unmatched``: firms that
+    wrote down needs, and those of them with no eligible or likely published policy, with a sample.
+    """
+    published = dict(db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).all())
+    counts: dict[int, dict[str, int]] = {pid: {ELIGIBLE: 0, LIKELY: 0} for pid in published}
+    for pid, status, n in db.execute(
+        select(MatchResult.policy_id, MatchResult.status, func.count())
+        .where(MatchResult.status.in_([ELIGIBLE, LIKELY]))
+        .group_by(MatchResult.policy_id, MatchResult.status)
+    ):
+        if pid in counts:
+            counts[pid][status] = int(n)
+    matched = set(db.scalars(select(PolicyMatchState.policy_id))) & set(published)
+    rows = [
+        {"policy_id": pid, "title": published[pid], "matched": pid in matched, **counts[pid]}
+        for pid in sorted(published, key=lambda p: (-counts[p][ELIGIBLE], -counts[p][LIKELY], p))
+    ]
+    has_needs = and_(Enterprise.needs.is_not(None), func.length(func.trim(Enterprise.needs)) > 0)
+    reached = exists().where(
+        MatchResult.enterprise_id == Enterprise.id,
+        MatchResult.status.in_([ELIGIBLE, LIKELY]),
+        MatchResult.policy_id.in_(select(Policy.id).where(Policy.status == PolicyStatus.published)),
+    )
+    with_needs = db.scalar(select(func.count()).select_from(Enterprise).where(has_needs)) or 0
+    unmatched_q = select(Enterprise.id, Enterprise.name, Enterprise.needs).where(has_needs, ~reached)
+    needs_unmatched = db.scalar(select(func.count()).select_from(unmatched_q.subquery())) or 0
+    examples = [
+        {"enterprise_id": eid, "name": name, "needs": needs}
+        for eid, name, needs in db.execute(unmatched_q.order_by(Enterprise.id).limit(sample))
+    ]
+    return {
+        "published": len(published),
+        "policies": rows[:limit],
+        "no_eligible": [r for r in rows if r["matched"] and r[ELIGIBLE] == 0],
+        "unmatched": [r for r in rows if not r["matched"]],
+        "firms_with_needs": with_needs,
+        "needs_unmatched": needs_unmatched,
+        "needs_unmatched_sample": examples,
+    }

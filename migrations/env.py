@@ -12,7 +12,15 @@ from core.db import Base, make_engine
 from core.lease import include_object
 
 # Every module that defines tables; a new domain adds its models module here.
-MODEL_MODULES = ("catalog.models", "profiles.models", "auth.models", "matcher.models", "core.lease", "push.models")
+MODEL_MODULES = (
+    "catalog.models",
+    "profiles.models",
+    "auth.models",
+    "matcher.models",
+    "core.lease",
+    "push.models",
+    "desk.models",
+)
 for _module in MODEL_MODULES:
     importlib.import_module(_module)
 

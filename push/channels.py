@@ -43,12 +43,15 @@ from core.text import mask_phone
 
 log = logging.getLogger(__name__)
 
-MessageKind = Literal["new_match", "digest", "deadline_reminder", "policy_changed", "manual", "desk_notice"]
+MessageKind = Literal[
+    "new_match", "digest", "deadline_reminder", "policy_changed", "profile_reminder", "manual", "desk_notice"
+]
 MESSAGE_KINDS: tuple[str, ...] = (
     "new_match",
     "digest",
     "deadline_reminder",
     "policy_changed",
+    "profile_reminder",
     "manual",
     "desk_notice",
 )
@@ -57,6 +60,7 @@ KIND_LABELS: dict[str, str] = {
     "digest": "政策汇总",
     "deadline_reminder": "申报截止提醒",
     "policy_changed": "政策变更提醒",
+    "profile_reminder": "企业信息更新提醒",
     "manual": "通知",
     "desk_notice": "诉求办理通知",
 }

@@ -99,5 +99,23 @@ class ManualPush(Base):
     channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     enterprise_count: Mapped[int] = mapped_column(Integer, default=0)
     note: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str | None] = mapped_column(Text)  # what firms read besides the policy; kept for re-delivery
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PolicyEvent(Base):
+    """One thing a firm did with a policy, for the funnel: viewed its page, ran the calculator and saw
+    it, opened or clicked a push about it. Append-only; the funnel counts distinct firms per kind."""
+
+    __tablename__ = "policy_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"))
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))  # viewed / calculator / opened / clicked
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("push_delivery.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    # The funnel counts distinct firms per policy and kind; the firm id makes the index covering.
+    __table_args__ = (Index("ix_policy_event_policy_kind", "policy_id", "kind", "enterprise_id"),)

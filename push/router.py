@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
 
-from api.deps import AppSettings, CuratorUser, DbSession, EnterpriseUser, Paging, public
-from push import service
+from api.deps import AppSettings, CuratorUser, DbSession, EnterpriseUser, FirmStaff, Paging, public
+from core.schemas import Page
+from push import events, service, stats, targeting
 from push.schemas import (
+    DeliveryLogOut,
+    DeliveryStatsOut,
     FanOutOut,
+    FunnelOut,
     InboxItemOut,
     InboxPage,
+    ManualPushIn,
+    ManualPushOut,
+    ManualPushPreviewOut,
     MarkReadIn,
     MarkReadOut,
     PreferencesIn,
@@ -110,3 +119,97 @@ def push_policy_now(request: Request, db: DbSession, settings: AppSettings, acto
     return service.fan_out_policy(
         db=db, matcher=request.app.state.matcher, policy_id=policy_id, base_url=_base_url(settings)
     )
+
+
+# ---------------------------------------------------------------- staff: targeted push (人工定向)
+
+
+@router.post("/push/manual/preview", response_model=ManualPushPreviewOut, tags=["推送管理"])
+def manual_push_preview(request: Request, db: DbSession, actor: CuratorUser, body: ManualPushIn):
+    """Show how many firms a targeted push would reach, per channel, with a masked sample; nothing is sent."""
+    return targeting.preview(db=db, push_in=body, matcher=request.app.state.matcher)
+
+
+@router.post("/push/manual", response_model=ManualPushOut, status_code=201, tags=["推送管理"])
+def manual_push_send(request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, body: ManualPushIn):
+    """Send a published policy to the firms the filter selects, recorded with who sent it."""
+    row, counts = targeting.send(
+        db=db,
+        push_in=body,
+        created_by_id=actor.user_id,
+        matcher=request.app.state.matcher,
+        base_url=_base_url(settings),
+    )
+    items, _ = targeting.list_manual_pushes(db=db, manual_push_id=row.id)
+    return ManualPushOut(**items[0], created=counts["created"])
+
+
+@router.get("/push/manual", response_model=Page[ManualPushOut], tags=["推送管理"])
+def manual_push_list(
+    db: DbSession,
+    actor: CuratorUser,
+    paging: Paging,
+    policy_id: Annotated[int | None, Query(description="只看该政策的定向推送")] = None,
+):
+    """List targeted pushes, newest first, with who sent them and how their messages fared."""
+    items, total = targeting.list_manual_pushes(
+        db=db, policy_id=policy_id, offset=paging.offset, limit=paging.page_size
+    )
+    return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
+
+
+# ---------------------------------------------------------------- staff: delivery log, stats, funnel
+
+
+def _delivery_filters(
+    policy_id: Annotated[int | None, Query(description="政策编号")] = None,
+    enterprise_id: Annotated[int | None, Query(description="企业编号")] = None,
+    channel: Annotated[str | None, Query(description="推送方式：inbox、email、sms、webhook")] = None,
+    status: Annotated[str | None, Query(description="状态：pending、sent、failed、dead、skipped")] = None,
+    kind: Annotated[str | None, Query(description="推送类型：new_match、digest、deadline_reminder、manual …")] = None,
+    date_from: Annotated[dt.date | None, Query(description="开始日期（含，北京时间）")] = None,
+    date_to: Annotated[dt.date | None, Query(description="结束日期（含，北京时间）")] = None,
+) -> stats.DeliveryFilters:
+    return stats.DeliveryFilters(
+        policy_id=policy_id,
+        enterprise_id=enterprise_id,
+        channel=channel,
+        status=status,
+        kind=kind,
+        date_from=date_from,
+        date_to=date_to,
+    )
+
+
+DeliveryFiltersDep = Annotated[stats.DeliveryFilters, Depends(_delivery_filters)]
+
+
+@router.get("/push/deliveries", response_model=Page[DeliveryLogOut], tags=["推送管理"])
+def delivery_log(db: DbSession, actor: FirmStaff, paging: Paging, filters: DeliveryFiltersDep):
+    """List push records newest first, filtered by policy, firm, channel, status, kind and date."""
+    items, total = stats.list_deliveries(db=db, filters=filters, offset=paging.offset, limit=paging.page_size)
+    return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
+
+
+@router.get("/push/stats", response_model=DeliveryStatsOut, tags=["推送管理"])
+def delivery_stats(
+    db: DbSession,
+    actor: FirmStaff,
+    filters: DeliveryFiltersDep,
+    group_by: Annotated[str, Query(description="day 按日、channel 按推送方式、policy 按政策")] = "day",
+):
+    """Count pushes sent, failed, dead, opened and clicked per day, channel or policy."""
+    return stats.delivery_stats(db=db, filters=filters, group_by=group_by)
+
+
+@router.get("/policies/{policy_id}/push-funnel", response_model=FunnelOut, tags=["推送管理"])
+def policy_funnel(db: DbSession, actor: FirmStaff, policy_id: int):
+    """A policy's funnel in distinct firms: pushed → opened → viewed → calculator → marked applied."""
+    return stats.funnel(db=db, policy_id=policy_id)
+
+
+@router.get("/push/r/{token}", tags=["推送"], dependencies=[Depends(public)], response_class=RedirectResponse)
+def follow_tracked_link(db: DbSession, settings: AppSettings, token: Annotated[str, Path(max_length=60)]):
+    """Follow a push's tracked link: the click is recorded, then the browser goes to the policy page."""
+    url = events.record_click(db=db, settings=settings, token=token, base_url=_base_url(settings))
+    return RedirectResponse(url, status_code=302)

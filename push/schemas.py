@@ -103,3 +103,133 @@ class UnsubscribeOut(BaseModel):
     enterprise_id: int
     scope: str
     message: str
+
+
+# ---------------------------------------------------------------- staff: targeted push (人工定向)
+
+
+class TargetFilters(BaseModel):
+    """Which firms a targeted push reaches; criteria combine with AND, values within one list with OR."""
+
+    region_codes: list[str] = Field(default_factory=list, description="所在地区代码（含下级地区），任一即可")
+    industry_codes: list[str] = Field(
+        default_factory=list, description="行业代码前缀（GB/T 4754，如 C、C39、C3911），任一即可"
+    )
+    size_classes: list[str] = Field(default_factory=list, description="企业规模：large、medium、small、micro，任一即可")
+    tags: list[str] = Field(default_factory=list, description="企业标签（名称或同义词），须全部具备")
+    qualifications: list[str] = Field(default_factory=list, description="有效资质（名称或同义词），须全部具备")
+    eligible_for_policy_id: int | None = Field(None, description="只选该政策的符合（或可能符合）企业名单")
+    eligible_statuses: list[str] = Field(
+        default_factory=lambda: ["eligible"], description="与上一项配合：eligible 符合、likely 可能符合"
+    )
+    enterprise_ids: list[int] = Field(default_factory=list, description="人工勾选的企业编号（最多 5000 个）")
+
+
+class ManualPushIn(BaseModel):
+    """A targeted push of one published policy to the firms a filter selects."""
+
+    policy_id: int = Field(description="要推送的政策（须已发布）")
+    filters: TargetFilters = Field(default_factory=TargetFilters)
+    channels: list[str] = Field(
+        default_factory=lambda: ["inbox"],
+        description="推送方式：inbox、email、sms、webhook（站内信始终发送；其他方式仅发给选择了该方式的企业）",
+    )
+    message: str | None = Field(None, max_length=500, description="写给企业的附言，附在推送正文中")
+    note: str | None = Field(None, max_length=200, description="内部备注（企业看不到）")
+
+
+class SampleFirmOut(BaseModel):
+    name: str = Field(description="企业名称（已脱敏）")
+    region_code: str | None
+    industry_code: str | None
+    size_class: str | None
+
+
+class ManualPushPreviewOut(BaseModel):
+    policy_id: int
+    policy_title: str
+    matched: int = Field(description="符合筛选条件的企业数")
+    enterprises: int = Field(description="将收到推送的企业数")
+    excluded_unsubscribed: int = Field(description="已退订全部推送而排除的企业数")
+    excluded_not_relevant: int = Field(description="已反馈该政策“不相关”而排除的企业数")
+    already_pushed: int = Field(description="其中此前已收到过该政策推送的企业数（仍会推送）")
+    channels: dict[str, int] = Field(description="各推送方式将发送的条数（按企业自己的推送设置）")
+    over_cap: int = Field(description="超过企业每周上限、将记为跳过的站外推送条数")
+    deliveries: int = Field(description="将写入的推送记录总数（含记为跳过的）")
+    sample: list[SampleFirmOut] = Field(description="部分企业样例（名称已脱敏）")
+
+
+class ManualPushOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    policy_id: int
+    policy_title: str = ""
+    filters: dict[str, Any]
+    channels: list[str]
+    enterprise_count: int
+    note: str | None
+    message: str | None = None
+    created_by_id: int | None
+    created_by_name: str | None = None
+    created_at: dt.datetime
+    created: int | None = Field(None, description="本次新写入的推送记录数（仅发送时返回）")
+    deliveries: dict[str, int] = Field(default_factory=dict, description="推送记录按状态统计，另含 opened、clicked")
+
+
+# ---------------------------------------------------------------- staff: delivery log and stats
+
+
+class DeliveryLogOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    enterprise_id: int
+    enterprise_name: str = ""
+    policy_id: int | None
+    policy_title: str | None = None
+    policy_version: int
+    kind: str
+    dedupe_key: str
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    title: str
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    read_at: dt.datetime | None
+    clicked_at: dt.datetime | None
+
+
+class DeliveryStatsRow(BaseModel):
+    key: str = Field(description="日期（YYYY-MM-DD，北京时间）、推送方式或政策编号")
+    label: str = Field(description="中文说明：日期、推送方式名称或政策标题")
+    total: int
+    pending: int
+    sent: int
+    failed: int = Field(description="发送失败、等待重试的条数")
+    dead: int = Field(description="多次重试仍失败、已放弃的条数")
+    skipped: int
+    opened: int = Field(description="已读/已打开的条数")
+    clicked: int = Field(description="点击了链接的条数")
+
+
+class DeliveryStatsOut(BaseModel):
+    group_by: str
+    rows: list[DeliveryStatsRow]
+    totals: DeliveryStatsRow
+
+
+class FunnelStageOut(BaseModel):
+    stage: str = Field(description="pushed / opened / viewed / calculator / applied")
+    label: str
+    enterprises: int = Field(description="到达该环节的企业数（去重）")
+    after_push: int = Field(description="其中收到过该政策推送的企业数")
+    rate: float | None = Field(description="after_push 占收到推送企业数的比例")
+
+
+class FunnelOut(BaseModel):
+    policy_id: int
+    policy_title: str
+    stages: list[FunnelStageOut]

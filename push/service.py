@@ -12,28 +12,48 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import itertools
+import json
 import logging
 import re
 import secrets
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from catalog.models import Category, Policy, PolicyStatus
+from catalog.models import Category, Policy, PolicyStatus, Tag
 from core import security
 from core.config import Settings
 from core.db import utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
 from core.text import normalize
+from matcher import eligibility
 from matcher import service as matcher_service
-from matcher.eligibility import ELIGIBLE, LIKELY
-from matcher.models import Feedback, MatchResult
-from profiles.models import Enterprise
+from matcher.eligibility import ELIGIBLE, LIKELY, FactsFrame
+from matcher.models import EnterpriseTag, Feedback
+from profiles.fields import FIELDS
+from profiles.models import Enterprise, EnterpriseQualification
 from push.channels import (
     WEBHOOK_FORMATS,
     Channel,
@@ -52,6 +72,7 @@ log = logging.getLogger(__name__)
 
 CHANNELS = ("inbox", "email", "sms", "webhook")
 FREQUENCIES = ("instant", "daily", "weekly")
+DIGEST_FREQUENCIES = ("daily", "weekly")  # new matches beyond the inbox wait for the digest (push.notify)
 DEFAULTS: dict[str, Any] = {
     "channels": ["inbox"],
     "frequency": "instant",
@@ -66,7 +87,6 @@ WEEKLY_CAP_MAX = 100
 OVER_CAP = "超过每周推送上限"
 DIGEST_HOUR = 9  # daily and weekly digests go out at 09:00 local time (weekly: on Mondays)
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-INSERT_BATCH = 200  # rows per INSERT: 17 columns each stays far below SQLite's bound-parameter limit
 TOKEN_VERSION = "v1"
 # Why a row could not be handed to a channel; the job leaves unconfigured channels out of `channels`.
 CHANNEL_NOT_CONFIGURED = {
@@ -346,21 +366,29 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def insert_deliveries(*, db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert outbox rows, ignoring those whose unique key already exists; return how many were new."""
+def _upsert_insert(db: Session) -> Any:
+    """Return the dialect's insert construct, which has ON CONFLICT DO NOTHING."""
     dialect = db.get_bind().dialect.name
     if dialect == "postgresql":
-        insert = postgresql.insert
-    elif dialect == "sqlite":
-        insert = sqlite.insert
-    else:
-        raise NotImplementedError(f"the outbox needs INSERT … ON CONFLICT, not available for {dialect}")
-    created = 0
-    for chunk in _chunks(list(rows), INSERT_BATCH):
-        # RETURNING counts what was really inserted (rowcount is unreliable for ON CONFLICT across drivers).
-        stmt = insert(Delivery).values(list(chunk)).on_conflict_do_nothing().returning(Delivery.id)
-        created += len(db.execute(stmt).all())
-    return created
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"the outbox needs INSERT … ON CONFLICT, not available for {dialect}")
+
+
+def insert_deliveries(*, db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert outbox rows, ignoring those whose unique key already exists; return how many were new.
+
+    One executemany per set of keys the rows carry (the statement is compiled once, absent
+    columns take their defaults); its rowcount is what was really inserted, on both drivers.
+    """
+    stmt = _upsert_insert(db)(Delivery.__table__).on_conflict_do_nothing()
+    by_keys: dict[frozenset[str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_keys.setdefault(frozenset(row), []).append(row)
+    return sum(
+        max(db.execute(stmt.execution_options(preserve_rowcount=True), group).rowcount, 0) for group in by_keys.values()
+    )
 
 
 def _recent_push_counts(db: Session, enterprise_ids: Sequence[int], since: dt.datetime) -> dict[int, int]:
@@ -425,87 +453,200 @@ def _new_match_text(policy: Policy, status: str) -> tuple[str, str]:
     return title[:200], "\n".join(lines)
 
 
-def fan_out_policy(
-    *, db: Session, matcher: matcher_service.Matcher, policy_id: int, now: dt.datetime | None = None, base_url: str = ""
-) -> dict[str, int]:
-    """Decide who hears about a published policy's current version and write their outbox rows, exactly once.
+FAN_OUT_CHUNK = 20_000  # firms per unit of work when the caller commits between chunks (`checkpoint`)
 
-    Eligible firms are pushed; likely ones only when they follow one of the policy's categories or
-    keywords. Firms that called the policy "not relevant" or unsubscribed from everything are left
-    out. Each firm gets an inbox row (delivered at once) plus a pending row per other chosen channel.
+
+def _rule_references(rules: Mapping[str, Any] | None) -> tuple[set[str], dict[str, set[str]]]:
+    """Return the fields a rule tree tests and, for set fields, the members it names."""
+    fields: set[str] = set()
+    members: dict[str, set[str]] = {}
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, Mapping):
+            return
+        if "field" in node:
+            name = node["field"]
+            fields.add(name)
+            spec = FIELDS.get(name)
+            if spec is not None and spec.type == "set":
+                value = node.get("value")
+                members.setdefault(name, set()).update(value if isinstance(value, list) else [value])
+        for key in ("all", "any"):
+            for child in node.get(key) or []:
+                walk(child)
+        walk(node.get("not"))
+
+    walk(rules)
+    return fields, members
+
+
+def eligibility_statuses(
+    *, db: Session, rules: Mapping[str, Any] | None, today: dt.date
+) -> tuple[np.ndarray, np.ndarray]:
+    """Judge every firm against one rule tree at once; return (firm ids ascending, int8 status codes).
+
+    Loads only the facts the rules test — those profile columns, and of qualifications (valid
+    today) and stored tags only the members the rules name — and runs `eligibility.evaluate_many`,
+    the engine batch matching uses, on the facts `profile_facts` gives each firm. No embedder.
     """
-    now = now or utcnow()
-    policy = db.scalar(
-        select(Policy).where(Policy.id == policy_id).options(selectinload(Policy.categories), selectinload(Policy.tags))
+    fields, members = _rule_references(rules)
+    columns = sorted(
+        {
+            "established_on" if name == "years_established" else name  # years derive from the date
+            for name in fields
+            if name in FIELDS and FIELDS[name].type != "set"
+        }
     )
-    if policy is None:
-        raise NotFound("政策不存在", code="policy_not_found")
-    if policy.status != PolicyStatus.published:
-        raise InvalidState("只有已发布的政策可以推送", code="policy_not_published")
-    matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
-    results = dict(
-        db.execute(
-            select(MatchResult.enterprise_id, MatchResult.status).where(
-                MatchResult.policy_id == policy.id, MatchResult.status.in_([ELIGIBLE, LIKELY])
+    names = ["id", *columns]
+    stmt = select(*(getattr(Enterprise, name) for name in names)).order_by(Enterprise.id)
+    # The driver's own values (ISO text or dates, floats or Decimals), not processed one by one in
+    # Python: pandas parses each column at once. A million firms' rows arrive in a few seconds.
+    connection = db.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(stmt.compile(dialect=connection.dialect)))
+        parts = [
+            pd.DataFrame.from_records(batch, columns=names) for batch in iter(lambda: cursor.fetchmany(100_000), [])
+        ]
+    finally:
+        cursor.close()
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+    del parts
+    ids = table["id"].to_numpy(np.int64)
+    frame = FactsFrame.from_dataframe(table, today=today)
+    del table
+    # A firm's qualifications and tags are always known: an empty set when it holds none.
+    for name, wanted in members.items():
+        if name == "qualifications":
+            held = (
+                select(EnterpriseQualification.enterprise_id, Tag.name)
+                .join(Tag, Tag.id == EnterpriseQualification.tag_id)
+                .where(
+                    Tag.name.in_(sorted(wanted)),
+                    or_(
+                        EnterpriseQualification.valid_until_on.is_(None),
+                        EnterpriseQualification.valid_until_on >= today,
+                    ),
+                )
             )
-        ).all()
-    )
-    subscribers = _subscribers(db, policy)
-    hidden = _not_relevant(db, policy.id)
-    # A firm told about an earlier version already knows the policy; a later edit is a change, not news.
-    told = set(
-        db.scalars(
-            select(Delivery.enterprise_id).where(
-                Delivery.policy_id == policy.id,
-                Delivery.kind == "new_match",
-                Delivery.channel == "inbox",
-                Delivery.policy_version < policy.version,
+        else:
+            held = (
+                select(EnterpriseTag.enterprise_id, Tag.name)
+                .join(Tag, Tag.id == EnterpriseTag.tag_id)
+                .where(Tag.name.in_(sorted(wanted)))
             )
-        )
-    )
-    counts = {
+        holders: dict[str, list[int]] = {member: [] for member in wanted}
+        for eid, member in db.execute(held):
+            holders[member].append(eid)
+        frame.sets[name] = {member: np.isin(ids, firm_ids) for member, firm_ids in holders.items()}
+        frame.set_known[name] = np.ones(len(ids), dtype=bool)
+    return ids, eligibility.evaluate_many(rules, frame, today=today)
+
+
+def _id_array(db: Session, query: Any) -> np.ndarray:
+    return np.fromiter(db.scalars(query), dtype=np.int64)
+
+
+def _new_match_payload(policy: Policy, enterprise_id: int, status: str, subscription_id: int | None) -> dict[str, Any]:
+    return {
         "policy_id": policy.id,
-        "policy_version": policy.version,
-        "enterprises": 0,
-        "created": 0,
-        "skipped_feedback": 0,
-        "skipped_unsubscribed": 0,
-        "over_cap": 0,
-        "skipped_already_told": 0,
+        "policy_title": policy.title,
+        "deadline": policy.apply_end_on.isoformat() if policy.apply_end_on else None,
+        "enterprise_id": enterprise_id,
+        "match_status": status,
+        # Pushed because of a subscription: its unsubscribe link stops that subscription only.
+        "subscription_id": subscription_id,
     }
-    targets = []
-    for eid, status in sorted(results.items()):
-        if status == LIKELY and eid not in subscribers:
-            continue
-        if eid in hidden:
-            counts["skipped_feedback"] += 1
-            continue
-        if eid in told:
-            counts["skipped_already_told"] += 1
-            continue
-        targets.append((eid, status))
-    prefs = _preferences_for(db, [eid for eid, _ in targets])
-    pushed_recently = _recent_push_counts(db, [eid for eid, _ in targets], now - dt.timedelta(days=7))
-    url = f"{base_url.rstrip('/')}/policies/{policy.id}"
+
+
+def _insert_inbox_rows(db: Session, *, policy: Policy, enterprise_ids: np.ndarray, now: dt.datetime, url: str) -> int:
+    """Write eligible firms' inbox rows in one INSERT … SELECT … ON CONFLICT DO NOTHING; return how many were new.
+
+    For firms on default preferences (inbox only, nothing to decide per firm). The ids travel as
+    one parameter — a JSON array on SQLite, an integer array on PostgreSQL — and the database
+    builds each row and its JSON payload, so a chunk of firms costs one statement.
+    """
+    if not len(enterprise_ids):
+        return 0
+    insert = _upsert_insert(db)
+    ids = [int(i) for i in enterprise_ids]
+    if insert is sqlite.insert:
+        source = func.json_each(json.dumps(ids)).table_valued("value")
+        build_json = func.json_object
+    else:
+        ids_param = bindparam("firm_ids", ids, type_=postgresql.ARRAY(Integer))
+        source = func.unnest(ids_param).table_valued("value").render_derived()
+        build_json = func.json_build_object
+
+    def text_(value: str | None) -> Any:
+        # Typed binds (psycopg casts them), so PostgreSQL knows what json_build_object is given.
+        return null() if value is None else literal(value, String)
+
+    def number(value: int) -> Any:
+        return literal(value, Integer)
+
+    title, body = _new_match_text(policy, ELIGIBLE)
+    stamp = literal(now, Delivery.created_at.type)
+    # The keys and order of `_new_match_payload`, built by the database.
+    parts = {
+        "policy_id": number(policy.id),
+        "policy_title": text_(policy.title),
+        "deadline": text_(policy.apply_end_on.isoformat() if policy.apply_end_on else None),
+        "enterprise_id": source.c.value,
+        "match_status": text_(ELIGIBLE),
+        "subscription_id": null(),
+    }
+    values = {
+        "enterprise_id": source.c.value,
+        "policy_id": number(policy.id),
+        "policy_version": number(policy.version),
+        "kind": text_("new_match"),
+        "dedupe_key": text_(""),
+        "channel": text_("inbox"),
+        "status": text_("sent"),
+        "attempts": number(0),
+        "next_attempt_at": stamp,
+        "last_error": null(),
+        "title": text_(title),
+        "body": text_(body),
+        "url": text_(url),
+        "payload": build_json(*itertools.chain.from_iterable((text_(k), v) for k, v in parts.items())),
+        "created_at": stamp,
+        "sent_at": stamp,
+        "read_at": null(),
+        "clicked_at": null(),
+    }
+    # WHERE true: without a WHERE, SQLite would read ON CONFLICT as the join constraint of the FROM.
+    rows = select(*values.values()).select_from(source).where(true())
+    stmt = insert(Delivery.__table__).from_select(list(values), rows).on_conflict_do_nothing()
+    # One statement's rowcount is the number of rows really inserted (conflicts are not counted).
+    return max(db.execute(stmt.execution_options(preserve_rowcount=True)).rowcount, 0)
+
+
+def _insert_personal_rows(
+    db: Session,
+    *,
+    policy: Policy,
+    targets: Sequence[tuple[int, str]],
+    subscribers: Mapping[int, int],
+    now: dt.datetime,
+    url: str,
+    counts: dict[str, int],
+) -> int:
+    """Write the rows of firms with preferences of their own or a likely match (subscribers): inbox
+    plus a row per chosen channel, timed by frequency and quiet hours, capped per week."""
+    if not targets:
+        return 0
+    firm_ids = [eid for eid, _ in targets]
+    prefs = _preferences_for(db, firm_ids)
+    beyond_inbox = [eid for eid in firm_ids if eid in prefs and any(c != "inbox" for c in prefs[eid].channels or [])]
+    pushed_recently = _recent_push_counts(db, beyond_inbox, now - dt.timedelta(days=7))
     rows: list[dict[str, Any]] = []
     for eid, status in targets:
         pref = prefs.get(eid)
         if pref is None:
             continue
-        if pref.unsubscribed_all:
-            counts["skipped_unsubscribed"] += 1
-            continue
-        counts["enterprises"] += 1
         title, body = _new_match_text(policy, status)
-        payload = {
-            "policy_id": policy.id,
-            "policy_title": policy.title,
-            "deadline": policy.apply_end_on.isoformat() if policy.apply_end_on else None,
-            "enterprise_id": eid,
-            "match_status": status,
-            # Pushed because of a subscription: its unsubscribe link stops that subscription only.
-            "subscription_id": subscribers.get(eid) if status == LIKELY else None,
-        }
         base = {
             "enterprise_id": eid,
             "policy_id": policy.id,
@@ -517,7 +658,7 @@ def fan_out_policy(
             "title": title,
             "body": body,
             "url": url,
-            "payload": payload,
+            "payload": _new_match_payload(policy, eid, status, subscribers.get(eid) if status == LIKELY else None),
             "created_at": now,
             "read_at": None,
             "clicked_at": None,
@@ -545,7 +686,108 @@ def fan_out_policy(
                 )
             else:
                 rows.append(base | {"channel": channel, "status": "pending", "next_attempt_at": due, "sent_at": None})
-    counts["created"] = insert_deliveries(db=db, rows=rows)
+    return insert_deliveries(db=db, rows=rows)
+
+
+def fan_out_policy(
+    *,
+    db: Session,
+    policy_id: int,
+    matcher: matcher_service.Matcher | None = None,
+    now: dt.datetime | None = None,
+    base_url: str = "",
+    chunk_size: int = FAN_OUT_CHUNK,
+    checkpoint: Callable[[], None] | None = None,
+) -> dict[str, int]:
+    """Decide who hears about a published policy's current version and write their outbox rows, exactly once.
+
+    Eligible firms are pushed; likely ones only when they follow one of the policy's categories or
+    keywords. Firms that called the policy "not relevant" or unsubscribed from everything are left
+    out, and so are firms told about an earlier version. Each firm gets an inbox row (delivered at
+    once) plus a pending row per other chosen channel.
+
+    Set-based: eligibility is judged for all firms at once from the rules (`eligibility_statuses`;
+    `matcher` is not needed and only accepted for callers that pass one), the decision is array
+    arithmetic, and firms on default preferences are written by one INSERT … SELECT per chunk.
+    Firms are written in chunks of `chunk_size` in id order; `checkpoint`, when given, is called
+    before each chunk is written, and the caller may commit there (the fan-out job does, then
+    opens the chunk's transaction with a write of its own). A firm's rows go in one chunk, and
+    firms whose inbox row for this version exists are skipped, so a run after a crash finishes
+    what is left.
+    """
+    del matcher  # eligibility comes from the rules alone; stored match results are the matcher's concern
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    now = now or utcnow()
+    policy = db.scalar(
+        select(Policy).where(Policy.id == policy_id).options(selectinload(Policy.categories), selectinload(Policy.tags))
+    )
+    if policy is None:
+        raise NotFound("政策不存在", code="policy_not_found")
+    if policy.status != PolicyStatus.published:
+        raise InvalidState("只有已发布的政策可以推送", code="policy_not_published")
+    ids, status = eligibility_statuses(db=db, rules=policy.rules, today=now.astimezone(LOCAL_TZ).date())
+    subscribers = _subscribers(db, policy)
+    inbox_rows = select(Delivery.enterprise_id).where(
+        Delivery.policy_id == policy.id, Delivery.kind == "new_match", Delivery.channel == "inbox"
+    )
+    # A firm told about an earlier version already knows the policy; a later edit is a change, not news.
+    told = _id_array(db, inbox_rows.where(Delivery.policy_version < policy.version))
+    done = _id_array(db, inbox_rows.where(Delivery.policy_version == policy.version))  # an earlier run's work
+    hidden = np.fromiter(_not_relevant(db, policy.id), dtype=np.int64)
+    unsubscribed = _id_array(db, select(PushPreference.enterprise_id).where(PushPreference.unsubscribed_all.is_(True)))
+    personal = _id_array(db, select(PushPreference.enterprise_id))
+
+    likely = status == eligibility.STATUS_CODES[LIKELY]
+    chosen = (status == eligibility.STATUS_CODES[ELIGIBLE]) | (
+        likely & np.isin(ids, np.fromiter(subscribers, dtype=np.int64))
+    )
+    firms, likely = ids[chosen], likely[chosen]
+    counts = {
+        "policy_id": policy.id,
+        "policy_version": policy.version,
+        "enterprises": 0,
+        "created": 0,
+        "skipped_feedback": 0,
+        "skipped_unsubscribed": 0,
+        "over_cap": 0,
+        "skipped_already_told": 0,
+    }
+    keep = np.ones(len(firms), dtype=bool)
+    for key, excluded in (
+        ("skipped_feedback", hidden),
+        ("skipped_already_told", told),
+        ("skipped_unsubscribed", unsubscribed),
+    ):
+        drop = keep & np.isin(firms, excluded)
+        counts[key] = int(drop.sum())
+        keep &= ~drop
+    counts["enterprises"] = int(keep.sum())
+    keep &= ~np.isin(firms, done)
+    firms, likely = firms[keep], likely[keep]
+    # Firms with preferences of their own, or pushed as a subscriber's likely match, get rows one by one.
+    one_by_one = likely | np.isin(firms, personal)
+    url = f"{base_url.rstrip('/')}/policies/{policy.id}"
+    for start in range(0, len(firms), chunk_size):
+        part = slice(start, start + chunk_size)
+        chunk, chunk_likely, chunk_personal = firms[part], likely[part], one_by_one[part]
+        if checkpoint is not None:
+            checkpoint()
+        counts["created"] += _insert_inbox_rows(
+            db, policy=policy, enterprise_ids=chunk[~chunk_personal], now=now, url=url
+        )
+        counts["created"] += _insert_personal_rows(
+            db,
+            policy=policy,
+            targets=[
+                (int(eid), LIKELY if is_likely else ELIGIBLE)
+                for eid, is_likely in zip(chunk[chunk_personal], chunk_likely[chunk_personal], strict=True)
+            ],
+            subscribers=subscribers,
+            now=now,
+            url=url,
+            counts=counts,
+        )
     log.info("fan-out of policy %s v%s: %s", policy.id, policy.version, counts)
     return counts
 
@@ -586,6 +828,21 @@ def _record(row: Delivery, result: DeliveryResult, now: dt.datetime) -> str:
     return row.status
 
 
+def held_for_digest() -> ColumnElement[bool]:
+    """SQL condition: a new-match row beyond the inbox of a firm on a daily or weekly digest.
+
+    Such rows are not sent one by one: `push.notify.send_digest` folds them into the firm's next
+    digest. A firm that switches back to instant gets its waiting rows sent individually.
+    """
+    return and_(
+        Delivery.kind == "new_match",
+        Delivery.channel != "inbox",
+        Delivery.enterprise_id.in_(
+            select(PushPreference.enterprise_id).where(PushPreference.frequency.in_(DIGEST_FREQUENCIES))
+        ),
+    )
+
+
 def send_due(
     *,
     db: Session,
@@ -594,12 +851,23 @@ def send_due(
     now: dt.datetime | None = None,
     limit: int = 500,
     base_url: str = "",
+    before_sending: Callable[[], None] | None = None,
 ) -> dict[str, int]:
-    """Send the outbox rows that are due through their channels and record each outcome; return counts."""
+    """Send the outbox rows that are due through their channels and record each outcome; return counts.
+
+    `before_sending`, when given, is called once everything is read and before the first send; the
+    job commits there on SQLite, so the outcomes are written in a transaction that starts by writing
+    (a SQLite transaction that read, then writes after another connection committed, fails).
+    """
     now = now or utcnow()
     q = (
         select(Delivery)
-        .where(Delivery.status.in_(["pending", "failed"]), Delivery.next_attempt_at <= now, Delivery.channel != "inbox")
+        .where(
+            Delivery.status.in_(["pending", "failed"]),
+            Delivery.next_attempt_at <= now,
+            Delivery.channel != "inbox",
+            not_(held_for_digest()),
+        )
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
@@ -614,6 +882,8 @@ def send_due(
     prefs = _preferences_for(db, firm_ids)
     names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).all())
     dropped = _not_relevant_pairs(db, rows)
+    if before_sending is not None:
+        before_sending()
     for row in rows:
         if (row.enterprise_id, row.policy_id) in dropped:
             # The firm called the policy "not relevant" after the decision to push it.

@@ -1,0 +1,624 @@
+"""Instant answers (即接即答复) from the knowledge base: published policies and active FAQ entries.
+
+Retrieval is hybrid on both kinds of source:
+
+- policies come from the matcher's search (`matcher.service.search`: the policy index of title,
+  summary, categories, tags and the conditions in words, fused with keyword hits); each hit's
+  semantic score is its cosine similarity to the question;
+- FAQ entries are embedded with the same embedder (question and answer as a ``passage``, the
+  question as a ``query``, both through the embedding cache) and compared by cosine.
+
+Each candidate's score adds a keyword term: the IDF-weighted share of the question's character
+bigrams found in the candidate's key text (policy title, tags and their synonyms; FAQ question and
+curated keywords)::
+
+    score = cosine + KEYWORD_WEIGHT × keyword coverage
+
+The best-scored candidate is the answer. How sure we are depends on how high it scores and how far
+it stands above the best *competing* candidate — an FAQ entry and a policy it curates as related
+say the same thing, so the runner-up is the best candidate not linked to the winner::
+
+    raw = top score + MARGIN_WEIGHT × (top score − runner-up score) [− PERSONAL_PENALTY]
+    confidence = 1 / (1 + exp(−(slope × raw + intercept)))
+
+slope and intercept are fitted (logistic regression of "top citation is right" on raw) by the
+calibration `huiqi eval desk`, which also picks the threshold: the lowest confidence at which
+precision of the answered questions on the team's labelled set reaches the target (0.9). Both are
+stored in ``<models_dir>/desk_answer/manifest.json``; without that file, the defaults below
+(measured on the demo knowledge base) and the ``desk_answer_threshold`` setting apply.
+
+The weights were chosen on the labelled set (tests/data/desk_eval.json, 128 questions): keyword
+coverage lifted top-1 accuracy on answerable questions from 0.873 to 0.892, the linked margin lifted
+coverage at precision 0.9 from 0.66 (top score alone) to 0.83; adding policy interpretations as
+extra passages changed neither and was left out. Questions about the asker's own application
+("审到哪一步了", "申请编号…给了多少分") or asking staff to act ("帮忙催一下") lose PERSONAL_PENALTY
+from the raw score: the knowledge base may hold a passage on the topic, but only a person can answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import re
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from catalog import rules as rules_mod
+from catalog.models import Policy, PolicyStatus, PolicyType, Tag, policy_tag
+from core.config import Settings
+from core.text import normalize
+from desk.models import FaqEntry
+from matcher import service as matcher_service
+from matcher import tags as tags_mod
+from matcher.embeddings import DEFAULT_MAX_CHARS, _clip
+from profiles import codes
+
+log = logging.getLogger(__name__)
+
+Source = Literal["policy", "faq"]
+
+SUBDIR = "desk_answer"
+MANIFEST_FILE = "manifest.json"
+# Bumped whenever the scoring below changes; a manifest calibrated for another version is ignored.
+SCORING_VERSION = 1
+
+KEYWORD_WEIGHT = 0.05
+MARGIN_WEIGHT = 2.0
+PERSONAL_PENALTY = 0.05  # subtracted from the raw score of a question only a person can answer
+POLICY_CANDIDATES = 10  # search hits considered
+MAX_CITATIONS = 3
+# Logistic calibration of raw → confidence, fitted on the demo knowledge base and the labelled set
+# (see the module docstring); `huiqi eval desk` refits and stores its own.
+DEFAULT_SLOPE = 39.2
+DEFAULT_INTERCEPT = -36.5
+
+POLICY_URL = "/api/v1/policies/{id}"
+FAQ_URL = "/api/v1/desk/faq/{id}"
+
+_NON_WORD = re.compile(r"[\W_]+")
+# Questions about the asker's own application (its progress, its score, its number) or asking staff
+# to act: the knowledge base may hold a passage on the same topic, but only a person can answer.
+PERSONAL = re.compile(
+    r"(审|批|办|进行)到哪|进度|到哪一步|哪个环节|为什么没(通过|批|评上|到账)|扣分|"
+    r"(申请|受理|合同|项目)(编号|号)|编号[:：]?[A-Za-z0-9-]{4,}|帮(我们|忙)|催一下|能不能告诉我们"
+)
+_SENTENCE = re.compile(r"(?<=[。；！？!?;])")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Citation:
+    """A source an answer quotes: a published policy or an FAQ entry, with a link and the passage used."""
+
+    source: Source
+    id: int
+    code: str | None
+    title: str
+    url: str
+    passage: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the citation as a JSON-safe dict."""
+        return asdict(self)
+
+
+@dataclass
+class InstantAnswer:
+    """What the knowledge base says about a question, and whether it is sure enough to answer alone."""
+
+    confident: bool
+    confidence: float
+    threshold: float
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the answer as a JSON-safe dict (stored on the case, sent to the firm)."""
+        return {
+            "confident": bool(self.confident),
+            "confidence": float(self.confidence),
+            "threshold": float(self.threshold),
+            "text": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+        }
+
+
+# ---------------------------------------------------------------- keyword overlap
+
+
+def char_bigrams(text: str | None) -> frozenset[str]:
+    """Return the character bigrams of normalised, lower-cased text, not crossing punctuation or spaces."""
+    out: set[str] = set()
+    for segment in _NON_WORD.split(normalize(text).lower()):
+        out.update(segment[i : i + 2] for i in range(len(segment) - 1))
+    return frozenset(out)
+
+
+def coverage(query: frozenset[str], doc: frozenset[str], idf: dict[str, float], unseen_idf: float) -> float:
+    """Return the IDF-weighted share of the query's bigrams that occur in the document (0–1)."""
+    if not query:
+        return 0.0
+    total = hit = 0.0
+    for gram in query:
+        weight = idf.get(gram, unseen_idf)
+        total += weight
+        if gram in doc:
+            hit += weight
+    return hit / total if total else 0.0
+
+
+def _idf(docs: Iterable[frozenset[str]]) -> tuple[dict[str, float], float]:
+    """Return smoothed IDF of every bigram over the documents, and the IDF of an unseen bigram."""
+    docs = list(docs)
+    counts = Counter(g for d in docs for g in d)
+    n = len(docs)
+    return {g: math.log((n + 1) / (c + 0.5)) for g, c in counts.items()}, math.log((n + 1) / 0.5)
+
+
+def faq_passage(entry: Any) -> str:
+    """Return the text an FAQ entry is embedded as: its question, then its answer."""
+    return _clip(f"{normalize(entry.question)}\n{normalize(entry.answer)}", DEFAULT_MAX_CHARS)
+
+
+def faq_key_text(entry: Any) -> str:
+    """Return the text of an FAQ entry its keyword overlap is measured on: question and keywords."""
+    return " ".join([entry.question or "", *(entry.keywords or [])])
+
+
+def policy_key_text(title: str, tags: Iterable[tuple[str, Sequence[str]]]) -> str:
+    """Return the text of a policy its keyword overlap is measured on: title, tag names and synonyms."""
+    parts = [title or ""]
+    for name, synonyms in tags:
+        parts.append(name)
+        parts.extend(synonyms or ())
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- the knowledge-base snapshot
+
+
+@dataclass
+class _Snapshot:
+    """What answering needs beyond the policy index, rebuilt when FAQ entries or policies change."""
+
+    signature: tuple[Any, ...]
+    faq_ids: list[int]
+    faq_vectors: np.ndarray
+    faq_grams: list[frozenset[str]]
+    faq_related: list[frozenset[str]]  # normalised titles of the policies an entry names as related
+    policy_grams: dict[int, frozenset[str]]
+    policy_titles: dict[int, str]  # normalised
+    idf: dict[str, float]
+    unseen_idf: float
+
+
+_SNAPSHOTS: weakref.WeakKeyDictionary[Any, _Snapshot] = weakref.WeakKeyDictionary()
+_SNAPSHOT_LOCK = threading.Lock()
+
+
+def _signature(db: Session) -> tuple[Any, ...]:
+    """Return what changes whenever the knowledge base does: the database, counts, id range and latest edit."""
+
+    def stats(model: Any, where: Any) -> tuple[Any, ...]:
+        return tuple(
+            db.execute(
+                select(
+                    func.count(), func.min(model.id), func.max(model.id), func.sum(model.id), func.max(model.updated_at)
+                ).where(where)
+            ).one()
+        )
+
+    return (
+        db.get_bind().engine.url.render_as_string(hide_password=True),
+        stats(FaqEntry, FaqEntry.active.is_(True)),
+        stats(Policy, Policy.status == PolicyStatus.published),
+    )
+
+
+def _snapshot(db: Session, matcher: matcher_service.Matcher) -> _Snapshot:
+    """Return the FAQ vectors and keyword statistics of the knowledge base, rebuilt only when it changed."""
+    signature = _signature(db)
+    held = _SNAPSHOTS.get(matcher)
+    if held is not None and held.signature == signature:
+        return held
+    with _SNAPSHOT_LOCK:
+        held = _SNAPSHOTS.get(matcher)
+        if held is not None and held.signature == signature:
+            return held
+        faqs = list(db.scalars(select(FaqEntry).where(FaqEntry.active.is_(True)).order_by(FaqEntry.id)))
+        vectors = matcher.encode([faq_passage(f) for f in faqs], "passage")
+        titles = dict(db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).all())
+        tags: dict[int, list[tuple[str, Sequence[str]]]] = {pid: [] for pid in titles}
+        rows = db.execute(
+            select(policy_tag.c.policy_id, Tag.name, Tag.synonyms)
+            .join(Tag, Tag.id == policy_tag.c.tag_id)
+            .join(Policy, Policy.id == policy_tag.c.policy_id)
+            .where(Policy.status == PolicyStatus.published)
+        )
+        for pid, name, synonyms in rows:
+            tags.setdefault(pid, []).append((name, synonyms or []))
+        policy_grams = {pid: char_bigrams(policy_key_text(title, tags.get(pid, []))) for pid, title in titles.items()}
+        faq_grams = [char_bigrams(faq_key_text(f)) for f in faqs]
+        idf, unseen = _idf([*policy_grams.values(), *faq_grams])
+        snap = _Snapshot(
+            signature=signature,
+            faq_ids=[f.id for f in faqs],
+            faq_vectors=np.asarray(vectors, dtype=np.float32) if faqs else np.zeros((0, 0), dtype=np.float32),
+            faq_grams=faq_grams,
+            faq_related=[frozenset(normalize(t) for t in (f.related_policies or [])) for f in faqs],
+            policy_grams=policy_grams,
+            policy_titles={pid: normalize(t) for pid, t in titles.items()},
+            idf=idf,
+            unseen_idf=unseen,
+        )
+        _SNAPSHOTS[matcher] = snap
+        return snap
+
+
+# ---------------------------------------------------------------- calibration (threshold and slope)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How raw scores become confidences, and the confidence from which an answer is given."""
+
+    threshold: float
+    slope: float = DEFAULT_SLOPE
+    intercept: float = DEFAULT_INTERCEPT
+    source: str = "settings"  # "manifest" when read from models_dir
+
+    def confidence(self, raw: float) -> float:
+        """Return the calibrated confidence (0–1) of a raw score."""
+        z = self.slope * raw + self.intercept
+        return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+
+
+_MANIFEST_CACHE: dict[Path, tuple[int, dict[str, Any] | None]] = {}
+
+
+def manifest_path(models_dir: Path | str) -> Path:
+    """Return where the calibration's manifest lives."""
+    return Path(models_dir) / SUBDIR / MANIFEST_FILE
+
+
+def read_manifest(models_dir: Path | str) -> dict[str, Any] | None:
+    """Return the calibration manifest, or None when absent, unreadable or made for another scoring."""
+    path = manifest_path(models_dir)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _MANIFEST_CACHE.get(path)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    manifest: dict[str, Any] | None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("scoring_version") != SCORING_VERSION:
+            log.warning(
+                "desk answer manifest %s is for scoring version %s; ignored", path, manifest.get("scoring_version")
+            )
+            manifest = None
+        else:
+            float(manifest["threshold"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("desk answer manifest %s unreadable (%s); using the settings", path, exc)
+        manifest = None
+    _MANIFEST_CACHE[path] = (mtime, manifest)
+    return manifest
+
+
+def load_calibration(settings: Settings) -> Calibration:
+    """Return the stored calibration, or the defaults with the configured threshold."""
+    manifest = read_manifest(settings.models_dir)
+    if manifest is None:
+        return Calibration(threshold=float(settings.desk_answer_threshold))
+    return Calibration(
+        threshold=float(manifest["threshold"]),
+        slope=float(manifest.get("slope", DEFAULT_SLOPE)),
+        intercept=float(manifest.get("intercept", DEFAULT_INTERCEPT)),
+        source="manifest",
+    )
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+@dataclass
+class Candidate:
+    """One source scored for a question."""
+
+    source: Source
+    id: int
+    title: str
+    cosine: float
+    keyword: float
+    score: float
+    related: frozenset[str] = frozenset()  # FAQ: normalised related policy titles
+
+    @property
+    def key(self) -> str:
+        """Return a stable key: "policy:<id>" or "faq:<id>"."""
+        return f"{self.source}:{self.id}"
+
+
+@dataclass
+class Retrieval:
+    """Ranked candidates of a question and the raw confidence score of the best one."""
+
+    candidates: list[Candidate]
+    raw: float | None
+    runner_up: Candidate | None
+    snapshot: _Snapshot | None = None
+
+
+def _linked(a: Candidate, b: Candidate) -> bool:
+    """Tell whether two candidates say the same thing: an FAQ entry and a policy it names as related."""
+    if a.source == b.source:
+        return False
+    faq, policy = (a, b) if a.source == "faq" else (b, a)
+    return normalize(policy.title) in faq.related
+
+
+def expand_query(db: Session, question: str) -> str:
+    """Return the text the search embeds for a question: abbreviations followed by their full names."""
+    text = normalize(question)
+    vocab = tags_mod.Vocabulary.from_db(db)
+    return text + "".join(f" {name}" for name in vocab.find_in_text(text) if name not in text)
+
+
+def retrieve(*, db: Session, matcher: matcher_service.Matcher, question: str, floor: float | None = None) -> Retrieval:
+    """Score policies (through the matcher's search) and FAQ entries for a question; best first."""
+    text = normalize(question)
+    if not text:
+        return Retrieval([], None, None)
+    snap = _snapshot(db, matcher)
+    query_vector = matcher.encode([expand_query(db, text)], "query")[0]
+    query_grams = char_bigrams(text)
+    candidates: list[Candidate] = []
+
+    hits = matcher_service.search(db=db, matcher=matcher, q=text, limit=POLICY_CANDIDATES)
+    missing = [h.policy for h in hits if h.semantic is None]
+    extra: dict[int, float] = {}
+    if missing:
+        vectors = matcher.encode([matcher_service.policy_embedding_text(p) for p in missing], "passage")
+        extra = {p.id: float(vectors[i] @ query_vector) for i, p in enumerate(missing)}
+    for hit in hits:
+        p = hit.policy
+        grams = snap.policy_grams.get(p.id) or char_bigrams(
+            policy_key_text(p.title, [(t.name, t.synonyms or []) for t in p.tags])
+        )
+        cosine = hit.semantic if hit.semantic is not None else extra[p.id]
+        kw = coverage(query_grams, grams, snap.idf, snap.unseen_idf)
+        candidates.append(Candidate("policy", p.id, p.title, cosine, kw, cosine + KEYWORD_WEIGHT * kw))
+
+    if snap.faq_ids:
+        cosines = snap.faq_vectors @ query_vector
+        for i, faq_id in enumerate(snap.faq_ids):
+            kw = coverage(query_grams, snap.faq_grams[i], snap.idf, snap.unseen_idf)
+            cosine = float(cosines[i])
+            candidates.append(
+                Candidate("faq", faq_id, "", cosine, kw, cosine + KEYWORD_WEIGHT * kw, related=snap.faq_related[i])
+            )
+    if not candidates:
+        return Retrieval([], None, None, snap)
+    candidates.sort(key=lambda c: (-c.score, c.source, c.id))
+    top = candidates[0]
+    runner_up = next((c for c in candidates[1:] if not _linked(top, c)), None)
+    second = (
+        runner_up.score if runner_up is not None else (floor if floor is not None else matcher.settings.semantic_floor)
+    )
+    raw = top.score + MARGIN_WEIGHT * (top.score - second)
+    if needs_person(text):
+        raw -= PERSONAL_PENALTY
+    return Retrieval(candidates, raw, runner_up, snap)
+
+
+def needs_person(question: str) -> bool:
+    """Tell whether a question is about the asker's own case or asks staff to act (see PERSONAL)."""
+    return bool(PERSONAL.search(normalize(question)))
+
+
+# ---------------------------------------------------------------- composing the answer
+
+
+def _date(d: dt.date | None) -> str:
+    return f"{d.year}年{d.month}月{d.day}日" if d else ""
+
+
+def _clean(text: str | None) -> str:
+    """Return stored text for display: whitespace collapsed, punctuation left as written."""
+    return " ".join((text or "").split())
+
+
+def _sentences(text: str | None) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(_clean(text)) if s.strip()]
+
+
+def _best_sentences(text: str | None, query: frozenset[str], idf: dict[str, float], unseen: float, k: int) -> list[str]:
+    """Return up to k sentences of text that share the most (IDF-weighted) bigrams with the query, in text order."""
+    sentences = _sentences(text)
+    scored = [(coverage(query, char_bigrams(s), idf, unseen), i) for i, s in enumerate(sentences)]
+    chosen = sorted((i for score, i in sorted(scored, key=lambda x: (-x[0], x[1]))[:k] if score > 0))
+    return [sentences[i] for i in chosen]
+
+
+def _window_text(policy: Policy, today: dt.date) -> str:
+    """Describe a policy's application window in words."""
+    if policy.policy_type != PolicyType.application:
+        return {"exempt": "免申即享，无需申报", "informational": "无需单独申报，按规定享受"}.get(
+            str(policy.policy_type), ""
+        )
+    start, end = policy.apply_start_on, policy.apply_end_on
+    if end is not None and end < today:
+        return f"本期申报已于{_date(end)}截止"
+    if start and end:
+        return f"{_date(start)}至{_date(end)}"
+    if end:
+        return f"截至{_date(end)}"
+    if start:
+        return f"{_date(start)}起"
+    return "常年受理"
+
+
+def _condition_lines(policy: Policy, query: frozenset[str], limit: int = 6) -> list[str]:
+    """Return the policy's conditions in words: all when few, else those closest to the question first."""
+    if not policy.rules:
+        return []
+    lines = [ln.strip() for ln in rules_mod.describe_rules(policy.rules, region_name=codes.region_name)]
+    lines = [ln for ln in lines if ln and not ln.endswith(("：", ":"))]
+    if len(lines) <= limit:
+        return lines
+    ranked = sorted(range(len(lines)), key=lambda i: (-len(query & char_bigrams(lines[i])), i))[:limit]
+    return [lines[i] for i in sorted(ranked)]
+
+
+def _policy_text(policy: Policy, query: frozenset[str], snap: _Snapshot, today: dt.date) -> tuple[str, str]:
+    """Return (answer text, quoted passage) for a policy."""
+    head = f"《{policy.title}》" + (f"（{policy.doc_number}）" if policy.doc_number else "")
+    summary = _clean(policy.summary)
+    lines = [f"根据{head}：", summary] if summary else [f"根据{head}："]
+    quoted = [
+        s for s in _best_sentences(policy.interpretation, query, snap.idf, snap.unseen_idf, 2) if s not in summary
+    ]
+    if quoted:
+        lines.append("政策解读：" + "".join(quoted))
+    if policy.amount_text:
+        lines.append(f"支持标准：{_clean(policy.amount_text)}")
+    conditions = _condition_lines(policy, query)
+    if conditions:
+        lines.append("申报条件：")
+        lines.extend(f"· {c}" for c in conditions)
+    window = _window_text(policy, today)
+    if window:
+        lines.append(f"申报时间：{window}")
+    dept = policy.handling_department or policy.issuing_department
+    contact = []
+    if dept is not None:
+        contact.append(dept.name + (f"（电话 {dept.contact_phone}）" if dept.contact_phone else ""))
+    if policy.interpreter_contact:
+        who = f"{policy.interpreter_name} " if policy.interpreter_name else ""
+        contact.append(f"政策解读：{who}{_clean(policy.interpreter_contact)}")
+    if contact:
+        lines.append("办理部门与联系方式：" + "；".join(contact))
+    if policy.apply_url:
+        lines.append(f"申报入口：{policy.apply_url}")
+    passage = "".join([summary, *quoted]) or _clean(policy.title)
+    return "\n".join(lines), _clip(passage, 300)
+
+
+def _faq_text(entry: FaqEntry) -> tuple[str, str]:
+    """Return (answer text, quoted passage) for an FAQ entry."""
+    answer = _clean(entry.answer)
+    return f"{answer}\n（来源：常见问题「{_clean(entry.question)}」）", _clip(answer, 300)
+
+
+def _citation(
+    db: Session, cand: Candidate, query: frozenset[str], snap: _Snapshot, today: dt.date
+) -> tuple[Citation, str] | None:
+    """Return the citation of a candidate and the text it contributes, or None when it vanished."""
+    if cand.source == "policy":
+        policy = db.scalar(
+            select(Policy)
+            .where(Policy.id == cand.id)
+            .options(selectinload(Policy.handling_department), selectinload(Policy.tags))
+        )
+        if policy is None:
+            return None
+        text, passage = _policy_text(policy, query, snap, today)
+        return Citation(
+            "policy",
+            policy.id,
+            policy.doc_number,
+            policy.title,
+            POLICY_URL.format(id=policy.id),
+            passage,
+            round(cand.score, 4),
+        ), text
+    entry = db.get(FaqEntry, cand.id)
+    if entry is None:
+        return None
+    text, passage = _faq_text(entry)
+    return Citation(
+        "faq", entry.id, entry.code, _clean(entry.question), FAQ_URL.format(id=entry.id), passage, round(cand.score, 4)
+    ), text
+
+
+def _supporting(top: Candidate, candidates: Sequence[Candidate], snap: _Snapshot) -> list[Candidate]:
+    """Return candidates that back the top one: the policies an FAQ names, or FAQ entries naming the policy."""
+    out = [c for c in candidates[1:] if _linked(top, c)]
+    if top.source == "faq":
+        # An FAQ may name a related policy that search did not rank; cite it when it is published.
+        ranked = {c.id for c in out if c.source == "policy"}
+        for pid, title in snap.policy_titles.items():
+            if title in top.related and pid not in ranked:
+                out.append(Candidate("policy", pid, title, 0.0, 0.0, 0.0))
+    return out[: MAX_CITATIONS - 1]
+
+
+DISCLAIMER = "以上答复由系统根据政策库和常见问题自动生成，仅供参考；如未解决您的问题，可选择“转人工办理”。"
+NOT_SURE = "暂时无法给出确定的答复，您的诉求将转交工作人员办理。"
+
+
+def answer_question(
+    *,
+    db: Session,
+    matcher: matcher_service.Matcher,
+    question: str,
+    settings: Settings | None = None,
+    today: dt.date | None = None,
+) -> InstantAnswer:
+    """Answer a question from the knowledge base, citing the sources; confident when above the threshold."""
+    settings = settings or matcher.settings
+    today = today or dt.date.today()
+    calibration = load_calibration(settings)
+    threshold = round(calibration.threshold, 4)
+    retrieval = retrieve(db=db, matcher=matcher, question=question, floor=settings.semantic_floor)
+    if not retrieval.candidates or retrieval.raw is None:
+        return InstantAnswer(False, 0.0, threshold, NOT_SURE + "知识库中没有找到相关内容。", [])
+    confidence = round(calibration.confidence(retrieval.raw), 4)
+    confident = confidence >= threshold
+    snap = retrieval.snapshot or _snapshot(db, matcher)
+    query = char_bigrams(question)
+    top = retrieval.candidates[0]
+    # A confident answer cites its source and what backs it; an unsure one lists the closest sources.
+    chosen = [top, *_supporting(top, retrieval.candidates, snap)] if confident else retrieval.candidates[:MAX_CITATIONS]
+    citations: list[Citation] = []
+    texts: list[str] = []
+    for cand in chosen:
+        made = _citation(db, cand, query, snap, today)
+        if made is not None:
+            citations.append(made[0])
+            texts.append(made[1])
+    if not citations:
+        return InstantAnswer(False, 0.0, threshold, NOT_SURE, [])
+    if confident:
+        body = [texts[0]]
+        related = [c for c in citations[1:] if c.source != citations[0].source]
+        if related and citations[0].source == "faq":
+            body.append("相关政策：" + "、".join(f"《{c.title}》" for c in related))
+        elif related:
+            body.append("相关常见问题：" + "、".join(f"「{c.title}」" for c in related))
+        body.append(DISCLAIMER)
+        text = "\n".join(body)
+    else:
+        listing = [
+            f"{i}. {'《' + c.title + '》' if c.source == 'policy' else '常见问题：' + c.title}"
+            for i, c in enumerate(citations, 1)
+        ]
+        text = "\n".join([NOT_SURE + "以下内容可能与您的问题相关，仅供参考：", *listing])
+    return InstantAnswer(confident, confidence, threshold, text, citations)

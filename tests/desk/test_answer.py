@@ -1,0 +1,252 @@
+"""Instant answers from a subset of the demo knowledge base, with the real e5 embedder; calibration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from catalog import service as catalog_service
+from catalog.demo import demo_policies, load_taxonomy
+from catalog.models import Policy
+from catalog.schemas import PolicyIn
+from desk import answer as answer_mod
+from desk import evaluation
+from desk.answer import answer_question
+from desk.demo import load_faq
+from desk.models import FaqEntry
+
+TODAY = dt.date(2026, 11, 23)
+ROOT = Path(__file__).resolve().parents[2]
+
+# A slice of the demo catalog and FAQ: the sources of the questions below and their neighbours.
+POLICIES = (
+    "中山市高新技术企业认定奖励",
+    "广东省科学技术厅关于开展高新技术企业认定申报工作的通知",
+    "科技型中小企业评价入库",
+    "中山市科技型中小企业入库奖励",
+    "广东省科技创新券",
+    "中山市小微企业入驻产业载体租金补贴申报通知",
+    "企业研发费用税前加计扣除政策",
+    "中山市失业保险稳岗返还(免申即享)",
+)
+FAQS = ("faq-001", "faq-002", "faq-003", "faq-005", "faq-017", "faq-026", "faq-037")
+
+CLEAR = [
+    ("首次通过高新技术企业认定的中山企业，市里奖励多少钱？", {"policy:中山市高新技术企业认定奖励", "faq:faq-002"}),
+    ("科小入库编号是不是每年都要重新拿一次？", {"policy:科技型中小企业评价入库", "faq:faq-003"}),
+    ("科技创新券最多能抵扣服务合同金额的多大比例？", {"policy:广东省科技创新券", "faq:faq-005"}),
+    ("研发费用加计扣除要不要去税务局审批？", {"policy:企业研发费用税前加计扣除政策", "faq:faq-026"}),
+]
+UNANSWERABLE = ["员工的电动车上牌要去哪里办啊", "公司名下的货车违章了，罚单在哪里处理？"]
+
+
+def _normalized(title: str) -> str:
+    from core.text import normalize
+
+    return normalize(title)
+
+
+@pytest.fixture
+def kb(db, tmp_path):  # type: ignore[no-untyped-def]
+    """Load the slice of the demo knowledge base; return the session."""
+    load_taxonomy(db=db)
+    wanted = {_normalized(t) for t in POLICIES}
+    for item in demo_policies(TODAY):
+        if _normalized(item["title"]) not in wanted:
+            continue
+        item.pop("status", None)
+        item.pop("pinned", None)
+        policy = catalog_service.create_policy(db=db, policy_in=PolicyIn(**item), actor=None)
+        catalog_service.publish_policy(
+            db=db, policy_id=policy.id, actor=None, today=min(TODAY, policy.valid_from_on or TODAY)
+        )
+    entries = json.loads((ROOT / "desk" / "demo_data" / "faq.json").read_text(encoding="utf-8"))
+    subset = tmp_path / "faq.json"
+    subset.write_text(json.dumps([e for e in entries if e["id"] in FAQS], ensure_ascii=False), encoding="utf-8")
+    assert load_faq(db=db, path=subset) == len(FAQS)
+    assert db.scalar(select(Policy.id).where(Policy.title == POLICIES[0])) is not None
+    return db
+
+
+@pytest.fixture
+def settings(test_settings, tmp_path):  # type: ignore[no-untyped-def]
+    """Test settings with a models directory of this test's own (no calibration manifest in it)."""
+    return test_settings.model_copy(update={"models_dir": tmp_path / "models"})
+
+
+def _key(db, citation) -> str:  # type: ignore[no-untyped-def]
+    if citation.source == "policy":
+        return f"policy:{citation.title}"
+    return f"faq:{db.get(FaqEntry, citation.id).code}"
+
+
+def test_clear_questions_are_answered_with_the_right_source_first(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    for question, sources in CLEAR:
+        answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+        assert answer.confident, (question, answer.confidence, answer.text)
+        assert answer.threshold == pytest.approx(settings.desk_answer_threshold)
+        assert answer.confidence >= answer.threshold
+        top = answer.citations[0]
+        assert _key(kb, top) in {s if s.startswith("faq:") else f"policy:{_normalized(s[7:])}" for s in sources}, (
+            question
+        )
+        assert top.url == (f"/api/v1/policies/{top.id}" if top.source == "policy" else f"/api/v1/desk/faq/{top.id}")
+        assert top.passage and top.passage[:20] in answer.text  # the answer quotes its best passage
+        json.dumps(answer.to_dict(), ensure_ascii=False)  # stored on the case as JSON
+
+
+def test_unanswerable_questions_are_not_confident_and_list_what_came_closest(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    for question in UNANSWERABLE:
+        answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+        assert not answer.confident, (question, answer.confidence, answer.citations[0].title)
+        assert answer.confidence < answer.threshold
+        assert answer.text.startswith(answer_mod.NOT_SURE)
+        assert 1 <= len(answer.citations) <= answer_mod.MAX_CITATIONS
+
+
+def test_a_policy_answer_gives_conditions_window_and_contacts(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    answer = answer_question(
+        db=kb,
+        matcher=matcher,
+        question="小微企业入驻产业载体的租金补贴，每平方米补多少？",
+        settings=settings,
+        today=TODAY,
+    )
+    assert answer.confident
+    top = answer.citations[0]
+    assert top.source == "policy" and top.title == "中山市小微企业入驻产业载体租金补贴申报通知"
+    text = answer.text
+    assert text.startswith("根据《中山市小微企业入驻产业载体租金补贴申报通知》")
+    assert "每平方米每月不超过8元" in text  # the summary, quoted
+    assert "申报条件：" in text and "· 小型或微型企业" in text and "· 成立5年以内" in text
+    start, end = TODAY + dt.timedelta(days=-20), TODAY + dt.timedelta(days=11)  # the demo's window offsets
+    assert f"申报时间：{start.year}年{start.month}月{start.day}日至{end.year}年{end.month}月{end.day}日" in text
+    assert "0760-88326512" in text  # the handling department's phone
+    # The FAQ entry that names this policy backs the answer.
+    assert [c.source for c in answer.citations[1:]] == ["faq"]
+    assert "相关常见问题：「小微制造企业租标准厂房有租金补贴吗？」" in text
+
+
+def test_an_faq_answer_cites_the_policies_it_names(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    answer = answer_question(
+        db=kb, matcher=matcher, question="科技型中小企业评价是不是每年都要重新填报？", settings=settings, today=TODAY
+    )
+    assert answer.confident and answer.citations[0].source == "faq"
+    entry = kb.get(FaqEntry, answer.citations[0].id)
+    assert entry.code == "faq-003"
+    named = {c.title for c in answer.citations[1:] if c.source == "policy"}
+    assert named and named <= {_normalized(t) for t in entry.related_policies}
+    assert answer.text.startswith(entry.answer[:30])
+
+
+def test_inactive_faq_entries_are_never_cited(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    question = "科小入库编号是不是每年都要重新拿一次？"
+    kb.execute(update(FaqEntry).where(FaqEntry.code == "faq-003").values(active=False))
+    kb.flush()
+    answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    codes = {kb.get(FaqEntry, c.id).code for c in answer.citations if c.source == "faq"}
+    assert "faq-003" not in codes
+
+
+def test_a_threshold_in_the_manifest_wins_over_the_setting(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    question = CLEAR[0][0]
+    path = answer_mod.manifest_path(settings.models_dir)
+    path.parent.mkdir(parents=True)
+    manifest = {
+        "scoring_version": answer_mod.SCORING_VERSION,
+        "threshold": 0.9999,
+        "slope": answer_mod.DEFAULT_SLOPE,
+        "intercept": answer_mod.DEFAULT_INTERCEPT,
+    }
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    strict = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    assert strict.threshold == 0.9999 and not strict.confident
+
+    path.write_text(json.dumps({**manifest, "threshold": 0.0}), encoding="utf-8")
+    lax = answer_question(db=kb, matcher=matcher, question=UNANSWERABLE[0], settings=settings, today=TODAY)
+    assert lax.threshold == 0.0 and lax.confident
+
+    # A manifest made for another scoring is ignored: the setting applies again.
+    path.write_text(json.dumps({**manifest, "scoring_version": -1}), encoding="utf-8")
+    fallback = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    assert fallback.threshold == pytest.approx(settings.desk_answer_threshold)
+
+
+def test_an_empty_question_or_knowledge_base_gives_no_answer(db, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    empty = answer_question(db=db, matcher=matcher, question="高企认定怎么申报", settings=settings)
+    assert not empty.confident and empty.confidence == 0.0 and empty.citations == []
+    blank = answer_question(db=db, matcher=matcher, question="   ", settings=settings)
+    assert not blank.confident and blank.citations == []
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def test_eval_calibrates_writes_the_manifest_and_answer_question_uses_it(kb, matcher, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    labelled = [
+        q
+        for q in evaluation.load_eval_set()
+        if q["id"] in {"q001", "q003", "q004", "q005", "q007", "q104", "q108", "q112"}
+    ]
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"version": 1, "questions": labelled}, ensure_ascii=False), encoding="utf-8")
+    result = evaluation.run_desk_eval(db=kb, matcher=matcher, path=path, models_dir=settings.models_dir)
+    m = result["in_sample"]
+    assert result["unknown_sources"] == []
+    assert m["n"] == 8 and m["answerable"] == 5 and m["unanswerable"] == 3
+    assert result["calibration"]["reached"] and m["precision"] >= 0.9
+    assert 0 < m["coverage"] <= 1 and m["false_answers"] == 0
+    manifest = json.loads(answer_mod.manifest_path(settings.models_dir).read_text(encoding="utf-8"))
+    assert manifest["threshold"] == result["calibration"]["threshold"]
+    assert manifest["metrics"]["in_sample"]["precision"] == m["precision"]
+    answer = answer_question(db=kb, matcher=matcher, question=labelled[0]["question"], settings=settings, today=TODAY)
+    assert answer.threshold == manifest["threshold"]
+    report = evaluation.format_report(result)
+    assert "准确率 precision" in report and "覆盖率 coverage" in report and "held-out" in report
+
+
+def _rows(raw: list[float], right: list[bool], answerable: list[bool]) -> list[dict]:
+    return [
+        {"raw": r, "right": ok, "answerable": a, "style": "plain"}
+        for r, ok, a in zip(raw, right, answerable, strict=True)
+    ]
+
+
+def test_threshold_is_the_lowest_confidence_reaching_the_target_precision() -> None:
+    conf = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    right = np.array([True, True, True, True, True, False, False])
+    threshold, reached = evaluation.choose_threshold(conf, right, 0.9)
+    assert reached and threshold == pytest.approx(0.55)  # halfway between 0.6 (5/5 right) and 0.5 (5/6)
+    threshold, reached = evaluation.choose_threshold(conf, right, 0.8)
+    assert reached and threshold == pytest.approx(0.45)  # 0.5 gives 5/6 ≥ 0.8
+    assert evaluation.choose_threshold(conf, np.zeros(7, dtype=bool), 0.9) == (1.0, False)
+
+
+def test_measure_counts_answers_to_unanswerable_questions_as_wrong() -> None:
+    rows = _rows([1.0, 0.99, 0.98, 0.90], [True, False, False, False], [True, False, True, True])
+    cal = {"threshold": 0.5, "slope": 100.0, "intercept": -95.0}  # 0.95 raw → 0.5
+    m = evaluation.measure(rows, cal)
+    assert m["answered"] == 3 and m["right"] == 1
+    assert m["precision"] == pytest.approx(1 / 3, abs=1e-4) and m["coverage"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["false_answers"] == 1.0 and m["top1"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_held_out_check_calibrates_and_measures_on_different_halves() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.85, 1.0, 80)
+    right = (rng.uniform(0.85, 1.0, 80) < raw).tolist()  # higher raw → more often right
+    answerable = [True] * 64 + [False] * 16
+    right = [r and a for r, a in zip(right, answerable, strict=True)]
+    rows = _rows(raw.tolist(), right, answerable)
+    result = evaluation.held_out(rows, 0.9, seeds=range(4))
+    assert result["splits"] == 4 and len(result["runs"]) == 4
+    for run in result["runs"]:
+        assert len(run["thresholds"]) == 2
+    a, b = evaluation._halves(rows, 0)
+    assert not set(a) & set(b) and sorted(a + b) == list(range(80))
+    assert abs(sum(rows[i]["answerable"] for i in a) - 32) <= 1

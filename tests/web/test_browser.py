@@ -1,0 +1,476 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright against the app on 127.0.0.1.
+
+The app runs under uvicorn in a thread, on a migrated SQLite file with the demo catalog, a few
+demo firms and the session's real matcher (e5 embedder). Scenarios: the public library, a policy
+page and the calculator; a firm signs up, completes its profile (seeing a Chinese validation
+message first), sees recommendations with reasons, marks one applied, reads its inbox and changes
+its push preferences. Screenshots of each key page at 390×844 and 1366×900 go to test-artifacts/.
+
+Chromium comes from Debian (`make test` installs it); no browser is downloaded. Without
+/usr/bin/chromium the tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from api.app import create_app
+from auth import demo as auth_demo
+from catalog import demo as catalog_demo
+from catalog import service as catalog_service
+from catalog.models import Policy
+from catalog.schemas import PolicyIn
+from core import migrate
+from core.config import Settings
+from core.db import Database
+from matcher.models import Feedback
+from profiles import demo as profiles_demo
+from profiles.models import Enterprise
+from push import service as push_service
+from push.models import Delivery
+from tests import factories
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-quic",
+    "--no-first-run",
+    "--metrics-recording-only",
+    "--lang=zh-CN",
+]
+# Full-page captures stitch the page at one scroll position: sticky bars would appear mid-page.
+UNSTICK = ".site-header, .sticky-actions { position: static !important; }"
+DEMO_FIRMS = 12
+
+pytestmark = pytest.mark.slow
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    why = "Debian's chromium is not installed (/usr/bin/chromium); `make test` installs it"
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveSite:
+    """The app served by uvicorn in a thread, with its database."""
+
+    def __init__(self, settings: Settings, database: Database, matcher: Any) -> None:
+        import uvicorn
+
+        self.database = database
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(settings, database=database, matcher=matcher)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="web-test-server", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _load_demo_catalog_subset(db: Any) -> None:
+    """The demo taxonomy and a slice of the demo policies: every nationwide one, the first 中山 and 广东 ones.
+
+    Enough for the scenarios (R&D deduction for the search, open 中山 applications for the firm) while
+    the embedder reads a third of the catalog; loaded through the catalog service like `huiqi demo`.
+    """
+    today = dt.date.today()
+    catalog_demo.load_taxonomy(db=db)
+    taken = {"": 0, "442000": 0, "440000": 0}
+    quota = {"": 18, "442000": 16, "440000": 6}
+    for item in catalog_demo.demo_policies(today):
+        region = ",".join(item["region_codes"])
+        if region not in quota or taken[region] >= quota[region]:
+            continue
+        taken[region] += 1
+        status = item.pop("status", "published")
+        item.pop("pinned", None) if item.get("pinned") is None else None
+        policy = catalog_service.create_policy(db=db, policy_in=PolicyIn(**item), actor=None)
+        if status == "published":
+            catalog_service.publish_policy(
+                db=db, policy_id=policy.id, actor=None, today=min(today, policy.valid_from_on or today)
+            )
+    catalog_service.expire_due_policies(db=db, today=today)
+
+
+@pytest.fixture(scope="module")
+def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    """The demo catalog, a few demo firms and the demo users behind a live server."""
+    _require_chromium()
+    path = tmp_path_factory.mktemp("web-browser") / "huiqi.db"
+    database = Database(f"sqlite:///{path}")
+    with database.engine.connect() as conn:
+        migrate.upgrade(connection=conn)
+    with database.sessionmaker() as db:
+        _load_demo_catalog_subset(db)
+        profiles_demo.load_demo_enterprises(db=db, count=DEMO_FIRMS)
+        db.flush()
+        auth_demo.create_demo_users(db=db)
+        db.commit()
+        # Embed the published catalog once, before the browser waits on the first search.
+        matcher.policy_index(db)
+    live = LiveSite(test_settings, database, matcher)
+    live.start()
+    yield live
+    live.stop()
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser(site: LiveSite) -> Iterator[Any]:
+    """Headless Debian Chromium under Playwright (nothing downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, site: LiveSite) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at desktop size, failing the test on any page error."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A form answered 422 or 403 is an expected page; a script, style or image that fails is not.
+    tab.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    tab.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type not in ("document", "xhr", "fetch")
+            else None
+        ),
+    )
+    tab.on("requestfailed", lambda r: errors.append(f"failed {r.url}"))
+    yield tab
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+def shoot(page: Any, name: str) -> None:
+    """Screenshot the current page at phone and desktop width (full page), then restore desktop size."""
+    style = page.add_style_tag(content=UNSTICK)
+    page.evaluate("window.scrollTo(0, 0)")
+    for label, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(150)
+        # Nothing may stick out sideways on a phone: horizontal scrolling means a broken layout.
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {width}px"
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    style.evaluate("element => element.remove()")
+
+
+def _lang_and_font(page: Any) -> None:
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    font = page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert "PingFang SC" in font and "Noto Sans CJK SC" in font
+
+
+# ---------------------------------------------------------------- public pages
+
+
+def test_public_library_policy_page_and_calculator(page: Any, site: LiveSite) -> None:
+    page.goto("/")
+    _lang_and_font(page)
+    assert page.locator("h1").inner_text().startswith("找政策")
+    assert page.locator(".category-grid li").count() >= 5
+    closing = page.locator(".closing-list li")
+    assert closing.count() >= 1
+    shoot(page, "01-home")
+
+    # Search by meaning: words that appear in no title still find the R&D deduction policy.
+    page.get_by_role("searchbox", name="搜索政策").fill("研发投入能少交税吗")
+    page.get_by_role("button", name="搜索").click()
+    page.wait_for_url(re.compile(r"/policies\?q="))
+    titles = page.locator("#results .policy-item h3").all_inner_texts()
+    assert titles, "semantic search found nothing"
+    assert any("研发费用" in t for t in titles[:5]), titles[:5]
+
+    # Filters narrow the same search (htmx swaps the results in place and keeps the URL in step).
+    levels = page.locator("#results .badge-level").all_inner_texts()
+    assert set(levels) != {"国家级"}, "the search should find more than national policies before filtering"
+    page.get_by_label("层级").select_option("national")
+    page.wait_for_url(re.compile(r"level=national"))
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results .badge-level')].every(b => b.textContent.trim() === '国家级')"
+    )
+    assert page.locator("#results .policy-item").count() >= 1
+    shoot(page, "02-search")
+
+    # The library without words: only policies open for application now, soonest deadline first.
+    page.goto("/policies?open_now=1&sort=deadline")
+    # Pinned policies lead (the catalog's order); after them, soonest deadline first.
+    unpinned = page.locator("#results .policy-item:not(:has(.badge-pin)) .deadline").all_inner_texts()
+    days = [int(m.group(1)) if (m := re.search(r"(\d+)", t)) else 0 for t in unpinned]
+    assert days and days == sorted(days), days
+    shoot(page, "03-library-open-now")
+
+    # A policy page: summary, conditions in words, interpreter, countdown, application link.
+    with site.database.sessionmaker() as db:
+        linked = db.scalar(
+            select(Policy.title)
+            .where(Policy.status == "published", Policy.apply_url.is_not(None), Policy.apply_end_on >= dt.date.today())
+            .order_by(Policy.apply_end_on)
+            .limit(1)
+        )
+    page.locator("#results").get_by_role("link", name=linked, exact=True).click()
+    page.wait_for_url(re.compile(r"/policies/\d+$"))
+    assert page.locator("#rules-title").is_visible()
+    assert page.locator(".rules-text li").count() >= 1
+    assert page.locator(".interpreter").inner_text().count("解读人") == 1
+    assert re.search(r"还剩 \d+ 天|今天截止", page.locator(".fact-deadline").inner_text())
+    assert page.get_by_role("link", name=re.compile("前往申报")).count() == 1
+    shoot(page, "04-policy")
+
+    # The calculator: a few attributes, matching policies with ✓ / ✗ / ? reasons.
+    page.goto("/calculator")
+    page.get_by_label("所在地区").select_option("442000")
+    page.get_by_label("所属行业").fill("C3911")
+    page.get_by_label("从业人数（人）").fill("80")
+    page.get_by_label("上年营业收入（万元）").fill("6000")
+    page.get_by_label("上年研发费用（万元）").fill("420")
+    page.get_by_label("高新技术企业").check()
+    page.get_by_label("想获得哪些帮助").fill("想申请研发补助，扩大生产线需要设备贷款")
+    page.get_by_role("button", name="计算可享受的政策").click()
+    page.wait_for_selector("#calc-results .rec-card")
+    assert "go=1" in page.url  # htmx pushed the query, so the result can be shared or reloaded
+    first = page.locator("#calc-results .rec-card").first
+    assert first.locator("details.why").get_attribute("open") is not None
+    icons = page.locator("#calc-results .cond-icon").all_inner_texts()
+    assert "✓" in icons
+    assert page.locator("#calc-results .status").first.inner_text() in ("符合", "可能符合")
+    shoot(page, "05-calculator")
+
+
+# ---------------------------------------------------------------- a firm's journey
+
+
+def _fill(page: Any, label: str, value: str) -> None:
+    page.get_by_label(label, exact=True).fill(value)
+
+
+def test_firm_signs_up_completes_profile_and_marks_a_recommendation_applied(page: Any, site: LiveSite) -> None:
+    code = factories.credit_code(region="442000")
+
+    # Not signed in: a firm page sends the browser to the sign-in page and back afterwards.
+    page.goto("/me/recommendations")
+    page.wait_for_url(re.compile(r"/login\?next=%2Fme%2Frecommendations"))
+    shoot(page, "06-login")
+
+    page.goto("/signup")
+    _fill(page, "企业名称", "中山市浏览器测试电子科技有限公司")
+    _fill(page, "统一社会信用代码", code[:-1] + ("0" if code[-1] != "0" else "1"))  # a wrong check digit first
+    page.get_by_label("所在地区").select_option("442000")
+    _fill(page, "所属行业", "C3911")
+    _fill(page, "联系人姓名", "王小明")
+    _fill(page, "联系电话", "13800138000")
+    _fill(page, "登录名", "browser_firm")
+    _fill(page, "密码", "Huiqi@browser2026")
+    _fill(page, "再次输入密码", "Huiqi@browser2026")
+    page.get_by_role("button", name="注册并登录").click()
+    error = page.locator("#credit_code-error")
+    assert "校验" in error.inner_text() or "不正确" in error.inner_text(), error.inner_text()
+    assert page.get_by_label("企业名称", exact=True).input_value() == "中山市浏览器测试电子科技有限公司"
+    shoot(page, "07-signup-error")
+
+    _fill(page, "统一社会信用代码", code)
+    _fill(page, "密码", "Huiqi@browser2026")
+    _fill(page, "再次输入密码", "Huiqi@browser2026")
+    page.get_by_role("button", name="注册并登录").click()
+    page.wait_for_url(re.compile(r"/me/profile\?welcome=1"))
+    assert "注册成功" in page.locator(".notice").first.inner_text()
+    start = int(page.locator(".comp-value").inner_text().rstrip("%"))
+    assert page.locator(".blocking li").count() >= 1, "no missing field is shown as blocking a policy"
+
+    # A mistake first: the profile service's Chinese message appears by the field.
+    _fill(page, "联系电话", "12ab")
+    _fill(page, "从业人数（人）", "85")
+    page.get_by_role("button", name="保存企业画像").click()
+    assert page.locator("#contact_phone-error").inner_text() == "联系电话应为手机号或带区号的固定电话"
+    assert page.get_by_label("从业人数（人）").input_value() == "85"  # what was typed is kept
+    shoot(page, "08-profile-error")
+
+    _fill(page, "联系电话", "0760-88886666")
+    _fill(page, "成立日期", "2016-03-18")
+    _fill(page, "营业收入（万元）", "6800")
+    _fill(page, "资产总额（万元）", "5200")
+    _fill(page, "研发费用（万元）", "480")
+    page.get_by_label("信用状况").select_option("good")
+    page.get_by_label("纳税信用等级").select_option("A")
+    page.get_by_label("高新技术企业").check()
+    _fill(page, "经营范围", "计算机整机、服务器及工业控制计算机的研发、制造与销售")
+    _fill(page, "企业需求（希望获得哪些帮助）", "想申请研发费用补助和高新技术企业奖励，扩大生产线需要设备贷款贴息")
+    page.get_by_role("button", name="保存企业画像").click()
+    page.wait_for_url(re.compile(r"/me/profile\?saved=1"))
+    done = int(page.locator(".comp-value").inner_text().rstrip("%"))
+    assert done > start
+    shoot(page, "09-profile-saved")
+
+    # Recommendations with 为什么推荐: conditions ✓ / ✗ / ?, score, deadline.
+    page.get_by_role("link", name="我的推荐").click()
+    page.wait_for_url(re.compile(r"/me/recommendations$"))
+    cards = page.locator(".rec-card")
+    assert cards.count() >= 3
+    first = cards.first
+    assert first.locator(".status").inner_text() in ("符合", "可能符合")
+    assert first.locator("details.why[open] .conditions li").count() >= 1
+    assert "✓" in first.locator(".cond-icon").all_inner_texts()
+    assert re.fullmatch(r"\d+", first.locator(".score strong").inner_text())
+    title = first.locator("h3").inner_text()
+
+    # Mark it applied: htmx swaps the buttons in place, the choice is stored.
+    first.get_by_role("button", name="已申报").click()
+    applied = first.get_by_role("button", name="已申报")
+    page.wait_for_function("document.querySelector('.rec-card .fb-applied').getAttribute('aria-pressed') === 'true'")
+    assert applied.get_attribute("aria-pressed") == "true"
+    assert "已申报" in first.locator(".feedback-status").inner_text()
+    assert page.evaluate("document.activeElement.textContent.trim()") == "已申报"  # focus stays on the choice
+    shoot(page, "10-recommendations")
+    with site.database.sessionmaker() as db:
+        ent = db.scalar(select(Enterprise).where(Enterprise.credit_code == code))
+        row = db.scalar(select(Feedback).where(Feedback.enterprise_id == ent.id).order_by(Feedback.id.desc()))
+        assert row is not None and row.action == "applied" and row.source == "recommendation"
+        assert db.get(Policy, row.policy_id).title == title
+        firm_id = ent.id
+    # The stored choice survives a reload.
+    page.reload()
+    card = page.locator(".rec-card", has_text=title)
+    if card.count():
+        assert card.first.get_by_role("button", name="已申报").get_attribute("aria-pressed") == "true"
+
+    # Inbox: the firm's eligible policies are pushed (rules-based fan-out), then read one.
+    with site.database.sessionmaker() as db:
+        ids = [r.policy_id for r in db.scalars(select(Feedback).where(Feedback.enterprise_id == firm_id))]
+        from matcher.models import MatchResult
+
+        eligible = list(
+            db.scalars(
+                select(MatchResult.policy_id)
+                .where(MatchResult.enterprise_id == firm_id, MatchResult.status == "eligible")
+                .limit(3)
+            )
+        )
+        for pid in dict.fromkeys(eligible + ids):
+            push_service.fan_out_policy(db=db, policy_id=pid)
+        db.commit()
+        sent = db.scalar(
+            select(Delivery.id).where(Delivery.enterprise_id == firm_id, Delivery.channel == "inbox").limit(1)
+        )
+    assert sent is not None, "the fan-out sent the firm nothing"
+    page.get_by_role("link", name="消息").click()
+    page.wait_for_url(re.compile(r"/me/inbox$"))
+    unread = page.locator(".message.unread").count()
+    assert unread >= 1
+    shoot(page, "11-inbox")
+    page.locator(".message.unread").first.get_by_role("button", name="标为已读").click()
+    page.wait_for_load_state()
+    assert page.locator(".message.unread").count() == unread - 1
+
+    # Preferences: a channel without its contact is refused in Chinese; then save, subscribe, unsubscribe.
+    page.get_by_role("link", name="推送设置").click()
+    page.wait_for_url(re.compile(r"/me/preferences$"))
+    page.get_by_label("电子邮件").check()
+    _fill(page, "接收邮箱", "")
+    page.get_by_role("button", name="保存推送设置").click()
+    assert page.locator("#email-error").inner_text() == "选择邮件推送时必须填写接收邮箱"
+    _fill(page, "接收邮箱", "policy@browser-firm.example")
+    page.get_by_label("每日汇总").check()
+    page.get_by_role("button", name="保存推送设置").click()
+    page.wait_for_url(re.compile(r"saved=prefs"))
+    assert page.get_by_label("电子邮件").is_checked()
+    assert page.get_by_label("每日汇总").is_checked()
+    _fill(page, "订阅关键词", "数字化转型")
+    page.get_by_role("button", name="订阅关键词").click()
+    page.wait_for_url(re.compile(r"saved=subscribed"))
+    assert page.locator(".subs li", has_text="数字化转型").count() == 1
+    shoot(page, "12-preferences")
+    page.locator(".subs li", has_text="数字化转型").get_by_role("button", name=re.compile("退订")).click()
+    page.wait_for_url(re.compile(r"saved=unsubscribed_one"))
+    assert page.locator(".subs li", has_text="数字化转型").count() == 0
+    page.get_by_role("button", name="退订全部站外推送").click()
+    page.wait_for_url(re.compile(r"saved=unsubscribed"))
+    assert page.get_by_role("button", name="恢复推送").is_visible()
+
+    # Keyboard: Tab from the top reaches the skip link first, and it moves focus to the content.
+    page.goto("/me/recommendations")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "跳到正文"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    # A firm may not open another role's page: a 403 page in Chinese. Then sign out.
+    page.get_by_role("button", name="退出").click()
+    page.wait_for_url(re.compile(r"/$"))
+    assert page.get_by_role("link", name="登录").is_visible()
+    page.goto("/me/profile")
+    page.wait_for_url(re.compile(r"/login"))
+    _fill(page, "用户名", "browser_firm")
+    _fill(page, "密码", "Huiqi@browser2026")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(re.compile(r"/me/profile$"))
+
+
+def test_wrong_role_sees_the_chinese_403_page(page: Any, site: LiveSite) -> None:
+    page.goto("/login")
+    _fill(page, "用户名", "curator")
+    _fill(page, "密码", "Huiqi@curator2026")
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_load_state()
+    response = page.goto("/me/inbox")
+    assert response is not None and response.status == 403
+    assert page.locator("h1").inner_text() == "没有权限"
+    shoot(page, "13-forbidden")

@@ -1,0 +1,453 @@
+"""The staff pages in a real browser: Debian's Chromium driven by Playwright against the app on 127.0.0.1.
+
+The app runs under uvicorn in a thread on a migrated SQLite file with the demo taxonomy, the demo
+中山 policies, a few demo firms, the demo users, the desk's FAQ and demo cases, stored match results
+and a few pushes, and the session's real matcher (e5 embedder). Scenarios: a curator builds a rule
+with the form-based builder, sees the live count of eligible firms (checked against the rules engine
+firm by firm), saves and publishes it, opens the eligible list and previews a targeted push and an
+import; a firm asks a question (instant answer with sources) and files a request; the desk officer
+accepts, replies and resolves it; the firm rates it; the officer closes it; the supervisor's page;
+the dashboard draws its ECharts charts without script errors. Screenshots of each key page at
+390×844 and 1366×900 go to test-artifacts/web-staff/.
+
+Chromium comes from Debian (`make test` installs it); nothing is downloaded. Without /usr/bin/chromium
+the tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from api.app import create_app
+from auth import demo as auth_demo
+from catalog import demo as catalog_demo
+from catalog import service as catalog_service
+from catalog.models import Policy
+from catalog.schemas import PolicyIn
+from core import migrate
+from core.config import Settings
+from core.db import Database
+from desk import demo as desk_demo
+from desk.models import Case
+from matcher import eligibility
+from matcher import service as matcher_service
+from matcher.models import EnterpriseTag
+from profiles import demo as profiles_demo
+from profiles.models import Enterprise
+from push import service as push_service
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-staff"
+SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-quic",
+    "--no-first-run",
+    "--metrics-recording-only",
+    "--lang=zh-CN",
+]
+DEMO_FIRMS = 12
+PASSWORDS = {
+    "curator": "Huiqi@curator2026",
+    "supervisor": "Huiqi@super2026",
+    "desk_kjj": "Huiqi@desk2026",
+    "firm": "Huiqi@firm2026",
+}
+REWARD_POLICY = "中山市高新技术企业认定奖励"  # handled by 市科技局, the desk_kjj officer's department
+
+pytestmark = pytest.mark.slow
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    why = "Debian's chromium is not installed (/usr/bin/chromium); `make test` installs it"
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveSite:
+    """The app served by uvicorn in a thread, with its database."""
+
+    def __init__(self, settings: Settings, database: Database, matcher: Any) -> None:
+        import uvicorn
+
+        self.database = database
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(settings, database=database, matcher=matcher)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="web-staff-test-server", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _load_site_data(db: Any, settings: Settings, matcher: Any) -> None:
+    """The demo taxonomy and 中山 policies, demo firms and users, the desk's FAQ and cases, results, pushes."""
+    today = dt.date.today()
+    catalog_demo.load_taxonomy(db=db)
+    for item in catalog_demo.demo_policies(today):
+        if item["region_codes"] != ["442000"]:
+            continue
+        status = item.pop("status", "published")
+        policy = catalog_service.create_policy(db=db, policy_in=PolicyIn(**item), actor=None)
+        if status == "published":
+            catalog_service.publish_policy(
+                db=db, policy_id=policy.id, actor=None, today=min(today, policy.valid_from_on or today)
+            )
+    catalog_service.expire_due_policies(db=db, today=today)
+    profiles_demo.load_demo_enterprises(db=db, count=DEMO_FIRMS)
+    db.flush()
+    auth_demo.create_demo_users(db=db)
+    desk_demo.load_demo_desk(db=db, settings=settings)
+    matcher_service.match_all(db=db, matcher=matcher, today=today)
+    # A few pushes, so the dashboard's funnel has something to show.
+    for pid in db.scalars(select(Policy.id).where(Policy.status == "published").order_by(Policy.id).limit(3)):
+        push_service.fan_out_policy(db=db, policy_id=pid)
+
+
+@pytest.fixture(scope="module")
+def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    """The demo data behind a live server."""
+    _require_chromium()
+    path = tmp_path_factory.mktemp("web-staff-browser") / "huiqi.db"
+    database = Database(f"sqlite:///{path}")
+    with database.engine.connect() as conn:
+        migrate.upgrade(connection=conn)
+    with database.sessionmaker() as db:
+        _load_site_data(db, test_settings, matcher)
+        db.commit()
+        matcher.policy_index(db)
+    live = LiveSite(test_settings, database, matcher)
+    live.start()
+    yield live
+    live.stop()
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser(site: LiveSite) -> Iterator[Any]:
+    """Headless Debian Chromium under Playwright (nothing downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, site: LiveSite) -> Iterator[Any]:
+    """A fresh browser context at desktop size; any script error or failed asset fails the test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    tab.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type not in ("document",)
+            else None
+        ),
+    )
+    tab.on("requestfailed", lambda r: errors.append(f"failed {r.url}"))
+    tab.on("dialog", lambda d: d.accept())
+    yield tab
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+def shoot(page: Any, name: str) -> None:
+    """Screenshot the page at phone and desktop width (full page); nothing may scroll sideways."""
+    for label, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(200)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {width}px"
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1366, "height": 900})
+
+
+def sign_in(page: Any, username: str) -> None:
+    """Sign in through the login form as one of the demo users (signing out whoever was in)."""
+    page.context.clear_cookies()
+    page.goto("/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORDS[username])
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def _engine_counts(site: LiveSite, rules: dict[str, Any]) -> dict[str, int]:
+    """Judge every firm of the site with the scalar rules engine (not the vectorised one the preview uses)."""
+    today = dt.date.today()
+    counts = {"eligible": 0, "likely": 0, "ineligible": 0}
+    with site.database.sessionmaker() as db:
+        tags: dict[int, set[str]] = {}
+        for eid, tag in db.execute(select(EnterpriseTag.enterprise_id, EnterpriseTag.tag_id)):
+            tags.setdefault(eid, set()).add(tag)
+        names = {t.id: t.name for t in catalog_service.list_tags(db=db)}
+        for firm in db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications))):
+            facts = eligibility.profile_facts(firm, today, {names[t] for t in tags.get(firm.id, set())})
+            counts[eligibility.evaluate(rules, facts, today=today).status] += 1
+    return counts
+
+
+def wait_for_eligible(page: Any, n: int) -> None:
+    """Wait until the builder's live preview shows n eligible firms."""
+    page.wait_for_function(
+        "n => { const el = document.querySelector('#rule-preview [data-count=eligible]');"
+        " return el !== null && el.textContent === '符合 ' + n + ' 家'; }",
+        arg=n,
+        timeout=10_000,
+    )
+
+
+# ---------------------------------------------------------------- curator
+
+
+def test_curator_builds_a_rule_previews_the_count_and_publishes(page: Any, site: LiveSite) -> None:
+    sign_in(page, "curator")
+    page.wait_for_url(re.compile(r"/staff/policies$"))
+    assert page.locator(".staff-table tbody tr").count() >= 10
+    shoot(page, "s01-staff-policies")
+
+    page.get_by_role("link", name="＋ 新建政策").click()
+    page.wait_for_url(re.compile(r"/staff/policies/new$"))
+    title = "中山市规上制造业企业研发投入奖励浏览器测试"
+    page.get_by_label("政策标题").fill(title)
+    page.get_by_label("发文部门").select_option(label="中山市科学技术局")
+    page.get_by_label("类型").select_option("application")
+    page.get_by_label("适用地区").fill("442000")
+    page.locator("#f-categories input[type=checkbox]").first.check()
+    page.get_by_label("政策摘要").fill("对上年度研发投入较大的规上制造业企业给予一次性奖励，最高50万元。")
+    page.get_by_label("解读人", exact=True).fill("林晓")
+    page.get_by_label("解读人联系方式").fill("0760-88889999")
+    page.get_by_label("申报截止日期").fill((dt.date.today() + dt.timedelta(days=45)).isoformat())
+
+    # The builder: no conditions yet; add two from the field and operator lists.
+    builder = page.locator("#rule-builder")
+    assert builder.is_visible() and "尚未设置条件" in builder.inner_text()
+    add = page.get_by_role("button", name="＋ 添加条件", exact=True)
+    add.click()
+    page.get_by_label("条件1 字段").select_option("region_code")
+    page.get_by_label("条件1 运算").select_option("within_region")
+    page.get_by_label("条件1 选择地区").select_option("442000")
+    add.click()
+    page.get_by_label("条件2 字段").select_option("employees")
+    page.get_by_label("条件2 运算").select_option("gte")
+    page.get_by_label("条件2 取值（人）").fill("50")
+    rules = {
+        "all": [
+            {"field": "region_code", "op": "within_region", "value": ["442000"]},
+            {"field": "employees", "op": "gte", "value": 50},
+        ]
+    }
+    # The JSON the form submits follows the builder.
+    page.wait_for_function("document.getElementById('f-rules_json').value.includes('\"value\": 50')", timeout=5_000)
+    assert json.loads(page.locator("#f-rules_json").input_value()) == rules
+    # The live preview: its counts are the rules engine's verdicts over every firm.
+    expected = _engine_counts(site, rules)
+    wait_for_eligible(page, expected["eligible"])
+    preview = page.locator("#rule-preview").inner_text()
+    assert f"可能符合 {expected['likely']} 家" in preview and f"不符合 {expected['ineligible']} 家" in preview
+    assert "从业人数 ≥ 50 人" in preview
+    assert 0 < expected["eligible"] < sum(expected.values())
+    # Tightening the threshold lowers the count at once.
+    page.get_by_label("条件2 取值（人）").fill("100000")
+    wait_for_eligible(page, 0)
+    page.get_by_label("条件2 取值（人）").fill("50")
+    wait_for_eligible(page, expected["eligible"])
+    shoot(page, "s02-rule-builder")
+
+    page.get_by_role("button", name="创建草稿").click()
+    page.wait_for_url(re.compile(r"/staff/policies/\d+\?saved=created"))
+    policy_id = int(re.search(r"/staff/policies/(\d+)", page.url).group(1))
+    # Reopened, the builder shows the saved tree again.
+    assert page.get_by_label("条件2 取值（人）").input_value() == "50"
+    page.get_by_role("button", name="发布政策").click()
+    page.wait_for_url(re.compile(r"saved=published"))
+    assert page.locator(".page-head .policy-status").inner_text() == "已发布"
+    shoot(page, "s03-policy-published")
+    with site.database.sessionmaker() as db:
+        stored = db.get(Policy, policy_id)
+        assert stored.status == "published" and stored.rules == rules and stored.title == title
+
+    # The eligible list holds exactly as many firms as the preview promised; it can be exported.
+    page.get_by_role("link", name="符合条件企业名单").click()
+    page.wait_for_url(re.compile(rf"/staff/policies/{policy_id}/eligible"))
+    assert page.locator(".results-title").inner_text() == f"共 {expected['eligible']} 家企业"
+    assert page.get_by_role("link", name="CSV").count() == 1
+    shoot(page, "s04-eligible-firms")
+
+    # A targeted push to that list: the preview counts the firms and writes nothing.
+    page.goto(f"/staff/push?policy_id={policy_id}")
+    page.get_by_role("button", name="预览推送范围").click()
+    page.wait_for_selector("#push-preview [data-count=enterprises]")
+    assert int(page.locator("#push-preview [data-count=enterprises]").inner_text()) == expected["eligible"]
+    shoot(page, "s05-push-preview")
+
+    # An import with a bad row: the report is on the page and nothing is written.
+    bad = "统一社会信用代码,企业名称,所在地区代码\n123,中山市浏览器导入测试有限公司,442000\n"
+    page.goto("/staff/io")
+    page.get_by_label("企业").check()
+    page.get_by_label("文件（CSV 或 XLSX）").set_input_files(
+        files=[{"name": "企业.csv", "mimeType": "text/csv", "buffer": bad.encode("utf-8")}]
+    )
+    page.get_by_role("button", name="上传并导入").click()
+    page.wait_for_selector("#report")
+    report = page.locator("#report").inner_text()
+    assert "导入失败" in report and "第 2 行" in report and "统一社会信用代码" in report
+    shoot(page, "s06-import-report")
+
+
+# ---------------------------------------------------------------- firm, desk officer, supervisor
+
+
+def test_firm_asks_desk_officer_replies_firm_rates_officer_closes(page: Any, site: LiveSite) -> None:
+    with site.database.sessionmaker() as db:
+        reward = db.scalar(select(Policy.id).where(Policy.title == REWARD_POLICY))
+    assert reward is not None
+
+    # A question the knowledge base knows: answered at once, with its sources.
+    sign_in(page, "firm")
+    page.goto("/me/cases/new")
+    page.get_by_label("咨询").check()
+    page.get_by_label("诉求内容").fill("高企认定通过了，中山市的认定奖励怎么领？能拿多少？")
+    page.get_by_role("button", name="提交").click()
+    page.wait_for_url(re.compile(r"/me/cases/\d+\?new=1"))
+    answer = page.locator(".instant-answer")
+    assert "30万元" in answer.inner_text()
+    assert answer.locator(".citations li").count() >= 1
+    shoot(page, "s07-instant-answer")
+    page.get_by_role("button", name="已解决，关闭诉求").click()
+    page.wait_for_url(re.compile(r"done=accepted"))
+
+    # A request for help about the reward policy goes to its handling department with due times.
+    page.goto(f"/me/cases/new?policy_id={reward}")
+    page.get_by_label("求助").check()
+    page.get_by_label("诉求内容").fill("市科技业务管理系统上传高企证书时一直提示文件格式错误，申报截止前无法提交。")
+    page.get_by_role("button", name="提交").click()
+    page.wait_for_url(re.compile(r"/me/cases/\d+\?new=1"))
+    case_id = int(re.search(r"/me/cases/(\d+)", page.url).group(1))
+    receipt = page.locator(".receipt").inner_text()
+    number = page.locator(".receipt .case-number").inner_text()
+    assert "中山市科学技术局" in receipt and re.fullmatch(r"HQ\d{8}-\d{6}", number)
+    assert page.locator(".dues li").count() == 3
+    shoot(page, "s08-firm-case-submitted")
+
+    # The desk officer: the queue by due time, then accept, reply and resolve.
+    sign_in(page, "desk_kjj")
+    page.wait_for_url(re.compile(r"/desk/queue$"))
+    item = page.locator(".case-item", has_text=number)
+    assert item.count() == 1 and "sla-green" in item.get_attribute("class")
+    shoot(page, "s09-desk-queue")
+    item.get_by_role("link").first.click()
+    page.wait_for_url(re.compile(rf"/desk/cases/{case_id}$"))
+    page.get_by_role("button", name="签收工单").click()
+    page.wait_for_url(re.compile(r"done=accept"))
+    page.get_by_label("阶段性答复（企业可见）").fill("已联系系统运维单位排查，请将证书转为PDF格式后重新上传。")
+    page.get_by_role("button", name="发送答复").click()
+    page.wait_for_url(re.compile(r"done=reply"))
+    assert "已答复企业" in page.locator(".notice").inner_text()
+    page.get_by_label("办结答复（企业可见，提交后邀请企业评价）").fill(
+        "系统已修复文件格式校验问题，企业已成功提交申报材料。"
+    )
+    page.get_by_role("button", name="办结").click()
+    page.wait_for_url(re.compile(r"done=resolve"))
+    assert page.locator(".timeline .event-resolved").count() == 1
+    shoot(page, "s10-desk-case")
+
+    # The firm rates the outcome.
+    sign_in(page, "firm")
+    page.goto(f"/me/cases/{case_id}")
+    assert "请将证书转为PDF格式" in page.locator(".timeline").inner_text()
+    page.get_by_label("满意", exact=True).check()
+    page.get_by_label(re.compile("^意见")).fill("处理及时，问题已解决")
+    page.get_by_role("button", name="提交评价").click()
+    page.wait_for_url(re.compile(r"done=rated"))
+    assert "感谢您的评价" in page.locator(".notice").inner_text()
+    shoot(page, "s11-firm-rated")
+
+    # The officer closes the rated case.
+    sign_in(page, "desk_kjj")
+    page.goto(f"/desk/cases/{case_id}")
+    page.get_by_role("button", name="关闭工单").click()
+    page.wait_for_url(re.compile(r"done=close"))
+    assert page.locator(".case-status").first.inner_text() == "已关闭"
+    with site.database.sessionmaker() as db:
+        case = db.get(Case, case_id)
+        assert case.status == "closed" and case.rating == "satisfied"
+        kinds = [e.kind for e in case.events]
+        assert kinds.index("replied") < kinds.index("resolved") < kinds.index("rated") < kinds.index("closed")
+
+    # The supervisor: escalations by colour, approvals waiting, the central dispatch queue.
+    sign_in(page, "supervisor")
+    page.wait_for_url(re.compile(r"/desk/supervision$"))
+    assert page.locator(".esc-column").count() == 4
+    assert page.locator("#approvals .approval").count() >= 1
+    shoot(page, "s12-supervision")
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def test_dashboard_renders_its_charts(page: Any, site: LiveSite) -> None:
+    sign_in(page, "supervisor")
+    page.goto("/dashboard")
+    containers = page.locator(".chart").count()
+    assert containers >= 4  # per day, departments, push funnel, coverage (hot topics when there are some)
+    page.wait_for_function(f"document.documentElement.dataset.charts === '{containers}'")
+    page.wait_for_function(f"document.querySelectorAll('.chart canvas').length >= {containers}")
+    assert int(page.locator(".kpi-value").first.inner_text()) >= 2
+    shoot(page, "s13-dashboard")

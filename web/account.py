@@ -1,0 +1,134 @@
+"""Sign-in, sign-out and firm registration in the browser."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from api.deps import AppSettings, DbSession
+from auth import service as auth_service
+from auth.service import principal_for_user
+from core import security
+from core.errors import HuiqiError
+from profiles import service as profiles_service
+from profiles.schemas import RegisterIn
+from web import choices
+from web.deps import WebVisitor, clear_session_cookie, rotate_csrf, safe_next, set_session_cookie
+from web.forms import FormErrors, form_values, keep
+from web.templating import WebRoute, home_for, redirect, render
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+
+SIGNUP_FIELDS = (
+    "username",
+    "password",
+    "password2",
+    "display_name",
+    "name",
+    "credit_code",
+    "region_code",
+    "industry_code",
+    "contact_phone",
+    "contact_email",
+)
+ENTERPRISE_FIELDS = ("name", "credit_code", "region_code", "industry_code", "contact_phone", "contact_email")
+
+
+def _signed_in(request: Request, settings: AppSettings, user, target: str) -> Response:  # type: ignore[no-untyped-def]
+    token = security.create_access_token(settings=settings, subject=str(user.id), claims={"role": user.role})
+    rotate_csrf(request)
+    response = redirect(request, target)
+    set_session_cookie(response, request=request, settings=settings, token=token)
+    return response
+
+
+@router.get("/login")
+def login_form(
+    request: Request, visitor: WebVisitor, next: Annotated[str | None, Query(max_length=500)] = None
+) -> Response:
+    """The sign-in form."""
+    if visitor is not None:
+        return redirect(request, safe_next(next, home_for(visitor)))
+    return render(request, "login.html", {"next": safe_next(next, ""), "username": "", "error": None})
+
+
+@router.post("/login")
+async def login(request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor) -> Response:
+    """Check the password and set the session cookie."""
+    form = await request.form()
+    values = form_values(form, ("username", "password", "next"))
+    user = None
+    if values["username"] and values["password"]:
+        user = auth_service.authenticate(db=db, username=values["username"], password=values["password"])
+    if user is None:
+        complete = bool(values["username"] and values["password"])
+        return render(
+            request,
+            "login.html",
+            {
+                "next": safe_next(values["next"], ""),
+                "username": values["username"] or "",
+                "error": "用户名或密码错误" if complete else "请输入用户名和密码",
+            },
+            status_code=401 if complete else 422,
+        )
+    return _signed_in(request, settings, user, safe_next(values["next"], home_for(principal_for_user(user))))
+
+
+@router.post("/logout")
+def logout(request: Request, visitor: WebVisitor) -> Response:
+    """Sign out: drop the session cookie."""
+    rotate_csrf(request)
+    response = redirect(request, "/")
+    clear_session_cookie(response)
+    return response
+
+
+def _signup_context(values: dict, errors: FormErrors) -> dict:
+    shown = keep(values)
+    shown.pop("password", None)
+    shown.pop("password2", None)
+    return {
+        "values": shown,
+        "errors": errors,
+        "region_groups": choices.region_groups(),
+        "industries": choices.industry_divisions(),
+    }
+
+
+@router.get("/signup")
+def signup_form(request: Request, visitor: WebVisitor) -> Response:
+    """The firm registration form."""
+    if visitor is not None:
+        return redirect(request, home_for(visitor))
+    return render(request, "signup.html", _signup_context({}, FormErrors()))
+
+
+@router.post("/signup")
+async def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor) -> Response:
+    """Register a firm and its first user, then sign in and go to the profile."""
+    form = await request.form()
+    values = form_values(form, SIGNUP_FIELDS)
+    if (values["password"] or "") != (values["password2"] or ""):
+        errors = FormErrors("填写有误，请按提示修改", {"password2": "两次输入的密码不一致"})
+        return render(request, "signup.html", _signup_context(values, errors), status_code=422)
+    enterprise = {k: values[k] for k in ENTERPRISE_FIELDS if values[k] is not None}
+    try:
+        register_in = RegisterIn(
+            username=values["username"] or "",
+            password=values["password"] or "",
+            display_name=values["display_name"] or "",
+            enterprise=enterprise,  # type: ignore[arg-type]
+        )
+        user, _ = profiles_service.register(db=db, register_in=register_in)
+    except ValidationError as exc:
+        errors = FormErrors.from_validation(exc, prefix="enterprise.")
+        return render(request, "signup.html", _signup_context(values, errors), status_code=422)
+    except HuiqiError as exc:
+        db.rollback()  # nothing of a refused registration is kept
+        errors = FormErrors.from_domain(exc, prefix="enterprise.")
+        return render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
+    return _signed_in(request, settings, user, "/me/profile?welcome=1")

@@ -1,0 +1,76 @@
+"""Options of the select boxes and checkbox groups, read from the code tables and the catalog."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog import service as catalog_service
+from catalog.models import LEVEL_LABELS, Tag, TagKind
+from profiles import codes
+from profiles.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
+
+LEVELS = tuple(LEVEL_LABELS.items())
+CREDIT = CREDIT_STANDINGS
+TAX_LEVELS = TAX_CREDIT_LEVELS
+CHANNEL_LABELS = {"inbox": "站内信", "email": "电子邮件", "sms": "短信", "webhook": "Webhook（企业微信/钉钉/飞书等）"}
+FREQUENCY_LABELS = {"instant": "即时推送", "daily": "每日汇总", "weekly": "每周汇总"}
+WEBHOOK_FORMAT_LABELS = {
+    "huiqi": "惠企标准格式",
+    "wecom": "企业微信群机器人",
+    "dingtalk": "钉钉群机器人",
+    "feishu": "飞书群机器人",
+}
+
+
+@lru_cache(maxsize=1)
+def region_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Return regions grouped for a select box: each province and prefecture with its districts."""
+    rows = codes.list_regions()
+    by_parent: dict[str | None, list[dict]] = {}
+    for row in rows:
+        by_parent.setdefault(row["parent"], []).append(row)
+    groups: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    for top in by_parent.get(None, []):
+        if top["code"] == codes.NATIONAL_REGION:
+            continue
+        for child in by_parent.get(top["code"], []):
+            options = [(child["code"], child["name"])]
+            options += [(d["code"], f"{child['name']}{d['name']}") for d in by_parent.get(child["code"], [])]
+            groups.append(
+                (f"{top['name']} · {child['name']}" if by_parent.get(child["code"]) else top["name"], tuple(options))
+            )
+    merged: dict[str, list[tuple[str, str]]] = {}
+    for label, options in groups:
+        merged.setdefault(label, []).extend(options)
+    return tuple((label, tuple(options)) for label, options in merged.items())
+
+
+@lru_cache(maxsize=1)
+def industry_divisions() -> tuple[tuple[str, str], ...]:
+    """Return the industry divisions (大类, e.g. C39) with their names, for a datalist."""
+    return tuple((row["code"], row["name"]) for row in codes.list_industries("大类"))
+
+
+def categories(*, db: Session) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Return the top categories with their sub-categories as (code, name, children)."""
+    return [
+        (
+            c.code,
+            c.name,
+            [(child.code, child.name) for child in sorted(c.children, key=lambda x: (x.sort_order, x.code))],
+        )
+        for c in catalog_service.list_categories(db=db)
+    ]
+
+
+def departments(*, db: Session) -> list[tuple[str, str]]:
+    """Return (code, name) of every department."""
+    return [(d.code, d.name) for d in catalog_service.list_departments(db=db)]
+
+
+def qualifications(*, db: Session) -> list[str]:
+    """Return the names of the qualification tags a firm can hold."""
+    return list(db.scalars(select(Tag.name).where(Tag.kind == TagKind.qualification).order_by(Tag.id)))

@@ -1,0 +1,347 @@
+"""A signed-in firm's pages: profile, recommendations with reasons, inbox, push preferences."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from api.deps import DbSession
+from core.errors import HuiqiError
+from matcher import service as matcher_service
+from matcher.eligibility import ELIGIBLE, LIKELY
+from matcher.router import get_matcher
+from profiles import service as profiles_service
+from profiles.schemas import EnterpriseUpdate, QualificationIn
+from push import service as push_service
+from push.channels import normalize_phone
+from push.schemas import PreferencesIn, SubscriptionIn
+from web import choices, views
+from web.deps import WebFirm
+from web.forms import FormErrors, form_list, form_values, keep
+from web.templating import WebRoute, redirect, render
+
+router = APIRouter(prefix="/me", route_class=WebRoute, include_in_schema=False)
+MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
+
+RECOMMENDATIONS_SHOWN = 20
+# Enough to find every policy a missing field leaves undecided on the profile page.
+BLOCKING_WINDOW = 200
+INBOX_PAGE_SIZE = 10
+
+PROFILE_FIELDS = (
+    "name",
+    "region_code",
+    "industry_code",
+    "established_on",
+    "registered_capital",
+    "employees",
+    "annual_revenue",
+    "total_assets",
+    "rd_expense",
+    "export_revenue",
+    "credit_standing",
+    "tax_credit_level",
+    "business_scope",
+    "products",
+    "needs",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+)
+PREFERENCE_FIELDS = (
+    "frequency",
+    "quiet_start",
+    "quiet_end",
+    "weekly_cap",
+    "email",
+    "phone",
+    "webhook_url",
+    "webhook_format",
+    "webhook_secret",
+)
+
+
+# ---------------------------------------------------------------- profile
+
+
+def _profile_context(db: Any, matcher: Any, firm: Any, values: dict | None, errors: FormErrors) -> dict:
+    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
+    data = profiles_service.describe(ent)
+    _, recs, _, _ = matcher_service.recommend(
+        db=db, matcher=matcher, enterprise_id=ent.id, include=(ELIGIBLE, LIKELY), limit=BLOCKING_WINDOW
+    )
+    if values is None:
+        values = {name: data.get(name) for name in PROFILE_FIELDS}
+        held = {q["name"] for q in data["qualifications"]}
+    else:
+        held = set(values.pop("qualifications", []))
+    return {
+        "ent": data,
+        "values": keep(values),
+        "held": held,
+        "errors": errors,
+        "blocking": views.blocking_fields(recs),
+        "eligible_count": sum(1 for r in recs if r.verdict.status == ELIGIBLE),
+        "likely_count": sum(1 for r in recs if r.verdict.status == LIKELY),
+        "region_groups": choices.region_groups(),
+        "industries": choices.industry_divisions(),
+        "qualifications": choices.qualifications(db=db),
+        "credit": choices.CREDIT,
+        "tax_levels": choices.TAX_LEVELS,
+    }
+
+
+@router.get("/profile")
+def profile(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm) -> Response:
+    """The firm's profile form with its completeness and the fields that block policies."""
+    context = _profile_context(db, matcher, firm, None, FormErrors())
+    context["saved"] = request.query_params.get("saved") == "1"
+    context["welcome"] = request.query_params.get("welcome") == "1"
+    return render(request, "me_profile.html", context)
+
+
+@router.post("/profile")
+async def save_profile(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm) -> Response:
+    """Save the profile through the profile service; its Chinese messages are shown by each field."""
+    form = await request.form()
+    values = form_values(form, PROFILE_FIELDS)
+    picked = form_list(form, "qualifications")
+    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
+    # The form has no validity dates; a qualification kept keeps the date it had.
+    until = {q.tag.name: q.valid_until_on for q in ent.qualifications}
+    try:
+        update = EnterpriseUpdate(
+            **values, qualifications=[QualificationIn(name=n, valid_until_on=until.get(n)) for n in picked]
+        )
+        profiles_service.update_enterprise(db=db, enterprise_id=ent.id, enterprise_in=update, actor=firm)
+    except ValidationError as exc:
+        errors = FormErrors.from_validation(exc)
+    except HuiqiError as exc:
+        db.rollback()  # a refused change leaves the profile as it was
+        errors = FormErrors.from_domain(exc)
+    else:
+        return redirect(request, "/me/profile?saved=1")
+    context = _profile_context(db, matcher, firm, {**values, "qualifications": picked}, errors)
+    return render(request, "me_profile.html", context, status_code=422)
+
+
+# ---------------------------------------------------------------- recommendations
+
+
+@router.get("/recommendations")
+def recommendations(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm) -> Response:
+    """Recommended policies, best first, each with 为什么推荐 and feedback buttons."""
+    today = dt.date.today()
+    ent, recs, changes, firm_tags = matcher_service.recommend(
+        db=db,
+        matcher=matcher,
+        enterprise_id=firm.enterprise_id,
+        include=(ELIGIBLE, LIKELY),
+        limit=RECOMMENDATIONS_SHOWN,
+        today=today,  # type: ignore[arg-type]
+    )
+    feedback = matcher_service.latest_feedback(db=db, enterprise_id=ent.id)
+    return render(
+        request,
+        "me_recommendations.html",
+        {
+            "ent": ent,
+            "cards": [views.recommendation_card(r, today, feedback.get(r.policy.id)) for r in recs],
+            "changes": changes,
+            "firm_tags": firm_tags,
+            "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+            "unread": push_service.unread_count(db=db, enterprise_id=ent.id),
+        },
+    )
+
+
+@router.post("/recommendations/{policy_id}/feedback")
+async def recommendation_feedback(
+    request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int
+) -> Response:
+    """Mark a recommended policy interesting, not relevant or applied (htmx swaps the card's buttons)."""
+    form = await request.form()
+    action = str(form.get("action") or "")
+    matcher_service.record_feedback(
+        db=db,
+        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        policy_id=policy_id,
+        action=action,
+        source="recommendation",
+        user_id=firm.user_id,
+        weights=matcher.weights,
+    )
+    if request.headers.get("hx-request"):
+        return render(
+            request,
+            "_feedback.html",
+            {
+                "policy_id": policy_id,
+                "feedback": action,
+                "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+                "saved": True,
+                "post_to": f"/me/recommendations/{policy_id}/feedback",
+            },
+        )
+    return redirect(request, "/me/recommendations")
+
+
+# ---------------------------------------------------------------- inbox
+
+
+@router.get("/inbox")
+def inbox(
+    request: Request,
+    db: DbSession,
+    firm: WebFirm,
+    unread: str | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """The firm's messages, newest first; unread ones marked."""
+    unread_only = unread == "1"
+    rows, total, unread_total = push_service.list_inbox(
+        db=db,
+        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        unread_only=unread_only,
+        offset=(page - 1) * INBOX_PAGE_SIZE,
+        limit=INBOX_PAGE_SIZE,
+    )
+    pages = max(1, math.ceil(total / INBOX_PAGE_SIZE))
+    return render(
+        request,
+        "me_inbox.html",
+        {
+            "rows": rows,
+            "total": total,
+            "unread_total": unread_total,
+            "unread_only": unread_only,
+            "page_links": views.page_links(request, page, pages),
+        },
+    )
+
+
+def _back_to_inbox(request: Request) -> str:
+    referer = request.headers.get("referer") or ""
+    marker = "/me/inbox"
+    return referer[referer.index(marker) :] if marker in referer else marker
+
+
+@router.post("/inbox/{delivery_id}/read")
+def inbox_read(request: Request, db: DbSession, firm: WebFirm, delivery_id: int) -> Response:
+    """Mark one message read (only the firm's own messages are touched)."""
+    push_service.mark_read(db=db, enterprise_id=firm.enterprise_id, delivery_ids=[delivery_id])  # type: ignore[arg-type]
+    return redirect(request, _back_to_inbox(request))
+
+
+@router.post("/inbox/read-all")
+def inbox_read_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
+    """Mark every message read."""
+    push_service.mark_read(db=db, enterprise_id=firm.enterprise_id, all=True)  # type: ignore[arg-type]
+    return redirect(request, "/me/inbox")
+
+
+# ---------------------------------------------------------------- preferences and subscriptions
+
+
+def _preferences_context(
+    db: Any, firm: Any, values: dict | None, errors: FormErrors, sub_errors: FormErrors | None = None
+) -> dict:
+    prefs = push_service.get_preferences(db=db, enterprise_id=firm.enterprise_id)
+    if values is None:
+        values = {name: getattr(prefs, name) for name in PREFERENCE_FIELDS}
+        values["channels"] = list(prefs.channels)
+        # Until the firm saves its own, the phone is its profile's contact number, which may be a landline.
+        if values["phone"] and normalize_phone(values["phone"]) is None:
+            values["phone"] = None
+    categories = choices.categories(db=db)
+    names = {code: name for code, name, children in categories} | {
+        code: name for _, _, children in categories for code, name in children
+    }
+    return {
+        "prefs": prefs,
+        "values": keep(values),
+        "errors": errors,
+        "sub_errors": sub_errors or FormErrors(),
+        "subscriptions": push_service.list_subscriptions(db=db, enterprise_id=firm.enterprise_id),
+        "category_names": names,
+        "categories": categories,
+        "channel_labels": choices.CHANNEL_LABELS,
+        "frequency_labels": choices.FREQUENCY_LABELS,
+        "webhook_formats": choices.WEBHOOK_FORMAT_LABELS,
+    }
+
+
+@router.get("/preferences")
+def preferences(request: Request, db: DbSession, firm: WebFirm) -> Response:
+    """Channels, frequency, quiet hours, subscriptions and unsubscribing."""
+    context = _preferences_context(db, firm, None, FormErrors())
+    context["saved"] = request.query_params.get("saved")
+    return render(request, "me_preferences.html", context)
+
+
+@router.post("/preferences")
+async def save_preferences(request: Request, db: DbSession, firm: WebFirm) -> Response:
+    """Save push preferences through the push service; its Chinese messages are shown by each field."""
+    form = await request.form()
+    values = form_values(form, PREFERENCE_FIELDS)
+    values["channels"] = form_list(form, "channels")
+    try:
+        prefs_in = PreferencesIn(**values)
+        push_service.update_preferences(db=db, enterprise_id=firm.enterprise_id, prefs_in=prefs_in)
+    except ValidationError as exc:
+        errors = FormErrors.from_validation(exc)
+    except HuiqiError as exc:
+        db.rollback()
+        errors = FormErrors.from_domain(exc)
+    else:
+        return redirect(request, "/me/preferences?saved=prefs")
+    return render(request, "me_preferences.html", _preferences_context(db, firm, values, errors), status_code=422)
+
+
+@router.post("/preferences/unsubscribe-all")
+def unsubscribe_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
+    """Stop every push beyond the inbox."""
+    push_service.update_preferences(
+        db=db, enterprise_id=firm.enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=True)
+    )  # type: ignore[arg-type]
+    return redirect(request, "/me/preferences?saved=unsubscribed")
+
+
+@router.post("/preferences/resubscribe")
+def resubscribe(request: Request, db: DbSession, firm: WebFirm) -> Response:
+    """Turn pushes back on after unsubscribing from everything."""
+    push_service.update_preferences(
+        db=db, enterprise_id=firm.enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=False)
+    )  # type: ignore[arg-type]
+    return redirect(request, "/me/preferences?saved=resubscribed")
+
+
+@router.post("/subscriptions")
+async def subscribe(request: Request, db: DbSession, firm: WebFirm) -> Response:
+    """Follow a policy category or a keyword."""
+    form = await request.form()
+    values = form_values(form, ("kind", "value"))
+    try:
+        push_service.create_subscription(
+            db=db,
+            enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+            subscription_in=SubscriptionIn(kind=values["kind"] or "", value=values["value"] or ""),
+        )
+    except HuiqiError as exc:
+        db.rollback()
+        context = _preferences_context(db, firm, None, FormErrors(), FormErrors.from_domain(exc))
+        context["sub_values"] = keep(values)
+        return render(request, "me_preferences.html", context, status_code=exc.status_code)
+    return redirect(request, "/me/preferences?saved=subscribed#subscriptions")
+
+
+@router.post("/subscriptions/{subscription_id}/delete")
+def unsubscribe_one(request: Request, db: DbSession, firm: WebFirm, subscription_id: int) -> Response:
+    """Stop following one category or keyword; another firm's subscription is not found."""
+    push_service.delete_subscription(db=db, enterprise_id=firm.enterprise_id, subscription_id=subscription_id)  # type: ignore[arg-type]
+    return redirect(request, "/me/preferences?saved=unsubscribed_one#subscriptions")

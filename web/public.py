@@ -1,0 +1,278 @@
+"""Public pages: home, the policy library with search and filters, a policy's page, the policy calculator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from api.deps import DbSession
+from catalog import rules as rules_mod
+from catalog import service as catalog_service
+from catalog.models import PolicyLevel
+from catalog.schemas import PolicyFilters
+from core.errors import FieldError, ValidationFailed
+from matcher import service as matcher_service
+from matcher.router import get_matcher
+from matcher.schemas import CalculatorIn
+from profiles import codes
+from web import choices, views
+from web.deps import WebFirm, WebVisitor
+from web.forms import FormErrors, form_list, form_values
+from web.templating import WebRoute, redirect, render
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
+
+LIST_PAGE_SIZE = 12
+SEARCH_PAGE_SIZE = 10
+SEARCH_LIMIT = 50  # search hits considered before filters and paging
+HOME_CLOSING = 6
+CALCULATOR_LIMIT = 20
+
+
+def _blank(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def _filters(
+    q: str | None,
+    category: str | None,
+    department: str | None,
+    level: str | None,
+    region: str | None,
+    open_now: str | None,
+    sort: str | None,
+) -> PolicyFilters:
+    """Read the library's query string leniently: unknown or empty values are ignored, not refused."""
+    level = _blank(level)
+    region = _blank(region)
+    return PolicyFilters(
+        q=_blank(q),
+        category=_blank(category),
+        department=_blank(department),
+        level=PolicyLevel(level) if level in PolicyLevel.__members__ else None,
+        region=region if region and region.isdigit() and len(region) == 6 else None,
+        open_now=open_now in ("1", "on", "true"),
+        sort=sort if sort in ("published", "deadline", "title") else "published",
+    )
+
+
+@router.get("/")
+def home(request: Request, db: DbSession, visitor: WebVisitor) -> Response:
+    """Home: search box, popular categories, policies closing soon, latest policies."""
+    today = dt.date.today()
+    tops = catalog_service.list_categories(db=db)
+    counted = [
+        (c, catalog_service.list_policies(db=db, filters=PolicyFilters(category=c.code), actor=None, limit=0)[1])
+        for c in tops
+    ]
+    popular = sorted((x for x in counted if x[1]), key=lambda x: -x[1])
+    # The catalog lists pinned policies first; "closing soon" is strictly by deadline.
+    soonest, open_total = catalog_service.list_policies(
+        db=db, filters=PolicyFilters(open_now=True, sort="deadline"), actor=None, limit=HOME_CLOSING * 3, today=today
+    )
+    closing = sorted(soonest, key=lambda p: (p.apply_end_on, p.id))[:HOME_CLOSING]
+    latest, total = catalog_service.list_policies(db=db, filters=PolicyFilters(), actor=None, limit=5, today=today)
+    return render(
+        request,
+        "home.html",
+        {
+            "popular": popular,
+            "closing": [views.policy_row(p, today) for p in closing],
+            "latest": [views.policy_row(p, today) for p in latest],
+            "total": total,
+            "open_total": open_total,
+        },
+    )
+
+
+@router.get("/policies")
+def policy_library(
+    request: Request,
+    db: DbSession,
+    matcher: MatcherDep,
+    visitor: WebVisitor,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    category: str | None = None,
+    department: str | None = None,
+    level: str | None = None,
+    region: str | None = None,
+    open_now: str | None = None,
+    sort: str | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """The policy library: search by meaning and words, filter, page through."""
+    today = dt.date.today()
+    filters = _filters(q, category, department, level, region, open_now, sort)
+    if filters.q:
+        result = views.search_policies(
+            db=db,
+            matcher=matcher,
+            filters=filters,
+            page=page,
+            page_size=SEARCH_PAGE_SIZE,
+            limit=SEARCH_LIMIT,
+            today=today,
+        )
+        page_size = SEARCH_PAGE_SIZE
+    else:
+        items, total = catalog_service.list_policies(
+            db=db, filters=filters, actor=None, offset=(page - 1) * LIST_PAGE_SIZE, limit=LIST_PAGE_SIZE, today=today
+        )
+        result = views.PolicyPage(rows=[views.policy_row(p, today) for p in items], total=total, searched=False)
+        page_size = LIST_PAGE_SIZE
+    pages = max(1, math.ceil(result.total / page_size))
+    context = {
+        "filters": filters,
+        "result": result,
+        "page": page,
+        "pages": pages,
+        "page_links": views.page_links(request, page, pages),
+        "categories": choices.categories(db=db),
+        "departments": choices.departments(db=db),
+        "levels": choices.LEVELS,
+        "region_groups": choices.region_groups(),
+    }
+    if request.headers.get("hx-request") and request.headers.get("hx-target") == "results":
+        return render(request, "_policy_results.html", context)
+    return render(request, "policies.html", context)
+
+
+@router.get("/policies/{policy_id}")
+def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id: int) -> Response:
+    """A policy: summary, interpretation, interpreter, conditions in words, countdown, application link."""
+    policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=visitor)
+    feedback = None
+    if visitor is not None and visitor.enterprise_id is not None:
+        feedback = matcher_service.latest_feedback(db=db, enterprise_id=visitor.enterprise_id).get(policy.id)
+        # The same funnel event the API records when a firm opens a policy.
+        from push import events
+
+        events.record_for_caller(db=db, principal=visitor, policy_ids=[policy.id], kind="viewed")
+    return render(
+        request,
+        "policy.html",
+        {
+            "policy": policy,
+            "days_left": catalog_service.days_left(policy),
+            "rules_text": rules_mod.describe_rules(policy.rules, region_name=codes.region_name) if policy.rules else [],
+            "regions": [codes.region_name(c) or c for c in policy.region_codes],
+            "paragraphs": views.paragraphs,
+            "feedback": feedback,
+            "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+        },
+    )
+
+
+@router.post("/policies/{policy_id}/feedback")
+async def policy_feedback(
+    request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int
+) -> Response:
+    """A firm marks a policy interesting, not relevant or applied from the policy page."""
+    form = await request.form()
+    action = str(form.get("action") or "")
+    matcher_service.record_feedback(
+        db=db,
+        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        policy_id=policy_id,
+        action=action,
+        source="policy_page",
+        user_id=firm.user_id,
+        weights=matcher.weights,
+    )
+    if request.headers.get("hx-request"):
+        return render(
+            request,
+            "_feedback.html",
+            {
+                "policy_id": policy_id,
+                "feedback": action,
+                "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+                "saved": True,
+            },
+        )
+    return redirect(request, f"/policies/{policy_id}")
+
+
+CALCULATOR_FIELDS = (
+    "region_code",
+    "industry_code",
+    "established_on",
+    "employees",
+    "annual_revenue",
+    "rd_expense",
+    "credit_standing",
+    "tax_credit_level",
+    "needs",
+)
+
+
+def _calculate(*, db, matcher, body: CalculatorIn):  # type: ignore[no-untyped-def]
+    """Run the calculator as the API does: qualifications resolved through the tag vocabulary."""
+    attributes = body.model_dump(exclude={"limit"}, exclude_none=True)
+    if body.qualifications:
+        resolved, unknown = views.resolve_qualifications(db=db, names=body.qualifications)
+        if unknown:
+            raise ValidationFailed(
+                errors=[FieldError("qualifications", f"资质「{'、'.join(unknown)}」不在标签库中", "unknown_tag")]
+            )
+        attributes["qualifications"] = resolved
+    try:
+        _, items, changes = matcher_service.calculator(db=db, matcher=matcher, attributes=attributes, limit=body.limit)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), code="invalid_attributes") from exc
+    return items, changes
+
+
+@router.get("/calculator")
+def calculator(request: Request, db: DbSession, matcher: MatcherDep, visitor: WebVisitor) -> Response:
+    """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out."""
+    params = request.query_params
+    values = form_values(params, CALCULATOR_FIELDS)  # type: ignore[arg-type]
+    picked = form_list(params, "qualifications")  # type: ignore[arg-type]
+    context: dict = {
+        "values": {k: v or "" for k, v in values.items()},
+        "picked": set(picked),
+        "errors": FormErrors(),
+        "submitted": params.get("go") == "1",
+        "limit": CALCULATOR_LIMIT,
+        "region_groups": choices.region_groups(),
+        "industries": choices.industry_divisions(),
+        "qualifications": choices.qualifications(db=db),
+        "credit": choices.CREDIT,
+        "tax_levels": choices.TAX_LEVELS,
+    }
+    if context["submitted"]:
+        try:
+            body = CalculatorIn(
+                **{k: v for k, v in values.items() if v is not None},
+                qualifications=picked or None,
+                limit=CALCULATOR_LIMIT,
+            )
+        except ValidationError as exc:
+            context["errors"] = FormErrors.from_validation(exc)
+        else:
+            request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
+            try:
+                items, changes = _calculate(db=db, matcher=matcher, body=body)
+            except ValidationFailed as exc:
+                context["errors"] = FormErrors.from_domain(exc)
+            else:
+                today = dt.date.today()
+                context["items"] = [views.recommendation_card(r, today) for r in items]
+                context["changes"] = changes
+                if visitor is not None and visitor.enterprise_id is not None:
+                    from push import events
+
+                    events.record_for_caller(
+                        db=db, principal=visitor, policy_ids=[r.policy.id for r in items], kind="calculator"
+                    )
+    if request.headers.get("hx-request") and request.headers.get("hx-target") == "calc-results":
+        return render(request, "_calc_results.html", context)
+    return render(request, "calculator.html", context)

@@ -1,0 +1,773 @@
+"""The curator's pages (政策管理): policy list and editor with the rule builder and its live preview,
+tag suggestions, publish / withdraw, versions and diffs, the eligible-firm list with export, targeted
+pushes with preview, and policy / enterprise import and export with the row report on the page.
+
+Every change goes through the catalog, matcher and push services the API uses; the pages only read
+forms and shape results. Publishing and editing a published policy queue the same follow-up jobs
+the API queues (fan-out to eligible firms, change notices).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import math
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from api.deps import AppSettings, DbSession
+from auth.models import Role, User
+from auth.service import Principal
+from catalog import io as catalog_io
+from catalog import rules as rules_mod
+from catalog import service as catalog_service
+from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType, Tag
+from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
+from core import scheduler, tabular
+from core.errors import FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
+from matcher import service as matcher_service
+from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
+from matcher.eligibility import STATUS_LABELS as VERDICT_LABELS
+from matcher.router import EXPORT_HEADERS, get_matcher
+from matcher.router import _eligible_row as eligible_row
+from profiles import codes
+from profiles import io as profiles_io
+from profiles.fields import FIELDS, SIZE_CLASSES
+from push import targeting
+from push.schemas import ManualPushIn, TargetFilters
+from web import choices, views
+from web.deps import WebAllow
+from web.forms import FormErrors, form_list, form_values, keep
+from web.templating import ROLE_HOME, WebRoute, redirect, register_nav, render
+
+router = APIRouter(prefix="/staff", route_class=WebRoute, include_in_schema=False)
+Curator = Annotated[Principal, Depends(WebAllow(Role.curator, Role.admin))]
+MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
+
+register_nav("政策管理", "/staff/policies", (Role.curator, Role.admin), order=110)
+register_nav("定向推送", "/staff/push", (Role.curator, Role.admin), order=120)
+register_nav("导入导出", "/staff/io", (Role.curator, Role.admin), order=130)
+ROLE_HOME.setdefault(Role.curator, "/staff/policies")
+
+LIST_PAGE_SIZE = 20
+ELIGIBLE_PAGE_SIZE = 20
+TEXT_FIELDS = (
+    "title",
+    "doc_number",
+    "issuing_department",
+    "handling_department",
+    "level",
+    "policy_type",
+    "summary",
+    "interpretation",
+    "interpreter_name",
+    "interpreter_contact",
+    "full_text",
+    "apply_start_on",
+    "apply_end_on",
+    "valid_from_on",
+    "valid_to_on",
+    "max_amount",
+    "amount_text",
+    "apply_url",
+)
+LIST_FIELDS = ("region_codes", "tags")  # typed as text, separated by commas, 、 or spaces
+CHECK_FIELDS = ("categories", "topics")
+CHANNEL_LABELS = {"inbox": "站内信", "email": "电子邮件", "sms": "短信", "webhook": "Webhook"}
+IMPORT_KINDS = {"policies": "政策", "enterprises": "企业"}
+
+
+# ---------------------------------------------------------------- shaping
+
+
+def split_list(text: str | None) -> list[str]:
+    """Split a typed list (commas, 、, ；, spaces or new lines) into its non-blank items."""
+    if not text:
+        return []
+    for sep in (",", "，", "、", ";", "；", "\n"):
+        text = text.replace(sep, " ")
+    return [item for item in (t.strip() for t in text.split(" ")) if item]
+
+
+def rule_builder_schema(*, db: Any) -> dict[str, Any]:
+    """Return what the rule builder offers: fields, operators by field type, choices and tag names."""
+    tags = catalog_service.list_tags(db=db)
+    return {
+        "fields": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "type": f.type,
+                "unit": f.unit,
+                "derived": f.derived,
+                "choices": [list(c) for c in f.choices],
+            }
+            for f in FIELDS.values()
+        ],
+        "ops": {
+            name: {"title": spec.title, "types": list(spec.types), "value": spec.value_def}
+            for name, spec in rules_mod.OPS.items()
+        },
+        "qualifications": [t.name for t in tags if t.kind == "qualification"],
+        "tags": [{"name": t.name, "kind": TAG_KIND_LABELS.get(t.kind, t.kind)} for t in tags],
+        "regions": [
+            {"code": r["code"], "name": r["name"]} for r in codes.list_regions() if r["code"] != codes.NATIONAL_REGION
+        ],
+        "limits": {"depth": rules_mod.MAX_DEPTH, "conditions": rules_mod.MAX_CONDITIONS},
+    }
+
+
+def parse_rules(text: str | None) -> tuple[dict[str, Any] | None, FieldError | None]:
+    """Read the rules JSON of the editor: blank or null means no conditions; bad JSON is a field error."""
+    text = (text or "").strip()
+    if not text or text == "null":
+        return None, None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, FieldError("rules", f"资格条件 JSON 格式有误（第 {exc.lineno} 行第 {exc.colno} 列）", "json")
+    if value is not None and not isinstance(value, dict):
+        return None, FieldError("rules", '资格条件应为一个 JSON 对象，如 {"all": [...]}', "json")
+    return value, None
+
+
+def policy_values(policy: Any) -> dict[str, Any]:
+    """Return an existing policy as editor values (lists typed as text, rules as indented JSON)."""
+    snap = catalog_service.snapshot(policy)
+    values: dict[str, Any] = {k: snap.get(k) for k in TEXT_FIELDS}
+    values["region_codes"] = "、".join(snap["region_codes"])
+    values["tags"] = "、".join(snap["tags"])
+    values["categories"] = snap["categories"]
+    values["topics"] = snap["topics"]
+    values["pinned"] = snap["pinned"]
+    values["rules_json"] = json.dumps(policy.rules, ensure_ascii=False, indent=2) if policy.rules else ""
+    if values.get("max_amount") is not None:
+        values["max_amount"] = tabular.format_number(values["max_amount"])
+    return values
+
+
+def read_policy_form(form: Any) -> tuple[dict[str, Any], dict[str, Any], list[FieldError]]:
+    """Return (values to show again, data for the catalog service, errors found before the service)."""
+    values = form_values(form, (*TEXT_FIELDS, *LIST_FIELDS, "rules_json", "note"))
+    values["categories"] = form_list(form, "categories")
+    values["topics"] = form_list(form, "topics")
+    values["pinned"] = form.get("pinned") in ("1", "on", "true")
+    data: dict[str, Any] = {k: values[k] for k in TEXT_FIELDS}
+    data["region_codes"] = split_list(values["region_codes"])
+    data["tags"] = split_list(values["tags"])
+    data["categories"] = values["categories"]
+    data["topics"] = values["topics"]
+    data["pinned"] = values["pinned"]
+    errors: list[FieldError] = []
+    rules, problem = parse_rules(values["rules_json"])
+    if problem:
+        errors.append(problem)
+    data["rules"] = rules
+    return values, data, errors
+
+
+def rule_errors(exc: HuiqiError | ValidationError | None) -> list[str]:
+    """Return every reason given for the rules (the form shows one message per field, rules get all)."""
+    if exc is None:
+        return []
+    found = pydantic_field_errors(exc.errors()) if isinstance(exc, ValidationError) else exc.errors
+    return [
+        f"{e.field.removeprefix('rules').lstrip('.') or '条件'}：{e.reason}"
+        for e in found
+        if e.field.startswith("rules")
+    ]
+
+
+def _display(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "（空）"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, list):
+        return "、".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, indent=2)
+    return str(value)
+
+
+def inline_diff(before: Any, after: Any) -> list[tuple[str, str]]:
+    """Return (op, text) pieces marking what was removed ("del") and added ("ins") between two values."""
+    a, b = _display(before), _display(after)
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(("same", a[i1:i2]))
+            continue
+        if op in ("delete", "replace"):
+            out.append(("del", a[i1:i2]))
+        if op in ("insert", "replace"):
+            out.append(("ins", b[j1:j2]))
+    return out
+
+
+def _enqueue_fan_out(db: Any, policy: Any) -> None:
+    """Queue the fan-out to eligible firms, as publishing through the API does."""
+    scheduler.enqueue(
+        "push.jobs:fan_out_job", db=db, kwargs={"policy_id": policy.id}, job_id=f"fanout-{policy.id}-v{policy.version}"
+    )
+
+
+def _enqueue_changed(db: Any, policy: Any, from_version: int) -> None:
+    """Queue the change notices for an edit of a published policy, as the API does."""
+    if policy.status == PolicyStatus.published and policy.version > from_version:
+        scheduler.enqueue(
+            "push.jobs:policy_changed_job",
+            db=db,
+            kwargs={"policy_id": policy.id, "from_version": from_version},
+            job_id=f"policy-changed-{policy.id}",
+        )
+
+
+# ---------------------------------------------------------------- policy list
+
+
+@router.get("/policies")
+def policy_list(
+    request: Request,
+    db: DbSession,
+    curator: Curator,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    status: str | None = None,
+    category: str | None = None,
+    department: str | None = None,
+    level: str | None = None,
+    policy_type: str | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """Every policy, drafts and withdrawn ones included, with filters and each one's status."""
+    today = dt.date.today()
+    filters = PolicyFilters(
+        q=(q or "").strip() or None,
+        status=PolicyStatus(status) if status in PolicyStatus.__members__ else None,
+        category=category or None,
+        department=department or None,
+        level=PolicyLevel(level) if level in PolicyLevel.__members__ else None,
+        policy_type=PolicyType(policy_type) if policy_type in PolicyType.__members__ else None,
+        sort="published",
+    )
+    items, total = catalog_service.list_policies(
+        db=db, filters=filters, actor=curator, offset=(page - 1) * LIST_PAGE_SIZE, limit=LIST_PAGE_SIZE, today=today
+    )
+    pages = max(1, math.ceil(total / LIST_PAGE_SIZE))
+    counts = {
+        s: catalog_service.list_policies(db=db, filters=PolicyFilters(status=s), actor=curator, limit=0)[1]
+        for s in PolicyStatus
+    }
+    return render(
+        request,
+        "staff_policies.html",
+        {
+            "rows": [views.policy_row(p, today) for p in items],
+            "total": total,
+            "filters": filters,
+            "counts": counts,
+            "page_links": views.page_links(request, page, pages),
+            "categories": choices.categories(db=db),
+            "departments": choices.departments(db=db),
+            "levels": choices.LEVELS,
+            "saved": request.query_params.get("saved"),
+        },
+    )
+
+
+# ---------------------------------------------------------------- policy editor
+
+
+def _editor_context(
+    db: Any,
+    matcher: Any,
+    policy: Any,
+    values: dict[str, Any],
+    errors: FormErrors,
+    rule_problems: list[str] | None = None,
+    preview: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    suggestions = []
+    versions: list[Any] = []
+    if policy is not None:
+        tags_by_id = {t.id: t for t in db.scalars(select(Tag))}
+        for s in matcher_service.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy.id):
+            tag = tags_by_id.get(s.tag_id)
+            if tag is not None:
+                suggestions.append({"id": s.id, "name": tag.name, "source": s.source, "score": s.score})
+        versions = catalog_service.list_versions(db=db, policy_id=policy.id)[:5]
+    return {
+        "policy": policy,
+        "values": keep(values) | {"categories": values.get("categories") or [], "topics": values.get("topics") or []},
+        "errors": errors,
+        "rule_problems": rule_problems or [],
+        "preview": preview,
+        "suggestions": suggestions,
+        "versions": versions,
+        "categories": choices.categories(db=db),
+        "departments": choices.departments(db=db),
+        "topics": [(t.code, t.name) for t in catalog_service.list_topics(db=db)],
+        "levels": choices.LEVELS,
+        "types": tuple(TYPE_LABELS.items()),
+        "builder_schema": rule_builder_schema(db=db),
+        "source_labels": {"keyword": "关键词", "rule": "资格条件", "classifier": "分类模型"},
+        "verdict_labels": VERDICT_LABELS,
+    }
+
+
+@router.get("/policies/new")
+def new_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator) -> Response:
+    """An empty editor for a new draft policy."""
+    values = {"level": "municipal", "policy_type": "application", "rules_json": ""}
+    return render(request, "staff_policy_edit.html", _editor_context(db, matcher, None, values, FormErrors()))
+
+
+@router.post("/policies/new")
+async def create_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator) -> Response:
+    """Create a draft through the catalog service; its Chinese messages are shown by each field."""
+    form = await request.form()
+    values, data, early = read_policy_form(form)
+    if form.get("action") == "preview":
+        return _preview_page(request, db, matcher, None, values, data, early)
+    problem: HuiqiError | ValidationError | None = None
+    try:
+        if early:
+            raise ValidationFailed(errors=early)
+        policy = catalog_service.create_policy(
+            db=db, policy_in=PolicyIn(**{k: v for k, v in data.items() if v not in (None, [])}), actor=curator
+        )
+    except ValidationError as exc:
+        problem, errors = exc, FormErrors.from_validation(exc)
+    except HuiqiError as exc:
+        db.rollback()
+        problem, errors = exc, FormErrors.from_domain(exc)
+    else:
+        return redirect(request, f"/staff/policies/{policy.id}?saved=created")
+    context = _editor_context(db, matcher, None, values, errors, rule_errors(problem))
+    return render(request, "staff_policy_edit.html", context, status_code=422)
+
+
+@router.get("/policies/{policy_id}")
+def edit_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int) -> Response:
+    """The editor: fields, the rule builder with live preview, tag suggestions, publish / withdraw."""
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    context = _editor_context(db, matcher, policy, policy_values(policy), FormErrors())
+    context["saved"] = request.query_params.get("saved")
+    return render(request, "staff_policy_edit.html", context)
+
+
+def _preview_page(
+    request: Request, db: Any, matcher: Any, policy: Any, values: dict, data: dict, early: list[FieldError]
+) -> Response:
+    """Without JavaScript the preview button posts the form: render it again with the counts."""
+    preview = None
+    problems = [e.reason for e in early]
+    if not early:
+        preview = matcher_service.preview_rules(db=db, rules=data["rules"])
+        problems = [f"{e['field']}：{e['reason']}" for e in preview["errors"]]
+    context = _editor_context(db, matcher, policy, values, FormErrors(), problems, preview)
+    return render(request, "staff_policy_edit.html", context)
+
+
+@router.post("/policies/{policy_id}")
+async def save_policy(
+    request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int
+) -> Response:
+    """Save an edit; an edit of a published policy becomes a new version and matched firms hear of it."""
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    form = await request.form()
+    values, data, early = read_policy_form(form)
+    if form.get("action") == "preview":
+        return _preview_page(request, db, matcher, policy, values, data, early)
+    from_version = policy.version or 0
+    problem: HuiqiError | ValidationError | None = None
+    try:
+        if early:
+            raise ValidationFailed(errors=early)
+        update = PolicyUpdate(**data, note=values["note"])
+        policy = catalog_service.update_policy(db=db, policy_id=policy_id, policy_in=update, actor=curator)
+        _enqueue_changed(db, policy, from_version)
+    except ValidationError as exc:
+        problem, errors = exc, FormErrors.from_validation(exc)
+    except HuiqiError as exc:
+        db.rollback()
+        problem, errors = exc, FormErrors.from_domain(exc)
+    else:
+        return redirect(request, f"/staff/policies/{policy_id}?saved=saved")
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    context = _editor_context(db, matcher, policy, values, errors, rule_errors(problem))
+    return render(request, "staff_policy_edit.html", context, status_code=422)
+
+
+@router.post("/rules/preview")
+async def rules_preview(request: Request, db: DbSession, curator: Curator) -> Response:
+    """The builder's live preview: how many firms the unsaved rules make eligible / likely (JSON)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        text = body.get("rules_json") if isinstance(body, dict) else None
+    else:  # a plain form post (the form was read for the CSRF check already)
+        text = (await request.form()).get("rules_json")
+    rules, problem = parse_rules(text if isinstance(text, str) else None)
+    if problem:
+        return JSONResponse({"errors": [{"field": problem.field, "reason": problem.reason}], "total": None})
+    result = matcher_service.preview_rules(db=db, rules=rules)
+    result["labels"] = {ELIGIBLE: VERDICT_LABELS[ELIGIBLE], LIKELY: VERDICT_LABELS[LIKELY], INELIGIBLE: "不符合"}
+    return JSONResponse(result)
+
+
+@router.post("/policies/{policy_id}/publish")
+def publish(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int) -> Response:
+    """Publish; eligible firms hear of it through the queued fan-out. Missing fields are named on the page."""
+    try:
+        policy = catalog_service.publish_policy(db=db, policy_id=policy_id, actor=curator)
+        _enqueue_fan_out(db, policy)
+    except HuiqiError as exc:
+        db.rollback()
+        policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+        context = _editor_context(db, matcher, policy, policy_values(policy), FormErrors.from_domain(exc))
+        return render(request, "staff_policy_edit.html", context, status_code=exc.status_code)
+    return redirect(request, f"/staff/policies/{policy_id}?saved=published")
+
+
+@router.post("/policies/{policy_id}/withdraw")
+def withdraw(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int) -> Response:
+    """Withdraw a published policy from public lists and matching."""
+    try:
+        catalog_service.withdraw_policy(db=db, policy_id=policy_id, actor=curator)
+    except HuiqiError as exc:
+        db.rollback()
+        policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+        context = _editor_context(db, matcher, policy, policy_values(policy), FormErrors.from_domain(exc))
+        return render(request, "staff_policy_edit.html", context, status_code=exc.status_code)
+    return redirect(request, f"/staff/policies/{policy_id}?saved=withdrawn")
+
+
+@router.post("/policies/{policy_id}/tag-suggestions/{suggestion_id}/{decision}")
+def decide_tag(
+    request: Request, db: DbSession, curator: Curator, policy_id: int, suggestion_id: int, decision: str
+) -> Response:
+    """Accept (the tag is added, versioned if published) or reject a suggested tag."""
+    if decision not in ("accept", "reject"):
+        raise ValidationFailed(errors=[FieldError("decision", "操作应为采纳或忽略", "invalid")])
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    from_version = policy.version or 0
+    matcher_service.decide_tag_suggestion(
+        db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=decision == "accept", actor=curator
+    )
+    _enqueue_changed(db, catalog_service.get_policy(db=db, policy_id=policy_id), from_version)
+    return redirect(request, f"/staff/policies/{policy_id}?saved=tag-{decision}#tags")
+
+
+# ---------------------------------------------------------------- versions and diff
+
+
+@router.get("/policies/{policy_id}/versions")
+def versions(
+    request: Request,
+    db: DbSession,
+    curator: Curator,
+    policy_id: int,
+    from_version: Annotated[int | None, Query(alias="from", ge=1)] = None,
+    to_version: Annotated[int | None, Query(alias="to", ge=1)] = None,
+) -> Response:
+    """A policy's versions, and what changed between two of them, field by field."""
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    rows = catalog_service.list_versions(db=db, policy_id=policy_id)
+    actors = dict(
+        db.execute(
+            select(User.id, User.display_name).where(User.id.in_({v.actor_id for v in rows if v.actor_id}))
+        ).all()
+    )
+    diff = None
+    if len(rows) >= 2 or (from_version and to_version):
+        to_version = to_version or rows[0].version
+        from_version = from_version or (rows[1].version if len(rows) >= 2 else to_version)
+        result = catalog_service.diff_versions(
+            db=db, policy_id=policy_id, from_version=from_version, to_version=to_version
+        )
+        diff = [
+            {
+                "label": c.label,
+                "field": c.field,
+                "pieces": inline_diff(c.before, c.after),
+                "before_text": rules_mod.describe_rules(c.before, region_name=codes.region_name, use_labels=False)
+                if c.field == "rules" and c.before
+                else None,
+                "after_text": rules_mod.describe_rules(c.after, region_name=codes.region_name, use_labels=False)
+                if c.field == "rules" and c.after
+                else None,
+            }
+            for c in result.changes
+        ]
+    return render(
+        request,
+        "staff_versions.html",
+        {
+            "policy": policy,
+            "versions": rows,
+            "actors": actors,
+            "diff": diff,
+            "from_version": from_version,
+            "to_version": to_version,
+        },
+    )
+
+
+# ---------------------------------------------------------------- eligible firms
+
+
+def _statuses(status: str | None) -> list[str]:
+    if status == "likely":
+        return [LIKELY]
+    if status == "both":
+        return [ELIGIBLE, LIKELY]
+    return [ELIGIBLE]
+
+
+@router.get("/policies/{policy_id}/eligible")
+def eligible(
+    request: Request,
+    db: DbSession,
+    matcher: MatcherDep,
+    curator: Curator,
+    policy_id: int,
+    status: str | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """The firms a policy's rules admit (the 免申即享 list), best first, with export."""
+    statuses = _statuses(status)
+    policy, rows, total = matcher_service.eligible_enterprises(
+        db=db,
+        matcher=matcher,
+        policy_id=policy_id,
+        statuses=statuses,
+        offset=(page - 1) * ELIGIBLE_PAGE_SIZE,
+        limit=ELIGIBLE_PAGE_SIZE,
+    )
+    pages = max(1, math.ceil(total / ELIGIBLE_PAGE_SIZE))
+    return render(
+        request,
+        "staff_eligible.html",
+        {
+            "policy": policy,
+            "rows": [eligible_row(m, e) for m, e in rows],
+            "total": total,
+            "status": status if status in ("likely", "both") else "eligible",
+            "page_links": views.page_links(request, page, pages),
+            "size_labels": dict(SIZE_CLASSES),
+            "region_name": codes.region_name,
+        },
+    )
+
+
+@router.get("/policies/{policy_id}/eligible/export")
+def eligible_export(
+    db: DbSession,
+    matcher: MatcherDep,
+    curator: Curator,
+    policy_id: int,
+    status: str | None = None,
+    format: str = "csv",
+) -> Response:
+    """Download the eligible-firm list as CSV (UTF-8 with BOM) or XLSX, in the API's export layout."""
+    fmt = "xlsx" if format == "xlsx" else "csv"
+    policy, rows, _ = matcher_service.eligible_enterprises(
+        db=db, matcher=matcher, policy_id=policy_id, statuses=_statuses(status), offset=0, limit=1_000_000
+    )
+    table = [
+        [
+            r.credit_code, r.name, r.region_code or "", r.industry_code or "", r.size_class or "", r.status_label,
+            f"{r.score:.4f}", "；".join(r.shared_tags), r.contact_name or "", r.contact_phone or "",
+        ]
+        for r in (eligible_row(m, e) for m, e in rows)
+    ]  # fmt: skip
+    if fmt == "csv":
+        data, media = tabular.write_csv(EXPORT_HEADERS, table), "text/csv; charset=utf-8"
+    else:
+        data, media = tabular.write_xlsx(EXPORT_HEADERS, table, "符合条件企业"), tabular.XLSX_MEDIA_TYPE
+    name = f"{policy.title}-符合条件企业.{fmt}"
+    disposition = f"attachment; filename=eligible-{policy.id}.{fmt}; filename*=UTF-8''{quote(name)}"
+    return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
+
+
+# ---------------------------------------------------------------- targeted push (人工定向)
+
+
+PUSH_TEXT = ("policy_id", "region_codes", "industry_codes", "tags", "message", "note", "eligible_for")
+
+
+def _push_form(form: Any) -> tuple[dict[str, Any], ManualPushIn | None, FormErrors]:
+    values = form_values(form, PUSH_TEXT)
+    values["size_classes"] = form_list(form, "size_classes")
+    values["qualifications"] = form_list(form, "qualifications")
+    values["channels"] = form_list(form, "channels") or ["inbox"]
+    values["eligible_statuses"] = form_list(form, "eligible_statuses") or [ELIGIBLE]
+    policy_id = values["policy_id"]
+    if not policy_id or not policy_id.isdigit():
+        return values, None, FormErrors("请选择要推送的政策", {"policy_id": "请选择要推送的政策"})
+    try:
+        filters = TargetFilters(
+            region_codes=split_list(values["region_codes"]),
+            industry_codes=split_list(values["industry_codes"]),
+            size_classes=values["size_classes"],
+            tags=split_list(values["tags"]),
+            qualifications=values["qualifications"],
+            eligible_for_policy_id=int(policy_id) if values["eligible_for"] else None,
+            eligible_statuses=values["eligible_statuses"],
+        )
+        push_in = ManualPushIn(
+            policy_id=int(policy_id),
+            filters=filters,
+            channels=values["channels"],
+            message=values["message"],
+            note=values["note"],
+        )
+    except ValidationError as exc:
+        return values, None, FormErrors.from_validation(exc, prefix="filters.")
+    return values, push_in, FormErrors()
+
+
+def _push_context(db: Any, values: dict[str, Any], errors: FormErrors, preview: dict | None = None) -> dict:
+    published, _ = catalog_service.list_policies(
+        db=db, filters=PolicyFilters(status=PolicyStatus.published, sort="title"), actor=None, limit=2000
+    )
+    pushes, _ = targeting.list_manual_pushes(db=db, limit=10)
+    return {
+        "values": keep(values)
+        | {k: values.get(k) or [] for k in ("size_classes", "qualifications", "channels", "eligible_statuses")},
+        "errors": errors,
+        "preview": preview,
+        "policies": [(p.id, p.title) for p in published],
+        "pushes": pushes,
+        "size_classes": SIZE_CLASSES,
+        "size_labels": dict(SIZE_CLASSES),
+        "qualifications": choices.qualifications(db=db),
+        "channel_labels": CHANNEL_LABELS,
+        "region_groups": choices.region_groups(),
+    }
+
+
+@router.get("/push")
+def push_page(
+    request: Request, db: DbSession, curator: Curator, policy_id: Annotated[int | None, Query()] = None
+) -> Response:
+    """The targeted push form (人工定向): pick firms, preview the reach, send; recent pushes below."""
+    values: dict[str, Any] = {
+        "policy_id": str(policy_id or ""),
+        "channels": ["inbox"],
+        "eligible_for": "1" if policy_id else "",
+        "eligible_statuses": [ELIGIBLE],
+    }
+    context = _push_context(db, values, FormErrors())
+    context["sent"] = request.query_params.get("sent")
+    return render(request, "staff_push.html", context)
+
+
+@router.post("/push/preview")
+async def push_preview(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator) -> Response:
+    """Count the firms and messages per channel the push would reach, with a masked sample; nothing is sent."""
+    form = await request.form()
+    values, push_in, errors = _push_form(form)
+    preview = None
+    if push_in is not None:
+        try:
+            preview = targeting.preview(db=db, push_in=push_in, matcher=matcher)
+        except HuiqiError as exc:
+            db.rollback()
+            errors = FormErrors.from_domain(exc, prefix="filters.")
+    status_code = 422 if errors else 200
+    if request.headers.get("hx-request"):
+        return render(
+            request,
+            "_staff_push_preview.html",
+            {"preview": preview, "errors": errors, "channel_labels": CHANNEL_LABELS, "size_labels": dict(SIZE_CLASSES)},
+            status_code=200,
+        )
+    return render(request, "staff_push.html", _push_context(db, values, errors, preview), status_code=status_code)
+
+
+@router.post("/push")
+async def push_send(
+    request: Request, db: DbSession, settings: AppSettings, matcher: MatcherDep, curator: Curator
+) -> Response:
+    """Send the push: one record and its outbox rows in this request's transaction."""
+    form = await request.form()
+    values, push_in, errors = _push_form(form)
+    if push_in is not None:
+        try:
+            row, _ = targeting.send(
+                db=db,
+                push_in=push_in,
+                created_by_id=curator.user_id,
+                matcher=matcher,
+                base_url=getattr(settings, "public_base_url", "") or "",
+            )
+        except HuiqiError as exc:
+            db.rollback()
+            errors = FormErrors.from_domain(exc, prefix="filters.")
+        else:
+            return redirect(request, f"/staff/push?sent={row.id}#history")
+    return render(request, "staff_push.html", _push_context(db, values, errors), status_code=422)
+
+
+# ---------------------------------------------------------------- import and export
+
+
+@router.get("/io")
+def io_page(request: Request, curator: Curator) -> Response:
+    """Import policies or enterprises from CSV/XLSX and export them in the same layout."""
+    return render(request, "staff_io.html", {"report": None, "kinds": IMPORT_KINDS, "statuses": list(PolicyStatus)})
+
+
+@router.post("/io/import")
+async def io_import(request: Request, db: DbSession, settings: AppSettings, curator: Curator) -> Response:
+    """Run an import and show its row report on the page (nothing is written when a row fails, unless partial)."""
+    form = await request.form()
+    kind = str(form.get("kind") or "")
+    upload = form.get("file")
+    partial = form.get("partial") in ("1", "on", "true")
+    context: dict[str, Any] = {"kinds": IMPORT_KINDS, "statuses": list(PolicyStatus), "kind": kind, "partial": partial}
+    if kind not in IMPORT_KINDS:
+        raise ValidationFailed(errors=[FieldError("kind", "请选择导入政策还是企业", "invalid")])
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        context |= {"report": None, "error": "请选择要导入的文件（CSV 或 XLSX）"}
+        return render(request, "staff_io.html", context, status_code=422)
+    limit = settings.upload_max_mb * 1024 * 1024
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"文件超过 {settings.upload_max_mb} MB，请拆分后分批导入")
+    importer = catalog_io.import_policies if kind == "policies" else profiles_io.import_enterprises
+    try:
+        report = importer(db=db, data=data, filename=upload.filename, actor=curator, partial=partial)
+    except HuiqiError as exc:
+        db.rollback()
+        context |= {"report": None, "error": exc.message}
+        return render(request, "staff_io.html", context, status_code=exc.status_code)
+    context |= {"report": report, "filename": upload.filename, "summary": report.summary()}
+    return render(request, "staff_io.html", context, status_code=422 if report.rejected else 200)
+
+
+@router.get("/io/export")
+def io_export(
+    db: DbSession, curator: Curator, kind: str = "policies", format: str = "csv", status: str | None = None
+) -> Response:
+    """Download policies or enterprises in the import layout."""
+    fmt = "xlsx" if format == "xlsx" else "csv"
+    if kind == "enterprises":
+        data, stem_zh, stem_en = profiles_io.export_enterprises(db=db, fmt=fmt), "企业", "enterprises"
+    else:
+        chosen = status if status in PolicyStatus.__members__ else None
+        data, stem_zh, stem_en = catalog_io.export_policies(db=db, fmt=fmt, status=chosen), "政策", "policies"
+    day = dt.date.today().isoformat()
+    media = tabular.CSV_MEDIA_TYPE if fmt == "csv" else tabular.XLSX_MEDIA_TYPE
+    disposition = f"attachment; filename=\"{stem_en}-{day}.{fmt}\"; filename*=UTF-8''{quote(f'{stem_zh}-{day}.{fmt}')}"
+    return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})

@@ -1,0 +1,45 @@
+// Small progressive enhancement for the Huiqi pages; everything also works without JavaScript.
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  // A refused form: move focus to its error summary, which links to each field.
+  document.addEventListener("DOMContentLoaded", function () {
+    var summary = document.getElementById("error-summary");
+    if (summary) { summary.focus(); }
+  });
+
+  // Every htmx request carries the CSRF token (the server checks it on POST, PUT, PATCH, DELETE).
+  document.addEventListener("htmx:configRequest", function (event) {
+    event.detail.headers["X-CSRF-Token"] = csrfToken();
+  });
+
+  // Show the server's Chinese error page when an htmx request is refused, instead of failing silently.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr.status >= 400 && (xhr.getResponseHeader("content-type") || "").indexOf("text/html") === 0) {
+      event.detail.shouldSwap = false;
+      document.open();
+      document.write(xhr.responseText);
+      document.close();
+    }
+  });
+
+  // A feedback box is replaced after a click: put keyboard focus back on the chosen button.
+  var pendingFeedback = null;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var box = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest(".feedback") : null;
+    pendingFeedback = box ? box.id : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!pendingFeedback) { return; }
+    var box = document.getElementById(pendingFeedback);
+    pendingFeedback = null;
+    var chosen = box ? box.querySelector('[aria-pressed="true"]') : null;
+    if (chosen) { chosen.focus(); }
+  });
+})();

@@ -1,0 +1,107 @@
+// The dashboard's charts (Apache ECharts, served from node_modules). The figures come embedded in the
+// page as JSON (#dashboard-data); every chart also has its numbers in a table on the page.
+(function () {
+  "use strict";
+
+  var source = document.getElementById("dashboard-data");
+  if (!source || typeof echarts === "undefined") { return; }
+  var data = JSON.parse(source.textContent);
+  var charts = [];
+  var FONT = getComputedStyle(document.body).fontFamily;
+  var COLOURS = ["#1f5fbf", "#1a7f37", "#c8161d", "#b7791f", "#7b4fb5", "#0f8a8a"];
+  var narrow = window.matchMedia("(max-width: 600px)");
+
+  function chart(id, option) {
+    var node = document.getElementById(id);
+    if (!node) { return; }
+    var c = echarts.init(node, null, { renderer: "canvas" });
+    c.setOption(Object.assign({ color: COLOURS, textStyle: { fontFamily: FONT }, animation: false }, option));
+    charts.push(c);
+  }
+
+  function pct(v) { return v === null || v === undefined ? null : Math.round(v * 1000) / 10; }
+  function short(text, n) { return text.length > n ? text.slice(0, n) + "…" : text; }
+
+  function draw() {
+  charts.forEach(function (c) { c.dispose(); });
+  charts = [];
+
+  // Enquiries per day, stacked by kind, with the instant answers as a line.
+  var daily = data.daily;
+  var kinds = Object.keys(daily.kinds);
+  chart("chart-daily", {
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, type: "scroll" },
+    grid: { left: 36, right: 12, top: 36, bottom: 28, containLabel: true },
+    xAxis: { type: "category", data: daily.days.map(function (d) { return d.slice(5); }) },
+    yAxis: { type: "value", minInterval: 1 },
+    series: kinds.map(function (k) {
+      return { name: daily.kind_labels[k], type: "bar", stack: "kind", data: daily.kinds[k], barMaxWidth: 22 };
+    }).concat([{ name: "即时答复", type: "line", data: daily.instant, symbolSize: 5, color: "#0f8a8a" }])
+  });
+
+  // On-time and satisfaction rates by department (horizontal bars read well on phones).
+  var depts = data.departments.slice().reverse();
+  chart("chart-departments", {
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, valueFormatter: function (v) { return v === null ? "—" : v + "%"; } },
+    legend: { top: 0 },
+    grid: { left: 8, right: 24, top: 30, bottom: 8, containLabel: true },
+    xAxis: { type: "value", max: 100, axisLabel: { formatter: "{value}%" } },
+    yAxis: { type: "category", data: depts.map(function (d) { return short(d.name, narrow.matches ? 6 : 12); }) },
+    series: [
+      { name: "按时办结率", type: "bar", data: depts.map(function (d) { return pct(d.on_time_rate); }), color: "#1f5fbf" },
+      { name: "满意率", type: "bar", data: depts.map(function (d) { return pct(d.satisfaction_rate); }), color: "#1a7f37" }
+    ]
+  });
+
+  // Hot topics by size.
+  var topics = data.topics.slice().reverse();
+  chart("chart-topics", {
+    tooltip: { trigger: "item", formatter: function (p) { return topics[p.dataIndex].title + "<br>" + p.value + " 件"; } },
+    grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
+    xAxis: { type: "value", minInterval: 1 },
+    yAxis: { type: "category", data: topics.map(function (t) { return short(t.title, narrow.matches ? 8 : 14); }) },
+    series: [{ name: "件数", type: "bar", data: topics.map(function (t) { return t.count; }), color: "#c8161d", barMaxWidth: 18 }]
+  });
+
+  // The push funnel of one policy, in distinct firms.
+  if (data.push && data.push.funnel) {
+    var stages = data.push.funnel.stages;
+    chart("chart-funnel", {
+      tooltip: { trigger: "item", formatter: "{b}：{c} 家" },
+      series: [{
+        name: "推送转化", type: "funnel", sort: "none", left: "8%", width: "84%", top: 8, bottom: 8, minSize: "8%", gap: 2,
+        label: { position: "inside", formatter: "{b} {c}" },
+        data: stages.map(function (s) { return { name: s.label, value: s.enterprises }; })
+      }]
+    });
+  }
+
+  // Policy coverage: eligible and likely firms per policy.
+  if (data.coverage && data.coverage.policies.length) {
+    var rows = data.coverage.policies.slice().reverse();
+    chart("chart-coverage", {
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+      legend: { top: 0 },
+      grid: { left: 8, right: 24, top: 30, bottom: 8, containLabel: true },
+      xAxis: { type: "value", minInterval: 1 },
+      yAxis: { type: "category", data: rows.map(function (r) { return short(r.title, narrow.matches ? 8 : 18); }) },
+      series: [
+        { name: "符合", type: "bar", stack: "firms", data: rows.map(function (r) { return r.eligible; }), color: "#1a7f37" },
+        { name: "可能符合", type: "bar", stack: "firms", data: rows.map(function (r) { return r.likely; }), color: "#b7791f" }
+      ]
+    });
+  }
+
+  }
+
+  draw();
+  // Labels are shortened on phones: redraw when the width crosses the breakpoint (e.g. rotating).
+  if (narrow.addEventListener) { narrow.addEventListener("change", draw); }
+  var pending = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(pending);
+    pending = setTimeout(function () { charts.forEach(function (c) { c.resize(); }); }, 100);
+  });
+  document.documentElement.dataset.charts = String(charts.length);
+})();
