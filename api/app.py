@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,8 @@ from profiles.router import router as profiles_router
 from push.router import router as push_router
 from web import install as install_web
 
+log = logging.getLogger(__name__)
+
 API_PREFIX = "/api/v1"
 # Every router of the versioned API; tests/api/test_roles.py walks these. io_router comes first
 # and matcher_router come first so /policies/export and /policies/search are not taken for
@@ -38,6 +41,23 @@ ROUTERS = (
     desk_router,
     desk_stats_router,
 )
+
+
+def warm_up(state: object) -> None:
+    """Load the embedder, the policy index and the desk's knowledge base before the first user needs them.
+
+    Vectors come from (and go to) the on-disk embedding cache, so after the first start this takes seconds.
+    """
+    from desk import answer
+    from matcher import service as matcher_service
+
+    try:
+        with state.db.session() as db:  # type: ignore[attr-defined]
+            answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")  # type: ignore[attr-defined]
+            matcher_service.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)  # type: ignore[attr-defined]
+        log.info("warm-up done: embedder, policy index and desk knowledge base ready")
+    except Exception:  # noqa: BLE001 - warming is an optimisation; requests build what they need anyway
+        log.exception("warm-up failed; the first requests will build what they need")
 
 
 def create_app(
@@ -56,6 +76,8 @@ def create_app(
             from matcher.jobs import REMATCH_JOB
 
             scheduler.enqueue(REMATCH_JOB, job_id="matcher-startup-rematch")
+        if settings.warm_up:
+            threading.Thread(target=warm_up, args=(app.state,), name="huiqi-warm-up", daemon=True).start()
         try:
             yield
         finally:

@@ -430,7 +430,8 @@ def tables(records: Sequence[dict[str, Any]]) -> list[tuple[str, list[str], list
         rows.append(
             [size, "(a) publish → inbox rows written", fan.get("total_s"), counts.get("created"), fan.get("rows_per_s"),
              fan.get("peak_rss_mb"), r.get("ratio_fanout_over_baseline"),
-             note or f"publish {fan.get('publish_s')} s + job {fan.get('job_s')} s; {counts.get('enterprises')} firms"]
+             note or f"publish {fan.get('publish_s')} s + job {fan.get('job_s')} s; {counts.get('enterprises')} firms; "
+             f"RSS {fan.get('rss_before_mb')} MB before"]
         )  # fmt: skip
         rows.append(
             [size, "    eligibility alone (load facts + evaluate_many)", elig.get("eligibility_s"), None, None,

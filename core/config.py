@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         description="Also run scheduled jobs in the API process (`huiqi worker` always does); a database lease "
         "lets exactly one process run them.",
     )
+    warm_up: bool = Field(
+        True,
+        description="On start-up, load the embedder and build the policy index and the desk's knowledge base in a "
+        "background thread, so the first search, recommendation or instant answer does not pay for it.",
+    )
     scheduler_lease_ttl: float = Field(30.0, description="Seconds a scheduler lease lasts unless renewed.")
     timezone: str = Field("Asia/Shanghai", description="Time zone of scheduled jobs.")
     public_base_url: str = Field("", description="Site address used to make links in pushes absolute, e.g. https://huiqi.example.gov.cn.")

@@ -199,7 +199,12 @@ def fan_out_job(
         with database.session() as db:
             guard.arm(db)  # before any work: from here on a crash leaves a trace
     else:
-        log.error("fan-out of policy %s: attempt %s, the last one guarded", policy_id, attempt)
+        log.error(
+            "fan-out of policy %s: attempt %s runs unguarded (the limit is %s)",
+            policy_id,
+            attempt,
+            FAN_OUT_MAX_ATTEMPTS,
+        )
     with database.session() as db:
 
         def checkpoint() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
@@ -82,6 +82,18 @@ class Delivery(Base):
     __table_args__ = (
         # Exactly once: the same decision for the same version through the same channel is one row.
         UniqueConstraint("enterprise_id", "policy_id", "kind", "policy_version", "dedupe_key", "channel"),
+        # NULLs are distinct in a unique constraint, so pushes about no policy (digests, profile
+        # reminders) get their own partial unique index: one per firm, kind, period and channel.
+        Index(
+            "uq_push_delivery_no_policy",
+            "enterprise_id",
+            "kind",
+            "dedupe_key",
+            "channel",
+            unique=True,
+            sqlite_where=text("policy_id IS NULL"),
+            postgresql_where=text("policy_id IS NULL"),
+        ),
         # The sender picks due rows; the inbox lists a firm's rows newest first.
         Index("ix_push_delivery_due", "status", "next_attempt_at"),
         Index("ix_push_delivery_firm_channel", "enterprise_id", "channel", "created_at"),

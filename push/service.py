@@ -54,6 +54,7 @@ from matcher.eligibility import ELIGIBLE, LIKELY, FactsFrame
 from matcher.models import EnterpriseTag, Feedback
 from profiles.fields import FIELDS
 from profiles.models import Enterprise, EnterpriseQualification
+from push import events
 from push.channels import (
     WEBHOOK_FORMATS,
     Channel,
@@ -950,7 +951,10 @@ def _send_one(
         kind=row.kind,  # type: ignore[arg-type]
         title=row.title,
         body_text=row.body,
-        url=row.url or "",
+        # A tracked link: following it records the click (the funnel's "opened") and lands on row.url.
+        url=events.click_url(settings=settings, delivery_id=row.id, base_url=base_url)
+        if row.url or row.policy_id is not None
+        else "",
         idempotency_key=f"d{row.id}",
         unsubscribe_url=unsubscribe_url(
             settings=settings, enterprise_id=row.enterprise_id, scope=scope, base_url=base_url

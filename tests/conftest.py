@@ -67,6 +67,7 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         models_dir=tmp_path_factory.mktemp("models"),
         demo_users=False,
         scheduler_enabled=False,  # the test client must not run domain jobs against the shared database
+        warm_up=False,  # tests build what they use
     )
 
 

@@ -149,6 +149,8 @@ def timeline_view(db: Any, case: Case, principal: Principal) -> list[EventView]:
         actor = e.actor_name
         if e.kind == "answered_instantly":
             actor = "系统自动答复"
+        elif e.kind == "dispatched" and e.actor_role in ("enterprise", "api_key", "system"):
+            actor = "系统自动分拨"  # routing on intake is the system's, whoever submitted
         elif firm and e.actor_role not in ("enterprise", "system"):
             dept = departments.get(e.department_id) if e.department_id else None
             actor = dept.name if dept else "服务台"

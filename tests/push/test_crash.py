@@ -1,13 +1,15 @@
 """Crash safety, for real: `run_worker` processes killed with SIGKILL in the middle of a large fan-out
 and in the middle of sending; the standby worker takes the lease over and finishes. Every intended
 delivery then exists exactly once and ends sent, through a real local HTTP server and a real SMTP
-server (aiosmtpd).
+server (aiosmtpd). A third test fails a fan-out part way in process and runs what its guard runs.
 
 Each test builds its own database (a SQLite file, or a private PostgreSQL schema) because worker
 processes only see committed data: the taxonomy, a few thousand synthetic firms, preferences,
 subscriptions and feedback, and one broad published policy. What should be delivered is computed
 independently of the fan-out: the scalar eligibility engine on every firm's stored profile plus the
 documented rules (eligible, or likely and subscribed; minus "not relevant" and unsubscribed firms).
+To land the kill inside the fan-out, a database trigger makes writing one firm of the second chunk
+take seconds; the worker is killed while that chunk is open.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import os
 import pickle
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -331,22 +332,32 @@ def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def writes_blocked(fresh: FreshDb) -> Iterator[None]:
-    """Hold off every writer of push_delivery until the block ends; readers go on."""
-    if fresh.backend == "sqlite":
-        conn = sqlite3.connect(make_url(fresh.child_url).database or "", isolation_level=None, timeout=30)
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # the write lock: the next writer waits in its busy timeout
-            yield
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-        return
-    with fresh.database.engine.connect() as pg:
-        pg.execute(text("LOCK TABLE push_delivery IN EXCLUSIVE MODE"))
-        yield
-        pg.rollback()
+def stall_insert_of(fresh: FreshDb, enterprise_id: int) -> None:
+    """Make writing one firm's rows take seconds: the chunk holding it stays open (uncommitted) that long."""
+    with fresh.database.engine.begin() as conn:
+        if fresh.backend == "sqlite":
+            # Triggers cannot sleep; a cross join of ~350M rows keeps the insert busy for seconds.
+            conn.exec_driver_sql(
+                "CREATE TRIGGER crash_test_stall BEFORE INSERT ON push_delivery "
+                f"WHEN NEW.enterprise_id = {int(enterprise_id)} BEGIN "
+                "SELECT count(*) FROM enterprise AS a, enterprise AS b, enterprise AS c WHERE c.id <= 40; END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION crash_test_stall() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN PERFORM pg_sleep(4); RETURN NEW; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER crash_test_stall BEFORE INSERT ON push_delivery FOR EACH ROW "
+                f"WHEN (NEW.enterprise_id = {int(enterprise_id)}) EXECUTE FUNCTION crash_test_stall()"
+            )
+
+
+def remove_stall(fresh: FreshDb) -> None:
+    with fresh.database.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER crash_test_stall" + ("" if fresh.backend == "sqlite" else " ON push_delivery")
+        )
 
 
 # ---------------------------------------------------------------- checks
@@ -426,6 +437,10 @@ def test_a_worker_killed_in_the_middle_of_a_fan_out_is_finished_by_the_next(
     try:
         first = wait_for(lambda: holder_process(fresh, lease_name, procs), timeout=120)
         assert first is not None, logs()
+        # Firms are written in id order, CHUNK at a time: writing this firm's rows, in the second
+        # chunk, takes seconds. The first chunk is committed by then, the second is open.
+        stalled = sorted(eid for eid, channel in world.expected if channel == "inbox")[CHUNK + CHUNK // 2]
+        stall_insert_of(fresh, stalled)
         # Queued as publishing queues it, with a short resume delay and small chunks for the test.
         enqueue(
             FAN_OUT_JOB,
@@ -433,14 +448,12 @@ def test_a_worker_killed_in_the_middle_of_a_fan_out_is_finished_by_the_next(
             kwargs={"policy_id": world.policy_id, "resume_after": RESUME_AFTER, "chunk_size": CHUNK},
             job_id=f"fanout-{world.policy_id}-v{world.version}",
         )
-        assert wait_for(lambda: count_rows(fresh, world.policy_id, "inbox"), timeout=60, interval=0.002), logs()
-        with writes_blocked(fresh):
-            # The holder is stuck at its next chunk: some rows are committed, not all. Kill it there.
-            written = count_rows(fresh, world.policy_id, "inbox")
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-        assert 0 < written < world.inbox_count(), (written, world.inbox_count())
-        assert count_rows(fresh, world.policy_id, "inbox") == written  # the kill lost its open chunk, nothing else
+        assert wait_for(lambda: count_rows(fresh, world.policy_id, "inbox"), timeout=60, interval=0.01), logs()
+        first.send_signal(signal.SIGKILL)  # in the middle of the second chunk
+        first.wait(timeout=10)
+        written = count_rows(fresh, world.policy_id, "inbox")
+        assert written == CHUNK < world.inbox_count(), (written, world.inbox_count())
+        remove_stall(fresh)
         assert guard_queued(fresh, world)  # the job itself left the store when it started; its guard did not
 
         # The standby takes the lease when it expires and the guard runs the fan-out again.
@@ -460,7 +473,7 @@ def test_a_worker_killed_while_sending_leaves_the_rest_to_the_next(
 ) -> None:
     mailbox, smtp_port = smtp
     world = build_world(fresh, hooks.url)
-    hooks.delay = 0.02  # a slow receiver: sending the webhook rows takes seconds
+    hooks.delay = 0.01  # a slow receiver: sending the webhook rows takes a second or two
     lease_name = f"crash-{uuid.uuid4().hex[:8]}"
     procs = [spawn_worker(fresh, lease_name, tmp_path / f"w{i}.log", smtp_port, tmp_path / "var") for i in range(2)]
 

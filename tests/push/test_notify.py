@@ -546,3 +546,22 @@ def test_jobs_are_registered(db: Session) -> None:
     assert names["catalog.expire_policies"] == "catalog.jobs:expire_policies_job"
     job_id = scheduler.enqueue(jobs.POLICY_CHANGED_JOB, db=db, kwargs={"policy_id": 1, "from_version": 1}, job_id="x")
     assert job_id == "once:x"
+
+
+def test_the_database_keeps_pushes_about_no_policy_unique_per_period(db: Session) -> None:
+    """Digests and profile reminders have no policy; a partial unique index still makes them exactly once."""
+    firm = factories.make_enterprise(db)
+    row = {
+        "enterprise_id": firm.id,
+        "policy_id": None,
+        "kind": "digest",
+        "dedupe_key": "2026-11-23",
+        "channel": "email",
+        "title": "惠企政策日报",
+        "body": "今日新匹配政策 2 条",
+    }
+    assert service.insert_deliveries(db=db, rows=[row]) == 1
+    assert service.insert_deliveries(db=db, rows=[row]) == 0
+    assert service.insert_deliveries(db=db, rows=[{**row, "dedupe_key": "2026-11-24"}]) == 1
+    count = db.scalar(select(text("count(*)")).select_from(Delivery).where(Delivery.enterprise_id == firm.id))
+    assert count == 2

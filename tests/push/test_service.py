@@ -4,6 +4,7 @@ signed unsubscribe, preferences, subscriptions and the inbox over HTTP."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from auth.models import Role
 from core import security
 from core.errors import ValidationFailed, install_error_handlers
 from matcher import service as matcher_service
-from push import service
+from push import events, service
 from push.channels import WebhookChannel
 from push.models import Delivery, PushPreference, Subscription
 from push.router import router as push_router
@@ -213,8 +214,14 @@ def test_send_due_delivers_through_a_real_webhook(db: Session, matcher, test_set
     assert counts["sent"] >= 1
     assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
     assert row.sent_at is not None
-    (path, headers, _) = next(r for r in http_server.requests if r[1].get("X-Huiqi-Delivery") == f"d{row.id}")
+    (path, headers, body) = next(r for r in http_server.requests if r[1].get("X-Huiqi-Delivery") == f"d{row.id}")
     assert headers["X-Huiqi-Signature"].startswith("sha256=")
+    # The link is tracked: following it records the click and lands on the policy.
+    link = json.loads(body)["url"]
+    assert "/api/v1/push/r/" in link
+    landing = events.record_click(db=db, settings=test_settings, token=link.rsplit("/", 1)[1])
+    assert landing.endswith(f"/policies/{row.policy_id}")
+    assert row.clicked_at is not None
 
 
 def test_server_error_is_retried_later_with_backoff(db: Session, matcher, test_settings, http_server, webhook) -> None:  # type: ignore[no-untyped-def]

@@ -31,6 +31,7 @@ from desk import stats as desk_stats
 from desk.models import Case, CaseEvent
 from desk.schemas import CaseIn
 from matcher import eligibility
+from matcher import service as matcher_service
 from matcher.models import EnterpriseTag, PolicyTagSuggestion
 from profiles.models import Enterprise
 from push.models import Delivery, ManualPush
@@ -480,3 +481,74 @@ def test_dashboard_figures_are_the_desk_statistics(db, client, test_settings) ->
     _sign_in(client, db, test_settings, Role.desk, department_id=dept.id)
     own = client.get("/dashboard/data?department=999999").json()
     assert own["desk"]["total"] == 2 and own["push"] is None and own["coverage"] is None
+
+
+def test_policy_coverage_reads_the_stored_results(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    reached = factories.make_enterprise(db, needs="想申请研发补助，扩大生产线")
+    missed = factories.make_enterprise(db, region_code="440300", needs="需要设备贷款贴息")
+    quiet = factories.make_enterprise(db, region_code="440300")
+    open_policy = factories.make_policy(db, publish=True)
+    closed_policy = factories.make_policy(
+        db, publish=True, rules={"all": [{"field": "employees", "op": "gte", "value": 1_000_000}]}
+    )
+    unmatched_policy = factories.make_policy(db, publish=True)
+    ctx = matcher_service.batch_context(db=db, matcher=matcher)
+    for policy in (open_policy, closed_policy):
+        matcher_service.match_policy(db=db, matcher=matcher, policy=policy, ctx=ctx)
+    coverage = matcher_service.policy_coverage(db=db, limit=1000, sample=1000)
+    rows = {r["policy_id"]: r for r in coverage["policies"]}
+    assert rows[open_policy.id]["eligible"] >= 1 and rows[closed_policy.id]["eligible"] == 0
+    assert closed_policy.id in {r["policy_id"] for r in coverage["no_eligible"]}
+    assert open_policy.id not in {r["policy_id"] for r in coverage["no_eligible"]}
+    assert unmatched_policy.id in {r["policy_id"] for r in coverage["unmatched"]}
+    waiting = {f["enterprise_id"] for f in coverage["needs_unmatched_sample"]}
+    assert missed.id in waiting and reached.id not in waiting and quiet.id not in waiting
+    assert coverage["needs_unmatched"] == len(waiting)
+
+
+def test_without_javascript_the_editor_previews_by_posting_the_form(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    dept, cat = factories.make_department(db), factories.make_category(db)
+    factories.make_enterprise(db, employees=80)
+    _sign_in(client, db, test_settings, Role.curator)
+    before = db.scalar(select(func.count()).select_from(Policy))
+    page = _post(client, "/staff/policies/new", {**_policy_form(dept.code, cat.code), "action": "preview"})
+    assert page.status_code == 200
+    expected = matcher_service.preview_rules(db=db, rules={"all": [{"field": "employees", "op": "gte", "value": 50}]})
+    assert f"符合 {expected['eligible']} 家" in page.text and expected["eligible"] >= 1
+    assert db.scalar(select(func.count()).select_from(Policy)) == before  # nothing saved
+
+
+def test_staff_see_the_instant_answer_the_firm_was_given(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    firm = factories.make_enterprise(db)
+    policy = factories.make_policy(db, publish=True)
+    boss = principal_for_user(factories.make_user(db, role=Role.supervisor))
+    case = desk_service.submit_case(
+        db=db,
+        matcher=None,
+        settings=test_settings,
+        actor=boss,
+        case_in=CaseIn(kind="consultation", content="研发补助怎么申请？", channel="hotline", enterprise_id=firm.id),
+    )
+    case.instant_answer = {
+        "confident": True,
+        "confidence": 0.91,
+        "threshold": 0.48,
+        "text": "请在申报期内登录系统提交材料。",
+        "citations": [
+            {
+                "source": "policy",
+                "id": policy.id,
+                "code": None,
+                "title": policy.title,
+                "url": "",
+                "passage": "申报条件",
+                "score": 0.9,
+            }
+        ],
+    }
+    db.flush()
+    _sign_in(client, db, test_settings, Role.supervisor)
+    page = client.get(f"/desk/cases/{case.id}")
+    assert page.status_code == 200
+    assert "系统给企业的即时答复" in page.text and "置信度 91%" in page.text
+    assert f'href="/policies/{policy.id}"' in page.text and "请在申报期内登录系统提交材料。" in page.text

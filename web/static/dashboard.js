@@ -54,8 +54,10 @@
     ]
   });
 
-  // Hot topics by size.
+  // Hot topics by size (the chart grows with the number of topics).
   var topics = data.topics.slice().reverse();
+  var topicNode = document.getElementById("chart-topics");
+  if (topicNode) { topicNode.style.height = Math.max(140, 50 + 34 * topics.length) + "px"; }
   chart("chart-topics", {
     tooltip: { trigger: "item", formatter: function (p) { return topics[p.dataIndex].title + "<br>" + p.value + " 件"; } },
     grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
@@ -64,15 +66,20 @@
     series: [{ name: "件数", type: "bar", data: topics.map(function (t) { return t.count; }), color: "#c8161d", barMaxWidth: 18 }]
   });
 
-  // The push funnel of one policy, in distinct firms.
+  // The push funnel of one policy, in distinct firms: one bar per stage, top to bottom, with its count.
   if (data.push && data.push.funnel) {
     var stages = data.push.funnel.stages;
     chart("chart-funnel", {
-      tooltip: { trigger: "item", formatter: "{b}：{c} 家" },
+      tooltip: { trigger: "item", formatter: function (p) {
+        var s = stages[p.dataIndex];
+        return s.label + "：" + s.enterprises + " 家" + (s.rate === null ? "" : "（推送企业的 " + pct(s.rate) + "%）");
+      } },
+      grid: { left: 8, right: 48, top: 8, bottom: 8, containLabel: true },
+      xAxis: { type: "value", minInterval: 1 },
+      yAxis: { type: "category", inverse: true, data: stages.map(function (s) { return s.label; }) },
       series: [{
-        name: "推送转化", type: "funnel", sort: "none", left: "8%", width: "84%", top: 8, bottom: 8, minSize: "8%", gap: 2,
-        label: { position: "inside", formatter: "{b} {c}" },
-        data: stages.map(function (s) { return { name: s.label, value: s.enterprises }; })
+        name: "企业数", type: "bar", barMaxWidth: 26, label: { show: true, position: "right", formatter: "{c} 家" },
+        data: stages.map(function (s, i) { return { value: s.enterprises, itemStyle: { color: COLOURS[i % COLOURS.length] } }; })
       }]
     });
   }
