@@ -29,7 +29,10 @@ def get_settings_dep(request: Request) -> Settings:
 
 def get_db(request: Request) -> Iterator[Session]:
     """Yield a session for one request: commit on success, roll back on any error."""
-    session: Session = request.app.state.db.sessionmaker()
+    # Requests that change things take SQLite's write lock up front (waiting for it rather than
+    # failing when a background job commits between their read and their write).
+    db = request.app.state.db
+    session: Session = (db.sessionmaker if request.method in ("GET", "HEAD", "OPTIONS") else db.writer)()
     try:
         yield session
         session.commit()

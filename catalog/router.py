@@ -31,7 +31,6 @@ from catalog.schemas import (
     TopicIn,
     TopicOut,
 )
-from core import scheduler
 from core.schemas import Page
 from profiles import codes
 
@@ -206,14 +205,9 @@ def update_policy(db: DbSession, actor: CuratorUser, policy_id: int, policy_in: 
     from_version = current.version if current is not None else 0
     policy = service.update_policy(db=db, policy_id=policy_id, policy_in=policy_in, actor=actor)
     if policy.status == PolicyStatus.published and policy.version > from_version:
-        # In the edit's transaction, like publishing's fan-out. One queued job per policy: a later
-        # edit before it runs is covered by it, since it compares from_version with the version then.
-        scheduler.enqueue(
-            "push.jobs:policy_changed_job",
-            db=db,
-            kwargs={"policy_id": policy.id, "from_version": from_version},
-            job_id=f"policy-changed-{policy.id}",
-        )
+        from push import jobs as push_jobs  # late: catalog does not depend on push at import time
+
+        push_jobs.queue_change_notices(db, policy_id=policy.id, from_version=from_version)
     return _full(policy)
 
 
@@ -229,10 +223,10 @@ def publish_policy(db: DbSession, actor: CuratorUser, policy_id: int):
     """Publish a policy (needs summary, interpreter and a category); eligible firms hear of it at once."""
     policy = service.publish_policy(db=db, policy_id=policy_id, actor=actor)
     # Written in the publish's transaction: the fan-out runs only if the publish commits, and runs
-    # on whichever process holds the scheduler lease. A string reference keeps catalog free of push.
-    scheduler.enqueue(
-        "push.jobs:fan_out_job", db=db, kwargs={"policy_id": policy.id}, job_id=f"fanout-{policy.id}-v{policy.version}"
-    )
+    # on whichever process holds the scheduler lease.
+    from push import jobs as push_jobs  # late: catalog does not depend on push at import time
+
+    push_jobs.queue_fan_out(db, policy_id=policy.id, version=policy.version)
     return _full(policy)
 
 

@@ -70,7 +70,11 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # "IMMEDIATE" (Database.writer): take the write lock at BEGIN, waiting up to busy_timeout. A
+    # deferred transaction that reads and then writes fails at once with "database is locked" when
+    # another connection committed in between (SQLite cannot upgrade a stale snapshot).
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".rstrip())
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -95,6 +99,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # Sessions that will write: on SQLite they begin IMMEDIATE (see _sqlite_begin); elsewhere the same.
+        self.writer = sessionmaker(
+            bind=self.engine.execution_options(sqlite_begin="IMMEDIATE") if url.startswith("sqlite") else self.engine,
+            expire_on_commit=False,
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

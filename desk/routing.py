@@ -56,9 +56,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import sklearn
-import skops
-import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.metrics import accuracy_score, f1_score
@@ -70,7 +67,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from catalog.models import Department, Policy
-from core import tabular
+from core import modelfiles, tabular
 from core.config import Settings, get_settings
 from core.errors import FieldError, ValidationFailed
 from core.files import atomic_write
@@ -86,6 +83,8 @@ Method = Literal["policy", "classifier", "keywords", "dispatch"]
 MODEL_KIND = "desk-router/char-tfidf+keywords-linearsvc-sigmoid"
 FORMAT = 1
 SUBDIR = "desk_router"
+
+
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 DEMO_HISTORY = Path(__file__).resolve().parent / "demo_data" / "routing_history.csv"
@@ -409,8 +408,7 @@ def choose_threshold(top: np.ndarray, right: np.ndarray, target: float) -> tuple
     return 1.0, False
 
 
-def _versions() -> dict[str, str]:
-    return {"sklearn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__}
+_versions = modelfiles.library_versions
 
 
 def train(
@@ -433,7 +431,7 @@ def train(
         "data_hash": hashed,
         "sklearn_version": versions["sklearn"],
     }
-    blob = sio.dumps(bundle, compression=zipfile.ZIP_DEFLATED)
+    blob = modelfiles.sio().dumps(bundle, compression=zipfile.ZIP_DEFLATED)
     manifest = {
         "kind": MODEL_KIND,
         "format": FORMAT,
@@ -624,8 +622,7 @@ def train_from_file(
 # ---------------------------------------------------------------- loading
 
 
-class _Refused(Exception):
-    """A saved router that must not be used; the message says why."""
+_Refused = modelfiles.Refused
 
 
 _LOADED: dict[Path, tuple[tuple[int, int], Router | None]] = {}
@@ -633,8 +630,7 @@ _DEMO: dict[str, Router] = {}
 _LOCK = threading.Lock()
 
 
-def _minor(version: Any) -> tuple[str, ...]:
-    return tuple(str(version).split(".")[:2])
+_minor = modelfiles.minor
 
 
 def load(models_dir: Path) -> Router | None:
@@ -664,18 +660,8 @@ def _load(model_path: Path, manifest_path: Path) -> Router:
     if not isinstance(manifest, dict) or manifest.get("kind") != MODEL_KIND or manifest.get("format") != FORMAT:
         raise _Refused("manifest is not a desk router manifest of this format")
     stored = manifest.get("versions") or {}
-    current = _versions()
-    for name in ("sklearn", "skops"):
-        if _minor(stored.get(name)) != _minor(current[name]):
-            raise _Refused(f"trained with {name} {stored.get(name)}, running {current[name]}; retrain")
-    data = model_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != manifest.get("model_sha256"):
-        raise _Refused("model checksum differs from the manifest (file changed or torn write)")
-    untrusted = sio.get_untrusted_types(data=data)
-    unexpected = sorted(set(untrusted) - ALLOWED_TYPES)
-    if unexpected:
-        raise _Refused(f"model file holds types outside the allow-list: {', '.join(unexpected)}")
-    bundle = sio.loads(data, trusted=untrusted)
+    modelfiles.check_versions(stored)
+    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
     if (
         not isinstance(bundle, dict)
         or bundle.get("format") != FORMAT

@@ -46,9 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import skops
-import skops.io as sio
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -56,6 +53,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import modelfiles
 from core.files import atomic_write
 from matcher.models import Feedback
 from matcher.ranking import Components, Weights
@@ -65,6 +63,8 @@ log = logging.getLogger(__name__)
 MODEL_KIND = "ranker/logreg-components"
 FORMAT = 1
 SUBDIR = "ranker"
+
+
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 
@@ -302,8 +302,7 @@ def decide(ev: Evaluation, n: int, min_feedback: int) -> tuple[bool, str]:
 # ---------------------------------------------------------------- training
 
 
-def _versions() -> dict[str, str]:
-    return {"sklearn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__}
+_versions = modelfiles.library_versions
 
 
 def _round(value: float | None) -> float | None:
@@ -357,7 +356,7 @@ def train(*, db: Session, models_dir: Path, weights: Weights, min_feedback: int,
     if model is not None:
         manifest["coefficients"] = {f: round(float(c), 6) for f, c in zip(data.features, model.coef_[0], strict=True)}
         manifest["intercept"] = round(float(model.intercept_[0]), 6)
-        blob = sio.dumps({"format": FORMAT, "model": model, "features": data.features})
+        blob = modelfiles.sio().dumps({"format": FORMAT, "model": model, "features": data.features})
         manifest |= {
             "model_file": MODEL_FILE,
             "model_sha256": hashlib.sha256(blob).hexdigest(),
@@ -436,12 +435,10 @@ def score_components(components: Sequence[Components], weights: Weights, learned
     return np.round(learned.probabilities(stacked[:, : len(FEATURES)]) + stacked[:, -1], 4).tolist()
 
 
-class _Refused(Exception):
-    """A saved ranker that must not be used; the message says why."""
+_Refused = modelfiles.Refused
 
 
-def _minor(version: Any) -> tuple[str, ...]:
-    return tuple(str(version).split(".")[:2])
+_minor = modelfiles.minor
 
 
 def load(models_dir: Path) -> LearnedRanker | None:
@@ -472,14 +469,7 @@ def _load(directory: Path) -> LearnedRanker:
     model_path = directory / MODEL_FILE
     if not model_path.is_file():
         raise _Refused("model file missing")
-    data = model_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != manifest.get("model_sha256"):
-        raise _Refused("model checksum differs from the manifest (file changed or torn write)")
-    untrusted = sio.get_untrusted_types(data=data)
-    unexpected = sorted(set(untrusted) - ALLOWED_TYPES)
-    if unexpected:
-        raise _Refused(f"model file holds types outside the allow-list: {', '.join(unexpected)}")
-    bundle = sio.loads(data, trusted=untrusted)
+    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
     if (
         not isinstance(bundle, dict)
         or bundle.get("format") != FORMAT

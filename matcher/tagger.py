@@ -33,9 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-import skops
-import skops.io as sio
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_fscore_support
@@ -47,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from catalog.models import Policy
+from core import modelfiles
 from core.errors import ValidationFailed
 from core.files import atomic_write
 from core.text import normalize
@@ -56,6 +54,8 @@ log = logging.getLogger(__name__)
 MODEL_KIND = "policy-tagger/char-tfidf-ovr-logreg"
 FORMAT = 1
 SUBDIR = "tagger"
+
+
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 
@@ -247,8 +247,7 @@ def _evaluate(
 # ---------------------------------------------------------------- training
 
 
-def _versions() -> dict[str, str]:
-    return {"sklearn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__}
+_versions = modelfiles.library_versions
 
 
 def train(*, db: Session, models_dir: Path, min_examples: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -293,7 +292,7 @@ def train(*, db: Session, models_dir: Path, min_examples: int = 3, seed: int = 0
         "sklearn_version": versions["sklearn"],
     }
     # Deflate: the TF-IDF vocabulary dominates the schema and compresses about 7:1.
-    blob = sio.dumps(bundle, compression=zipfile.ZIP_DEFLATED)
+    blob = modelfiles.sio().dumps(bundle, compression=zipfile.ZIP_DEFLATED)
     seconds = round(time.perf_counter() - started, 2)
     manifest = {
         "kind": MODEL_KIND,
@@ -343,12 +342,10 @@ def train(*, db: Session, models_dir: Path, min_examples: int = 3, seed: int = 0
 # ---------------------------------------------------------------- loading
 
 
-class _Refused(Exception):
-    """A saved tagger that must not be used; the message says why."""
+_Refused = modelfiles.Refused
 
 
-def _minor(version: Any) -> tuple[str, ...]:
-    return tuple(str(version).split(".")[:2])
+_minor = modelfiles.minor
 
 
 def load(models_dir: Path) -> Tagger | None:
@@ -380,19 +377,8 @@ def _load(directory: Path) -> Tagger:
             f"manifest is {manifest.get('kind')!r} format {manifest.get('format')!r}, expected {MODEL_KIND} {FORMAT}"
         )
     stored = manifest.get("versions") or {}
-    current = _versions()
-    for name in ("sklearn", "skops"):
-        if _minor(stored.get(name)) != _minor(current[name]):
-            raise _Refused(f"trained with {name} {stored.get(name)}, running {current[name]}; retrain")
-    # One read: the checksum, the type check and the load all see the same bytes.
-    data = model_path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != manifest.get("model_sha256"):
-        raise _Refused("model checksum differs from the manifest (file changed or torn write)")
-    untrusted = sio.get_untrusted_types(data=data)
-    unexpected = sorted(set(untrusted) - ALLOWED_TYPES)
-    if unexpected:
-        raise _Refused(f"model file holds types outside the allow-list: {', '.join(unexpected)}")
-    bundle = sio.loads(data, trusted=untrusted)
+    modelfiles.check_versions(stored)
+    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
     if (
         not isinstance(bundle, dict)
         or bundle.get("format") != FORMAT

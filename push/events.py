@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import security
@@ -20,6 +22,8 @@ from core.config import Settings
 from core.db import utcnow
 from core.errors import FieldError, NotFound
 from push.models import Delivery, PolicyEvent
+
+log = logging.getLogger(__name__)
 
 EVENT_KINDS = ("viewed", "calculator", "opened", "clicked")
 EVENT_LABELS = {"viewed": "查看政策", "calculator": "政策计算器", "opened": "打开推送", "clicked": "点击推送链接"}
@@ -72,7 +76,15 @@ def record_for_caller(*, db: Session, principal: Any, policy_ids: Iterable[int],
     enterprise_id = getattr(principal, "enterprise_id", None)
     if principal is None or enterprise_id is None or str(getattr(principal, "role", "")) != "enterprise":
         return 0
-    return record_events(db=db, enterprise_id=enterprise_id, policy_ids=policy_ids, kind=kind)
+    # Page views are counted on GET requests, whose SQLite transaction is a deferred reader: when a
+    # background job commits between its read and this write, SQLite refuses the write. Counting a
+    # view is not worth failing the page for, so the write is isolated in a savepoint and skipped.
+    try:
+        with db.begin_nested():
+            return record_events(db=db, enterprise_id=enterprise_id, policy_ids=policy_ids, kind=kind)
+    except OperationalError as exc:
+        log.warning("%s event of firm %s not recorded: %s", kind, enterprise_id, exc.orig)
+        return 0
 
 
 # ---------------------------------------------------------------- tracked links

@@ -163,6 +163,39 @@ class _FanOutGuard:
         db.execute(delete(_jobs).where(_jobs.c.id == self.job_id, _jobs.c.next_run_time > soon))
 
 
+def queue_fan_out(db: Session, *, policy_id: int, version: int, timezone: str | None = None) -> None:
+    """Queue the fan-out of a just-published policy version, in the publish's transaction.
+
+    Its guard is queued too, `FAN_OUT_RESUME_AFTER` seconds ahead: APScheduler drops the one-shot
+    job when it starts it, and a worker killed before the job arms the guard itself would otherwise
+    leave no trace of the work. The run then moves this guard ahead as it makes progress.
+    """
+    scheduler.enqueue(FAN_OUT_JOB, db=db, kwargs={"policy_id": policy_id}, job_id=f"fanout-{policy_id}-v{version}")
+    run_at = utcnow() + dt.timedelta(seconds=FAN_OUT_RESUME_AFTER)
+    scheduler.enqueue(
+        FAN_OUT_JOB,
+        db=db,
+        kwargs={"policy_id": policy_id, "attempt": 2},
+        run_at=run_at,
+        job_id=fan_out_guard_id(policy_id, version),
+        timezone=timezone or scheduler.DEFAULT_TIMEZONE,
+    )
+
+
+def queue_change_notices(db: Session, *, policy_id: int, from_version: int) -> None:
+    """Queue the notices about an edit of a published policy, in the edit's transaction.
+
+    One queued job per policy: a later edit before it runs is covered by it, since it compares
+    from_version with the version current then.
+    """
+    scheduler.enqueue(
+        POLICY_CHANGED_JOB,
+        db=db,
+        kwargs={"policy_id": policy_id, "from_version": from_version},
+        job_id=f"policy-changed-{policy_id}",
+    )
+
+
 def fan_out_job(
     policy_id: int,
     resume_after: float = FAN_OUT_RESUME_AFTER,

@@ -29,7 +29,7 @@ from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType, Tag
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
-from core import scheduler, tabular
+from core import tabular
 from core.errors import FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
 from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
@@ -39,6 +39,7 @@ from matcher.router import _eligible_row as eligible_row
 from profiles import codes
 from profiles import io as profiles_io
 from profiles.fields import FIELDS, SIZE_CLASSES
+from push import jobs as push_jobs
 from push import targeting
 from push.schemas import ManualPushIn, TargetFilters
 from web import choices, views
@@ -213,20 +214,13 @@ def inline_diff(before: Any, after: Any) -> list[tuple[str, str]]:
 
 def _enqueue_fan_out(db: Any, policy: Any) -> None:
     """Queue the fan-out to eligible firms, as publishing through the API does."""
-    scheduler.enqueue(
-        "push.jobs:fan_out_job", db=db, kwargs={"policy_id": policy.id}, job_id=f"fanout-{policy.id}-v{policy.version}"
-    )
+    push_jobs.queue_fan_out(db, policy_id=policy.id, version=policy.version)
 
 
 def _enqueue_changed(db: Any, policy: Any, from_version: int) -> None:
     """Queue the change notices for an edit of a published policy, as the API does."""
     if policy.status == PolicyStatus.published and policy.version > from_version:
-        scheduler.enqueue(
-            "push.jobs:policy_changed_job",
-            db=db,
-            kwargs={"policy_id": policy.id, "from_version": from_version},
-            job_id=f"policy-changed-{policy.id}",
-        )
+        push_jobs.queue_change_notices(db, policy_id=policy.id, from_version=from_version)
 
 
 # ---------------------------------------------------------------- policy list

@@ -278,6 +278,10 @@ def test_curator_creates_publishes_edits_and_diffs_a_policy(db, client, test_set
         text(f"SELECT id FROM {scheduler.JOBS_TABLE} WHERE id = :id"), {"id": f"once:fanout-{policy_id}-v1"}
     )
     assert queued.first() is not None, "publishing from the page queues the fan-out like the API"
+    guard = db.execute(
+        text(f"SELECT id FROM {scheduler.JOBS_TABLE} WHERE id = :id"), {"id": f"once:fanout-guard-{policy_id}-v1"}
+    )
+    assert guard.first() is not None, "and its guard, so a worker killed before the job starts loses nothing"
 
     edited = _post(
         client,
