@@ -13,12 +13,8 @@ Chromium comes from Debian (`make test` installs it); no browser is downloaded. 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +22,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.app import create_app
 from auth import demo as auth_demo
 from catalog import demo as catalog_demo
 from catalog import service as catalog_service
@@ -41,70 +36,14 @@ from profiles.models import Enterprise
 from push import service as push_service
 from push.models import Delivery
 from tests import factories
+from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-quic",
-    "--no-first-run",
-    "--metrics-recording-only",
-    "--lang=zh-CN",
-]
 # Full-page captures stitch the page at one scroll position: sticky bars would appear mid-page.
 UNSTICK = ".site-header, .sticky-actions { position: static !important; }"
 DEMO_FIRMS = 12
 
 pytestmark = pytest.mark.slow
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    why = "Debian's chromium is not installed (/usr/bin/chromium); `make test` installs it"
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveSite:
-    """The app served by uvicorn in a thread, with its database."""
-
-    def __init__(self, settings: Settings, database: Database, matcher: Any) -> None:
-        import uvicorn
-
-        self.database = database
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings, database=database, matcher=matcher)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="web-test-server", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def _load_demo_catalog_subset(db: Any) -> None:
@@ -135,7 +74,7 @@ def _load_demo_catalog_subset(db: Any) -> None:
 @pytest.fixture(scope="module")
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     """The demo catalog, a few demo firms and the demo users behind a live server."""
-    _require_chromium()
+    require_chromium()
     path = tmp_path_factory.mktemp("web-browser") / "huiqi.db"
     database = Database(f"sqlite:///{path}")
     with database.engine.connect() as conn:

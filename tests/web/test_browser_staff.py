@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +28,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from api.app import create_app
 from auth import demo as auth_demo
 from catalog import demo as catalog_demo
 from catalog import service as catalog_service
@@ -50,23 +45,9 @@ from matcher.models import EnterpriseTag
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
 from push import service as push_service
+from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-staff"
-SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-quic",
-    "--no-first-run",
-    "--metrics-recording-only",
-    "--lang=zh-CN",
-]
 DEMO_FIRMS = 12
 ZHONGSHAN_POLICIES = 20
 PASSWORDS = {
@@ -78,48 +59,6 @@ PASSWORDS = {
 REWARD_POLICY = "中山市高新技术企业认定奖励"  # handled by 市科技局, the desk_kjj officer's department
 
 pytestmark = pytest.mark.slow
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    why = "Debian's chromium is not installed (/usr/bin/chromium); `make test` installs it"
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveSite:
-    """The app served by uvicorn in a thread, with its database."""
-
-    def __init__(self, settings: Settings, database: Database, matcher: Any) -> None:
-        import uvicorn
-
-        self.database = database
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings, database=database, matcher=matcher)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="web-staff-test-server", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def _load_site_data(db: Any, settings: Settings) -> None:
@@ -154,7 +93,7 @@ def _match_and_push(db: Any, matcher: Any, settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     """The demo data behind a live server."""
-    _require_chromium()
+    require_chromium()
     path = tmp_path_factory.mktemp("web-staff-browser") / "huiqi.db"
     database = Database(f"sqlite:///{path}")
     with database.engine.connect() as conn:
@@ -164,7 +103,7 @@ def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPat
         db.commit()
         _match_and_push(db, matcher, test_settings)
         db.commit()
-    live = LiveSite(test_settings, database, matcher)
+    live = LiveSite(test_settings, database, matcher, lifespan="off")
     live.start()
     yield live
     live.stop()
