@@ -59,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FIRMS = 3000
 LEASE_TTL = 2.0
-RESUME_AFTER = 2.0  # the guard re-runs an interrupted fan-out this long after its last progress
+RESUME_AFTER = 10.0  # the guard re-runs an interrupted fan-out this long after its last progress; longer than
+# a chunk can take on a loaded machine, else the guard starts beside the live run and leaves the store
 CHUNK = 40  # firms per committed chunk: the fan-out of ~2,000 firms takes about 50 commits
 KEYWORD = "灯饰照明"
 RULES = {

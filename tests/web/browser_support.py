@@ -76,3 +76,35 @@ class LiveSite:
         """Ask the server to stop and wait for its thread."""
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def watch_errors(tab: Any, *, expected_statuses_for: tuple[str, ...] = ("document",)) -> list[str]:
+    """Collect what should fail a browser test: script errors, console errors and failed assets.
+
+    Responses >= 400 to the resource types in `expected_statuses_for` are pages a test may mean to
+    see (a form answered 422 or 403). A request the browser cancels itself because the page moved on
+    (net::ERR_ABORTED, e.g. the favicon of a page left at once) is not a failure of the site.
+    """
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    tab.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type not in expected_statuses_for
+            else None
+        ),
+    )
+    tab.on(
+        "requestfailed",
+        lambda r: errors.append(f"failed {r.url} ({r.failure})") if "ERR_ABORTED" not in (r.failure or "") else None,
+    )
+    return errors

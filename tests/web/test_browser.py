@@ -36,7 +36,7 @@ from profiles.models import Enterprise
 from push import service as push_service
 from push.models import Delivery
 from tests import factories
-from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium
+from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium, watch_errors
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 # Full-page captures stitch the page at one scroll position: sticky bars would appear mid-page.
@@ -113,26 +113,7 @@ def page(browser: Any, site: LiveSite) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
     context.set_default_timeout(30_000)
     tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    # A form answered 422 or 403 is an expected page; a script, style or image that fails is not.
-    tab.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    tab.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type not in ("document", "xhr", "fetch")
-            else None
-        ),
-    )
-    tab.on("requestfailed", lambda r: errors.append(f"failed {r.url}"))
+    errors = watch_errors(tab, expected_statuses_for=("document", "xhr", "fetch"))
     yield tab
     context.close()
     assert not errors, f"errors in the page: {errors}"

@@ -45,7 +45,7 @@ from matcher.models import EnterpriseTag
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
 from push import service as push_service
-from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium
+from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium, watch_errors
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-staff"
 DEMO_FIRMS = 12
@@ -129,30 +129,7 @@ def page(browser: Any, site: LiveSite) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
     context.set_default_timeout(30_000)
     tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    tab.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type not in ("document",)
-            else None
-        ),
-    )
-    # A request the browser itself cancels because the page moved on (net::ERR_ABORTED, e.g. the favicon
-    # of a page left at once) is not a failure of the site.
-    tab.on(
-        "requestfailed",
-        lambda r: errors.append(f"failed {r.url} ({r.failure})") if "ERR_ABORTED" not in (r.failure or "") else None,
-    )
+    errors = watch_errors(tab)
     tab.on("dialog", lambda d: d.accept())
     yield tab
     context.close()
