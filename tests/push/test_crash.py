@@ -228,6 +228,16 @@ def build_world(fresh: FreshDb, hook_url: Callable[[str], str]) -> World:
     with database.session() as db:
         demo.load_taxonomy(db=db)
     synth_enterprises(engine=database.engine, count=FIRMS, seed=20261123)
+    # The rule's "established a year or more" flips at local midnight on a firm's anniversary; the
+    # workers judge on their own clock, so keep every anniversary away from the days the test may span.
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    anniversary = (
+        today.replace(year=today.year - 1) if (today.month, today.day) != (2, 29) else today - dt.timedelta(365)
+    )
+    with database.session() as db:
+        near = Enterprise.established_on.between(anniversary - dt.timedelta(2), anniversary + dt.timedelta(2))
+        for firm in db.scalars(select(Enterprise).where(near)):
+            firm.established_on -= dt.timedelta(days=10)
     with database.session() as db:
         policy = factories.make_policy(
             db, publish=True, title=f"中山市{KEYWORD}产业扶持资金", region_codes=["440000"], rules=RULES
