@@ -160,35 +160,57 @@ def recommendations(request: Request, db: DbSession, matcher: MatcherDep, firm: 
     )
 
 
+async def feedback_response(
+    request: Request,
+    *,
+    db: DbSession,
+    matcher: Any,
+    firm: Any,
+    policy_id: int,
+    source: str,
+    back: str,
+    post_to: str | None = None,
+) -> Response:
+    """Record a firm's 感兴趣 / 不相关 / 已申报 from a form; htmx gets the buttons back, a plain POST a redirect."""
+    form = await request.form()
+    action = str(form.get("action") or "")
+    matcher_service.record_feedback(
+        db=db,
+        enterprise_id=firm.enterprise_id,
+        policy_id=policy_id,
+        action=action,
+        source=source,
+        user_id=firm.user_id,
+        weights=matcher.weights,
+    )
+    if request.headers.get("hx-request"):
+        context = {
+            "policy_id": policy_id,
+            "feedback": action,
+            "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+            "saved": True,
+        }
+        if post_to:
+            context["post_to"] = post_to
+        return render(request, "_feedback.html", context)
+    return redirect(request, back)
+
+
 @router.post("/recommendations/{policy_id}/feedback")
 async def recommendation_feedback(
     request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int
 ) -> Response:
     """Mark a recommended policy interesting, not relevant or applied (htmx swaps the card's buttons)."""
-    form = await request.form()
-    action = str(form.get("action") or "")
-    matcher_service.record_feedback(
+    return await feedback_response(
+        request,
         db=db,
-        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        matcher=matcher,
+        firm=firm,
         policy_id=policy_id,
-        action=action,
         source="recommendation",
-        user_id=firm.user_id,
-        weights=matcher.weights,
+        back="/me/recommendations",
+        post_to=f"/me/recommendations/{policy_id}/feedback",
     )
-    if request.headers.get("hx-request"):
-        return render(
-            request,
-            "_feedback.html",
-            {
-                "policy_id": policy_id,
-                "feedback": action,
-                "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
-                "saved": True,
-                "post_to": f"/me/recommendations/{policy_id}/feedback",
-            },
-        )
-    return redirect(request, "/me/recommendations")
 
 
 # ---------------------------------------------------------------- inbox

@@ -22,8 +22,9 @@ from matcher.schemas import CalculatorIn
 from profiles import codes
 from web import choices, views
 from web.deps import WebFirm, WebVisitor
+from web.firm import feedback_response
 from web.forms import FormErrors, form_list, form_values
-from web.templating import WebRoute, redirect, render
+from web.templating import WebRoute, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
@@ -175,29 +176,15 @@ async def policy_feedback(
     request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int
 ) -> Response:
     """A firm marks a policy interesting, not relevant or applied from the policy page."""
-    form = await request.form()
-    action = str(form.get("action") or "")
-    matcher_service.record_feedback(
+    return await feedback_response(
+        request,
         db=db,
-        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        matcher=matcher,
+        firm=firm,
         policy_id=policy_id,
-        action=action,
         source="policy_page",
-        user_id=firm.user_id,
-        weights=matcher.weights,
+        back=f"/policies/{policy_id}",
     )
-    if request.headers.get("hx-request"):
-        return render(
-            request,
-            "_feedback.html",
-            {
-                "policy_id": policy_id,
-                "feedback": action,
-                "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
-                "saved": True,
-            },
-        )
-    return redirect(request, f"/policies/{policy_id}")
 
 
 CALCULATOR_FIELDS = (

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,18 @@ def watch_errors(tab: Any, *, expected_statuses_for: tuple[str, ...] = ("documen
         lambda r: errors.append(f"failed {r.url} ({r.failure})") if "ERR_ABORTED" not in (r.failure or "") else None,
     )
     return errors
+
+
+@contextmanager
+def launched_chromium(artifacts: Path) -> Iterator[Any]:
+    """Headless Debian Chromium under Playwright (nothing downloaded), with an emptied screenshot folder."""
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,13 @@ from profiles.models import Enterprise
 from push import service as push_service
 from push.models import Delivery
 from tests import factories
-from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium, watch_errors
+from tests.web.browser_support import (
+    SIZES,
+    LiveSite,
+    launched_chromium,
+    require_chromium,
+    watch_errors,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 # Full-page captures stitch the page at one scroll position: sticky bars would appear mid-page.
@@ -97,14 +102,8 @@ def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="module")
 def browser(site: LiveSite) -> Iterator[Any]:
     """Headless Debian Chromium under Playwright (nothing downloaded)."""
-    from playwright.sync_api import sync_playwright
-
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with launched_chromium(ARTIFACTS) as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,13 @@ from matcher.models import EnterpriseTag
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
 from push import service as push_service
-from tests.web.browser_support import CHROMIUM, LAUNCH_ARGS, SIZES, LiveSite, require_chromium, watch_errors
+from tests.web.browser_support import (
+    SIZES,
+    LiveSite,
+    launched_chromium,
+    require_chromium,
+    watch_errors,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-staff"
 DEMO_FIRMS = 12
@@ -113,14 +118,8 @@ def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="module")
 def browser(site: LiveSite) -> Iterator[Any]:
     """Headless Debian Chromium under Playwright (nothing downloaded)."""
-    from playwright.sync_api import sync_playwright
-
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+    with launched_chromium(ARTIFACTS) as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
