@@ -66,6 +66,7 @@ def create_app(
     """Build the app with its settings and database held on app.state."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The scheduler competes for the database lease only when enabled; enqueueing works either way.

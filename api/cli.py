@@ -214,7 +214,9 @@ def users_list() -> None:
         for col in ("id", "登录名", "姓名", "角色", "部门", "企业"):
             table.add_column(col)
         for u in users:
-            table.add_row(str(u.id), u.username, u.display_name, u.role, str(u.department_id or ""), str(u.enterprise_id or ""))
+            table.add_row(
+                str(u.id), u.username, u.display_name, u.role, str(u.department_id or ""), str(u.enterprise_id or "")
+            )
         console.print(table)
 
 
@@ -353,7 +355,9 @@ def export(
 
     fmt = fmt or (Fmt.xlsx if file.suffix.lower() == ".xlsx" else Fmt.csv)
     with session_scope() as db:
-        data = (catalog_io.export_policies if kind == Kind.policies else profiles_io.export_enterprises)(db=db, fmt=fmt.value)
+        data = (catalog_io.export_policies if kind == Kind.policies else profiles_io.export_enterprises)(
+            db=db, fmt=fmt.value
+        )
     file.write_bytes(data)
     err.print(f"已导出到 {file}（{len(data)} 字节）")
 
@@ -399,7 +403,9 @@ def match(
                 tasks[kind] = bar.add_task({"firms": "向量化企业画像", "policies": "匹配政策"}[kind], total=total)
             bar.advance(tasks[kind], k)
 
-        totals = matcher_service.rematch(database=get_database(settings), matcher=matcher, all_policies=all_, progress=step)
+        totals = matcher_service.rematch(
+            database=get_database(settings), matcher=matcher, all_policies=all_, progress=step
+        )
     matcher.close()
     err.print(
         f"已匹配政策 {totals['policies']} 条：符合 {totals['eligible']} 对，可能符合 {totals['likely']} 对；"

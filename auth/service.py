@@ -85,7 +85,9 @@ def create_user(*, db: Session, user_in: UserIn) -> User:
     """Create a user with a hashed password."""
     _check_binding(user_in.role, user_in.department_id, user_in.enterprise_id)
     if get_user_by_username(db=db, username=user_in.username):
-        raise Conflict("登录名已被使用", code="username_taken", errors=[FieldError("username", "登录名已被使用", "taken")])
+        raise Conflict(
+            "登录名已被使用", code="username_taken", errors=[FieldError("username", "登录名已被使用", "taken")]
+        )
     user = User(
         username=user_in.username,
         password_hash=security.hash_password(user_in.password),
@@ -119,7 +121,9 @@ def authenticate(*, db: Session, username: str, password: str) -> User | None:
     user = get_user_by_username(db=db, username=username)
     if user is None:
         # Hash anyway so a missing user takes as long as a wrong password.
-        security.verify_password(password, "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$invalidinvalidinvalidinvalidinva")
+        security.verify_password(
+            password, "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$invalidinvalidinvalidinvalidinva"
+        )
         return None
     if not user.is_active or not security.verify_password(password, user.password_hash):
         return None
@@ -168,9 +172,7 @@ def principal_for_api_key(*, db: Session, plain: str) -> Principal | None:
     if key is None or key.revoked_at is not None:
         return None
     key.last_used_at = utcnow()
-    return Principal(
-        id=key.id, role=key.role, name=key.name, department_id=key.department_id, via_api_key=True
-    )
+    return Principal(id=key.id, role=key.role, name=key.name, department_id=key.department_id, via_api_key=True)
 
 
 def principal_for_token(*, db: Session, claims: dict) -> Principal | None:

@@ -214,7 +214,9 @@ def format_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any
     line = "  ".join("-" * w for w in widths)
     out = [title, line, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), line]
     for r, nums in zip(cells, numeric, strict=True):
-        out.append("  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(r, widths, nums, strict=True)).rstrip())
+        out.append(
+            "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(r, widths, nums, strict=True)).rstrip()
+        )
     out.append(line)
     return "\n".join(out)
 

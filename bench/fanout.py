@@ -428,24 +428,56 @@ def tables(records: Sequence[dict[str, Any]]) -> list[tuple[str, list[str], list
         note = r.get("timed_out") or r.get("failed") or ""
         counts = fan.get("counts", {})
         rows.append(
-            [size, "(a) publish → inbox rows written", fan.get("total_s"), counts.get("created"), fan.get("rows_per_s"),
-             fan.get("peak_rss_mb"), r.get("ratio_fanout_over_baseline"),
-             note or f"publish {fan.get('publish_s')} s + job {fan.get('job_s')} s; {counts.get('enterprises')} firms; "
-             f"RSS {fan.get('rss_before_mb')} MB before"]
-        )  # fmt: skip
+            [
+                size,
+                "(a) publish → inbox rows written",
+                fan.get("total_s"),
+                counts.get("created"),
+                fan.get("rows_per_s"),
+                fan.get("peak_rss_mb"),
+                r.get("ratio_fanout_over_baseline"),
+                note
+                or f"publish {fan.get('publish_s')} s + job {fan.get('job_s')} s; {counts.get('enterprises')} firms; "
+                f"RSS {fan.get('rss_before_mb')} MB before",
+            ]
+        )
         rows.append(
-            [size, "    eligibility alone (load facts + evaluate_many)", elig.get("eligibility_s"), None, None,
-             elig.get("peak_rss_mb"), None, f"statuses 0/1/2: {elig.get('statuses')}"]
-        )  # fmt: skip
+            [
+                size,
+                "    eligibility alone (load facts + evaluate_many)",
+                elig.get("eligibility_s"),
+                None,
+                None,
+                elig.get("peak_rss_mb"),
+                None,
+                f"statuses 0/1/2: {elig.get('statuses')}",
+            ]
+        )
         rows.append(
-            [size, "(b) baseline: INSERT … SELECT of the same rows", base.get("baseline_s"), base.get("rows"),
-             base.get("rows_per_s"), base.get("peak_rss_mb"), 1.0, "same table and indexes, one statement"]
-        )  # fmt: skip
+            [
+                size,
+                "(b) baseline: INSERT … SELECT of the same rows",
+                base.get("baseline_s"),
+                base.get("rows"),
+                base.get("rows_per_s"),
+                base.get("peak_rss_mb"),
+                1.0,
+                "same table and indexes, one statement",
+            ]
+        )
         setup = ph.get("setup", {})
         rows.append(
-            [size, "setup (not timed above)", setup.get("seconds"), None, None, setup.get("peak_rss_mb"), None,
-             f"dataset built {setup.get('dataset_built_s')} s (None: cached), copy {setup.get('copy_s')} s"]
-        )  # fmt: skip
+            [
+                size,
+                "setup (not timed above)",
+                setup.get("seconds"),
+                None,
+                None,
+                setup.get("peak_rss_mb"),
+                None,
+                f"dataset built {setup.get('dataset_built_s')} s (None: cached), copy {setup.get('copy_s')} s",
+            ]
+        )
         chk = ph.get("checks", {})
         sample = chk.get("sample", {})
         checks.append([size, "inbox rows = firms decided on", chk.get("inbox_equals_decided"), str(r.get("rows"))])

@@ -128,7 +128,9 @@ def build_database(tmp: Path, *, policies: int, firms: int, clients: int, seed: 
     timings["seed_policy_vectors_s"] = round(sw.seconds, 2)
 
     with database.session() as db:
-        rows = db.execute(select(Enterprise.id, Enterprise.credit_code, Enterprise.region_code).order_by(Enterprise.id)).all()
+        rows = db.execute(
+            select(Enterprise.id, Enterprise.credit_code, Enterprise.region_code).order_by(Enterprise.id)
+        ).all()
     database.dispose()
     chosen = random.Random(seed).sample(rows, min(clients, len(rows)))
     return {"timings": timings, "firms": [{"id": r[0], "credit_code": r[1], "region_code": r[2]} for r in chosen]}
@@ -144,7 +146,11 @@ def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     huiqi = Path(sys.executable).with_name("huiqi")
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(
-        [str(huiqi), "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp, env=_env(tmp), stdout=log, stderr=log
+        [str(huiqi), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp,
+        env=_env(tmp),
+        stdout=log,
+        stderr=log,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -171,8 +177,13 @@ def create_firm_users(tmp: Path, firms: list[dict[str, Any]]) -> None:
         for k, firm in enumerate(firms[1:], start=1):
             auth_service.create_user(
                 db=db,
-                user_in=UserIn(username=f"firm-{k}", password=PASSWORD, display_name=f"企业{k}", role="enterprise",
-                               enterprise_id=firm["id"]),
+                user_in=UserIn(
+                    username=f"firm-{k}",
+                    password=PASSWORD,
+                    display_name=f"企业{k}",
+                    role="enterprise",
+                    enterprise_id=firm["id"],
+                ),
             )
     database.dispose()
 
@@ -196,7 +207,9 @@ def _with_retries(send: Any, retries: list[str]) -> httpx.Response:
 
 
 def _login(client: httpx.Client, username: str, retries: list[str]) -> dict[str, str]:
-    r = _with_retries(lambda: client.post(f"{API}/auth/token", data={"username": username, "password": PASSWORD}), retries)
+    r = _with_retries(
+        lambda: client.post(f"{API}/auth/token", data={"username": username, "password": PASSWORD}), retries
+    )
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
@@ -292,7 +305,14 @@ def profile_request(tmp: Path, enterprise_id: int, *, runs: int = 5) -> dict[str
             filename, line, name = func
             where = filename.replace(str(ROOT) + "/", "")
             where = where.split("site-packages/")[-1]
-            rows.append({"function": f"{where}:{line}({name})", "calls": nc, "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
+            rows.append(
+                {
+                    "function": f"{where}:{line}({name})",
+                    "calls": nc,
+                    "tottime_s": round(tt, 4),
+                    "cumtime_s": round(ct, 4),
+                }
+            )
         return rows
 
     text = io.StringIO()
@@ -317,7 +337,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "policies": args.policies,
         "enterprises": args.firms,
         "clients": args.clients,
-        "limits": {"single_requests": args.single_requests, "concurrent_requests": args.concurrent_requests, "seconds": args.seconds},
+        "limits": {
+            "single_requests": args.single_requests,
+            "concurrent_requests": args.concurrent_requests,
+            "seconds": args.seconds,
+        },
         "workdir": str(tmp),
     }
     proc = None
@@ -325,8 +349,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         setup = build_database(tmp, policies=args.policies, firms=args.firms, clients=args.clients, seed=args.seed)
         record["setup"] = setup["timings"]
         firms = setup["firms"]
-        _cli(tmp, "users", "create", "--role", "enterprise", "--username", "firm-0", "--password", PASSWORD,
-             "--enterprise", firms[0]["credit_code"])
+        _cli(
+            tmp,
+            "users",
+            "create",
+            "--role",
+            "enterprise",
+            "--username",
+            "firm-0",
+            "--password",
+            PASSWORD,
+            "--enterprise",
+            firms[0]["credit_code"],
+        )
         # The other clients' users are made in process: one CLI start per user costs seconds each.
         create_firm_users(tmp, firms)
 
@@ -362,8 +397,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         runs: dict[str, Any] = {}
         plan = [
-            ("healthz", "/healthz", 1), ("auth_me", f"{API}/auth/me", 1), ("recommendations", RECS, 1),
-            ("healthz", "/healthz", args.clients), ("auth_me", f"{API}/auth/me", args.clients),
+            ("healthz", "/healthz", 1),
+            ("auth_me", f"{API}/auth/me", 1),
+            ("recommendations", RECS, 1),
+            ("healthz", "/healthz", args.clients),
+            ("auth_me", f"{API}/auth/me", args.clients),
             ("recommendations", RECS, args.clients),
         ]
         for name, path, clients in plan:
@@ -371,7 +409,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # Baselines are cheap: give them as many requests but the same time limit.
             used = headers[:1] if clients == 1 else headers
             print(f"recommend_http: {name} × {clients} client(s) …", flush=True)
-            runs[f"{name}@{clients}"] = drive(base, path, used, clients=clients, max_requests=limit, max_seconds=args.seconds)
+            runs[f"{name}@{clients}"] = drive(
+                base, path, used, clients=clients, max_requests=limit, max_seconds=args.seconds
+            )
         record["runs"] = runs
         record["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
     finally:
@@ -404,33 +444,73 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
         name, clients = key.split("@")
         lat = entry["latency_ms"]
         floor = runs.get(f"healthz@{clients}", {}).get("latency_ms", {})
-        target = f"p50 ≤ {TARGET_P50_MS:g}, p99 ≤ {TARGET_P99_MS:g}" if name == "recommendations" and clients == "1" else ""
-        rows.append([name, int(clients), lat.get("n"), lat.get("p50"), lat.get("p99"), lat.get("mean"),
-                     entry.get("throughput_rps"), ratio(lat.get("p50"), floor.get("p50")), entry.get("errors"), target])
+        target = (
+            f"p50 ≤ {TARGET_P50_MS:g}, p99 ≤ {TARGET_P99_MS:g}" if name == "recommendations" and clients == "1" else ""
+        )
+        rows.append(
+            [
+                name,
+                int(clients),
+                lat.get("n"),
+                lat.get("p50"),
+                lat.get("p99"),
+                lat.get("mean"),
+                entry.get("throughput_rps"),
+                ratio(lat.get("p50"), floor.get("p50")),
+                entry.get("errors"),
+                target,
+            ]
+        )
     cold = record.get("cold_per_firm_ms", {})
-    rows.append(["recommendations, firm's first request", 1, cold.get("n"), cold.get("p50"), cold.get("p99"), cold.get("mean"),
-                 None, None, None, "no stored results: embeds, evaluates all, stores"])
+    rows.append(
+        [
+            "recommendations, firm's first request",
+            1,
+            cold.get("n"),
+            cold.get("p50"),
+            cold.get("p99"),
+            cold.get("mean"),
+            None,
+            None,
+            None,
+            "no stored results: embeds, evaluates all, stores",
+        ]
+    )
     info = [
-        ["policies / enterprises / firm users", f"{record['policies']:,} / {record['enterprises']:,} / {record['clients']}"],
+        [
+            "policies / enterprises / firm users",
+            f"{record['policies']:,} / {record['enterprises']:,} / {record['clients']}",
+        ],
         ["first request (builds policy index), s", record.get("first_request_s")],
         ["items per response / bytes", f"{record.get('items_per_response')} / {record.get('response_bytes')}"],
-        ["server RSS after start / warm-up / peak, MB",
-         f"{record.get('server_rss_after_start_mb')} / {record.get('server_rss_after_warmup_mb')} / {record.get('server_peak_rss_mb')}"],
+        [
+            "server RSS after start / warm-up / peak, MB",
+            f"{record.get('server_rss_after_start_mb')} / {record.get('server_rss_after_warmup_mb')} / {record.get('server_peak_rss_mb')}",
+        ],
         ["setup, s", ", ".join(f"{k} {v}" for k, v in record.get("setup", {}).items())],
         ["meets target (1 client)", f"p50 {record['meets_target']['p50']}, p99 {record['meets_target']['p99']}"],
         ["sequential setup requests answered 5xx / dropped, then retried", len(record.get("setup_retries", []))],
     ]
     out = [
-        (f"Recommendation latency over HTTP ({record['policies']:,} policies), ms",
-         ["endpoint", "clients", "n", "p50", "p99", "mean", "req/s", "p50 ÷ healthz", "errors", "target"], rows),
+        (
+            f"Recommendation latency over HTTP ({record['policies']:,} policies), ms",
+            ["endpoint", "clients", "n", "p50", "p99", "mean", "req/s", "p50 ÷ healthz", "errors", "target"],
+            rows,
+        ),
         ("Recommendation benchmark: setup and memory", ["item", "value"], info),
     ]
     prof = record.get("profile")
     if prof:
         ip = prof["in_process_ms"]
         prows = [[r["function"], r["calls"], r["tottime_s"], r["cumtime_s"]] for r in prof["top15_cumulative"]]
-        out.append((f"One request in process (route function): p50 {ip.get('p50')} ms over {ip.get('n')} runs; "
-                    "cProfile top 15 by cumulative time", ["function", "calls", "own s", "cumulative s"], prows))
+        out.append(
+            (
+                f"One request in process (route function): p50 {ip.get('p50')} ms over {ip.get('n')} runs; "
+                "cProfile top 15 by cumulative time",
+                ["function", "calls", "own s", "cumulative s"],
+                prows,
+            )
+        )
         trows = [[r["function"], r["calls"], r["tottime_s"], r["cumtime_s"]] for r in prof["top15_tottime"]]
         out.append(("cProfile top 15 by own time", ["function", "calls", "own s", "cumulative s"], trows))
     return out

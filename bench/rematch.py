@@ -130,9 +130,7 @@ def firm_pool(count: int, *, seed: int, today: dt.date, vocab: tags_mod.Vocabula
 
 def pool_dataframe(pool: list[dict[str, Any]]) -> pd.DataFrame:
     """Lay the pool out as `FactsFrame.from_dataframe` reads it: one column per field, sets wide."""
-    columns: dict[str, Any] = {
-        name: [f[name] for f in pool] for name, spec in FIELDS.items() if spec.type != "set"
-    }
+    columns: dict[str, Any] = {name: [f[name] for f in pool] for name, spec in FIELDS.items() if spec.type != "set"}
     for field in ("qualifications", "tags"):
         names = sorted(set().union(*(f[field] for f in pool)))
         for name in names:
@@ -347,14 +345,21 @@ def decode_topk(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return scores, ids
 
 
-def verdict_pass(work: Workload, *, strategy: str, chunk_rows: int = CHUNK_ROWS, block: int = POLICY_BLOCK) -> dict[str, Any]:
+def verdict_pass(
+    work: Workload, *, strategy: str, chunk_rows: int = CHUNK_ROWS, block: int = POLICY_BLOCK
+) -> dict[str, Any]:
     """Score every eligible or likely (firm, policy) pair and keep each firm's top 50; return timings and counts."""
     frame, today, w = work.frame, work.today, work.weights
     n_firms, n_pol = frame.size, len(work.policies)
     # An ineligible pair's rule score, once weighted, outweighs the best tag and semantic parts by 0.5,
     # so its whole score lies in [-(tags + semantic + 0.5), -0.5]: negative, no extra masking pass.
     limit = (1 << (31 - ID_BITS)) / SCORE_SCALE
-    if n_pol >= 1 << ID_BITS or w.rules <= 0 or w.rules + w.tags + w.semantic >= limit or w.tags + w.semantic + 0.5 >= limit:
+    if (
+        n_pol >= 1 << ID_BITS
+        or w.rules <= 0
+        or w.rules + w.tags + w.semantic >= limit
+        or w.tags + w.semantic + 0.5 >= limit
+    ):
         raise ValueError(f"{n_pol} policies or weights {w} do not fit the packed int32 keys")
     ineligible = -(w.tags + w.semantic + 0.5) / w.rules
     started = time.perf_counter()
@@ -520,17 +525,29 @@ def compare_topk(naive: dict[int, list[float]], top: np.ndarray) -> dict[str, An
             continue
         if len(fast):
             worst = max(worst, float(np.max(np.abs(fast - np.asarray(scores, dtype=np.float32)))))
-    return {"firms": len(naive), "same_counts": same_length, "max_abs_score_diff": round(worst, 6), "agree": same_length and worst < 1e-3}
+    return {
+        "firms": len(naive),
+        "same_counts": same_length,
+        "max_abs_score_diff": round(worst, 6),
+        "agree": same_length and worst < 1e-3,
+    }
 
 
 # ---------------------------------------------------------------- one size
 
 
-def run_size(firms: int, policies: int, *, seed: int, strategies: Sequence[str], emit: Path | None = None) -> dict[str, Any]:
+def run_size(
+    firms: int, policies: int, *, seed: int, strategies: Sequence[str], emit: Path | None = None
+) -> dict[str, Any]:
     """Measure (a), (b) and (c) for one size in this process; write partial results to emit after each phase."""
     record: dict[str, Any] = {
-        "firms": firms, "policies": policies, "seed": seed, "top_k": TOP_K, "weights": vars(Weights()),
-        "phases": {}, "rss_start_mb": rss_mb(),
+        "firms": firms,
+        "policies": policies,
+        "seed": seed,
+        "top_k": TOP_K,
+        "weights": vars(Weights()),
+        "phases": {},
+        "rss_start_mb": rss_mb(),
     }
 
     def save(stage: str) -> None:
@@ -581,7 +598,9 @@ def run_size(firms: int, policies: int, *, seed: int, strategies: Sequence[str],
             entry[f"agrees_with_{strategy}"] = compare_topk(naive, top)
     save("naive")
     # Each phase reset the high-water mark, so the process's peak is the largest phase peak.
-    record["peak_rss_mb"] = max([peak_rss_mb() or 0.0] + [p.get("peak_rss_mb") or 0.0 for p in record["phases"].values()])
+    record["peak_rss_mb"] = max(
+        [peak_rss_mb() or 0.0] + [p.get("peak_rss_mb") or 0.0 for p in record["phases"].values()]
+    )
     record["ratios"] = ratios(record)
     save("done")
     return record
@@ -596,20 +615,37 @@ def ratios(record: dict[str, Any]) -> dict[str, Any]:
     for name, entry in phases.items():
         if name.startswith("verdict_"):
             s = entry["seconds"]
-            out[name.removeprefix("verdict_")] = {"verdict_over_faiss": ratio(s, floor), "naive_over_verdict": ratio(naive, s)}
+            out[name.removeprefix("verdict_")] = {
+                "verdict_over_faiss": ratio(s, floor),
+                "naive_over_verdict": ratio(naive, s),
+            }
     return out
 
 
 # ---------------------------------------------------------------- sizes in subprocesses
 
 
-def run_in_subprocess(firms: int, policies: int, *, seed: int, strategies: Sequence[str], timeout: float) -> dict[str, Any]:
+def run_in_subprocess(
+    firms: int, policies: int, *, seed: int, strategies: Sequence[str], timeout: float
+) -> dict[str, Any]:
     """Run one size in a fresh interpreter; stop it at the timeout and keep the phases it finished."""
     emit = ROOT / "bench" / "results" / f".rematch-{firms}x{policies}-{os.getpid()}.json"
     emit.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "bench.rematch", "--firms", str(firms), "--policies", str(policies),
-        "--seed", str(seed), "--strategies", ",".join(strategies), "--emit", str(emit), "--no-write",
+        sys.executable,
+        "-m",
+        "bench.rematch",
+        "--firms",
+        str(firms),
+        "--policies",
+        str(policies),
+        "--seed",
+        str(seed),
+        "--strategies",
+        ",".join(strategies),
+        "--emit",
+        str(emit),
+        "--no-write",
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT)
@@ -646,32 +682,75 @@ def tables(records: Sequence[dict[str, Any]]) -> list[tuple[str, list[str], list
                 strategy = name.removeprefix("verdict_")
                 rt = r.get("ratios", {}).get(strategy, {})
                 rows.append(
-                    [size, f"verdict pass (a) {strategy}", entry.get("seconds"), entry.get("peak_rss_mb"),
-                     rt.get("verdict_over_faiss"), rt.get("naive_over_verdict"),
-                     f"eval {entry.get('evaluate_s')} s, scores {entry.get('scores_s')} s, top-k {entry.get('topk_merge_s')} s; "
-                     f"{entry.get('evaluated_share', 0) * 100:.1f}% of pairs evaluated"]
+                    [
+                        size,
+                        f"verdict pass (a) {strategy}",
+                        entry.get("seconds"),
+                        entry.get("peak_rss_mb"),
+                        rt.get("verdict_over_faiss"),
+                        rt.get("naive_over_verdict"),
+                        f"eval {entry.get('evaluate_s')} s, scores {entry.get('scores_s')} s, top-k {entry.get('topk_merge_s')} s; "
+                        f"{entry.get('evaluated_share', 0) * 100:.1f}% of pairs evaluated",
+                    ]
                 )
         if naive:
-            rows.append([size, "naive per pair (c), extrapolated", naive.get("extrapolated_s"), naive.get("peak_rss_mb"), None, None,
-                         f"{naive.get('per_pair_us')} µs/pair over {naive.get('sample_pairs')} pairs"])
+            rows.append(
+                [
+                    size,
+                    "naive per pair (c), extrapolated",
+                    naive.get("extrapolated_s"),
+                    naive.get("peak_rss_mb"),
+                    None,
+                    None,
+                    f"{naive.get('per_pair_us')} µs/pair over {naive.get('sample_pairs')} pairs",
+                ]
+            )
         setup = ph.get("setup", {})
         if setup:
-            rows.append([size, "setup (generate, frame, vectors)", setup.get("seconds"), setup.get("peak_rss_mb"), None, None,
-                         f"facts frame {setup.get('facts_frame_s')} s"])
+            rows.append(
+                [
+                    size,
+                    "setup (generate, frame, vectors)",
+                    setup.get("seconds"),
+                    setup.get("peak_rss_mb"),
+                    None,
+                    None,
+                    f"facts frame {setup.get('facts_frame_s')} s",
+                ]
+            )
     checks = []
     for r in records:
         ph = r.get("phases", {})
         size = f"{r['firms']:,} × {r['policies']:,}"
         pc = ph.get("partition_check")
         if pc:
-            checks.append([size, "region partition = evaluate_many over all firms", pc.get("identical"), f"{pc.get('policies_checked')} policies"])
+            checks.append(
+                [
+                    size,
+                    "region partition = evaluate_many over all firms",
+                    pc.get("identical"),
+                    f"{pc.get('policies_checked')} policies",
+                ]
+            )
         for key, value in ph.get("naive", {}).items():
             if key.startswith("agrees_with_"):
-                checks.append([size, f"top-50 of {key.removeprefix('agrees_with_')} = naive Python", value.get("agree"),
-                               f"{value.get('firms')} firms, max |Δscore| {value.get('max_abs_score_diff')}"])
-        checks.append([size, "peak RSS of the size's process (MB)", r.get("peak_rss_mb"), f"inputs {r.get('inputs_rss_mb')} MB"])
+                checks.append(
+                    [
+                        size,
+                        f"top-50 of {key.removeprefix('agrees_with_')} = naive Python",
+                        value.get("agree"),
+                        f"{value.get('firms')} firms, max |Δscore| {value.get('max_abs_score_diff')}",
+                    ]
+                )
+        checks.append(
+            [size, "peak RSS of the size's process (MB)", r.get("peak_rss_mb"), f"inputs {r.get('inputs_rss_mb')} MB"]
+        )
     return [
-        ("Re-match: wall time (s), phase peak RSS (MB), ratios", ["size", "measurement", "seconds", "peak MB", "(a)/(b)", "(c)/(a)", "notes"], rows),
+        (
+            "Re-match: wall time (s), phase peak RSS (MB), ratios",
+            ["size", "measurement", "seconds", "peak MB", "(a)/(b)", "(c)/(a)", "notes"],
+            rows,
+        ),
         ("Re-match: checks", ["size", "check", "result", "detail"], checks),
     ]
 

@@ -52,7 +52,14 @@ def load_taxonomy(*, db: Session) -> dict[str, int]:
         for j, child in enumerate(top.get("children", [])):
             db.add(Category(code=child["code"], name=child["name"], parent=parent, sort_order=j))
     for t in data["tags"]:
-        db.add(Tag(name=t["name"], kind=TagKind(t["kind"]), synonyms=t.get("synonyms", []), description=t.get("description")))
+        db.add(
+            Tag(
+                name=t["name"],
+                kind=TagKind(t["kind"]),
+                synonyms=t.get("synonyms", []),
+                description=t.get("description"),
+            )
+        )
     for i, t in enumerate(data["topics"]):
         db.add(Topic(code=t["code"], name=t["name"], description=t.get("description"), sort_order=i))
     db.flush()

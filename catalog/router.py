@@ -166,12 +166,23 @@ def list_policies(
     topic: str | None = None,
     tag: str | None = None,
     open_now: Annotated[bool, Query(description="只看正在申报的")] = False,
-    sort: Annotated[str, Query(pattern="^(published|deadline|title)$", description="排序：published / deadline / title")] = "published",
+    sort: Annotated[
+        str, Query(pattern="^(published|deadline|title)$", description="排序：published / deadline / title")
+    ] = "published",
 ):
     """Search and filter policies."""
     filters = PolicyFilters(
-        q=q, category=category, department=department, level=level, region=region, policy_type=policy_type,
-        status=status, topic=topic, tag=tag, open_now=open_now, sort=sort,
+        q=q,
+        category=category,
+        department=department,
+        level=level,
+        region=region,
+        policy_type=policy_type,
+        status=status,
+        topic=topic,
+        tag=tag,
+        open_now=open_now,
+        sort=sort,
     )
     today = dt.date.today()
     items, total = service.list_policies(

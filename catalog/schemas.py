@@ -138,7 +138,9 @@ class _PolicyFields(_In):
     issuing_department: str | None = Field(None, description="发文部门编码")
     handling_department: str | None = Field(None, description="承办（受理）部门编码")
     level: PolicyLevel | None = Field(None, description="层级：national/provincial/municipal/county")
-    policy_type: PolicyType | None = Field(None, description="类型：application 申报类 / exempt 免申即享 / informational 普惠告知")
+    policy_type: PolicyType | None = Field(
+        None, description="类型：application 申报类 / exempt 免申即享 / informational 普惠告知"
+    )
     region_codes: list[str] | None = Field(None, description="适用地区（行政区划代码）；空表示不限")
     categories: list[str] | None = Field(None, description="政策分类编码")
     tags: list[str] | None = Field(None, description="标签名（可用同义词）")

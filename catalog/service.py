@@ -142,9 +142,7 @@ def create_category(*, db: Session, category_in: CategoryIn) -> Category:
             raise ValidationFailed(errors=[FieldError("parent_code", "政策分类只有两级，不能挂在小类下", "too_deep")])
     if db.scalar(select(Category).where(Category.code == category_in.code)):
         raise Conflict("分类编码已存在", code="category_exists")
-    cat = Category(
-        code=category_in.code, name=category_in.name, parent=parent, sort_order=category_in.sort_order
-    )
+    cat = Category(code=category_in.code, name=category_in.name, parent=parent, sort_order=category_in.sort_order)
     db.add(cat)
     db.flush()
     return cat
@@ -333,7 +331,9 @@ def list_policies(
     today = today or dt.date.today()
     q = select(Policy)
     if actor is None or not actor.is_staff:
-        q = q.where(Policy.status == (filters.status if filters.status == PolicyStatus.expired else PolicyStatus.published))
+        q = q.where(
+            Policy.status == (filters.status if filters.status == PolicyStatus.expired else PolicyStatus.published)
+        )
     elif filters.status:
         q = q.where(Policy.status == filters.status)
     if filters.q:
@@ -345,7 +345,10 @@ def list_policies(
             q = q.where(or_(*(Policy.search_text.contains(t) for t in sorted(alternatives))))
     if filters.category:
         cat_ids = select(Category.id).where(
-            or_(Category.code == filters.category, Category.parent_id.in_(select(Category.id).where(Category.code == filters.category)))
+            or_(
+                Category.code == filters.category,
+                Category.parent_id.in_(select(Category.id).where(Category.code == filters.category)),
+            )
         )
         q = q.where(
             exists().where(and_(policy_category.c.policy_id == Policy.id, policy_category.c.category_id.in_(cat_ids)))
@@ -390,7 +393,10 @@ def list_policies(
     else:
         order = [Policy.pinned.desc(), Policy.published_at.desc().nulls_last(), Policy.id.desc()]
     items = db.scalars(
-        q.options(selectinload(Policy.categories), selectinload(Policy.tags)).order_by(*order).offset(offset).limit(limit)
+        q.options(selectinload(Policy.categories), selectinload(Policy.tags))
+        .order_by(*order)
+        .offset(offset)
+        .limit(limit)
     )
     return list(items), total
 
@@ -412,9 +418,7 @@ def _region_or_fail(code: str, field: str) -> str:
 def _resolve_codes(db: Session, model: type, values: list[str], field: str, label: str, code: str) -> list[Any]:
     rows = {r.code: r for r in db.scalars(select(model).where(model.code.in_(values)))}
     errors = [
-        FieldError(f"{field}[{i}]", f"{label}编码 {v} 不存在", code)
-        for i, v in enumerate(values)
-        if v not in rows
+        FieldError(f"{field}[{i}]", f"{label}编码 {v} 不存在", code) for i, v in enumerate(values) if v not in rows
     ]
     if errors:
         raise ValidationFailed(errors=errors)
@@ -425,7 +429,9 @@ def _apply_fields(db: Session, policy: Policy, data: dict[str, Any]) -> None:
     """Copy validated input onto the policy, resolving codes and names to rows."""
     errors: list[FieldError] = []
     if "issuing_department" in data:
-        policy.issuing_department = get_department_by_code(db=db, code=data.pop("issuing_department"), field="issuing_department")
+        policy.issuing_department = get_department_by_code(
+            db=db, code=data.pop("issuing_department"), field="issuing_department"
+        )
     if "handling_department" in data:
         code = data.pop("handling_department")
         policy.handling_department = (
@@ -444,7 +450,9 @@ def _apply_fields(db: Session, policy: Policy, data: dict[str, Any]) -> None:
             PolicyRegion(region_code=c) for c in wanted if c not in policy.region_codes
         ]
     if "categories" in data:
-        policy.categories = _resolve_codes(db, Category, data.pop("categories") or [], "categories", "政策分类", "unknown_category")
+        policy.categories = _resolve_codes(
+            db, Category, data.pop("categories") or [], "categories", "政策分类", "unknown_category"
+        )
     if "topics" in data:
         policy.topics = _resolve_codes(db, Topic, data.pop("topics") or [], "topics", "专栏", "unknown_topic")
     if "tags" in data:
@@ -488,7 +496,9 @@ def create_policy(*, db: Session, policy_in: PolicyIn, actor: Principal | None) 
 
 def _check_unique(db: Session, policy: Policy) -> None:
     if policy.doc_number:
-        other = db.scalar(select(Policy.id).where(Policy.doc_number == policy.doc_number, Policy.id != (policy.id or -1)))
+        other = db.scalar(
+            select(Policy.id).where(Policy.doc_number == policy.doc_number, Policy.id != (policy.id or -1))
+        )
         if other:
             raise Conflict(
                 f"文号 {policy.doc_number} 已被政策 #{other} 使用",
@@ -593,9 +603,7 @@ def withdraw_policy(*, db: Session, policy_id: int, actor: Principal | None, not
 def expire_due_policies(*, db: Session, today: dt.date | None = None) -> list[int]:
     """Mark published policies whose validity has ended as expired; return their ids."""
     today = today or dt.date.today()
-    due = list(
-        db.scalars(select(Policy).where(Policy.status == PolicyStatus.published, Policy.valid_to_on < today))
-    )
+    due = list(db.scalars(select(Policy).where(Policy.status == PolicyStatus.published, Policy.valid_to_on < today)))
     for policy in due:
         policy.status = PolicyStatus.expired
     db.flush()
@@ -654,7 +662,9 @@ def list_versions(*, db: Session, policy_id: int) -> list[PolicyVersion]:
     """Return a policy's versions, newest first."""
     get_policy(db=db, policy_id=policy_id)
     return list(
-        db.scalars(select(PolicyVersion).where(PolicyVersion.policy_id == policy_id).order_by(PolicyVersion.version.desc()))
+        db.scalars(
+            select(PolicyVersion).where(PolicyVersion.policy_id == policy_id).order_by(PolicyVersion.version.desc())
+        )
     )
 
 
@@ -685,4 +695,3 @@ def diff_versions(*, db: Session, policy_id: int, from_version: int, to_version:
         to_version=to_version,
         changes=diff_snapshots(a.snapshot, b.snapshot),
     )
-

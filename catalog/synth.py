@@ -26,7 +26,21 @@ from core.db import utcnow
 from core.text import normalize
 
 # Regions synthetic policies are spread over (广东 cities and districts of the demo).
-SYNTH_REGIONS = ("440000", "442000", "440100", "440106", "440112", "440300", "440305", "440600", "440604", "440605", "440606", "441900", "440400")
+SYNTH_REGIONS = (
+    "440000",
+    "442000",
+    "440100",
+    "440106",
+    "440112",
+    "440300",
+    "440305",
+    "440600",
+    "440604",
+    "440605",
+    "440606",
+    "441900",
+    "440400",
+)
 
 
 def _perturb(node: Any, rng: random.Random) -> Any:
@@ -97,7 +111,9 @@ def synth_policies(
             )
             regions.append({"policy_id": i, "region_code": region})
             cats.extend({"policy_id": i, "category_id": cat_ids[c]} for c in dict.fromkeys(t.get("categories", [])))
-            tags.extend({"policy_id": i, "tag_id": tag_ids[n]} for n in dict.fromkeys(t.get("tags", [])) if n in tag_ids)
+            tags.extend(
+                {"policy_id": i, "tag_id": tag_ids[n]} for n in dict.fromkeys(t.get("tags", [])) if n in tag_ids
+            )
         db.execute(insert(Policy.__table__), rows)
         db.execute(insert(PolicyRegion.__table__), regions)
         if cats:

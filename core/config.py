@@ -25,20 +25,18 @@ class Settings(BaseSettings):
         "development", description="Deployment environment; anything but development refuses dev secrets."
     )
     var_dir: Path = Field(Path("var"), description="Where the SQLite file, indexes and caches live.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default is a SQLite file under HUIQI_VAR_DIR."
-    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file under HUIQI_VAR_DIR.")
     secret_key: str = Field(DEV_SECRET_KEY, description="Signs JWT tokens and unsubscribe links.")
     access_token_minutes: int = Field(480, description="Lifetime of a bearer token in minutes.")
-    demo_users: bool = Field(
-        True, description="Create the demo users with README passwords (development only)."
-    )
+    demo_users: bool = Field(True, description="Create the demo users with README passwords (development only).")
     host: str = Field("127.0.0.1", description="Address `huiqi serve` binds to.")
     port: int = Field(8000, description="Port `huiqi serve` listens on.")
     log_level: str = Field("INFO", description="Python logging level.")
     page_size_max: int = Field(200, description="Largest page a list endpoint returns.")
     upload_max_mb: int = Field(20, description="Largest import file accepted over HTTP, in MB.")
-    models_dir: Path = Field(Path("models"), description="Where trained models and their manifests are written and read.")
+    models_dir: Path = Field(
+        Path("models"), description="Where trained models and their manifests are written and read."
+    )
     embedder: str = Field(
         "e5",
         description="Embedding backend: 'e5' (bundled multilingual-e5-small) or "
@@ -74,15 +72,21 @@ class Settings(BaseSettings):
     )
     scheduler_lease_ttl: float = Field(30.0, description="Seconds a scheduler lease lasts unless renewed.")
     timezone: str = Field("Asia/Shanghai", description="Time zone of scheduled jobs.")
-    public_base_url: str = Field("", description="Site address used to make links in pushes absolute, e.g. https://huiqi.example.gov.cn.")
-    smtp_host: str | None = Field(None, description="SMTP server for email pushes; email is off until host and sender are set.")
+    public_base_url: str = Field(
+        "", description="Site address used to make links in pushes absolute, e.g. https://huiqi.example.gov.cn."
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server for email pushes; email is off until host and sender are set."
+    )
     smtp_port: int = Field(25, description="SMTP port (587 for STARTTLS, 465 for SSL).")
     smtp_sender: str | None = Field(None, description="From address, e.g. 惠企服务 <noreply@huiqi.example>.")
     smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
     smtp_password: str | None = Field(None, description="SMTP password.")
     smtp_use_tls: bool = Field(False, description="Use STARTTLS.")
     smtp_use_ssl: bool = Field(False, description="Use SMTP over SSL.")
-    sms_gateway_url: str | None = Field(None, description="SMS gateway endpoint; SMS is off until URL and secret are set.")
+    sms_gateway_url: str | None = Field(
+        None, description="SMS gateway endpoint; SMS is off until URL and secret are set."
+    )
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
     webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")

@@ -190,9 +190,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, message = _HTTP_MESSAGES.get(exc.status_code, ("http_error", "请求处理失败"))
-        return JSONResponse(
-            {"code": code, "message": message}, status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONResponse({"code": code, "message": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     def _unexpected(request: Request, exc: Exception) -> JSONResponse:

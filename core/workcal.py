@@ -672,9 +672,12 @@ def calendar_from_dict(
     if not errors:
         try:
             return WorkCalendar(
-                work_hours=hours, tz=tz, arrangements=arrangements,
-                extra_holidays=days["extra_holidays"], extra_workdays=days["extra_workdays"],
-            )  # fmt: skip
+                work_hours=hours,
+                tz=tz,
+                arrangements=arrangements,
+                extra_holidays=days["extra_holidays"],
+                extra_workdays=days["extra_workdays"],
+            )
         except ValueError as exc:
             log.debug("calendar settings refused: %s", exc)
             errors.append(FieldError("work_hours", "工作时段应按时间先后排列、互不重叠，且开始早于结束", "invalid"))

@@ -287,9 +287,15 @@ def _rate(
         service.rate(db=db, settings=settings, case_id=case.id, actor=firm, rating=rating, comment=comment, now=when)
     else:
         service.revisit(
-            db=db, settings=settings, case_id=case.id, actor=supervisor, note="电话回访企业", rating=rating,
-            comment=comment, now=when,
-        )  # fmt: skip
+            db=db,
+            settings=settings,
+            case_id=case.id,
+            actor=supervisor,
+            note="电话回访企业",
+            rating=rating,
+            comment=comment,
+            now=when,
+        )
 
 
 _RESOLUTIONS = {

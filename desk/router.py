@@ -187,9 +187,18 @@ def list_cases(
 ):
     """List the cases the caller may see (firm: own; desk officer: own department incl. 会办; supervisors: all)."""
     filters = service.CaseFilters(
-        status=status, kind=kind, channel=channel, department_id=department_id, enterprise_id=enterprise_id,
-        sla_state=sla_state, supervised=supervised, open_only=open_only, overdue=overdue, q=q, sort=sort,
-    )  # fmt: skip
+        status=status,
+        kind=kind,
+        channel=channel,
+        department_id=department_id,
+        enterprise_id=enterprise_id,
+        sla_state=sla_state,
+        supervised=supervised,
+        open_only=open_only,
+        overdue=overdue,
+        q=q,
+        sort=sort,
+    )
     items, total = service.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
@@ -375,9 +384,14 @@ def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: 
 def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RevisitIn):
     """Record a revisit (回访) of the firm, with the rating it gave, if any."""
     case = service.revisit(
-        db=db, settings=settings, case_id=case_id, actor=actor, note=body.note, rating=body.rating,
+        db=db,
+        settings=settings,
+        case_id=case_id,
+        actor=actor,
+        note=body.note,
+        rating=body.rating,
         comment=body.comment,
-    )  # fmt: skip
+    )
     return _full(db, case, actor, settings)
 
 
@@ -446,9 +460,15 @@ def list_faq(
 ):
     """The FAQ of the knowledge base (anyone; staff may include inactive entries)."""
     items, total = service.list_faq(
-        db=db, actor=actor, q=q, department_id=department_id, source=source, include_inactive=include_inactive,
-        offset=paging.offset, limit=paging.page_size,
-    )  # fmt: skip
+        db=db,
+        actor=actor,
+        q=q,
+        department_id=department_id,
+        source=source,
+        include_inactive=include_inactive,
+        offset=paging.offset,
+        limit=paging.page_size,
+    )
     return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
 
 

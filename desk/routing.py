@@ -468,8 +468,12 @@ def train(
     _LOADED.pop(directory, None)
     log.info(
         "trained desk router on %d cases, %d departments: cv accuracy %.3f, macro-F1 %.3f, thresholds %s",
-        len(prepared), len(classes), metrics["accuracy"], metrics["macro_f1"], metrics["thresholds"],
-    )  # fmt: skip
+        len(prepared),
+        len(classes),
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        metrics["thresholds"],
+    )
     return manifest
 
 

@@ -487,9 +487,17 @@ def _move(
     case.status = target
     case.updated_at = now
     return add_event(
-        db, case, kind, actor, note=note, data=data, visible_to_firm=visible_to_firm,
-        from_status=before, to_status=target, at=now,
-    )  # fmt: skip
+        db,
+        case,
+        kind,
+        actor,
+        note=note,
+        data=data,
+        visible_to_firm=visible_to_firm,
+        from_status=before,
+        to_status=target,
+        at=now,
+    )
 
 
 def _is_supervisor(actor: Principal | None) -> bool:
@@ -783,20 +791,36 @@ def submit_case(
             db.flush()
             case.number = case_number(case, calendar.tz)
             add_event(
-                db, case, EventKind.submitted, actor, at=now,
+                db,
+                case,
+                EventKind.submitted,
+                actor,
+                at=now,
                 note=f"收到{sla.KIND_LABELS[kind]}：{title}",
                 data={"channel": channel, "kind": kind, "kind_detected": kind_detected, "number": case.number},
-            )  # fmt: skip
+            )
             if case.due_warnings:
                 add_event(
-                    db, case, EventKind.note, actor, at=now, visible_to_firm=False,
-                    note="；".join(case.due_warnings), data={"warnings": case.due_warnings, "provisional": True},
-                )  # fmt: skip
+                    db,
+                    case,
+                    EventKind.note,
+                    actor,
+                    at=now,
+                    visible_to_firm=False,
+                    note="；".join(case.due_warnings),
+                    data={"warnings": case.due_warnings, "provisional": True},
+                )
             if answer is not None and answer.confident:
                 _move(
-                    db, case, "answer", EventKind.answered_instantly, actor, now=now, note=answer.text,
+                    db,
+                    case,
+                    "answer",
+                    EventKind.answered_instantly,
+                    actor,
+                    now=now,
+                    note=answer.text,
                     data={"confidence": answer.confidence, "citations": len(answer.citations)},
-                )  # fmt: skip
+                )
             elif decision is not None:
                 _route(db, case, decision, actor, action="dispatch", now=now)
             else:
@@ -824,9 +848,15 @@ def _route(db: Session, case: Case, decision: Any, actor: Principal | None, *, a
     data = _dept_data(db, decision.department_id)
     note = f"分拨至{data['department_name']}" if decision.department_id else "暂无法自动确定承办部门，已进入统一分拨"
     _move(
-        db, case, action, EventKind.dispatched, actor, now=now, note=note,
+        db,
+        case,
+        action,
+        EventKind.dispatched,
+        actor,
+        now=now,
+        note=note,
         data={**data, "method": str(case.routing_method)},
-    )  # fmt: skip
+    )
 
 
 def _dispatch_manually(
@@ -839,9 +869,15 @@ def _dispatch_manually(
     case.dispatched_at = now
     data = _dept_data(db, department_id)
     _move(
-        db, case, action, EventKind.dispatched, actor, now=now, note=f"分拨至{data['department_name']}",
+        db,
+        case,
+        action,
+        EventKind.dispatched,
+        actor,
+        now=now,
+        note=f"分拨至{data['department_name']}",
         data={**data, "method": str(case.routing_method)},
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------- the firm's answers to an instant answer
@@ -900,9 +936,14 @@ def _to_person(
     now: dt.datetime,
 ) -> None:
     add_event(
-        db, case, EventKind.asked_for_person, actor, at=now, note=note or "企业要求人工办理",
+        db,
+        case,
+        EventKind.asked_for_person,
+        actor,
+        at=now,
+        note=note or "企业要求人工办理",
         data={"instant_answer_attached": case.instant_answer is not None},
-    )  # fmt: skip
+    )
     case.sla_started_at = now
     case.closed_at = None
     decision = route_case(
@@ -932,17 +973,24 @@ def assign(
     check_transition(case, "assign")
     if case.department_id is not None:
         raise IllegalTransition(
-            "工单已有承办部门，不在统一分拨队列中；如需改派请转办", code="desk.illegal_transition",
+            "工单已有承办部门，不在统一分拨队列中；如需改派请转办",
+            code="desk.illegal_transition",
             errors=[FieldError("department_id", "工单已分拨至部门", "not_in_queue")],
-        )  # fmt: skip
+        )
     dept = _department(db, department_id)
     _set_lead(db, case, dept.id, now)
     case.routing_method = RoutingMethod.manual
     case.dispatched_at = now
     _move(
-        db, case, "assign", EventKind.assigned, actor, now=now, note=note or f"人工分拨至{dept.name}",
+        db,
+        case,
+        "assign",
+        EventKind.assigned,
+        actor,
+        now=now,
+        note=note or f"人工分拨至{dept.name}",
         data={"department": dept.code, "department_name": dept.name},
-    )  # fmt: skip
+    )
     db.flush()
     return case
 
@@ -972,9 +1020,15 @@ def transfer(
     case.routing_method = RoutingMethod.manual
     case.dispatched_at = now
     _move(
-        db, case, "transfer", EventKind.transferred, actor, now=now, note=note or f"转办至{dept.name}",
+        db,
+        case,
+        "transfer",
+        EventKind.transferred,
+        actor,
+        now=now,
+        note=note or f"转办至{dept.name}",
         data={"from": before["department"], "to": dept.code, "department_name": dept.name},
-    )  # fmt: skip
+    )
     db.flush()
     return case
 
@@ -1043,9 +1097,16 @@ def decide_return(
         _set_lead(db, case, None, now)
         case.routing_method = RoutingMethod.dispatch
         _move(
-            db, case, "return", EventKind.returned, actor, now=now, visible_to_firm=False,
-            note=note or f"退单获批：{request['reason']}", data={"department_id": request.get("department_id")},
-        )  # fmt: skip
+            db,
+            case,
+            "return",
+            EventKind.returned,
+            actor,
+            now=now,
+            visible_to_firm=False,
+            note=note or f"退单获批：{request['reason']}",
+            data={"department_id": request.get("department_id")},
+        )
     else:
         check_transition(case, "reject_return")
         case.return_request = None
@@ -1078,9 +1139,14 @@ def add_joint(
     case.departments.append(CaseDepartment(department_id=dept.id, role="assist", added_at=now))
     case.updated_at = now
     add_event(
-        db, case, EventKind.joint_added, actor, at=now, note=note or f"{dept.name}参与会办",
+        db,
+        case,
+        EventKind.joint_added,
+        actor,
+        at=now,
+        note=note or f"{dept.name}参与会办",
         data={"department": dept.code, "department_name": dept.name},
-    )  # fmt: skip
+    )
     db.flush()
     return case
 
@@ -1211,9 +1277,15 @@ def pause(
     case.updated_at = now
     left = (allowance - used) / calendar.day_length
     _move(
-        db, case, "pause", EventKind.paused, actor, now=now, note=reason,
+        db,
+        case,
+        "pause",
+        EventKind.paused,
+        actor,
+        now=now,
+        note=reason,
         data={"allowance_left_working_days": round(left, 2)},
-    )  # fmt: skip
+    )
     db.flush()
     recompute_due(case, settings=settings, calendar=calendar, now=now)
     db.flush()
@@ -1276,9 +1348,14 @@ def request_extension(
     case.updated_at = now
     label = sla.SlaTarget("close", extension_in.amount, extension_in.unit).label.replace("内办结", "")
     add_event(
-        db, case, EventKind.extension_requested, actor, at=now, note=f"申请延期{label}：{extension_in.reason}",
+        db,
+        case,
+        EventKind.extension_requested,
+        actor,
+        at=now,
+        note=f"申请延期{label}：{extension_in.reason}",
         data={"amount": extension_in.amount, "unit": extension_in.unit},
-    )  # fmt: skip
+    )
     db.flush()
     return case
 
@@ -1320,10 +1397,18 @@ def decide_extension(
         case.extension_requested_at = None
         recompute_due(case, settings=settings, now=now)
         add_event(
-            db, case, EventKind.extension_approved, actor, at=now,
-            note=note or f"延期获批，办结时限延至{case.close_due_at.isoformat(timespec='minutes') if case.close_due_at else '—'}",
-            data={"from": old.isoformat() if old else None, "to": case.close_due_at.isoformat() if case.close_due_at else None},
-        )  # fmt: skip
+            db,
+            case,
+            EventKind.extension_approved,
+            actor,
+            at=now,
+            note=note
+            or f"延期获批，办结时限延至{case.close_due_at.isoformat(timespec='minutes') if case.close_due_at else '—'}",
+            data={
+                "from": old.isoformat() if old else None,
+                "to": case.close_due_at.isoformat() if case.close_due_at else None,
+            },
+        )
     else:
         case.extension_request = None
         case.extension_requested_at = None
@@ -1417,15 +1502,25 @@ def _reopen(
     case.escalation_level = 0
     recompute_due(case, settings=settings, now=now)
     add_event(
-        db, case, EventKind.supervised, None, at=now, note=f"列入督办（第{case.reopen_count}次重办）",
+        db,
+        case,
+        EventKind.supervised,
+        None,
+        at=now,
+        note=f"列入督办（第{case.reopen_count}次重办）",
         data={"reopen_count": case.reopen_count},
-    )  # fmt: skip
+    )
     if case.reopen_count >= settings.desk_reopen_escalate_after:
         add_event(
-            db, case, EventKind.escalated, None, at=now, visible_to_firm=False,
+            db,
+            case,
+            EventKind.escalated,
+            None,
+            at=now,
+            visible_to_firm=False,
             note=f"工单已重办{case.reopen_count}次，升级至督办人员",
             data={"reason": "repeated_reopen", "reopen_count": case.reopen_count, "to": "supervisor"},
-        )  # fmt: skip
+        )
 
 
 def close(
@@ -1521,10 +1616,14 @@ def correct_kind(
     case.updated_at = now
     recompute_due(case, settings=settings, now=now)
     add_event(
-        db, case, EventKind.kind_corrected, actor, at=now,
+        db,
+        case,
+        EventKind.kind_corrected,
+        actor,
+        at=now,
         note=note or f"诉求类型由“{sla.KIND_LABELS[old]}”更正为“{sla.KIND_LABELS[kind]}”",
         data={"from": old, "to": kind, "was_detected": case.kind_detected},
-    )  # fmt: skip
+    )
     db.flush()
     return case
 
@@ -1734,9 +1833,15 @@ def promote_to_faq(
     )
     db.add(entry)
     add_event(
-        db, case, EventKind.note, actor, at=now, visible_to_firm=False, note=f"答复已收录为常见问题 {code}",
+        db,
+        case,
+        EventKind.note,
+        actor,
+        at=now,
+        visible_to_firm=False,
+        note=f"答复已收录为常见问题 {code}",
         data={"faq_code": code},
-    )  # fmt: skip
+    )
     db.flush()
     return entry
 

@@ -284,8 +284,10 @@ def compute_stats(
         dept_ids.add(department_id)
     names = {d.id: d for d in (db.scalars(select(Department).where(Department.id.in_(dept_ids))) if dept_ids else [])}
     rows = []
-    for dept in sorted({*per_dept, *requests, *([department_id] if department_id is not None else [])},
-                       key=lambda d: (d is None, names[d].code if d in names else "")):  # fmt: skip
+    for dept in sorted(
+        {*per_dept, *requests, *([department_id] if department_id is not None else [])},
+        key=lambda d: (d is None, names[d].code if d in names else ""),
+    ):
         t = per_dept.get(dept) or _Tally()
         d = names.get(dept) if dept is not None else None
         rows.append(

@@ -56,7 +56,11 @@ class Components:
     def score(self, w: Weights) -> float:
         """Blend the components into one score."""
         return round(
-            w.rules * self.rules + w.tags * self.tags + w.semantic * self.semantic + w.urgency * self.urgency + self.adjustment,
+            w.rules * self.rules
+            + w.tags * self.tags
+            + w.semantic * self.semantic
+            + w.urgency * self.urgency
+            + self.adjustment,
             4,
         )
 

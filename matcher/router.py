@@ -59,7 +59,9 @@ def _condition(c) -> ConditionOut:  # type: ignore[no-untyped-def]
     )
 
 
-def _recommendation(r: service.Recommendation, today: dt.date, feedback: dict[int, str] | None = None) -> RecommendationOut:
+def _recommendation(
+    r: service.Recommendation, today: dt.date, feedback: dict[int, str] | None = None
+) -> RecommendationOut:
     v = r.verdict
     comp = r.components
     return RecommendationOut(
@@ -84,7 +86,10 @@ def _recommendation(r: service.Recommendation, today: dt.date, feedback: dict[in
 
 
 def _changes(changes) -> list[ChangeOut]:  # type: ignore[no-untyped-def]
-    return [ChangeOut(description=c.description, field=c.field, policy_ids=list(c.policy_ids), count=len(c.policy_ids)) for c in changes]
+    return [
+        ChangeOut(description=c.description, field=c.field, policy_ids=list(c.policy_ids), count=len(c.policy_ids))
+        for c in changes
+    ]
 
 
 def _include(include: str | None) -> set[str]:
@@ -93,7 +98,9 @@ def _include(include: str | None) -> set[str]:
         part = part.strip()
         if part:
             if part not in (ELIGIBLE, LIKELY, INELIGIBLE):
-                raise ValidationFailed(errors=[FieldError("include", "取值应为 eligible、likely、ineligible 的组合", "invalid")])
+                raise ValidationFailed(
+                    errors=[FieldError("include", "取值应为 eligible、likely、ineligible 的组合", "invalid")]
+                )
             wanted.add(part)
     return wanted
 
@@ -202,7 +209,9 @@ def search_policies(
     """Search published policies by meaning and by words (hybrid)."""
     today = dt.date.today()
     hits = service.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
-    return [SearchHitOut(policy=_card(h.policy, today), score=h.score, semantic=h.semantic, keyword=h.keyword) for h in hits]
+    return [
+        SearchHitOut(policy=_card(h.policy, today), score=h.score, semantic=h.semantic, keyword=h.keyword) for h in hits
+    ]
 
 
 def _eligible_row(m, e) -> EligibleEnterpriseOut:  # type: ignore[no-untyped-def]
@@ -223,7 +232,18 @@ def _eligible_row(m, e) -> EligibleEnterpriseOut:  # type: ignore[no-untyped-def
     )
 
 
-EXPORT_HEADERS = ["统一社会信用代码", "企业名称", "所在地区代码", "行业代码", "企业规模", "匹配结论", "匹配得分", "共有标签", "联系人", "联系电话"]
+EXPORT_HEADERS = [
+    "统一社会信用代码",
+    "企业名称",
+    "所在地区代码",
+    "行业代码",
+    "企业规模",
+    "匹配结论",
+    "匹配得分",
+    "共有标签",
+    "联系人",
+    "联系电话",
+]
 
 
 @router.get("/policies/{policy_id}/eligible-enterprises", tags=["匹配"], response_model=Page[EligibleEnterpriseOut])
@@ -245,20 +265,38 @@ def eligible_enterprises(
         policy, rows, total = service.eligible_enterprises(
             db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=paging.offset, limit=paging.page_size
         )
-        return Page(items=[_eligible_row(m, e) for m, e in rows], total=total, page=paging.page, page_size=paging.page_size)
+        return Page(
+            items=[_eligible_row(m, e) for m, e in rows], total=total, page=paging.page, page_size=paging.page_size
+        )
     policy, rows, total = service.eligible_enterprises(
         db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=0, limit=1_000_000
     )
     table = [
         [
-            r.credit_code, r.name, r.region_code or "", r.industry_code or "", r.size_class or "", r.status_label,
-            f"{r.score:.4f}", "；".join(r.shared_tags), r.contact_name or "", r.contact_phone or "",
+            r.credit_code,
+            r.name,
+            r.region_code or "",
+            r.industry_code or "",
+            r.size_class or "",
+            r.status_label,
+            f"{r.score:.4f}",
+            "；".join(r.shared_tags),
+            r.contact_name or "",
+            r.contact_phone or "",
         ]
         for r in (_eligible_row(m, e) for m, e in rows)
     ]
     name = f"{policy.title}-符合条件企业.{format}"
-    data = tabular.write_csv(EXPORT_HEADERS, table) if format == "csv" else tabular.write_xlsx(EXPORT_HEADERS, table, "符合条件企业")
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    data = (
+        tabular.write_csv(EXPORT_HEADERS, table)
+        if format == "csv"
+        else tabular.write_xlsx(EXPORT_HEADERS, table, "符合条件企业")
+    )
+    media = (
+        "text/csv; charset=utf-8"
+        if format == "csv"
+        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
     return Response(
         content=data,
         media_type=media,
@@ -277,13 +315,27 @@ def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, poli
     return [_suggestion_out(db, s) for s in service.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)]
 
 
-@router.post("/policies/{policy_id}/tag-suggestions/{suggestion_id}/accept", response_model=TagSuggestionOut, tags=["匹配"])
+@router.post(
+    "/policies/{policy_id}/tag-suggestions/{suggestion_id}/accept", response_model=TagSuggestionOut, tags=["匹配"]
+)
 def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
     """Accept a suggested tag: it is added to the policy."""
-    return _suggestion_out(db, service.decide_tag_suggestion(db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=True, actor=actor))
+    return _suggestion_out(
+        db,
+        service.decide_tag_suggestion(
+            db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=True, actor=actor
+        ),
+    )
 
 
-@router.post("/policies/{policy_id}/tag-suggestions/{suggestion_id}/reject", response_model=TagSuggestionOut, tags=["匹配"])
+@router.post(
+    "/policies/{policy_id}/tag-suggestions/{suggestion_id}/reject", response_model=TagSuggestionOut, tags=["匹配"]
+)
 def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
     """Reject a suggested tag; it will not be proposed again."""
-    return _suggestion_out(db, service.decide_tag_suggestion(db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=False, actor=actor))
+    return _suggestion_out(
+        db,
+        service.decide_tag_suggestion(
+            db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=False, actor=actor
+        ),
+    )

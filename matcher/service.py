@@ -153,7 +153,9 @@ class Matcher:
         if state.index is not None and state.signature == signature:
             return state.index
         with self._lock:
-            rows = dict(db.execute(select(Policy.id, Policy.updated_at).where(Policy.status == PolicyStatus.published)).all())
+            rows = dict(
+                db.execute(select(Policy.id, Policy.updated_at).where(Policy.status == PolicyStatus.published)).all()
+            )
             current = {pid: ts.isoformat() for pid, ts in rows.items()}
             self._load_or_create(state, "policies")
             assert state.index is not None
@@ -173,9 +175,7 @@ class Matcher:
 
     # -- enterprise index (reverse matching: a policy's text against firms' needs)
 
-    def enterprise_index(
-        self, db: Session, *, progress: Callable[[int], None] | None = None
-    ) -> VectorIndex:
+    def enterprise_index(self, db: Session, *, progress: Callable[[int], None] | None = None) -> VectorIndex:
         """Return the index of enterprise profiles, brought up to date with the database."""
         signature = tuple(db.execute(select(func.count(), func.max(Enterprise.profile_updated_at))).one())
         state = self._enterprises
@@ -194,7 +194,9 @@ class Matcher:
             for chunk in _chunks(changed, 512):
                 firms = list(
                     db.scalars(
-                        select(Enterprise).where(Enterprise.id.in_(chunk)).options(selectinload(Enterprise.qualifications))
+                        select(Enterprise)
+                        .where(Enterprise.id.in_(chunk))
+                        .options(selectinload(Enterprise.qualifications))
                     )
                 )
                 vectors = self.encode([enterprise_text(f) for f in firms], "query")
@@ -229,14 +231,20 @@ class Matcher:
         self.index_dir.mkdir(parents=True, exist_ok=True)
         path = self.index_dir / f"{name}.faiss"
         state.index.save(path)
-        atomic_write(path.with_suffix(".synced.json"), json.dumps({str(k): v for k, v in state.synced.items()}).encode())
+        atomic_write(
+            path.with_suffix(".synced.json"), json.dumps({str(k): v for k, v in state.synced.items()}).encode()
+        )
 
     def rebuild_enterprise_index(self, db: Session) -> dict[str, Any]:
         """Rebuild the enterprise index from scratch, approximate if large and accurate enough."""
         with self._lock:
             index = self.enterprise_index(db)
             ids = index.ids()
-            vectors = np.vstack([index.faiss_index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, index.dim), "float32")
+            vectors = (
+                np.vstack([index.faiss_index.reconstruct(int(i)) for i in ids])
+                if len(ids)
+                else np.zeros((0, index.dim), "float32")
+            )
             chosen, report = choose_index(
                 ids, vectors, model_id=self.embedder.model_id, approx_threshold=self.settings.approx_index_threshold
             )
@@ -270,7 +278,9 @@ def policy_embedding_text(policy: Policy) -> str:
 # ---------------------------------------------------------------- tags
 
 
-def sync_enterprise_tags(*, db: Session, enterprise: Enterprise, vocab: tags_mod.Vocabulary, today: dt.date) -> dict[str, str]:
+def sync_enterprise_tags(
+    *, db: Session, enterprise: Enterprise, vocab: tags_mod.Vocabulary, today: dt.date
+) -> dict[str, str]:
     """Derive an enterprise's tags from its profile and store them; return tag → why."""
     facts = eligibility.profile_facts(enterprise, today)
     derived = tags_mod.enterprise_tags(facts, (enterprise.business_scope, enterprise.products, enterprise.needs), vocab)
@@ -448,7 +458,9 @@ def recommend(
         hidden = set()
     if INELIGIBLE not in wanted and _results_fresh(db, enterprise):
         firm_tags = _stored_tags(db, enterprise.id)
-        shown, changes = _from_results(db, matcher, enterprise, firm_tags, wanted, limit + len(hidden), today, adjustments, vocab)
+        shown, changes = _from_results(
+            db, matcher, enterprise, firm_tags, wanted, limit + len(hidden), today, adjustments, vocab
+        )
         return enterprise, [r for r in shown if r.policy.id not in hidden][:limit], changes, firm_tags
     firm_tags = sync_enterprise_tags(db=db, enterprise=enterprise, vocab=vocab, today=today)
     facts = eligibility.profile_facts(enterprise, today, tags=firm_tags)
@@ -480,7 +492,9 @@ def _results_fresh(db: Session, enterprise: Enterprise) -> bool:
     changed = db.scalar(
         select(func.count())
         .select_from(Policy)
-        .where(or_(Policy.updated_at > earliest, and_(Policy.published_at.is_not(None), Policy.published_at > earliest)))
+        .where(
+            or_(Policy.updated_at > earliest, and_(Policy.published_at.is_not(None), Policy.published_at > earliest))
+        )
     )
     return not changed
 
@@ -519,7 +533,11 @@ def _from_results(  # type: ignore[no-untyped-def]
         .where(
             MatchResult.enterprise_id == enterprise.id,
             Policy.status == PolicyStatus.published,
-            or_(Policy.policy_type != PolicyType.application, Policy.apply_end_on.is_(None), Policy.apply_end_on >= today),
+            or_(
+                Policy.policy_type != PolicyType.application,
+                Policy.apply_end_on.is_(None),
+                Policy.apply_end_on >= today,
+            ),
         )
     ).all()
     w = matcher.weights
@@ -645,9 +663,13 @@ def batch_context(*, db: Session, matcher: Matcher, today: dt.date | None = None
     """Load every firm's facts, stored tags and profile vector for batch matching."""
     today = today or dt.date.today()
     vocab = tags_mod.Vocabulary.from_db(db)
-    firms = list(db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications)).order_by(Enterprise.id)))
+    firms = list(
+        db.scalars(select(Enterprise).options(selectinload(Enterprise.qualifications)).order_by(Enterprise.id))
+    )
     tags_by_firm: dict[int, set[str]] = {}
-    for eid, name in db.execute(select(EnterpriseTag.enterprise_id, Tag.name).join(Tag, Tag.id == EnterpriseTag.tag_id)):
+    for eid, name in db.execute(
+        select(EnterpriseTag.enterprise_id, Tag.name).join(Tag, Tag.id == EnterpriseTag.tag_id)
+    ):
         tags_by_firm.setdefault(eid, set()).add(name)
     ids = [f.id for f in firms]
     index = matcher.enterprise_index(db)
@@ -861,13 +883,13 @@ def eligible_enterprises(
         raise NotFound("政策不存在", code="policy_not_found")
     latest = db.scalar(select(func.max(MatchResult.computed_at)).where(MatchResult.policy_id == policy_id))
     stale_firms = db.scalar(
-        select(func.count()).select_from(Enterprise).where(Enterprise.profile_updated_at > (latest or policy.updated_at))
+        select(func.count())
+        .select_from(Enterprise)
+        .where(Enterprise.profile_updated_at > (latest or policy.updated_at))
     )
     if latest is None or latest < policy.updated_at or stale_firms:
         vocab = tags_mod.Vocabulary.from_db(db)
-        for firm in db.scalars(
-            select(Enterprise).where(Enterprise.profile_updated_at > (latest or policy.updated_at))
-        ):
+        for firm in db.scalars(select(Enterprise).where(Enterprise.profile_updated_at > (latest or policy.updated_at))):
             sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=dt.date.today())
         match_policy(db=db, matcher=matcher, policy=policy)
     q = (
@@ -876,7 +898,9 @@ def eligible_enterprises(
         .where(MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses)))
     )
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = db.execute(q.order_by(MatchResult.status.asc(), MatchResult.score.desc(), Enterprise.id).offset(offset).limit(limit))
+    rows = db.execute(
+        q.order_by(MatchResult.status.asc(), MatchResult.score.desc(), Enterprise.id).offset(offset).limit(limit)
+    )
     return policy, [(m, e) for m, e in rows], total
 
 
@@ -905,8 +929,12 @@ def search(
     semantic: dict[int, tuple[int, float]] = {}
     if len(index):
         scores, ids = index.search(matcher.encode([expanded], "query"), min(len(index), 50))
-        semantic = {int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0}
-    keyword_hits, _ = catalog_service.list_policies(db=db, filters=PolicyFilters(q=text, region=region), actor=None, limit=50)
+        semantic = {
+            int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0
+        }
+    keyword_hits, _ = catalog_service.list_policies(
+        db=db, filters=PolicyFilters(q=text, region=region), actor=None, limit=50
+    )
     keyword = {p.id: rank for rank, p in enumerate(keyword_hits)}
     fused: dict[int, float] = {}
     for pid, (rank, _) in semantic.items():
@@ -956,7 +984,9 @@ def suggest_policy_tags(*, db: Session, matcher: Matcher, policy_id: int) -> lis
         for name, prob in tagger.suggest(tagger_mod.policy_input_text(policy)):
             if name in vocab.tags and name not in candidates:
                 candidates[name] = ("classifier", round(prob, 3))
-    existing = {s.tag_id: s for s in db.scalars(select(PolicyTagSuggestion).where(PolicyTagSuggestion.policy_id == policy.id))}
+    existing = {
+        s.tag_id: s for s in db.scalars(select(PolicyTagSuggestion).where(PolicyTagSuggestion.policy_id == policy.id))
+    }
     for name, (source, score) in candidates.items():
         tag_id = vocab.tags[name].id
         if name in current or tag_id in existing:

@@ -52,9 +52,7 @@ class Vocabulary:
                 for term in (info.name, *info.synonyms):
                     self.terms.setdefault(normalize(term).lower(), info.name)
         # Longest terms first, so 专精特新"小巨人"企业 wins over 专精特新 at the same place.
-        self._keywords = sorted(
-            (t for t in self.terms if len(t) >= MIN_TERM_LENGTH), key=len, reverse=True
-        )
+        self._keywords = sorted((t for t in self.terms if len(t) >= MIN_TERM_LENGTH), key=len, reverse=True)
 
     @classmethod
     def from_db(cls, db: Session) -> Vocabulary:
@@ -65,10 +63,7 @@ class Vocabulary:
     def from_tags(cls, tags: Iterable[Any]) -> Vocabulary:
         """Build the vocabulary from tag rows (anything with id, name, kind, synonyms)."""
         return cls(
-            {
-                t.name: TagInfo(id=t.id, name=t.name, kind=str(t.kind), synonyms=tuple(t.synonyms or ()))
-                for t in tags
-            }
+            {t.name: TagInfo(id=t.id, name=t.name, kind=str(t.kind), synonyms=tuple(t.synonyms or ())) for t in tags}
         )
 
     def resolve(self, term: str) -> str | None:

@@ -69,7 +69,10 @@ def _render_item(type_: str, obj, autogen_context):  # type: ignore[no-untyped-d
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     # Batch mode lets later migrations alter SQLite tables (it has no ALTER COLUMN).
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
         compare_type=True,
         render_item=_render_item,
         include_object=include_object,

@@ -69,8 +69,17 @@ REGION_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("441200", 0.3),  # 肇庆市
 )
 
-_AREA_CODES = {"4420": "0760", "4406": "0757", "4401": "020", "4403": "0755", "4419": "0769",
-               "4404": "0756", "4407": "0750", "4413": "0752", "4412": "0758"}  # fmt: skip
+_AREA_CODES = {
+    "4420": "0760",
+    "4406": "0757",
+    "4401": "020",
+    "4403": "0755",
+    "4419": "0769",
+    "4404": "0756",
+    "4407": "0750",
+    "4413": "0752",
+    "4412": "0758",
+}
 
 # Districts whose firms usually carry the district in their registered name (佛山市顺德区…).
 _DISTRICT_IN_NAME = {"440606": 0.7, "440605": 0.6, "440403": 0.3}
@@ -203,11 +212,24 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 # Which needs bank each economics group draws from.
 _NEEDS_GROUP = {
-    "mfg": "manufacturing", "mfg_tech": "manufacturing", "wholesale": "export", "retail": "consumer",
-    "catering": "consumer", "hotel": "consumer", "software": "tech", "rd": "tech", "business": "services",
-    "construction": "construction", "transport": "transport", "agri": "agri", "resident": "services",
-    "property": "services", "culture": "services", "utility": "manufacturing", "environment": "services",
-}  # fmt: skip
+    "mfg": "manufacturing",
+    "mfg_tech": "manufacturing",
+    "wholesale": "export",
+    "retail": "consumer",
+    "catering": "consumer",
+    "hotel": "consumer",
+    "software": "tech",
+    "rd": "tech",
+    "business": "services",
+    "construction": "construction",
+    "transport": "transport",
+    "agri": "agri",
+    "resident": "services",
+    "property": "services",
+    "culture": "services",
+    "utility": "manufacturing",
+    "environment": "services",
+}
 
 _SCOPE_TAIL = "（除依法须经批准的项目外，凭营业执照依法自主开展经营活动）"
 _TECH_SCOPE = "技术服务、技术开发、技术咨询、技术交流、技术转让、技术推广"
@@ -228,8 +250,9 @@ class Trade:
     towns: tuple[str, ...] = ()  # Zhongshan towns known for the trade, used in some names
 
 
-def _trade(code: str, weight: float, economics: str, tech: str, words: str, products: str, scope: str,
-           towns: str = "") -> Trade:  # fmt: skip
+def _trade(
+    code: str, weight: float, economics: str, tech: str, words: str, products: str, scope: str, towns: str = ""
+) -> Trade:
     split = lambda s: tuple(x for x in s.split("|") if x)  # noqa: E731
     return Trade(code, weight, economics, tech, split(words), split(products), split(scope), split(towns))
 
@@ -518,8 +541,16 @@ AGRI_LEADER_MIN_REVENUE = 2000
 INDUSTRIAL_SECTIONS = frozenset("BCD")
 
 # Qualifications granted once and expiring after this many years (certification date drawn in the past).
-_VALID_YEARS = {"hnte": 3, "innovative_sme": 3, "srdi_sme": 3, "little_giant": 3, "champion": 3,
-                "agri_leader": 2, "gazelle": 1, "ip_advantage": 3}  # fmt: skip
+_VALID_YEARS = {
+    "hnte": 3,
+    "innovative_sme": 3,
+    "srdi_sme": 3,
+    "little_giant": 3,
+    "champion": 3,
+    "agri_leader": 2,
+    "gazelle": 1,
+    "ip_advantage": 3,
+}
 
 # --------------------------------------------------------------------------- names and contacts
 
@@ -531,32 +562,128 @@ _ZIHAO_CHARS = (
 )
 _ZIHAO_CHARS = "".join(dict.fromkeys(_ZIHAO_CHARS))  # de-duplicate, keep order
 _CJK = re.compile(r"^[\u4e00-\u9fff]{2,3}$")
-_FAKER_PREFIX_STOP = ("公司", "电子", "信息", "计算机", "软件", "科技", "数字", "国际", "开发区", "济南", "黄石", "时空")  # fmt: skip
+_FAKER_PREFIX_STOP = (
+    "公司",
+    "电子",
+    "信息",
+    "计算机",
+    "软件",
+    "科技",
+    "数字",
+    "国际",
+    "开发区",
+    "济南",
+    "黄石",
+    "时空",
+)
 
-_MOBILE_PREFIXES = ("130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152",
-                    "153", "155", "156", "157", "158", "159", "166", "176", "177", "180", "181", "182",
-                    "183", "185", "186", "187", "188", "189", "191", "199")  # fmt: skip
+_MOBILE_PREFIXES = (
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "153",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "166",
+    "176",
+    "177",
+    "180",
+    "181",
+    "182",
+    "183",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+    "191",
+    "199",
+)
 _EMAIL_DOMAINS = ("qq.com", "qq.com", "qq.com", "163.com", "163.com", "126.com", "foxmail.com", "139.com", "sina.com")
 
 # Profile fields a firm may leave empty, with relative frequency (R&D, assets and needs most often).
-_DROPPABLE = (("total_assets", 3.0), ("rd_expense", 3.0), ("needs", 3.0), ("tax_credit_level", 2.5),
-              ("contact_phone", 1.0), ("business_scope", 1.0), ("employees", 1.0), ("credit_standing", 1.0),
-              ("products", 1.0), ("annual_revenue", 0.8), ("established_on", 0.5), ("registered_capital", 0.5),
-              ("contact_email", 0.5))  # fmt: skip
+_DROPPABLE = (
+    ("total_assets", 3.0),
+    ("rd_expense", 3.0),
+    ("needs", 3.0),
+    ("tax_credit_level", 2.5),
+    ("contact_phone", 1.0),
+    ("business_scope", 1.0),
+    ("employees", 1.0),
+    ("credit_standing", 1.0),
+    ("products", 1.0),
+    ("annual_revenue", 0.8),
+    ("established_on", 0.5),
+    ("registered_capital", 0.5),
+    ("contact_email", 0.5),
+)
 INCOMPLETE_SHARE = 0.23  # ~20 % of profiles end up with a gap (some draws hit protected fields)
 # Fields that back a held qualification stay filled, so the data never contradicts its own grants.
 _BACKING_FIELDS = frozenset({"annual_revenue", "rd_expense", "employees", "established_on"})
 
-_NICE_CAPITAL = (1, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 800, 1000, 2000, 3000, 5000, 8000,
-                 10000, 20000, 30000, 50000, 100000)  # fmt: skip
+_NICE_CAPITAL = (
+    1,
+    3,
+    5,
+    10,
+    20,
+    30,
+    50,
+    100,
+    200,
+    300,
+    500,
+    800,
+    1000,
+    2000,
+    3000,
+    5000,
+    8000,
+    10000,
+    20000,
+    30000,
+    50000,
+    100000,
+)
 _LOG_NICE_CAPITAL = tuple(math.log(c) for c in _NICE_CAPITAL)
 
 ENTERPRISE_FIELDS = (
-    "credit_code", "name", "region_code", "industry_code", "established_on", "registered_capital", "employees",
-    "annual_revenue", "total_assets", "rd_expense", "export_revenue", "credit_standing", "tax_credit_level",
-    "business_scope", "products", "needs", "contact_name", "contact_phone", "contact_email",
-    "size_class", "rd_ratio", "completeness", "missing_fields",
-)  # fmt: skip
+    "credit_code",
+    "name",
+    "region_code",
+    "industry_code",
+    "established_on",
+    "registered_capital",
+    "employees",
+    "annual_revenue",
+    "total_assets",
+    "rd_expense",
+    "export_revenue",
+    "credit_standing",
+    "tax_credit_level",
+    "business_scope",
+    "products",
+    "needs",
+    "contact_name",
+    "contact_phone",
+    "contact_email",
+    "size_class",
+    "rd_ratio",
+    "completeness",
+    "missing_fields",
+)
 
 
 def _name_key(name: str) -> str:
@@ -687,9 +814,18 @@ class _Generator:
             industry_code=trade.code, employees=employees, annual_revenue=revenue, total_assets=assets
         )
         firm = SimpleNamespace(
-            trade=trade, section=section, age=age, established_on=established_on, employees=employees,
-            revenue=revenue, assets=assets, rd_ratio=true_ratio, export=export, size=true_size, credit=credit,
-        )  # fmt: skip
+            trade=trade,
+            section=section,
+            age=age,
+            established_on=established_on,
+            employees=employees,
+            revenue=revenue,
+            assets=assets,
+            rd_ratio=true_ratio,
+            export=export,
+            size=true_size,
+            credit=credit,
+        )
         qualifications = self._qualifications(firm)
 
         row: dict[str, Any] = {

@@ -46,7 +46,9 @@ def list_enterprises(
     qualification: str | None = None,
 ):
     """Search enterprises (staff); contacts are masked in listings."""
-    filters = EnterpriseFilters(q=q, region=region, industry=industry, size_class=size_class, qualification=qualification)
+    filters = EnterpriseFilters(
+        q=q, region=region, industry=industry, size_class=size_class, qualification=qualification
+    )
     items, total = service.list_enterprises(db=db, filters=filters, offset=paging.offset, limit=paging.page_size)
     return Page(items=[_out(e, masked=True) for e in items], total=total, page=paging.page, page_size=paging.page_size)
 

@@ -68,11 +68,15 @@ def list_enterprises(
         tags = catalog_service.resolve_tags(db=db, names=[filters.qualification], field="qualification")
         q = q.where(
             exists().where(
-                and_(EnterpriseQualification.enterprise_id == Enterprise.id, EnterpriseQualification.tag_id == tags[0].id)
+                and_(
+                    EnterpriseQualification.enterprise_id == Enterprise.id, EnterpriseQualification.tag_id == tags[0].id
+                )
             )
         )
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = db.scalars(q.options(selectinload(Enterprise.qualifications)).order_by(Enterprise.id).offset(offset).limit(limit))
+    rows = db.scalars(
+        q.options(selectinload(Enterprise.qualifications)).order_by(Enterprise.id).offset(offset).limit(limit)
+    )
     return list(rows), total
 
 
@@ -89,9 +93,7 @@ def _set_qualifications(db: Session, ent: Enterprise, quals: list[QualificationI
     wanted = {}
     for q, tag in zip(quals, tags, strict=False):
         wanted[tag.id] = q.valid_until_on
-    ent.qualifications = [
-        _qualification(by_tag.get(tag_id), tag_id, until) for tag_id, until in wanted.items()
-    ]
+    ent.qualifications = [_qualification(by_tag.get(tag_id), tag_id, until) for tag_id, until in wanted.items()]
 
 
 def _qualification(existing: EnterpriseQualification | None, tag_id: int, until) -> EnterpriseQualification:  # type: ignore[no-untyped-def]
@@ -131,7 +133,9 @@ def create_enterprise(*, db: Session, enterprise_in: EnterpriseIn) -> Enterprise
     return ent
 
 
-def update_enterprise(*, db: Session, enterprise_id: int, enterprise_in: EnterpriseUpdate, actor: Principal) -> Enterprise:
+def update_enterprise(
+    *, db: Session, enterprise_id: int, enterprise_in: EnterpriseUpdate, actor: Principal
+) -> Enterprise:
     """Update a profile; firms may change only their own."""
     if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
         raise NotFound("企业不存在", code="enterprise_not_found")

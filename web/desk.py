@@ -417,55 +417,86 @@ def _department_id(values: dict[str, Any]) -> int:
 async def accept(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Accept (签收) a dispatched case for the department."""
     return await _act(
-        request, db, settings, officer, case_id, "accept",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "accept",
         lambda v: desk_service.accept(db=db, settings=settings, case_id=case_id, actor=officer, note=v["note"]),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/contact")
 async def contact(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Record that the firm was contacted (stops the contact clock)."""
     return await _act(
-        request, db, settings, officer, case_id, "contact",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "contact",
         lambda v: desk_service.contact(db=db, settings=settings, case_id=case_id, actor=officer, note=v["note"]),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/reply")
 async def reply(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Give the firm a phased reply (阶段性答复)."""
     return await _act(
-        request, db, settings, officer, case_id, "reply",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "reply",
         lambda v: desk_service.reply(
-            db=db, settings=settings, case_id=case_id, actor=officer,
+            db=db,
+            settings=settings,
+            case_id=case_id,
+            actor=officer,
             note=_required(v, "note", "答复内容不能为空"),
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/resolve")
 async def resolve(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Give the final reply (办结); the firm is asked to rate it."""
     return await _act(
-        request, db, settings, officer, case_id, "resolve",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "resolve",
         lambda v: desk_service.resolve(
-            db=db, settings=settings, case_id=case_id, actor=officer,
+            db=db,
+            settings=settings,
+            case_id=case_id,
+            actor=officer,
             resolution=_required(v, "resolution", "办结答复不能为空"),
         ),
         fields=("resolution",),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/transfer")
 async def transfer(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Hand the case to another department (转办)."""
     return await _act(
-        request, db, settings, officer, case_id, "transfer",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "transfer",
         lambda v: desk_service.transfer(
             db=db, settings=settings, case_id=case_id, actor=officer, department_id=_department_id(v), note=v["note"]
         ),
         fields=("department_id", "note"),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/return-request")
@@ -474,12 +505,17 @@ async def return_request(
 ) -> Response:
     """Ask to give the case back (退单) because it is not the department's; a supervisor decides."""
     return await _act(
-        request, db, settings, officer, case_id, "return-request",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "return-request",
         lambda v: desk_service.request_return(
             db=db, settings=settings, case_id=case_id, actor=officer, reason=_required(v, "reason", "请填写退单理由")
         ),
         fields=("reason",),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/extension-request")
@@ -503,21 +539,31 @@ async def extension_request(
 async def pause(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Stop the clocks while waiting on the firm (挂起)."""
     return await _act(
-        request, db, settings, officer, case_id, "pause",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "pause",
         lambda v: desk_service.pause(
             db=db, settings=settings, case_id=case_id, actor=officer, reason=_required(v, "reason", "请填写挂起原因")
         ),
         fields=("reason",),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/resume")
 async def resume(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Restart the clocks."""
     return await _act(
-        request, db, settings, officer, case_id, "resume",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "resume",
         lambda v: desk_service.resume(db=db, settings=settings, case_id=case_id, actor=officer, note=v["note"]),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/kind")
@@ -526,21 +572,31 @@ async def correct_kind(
 ) -> Response:
     """Correct the kind of the case; the time limits follow the new kind."""
     return await _act(
-        request, db, settings, officer, case_id, "kind",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "kind",
         lambda v: desk_service.correct_kind(
             db=db, settings=settings, case_id=case_id, actor=officer, kind=v["kind"] or "", note=v["note"]
         ),
         fields=("kind", "note"),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/close")
 async def close(request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int) -> Response:
     """Close (归档) a rated case; supervisors may close a resolved one the firm did not rate, with a reason."""
     return await _act(
-        request, db, settings, officer, case_id, "close",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "close",
         lambda v: desk_service.close(db=db, settings=settings, case_id=case_id, actor=officer, note=v["note"]),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/note")
@@ -549,12 +605,20 @@ async def note(request: Request, db: DbSession, settings: AppSettings, officer: 
     form = await request.form()
     visible = form.get("visible_to_firm") in ("1", "on", "true")
     return await _act(
-        request, db, settings, officer, case_id, "note",
+        request,
+        db,
+        settings,
+        officer,
+        case_id,
+        "note",
         lambda v: desk_service.add_note(
-            db=db, case_id=case_id, actor=officer, note=_required(v, "note", "备注内容不能为空"),
+            db=db,
+            case_id=case_id,
+            actor=officer,
+            note=_required(v, "note", "备注内容不能为空"),
             visible_to_firm=visible,
         ),
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------- supervisors
@@ -564,12 +628,17 @@ async def note(request: Request, db: DbSession, settings: AppSettings, officer: 
 async def assign(request: Request, db: DbSession, settings: AppSettings, boss: Supervisor, case_id: int) -> Response:
     """Send a case from the central dispatch queue (统一分拨) to a department."""
     return await _act(
-        request, db, settings, boss, case_id, "assign",
+        request,
+        db,
+        settings,
+        boss,
+        case_id,
+        "assign",
         lambda v: desk_service.assign(
             db=db, settings=settings, case_id=case_id, actor=boss, department_id=_department_id(v), note=v["note"]
         ),
         fields=("department_id", "note"),
-    )  # fmt: skip
+    )
 
 
 def _decision(values: dict[str, Any]) -> bool:
@@ -584,12 +653,17 @@ async def return_decision(
 ) -> Response:
     """Approve a return request (back to the central queue) or reject it."""
     return await _act(
-        request, db, settings, boss, case_id, "return-decision",
+        request,
+        db,
+        settings,
+        boss,
+        case_id,
+        "return-decision",
         lambda v: desk_service.decide_return(
             db=db, settings=settings, case_id=case_id, actor=boss, approve=_decision(v), note=v["note"]
         ),
         fields=("decision", "note"),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/extension-decision")
@@ -598,24 +672,34 @@ async def extension_decision(
 ) -> Response:
     """Approve an extension (the time limits move on) or reject it."""
     return await _act(
-        request, db, settings, boss, case_id, "extension-decision",
+        request,
+        db,
+        settings,
+        boss,
+        case_id,
+        "extension-decision",
         lambda v: desk_service.decide_extension(
             db=db, settings=settings, case_id=case_id, actor=boss, approve=_decision(v), note=v["note"]
         ),
         fields=("decision", "note"),
-    )  # fmt: skip
+    )
 
 
 @router.post("/cases/{case_id}/reopen")
 async def reopen(request: Request, db: DbSession, settings: AppSettings, boss: Supervisor, case_id: int) -> Response:
     """Reopen a resolved, rated or closed case under supervision (督办)."""
     return await _act(
-        request, db, settings, boss, case_id, "reopen",
+        request,
+        db,
+        settings,
+        boss,
+        case_id,
+        "reopen",
         lambda v: desk_service.reopen(
             db=db, settings=settings, case_id=case_id, actor=boss, reason=_required(v, "reason", "请填写重办原因")
         ),
         fields=("reason",),
-    )  # fmt: skip
+    )
 
 
 @router.get("/supervision")

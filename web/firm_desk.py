@@ -181,12 +181,16 @@ async def accept_answer(
 ) -> Response:
     """The instant answer solved it: the case closes, rated if a rating was given."""
     return await _firm_act(
-        request, db, settings, firm, case_id,
+        request,
+        db,
+        settings,
+        firm,
+        case_id,
         lambda v: desk_service.accept_answer(
             db=db, settings=settings, case_id=case_id, actor=firm, rating=_rating(v, False), comment=v["comment"]
         ),
         "accepted",
-    )  # fmt: skip
+    )
 
 
 @router.post("/{case_id}/ask-for-person")
@@ -195,22 +199,30 @@ async def ask_for_person(
 ) -> Response:
     """The instant answer did not help: route the case to a department, the answer attached."""
     return await _firm_act(
-        request, db, settings, firm, case_id,
+        request,
+        db,
+        settings,
+        firm,
+        case_id,
         lambda v: desk_service.ask_for_person(db=db, settings=settings, case_id=case_id, actor=firm, note=v["note"]),
         "person",
-    )  # fmt: skip
+    )
 
 
 @router.post("/{case_id}/rate")
 async def rate(request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int) -> Response:
     """Rate the outcome: 满意 / 基本满意 / 不满意 (不满意 reopens the case under supervision)."""
     return await _firm_act(
-        request, db, settings, firm, case_id,
+        request,
+        db,
+        settings,
+        firm,
+        case_id,
         lambda v: desk_service.rate(
             db=db, settings=settings, case_id=case_id, actor=firm, rating=_rating(v, True), comment=v["comment"]
         ),
         "rated",
-    )  # fmt: skip
+    )
 
 
 @router.post("/{case_id}/note")

@@ -579,11 +579,19 @@ def eligible_export(
     )
     table = [
         [
-            r.credit_code, r.name, r.region_code or "", r.industry_code or "", r.size_class or "", r.status_label,
-            f"{r.score:.4f}", "；".join(r.shared_tags), r.contact_name or "", r.contact_phone or "",
+            r.credit_code,
+            r.name,
+            r.region_code or "",
+            r.industry_code or "",
+            r.size_class or "",
+            r.status_label,
+            f"{r.score:.4f}",
+            "；".join(r.shared_tags),
+            r.contact_name or "",
+            r.contact_phone or "",
         ]
         for r in (eligible_row(m, e) for m, e in rows)
-    ]  # fmt: skip
+    ]
     if fmt == "csv":
         data, media = tabular.write_csv(EXPORT_HEADERS, table), "text/csv; charset=utf-8"
     else:

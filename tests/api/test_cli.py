@@ -25,7 +25,9 @@ def cli_env(tmp_path, monkeypatch) -> Iterator[str]:  # type: ignore[no-untyped-
 
 def test_migrate_then_users_create_with_the_documented_flags(cli_env) -> None:  # type: ignore[no-untyped-def]
     assert runner.invoke(app, ["migrate"]).exit_code == 0
-    result = runner.invoke(app, ["users", "create", "--role", "admin", "--username", "ops", "--password", "long-enough-1"])
+    result = runner.invoke(
+        app, ["users", "create", "--role", "admin", "--username", "ops", "--password", "long-enough-1"]
+    )
     assert result.exit_code == 0, result.output
     listed = runner.invoke(app, ["users", "list"])
     assert "ops" in listed.output and "admin" in listed.output

@@ -15,7 +15,12 @@ from tests import factories
 
 def _draft(db, **kw):  # type: ignore[no-untyped-def]
     dept = factories.make_department(db)
-    data = {"title": "中山市测试专项资金政策", "issuing_department": dept.code, "level": "municipal", "policy_type": "informational"} | kw
+    data = {
+        "title": "中山市测试专项资金政策",
+        "issuing_department": dept.code,
+        "level": "municipal",
+        "policy_type": "informational",
+    } | kw
     return service.create_policy(db=db, policy_in=PolicyIn(**data), actor=None)
 
 
@@ -49,7 +54,10 @@ def test_editing_a_published_policy_creates_a_new_version_and_diff(db) -> None: 
     old_end = policy.apply_end_on
     new_end = old_end + dt.timedelta(days=15)
     service.update_policy(
-        db=db, policy_id=policy.id, policy_in=PolicyUpdate(apply_end_on=new_end, max_amount=50, note="延长申报期"), actor=None
+        db=db,
+        policy_id=policy.id,
+        policy_in=PolicyUpdate(apply_end_on=new_end, max_amount=50, note="延长申报期"),
+        actor=None,
     )
     assert policy.version == 2
     diff = service.diff_versions(db=db, policy_id=policy.id, from_version=1, to_version=2)
@@ -144,7 +152,11 @@ def test_open_now_filter_and_deadline_sort(db) -> None:  # type: ignore[no-untyp
     soon = factories.make_policy(db, publish=True, department=dept, apply_end_on=today + dt.timedelta(days=3))
     later = factories.make_policy(db, publish=True, department=dept, apply_end_on=today + dt.timedelta(days=60))
     closed = factories.make_policy(
-        db, publish=True, department=dept, apply_start_on=today - dt.timedelta(days=40), apply_end_on=today - dt.timedelta(days=1)
+        db,
+        publish=True,
+        department=dept,
+        apply_start_on=today - dt.timedelta(days=40),
+        apply_end_on=today - dt.timedelta(days=1),
     )
     items, _ = service.list_policies(
         db=db, filters=PolicyFilters(department=dept.code, open_now=True, sort="deadline"), actor=None
@@ -174,7 +186,9 @@ def test_tag_synonyms_in_rules_are_stored_as_canonical_names(db) -> None:  # typ
 
 def test_unknown_tag_in_rules_is_refused(db) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationFailed) as exc:
-        factories.make_policy(db, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["不存在的资质"]}]})
+        factories.make_policy(
+            db, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["不存在的资质"]}]}
+        )
     assert exc.value.errors[0].code == "unknown_tag"
 
 

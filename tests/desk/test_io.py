@@ -61,12 +61,45 @@ def test_good_file_creates_hotline_cases(db: Session, settings: Settings) -> Non
     o1, o2, o3, o4 = _order(), _order(), _order(), _order()
     data = csv_bytes(
         [
-            [o1, "2026-11-02 09:30", "投诉", "技改奖补迟迟未到账", "技改奖补公示两个月了还没拨付", firm.name, firm.credit_code, "李先生", "13800138000", dept.name],
-            [o2, "2026/11/3 14:05", "政策咨询", "", "小微企业房租补贴怎么申请？", by_name.name, "", "王女士", "13900139000", other.code],
-            [o3, "2026年11月4日 10:00", "", "", "有人在微信群里卖增值税专用发票，疑似虚开，请查处", "中山市未登记贸易行", factories.credit_code(), "", "", "工信测试"],
+            [
+                o1,
+                "2026-11-02 09:30",
+                "投诉",
+                "技改奖补迟迟未到账",
+                "技改奖补公示两个月了还没拨付",
+                firm.name,
+                firm.credit_code,
+                "李先生",
+                "13800138000",
+                dept.name,
+            ],
+            [
+                o2,
+                "2026/11/3 14:05",
+                "政策咨询",
+                "",
+                "小微企业房租补贴怎么申请？",
+                by_name.name,
+                "",
+                "王女士",
+                "13900139000",
+                other.code,
+            ],
+            [
+                o3,
+                "2026年11月4日 10:00",
+                "",
+                "",
+                "有人在微信群里卖增值税专用发票，疑似虚开，请查处",
+                "中山市未登记贸易行",
+                factories.credit_code(),
+                "",
+                "",
+                "工信测试",
+            ],
             [o4, "2026-11-05", "建议", "", "建议政务服务中心周末也开放", "", "", "", "", " 中山市工业和信息化局测试 "],
         ]
-    )  # fmt: skip
+    )
     before = _count(db)
     report = desk_io.import_12345(db=db, settings=settings, data=data, filename="12345.csv", actor=None)
 
@@ -141,10 +174,20 @@ def test_gbk_csv_and_alias_headers(db: Session, settings: Settings) -> None:
     order = _order()
     header = ["工单号", "受理时间", "诉求类型", "诉求内容", "来电人", "来电号码", "承办部门"]
     data = csv_bytes(
-        [[order, "2026-11-06 16:20", "求助", "稳岗返还的钱被退回了，对公账户已销户，怎么重新发放", "赵会计", "0760-88886666", dept.name]],
+        [
+            [
+                order,
+                "2026-11-06 16:20",
+                "求助",
+                "稳岗返还的钱被退回了，对公账户已销户，怎么重新发放",
+                "赵会计",
+                "0760-88886666",
+                dept.name,
+            ]
+        ],
         header=header,
         encoding="gbk",
-    )  # fmt: skip
+    )
     report = desk_io.import_12345(db=db, settings=settings, data=data, filename="导出.CSV", actor=None)
     assert report.created == 1, report.errors
     case = db.scalar(select(Case).where(Case.external_ref == order))

@@ -159,9 +159,20 @@ def test_the_lifecycle_over_http_with_refusals(client: TestClient, setup: dict[s
     assert r.json()["status"] == "closed"
     kinds = [e["kind"] for e in client.get(url, headers=setup["supervisor"]).json()["events"]]
     assert kinds == [
-        "submitted", "dispatched", "accepted", "contacted", "replied", "resolved", "rated", "reopened",
-        "supervised", "resolved", "revisited", "rated", "closed",
-    ]  # fmt: skip
+        "submitted",
+        "dispatched",
+        "accepted",
+        "contacted",
+        "replied",
+        "resolved",
+        "rated",
+        "reopened",
+        "supervised",
+        "resolved",
+        "revisited",
+        "rated",
+        "closed",
+    ]
 
 
 def test_firm_sees_only_the_public_part_of_the_timeline(client: TestClient, setup: dict[str, Any]) -> None:

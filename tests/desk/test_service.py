@@ -169,9 +169,12 @@ def test_proxy_filing_needs_staff_and_a_visit_record(desk: Desk) -> None:
 def test_staff_can_dispatch_by_hand_and_firms_cannot(desk: Desk) -> None:
     visit = VisitRecord(visited_on=dt.date(2026, 11, 20), visitor="张三", location="企业车间")
     case = desk.submit(
-        actor=desk.supervisor, channel="proxy", enterprise_id=desk.firm.enterprise_id, visit_record=visit,
+        actor=desk.supervisor,
+        channel="proxy",
+        enterprise_id=desk.firm.enterprise_id,
+        visit_record=visit,
         department_id=desk.dept_b.id,
-    )  # fmt: skip
+    )
     assert case.department_id == desk.dept_b.id and case.routing_method == "manual"
     with pytest.raises(ValidationFailed) as err:
         desk.submit(department_id=desk.dept_b.id)
@@ -246,9 +249,13 @@ def test_loaded_year_arrangements_make_deadlines_official(db: Session, test_sett
     policy = factories.make_policy(db, publish=True, department=dept)
     firm = _principal(db, Role.enterprise)
     case = service.submit_case(
-        db=db, matcher=None, settings=settings, actor=firm, now=dt.datetime(2026, 12, 28, 10, 0, tzinfo=CST),
+        db=db,
+        matcher=None,
+        settings=settings,
+        actor=firm,
+        now=dt.datetime(2026, 12, 28, 10, 0, tzinfo=CST),
         case_in=CaseIn(kind="complaint", content="申报系统无法登录，请协助处理。", related_policy_id=policy.id),
-    )  # fmt: skip
+    )
     assert not case.due_provisional and case.due_warnings == []
     # 12-29, 12-30, 12-31, (1-1…1-3 off), 1-4, 1-5 → the fifth working day is 2027-01-05.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2027, 1, 5, 18, 0, tzinfo=CST)
@@ -282,13 +289,26 @@ def test_full_path_to_a_satisfied_close(desk: Desk) -> None:
     desk.call(service.close, case, desk.desk_a, MONDAY + _h(51))
     assert case.status == S.closed and case.closed_at == MONDAY + _h(51)
     assert _events(case) == [
-        "submitted", "dispatched", "accepted", "contacted", "replied", "replied", "resolved", "rated", "closed",
-    ]  # fmt: skip
+        "submitted",
+        "dispatched",
+        "accepted",
+        "contacted",
+        "replied",
+        "replied",
+        "resolved",
+        "rated",
+        "closed",
+    ]
     moves = [(e.from_status, e.to_status) for e in case.events]
     assert moves[2:] == [
-        ("dispatched", "accepted"), ("accepted", "accepted"), ("accepted", "in_progress"),
-        ("in_progress", "in_progress"), ("in_progress", "resolved"), ("resolved", "rated"), ("rated", "closed"),
-    ]  # fmt: skip
+        ("dispatched", "accepted"),
+        ("accepted", "accepted"),
+        ("accepted", "in_progress"),
+        ("in_progress", "in_progress"),
+        ("in_progress", "resolved"),
+        ("resolved", "rated"),
+        ("rated", "closed"),
+    ]
     assert [e.at for e in case.events] == sorted(e.at for e in case.events)
     assert case.events[-1].actor_name == desk.desk_a.name
     # A closed and rated case cannot be rated again.
@@ -717,9 +737,12 @@ def test_queue_is_ordered_by_running_deadline_with_sla_colours(desk: Desk) -> No
     }
     assert states == {23: "yellow", 26: "orange", 30: "red"}
     overdue, _ = service.list_cases(
-        db=desk.db, actor=desk.supervisor, filters=service.CaseFilters(overdue=True),
-        now=dt.datetime(2026, 11, 23, 12, 0, tzinfo=CST), limit=1000,
-    )  # fmt: skip
+        db=desk.db,
+        actor=desk.supervisor,
+        filters=service.CaseFilters(overdue=True),
+        now=dt.datetime(2026, 11, 23, 12, 0, tzinfo=CST),
+        limit=1000,
+    )
     overdue_ids = {c.id for c in overdue}
     assert early.id in overdue_ids and contacted.id not in overdue_ids
 

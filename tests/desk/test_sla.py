@@ -237,8 +237,12 @@ def test_hour_threshold_does_not_make_a_sixty_minute_target_due_soon_at_once() -
 
 def test_colours_keep_green_until_overdue() -> None:
     assert [sla.colour(s) for s in ("on_track", "due_soon", "yellow", "orange", "red")] == [
-        "green", "green", "yellow", "orange", "red",
-    ]  # fmt: skip
+        "green",
+        "green",
+        "yellow",
+        "orange",
+        "red",
+    ]
     assert sla.STATE_LABELS["due_soon"] == "即将到期"
 
 
@@ -286,8 +290,9 @@ def test_doc_profiles_are_valid_settings() -> None:
     assert [p.code for p in profiles] == ["zhongshan-huangpu", "rudong"]
     huangpu = profiles[0]
     assert huangpu.targets("consultation") == (
-        SlaTarget("contact", 1, "working_hours"), SlaTarget("close", 1, "working_days"),
-    )  # fmt: skip
+        SlaTarget("contact", 1, "working_hours"),
+        SlaTarget("close", 1, "working_days"),
+    )
     assert huangpu.targets("complaint") == ZHONGSHAN.targets("complaint")
     assert huangpu.escalation.orange_after_working_days == 2 and huangpu.escalation.yellow_after_working_days == 0
     assert huangpu.max_pause_working_days == 10

@@ -167,9 +167,13 @@ def test_per_department_table_for_assessment(month: Month) -> None:
 
 def test_one_department_and_a_period_without_cases(month: Month) -> None:
     only_b = stats.compute_stats(
-        db=month.db, calendar=CAL, start=dt.date(2026, 3, 1), end=dt.date(2026, 3, 31),
-        department_id=month.dept_b.id, now=NOW,
-    )  # fmt: skip
+        db=month.db,
+        calendar=CAL,
+        start=dt.date(2026, 3, 1),
+        end=dt.date(2026, 3, 31),
+        department_id=month.dept_b.id,
+        now=NOW,
+    )
     assert only_b.total == 1 and [r.department_id for r in only_b.departments] == [month.dept_b.id]
     feb = stats.compute_stats(
         db=month.db, calendar=CAL, start=dt.date(2026, 2, 1), end=dt.date(2026, 2, 28), department_id=month.dept_b.id
@@ -239,9 +243,16 @@ def test_hot_topics_group_near_duplicate_questions(db: Session, test_settings: S
         for j, text in enumerate(texts):
             related = policy.id if group == "rent" else None
             case = _submit(
-                db, settings, sup, at(10 + i, 9 + j), kind="consultation", content=text, title=text[:20],
-                department_id=dept.id, related_policy_id=related,
-            )  # fmt: skip
+                db,
+                settings,
+                sup,
+                at(10 + i, 9 + j),
+                kind="consultation",
+                content=text,
+                title=text[:20],
+                department_id=dept.id,
+                related_policy_id=related,
+            )
             ids[group].append(case.id)
     cited = {"source": "policy", "id": policy.id, "title": policy.title}
     shown, unsure = (db.get(Case, ids["other"][0]), db.get(Case, ids["other"][1]))

@@ -141,15 +141,27 @@ VALUE_OF = {MET: 20, NOT_MET: 5, UNKNOWN: None}
 CHILD_FIELDS = ("employees", "annual_revenue", "total_assets")
 M, N, U = MET, NOT_MET, UNKNOWN
 ALL_TABLE = {
-    (M, M): M, (M, N): N, (M, U): U,
-    (N, M): N, (N, N): N, (N, U): N,
-    (U, M): U, (U, N): N, (U, U): U,
-}  # fmt: skip
+    (M, M): M,
+    (M, N): N,
+    (M, U): U,
+    (N, M): N,
+    (N, N): N,
+    (N, U): N,
+    (U, M): U,
+    (U, N): N,
+    (U, U): U,
+}
 ANY_TABLE = {
-    (M, M): M, (M, N): M, (M, U): M,
-    (N, M): M, (N, N): N, (N, U): U,
-    (U, M): M, (U, N): U, (U, U): U,
-}  # fmt: skip
+    (M, M): M,
+    (M, N): M,
+    (M, U): M,
+    (N, M): M,
+    (N, N): N,
+    (N, U): U,
+    (U, M): M,
+    (U, N): U,
+    (U, U): U,
+}
 NOT_TABLE = {M: N, N: M, U: U}
 STATUS_OF = {M: ELIGIBLE, N: INELIGIBLE, U: LIKELY}
 
@@ -507,8 +519,20 @@ def test_best_changes_prefers_the_smaller_step_and_skips_what_a_firm_cannot_chan
 # --------------------------------------------------------------------------- property: many == one by one
 
 NUMBERS = [0, 1, 3, 5, 10, 50, 100, 300, 1000, 5000, 20000, 2.5, 4.99]
-DATES = [dt.date(y, m, d) for y, m, d in [(2019, 2, 28), (2020, 2, 29), (2021, 1, 1), (2021, 6, 1), (2021, 6, 2),
-                                          (2023, 3, 1), (2024, 2, 29), (2024, 6, 1), (2024, 12, 31)]]  # fmt: skip
+DATES = [
+    dt.date(y, m, d)
+    for y, m, d in [
+        (2019, 2, 28),
+        (2020, 2, 29),
+        (2021, 1, 1),
+        (2021, 6, 1),
+        (2021, 6, 2),
+        (2023, 3, 1),
+        (2024, 2, 29),
+        (2024, 6, 1),
+        (2024, 12, 31),
+    ]
+]
 CODES = ["C", "C39", "C3911", "C2611", "I65", "I651", "M73", "F51"]
 REGIONS = ["100000", "440000", "440100", "440106", "440305", "442000", "110000"]
 TAGS = ["高新技术企业", "科技型中小企业", "文化创意", "孵化器在孵企业"]

@@ -33,18 +33,32 @@ def vocab(db):  # type: ignore[no-untyped-def]
         catalog_service.create_tag(db=db, tag_in=TagIn(name=name, kind=kind, synonyms=syn))
 
 
-def test_firm_sees_eligible_policy_with_reasons_and_near_miss_with_what_is_missing(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_firm_sees_eligible_policy_with_reasons_and_near_miss_with_what_is_missing(
+    db, client, auth_headers, vocab
+) -> None:  # type: ignore[no-untyped-def]
     ok = factories.make_policy(db, publish=True, title="中山市研发投入后补助资金", rules=RD_RULE, tags=["研发补助"])
     strict = factories.make_policy(
         db,
         publish=True,
         title="中山市高强度研发企业奖励",
-        rules={"all": [{"field": "region_code", "op": "within_region", "value": ["442000"]}, {"field": "rd_ratio", "op": "gte", "value": 8}]},
+        rules={
+            "all": [
+                {"field": "region_code", "op": "within_region", "value": ["442000"]},
+                {"field": "rd_ratio", "op": "gte", "value": 8},
+            ]
+        },
     )
     firm = factories.make_enterprise(db, rd_expense=96, annual_revenue=3000)  # 3.2%
-    factories.make_policy(db, publish=True, title="中山市研发比例三成企业奖励", rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 3}]})
+    factories.make_policy(
+        db,
+        publish=True,
+        title="中山市研发比例三成企业奖励",
+        rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 3}]},
+    )
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
-    body = client.get("/api/v1/enterprises/me/recommendations", params={"include": "ineligible"}, headers=headers).json()
+    body = client.get(
+        "/api/v1/enterprises/me/recommendations", params={"include": "ineligible"}, headers=headers
+    ).json()
     by_title = {r["policy"]["title"]: r for r in body["items"]}
     assert by_title["中山市研发比例三成企业奖励"]["status"] == "eligible"
     miss = by_title[ok.title]
@@ -73,7 +87,13 @@ def test_likely_policy_names_the_fields_to_fill(db, client, auth_headers, vocab)
 
 
 def test_needs_text_tags_the_firm_and_overlaps_with_the_policy(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
-    rent = factories.make_policy(db, publish=True, title="中山市小微企业房租补贴", tags=["租金减免"], summary="对租用厂房的小微企业给予租金补贴。")
+    rent = factories.make_policy(
+        db,
+        publish=True,
+        title="中山市小微企业房租补贴",
+        tags=["租金减免"],
+        summary="对租用厂房的小微企业给予租金补贴。",
+    )
     firm = factories.make_enterprise(db, needs="厂房租金压力大，想申请房租补贴")
     _, items, _, tags = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
     assert tags["租金减免"] == "经营范围或需求中提及"
@@ -94,7 +114,9 @@ def test_calculator_needs_no_account_and_resolves_abbreviations(db, client, voca
     policy = factories.make_policy(
         db, publish=True, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}]}
     )
-    r = client.post("/api/v1/match/calculator", json={"region_code": "442000", "qualifications": ["高企"], "needs": "研发补助"})
+    r = client.post(
+        "/api/v1/match/calculator", json={"region_code": "442000", "qualifications": ["高企"], "needs": "研发补助"}
+    )
     assert r.status_code == 200, r.text
     [rec] = [x for x in r.json()["items"] if x["policy"]["id"] == policy.id]
     assert rec["status"] == "eligible"
@@ -119,7 +141,9 @@ def test_calculator_is_rate_limited(test_settings, database, db, matcher) -> Non
 
 
 def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
-    policy = factories.make_policy(db, publish=True, policy_type="exempt", rules=RD_RULE, apply_end_on=None, apply_start_on=None)
+    policy = factories.make_policy(
+        db, publish=True, policy_type="exempt", rules=RD_RULE, apply_end_on=None, apply_start_on=None
+    )
     good = factories.make_enterprise(db, rd_expense=300, annual_revenue=3000)
     factories.make_enterprise(db, rd_expense=30, annual_revenue=3000)
     unknown = factories.make_enterprise(db, rd_expense=None)
@@ -128,7 +152,9 @@ def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, voca
     ids = [x["enterprise_id"] for x in page["items"]]
     assert good.id in ids and unknown.id not in ids
     assert page["items"][0]["contact_phone"] == "138****8000"
-    likely = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"status": "likely"}, headers=headers).json()
+    likely = client.get(
+        f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"status": "likely"}, headers=headers
+    ).json()
     assert unknown.id in [x["enterprise_id"] for x in likely["items"]]
     csv = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"format": "csv"}, headers=headers)
     text = csv.content.decode("utf-8-sig")
@@ -136,19 +162,29 @@ def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, voca
 
 
 def test_search_finds_by_meaning_traditional_and_abbreviation(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
-    hi = factories.make_policy(db, publish=True, title="中山市高新技术企业认定奖励", summary="对首次通过认定的高新技术企业给予一次性奖励。")
-    rent = factories.make_policy(db, publish=True, title="中山市小微企业房租补贴", summary="对租用厂房的小微企业按租金的一定比例给予补贴。")
+    hi = factories.make_policy(
+        db, publish=True, title="中山市高新技术企业认定奖励", summary="对首次通过认定的高新技术企业给予一次性奖励。"
+    )
+    rent = factories.make_policy(
+        db, publish=True, title="中山市小微企业房租补贴", summary="对租用厂房的小微企业按租金的一定比例给予补贴。"
+    )
     for q, want in [("高企认定有什么奖励", hi.id), ("廠房租金太貴了有沒有補貼", rent.id)]:
         hits = client.get("/api/v1/policies/search", params={"q": q}).json()
         assert hits and hits[0]["policy"]["id"] == want, (q, [h["policy"]["title"] for h in hits])
 
 
 def test_withdrawn_policy_leaves_the_search_index(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
-    policy = factories.make_policy(db, publish=True, title="中山市灯饰企业展会补贴", summary="支持灯饰企业参加国内外展会。")
-    assert policy.id in [h["policy"]["id"] for h in client.get("/api/v1/policies/search", params={"q": "灯饰展会"}).json()]
+    policy = factories.make_policy(
+        db, publish=True, title="中山市灯饰企业展会补贴", summary="支持灯饰企业参加国内外展会。"
+    )
+    assert policy.id in [
+        h["policy"]["id"] for h in client.get("/api/v1/policies/search", params={"q": "灯饰展会"}).json()
+    ]
     catalog_service.withdraw_policy(db=db, policy_id=policy.id, actor=None)
     db.flush()
-    assert policy.id not in [h["policy"]["id"] for h in client.get("/api/v1/policies/search", params={"q": "灯饰展会"}).json()]
+    assert policy.id not in [
+        h["policy"]["id"] for h in client.get("/api/v1/policies/search", params={"q": "灯饰展会"}).json()
+    ]
 
 
 def test_tag_suggestions_from_rules_and_text_can_be_accepted(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
@@ -178,7 +214,10 @@ def test_match_all_and_changed_policies(db, matcher, vocab) -> None:  # type: ig
     assert totals["eligible"] >= 1 and db.get(MatchResult, (good.id, policy.id)).status == "eligible"
     assert policy.id not in service.changed_policy_ids(db=db)
     catalog_service.update_policy(
-        db=db, policy_id=policy.id, policy_in=PolicyUpdate(apply_end_on=dt.date.today() + dt.timedelta(days=90)), actor=None
+        db=db,
+        policy_id=policy.id,
+        policy_in=PolicyUpdate(apply_end_on=dt.date.today() + dt.timedelta(days=90)),
+        actor=None,
     )
     db.flush()
     assert policy.id in service.changed_policy_ids(db=db)
@@ -194,7 +233,9 @@ def test_second_request_reads_stored_results_until_the_profile_changes(db, match
     _, first, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
     assert service._results_fresh(db, firm)
     _, second, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    assert [(r.policy.id, r.verdict.status, r.score) for r in second] == [(r.policy.id, r.verdict.status, r.score) for r in first]
+    assert [(r.policy.id, r.verdict.status, r.score) for r in second] == [
+        (r.policy.id, r.verdict.status, r.score) for r in first
+    ]
     profiles_service.update_enterprise(
         db=db, enterprise_id=firm.id, enterprise_in=EnterpriseUpdate(rd_expense=30), actor=factories_admin()
     )
@@ -227,9 +268,13 @@ def test_not_relevant_feedback_drops_the_policy_and_is_logged_with_components(db
     other = factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db)
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
-    ids = [r["policy"]["id"] for r in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]]
+    ids = [
+        r["policy"]["id"] for r in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
+    ]
     assert policy.id in ids
-    r = client.post("/api/v1/enterprises/me/feedback", json={"policy_id": policy.id, "action": "not_relevant"}, headers=headers)
+    r = client.post(
+        "/api/v1/enterprises/me/feedback", json={"policy_id": policy.id, "action": "not_relevant"}, headers=headers
+    )
     assert r.status_code == 201 and r.json()["action_label"] == "不相关"
     items = client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
     assert policy.id not in [x["policy"]["id"] for x in items] and other.id in [x["policy"]["id"] for x in items]
@@ -241,9 +286,17 @@ def test_interested_feedback_raises_the_score_and_is_shown(db, client, auth_head
     policy = factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db)
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
-    before = {x["policy"]["id"]: x for x in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]}
-    client.post("/api/v1/enterprises/me/feedback", json={"policy_id": policy.id, "action": "interested"}, headers=headers)
-    after = {x["policy"]["id"]: x for x in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]}
+    before = {
+        x["policy"]["id"]: x
+        for x in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
+    }
+    client.post(
+        "/api/v1/enterprises/me/feedback", json={"policy_id": policy.id, "action": "interested"}, headers=headers
+    )
+    after = {
+        x["policy"]["id"]: x
+        for x in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
+    }
     assert after[policy.id]["components"]["adjustment"] == 0.05
     assert after[policy.id]["score"] == pytest.approx(before[policy.id]["score"] + 0.05, abs=1e-3)
     assert after[policy.id]["feedback"] == "interested"

@@ -59,7 +59,9 @@ def test_duplicate_credit_code_is_a_conflict(client, auth_headers) -> None:  # t
     payload = _payload()
     headers = auth_headers(Role.curator)
     assert client.post("/api/v1/enterprises", json=payload, headers=headers).status_code == 201
-    r = client.post("/api/v1/enterprises", json=payload | {"credit_code": payload["credit_code"].lower()}, headers=headers)
+    r = client.post(
+        "/api/v1/enterprises", json=payload | {"credit_code": payload["credit_code"].lower()}, headers=headers
+    )
     assert r.status_code == 409 and r.json()["code"] == "enterprise_exists"
 
 
@@ -92,7 +94,9 @@ def test_non_qualification_tag_is_refused_as_qualification(db, client, auth_head
     factories.make_tag(db, name="资金补贴", kind="benefit")
     ent = factories.make_enterprise(db)
     r = client.patch(
-        "/api/v1/enterprises/me", json={"qualifications": [{"name": "资金补贴"}]}, headers=auth_headers(Role.enterprise, enterprise_id=ent.id)
+        "/api/v1/enterprises/me",
+        json={"qualifications": [{"name": "资金补贴"}]},
+        headers=auth_headers(Role.enterprise, enterprise_id=ent.id),
     )
     assert r.status_code == 422 and r.json()["errors"][0]["code"] == "not_a_qualification"
 
@@ -117,7 +121,9 @@ def test_enterprise_filters_by_region_prefix_industry_and_size(db, client, auth_
     a = factories.make_enterprise(db, region_code="440606", industry_code="C3857", employees=10, annual_revenue=100)
     factories.make_enterprise(db, region_code="440305", industry_code="I6513")
     r = client.get(
-        "/api/v1/enterprises", params={"region": "440600", "industry": "C38", "size_class": "micro"}, headers=auth_headers(Role.supervisor)
+        "/api/v1/enterprises",
+        params={"region": "440600", "industry": "C38", "size_class": "micro"},
+        headers=auth_headers(Role.supervisor),
     )
     assert [e["id"] for e in r.json()["items"]] == [a.id]
 
