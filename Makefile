@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 NPM_STAMP := node_modules/.installed
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
-.PHONY: run test install install-dev migrate demo serve bench lint clean browser
+.PHONY: run test install install-dev migrate demo bench lint clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +57,11 @@ test: install-dev $(NPM_STAMP) browser
 bench: install-dev
 	$(BIN)/python -m bench
 
+# The same checks pre-commit runs: lint, format, the architecture contracts (pyproject.toml).
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache node_modules test-artifacts

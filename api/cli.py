@@ -124,7 +124,11 @@ def demo(
         if settings.is_development and settings.demo_users:
             from auth import demo as auth_demo
 
-            created_users = auth_demo.create_demo_users(db=db)
+            created_users = auth_demo.create_demo_users(
+                db=db,
+                department_ids=catalog_demo.department_ids(db=db),
+                firm_id=profiles_demo.demo_firm_id(db=db),
+            )
         else:
             err.print("[yellow]非开发环境：不创建演示用户（其口令公开在 README 中）[/yellow]")
         from desk import demo as desk_demo

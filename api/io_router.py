@@ -12,10 +12,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response, UploadFile
 
-from api.deps import AppSettings, CuratorUser, DbSession
+from auth.deps import CuratorUser
 from catalog import io as catalog_io
 from catalog.models import PolicyStatus
 from core import tabular
+from core.deps import AppSettings, DbSession
 from core.errors import PayloadTooLarge
 from core.tabular import ImportFailed, ImportReport
 from profiles import io as profiles_io

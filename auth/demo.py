@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Mapping
+
 from sqlalchemy.orm import Session
 
 from auth import service
 from auth.models import Role, User
 from auth.schemas import UserIn
-from catalog.models import Department
-from profiles.models import Enterprise
 
 # (username, password, display name, role, department code) — documented in README.
 DEMO_USERS = (
@@ -23,26 +22,18 @@ DEMO_USERS = (
 )
 
 
-def create_demo_users(*, db: Session) -> list[User]:
-    """Create the demo users that do not exist yet; the firm user gets the first demo enterprise."""
+def create_demo_users(*, db: Session, department_ids: Mapping[str, int], firm_id: int | None) -> list[User]:
+    """Create the demo users that do not exist yet; desk officers get their departments, the firm user `firm_id`."""
     created = []
-    # The demo firm user gets a complete 中山 profile, so recommendations have something to work with.
-    first_firm = db.scalar(
-        select(Enterprise)
-        .where(Enterprise.region_code == "442000", Enterprise.completeness == 100)
-        .order_by(Enterprise.id)
-        .limit(1)
-    ) or db.scalar(select(Enterprise).order_by(Enterprise.id).limit(1))
     for username, password, name, role, dept_code in DEMO_USERS:
         if service.get_user_by_username(db=db, username=username):
             continue
         dept_id = None
         if dept_code:
-            dept = db.scalar(select(Department).where(Department.code == dept_code))
-            if dept is None:
+            dept_id = department_ids.get(dept_code)
+            if dept_id is None:
                 continue
-            dept_id = dept.id
-        enterprise_id = first_firm.id if role == Role.enterprise and first_firm else None
+        enterprise_id = firm_id if role == Role.enterprise else None
         if role == Role.enterprise and enterprise_id is None:
             continue
         created.append(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from catalog.models import Department
 from core.db import Base, utcnow
-from profiles.models import Enterprise
+
+if TYPE_CHECKING:  # auth sits below catalog and profiles; the relationships resolve by class name
+    from catalog.models import Department
+    from profiles.models import Enterprise
 
 
 class Role(enum.StrEnum):
@@ -51,8 +54,8 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]
 
-    department: Mapped[Department | None] = relationship()
-    enterprise: Mapped[Enterprise | None] = relationship()
+    department: Mapped[Department | None] = relationship("Department")
+    enterprise: Mapped[Enterprise | None] = relationship("Enterprise")
 
 
 class ApiKey(Base):

@@ -7,25 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import AdminUser, AnyUser, AppSettings, DbSession, Paging, public
 from auth import service
+from auth.deps import AdminUser, AnyUser, public
 from auth.models import Role
 from auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Token, UserIn, UserOut, UserUpdate
-from core import security
+from core.deps import AppSettings, DbSession, Paging
 from core.errors import NotAuthenticated
 from core.schemas import Page
-from profiles import service as profiles_service
-from profiles.schemas import RegisterIn
 
 router = APIRouter()
-
-
-def _token(settings, user) -> Token:  # type: ignore[no-untyped-def]
-    return Token(
-        access_token=security.create_access_token(settings=settings, subject=str(user.id), claims={"role": user.role}),
-        expires_in=settings.access_token_minutes * 60,
-        role=user.role,
-    )
 
 
 @router.post("/auth/token", response_model=Token, tags=["认证"], dependencies=[Depends(public)])
@@ -34,14 +24,7 @@ def login(db: DbSession, settings: AppSettings, form: Annotated[OAuth2PasswordRe
     user = service.authenticate(db=db, username=form.username, password=form.password)
     if user is None:
         raise NotAuthenticated("用户名或密码错误", code="bad_credentials")
-    return _token(settings, user)
-
-
-@router.post("/auth/register", response_model=Token, status_code=201, tags=["认证"], dependencies=[Depends(public)])
-def register(db: DbSession, settings: AppSettings, register_in: RegisterIn):
-    """Register a firm: its profile and its first user, then sign in."""
-    user, _ = profiles_service.register(db=db, register_in=register_in)
-    return _token(settings, user)
+    return service.issue_token(settings=settings, user=user)
 
 
 @router.get("/auth/me", response_model=UserOut, tags=["认证"])

@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from auth.models import ApiKey, Role, User
-from auth.schemas import ApiKeyIn, UserIn, UserUpdate
+from auth.schemas import ApiKeyIn, Token, UserIn, UserUpdate
 from core import security
+from core.config import Settings
 from core.db import utcnow
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
 
@@ -185,3 +186,12 @@ def principal_for_token(*, db: Session, claims: dict) -> Principal | None:
     if user is None or not user.is_active:
         return None
     return principal_for_user(user)
+
+
+def issue_token(*, settings: Settings, user: User) -> Token:
+    """Return a signed bearer token for a user who just proved who they are."""
+    return Token(
+        access_token=security.create_access_token(settings=settings, subject=str(user.id), claims={"role": user.role}),
+        expires_in=settings.access_token_minutes * 60,
+        role=user.role,
+    )

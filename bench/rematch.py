@@ -53,12 +53,12 @@ import pandas as pd
 
 from bench.common import ROOT, peak_rss_mb, phase, ratio, rss_mb, write_result
 from catalog.demo import demo_policies
+from catalog.fields import FIELDS
 from catalog.synth import _perturb  # the same perturbation synth_policies applies to the templates
 from matcher import eligibility
 from matcher import tags as tags_mod
 from matcher.eligibility import FactsFrame
 from matcher.ranking import KIND_WEIGHTS, Weights, rule_score, semantic_score, tag_score
-from profiles.fields import FIELDS
 from profiles.generate import generate_enterprises
 
 DIM = 384

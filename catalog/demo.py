@@ -83,7 +83,7 @@ def load_demo_catalog(*, db: Session, actor: Principal | None, today: dt.date | 
         if status in ("published", "withdrawn", "expired"):
             # Publish as of the day the policy took effect, so ones past their validity get a history.
             as_of = min(today, policy.valid_from_on or today)
-            service.publish_policy(db=db, policy_id=policy.id, actor=actor, today=as_of)
+            service.publish_policy(db=db, policy_id=policy.id, actor=actor, today=as_of, announce=False)
             if status == "withdrawn":
                 service.withdraw_policy(db=db, policy_id=policy.id, actor=actor, note="演示：已撤回")
         by_status[status] = by_status.get(status, 0) + 1
@@ -93,3 +93,8 @@ def load_demo_catalog(*, db: Session, actor: Principal | None, today: dt.date | 
     for status, k in sorted(by_status.items()):
         counts[f"policies_{status}"] = k
     return counts
+
+
+def department_ids(*, db: Session) -> dict[str, int]:
+    """Return every department's id by its code."""
+    return dict(db.execute(select(Department.code, Department.id)).tuples().all())

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import AdminUser, CuratorUser, DbSession, Paging, PublicUser, StaffUser, public
+from auth.deps import AdminUser, CuratorUser, PublicUser, StaffUser, public
 from catalog import rules as rules_mod
 from catalog import service
 from catalog.models import Policy, PolicyLevel, PolicyStatus, PolicyType, TagKind
@@ -31,8 +31,9 @@ from catalog.schemas import (
     TopicIn,
     TopicOut,
 )
+from core import codes, events
+from core.deps import DbSession, Paging
 from core.schemas import Page
-from profiles import codes
 
 router = APIRouter()
 
@@ -201,24 +202,14 @@ def create_policy(db: DbSession, actor: CuratorUser, policy_in: PolicyIn):
 def get_policy(db: DbSession, actor: PublicUser, policy_id: int):
     """Show a policy (drafts and withdrawn ones only to staff); a signed-in firm's view is counted."""
     policy = service.get_visible_policy(db=db, policy_id=policy_id, actor=actor)
-    if actor is not None and actor.enterprise_id is not None:
-        # Late import: catalog does not depend on push; push.events imports only its models.
-        from push import events
-
-        events.record_for_caller(db=db, principal=actor, policy_ids=[policy.id], kind="viewed")
+    events.policies_seen(db=db, principal=actor, policy_ids=[policy.id], kind="viewed")
     return _full(policy)
 
 
 @router.patch("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
 def update_policy(db: DbSession, actor: CuratorUser, policy_id: int, policy_in: PolicyUpdate):
     """Edit a policy; edits of published policies become new versions and matched firms hear what changed."""
-    current = db.get(Policy, policy_id)
-    from_version = current.version if current is not None else 0
     policy = service.update_policy(db=db, policy_id=policy_id, policy_in=policy_in, actor=actor)
-    if policy.status == PolicyStatus.published and policy.version > from_version:
-        from push import jobs as push_jobs  # late: catalog does not depend on push at import time
-
-        push_jobs.queue_change_notices(db, policy_id=policy.id, from_version=from_version)
     return _full(policy)
 
 
@@ -232,13 +223,8 @@ def delete_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> Response
 @router.post("/policies/{policy_id}/publish", response_model=PolicyOut, tags=["政策"])
 def publish_policy(db: DbSession, actor: CuratorUser, policy_id: int):
     """Publish a policy (needs summary, interpreter and a category); eligible firms hear of it at once."""
-    policy = service.publish_policy(db=db, policy_id=policy_id, actor=actor)
-    # Written in the publish's transaction: the fan-out runs only if the publish commits, and runs
-    # on whichever process holds the scheduler lease.
-    from push import jobs as push_jobs  # late: catalog does not depend on push at import time
-
-    push_jobs.queue_fan_out(db, policy_id=policy.id, version=policy.version)
-    return _full(policy)
+    # Subscribers of PolicyPublished queue the fan-out in this transaction: it runs only if the publish commits.
+    return _full(service.publish_policy(db=db, policy_id=policy_id, actor=actor))
 
 
 @router.post("/policies/{policy_id}/withdraw", response_model=PolicyOut, tags=["政策"])

@@ -11,7 +11,7 @@ A policy's rules are one JSON tree (see docs/rules.md)::
     ]}
 
 Group nodes are ``{"all": [...]}``, ``{"any": [...]}`` and ``{"not": node}``; condition nodes
-are ``{"field", "op", "value"}`` where ``field`` is a name from `profiles.fields.FIELDS`.
+are ``{"field", "op", "value"}`` where ``field`` is a name from `catalog.fields.FIELDS`.
 Any node may carry ``label`` (text shown to firms instead of the generated wording) and ``id``.
 ``None`` means the policy has no computable conditions.
 
@@ -34,8 +34,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from catalog.fields import FIELDS, FieldType, ProfileField, label_of
 from core.errors import FieldError, ValidationFailed
-from profiles.fields import FIELDS, FieldType, ProfileField, label_of
 
 __all__ = [
     "GROUP_KEYS",
@@ -203,8 +203,8 @@ def _build_schema() -> dict[str, Any]:
                     "field": {
                         "title": "字段 Field",
                         "description": (
-                            "企业画像字段名，取自 profiles/fields.py 的 FIELDS（见 docs/rules.md 字段表）。 "
-                            "A profile field name from FIELDS in profiles/fields.py."
+                            "企业画像字段名，取自 catalog/fields.py 的 FIELDS（见 docs/rules.md 字段表）。 "
+                            "A profile field name from FIELDS in catalog/fields.py."
                         ),
                         "type": "string",
                     },

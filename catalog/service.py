@@ -39,10 +39,10 @@ from catalog.schemas import (
     TagUpdate,
     TopicIn,
 )
+from core import codes, events
 from core.db import utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
 from core.text import normalize
-from profiles import codes
 
 # ---------------------------------------------------------------- departments
 
@@ -537,7 +537,11 @@ def update_policy(*, db: Session, policy_id: int, policy_in: PolicyUpdate, actor
     db.flush()
     if policy.status == PolicyStatus.published and policy.version and before != snapshot(policy):
         _check_publishable(policy)
+        from_version = policy.version
         _record_version(db, policy, actor, note or "修改已发布政策")
+        events.emit(
+            events.PolicyRevised(db=db, policy_id=policy.id, from_version=from_version, to_version=policy.version)
+        )
     return policy
 
 
@@ -572,9 +576,19 @@ def _check_publishable(policy: Policy, today: dt.date | None = None) -> None:
 
 
 def publish_policy(
-    *, db: Session, policy_id: int, actor: Principal | None, note: str | None = None, today: dt.date | None = None
+    *,
+    db: Session,
+    policy_id: int,
+    actor: Principal | None,
+    note: str | None = None,
+    today: dt.date | None = None,
+    announce: bool = True,
 ) -> Policy:
-    """Publish a draft, withdrawn or expired policy and record a version."""
+    """Publish a draft, withdrawn or expired policy and record a version.
+
+    Subscribers of `PolicyPublished` tell eligible firms; `announce=False` is for seeding history
+    (the demo catalog), where the policies were "published" before anyone was there to hear.
+    """
     policy = get_policy(db=db, policy_id=policy_id)
     if policy.status == PolicyStatus.published:
         raise InvalidState("政策已是发布状态", code="policy_already_published")
@@ -585,6 +599,8 @@ def publish_policy(
     policy.updated_by_id = actor.user_id if actor else None
     db.flush()
     _record_version(db, policy, actor, note or "发布")
+    if announce:
+        events.emit(events.PolicyPublished(db=db, policy_id=policy.id, version=policy.version))
     return policy
 
 
@@ -597,6 +613,7 @@ def withdraw_policy(*, db: Session, policy_id: int, actor: Principal | None, not
     policy.withdrawn_at = utcnow()
     policy.updated_by_id = actor.user_id if actor else None
     db.flush()
+    events.emit(events.PolicyWithdrawn(db=db, policy_id=policy.id))
     return policy
 
 
@@ -607,6 +624,8 @@ def expire_due_policies(*, db: Session, today: dt.date | None = None) -> list[in
     for policy in due:
         policy.status = PolicyStatus.expired
     db.flush()
+    for policy in due:
+        events.emit(events.PolicyWithdrawn(db=db, policy_id=policy.id))
     return [p.id for p in due]
 
 

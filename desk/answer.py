@@ -56,13 +56,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from catalog import rules as rules_mod
 from catalog.models import Policy, PolicyStatus, PolicyType, Tag, policy_tag
+from core import codes
 from core.config import Settings
 from core.text import normalize
 from desk.models import FaqEntry
 from matcher import service as matcher_service
 from matcher import tags as tags_mod
-from matcher.embeddings import DEFAULT_MAX_CHARS, _clip
-from profiles import codes
+from matcher.embeddings import DEFAULT_MAX_CHARS, clip_text
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _idf(docs: Iterable[frozenset[str]]) -> tuple[dict[str, float], float]:
 
 def faq_passage(entry: Any) -> str:
     """Return the text an FAQ entry is embedded as: its question, then its answer."""
-    return _clip(f"{normalize(entry.question)}\n{normalize(entry.answer)}", DEFAULT_MAX_CHARS)
+    return clip_text(f"{normalize(entry.question)}\n{normalize(entry.answer)}", DEFAULT_MAX_CHARS)
 
 
 def faq_key_text(entry: Any) -> str:
@@ -518,13 +518,13 @@ def _policy_text(policy: Policy, query: frozenset[str], snap: _Snapshot, today: 
     if policy.apply_url:
         lines.append(f"申报入口：{policy.apply_url}")
     passage = "".join([summary, *quoted]) or _clean(policy.title)
-    return "\n".join(lines), _clip(passage, 300)
+    return "\n".join(lines), clip_text(passage, 300)
 
 
 def _faq_text(entry: FaqEntry) -> tuple[str, str]:
     """Return (answer text, quoted passage) for an FAQ entry."""
     answer = _clean(entry.answer)
-    return f"{answer}\n（来源：常见问题「{_clean(entry.question)}」）", _clip(answer, 300)
+    return f"{answer}\n（来源：常见问题「{_clean(entry.question)}」）", clip_text(answer, 300)
 
 
 def _citation(

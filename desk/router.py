@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
-from api.deps import Allow, AppSettings, DbSession, Paging, PublicUser, public
+from auth.deps import Allow, PublicUser, public
 from auth.models import Role
 from auth.service import Principal
 from core.config import Settings
+from core.deps import AppSettings, DbSession, Paging
 from core.errors import FieldError, ValidationFailed
 from core.schemas import Page
 from desk import service
@@ -41,7 +42,7 @@ from desk.schemas import (
     SlaOut,
 )
 from desk.sla import KIND_LABELS, Kind
-from matcher.service import Matcher
+from matcher.deps import MatcherDep
 
 router = APIRouter(prefix="/desk")
 TAGS = ["服务台"]
@@ -54,14 +55,6 @@ Handler = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.ad
 Supervisor = Annotated[Principal, Depends(Allow(Role.supervisor, Role.admin))]
 Promoter = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin, Role.curator))]
 FaqEditor = Annotated[Principal, Depends(Allow(Role.desk, Role.curator, Role.admin))]
-
-
-def get_matcher(request: Request) -> Matcher:
-    """Return the matcher the app holds (instant answers search the knowledge base with it)."""
-    return request.app.state.matcher
-
-
-MatcherDep = Annotated[Matcher, Depends(get_matcher)]
 
 
 # ---------------------------------------------------------------- response shaping

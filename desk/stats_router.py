@@ -12,12 +12,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
-from api.deps import Allow, AppSettings, DbSession
+from auth.deps import Allow
 from auth.models import Role
 from auth.service import Principal
 from core import tabular
 from core.config import Settings
 from core.db import utcnow
+from core.deps import AppSettings, DbSession
 from core.errors import PayloadTooLarge, PermissionDenied
 from core.tabular import ImportFailed, ImportReport
 from desk import io as desk_io

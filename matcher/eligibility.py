@@ -3,7 +3,7 @@
 Rules are data (catalog/rules.py, docs/rules.md); this module is the law's reader:
 
 - **Facts** (`profile_facts`, `facts_from_attributes`): the value of every field in
-  `profiles.fields.FIELDS` for one firm; ``None`` means the firm has not told us.
+  `catalog.fields.FIELDS` for one firm; ``None`` means the firm has not told us.
 - **Operators** (`OPERATORS`): one small documented function per ``op`` of catalog/rules.py,
   ``(firm_value, rule_value, today) -> bool``, called only with a known firm value.
 - **Three-valued logic** (`evaluate`): each condition is met, not met or unknown (the field is
@@ -34,11 +34,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from catalog.fields import FIELDS, ProfileField, label_of
 from catalog.rules import OPS, describe_condition
+from core import codes
 from core.text import normalize
-from profiles import codes, sizing
+from profiles import sizing
 from profiles.derived import rd_ratio as compute_rd_ratio
-from profiles.fields import FIELDS, ProfileField, label_of
 from profiles.models import Enterprise
 
 __all__ = [

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.codes import industry_name
 from core.text import normalize
-from profiles.codes import industry_name
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ _SCOPE_BOILERPLATE = re.compile(r"[（(][^（）()]*依法须经批准的项目[
 _CUT_MARKS = "。；;，,、 "
 
 
-def _clip(text: str, limit: int) -> str:
+def clip_text(text: str, limit: int) -> str:
     """Cut text to at most limit characters, preferring a punctuation boundary near the end."""
     if limit <= 0:
         return ""
@@ -247,10 +247,10 @@ def _fill(fixed: list[str], flexible: list[tuple[str, str]], max_chars: int, sep
         open_parts = still_open
     parts = list(fixed)
     for (label, body), budget in zip(pending, budgets, strict=True):
-        clipped = _clip(body, budget - len(sep) - len(label))
+        clipped = clip_text(body, budget - len(sep) - len(label))
         if clipped:
             parts.append(label + clipped)
-    return _clip(sep.join(parts), max_chars)
+    return clip_text(sep.join(parts), max_chars)
 
 
 def _condition_lines(rules_text: Iterable[str]) -> list[str]:
@@ -276,9 +276,9 @@ def compose_policy_text(
     cats = _names(categories)
     tag_names = _names(tags)
     fixed = [
-        _clip(normalize(title), 200),
+        clip_text(normalize(title), 200),
         ("类别：" + "、".join(cats)) if cats else "",
-        _clip("标签：" + "、".join(tag_names), 120) if tag_names else "",
+        clip_text("标签：" + "、".join(tag_names), 120) if tag_names else "",
     ]
     flexible = [("摘要：", normalize(summary)), ("申报条件：", "；".join(_condition_lines(conditions)))]
     return _fill(fixed, flexible, max_chars)
@@ -310,7 +310,7 @@ def compose_enterprise_text(
     scope = normalize(_SCOPE_BOILERPLATE.sub("", business_scope or ""))
     fixed = [
         ("行业：" + normalize(industry)) if industry else "",
-        _clip("资质：" + "、".join(quals), 120) if quals else "",
+        clip_text("资质：" + "、".join(quals), 120) if quals else "",
     ]
     # Scope comes last: it is the longest and most formulaic, so it is the first to be clipped.
     flexible = [("需求：", normalize(needs)), ("主营产品：", normalize(products)), ("经营范围：", scope)]

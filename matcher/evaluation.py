@@ -30,13 +30,13 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.fields import FIELDS
 from catalog.models import Policy, PolicyStatus
 from core.text import normalize
 from matcher import eligibility, service
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
 from matcher.ranking import Weights
-from profiles.fields import FIELDS
 
 log = logging.getLogger(__name__)
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from api.deps import CuratorUser, DbSession, EnterpriseUser, FirmReader, FirmStaff, Paging, PublicUser, public
+from auth.deps import CuratorUser, EnterpriseUser, FirmReader, FirmStaff, PublicUser, public
 from auth.models import Role
 from catalog import service as catalog_service
 from catalog.models import Tag
-from core import tabular
+from core import events
+from core.deps import DbSession, Paging
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.schemas import Page
-from core.text import mask_name, mask_phone
-from matcher import service
+from matcher import export, service
+from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_LABELS
 from matcher.schemas import (
     CalculatorIn,
@@ -37,14 +37,6 @@ from matcher.schemas import (
 from profiles.derived import FIELD_LABELS
 
 router = APIRouter()
-
-
-def get_matcher(request: Request) -> service.Matcher:
-    """Return the matcher the app holds."""
-    return request.app.state.matcher
-
-
-MatcherDep = Annotated[service.Matcher, Depends(get_matcher)]
 
 
 def _card(policy, today: dt.date) -> PolicyCard:  # type: ignore[no-untyped-def]
@@ -188,12 +180,8 @@ def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body
         facts, items, changes = service.calculator(db=db, matcher=matcher, attributes=data, limit=body.limit)
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_attributes") from exc
-    if actor is not None and actor.enterprise_id is not None:
-        # A signed-in firm saw these policies in the calculator: the funnel's "calculator" step.
-        # Late import: push depends on matcher, not the other way round.
-        from push import events
-
-        events.record_for_caller(db=db, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator")
+    # A signed-in firm saw these policies in the calculator: the funnel's "calculator" step.
+    events.policies_seen(db=db, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator")
     today = dt.date.today()
     return RecommendationsOut(items=[_recommendation(r, today) for r in items], changes=_changes(changes))
 
@@ -212,38 +200,6 @@ def search_policies(
     return [
         SearchHitOut(policy=_card(h.policy, today), score=h.score, semantic=h.semantic, keyword=h.keyword) for h in hits
     ]
-
-
-def _eligible_row(m, e) -> EligibleEnterpriseOut:  # type: ignore[no-untyped-def]
-    return EligibleEnterpriseOut(
-        enterprise_id=e.id,
-        credit_code=e.credit_code,
-        name=e.name,
-        region_code=e.region_code,
-        industry_code=e.industry_code,
-        size_class=e.size_class,
-        contact_name=mask_name(e.contact_name),
-        contact_phone=mask_phone(e.contact_phone),
-        status=m.status,
-        status_label=STATUS_LABELS[m.status],
-        score=m.score,
-        shared_tags=m.shared_tags or [],
-        computed_at=m.computed_at,
-    )
-
-
-EXPORT_HEADERS = [
-    "统一社会信用代码",
-    "企业名称",
-    "所在地区代码",
-    "行业代码",
-    "企业规模",
-    "匹配结论",
-    "匹配得分",
-    "共有标签",
-    "联系人",
-    "联系电话",
-]
 
 
 @router.get("/policies/{policy_id}/eligible-enterprises", tags=["匹配"], response_model=Page[EligibleEnterpriseOut])
@@ -266,42 +222,15 @@ def eligible_enterprises(
             db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=paging.offset, limit=paging.page_size
         )
         return Page(
-            items=[_eligible_row(m, e) for m, e in rows], total=total, page=paging.page, page_size=paging.page_size
+            items=[export.eligible_row(m, e) for m, e in rows],
+            total=total,
+            page=paging.page,
+            page_size=paging.page_size,
         )
-    policy, rows, total = service.eligible_enterprises(
-        db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=0, limit=1_000_000
+    data, media, disposition = export.export_eligible(
+        db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, fmt=format
     )
-    table = [
-        [
-            r.credit_code,
-            r.name,
-            r.region_code or "",
-            r.industry_code or "",
-            r.size_class or "",
-            r.status_label,
-            f"{r.score:.4f}",
-            "；".join(r.shared_tags),
-            r.contact_name or "",
-            r.contact_phone or "",
-        ]
-        for r in (_eligible_row(m, e) for m, e in rows)
-    ]
-    name = f"{policy.title}-符合条件企业.{format}"
-    data = (
-        tabular.write_csv(EXPORT_HEADERS, table)
-        if format == "csv"
-        else tabular.write_xlsx(EXPORT_HEADERS, table, "符合条件企业")
-    )
-    media = (
-        "text/csv; charset=utf-8"
-        if format == "csv"
-        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    )
-    return Response(
-        content=data,
-        media_type=media,
-        headers={"Content-Disposition": f"attachment; filename=eligible.{format}; filename*=UTF-8''{quote(name)}"},
-    )
+    return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
 
 
 def _suggestion_out(db, s) -> TagSuggestionOut:  # type: ignore[no-untyped-def]

@@ -29,8 +29,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
+from catalog.fields import FIELDS
 from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag, policy_tag
 from catalog.schemas import PolicyFilters
+from core import codes
 from core.config import Settings
 from core.db import utcnow
 from core.errors import NotFound
@@ -52,8 +54,6 @@ from matcher.ranking import (
     tag_score,
     urgency_score,
 )
-from profiles import codes
-from profiles.fields import FIELDS
 from profiles.models import Enterprise
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from catalog import rules as rules_mod
 from catalog.models import Tag
+from core import codes
 from core.text import normalize
-from profiles import codes
 
 # Single characters (穗, 莞) match inside unrelated words; keyword tagging needs two or more.
 MIN_TERM_LENGTH = 2

@@ -41,3 +41,14 @@ def load_demo_enterprises(*, db: Session, count: int = 2000, seed: int = 2026112
             db.flush()
     db.flush()
     return count
+
+
+def demo_firm_id(*, db: Session) -> int | None:
+    """Return the firm the demo firm user signs in as: a complete 中山 profile, else the first firm."""
+    complete = db.scalar(
+        select(Enterprise.id)
+        .where(Enterprise.region_code == "442000", Enterprise.completeness == 100)
+        .order_by(Enterprise.id)
+        .limit(1)
+    )
+    return complete or db.scalar(select(Enterprise.id).order_by(Enterprise.id).limit(1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from profiles.fields import FIELDS
+from catalog.fields import FIELDS
 from profiles.models import Enterprise
 from profiles.sizing import size_class
 

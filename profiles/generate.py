@@ -26,7 +26,8 @@ from typing import Any
 
 from faker import Faker
 
-from profiles import codes, derived, uscc
+from core import codes
+from profiles import derived, uscc
 from profiles.sizing import size_class
 
 # --------------------------------------------------------------------------- regions

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from auth.models import Role
 from auth.service import Principal
+from catalog.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
 from core import tabular
 from core.errors import FieldError, ValidationFailed
 from core.tabular import Column, ExportFormat, ImportReport, RowKey, RowOutcome
 from profiles import service as profiles_service
 from profiles import uscc
-from profiles.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
 from profiles.models import Enterprise, EnterpriseQualification
 from profiles.schemas import EnterpriseIn, EnterpriseUpdate
 

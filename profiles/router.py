@@ -6,21 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import (
-    AdminUser,
-    CuratorUser,
-    DbSession,
-    EnterpriseUser,
-    FirmEditor,
-    FirmReader,
-    FirmStaff,
-    Paging,
-    public,
-)
+from auth import service as auth_service
+from auth.deps import AdminUser, CuratorUser, EnterpriseUser, FirmEditor, FirmReader, FirmStaff, public
+from auth.schemas import Token
+from core import codes
+from core.deps import AppSettings, DbSession, Paging
 from core.schemas import Page
 from core.text import mask_name, mask_phone
-from profiles import codes, service
-from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseOut, EnterpriseUpdate
+from profiles import service
+from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseOut, EnterpriseUpdate, RegisterIn
 
 router = APIRouter()
 
@@ -32,6 +26,13 @@ def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-unty
         data["contact_name"] = mask_name(data["contact_name"])
         data["contact_email"] = None
     return EnterpriseOut.model_validate(data)
+
+
+@router.post("/auth/register", response_model=Token, status_code=201, tags=["认证"], dependencies=[Depends(public)])
+def register(db: DbSession, settings: AppSettings, register_in: RegisterIn):
+    """Register a firm: its profile and its first user, then sign in."""
+    user, _ = service.register(db=db, register_in=register_in)
+    return auth_service.issue_token(settings=settings, user=user)
 
 
 @router.get("/enterprises", response_model=Page[EnterpriseOut], tags=["企业"])

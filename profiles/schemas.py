@@ -6,8 +6,9 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from profiles import codes, uscc
-from profiles.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
+from catalog.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
+from core import codes
+from profiles import uscc
 
 _CREDIT_VALUES = {v for v, _ in CREDIT_STANDINGS}
 _TAX_VALUES = {v for v, _ in TAX_CREDIT_LEVELS}

@@ -13,10 +13,11 @@ from auth.schemas import UserIn
 from auth.service import Principal
 from catalog import service as catalog_service
 from catalog.models import TagKind
+from core import codes
 from core.db import utcnow
 from core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 from core.text import normalize
-from profiles import codes, derived
+from profiles import derived
 from profiles.models import Enterprise, EnterpriseQualification
 from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseUpdate, QualificationIn, RegisterIn
 from profiles.sizing import SIZE_LABELS

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from profiles.codes import normalize_industry_code
+from core.codes import normalize_industry_code
 
 SIZE_LABELS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}
 

@@ -71,11 +71,8 @@ def record_events(
     return len(rows)
 
 
-def record_for_caller(*, db: Session, principal: Any, policy_ids: Iterable[int], kind: str) -> int:
-    """Record events for a signed-in firm; staff, API keys and anonymous callers are not counted."""
-    enterprise_id = getattr(principal, "enterprise_id", None)
-    if principal is None or enterprise_id is None or str(getattr(principal, "role", "")) != "enterprise":
-        return 0
+def record_seen(*, db: Session, enterprise_id: int, policy_ids: Iterable[int], kind: str) -> int:
+    """Record that a firm saw policies (a page view, calculator results); never fails the request."""
     # Page views are counted on GET requests, whose SQLite transaction is a deferred reader: when a
     # background job commits between its read and this write, SQLite refuses the write. Counting a
     # view is not worth failing the page for, so the write is isolated in a savepoint and skipped.

@@ -32,6 +32,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
+from catalog.fields import label_of
 from catalog.models import Policy, PolicyStatus, PolicyVersion, Tag
 from core.config import Settings
 from core.db import Database
@@ -41,7 +42,6 @@ from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_CODES
 from matcher.models import EnterpriseTag, Feedback, MatchResult
 from profiles.derived import FIELD_LABELS
-from profiles.fields import label_of
 from profiles.models import Enterprise
 from push import service
 from push.models import Delivery, PushPreference

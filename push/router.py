@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from api.deps import AppSettings, CuratorUser, DbSession, EnterpriseUser, FirmStaff, Paging, public
+from auth.deps import CuratorUser, EnterpriseUser, FirmStaff, public
+from core.deps import AppSettings, DbSession, Paging
 from core.schemas import Page
 from push import events, service, stats, targeting
 from push.schemas import (

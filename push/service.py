@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
+from catalog.fields import FIELDS
 from catalog.models import Category, Policy, PolicyStatus, Tag
 from core import security
 from core.config import Settings
@@ -52,7 +53,6 @@ from matcher import eligibility
 from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, LIKELY, FactsFrame
 from matcher.models import EnterpriseTag, Feedback
-from profiles.fields import FIELDS
 from profiles.models import Enterprise, EnterpriseQualification
 from push import events
 from push.channels import (

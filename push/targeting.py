@@ -22,14 +22,14 @@ from sqlalchemy.orm import Session
 
 from auth.models import User
 from catalog import service as catalog_service
+from catalog.fields import SIZE_CLASSES
 from catalog.models import Policy, PolicyStatus
+from core import codes
 from core.db import utcnow
 from core.errors import FieldError, InvalidState, NotFound, ValidationFailed
 from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, LIKELY
 from matcher.models import EnterpriseTag, Feedback, MatchResult
-from profiles import codes
-from profiles.fields import SIZE_CLASSES
 from profiles.models import Enterprise, EnterpriseQualification
 from push.models import Delivery, ManualPush, PushPreference
 from push.schemas import ManualPushIn, TargetFilters

@@ -19,11 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from api.deps import get_db
 from auth.models import Role
 from core import migrate, security
 from core.config import Settings
 from core.db import Database
+from core.deps import get_db
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _pg_skip_reason: list[str] = []

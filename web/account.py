@@ -8,16 +8,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.deps import AppSettings, DbSession
 from auth import service as auth_service
 from auth.service import principal_for_user
 from core import security
+from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError
 from profiles import service as profiles_service
 from profiles.schemas import RegisterIn
 from web import choices
 from web.deps import WebVisitor, clear_session_cookie, rotate_csrf, safe_next, set_session_cookie
-from web.forms import FormErrors, form_values, keep
+from web.forms import FormErrors, PageForm, form_values, keep
 from web.templating import WebRoute, home_for, redirect, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -56,9 +56,8 @@ def login_form(
 
 
 @router.post("/login")
-async def login(request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor) -> Response:
+def login(request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor, form: PageForm) -> Response:
     """Check the password and set the session cookie."""
-    form = await request.form()
     values = form_values(form, ("username", "password", "next"))
     user = None
     if values["username"] and values["password"]:
@@ -108,9 +107,8 @@ def signup_form(request: Request, visitor: WebVisitor) -> Response:
 
 
 @router.post("/signup")
-async def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor) -> Response:
+def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor, form: PageForm) -> Response:
     """Register a firm and its first user, then sign in and go to the profile."""
-    form = await request.form()
     values = form_values(form, SIGNUP_FIELDS)
     if (values["password"] or "") != (values["password2"] or ""):
         errors = FormErrors("填写有误，请按提示修改", {"password2": "两次输入的密码不一致"})

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import service as catalog_service
+from catalog.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
 from catalog.models import LEVEL_LABELS, Tag, TagKind
-from profiles import codes
-from profiles.fields import CREDIT_STANDINGS, TAX_CREDIT_LEVELS
+from core import codes
 
 LEVELS = tuple(LEVEL_LABELS.items())
 CREDIT = CREDIT_STANDINGS

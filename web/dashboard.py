@@ -17,12 +17,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from api.deps import AppSettings, DbSession
 from auth.models import Role
 from auth.service import Principal
 from catalog import service as catalog_service
 from core.config import Settings
 from core.db import utcnow
+from core.deps import AppSettings, DbSession
 from core.errors import NotFound
 from desk import service as desk_service
 from desk import stats as desk_stats

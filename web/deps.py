@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from api.deps import AppSettings, DbSession
 from auth import service as auth_service
 from auth.models import Role
 from auth.service import Principal
 from core import security
 from core.config import Settings
+from core.deps import AppSettings, DbSession
 
 SESSION_COOKIE = "huiqi_session"
 CSRF_COOKIE = "huiqi_csrf"

@@ -20,11 +20,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.deps import AppSettings, DbSession
 from auth.models import Role
 from auth.service import Principal
 from catalog import service as catalog_service
 from core.config import Settings
+from core.deps import AppSettings, DbSession
 from core.errors import FieldError, HuiqiError, ValidationFailed
 from desk import service as desk_service
 from desk import sla

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.deps import DbSession
+from core.deps import DbSession
 from core.errors import HuiqiError
 from matcher import service as matcher_service
+from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, LIKELY
-from matcher.router import get_matcher
 from profiles import service as profiles_service
 from profiles.schemas import EnterpriseUpdate, QualificationIn
 from push import service as push_service
@@ -22,11 +23,10 @@ from push.channels import normalize_phone
 from push.schemas import PreferencesIn, SubscriptionIn
 from web import choices, views
 from web.deps import WebFirm
-from web.forms import FormErrors, form_list, form_values, keep
+from web.forms import FormErrors, PageForm, form_list, form_values, keep
 from web.templating import WebRoute, redirect, render
 
 router = APIRouter(prefix="/me", route_class=WebRoute, include_in_schema=False)
-MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
 
 RECOMMENDATIONS_SHOWN = 20
 # Enough to find every policy a missing field leaves undecided on the profile page.
@@ -106,9 +106,8 @@ def profile(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm)
 
 
 @router.post("/profile")
-async def save_profile(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm) -> Response:
+def save_profile(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, form: PageForm) -> Response:
     """Save the profile through the profile service; its Chinese messages are shown by each field."""
-    form = await request.form()
     values = form_values(form, PROFILE_FIELDS)
     picked = form_list(form, "qualifications")
     ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
@@ -160,7 +159,7 @@ def recommendations(request: Request, db: DbSession, matcher: MatcherDep, firm: 
     )
 
 
-async def feedback_response(
+def feedback_response(
     request: Request,
     *,
     db: DbSession,
@@ -169,10 +168,10 @@ async def feedback_response(
     policy_id: int,
     source: str,
     back: str,
+    form: Mapping[str, Any],
     post_to: str | None = None,
 ) -> Response:
     """Record a firm's 感兴趣 / 不相关 / 已申报 from a form; htmx gets the buttons back, a plain POST a redirect."""
-    form = await request.form()
     action = str(form.get("action") or "")
     matcher_service.record_feedback(
         db=db,
@@ -197,12 +196,13 @@ async def feedback_response(
 
 
 @router.post("/recommendations/{policy_id}/feedback")
-async def recommendation_feedback(
-    request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int
+def recommendation_feedback(
+    request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int, form: PageForm
 ) -> Response:
     """Mark a recommended policy interesting, not relevant or applied (htmx swaps the card's buttons)."""
-    return await feedback_response(
+    return feedback_response(
         request,
+        form=form,
         db=db,
         matcher=matcher,
         firm=firm,
@@ -307,9 +307,8 @@ def preferences(request: Request, db: DbSession, firm: WebFirm) -> Response:
 
 
 @router.post("/preferences")
-async def save_preferences(request: Request, db: DbSession, firm: WebFirm) -> Response:
+def save_preferences(request: Request, db: DbSession, firm: WebFirm, form: PageForm) -> Response:
     """Save push preferences through the push service; its Chinese messages are shown by each field."""
-    form = await request.form()
     values = form_values(form, PREFERENCE_FIELDS)
     values["channels"] = form_list(form, "channels")
     try:
@@ -344,9 +343,8 @@ def resubscribe(request: Request, db: DbSession, firm: WebFirm) -> Response:
 
 
 @router.post("/subscriptions")
-async def subscribe(request: Request, db: DbSession, firm: WebFirm) -> Response:
+def subscribe(request: Request, db: DbSession, firm: WebFirm, form: PageForm) -> Response:
     """Follow a policy category or a keyword."""
-    form = await request.form()
     values = form_values(form, ("kind", "value"))
     try:
         push_service.create_subscription(

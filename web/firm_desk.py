@@ -8,21 +8,20 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.deps import AppSettings, DbSession
 from auth.models import Role
 from catalog import service as catalog_service
 from core.config import Settings
+from core.deps import AppSettings, DbSession
 from core.errors import FieldError, HuiqiError, ValidationFailed
 from desk import service as desk_service
 from desk import sla
 from desk.models import RATING_LABELS, Case, CaseStatus, Rating
 from desk.schemas import CaseIn
-from matcher import service as matcher_service
-from matcher.router import get_matcher
+from matcher.deps import MatcherDep
 from profiles import service as profiles_service
 from web import views
 from web.deps import WebFirm
@@ -31,7 +30,6 @@ from web.forms import FormErrors, form_values, keep
 from web.templating import WebRoute, redirect, register_nav, render
 
 router = APIRouter(prefix="/me/cases", route_class=WebRoute, include_in_schema=False)
-MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
 
 register_nav("我的诉求", "/me/cases", (Role.enterprise,), order=55)
 

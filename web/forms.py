@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
@@ -95,3 +96,25 @@ def form_list(form: FormData, name: str) -> list[str]:
 def keep(values: Mapping[str, Any]) -> dict[str, Any]:
     """Return the values to show again in a refused form (None as empty)."""
     return {k: ("" if v is None else v) for k, v in values.items()}
+
+
+async def read_form(request: Request) -> FormData:
+    """Parse the submitted form once (Starlette keeps it on the request), so page handlers stay plain `def`."""
+    return await request.form()
+
+
+async def read_json_or_form(request: Request) -> Mapping[str, Any]:
+    """Return a JSON object body, or the form when the page posted one; {} for a body that is neither."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+    return await request.form()
+
+
+# Handlers that do blocking work (database, embedding) are plain `def`, run in the thread pool; these
+# async dependencies read the request body on the event loop for them.
+PageForm = Annotated[FormData, Depends(read_form)]
+PageBody = Annotated[Mapping[str, Any], Depends(read_json_or_form)]

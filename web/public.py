@@ -6,28 +6,27 @@ import datetime as dt
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.deps import DbSession
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.models import PolicyLevel
 from catalog.schemas import PolicyFilters
+from core import codes, events
+from core.deps import DbSession
 from core.errors import FieldError, ValidationFailed
 from matcher import service as matcher_service
-from matcher.router import get_matcher
+from matcher.deps import MatcherDep
 from matcher.schemas import CalculatorIn
-from profiles import codes
 from web import choices, views
 from web.deps import WebFirm, WebVisitor
 from web.firm import feedback_response
-from web.forms import FormErrors, form_list, form_values
+from web.forms import FormErrors, PageForm, form_list, form_values
 from web.templating import WebRoute, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
 
 LIST_PAGE_SIZE = 12
 SEARCH_PAGE_SIZE = 10
@@ -152,10 +151,8 @@ def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id:
     feedback = None
     if visitor is not None and visitor.enterprise_id is not None:
         feedback = matcher_service.latest_feedback(db=db, enterprise_id=visitor.enterprise_id).get(policy.id)
-        # The same funnel event the API records when a firm opens a policy.
-        from push import events
-
-        events.record_for_caller(db=db, principal=visitor, policy_ids=[policy.id], kind="viewed")
+    # The same funnel event the API records when a firm opens a policy.
+    events.policies_seen(db=db, principal=visitor, policy_ids=[policy.id], kind="viewed")
     return render(
         request,
         "policy.html",
@@ -172,12 +169,13 @@ def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id:
 
 
 @router.post("/policies/{policy_id}/feedback")
-async def policy_feedback(
-    request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int
+def policy_feedback(
+    request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm, policy_id: int, form: PageForm
 ) -> Response:
     """A firm marks a policy interesting, not relevant or applied from the policy page."""
-    return await feedback_response(
+    return feedback_response(
         request,
+        form=form,
         db=db,
         matcher=matcher,
         firm=firm,
@@ -254,12 +252,9 @@ def calculator(request: Request, db: DbSession, matcher: MatcherDep, visitor: We
                 today = dt.date.today()
                 context["items"] = [views.recommendation_card(r, today) for r in items]
                 context["changes"] = changes
-                if visitor is not None and visitor.enterprise_id is not None:
-                    from push import events
-
-                    events.record_for_caller(
-                        db=db, principal=visitor, policy_ids=[r.policy.id for r in items], kind="calculator"
-                    )
+                events.policies_seen(
+                    db=db, principal=visitor, policy_ids=[r.policy.id for r in items], kind="calculator"
+                )
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "calc-results":
         return render(request, "_calc_results.html", context)
     return render(request, "calculator.html", context)

@@ -21,35 +21,32 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.deps import AppSettings, DbSession
 from auth.models import Role, User
 from auth.service import Principal
 from catalog import io as catalog_io
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
+from catalog.fields import FIELDS, SIZE_CLASSES
 from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType, Tag
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
-from core import tabular
+from core import codes, tabular
+from core.deps import AppSettings, DbSession
 from core.errors import FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
+from matcher import export as matcher_export
 from matcher import service as matcher_service
+from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
 from matcher.eligibility import STATUS_LABELS as VERDICT_LABELS
-from matcher.router import EXPORT_HEADERS, get_matcher
-from matcher.router import _eligible_row as eligible_row
-from profiles import codes
 from profiles import io as profiles_io
-from profiles.fields import FIELDS, SIZE_CLASSES
-from push import jobs as push_jobs
 from push import targeting
 from push.schemas import ManualPushIn, TargetFilters
 from web import choices, views
 from web.deps import WebAllow
-from web.forms import FormErrors, form_list, form_values, keep
+from web.forms import FormErrors, PageBody, PageForm, form_list, form_values, keep
 from web.templating import ROLE_HOME, WebRoute, redirect, register_nav, render
 
 router = APIRouter(prefix="/staff", route_class=WebRoute, include_in_schema=False)
 Curator = Annotated[Principal, Depends(WebAllow(Role.curator, Role.admin))]
-MatcherDep = Annotated[matcher_service.Matcher, Depends(get_matcher)]
 
 register_nav("政策管理", "/staff/policies", (Role.curator, Role.admin), order=110)
 register_nav("定向推送", "/staff/push", (Role.curator, Role.admin), order=120)
@@ -212,17 +209,6 @@ def inline_diff(before: Any, after: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _enqueue_fan_out(db: Any, policy: Any) -> None:
-    """Queue the fan-out to eligible firms, as publishing through the API does."""
-    push_jobs.queue_fan_out(db, policy_id=policy.id, version=policy.version)
-
-
-def _enqueue_changed(db: Any, policy: Any, from_version: int) -> None:
-    """Queue the change notices for an edit of a published policy, as the API does."""
-    if policy.status == PolicyStatus.published and policy.version > from_version:
-        push_jobs.queue_change_notices(db, policy_id=policy.id, from_version=from_version)
-
-
 # ---------------------------------------------------------------- policy list
 
 
@@ -323,9 +309,8 @@ def new_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: Cu
 
 
 @router.post("/policies/new")
-async def create_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator) -> Response:
+def create_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, form: PageForm) -> Response:
     """Create a draft through the catalog service; its Chinese messages are shown by each field."""
-    form = await request.form()
     values, data, early = read_policy_form(form)
     if form.get("action") == "preview":
         return _preview_page(request, db, matcher, None, values, data, early)
@@ -370,23 +355,20 @@ def _preview_page(
 
 
 @router.post("/policies/{policy_id}")
-async def save_policy(
-    request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int
+def save_policy(
+    request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int, form: PageForm
 ) -> Response:
     """Save an edit; an edit of a published policy becomes a new version and matched firms hear of it."""
     policy = catalog_service.get_policy(db=db, policy_id=policy_id)
-    form = await request.form()
     values, data, early = read_policy_form(form)
     if form.get("action") == "preview":
         return _preview_page(request, db, matcher, policy, values, data, early)
-    from_version = policy.version or 0
     problem: HuiqiError | ValidationError | None = None
     try:
         if early:
             raise ValidationFailed(errors=early)
         update = PolicyUpdate(**data, note=values["note"])
         policy = catalog_service.update_policy(db=db, policy_id=policy_id, policy_in=update, actor=curator)
-        _enqueue_changed(db, policy, from_version)
     except ValidationError as exc:
         problem, errors = exc, FormErrors.from_validation(exc)
     except HuiqiError as exc:
@@ -400,16 +382,9 @@ async def save_policy(
 
 
 @router.post("/rules/preview")
-async def rules_preview(request: Request, db: DbSession, curator: Curator) -> Response:
+def rules_preview(request: Request, db: DbSession, curator: Curator, body: PageBody) -> Response:
     """The builder's live preview: how many firms the unsaved rules make eligible / likely (JSON)."""
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        text = body.get("rules_json") if isinstance(body, dict) else None
-    else:  # a plain form post (the form was read for the CSRF check already)
-        text = (await request.form()).get("rules_json")
+    text = body.get("rules_json")
     rules, problem = parse_rules(text if isinstance(text, str) else None)
     if problem:
         return JSONResponse({"errors": [{"field": problem.field, "reason": problem.reason}], "total": None})
@@ -423,7 +398,6 @@ def publish(request: Request, db: DbSession, matcher: MatcherDep, curator: Curat
     """Publish; eligible firms hear of it through the queued fan-out. Missing fields are named on the page."""
     try:
         policy = catalog_service.publish_policy(db=db, policy_id=policy_id, actor=curator)
-        _enqueue_fan_out(db, policy)
     except HuiqiError as exc:
         db.rollback()
         policy = catalog_service.get_policy(db=db, policy_id=policy_id)
@@ -452,12 +426,9 @@ def decide_tag(
     """Accept (the tag is added, versioned if published) or reject a suggested tag."""
     if decision not in ("accept", "reject"):
         raise ValidationFailed(errors=[FieldError("decision", "操作应为采纳或忽略", "invalid")])
-    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
-    from_version = policy.version or 0
     matcher_service.decide_tag_suggestion(
         db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=decision == "accept", actor=curator
     )
-    _enqueue_changed(db, catalog_service.get_policy(db=db, policy_id=policy_id), from_version)
     return redirect(request, f"/staff/policies/{policy_id}?saved=tag-{decision}#tags")
 
 
@@ -553,7 +524,7 @@ def eligible(
         "staff_eligible.html",
         {
             "policy": policy,
-            "rows": [eligible_row(m, e) for m, e in rows],
+            "rows": [matcher_export.eligible_row(m, e) for m, e in rows],
             "total": total,
             "status": status if status in ("likely", "both") else "eligible",
             "page_links": views.page_links(request, page, pages),
@@ -574,30 +545,9 @@ def eligible_export(
 ) -> Response:
     """Download the eligible-firm list as CSV (UTF-8 with BOM) or XLSX, in the API's export layout."""
     fmt = "xlsx" if format == "xlsx" else "csv"
-    policy, rows, _ = matcher_service.eligible_enterprises(
-        db=db, matcher=matcher, policy_id=policy_id, statuses=_statuses(status), offset=0, limit=1_000_000
+    data, media, disposition = matcher_export.export_eligible(
+        db=db, matcher=matcher, policy_id=policy_id, statuses=_statuses(status), fmt=fmt
     )
-    table = [
-        [
-            r.credit_code,
-            r.name,
-            r.region_code or "",
-            r.industry_code or "",
-            r.size_class or "",
-            r.status_label,
-            f"{r.score:.4f}",
-            "；".join(r.shared_tags),
-            r.contact_name or "",
-            r.contact_phone or "",
-        ]
-        for r in (eligible_row(m, e) for m, e in rows)
-    ]
-    if fmt == "csv":
-        data, media = tabular.write_csv(EXPORT_HEADERS, table), "text/csv; charset=utf-8"
-    else:
-        data, media = tabular.write_xlsx(EXPORT_HEADERS, table, "符合条件企业"), tabular.XLSX_MEDIA_TYPE
-    name = f"{policy.title}-符合条件企业.{fmt}"
-    disposition = f"attachment; filename=eligible-{policy.id}.{fmt}; filename*=UTF-8''{quote(name)}"
     return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
 
 
@@ -675,9 +625,8 @@ def push_page(
 
 
 @router.post("/push/preview")
-async def push_preview(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator) -> Response:
+def push_preview(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, form: PageForm) -> Response:
     """Count the firms and messages per channel the push would reach, with a masked sample; nothing is sent."""
-    form = await request.form()
     values, push_in, errors = _push_form(form)
     preview = None
     if push_in is not None:
@@ -698,11 +647,10 @@ async def push_preview(request: Request, db: DbSession, matcher: MatcherDep, cur
 
 
 @router.post("/push")
-async def push_send(
-    request: Request, db: DbSession, settings: AppSettings, matcher: MatcherDep, curator: Curator
+def push_send(
+    request: Request, db: DbSession, settings: AppSettings, matcher: MatcherDep, curator: Curator, form: PageForm
 ) -> Response:
     """Send the push: one record and its outbox rows in this request's transaction."""
-    form = await request.form()
     values, push_in, errors = _push_form(form)
     if push_in is not None:
         try:
@@ -731,9 +679,8 @@ def io_page(request: Request, curator: Curator) -> Response:
 
 
 @router.post("/io/import")
-async def io_import(request: Request, db: DbSession, settings: AppSettings, curator: Curator) -> Response:
+def io_import(request: Request, db: DbSession, settings: AppSettings, curator: Curator, form: PageForm) -> Response:
     """Run an import and show its row report on the page (nothing is written when a row fails, unless partial)."""
-    form = await request.form()
     kind = str(form.get("kind") or "")
     upload = form.get("file")
     partial = form.get("partial") in ("1", "on", "true")
@@ -744,7 +691,7 @@ async def io_import(request: Request, db: DbSession, settings: AppSettings, cura
         context |= {"report": None, "error": "请选择要导入的文件（CSV 或 XLSX）"}
         return render(request, "staff_io.html", context, status_code=422)
     limit = settings.upload_max_mb * 1024 * 1024
-    data = await upload.read(limit + 1)
+    data = upload.file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"文件超过 {settings.upload_max_mb} MB，请拆分后分批导入")
     importer = catalog_io.import_policies if kind == "policies" else profiles_io.import_enterprises

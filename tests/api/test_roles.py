@@ -14,7 +14,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from api.app import API_PREFIX, ROUTERS, create_app
-from api.deps import Allow, public
+from auth.deps import Allow, public
 from auth.models import Role
 from core.config import Settings
 from core.db import Database

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from catalog.fields import FIELDS
 from catalog.rules import (
     MAX_CONDITIONS,
     MAX_DEPTH,
@@ -28,7 +29,6 @@ from catalog.rules import (
     validate_rules,
 )
 from core.errors import ValidationFailed
-from profiles.fields import FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "rules.md"

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from catalog.fields import FIELDS
 from catalog.models import Tag
 from catalog.rules import OPS, validate_rules
 from matcher.eligibility import (
@@ -34,7 +35,6 @@ from matcher.eligibility import (
     profile_facts,
     whole_years,
 )
-from profiles.fields import FIELDS
 from profiles.models import Enterprise, EnterpriseQualification
 from tests import factories
 

@@ -131,7 +131,7 @@ def test_calculator_is_rate_limited(test_settings, database, db, matcher) -> Non
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.deps import get_db
+    from core.deps import get_db
 
     app = create_app(test_settings.model_copy(update={"calculator_per_minute": 2}), database=database, matcher=matcher)
     app.dependency_overrides[get_db] = lambda: db

@@ -14,9 +14,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from catalog.models import Tag
-from core import migrate
+from core import codes, migrate
 from core.db import make_engine
-from profiles import codes, derived
+from profiles import derived
 from profiles.demo import load_demo_enterprises
 from profiles.generate import (
     ABOVE_SCALE_MIN_REVENUE,

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import get_db
 from auth.models import Role
 from core import security
+from core.deps import get_db
 from core.errors import ValidationFailed, install_error_handlers
 from matcher import service as matcher_service
 from push import events, service

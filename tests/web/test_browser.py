@@ -88,7 +88,9 @@ def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPat
         _load_demo_catalog_subset(db)
         profiles_demo.load_demo_enterprises(db=db, count=DEMO_FIRMS)
         db.flush()
-        auth_demo.create_demo_users(db=db)
+        auth_demo.create_demo_users(
+            db=db, department_ids=catalog_demo.department_ids(db=db), firm_id=profiles_demo.demo_firm_id(db=db)
+        )
         db.commit()
         # Embed the published catalog once, before the browser waits on the first search.
         matcher.policy_index(db)

@@ -81,7 +81,9 @@ def _load_site_data(db: Any, settings: Settings) -> None:
     catalog_service.expire_due_policies(db=db, today=today)
     profiles_demo.load_demo_enterprises(db=db, count=DEMO_FIRMS)
     db.flush()
-    auth_demo.create_demo_users(db=db)
+    auth_demo.create_demo_users(
+        db=db, department_ids=catalog_demo.department_ids(db=db), firm_id=profiles_demo.demo_firm_id(db=db)
+    )
     desk_demo.load_demo_desk(db=db, settings=settings)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.codes import (
+from core.codes import (
     industry_division,
     industry_name,
     industry_section,

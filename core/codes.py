@@ -1,6 +1,6 @@
 """Industry (GB/T 4754-2017) and administrative region (GB/T 2260) code tables.
 
-Both tables live as CSV files in profiles/data and are read once, on first use.
+Both tables live as CSV files in core/data and are read once, on first use.
 Industry codes are stored in the canonical "section letter + digits" form
 (C, C39, C391, C3911); region codes are six-digit strings.
 """
@@ -39,7 +39,7 @@ class CodeRow:
 
 
 def _read_table(filename: str, levels: tuple[str, ...]) -> dict[str, CodeRow]:
-    text = (resources.files("profiles") / "data" / filename).read_text(encoding="utf-8")
+    text = (resources.files("core") / "data" / filename).read_text(encoding="utf-8")
     rows: dict[str, CodeRow] = {}
     for record in csv.DictReader(text.splitlines()):
         code = record["code"].strip()

@@ -1,0 +1,62 @@
+"""Request dependencies every domain uses: the app's settings, the database session, paging.
+
+Routers of every package take these from here (never from api/), so dependencies point one way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from core.config import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """Return the settings the app was built with."""
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """Yield a session for one request: commit on success, roll back on any error."""
+    # Requests that change things take SQLite's write lock up front (waiting for it rather than
+    # failing when a background job commits between their read and their write).
+    db = request.app.state.db
+    session: Session = (db.sessionmaker if request.method in ("GET", "HEAD", "OPTIONS") else db.writer)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": commit before the response is sent, so a client that gets 200 sees its write
+# and its next request cannot race the commit (the default scope would commit after sending).
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+
+
+class PageParams:
+    """Page number and size from the query string, with a ceiling from settings."""
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        page: Annotated[int, Query(ge=1, description="页码，从1开始")] = 1,
+        page_size: Annotated[int, Query(ge=1, le=1000, description="每页条数")] = 20,
+    ) -> None:
+        self.page = page
+        self.page_size = min(page_size, settings.page_size_max)
+
+    @property
+    def offset(self) -> int:
+        """Return the row offset of this page."""
+        return (self.page - 1) * self.page_size
+
+
+Paging = Annotated[PageParams, Depends()]

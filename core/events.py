@@ -1,0 +1,139 @@
+"""Domain events: a lower package says what happened; the packages above it decide what follows.
+
+Catalog publishes a policy; push queues the fan-out and matcher queues a re-match. Catalog never
+imports either of them: it emits `PolicyPublished` and the subscribers run.
+
+Handlers run synchronously, in the emitter's thread and transaction (the event carries the session),
+so whatever they write — a queued job, an engagement row — commits or rolls back with the change
+that caused it. Handlers must be quick: they queue work, they don't do it.
+
+Subscribers register at import time of the modules in `SUBSCRIBER_MODULES`, which `emit` loads on
+first use, so no process can publish a policy without its subscribers listening (the same way the
+scheduler loads every domain's jobs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+# Modules whose import registers handlers; loaded by name because they sit above core.
+SUBSCRIBER_MODULES = ("matcher.subscribers", "push.subscribers", "desk.subscribers")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every domain event: the session of the transaction it happened in."""
+
+    db: Session
+
+
+@dataclass(frozen=True)
+class PolicyPublished(Event):
+    """A policy version became visible to firms."""
+
+    policy_id: int
+    version: int
+
+
+@dataclass(frozen=True)
+class PolicyRevised(Event):
+    """A published policy was edited into a new version."""
+
+    policy_id: int
+    from_version: int
+    to_version: int
+
+
+@dataclass(frozen=True)
+class PolicyWithdrawn(Event):
+    """A published policy was withdrawn or expired."""
+
+    policy_id: int
+
+
+@dataclass(frozen=True)
+class PoliciesSeen(Event):
+    """A signed-in firm looked at policies (`kind`: viewed on a page, or listed by the calculator)."""
+
+    enterprise_id: int
+    policy_ids: tuple[int, ...]
+    kind: str
+
+
+@dataclass(frozen=True)
+class ProfileChanged(Event):
+    """A firm's profile changed in a way matching depends on."""
+
+    enterprise_id: int
+
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any], None]
+
+
+class EventBus:
+    """Handlers by event type; `emit` calls each one in order of subscription."""
+
+    def __init__(self, subscriber_modules: tuple[str, ...] = ()) -> None:
+        self._handlers: dict[type[Event], list[Handler]] = defaultdict(list)
+        self._modules = subscriber_modules
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def subscribe(self, event_type: type[E], handler: Callable[[E], None]) -> None:
+        """Call `handler` for every event of `event_type` (once, however often it is subscribed)."""
+        if handler not in self._handlers[event_type]:
+            self._handlers[event_type].append(handler)
+
+    def handlers(self, event_type: type[Event]) -> list[Handler]:
+        """Return the handlers of an event type, loading the subscriber modules first."""
+        self._load()
+        return list(self._handlers.get(event_type, ()))
+
+    def emit(self, event: Event) -> None:
+        """Run every handler of the event's type; an exception aborts the emitter's transaction."""
+        for handler in self.handlers(type(event)):
+            handler(event)
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            for name in self._modules:
+                try:
+                    importlib.import_module(name)
+                except ModuleNotFoundError as exc:
+                    # Only a missing subscriber module itself is skipped; a broken import inside it is raised.
+                    if exc.name != name:
+                        raise
+                    log.debug("no subscriber module %s", name)
+            self._loaded = True
+
+
+bus = EventBus(SUBSCRIBER_MODULES)
+
+
+def emit(event: Event) -> None:
+    """Announce a domain event to its subscribers (see `bus`)."""
+    bus.emit(event)
+
+
+def policies_seen(*, db: Session, principal: Any, policy_ids: list[int], kind: str) -> None:
+    """Announce that the caller saw these policies, when the caller is a signed-in firm (staff aren't counted)."""
+    enterprise_id = getattr(principal, "enterprise_id", None)
+    if principal is None or enterprise_id is None or str(getattr(principal, "role", "")) != "enterprise":
+        return
+    if policy_ids:
+        emit(PoliciesSeen(db=db, enterprise_id=enterprise_id, policy_ids=tuple(policy_ids), kind=kind))

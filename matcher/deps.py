@@ -1,0 +1,17 @@
+"""Request dependency for the matcher the app holds (embedder, indexes), for every router that needs it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from matcher.service import Matcher
+
+
+def get_matcher(request: Request) -> Matcher:
+    """Return the matcher the app created at start-up."""
+    return request.app.state.matcher
+
+
+MatcherDep = Annotated[Matcher, Depends(get_matcher)]

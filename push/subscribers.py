@@ -1,0 +1,32 @@
+"""What push does when other domains announce something (see core.events).
+
+Publishing queues the fan-out to eligible firms; a new version of a published policy queues the
+change notices; firms seeing policies are counted for the push funnel. All in the emitter's
+transaction, so nothing is queued for a change that rolls back.
+"""
+
+from __future__ import annotations
+
+from core import events
+from push import events as engagement
+from push import jobs
+
+
+def on_policy_published(event: events.PolicyPublished) -> None:
+    """Queue the fan-out of the new version to eligible firms."""
+    jobs.queue_fan_out(event.db, policy_id=event.policy_id, version=event.version)
+
+
+def on_policy_revised(event: events.PolicyRevised) -> None:
+    """Queue the notices telling matched firms what changed."""
+    jobs.queue_change_notices(event.db, policy_id=event.policy_id, from_version=event.from_version)
+
+
+def on_policies_seen(event: events.PoliciesSeen) -> None:
+    """Count a firm's views and calculator results in the push funnel."""
+    engagement.record_seen(db=event.db, enterprise_id=event.enterprise_id, policy_ids=event.policy_ids, kind=event.kind)
+
+
+events.bus.subscribe(events.PolicyPublished, on_policy_published)
+events.bus.subscribe(events.PolicyRevised, on_policy_revised)
+events.bus.subscribe(events.PoliciesSeen, on_policies_seen)
