@@ -15,7 +15,7 @@ from core import events
 from core.deps import DbSession, Paging
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.schemas import Page
-from matcher import export, service
+from matcher import export, feedback, service
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_LABELS
 from matcher.schemas import (
@@ -102,13 +102,13 @@ def _recommendations(db, matcher, enterprise_id: int, include: str | None, limit
     ent, items, changes, firm_tags = service.recommend(
         db=db, matcher=matcher, enterprise_id=enterprise_id, include=_include(include), limit=limit, today=today
     )
-    feedback = service.latest_feedback(db=db, enterprise_id=ent.id)
+    latest = feedback.latest_for_firm(db=db, enterprise_id=ent.id)
     return RecommendationsOut(
         enterprise_id=ent.id,
         enterprise_name=ent.name,
         completeness=ent.completeness,
         tags=[TagReason(name=n, why=w) for n, w in firm_tags.items()],
-        items=[_recommendation(r, today, feedback) for r in items],
+        items=[_recommendation(r, today, latest) for r in items],
         changes=_changes(changes),
     )
 
@@ -128,7 +128,7 @@ def my_recommendations(
 @router.post("/enterprises/me/feedback", response_model=FeedbackOut, status_code=201, tags=["匹配"])
 def give_feedback(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, body: FeedbackIn):
     """Mark a policy as interesting, not relevant or applied; "not relevant" drops it from the firm's lists."""
-    row = service.record_feedback(
+    row = feedback.record_feedback(
         db=db,
         enterprise_id=actor.enterprise_id,  # type: ignore[arg-type]
         policy_id=body.policy_id,
@@ -139,7 +139,7 @@ def give_feedback(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, bod
         weights=matcher.weights,
     )
     out = FeedbackOut.model_validate(row)
-    out.action_label = service.FEEDBACK_ACTIONS[row.action]
+    out.action_label = feedback.FEEDBACK_ACTIONS[row.action]
     return out
 
 

@@ -38,13 +38,13 @@ from core.db import utcnow
 from core.errors import NotFound
 from core.files import atomic_write
 from core.text import normalize
-from matcher import eligibility
+from matcher import eligibility, feedback
 from matcher import ranker as ranker_mod
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, FactsFrame, PolicyVerdict
 from matcher.embeddings import Embedder, EmbeddingCache, enterprise_text, make_embedder, policy_text
 from matcher.index import VectorIndex, choose_index
-from matcher.models import EnterpriseTag, Feedback, MatchResult, PolicyMatchState
+from matcher.models import EnterpriseTag, MatchResult, PolicyMatchState
 from matcher.ranking import (
     NO_CONDITIONS_SCORE,
     Components,
@@ -453,7 +453,7 @@ def recommend(
     wanted = set(include) | {ELIGIBLE}
     vocab = tags_mod.Vocabulary.from_db(db)
     if adjustments is None:
-        hidden, adjustments = feedback_adjustments(latest_feedback(db=db, enterprise_id=enterprise.id))
+        hidden, adjustments = feedback.adjustments(feedback.latest_for_firm(db=db, enterprise_id=enterprise.id))
     else:
         hidden = set()
     if INELIGIBLE not in wanted and _results_fresh(db, enterprise):
@@ -881,17 +881,7 @@ def eligible_enterprises(
     policy = db.get(Policy, policy_id)
     if policy is None:
         raise NotFound("政策不存在", code="policy_not_found")
-    latest = db.scalar(select(func.max(MatchResult.computed_at)).where(MatchResult.policy_id == policy_id))
-    stale_firms = db.scalar(
-        select(func.count())
-        .select_from(Enterprise)
-        .where(Enterprise.profile_updated_at > (latest or policy.updated_at))
-    )
-    if latest is None or latest < policy.updated_at or stale_firms:
-        vocab = tags_mod.Vocabulary.from_db(db)
-        for firm in db.scalars(select(Enterprise).where(Enterprise.profile_updated_at > (latest or policy.updated_at))):
-            sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=dt.date.today())
-        match_policy(db=db, matcher=matcher, policy=policy)
+    ensure_policy_results(db=db, matcher=matcher, policy=policy)
     q = (
         select(MatchResult, Enterprise)
         .join(Enterprise, Enterprise.id == MatchResult.enterprise_id)
@@ -902,6 +892,21 @@ def eligible_enterprises(
         q.order_by(MatchResult.status.asc(), MatchResult.score.desc(), Enterprise.id).offset(offset).limit(limit)
     )
     return policy, [(m, e) for m, e in rows], total
+
+
+def ensure_policy_results(*, db: Session, matcher: Matcher, policy: Policy) -> None:
+    """Re-match a policy against every firm when its stored results are older than it or than a profile."""
+    latest = db.scalar(select(func.max(MatchResult.computed_at)).where(MatchResult.policy_id == policy.id))
+    stale_firms = db.scalar(
+        select(func.count())
+        .select_from(Enterprise)
+        .where(Enterprise.profile_updated_at > (latest or policy.updated_at))
+    )
+    if latest is None or latest < policy.updated_at or stale_firms:
+        vocab = tags_mod.Vocabulary.from_db(db)
+        for firm in db.scalars(select(Enterprise).where(Enterprise.profile_updated_at > (latest or policy.updated_at))):
+            sync_enterprise_tags(db=db, enterprise=firm, vocab=vocab, today=dt.date.today())
+        match_policy(db=db, matcher=matcher, policy=policy)
 
 
 # ---------------------------------------------------------------- search
@@ -1029,80 +1034,6 @@ def decide_tag_suggestion(*, db: Session, policy_id: int, suggestion_id: int, ac
 
 
 # ---------------------------------------------------------------- feedback (政企互动)
-
-FEEDBACK_ACTIONS = {"interested": "感兴趣", "not_relevant": "不相关", "applied": "已申报"}
-# Per-firm score adjustments from its latest word on a policy; "not relevant" hides the policy.
-FEEDBACK_ADJUSTMENTS = {"interested": 0.05, "applied": -0.15}
-
-
-def record_feedback(
-    *,
-    db: Session,
-    enterprise_id: int,
-    policy_id: int,
-    action: str,
-    source: str = "recommendation",
-    delivery_id: int | None = None,
-    user_id: int | None = None,
-    weights: Weights | None = None,
-    today: dt.date | None = None,
-) -> Feedback:
-    """Log a firm's feedback on a policy, with the ranking components it saw (urgency as of today)."""
-    from core.errors import FieldError, ValidationFailed
-
-    if action not in FEEDBACK_ACTIONS:
-        raise ValidationFailed(errors=[FieldError("action", "取值应为 interested、not_relevant 或 applied", "invalid")])
-    policy = db.get(Policy, policy_id)
-    if policy is None or policy.status not in (PolicyStatus.published, PolicyStatus.expired):
-        raise NotFound("政策不存在", code="policy_not_found")
-    result = db.get(MatchResult, (enterprise_id, policy_id))
-    components = (
-        {
-            "status": result.status,
-            "rules": result.rule_score,
-            "tags": result.tag_score,
-            "semantic": result.semantic_score,
-            # Urgency is applied when a list is read, so it is computed here as the firm saw it today.
-            "urgency": urgency_score(policy.apply_end_on, today or dt.date.today(), weights or Weights())
-            if policy.policy_type == PolicyType.application
-            else 0.0,
-            "score": result.score,
-        }
-        if result
-        else {}
-    )
-    row = Feedback(
-        enterprise_id=enterprise_id,
-        policy_id=policy_id,
-        action=action,
-        source=source,
-        delivery_id=delivery_id,
-        user_id=user_id,
-        components=components,
-    )
-    db.add(row)
-    db.flush()
-    return row
-
-
-def latest_feedback(*, db: Session, enterprise_id: int) -> dict[int, str]:
-    """Return the latest feedback action per policy for a firm."""
-    out: dict[int, str] = {}
-    for policy_id, action in db.execute(
-        select(Feedback.policy_id, Feedback.action)
-        .where(Feedback.enterprise_id == enterprise_id)
-        .order_by(Feedback.created_at, Feedback.id)
-    ):
-        out[policy_id] = action
-    return out
-
-
-def feedback_adjustments(latest: Mapping[int, str]) -> tuple[set[int], dict[int, float]]:
-    """Turn a firm's latest feedback into hidden policies and score adjustments."""
-    hidden = {pid for pid, action in latest.items() if action == "not_relevant"}
-    adjustments = {pid: FEEDBACK_ADJUSTMENTS[a] for pid, a in latest.items() if a in FEEDBACK_ADJUSTMENTS}
-    return hidden, adjustments
-
 
 # ---------------------------------------------------------------- curators: rule preview and policy coverage
 

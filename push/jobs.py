@@ -299,15 +299,11 @@ def policy_changed_job(policy_id: int, from_version: int, attempt: int = 1) -> d
     A failure is logged and the job queued again with backoff, up to POLICY_CHANGED_RETRIES times;
     rows already written make a rerun write nothing twice.
     """
-    from matcher.service import Matcher
-
     settings = get_settings()
-    matcher = Matcher(settings)
     try:
         with session_scope(settings) as db:
             return notify.policy_change_notices(
                 db=db,
-                matcher=matcher,
                 policy_id=policy_id,
                 from_version=from_version,
                 now=utcnow(),
@@ -327,5 +323,3 @@ def policy_changed_job(policy_id: int, from_version: int, attempt: int = 1) -> d
             timezone=getattr(settings, "timezone", scheduler.DEFAULT_TIMEZONE),
         )
         return {"policy_id": policy_id, "created": 0, "retry": attempt + 1}
-    finally:
-        matcher.close()

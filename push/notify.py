@@ -33,14 +33,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from catalog.fields import label_of
-from catalog.models import Policy, PolicyStatus, PolicyVersion, Tag
+from catalog.models import Policy, PolicyStatus, PolicyVersion
 from core.config import Settings
 from core.db import Database
 from core.scheduler import ItemsReport, run_items
+from matcher import batch as matcher_batch
 from matcher import eligibility
-from matcher import service as matcher_service
+from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_CODES
-from matcher.models import EnterpriseTag, Feedback, MatchResult
 from profiles.derived import FIELD_LABELS
 from profiles.models import Enterprise
 from push import service
@@ -239,18 +239,6 @@ def _insert(db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return created
 
 
-def _latest_feedback(db: Session, policy_id: int) -> dict[int, str]:
-    """Return each firm's latest feedback action on a policy."""
-    latest: dict[int, str] = {}
-    for eid, action in db.execute(
-        select(Feedback.enterprise_id, Feedback.action)
-        .where(Feedback.policy_id == policy_id)
-        .order_by(Feedback.created_at, Feedback.id)
-    ):
-        latest[eid] = action
-    return latest
-
-
 def _lock_firm(db: Session, enterprise_id: int) -> str | None:
     """Hold the firm's row until the transaction ends, so two runs never decide for it at once.
 
@@ -438,13 +426,7 @@ def send_digest(*, db: Session, item: DigestItem, now: dt.datetime, settings: Se
             select(Policy.id, Policy.title, Policy.status, Policy.apply_end_on).where(Policy.id.in_(pids))
         )
     }
-    latest: dict[int, str] = {}
-    for pid, action in db.execute(
-        select(Feedback.policy_id, Feedback.action)
-        .where(Feedback.enterprise_id == eid, Feedback.policy_id.in_(pids))
-        .order_by(Feedback.created_at, Feedback.id)
-    ):
-        latest[pid] = action
+    latest = matcher_feedback.latest_for_firm(db=db, enterprise_id=eid, policy_ids=pids)
     channels = _other_channels(pref)
     label = DIGEST_LABELS[item.frequency]
     listed: dict[int, tuple[Any, str]] = {}  # policy id → (id, title, status, deadline row; match status)
@@ -587,13 +569,7 @@ def send_reminders(*, db: Session, item: ReminderItem, now: dt.datetime, setting
     if policy is None or policy.status != PolicyStatus.published or policy.apply_end_on != item.deadline:
         return 0
     today = _local(now, settings).date()
-    matched = dict(
-        db.execute(
-            select(MatchResult.enterprise_id, MatchResult.status).where(
-                MatchResult.policy_id == policy.id, MatchResult.status.in_([ELIGIBLE, LIKELY])
-            )
-        ).all()
-    )
+    matched = matcher_batch.matched_firms(db=db, policy_id=policy.id, statuses=[ELIGIBLE, LIKELY])
     reminded = set(
         db.scalars(
             select(Delivery.enterprise_id).where(
@@ -604,7 +580,7 @@ def send_reminders(*, db: Session, item: ReminderItem, now: dt.datetime, setting
             )
         )
     )
-    latest = _latest_feedback(db, policy.id)
+    latest = matcher_feedback.latest_for_policy(db=db, policy_id=policy.id)
     targets = [
         (eid, status)
         for eid, status in sorted(matched.items())
@@ -722,15 +698,14 @@ def _day(value: Any) -> dt.date | None:
 def policy_change_notices(
     *,
     db: Session,
-    matcher: matcher_service.Matcher,
     policy_id: int,
     from_version: int,
     now: dt.datetime,
     settings: Settings,
     base_url: str = "",
 ) -> dict[str, Any]:
-    """Re-judge every firm under a published policy's previous and current version, update its stored
-    match results, and tell the firms what changed for them; return counts.
+    """Re-judge every firm under a published policy's previous and current version and tell the firms
+    what changed for them; return counts.
 
     Both versions are judged against the firms' current profiles, so a notice reports the policy's
     change only. Became eligible: eligible now and not before. No longer eligible: eligible before
@@ -757,14 +732,12 @@ def policy_change_notices(
         return counts
     counts["policy_version"] = policy.version
     today = _local(now, settings).date()
-    ctx = matcher_service.batch_context(db=db, matcher=matcher, today=today)
-    old = eligibility.evaluate_many(before.get("rules"), ctx.frame, today=today)
-    new = eligibility.evaluate_many(after.get("rules"), ctx.frame, today=today)
-    # The stored results follow the current version, as the matcher would store them.
-    matcher_service.match_policy(db=db, matcher=matcher, policy=policy, ctx=ctx)
-    if not ctx.ids:
+    # Both versions judged on the same firms' facts; the matcher re-matches the policy on its own
+    # (it subscribes to PolicyRevised), so stored results follow the current version.
+    ids, old = matcher_batch.judge_all(db=db, rules=before.get("rules"), today=today)
+    ids_new, new = matcher_batch.judge_all(db=db, rules=after.get("rules"), today=today)
+    if not len(ids) or not np.array_equal(ids, ids_new):
         return counts
-    ids = np.asarray(ctx.ids)
     subscribers = service._subscribers(db, policy)
     following = np.isin(ids, np.fromiter(subscribers, dtype=ids.dtype, count=len(subscribers)))
     told_before = (old == _ELIGIBLE) | ((old == _LIKELY) & following)
@@ -779,7 +752,7 @@ def policy_change_notices(
     if not changes:
         log.info("policy %s v%s: no firm's outlook changed", policy.id, policy.version)
         return counts
-    hidden = {eid for eid, action in _latest_feedback(db, policy.id).items() if action == "not_relevant"}
+    hidden = matcher_feedback.not_relevant_firms(db=db, policy_id=policy.id)
     # A firm already told about this version as a new match (fan-out) needs no "became eligible" too.
     announced = set(
         db.scalars(
@@ -820,7 +793,7 @@ def policy_change_notices(
         old_status, new_status = _STATUS_OF_CODE[int(old[i])], _STATUS_OF_CODE[int(new[i])]
         reasons = ""
         if kind == NO_LONGER_ELIGIBLE and eid in firms:
-            facts = eligibility.profile_facts(firms[eid], today, tags=ctx.firm_tags[i])
+            facts = eligibility.profile_facts(firms[eid], today, tags=matcher_batch.firm_tags(db=db, enterprise_id=eid))
             reasons = eligibility.evaluate(after.get("rules"), facts, today=today).summary
         title, body = _change_text(
             kind,
@@ -883,18 +856,6 @@ def profile_period(now: dt.datetime, settings: Settings) -> str:
     return f"{local.year}-{local.month:02d}"
 
 
-def _open_likely(today: dt.date):  # type: ignore[no-untyped-def]
-    return (
-        select(MatchResult.enterprise_id)
-        .join(Policy, Policy.id == MatchResult.policy_id)
-        .where(
-            MatchResult.status == LIKELY,
-            Policy.status == PolicyStatus.published,
-            or_(Policy.apply_end_on.is_(None), Policy.apply_end_on >= today),
-        )
-    )
-
-
 def profile_candidates(*, db: Session, now: dt.datetime, settings: Settings) -> list[ProfileItem]:
     """Return firms with a stale profile or undecided ("likely") open policies, not yet reminded this month."""
     if not window_open(now, settings):
@@ -903,7 +864,7 @@ def profile_candidates(*, db: Session, now: dt.datetime, settings: Settings) -> 
     today = _local(now, settings).date()
     cutoff = months_before(now, settings.profile_freshness_months)
     stale = set(db.scalars(select(Enterprise.id).where(Enterprise.profile_updated_at < cutoff)))
-    undecided = set(db.scalars(_open_likely(today).distinct()))
+    undecided = matcher_batch.firms_with_open_likely(db=db, today=today)
     ids = sorted(stale | undecided)
     reminded: set[int] = set()
     unsubscribed: set[int] = set()
@@ -932,19 +893,11 @@ def profile_candidates(*, db: Session, now: dt.datetime, settings: Settings) -> 
 def blocking_fields(*, db: Session, enterprise: Enterprise, today: dt.date) -> tuple[Counter[str], int]:
     """Return the profile fields that keep a firm's open "likely" policies undecided (field → number of
     policies), and how many such policies there are, judged on its current profile."""
-    tags = set(
-        db.scalars(
-            select(Tag.name)
-            .join(EnterpriseTag, EnterpriseTag.tag_id == Tag.id)
-            .where(EnterpriseTag.enterprise_id == enterprise.id)
-        )
-    )
+    tags = matcher_batch.firm_tags(db=db, enterprise_id=enterprise.id)
     facts = eligibility.profile_facts(enterprise, today, tags=tags)
     fields: Counter[str] = Counter()
     undecided = 0
-    policy_ids = (
-        _open_likely(today).where(MatchResult.enterprise_id == enterprise.id).with_only_columns(MatchResult.policy_id)
-    )
+    policy_ids = matcher_batch.open_likely_policy_ids(db=db, enterprise_id=enterprise.id, today=today)
     for policy in db.scalars(select(Policy).where(Policy.id.in_(policy_ids)).order_by(Policy.id)):
         verdict = eligibility.evaluate(policy.rules, facts, today=today)
         if verdict.status == LIKELY and verdict.fields_to_fill:

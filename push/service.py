@@ -23,7 +23,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -34,7 +33,6 @@ from sqlalchemy import (
     literal,
     not_,
     null,
-    or_,
     select,
     true,
     update,
@@ -42,18 +40,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from catalog.fields import FIELDS
-from catalog.models import Category, Policy, PolicyStatus, Tag
+from catalog.models import Category, Policy, PolicyStatus
 from core import security
 from core.config import Settings
 from core.db import utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
 from core.text import normalize
+from matcher import batch as matcher_batch
 from matcher import eligibility
+from matcher import feedback as matcher_feedback
 from matcher import service as matcher_service
-from matcher.eligibility import ELIGIBLE, LIKELY, FactsFrame
-from matcher.models import EnterpriseTag, Feedback
-from profiles.models import Enterprise, EnterpriseQualification
+from matcher.eligibility import ELIGIBLE, LIKELY
+from profiles.models import Enterprise
 from push import events
 from push.channels import (
     WEBHOOK_FORMATS,
@@ -413,18 +411,6 @@ def _recent_push_counts(db: Session, enterprise_ids: Sequence[int], since: dt.da
     return counts
 
 
-def _not_relevant(db: Session, policy_id: int) -> set[int]:
-    """Return the firms whose latest word on a policy is "not relevant"."""
-    latest: dict[int, str] = {}
-    for eid, action in db.execute(
-        select(Feedback.enterprise_id, Feedback.action)
-        .where(Feedback.policy_id == policy_id)
-        .order_by(Feedback.created_at, Feedback.id)
-    ):
-        latest[eid] = action
-    return {eid for eid, action in latest.items() if action == "not_relevant"}
-
-
 def _subscribers(db: Session, policy: Policy) -> dict[int, int]:
     """Return firm → subscription id for firms following one of the policy's categories or keywords."""
     codes = set()
@@ -455,93 +441,6 @@ def _new_match_text(policy: Policy, status: str) -> tuple[str, str]:
 
 
 FAN_OUT_CHUNK = 20_000  # firms per unit of work when the caller commits between chunks (`checkpoint`)
-
-
-def _rule_references(rules: Mapping[str, Any] | None) -> tuple[set[str], dict[str, set[str]]]:
-    """Return the fields a rule tree tests and, for set fields, the members it names."""
-    fields: set[str] = set()
-    members: dict[str, set[str]] = {}
-
-    def walk(node: Any) -> None:
-        if not isinstance(node, Mapping):
-            return
-        if "field" in node:
-            name = node["field"]
-            fields.add(name)
-            spec = FIELDS.get(name)
-            if spec is not None and spec.type == "set":
-                value = node.get("value")
-                members.setdefault(name, set()).update(value if isinstance(value, list) else [value])
-        for key in ("all", "any"):
-            for child in node.get(key) or []:
-                walk(child)
-        walk(node.get("not"))
-
-    walk(rules)
-    return fields, members
-
-
-def eligibility_statuses(
-    *, db: Session, rules: Mapping[str, Any] | None, today: dt.date
-) -> tuple[np.ndarray, np.ndarray]:
-    """Judge every firm against one rule tree at once; return (firm ids ascending, int8 status codes).
-
-    Loads only the facts the rules test — those profile columns, and of qualifications (valid
-    today) and stored tags only the members the rules name — and runs `eligibility.evaluate_many`,
-    the engine batch matching uses, on the facts `profile_facts` gives each firm. No embedder.
-    """
-    fields, members = _rule_references(rules)
-    columns = sorted(
-        {
-            "established_on" if name == "years_established" else name  # years derive from the date
-            for name in fields
-            if name in FIELDS and FIELDS[name].type != "set"
-        }
-    )
-    names = ["id", *columns]
-    stmt = select(*(getattr(Enterprise, name) for name in names)).order_by(Enterprise.id)
-    # The driver's own values (ISO text or dates, floats or Decimals), not processed one by one in
-    # Python: pandas parses each column at once. A million firms' rows arrive in a few seconds.
-    connection = db.connection()
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(stmt.compile(dialect=connection.dialect)))
-        parts = [
-            pd.DataFrame.from_records(batch, columns=names) for batch in iter(lambda: cursor.fetchmany(100_000), [])
-        ]
-    finally:
-        cursor.close()
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
-    del parts
-    ids = table["id"].to_numpy(np.int64)
-    frame = FactsFrame.from_dataframe(table, today=today)
-    del table
-    # A firm's qualifications and tags are always known: an empty set when it holds none.
-    for name, wanted in members.items():
-        if name == "qualifications":
-            held = (
-                select(EnterpriseQualification.enterprise_id, Tag.name)
-                .join(Tag, Tag.id == EnterpriseQualification.tag_id)
-                .where(
-                    Tag.name.in_(sorted(wanted)),
-                    or_(
-                        EnterpriseQualification.valid_until_on.is_(None),
-                        EnterpriseQualification.valid_until_on >= today,
-                    ),
-                )
-            )
-        else:
-            held = (
-                select(EnterpriseTag.enterprise_id, Tag.name)
-                .join(Tag, Tag.id == EnterpriseTag.tag_id)
-                .where(Tag.name.in_(sorted(wanted)))
-            )
-        holders: dict[str, list[int]] = {member: [] for member in wanted}
-        for eid, member in db.execute(held):
-            holders[member].append(eid)
-        frame.sets[name] = {member: np.isin(ids, firm_ids) for member, firm_ids in holders.items()}
-        frame.set_known[name] = np.ones(len(ids), dtype=bool)
-    return ids, eligibility.evaluate_many(rules, frame, today=today)
 
 
 def _id_array(db: Session, query: Any) -> np.ndarray:
@@ -707,7 +606,7 @@ def fan_out_policy(
     out, and so are firms told about an earlier version. Each firm gets an inbox row (delivered at
     once) plus a pending row per other chosen channel.
 
-    Set-based: eligibility is judged for all firms at once from the rules (`eligibility_statuses`;
+    Set-based: eligibility is judged for all firms at once from the rules (`matcher.batch.judge_all`;
     `matcher` is not needed and only accepted for callers that pass one), the decision is array
     arithmetic, and firms on default preferences are written by one INSERT … SELECT per chunk.
     Firms are written in chunks of `chunk_size` in id order; `checkpoint`, when given, is called
@@ -727,7 +626,7 @@ def fan_out_policy(
         raise NotFound("政策不存在", code="policy_not_found")
     if policy.status != PolicyStatus.published:
         raise InvalidState("只有已发布的政策可以推送", code="policy_not_published")
-    ids, status = eligibility_statuses(db=db, rules=policy.rules, today=now.astimezone(LOCAL_TZ).date())
+    ids, status = matcher_batch.judge_all(db=db, rules=policy.rules, today=now.astimezone(LOCAL_TZ).date())
     subscribers = _subscribers(db, policy)
     inbox_rows = select(Delivery.enterprise_id).where(
         Delivery.policy_id == policy.id, Delivery.kind == "new_match", Delivery.channel == "inbox"
@@ -735,7 +634,7 @@ def fan_out_policy(
     # A firm told about an earlier version already knows the policy; a later edit is a change, not news.
     told = _id_array(db, inbox_rows.where(Delivery.policy_version < policy.version))
     done = _id_array(db, inbox_rows.where(Delivery.policy_version == policy.version))  # an earlier run's work
-    hidden = np.fromiter(_not_relevant(db, policy.id), dtype=np.int64)
+    hidden = np.fromiter(matcher_feedback.not_relevant_firms(db=db, policy_id=policy.id), dtype=np.int64)
     unsubscribed = _id_array(db, select(PushPreference.enterprise_id).where(PushPreference.unsubscribed_all.is_(True)))
     personal = _id_array(db, select(PushPreference.enterprise_id))
 
@@ -882,7 +781,9 @@ def send_due(
     firm_ids = sorted({r.enterprise_id for r in rows})
     prefs = _preferences_for(db, firm_ids)
     names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).all())
-    dropped = _not_relevant_pairs(db, rows)
+    dropped = matcher_feedback.not_relevant_pairs(
+        db=db, pairs=((r.enterprise_id, r.policy_id) for r in rows if r.policy_id is not None)
+    )
     if before_sending is not None:
         before_sending()
     for row in rows:
@@ -901,21 +802,6 @@ def send_due(
         counts[status] = counts.get(status, 0) + 1
     db.flush()
     return counts
-
-
-def _not_relevant_pairs(db: Session, rows: Sequence[Delivery]) -> set[tuple[int, int | None]]:
-    """Return the (firm, policy) pairs among rows whose latest feedback is "not relevant"."""
-    pairs = {(r.enterprise_id, r.policy_id) for r in rows if r.policy_id is not None}
-    if not pairs:
-        return set()
-    latest: dict[tuple[int, int], str] = {}
-    for eid, pid, action in db.execute(
-        select(Feedback.enterprise_id, Feedback.policy_id, Feedback.action)
-        .where(Feedback.enterprise_id.in_({e for e, _ in pairs}), Feedback.policy_id.in_({p for _, p in pairs}))
-        .order_by(Feedback.created_at, Feedback.id)
-    ):
-        latest[(eid, pid)] = action
-    return {pair for pair, action in latest.items() if action == "not_relevant" and pair in pairs}
 
 
 def _send_one(

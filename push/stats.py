@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from catalog.models import Policy
 from core.errors import FieldError, NotFound, ValidationFailed
-from matcher.models import Feedback
+from matcher import feedback as matcher_feedback
 from profiles.models import Enterprise
 from push.models import Delivery, PolicyEvent
 from push.service import CHANNELS, LOCAL_TZ
@@ -222,7 +222,7 @@ def funnel(*, db: Session, policy_id: int) -> dict[str, Any]:
         "calculator": select(PolicyEvent.enterprise_id).where(
             PolicyEvent.policy_id == policy_id, PolicyEvent.kind == "calculator"
         ),
-        "applied": select(Feedback.enterprise_id).where(Feedback.policy_id == policy_id, Feedback.action == "applied"),
+        "applied": matcher_feedback.firms_with_action_query(policy_id=policy_id, action="applied"),
     }
     pushed_ids = stages["pushed"]
     columns = []

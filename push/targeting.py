@@ -27,9 +27,10 @@ from catalog.models import Policy, PolicyStatus
 from core import codes
 from core.db import utcnow
 from core.errors import FieldError, InvalidState, NotFound, ValidationFailed
+from matcher import batch as matcher_batch
+from matcher import feedback as matcher_feedback
 from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, LIKELY
-from matcher.models import EnterpriseTag, Feedback, MatchResult
 from profiles.models import Enterprise, EnterpriseQualification
 from push.models import Delivery, ManualPush, PushPreference
 from push.schemas import ManualPushIn, TargetFilters
@@ -126,9 +127,7 @@ def build_selection(*, db: Session, filters: TargetFilters, today: dt.date | Non
             continue
         for tag in tags:
             if name == "tags":
-                clauses.append(
-                    exists().where(EnterpriseTag.enterprise_id == Enterprise.id, EnterpriseTag.tag_id == tag.id)
-                )
+                clauses.append(Enterprise.id.in_(matcher_batch.tagged_firms_query(tag_id=tag.id)))
             else:
                 clauses.append(
                     exists().where(
@@ -150,10 +149,8 @@ def build_selection(*, db: Session, filters: TargetFilters, today: dt.date | Non
             errors.append(FieldError("filters.eligible_for_policy_id", "政策不存在", "not_found"))
         else:
             clauses.append(
-                exists().where(
-                    MatchResult.enterprise_id == Enterprise.id,
-                    MatchResult.policy_id == filters.eligible_for_policy_id,
-                    MatchResult.status.in_(statuses),
+                Enterprise.id.in_(
+                    matcher_batch.matched_firms_query(policy_id=filters.eligible_for_policy_id, statuses=statuses)
                 )
             )
             out["eligible_for_policy_id"] = filters.eligible_for_policy_id
@@ -256,18 +253,6 @@ def _walk(db: Session, selection: Selection, chunk: int | None = None) -> Iterat
         last = rows[-1][0]
         if len(rows) < chunk:
             return
-
-
-def _not_relevant(db: Session, policy_id: int, firms: Sequence[Firm]) -> set[int]:
-    """Return the firms of a chunk whose latest word on the policy is "not relevant"."""
-    latest: dict[int, str] = {}
-    for eid, action in db.execute(
-        select(Feedback.enterprise_id, Feedback.action)
-        .where(Feedback.policy_id == policy_id, Feedback.enterprise_id.between(firms[0].id, firms[-1].id))
-        .order_by(Feedback.created_at, Feedback.id)
-    ):
-        latest[eid] = action
-    return {eid for eid, action in latest.items() if action == "not_relevant"}
 
 
 def _recent_pushes(db: Session, enterprise_ids: Sequence[int], since: dt.datetime) -> Counter[int]:
@@ -378,7 +363,9 @@ def _run(
     week_ago = now - dt.timedelta(days=7)
     for firms in _walk(db, selection):
         plan.matched += len(firms)
-        hidden = _not_relevant(db, policy.id, firms)
+        hidden = matcher_feedback.not_relevant_firms(
+            db=db, policy_id=policy.id, enterprise_range=(firms[0].id, firms[-1].id)
+        )
         targets = []
         for f in firms:
             if f.id in hidden:
@@ -462,14 +449,7 @@ def _refresh_eligible(db: Session, matcher: matcher_service.Matcher | None, filt
         return
     if db.get(Policy, filters.eligible_for_policy_id) is None:
         return  # build_selection reports it with the field name
-    matcher_service.eligible_enterprises(
-        db=db,
-        matcher=matcher,
-        policy_id=filters.eligible_for_policy_id,
-        statuses=[ELIGIBLE, LIKELY],
-        offset=0,
-        limit=1,
-    )
+    matcher_batch.refresh_policy_results(db=db, matcher=matcher, policy_id=filters.eligible_for_policy_id)
 
 
 def preview(

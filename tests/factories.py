@@ -48,8 +48,8 @@ def make_tag(db: Session, **kw: Any) -> Tag:
     return catalog_service.create_tag(db=db, tag_in=TagIn(**data))
 
 
-def make_policy(db: Session, *, publish: bool = False, **kw: Any) -> Policy:
-    """Create a complete policy (publishable), optionally publishing it."""
+def make_policy(db: Session, *, publish: bool = False, announce: bool = True, **kw: Any) -> Policy:
+    """Create a complete policy (publishable), optionally publishing it (announced to subscribers unless told not to)."""
     i = n()
     dept = kw.pop("department", None) or make_department(db)
     cat = kw.pop("category", None) or make_category(db)
@@ -74,7 +74,7 @@ def make_policy(db: Session, *, publish: bool = False, **kw: Any) -> Policy:
     } | kw
     policy = catalog_service.create_policy(db=db, policy_in=PolicyIn(**data), actor=None)
     if publish:
-        catalog_service.publish_policy(db=db, policy_id=policy.id, actor=None)
+        catalog_service.publish_policy(db=db, policy_id=policy.id, actor=None, announce=announce)
     return policy
 
 

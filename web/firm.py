@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from core.deps import DbSession
 from core.errors import HuiqiError
+from matcher import feedback as matcher_feedback
 from matcher import service as matcher_service
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, LIKELY
@@ -144,7 +145,7 @@ def recommendations(request: Request, db: DbSession, matcher: MatcherDep, firm: 
         limit=RECOMMENDATIONS_SHOWN,
         today=today,  # type: ignore[arg-type]
     )
-    feedback = matcher_service.latest_feedback(db=db, enterprise_id=ent.id)
+    feedback = matcher_feedback.latest_for_firm(db=db, enterprise_id=ent.id)
     return render(
         request,
         "me_recommendations.html",
@@ -153,7 +154,7 @@ def recommendations(request: Request, db: DbSession, matcher: MatcherDep, firm: 
             "cards": [views.recommendation_card(r, today, feedback.get(r.policy.id)) for r in recs],
             "changes": changes,
             "firm_tags": firm_tags,
-            "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+            "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
             "unread": push_service.unread_count(db=db, enterprise_id=ent.id),
         },
     )
@@ -173,7 +174,7 @@ def feedback_response(
 ) -> Response:
     """Record a firm's 感兴趣 / 不相关 / 已申报 from a form; htmx gets the buttons back, a plain POST a redirect."""
     action = str(form.get("action") or "")
-    matcher_service.record_feedback(
+    matcher_feedback.record_feedback(
         db=db,
         enterprise_id=firm.enterprise_id,
         policy_id=policy_id,
@@ -186,7 +187,7 @@ def feedback_response(
         context = {
             "policy_id": policy_id,
             "feedback": action,
-            "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+            "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
             "saved": True,
         }
         if post_to:

@@ -17,6 +17,7 @@ from catalog.schemas import PolicyFilters
 from core import codes, events
 from core.deps import DbSession
 from core.errors import FieldError, ValidationFailed
+from matcher import feedback as matcher_feedback
 from matcher import service as matcher_service
 from matcher.deps import MatcherDep
 from matcher.schemas import CalculatorIn
@@ -150,7 +151,9 @@ def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id:
     policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=visitor)
     feedback = None
     if visitor is not None and visitor.enterprise_id is not None:
-        feedback = matcher_service.latest_feedback(db=db, enterprise_id=visitor.enterprise_id).get(policy.id)
+        feedback = matcher_feedback.latest_for_firm(
+            db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
+        ).get(policy.id)
     # The same funnel event the API records when a firm opens a policy.
     events.policies_seen(db=db, principal=visitor, policy_ids=[policy.id], kind="viewed")
     return render(
@@ -163,7 +166,7 @@ def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id:
             "regions": [codes.region_name(c) or c for c in policy.region_codes],
             "paragraphs": views.paragraphs,
             "feedback": feedback,
-            "feedback_actions": matcher_service.FEEDBACK_ACTIONS,
+            "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
         },
     )
 

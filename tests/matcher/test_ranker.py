@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from api.cli import app as cli_app
 from core.config import get_settings
 from core.db import utcnow
-from matcher import ranker, service
+from matcher import feedback, ranker, service
 from matcher.models import Feedback, MatchResult
 from matcher.ranking import Components, Weights
 from tests import factories
@@ -164,9 +164,9 @@ def test_feedback_records_the_urgency_the_firm_saw(db: Session) -> None:
             }
         ],
     )
-    row = service.record_feedback(db=db, enterprise_id=firm.id, policy_id=policy.id, action="interested", today=today)
+    row = feedback.record_feedback(db=db, enterprise_id=firm.id, policy_id=policy.id, action="interested", today=today)
     assert row.components["urgency"] == 1.0  # within a week
-    later = service.record_feedback(
+    later = feedback.record_feedback(
         db=db, enterprise_id=firm.id, policy_id=policy.id, action="applied", today=today - dt.timedelta(days=12)
     )
     assert 0 < later.components["urgency"] < 1
@@ -357,7 +357,7 @@ def test_a_used_ranker_reorders_recommendations_and_an_unused_one_does_not(  # t
     assert [s for _, s in learned] == pytest.approx(expected.round(4).tolist())
 
     # Feedback adjustments still apply on top of the probability; components and reasons are unchanged.
-    service.record_feedback(db=db, enterprise_id=firm.id, policy_id=close_text.id, action="interested")
+    feedback.record_feedback(db=db, enterprise_id=firm.id, policy_id=close_text.id, action="interested")
     _, items, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
     [rec] = [r for r in items if r.policy.id == close_text.id]
     assert rec.score == pytest.approx(round(float(expected[1]) + 0.05, 4))

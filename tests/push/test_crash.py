@@ -240,7 +240,13 @@ def build_world(fresh: FreshDb, hook_url: Callable[[str], str]) -> World:
             firm.established_on -= dt.timedelta(days=10)
     with database.session() as db:
         policy = factories.make_policy(
-            db, publish=True, title=f"中山市{KEYWORD}产业扶持资金", region_codes=["440000"], rules=RULES
+            # Not announced: each test queues the fan-out itself, with small chunks and a short resume delay.
+            db,
+            publish=True,
+            announce=False,
+            title=f"中山市{KEYWORD}产业扶持资金",
+            region_codes=["440000"],
+            rules=RULES,
         )
         policy_id, version = policy.id, policy.version
         ids = list(db.scalars(select(Enterprise.id).order_by(Enterprise.id)))

@@ -20,6 +20,7 @@ from catalog import service as catalog_service
 from catalog.models import PolicyStatus
 from catalog.schemas import PolicyUpdate
 from core.db import utcnow
+from matcher import feedback as matcher_feedback
 from matcher import service as matcher_service
 from matcher.models import MatchResult
 from push import notify, service
@@ -229,7 +230,7 @@ def test_empty_digest_is_not_sent_and_instant_firms_are_not_held(db: Session, ma
         instant = _firm(db, channels=["inbox", "email"])
         policy = factories.make_policy(db, publish=True)
         service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
-        matcher_service.record_feedback(db=db, enterprise_id=daily.id, policy_id=policy.id, action="not_relevant")
+        matcher_feedback.record_feedback(db=db, enterprise_id=daily.id, policy_id=policy.id, action="not_relevant")
 
         clock.move_to(at(2026, 11, 23, 9, 0))
         notify.run_digests(db=db, now=utcnow(), settings=test_settings)
@@ -269,8 +270,8 @@ def _deadline_setup(db: Session, matcher):  # type: ignore[no-untyped-def]
         db, region_code="440300", credit_code=factories.credit_code(factories.n() * 31337, region="440300")
     )
     matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
-    matcher_service.record_feedback(db=db, enterprise_id=firms["applied"].id, policy_id=policy.id, action="applied")
-    matcher_service.record_feedback(
+    matcher_feedback.record_feedback(db=db, enterprise_id=firms["applied"].id, policy_id=policy.id, action="applied")
+    matcher_feedback.record_feedback(
         db=db, enterprise_id=firms["uninterested"].id, policy_id=policy.id, action="not_relevant"
     )
     return policy, firms, outside
@@ -409,7 +410,7 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
         deaf = factories.make_enterprise(db, employees=200, rd_expense=150)
         policy = factories.make_policy(db, publish=True, rules=V1_RULES, apply_end_on=dt.date(2026, 12, 23))
         service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
-        matcher_service.record_feedback(db=db, enterprise_id=deaf.id, policy_id=policy.id, action="not_relevant")
+        matcher_feedback.record_feedback(db=db, enterprise_id=deaf.id, policy_id=policy.id, action="not_relevant")
         catalog_service.update_policy(
             db=db,
             policy_id=policy.id,
@@ -419,10 +420,10 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
         assert policy.version == 2
 
         counts = notify.policy_change_notices(
-            db=db, matcher=matcher, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
+            db=db, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
         )
         again = notify.policy_change_notices(
-            db=db, matcher=matcher, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
+            db=db, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
         )
 
     def notices(firm_id: int) -> list[tuple[str, int]]:
@@ -439,7 +440,10 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
     assert "暂不符合申报条件" in lost.body and "年研发费用" in lost.body
     (joined,) = _rows(db, joins.id, "policy_changed")
     assert joined.title.startswith("政策变更：贵企业现已符合") and "2027年1月15日" in joined.body
-    # The stored results follow the new version.
+    # The edit queued the matcher's own re-match (its subscriber to PolicyRevised); once it runs,
+    # the stored results follow the new version.
+    assert db.scalar(text("SELECT count(*) FROM apscheduler_jobs WHERE id = 'once:matcher-rematch-changed'")) == 1
+    matcher_service.ensure_policy_results(db=db, matcher=matcher, policy=policy)
     results = dict(
         db.execute(
             select(MatchResult.enterprise_id, MatchResult.status).where(

@@ -21,7 +21,7 @@ from auth.models import Role
 from core import security
 from core.deps import get_db
 from core.errors import ValidationFailed, install_error_handlers
-from matcher import service as matcher_service
+from matcher import feedback as matcher_feedback
 from push import events, service
 from push.channels import WebhookChannel
 from push.models import Delivery, PushPreference, Subscription
@@ -134,7 +134,7 @@ def test_fan_out_creates_inbox_rows_for_eligible_firms_only_and_only_once(db: Se
 def test_not_relevant_feedback_drops_the_policy_from_the_firms_pushes(db: Session, matcher) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
     policy = factories.make_policy(db, publish=True)
-    matcher_service.record_feedback(db=db, enterprise_id=firm.id, policy_id=policy.id, action="not_relevant")
+    matcher_feedback.record_feedback(db=db, enterprise_id=firm.id, policy_id=policy.id, action="not_relevant")
 
     counts = service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
@@ -533,7 +533,7 @@ def test_likely_firms_are_pushed_only_when_they_follow_the_policys_category(db: 
 
 def test_not_relevant_after_the_decision_skips_the_pending_send(db: Session, matcher, test_settings, webhook) -> None:  # type: ignore[no-untyped-def]
     row = _pending_webhook_row(db, matcher, "http://127.0.0.1:9/never")
-    matcher_service.record_feedback(
+    matcher_feedback.record_feedback(
         db=db, enterprise_id=row.enterprise_id, policy_id=row.policy_id, action="not_relevant"
     )
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from auth.models import Role
 from core.errors import ValidationFailed
-from matcher import service as matcher_service
+from matcher import feedback as matcher_feedback
 from push import events, service, stats
 from push.models import Delivery, PolicyEvent
 from tests import factories
@@ -188,8 +188,8 @@ def test_funnel_counts_distinct_firms_from_real_rows(db: Session) -> None:
     events.record_events(db=db, enterprise_id=b.id, policy_ids=[policy.id], kind="calculator", now=now)
     # a marks it applied twice, d says interested: one applied firm.
     for action in ("applied", "applied"):
-        matcher_service.record_feedback(db=db, enterprise_id=a.id, policy_id=policy.id, action=action)
-    matcher_service.record_feedback(db=db, enterprise_id=d.id, policy_id=policy.id, action="interested")
+        matcher_feedback.record_feedback(db=db, enterprise_id=a.id, policy_id=policy.id, action=action)
+    matcher_feedback.record_feedback(db=db, enterprise_id=d.id, policy_id=policy.id, action="interested")
 
     result = stats.funnel(db=db, policy_id=policy.id)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from auth.models import Role
 from core.errors import InvalidState, ValidationFailed
-from matcher import service as matcher_service
+from matcher import feedback as matcher_feedback
 from matcher.models import EnterpriseTag
 from push import service, targeting
 from push.models import Delivery, ManualPush
@@ -58,7 +58,7 @@ def guangdong(db: Session) -> dict[str, Any]:
     gone = factories.make_enterprise(db)
     service.update_preferences(db=db, enterprise_id=gone.id, prefs_in=PreferencesIn(unsubscribed_all=True))
     bored = factories.make_enterprise(db)
-    matcher_service.record_feedback(db=db, enterprise_id=bored.id, policy_id=policy.id, action="not_relevant")
+    matcher_feedback.record_feedback(db=db, enterprise_id=bored.id, policy_id=policy.id, action="not_relevant")
     far = factories.make_enterprise(db, region_code="310115")
     return {
         "policy": policy,

@@ -1,0 +1,177 @@
+"""The matcher's face to other packages for work over many firms at once.
+
+Push (fan-out, change notices, reminders, targeting), curators' previews and re-matching read
+firms' facts, their tags and the stored match results through these functions only; no other
+package reads the matcher's tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from catalog.fields import FIELDS
+from catalog.models import Policy, PolicyStatus, Tag
+from matcher import eligibility, service
+from matcher.eligibility import LIKELY, FactsFrame
+from matcher.models import EnterpriseTag, MatchResult
+from profiles.models import Enterprise, EnterpriseQualification
+
+# ---------------------------------------------------------------- judging every firm against a rule tree
+
+
+def _rule_references(rules: Mapping[str, Any] | None) -> tuple[set[str], dict[str, set[str]]]:
+    """Return the fields a rule tree tests and, for set fields, the members it names."""
+    fields: set[str] = set()
+    members: dict[str, set[str]] = {}
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, Mapping):
+            return
+        if "field" in node:
+            name = node["field"]
+            fields.add(name)
+            spec = FIELDS.get(name)
+            if spec is not None and spec.type == "set":
+                value = node.get("value")
+                members.setdefault(name, set()).update(value if isinstance(value, list) else [value])
+        for key in ("all", "any"):
+            for child in node.get(key) or []:
+                walk(child)
+        walk(node.get("not"))
+
+    walk(rules)
+    return fields, members
+
+
+def judge_all(*, db: Session, rules: Mapping[str, Any] | None, today: dt.date) -> tuple[np.ndarray, np.ndarray]:
+    """Judge every firm against one rule tree at once; return (firm ids ascending, int8 status codes).
+
+    Loads only the facts the rules test — those profile columns, and of qualifications (valid
+    today) and stored tags only the members the rules name — and runs `eligibility.evaluate_many`,
+    the engine batch matching uses, on the facts `profile_facts` gives each firm. No embedder.
+    """
+    fields, members = _rule_references(rules)
+    columns = sorted(
+        {
+            "established_on" if name == "years_established" else name  # years derive from the date
+            for name in fields
+            if name in FIELDS and FIELDS[name].type != "set"
+        }
+    )
+    names = ["id", *columns]
+    stmt = select(*(getattr(Enterprise, name) for name in names)).order_by(Enterprise.id)
+    # The driver's own values (ISO text or dates, floats or Decimals), not processed one by one in
+    # Python: pandas parses each column at once. A million firms' rows arrive in a few seconds.
+    connection = db.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(stmt.compile(dialect=connection.dialect)))
+        parts = [
+            pd.DataFrame.from_records(batch, columns=names) for batch in iter(lambda: cursor.fetchmany(100_000), [])
+        ]
+    finally:
+        cursor.close()
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+    del parts
+    ids = table["id"].to_numpy(np.int64)
+    frame = FactsFrame.from_dataframe(table, today=today)
+    del table
+    # A firm's qualifications and tags are always known: an empty set when it holds none.
+    for name, wanted in members.items():
+        if name == "qualifications":
+            held = (
+                select(EnterpriseQualification.enterprise_id, Tag.name)
+                .join(Tag, Tag.id == EnterpriseQualification.tag_id)
+                .where(
+                    Tag.name.in_(sorted(wanted)),
+                    or_(
+                        EnterpriseQualification.valid_until_on.is_(None),
+                        EnterpriseQualification.valid_until_on >= today,
+                    ),
+                )
+            )
+        else:
+            held = (
+                select(EnterpriseTag.enterprise_id, Tag.name)
+                .join(Tag, Tag.id == EnterpriseTag.tag_id)
+                .where(Tag.name.in_(sorted(wanted)))
+            )
+        holders: dict[str, list[int]] = {member: [] for member in wanted}
+        for eid, member in db.execute(held):
+            holders[member].append(eid)
+        frame.sets[name] = {member: np.isin(ids, firm_ids) for member, firm_ids in holders.items()}
+        frame.set_known[name] = np.ones(len(ids), dtype=bool)
+    return ids, eligibility.evaluate_many(rules, frame, today=today)
+
+
+# ---------------------------------------------------------------- stored results and tags, for other packages
+
+
+def matched_firms(*, db: Session, policy_id: int, statuses: Sequence[str]) -> dict[int, str]:
+    """Return firm → stored verdict for the firms matched to a policy with one of `statuses`."""
+    rows = db.execute(
+        select(MatchResult.enterprise_id, MatchResult.status).where(
+            MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses))
+        )
+    )
+    return dict(rows.tuples().all())
+
+
+def matched_firms_query(*, policy_id: int, statuses: Sequence[str]) -> Select[tuple[int]]:
+    """Return a query of the firms matched to a policy with one of `statuses` (to filter firms in SQL)."""
+    return select(MatchResult.enterprise_id).where(
+        MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses))
+    )
+
+
+def tagged_firms_query(*, tag_id: int) -> Select[tuple[int]]:
+    """Return a query of the firms carrying a tag (to filter firms in SQL)."""
+    return select(EnterpriseTag.enterprise_id).where(EnterpriseTag.tag_id == tag_id)
+
+
+def firm_tags(*, db: Session, enterprise_id: int) -> set[str]:
+    """Return the names of the tags a firm carries."""
+    return set(
+        db.scalars(
+            select(Tag.name)
+            .join(EnterpriseTag, EnterpriseTag.tag_id == Tag.id)
+            .where(EnterpriseTag.enterprise_id == enterprise_id)
+        )
+    )
+
+
+def _open_likely(today: dt.date) -> Select[tuple[int, int]]:
+    return (
+        select(MatchResult.enterprise_id, MatchResult.policy_id)
+        .join(Policy, Policy.id == MatchResult.policy_id)
+        .where(
+            MatchResult.status == LIKELY,
+            Policy.status == PolicyStatus.published,
+            or_(Policy.apply_end_on.is_(None), Policy.apply_end_on >= today),
+        )
+    )
+
+
+def firms_with_open_likely(*, db: Session, today: dt.date) -> set[int]:
+    """Return the firms with at least one open policy stored as "likely" (a profile gap decides it)."""
+    return set(db.scalars(_open_likely(today).with_only_columns(MatchResult.enterprise_id).distinct()))
+
+
+def open_likely_policy_ids(*, db: Session, enterprise_id: int, today: dt.date) -> list[int]:
+    """Return the open policies stored as "likely" for a firm."""
+    q = _open_likely(today).where(MatchResult.enterprise_id == enterprise_id)
+    return sorted(db.scalars(q.with_only_columns(MatchResult.policy_id)))
+
+
+def refresh_policy_results(*, db: Session, matcher: service.Matcher, policy_id: int) -> None:
+    """Bring a policy's stored results up to date before they are used to pick firms."""
+    policy = db.get(Policy, policy_id)
+    if policy is not None:
+        service.ensure_policy_results(db=db, matcher=matcher, policy=policy)

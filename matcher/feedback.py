@@ -1,0 +1,138 @@
+"""Firms' word on policies (感兴趣 / 不相关 / 已申报): recorded here, read here by everyone.
+
+Feedback is append-only; a firm's latest word on a policy is what counts. Every reader — the
+recommendation list, push fan-out and digests, targeting, the funnel — goes through `_latest`,
+the one query that decides "latest".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from catalog.models import Policy, PolicyStatus, PolicyType
+from core.errors import FieldError, NotFound, ValidationFailed
+from matcher.models import Feedback, MatchResult
+from matcher.ranking import Weights, urgency_score
+
+FEEDBACK_ACTIONS = {"interested": "感兴趣", "not_relevant": "不相关", "applied": "已申报"}
+# Per-firm score adjustments from its latest word on a policy; "not relevant" hides the policy.
+FEEDBACK_ADJUSTMENTS = {"interested": 0.05, "applied": -0.15}
+NOT_RELEVANT = "not_relevant"
+
+
+def record_feedback(
+    *,
+    db: Session,
+    enterprise_id: int,
+    policy_id: int,
+    action: str,
+    source: str = "recommendation",
+    delivery_id: int | None = None,
+    user_id: int | None = None,
+    weights: Weights | None = None,
+    today: dt.date | None = None,
+) -> Feedback:
+    """Log a firm's feedback on a policy, with the ranking components it saw (urgency as of today).
+
+    `delivery_id` names the push the feedback answers; the caller checks it is this firm's.
+    """
+    if action not in FEEDBACK_ACTIONS:
+        raise ValidationFailed(errors=[FieldError("action", "取值应为 interested、not_relevant 或 applied", "invalid")])
+    policy = db.get(Policy, policy_id)
+    if policy is None or policy.status not in (PolicyStatus.published, PolicyStatus.expired):
+        raise NotFound("政策不存在", code="policy_not_found")
+    result = db.get(MatchResult, (enterprise_id, policy_id))
+    components = (
+        {
+            "status": result.status,
+            "rules": result.rule_score,
+            "tags": result.tag_score,
+            "semantic": result.semantic_score,
+            # Urgency is applied when a list is read, so it is computed here as the firm saw it today.
+            "urgency": urgency_score(policy.apply_end_on, today or dt.date.today(), weights or Weights())
+            if policy.policy_type == PolicyType.application
+            else 0.0,
+            "score": result.score,
+        }
+        if result
+        else {}
+    )
+    row = Feedback(
+        enterprise_id=enterprise_id,
+        policy_id=policy_id,
+        action=action,
+        source=source,
+        delivery_id=delivery_id,
+        user_id=user_id,
+        components=components,
+    )
+    db.add(row)
+    db.flush()
+    return row
+
+
+def _latest(db: Session, *where: Any) -> dict[tuple[int, int], str]:
+    """Return the latest action per (firm, policy) among the feedback rows matching `where`."""
+    latest: dict[tuple[int, int], str] = {}
+    rows = db.execute(
+        select(Feedback.enterprise_id, Feedback.policy_id, Feedback.action)
+        .where(*where)
+        .order_by(Feedback.created_at, Feedback.id)
+    )
+    for enterprise_id, policy_id, action in rows:
+        latest[(enterprise_id, policy_id)] = action
+    return latest
+
+
+def latest_for_firm(*, db: Session, enterprise_id: int, policy_ids: Iterable[int] | None = None) -> dict[int, str]:
+    """Return a firm's latest action per policy (only the given policies, when given)."""
+    where = [Feedback.enterprise_id == enterprise_id]
+    if policy_ids is not None:
+        where.append(Feedback.policy_id.in_(sorted(set(policy_ids))))
+    return {pid: action for (_, pid), action in _latest(db, *where).items()}
+
+
+def latest_for_policy(
+    *, db: Session, policy_id: int, enterprise_range: tuple[int, int] | None = None
+) -> dict[int, str]:
+    """Return each firm's latest action on a policy (firms with ids in `enterprise_range`, when given)."""
+    where = [Feedback.policy_id == policy_id]
+    if enterprise_range is not None:
+        where.append(Feedback.enterprise_id.between(*enterprise_range))
+    return {eid: action for (eid, _), action in _latest(db, *where).items()}
+
+
+def not_relevant_firms(*, db: Session, policy_id: int, enterprise_range: tuple[int, int] | None = None) -> set[int]:
+    """Return the firms whose latest word on a policy is "not relevant"."""
+    latest = latest_for_policy(db=db, policy_id=policy_id, enterprise_range=enterprise_range)
+    return {eid for eid, action in latest.items() if action == NOT_RELEVANT}
+
+
+def not_relevant_pairs(*, db: Session, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Return the (firm, policy) pairs among `pairs` whose latest feedback is "not relevant"."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    latest = _latest(
+        db,
+        Feedback.enterprise_id.in_({e for e, _ in wanted}),
+        Feedback.policy_id.in_({p for _, p in wanted}),
+    )
+    return {pair for pair, action in latest.items() if action == NOT_RELEVANT and pair in wanted}
+
+
+def adjustments(latest: Mapping[int, str]) -> tuple[set[int], dict[int, float]]:
+    """Turn a firm's latest feedback into hidden policies and score adjustments."""
+    hidden = {pid for pid, action in latest.items() if action == NOT_RELEVANT}
+    shifts = {pid: FEEDBACK_ADJUSTMENTS[a] for pid, a in latest.items() if a in FEEDBACK_ADJUSTMENTS}
+    return hidden, shifts
+
+
+def firms_with_action_query(*, policy_id: int, action: str) -> Select[tuple[int]]:
+    """Return a query of the firms that ever gave `action` on a policy (for funnels counting distinct firms)."""
+    return select(Feedback.enterprise_id).where(Feedback.policy_id == policy_id, Feedback.action == action)
