@@ -19,8 +19,8 @@ from core.ratelimit import RateLimiter
 from core.scheduler import start_in_process, stop_in_process
 from desk.router import router as desk_router
 from desk.stats_router import router as desk_stats_router
+from matcher.engine import Matcher
 from matcher.router import router as matcher_router
-from matcher.service import Matcher
 from profiles.router import router as profiles_router
 from push.router import router as push_router
 from web import install as install_web
@@ -49,12 +49,12 @@ def warm_up(state: object) -> None:
     Vectors come from (and go to) the on-disk embedding cache, so after the first start this takes seconds.
     """
     from desk import answer
-    from matcher import service as matcher_service
+    from matcher import search as matcher_search
 
     try:
         with state.db.session() as db:  # type: ignore[attr-defined]
             answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")  # type: ignore[attr-defined]
-            matcher_service.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)  # type: ignore[attr-defined]
+            matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)  # type: ignore[attr-defined]
         log.info("warm-up done: embedder, policy index and desk knowledge base ready")
     except Exception:  # noqa: BLE001 - warming is an optimisation; requests build what they need anyway
         log.exception("warm-up failed; the first requests will build what they need")

@@ -23,8 +23,6 @@ train_app = typer.Typer(help="训练模型（写入 models/，附清单）", no_
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="评估匹配与服务台质量", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
-index_app = typer.Typer(help="向量索引维护", no_args_is_help=True)
-app.add_typer(index_app, name="index")
 desk_app = typer.Typer(help="企业诉求服务台：报表、模型训练", no_args_is_help=True)
 app.add_typer(desk_app, name="desk")
 console = Console()
@@ -389,31 +387,55 @@ def synth(
             )
 
 
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def match(
-    all_: Annotated[bool, typer.Option("--all", help="全部政策与全部企业重新匹配")] = False,
-    changed: Annotated[bool, typer.Option("--changed", help="只重算有变动的政策和企业（默认）")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="全部企业与全部政策重新匹配（可中断续跑）")] = False,
+    changed: Annotated[bool, typer.Option("--changed", help="只重算有变动的企业和政策（默认）")] = False,
+    engine: Annotated[Engine, typer.Option(help="在本机运行，或在 Ray 集群上运行（需 PostgreSQL）")] = Engine.local,
+    address: Annotated[str | None, typer.Option(help="Ray 集群地址，如 ray://head:10001；缺省则启动本机 Ray")] = None,
 ) -> None:
-    """Match policies against enterprises and store the results."""
-    from matcher import service as matcher_service
+    """Match every firm against every open policy and store each firm's best (the worker also does this)."""
+    from matcher import engine as matcher_engine
+    from matcher import runs
 
     settings = get_settings()
-    matcher = matcher_service.Matcher(settings)
-    with progress() as bar:
-        tasks: dict[str, int] = {}
+    matcher = matcher_engine.Matcher(settings)
+    database = get_database(settings)
+    labels = {
+        "embed": "向量化企业画像",
+        "chunks": "匹配企业（分块）",
+        "firms": "重算变动企业",
+        "policies": "匹配变动政策",
+    }
+    try:
+        with progress() as bar:
+            tasks: dict[str, int] = {}
 
-        def step(kind: str, k: int, total: int | None) -> None:
-            if kind not in tasks:
-                tasks[kind] = bar.add_task({"firms": "向量化企业画像", "policies": "匹配政策"}[kind], total=total)
-            bar.advance(tasks[kind], k)
+            def step(kind: str, done: int, total: int) -> None:
+                if kind not in tasks:
+                    tasks[kind] = bar.add_task(labels.get(kind, kind), total=total)
+                bar.update(tasks[kind], completed=done, total=total)
 
-        totals = matcher_service.rematch(
-            database=get_database(settings), matcher=matcher, all_policies=all_, progress=step
-        )
-    matcher.close()
+            if all_:
+                chunk_engine = None
+                if engine == Engine.ray:
+                    from matcher import ray_engine
+
+                    chunk_engine = ray_engine.RayEngine(settings, address=address)
+                report = runs.rematch_all(database, matcher, progress=step, engine=chunk_engine)
+            else:
+                report = runs.rematch_changed(database, matcher, progress=step)
+    finally:
+        matcher.close()
     err.print(
-        f"已匹配政策 {totals['policies']} 条：符合 {totals['eligible']} 对，可能符合 {totals['likely']} 对；"
-        f"重算企业 {totals['firms']} 家；失败 {totals['failed']} 项"
+        f"完成（{report.kind}）：企业 {report.firms} 家，分块 {report.chunks} 个（续跑跳过 {report.resumed} 个），"
+        f"新向量化 {report.embedded} 家，重新打标签 {report.tagged} 家，政策 {report.policies} 条，用时 {report.seconds} 秒"
+        + ("；已中断，下次运行会从断点继续" if report.stopped else "")
     )
 
 
@@ -475,11 +497,11 @@ def train_ranker() -> None:
 @eval_app.command("matching")
 def eval_matching() -> None:
     """Evaluate search and eligibility on the team's labelled set against the loaded catalog."""
+    from matcher import engine as matcher_engine
     from matcher import evaluation
-    from matcher import service as matcher_service
 
     settings = get_settings()
-    matcher = matcher_service.Matcher(settings)
+    matcher = matcher_engine.Matcher(settings)
     with session_scope(settings) as db:
         result = evaluation.run_matching_eval(db=db, matcher=matcher)
     matcher.close()
@@ -497,10 +519,10 @@ def eval_desk(
 ) -> None:
     """Calibrate and evaluate instant answers on the labelled questions against the loaded knowledge base."""
     from desk import evaluation
-    from matcher import service as matcher_service
+    from matcher import engine as matcher_engine
 
     settings = get_settings()
-    matcher = matcher_service.Matcher(settings)
+    matcher = matcher_engine.Matcher(settings)
     try:
         with session_scope(settings) as db:
             result = evaluation.run_desk_eval(
@@ -521,20 +543,6 @@ def worker() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_worker(settings)
-
-
-@index_app.command("rebuild")
-def index_rebuild() -> None:
-    """Rebuild the enterprise vector index; approximate only if its measured recall@10 ≥ 0.99."""
-    from matcher import service as matcher_service
-
-    settings = get_settings()
-    matcher = matcher_service.Matcher(settings)
-    with session_scope(settings) as db:
-        report = matcher.rebuild_enterprise_index(db)
-    matcher.close()
-    for key, value in report.items():
-        err.print(f"{key}: {value}")
 
 
 def main() -> None:

@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from desk import evaluation
     from desk.answer import answer_question, expand_query
     from desk.demo import load_faq
-    from matcher import service as matcher_service
+    from matcher import engine as matcher_engine
+    from matcher import search as matcher_search
 
     questions = [q["question"] for q in evaluation.load_eval_set()]
     today = dt.date.today()
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_demo_catalog(db=db, actor=None, today=today)
             faqs = load_faq(db=db)
             db.commit()
-        matcher = matcher_service.Matcher(settings)
+        matcher = matcher_engine.Matcher(settings)
         with database.session() as db, Stopwatch() as warm:
             matcher.embedder  # noqa: B018 - load the model
             answer_question(db=db, matcher=matcher, question="高企认定需要哪些材料？", settings=settings)
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     b = question + SUFFIXES[(2 * r + 1) % len(SUFFIXES)] + (f"（{r}）" if r >= 2 else "")
                     took: dict[str, float] = {}
                     steps = [
-                        ("search", lambda t=a: matcher_service.search(db=db, matcher=matcher, q=t, limit=10)),
+                        ("search", lambda t=a: matcher_search.search(db=db, matcher=matcher, q=t, limit=10)),
                         ("answer", lambda t=b: answer_question(db=db, matcher=matcher, question=t, settings=settings)),
                     ]
                     for which, fn in steps if k % 2 == 0 else reversed(steps):
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         embed_only.append(time.perf_counter() - t0)
             for question in questions:
                 for which, fn in (
-                    ("search", lambda t=question: matcher_service.search(db=db, matcher=matcher, q=t, limit=10)),
+                    ("search", lambda t=question: matcher_search.search(db=db, matcher=matcher, q=t, limit=10)),
                     (
                         "answer",
                         lambda t=question: answer_question(db=db, matcher=matcher, question=t, settings=settings),

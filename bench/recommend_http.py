@@ -88,7 +88,7 @@ def build_database(tmp: Path, *, policies: int, firms: int, clients: int, seed: 
     from catalog.synth import synth_policies
     from core import migrate
     from core.db import Database
-    from matcher import service as matcher_service
+    from matcher import engine as matcher_engine
     from matcher.embeddings import E5Embedder, EmbeddingCache
     from profiles.models import Enterprise
     from profiles.synth import synth_enterprises
@@ -120,7 +120,7 @@ def build_database(tmp: Path, *, policies: int, firms: int, clients: int, seed: 
                     .where(Policy.id.in_(ids[start : start + 500]))
                     .options(selectinload(Policy.categories), selectinload(Policy.tags))
                 )
-                texts = [matcher_service.policy_embedding_text(p) for p in chunk]
+                texts = [matcher_engine.policy_embedding_text(p) for p in chunk]
                 vectors = rng.standard_normal((len(texts), embedder.dim)).astype(np.float32)
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 cache.put_many(texts, "passage", vectors)
@@ -270,8 +270,8 @@ def profile_request(tmp: Path, enterprise_id: int, *, runs: int = 5) -> dict[str
     from auth.models import Role
     from auth.service import Principal
     from core.db import Database
+    from matcher.engine import Matcher
     from matcher.router import my_recommendations
-    from matcher.service import Matcher
 
     settings = _settings(tmp)
     database = Database(settings.resolved_database_url)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -234,3 +235,17 @@ class PolicyVersion(Base):
 
     # Version numbers are per policy and never reused.
     __table_args__ = (UniqueConstraint("policy_id", "version"),)
+
+
+class CatalogRevision(Base):
+    """One row counting changes that matching depends on (publish, edit, withdraw, taxonomy).
+
+    Serving compares it with the revision a firm's stored matches were computed at: one indexed read
+    says whether they are current, however large the catalog.
+    """
+
+    __tablename__ = "catalog_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    revision: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -6,12 +6,13 @@ import copy
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from auth.service import Principal
 from catalog import rules as rules_mod
 from catalog.models import (
+    CatalogRevision,
     Category,
     Department,
     Policy,
@@ -45,6 +46,28 @@ from core.errors import Conflict, FieldError, InvalidState, NotFound, Validation
 from core.text import normalize
 
 # ---------------------------------------------------------------- departments
+
+
+def current_revision(*, db: Session) -> int:
+    """Return the catalog revision: it grows with every change matching depends on."""
+    return db.scalar(select(CatalogRevision.revision).where(CatalogRevision.id == 1)) or 0
+
+
+def revision_stamp(*, db: Session) -> tuple[int, Any]:
+    """Return (revision, changed_at): unique per change even when a rolled-back change reused a number."""
+    row = db.execute(
+        select(CatalogRevision.revision, CatalogRevision.changed_at).where(CatalogRevision.id == 1)
+    ).first()
+    return (row[0], row[1]) if row else (0, None)
+
+
+def bump_revision(db: Session) -> None:
+    """Count a change to what matching reads (published policies, tags, names on cards)."""
+    db.execute(
+        update(CatalogRevision)
+        .where(CatalogRevision.id == 1)
+        .values(revision=CatalogRevision.revision + 1, changed_at=utcnow())
+    )
 
 
 def list_departments(*, db: Session) -> list[Department]:
@@ -91,6 +114,7 @@ def update_department(*, db: Session, department_id: int, department_in: Departm
     for key, value in data.items():
         setattr(dept, key, value)
     db.flush()
+    bump_revision(db)
     return dept
 
 
@@ -154,6 +178,7 @@ def update_category(*, db: Session, category_id: int, category_in: CategoryUpdat
     for key, value in category_in.model_dump(exclude_unset=True).items():
         setattr(cat, key, value)
     db.flush()
+    bump_revision(db)
     return cat
 
 
@@ -212,6 +237,7 @@ def create_tag(*, db: Session, tag_in: TagIn) -> Tag:
     )
     db.add(tag)
     db.flush()
+    bump_revision(db)
     return tag
 
 
@@ -229,6 +255,7 @@ def update_tag(*, db: Session, tag_id: int, tag_in: TagUpdate) -> Tag:
     if "description" in data:
         tag.description = data["description"]
     db.flush()
+    bump_revision(db)
     return tag
 
 
@@ -240,6 +267,7 @@ def delete_tag(*, db: Session, tag_id: int) -> None:
         raise Conflict(f"该标签仍被 {used} 条政策使用，不能删除", code="tag_in_use")
     db.delete(tag)
     db.flush()
+    bump_revision(db)
 
 
 def _check_tag_terms(*, db: Session, name: str, synonyms: list[str], exclude_id: int | None) -> None:
@@ -539,6 +567,7 @@ def update_policy(*, db: Session, policy_id: int, policy_in: PolicyUpdate, actor
         _check_publishable(policy)
         from_version = policy.version
         _record_version(db, policy, actor, note or "修改已发布政策")
+        bump_revision(db)
         events.emit(
             events.PolicyRevised(db=db, policy_id=policy.id, from_version=from_version, to_version=policy.version)
         )
@@ -599,6 +628,7 @@ def publish_policy(
     policy.updated_by_id = actor.user_id if actor else None
     db.flush()
     _record_version(db, policy, actor, note or "发布")
+    bump_revision(db)
     if announce:
         events.emit(events.PolicyPublished(db=db, policy_id=policy.id, version=policy.version))
     return policy
@@ -613,6 +643,7 @@ def withdraw_policy(*, db: Session, policy_id: int, actor: Principal | None, not
     policy.withdrawn_at = utcnow()
     policy.updated_by_id = actor.user_id if actor else None
     db.flush()
+    bump_revision(db)
     events.emit(events.PolicyWithdrawn(db=db, policy_id=policy.id))
     return policy
 
@@ -624,6 +655,8 @@ def expire_due_policies(*, db: Session, today: dt.date | None = None) -> list[in
     for policy in due:
         policy.status = PolicyStatus.expired
     db.flush()
+    if due:
+        bump_revision(db)
     for policy in due:
         events.emit(events.PolicyWithdrawn(db=db, policy_id=policy.id))
     return [p.id for p in due]

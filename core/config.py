@@ -70,6 +70,19 @@ class Settings(BaseSettings):
         description="On start-up, load the embedder and build the policy index and the desk's knowledge base in a "
         "background thread, so the first search, recommendation or instant answer does not pay for it.",
     )
+    match_chunk_width: int = Field(
+        20_000,
+        ge=1,
+        le=1_000_000,
+        description="Firm ids per chunk of a full re-match: one chunk is read, scored and written (and "
+        "checkpointed) at a time; larger chunks are faster and use more memory.",
+    )
+    policy_lists_max_firms: int = Field(
+        100_000,
+        ge=0,
+        description="Up to this many firms, every published policy keeps its full eligible list (staff lists, "
+        "免申即享) current; above it, lists are made when a policy is published or edited, or when staff ask.",
+    )
     scheduler_lease_ttl: float = Field(30.0, description="Seconds a scheduler lease lasts unless renewed.")
     timezone: str = Field("Asia/Shanghai", description="Time zone of scheduled jobs.")
     public_base_url: str = Field(

@@ -118,6 +118,19 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def writer_session(self) -> Iterator[Session]:
+        """Yield a session that will write: on SQLite it takes the write lock at BEGIN. Keep it short."""
+        session = self.writer()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -141,3 +154,24 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
     """Yield one unit of work for jobs and the CLI: commit on success, roll back on error."""
     with get_database(settings).session() as session:
         yield session
+
+
+class InSession:
+    """A `Database` look-alike whose sessions are one caller's session: batch work joins its transaction.
+
+    Batch functions take a database and open short sessions of their own; given an `InSession` they
+    work inside the caller's transaction instead (tests that roll back, a command that wants one unit).
+    """
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+        self.url = str(db.get_bind().engine.url)
+        self.engine = db.get_bind().engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Yield the caller's session (flushed afterwards; the caller commits)."""
+        yield self.db
+        self.db.flush()
+
+    writer_session = session

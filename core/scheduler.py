@@ -384,6 +384,7 @@ class HuiqiScheduler:
         if self._started:
             return
         self._started = True
+        _stopping.clear()
         if not self.run_jobs:
             logger.info("scheduler: this process only enqueues jobs; another process runs them")
             return
@@ -403,6 +404,7 @@ class HuiqiScheduler:
             return
         self._started = False
         self._stop.set()
+        _stopping.set()
         if self._keeper is not None:
             self._keeper.join(timeout=self.lease_ttl)
             self._keeper = None
@@ -512,6 +514,19 @@ class HuiqiScheduler:
 
 
 # --------------------------------------------------------------------------------------------
+# Stopping
+
+# Set while this process is stopping its scheduler (SIGTERM, Ctrl-C): long jobs check `stopping()`
+# between chunks and return, leaving the rest for the next run (they are resumable).
+_stopping = threading.Event()
+
+
+def stopping() -> bool:
+    """Tell whether this process was asked to stop; long jobs return at their next chunk boundary."""
+    return _stopping.is_set()
+
+
+# --------------------------------------------------------------------------------------------
 # Entry points
 
 
@@ -541,7 +556,7 @@ def run_worker(
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+            previous[signum] = signal.signal(signum, lambda *_: (_stopping.set(), stop.set()))
     try:
         scheduler.start()
         logger.info("worker %s waiting for the scheduler lease", scheduler.holder)

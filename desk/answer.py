@@ -60,7 +60,8 @@ from core import codes
 from core.config import Settings
 from core.text import normalize
 from desk.models import FaqEntry
-from matcher import service as matcher_service
+from matcher import engine as matcher_engine
+from matcher import search as matcher_search
 from matcher import tags as tags_mod
 from matcher.embeddings import DEFAULT_MAX_CHARS, clip_text
 
@@ -229,7 +230,7 @@ def _signature(db: Session) -> tuple[Any, ...]:
     )
 
 
-def _snapshot(db: Session, matcher: matcher_service.Matcher) -> _Snapshot:
+def _snapshot(db: Session, matcher: matcher_engine.Matcher) -> _Snapshot:
     """Return the FAQ vectors and keyword statistics of the knowledge base, rebuilt only when it changed."""
     signature = _signature(db)
     held = _SNAPSHOTS.get(matcher)
@@ -381,7 +382,7 @@ def expand_query(db: Session, question: str) -> str:
     return text + "".join(f" {name}" for name in vocab.find_in_text(text) if name not in text)
 
 
-def retrieve(*, db: Session, matcher: matcher_service.Matcher, question: str, floor: float | None = None) -> Retrieval:
+def retrieve(*, db: Session, matcher: matcher_engine.Matcher, question: str, floor: float | None = None) -> Retrieval:
     """Score policies (through the matcher's search) and FAQ entries for a question; best first."""
     text = normalize(question)
     if not text:
@@ -391,11 +392,11 @@ def retrieve(*, db: Session, matcher: matcher_service.Matcher, question: str, fl
     query_grams = char_bigrams(text)
     candidates: list[Candidate] = []
 
-    hits = matcher_service.search(db=db, matcher=matcher, q=text, limit=POLICY_CANDIDATES)
+    hits = matcher_search.search(db=db, matcher=matcher, q=text, limit=POLICY_CANDIDATES)
     missing = [h.policy for h in hits if h.semantic is None]
     extra: dict[int, float] = {}
     if missing:
-        vectors = matcher.encode([matcher_service.policy_embedding_text(p) for p in missing], "passage")
+        vectors = matcher.encode([matcher_engine.policy_embedding_text(p) for p in missing], "passage")
         extra = {p.id: float(vectors[i] @ query_vector) for i, p in enumerate(missing)}
     for hit in hits:
         p = hit.policy
@@ -577,7 +578,7 @@ NOT_SURE = "暂时无法给出确定的答复，您的诉求将转交工作人�
 def answer_question(
     *,
     db: Session,
-    matcher: matcher_service.Matcher,
+    matcher: matcher_engine.Matcher,
     question: str,
     settings: Settings | None = None,
     today: dt.date | None = None,

@@ -50,7 +50,7 @@ from core.files import atomic_write
 from core.text import normalize
 from desk import answer as answer_mod
 from desk.models import FaqEntry
-from matcher import service as matcher_service
+from matcher import engine as matcher_engine
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _known_sources(db: Session) -> set[str]:
 
 
 def run_questions(
-    *, db: Session, matcher: matcher_service.Matcher, questions: Sequence[Mapping[str, Any]]
+    *, db: Session, matcher: matcher_engine.Matcher, questions: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Retrieve for every question; return one row each with the raw score and whether the top citation is right."""
     # Embed all query texts in one batch first; retrieval then finds each one in the cache.
@@ -268,7 +268,7 @@ def by_style(rows: Sequence[Mapping[str, Any]], calibration: Mapping[str, Any]) 
 def run_desk_eval(
     *,
     db: Session,
-    matcher: matcher_service.Matcher,
+    matcher: matcher_engine.Matcher,
     models_dir: Path | None = None,
     path: Path | None = None,
     target: float = TARGET_PRECISION,

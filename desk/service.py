@@ -80,7 +80,7 @@ from desk.schemas import (
 from profiles.models import Enterprise
 
 if TYPE_CHECKING:
-    from matcher.service import Matcher
+    from matcher.engine import Matcher
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
 from catalog.models import Policy, PolicyStatus, Tag
-from matcher import eligibility, service
+from matcher import eligibility
 from matcher.eligibility import LIKELY, FactsFrame
-from matcher.models import EnterpriseTag, MatchResult
+from matcher.models import EnterpriseTag, MatchResult, PolicyMatchState
 from profiles.models import Enterprise, EnterpriseQualification
 
 # ---------------------------------------------------------------- judging every firm against a rule tree
@@ -170,8 +170,6 @@ def open_likely_policy_ids(*, db: Session, enterprise_id: int, today: dt.date) -
     return sorted(db.scalars(q.with_only_columns(MatchResult.policy_id)))
 
 
-def refresh_policy_results(*, db: Session, matcher: service.Matcher, policy_id: int) -> None:
-    """Bring a policy's stored results up to date before they are used to pick firms."""
-    policy = db.get(Policy, policy_id)
-    if policy is not None:
-        service.ensure_policy_results(db=db, matcher=matcher, policy=policy)
+def policy_listed(*, db: Session, policy_id: int) -> bool:
+    """Tell whether a policy's full eligible / likely list is kept (made by the worker; see matcher.lists)."""
+    return bool(db.scalar(select(PolicyMatchState.listed).where(PolicyMatchState.policy_id == policy_id)))

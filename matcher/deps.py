@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from matcher.service import Matcher
+from matcher.engine import Matcher
 
 
 def get_matcher(request: Request) -> Matcher:

@@ -826,6 +826,30 @@ class FactsFrame:
             codes_, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
             self.categories[f.name] = (np.asarray(uniques, dtype=object), codes_.astype(np.int32))
 
+    def slice(self, start: int, stop: int) -> FactsFrame:
+        """Return rows start:stop as views (no copy)."""
+        return FactsFrame(
+            stop - start,
+            numbers={k: v[start:stop] for k, v in self.numbers.items()},
+            dates={k: v[start:stop] for k, v in self.dates.items()},
+            categories={k: (u, c[start:stop]) for k, (u, c) in self.categories.items()},
+            sets={f: {t: col[start:stop] for t, col in m.items()} for f, m in self.sets.items()},
+            set_known={k: v[start:stop] for k, v in self.set_known.items()},
+            ids=None if self.ids is None else self.ids[start:stop],
+        )
+
+    def take(self, rows: np.ndarray) -> FactsFrame:
+        """Return the given rows (a copy)."""
+        return FactsFrame(
+            len(rows),
+            numbers={k: v[rows] for k, v in self.numbers.items()},
+            dates={k: v[rows] for k, v in self.dates.items()},
+            categories={k: (u, c[rows]) for k, (u, c) in self.categories.items()},
+            sets={f: {t: col[rows] for t, col in m.items()} for f, m in self.sets.items()},
+            set_known={k: v[rows] for k, v in self.set_known.items()},
+            ids=None if self.ids is None else self.ids[rows],
+        )
+
     def strings(self, field: str) -> np.ndarray:
         """Return a code, region or enum column as an object array of strings (None unknown)."""
         uniques, idx = self.categories[field]
@@ -952,6 +976,22 @@ def evaluate_many(rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: 
     out[met] = STATUS_CODES[ELIGIBLE]
     out[known & ~met] = STATUS_CODES[INELIGIBLE]
     return out
+
+
+def evaluate_with_states(
+    rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: dt.date
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return status codes (as `evaluate_many`) and condition states (conditions × firms, int8 as
+    `condition_states_many`, in document order) from one pass over the tree."""
+    if rules is None:
+        return np.full(frame.size, STATUS_CODES[ELIGIBLE], dtype=np.int8), np.zeros((0, frame.size), dtype=np.int8)
+    leaves: dict[str, np.ndarray] = {}
+    met, known = _node_many(rules, frame, today, "rules", False, leaves)
+    out = np.full(frame.size, STATUS_CODES[LIKELY], dtype=np.int8)
+    out[met] = STATUS_CODES[ELIGIBLE]
+    out[known & ~met] = STATUS_CODES[INELIGIBLE]
+    states = np.vstack(list(leaves.values())) if leaves else np.zeros((0, frame.size), dtype=np.int8)
+    return out, states
 
 
 def condition_states_many(

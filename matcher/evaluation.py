@@ -3,7 +3,7 @@
 Three questions, each answered on whatever catalog the session holds (the demo catalog in tests
 and the notebook, the live one from `huiqi eval matching`):
 
-- **Search** (`evaluate_search`): does `service.search` put a relevant policy first (Hit@1), how
+- **Search** (`evaluate_search`): does `search.search` put a relevant policy first (Hit@1), how
   many of the relevant policies reach the top k (Recall@k), and how high is the first relevant one
   (MRR over the top 10) — overall and per query style (plain, paraphrase, traditional,
   abbreviation, colloquial).
@@ -33,10 +33,12 @@ from sqlalchemy.orm import Session
 from catalog.fields import FIELDS
 from catalog.models import Policy, PolicyStatus
 from core.text import normalize
-from matcher import eligibility, service
+from matcher import calculator, eligibility, search
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
+from matcher.engine import Matcher
 from matcher.ranking import Weights
+from matcher.recommend import Recommendation
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ def _miss_order(row: Mapping[str, Any]) -> tuple[int, int, str]:
 # ---------------------------------------------------------------- search
 
 
-def _warm(matcher: service.Matcher, texts: Sequence[str]) -> None:
+def _warm(matcher: Matcher, texts: Sequence[str]) -> None:
     """Embed the query texts in batches up front; the service then finds each one in the cache.
 
     Embedding one short text at a time costs several times a batch's share, and the cached
@@ -106,7 +108,7 @@ def _warm(matcher: service.Matcher, texts: Sequence[str]) -> None:
 
 
 def _search_texts(db: Session, queries: Iterable[str]) -> list[str]:
-    """Return the texts `service.search` embeds for the queries (abbreviations expanded the same way).
+    """Return the texts `search.search` embeds for the queries (abbreviations expanded the same way).
 
     Should search change how it expands a query, the warm-up merely misses the cache.
     """
@@ -118,16 +120,14 @@ def _search_texts(db: Session, queries: Iterable[str]) -> list[str]:
     return out
 
 
-def evaluate_search(
-    *, db: Session, matcher: service.Matcher, cases: Iterable[Mapping[str, Any]], k: int = 5
-) -> dict[str, Any]:
+def evaluate_search(*, db: Session, matcher: Matcher, cases: Iterable[Mapping[str, Any]], k: int = 5) -> dict[str, Any]:
     """Run every need case through hybrid search; return Hit@1, Recall@k, MRR overall and by style, and the misses."""
     cases = list(cases)
     _warm(matcher, _search_texts(db, [c["query"] for c in cases]))
     rows = []
     for case in cases:
         relevant = {normalize(t) for t in case["relevant"]}
-        hits = service.search(db=db, matcher=matcher, q=case["query"], limit=max(k, MRR_DEPTH))
+        hits = search.search(db=db, matcher=matcher, q=case["query"], limit=max(k, MRR_DEPTH))
         titles = [normalize(h.policy.title) for h in hits]
         rows.append(
             {
@@ -243,19 +243,19 @@ def _component_key(w: Weights) -> tuple[Any, ...]:
     return (w.semantic_floor, w.semantic_ceiling, w.urgency_days)
 
 
-def _rank_with(weights: Weights | None, **kwargs: Any) -> list[service.Recommendation]:
-    """Call `service.rank`, with the matcher's weights swapped for the call when weights are given.
+def _rank_with(weights: Weights | None, **kwargs: Any) -> list[Recommendation]:
+    """Call `calculator.rank`, with the matcher's weights swapped for the call when weights are given.
 
     Only weightings that change the components need this; the swap is undone afterwards, but a
     matcher serving requests at the same moment would see it, so evaluate on a matcher of its own.
     """
     if weights is None:
-        return service.rank(**kwargs)
+        return calculator.rank(**kwargs)[0]
     matcher = kwargs["matcher"]
     original = matcher.weights
     try:
         matcher.weights = weights
-        return service.rank(**kwargs)
+        return calculator.rank(**kwargs)[0]
     finally:
         matcher.weights = original
 
@@ -263,7 +263,7 @@ def _rank_with(weights: Weights | None, **kwargs: Any) -> list[service.Recommend
 def evaluate_blend(
     *,
     db: Session,
-    matcher: service.Matcher,
+    matcher: Matcher,
     cases: Iterable[Mapping[str, Any]],
     weights_variants: Mapping[str, Weights] | None = None,
     today: dt.date | None = None,
@@ -289,7 +289,7 @@ def evaluate_blend(
         relevant = {normalize(t) for t in case["relevant"]}
         firm_tags = set(tags_mod.enterprise_tags(blank, (case["query"],), vocab))
         facts = {**blank, "tags": frozenset(firm_tags)}
-        ranked_by_key: dict[tuple[Any, ...], list[service.Recommendation]] = {}
+        ranked_by_key: dict[tuple[Any, ...], list[Recommendation]] = {}
         for name, weights in variants.items():
             key = _component_key(weights)
             if key not in ranked_by_key:
@@ -304,7 +304,6 @@ def evaluate_blend(
                     today=today,
                     include={ELIGIBLE, LIKELY, INELIGIBLE},
                     limit=10_000,
-                    vocab=vocab,
                 )
             ranked = sorted(ranked_by_key[key], key=lambda r: (-r.components.score(weights), r.policy.id))
             titles = [normalize(r.policy.title) for r in ranked]
@@ -337,7 +336,7 @@ def evaluate_blend(
 def run_matching_eval(
     *,
     db: Session,
-    matcher: service.Matcher,
+    matcher: Matcher,
     path: Path | None = None,
     today: dt.date | None = None,
     blend: bool = True,

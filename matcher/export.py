@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core import tabular
 from core.text import mask_name, mask_phone
-from matcher import service
+from matcher import lists
 from matcher.eligibility import STATUS_LABELS
 from matcher.schemas import EligibleEnterpriseOut
 
@@ -66,12 +66,10 @@ def _table(rows: Sequence[EligibleEnterpriseOut]) -> list[list[str]]:
     ]
 
 
-def export_eligible(
-    *, db: Session, matcher: service.Matcher, policy_id: int, statuses: Sequence[str], fmt: str
-) -> tuple[bytes, str, str]:
+def export_eligible(*, db: Session, policy_id: int, statuses: Sequence[str], fmt: str) -> tuple[bytes, str, str]:
     """Return the whole list as a file: (content, media type, Content-Disposition)."""
-    policy, rows, _ = service.eligible_enterprises(
-        db=db, matcher=matcher, policy_id=policy_id, statuses=list(statuses), offset=0, limit=1_000_000
+    policy, rows, _ = lists.eligible_enterprises(
+        db=db, policy_id=policy_id, statuses=list(statuses), offset=0, limit=1_000_000
     )
     table = _table([eligible_row(m, e) for m, e in rows])
     if fmt == "csv":

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from catalog.models import Policy, PolicyStatus, PolicyType
 from core.errors import FieldError, NotFound, ValidationFailed
-from matcher.models import Feedback, MatchResult
+from matcher import store
+from matcher.models import Feedback
 from matcher.ranking import Weights, urgency_score
 
 FEEDBACK_ACTIONS = {"interested": "感兴趣", "not_relevant": "不相关", "applied": "已申报"}
@@ -46,22 +47,24 @@ def record_feedback(
     policy = db.get(Policy, policy_id)
     if policy is None or policy.status not in (PolicyStatus.published, PolicyStatus.expired):
         raise NotFound("政策不存在", code="policy_not_found")
-    result = db.get(MatchResult, (enterprise_id, policy_id))
-    components = (
-        {
-            "status": result.status,
-            "rules": result.rule_score,
-            "tags": result.tag_score,
-            "semantic": result.semantic_score,
-            # Urgency is applied when a list is read, so it is computed here as the firm saw it today.
-            "urgency": urgency_score(policy.apply_end_on, today or dt.date.today(), weights or Weights())
+    components: dict[str, Any] = {}
+    stored = store.read(db, enterprise_id)
+    seen = stored.items[stored.items["policy"] == policy_id] if stored is not None else []
+    if len(seen):
+        item = seen[0]
+        rules, tags, semantic = (int(item[k]) / store.SCALE for k in ("rules", "tags", "semantic"))
+        w = weights or Weights()
+        components = {
+            "status": "eligible" if int(item["status"]) == 2 else "likely",
+            "rules": rules,
+            "tags": tags,
+            "semantic": semantic,
+            # Urgency is added when a list is read, so it is computed here as the firm saw it today.
+            "urgency": urgency_score(policy.apply_end_on, today or dt.date.today(), w)
             if policy.policy_type == PolicyType.application
             else 0.0,
-            "score": result.score,
+            "score": round(w.rules * rules + w.tags * tags + w.semantic * semantic, 4),
         }
-        if result
-        else {}
-    )
     row = Feedback(
         enterprise_id=enterprise_id,
         policy_id=policy_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
@@ -70,13 +70,102 @@ class MatchResult(Base):
 
 
 class PolicyMatchState(Base):
-    """When a policy was last matched against every firm, even if no firm qualified."""
+    """When a policy was last matched against every firm, even if no firm qualified, and what it found."""
 
     __tablename__ = "policy_match_state"
 
     policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"), primary_key=True)
     policy_version: Mapped[int] = mapped_column(Integer)
     matched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Denormalised counts of that run, for coverage figures without scanning every firm's matches.
+    eligible: Mapped[int] = mapped_column(Integer, default=0)
+    likely: Mapped[int] = mapped_column(Integer, default=0)
+    # Whether match_result holds this policy's whole eligible / likely list (written on demand: staff
+    # lists, 免申即享); every firm's ranked matches live in firm_match either way.
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MatcherState(Base):
+    """One row: the catalog revision every firm's stored matches have caught up with, and the tag
+    vocabulary's signature they were tagged with (a change re-derives every firm's tags)."""
+
+    __tablename__ = "matcher_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    matched_revision: Mapped[int] = mapped_column(BigInteger)
+    vocabulary: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FirmMatch(Base):
+    """A firm's ranked policies, ready to serve: the top candidates and the near misses, packed.
+
+    Written by the batch pipeline (matcher/pipeline.py) and patched when one policy changes; read
+    by one primary-key lookup per request (matcher/store.py has the format).
+    """
+
+    __tablename__ = "firm_match"
+
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)  # catalog revision the matches were computed at
+    profile_at: Mapped[dt.datetime]  # the profile_updated_at they were computed from
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Denormalised counts over every open policy (not only the stored top), for figures and reminders.
+    eligible: Mapped[int] = mapped_column(Integer, default=0)
+    likely: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FirmVector(Base):
+    """A firm's profile embedding (profile text blended with its needs), for batch similarity."""
+
+    __tablename__ = "firm_vector"
+
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(120))
+    text_key: Mapped[str] = mapped_column(String(32))  # digest of the texts embedded: re-embed when it differs
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float16, the embedder's dimension
+    embedded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MatchRun(Base):
+    """One batch run over every firm, checkpointed per chunk so a killed run resumes where it stopped."""
+
+    __tablename__ = "match_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # all / changed / firms
+    key: Mapped[str] = mapped_column(String(64))  # what the run computes; a resumed run must have the same key
+    revision: Mapped[int] = mapped_column(BigInteger)
+    # Chunk k holds the firms with ids in [first_id + k·width, first_id + (k+1)·width): stable when
+    # firms are added or removed while a killed run waits to resume.
+    first_id: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    chunks: Mapped[int] = mapped_column(Integer)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    firms: Mapped[int] = mapped_column(Integer)
+    firms_done: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running / done / stopped
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    # A resumed run is found by what it computes.
+    __table_args__ = (Index("ix_match_run_key_status", "key", "status"),)
+
+
+class MatchRunChunk(Base):
+    """A chunk of a run whose results are committed; written in the same transaction as them."""
+
+    __tablename__ = "match_run_chunk"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("match_run.id", ondelete="CASCADE"), primary_key=True)
+    chunk_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    firms: Mapped[int] = mapped_column(Integer)
+    # Per-policy eligible and likely counts of the chunk (int32 pairs, in the run's policy order),
+    # summed when the run ends so a resumed run reports the same figures as an uninterrupted one.
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
+    done_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Feedback(Base):

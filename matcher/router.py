@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from auth.deps import CuratorUser, EnterpriseUser, FirmReader, FirmStaff, PublicUser, public
 from auth.models import Role
-from catalog import service as catalog_service
 from catalog.models import Tag
 from core import events
-from core.deps import DbSession, Paging
+from core.deps import AppSettings, DbSession, PageParams, Paging
 from core.errors import FieldError, NotFound, ValidationFailed
+from core.responses import json_response
 from core.schemas import Page
-from matcher import export, feedback, service
+from matcher import calculator, export, feedback, lists, recommend, search, suggestions
+from matcher import tags as tags_mod
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_LABELS
+from matcher.recommend import Recommendation
 from matcher.schemas import (
     CalculatorIn,
-    ChangeOut,
-    ComponentsOut,
-    ConditionOut,
     EligibleEnterpriseOut,
     FeedbackIn,
     FeedbackOut,
-    PolicyCard,
-    ReasonsOut,
-    RecommendationOut,
     RecommendationsOut,
     SearchHitOut,
-    TagReason,
     TagSuggestionOut,
 )
 from profiles.derived import FIELD_LABELS
@@ -39,47 +36,65 @@ from profiles.derived import FIELD_LABELS
 router = APIRouter()
 
 
-def _card(policy, today: dt.date) -> PolicyCard:  # type: ignore[no-untyped-def]
-    card = PolicyCard.model_validate(policy)
-    card.days_left = catalog_service.days_left(policy, today)
-    return card
+def _card(policy: Any, today: dt.date) -> dict[str, Any]:
+    """A policy card as RecommendationOut.policy (a PolicyInfo or an ORM Policy)."""
+    dept = policy.issuing_department
+    return {
+        "id": policy.id,
+        "title": policy.title,
+        "summary": policy.summary,
+        "issuing_department": {"id": dept.id, "code": dept.code, "name": dept.name, "short_name": dept.short_name},
+        "policy_type": str(policy.policy_type),
+        "level": str(policy.level),
+        "apply_end_on": policy.apply_end_on,
+        "max_amount": policy.max_amount,
+        "amount_text": policy.amount_text,
+        "apply_url": policy.apply_url,
+        "days_left": None if policy.apply_end_on is None else (policy.apply_end_on - today).days,
+    }
 
 
-def _condition(c) -> ConditionOut:  # type: ignore[no-untyped-def]
-    return ConditionOut(
-        path=c.path, field=c.field, state=c.state, reason=c.reason, needs=[FIELD_LABELS.get(n, n) for n in c.needs]
-    )
+def _condition(c: Any) -> dict[str, Any]:
+    return {
+        "path": c.path,
+        "field": c.field,
+        "state": c.state,
+        "reason": c.reason,
+        "needs": [FIELD_LABELS.get(n, n) for n in c.needs],
+    }
 
 
-def _recommendation(
-    r: service.Recommendation, today: dt.date, feedback: dict[int, str] | None = None
-) -> RecommendationOut:
-    v = r.verdict
-    comp = r.components
-    return RecommendationOut(
-        policy=_card(r.policy, today),
-        status=v.status,
-        status_label=STATUS_LABELS[v.status],
-        score=r.score,
-        components=ComponentsOut(
-            rules=comp.rules, tags=comp.tags, semantic=comp.semantic, urgency=comp.urgency, adjustment=comp.adjustment
-        ),
-        reasons=ReasonsOut(
-            summary=v.summary,
-            conditions=[_condition(c) for c in v.conditions],
-            shared_tags=r.shared_tags,
-            needs_overlap=r.needs_overlap,
-            similarity=round(r.similarity, 4) if r.similarity is not None else None,
-        ),
-        missing=[_condition(c) for c in v.missing],
-        fields_to_fill=[FIELD_LABELS.get(f, f) for f in v.fields_to_fill],
-        feedback=(feedback or {}).get(r.policy.id),
-    )
+def _recommendation(r: Recommendation, today: dt.date, feedback: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """One recommendation shaped as RecommendationOut (built directly: validated once, by the tests)."""
+    v, comp = r.verdict, r.components
+    return {
+        "policy": _card(r.policy, today),
+        "status": v.status,
+        "status_label": STATUS_LABELS[v.status],
+        "score": r.score,
+        "components": {
+            "rules": comp.rules,
+            "tags": comp.tags,
+            "semantic": comp.semantic,
+            "urgency": comp.urgency,
+            "adjustment": comp.adjustment,
+        },
+        "reasons": {
+            "summary": v.summary,
+            "conditions": [_condition(c) for c in v.conditions],
+            "shared_tags": r.shared_tags,
+            "needs_overlap": r.needs_overlap,
+            "similarity": round(r.similarity, 4) if r.similarity is not None else None,
+        },
+        "missing": [_condition(c) for c in v.missing],
+        "fields_to_fill": [FIELD_LABELS.get(f, f) for f in v.fields_to_fill],
+        "feedback": (feedback or {}).get(r.policy.id),
+    }
 
 
-def _changes(changes) -> list[ChangeOut]:  # type: ignore[no-untyped-def]
+def _changes(changes: Sequence[Any]) -> list[dict[str, Any]]:
     return [
-        ChangeOut(description=c.description, field=c.field, policy_ids=list(c.policy_ids), count=len(c.policy_ids))
+        {"description": c.description, "field": c.field, "policy_ids": list(c.policy_ids), "count": len(c.policy_ids)}
         for c in changes
     ]
 
@@ -97,32 +112,63 @@ def _include(include: str | None) -> set[str]:
     return wanted
 
 
-def _recommendations(db, matcher, enterprise_id: int, include: str | None, limit: int) -> RecommendationsOut:  # type: ignore[no-untyped-def]
+def _recommendations(
+    db: Session, matcher: Any, enterprise_id: int, include: str | None, paging: PageParams, filters: recommend.Filters
+) -> Response:
     today = dt.date.today()
-    ent, items, changes, firm_tags = service.recommend(
-        db=db, matcher=matcher, enterprise_id=enterprise_id, include=_include(include), limit=limit, today=today
+    page = recommend.recommend(
+        db=db,
+        matcher=matcher,
+        enterprise_id=enterprise_id,
+        include=_include(include),
+        limit=paging.page_size,
+        offset=paging.offset,
+        today=today,
+        filters=filters,
     )
-    latest = feedback.latest_for_firm(db=db, enterprise_id=ent.id)
-    return RecommendationsOut(
-        enterprise_id=ent.id,
-        enterprise_name=ent.name,
-        completeness=ent.completeness,
-        tags=[TagReason(name=n, why=w) for n, w in firm_tags.items()],
-        items=[_recommendation(r, today, latest) for r in items],
-        changes=_changes(changes),
+    firm = page.enterprise
+    return json_response(
+        {
+            "enterprise_id": firm.id,
+            "enterprise_name": firm.name,
+            "completeness": firm.completeness,
+            "tags": [{"name": n, "why": w} for n, w in page.tags.items()],
+            "items": [_recommendation(r, today, page.feedback) for r in page.items],
+            "changes": _changes(page.changes),
+            "total": page.total,
+            "page": paging.page,
+            "page_size": paging.page_size,
+            "state": page.state,
+            "computed_at": page.computed_at,
+        }
     )
+
+
+class RecommendationQuery:
+    """Filters and paging of a recommendation list."""
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
+        open_now: Annotated[bool, Query(description="只看现在可申报的")] = False,
+        category: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$", description="政策类别代码")] = None,
+        min_amount: Annotated[float | None, Query(ge=0, le=1e9, description="最高金额不低于（万元）")] = None,
+        page: Annotated[int, Query(ge=1, le=10_000, description="页码，从1开始")] = 1,
+        limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 20,
+    ) -> None:
+        self.include = include
+        self.filters = recommend.Filters(open_now=open_now, category=category, min_amount=min_amount)
+        self.paging = PageParams(settings, page=page, page_size=limit)
+
+
+RecommendationParams = Annotated[RecommendationQuery, Depends()]
 
 
 @router.get("/enterprises/me/recommendations", response_model=RecommendationsOut, tags=["匹配"])
-def my_recommendations(
-    db: DbSession,
-    matcher: MatcherDep,
-    actor: EnterpriseUser,
-    include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 20,
-):
-    """Recommend policies to the signed-in firm, best first, with reasons."""
-    return _recommendations(db, matcher, actor.enterprise_id, include, limit)  # type: ignore[arg-type]
+def my_recommendations(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, q: RecommendationParams):
+    """Recommend policies to the signed-in firm, best first, with reasons, from its stored matches."""
+    return _recommendations(db, matcher, actor.enterprise_id, q.include, q.paging, q.filters)  # type: ignore[arg-type]
 
 
 @router.post("/enterprises/me/feedback", response_model=FeedbackOut, status_code=201, tags=["匹配"])
@@ -148,14 +194,13 @@ def recommendations(
     db: DbSession,
     matcher: MatcherDep,
     actor: FirmReader,
-    enterprise_id: int,
-    include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    enterprise_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    q: RecommendationParams,
 ):
     """Recommend policies to a firm (staff, or the firm itself), best first, with reasons."""
     if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
         raise NotFound("企业不存在", code="enterprise_not_found")
-    return _recommendations(db, matcher, enterprise_id, include, limit)
+    return _recommendations(db, matcher, enterprise_id, q.include, q.paging, q.filters)
 
 
 @router.post("/match/calculator", response_model=RecommendationsOut, tags=["匹配"], dependencies=[Depends(public)])
@@ -165,7 +210,7 @@ def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body
     data = body.model_dump(exclude={"limit"}, exclude_none=True)
     if body.qualifications:
         resolved = []
-        vocab = service.tags_mod.Vocabulary.from_db(db)
+        vocab = tags_mod.Vocabulary.from_db(db)
         errors = []
         for i, name in enumerate(body.qualifications):
             canonical = vocab.resolve(name)
@@ -177,13 +222,13 @@ def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body
             raise ValidationFailed(errors=errors)
         data["qualifications"] = resolved
     try:
-        facts, items, changes = service.calculator(db=db, matcher=matcher, attributes=data, limit=body.limit)
+        facts, items, changes = calculator.calculator(db=db, matcher=matcher, attributes=data, limit=body.limit)
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_attributes") from exc
     # A signed-in firm saw these policies in the calculator: the funnel's "calculator" step.
     events.policies_seen(db=db, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator")
     today = dt.date.today()
-    return RecommendationsOut(items=[_recommendation(r, today) for r in items], changes=_changes(changes))
+    return json_response({"items": [_recommendation(r, today) for r in items], "changes": _changes(changes)})
 
 
 @router.get("/policies/search", response_model=list[SearchHitOut], tags=["匹配"], dependencies=[Depends(public)])
@@ -196,10 +241,13 @@ def search_policies(
 ):
     """Search published policies by meaning and by words (hybrid)."""
     today = dt.date.today()
-    hits = service.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
-    return [
-        SearchHitOut(policy=_card(h.policy, today), score=h.score, semantic=h.semantic, keyword=h.keyword) for h in hits
-    ]
+    hits = search.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
+    return json_response(
+        [
+            {"policy": _card(h.policy, today), "score": h.score, "semantic": h.semantic, "keyword": h.keyword}
+            for h in hits
+        ]
+    )
 
 
 @router.get("/policies/{policy_id}/eligible-enterprises", tags=["匹配"], response_model=Page[EligibleEnterpriseOut])
@@ -218,8 +266,8 @@ def eligible_enterprises(
     if bad or not statuses:
         raise ValidationFailed(errors=[FieldError("status", "取值应为 eligible、likely 或二者以逗号分隔", "invalid")])
     if format == "json":
-        policy, rows, total = service.eligible_enterprises(
-            db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, offset=paging.offset, limit=paging.page_size
+        policy, rows, total = lists.eligible_enterprises(
+            db=db, policy_id=policy_id, statuses=statuses, offset=paging.offset, limit=paging.page_size
         )
         return Page(
             items=[export.eligible_row(m, e) for m, e in rows],
@@ -227,9 +275,7 @@ def eligible_enterprises(
             page=paging.page,
             page_size=paging.page_size,
         )
-    data, media, disposition = export.export_eligible(
-        db=db, matcher=matcher, policy_id=policy_id, statuses=statuses, fmt=format
-    )
+    data, media, disposition = export.export_eligible(db=db, policy_id=policy_id, statuses=statuses, fmt=format)
     return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
 
 
@@ -241,7 +287,9 @@ def _suggestion_out(db, s) -> TagSuggestionOut:  # type: ignore[no-untyped-def]
 @router.get("/policies/{policy_id}/tag-suggestions", response_model=list[TagSuggestionOut], tags=["匹配"])
 def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: int):
     """Suggest tags for a policy from its text, rules and the trained tagger, for a curator to confirm."""
-    return [_suggestion_out(db, s) for s in service.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)]
+    return [
+        _suggestion_out(db, s) for s in suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)
+    ]
 
 
 @router.post(
@@ -251,7 +299,7 @@ def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, sug
     """Accept a suggested tag: it is added to the policy."""
     return _suggestion_out(
         db,
-        service.decide_tag_suggestion(
+        suggestions.decide_tag_suggestion(
             db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=True, actor=actor
         ),
     )
@@ -264,7 +312,7 @@ def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, sug
     """Reject a suggested tag; it will not be proposed again."""
     return _suggestion_out(
         db,
-        service.decide_tag_suggestion(
+        suggestions.decide_tag_suggestion(
             db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=False, actor=actor
         ),
     )

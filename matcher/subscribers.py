@@ -1,7 +1,6 @@
-"""What the matcher does when the catalog announces a change (see core.events).
+"""What the matcher does when other packages announce a change (see core.events).
 
-A published or edited policy is re-matched against every firm by the worker, queued in the
-catalog's transaction; requests never compute it.
+Everything is queued for the worker in the announcer's transaction; requests never compute matches.
 """
 
 from __future__ import annotations
@@ -11,9 +10,15 @@ from matcher import jobs
 
 
 def on_policy_changed(event: events.PolicyPublished | events.PolicyRevised) -> None:
-    """Queue a re-match of the policy against every firm."""
-    jobs.queue_policy_rematch(event.db, policy_id=event.policy_id)
+    """Queue the judging of the policy against every firm (its list; every firm's stored best)."""
+    jobs.queue_policy(event.db, policy_id=event.policy_id)
+
+
+def on_profile_changed(event: events.ProfileChanged) -> None:
+    """Queue the catch-up, which re-scores firms whose profile changed since their matches."""
+    jobs.queue_catch_up(event.db)
 
 
 events.bus.subscribe(events.PolicyPublished, on_policy_changed)
 events.bus.subscribe(events.PolicyRevised, on_policy_changed)
+events.bus.subscribe(events.ProfileChanged, on_profile_changed)

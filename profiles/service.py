@@ -13,7 +13,7 @@ from auth.schemas import UserIn
 from auth.service import Principal
 from catalog import service as catalog_service
 from catalog.models import TagKind
-from core import codes
+from core import codes, events
 from core.db import utcnow
 from core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 from core.text import normalize
@@ -131,6 +131,7 @@ def create_enterprise(*, db: Session, enterprise_in: EnterpriseIn) -> Enterprise
     _apply(db, ent, data)
     db.add(ent)
     db.flush()
+    events.emit(events.ProfileChanged(db=db, enterprise_id=ent.id))
     return ent
 
 
@@ -148,6 +149,7 @@ def update_enterprise(
         data["qualifications"] = enterprise_in.qualifications
     _apply(db, ent, data)
     db.flush()
+    events.emit(events.ProfileChanged(db=db, enterprise_id=ent.id))
     return ent
 
 

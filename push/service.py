@@ -49,7 +49,6 @@ from core.text import normalize
 from matcher import batch as matcher_batch
 from matcher import eligibility
 from matcher import feedback as matcher_feedback
-from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles.models import Enterprise
 from push import events
@@ -593,7 +592,7 @@ def fan_out_policy(
     *,
     db: Session,
     policy_id: int,
-    matcher: matcher_service.Matcher | None = None,
+    matcher: object | None = None,
     now: dt.datetime | None = None,
     base_url: str = "",
     chunk_size: int = FAN_OUT_CHUNK,

@@ -29,7 +29,6 @@ from core.db import utcnow
 from core.errors import FieldError, InvalidState, NotFound, ValidationFailed
 from matcher import batch as matcher_batch
 from matcher import feedback as matcher_feedback
-from matcher import service as matcher_service
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles.models import Enterprise, EnterpriseQualification
 from push.models import Delivery, ManualPush, PushPreference
@@ -147,6 +146,12 @@ def build_selection(*, db: Session, filters: TargetFilters, today: dt.date | Non
             errors.append(FieldError("filters.eligible_statuses", "取值应为 eligible、likely 或二者"))
         elif db.get(Policy, filters.eligible_for_policy_id) is None:
             errors.append(FieldError("filters.eligible_for_policy_id", "政策不存在", "not_found"))
+        elif not matcher_batch.policy_listed(db=db, policy_id=filters.eligible_for_policy_id):
+            errors.append(
+                FieldError(
+                    "filters.eligible_for_policy_id", "该政策的符合条件企业名单正在生成，请稍后再试", "list_pending"
+                )
+            )
         else:
             clauses.append(
                 Enterprise.id.in_(
@@ -443,20 +448,11 @@ def _run(
     return plan
 
 
-def _refresh_eligible(db: Session, matcher: matcher_service.Matcher | None, filters: TargetFilters) -> None:
-    """Bring a policy's stored eligible list up to date before it is used as a filter (needs the matcher)."""
-    if matcher is None or filters.eligible_for_policy_id is None:
-        return
-    if db.get(Policy, filters.eligible_for_policy_id) is None:
-        return  # build_selection reports it with the field name
-    matcher_batch.refresh_policy_results(db=db, matcher=matcher, policy_id=filters.eligible_for_policy_id)
-
-
 def preview(
     *,
     db: Session,
     push_in: ManualPushIn,
-    matcher: matcher_service.Matcher | None = None,
+    matcher: object | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Count the firms and per-channel messages a targeted push would reach, writing no push records.
@@ -467,7 +463,6 @@ def preview(
     now = now or utcnow()
     policy = _published_policy(db, push_in.policy_id)
     channels = _channels(push_in.channels)
-    _refresh_eligible(db, matcher, push_in.filters)
     selection = build_selection(db=db, filters=push_in.filters, today=now.date())
     plan = _run(
         db,
@@ -511,7 +506,7 @@ def send(
     db: Session,
     push_in: ManualPushIn,
     created_by_id: int | None,
-    matcher: matcher_service.Matcher | None = None,
+    matcher: object | None = None,
     now: dt.datetime | None = None,
     base_url: str = "",
 ) -> tuple[ManualPush, dict[str, Any]]:
@@ -522,7 +517,6 @@ def send(
     now = now or utcnow()
     policy = _published_policy(db, push_in.policy_id)
     channels = _channels(push_in.channels)
-    _refresh_eligible(db, matcher, push_in.filters)
     selection = build_selection(db=db, filters=push_in.filters, today=now.date())
     row = ManualPush(
         policy_id=policy.id,

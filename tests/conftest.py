@@ -132,7 +132,7 @@ def db(database: Database) -> Iterator[Session]:
 @pytest.fixture(scope="session")
 def matcher(test_settings: Settings):  # type: ignore[no-untyped-def]
     """One matcher (real e5 embedder, cache and indexes under the test var dir) for the session."""
-    from matcher.service import Matcher
+    from matcher.engine import Matcher
 
     m = Matcher(test_settings)
     yield m

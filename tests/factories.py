@@ -109,3 +109,12 @@ def make_user(db: Session, *, role: Role, **kw: Any) -> User:
         kw["enterprise_id"] = make_enterprise(db).id
     data = {"username": f"user{i}", "password": "password-123", "display_name": f"用户{i}", "role": role} | kw
     return auth_service.create_user(db=db, user_in=UserIn(**data))
+
+
+def match(db: Session, matcher: Any, *, today: dt.date | None = None) -> Any:
+    """Run the worker's catch-up inside the test's session, as `huiqi worker` would after a change."""
+    from core.db import InSession
+    from matcher import runs
+
+    matcher.policy_sets.clear()
+    return runs.rematch_changed(InSession(db), matcher, today=today)

@@ -27,7 +27,7 @@ from core.errors import NotFound
 from desk import service as desk_service
 from desk import stats as desk_stats
 from desk import topics as desk_topics
-from matcher import service as matcher_service
+from matcher import coverage as matcher_coverage
 from push import stats as push_stats
 from web.deps import WebAllow
 from web.templating import ROLE_HOME, WebRoute, register_nav, render
@@ -132,7 +132,7 @@ def dashboard_data(
             "channels": channels["rows"],
             "totals": channels["totals"],
         }
-        data["coverage"] = matcher_service.policy_coverage(db=db, limit=15)
+        data["coverage"] = matcher_coverage.policy_coverage(db=db, limit=15)
     return data
 
 

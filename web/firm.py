@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from core.deps import DbSession
 from core.errors import HuiqiError
 from matcher import feedback as matcher_feedback
-from matcher import service as matcher_service
+from matcher import recommend as matcher_recommend
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles import service as profiles_service
@@ -73,9 +73,15 @@ PREFERENCE_FIELDS = (
 def _profile_context(db: Any, matcher: Any, firm: Any, values: dict | None, errors: FormErrors) -> dict:
     ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
     data = profiles_service.describe(ent)
-    _, recs, _, _ = matcher_service.recommend(
-        db=db, matcher=matcher, enterprise_id=ent.id, include=(ELIGIBLE, LIKELY), limit=BLOCKING_WINDOW
+    page = matcher_recommend.recommend(
+        db=db,
+        matcher=matcher,
+        enterprise_id=ent.id,
+        include=(ELIGIBLE, LIKELY),
+        limit=BLOCKING_WINDOW,
+        with_changes=False,
     )
+    recs = page.items
     if values is None:
         values = {name: data.get(name) for name in PROFILE_FIELDS}
         held = {q["name"] for q in data["qualifications"]}
@@ -89,6 +95,7 @@ def _profile_context(db: Any, matcher: Any, firm: Any, values: dict | None, erro
         "blocking": views.blocking_fields(recs),
         "eligible_count": sum(1 for r in recs if r.verdict.status == ELIGIBLE),
         "likely_count": sum(1 for r in recs if r.verdict.status == LIKELY),
+        "match_state": page.state,
         "region_groups": choices.region_groups(),
         "industries": choices.industry_divisions(),
         "qualifications": choices.qualifications(db=db),
@@ -134,30 +141,58 @@ def save_profile(request: Request, db: DbSession, matcher: MatcherDep, firm: Web
 
 
 @router.get("/recommendations")
-def recommendations(request: Request, db: DbSession, matcher: MatcherDep, firm: WebFirm) -> Response:
-    """Recommended policies, best first, each with 为什么推荐 and feedback buttons."""
+def recommendations(
+    request: Request,
+    db: DbSession,
+    matcher: MatcherDep,
+    firm: WebFirm,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    open_now: bool = False,
+    category: Annotated[str | None, Query(max_length=20)] = None,
+    min_amount: Annotated[str | None, Query(max_length=12)] = None,
+) -> Response:
+    """Recommended policies, best first, each with 为什么推荐 and feedback buttons; paged and filtered."""
     today = dt.date.today()
-    ent, recs, changes, firm_tags = matcher_service.recommend(
+    amount = _amount(min_amount)
+    filters = matcher_recommend.Filters(
+        open_now=open_now, category=category if category and category.isdigit() else None, min_amount=amount
+    )
+    result = matcher_recommend.recommend(
         db=db,
         matcher=matcher,
-        enterprise_id=firm.enterprise_id,
+        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
         include=(ELIGIBLE, LIKELY),
         limit=RECOMMENDATIONS_SHOWN,
-        today=today,  # type: ignore[arg-type]
+        offset=(page - 1) * RECOMMENDATIONS_SHOWN,
+        today=today,
+        filters=filters,
     )
-    feedback = matcher_feedback.latest_for_firm(db=db, enterprise_id=ent.id)
+    pages = max(1, math.ceil(result.total / RECOMMENDATIONS_SHOWN))
     return render(
         request,
         "me_recommendations.html",
         {
-            "ent": ent,
-            "cards": [views.recommendation_card(r, today, feedback.get(r.policy.id)) for r in recs],
-            "changes": changes,
-            "firm_tags": firm_tags,
+            "ent": result.enterprise,
+            "cards": [views.recommendation_card(r, today, result.feedback.get(r.policy.id)) for r in result.items],
+            "changes": result.changes,
+            "firm_tags": result.tags,
+            "total": result.total,
+            "state": result.state,
+            "filters": {"open_now": open_now, "category": filters.category or "", "min_amount": min_amount or ""},
+            "categories": choices.categories(db=db),
+            "page_links": views.page_links(request, page, pages),
             "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
-            "unread": push_service.unread_count(db=db, enterprise_id=ent.id),
+            "unread": push_service.unread_count(db=db, enterprise_id=result.enterprise.id),
         },
     )
+
+
+def _amount(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < 1e9 else None
 
 
 def feedback_response(

@@ -17,8 +17,8 @@ from catalog.schemas import PolicyFilters
 from core import codes, events
 from core.deps import DbSession
 from core.errors import FieldError, ValidationFailed
+from matcher import calculator as matcher_calculator
 from matcher import feedback as matcher_feedback
-from matcher import service as matcher_service
 from matcher.deps import MatcherDep
 from matcher.schemas import CalculatorIn
 from web import choices, views
@@ -212,7 +212,9 @@ def _calculate(*, db, matcher, body: CalculatorIn):  # type: ignore[no-untyped-d
             )
         attributes["qualifications"] = resolved
     try:
-        _, items, changes = matcher_service.calculator(db=db, matcher=matcher, attributes=attributes, limit=body.limit)
+        _, items, changes = matcher_calculator.calculator(
+            db=db, matcher=matcher, attributes=attributes, limit=body.limit
+        )
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_attributes") from exc
     return items, changes

@@ -31,9 +31,11 @@ from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStat
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
 from core import codes, tabular
 from core.deps import AppSettings, DbSession
-from core.errors import FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
+from core.errors import Conflict, FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
+from matcher import coverage as matcher_coverage
 from matcher import export as matcher_export
-from matcher import service as matcher_service
+from matcher import lists as matcher_lists
+from matcher import suggestions as matcher_suggestions
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
 from matcher.eligibility import STATUS_LABELS as VERDICT_LABELS
@@ -277,7 +279,7 @@ def _editor_context(
     versions: list[Any] = []
     if policy is not None:
         tags_by_id = {t.id: t for t in db.scalars(select(Tag))}
-        for s in matcher_service.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy.id):
+        for s in matcher_suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy.id):
             tag = tags_by_id.get(s.tag_id)
             if tag is not None:
                 suggestions.append({"id": s.id, "name": tag.name, "source": s.source, "score": s.score})
@@ -348,7 +350,7 @@ def _preview_page(
     preview = None
     problems = [e.reason for e in early]
     if not early:
-        preview = matcher_service.preview_rules(db=db, rules=data["rules"])
+        preview = matcher_coverage.preview_rules(db=db, matcher=matcher, rules=data["rules"])
         problems = [f"{e['field']}：{e['reason']}" for e in preview["errors"]]
     context = _editor_context(db, matcher, policy, values, FormErrors(), problems, preview)
     return render(request, "staff_policy_edit.html", context)
@@ -382,13 +384,13 @@ def save_policy(
 
 
 @router.post("/rules/preview")
-def rules_preview(request: Request, db: DbSession, curator: Curator, body: PageBody) -> Response:
+def rules_preview(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, body: PageBody) -> Response:
     """The builder's live preview: how many firms the unsaved rules make eligible / likely (JSON)."""
     text = body.get("rules_json")
     rules, problem = parse_rules(text if isinstance(text, str) else None)
     if problem:
         return JSONResponse({"errors": [{"field": problem.field, "reason": problem.reason}], "total": None})
-    result = matcher_service.preview_rules(db=db, rules=rules)
+    result = matcher_coverage.preview_rules(db=db, matcher=matcher, rules=rules)
     result["labels"] = {ELIGIBLE: VERDICT_LABELS[ELIGIBLE], LIKELY: VERDICT_LABELS[LIKELY], INELIGIBLE: "不符合"}
     return JSONResponse(result)
 
@@ -426,7 +428,7 @@ def decide_tag(
     """Accept (the tag is added, versioned if published) or reject a suggested tag."""
     if decision not in ("accept", "reject"):
         raise ValidationFailed(errors=[FieldError("decision", "操作应为采纳或忽略", "invalid")])
-    matcher_service.decide_tag_suggestion(
+    matcher_suggestions.decide_tag_suggestion(
         db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=decision == "accept", actor=curator
     )
     return redirect(request, f"/staff/policies/{policy_id}?saved=tag-{decision}#tags")
@@ -510,20 +512,24 @@ def eligible(
 ) -> Response:
     """The firms a policy's rules admit (the 免申即享 list), best first, with export."""
     statuses = _statuses(status)
-    policy, rows, total = matcher_service.eligible_enterprises(
-        db=db,
-        matcher=matcher,
-        policy_id=policy_id,
-        statuses=statuses,
-        offset=(page - 1) * ELIGIBLE_PAGE_SIZE,
-        limit=ELIGIBLE_PAGE_SIZE,
-    )
+    pending = False
+    try:
+        policy, rows, total = matcher_lists.eligible_enterprises(
+            db=db,
+            policy_id=policy_id,
+            statuses=statuses,
+            offset=(page - 1) * ELIGIBLE_PAGE_SIZE,
+            limit=ELIGIBLE_PAGE_SIZE,
+        )
+    except Conflict:  # the worker has not made this policy's list yet
+        policy, rows, total, pending = catalog_service.get_policy(db=db, policy_id=policy_id), [], 0, True
     pages = max(1, math.ceil(total / ELIGIBLE_PAGE_SIZE))
     return render(
         request,
         "staff_eligible.html",
         {
             "policy": policy,
+            "pending": pending,
             "rows": [matcher_export.eligible_row(m, e) for m, e in rows],
             "total": total,
             "status": status if status in ("likely", "both") else "eligible",
@@ -546,7 +552,7 @@ def eligible_export(
     """Download the eligible-firm list as CSV (UTF-8 with BOM) or XLSX, in the API's export layout."""
     fmt = "xlsx" if format == "xlsx" else "csv"
     data, media, disposition = matcher_export.export_eligible(
-        db=db, matcher=matcher, policy_id=policy_id, statuses=_statuses(status), fmt=fmt
+        db=db, policy_id=policy_id, statuses=_statuses(status), fmt=fmt
     )
     return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
 

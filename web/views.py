@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 from catalog import service as catalog_service
 from catalog.models import Policy
 from catalog.schemas import PolicyFilters
-from matcher import service as matcher_service
+from matcher import search as matcher_search
 from matcher import tags as tags_mod
 from matcher.eligibility import LIKELY, STATUS_LABELS
+from matcher.engine import Matcher
+from matcher.recommend import Recommendation
 from profiles.derived import FIELD_LABELS
 
 STATE_ICONS = {"met": ("✓", "满足"), "not_met": ("✗", "不满足"), "unknown": ("?", "待补充资料")}
@@ -52,7 +54,7 @@ def _has_filters(filters: PolicyFilters) -> bool:
 def search_policies(
     *,
     db: Session,
-    matcher: matcher_service.Matcher,
+    matcher: Matcher,
     filters: PolicyFilters,
     page: int,
     page_size: int,
@@ -60,7 +62,7 @@ def search_policies(
     today: dt.date,
 ) -> PolicyPage:
     """Search by meaning and words (the matcher's hybrid search), keep the hits the catalog filters admit."""
-    hits = matcher_service.search(
+    hits = matcher_search.search(
         db=db, matcher=matcher, q=filters.q or "", limit=limit, region=filters.region, today=today
     )
     if _has_filters(filters):
@@ -149,9 +151,7 @@ class RecommendationCard:
     feedback: str | None = None
 
 
-def recommendation_card(
-    r: matcher_service.Recommendation, today: dt.date, feedback: str | None = None
-) -> RecommendationCard:
+def recommendation_card(r: Recommendation, today: dt.date, feedback: str | None = None) -> RecommendationCard:
     """Shape one recommendation for the page."""
     v = r.verdict
     return RecommendationCard(
@@ -187,7 +187,7 @@ class BlockingField:
     policies: list[Policy]
 
 
-def blocking_fields(recommendations: list[matcher_service.Recommendation]) -> list[BlockingField]:
+def blocking_fields(recommendations: list[Recommendation]) -> list[BlockingField]:
     """Group the likely policies by the fields whose absence leaves them undecided, most policies first."""
     by_field: dict[str, BlockingField] = {}
     for r in recommendations:

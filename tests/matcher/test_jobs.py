@@ -1,29 +1,125 @@
-"""Background re-matching: short transactions against a real database file, as the scheduler runs it."""
+"""The worker's matching runs against a real database file, in short transactions, as the scheduler runs them."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from catalog import demo
 from core import migrate
 from core.db import Database
-from matcher import service
-from matcher.models import MatchResult
+from matcher import runs, store
+from matcher.models import FirmMatch, MatchResult, MatchRun, MatchRunChunk, PolicyMatchState
 from profiles import demo as profiles_demo
+from profiles.models import Enterprise
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_rematch_matches_changed_policies_then_has_nothing_left_to_do(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
-    database = Database(f"sqlite:///{tmp_path / 'rematch.db'}")
+def _demo_database(path: Path, firms: int) -> Database:
+    database = Database(f"sqlite:///{path}")
     migrate.upgrade(url=database.url)
     with database.session() as db:
         demo.load_demo_catalog(db=db, actor=None)
-        profiles_demo.load_demo_enterprises(db=db, count=40)
-    first = service.rematch(database=database, matcher=matcher)
-    assert first["policies"] >= 100 and first["eligible"] > 0 and first["failed"] == 0
+        profiles_demo.load_demo_enterprises(db=db, count=firms)
+    return database
+
+
+def test_catch_up_scores_every_firm_lists_every_policy_then_has_nothing_left_to_do(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
+    database = _demo_database(tmp_path / "catchup.db", 40)
+    first = runs.rematch_changed(database, matcher)
+    assert first.kind == "all" and first.firms == 40 and not first.stopped
     with database.session() as db:
-        stored = db.scalar(select(func.count()).select_from(MatchResult))
-        assert stored >= first["eligible"] + first["likely"]
-        assert service.changed_policy_ids(db=db) == []
-    second = service.rematch(database=database, matcher=matcher)
-    assert second["policies"] == 0 and second["firms"] == 0
+        assert db.scalar(select(func.count()).select_from(FirmMatch)) == 40
+        assert db.scalar(select(func.count()).select_from(MatchResult)) > 0
+        assert runs.changed_policy_ids(db) == [] and runs.unlisted_policy_ids(db) == []
+        assert runs.status(db)["up_to_date"]
+    second = runs.rematch_changed(database, matcher)
+    assert second.firms == 0 and second.policies == 0 and second.embedded == 0
     database.dispose()
+
+
+def test_a_stop_request_leaves_the_run_resumable_and_the_resumed_run_skips_finished_chunks(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
+    database = _demo_database(tmp_path / "stop.db", 30)
+    calls = {"n": 0}
+
+    def stop_after_two_chunks() -> bool:
+        calls["n"] += 1
+        with database.session() as db:
+            return (db.scalar(select(func.count()).select_from(MatchRunChunk)) or 0) >= 2
+
+    first = runs.rematch_all(database, matcher, width=5, should_stop=stop_after_two_chunks)
+    assert first.stopped and first.chunks == 6
+    second = runs.rematch_all(database, matcher, width=5)
+    assert not second.stopped and second.resumed == 2 and second.firms == 20
+    with database.session() as db:
+        assert db.scalar(select(func.count()).select_from(FirmMatch)) == 30
+        assert db.scalar(select(MatchRun.status)) == "done"
+    database.dispose()
+
+
+def test_a_full_run_killed_with_sigkill_resumes_without_duplicates_or_gaps(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "kill.db"
+    database = _demo_database(path, 120)
+    # Vectors first (in this process, through the shared cache), so the killed run spends its time in chunks.
+    runs.embed_firms(database, matcher)
+    env = {
+        **os.environ,
+        "HUIQI_DATABASE_URL": database.url,
+        "HUIQI_VAR_DIR": str(matcher.settings.var_dir),
+        "HUIQI_MATCH_CHUNK_WIDTH": "4",
+        "HUIQI_ENV": "test",
+        "HUIQI_SECRET_KEY": matcher.settings.secret_key,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "match", "--all"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        with database.session() as db:
+            done = db.scalar(select(func.count()).select_from(MatchRunChunk)) or 0
+        if done >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    with database.session() as db:
+        killed_at = db.scalar(select(func.count()).select_from(MatchRunChunk))
+        assert db.scalar(select(MatchRun.status)) == "running" and 5 <= killed_at < 30
+    resumed = runs.rematch_all(database, matcher, width=4)
+    assert resumed.resumed == killed_at and not resumed.stopped
+    with database.session() as db:
+        ids = list(db.scalars(select(FirmMatch.enterprise_id)))
+        assert Counter(ids).most_common(1)[0][1] == 1  # no firm written twice
+        assert set(ids) == set(db.scalars(select(Enterprise.id)))  # none missing
+        assert db.scalar(select(func.count()).select_from(MatchRunChunk)) == 30
+        run_counts = dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all())
+    # The resumed run's figures equal an uninterrupted run's.
+    fresh = _demo_database(tmp_path / "fresh.db", 120)
+    runs.rematch_all(fresh, matcher, width=4)
+    with fresh.session() as db:
+        assert (
+            dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all()) == run_counts
+        )
+        expected = {r.enterprise_id: store.decode(r.payload) for r in db.scalars(select(FirmMatch))}
+    with database.session() as db:
+        got = {r.enterprise_id: store.decode(r.payload) for r in db.scalars(select(FirmMatch))}
+    assert {k: (v[0]["policy"].tolist(), v[1]["policy"].tolist()) for k, v in got.items()} == {
+        k: (v[0]["policy"].tolist(), v[1]["policy"].tolist()) for k, v in expected.items()
+    }
+    database.dispose()
+    fresh.dispose()

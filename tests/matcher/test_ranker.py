@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.cli import app as cli_app
+from catalog import service as catalog_service
 from core.config import get_settings
 from core.db import utcnow
-from matcher import feedback, ranker, service
-from matcher.models import Feedback, MatchResult
+from matcher import calculator, feedback, ranker, recommend, store
+from matcher.models import Feedback
 from matcher.ranking import Components, Weights
 from tests import factories
 
@@ -145,25 +146,9 @@ def test_feedback_records_the_urgency_the_firm_saw(db: Session) -> None:
     today = dt.date.today()
     policy = factories.make_policy(db, publish=True, apply_end_on=today + dt.timedelta(days=7))
     firm = factories.make_enterprise(db)
-    db.execute(
-        insert(MatchResult),
-        [
-            {
-                "enterprise_id": firm.id,
-                "policy_id": policy.id,
-                "policy_version": policy.version,
-                "status": "eligible",
-                "score": 0.6,
-                "rule_score": 1.0,
-                "tag_score": 0.2,
-                "semantic_score": 0.4,
-                "similarity": 0.85,
-                "shared_tags": [],
-                "condition_states": [2],
-                "computed_at": utcnow(),
-            }
-        ],
-    )
+    row_ = store.Row(firm.id, 1, firm.profile_updated_at, 1, 0, b"")
+    row_.payload = store.encode(_store_result(policy, rules=1.0, tags=0.2, semantic=0.4), np.zeros(0, store.NEAR))
+    store.write(db, [row_])
     row = feedback.record_feedback(db=db, enterprise_id=firm.id, policy_id=policy.id, action="interested", today=today)
     assert row.components["urgency"] == 1.0  # within a week
     later = feedback.record_feedback(
@@ -300,22 +285,15 @@ def test_too_little_feedback_writes_an_unused_manifest_and_removes_an_old_model(
 # ---------------------------------------------------------------- recommendations
 
 
-def _store_result(firm_id: int, policy: Any, *, rules: float, tags: float, semantic: float) -> dict[str, Any]:
+def _store_result(policy: Any, *, rules: float, tags: float, semantic: float) -> np.ndarray:
+    """One stored candidate, as the batch pipeline packs it."""
     w = Weights()
-    return {
-        "enterprise_id": firm_id,
-        "policy_id": policy.id,
-        "policy_version": policy.version,
-        "status": "eligible",
-        "score": round(w.rules * rules + w.tags * tags + w.semantic * semantic, 4),
-        "rule_score": rules,
-        "tag_score": tags,
-        "semantic_score": semantic,
-        "similarity": 0.9,
-        "shared_tags": [],
-        "condition_states": [2],
-        "computed_at": utcnow(),
-    }
+    item = np.zeros(1, dtype=store.ITEM)
+    item["policy"], item["status"] = policy.id, 2
+    item["rules"], item["tags"], item["semantic"] = (round(x * store.SCALE) for x in (rules, tags, semantic))
+    item["cosine"] = 9000
+    item["base"] = w.rules * rules + w.tags * tags + w.semantic * semantic
+    return item
 
 
 def test_a_used_ranker_reorders_recommendations_and_an_unused_one_does_not(  # type: ignore[no-untyped-def]
@@ -324,17 +302,19 @@ def test_a_used_ranker_reorders_recommendations_and_an_unused_one_does_not(  # t
     close_text = factories.make_policy(db, publish=True, title="中山市企业研发投入后补助")
     shared_tags = factories.make_policy(db, publish=True, title="中山市灯饰照明产业集群扶持资金")
     firm = factories.make_enterprise(db)
-    db.execute(
-        insert(MatchResult),
+    items = np.concatenate(
         [
-            _store_result(firm.id, close_text, rules=1.0, tags=0.05, semantic=0.9),
-            _store_result(firm.id, shared_tags, rules=1.0, tags=0.9, semantic=0.2),
-        ],
+            _store_result(close_text, rules=1.0, tags=0.05, semantic=0.9),
+            _store_result(shared_tags, rules=1.0, tags=0.9, semantic=0.2),
+        ]
     )
+    firm_row = store.Row(firm.id, catalog_service.current_revision(db=db), firm.profile_updated_at, 2, 0, b"")
+    firm_row.payload = store.encode(items, np.zeros(0, dtype=store.NEAR))
+    store.write(db, [firm_row])
 
     def order() -> list[tuple[int, float]]:
-        _, items, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-        return [(r.policy.id, r.score) for r in items if r.policy.id in (close_text.id, shared_tags.id)]
+        page = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+        return [(r.policy.id, r.score) for r in page.items if r.policy.id in (close_text.id, shared_tags.id)]
 
     monkeypatch.setattr(matcher, "models_dir", tmp_path / "none")
     hand = order()
@@ -358,8 +338,11 @@ def test_a_used_ranker_reorders_recommendations_and_an_unused_one_does_not(  # t
 
     # Feedback adjustments still apply on top of the probability; components and reasons are unchanged.
     feedback.record_feedback(db=db, enterprise_id=firm.id, policy_id=close_text.id, action="interested")
-    _, items, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    [rec] = [r for r in items if r.policy.id == close_text.id]
+    [rec] = [
+        r
+        for r in recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id).items
+        if r.policy.id == close_text.id
+    ]
     assert rec.score == pytest.approx(round(float(expected[1]) + 0.05, 4))
     assert (rec.components.tags, rec.components.semantic) == (0.05, 0.9)
     assert rec.verdict.status == "eligible"
@@ -372,7 +355,9 @@ def test_fresh_ranking_scores_with_the_learned_model(  # type: ignore[no-untyped
     model = ranker.active(tmp_path)
     assert model is not None
     monkeypatch.setattr(matcher, "models_dir", tmp_path)
-    _, items, _ = service.calculator(db=db, matcher=matcher, attributes={"region_code": "442000", "needs": "研发补助"})
+    _, items, _ = calculator.calculator(
+        db=db, matcher=matcher, attributes={"region_code": "442000", "needs": "研发补助"}
+    )
     assert items
     matrix = ranker.component_matrix([r.components for r in items])
     assert [r.score for r in items] == pytest.approx(model.probabilities(matrix).round(4).tolist())

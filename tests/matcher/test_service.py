@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import text
 
 from auth.models import Role
 from catalog import service as catalog_service
 from catalog.schemas import PolicyUpdate, TagIn
-from matcher import service
+from core.db import InSession
+from matcher import recommend, runs, store
 from matcher.models import MatchResult
 from tests import factories
 
@@ -34,7 +36,7 @@ def vocab(db):  # type: ignore[no-untyped-def]
 
 
 def test_firm_sees_eligible_policy_with_reasons_and_near_miss_with_what_is_missing(
-    db, client, auth_headers, vocab
+    db, client, auth_headers, matcher, vocab
 ) -> None:  # type: ignore[no-untyped-def]
     ok = factories.make_policy(db, publish=True, title="中山市研发投入后补助资金", rules=RD_RULE, tags=["研发补助"])
     strict = factories.make_policy(
@@ -55,10 +57,12 @@ def test_firm_sees_eligible_policy_with_reasons_and_near_miss_with_what_is_missi
         title="中山市研发比例三成企业奖励",
         rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 3}]},
     )
+    factories.match(db, matcher)
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
     body = client.get(
         "/api/v1/enterprises/me/recommendations", params={"include": "ineligible"}, headers=headers
     ).json()
+    assert body["state"] == "ready"
     by_title = {r["policy"]["title"]: r for r in body["items"]}
     assert by_title["中山市研发比例三成企业奖励"]["status"] == "eligible"
     miss = by_title[ok.title]
@@ -68,17 +72,19 @@ def test_firm_sees_eligible_policy_with_reasons_and_near_miss_with_what_is_missi
     assert body["changes"] and "研发费用占营业收入比例" in body["changes"][0]["description"]
 
 
-def test_ineligible_policies_are_left_out_unless_asked_for(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_ineligible_policies_are_left_out_unless_asked_for(db, client, auth_headers, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     policy = factories.make_policy(db, publish=True, rules=RD_RULE)
     firm = factories.make_enterprise(db, rd_expense=0, annual_revenue=3000)
+    factories.match(db, matcher)
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
     items = client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
     assert policy.id not in [r["policy"]["id"] for r in items]
 
 
-def test_likely_policy_names_the_fields_to_fill(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_likely_policy_names_the_fields_to_fill(db, client, auth_headers, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     policy = factories.make_policy(db, publish=True, rules=RD_RULE)
     firm = factories.make_enterprise(db, rd_expense=None)
+    factories.match(db, matcher)
     body = client.get(f"/api/v1/enterprises/{firm.id}/recommendations", headers=auth_headers(Role.curator)).json()
     [rec] = [r for r in body["items"] if r["policy"]["id"] == policy.id]
     assert rec["status"] == "likely"
@@ -95,17 +101,22 @@ def test_needs_text_tags_the_firm_and_overlaps_with_the_policy(db, matcher, voca
         summary="对租用厂房的小微企业给予租金补贴。",
     )
     firm = factories.make_enterprise(db, needs="厂房租金压力大，想申请房租补贴")
-    _, items, _, tags = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    assert tags["租金减免"] == "经营范围或需求中提及"
-    [rec] = [r for r in items if r.policy.id == rent.id]
+    factories.match(db, matcher)
+    page = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert page.tags["租金减免"] == "经营范围或需求中提及"
+    [rec] = [r for r in page.items if r.policy.id == rent.id]
     assert rec.needs_overlap == ["租金减免"] and "租金减免" in rec.shared_tags
     assert rec.similarity is not None and rec.components.semantic > 0
 
 
-def test_recommendations_persist_results_with_policy_version(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_the_worker_stores_each_firms_best_and_each_policys_list(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     policy = factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db)
-    service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert store.read(db, firm.id) is None  # nothing is computed until the worker runs
+    factories.match(db, matcher)
+    stored = store.read(db, firm.id)
+    [item] = [i for i in stored.items if i["policy"] == policy.id]
+    assert item["status"] == 2 and stored.eligible >= 1 and stored.profile_at == firm.profile_updated_at
     row = db.get(MatchResult, (firm.id, policy.id))
     assert row.status == "eligible" and row.policy_version == 1 and row.condition_states == [2]
 
@@ -140,7 +151,7 @@ def test_calculator_is_rate_limited(test_settings, database, db, matcher) -> Non
     assert codes == [200, 200, 429]
 
 
-def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     policy = factories.make_policy(
         db, publish=True, policy_type="exempt", rules=RD_RULE, apply_end_on=None, apply_start_on=None
     )
@@ -148,6 +159,9 @@ def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, voca
     factories.make_enterprise(db, rd_expense=30, annual_revenue=3000)
     unknown = factories.make_enterprise(db, rd_expense=None)
     headers = auth_headers(Role.curator)
+    pending = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", headers=headers)
+    assert pending.status_code == 409 and pending.json()["code"] == "matcher.list_pending"  # reading never computes
+    factories.match(db, matcher)
     page = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", headers=headers).json()
     ids = [x["enterprise_id"] for x in page["items"]]
     assert good.id in ids and unknown.id not in ids
@@ -207,12 +221,14 @@ def test_tag_suggestions_from_rules_and_text_can_be_accepted(db, client, auth_he
     assert "灯饰照明" not in [s["tag"] for s in again]
 
 
-def test_match_all_and_changed_policies(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_full_run_and_changed_policies(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     policy = factories.make_policy(db, publish=True, rules=RD_RULE)
     good = factories.make_enterprise(db, rd_expense=300, annual_revenue=3000)
-    totals = service.match_all(db=db, matcher=matcher)
-    assert totals["eligible"] >= 1 and db.get(MatchResult, (good.id, policy.id)).status == "eligible"
-    assert policy.id not in service.changed_policy_ids(db=db)
+    report = runs.rematch_all(InSession(db), matcher)
+    assert report.firms >= 1 and not report.stopped
+    [item] = [i for i in store.read(db, good.id).items if i["policy"] == policy.id]
+    assert item["status"] == 2
+    assert policy.id not in runs.changed_policy_ids(db)
     catalog_service.update_policy(
         db=db,
         policy_id=policy.id,
@@ -220,39 +236,47 @@ def test_match_all_and_changed_policies(db, matcher, vocab) -> None:  # type: ig
         actor=None,
     )
     db.flush()
-    assert policy.id in service.changed_policy_ids(db=db)
+    assert policy.id in runs.changed_policy_ids(db)
 
 
-def test_second_request_reads_stored_results_until_the_profile_changes(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_stored_results_are_served_until_the_profile_changes_then_marked_stale(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     from profiles import service as profiles_service
     from profiles.schemas import EnterpriseUpdate
 
     factories.make_policy(db, publish=True, rules=RD_RULE)
     factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db, rd_expense=300, annual_revenue=3000)
-    _, first, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    assert service._results_fresh(db, firm)
-    _, second, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    assert [(r.policy.id, r.verdict.status, r.score) for r in second] == [
-        (r.policy.id, r.verdict.status, r.score) for r in first
+    factories.match(db, matcher)
+    first = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    second = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert first.state == second.state == "ready"
+    assert [(r.policy.id, r.verdict.status, r.score) for r in second.items] == [
+        (r.policy.id, r.verdict.status, r.score) for r in first.items
     ]
     profiles_service.update_enterprise(
         db=db, enterprise_id=firm.id, enterprise_in=EnterpriseUpdate(rd_expense=30), actor=factories_admin()
     )
     db.flush()
-    assert not service._results_fresh(db, firm)
-    _, third, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    assert len(third) == len(first) - 1
+    stale = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert stale.state == "stale" and len(stale.items) == len(first.items)  # served, never recomputed in a read
+    factories.match(db, matcher)
+    third = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert third.state == "ready" and len(third.items) == len(first.items) - 1
 
 
-def test_a_newly_published_policy_makes_stored_results_stale(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_a_newly_published_policy_reaches_stored_results_through_its_queued_job(db, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
     factories.make_policy(db, publish=True)
-    service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    factories.match(db, matcher)
     new = factories.make_policy(db, publish=True)
-    assert not service._results_fresh(db, firm)
-    _, items, _, _ = service.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
-    assert new.id in [r.policy.id for r in items]
+    assert db.scalar(
+        text("SELECT count(*) FROM apscheduler_jobs WHERE id = :id"), {"id": f"once:matcher-list-{new.id}"}
+    )
+    before = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert before.state == "stale" and new.id not in [r.policy.id for r in before.items]
+    runs.list_policy(InSession(db), matcher, new.id)
+    after = recommend.recommend(db=db, matcher=matcher, enterprise_id=firm.id)
+    assert new.id in [r.policy.id for r in after.items]
 
 
 def factories_admin():  # type: ignore[no-untyped-def]
@@ -261,12 +285,15 @@ def factories_admin():  # type: ignore[no-untyped-def]
     return Principal(id=0, role=Role.admin, name="测试")
 
 
-def test_not_relevant_feedback_drops_the_policy_and_is_logged_with_components(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_not_relevant_feedback_drops_the_policy_and_is_logged_with_components(
+    db, client, auth_headers, matcher, vocab
+) -> None:  # type: ignore[no-untyped-def]
     from matcher.models import Feedback
 
     policy = factories.make_policy(db, publish=True)
     other = factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db)
+    factories.match(db, matcher)
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
     ids = [
         r["policy"]["id"] for r in client.get("/api/v1/enterprises/me/recommendations", headers=headers).json()["items"]
@@ -282,9 +309,10 @@ def test_not_relevant_feedback_drops_the_policy_and_is_logged_with_components(db
     assert row.components["status"] == "eligible"
 
 
-def test_interested_feedback_raises_the_score_and_is_shown(db, client, auth_headers, vocab) -> None:  # type: ignore[no-untyped-def]
+def test_interested_feedback_raises_the_score_and_is_shown(db, client, auth_headers, matcher, vocab) -> None:  # type: ignore[no-untyped-def]
     policy = factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db)
+    factories.match(db, matcher)
     headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
     before = {
         x["policy"]["id"]: x

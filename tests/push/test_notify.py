@@ -19,9 +19,9 @@ from catalog import jobs as catalog_jobs
 from catalog import service as catalog_service
 from catalog.models import PolicyStatus
 from catalog.schemas import PolicyUpdate
-from core.db import utcnow
+from core.db import InSession, utcnow
 from matcher import feedback as matcher_feedback
-from matcher import service as matcher_service
+from matcher import runs
 from matcher.models import MatchResult
 from push import notify, service
 from push.channels import SmsChannel, WebhookChannel, sms_length
@@ -269,7 +269,7 @@ def _deadline_setup(db: Session, matcher):  # type: ignore[no-untyped-def]
     outside = factories.make_enterprise(
         db, region_code="440300", credit_code=factories.credit_code(factories.n() * 31337, region="440300")
     )
-    matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
+    runs.list_policy(InSession(db), matcher, policy.id)
     matcher_feedback.record_feedback(db=db, enterprise_id=firms["applied"].id, policy_id=policy.id, action="applied")
     matcher_feedback.record_feedback(
         db=db, enterprise_id=firms["uninterested"].id, policy_id=policy.id, action="not_relevant"
@@ -322,7 +322,7 @@ def test_reminder_for_a_policy_found_late_counts_down_from_the_days_left(db: Ses
             db, publish=True, apply_start_on=dt.date(2026, 11, 1), apply_end_on=dt.date(2026, 11, 20)
         )
         firm = _firm(db)
-        matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
+        runs.list_policy(InSession(db), matcher, policy.id)
         notify.run_reminders(db=db, now=utcnow(), settings=settings)
 
     (row,) = _rows(db, firm.id, "deadline_reminder")
@@ -338,7 +338,7 @@ def test_one_firm_with_broken_data_does_not_stop_the_others_reminders(db: Sessio
         fine = _firm(db)
         db.get(PushPreference, broken.id).quiet_start = "99:99"  # corrupt row written around validation
         db.flush()
-        matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
+        runs.list_policy(InSession(db), matcher, policy.id)
 
         notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
         assert not _rows(db, broken.id, "deadline_reminder")
@@ -364,7 +364,7 @@ def test_quiet_hours_delay_the_sms_until_they_end(db: Session, matcher, test_set
         firm = _firm(
             db, channels=["inbox", "sms", "email"], phone="13912345678", quiet_start="07:00", quiet_end="10:30"
         )
-        matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
+        runs.list_policy(InSession(db), matcher, policy.id)
         notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
         rows = {r.channel: r for r in _rows(db, firm.id, "deadline_reminder")}
         assert rows["sms"].next_attempt_at == at(2026, 11, 13, 10, 30)
@@ -443,7 +443,7 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
     # The edit queued the matcher's own re-match (its subscriber to PolicyRevised); once it runs,
     # the stored results follow the new version.
     assert db.scalar(text("SELECT count(*) FROM apscheduler_jobs WHERE id = 'once:matcher-rematch-changed'")) == 1
-    matcher_service.ensure_policy_results(db=db, matcher=matcher, policy=policy)
+    runs.list_policy(InSession(db), matcher, policy.id)
     results = dict(
         db.execute(
             select(MatchResult.enterprise_id, MatchResult.status).where(
@@ -495,7 +495,7 @@ def test_profile_reminder_names_missing_fields_once_per_month(db: Session, match
         gaps = factories.make_enterprise(db, rd_expense=None)  # fresh, but the R&D policy cannot be judged
         fresh = factories.make_enterprise(db)
         policy = factories.make_policy(db, publish=True, rules=RD_RULES)
-        matcher_service.match_policy(db=db, matcher=matcher, policy=policy)
+        runs.list_policy(InSession(db), matcher, policy.id)
 
         def run(*moment: int) -> None:
             clock.move_to(at(*moment))

@@ -39,11 +39,11 @@ from desk import demo as desk_demo
 from desk.answer import answer_question
 from desk.models import Case
 from matcher import eligibility
-from matcher import service as matcher_service
 from matcher.models import EnterpriseTag
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
 from push import service as push_service
+from tests import factories as _factories
 from tests.web.browser_support import (
     SIZES,
     LiveSite,
@@ -90,7 +90,7 @@ def _load_site_data(db: Any, settings: Settings) -> None:
 def _match_and_push(db: Any, matcher: Any, settings: Settings) -> None:
     """Stored match results (the dashboard's coverage), a few pushes (its funnel), the desk's knowledge base."""
     matcher.policy_index(db)  # embeds the catalog in one batch; matching then reads the cache
-    matcher_service.match_all(db=db, matcher=matcher, today=dt.date.today())
+    _factories.match(db, matcher)
     for pid in db.scalars(select(Policy.id).where(Policy.status == "published").order_by(Policy.id).limit(3)):
         push_service.fan_out_policy(db=db, policy_id=pid)
     # Embed the FAQ now, so the firm's first question is answered as fast as on a running site.

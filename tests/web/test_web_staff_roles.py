@@ -26,12 +26,13 @@ from auth.models import Role
 from auth.service import principal_for_user
 from catalog.models import Policy, PolicyVersion, Tag
 from core import scheduler, security
+from core.db import InSession
 from desk import service as desk_service
 from desk import stats as desk_stats
 from desk.models import Case, CaseEvent
 from desk.schemas import CaseIn
-from matcher import eligibility
-from matcher import service as matcher_service
+from matcher import coverage as matcher_coverage
+from matcher import eligibility, runs
 from matcher.models import EnterpriseTag, PolicyTagSuggestion
 from profiles.models import Enterprise
 from push.models import Delivery, ManualPush
@@ -496,10 +497,10 @@ def test_policy_coverage_reads_the_stored_results(db, matcher) -> None:  # type:
         db, publish=True, rules={"all": [{"field": "employees", "op": "gte", "value": 1_000_000}]}
     )
     unmatched_policy = factories.make_policy(db, publish=True)
-    ctx = matcher_service.batch_context(db=db, matcher=matcher)
+    runs.rematch_firms(InSession(db), matcher, [reached.id, missed.id, quiet.id])
     for policy in (open_policy, closed_policy):
-        matcher_service.match_policy(db=db, matcher=matcher, policy=policy, ctx=ctx)
-    coverage = matcher_service.policy_coverage(db=db, limit=1000, sample=1000)
+        runs.list_policy(InSession(db), matcher, policy.id)
+    coverage = matcher_coverage.policy_coverage(db=db, limit=1000, sample=1000)
     rows = {r["policy_id"]: r for r in coverage["policies"]}
     assert rows[open_policy.id]["eligible"] >= 1 and rows[closed_policy.id]["eligible"] == 0
     assert closed_policy.id in {r["policy_id"] for r in coverage["no_eligible"]}
@@ -510,14 +511,16 @@ def test_policy_coverage_reads_the_stored_results(db, matcher) -> None:  # type:
     assert coverage["needs_unmatched"] == len(waiting)
 
 
-def test_without_javascript_the_editor_previews_by_posting_the_form(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+def test_without_javascript_the_editor_previews_by_posting_the_form(db, client, test_settings, matcher) -> None:  # type: ignore[no-untyped-def]
     dept, cat = factories.make_department(db), factories.make_category(db)
     factories.make_enterprise(db, employees=80)
     _sign_in(client, db, test_settings, Role.curator)
     before = db.scalar(select(func.count()).select_from(Policy))
     page = _post(client, "/staff/policies/new", {**_policy_form(dept.code, cat.code), "action": "preview"})
     assert page.status_code == 200
-    expected = matcher_service.preview_rules(db=db, rules={"all": [{"field": "employees", "op": "gte", "value": 50}]})
+    expected = matcher_coverage.preview_rules(
+        db=db, matcher=matcher, rules={"all": [{"field": "employees", "op": "gte", "value": 50}]}
+    )
     assert f"符合 {expected['eligible']} 家" in page.text and expected["eligible"] >= 1
     assert db.scalar(select(func.count()).select_from(Policy)) == before  # nothing saved
 

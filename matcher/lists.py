@@ -1,0 +1,69 @@
+"""A policy's eligible and likely firms (免申即享 名单, staff lists): read from what the worker stored.
+
+Lists are written by `runs.list_policy` — when a policy is published or edited, by the catch-up for
+every policy at a city's scale (`HUIQI_POLICY_LISTS_MAX_FIRMS`), and when staff ask for one.
+Reading never computes: a list not made yet is refused with `matcher.list_pending`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from catalog.models import Policy
+from core import scheduler
+from core.errors import Conflict, NotFound
+from matcher.models import MatchResult, PolicyMatchState
+from profiles.models import Enterprise
+
+LIST_JOB = "matcher.jobs:list_policy_job"
+
+
+@dataclass(frozen=True)
+class ListState:
+    """Whether a policy's list is kept, and as of when."""
+
+    listed: bool
+    matched_at: dt.datetime | None
+    policy_version: int | None
+    current: bool  # made from the policy's current version
+
+
+def state(db: Session, policy: Policy) -> ListState:
+    """Return the state of a policy's list."""
+    row = db.get(PolicyMatchState, policy.id)
+    if row is None:
+        return ListState(False, None, None, False)
+    return ListState(row.listed, row.matched_at, row.policy_version, row.policy_version == policy.version)
+
+
+def eligible_enterprises(
+    *, db: Session, policy_id: int, statuses: Sequence[str], offset: int, limit: int
+) -> tuple[Policy, list[tuple[MatchResult, Enterprise]], int]:
+    """Return a page of a policy's eligible (and likely) firms, best first."""
+    policy = db.get(Policy, policy_id)
+    if policy is None:
+        raise NotFound("政策不存在", code="matcher.policy_not_found")
+    if not state(db, policy).listed:
+        raise Conflict("该政策的符合条件企业名单正在生成，请稍后刷新", code="matcher.list_pending")
+    q = (
+        select(MatchResult, Enterprise)
+        .join(Enterprise, Enterprise.id == MatchResult.enterprise_id)
+        .where(MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses)))
+    )
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = db.execute(
+        q.order_by(MatchResult.status.asc(), MatchResult.score.desc(), Enterprise.id).offset(offset).limit(limit)
+    )
+    return policy, [(m, e) for m, e in rows], total
+
+
+def queue_list(db: Session, *, policy_id: int) -> None:
+    """Queue the making of a policy's list, in the caller's transaction (one queued job per policy)."""
+    if db.get(Policy, policy_id) is None:
+        raise NotFound("政策不存在", code="matcher.policy_not_found")
+    scheduler.enqueue(LIST_JOB, db=db, kwargs={"policy_id": policy_id}, job_id=f"matcher-list-{policy_id}")

@@ -1,0 +1,371 @@
+"""The batch kernel: score a chunk of firms against every open policy and keep each firm's best.
+
+One chunk is: load the firms' facts, tags and vectors (`load_chunk`), judge and score every
+(firm, policy) pair a firm's region admits, keep per firm the `TOP_N` best eligible or likely
+policies and the `NEAR_N` best near misses, and pack them (`store.Row`). Two kernels compute the
+same thing, and tests hold them equal:
+
+* `score_chunk` for many firms: firms sorted by region, policies grouped by the regions they admit,
+  so each policy's rule tree is evaluated once over contiguous runs of firms
+  (`eligibility.evaluate_with_states`); similarity and shared tags are one matrix product per block;
+* `score_few` for a handful of firms (a firm's own re-match, the calculator): every policy's rules
+  judged at once from the compiled `RuleMatrix`.
+
+The scores: rules 1 (eligible), 0.5 + 0.3 × share of conditions met (likely), 0.2 × share
+(ineligible), 0.7 without conditions; tags and semantic as `matcher.ranking`; base = the weighted
+sum of the three. Urgency and the firm's feedback change daily and are added when a page is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from catalog.fields import FIELDS
+from matcher import eligibility, facts, store, vectors
+from matcher.eligibility import FactsFrame
+from matcher.policyset import PolicySet
+from matcher.ranking import NO_CONDITIONS_SCORE, Weights
+
+TOP_N = 50  # candidates kept per firm: pages of 20 with room for feedback to reorder
+NEAR_N = 20  # near misses kept per firm: they feed "what would open more policies"
+POLICY_BLOCK = 256  # policies per block: bounds the firms × policies temporaries
+PRUNE_AT = 4_000_000  # candidates held before they are cut down to each firm's best
+
+
+@dataclass
+class Context:
+    """What every chunk of a run needs, built once (once per worker on a cluster)."""
+
+    policies: PolicySet  # with vectors
+    weights: Weights
+    today: dt.date
+    model_id: str
+    dim: int
+
+    @property
+    def revision(self) -> int:
+        """Return the catalog revision the policies were read at."""
+        return self.policies.revision
+
+
+@dataclass
+class Chunk:
+    """The firms of one chunk, as the kernels read them."""
+
+    ids: np.ndarray
+    regions: list[str | None]
+    frame: FactsFrame
+    table: pd.DataFrame  # the profile columns as read (for per-firm facts)
+    tags: list[frozenset[str]]
+    vectors: np.ndarray
+    has_vector: np.ndarray
+    profile_at: list[dt.datetime]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def facts(self, today: dt.date) -> list[dict[str, Any]]:
+        """Return each firm's facts as `eligibility.profile_facts` gives them."""
+        out = []
+        records = self.table.to_dict("records")
+        sets = {name: facts.tag_sets(self.frame, name) for name in ("qualifications", "tags")}
+        for i, row in enumerate(records):
+            item: dict[str, Any] = {}
+            for name, f in FIELDS.items():
+                if f.type == "set":
+                    item[name] = sets[name][i]
+                elif name != "years_established":
+                    item[name] = eligibility._clean_fact(name, row.get(name))
+            if isinstance(item.get("established_on"), pd.Timestamp):
+                item["established_on"] = item["established_on"].date()
+            item["years_established"] = (
+                eligibility.whole_years(item["established_on"], today) if item.get("established_on") else None
+            )
+            out.append(item)
+        return out
+
+
+def load_chunk(
+    db: Session, ctx: Context, *, ids: np.ndarray | None = None, id_range: tuple[int, int] | None = None
+) -> Chunk:
+    """Read the firms of a chunk: facts, stored tags, vectors."""
+    frame, table = facts.load_frame(db, today=ctx.today, ids=ids, id_range=id_range, extra=("profile_updated_at",))
+    firm_ids = table["id"].to_numpy(np.int64)
+    vecs, has = vectors.load(db, firm_ids, model_id=ctx.model_id, dim=ctx.dim)
+    regions = [r if isinstance(r, str) and r else None for r in table["region_code"].tolist()]
+    profile_at = [_aware(v) for v in table["profile_updated_at"].tolist()]
+    return Chunk(
+        ids=firm_ids,
+        regions=regions,
+        frame=frame,
+        table=table.drop(columns=["profile_updated_at"]),
+        tags=facts.tag_sets(frame, "tags"),
+        vectors=vecs,
+        has_vector=has,
+        profile_at=profile_at,
+    )
+
+
+def _aware(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------- candidates and selection
+
+
+class _Candidates:
+    """Scored (firm row, policy) pairs of a chunk, cut to each firm's best now and then."""
+
+    _FIELDS = ("row", "policy", "status", "rules", "tags", "semantic", "cosine", "base")
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.near: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.held = 0
+
+    def add(self, *columns: np.ndarray) -> None:
+        if len(columns[0]):
+            self.parts.append(columns)
+            self.held += len(columns[0])
+
+    def add_near(self, row: np.ndarray, policy: np.ndarray, base: np.ndarray) -> None:
+        if len(row):
+            self.near.append((row, policy, base))
+            self.held += len(row)
+
+    def prune(self) -> None:
+        if self.held >= PRUNE_AT:
+            self.parts = [self._best(self.parts, TOP_N)] if self.parts else []
+            self.near = [self._best(self.near, NEAR_N)] if self.near else []  # type: ignore[list-item]
+            self.held = sum(len(p[0]) for p in self.parts) + sum(len(p[0]) for p in self.near)
+
+    @staticmethod
+    def _best(parts: Sequence[tuple[np.ndarray, ...]], keep: int) -> tuple[np.ndarray, ...]:
+        """Keep each firm's `keep` best pairs: highest base first, then lowest policy index; sorted by firm."""
+        columns = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        row, policy, base = columns[0], columns[1], columns[-1]
+        order = np.lexsort((policy, -base, row))
+        row_sorted = row[order]
+        rank = np.arange(len(order)) - np.searchsorted(row_sorted, row_sorted, side="left")
+        kept = order[rank < keep]
+        return tuple(c[kept] for c in columns)
+
+    def select(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        empty_items = tuple(np.zeros(0, dtype=t) for t in (np.int64, np.int64, np.int8) + (np.float64,) * 5)
+        empty_near = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+        items = self._best(self.parts, TOP_N) if self.parts else empty_items
+        near = self._best(self.near, NEAR_N) if self.near else empty_near
+        return items, near
+
+
+def _rows(
+    chunk: Chunk,
+    ctx: Context,
+    row_to_firm: np.ndarray,
+    candidates: _Candidates,
+    eligible: np.ndarray,
+    likely: np.ndarray,
+) -> list[store.Row]:
+    """Pack each firm's kept candidates and near misses; `row_to_firm` maps kernel rows to chunk rows."""
+    (row, policy, status, rules, tags, semantic, cosine, base), (near_row, near_policy, near_base) = candidates.select()
+    ids = ctx.policies.ids
+    items = np.zeros(len(row), dtype=store.ITEM)
+    items["policy"] = ids[policy]
+    items["status"] = status
+    items["rules"] = np.round(rules * store.SCALE)
+    items["tags"] = np.round(tags * store.SCALE)
+    items["semantic"] = np.round(semantic * store.SCALE)
+    items["cosine"] = np.where(np.isnan(cosine), store.NO_COSINE, np.round(np.nan_to_num(cosine) * store.SCALE))
+    items["base"] = base
+    near = np.zeros(len(near_row), dtype=store.NEAR)
+    near["policy"] = ids[near_policy]
+    near["base"] = near_base
+    firm_of_item = row_to_firm[row]
+    firm_of_near = row_to_firm[near_row]
+    # Items are sorted by kernel row; regroup by chunk row (the kernels may have permuted firms).
+    item_order = np.argsort(firm_of_item, kind="stable")
+    near_order = np.argsort(firm_of_near, kind="stable")
+    items, firm_of_item = items[item_order], firm_of_item[item_order]
+    near, firm_of_near = near[near_order], firm_of_near[near_order]
+    n = len(chunk)
+    item_bounds = np.searchsorted(firm_of_item, np.arange(n + 1))
+    near_bounds = np.searchsorted(firm_of_near, np.arange(n + 1))
+    out = []
+    for i in range(n):
+        payload = store.encode(items[item_bounds[i] : item_bounds[i + 1]], near[near_bounds[i] : near_bounds[i + 1]])
+        out.append(
+            store.Row(
+                enterprise_id=int(chunk.ids[i]),
+                revision=ctx.revision,
+                profile_at=chunk.profile_at[i],
+                eligible=int(eligible[i]),
+                likely=int(likely[i]),
+                payload=payload,
+            )
+        )
+    return out
+
+
+def _scores(
+    ctx: Context,
+    status: np.ndarray,
+    rules: np.ndarray,
+    policy_index: np.ndarray,
+    fv: np.ndarray,
+    has_vector: np.ndarray,
+    firm_tags: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (tags, semantic, cosine, base) for firms × the given policies; status/rules are policies × firms."""
+    ps, w = ctx.policies, ctx.weights
+    assert ps.vectors is not None
+    cosine = fv @ ps.vectors[policy_index].T
+    span = max(w.semantic_ceiling - w.semantic_floor, 1e-6)
+    semantic = np.clip(np.round((cosine.astype(np.float64) - w.semantic_floor) / span, 4), 0.0, 1.0)
+    semantic[~has_vector] = 0.0
+    cosine = cosine.astype(np.float64)
+    cosine[~has_vector] = np.nan
+    if len(ps.tag_names):
+        tags = np.round(firm_tags @ ps.tag_weights[:, policy_index].astype(np.float64), 4)
+    else:
+        tags = np.zeros((len(fv), len(policy_index)))
+    base = w.rules * rules.T + w.tags * tags + w.semantic * semantic
+    return tags, semantic, cosine, base
+
+
+# ---------------------------------------------------------------- many firms
+
+
+def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, np.ndarray]:
+    """Score a chunk of firms; return its rows and per-policy (eligible, likely) counts."""
+    ps, today = ctx.policies, ctx.today
+    n, p = len(chunk), len(ps)
+    pol_eligible = np.zeros(p, dtype=np.int64)
+    pol_likely = np.zeros(p, dtype=np.int64)
+    if not n:
+        return [], pol_eligible, pol_likely
+    keys = np.asarray([r if r is not None else "\uffff" for r in chunk.regions], dtype=object)
+    order = np.argsort(keys, kind="stable")
+    frame = chunk.frame.take(order)
+    fv, has = chunk.vectors[order], chunk.has_vector[order]
+    firm_tags = ps.firm_tag_matrix([chunk.tags[i] for i in order]).astype(np.float64)
+    sorted_keys = keys[order]
+    edges = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate([[0], edges]).astype(np.int64)
+    stops = np.concatenate([edges, [n]]).astype(np.int64)
+    allowed = np.vstack([ps.applicable(chunk.regions[order[s]]) for s in starts]) if p else np.zeros((len(starts), 0))
+    groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
+    for j in range(p):
+        runs: list[list[int]] = []
+        for s in np.flatnonzero(allowed[:, j]):
+            a, b = int(starts[s]), int(stops[s])
+            if runs and runs[-1][1] == a:
+                runs[-1][1] = b
+            else:
+                runs.append([a, b])
+        if runs:
+            groups.setdefault(tuple((a, b) for a, b in runs), []).append(j)
+    eligible = np.zeros(n, dtype=np.int64)
+    likely = np.zeros(n, dtype=np.int64)
+    candidates = _Candidates()
+    for runs, members in groups.items():
+        member_index = np.asarray(members, dtype=np.int64)
+        for a, b in runs:
+            sub = frame.slice(a, b)
+            for b0 in range(0, len(member_index), POLICY_BLOCK):
+                block = member_index[b0 : b0 + POLICY_BLOCK]
+                status = np.empty((len(block), b - a), dtype=np.int8)
+                rules = np.empty((len(block), b - a), dtype=np.float64)
+                near = np.zeros((len(block), b - a), dtype=bool)
+                for k, j in enumerate(block):
+                    st, states = eligibility.evaluate_with_states(ps.policies[j].rules, sub, today=today)
+                    status[k] = st
+                    if not len(states):
+                        rules[k] = NO_CONDITIONS_SCORE
+                        continue
+                    share = (states == 2).mean(axis=0)
+                    rules[k] = np.where(
+                        st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
+                    )
+                    near[k] = (st == 0) & ((states == 0).sum(axis=0) == 1) & ((states == 1).sum(axis=0) == 0)
+                tags, semantic, cosine, base = _scores(ctx, status, rules, block, fv[a:b], has[a:b], firm_tags[a:b])
+                good_rows, good_cols = np.nonzero(status.T >= 1)
+                candidates.add(
+                    a + good_rows,
+                    block[good_cols],
+                    status.T[good_rows, good_cols],
+                    rules.T[good_rows, good_cols],
+                    tags[good_rows, good_cols],
+                    semantic[good_rows, good_cols],
+                    cosine[good_rows, good_cols],
+                    base[good_rows, good_cols],
+                )
+                near_rows, near_cols = np.nonzero(near.T)
+                candidates.add_near(a + near_rows, block[near_cols], base[near_rows, near_cols])
+                eligible[a:b] += (status == 2).sum(axis=0)
+                likely[a:b] += (status == 1).sum(axis=0)
+                pol_eligible[block] += (status == 2).sum(axis=1)
+                pol_likely[block] += (status == 1).sum(axis=1)
+                candidates.prune()
+    # Kernel rows are firms sorted by region; counts go back to chunk order through `order`.
+    el, lk = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    el[order], lk[order] = eligible, likely
+    return _rows(chunk, ctx, order, candidates, el, lk), pol_eligible, pol_likely
+
+
+# ---------------------------------------------------------------- a few firms
+
+
+def score_few(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, np.ndarray]:
+    """Score a few firms against every policy at once from the compiled rules (same result as score_chunk)."""
+    ps = ctx.policies
+    n = len(chunk)
+    if not n or not len(ps):
+        return score_chunk(chunk, ctx)
+    judged = ps.matrix.judge(chunk.facts(ctx.today), today=ctx.today)
+    allowed = np.vstack([ps.applicable(r) for r in chunk.regions])  # firms × policies
+    everything = np.arange(len(ps), dtype=np.int64)
+    firm_tags = ps.firm_tag_matrix(chunk.tags).astype(np.float64)
+    tags, semantic, cosine, base = _scores(
+        ctx, judged.status, judged.rule_score, everything, chunk.vectors, chunk.has_vector, firm_tags
+    )
+    status = judged.status.T
+    good_rows, good_cols = np.nonzero((status >= 1) & allowed)
+    candidates = _Candidates()
+    candidates.add(
+        good_rows,
+        good_cols,
+        status[good_rows, good_cols],
+        judged.rule_score.T[good_rows, good_cols],
+        tags[good_rows, good_cols],
+        semantic[good_rows, good_cols],
+        cosine[good_rows, good_cols],
+        base[good_rows, good_cols],
+    )
+    near_rows, near_cols = np.nonzero(judged.near_miss.T & allowed)
+    candidates.add_near(near_rows, near_cols, base[near_rows, near_cols])
+    eligible = ((status == 2) & allowed).sum(axis=1)
+    likely = ((status == 1) & allowed).sum(axis=1)
+    pol_eligible = ((status == 2) & allowed).sum(axis=0)
+    pol_likely = ((status == 1) & allowed).sum(axis=0)
+    return _rows(chunk, ctx, np.arange(n), candidates, eligible, likely), pol_eligible, pol_likely
+
+
+def score(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, np.ndarray]:
+    """Score a chunk with the kernel that suits its size."""
+    return score_few(chunk, ctx) if len(chunk) <= FEW else score_chunk(chunk, ctx)
+
+
+FEW = 32  # up to this many firms, judging every policy at once from the compiled rules is faster
+
+ProgressFn = Callable[[str, int, int], None]

@@ -1,0 +1,252 @@
+"""The open catalog as arrays, built once per catalog revision and day, and shared by every use.
+
+Serving, the calculator, a firm's re-match and the batch pipeline all need the same things about
+the policies a firm could still use: their ids, rules (and the compiled `RuleMatrix`), regions,
+tags with their IDF weights, embedding vectors and the fields a card shows. `PolicySets` keeps the
+latest one per process and rebuilds it when `catalog.service.current_revision` or the date moves —
+one indexed read per request decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from catalog import service as catalog_service
+from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag, policy_tag
+from core import codes
+from matcher import tags as tags_mod
+from matcher.ranking import KIND_WEIGHTS
+from matcher.rulematrix import RuleMatrix
+
+
+@dataclass(frozen=True)
+class DepartmentInfo:
+    """A department as a card shows it."""
+
+    id: int
+    code: str
+    name: str
+    short_name: str
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """What a recommendation card and its reasons need of a policy (plain values, no database session)."""
+
+    id: int
+    title: str
+    summary: str | None
+    issuing_department: DepartmentInfo
+    policy_type: str
+    level: str
+    apply_start_on: dt.date | None
+    apply_end_on: dt.date | None
+    max_amount: float | None
+    amount_text: str | None
+    apply_url: str | None
+    version: int
+    rules: dict[str, Any] | None
+    region_codes: tuple[str, ...]
+    categories: tuple[str, ...]  # category codes
+    curated_tags: tuple[str, ...]
+
+
+@dataclass
+class PolicySet:
+    """The policies open on `today` at catalog `revision`, aligned with every array below."""
+
+    revision: int
+    today: dt.date
+    policies: list[PolicyInfo]
+    vocab: tags_mod.Vocabulary
+    idf: dict[str, float]
+    tags: list[frozenset[str]]  # curated plus rule-implied tags, per policy
+    tag_names: list[str]  # columns of firm tag matrices
+    tag_weights: np.ndarray  # (tags, policies) float32: IDF × kind weight ÷ the policy's total
+    ids: np.ndarray = field(init=False)
+    position: dict[int, int] = field(init=False)
+    _matrix: RuleMatrix | None = field(default=None, init=False, repr=False)
+    _regions: dict[str | None, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    vectors: np.ndarray | None = field(default=None, init=False, repr=False)  # (policies, dim) once embedded
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray([p.id for p in self.policies], dtype=np.int64)
+        self.position = {p.id: i for i, p in enumerate(self.policies)}
+
+    def __len__(self) -> int:
+        return len(self.policies)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Return tag → kind."""
+        return {name: info.kind for name, info in self.vocab.tags.items()}
+
+    @property
+    def matrix(self) -> RuleMatrix:
+        """Return the compiled rules of every policy (built on first use)."""
+        with self._lock:
+            if self._matrix is None:
+                self._matrix = RuleMatrix([p.rules for p in self.policies])
+            return self._matrix
+
+    def applicable(self, region_code: str | None) -> np.ndarray:
+        """Return which policies may be offered to a firm of this region (a policy's region list covers it)."""
+        cached = self._regions.get(region_code)
+        if cached is not None:
+            return cached
+        if not region_code:
+            mask = np.ones(len(self.policies), dtype=bool)
+        else:
+            try:
+                path = {codes.NATIONAL_REGION, *codes.region_path(region_code)}
+            except ValueError:
+                path = {codes.NATIONAL_REGION, region_code}
+            mask = np.fromiter(
+                (not p.region_codes or bool(path.intersection(p.region_codes)) for p in self.policies),
+                dtype=bool,
+                count=len(self.policies),
+            )
+        if len(self._regions) < 10_000:
+            self._regions[region_code] = mask
+        return mask
+
+    def firm_tag_matrix(self, firm_tags: list[set[str] | frozenset[str]]) -> np.ndarray:
+        """Return firms × tag_names as float32 0/1 for the given firms' tags."""
+        column = {name: i for i, name in enumerate(self.tag_names)}
+        out = np.zeros((len(firm_tags), len(self.tag_names)), dtype=np.float32)
+        for row, held in enumerate(firm_tags):
+            for name in held:
+                j = column.get(name)
+                if j is not None:
+                    out[row, j] = 1.0
+        return out
+
+    def shared_tags(self, index: int, firm_tags: set[str] | frozenset[str]) -> list[str]:
+        """Return the tags a policy and a firm share, the weightiest first (as `ranking.tag_score`)."""
+        kinds = self.kinds
+
+        def weight(tag: str) -> float:
+            return self.idf.get(tag, 1.0) * KIND_WEIGHTS.get(kinds.get(tag, ""), 1.0)
+
+        return sorted(self.tags[index] & set(firm_tags), key=lambda t: -weight(t))
+
+
+def open_policies_filter(today: dt.date) -> Any:
+    """Return the SQL condition of policies a firm could still use today."""
+    return (
+        Policy.status == PolicyStatus.published,
+        or_(Policy.policy_type != PolicyType.application, Policy.apply_end_on.is_(None), Policy.apply_end_on >= today),
+    )
+
+
+def tag_idf(db: Session, vocab: tags_mod.Vocabulary) -> dict[str, float]:
+    """Return IDF of each tag over published policies (rare tags say more)."""
+    names = dict(db.execute(select(Tag.id, Tag.name)).tuples().all())
+    docs: dict[int, set[str]] = {}
+    for pid, tid in db.execute(
+        select(policy_tag.c.policy_id, policy_tag.c.tag_id)
+        .join(Policy, Policy.id == policy_tag.c.policy_id)
+        .where(Policy.status == PolicyStatus.published)
+    ):
+        docs.setdefault(pid, set()).add(names[tid])
+    return vocab.idf(docs.values())
+
+
+def load(db: Session, *, today: dt.date, revision: int | None = None) -> PolicySet:
+    """Read the policies open today, with their regions, tags and the weights of those tags."""
+    revision = catalog_service.current_revision(db=db) if revision is None else revision
+    vocab = tags_mod.Vocabulary.from_db(db)
+    rows = db.scalars(
+        select(Policy)
+        .where(*open_policies_filter(today))
+        .options(selectinload(Policy.categories), selectinload(Policy.tags))
+        .order_by(Policy.id)
+    ).all()
+    regions: dict[int, list[str]] = {}
+    for pid, code in db.execute(select(PolicyRegion.policy_id, PolicyRegion.region_code)):
+        regions.setdefault(pid, []).append(code)
+    policies = []
+    for p in rows:
+        dept = p.issuing_department
+        policies.append(
+            PolicyInfo(
+                id=p.id,
+                title=p.title,
+                summary=p.summary,
+                issuing_department=DepartmentInfo(dept.id, dept.code, dept.name, dept.short_name),
+                policy_type=str(p.policy_type),
+                level=str(p.level),
+                apply_start_on=p.apply_start_on,
+                apply_end_on=p.apply_end_on,
+                max_amount=p.max_amount,
+                amount_text=p.amount_text,
+                apply_url=p.apply_url,
+                version=p.version,
+                rules=p.rules,
+                region_codes=tuple(sorted(regions.get(p.id, ()))),
+                categories=tuple(c.code for c in p.categories),
+                curated_tags=tuple(t.name for t in p.tags),
+            )
+        )
+    idf = tag_idf(db, vocab)
+    tags = [frozenset(p.curated_tags) | tags_mod.policy_rule_tags(p.rules, vocab) for p in policies]
+    kinds = {name: info.kind for name, info in vocab.tags.items()}
+    tag_names = sorted(set().union(*tags)) if tags else []
+    column = {name: i for i, name in enumerate(tag_names)}
+    weights = np.zeros((len(tag_names), len(policies)), dtype=np.float32)
+    for j, held in enumerate(tags):
+        w = {t: idf.get(t, 1.0) * KIND_WEIGHTS.get(kinds.get(t, ""), 1.0) for t in held}
+        total = sum(w.values())
+        for t, wt in w.items():
+            weights[column[t], j] = wt / total
+    return PolicySet(
+        revision=revision,
+        today=today,
+        policies=policies,
+        vocab=vocab,
+        idf=idf,
+        tags=tags,
+        tag_names=tag_names,
+        tag_weights=weights,
+    )
+
+
+class PolicySets:
+    """The latest `PolicySet` of a process, rebuilt when the catalog revision or the date changes."""
+
+    def __init__(self, vectors: Callable[[Session, PolicySet], np.ndarray] | None = None) -> None:
+        self._current: PolicySet | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
+        self._vectors = vectors
+
+    def get(self, db: Session, *, today: dt.date, with_vectors: bool = False) -> PolicySet:
+        """Return the policy set for today's date and the current catalog revision."""
+        revision, changed_at = catalog_service.revision_stamp(db=db)
+        key = (revision, changed_at, today, str(db.get_bind().engine.url))
+        current = self._current
+        if current is None or self._key != key:
+            with self._lock:
+                current = self._current
+                if current is None or self._key != key:
+                    current = load(db, today=today, revision=revision)
+                    self._current, self._key = current, key
+        if with_vectors and current.vectors is None and self._vectors is not None:
+            vectors = self._vectors(db, current)
+            with self._lock:
+                current.vectors = vectors
+        return current
+
+    def clear(self) -> None:
+        """Forget the cached set (tests, after bulk loads)."""
+        with self._lock:
+            self._current, self._key = None, None

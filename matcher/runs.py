@@ -1,0 +1,767 @@
+"""Batch runs: every firm (`rematch_all`), changed firms (`rematch_firms`), one policy (`list_policy`),
+and the catch-up that does what is due (`rematch_changed`).
+
+Every run embeds what changed first, with no transaction open; then reads a chunk, scores it with no
+transaction open, and writes its rows in one short transaction. A full run is checkpointed per
+chunk (`match_run`, `match_run_chunk`, written with the chunk's rows): killed with SIGKILL, it
+resumes at the first chunk not written, and nothing is written twice or left out. `should_stop`
+is checked between chunks, so a worker asked to stop does so within one chunk.
+
+Chunks run on the local engine by default; `engine` may run them elsewhere (matcher/ray_engine.py)
+as long as it writes the same rows — tests hold the engines to identical results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from catalog.models import Policy, PolicyStatus
+from core.db import Database, utcnow
+from matcher import eligibility, firmtags, pipeline, store, vectors
+from matcher import tags as tags_mod
+from matcher.eligibility import ELIGIBLE, LIKELY
+from matcher.models import FirmMatch, MatcherState, MatchResult, MatchRun, MatchRunChunk, PolicyMatchState
+from profiles.models import Enterprise
+
+log = logging.getLogger(__name__)
+
+CHUNK_WIDTH = 20_000  # firm ids per chunk of a full run
+FIRM_BATCH = 2_000  # changed firms per unit of a firm re-match
+LIST_BATCH = 20_000  # firms per unit when one policy is judged against all
+Progress = Callable[[str, int, int], None]
+StopFn = Callable[[], bool]
+_STATUS = {2: ELIGIBLE, 1: LIKELY}
+
+
+class Matcherlike(Protocol):
+    """What a run needs of `matcher.service.Matcher`."""
+
+    settings: Any
+    weights: Any
+    policy_sets: Any
+
+    @property
+    def embedder(self) -> Any: ...
+
+    def encode(self, texts: Sequence[str], role: str) -> np.ndarray: ...
+
+
+class ChunkEngine(Protocol):
+    """Runs the chunks of a full run somewhere; yields (chunk number, firms scored) as each is written."""
+
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]: ...
+
+
+@dataclass
+class Report:
+    """What a run did."""
+
+    kind: str
+    firms: int = 0
+    chunks: int = 0
+    resumed: int = 0  # chunks found done and skipped
+    embedded: int = 0
+    tagged: int = 0
+    policies: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    stopped: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def context(db: Session, matcher: Matcherlike, *, today: dt.date) -> pipeline.Context:
+    """Return what every chunk needs: the open policies with vectors, weights, the embedder's identity."""
+    return pipeline.Context(
+        policies=matcher.policy_sets.get(db, today=today, with_vectors=True),
+        weights=matcher.weights,
+        today=today,
+        model_id=matcher.embedder.model_id,
+        dim=matcher.embedder.dim,
+    )
+
+
+def _stop(should_stop: StopFn | None) -> bool:
+    return bool(should_stop and should_stop())
+
+
+def _changed_firms(db: Session) -> list[int]:
+    """Firms with no stored matches, or matches computed from an older profile."""
+    return list(
+        db.scalars(
+            select(Enterprise.id)
+            .outerjoin(FirmMatch, FirmMatch.enterprise_id == Enterprise.id)
+            .where((FirmMatch.enterprise_id.is_(None)) | (FirmMatch.profile_at != Enterprise.profile_updated_at))
+            .order_by(Enterprise.id)
+        )
+    )
+
+
+def _tag(database: Database, ids: Sequence[int], today: dt.date) -> int:
+    for start in range(0, len(ids), 900):
+        with database.writer_session() as db:
+            firmtags.sync(db, ids[start : start + 900], today=today)
+    return len(ids)
+
+
+def _retag_if_vocabulary_changed(database: Database, today: dt.date) -> tuple[int, str]:
+    """Re-derive every firm's tags when the vocabulary changed since they were tagged; return (firms, signature)."""
+    with database.session() as db:
+        signature = firmtags.vocabulary_signature(tags_mod.Vocabulary.from_db(db))
+        if firmtags.stored_signature(db) == signature:
+            return 0, signature
+        ids = list(db.scalars(select(Enterprise.id).order_by(Enterprise.id)))
+    tagged = _tag(database, ids, today)
+    with database.writer_session() as db:
+        db.execute(update(MatcherState).where(MatcherState.id == 1).values(vocabulary=signature, updated_at=utcnow()))
+    return tagged, signature
+
+
+def embed_firms(
+    database: Database,
+    matcher: Matcherlike,
+    ids: Sequence[int] | None = None,
+    today: dt.date | None = None,
+    **kw: Any,
+) -> int:
+    """Embed the firms (all, or the given ones) whose profile texts changed; return how many were embedded."""
+    return vectors.embed(
+        database, matcher.encode, model_id=matcher.embedder.model_id, enterprise_ids=ids, today=today, **kw
+    )
+
+
+# ---------------------------------------------------------------- every firm
+
+
+def run_key(ctx: pipeline.Context, signature: str) -> str:
+    """Identify what a full run computes: a killed run resumes only into a run computing the same."""
+    w = ctx.weights
+    text = f"all|{ctx.revision}|{ctx.today}|{w}|{pipeline.TOP_N}|{pipeline.NEAR_N}|{ctx.model_id}|{signature}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _open_run(database: Database, ctx: pipeline.Context, key: str, width: int) -> tuple[int, int, set[int]]:
+    """Return (run id, chunks, chunks done) of the unfinished run with this key, or of a new one."""
+    with database.writer_session() as db:
+        run = db.scalar(select(MatchRun).where(MatchRun.key == key, MatchRun.status == "running"))
+        if run is None:
+            lo, hi, count = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id), func.count())).one()
+            lo, hi = lo or 1, hi or 0
+            chunks = max(0, math.ceil((hi - lo + 1) / width)) if count else 0
+            run = MatchRun(
+                kind="all",
+                key=key,
+                revision=ctx.revision,
+                first_id=lo,
+                width=width,
+                chunks=chunks,
+                chunks_done=0,
+                firms=count,
+                firms_done=0,
+                status="running",
+            )
+            db.add(run)
+            db.flush()
+        done = set(db.scalars(select(MatchRunChunk.chunk_no).where(MatchRunChunk.run_id == run.id)))
+        return run.id, run.chunks, done
+
+
+def process_chunk(database: Database, ctx: pipeline.Context, run_id: int, chunk_no: int) -> int:
+    """Score one chunk of a full run and write it with its checkpoint; return the firms scored.
+
+    Idempotent: a chunk already recorded as done is skipped (its rows and its checkpoint were
+    committed together), so an engine may retry it after any failure.
+    """
+    with database.session() as db:
+        first_id, width = db.execute(select(MatchRun.first_id, MatchRun.width).where(MatchRun.id == run_id)).one()
+        lo = first_id + chunk_no * width
+        chunk = pipeline.load_chunk(db, ctx, id_range=(lo, lo + width - 1))
+    rows, eligible, likely = pipeline.score(chunk, ctx)
+    counts = np.vstack([eligible, likely]).astype(np.int32).tobytes()
+    with database.writer_session() as db:
+        if db.get(MatchRunChunk, (run_id, chunk_no)) is not None:
+            return 0
+        store.write(db, rows)
+        db.add(MatchRunChunk(run_id=run_id, chunk_no=chunk_no, firms=len(rows), counts=counts))
+        db.execute(
+            update(MatchRun)
+            .where(MatchRun.id == run_id)
+            .values(
+                chunks_done=MatchRun.chunks_done + 1, firms_done=MatchRun.firms_done + len(rows), updated_at=utcnow()
+            )
+        )
+    return len(rows)
+
+
+class LocalEngine:
+    """Runs the chunks of a full run one after another in this process."""
+
+    def __init__(self, database: Database, should_stop: StopFn | None = None) -> None:
+        self.database = database
+        self.should_stop = should_stop
+
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
+        for k in chunk_numbers:
+            if _stop(self.should_stop):
+                return
+            yield k, process_chunk(self.database, ctx, run_id, k)
+
+
+def rematch_all(
+    database: Database,
+    matcher: Matcherlike,
+    *,
+    today: dt.date | None = None,
+    width: int | None = None,
+    progress: Progress | None = None,
+    should_stop: StopFn | None = None,
+    engine: ChunkEngine | None = None,
+    embed: bool = True,
+) -> Report:
+    """Score every firm against every open policy and store each firm's best; resumable."""
+    started = time.perf_counter()
+    today = today or dt.date.today()
+    report = Report("all")
+    if embed:
+        report.embedded = embed_firms(
+            database, matcher, None, today, should_stop=should_stop, progress=_phase(progress, "embed")
+        )
+    report.tagged, signature = _retag_if_vocabulary_changed(database, today)
+    with database.session() as db:
+        changed = _changed_firms(db)
+    if changed and not report.tagged:
+        report.tagged = _tag(database, changed, today)
+    if _stop(should_stop):
+        report.stopped = True
+        return report
+    with database.session() as db:
+        ctx = context(db, matcher, today=today)
+    width = width or getattr(matcher.settings, "match_chunk_width", CHUNK_WIDTH)
+    run_id, chunks, done = _open_run(database, ctx, run_key(ctx, signature), width)
+    report.chunks, report.resumed = chunks, len(done)
+    todo = [k for k in range(chunks) if k not in done]
+    engine = engine or LocalEngine(database, should_stop)
+    finished = len(done)
+    for _, firms in engine.run(run_id, todo, ctx):
+        finished += 1
+        report.firms += firms
+        if progress:
+            progress("chunks", finished, chunks)
+    if finished < chunks:
+        report.stopped = True
+        report.seconds = round(time.perf_counter() - started, 2)
+        return report
+    _finish_run(database, ctx, run_id, signature)
+    report.policies = len(ctx.policies)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _phase(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(name, done, total)
+
+
+def _finish_run(database: Database, ctx: pipeline.Context, run_id: int, signature: str) -> None:
+    """Sum the chunks' per-policy counts into policy_match_state and mark everything current."""
+    ps = ctx.policies
+    totals = np.zeros((2, len(ps)), dtype=np.int64)
+    with database.session() as db:
+        for blob in db.scalars(select(MatchRunChunk.counts).where(MatchRunChunk.run_id == run_id)):
+            if len(blob) == totals.shape[1] * 8:
+                totals += np.frombuffer(blob, dtype=np.int32).reshape(2, -1)
+    with database.writer_session() as db:
+        _record_policy_counts(db, ps, totals[0], totals[1], listed=None)
+        db.execute(
+            update(MatchRun)
+            .where(MatchRun.id == run_id)
+            .values(status="done", finished_at=utcnow(), updated_at=utcnow())
+        )
+        db.execute(
+            update(MatcherState)
+            .where(MatcherState.id == 1, MatcherState.matched_revision < ctx.revision)
+            .values(matched_revision=ctx.revision, vocabulary=signature, updated_at=utcnow())
+        )
+
+
+def _record_policy_counts(
+    db: Session, ps: Any, eligible: np.ndarray, likely: np.ndarray, *, listed: bool | None, only: Sequence[int] = ()
+) -> None:
+    now = utcnow()
+    indexes = only or range(len(ps))
+    current = {pid: listed_ for pid, listed_ in db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.listed))}
+    for j in indexes:
+        policy = ps.policies[j]
+        values = {
+            "policy_version": policy.version,
+            "matched_at": now,
+            "eligible": int(eligible[j]),
+            "likely": int(likely[j]),
+        }
+        if listed is not None:
+            values["listed"] = listed
+        if policy.id in current:
+            db.execute(update(PolicyMatchState).where(PolicyMatchState.policy_id == policy.id).values(**values))
+        else:
+            db.execute(
+                insert(PolicyMatchState).values(policy_id=policy.id, listed=bool(listed), **values)  # type: ignore[arg-type]
+            )
+
+
+# ---------------------------------------------------------------- some firms
+
+
+def rematch_firms(
+    database: Database,
+    matcher: Matcherlike,
+    enterprise_ids: Sequence[int],
+    *,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+    should_stop: StopFn | None = None,
+) -> Report:
+    """Re-derive tags, embed and re-score these firms (new or changed profiles); update policy lists."""
+    started = time.perf_counter()
+    today = today or dt.date.today()
+    report = Report("firms")
+    ids = sorted(set(enterprise_ids))
+    if not ids:
+        return report
+    report.tagged = _tag(database, ids, today)
+    report.embedded = embed_firms(database, matcher, ids, today, should_stop=should_stop)
+    with database.session() as db:
+        ctx = context(db, matcher, today=today)
+        listed = _listed_positions(db, ctx.policies)
+    for start in range(0, len(ids), FIRM_BATCH):
+        if _stop(should_stop):
+            report.stopped = True
+            break
+        part = np.asarray(ids[start : start + FIRM_BATCH], dtype=np.int64)
+        with database.session() as db:
+            chunk = pipeline.load_chunk(db, ctx, ids=part)
+        rows, _, _ = pipeline.score(chunk, ctx)
+        statuses = _list_statuses(chunk, ctx, listed) if listed else None
+        with database.writer_session() as db:
+            store.write(db, rows)
+            if statuses is not None:
+                _write_list_rows(db, ctx, chunk, listed, statuses)
+        report.firms += len(rows)
+        if progress:
+            progress("firms", report.firms, len(ids))
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _listed_positions(db: Session, ps: Any) -> list[int]:
+    """Return positions in the policy set of policies whose full eligible list is kept."""
+    listed = set(db.scalars(select(PolicyMatchState.policy_id).where(PolicyMatchState.listed.is_(True))))
+    return [j for j, p in enumerate(ps.policies) if p.id in listed]
+
+
+def _list_statuses(chunk: pipeline.Chunk, ctx: pipeline.Context, listed: Sequence[int]) -> np.ndarray:
+    """Return listed policies × firms statuses (0 where the firm's region is not covered)."""
+    ps = ctx.policies
+    out = np.zeros((len(listed), len(chunk)), dtype=np.int8)
+    allowed = np.vstack([ps.applicable(r) for r in chunk.regions]).T if len(chunk) else np.zeros((len(ps), 0), bool)
+    for k, j in enumerate(listed):
+        out[k] = eligibility.evaluate_many(ps.policies[j].rules, chunk.frame, today=ctx.today) * allowed[j]
+    return out
+
+
+def _write_list_rows(
+    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], statuses: np.ndarray
+) -> None:
+    """Replace these firms' rows in the kept policy lists."""
+    ps = ctx.policies
+    ids = [int(e) for e in chunk.ids]
+    policy_ids = [ps.policies[j].id for j in listed]
+    for start in range(0, len(ids), 900):
+        db.execute(
+            delete(MatchResult).where(
+                MatchResult.enterprise_id.in_(ids[start : start + 900]), MatchResult.policy_id.in_(policy_ids)
+            )
+        )
+    rows = []
+    for k, j in enumerate(listed):
+        for i in np.flatnonzero(statuses[k] >= 1):
+            rows.append(_list_row(ctx, chunk, j, int(i), int(statuses[k, i])))
+    for start in range(0, len(rows), 5_000):
+        db.execute(insert(MatchResult), rows[start : start + 5_000])
+
+
+def _list_row(ctx: pipeline.Context, chunk: pipeline.Chunk, j: int, i: int, status: int) -> dict[str, Any]:
+    """One firm of one policy's list, with the components the firm's matches would show."""
+    ps = ctx.policies
+    _, states = eligibility.evaluate_with_states(
+        ps.policies[j].rules, chunk.frame.take(np.asarray([i])), today=ctx.today
+    )
+    if not len(states):
+        rules = pipeline.NO_CONDITIONS_SCORE
+    elif status == 2:
+        rules = 1.0
+    else:
+        rules = round(0.5 + 0.3 * float((states == 2).mean()), 4)
+    firm_tags = ps.firm_tag_matrix([chunk.tags[i]]).astype(np.float64)
+    tags, semantic, cosine, _ = pipeline._scores(
+        ctx,
+        np.asarray([[status]], dtype=np.int8),
+        np.asarray([[rules]]),
+        np.asarray([j]),
+        chunk.vectors[i : i + 1],
+        chunk.has_vector[i : i + 1],
+        firm_tags,
+    )
+    states_i = states[:, 0] if len(states) else None
+    return _list_entry(
+        ctx, chunk, j, i, status, rules, float(tags[0, 0]), float(semantic[0, 0]), float(cosine[0, 0]), states_i
+    )
+
+
+def _list_entry(
+    ctx: pipeline.Context,
+    chunk: pipeline.Chunk,
+    j: int,
+    i: int,
+    status: int,
+    rules: float,
+    tags: float,
+    semantic: float,
+    cosine: float,
+    states: np.ndarray | None,
+) -> dict[str, Any]:
+    ps, w = ctx.policies, ctx.weights
+    return {
+        "enterprise_id": int(chunk.ids[i]),
+        "policy_id": ps.policies[j].id,
+        "policy_version": ps.policies[j].version,
+        "status": _STATUS[status],
+        "score": round(w.rules * rules + w.tags * tags + w.semantic * semantic, 4),
+        "rule_score": rules,
+        "tag_score": tags,
+        "semantic_score": semantic,
+        "similarity": None if np.isnan(cosine) else round(cosine, 4),
+        "shared_tags": ps.shared_tags(j, chunk.tags[i]),
+        "condition_states": [] if states is None else states.tolist(),
+        "computed_at": utcnow(),
+    }
+
+
+# ---------------------------------------------------------------- one policy
+
+
+def list_policy(
+    database: Database,
+    matcher: Matcherlike,
+    policy_id: int,
+    *,
+    today: dt.date | None = None,
+    should_stop: StopFn | None = None,
+    patch: bool = True,
+) -> dict[str, int]:
+    """Judge one policy against every firm: write its eligible / likely list and patch each firm's stored best.
+
+    `patch=False` writes the list only (the firms' stored matches already include the policy).
+
+    Run when a policy is published or edited (and on demand for a staff list). A policy no longer
+    open is removed from the list and from firms' stored matches.
+    """
+    today = today or dt.date.today()
+    with database.session() as db:
+        ctx = context(db, matcher, today=today)
+        policy = db.get(Policy, policy_id)
+        version = policy.version if policy is not None else 0
+        lo, hi = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id))).one()
+    j = ctx.policies.position.get(policy_id)
+    counts = {"eligible": 0, "likely": 0, "firms": 0}
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult).where(MatchResult.policy_id == policy_id))
+    if lo is None:
+        lo, hi = 1, 0
+    for start in range(lo, hi + 1, LIST_BATCH):
+        if _stop(should_stop):
+            break
+        with database.session() as db:
+            chunk = pipeline.load_chunk(db, ctx, id_range=(start, start + LIST_BATCH - 1))
+            stored = store.read_many(db, [int(e) for e in chunk.ids]) if patch else {}
+        if not len(chunk):
+            continue
+        patched, list_rows = _patch_chunk(ctx, chunk, j, policy_id, stored, patch=patch)
+        with database.writer_session() as db:
+            store.write(db, patched)
+            for k in range(0, len(list_rows), 5_000):
+                db.execute(insert(MatchResult), list_rows[k : k + 5_000])
+        counts["firms"] += len(chunk)
+        counts["eligible"] += sum(1 for r in list_rows if r["status"] == ELIGIBLE)
+        counts["likely"] += sum(1 for r in list_rows if r["status"] == LIKELY)
+    with database.writer_session() as db:
+        existing = db.get(PolicyMatchState, policy_id)
+        if existing is None:
+            db.add(
+                PolicyMatchState(
+                    policy_id=policy_id,
+                    policy_version=version,
+                    matched_at=utcnow(),
+                    eligible=counts["eligible"],
+                    likely=counts["likely"],
+                    listed=True,  # a policy no longer open has an empty list: no firm can use it now
+                )
+            )
+        else:
+            existing.policy_version = version
+            existing.matched_at = utcnow()
+            existing.eligible, existing.likely = counts["eligible"], counts["likely"]
+            existing.listed = True
+    return counts
+
+
+def _patch_chunk(
+    ctx: pipeline.Context,
+    chunk: pipeline.Chunk,
+    j: int | None,
+    policy_id: int,
+    stored: dict[int, store.Stored],
+    *,
+    patch: bool = True,
+) -> tuple[list[store.Row], list[dict[str, Any]]]:
+    """Return the chunk's firms' stored matches with this policy re-scored, and the policy's list rows."""
+    ps = ctx.policies
+    n = len(chunk)
+    status = np.zeros(n, dtype=np.int8)
+    rules = np.zeros(n)
+    near = np.zeros(n, dtype=bool)
+    states = np.zeros((0, n), dtype=np.int8)
+    if j is not None:
+        allowed = np.asarray([ps.applicable(r)[j] for r in chunk.regions], dtype=bool)
+        st, states = eligibility.evaluate_with_states(ps.policies[j].rules, chunk.frame, today=ctx.today)
+        status = np.where(allowed, st, 0).astype(np.int8)
+        if len(states):
+            share = (states == 2).mean(axis=0)
+            rules = np.where(st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4)))
+            near = allowed & (st == 0) & ((states == 0).sum(axis=0) == 1) & ((states == 1).sum(axis=0) == 0)
+        else:
+            rules = np.full(n, pipeline.NO_CONDITIONS_SCORE)
+        firm_tags = ps.firm_tag_matrix(chunk.tags).astype(np.float64)
+        tags, semantic, cosine, base = pipeline._scores(
+            ctx, status[None, :], rules[None, :], np.asarray([j]), chunk.vectors, chunk.has_vector, firm_tags
+        )
+    rows: list[store.Row] = []
+    list_rows: list[dict[str, Any]] = []
+    for i in range(n):
+        eid = int(chunk.ids[i])
+        old = stored.get(eid)
+        if j is not None and status[i] >= 1 and (old is None or not patch):
+            list_rows.append(
+                _list_entry(
+                    ctx,
+                    chunk,
+                    j,
+                    i,
+                    int(status[i]),
+                    float(rules[i]),
+                    float(tags[i, 0]),
+                    float(semantic[i, 0]),
+                    float(cosine[i, 0]),
+                    states[:, i] if len(states) else None,
+                )
+            )
+        if old is None or not patch:
+            continue  # never scored: the firm's own re-match will include the policy
+        items = old.items[old.items["policy"] != policy_id]
+        near_items = old.near[old.near["policy"] != policy_id]
+        eligible, likely = old.eligible, old.likely
+        previous = old.items[old.items["policy"] == policy_id]
+        if len(previous):
+            if previous["status"][0] == 2:
+                eligible -= 1
+            else:
+                likely -= 1
+        if j is not None and status[i] >= 1:
+            item = np.zeros(1, dtype=store.ITEM)
+            item["policy"], item["status"] = policy_id, status[i]
+            item["rules"] = round(rules[i] * store.SCALE)
+            item["tags"] = round(tags[i, 0] * store.SCALE)
+            item["semantic"] = round(semantic[i, 0] * store.SCALE)
+            item["cosine"] = store.NO_COSINE if np.isnan(cosine[i, 0]) else round(cosine[i, 0] * store.SCALE)
+            item["base"] = base[i, 0]
+            items = _insert_sorted(items, item, pipeline.TOP_N)
+            eligible += int(status[i] == 2)
+            likely += int(status[i] == 1)
+            list_rows.append(
+                _list_entry(
+                    ctx,
+                    chunk,
+                    j,
+                    i,
+                    int(status[i]),
+                    float(rules[i]),
+                    float(tags[i, 0]),
+                    float(semantic[i, 0]),
+                    float(cosine[i, 0]),
+                    states[:, i] if len(states) else None,
+                )
+            )
+        elif j is not None and near[i]:
+            entry = np.zeros(1, dtype=store.NEAR)
+            entry["policy"], entry["base"] = policy_id, base[i, 0]
+            near_items = _insert_sorted(near_items, entry, pipeline.NEAR_N)
+        rows.append(
+            store.Row(
+                enterprise_id=eid,
+                revision=old.revision,
+                profile_at=old.profile_at,
+                eligible=max(eligible, 0),
+                likely=max(likely, 0),
+                payload=store.encode(items, near_items),
+            )
+        )
+    return rows, list_rows
+
+
+def _insert_sorted(records: np.ndarray, new: np.ndarray, keep: int) -> np.ndarray:
+    """Merge one record into records ordered by base descending, then policy ascending; keep the best."""
+    merged = np.concatenate([records, new])
+    order = np.lexsort((merged["policy"], -merged["base"].astype(np.float64)))
+    return merged[order][:keep]
+
+
+# ---------------------------------------------------------------- what is due
+
+
+def changed_policy_ids(db: Session) -> list[int]:
+    """Published policies edited since they were last judged against every firm, or never judged."""
+    return list(
+        db.scalars(
+            select(Policy.id)
+            .outerjoin(PolicyMatchState, PolicyMatchState.policy_id == Policy.id)
+            .where(
+                Policy.status == PolicyStatus.published,
+                (PolicyMatchState.policy_id.is_(None)) | (PolicyMatchState.policy_version != Policy.version),
+            )
+            .order_by(Policy.id)
+        )
+    )
+
+
+def unlisted_policy_ids(db: Session) -> list[int]:
+    """Published policies whose full eligible list is not kept."""
+    return list(
+        db.scalars(
+            select(Policy.id)
+            .outerjoin(PolicyMatchState, PolicyMatchState.policy_id == Policy.id)
+            .where(
+                Policy.status == PolicyStatus.published,
+                (PolicyMatchState.policy_id.is_(None)) | (PolicyMatchState.listed.is_(False)),
+            )
+            .order_by(Policy.id)
+        )
+    )
+
+
+def rematch_changed(
+    database: Database,
+    matcher: Matcherlike,
+    *,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+    should_stop: StopFn | None = None,
+    full_run_share: float = 0.3,
+) -> Report:
+    """Catch up: a full run when there are no stored matches yet (or most firms changed, or the day or
+    vocabulary moved everything); otherwise the changed firms; then every policy edited since it was judged."""
+    started = time.perf_counter()
+    today = today or dt.date.today()
+    with database.session() as db:
+        firms = db.scalar(select(func.count()).select_from(Enterprise)) or 0
+        changed = _changed_firms(db)
+        state = db.get(MatcherState, 1)
+        vocabulary_changed = state is not None and state.vocabulary != firmtags.vocabulary_signature(
+            tags_mod.Vocabulary.from_db(db)
+        )
+    if firms and (vocabulary_changed or len(changed) > full_run_share * firms):
+        report = rematch_all(database, matcher, today=today, progress=progress, should_stop=should_stop)
+    else:
+        report = rematch_firms(database, matcher, changed, today=today, progress=progress, should_stop=should_stop)
+        report.kind = "changed"
+    if report.stopped:
+        return report
+    with database.session() as db:
+        policies = changed_policy_ids(db)
+        # At a city's scale every published policy keeps its full eligible list (staff lists, 免申即享);
+        # above it, lists are made when a policy is published or edited, or when staff ask for one.
+        unlisted = unlisted_policy_ids(db) if firms <= matcher.settings.policy_lists_max_firms else []
+    for k, pid in enumerate(policies):
+        if _stop(should_stop):
+            report.stopped = True
+            break
+        list_policy(database, matcher, pid, today=today, should_stop=should_stop)
+        report.policies += 1
+        if progress:
+            progress("policies", k + 1, len(policies))
+    for pid in unlisted:
+        if _stop(should_stop):
+            report.stopped = True
+            break
+        if pid not in policies:
+            list_policy(database, matcher, pid, today=today, should_stop=should_stop, patch=False)
+    if not report.stopped:
+        with database.session() as db:
+            ctx_revision = matcher.policy_sets.get(db, today=today).revision
+        with database.writer_session() as db:
+            db.execute(
+                update(MatcherState)
+                .where(MatcherState.id == 1, MatcherState.matched_revision < ctx_revision)
+                .values(matched_revision=ctx_revision, updated_at=utcnow())
+            )
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def status(db: Session) -> dict[str, Any]:
+    """Return the catch-up state staff see: firms with current matches, the latest run, what is pending."""
+    from catalog import service as catalog_service
+
+    firms = db.scalar(select(func.count()).select_from(Enterprise)) or 0
+    current = (
+        db.scalar(
+            select(func.count())
+            .select_from(FirmMatch)
+            .join(Enterprise, Enterprise.id == FirmMatch.enterprise_id)
+            .where(FirmMatch.profile_at == Enterprise.profile_updated_at)
+        )
+        or 0
+    )
+    run = db.scalar(select(MatchRun).order_by(MatchRun.id.desc()).limit(1))
+    revision = catalog_service.current_revision(db=db)
+    matched = db.scalar(select(MatcherState.matched_revision).where(MatcherState.id == 1)) or 0
+    return {
+        "firms": firms,
+        "firms_current": current,
+        "policies_pending": len(changed_policy_ids(db)),
+        "catalog_revision": revision,
+        "matched_revision": matched,
+        "up_to_date": current == firms and matched >= revision and not changed_policy_ids(db),
+        "run": None
+        if run is None
+        else {
+            "kind": run.kind,
+            "status": run.status,
+            "chunks": run.chunks,
+            "chunks_done": run.chunks_done,
+            "firms": run.firms,
+            "firms_done": run.firms_done,
+            "started_at": run.started_at,
+            "updated_at": run.updated_at,
+            "finished_at": run.finished_at,
+        },
+    }

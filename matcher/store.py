@@ -1,0 +1,170 @@
+"""Each firm's ranked matches, packed into one row (`firm_match`): written in bulk, read by key.
+
+The payload is binary and versioned: a header, the top candidates (eligible or likely, best first)
+and the near misses (ineligible on exactly one condition). A candidate keeps what ranking and the
+card need and cannot be cheaply re-derived: its verdict, its rule / tag / semantic components and
+the raw cosine. Wording (reasons, shared tags) is rendered when a page is read, for the items shown.
+
+Measured alternative (bench/recommend_http.py reports both): one row per stored item. A blob costs
+one primary-key read per request and one row per firm per batch write; rows cost ~70 rows per firm
+written and an ordered range read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from matcher.models import FirmMatch
+
+FORMAT = 1
+_HEADER = struct.Struct("<BHH")  # format, candidates, near misses
+ITEM = np.dtype(
+    [
+        ("policy", "<i4"),
+        ("status", "i1"),  # 2 eligible, 1 likely
+        ("rules", "<u2"),  # components ×10⁴ (they are stored rounded to four places)
+        ("tags", "<u2"),
+        ("semantic", "<u2"),
+        ("cosine", "<i2"),  # raw cosine ×10⁴; NO_COSINE when the firm has no vector yet
+        ("base", "<f4"),  # weighted rules + tags + semantic; urgency and feedback are added on read
+    ]
+)
+NEAR = np.dtype([("policy", "<i4"), ("base", "<f4")])
+NO_COSINE = -32768
+SCALE = 10_000
+
+
+@dataclass
+class Stored:
+    """A firm's stored matches, decoded."""
+
+    enterprise_id: int
+    revision: int
+    profile_at: dt.datetime
+    computed_at: dt.datetime
+    eligible: int
+    likely: int
+    items: np.ndarray  # ITEM records, best first
+    near: np.ndarray  # NEAR records, best first
+
+
+def encode(items: np.ndarray, near: np.ndarray) -> bytes:
+    """Pack candidates and near misses (ITEM and NEAR records) into a payload."""
+    return _HEADER.pack(FORMAT, len(items), len(near)) + items.astype(ITEM).tobytes() + near.astype(NEAR).tobytes()
+
+
+def decode(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Unpack a payload into (candidates, near misses)."""
+    version, n_items, n_near = _HEADER.unpack_from(payload)
+    if version != FORMAT:
+        raise ValueError(f"unknown firm_match payload format {version}")
+    start = _HEADER.size
+    items = np.frombuffer(payload, dtype=ITEM, count=n_items, offset=start)
+    near = np.frombuffer(payload, dtype=NEAR, count=n_near, offset=start + n_items * ITEM.itemsize)
+    return items, near
+
+
+def read(db: Session, enterprise_id: int) -> Stored | None:
+    """Return a firm's stored matches, or None when none were computed yet."""
+    row = db.execute(
+        select(
+            FirmMatch.revision,
+            FirmMatch.profile_at,
+            FirmMatch.computed_at,
+            FirmMatch.eligible,
+            FirmMatch.likely,
+            FirmMatch.payload,
+        ).where(FirmMatch.enterprise_id == enterprise_id)
+    ).first()
+    if row is None:
+        return None
+    items, near = decode(row.payload)
+    return Stored(enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near)
+
+
+def read_many(db: Session, enterprise_ids: Sequence[int]) -> dict[int, Stored]:
+    """Return the stored matches of several firms (those that have some)."""
+    out: dict[int, Stored] = {}
+    for start in range(0, len(enterprise_ids), 900):
+        chunk = list(enterprise_ids[start : start + 900])
+        for row in db.execute(
+            select(
+                FirmMatch.enterprise_id,
+                FirmMatch.revision,
+                FirmMatch.profile_at,
+                FirmMatch.computed_at,
+                FirmMatch.eligible,
+                FirmMatch.likely,
+                FirmMatch.payload,
+            ).where(FirmMatch.enterprise_id.in_(chunk))
+        ):
+            items, near = decode(row.payload)
+            out[row.enterprise_id] = Stored(
+                row.enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near
+            )
+    return out
+
+
+@dataclass
+class Row:
+    """One firm's matches ready to write."""
+
+    enterprise_id: int
+    revision: int
+    profile_at: dt.datetime
+    eligible: int
+    likely: int
+    payload: bytes
+
+
+def write(db: Session, rows: Sequence[Row]) -> int:
+    """Replace the stored matches of these firms (bulk: COPY on PostgreSQL, executemany elsewhere)."""
+    if not rows:
+        return 0
+    now = utcnow()
+    ids = [r.enterprise_id for r in rows]
+    for start in range(0, len(ids), 900):
+        db.execute(delete(FirmMatch).where(FirmMatch.enterprise_id.in_(ids[start : start + 900])))
+    if db.get_bind().dialect.name == "postgresql":
+        _copy(db, rows, now)
+    else:
+        db.execute(
+            insert(FirmMatch),
+            [
+                {
+                    "enterprise_id": r.enterprise_id,
+                    "revision": r.revision,
+                    "profile_at": r.profile_at,
+                    "computed_at": now,
+                    "eligible": r.eligible,
+                    "likely": r.likely,
+                    "payload": r.payload,
+                }
+                for r in rows
+            ],
+        )
+    return len(rows)
+
+
+def _copy(db: Session, rows: Iterable[Row], now: dt.datetime) -> None:
+    cursor: Any = db.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(
+        "COPY firm_match (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload) FROM STDIN"
+    ) as copy:
+        for r in rows:
+            copy.write_row((r.enterprise_id, r.revision, r.profile_at, now, r.eligible, r.likely, r.payload))
+
+
+def remove(db: Session, enterprise_ids: Sequence[int]) -> None:
+    """Forget the stored matches of these firms."""
+    for start in range(0, len(enterprise_ids), 900):
+        db.execute(delete(FirmMatch).where(FirmMatch.enterprise_id.in_(list(enterprise_ids[start : start + 900]))))
