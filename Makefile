@@ -49,7 +49,7 @@ demo: migrate
 
 # Matching catches up in the background once the server runs (see matcher/jobs.py).
 run: demo
-	$(BIN)/huiqi serve
+	$(BIN)/huiqi run
 
 test: install-dev $(NPM_STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

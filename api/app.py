@@ -69,14 +69,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The scheduler competes for the database lease only when enabled; enqueueing works either way.
-        scheduler = start_in_process(app.state)
-        if settings.scheduler_enabled:
-            # Catch up at start-up (first run: embed the demo firms, match the catalog) without
-            # delaying it: the lease holder runs this in the background.
-            from matcher.jobs import REMATCH_JOB
-
-            scheduler.enqueue(REMATCH_JOB, job_id="matcher-startup-rematch")
+        # Jobs run in `huiqi worker`; the API only enqueues, unless HUIQI_SCHEDULER_ENABLED asks it to run them too.
+        start_in_process(app.state)
         if settings.warm_up:
             threading.Thread(target=warm_up, args=(app.state,), name="huiqi-warm-up", daemon=True).start()
         try:
@@ -95,7 +89,11 @@ def create_app(
     app.state.settings = settings
     app.state.db = database or Database(settings.resolved_database_url)
     # The embedder and indexes load on first use and stay for the life of the process.
-    app.state.matcher = matcher or Matcher(settings)
+    if matcher is None:
+        matcher = Matcher(settings)
+        # With a warm-up, the model loads in the background and no request waits for it.
+        matcher.wait_for_model = not settings.warm_up
+    app.state.matcher = matcher
     app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute)
     install_error_handlers(app)
     for router in ROUTERS:

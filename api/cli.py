@@ -10,8 +10,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from core.config import get_settings
 from core.db import get_database, session_scope
@@ -45,12 +55,21 @@ class Fmt(StrEnum):
     xlsx = "xlsx"
 
 
+class RateColumn(ProgressColumn):
+    """Items per second of a task, once rich has measured it."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f}/秒", style="progress.data.speed")
+
+
 def progress() -> Progress:
-    """Return a progress bar for long work."""
+    """Return a progress bar for long work: done / total, rate, elapsed and remaining time."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -66,9 +85,10 @@ def _fail(message: str) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="监听地址")] = None,
     port: Annotated[int | None, typer.Option(help="监听端口")] = None,
+    workers: Annotated[int | None, typer.Option(help="API 工作进程数（默认 HUIQI_WEB_WORKERS）")] = None,
     reload: Annotated[bool, typer.Option(help="代码变更时自动重启（开发用）")] = False,
 ) -> None:
-    """Start the API server."""
+    """Start the API server (uvloop + httptools, several worker processes); jobs run in `huiqi worker`."""
     import uvicorn
 
     settings = get_settings()
@@ -76,8 +96,12 @@ def serve(
         "api.main:app",
         host=host or settings.host,
         port=port or settings.port,
+        workers=None if reload else (workers or settings.web_workers),
+        loop="uvloop",
+        http="httptools",
         reload=reload,
         log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,  # stop within 10 s of SIGTERM even with requests in flight
     )
 
 
@@ -537,12 +561,32 @@ def eval_desk(
 
 @app.command()
 def worker() -> None:
-    """Run scheduled and queued jobs until stopped; one process at a time holds the lease."""
-    from core.scheduler import run_worker
+    """Run scheduled and queued jobs until stopped; one process at a time holds the lease.
+
+    On start it queues the matching catch-up (new or changed firms and policies), so a fresh
+    database gets its matches without anyone asking.
+    """
+    from core import scheduler
+    from matcher.jobs import QUEUED_REMATCH_ID, REMATCH_JOB
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(settings)
+    # Routine runs of every job would bury what matters; APScheduler speaks only when something goes wrong.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler.enqueue(REMATCH_JOB, db=get_database(settings).engine, job_id=QUEUED_REMATCH_ID)
+    scheduler.run_worker(settings)
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="监听地址")] = None,
+    port: Annotated[int | None, typer.Option(help="监听端口")] = None,
+) -> None:
+    """Start the API and the worker together; Ctrl-C (or SIGTERM) stops both."""
+    from api import supervisor
+
+    settings = get_settings()
+    raise typer.Exit(code=supervisor.run(settings, host=host or settings.host, port=port or settings.port))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
 
 from auth.deps import AdminUser, CuratorUser, PublicUser, StaffUser, public
 from catalog import rules as rules_mod
@@ -32,7 +32,7 @@ from catalog.schemas import (
     TopicOut,
 )
 from core import codes, events
-from core.deps import DbSession, Paging
+from core.deps import AppDatabase, DbSession, Paging
 from core.schemas import Page
 
 router = APIRouter()
@@ -199,10 +199,10 @@ def create_policy(db: DbSession, actor: CuratorUser, policy_in: PolicyIn):
 
 
 @router.get("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
-def get_policy(db: DbSession, actor: PublicUser, policy_id: int):
-    """Show a policy (drafts and withdrawn ones only to staff); a signed-in firm's view is counted."""
+def get_policy(db: DbSession, database: AppDatabase, tasks: BackgroundTasks, actor: PublicUser, policy_id: int):
+    """Show a policy (drafts and withdrawn ones only to staff); a signed-in firm's view is counted after the response."""
     policy = service.get_visible_policy(db=db, policy_id=policy_id, actor=actor)
-    events.policies_seen(db=db, principal=actor, policy_ids=[policy.id], kind="viewed")
+    events.policies_seen(tasks=tasks, database=database, principal=actor, policy_ids=[policy.id], kind="viewed")
     return _full(policy)
 
 

@@ -61,10 +61,11 @@ class Settings(BaseSettings):
         "learned ranking may replace the hand-set weights.",
     )
     scheduler_enabled: bool = Field(
-        True,
-        description="Also run scheduled jobs in the API process (`huiqi worker` always does); a database lease "
-        "lets exactly one process run them.",
+        False,
+        description="Also run scheduled jobs inside the API process. Off: jobs run in `huiqi worker` (`huiqi run` "
+        "starts both); a database lease lets exactly one process run them either way.",
     )
+    web_workers: int = Field(2, ge=1, le=64, description="API worker processes `huiqi serve` starts.")
     warm_up: bool = Field(
         True,
         description="On start-up, load the embedder and build the policy index and the desk's knowledge base in a "
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Firm ids per chunk of a full re-match: one chunk is read, scored and written (and "
         "checkpointed) at a time; larger chunks are faster and use more memory.",
+    )
+    ray_workers: int = Field(
+        2, ge=1, le=4096, description="Ray actors a `--engine ray` run uses (one CPU each; a cluster may have many)."
     )
     policy_lists_max_firms: int = Field(
         100_000,

@@ -5,13 +5,14 @@ Routers of every package take these from here (never from api/), so dependencies
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.db import Database
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -19,12 +20,28 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_only(endpoint: F) -> F:
+    """Mark a POST endpoint that reads and computes but writes nothing (the calculator, previews):
+    it gets a reader session, so it never takes SQLite's write lock however long it computes."""
+    endpoint.reads_only = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _reads(request: Request) -> bool:
+    route = request.scope.get("route")
+    return request.method in SAFE_METHODS or bool(getattr(getattr(route, "endpoint", None), "reads_only", False))
+
+
 def get_db(request: Request) -> Iterator[Session]:
     """Yield a session for one request: commit on success, roll back on any error."""
     # Requests that change things take SQLite's write lock up front (waiting for it rather than
-    # failing when a background job commits between their read and their write).
+    # failing when a background job commits between their read and their write); reads never do.
     db = request.app.state.db
-    session: Session = (db.sessionmaker if request.method in ("GET", "HEAD", "OPTIONS") else db.writer)()
+    session: Session = (db.sessionmaker if _reads(request) else db.writer)()
     try:
         yield session
         session.commit()
@@ -39,6 +56,14 @@ def get_db(request: Request) -> Iterator[Session]:
 # and its next request cannot race the commit (the default scope would commit after sending).
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_database(request: Request) -> Database:
+    """Return the app's database (for work done after the response, in sessions of its own)."""
+    return request.app.state.db
+
+
+AppDatabase = Annotated[Database, Depends(get_database)]
 
 
 class PageParams:

@@ -130,10 +130,28 @@ def emit(event: Event) -> None:
     bus.emit(event)
 
 
-def policies_seen(*, db: Session, principal: Any, policy_ids: list[int], kind: str) -> None:
-    """Announce that the caller saw these policies, when the caller is a signed-in firm (staff aren't counted)."""
+def _firm_of(principal: Any) -> int | None:
     enterprise_id = getattr(principal, "enterprise_id", None)
     if principal is None or enterprise_id is None or str(getattr(principal, "role", "")) != "enterprise":
+        return None
+    return int(enterprise_id)
+
+
+def policies_seen(*, tasks: Any, database: Any, principal: Any, policy_ids: list[int], kind: str) -> None:
+    """Announce, after the response is sent, that the caller saw these policies (signed-in firms only).
+
+    The announcement runs as a background task in a short write transaction of its own, so the
+    request that showed the policies stays a pure read. `tasks` is the request's BackgroundTasks.
+    """
+    enterprise_id = _firm_of(principal)
+    if enterprise_id is None or not policy_ids:
         return
-    if policy_ids:
-        emit(PoliciesSeen(db=db, enterprise_id=enterprise_id, policy_ids=tuple(policy_ids), kind=kind))
+    tasks.add_task(_announce_seen, database, enterprise_id, tuple(policy_ids), kind)
+
+
+def _announce_seen(database: Any, enterprise_id: int, policy_ids: tuple[int, ...], kind: str) -> None:
+    try:
+        with database.writer_session() as db:
+            emit(PoliciesSeen(db=db, enterprise_id=enterprise_id, policy_ids=policy_ids, kind=kind))
+    except Exception:  # counting a view must never surface as an error
+        log.warning("%s of firm %s not recorded", kind, enterprise_id, exc_info=True)

@@ -41,13 +41,14 @@ def rank(
     adjustments: Mapping[int, float] | None = None,
 ) -> tuple[list[Recommendation], list[eligibility.Change]]:
     """Judge and score every open policy for one set of facts; return the best first and what would help."""
-    ps = matcher.policy_sets.get(db, today=today, with_vectors=True)
+    semantic_ready = matcher.semantic_ready
+    ps = matcher.policy_sets.get(db, today=today, with_vectors=semantic_ready)
     if not len(ps):
         return [], []
     judged = ps.matrix.judge([facts], today=today)
     status, rules, near = judged.status[:, 0], judged.rule_score[:, 0], judged.near_miss[:, 0]
     allowed = ps.applicable(facts.get("region_code"))
-    query = _query_vector(matcher, query_text, needs_text)
+    query = _query_vector(matcher, query_text, needs_text) if semantic_ready else None
     w = matcher.weights
     if query is None or ps.vectors is None:
         cosine = None

@@ -57,6 +57,14 @@ class Matcher:
         self.policy_sets = PolicySets(vectors=self.policy_vectors)
         # Every firm's facts for curators' live rule previews.
         self.facts = FactsCache()
+        # The API loads the model in the background at start-up and sets this False, so no request waits
+        # for it: until it is loaded, search answers by keywords and the calculator without similarity.
+        self.wait_for_model = True
+
+    @property
+    def semantic_ready(self) -> bool:
+        """Tell whether embedding a text now would not wait for the model to load."""
+        return self.wait_for_model or self._embedder is not None
 
     @property
     def embedder(self) -> Embedder:

@@ -15,12 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.models import Policy
-from core import scheduler
 from core.errors import Conflict, NotFound
 from matcher.models import MatchResult, PolicyMatchState
 from profiles.models import Enterprise
-
-LIST_JOB = "matcher.jobs:list_policy_job"
 
 
 @dataclass(frozen=True)
@@ -60,10 +57,3 @@ def eligible_enterprises(
         q.order_by(MatchResult.status.asc(), MatchResult.score.desc(), Enterprise.id).offset(offset).limit(limit)
     )
     return policy, [(m, e) for m, e in rows], total
-
-
-def queue_list(db: Session, *, policy_id: int) -> None:
-    """Queue the making of a policy's list, in the caller's transaction (one queued job per policy)."""
-    if db.get(Policy, policy_id) is None:
-        raise NotFound("政策不存在", code="matcher.policy_not_found")
-    scheduler.enqueue(LIST_JOB, db=db, kwargs={"policy_id": policy_id}, job_id=f"matcher-list-{policy_id}")

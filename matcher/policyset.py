@@ -85,6 +85,18 @@ class PolicySet:
     def __len__(self) -> int:
         return len(self.policies)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to other processes (Ray workers) without its lock and caches; they rebuild them.
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_matrix"] = None
+        state["_regions"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def kinds(self) -> dict[str, str]:
         """Return tag → kind."""

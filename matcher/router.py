@@ -6,18 +6,18 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from auth.deps import CuratorUser, EnterpriseUser, FirmReader, FirmStaff, PublicUser, public
+from auth.deps import CuratorUser, EnterpriseUser, FirmReader, FirmStaff, PublicUser, StaffUser, public
 from auth.models import Role
-from catalog.models import Tag
+from catalog import service as catalog_service
 from core import events
-from core.deps import AppSettings, DbSession, PageParams, Paging
+from core.deps import AppDatabase, AppSettings, DbSession, PageParams, Paging, reads_only
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.responses import json_response
 from core.schemas import Page
-from matcher import calculator, export, feedback, lists, recommend, search, suggestions
+from matcher import calculator, export, feedback, jobs, lists, recommend, runs, search, suggestions
 from matcher import tags as tags_mod
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_LABELS
@@ -27,6 +27,7 @@ from matcher.schemas import (
     EligibleEnterpriseOut,
     FeedbackIn,
     FeedbackOut,
+    MatchStatusOut,
     RecommendationsOut,
     SearchHitOut,
     TagSuggestionOut,
@@ -204,7 +205,16 @@ def recommendations(
 
 
 @router.post("/match/calculator", response_model=RecommendationsOut, tags=["匹配"], dependencies=[Depends(public)])
-def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body: CalculatorIn, actor: PublicUser):
+@reads_only
+def policy_calculator(
+    request: Request,
+    db: DbSession,
+    database: AppDatabase,
+    tasks: BackgroundTasks,
+    matcher: MatcherDep,
+    body: CalculatorIn,
+    actor: PublicUser,
+):
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out; no account needed."""
     request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
     data = body.model_dump(exclude={"limit"}, exclude_none=True)
@@ -226,7 +236,9 @@ def policy_calculator(request: Request, db: DbSession, matcher: MatcherDep, body
     except ValueError as exc:
         raise ValidationFailed(str(exc), code="invalid_attributes") from exc
     # A signed-in firm saw these policies in the calculator: the funnel's "calculator" step.
-    events.policies_seen(db=db, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator")
+    events.policies_seen(
+        tasks=tasks, database=database, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator"
+    )
     today = dt.date.today()
     return json_response({"items": [_recommendation(r, today) for r in items], "changes": _changes(changes)})
 
@@ -279,9 +291,22 @@ def eligible_enterprises(
     return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
 
 
-def _suggestion_out(db, s) -> TagSuggestionOut:  # type: ignore[no-untyped-def]
-    tag = db.get(Tag, s.tag_id)
-    return TagSuggestionOut(id=s.id, tag=tag.name, kind=str(tag.kind), source=s.source, score=s.score, status=s.status)
+@router.get("/match/status", response_model=MatchStatusOut, tags=["匹配"])
+def match_status(db: DbSession, actor: StaffUser):
+    """How far matching has caught up: firms with current matches, policies waiting, the latest full run."""
+    return runs.status(db)
+
+
+@router.post("/policies/{policy_id}/eligible-enterprises/refresh", status_code=202, tags=["匹配"])
+def refresh_eligible(db: DbSession, actor: CuratorUser, policy_id: Annotated[int, Path(ge=1, le=2**31 - 1)]):
+    """Queue the making of a policy's eligible-firm list (the worker judges the policy against every firm)."""
+    catalog_service.get_policy(db=db, policy_id=policy_id)
+    jobs.queue_policy(db, policy_id=policy_id)
+    return {"queued": True}
+
+
+def _suggestion_out(s: suggestions.Suggestion) -> TagSuggestionOut:
+    return TagSuggestionOut(id=s.id, tag=s.tag, kind=str(s.kind), source=s.source, score=s.score, status=s.status)
 
 
 @router.get("/policies/{policy_id}/tag-suggestions", response_model=list[TagSuggestionOut], tags=["匹配"])
@@ -298,7 +323,6 @@ def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, poli
 def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
     """Accept a suggested tag: it is added to the policy."""
     return _suggestion_out(
-        db,
         suggestions.decide_tag_suggestion(
             db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=True, actor=actor
         ),
@@ -311,7 +335,6 @@ def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, sug
 def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
     """Reject a suggested tag; it will not be proposed again."""
     return _suggestion_out(
-        db,
         suggestions.decide_tag_suggestion(
             db=db, policy_id=policy_id, suggestion_id=suggestion_id, accept=False, actor=actor
         ),

@@ -160,3 +160,25 @@ class FeedbackOut(BaseModel):
     action_label: str = ""
     source: str
     created_at: dt.datetime
+
+
+class MatchRunOut(BaseModel):
+    kind: str
+    status: str = Field(description="running 进行中 / done 完成")
+    chunks: int
+    chunks_done: int
+    firms: int
+    firms_done: int
+    started_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class MatchStatusOut(BaseModel):
+    firms: int = Field(description="企业总数")
+    firms_current: int = Field(description="匹配结果与当前画像一致的企业数")
+    policies_pending: int = Field(description="发布或修改后尚未重新匹配的政策数")
+    catalog_revision: int
+    matched_revision: int
+    up_to_date: bool = Field(description="全部企业与政策的匹配均为最新")
+    run: MatchRunOut | None = Field(None, description="最近一次全量匹配")

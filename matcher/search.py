@@ -34,9 +34,10 @@ def search(
     vocab = tags_mod.Vocabulary.from_db(db)
     # Abbreviations become full names for the embedder too (高企 → 高新技术企业).
     expanded = text + "".join(f" {name}" for name in vocab.find_in_text(text) if name not in text)
-    index = matcher.policy_index(db)
     semantic: dict[int, tuple[int, float]] = {}
-    if len(index):
+    # While the API is still loading the model, answer by words alone rather than make the caller wait.
+    index = matcher.policy_index(db) if matcher.semantic_ready else None
+    if index is not None and len(index):
         scores, ids = index.search(matcher.encode([expanded], "query"), min(len(index), 50))
         semantic = {
             int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0

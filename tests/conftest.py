@@ -22,8 +22,8 @@ from api.app import create_app
 from auth.models import Role
 from core import migrate, security
 from core.config import Settings
-from core.db import Database
-from core.deps import get_db
+from core.db import Database, InSession
+from core.deps import get_database, get_db
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _pg_skip_reason: list[str] = []
@@ -155,6 +155,8 @@ def app(test_settings: Settings, database: Database, db: Session, matcher):  # t
             raise
 
     application.dependency_overrides[get_db] = _test_db
+    # Work done after the response (funnel events) joins the test's transaction too.
+    application.dependency_overrides[get_database] = lambda: InSession(db)
     return application
 
 

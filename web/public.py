@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
@@ -15,7 +15,7 @@ from catalog import service as catalog_service
 from catalog.models import PolicyLevel
 from catalog.schemas import PolicyFilters
 from core import codes, events
-from core.deps import DbSession
+from core.deps import AppDatabase, DbSession
 from core.errors import FieldError, ValidationFailed
 from matcher import calculator as matcher_calculator
 from matcher import feedback as matcher_feedback
@@ -146,7 +146,9 @@ def policy_library(
 
 
 @router.get("/policies/{policy_id}")
-def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id: int) -> Response:
+def policy_page(
+    request: Request, db: DbSession, database: AppDatabase, tasks: BackgroundTasks, visitor: WebVisitor, policy_id: int
+) -> Response:
     """A policy: summary, interpretation, interpreter, conditions in words, countdown, application link."""
     policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=visitor)
     feedback = None
@@ -155,7 +157,7 @@ def policy_page(request: Request, db: DbSession, visitor: WebVisitor, policy_id:
             db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
         ).get(policy.id)
     # The same funnel event the API records when a firm opens a policy.
-    events.policies_seen(db=db, principal=visitor, policy_ids=[policy.id], kind="viewed")
+    events.policies_seen(tasks=tasks, database=database, principal=visitor, policy_ids=[policy.id], kind="viewed")
     return render(
         request,
         "policy.html",
@@ -221,7 +223,14 @@ def _calculate(*, db, matcher, body: CalculatorIn):  # type: ignore[no-untyped-d
 
 
 @router.get("/calculator")
-def calculator(request: Request, db: DbSession, matcher: MatcherDep, visitor: WebVisitor) -> Response:
+def calculator(
+    request: Request,
+    db: DbSession,
+    database: AppDatabase,
+    tasks: BackgroundTasks,
+    matcher: MatcherDep,
+    visitor: WebVisitor,
+) -> Response:
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out."""
     params = request.query_params
     values = form_values(params, CALCULATOR_FIELDS)  # type: ignore[arg-type]
@@ -258,7 +267,11 @@ def calculator(request: Request, db: DbSession, matcher: MatcherDep, visitor: We
                 context["items"] = [views.recommendation_card(r, today) for r in items]
                 context["changes"] = changes
                 events.policies_seen(
-                    db=db, principal=visitor, policy_ids=[r.policy.id for r in items], kind="calculator"
+                    tasks=tasks,
+                    database=database,
+                    principal=visitor,
+                    policy_ids=[r.policy.id for r in items],
+                    kind="calculator",
                 )
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "calc-results":
         return render(request, "_calc_results.html", context)

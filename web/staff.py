@@ -27,7 +27,7 @@ from catalog import io as catalog_io
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.fields import FIELDS, SIZE_CLASSES
-from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType, Tag
+from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
 from core import codes, tabular
 from core.deps import AppSettings, DbSession
@@ -35,6 +35,7 @@ from core.errors import Conflict, FieldError, HuiqiError, PayloadTooLarge, Valid
 from matcher import coverage as matcher_coverage
 from matcher import export as matcher_export
 from matcher import lists as matcher_lists
+from matcher import runs as matcher_runs
 from matcher import suggestions as matcher_suggestions
 from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
@@ -259,6 +260,7 @@ def policy_list(
             "departments": choices.departments(db=db),
             "levels": choices.LEVELS,
             "saved": request.query_params.get("saved"),
+            "match_status": matcher_runs.status(db),
         },
     )
 
@@ -278,11 +280,10 @@ def _editor_context(
     suggestions = []
     versions: list[Any] = []
     if policy is not None:
-        tags_by_id = {t.id: t for t in db.scalars(select(Tag))}
-        for s in matcher_suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy.id):
-            tag = tags_by_id.get(s.tag_id)
-            if tag is not None:
-                suggestions.append({"id": s.id, "name": tag.name, "source": s.source, "score": s.score})
+        suggestions = [
+            {"id": s.id, "name": s.tag, "source": s.source, "score": s.score}
+            for s in matcher_suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy.id)
+        ]
         versions = catalog_service.list_versions(db=db, policy_id=policy.id)[:5]
     return {
         "policy": policy,

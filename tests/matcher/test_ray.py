@@ -1,0 +1,88 @@
+"""The Ray engine writes exactly what the local engine writes (a local Ray instance, PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete, select, text
+from sqlalchemy.engine import make_url
+
+from catalog import demo
+from core import migrate
+from core.db import Database
+from matcher import runs, store
+from matcher.models import FirmMatch, MatchRun, PolicyMatchState
+from profiles import demo as profiles_demo
+from tests.conftest import postgres_url
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture
+def shared_database() -> Iterator[tuple[Database, str]]:
+    """A PostgreSQL schema of its own with the demo catalog and 60 firms, committed for other processes."""
+    base, why = postgres_url()
+    if base is None:
+        if os.environ.get("HUIQI_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required but unusable: {why}")
+        pytest.skip(f"Ray engine tests need PostgreSQL: {why}")
+    schema = f"hq_ray_{uuid.uuid4().hex[:10]}"
+    admin = Database(base)
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    database = Database(url)
+    try:
+        migrate.upgrade(url=url)
+        with database.session() as db:
+            demo.load_demo_catalog(db=db, actor=None)
+            profiles_demo.load_demo_enterprises(db=db, count=60)
+        yield database, url
+    finally:
+        database.dispose()
+        with admin.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _stored(database: Database) -> dict[int, tuple[list[int], list[int], list[int], int, int]]:
+    with database.session() as db:
+        out = {}
+        for row in db.scalars(select(FirmMatch)):
+            items, near = store.decode(row.payload)
+            out[row.enterprise_id] = (
+                items["policy"].tolist(),
+                items["status"].tolist(),
+                near["policy"].tolist(),
+                row.eligible,
+                row.likely,
+            )
+        return out
+
+
+def test_the_ray_engine_writes_what_the_local_engine_writes(shared_database, matcher) -> None:  # type: ignore[no-untyped-def]
+    from matcher.ray_engine import RayEngine
+
+    database, url = shared_database
+    runs.embed_firms(database, matcher)
+    local = runs.rematch_all(database, matcher, width=16)
+    expected = _stored(database)
+    with database.session() as db:
+        counts = dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all())
+    with database.writer_session() as db:
+        db.execute(delete(FirmMatch))
+        db.execute(delete(MatchRun))
+        db.execute(delete(PolicyMatchState))
+    settings = matcher.settings.model_copy(update={"database_url": url, "ray_workers": 2})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        distributed = runs.rematch_all(database, matcher, width=16, engine=RayEngine(settings))
+    finally:
+        ray.shutdown()
+    assert local.chunks == distributed.chunks == 4 and distributed.firms == 60 and not distributed.stopped
+    assert _stored(database) == expected
+    with database.session() as db:
+        assert dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all()) == counts
