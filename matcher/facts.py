@@ -42,7 +42,7 @@ def _fetch(db: Session, stmt: Select[Any], names: Sequence[str]) -> pd.DataFrame
 
 
 def _compiled(stmt: Select[Any], dialect: Any) -> tuple[str, Any]:
-    compiled = stmt.compile(dialect=dialect)
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.params
     if dialect.paramstyle in ("qmark", "numeric"):
         return str(compiled), tuple(params[name] for name in compiled.positiontup or ())

@@ -213,7 +213,11 @@ def test_policy_eligible_list_filter_uses_the_matchers_list(db: Session, matcher
     outside = factories.make_enterprise(db, region_code="440106")
     push_in = _push_in(pushed.id, eligible_for_policy_id=zhongshan_only.id, region_codes=["440000"])
 
-    # With the matcher the list is brought up to date first (here: computed for the first time).
+    # The list is the worker's: until it is made, the filter is refused by its field.
+    with pytest.raises(ValidationFailed) as pending:
+        targeting.preview(db=db, push_in=push_in, matcher=matcher)
+    assert [e.code for e in pending.value.errors] == ["list_pending"]
+    factories.match(db, matcher)
     preview = targeting.preview(db=db, push_in=push_in, matcher=matcher)
     row, counts = targeting.send(db=db, push_in=push_in, created_by_id=None, matcher=matcher)
 

@@ -310,6 +310,9 @@ def test_eligible_list_and_csv_export(db, client, test_settings, matcher) -> Non
     outside = factories.make_enterprise(db, name=f"深圳市名单外企业{factories.n()}", region_code="440300")
     policy = factories.make_policy(db, publish=True)
     _sign_in(client, db, test_settings, Role.curator)
+    pending = client.get(f"/staff/policies/{policy.id}/eligible")
+    assert pending.status_code == 200 and "正在后台生成" in pending.text and inside.name not in pending.text
+    factories.match(db, matcher)
     page = client.get(f"/staff/policies/{policy.id}/eligible")
     assert page.status_code == 200 and inside.name in page.text and outside.name not in page.text
     export = client.get(f"/staff/policies/{policy.id}/eligible/export?format=csv")
