@@ -1,7 +1,7 @@
 """Firms' side of the dual tags, derived from their profile and texts and stored (`enterprise_tag`).
 
-Tags are derived again only for firms whose profile changed since their matches were computed,
-or for every firm when the tag vocabulary changed (its signature is kept in `matcher_state`).
+Tags are derived again only for firms whose profile changed since they were tagged, or that were
+tagged with another vocabulary (`firm_tag_state` keeps when and with which signature).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
 from catalog.models import Tag
+from core.db import utcnow
 from matcher import eligibility
 from matcher import tags as tags_mod
-from matcher.models import EnterpriseTag, MatcherState
+from matcher.models import EnterpriseTag, FirmTagState
 from profiles.models import Enterprise, EnterpriseQualification
 
 _COLUMNS = tuple(n for n, f in FIELDS.items() if f.type != "set" and n != "years_established")
@@ -30,9 +31,20 @@ def vocabulary_signature(vocab: tags_mod.Vocabulary) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def stored_signature(db: Session) -> str:
-    """Return the vocabulary signature firms were last tagged with."""
-    return db.scalar(select(MatcherState.vocabulary).where(MatcherState.id == 1)) or ""
+def stale_ids(db: Session, *, signature: str) -> list[int]:
+    """Return firms never tagged, tagged before their profile last changed, or with another vocabulary."""
+    return list(
+        db.scalars(
+            select(Enterprise.id)
+            .outerjoin(FirmTagState, FirmTagState.enterprise_id == Enterprise.id)
+            .where(
+                (FirmTagState.enterprise_id.is_(None))
+                | (FirmTagState.tagged_at < Enterprise.profile_updated_at)
+                | (FirmTagState.vocabulary != signature)
+            )
+            .order_by(Enterprise.id)
+        )
+    )
 
 
 def derive(
@@ -72,10 +84,19 @@ def derive(
 
 
 def store(db: Session, derived: dict[int, dict[str, str]], vocab: tags_mod.Vocabulary) -> None:
-    """Replace the stored tags of these firms."""
+    """Replace the stored tags of these firms and record that they are current."""
     ids = list(derived)
+    signature = vocabulary_signature(vocab)
+    now = utcnow()
     for start in range(0, len(ids), 900):
-        db.execute(delete(EnterpriseTag).where(EnterpriseTag.enterprise_id.in_(ids[start : start + 900])))
+        part = ids[start : start + 900]
+        db.execute(delete(EnterpriseTag).where(EnterpriseTag.enterprise_id.in_(part)))
+        db.execute(delete(FirmTagState).where(FirmTagState.enterprise_id.in_(part)))
+    for start in range(0, len(ids), 5_000):
+        db.execute(
+            insert(FirmTagState),
+            [{"enterprise_id": eid, "vocabulary": signature, "tagged_at": now} for eid in ids[start : start + 5_000]],
+        )
     rows = [
         {"enterprise_id": eid, "tag_id": vocab.tags[name].id, "reason": why}
         for eid, tags in derived.items()

@@ -86,15 +86,24 @@ class PolicyMatchState(Base):
 
 
 class MatcherState(Base):
-    """One row: the catalog revision every firm's stored matches have caught up with, and the tag
-    vocabulary's signature they were tagged with (a change re-derives every firm's tags)."""
+    """One row: the catalog revision every firm's stored matches have caught up with."""
 
     __tablename__ = "matcher_state"
 
     id: Mapped[int] = mapped_column(primary_key=True)  # always 1
     matched_revision: Mapped[int] = mapped_column(BigInteger)
-    vocabulary: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FirmTagState(Base):
+    """When a firm's tags were derived, and with which vocabulary: tags are derived again only when
+    the profile changed since, or the vocabulary did (its signature differs)."""
+
+    __tablename__ = "firm_tag_state"
+
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), primary_key=True)
+    vocabulary: Mapped[str] = mapped_column(String(32))
+    tagged_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class FirmMatch(Base):

@@ -312,9 +312,7 @@ def _suggestion_out(s: suggestions.Suggestion) -> TagSuggestionOut:
 @router.get("/policies/{policy_id}/tag-suggestions", response_model=list[TagSuggestionOut], tags=["匹配"])
 def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: int):
     """Suggest tags for a policy from its text, rules and the trained tagger, for a curator to confirm."""
-    return [
-        _suggestion_out(db, s) for s in suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)
-    ]
+    return [_suggestion_out(s) for s in suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)]
 
 
 @router.post(

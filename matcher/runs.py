@@ -114,17 +114,14 @@ def _tag(database: Database, ids: Sequence[int], today: dt.date) -> int:
     return len(ids)
 
 
-def _retag_if_vocabulary_changed(database: Database, today: dt.date) -> tuple[int, str]:
-    """Re-derive every firm's tags when the vocabulary changed since they were tagged; return (firms, signature)."""
+def _tag_stale(database: Database, today: dt.date, ids: Sequence[int] | None = None) -> int:
+    """Derive the tags of firms whose tags are out of date (all such firms, or those among `ids`)."""
     with database.session() as db:
-        signature = firmtags.vocabulary_signature(tags_mod.Vocabulary.from_db(db))
-        if firmtags.stored_signature(db) == signature:
-            return 0, signature
-        ids = list(db.scalars(select(Enterprise.id).order_by(Enterprise.id)))
-    tagged = _tag(database, ids, today)
-    with database.writer_session() as db:
-        db.execute(update(MatcherState).where(MatcherState.id == 1).values(vocabulary=signature, updated_at=utcnow()))
-    return tagged, signature
+        stale = firmtags.stale_ids(db, signature=firmtags.vocabulary_signature(tags_mod.Vocabulary.from_db(db)))
+    if ids is not None:
+        wanted = set(ids)
+        stale = [eid for eid in stale if eid in wanted]
+    return _tag(database, stale, today)
 
 
 def embed_firms(
@@ -236,17 +233,14 @@ def rematch_all(
         report.embedded = embed_firms(
             database, matcher, None, today, should_stop=should_stop, progress=_phase(progress, "embed")
         )
-    report.tagged, signature = _retag_if_vocabulary_changed(database, today)
-    with database.session() as db:
-        changed = _changed_firms(db)
-    if changed and not report.tagged:
-        report.tagged = _tag(database, changed, today)
+    report.tagged = _tag_stale(database, today)
     if _stop(should_stop):
         report.stopped = True
         return report
     with database.session() as db:
         ctx = context(db, matcher, today=today)
     width = width or getattr(matcher.settings, "match_chunk_width", CHUNK_WIDTH)
+    signature = firmtags.vocabulary_signature(ctx.policies.vocab)
     run_id, chunks, done = _open_run(database, ctx, run_key(ctx, signature), width)
     report.chunks, report.resumed = chunks, len(done)
     todo = [k for k in range(chunks) if k not in done]
@@ -261,7 +255,7 @@ def rematch_all(
         report.stopped = True
         report.seconds = round(time.perf_counter() - started, 2)
         return report
-    _finish_run(database, ctx, run_id, signature)
+    _finish_run(database, ctx, run_id)
     report.policies = len(ctx.policies)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
@@ -273,7 +267,7 @@ def _phase(progress: Progress | None, name: str) -> Callable[[int, int], None] |
     return lambda done, total: progress(name, done, total)
 
 
-def _finish_run(database: Database, ctx: pipeline.Context, run_id: int, signature: str) -> None:
+def _finish_run(database: Database, ctx: pipeline.Context, run_id: int) -> None:
     """Sum the chunks' per-policy counts into policy_match_state and mark everything current."""
     ps = ctx.policies
     totals = np.zeros((2, len(ps)), dtype=np.int64)
@@ -291,7 +285,7 @@ def _finish_run(database: Database, ctx: pipeline.Context, run_id: int, signatur
         db.execute(
             update(MatcherState)
             .where(MatcherState.id == 1, MatcherState.matched_revision < ctx.revision)
-            .values(matched_revision=ctx.revision, vocabulary=signature, updated_at=utcnow())
+            .values(matched_revision=ctx.revision, updated_at=utcnow())
         )
 
 
@@ -338,7 +332,7 @@ def rematch_firms(
     ids = sorted(set(enterprise_ids))
     if not ids:
         return report
-    report.tagged = _tag(database, ids, today)
+    report.tagged = _tag_stale(database, today, ids)
     report.embedded = embed_firms(database, matcher, ids, today, should_stop=should_stop)
     with database.session() as db:
         ctx = context(db, matcher, today=today)
@@ -684,11 +678,10 @@ def rematch_changed(
     with database.session() as db:
         firms = db.scalar(select(func.count()).select_from(Enterprise)) or 0
         changed = _changed_firms(db)
-        state = db.get(MatcherState, 1)
-        vocabulary_changed = state is not None and state.vocabulary != firmtags.vocabulary_signature(
-            tags_mod.Vocabulary.from_db(db)
-        )
-    if firms and (vocabulary_changed or len(changed) > full_run_share * firms):
+        signature = firmtags.vocabulary_signature(tags_mod.Vocabulary.from_db(db))
+        retag = len(firmtags.stale_ids(db, signature=signature))
+    # A new vocabulary changes many firms' tags (and so their matches): re-score everyone then.
+    if firms and (len(changed) > full_run_share * firms or retag > full_run_share * firms):
         report = rematch_all(database, matcher, today=today, progress=progress, should_stop=should_stop)
     else:
         report = rematch_firms(database, matcher, changed, today=today, progress=progress, should_stop=should_stop)

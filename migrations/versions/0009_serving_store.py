@@ -31,12 +31,11 @@ def upgrade() -> None:
         "matcher_state",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("matched_revision", sa.BigInteger(), nullable=False),
-        sa.Column("vocabulary", sa.String(length=64), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_matcher_state")),
     )
     op.execute(
-        "INSERT INTO matcher_state (id, matched_revision, vocabulary, updated_at) VALUES (1, 0, '', CURRENT_TIMESTAMP)"
+        "INSERT INTO matcher_state (id, matched_revision, updated_at) VALUES (1, 0, CURRENT_TIMESTAMP)"
     )
     op.create_table(
         "firm_match",
@@ -54,6 +53,19 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("enterprise_id", name=op.f("pk_firm_match")),
+    )
+    op.create_table(
+        "firm_tag_state",
+        sa.Column("enterprise_id", sa.Integer(), nullable=False),
+        sa.Column("vocabulary", sa.String(length=32), nullable=False),
+        sa.Column("tagged_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["enterprise_id"],
+            ["enterprise.id"],
+            name=op.f("fk_firm_tag_state_enterprise_id_enterprise"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("enterprise_id", name=op.f("pk_firm_tag_state")),
     )
     op.create_table(
         "firm_vector",
@@ -116,6 +128,7 @@ def downgrade() -> None:
     op.drop_index("ix_match_run_key_status", table_name="match_run")
     op.drop_table("match_run")
     op.drop_table("firm_vector")
+    op.drop_table("firm_tag_state")
     op.drop_table("firm_match")
     op.drop_table("matcher_state")
     op.drop_table("catalog_revision")
