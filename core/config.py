@@ -43,9 +43,6 @@ class Settings(BaseSettings):
         "'sentence-transformers:<local model dir>'; nothing is ever downloaded.",
     )
     embed_threads: int = Field(2, description="Threads the embedder may use.")
-    approx_index_threshold: int = Field(
-        100_000, description="Above this many vectors an approximate index is tried (kept only at recall@10 >= 0.99)."
-    )
     weight_rules: float = Field(0.25, description="Ranking weight of rule evidence (eligible > likely).")
     weight_tags: float = Field(0.15, description="Ranking weight of IDF-weighted shared tags.")
     weight_semantic: float = Field(0.55, description="Ranking weight of semantic similarity of needs and policy.")

@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_matcher_state")),
     )
-    op.execute(
-        "INSERT INTO matcher_state (id, matched_revision, updated_at) VALUES (1, 0, CURRENT_TIMESTAMP)"
-    )
+    op.execute("INSERT INTO matcher_state (id, matched_revision, updated_at) VALUES (1, 0, CURRENT_TIMESTAMP)")
     op.create_table(
         "firm_match",
         sa.Column("enterprise_id", sa.Integer(), nullable=False),

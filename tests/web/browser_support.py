@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -53,12 +54,18 @@ def free_port() -> int:
 
 
 class LiveSite:
-    """The app served by uvicorn in a thread, with its database."""
+    """The app served by uvicorn in a thread, with its database, and (as `huiqi worker` would) the
+    matching catch-up running beside it every half second."""
 
-    def __init__(self, settings: Settings, database: Database, matcher: Any, *, lifespan: str = "on") -> None:
+    def __init__(
+        self, settings: Settings, database: Database, matcher: Any, *, lifespan: str = "on", worker: bool = True
+    ) -> None:
         import uvicorn
 
         self.database = database
+        self.matcher = matcher
+        self._stop = threading.Event()
+        self.worker = threading.Thread(target=self._catch_up, name="web-test-worker", daemon=True) if worker else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, database=database, matcher=matcher)
@@ -66,8 +73,19 @@ class LiveSite:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="web-test-server", daemon=True)
 
+    def _catch_up(self) -> None:
+        from matcher import runs
+
+        while not self._stop.wait(0.5):
+            try:
+                runs.rematch_changed(self.database, self.matcher, should_stop=self._stop.is_set)
+            except Exception:  # a failed round is retried on the next one, as the worker's would be
+                logging.getLogger(__name__).exception("test worker: catch-up failed")
+
     def start(self) -> None:
-        """Start serving; raise when the server has not started within 20 s."""
+        """Start serving (and the catch-up); raise when the server has not started within 20 s."""
+        if self.worker is not None:
+            self.worker.start()
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -76,9 +94,22 @@ class LiveSite:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Ask the server to stop and wait for its thread."""
+        """Ask the server (and the catch-up) to stop and wait for their threads."""
+        self._stop.set()
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        if self.worker is not None:
+            self.worker.join(timeout=30)
+
+
+def reload_until(page: Any, selector: str, *, timeout: float = 60.0) -> None:
+    """Reload the page until `selector` is on it, as a user would while "匹配计算中" is shown."""
+    deadline = time.monotonic() + timeout
+    while page.locator(selector).count() == 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} did not appear within {timeout:.0f} s")
+        page.wait_for_timeout(500)
+        page.reload()
 
 
 def watch_errors(tab: Any, *, expected_statuses_for: tuple[str, ...] = ("document",)) -> list[str]:

@@ -48,6 +48,7 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     launched_chromium,
+    reload_until,
     require_chromium,
     watch_errors,
 )
@@ -262,6 +263,8 @@ def test_curator_builds_a_rule_previews_the_count_and_publishes(page: Any, site:
     # The eligible list holds exactly as many firms as the preview promised; it can be exported.
     page.get_by_role("link", name="符合条件企业名单").click()
     page.wait_for_url(re.compile(rf"/staff/policies/{policy_id}/eligible"))
+    # The worker judges the newly published policy against every firm within a second or two.
+    reload_until(page, ".results-title")
     assert page.locator(".results-title").inner_text() == f"共 {expected['eligible']} 家企业"
     assert page.get_by_role("link", name="CSV").count() == 1
     shoot(page, "s04-eligible-firms")
