@@ -71,6 +71,15 @@ class PoliciesSeen(Event):
 
 
 @dataclass(frozen=True)
+class DeliveryCited(Event):
+    """A firm's request names a push it received (feedback "from a push"): the push package checks it is
+    the firm's own and refuses the request otherwise."""
+
+    enterprise_id: int
+    delivery_id: int
+
+
+@dataclass(frozen=True)
 class ProfileChanged(Event):
     """A firm's profile changed in a way matching depends on."""
 

@@ -175,6 +175,8 @@ def my_recommendations(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser
 @router.post("/enterprises/me/feedback", response_model=FeedbackOut, status_code=201, tags=["匹配"])
 def give_feedback(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, body: FeedbackIn):
     """Mark a policy as interesting, not relevant or applied; "not relevant" drops it from the firm's lists."""
+    if body.delivery_id is not None:  # only a push this firm received
+        events.emit(events.DeliveryCited(db=db, enterprise_id=actor.enterprise_id, delivery_id=body.delivery_id))  # type: ignore[arg-type]
     row = feedback.record_feedback(
         db=db,
         enterprise_id=actor.enterprise_id,  # type: ignore[arg-type]

@@ -7,9 +7,13 @@ transaction, so nothing is queued for a change that rolls back.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from core import events
+from core.errors import FieldError, ValidationFailed
 from push import events as engagement
 from push import jobs
+from push.models import Delivery
 
 
 def on_policy_published(event: events.PolicyPublished) -> None:
@@ -22,6 +26,13 @@ def on_policy_revised(event: events.PolicyRevised) -> None:
     jobs.queue_change_notices(event.db, policy_id=event.policy_id, from_version=event.from_version)
 
 
+def on_delivery_cited(event: events.DeliveryCited) -> None:
+    """Refuse a firm's request that names a push it did not receive."""
+    owner = event.db.scalar(select(Delivery.enterprise_id).where(Delivery.id == event.delivery_id))
+    if owner != event.enterprise_id:
+        raise ValidationFailed(errors=[FieldError("delivery_id", "该推送记录不存在", "not_found")])
+
+
 def on_policies_seen(event: events.PoliciesSeen) -> None:
     """Count a firm's views and calculator results in the push funnel."""
     engagement.record_seen(db=event.db, enterprise_id=event.enterprise_id, policy_ids=event.policy_ids, kind=event.kind)
@@ -30,3 +41,4 @@ def on_policies_seen(event: events.PoliciesSeen) -> None:
 events.bus.subscribe(events.PolicyPublished, on_policy_published)
 events.bus.subscribe(events.PolicyRevised, on_policy_revised)
 events.bus.subscribe(events.PoliciesSeen, on_policies_seen)
+events.bus.subscribe(events.DeliveryCited, on_delivery_cited)

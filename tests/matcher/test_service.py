@@ -339,3 +339,32 @@ def test_feedback_on_a_draft_policy_is_refused(db, client, auth_headers) -> None
         headers=auth_headers(Role.enterprise, enterprise_id=firm.id),
     )
     assert r.status_code == 404
+
+
+def test_feedback_naming_another_firms_push_is_refused(db, client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    from push.models import Delivery
+
+    policy = factories.make_policy(db, publish=True)
+    mine, other = factories.make_enterprise(db), factories.make_enterprise(db)
+    theirs = Delivery(
+        enterprise_id=other.id,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        kind="new_match",
+        channel="inbox",
+        title="新政策",
+        body="新政策",
+        status="sent",
+    )
+    db.add(theirs)
+    db.flush()
+    headers = auth_headers(Role.enterprise, enterprise_id=mine.id)
+    body = {"policy_id": policy.id, "action": "interested", "source": "push", "delivery_id": theirs.id}
+    refused = client.post("/api/v1/enterprises/me/feedback", json=body, headers=headers)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "delivery_id"
+    own = client.post(
+        "/api/v1/enterprises/me/feedback",
+        json=body,
+        headers=auth_headers(Role.enterprise, enterprise_id=other.id),
+    )
+    assert own.status_code == 201
