@@ -79,6 +79,21 @@ def get_database(request: Request) -> Database:
 AppDatabase = Annotated[Database, Depends(get_database)]
 
 
+async def release_reads(db: DbSession) -> None:
+    """End what a staged route's session read while signing in, returning its connection to the pool.
+
+    Declared after the principal of a route marked `writes_in_stages`: it runs on the event loop, so
+    the request holds no connection while it waits for a worker thread to run its body (with every
+    thread busy, requests holding connections while waiting for a thread starve the threads waiting
+    for a connection). Ending a read-only transaction does no I/O worth a thread.
+    """
+    if db.in_transaction():
+        db.commit()
+
+
+ReleasedReads = Annotated[None, Depends(release_reads)]
+
+
 class PageParams:
     """Page number and size from the query string, with a ceiling from settings."""
 

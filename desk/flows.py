@@ -47,7 +47,7 @@ ANSWER_WAIT_SECONDS = 1.0
 # Cases younger than this are left to the request that made them (it may still be computing).
 PENDING_GRACE = dt.timedelta(seconds=15)
 
-_answer_slots = threading.BoundedSemaphore(ANSWER_SLOTS)
+answer_slots = threading.BoundedSemaphore(ANSWER_SLOTS)
 
 
 def submit(
@@ -74,7 +74,7 @@ def submit(
         )
     if case.replayed or case.intake_done_at is not None:
         return case
-    if not _answer_slots.acquire(timeout=ANSWER_WAIT_SECONDS):
+    if not answer_slots.acquire(timeout=ANSWER_WAIT_SECONDS):
         log.info("intake of %s acknowledged; its answer and routing are left to desk.finish_intake", case.number)
         return case
     try:
@@ -84,7 +84,7 @@ def submit(
         db.rollback()
         return case
     finally:
-        _answer_slots.release()
+        answer_slots.release()
     try:
         with write_stage(db):
             intake.record_outcome(db=db, settings=settings, case_id=case.id, outcome=outcome, actor=actor, now=utcnow())

@@ -11,7 +11,7 @@ from auth.deps import Allow, PublicUser, public
 from auth.models import Role
 from auth.service import Principal
 from core.config import Settings
-from core.deps import AppSettings, DbSession, Paging, writes_in_stages
+from core.deps import AppSettings, DbSession, Paging, ReleasedReads, writes_in_stages
 from core.errors import FieldError, ValidationFailed
 from core.schemas import Page
 from desk import clock, faq, flows, handling, lifecycle, outcome, queries
@@ -130,6 +130,7 @@ def submit_case(
     settings: AppSettings,
     matcher: MatcherDep,
     actor: Submitter,
+    _released: ReleasedReads,
     case_in: CaseIn,
     response: Response,
     idempotency_key: Annotated[
@@ -153,7 +154,11 @@ def submit_case(
     case = flows.submit(db=db, matcher=matcher, settings=settings, actor=actor, case_in=case_in)
     if case.replayed:
         response.status_code = 200
-    return _full(db, case, actor, settings)
+    out = _full(db, case, actor, settings)
+    # End the reads too: the response is serialised on another worker thread, and a connection held
+    # while waiting for one starves the requests that hold threads and wait for connections.
+    db.commit()
+    return out
 
 
 @router.get("/cases", response_model=Page[CaseBrief], tags=TAGS)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from auth.models import Role
 from catalog import service as catalog_service
-from core.deps import AppSettings, DbSession, writes_in_stages
+from core.deps import AppSettings, DbSession, ReleasedReads, writes_in_stages
 from core.errors import HuiqiError
 from desk import flows, handling, lifecycle, outcome, queries, sla
 from desk.schemas import AcceptAnswerIn, CaseIn, NoteIn, NoteOnFirmIn, RateIn
@@ -91,7 +91,13 @@ def new_case(
 @router.post("/new")
 @writes_in_stages
 def submit_case(
-    request: Request, db: DbSession, settings: AppSettings, matcher: MatcherDep, firm: WebFirm, form: PageForm
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    matcher: MatcherDep,
+    firm: WebFirm,
+    _released: ReleasedReads,
+    form: PageForm,
 ) -> Response:
     """Submit an enquiry: a consultation may be answered at once, anything else goes to a department."""
     values = form_values(form, CASE_FIELDS)
