@@ -5,7 +5,7 @@ Each test builds a fresh SQLite file (migrated, the demo departments, one firm) 
 with an idempotency key another thread also sends. The first test wants no 5xx at all, every
 acknowledged case stored exactly once, and reports the acknowledgement times (p50 / p99, also in
 test-artifacts/desk/intake_load.json). The second kills the server with SIGKILL in the middle of a
-burst of 120 (its instant answers made slow, so cases sit between acknowledgement and outcome), restarts
+burst of 100 (its instant answers made slow, so cases sit between acknowledgement and outcome), restarts
 it, lets the clients retry, and then runs the intake job: every acknowledged case exists once, and
 every case gets exactly one outcome.
 """
@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "desk"
 SUBMISSIONS = 200
 DISTINCT_KEYS = 150
-CRASH_SUBMISSIONS = 120
-CRASH_KEYS = 90
+CRASH_SUBMISSIONS = 100
+CRASH_KEYS = 75
 SECRET = "t" * 48
 OUTCOME_EVENTS = ("answered_instantly", "dispatched")
 
@@ -163,7 +163,7 @@ CONTENTS = (
 
 
 def plan(seed: int, submissions: int = SUBMISSIONS, distinct: int = DISTINCT_KEYS) -> list[str]:
-    """200 submissions over 150 keys: every key once, 50 of them again, sent at the same moment."""
+    """`submissions` over `distinct` keys (200 over 150): every key once, the rest again, in random order."""
     rng = random.Random(seed)
     keys = [f"load-{seed}-{i:03d}" for i in range(distinct)]
     sends = keys + rng.sample(keys, submissions - distinct)
