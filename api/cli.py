@@ -287,12 +287,12 @@ def desk_report(
 
     from catalog.models import Department
     from core.errors import HuiqiError
-    from desk import service as desk_service
+    from desk import clock
     from desk import stats as desk_stats
 
     settings = get_settings()
     try:
-        calendar = desk_service.site_calendar(settings)
+        calendar = clock.site_calendar(settings)
         with session_scope(settings) as db:
             department_id = None
             if department:

@@ -50,7 +50,9 @@ class Allow:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    def __call__(self, principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    # async: the check does no I/O, and as a plain def it would wait for a worker thread while the
+    # request's session holds the connection that signing in used (a deadlock when threads run out).
+    async def __call__(self, principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
         if principal is None:
             raise NotAuthenticated()
         if principal.role not in self.roles:

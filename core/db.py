@@ -136,6 +136,25 @@ class Database:
         self.engine.dispose()
 
 
+@contextmanager
+def write_stage(session: Session) -> Iterator[Session]:
+    """Run the block as a short write transaction of its own and commit it.
+
+    For work that writes in stages with slow reading in between (desk intake): whatever the session
+    had open is committed first, SQLite's write lock is taken at BEGIN (IMMEDIATE, waiting up to the
+    busy timeout, like Database.writer) and released by the commit at the end of the block.
+    """
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
+
+
 _default_db: Database | None = None
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from core.config import Settings
 from core.db import Database
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 def get_settings_dep(request: Request) -> Settings:
     """Return the settings the app was built with."""
@@ -21,7 +23,6 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reads_only(endpoint: F) -> F:
@@ -31,15 +32,27 @@ def reads_only(endpoint: F) -> F:
     return endpoint
 
 
+def writes_in_stages(endpoint: F) -> F:
+    """Mark an endpoint that writes in short transactions of its own (`core.db.write_stage`).
+
+    Its request session begins as a reader too, so neither the dependencies (signing in) nor slow
+    work between its writes hold SQLite's write lock.
+    """
+    endpoint.writes_in_stages = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 def _reads(request: Request) -> bool:
-    route = request.scope.get("route")
-    return request.method in SAFE_METHODS or bool(getattr(getattr(route, "endpoint", None), "reads_only", False))
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    marked = getattr(endpoint, "reads_only", False) or getattr(endpoint, "writes_in_stages", False)
+    return request.method in SAFE_METHODS or bool(marked)
 
 
 def get_db(request: Request) -> Iterator[Session]:
     """Yield a session for one request: commit on success, roll back on any error."""
     # Requests that change things take SQLite's write lock up front (waiting for it rather than
-    # failing when a background job commits between their read and their write); reads never do.
+    # failing when a background job commits between their read and their write); reads never do, and
+    # staged writers take it themselves, stage by stage.
     db = request.app.state.db
     session: Session = (db.sessionmaker if _reads(request) else db.writer)()
     try:
@@ -64,6 +77,21 @@ def get_database(request: Request) -> Database:
 
 
 AppDatabase = Annotated[Database, Depends(get_database)]
+
+
+async def release_reads(db: DbSession) -> None:
+    """End what a staged route's session read while signing in, returning its connection to the pool.
+
+    Declared after the principal of a route marked `writes_in_stages`: it runs on the event loop, so
+    the request holds no connection while it waits for a worker thread to run its body (with every
+    thread busy, requests holding connections while waiting for a thread starve the threads waiting
+    for a connection). Ending a read-only transaction does no I/O worth a thread.
+    """
+    if db.in_transaction():
+        db.commit()
+
+
+ReleasedReads = Annotated[None, Depends(release_reads)]
 
 
 class PageParams:

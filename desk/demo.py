@@ -23,7 +23,7 @@ from auth.service import Principal, principal_for_user
 from catalog.models import Department
 from core.config import Settings
 from core.db import utcnow
-from desk import service
+from desk import clock, handling, intake, outcome
 from desk.models import Case, FaqEntry, Rating
 from desk.schemas import CaseIn, ExtensionIn, VisitRecord
 from profiles.models import Enterprise
@@ -182,7 +182,7 @@ def load_demo_cases(*, db: Session, settings: Settings, now: dt.datetime | None 
             received_at=base,
         )
         submitter = _desk_principal(db, dept_id) if demo.channel == "proxy" else None
-        case = service.submit_case(db=db, matcher=None, settings=settings, actor=submitter, case_in=case_in, now=base)
+        case = intake.submit_case(db=db, matcher=None, settings=settings, actor=submitter, case_in=case_in, now=base)
         firm_actor = firm if own else None
         _drive(
             db,
@@ -195,7 +195,7 @@ def load_demo_cases(*, db: Session, settings: Settings, now: dt.datetime | None 
             supervisor=supervisor,
             departments=departments,
         )
-        service.refresh_sla_state(case, settings=settings, now=now)
+        clock.refresh_sla_state(case, settings=settings, now=now)
         added += 1
     db.flush()
     return added
@@ -224,43 +224,43 @@ def _drive(
     state = demo.state
     if state in ("queue", "dispatched", "overdue"):
         return
-    service.accept(**kw, actor=desk, now=at(0.05))
-    service.contact(**kw, actor=desk, note="已电话联系企业，了解具体情况", now=at(0.08))
+    handling.accept(**kw, actor=desk, now=at(0.05))
+    handling.contact(**kw, actor=desk, note="已电话联系企业，了解具体情况", now=at(0.08))
     if state in ("accepted", "proxy"):
         return
     if state == "joint":
-        service.add_joint(**kw, actor=desk, department_id=departments[demo.extra["joint"]], now=at(0.2))
-        service.reply(**kw, actor=desk, note="已联合住建部门现场核实，正在协调规划验收与临时用电方案。", now=at(0.5))
+        handling.add_joint(**kw, actor=desk, department_id=departments[demo.extra["joint"]], now=at(0.2))
+        handling.reply(**kw, actor=desk, note="已联合住建部门现场核实，正在协调规划验收与临时用电方案。", now=at(0.5))
         return
     if state == "paused":
-        service.pause(**kw, actor=desk, reason="请企业补充提供系统报错截图和申报账号信息", now=at(0.3))
+        handling.pause(**kw, actor=desk, reason="请企业补充提供系统报错截图和申报账号信息", now=at(0.3))
         return
     if state == "return":
-        service.request_return(**kw, actor=desk, reason=demo.extra["reason"], now=at(0.3))
+        handling.request_return(**kw, actor=desk, reason=demo.extra["reason"], now=at(0.3))
         return
-    service.reply(**kw, actor=desk, note="已收到您的诉求，正在与相关科室核实，预计3个工作日内给出答复。", now=at(0.05))
+    handling.reply(**kw, actor=desk, note="已收到您的诉求，正在与相关科室核实，预计3个工作日内给出答复。", now=at(0.05))
     if state in ("in_progress", "yellow", "orange", "red"):
         return  # the colours come from how long ago the case came in
     if state == "extension":
-        service.request_extension(
+        handling.request_extension(
             **kw,
             actor=desk,
             extension_in=ExtensionIn(amount=3, unit="working_days", reason="需省级系统核验缴费数据，等待省厅反馈"),
             now=at(0.5),
         )
         return
-    service.resolve(**kw, actor=desk, resolution=_RESOLUTIONS.get(demo.kind, _RESOLUTIONS["help"]), now=at(0.4))
+    handling.resolve(**kw, actor=desk, resolution=_RESOLUTIONS.get(demo.kind, _RESOLUTIONS["help"]), now=at(0.4))
     if state in ("resolved",):
         return
     if state == "closed_unrated":
-        service.close(**kw, actor=supervisor, note="企业逾期未评价，按规定归档", now=at(0.9))
+        outcome.close(**kw, actor=supervisor, note="企业逾期未评价，按规定归档", now=at(0.9))
         return
     if state in ("reopened", "reopened_twice"):
         _rate(db, settings, case, Rating.dissatisfied, "问题没有实际解决，只是解释了流程", firm, supervisor, at(0.5))
         if state == "reopened":
             return
-        service.reply(**kw, actor=desk, note="已重新核查材料，正在与公安部门协调户籍办理。", now=at(0.6))
-        service.resolve(
+        handling.reply(**kw, actor=desk, note="已重新核查材料，正在与公安部门协调户籍办理。", now=at(0.6))
+        handling.resolve(
             **kw, actor=desk, resolution="已协调办理人才入户，请携带材料到政务服务中心公安窗口办理。", now=at(0.7)
         )
         _rate(db, settings, case, Rating.dissatisfied, "窗口仍然说材料不全", firm, supervisor, at(0.8))
@@ -269,7 +269,7 @@ def _drive(
     _rate(db, settings, case, rating, "答复及时，问题已解决", firm, supervisor, at(0.6))
     if state == "rated":
         return
-    service.close(**kw, actor=desk, note="企业评价满意，归档", now=at(0.7))
+    outcome.close(**kw, actor=desk, note="企业评价满意，归档", now=at(0.7))
 
 
 def _rate(
@@ -284,9 +284,9 @@ def _rate(
 ) -> None:
     """The demo firm rates its own cases; for other firms the rating comes from a revisit (回访)."""
     if firm is not None:
-        service.rate(db=db, settings=settings, case_id=case.id, actor=firm, rating=rating, comment=comment, now=when)
+        outcome.rate(db=db, settings=settings, case_id=case.id, actor=firm, rating=rating, comment=comment, now=when)
     else:
-        service.revisit(
+        outcome.revisit(
             db=db,
             settings=settings,
             case_id=case.id,

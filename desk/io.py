@@ -1,6 +1,6 @@
 """Bulk import of a 12345 hotline export (CSV/XLSX) into desk cases, with the foundation's row report.
 
-Layout in docs/import-format.md §9. Each row becomes a case through :func:`desk.service.submit_case`
+Layout in docs/import-format.md §9. Each row becomes a case through :func:`desk.intake.submit_case`
 (channel ``hotline``, no instant answer — the caller already talked to 12345), so kind detection,
 routing when 承办单位 is empty, due times and the timeline are exactly those of any other case.
 The 12345 order number (工单编号) is the idempotency key in scope ``"12345"``: importing the same file
@@ -27,7 +27,8 @@ from core import tabular
 from core.config import Settings
 from core.errors import FieldError, ValidationFailed
 from core.tabular import Column, ImportReport, RowKey, RowOutcome
-from desk import service as desk_service
+from desk import clock, intake
+from desk.lifecycle import add_event
 from desk.models import Case, Channel, EventKind
 from desk.schemas import CaseIn
 from profiles import uscc
@@ -175,10 +176,10 @@ def _apply_row(db: Session, values: dict[str, Any], *, settings: Settings, actor
         department_id = dept.id
     received_at = None
     if values.get("received_at") is not None:
-        received_at = values["received_at"].replace(tzinfo=desk_service.site_tz(settings))
+        received_at = values["received_at"].replace(tzinfo=clock.site_tz(settings))
     firm = _find_enterprise(db, values.get("credit_code"), values.get("enterprise_name"))
 
-    case = desk_service.submit_case(
+    case = intake.submit_case(
         db=db,
         matcher=None,
         settings=settings,
@@ -204,7 +205,7 @@ def _apply_row(db: Session, values: dict[str, Any], *, settings: Settings, actor
     note = f"由12345热线工单 {order_no} 导入"
     if caller and firm is None:
         note += f"；来电企业：{caller}，平台未登记，未关联企业"
-    desk_service.add_event(
+    add_event(
         db,
         case,
         EventKind.note,

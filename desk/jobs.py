@@ -1,7 +1,7 @@
 """The SLA scan (every 5 minutes): colour open cases by their running clock, escalate, tell the right people.
 
 For every case whose clock runs (or that still carries a colour from an earlier scan) the scan asks
-:func:`desk.service.sla_view` for the running stage (contact → reply → close), its due time and its
+:func:`desk.clock.sla_view` for the running stage (contact → reply → close), its due time and its
 state under the case's profile and the site's calendar, and stores ``sla_state`` and
 ``escalation_level`` (0 none, 1 yellow, 2 orange, 3 red — the current level; it drops when the
 stage is done or the deadline moves). Thresholds are the profile's :class:`desk.sla.EscalationRule`
@@ -48,14 +48,17 @@ from core.config import Settings, get_settings
 from core.db import Database, get_database, utcnow
 from core.scheduler import registry, run_items
 from core.workcal import WorkCalendar
-from desk import service as desk_service
+from desk import clock, flows, intake
+from desk.lifecycle import add_event
 from desk.models import Case, CaseEvent, EventKind
 from desk.sla import KIND_LABELS, STAGE_LABELS, STATE_LABELS
+from matcher import engine as matcher_engine
 from push.channels import Channel, EmailChannel, EmailRecipient, Message
 
 log = logging.getLogger(__name__)
 
 registry.register("desk.sla_scan", "desk.jobs:sla_scan_job", "interval", minutes=5)
+registry.register("desk.finish_intake", "desk.jobs:finish_intake_job", "interval", minutes=1)
 
 LEVELS: dict[str, int] = {"on_track": 0, "due_soon": 0, "yellow": 1, "orange": 2, "red": 3}
 LEVEL_STATES = {1: "yellow", 2: "orange", 3: "red"}
@@ -70,8 +73,8 @@ _ADDRESS_SPLIT = re.compile(r"[,;，；\s]+")
 
 
 def site_calendar(settings: Settings) -> WorkCalendar:
-    """Return the site's working calendar (desk.service's, with loaded year arrangements)."""
-    return desk_service.site_calendar(settings)
+    """Return the site's working calendar (desk.clock's, with loaded year arrangements)."""
+    return clock.site_calendar(settings)
 
 
 def red_alert_addresses(settings: Settings) -> list[str]:
@@ -119,7 +122,7 @@ class ScanReport:
 
 
 _CANDIDATE = or_(
-    Case.status.in_([str(s) for s in desk_service.CLOCK_STATUSES]),
+    Case.status.in_([str(s) for s in clock.CLOCK_STATUSES]),
     Case.escalation_level > 0,
     Case.sla_state != "on_track",
 )
@@ -136,7 +139,7 @@ class _Reading:
 
 
 def _read(case: Case, *, settings: Settings, calendar: WorkCalendar, now: dt.datetime) -> _Reading:
-    view = desk_service.sla_view(case, settings=settings, calendar=calendar, now=now)
+    view = clock.sla_view(case, settings=settings, calendar=calendar, now=now)
     state = view.state or "on_track"
     due_key = view.due_at.astimezone(dt.UTC).isoformat() if view.due_at is not None else None
     return _Reading(state, LEVELS[state], view.stage, due_key)
@@ -258,7 +261,7 @@ def scan_case(
             note += "；通知：" + "、".join(_who(r) for r in recipients)
         if top and missing:
             note += "；未设置邮箱、未能通知：" + "、".join(missing)
-        desk_service.add_event(
+        add_event(
             db,
             case,
             EventKind.escalated,
@@ -379,7 +382,7 @@ def send_notifications(
         if sent:
             parts.append("已邮件通知" + "、".join(sent))
         parts += [f"未能通知{'、'.join(names)}（{detail}）" for detail, names in failed.items()]
-        desk_service.add_event(
+        add_event(
             db,
             case,
             EventKind.note,
@@ -490,3 +493,22 @@ def sla_scan_job() -> dict[str, Any]:
     if report.escalated_events or report.sent or report.dead or report.failed_cases:
         log.info("desk.sla_scan: %s", report.to_dict())
     return report.to_dict()
+
+
+# ---------------------------------------------------------------- intake left unfinished
+
+
+def finish_intake_job() -> dict[str, Any]:
+    """The scheduled job: record the outcome of cases acknowledged but left without one (desk.flows)."""
+    settings = get_settings()
+    database = get_database(settings)
+    with database.session() as session:
+        pending = intake.pending_intake_ids(db=session, received_before=utcnow() - flows.PENDING_GRACE, limit=1)
+    if not pending:
+        return {"total": 0}
+    matcher = matcher_engine.Matcher(settings)
+    try:
+        report = flows.finish_pending(database=database, matcher=matcher, settings=settings)
+    finally:
+        matcher.close()
+    return {"total": report.total, "succeeded": report.succeeded, "failed": report.failed_keys}

@@ -12,13 +12,14 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
 
 # Python None is stored as SQL NULL (not JSON null), so "IS NULL" finds the empty ones.
 NullableJSON = JSON(none_as_null=True)
+INTAKE_PENDING = text("intake_done_at IS NULL")
 
 
 class CaseStatus(enum.StrEnum):
@@ -211,10 +212,13 @@ class Case(Base):
     rating: Mapped[str | None] = mapped_column(String(30))
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[dt.datetime | None]
+    # When intake recorded its outcome (instant answer or dispatch); NULL between the acknowledgement and
+    # that record — the claim that makes the outcome exactly once, and what the desk.finish_intake job looks for.
+    intake_done_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    # Set (not stored) by desk.service.submit_case when an idempotency key returned an existing case.
+    # Set (not stored) by desk.intake when an idempotency key returned an existing case.
     replayed = False
 
     events: Mapped[list[CaseEvent]] = relationship(
@@ -231,6 +235,8 @@ class Case(Base):
         # The same idempotency key from the same caller never makes a second case.
         Index("uq_desk_case_idempotency", "idempotency_scope", "idempotency_key", unique=True),
         Index("ix_desk_case_department_status", "department_id", "status"),
+        # The few cases still waiting for their intake outcome, found without reading the others.
+        Index("ix_desk_case_intake_pending", "id", sqlite_where=INTAKE_PENDING, postgresql_where=INTAKE_PENDING),
     )
 
 

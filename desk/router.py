@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -10,10 +11,10 @@ from auth.deps import Allow, PublicUser, public
 from auth.models import Role
 from auth.service import Principal
 from core.config import Settings
-from core.deps import AppSettings, DbSession, Paging
+from core.deps import AppSettings, DbSession, Paging, ReleasedReads, writes_in_stages
 from core.errors import FieldError, ValidationFailed
 from core.schemas import Page
-from desk import service
+from desk import clock, faq, flows, handling, lifecycle, outcome, queries
 from desk.models import CHANNEL_LABELS, STATUS_LABELS, Case, Channel, FaqEntry
 from desk.schemas import (
     AcceptAnswerIn,
@@ -61,7 +62,7 @@ FaqEditor = Annotated[Principal, Depends(Allow(Role.desk, Role.curator, Role.adm
 
 
 def _sla(case: Case, settings: Settings) -> SlaOut:
-    view = service.sla_view(case, settings=settings)
+    view = clock.sla_view(case, settings=settings)
     return SlaOut(
         stage=view.stage, due_at=view.due_at, state=view.state, state_label=view.state_label, colour=view.colour
     )
@@ -79,8 +80,8 @@ def _brief(case: Case, settings: Settings, departments: dict, enterprises: dict[
 
 
 def _page(db, items: list[Case], total: int, paging, settings: Settings) -> Page[CaseBrief]:  # type: ignore[no-untyped-def]
-    departments = service.department_names(db, (c.department_id for c in items))
-    enterprises = service.enterprise_names(db, (c.enterprise_id for c in items))
+    departments = queries.department_names(db, (c.department_id for c in items))
+    enterprises = queries.enterprise_names(db, (c.enterprise_id for c in items))
     return Page(
         items=[_brief(c, settings, departments, enterprises) for c in items],
         total=total,
@@ -90,8 +91,8 @@ def _page(db, items: list[Case], total: int, paging, settings: Settings) -> Page
 
 
 def _full(db, case: Case, actor: Principal, settings: Settings) -> CaseOut:  # type: ignore[no-untyped-def]
-    departments = service.department_names(db, [case.department_id, *(d.department_id for d in case.departments)])
-    enterprises = service.enterprise_names(db, [case.enterprise_id])
+    departments = queries.department_names(db, [case.department_id, *(d.department_id for d in case.departments)])
+    enterprises = queries.enterprise_names(db, [case.enterprise_id])
     brief = _brief(case, settings, departments, enterprises)
     computed = {"departments", "pauses", "events", "replayed"}
     extra = {n: getattr(case, n) for n in CaseOut.model_fields if n not in CaseBrief.model_fields and n not in computed}
@@ -102,26 +103,20 @@ def _full(db, case: Case, actor: Principal, settings: Settings) -> CaseOut:  # t
         if d.department_id in departments
     ]
     out.pauses = [PauseOut.model_validate(p) for p in case.pauses]
-    out.events = []
-    for event in service.timeline(case, actor):
-        item = EventOut.model_validate(event)
-        item.label = service.event_label(event.kind)
-        out.events.append(item)
     out.replayed = bool(case.replayed)
     if actor.role == Role.enterprise:
-        # The firm sees its case and the public part of the timeline, not the desk's internals.
-        out.routing_candidates = None
-        out.routing_confidence = None
-        out.extension_request = None
-        out.return_request = None
-        out.extensions = []
-        out.due_warnings = []
-        out.external_ref = None
-        if out.instant_answer and not out.instant_answer.get("confident"):
-            out.instant_answer = None  # a draft for staff, not an answer to show the firm
-        for item in out.events:
-            item.actor_name = item.actor_name if item.actor_role in ("enterprise", "system") else None
-            item.data = {}
+        # The firm sees what desk.queries.firm_view says: no internals, no draft answer, its own events.
+        view = queries.firm_view(case)
+        for name, value in view.hidden.items():
+            setattr(out, name, value)
+        out.instant_answer = view.instant_answer
+        out.events = [EventOut(**{**asdict(e), "data": {}, "visible_to_firm": True}) for e in view.events]
+        return out
+    out.events = []
+    for event in queries.timeline(case, actor):
+        item = EventOut.model_validate(event)
+        item.label = queries.event_label(event.kind)
+        out.events.append(item)
     return out
 
 
@@ -129,11 +124,13 @@ def _full(db, case: Case, actor: Principal, settings: Settings) -> CaseOut:  # t
 
 
 @router.post("/cases", response_model=CaseOut, status_code=201, tags=TAGS)
+@writes_in_stages
 def submit_case(
     db: DbSession,
     settings: AppSettings,
     matcher: MatcherDep,
     actor: Submitter,
+    _released: ReleasedReads,
     case_in: CaseIn,
     response: Response,
     idempotency_key: Annotated[
@@ -144,7 +141,9 @@ def submit_case(
 
     A consultation is answered at once when the knowledge base is confident; otherwise the case is
     routed to a department (or the central queue) with its due times. Repeating a request with the same
-    idempotency key returns the first case (200) instead of making another.
+    idempotency key returns the first case (200) instead of making another. The case is committed
+    before its answer is computed; under load it may come back ``submitted`` and be answered or
+    routed within a minute (desk/flows.py).
     """
     if idempotency_key and case_in.idempotency_key and idempotency_key != case_in.idempotency_key:
         raise ValidationFailed(
@@ -152,10 +151,14 @@ def submit_case(
         )
     if idempotency_key and not case_in.idempotency_key:
         case_in = case_in.model_copy(update={"idempotency_key": idempotency_key})
-    case = service.submit_case(db=db, matcher=matcher, settings=settings, actor=actor, case_in=case_in)
+    case = flows.submit(db=db, matcher=matcher, settings=settings, actor=actor, case_in=case_in)
     if case.replayed:
         response.status_code = 200
-    return _full(db, case, actor, settings)
+    out = _full(db, case, actor, settings)
+    # End the reads too: the response is serialised on another worker thread, and a connection held
+    # while waiting for one starves the requests that hold threads and wait for connections.
+    db.commit()
+    return out
 
 
 @router.get("/cases", response_model=Page[CaseBrief], tags=TAGS)
@@ -179,7 +182,7 @@ def list_cases(
     ] = "received",
 ):
     """List the cases the caller may see (firm: own; desk officer: own department incl. 会办; supervisors: all)."""
-    filters = service.CaseFilters(
+    filters = queries.CaseFilters(
         status=status,
         kind=kind,
         channel=channel,
@@ -192,44 +195,44 @@ def list_cases(
         q=q,
         sort=sort,
     )
-    items, total = service.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
+    items, total = queries.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/my/cases", response_model=Page[CaseBrief], tags=TAGS)
 def my_cases(db: DbSession, settings: AppSettings, actor: Firm, paging: Paging):
     """The firm's own cases, newest first."""
-    items, total = service.list_cases(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
+    items, total = queries.list_cases(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/queue", response_model=Page[CaseBrief], tags=TAGS)
 def work_queue(db: DbSession, settings: AppSettings, actor: Handler, paging: Paging):
     """Open cases whose clock runs, earliest deadline first, with their SLA colour (desk: own department)."""
-    items, total = service.queue(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
+    items, total = queries.queue(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/dispatch-queue", response_model=Page[CaseBrief], tags=TAGS)
 def dispatch_queue(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
     """The central dispatch queue (统一分拨): cases no department was found for, oldest first."""
-    filters = service.CaseFilters(in_queue=True, sort="due")
-    items, total = service.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
+    filters = queries.CaseFilters(in_queue=True, sort="due")
+    items, total = queries.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/supervision/overdue", response_model=Page[CaseBrief], tags=TAGS)
 def overdue_cases(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
     """Cases past their running deadline, the longest overdue first."""
-    filters = service.CaseFilters(overdue=True, sort="due")
-    items, total = service.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
+    filters = queries.CaseFilters(overdue=True, sort="due")
+    items, total = queries.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/supervision/escalations", response_model=Page[CaseBrief], tags=TAGS)
 def escalated_cases(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
     """Open cases in yellow / orange / red, under supervision (督办) or reopened repeatedly."""
-    items, total = service.escalations(
+    items, total = queries.escalations(
         db=db, actor=actor, settings=settings, offset=paging.offset, limit=paging.page_size
     )
     return _page(db, items, total, paging, settings)
@@ -238,7 +241,7 @@ def escalated_cases(db: DbSession, settings: AppSettings, actor: Supervisor, pag
 @router.get("/supervision/pending", response_model=Page[CaseBrief], tags=TAGS)
 def pending_approvals(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
     """Return (退单) and extension (延期) requests waiting for a decision, oldest first."""
-    items, total = service.pending_approvals(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
+    items, total = queries.pending_approvals(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
@@ -251,7 +254,7 @@ def channels() -> dict[str, str]:
 @router.get("/cases/{case_id}", response_model=CaseOut, tags=TAGS)
 def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int):
     """A case with its departments, pauses and timeline (firms see only the events meant for them)."""
-    return _full(db, service.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
+    return _full(db, lifecycle.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
 
 
 # ---------------------------------------------------------------- the firm's actions
@@ -260,7 +263,7 @@ def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 @router.post("/cases/{case_id}/accept-answer", response_model=CaseOut, tags=TAGS)
 def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: AcceptAnswerIn):
     """Accept the instant answer: the case closes (a rating may be given at once)."""
-    case = service.accept_answer(
+    case = outcome.accept_answer(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
     )
     return _full(db, case, actor, settings)
@@ -269,14 +272,14 @@ def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: in
 @router.post("/cases/{case_id}/ask-for-person", response_model=CaseOut, tags=TAGS)
 def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: NoteIn):
     """Not helped by the instant answer: route the case to a department, the answer attached."""
-    case = service.ask_for_person(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
+    case = outcome.ask_for_person(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/rate", response_model=CaseOut, tags=TAGS)
 def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: RateIn):
     """Rate the outcome: 满意 / 基本满意 / 不满意 (不满意 reopens the case under supervision)."""
-    case = service.rate(
+    case = outcome.rate(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
     )
     return _full(db, case, actor, settings)
@@ -285,7 +288,9 @@ def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: 
 @router.post("/cases/{case_id}/notes", response_model=CaseOut, tags=TAGS)
 def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int, body: NoteOnFirmIn):
     """Add a note: the firm's supplement (visible to it) or a staff remark (visible only if asked)."""
-    case = service.add_note(db=db, case_id=case_id, actor=actor, note=body.note, visible_to_firm=body.visible_to_firm)
+    case = handling.add_note(
+        db=db, settings=settings, case_id=case_id, actor=actor, note=body.note, visible_to_firm=body.visible_to_firm
+    )
     return _full(db, case, actor, settings)
 
 
@@ -295,49 +300,49 @@ def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 @router.post("/cases/{case_id}/accept", response_model=CaseOut, tags=TAGS)
 def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
     """The lead department accepts (签收) the case."""
-    case = service.accept(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
+    case = handling.accept(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/contact", response_model=CaseOut, tags=TAGS)
 def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
     """Record that the firm was contacted (stops the contact clock)."""
-    case = service.contact(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
+    case = handling.contact(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/reply", response_model=CaseOut, tags=TAGS)
 def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RequiredNoteIn):
     """Give a phased reply (阶段性答复)."""
-    case = service.reply(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
+    case = handling.reply(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resolve", response_model=CaseOut, tags=TAGS)
 def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ResolveIn):
     """Give the final reply (办结); the firm is asked to rate it."""
-    case = service.resolve(db=db, settings=settings, case_id=case_id, actor=actor, resolution=body.resolution)
+    case = handling.resolve(db=db, settings=settings, case_id=case_id, actor=actor, resolution=body.resolution)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/pause", response_model=CaseOut, tags=TAGS)
 def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn):
     """Stop the clocks while waiting on the firm (挂起, bounded by the SLA profile)."""
-    case = service.pause(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
+    case = handling.pause(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resume", response_model=CaseOut, tags=TAGS)
 def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
     """Restart the clocks and recompute the due times."""
-    case = service.resume(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
+    case = handling.resume(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/transfer", response_model=CaseOut, tags=TAGS)
 def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn):
     """Hand the case to another department (转办)."""
-    case = service.transfer(
+    case = handling.transfer(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
     )
     return _full(db, case, actor, settings)
@@ -346,7 +351,7 @@ def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int,
 @router.post("/cases/{case_id}/joint", response_model=CaseOut, tags=TAGS)
 def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn):
     """Add an assisting department (会办)."""
-    case = service.add_joint(
+    case = handling.add_joint(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
     )
     return _full(db, case, actor, settings)
@@ -355,28 +360,28 @@ def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int
 @router.post("/cases/{case_id}/return-request", response_model=CaseOut, tags=TAGS)
 def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn):
     """Ask to give the case back (退单) with a reason; a dispatcher decides."""
-    case = service.request_return(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
+    case = handling.request_return(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/extension-request", response_model=CaseOut, tags=TAGS)
 def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ExtensionIn):
     """Ask for more time (延期申请) before the close deadline; a supervisor decides."""
-    case = service.request_extension(db=db, settings=settings, case_id=case_id, actor=actor, extension_in=body)
+    case = handling.request_extension(db=db, settings=settings, case_id=case_id, actor=actor, extension_in=body)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/kind", response_model=CaseOut, tags=TAGS)
 def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: KindIn):
     """Correct the kind of the case; the due times follow the new kind."""
-    case = service.correct_kind(db=db, settings=settings, case_id=case_id, actor=actor, kind=body.kind, note=body.note)
+    case = handling.correct_kind(db=db, settings=settings, case_id=case_id, actor=actor, kind=body.kind, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/revisit", response_model=CaseOut, tags=TAGS)
 def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RevisitIn):
     """Record a revisit (回访) of the firm, with the rating it gave, if any."""
-    case = service.revisit(
+    case = outcome.revisit(
         db=db,
         settings=settings,
         case_id=case_id,
@@ -391,7 +396,7 @@ def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, 
 @router.post("/cases/{case_id}/close", response_model=CaseOut, tags=TAGS)
 def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
     """Close (归档) a rated case; supervisors may close a resolved one the firm did not rate, with a reason."""
-    case = service.close(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
+    case = outcome.close(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
@@ -401,7 +406,7 @@ def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, bo
 @router.post("/cases/{case_id}/assign", response_model=CaseOut, tags=TAGS)
 def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DepartmentTargetIn):
     """Send a case from the central queue to a department (人工分拨)."""
-    case = service.assign(
+    case = handling.assign(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
     )
     return _full(db, case, actor, settings)
@@ -410,7 +415,7 @@ def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 @router.post("/cases/{case_id}/return-decision", response_model=CaseOut, tags=TAGS)
 def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn):
     """Approve (back to the central queue) or reject a return request."""
-    case = service.decide_return(
+    case = handling.decide_return(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
     )
     return _full(db, case, actor, settings)
@@ -419,7 +424,7 @@ def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_
 @router.post("/cases/{case_id}/extension-decision", response_model=CaseOut, tags=TAGS)
 def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn):
     """Approve (before the deadline; due times move on) or reject an extension request."""
-    case = service.decide_extension(
+    case = handling.decide_extension(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
     )
     return _full(db, case, actor, settings)
@@ -428,7 +433,7 @@ def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, ca
 @router.post("/cases/{case_id}/reopen", response_model=CaseOut, tags=TAGS)
 def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: ReasonIn):
     """Reopen a resolved, rated or closed case under supervision (督办)."""
-    case = service.reopen(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
+    case = outcome.reopen(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
@@ -436,9 +441,9 @@ def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/promote", response_model=FaqOut, status_code=201, tags=TAGS)
-def promote_to_faq(db: DbSession, actor: Promoter, case_id: int, body: PromoteIn):
+def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: int, body: PromoteIn):
     """Add a resolved case's answer to the FAQ (source "promoted"), so instant answers can use it."""
-    return service.promote_to_faq(db=db, case_id=case_id, actor=actor, promote_in=body)
+    return faq.promote_to_faq(db=db, settings=settings, case_id=case_id, actor=actor, promote_in=body)
 
 
 @router.get("/faq", response_model=Page[FaqOut], tags=TAGS)
@@ -452,7 +457,7 @@ def list_faq(
     include_inactive: Annotated[bool, Query(description="含已停用（仅工作人员）")] = False,
 ):
     """The FAQ of the knowledge base (anyone; staff may include inactive entries)."""
-    items, total = service.list_faq(
+    items, total = faq.list_faq(
         db=db,
         actor=actor,
         q=q,
@@ -468,23 +473,23 @@ def list_faq(
 @router.get("/faq/{faq_id}", response_model=FaqOut, tags=TAGS)
 def get_faq(db: DbSession, actor: PublicUser, faq_id: int) -> FaqEntry:
     """One FAQ entry (instant answers link here)."""
-    return service.get_faq(db=db, faq_id=faq_id, actor=actor)
+    return faq.get_faq(db=db, faq_id=faq_id, actor=actor)
 
 
 @router.post("/faq", response_model=FaqOut, status_code=201, tags=TAGS)
 def create_faq(db: DbSession, actor: FaqEditor, body: FaqIn) -> FaqEntry:
     """Add a curated FAQ entry (desk officers: for their own department)."""
-    return service.create_faq(db=db, actor=actor, faq_in=body)
+    return faq.create_faq(db=db, actor=actor, faq_in=body)
 
 
 @router.patch("/faq/{faq_id}", response_model=FaqOut, tags=TAGS)
 def update_faq(db: DbSession, actor: FaqEditor, faq_id: int, body: FaqUpdate) -> FaqEntry:
     """Change an FAQ entry."""
-    return service.update_faq(db=db, actor=actor, faq_id=faq_id, faq_in=body)
+    return faq.update_faq(db=db, actor=actor, faq_id=faq_id, faq_in=body)
 
 
 @router.delete("/faq/{faq_id}", status_code=204, tags=TAGS)
 def delete_faq(db: DbSession, actor: FaqEditor, faq_id: int) -> Response:
     """Delete an FAQ entry."""
-    service.delete_faq(db=db, actor=actor, faq_id=faq_id)
+    faq.delete_faq(db=db, actor=actor, faq_id=faq_id)
     return Response(status_code=204)

@@ -44,7 +44,7 @@ from core.config import Settings
 from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
 from core.workcal import WorkCalendar
-from desk import service as desk_service
+from desk import clock
 from desk import topics as desk_topics
 from desk.models import CHANNEL_LABELS, RATING_LABELS, Case, CaseEvent, CasePause, CaseStatus, EventKind
 from desk.sla import KIND_LABELS, KINDS
@@ -536,7 +536,7 @@ def site_stats(
     *, db: Session, settings: Settings, start: dt.date, end: dt.date, department_id: int | None = None
 ) -> DeskStats:
     """compute_stats with the site's calendar and time zone from settings."""
-    calendar = desk_service.site_calendar(settings)
+    calendar = clock.site_calendar(settings)
     return compute_stats(
         db=db, calendar=calendar, start=start, end=end, department_id=department_id, tz=str(calendar.tz)
     )

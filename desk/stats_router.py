@@ -21,8 +21,8 @@ from core.db import utcnow
 from core.deps import AppSettings, DbSession
 from core.errors import PayloadTooLarge, PermissionDenied
 from core.tabular import ImportFailed, ImportReport
+from desk import clock
 from desk import io as desk_io
-from desk import service as desk_service
 from desk import stats as desk_stats
 from desk import topics as desk_topics
 
@@ -47,7 +47,7 @@ def _department_scope(actor: Principal, department_id: int | None) -> int | None
 
 
 def _today(settings: Settings) -> dt.date:
-    return utcnow().astimezone(desk_service.site_tz(settings)).date()
+    return utcnow().astimezone(clock.site_tz(settings)).date()
 
 
 @router.get("/stats", response_model=desk_stats.DeskStats, tags=TAGS)
@@ -63,7 +63,7 @@ def get_stats(
     today = _today(settings)
     end = end or today
     start = start or end.replace(day=1)
-    calendar = desk_service.site_calendar(settings)
+    calendar = clock.site_calendar(settings)
     return desk_stats.compute_stats(
         db=db,
         calendar=calendar,
@@ -84,7 +84,7 @@ def get_monthly_report(
 ) -> Response:
     """Download the month's XLSX report: summary, per-department table (考核), hot topics, policies drawing enquiries."""
     month = month or _today(settings).strftime("%Y-%m")
-    calendar = desk_service.site_calendar(settings)
+    calendar = clock.site_calendar(settings)
     data = desk_stats.monthly_report(
         db=db,
         calendar=calendar,

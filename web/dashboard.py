@@ -24,7 +24,7 @@ from core.config import Settings
 from core.db import utcnow
 from core.deps import AppSettings, DbSession
 from core.errors import NotFound
-from desk import service as desk_service
+from desk import clock, queries
 from desk import stats as desk_stats
 from desk import topics as desk_topics
 from matcher import coverage as matcher_coverage
@@ -44,7 +44,7 @@ DEPARTMENT_ROLES = (Role.supervisor, Role.admin, Role.curator)
 
 
 def _today(settings: Settings) -> dt.date:
-    return utcnow().astimezone(desk_service.site_tz(settings)).date()
+    return utcnow().astimezone(clock.site_tz(settings)).date()
 
 
 def _scope(principal: Principal, department_id: int | None) -> int | None:
@@ -67,7 +67,7 @@ def dashboard_data(
     end = _today(settings)
     start = end - dt.timedelta(days=days - 1)
     scope = _scope(principal, department_id)
-    calendar = desk_service.site_calendar(settings)
+    calendar = clock.site_calendar(settings)
     tz = str(calendar.tz)
     stats = desk_stats.compute_stats(db=db, calendar=calendar, start=start, end=end, department_id=scope, tz=tz)
     daily = desk_stats.cases_per_day(db=db, start=start, end=end, tz=tz, department_id=scope)
@@ -159,7 +159,7 @@ def dashboard(
     )
     dept_name = None
     if staff.role == Role.desk and staff.department_id:
-        dept = desk_service.department_names(db, [staff.department_id]).get(staff.department_id)
+        dept = queries.department_names(db, [staff.department_id]).get(staff.department_id)
         dept_name = dept.name if dept else None
     return render(
         request,

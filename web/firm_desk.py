@@ -1,6 +1,9 @@
 """A firm's enquiry pages (我的诉求): submit an enquiry, see the instant answer with its sources or the case
 number, handling department and time limits, follow the timeline, accept the answer or ask for a
-person, add a supplement, and rate the outcome. Everything goes through desk/service.py.
+person, add a supplement, and rate the outcome.
+
+Everything goes through the desk services the API calls (submission: the staged intake of
+desk/flows.py), and a case is shown as :func:`desk.queries.firm_view` says — as in the API.
 """
 
 from __future__ import annotations
@@ -14,19 +17,16 @@ from pydantic import ValidationError
 
 from auth.models import Role
 from catalog import service as catalog_service
-from core.config import Settings
-from core.deps import AppSettings, DbSession
-from core.errors import FieldError, HuiqiError, ValidationFailed
-from desk import service as desk_service
-from desk import sla
-from desk.models import RATING_LABELS, Case, CaseStatus, Rating
-from desk.schemas import CaseIn
+from core.deps import AppSettings, DbSession, ReleasedReads, writes_in_stages
+from core.errors import HuiqiError
+from desk import flows, handling, lifecycle, outcome, queries, sla
+from desk.schemas import AcceptAnswerIn, CaseIn, NoteIn, NoteOnFirmIn, RateIn
 from matcher.deps import MatcherDep
 from profiles import service as profiles_service
 from web import views
+from web.cases import case_action, case_rows, firm_case_context, form_body
 from web.deps import WebFirm
-from web.desk import case_rows, due_items, instant_answer_view, timeline_view
-from web.forms import FormErrors, form_values, keep
+from web.forms import FormErrors, PageForm, form_values, keep
 from web.templating import WebRoute, redirect, register_nav, render
 
 router = APIRouter(prefix="/me/cases", route_class=WebRoute, include_in_schema=False)
@@ -44,11 +44,6 @@ DONE_TEXT = {
 }
 
 
-def _firm_case(db: Any, firm: Any, case_id: int) -> Case:
-    """Return the firm's own case; another firm's is not found."""
-    return desk_service.get_case(db=db, case_id=case_id, actor=firm)
-
-
 @router.get("")
 def my_cases(
     request: Request,
@@ -58,7 +53,7 @@ def my_cases(
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
     """The firm's enquiries, newest first, with their status and time limits."""
-    items, total = desk_service.list_cases(db=db, actor=firm, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    items, total = queries.list_cases(db=db, actor=firm, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     return render(
         request,
@@ -94,15 +89,21 @@ def new_case(
 
 
 @router.post("/new")
-async def submit_case(
-    request: Request, db: DbSession, settings: AppSettings, matcher: MatcherDep, firm: WebFirm
+@writes_in_stages
+def submit_case(
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    matcher: MatcherDep,
+    firm: WebFirm,
+    _released: ReleasedReads,
+    form: PageForm,
 ) -> Response:
     """Submit an enquiry: a consultation may be answered at once, anything else goes to a department."""
-    form = await request.form()
     values = form_values(form, CASE_FIELDS)
-    data = {k: v for k, v in values.items() if v is not None}
     try:
-        case = desk_service.submit_case(db=db, matcher=matcher, settings=settings, actor=firm, case_in=CaseIn(**data))
+        case_in = CaseIn(**{k: v for k, v in values.items() if v is not None})
+        case = flows.submit(db=db, matcher=matcher, settings=settings, actor=firm, case_in=case_in)
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc)
     except HuiqiError as exc:
@@ -113,123 +114,67 @@ async def submit_case(
     return render(request, "me_case_new.html", _new_context(db, firm, values, errors), status_code=422)
 
 
-def _case_context(db: Any, settings: Settings, case: Case, firm: Any, errors: FormErrors | None = None) -> dict:
-    row = case_rows(db, [case], settings)[0]
-    return {
-        "case": case,
-        "row": row,
-        "dues": due_items(case, row.sla),
-        "timeline": timeline_view(db, case, firm),
-        "answer": instant_answer_view(case),
-        "errors": errors or FormErrors(),
-        "rating_labels": RATING_LABELS,
-        "can_rate": case.status == CaseStatus.resolved
-        or (case.status == CaseStatus.closed and case.rating is None and case.dispatched_at is None),
-        "answered": case.status == CaseStatus.answered,
-        "open": case.status not in (CaseStatus.closed,),
-        "policy": catalog_service.get_policy(db=db, policy_id=case.related_policy_id)
-        if case.related_policy_id
-        else None,
-    }
-
-
 @router.get("/{case_id}")
 def case_page(request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int) -> Response:
     """One enquiry: the instant answer or where it is being handled, the time limits, the timeline, rating."""
-    case = _firm_case(db, firm, case_id)
-    context = _case_context(db, settings, case, firm)
+    case = lifecycle.get_case(db=db, case_id=case_id, actor=firm)
+    context = firm_case_context(db, settings, case, firm)
     context["new"] = request.query_params.get("new") == "1"
     context["done"] = DONE_TEXT.get(request.query_params.get("done") or "")
     return render(request, "me_case.html", context)
 
 
-async def _firm_act(
-    request: Request, db: Any, settings: Settings, firm: Any, case_id: int, call: Any, done: str
-) -> Response:
-    form = await request.form()
-    values = form_values(form, ("rating", "comment", "note"))
-    try:
-        result = call(values)
-    except ValidationError as exc:
-        db.rollback()
-        errors = FormErrors.from_validation(exc)
-    except HuiqiError as exc:
-        db.rollback()
-        errors = FormErrors.from_domain(exc)
-    else:
-        if done == "rated" and isinstance(result, Case) and result.status == CaseStatus.reopened:
-            done = "reopened"
-        return redirect(request, f"/me/cases/{case_id}?done={done}")
-    case = _firm_case(db, firm, case_id)
-    return render(request, "me_case.html", _case_context(db, settings, case, firm, errors), status_code=422)
-
-
-def _rating(values: dict[str, Any], required: bool) -> Rating | None:
-    raw = values.get("rating")
-    if raw in Rating.__members__:
-        return Rating(raw)
-    if required:
-        raise ValidationFailed(errors=[FieldError("rating", "请选择满意、基本满意或不满意", "required")])
-    return None
-
-
 @router.post("/{case_id}/accept-answer")
-async def accept_answer(
-    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int
+def accept_answer(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int, form: PageForm
 ) -> Response:
     """The instant answer solved it: the case closes, rated if a rating was given."""
-    return await _firm_act(
-        request,
-        db,
-        settings,
-        firm,
-        case_id,
-        lambda v: desk_service.accept_answer(
-            db=db, settings=settings, case_id=case_id, actor=firm, rating=_rating(v, False), comment=v["comment"]
-        ),
-        "accepted",
-    )
+
+    def call() -> object:
+        body = form_body(form, AcceptAnswerIn, "rating", "comment")
+        return outcome.accept_answer(
+            db=db, settings=settings, case_id=case_id, actor=firm, rating=body.rating, comment=body.comment
+        )
+
+    return case_action(request, db, settings, firm, case_id, "accepted", call)
 
 
 @router.post("/{case_id}/ask-for-person")
-async def ask_for_person(
-    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int
+def ask_for_person(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int, form: PageForm
 ) -> Response:
     """The instant answer did not help: route the case to a department, the answer attached."""
-    return await _firm_act(
-        request,
-        db,
-        settings,
-        firm,
-        case_id,
-        lambda v: desk_service.ask_for_person(db=db, settings=settings, case_id=case_id, actor=firm, note=v["note"]),
-        "person",
-    )
+
+    def call() -> object:
+        body = form_body(form, NoteIn, "note")
+        return outcome.ask_for_person(db=db, settings=settings, case_id=case_id, actor=firm, note=body.note)
+
+    return case_action(request, db, settings, firm, case_id, "person", call)
 
 
 @router.post("/{case_id}/rate")
-async def rate(request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int) -> Response:
+def rate(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int, form: PageForm
+) -> Response:
     """Rate the outcome: 满意 / 基本满意 / 不满意 (不满意 reopens the case under supervision)."""
-    return await _firm_act(
-        request,
-        db,
-        settings,
-        firm,
-        case_id,
-        lambda v: desk_service.rate(
-            db=db, settings=settings, case_id=case_id, actor=firm, rating=_rating(v, True), comment=v["comment"]
-        ),
-        "rated",
-    )
+
+    def call() -> object:
+        body = form_body(form, RateIn, "rating", "comment")
+        return outcome.rate(
+            db=db, settings=settings, case_id=case_id, actor=firm, rating=body.rating, comment=body.comment
+        )
+
+    return case_action(request, db, settings, firm, case_id, "rated", call)
 
 
 @router.post("/{case_id}/note")
-async def add_note(request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int) -> Response:
+def add_note(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int, form: PageForm
+) -> Response:
     """Add a supplement to the enquiry (visible to the handling department)."""
 
-    def call(v: dict[str, Any]) -> Case:
-        if not v["note"]:
-            raise ValidationFailed(errors=[FieldError("note", "补充内容不能为空", "required")])
-        return desk_service.add_note(db=db, case_id=case_id, actor=firm, note=v["note"])
+    def call() -> object:
+        body = form_body(form, NoteOnFirmIn, "note")
+        return handling.add_note(db=db, settings=settings, case_id=case_id, actor=firm, note=body.note)
 
-    return await _firm_act(request, db, settings, firm, case_id, call, "note")
+    return case_action(request, db, settings, firm, case_id, "note", call)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from core.db import Database
+from core.db import Database, write_stage
 
 
 @pytest.fixture
@@ -57,3 +57,26 @@ def test_a_writer_session_takes_the_lock_first_so_the_other_writer_waits(sqlite_
         session.close()
     with sqlite_db.engine.connect() as conn:
         assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 11
+
+
+def test_a_write_stage_after_reading_waits_for_the_lock_instead_of_failing(sqlite_db: Database) -> None:
+    # Staged work (desk intake): read as a reader, then write in a short transaction of its own.
+    import threading
+
+    session = sqlite_db.sessionmaker()
+    done = threading.Event()
+    try:
+        n = session.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one()
+        _bump(sqlite_db)  # committed between the read and the write: a deferred write would fail here
+        with write_stage(session):
+            session.execute(text("SELECT n FROM counter WHERE id = 1"))
+            other = threading.Thread(target=lambda: (_bump(sqlite_db), done.set()))
+            other.start()
+            assert not done.wait(0.3)  # the stage holds the write lock from its BEGIN, before writing
+            session.execute(text("UPDATE counter SET n = n + 10 WHERE id = 1"))
+        other.join(5)
+        assert done.is_set() and not session.in_transaction()
+    finally:
+        session.close()
+    with sqlite_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM counter")).scalar_one() == n + 12

@@ -1,6 +1,6 @@
 """No case lost, none duplicated: 200 concurrent submissions on PostgreSQL, some retried with the same key.
 
-Two ways in: threads calling :func:`desk.service.submit_case` with sessions of their own, and HTTP
+Two ways in: threads calling :func:`desk.intake.submit_case` with sessions of their own, and HTTP
 clients against the app served by uvicorn, retrying requests with the same ``Idempotency-Key``. Both
 commit for real (that is the point), so each test removes what it made afterwards.
 """
@@ -26,7 +26,7 @@ from auth.service import Principal, principal_for_user
 from core import security
 from core.config import Settings
 from core.db import Database
-from desk import service
+from desk import intake
 from desk.models import Case, CaseEvent
 from desk.schemas import CaseIn
 from profiles.models import Enterprise
@@ -110,7 +110,7 @@ def test_concurrent_submissions_through_the_service(database: Database, test_set
 
     def submit(key: str) -> tuple[str, int, str]:
         with database.session() as s:
-            case = service.submit_case(
+            case = intake.submit_case(
                 db=s, matcher=None, settings=test_settings, actor=firm.principal, case_in=_case_in(key)
             )
             return key, case.id, case.number

@@ -23,8 +23,7 @@ from core import migrate
 from core.config import Settings
 from core.db import Database
 from core.scheduler import load_job_modules, registry
-from desk import jobs
-from desk import service as desk_service
+from desk import handling, intake, jobs, outcome
 from desk.models import Case, CaseEvent
 from desk.schemas import CaseIn
 from tests import factories
@@ -114,7 +113,7 @@ def _submit(world: World, settings: Settings, now: dt.datetime = RECEIVED) -> Ca
         channel="hotline",
         department_id=world.dept_id,
     )
-    return desk_service.submit_case(
+    return intake.submit_case(
         db=world.db, matcher=None, settings=settings, actor=world.supervisor, case_in=case_in, now=now
     )
 
@@ -258,15 +257,13 @@ def test_resolving_clears_the_colour_and_a_reopened_round_is_chased_again(
 
     late = dt.datetime(2026, 10, 8, 9, 30, tzinfo=CST)
     officer = principal_for_user(db.scalars(select(User).where(User.email == world.desk_email)).one())
-    for fn, kw in ((desk_service.accept, {}), (desk_service.resolve, {"resolution": "已核实，本月底前到账。"})):
+    for fn, kw in ((handling.accept, {}), (handling.resolve, {"resolution": "已核实，本月底前到账。"})):
         fn(db=db, settings=settings, case_id=case.id, actor=officer, now=late, **kw)
     _scan_at(late + dt.timedelta(minutes=5), settings, db)
     assert (case.sla_state, case.escalation_level) == ("on_track", 0)
 
     # 不满意 reopens with fresh clocks (due the next working day); missing it is a new yellow.
-    desk_service.reopen(
-        db=db, settings=settings, case_id=case.id, actor=world.supervisor, reason="企业不满意", now=late
-    )
+    outcome.reopen(db=db, settings=settings, case_id=case.id, actor=world.supervisor, reason="企业不满意", now=late)
     assert case.close_due_at == dt.datetime(2026, 10, 9, 18, 0, tzinfo=CST)
     _scan_at(dt.datetime(2026, 10, 9, 18, 10, tzinfo=CST), settings, db)
     assert [e.data["level"] for e in _escalations(db, case) if e.data.get("reason") == "sla"] == [1, 1]

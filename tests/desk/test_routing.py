@@ -21,8 +21,7 @@ from auth.service import principal_for_user
 from catalog.demo import load_taxonomy
 from catalog.models import Department
 from core.config import get_settings
-from desk import routing
-from desk import service as desk_service
+from desk import handling, intake, routing
 from desk.schemas import CaseIn
 from tests import factories
 
@@ -201,7 +200,7 @@ def test_too_little_training_data_is_refused_with_a_reason(tmp_path) -> None:  #
 
 def test_staff_reassignments_become_training_examples(db, departments, settings) -> None:  # type: ignore[no-untyped-def]
     supervisor = principal_for_user(factories.make_user(db, role=Role.supervisor))
-    queued = desk_service.submit_case(
+    queued = intake.submit_case(
         db=db,
         matcher=None,
         settings=settings,
@@ -209,7 +208,7 @@ def test_staff_reassignments_become_training_examples(db, departments, settings)
         case_in=CaseIn(kind="help", content=CONTENT_FREE + "，事情比较急"),
     )
     assert queued.department_id is None  # nothing to go on: central dispatch queue
-    routed = desk_service.submit_case(
+    routed = intake.submit_case(
         db=db,
         matcher=None,
         settings=settings,
@@ -219,13 +218,11 @@ def test_staff_reassignments_become_training_examples(db, departments, settings)
     assert routed.department_id == departments["zs-rsj"]  # routed by the system: not a staff decision
     assert routing.reassignment_examples(db=db) == []
 
-    desk_service.assign(
-        db=db, settings=settings, case_id=queued.id, actor=supervisor, department_id=departments["zs-zsj"]
-    )
-    desk_service.transfer(
+    handling.assign(db=db, settings=settings, case_id=queued.id, actor=supervisor, department_id=departments["zs-zsj"])
+    handling.transfer(
         db=db, settings=settings, case_id=queued.id, actor=supervisor, department_id=departments["zs-wgl"]
     )
-    desk_service.transfer(
+    handling.transfer(
         db=db, settings=settings, case_id=routed.id, actor=supervisor, department_id=departments["zs-tax"]
     )
     examples = routing.reassignment_examples(db=db)

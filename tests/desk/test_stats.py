@@ -18,8 +18,7 @@ from auth.service import Principal, principal_for_user
 from catalog.models import Department
 from core.config import Settings
 from core.workcal import WorkCalendar
-from desk import jobs, stats, topics
-from desk import service as desk_service
+from desk import handling, intake, jobs, lifecycle, outcome, stats, topics
 from desk.models import Case, CaseStatus, EventKind
 from desk.schemas import CaseIn, ExtensionIn
 from tests import factories
@@ -49,9 +48,7 @@ class Month:
 
 def _submit(db: Session, settings: Settings, actor: Principal, when: dt.datetime, **kw: Any) -> Case:
     data: dict[str, Any] = {"channel": "hotline", "content": "补贴资金迟迟没有拨付，打了几次电话都说在走流程。"} | kw
-    return desk_service.submit_case(
-        db=db, matcher=None, settings=settings, actor=actor, case_in=CaseIn(**data), now=when
-    )
+    return intake.submit_case(db=db, matcher=None, settings=settings, actor=actor, case_in=CaseIn(**data), now=when)
 
 
 def _call(fn: Any, m: Month, case: Case, actor: Principal, when: dt.datetime, **kw: Any) -> None:
@@ -78,13 +75,11 @@ def _instant_case(db: Session, settings: Settings, firm: Principal, when: dt.dat
     )
     db.add(case)
     db.flush()
-    desk_service.add_event(db, case, EventKind.submitted, firm, at=when)
-    desk_service.add_event(
+    lifecycle.add_event(db, case, EventKind.submitted, firm, at=when)
+    lifecycle.add_event(
         db, case, EventKind.answered_instantly, None, at=when, from_status="submitted", to_status="answered"
     )
-    desk_service.accept_answer(
-        db=db, settings=settings, case_id=case.id, actor=firm, now=when + dt.timedelta(minutes=3)
-    )
+    outcome.accept_answer(db=db, settings=settings, case_id=case.id, actor=firm, now=when + dt.timedelta(minutes=3))
     return case
 
 
@@ -102,32 +97,32 @@ def month(db: Session, test_settings: Settings) -> Month:
     c1 = _submit(
         db, settings, sup, at(2, 10), kind="complaint", department_id=dept_a.id, enterprise_id=firm.enterprise_id
     )
-    _call(desk_service.accept, m, c1, desk_a, at(2, 11))
-    _call(desk_service.resolve, m, c1, desk_a, at(4, 10), resolution="已拨付。")
-    _call(desk_service.rate, m, c1, firm, at(4, 15), rating="satisfied")
+    _call(handling.accept, m, c1, desk_a, at(2, 11))
+    _call(handling.resolve, m, c1, desk_a, at(4, 10), resolution="已拨付。")
+    _call(outcome.rate, m, c1, firm, at(4, 15), rating="satisfied")
     # 2. A, help, Tue 03-03 09:00 → resolved Wed 03-11 09:00 (6.0 working days; due 03-10 18:00: late), 基本满意.
     c2 = _submit(db, settings, sup, at(3, 9), kind="help", department_id=dept_a.id, enterprise_id=firm.enterprise_id)
-    _call(desk_service.accept, m, c2, desk_a, at(3, 10))
-    _call(desk_service.resolve, m, c2, desk_a, at(11, 9), resolution="已协调解决。")
-    _call(desk_service.rate, m, c2, firm, at(11, 10), rating="basically_satisfied")
+    _call(handling.accept, m, c2, desk_a, at(3, 10))
+    _call(handling.resolve, m, c2, desk_a, at(11, 9), resolution="已协调解决。")
+    _call(outcome.rate, m, c2, firm, at(11, 10), rating="basically_satisfied")
     # 3. A, complaint, Wed 03-04 10:00, never resolved (due 03-11 18:00: overdue now); a return and an
     #    extension requested and both rejected.
     c3 = _submit(db, settings, sup, at(4, 10), kind="complaint", department_id=dept_a.id)
-    _call(desk_service.accept, m, c3, desk_a, at(4, 11))
-    _call(desk_service.request_return, m, c3, desk_a, at(5, 9), reason="不属于本部门职责")
-    _call(desk_service.decide_return, m, c3, sup, at(5, 10), approve=False)
+    _call(handling.accept, m, c3, desk_a, at(4, 11))
+    _call(handling.request_return, m, c3, desk_a, at(5, 9), reason="不属于本部门职责")
+    _call(handling.decide_return, m, c3, sup, at(5, 10), approve=False)
     ext = ExtensionIn(amount=3, unit="working_days", reason="需要现场核查")
-    _call(desk_service.request_extension, m, c3, desk_a, at(6, 9), extension_in=ext)
-    _call(desk_service.decide_extension, m, c3, sup, at(6, 10), approve=False)
+    _call(handling.request_extension, m, c3, desk_a, at(6, 9), extension_in=ext)
+    _call(handling.decide_extension, m, c3, sup, at(6, 10), approve=False)
     # 4. B, suggestion, Thu 03-05 10:00 → resolved Fri 03-06 10:00, rated 不满意 (reopened), resolved again
     #    Mon 03-09 10:00: handling from receipt 2.0 working days; latest rating 不满意.
     c4 = _submit(
         db, settings, sup, at(5, 10), kind="suggestion", department_id=dept_b.id, enterprise_id=firm.enterprise_id
     )
-    _call(desk_service.accept, m, c4, desk_b, at(5, 11))
-    _call(desk_service.resolve, m, c4, desk_b, at(6, 10), resolution="已采纳。")
-    _call(desk_service.rate, m, c4, firm, at(6, 11), rating="dissatisfied")
-    _call(desk_service.resolve, m, c4, desk_b, at(9, 10), resolution="已补充说明采纳情况。")
+    _call(handling.accept, m, c4, desk_b, at(5, 11))
+    _call(handling.resolve, m, c4, desk_b, at(6, 10), resolution="已采纳。")
+    _call(outcome.rate, m, c4, firm, at(6, 11), rating="dissatisfied")
+    _call(handling.resolve, m, c4, desk_b, at(9, 10), resolution="已补充说明采纳情况。")
     # 5. Instant answer accepted on Fri 03-06 (never dispatched).
     c5 = _instant_case(db, settings, firm, at(6, 14))
     # 6. Received on 02-27: outside March.

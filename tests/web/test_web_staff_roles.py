@@ -27,7 +27,7 @@ from auth.service import principal_for_user
 from catalog.models import Policy, PolicyVersion, Tag
 from core import scheduler, security
 from core.db import InSession
-from desk import service as desk_service
+from desk import clock, intake
 from desk import stats as desk_stats
 from desk.models import Case, CaseEvent
 from desk.schemas import CaseIn
@@ -88,7 +88,7 @@ def _case(db: Any, settings: Any, department_id: int, enterprise_id: int, **kw: 
         "department_id": department_id,
         "enterprise_id": enterprise_id,
     } | kw
-    return desk_service.submit_case(db=db, matcher=None, settings=settings, actor=boss, case_in=CaseIn(**data))
+    return intake.submit_case(db=db, matcher=None, settings=settings, actor=boss, case_in=CaseIn(**data))
 
 
 # ---------------------------------------------------------------- every route declares and enforces its roles
@@ -471,7 +471,7 @@ def test_dashboard_figures_are_the_desk_statistics(db, client, test_settings) ->
     factories.make_policy(db, publish=True)
     _sign_in(client, db, test_settings, Role.supervisor)
     data = client.get("/dashboard/data").json()
-    calendar = desk_service.site_calendar(test_settings)
+    calendar = clock.site_calendar(test_settings)
     start, end = dt.date.fromisoformat(data["period"]["start"]), dt.date.fromisoformat(data["period"]["end"])
     stats = desk_stats.compute_stats(db=db, calendar=calendar, start=start, end=end, tz=str(calendar.tz))
     assert data["desk"]["total"] == stats.total >= 2
@@ -532,7 +532,7 @@ def test_staff_see_the_instant_answer_the_firm_was_given(db, client, test_settin
     firm = factories.make_enterprise(db)
     policy = factories.make_policy(db, publish=True)
     boss = principal_for_user(factories.make_user(db, role=Role.supervisor))
-    case = desk_service.submit_case(
+    case = intake.submit_case(
         db=db,
         matcher=None,
         settings=test_settings,

@@ -19,10 +19,10 @@ from auth.service import Principal, principal_for_user
 from catalog.models import Department, Policy
 from core.config import Settings
 from core.errors import Conflict, InvalidState, NotFound, PermissionDenied, ValidationFailed
-from desk import service
-from desk.models import Case, CaseEvent, CaseStatus, FaqEntry, Rating
+from desk import clock, faq, handling, intake, lifecycle, outcome, queries
+from desk.lifecycle import TRANSITIONS, IllegalTransition
+from desk.models import STATUS_LABELS, Case, CaseEvent, CaseStatus, FaqEntry, Rating
 from desk.schemas import AttachmentIn, CaseIn, ExtensionIn, PromoteIn, VisitRecord
-from desk.service import TRANSITIONS, IllegalTransition
 from tests import factories
 
 CST = ZoneInfo("Asia/Shanghai")
@@ -51,7 +51,7 @@ class Desk:
         data: dict[str, Any] = {"kind": "complaint", "content": "补贴资金迟迟没有拨付，打了几次电话都说在走流程。"}
         data.setdefault("related_policy_id", self.policy.id)
         data |= kw
-        return service.submit_case(
+        return intake.submit_case(
             db=self.db, matcher=None, settings=self.settings, actor=actor or self.firm, case_in=CaseIn(**data), now=now
         )
 
@@ -122,8 +122,8 @@ def test_kind_is_detected_when_not_given_and_can_be_corrected_by_staff(desk: Des
     # 徐州“135”: complaints close in 5 working days, suggestions in 3.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 11, 30, 18, 0, tzinfo=CST)
     with pytest.raises(NotFound):
-        desk.call(service.correct_kind, case, desk.desk_b, MONDAY + _h(1), kind="suggestion")
-    desk.call(service.correct_kind, case, desk.desk_a, MONDAY + _h(1), kind="suggestion")
+        desk.call(handling.correct_kind, case, desk.desk_b, MONDAY + _h(1), kind="suggestion")
+    desk.call(handling.correct_kind, case, desk.desk_a, MONDAY + _h(1), kind="suggestion")
     assert case.kind == "suggestion"
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 11, 26, 18, 0, tzinfo=CST)
     corrected = case.events[-1]
@@ -133,7 +133,7 @@ def test_kind_is_detected_when_not_given_and_can_be_corrected_by_staff(desk: Des
         "was_detected": True,
     }
     with pytest.raises(ValidationFailed):
-        desk.call(service.correct_kind, case, desk.desk_a, MONDAY + _h(1), kind="suggestion")
+        desk.call(handling.correct_kind, case, desk.desk_a, MONDAY + _h(1), kind="suggestion")
 
 
 def test_same_idempotency_key_returns_the_same_case(desk: Desk) -> None:
@@ -214,10 +214,10 @@ def test_api_key_submissions_use_their_own_scope(desk: Desk) -> None:
     assert case.channel == "hotline" and case.api_key_id == key.id and case.submitted_by_id is None
     assert case.idempotency_scope == f"apikey:{key.id}"
     assert desk.submit(actor=key, channel="hotline", idempotency_key="12345-0001").id == case.id
-    assert service.get_case(db=desk.db, case_id=case.id, actor=key).id == case.id
+    assert lifecycle.get_case(db=desk.db, case_id=case.id, actor=key).id == case.id
     other_key = Principal(id=key.id + 1, role=Role.desk, name="其他对接", via_api_key=True)
     with pytest.raises(NotFound):
-        service.get_case(db=desk.db, case_id=case.id, actor=other_key)
+        lifecycle.get_case(db=desk.db, case_id=case.id, actor=other_key)
     with pytest.raises(ValidationFailed):
         desk.submit(actor=key, channel="web")
 
@@ -243,12 +243,12 @@ def test_loaded_year_arrangements_make_deadlines_official(db: Session, test_sett
     }
     (folder / "2027.json").write_text(json.dumps(arrangement, ensure_ascii=False), encoding="utf-8")
     settings = test_settings.model_copy(update={"var_dir": tmp_path})
-    calendar = service.site_calendar(settings)
+    calendar = clock.site_calendar(settings)
     assert calendar.year_status(2027) == "loaded"
     dept = factories.make_department(db)
     policy = factories.make_policy(db, publish=True, department=dept)
     firm = _principal(db, Role.enterprise)
-    case = service.submit_case(
+    case = intake.submit_case(
         db=db,
         matcher=None,
         settings=settings,
@@ -262,11 +262,11 @@ def test_loaded_year_arrangements_make_deadlines_official(db: Session, test_sett
 
 
 def test_site_profile_comes_from_settings(test_settings: Settings) -> None:
-    assert service.site_profile(test_settings).code == "zhongshan"
+    assert clock.site_profile(test_settings).code == "zhongshan"
     custom = json.dumps({"preset": "jiangmen", "code": "jm-test", "name": "江门测试"})
-    assert service.site_profile(test_settings.model_copy(update={"desk_sla_profile": custom})).code == "jm-test"
+    assert clock.site_profile(test_settings.model_copy(update={"desk_sla_profile": custom})).code == "jm-test"
     with pytest.raises(ValidationFailed) as err:
-        service.site_profile(test_settings.model_copy(update={"desk_sla_profile": "nowhere"}))
+        clock.site_profile(test_settings.model_copy(update={"desk_sla_profile": "nowhere"}))
     assert err.value.errors[0].field == "desk_sla_profile"
 
 
@@ -275,18 +275,18 @@ def test_site_profile_comes_from_settings(test_settings: Settings) -> None:
 
 def test_full_path_to_a_satisfied_close(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
     assert case.status == S.accepted and case.accepted_at is not None
-    desk.call(service.contact, case, desk.desk_a, MONDAY + _h(0.5), note="已电话联系企业财务")
+    desk.call(handling.contact, case, desk.desk_a, MONDAY + _h(0.5), note="已电话联系企业财务")
     assert case.contacted_at == MONDAY + _h(0.5)
-    desk.call(service.reply, case, desk.desk_a, MONDAY + _h(3), note="已转财务科核实拨付进度")
+    desk.call(handling.reply, case, desk.desk_a, MONDAY + _h(3), note="已转财务科核实拨付进度")
     assert case.status == S.in_progress and case.first_reply_at == MONDAY + _h(3)
-    desk.call(service.reply, case, desk.desk_a, MONDAY + _h(24), note="资金已进入拨付流程")
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(48), resolution="资金已于今日拨付到企业账户。")
+    desk.call(handling.reply, case, desk.desk_a, MONDAY + _h(24), note="资金已进入拨付流程")
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(48), resolution="资金已于今日拨付到企业账户。")
     assert case.status == S.resolved and case.resolution == "资金已于今日拨付到企业账户。"
-    desk.call(service.rate, case, desk.firm, MONDAY + _h(50), rating=Rating.satisfied, comment="很及时")
+    desk.call(outcome.rate, case, desk.firm, MONDAY + _h(50), rating=Rating.satisfied, comment="很及时")
     assert case.status == S.rated and case.rating == "satisfied"
-    desk.call(service.close, case, desk.desk_a, MONDAY + _h(51))
+    desk.call(outcome.close, case, desk.desk_a, MONDAY + _h(51))
     assert case.status == S.closed and case.closed_at == MONDAY + _h(51)
     assert _events(case) == [
         "submitted",
@@ -313,17 +313,17 @@ def test_full_path_to_a_satisfied_close(desk: Desk) -> None:
     assert case.events[-1].actor_name == desk.desk_a.name
     # A closed and rated case cannot be rated again.
     with pytest.raises(IllegalTransition):
-        desk.call(service.rate, case, desk.firm, MONDAY + _h(52), rating=Rating.dissatisfied)
+        desk.call(outcome.rate, case, desk.firm, MONDAY + _h(52), rating=Rating.dissatisfied)
 
 
 def test_dissatisfied_rating_reopens_under_supervision_until_satisfied(desk: Desk) -> None:
     settings = desk.settings
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(5), resolution="已督促经办科室加快办理。")
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(5), resolution="已督促经办科室加快办理。")
     assert case.contacted_at is not None and case.first_reply_at is not None  # a final reply counts as both
     later = dt.datetime(2026, 11, 25, 10, 0, tzinfo=CST)
-    desk.call(service.rate, case, desk.firm, later, rating=Rating.dissatisfied, comment="钱还是没到账")
+    desk.call(outcome.rate, case, desk.firm, later, rating=Rating.dissatisfied, comment="钱还是没到账")
     assert case.status == S.reopened and case.supervised and case.reopen_count == 1
     assert case.resolved_at is None and case.rating == "dissatisfied"
     # A new round: the close clock starts again from the reopening.
@@ -332,21 +332,21 @@ def test_dissatisfied_rating_reopens_under_supervision_until_satisfied(desk: Des
     assert _events(case)[-3:] == ["rated", "reopened", "supervised"]
     assert not any(e.kind == "escalated" for e in case.events)
 
-    desk.call(service.reply, case, desk.desk_a, later + _h(2), note="已与财政局对接")
-    desk.call(service.resolve, case, desk.desk_a, later + _h(6), resolution="资金已到账。")
+    desk.call(handling.reply, case, desk.desk_a, later + _h(2), note="已与财政局对接")
+    desk.call(handling.resolve, case, desk.desk_a, later + _h(6), resolution="资金已到账。")
     # 回访: the supervisor calls the firm, which is still not satisfied → second reopening escalates.
-    desk.call(service.revisit, case, desk.supervisor, later + _h(8), note="电话回访", rating=Rating.dissatisfied)
+    desk.call(outcome.revisit, case, desk.supervisor, later + _h(8), note="电话回访", rating=Rating.dissatisfied)
     assert case.status == S.reopened and case.reopen_count == 2
     escalated = [e for e in case.events if e.kind == "escalated"]
     assert len(escalated) == 1 and escalated[0].data["reason"] == "repeated_reopen"
     assert not escalated[0].visible_to_firm
     assert settings.desk_reopen_escalate_after == 2
 
-    desk.call(service.resolve, case, desk.desk_a, later + _h(24), resolution="已全额拨付并致歉。")
-    desk.call(service.revisit, case, desk.supervisor, later + _h(26), note="再次回访")
-    desk.call(service.rate, case, desk.firm, later + _h(27), rating=Rating.basically_satisfied)
+    desk.call(handling.resolve, case, desk.desk_a, later + _h(24), resolution="已全额拨付并致歉。")
+    desk.call(outcome.revisit, case, desk.supervisor, later + _h(26), note="再次回访")
+    desk.call(outcome.rate, case, desk.firm, later + _h(27), rating=Rating.basically_satisfied)
     assert case.status == S.rated
-    desk.call(service.close, case, desk.supervisor, later + _h(28))
+    desk.call(outcome.close, case, desk.supervisor, later + _h(28))
     assert case.status == S.closed
     kinds = _events(case)
     assert kinds.count("reopened") == 2 and kinds.count("revisited") == 2 and kinds[-2:] == ["rated", "closed"]
@@ -354,28 +354,28 @@ def test_dissatisfied_rating_reopens_under_supervision_until_satisfied(desk: Des
 
 def test_supervisor_may_close_an_unrated_resolved_case_with_a_reason(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="已办结。")
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="已办结。")
     with pytest.raises(PermissionDenied):
-        desk.call(service.close, case, desk.desk_a, MONDAY + _h(3), note="企业未评价")
+        desk.call(outcome.close, case, desk.desk_a, MONDAY + _h(3), note="企业未评价")
     with pytest.raises(ValidationFailed):
-        desk.call(service.close, case, desk.supervisor, MONDAY + _h(3))
-    desk.call(service.close, case, desk.supervisor, MONDAY + _h(3), note="企业逾期未评价")
+        desk.call(outcome.close, case, desk.supervisor, MONDAY + _h(3))
+    desk.call(outcome.close, case, desk.supervisor, MONDAY + _h(3), note="企业逾期未评价")
     assert case.status == S.closed and case.rating is None
     # A late rating is still taken; a dissatisfied one reopens the case.
-    desk.call(service.rate, case, desk.firm, MONDAY + _h(30), rating=Rating.dissatisfied)
+    desk.call(outcome.rate, case, desk.firm, MONDAY + _h(30), rating=Rating.dissatisfied)
     assert case.status == S.reopened and case.reopen_count == 1
 
 
 def test_supervisor_reopens_a_closed_case(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="已办结。")
-    desk.call(service.rate, case, desk.firm, MONDAY + _h(3), rating=Rating.satisfied)
-    desk.call(service.close, case, desk.desk_a, MONDAY + _h(4))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="已办结。")
+    desk.call(outcome.rate, case, desk.firm, MONDAY + _h(3), rating=Rating.satisfied)
+    desk.call(outcome.close, case, desk.desk_a, MONDAY + _h(4))
     with pytest.raises(PermissionDenied):
-        desk.call(service.reopen, case, desk.desk_a, MONDAY + _h(5), reason="复查")
-    desk.call(service.reopen, case, desk.supervisor, MONDAY + _h(5), reason="抽查发现答复不实")
+        desk.call(outcome.reopen, case, desk.desk_a, MONDAY + _h(5), reason="复查")
+    desk.call(outcome.reopen, case, desk.supervisor, MONDAY + _h(5), reason="抽查发现答复不实")
     assert case.status == S.reopened and case.supervised and case.closed_at is None
 
 
@@ -392,22 +392,22 @@ def _reach(desk: Desk, status: CaseStatus) -> Case:
         return case
     if status == S.dispatched:
         return case
-    desk.call(service.accept, case, desk.desk_a, t + step)
+    desk.call(handling.accept, case, desk.desk_a, t + step)
     if status == S.accepted:
         return case
-    desk.call(service.reply, case, desk.desk_a, t + 2 * step, note="阶段性答复")
+    desk.call(handling.reply, case, desk.desk_a, t + 2 * step, note="阶段性答复")
     if status == S.in_progress:
         return case
-    desk.call(service.resolve, case, desk.desk_a, t + 3 * step, resolution="办结答复")
+    desk.call(handling.resolve, case, desk.desk_a, t + 3 * step, resolution="办结答复")
     if status == S.resolved:
         return case
     if status == S.reopened:
-        desk.call(service.rate, case, desk.firm, t + 4 * step, rating=Rating.dissatisfied)
+        desk.call(outcome.rate, case, desk.firm, t + 4 * step, rating=Rating.dissatisfied)
         return case
-    desk.call(service.rate, case, desk.firm, t + 4 * step, rating=Rating.satisfied)
+    desk.call(outcome.rate, case, desk.firm, t + 4 * step, rating=Rating.satisfied)
     if status == S.rated:
         return case
-    desk.call(service.close, case, desk.supervisor, t + 5 * step)
+    desk.call(outcome.close, case, desk.supervisor, t + 5 * step)
     assert case.status == S.closed
     return case
 
@@ -418,27 +418,27 @@ def _attempts(desk: Desk) -> dict[str, Any]:
     sup, firm = desk.supervisor, desk.firm
     ext = ExtensionIn(amount=1, unit="working_days", reason="需补充调查")
     return {
-        "accept_answer": lambda c: desk.call(service.accept_answer, c, firm, t),
-        "ask_for_person": lambda c: desk.call(service.ask_for_person, c, firm, t),
-        "assign": lambda c: desk.call(service.assign, c, sup, t, department_id=desk.dept_b.id),
-        "transfer": lambda c: desk.call(service.transfer, c, sup, t, department_id=desk.dept_b.id),
-        "accept": lambda c: desk.call(service.accept, c, sup, t),
-        "reply": lambda c: desk.call(service.reply, c, sup, t, note="答复"),
-        "resolve": lambda c: desk.call(service.resolve, c, sup, t, resolution="办结"),
-        "rate_ok": lambda c: desk.call(service.rate, c, firm, t, rating=Rating.satisfied),
-        "rate_bad": lambda c: desk.call(service.rate, c, firm, t, rating=Rating.dissatisfied),
-        "close": lambda c: desk.call(service.close, c, sup, t, note="归档"),
-        "reopen": lambda c: desk.call(service.reopen, c, sup, t, reason="复查"),
-        "revisit": lambda c: desk.call(service.revisit, c, sup, t, note="回访"),
-        "contact": lambda c: desk.call(service.contact, c, sup, t),
-        "request_return": lambda c: desk.call(service.request_return, c, sup, t, reason="不属于本部门职责"),
-        "request_extension": lambda c: desk.call(service.request_extension, c, sup, t, extension_in=ext),
-        "add_joint": lambda c: desk.call(service.add_joint, c, sup, t, department_id=desk.dept_b.id),
-        "pause": lambda c: desk.call(service.pause, c, sup, t, reason="等待企业补充材料"),
-        "resume": lambda c: desk.call(service.resume, c, sup, t),
-        "correct_kind": lambda c: desk.call(service.correct_kind, c, sup, t, kind="suggestion"),
-        "promote": lambda c: service.promote_to_faq(
-            db=desk.db, case_id=c.id, actor=sup, promote_in=PromoteIn(answer="答案"), now=t
+        "accept_answer": lambda c: desk.call(outcome.accept_answer, c, firm, t),
+        "ask_for_person": lambda c: desk.call(outcome.ask_for_person, c, firm, t),
+        "assign": lambda c: desk.call(handling.assign, c, sup, t, department_id=desk.dept_b.id),
+        "transfer": lambda c: desk.call(handling.transfer, c, sup, t, department_id=desk.dept_b.id),
+        "accept": lambda c: desk.call(handling.accept, c, sup, t),
+        "reply": lambda c: desk.call(handling.reply, c, sup, t, note="答复"),
+        "resolve": lambda c: desk.call(handling.resolve, c, sup, t, resolution="办结"),
+        "rate_ok": lambda c: desk.call(outcome.rate, c, firm, t, rating=Rating.satisfied),
+        "rate_bad": lambda c: desk.call(outcome.rate, c, firm, t, rating=Rating.dissatisfied),
+        "close": lambda c: desk.call(outcome.close, c, sup, t, note="归档"),
+        "reopen": lambda c: desk.call(outcome.reopen, c, sup, t, reason="复查"),
+        "revisit": lambda c: desk.call(outcome.revisit, c, sup, t, note="回访"),
+        "contact": lambda c: desk.call(handling.contact, c, sup, t),
+        "request_return": lambda c: desk.call(handling.request_return, c, sup, t, reason="不属于本部门职责"),
+        "request_extension": lambda c: desk.call(handling.request_extension, c, sup, t, extension_in=ext),
+        "add_joint": lambda c: desk.call(handling.add_joint, c, sup, t, department_id=desk.dept_b.id),
+        "pause": lambda c: desk.call(handling.pause, c, sup, t, reason="等待企业补充材料"),
+        "resume": lambda c: desk.call(handling.resume, c, sup, t),
+        "correct_kind": lambda c: desk.call(handling.correct_kind, c, sup, t, kind="suggestion"),
+        "promote": lambda c: faq.promote_to_faq(
+            db=desk.db, settings=desk.settings, case_id=c.id, actor=sup, promote_in=PromoteIn(answer="答案"), now=t
         ),
     }
 
@@ -466,9 +466,9 @@ def test_actions_outside_their_states_are_refused(desk: Desk, status: CaseStatus
         assert err.value.status_code == 409
         if action not in ("rate_ok", "rate_bad") or status != S.closed:
             # The message names the current state and the one the action leads to.
-            assert f"“{service.STATUS_LABELS[status]}”" in err.value.message, (action, err.value.message)
+            assert f"“{STATUS_LABELS[status]}”" in err.value.message, (action, err.value.message)
             target = next(iter(TRANSITIONS[action].values()))
-            assert f"“{service.STATUS_LABELS[target]}”" in err.value.message, (action, err.value.message)
+            assert f"“{STATUS_LABELS[target]}”" in err.value.message, (action, err.value.message)
         assert case.status == status and len(case.events) == before_events, action
         refused += 1
     assert refused > 0
@@ -492,18 +492,18 @@ def test_legal_actions_in_each_state_are_admitted_by_the_table(desk: Desk) -> No
 
 def test_transfer_moves_the_case_and_its_visibility(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
     with pytest.raises(NotFound):  # another department's officer does not even see the case
-        desk.call(service.transfer, case, desk.desk_b, MONDAY + _h(2), department_id=desk.dept_b.id)
+        desk.call(handling.transfer, case, desk.desk_b, MONDAY + _h(2), department_id=desk.dept_b.id)
     with pytest.raises(ValidationFailed):
-        desk.call(service.transfer, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_a.id)
-    desk.call(service.transfer, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id, note="属市场监管职责")
+        desk.call(handling.transfer, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_a.id)
+    desk.call(handling.transfer, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id, note="属市场监管职责")
     assert case.status == S.dispatched and case.department_id == desk.dept_b.id and case.routing_method == "manual"
     assert case.events[-1].kind == "transferred" and case.events[-1].data["to"] == desk.dept_b.code
     with pytest.raises(NotFound):
-        service.get_case(db=desk.db, case_id=case.id, actor=desk.desk_a)
-    assert service.get_case(db=desk.db, case_id=case.id, actor=desk.desk_b) is case
-    desk.call(service.accept, case, desk.desk_b, MONDAY + _h(3))
+        lifecycle.get_case(db=desk.db, case_id=case.id, actor=desk.desk_a)
+    assert lifecycle.get_case(db=desk.db, case_id=case.id, actor=desk.desk_b) is case
+    desk.call(handling.accept, case, desk.desk_b, MONDAY + _h(3))
     assert case.status == S.accepted
     # The clocks run on from the original receipt.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 11, 30, 18, 0, tzinfo=CST)
@@ -511,62 +511,69 @@ def test_transfer_moves_the_case_and_its_visibility(desk: Desk) -> None:
 
 def test_return_request_is_decided_by_a_dispatcher(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.request_return, case, desk.desk_a, MONDAY + _h(2), reason="该事项属于税务部门职责")
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.request_return, case, desk.desk_a, MONDAY + _h(2), reason="该事项属于税务部门职责")
     assert case.return_request["reason"] == "该事项属于税务部门职责"
     with pytest.raises(Conflict):
-        desk.call(service.request_return, case, desk.desk_a, MONDAY + _h(2), reason="再次申请")
-    pending, total = service.pending_approvals(db=desk.db, actor=desk.supervisor)
+        desk.call(handling.request_return, case, desk.desk_a, MONDAY + _h(2), reason="再次申请")
+    pending, total = queries.pending_approvals(db=desk.db, actor=desk.supervisor)
     assert case in pending and total >= 1
     with pytest.raises(PermissionDenied):
-        desk.call(service.decide_return, case, desk.desk_a, MONDAY + _h(3), approve=True)
+        desk.call(handling.decide_return, case, desk.desk_a, MONDAY + _h(3), approve=True)
     desk.call(
-        service.decide_return, case, desk.supervisor, MONDAY + _h(3), approve=False, note="属本部门职责，请继续办理"
+        handling.decide_return, case, desk.supervisor, MONDAY + _h(3), approve=False, note="属本部门职责，请继续办理"
     )
     assert case.status == S.accepted and case.department_id == desk.dept_a.id and case.return_request is None
     assert case.events[-1].kind == "return_rejected"
     with pytest.raises(InvalidState) as err:
-        desk.call(service.decide_return, case, desk.supervisor, MONDAY + _h(3), approve=True)
+        desk.call(handling.decide_return, case, desk.supervisor, MONDAY + _h(3), approve=True)
     assert err.value.code == "desk.no_return_request"
 
-    desk.call(service.request_return, case, desk.desk_a, MONDAY + _h(4), reason="经核实确属税务部门职责")
-    desk.call(service.decide_return, case, desk.supervisor, MONDAY + _h(5), approve=True)
+    desk.call(handling.request_return, case, desk.desk_a, MONDAY + _h(4), reason="经核实确属税务部门职责")
+    desk.call(handling.decide_return, case, desk.supervisor, MONDAY + _h(5), approve=True)
     assert case.status == S.dispatched and case.department_id is None and case.departments == []
     assert case.events[-1].kind == "returned" and not case.events[-1].visible_to_firm
     with pytest.raises(NotFound):
-        service.get_case(db=desk.db, case_id=case.id, actor=desk.desk_a)
-    queue, _ = service.list_cases(db=desk.db, actor=desk.supervisor, filters=service.CaseFilters(in_queue=True))
+        lifecycle.get_case(db=desk.db, case_id=case.id, actor=desk.desk_a)
+    queue, _ = queries.list_cases(db=desk.db, actor=desk.supervisor, filters=queries.CaseFilters(in_queue=True))
     assert case in queue
     # From the central queue a dispatcher assigns it; only cases in the queue can be assigned.
     with pytest.raises(PermissionDenied):
-        desk.call(service.assign, case, desk.curator, MONDAY + _h(6), department_id=desk.dept_b.id)
-    desk.call(service.assign, case, desk.supervisor, MONDAY + _h(6), department_id=desk.dept_b.id)
+        desk.call(handling.assign, case, desk.curator, MONDAY + _h(6), department_id=desk.dept_b.id)
+    desk.call(handling.assign, case, desk.supervisor, MONDAY + _h(6), department_id=desk.dept_b.id)
     assert case.department_id == desk.dept_b.id and case.events[-1].kind == "assigned"
     assert case.events[-1].actor_id == desk.supervisor.user_id
     with pytest.raises(IllegalTransition):
-        desk.call(service.assign, case, desk.supervisor, MONDAY + _h(7), department_id=desk.dept_a.id)
+        desk.call(handling.assign, case, desk.supervisor, MONDAY + _h(7), department_id=desk.dept_a.id)
 
 
 def test_joint_handling_shows_the_case_to_the_assisting_department(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
     with pytest.raises(NotFound):
-        service.get_case(db=desk.db, case_id=case.id, actor=desk.desk_b)
-    desk.call(service.add_joint, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
+        lifecycle.get_case(db=desk.db, case_id=case.id, actor=desk.desk_b)
+    desk.call(handling.add_joint, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
     assert sorted((d.department_id, d.role) for d in case.departments) == sorted(
         [(desk.dept_a.id, "lead"), (desk.dept_b.id, "assist")]
     )
     with pytest.raises(Conflict):
-        desk.call(service.add_joint, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
-    assert service.get_case(db=desk.db, case_id=case.id, actor=desk.desk_b) is case
-    items, _ = service.list_cases(db=desk.db, actor=desk.desk_b)
+        desk.call(handling.add_joint, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
+    assert lifecycle.get_case(db=desk.db, case_id=case.id, actor=desk.desk_b) is case
+    items, _ = queries.list_cases(db=desk.db, actor=desk.desk_b)
     assert case in items
     # The assisting department contributes notes but the lead department resolves.
-    service.add_note(db=desk.db, case_id=case.id, actor=desk.desk_b, note="已提供审核意见", now=MONDAY + _h(3))
+    handling.add_note(
+        db=desk.db,
+        settings=desk.settings,
+        case_id=case.id,
+        actor=desk.desk_b,
+        note="已提供审核意见",
+        now=MONDAY + _h(3),
+    )
     assert case.events[-1].kind == "note" and not case.events[-1].visible_to_firm
     with pytest.raises(PermissionDenied):
-        desk.call(service.resolve, case, desk.desk_b, MONDAY + _h(4), resolution="办结")
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(4), resolution="两部门联合办结")
+        desk.call(handling.resolve, case, desk.desk_b, MONDAY + _h(4), resolution="办结")
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(4), resolution="两部门联合办结")
     assert case.status == S.resolved
 
 
@@ -575,34 +582,34 @@ def test_joint_handling_shows_the_case_to_the_assisting_department(desk: Desk) -
 
 def test_pause_stops_the_clock_for_a_bounded_time(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
-    desk.call(service.contact, case, desk.desk_a, MONDAY + _h(0.5))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.contact, case, desk.desk_a, MONDAY + _h(0.5))
     original_close = case.close_due_at
-    desk.call(service.pause, case, desk.desk_a, MONDAY + _h(1), reason="等待企业补充银行流水")
+    desk.call(handling.pause, case, desk.desk_a, MONDAY + _h(1), reason="等待企业补充银行流水")
     assert case.paused and case.events[-1].kind == "paused" and case.events[-1].visible_to_firm
     # An open pause counts as its whole allowance (5 working days): the latest the case can be due.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 12, 7, 18, 0, tzinfo=CST)
     with pytest.raises(InvalidState) as err:
-        desk.call(service.pause, case, desk.desk_a, MONDAY + _h(2), reason="再次挂起")
+        desk.call(handling.pause, case, desk.desk_a, MONDAY + _h(2), reason="再次挂起")
     assert err.value.code == "desk.already_paused"
     # The firm answers at 14:30 the same day.
-    desk.call(service.resume, case, desk.desk_a, dt.datetime(2026, 11, 23, 14, 30, tzinfo=CST))
+    desk.call(handling.resume, case, desk.desk_a, dt.datetime(2026, 11, 23, 14, 30, tzinfo=CST))
     assert not case.paused and case.pauses[0].end is not None
     # Two working hours paused (11:00–12:00, 13:30–14:30): due Monday 18:00 → Tuesday 11:00.
     assert original_close.astimezone(CST) == dt.datetime(2026, 11, 30, 18, 0, tzinfo=CST)
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 12, 1, 11, 0, tzinfo=CST)
     with pytest.raises(InvalidState) as err:
-        desk.call(service.resume, case, desk.desk_a, MONDAY + _h(6))
+        desk.call(handling.resume, case, desk.desk_a, MONDAY + _h(6))
     assert err.value.code == "desk.not_paused"
 
 
 def test_pause_allowance_once_used_refuses_further_pauses(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
-    desk.call(service.pause, case, desk.desk_a, MONDAY + _h(1), reason="等待企业补充材料")
-    desk.call(service.resume, case, desk.desk_a, MONDAY + dt.timedelta(days=10), note="企业补齐材料")
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.pause, case, desk.desk_a, MONDAY + _h(1), reason="等待企业补充材料")
+    desk.call(handling.resume, case, desk.desk_a, MONDAY + dt.timedelta(days=10), note="企业补齐材料")
     with pytest.raises(InvalidState) as err:
-        desk.call(service.pause, case, desk.desk_a, MONDAY + dt.timedelta(days=10, hours=1), reason="又缺材料")
+        desk.call(handling.pause, case, desk.desk_a, MONDAY + dt.timedelta(days=10, hours=1), reason="又缺材料")
     assert err.value.code == "desk.pause_allowance_used"
     # The ten-day pause counted only its five working days.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 12, 7, 18, 0, tzinfo=CST)
@@ -610,59 +617,59 @@ def test_pause_allowance_once_used_refuses_further_pauses(desk: Desk) -> None:
 
 def test_transfer_or_resolution_ends_an_open_pause(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
-    desk.call(service.pause, case, desk.desk_a, MONDAY + _h(1), reason="等待企业补充材料")
-    desk.call(service.transfer, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.pause, case, desk.desk_a, MONDAY + _h(1), reason="等待企业补充材料")
+    desk.call(handling.transfer, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
     assert not case.paused and case.pauses[0].end == MONDAY + _h(2)
     assert [e.kind for e in case.events][-2:] == ["resumed", "transferred"]
     # One working hour paused (11:00–12:00): Monday 30 Nov 18:00 → Tuesday 1 Dec 10:00.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 12, 1, 10, 0, tzinfo=CST)
-    desk.call(service.accept, case, desk.desk_b, MONDAY + _h(3))
-    desk.call(service.pause, case, desk.desk_b, MONDAY + _h(4), reason="再次等待企业")
-    desk.call(service.resolve, case, desk.desk_b, MONDAY + _h(5), resolution="企业补齐材料后办结。")
+    desk.call(handling.accept, case, desk.desk_b, MONDAY + _h(3))
+    desk.call(handling.pause, case, desk.desk_b, MONDAY + _h(4), reason="再次等待企业")
+    desk.call(handling.resolve, case, desk.desk_b, MONDAY + _h(5), resolution="企业补齐材料后办结。")
     assert case.status == S.resolved and not case.paused and all(p.end for p in case.pauses)
 
 
 def test_extension_is_requested_before_the_deadline_and_approved_by_a_supervisor(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
     ext = ExtensionIn(amount=2, unit="working_days", reason="需要省厅核实数据")
     with pytest.raises(NotFound):
-        desk.call(service.request_extension, case, desk.desk_b, MONDAY + _h(1), extension_in=ext)
-    desk.call(service.request_extension, case, desk.desk_a, MONDAY + _h(1), extension_in=ext)
+        desk.call(handling.request_extension, case, desk.desk_b, MONDAY + _h(1), extension_in=ext)
+    desk.call(handling.request_extension, case, desk.desk_a, MONDAY + _h(1), extension_in=ext)
     assert case.extension_request["amount"] == 2 and case.extension_requested_at == MONDAY + _h(1)
     with pytest.raises(Conflict):
-        desk.call(service.request_extension, case, desk.desk_a, MONDAY + _h(1), extension_in=ext)
+        desk.call(handling.request_extension, case, desk.desk_a, MONDAY + _h(1), extension_in=ext)
     with pytest.raises(PermissionDenied):
-        desk.call(service.decide_extension, case, desk.desk_a, MONDAY + _h(2), approve=True)
-    desk.call(service.decide_extension, case, desk.supervisor, MONDAY + _h(2), approve=True)
+        desk.call(handling.decide_extension, case, desk.desk_a, MONDAY + _h(2), approve=True)
+    desk.call(handling.decide_extension, case, desk.supervisor, MONDAY + _h(2), approve=True)
     # Monday 30 Nov 18:00 + 2 working days → Wednesday 2 Dec 18:00.
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 12, 2, 18, 0, tzinfo=CST)
     assert case.extension_request is None and len(case.extensions) == 1
     approved = case.events[-1]
     assert approved.kind == "extension_approved" and approved.visible_to_firm
     # Due times recomputed later (e.g. after a pause) keep the approved extension.
-    desk.call(service.pause, case, desk.desk_a, MONDAY + _h(3), reason="等待企业")
-    desk.call(service.resume, case, desk.desk_a, MONDAY + _h(3))
+    desk.call(handling.pause, case, desk.desk_a, MONDAY + _h(3), reason="等待企业")
+    desk.call(handling.resume, case, desk.desk_a, MONDAY + _h(3))
     assert case.close_due_at.astimezone(CST) == dt.datetime(2026, 12, 2, 18, 0, tzinfo=CST)
     # A second request is rejected; after the deadline none can be made.
-    desk.call(service.request_extension, case, desk.desk_a, MONDAY + _h(4), extension_in=ext)
-    desk.call(service.decide_extension, case, desk.supervisor, MONDAY + _h(5), approve=False, note="理由不充分")
+    desk.call(handling.request_extension, case, desk.desk_a, MONDAY + _h(4), extension_in=ext)
+    desk.call(handling.decide_extension, case, desk.supervisor, MONDAY + _h(5), approve=False, note="理由不充分")
     assert case.events[-1].kind == "extension_rejected" and len(case.extensions) == 1
     too_late = dt.datetime(2026, 12, 3, 9, 0, tzinfo=CST)
     with pytest.raises(InvalidState) as err:
-        desk.call(service.request_extension, case, desk.desk_a, too_late, extension_in=ext)
+        desk.call(handling.request_extension, case, desk.desk_a, too_late, extension_in=ext)
     assert err.value.code == "desk.extension_too_late"
 
 
 def test_extension_cannot_be_approved_after_the_deadline(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(0.2))
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(0.2))
     ext = ExtensionIn(amount=1, unit="working_days", reason="等待外部数据")
-    desk.call(service.request_extension, case, desk.desk_a, MONDAY + _h(1), extension_in=ext)
+    desk.call(handling.request_extension, case, desk.desk_a, MONDAY + _h(1), extension_in=ext)
     with pytest.raises(InvalidState) as err:
         desk.call(
-            service.decide_extension, case, desk.supervisor, dt.datetime(2026, 12, 1, 9, 0, tzinfo=CST), approve=True
+            handling.decide_extension, case, desk.supervisor, dt.datetime(2026, 12, 1, 9, 0, tzinfo=CST), approve=True
         )
     assert err.value.code == "desk.extension_too_late"
     assert case.extensions == [] and case.extension_request is not None
@@ -675,29 +682,29 @@ def test_role_scoping_of_lists_and_timelines(desk: Desk) -> None:
     mine = desk.submit()
     theirs = desk.submit(actor=desk.other_firm)
     elsewhere = desk.submit(related_policy_id=None, department_id=None, kind="suggestion")
-    desk.call(service.accept, mine, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.request_return, mine, desk.desk_a, MONDAY + _h(2), reason="不属本部门")
+    desk.call(handling.accept, mine, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.request_return, mine, desk.desk_a, MONDAY + _h(2), reason="不属本部门")
 
-    firm_items, firm_total = service.list_cases(db=desk.db, actor=desk.firm)
+    firm_items, firm_total = queries.list_cases(db=desk.db, actor=desk.firm)
     assert {c.id for c in firm_items} == {mine.id, elsewhere.id} and firm_total == 2
-    other_items, _ = service.list_cases(db=desk.db, actor=desk.other_firm)
+    other_items, _ = queries.list_cases(db=desk.db, actor=desk.other_firm)
     assert {c.id for c in other_items} == {theirs.id}
     with pytest.raises(NotFound):
-        service.get_case(db=desk.db, case_id=theirs.id, actor=desk.firm)
+        lifecycle.get_case(db=desk.db, case_id=theirs.id, actor=desk.firm)
 
-    desk_items, _ = service.list_cases(db=desk.db, actor=desk.desk_a)
+    desk_items, _ = queries.list_cases(db=desk.db, actor=desk.desk_a)
     assert {mine.id, theirs.id} <= {c.id for c in desk_items}
     assert all(c.department_id == desk.dept_a.id for c in desk_items)
-    desk_b_items, _ = service.list_cases(db=desk.db, actor=desk.desk_b)
+    desk_b_items, _ = queries.list_cases(db=desk.db, actor=desk.desk_b)
     assert mine.id not in {c.id for c in desk_b_items}
     with pytest.raises(NotFound):
-        service.get_case(db=desk.db, case_id=mine.id, actor=desk.desk_b)
+        lifecycle.get_case(db=desk.db, case_id=mine.id, actor=desk.desk_b)
 
-    sup_items, _ = service.list_cases(db=desk.db, actor=desk.supervisor, limit=1000)
+    sup_items, _ = queries.list_cases(db=desk.db, actor=desk.supervisor, limit=1000)
     assert {mine.id, theirs.id, elsewhere.id} <= {c.id for c in sup_items}
 
-    firm_view = [e.kind for e in service.timeline(mine, desk.firm)]
-    staff_view = [e.kind for e in service.timeline(mine, desk.desk_a)]
+    firm_view = [e.kind for e in queries.timeline(mine, desk.firm)]
+    staff_view = [e.kind for e in queries.timeline(mine, desk.desk_a)]
     assert "return_requested" in staff_view and "return_requested" not in firm_view
     assert firm_view == ["submitted", "dispatched", "accepted"]
 
@@ -705,15 +712,15 @@ def test_role_scoping_of_lists_and_timelines(desk: Desk) -> None:
 def test_list_filters(desk: Desk) -> None:
     a = desk.submit(kind="complaint")
     b = desk.submit(kind="help")
-    desk.call(service.accept, b, desk.desk_a, MONDAY + _h(1))
-    F = service.CaseFilters
-    by_kind, _ = service.list_cases(db=desk.db, actor=desk.firm, filters=F(kind="help"))
+    desk.call(handling.accept, b, desk.desk_a, MONDAY + _h(1))
+    F = queries.CaseFilters
+    by_kind, _ = queries.list_cases(db=desk.db, actor=desk.firm, filters=F(kind="help"))
     assert [c.id for c in by_kind] == [b.id]
-    by_status, _ = service.list_cases(db=desk.db, actor=desk.firm, filters=F(status=["dispatched"]))
+    by_status, _ = queries.list_cases(db=desk.db, actor=desk.firm, filters=F(status=["dispatched"]))
     assert [c.id for c in by_status] == [a.id]
-    by_number, _ = service.list_cases(db=desk.db, actor=desk.firm, filters=F(q=b.number))
+    by_number, _ = queries.list_cases(db=desk.db, actor=desk.firm, filters=F(q=b.number))
     assert [c.id for c in by_number] == [b.id]
-    by_dept, _ = service.list_cases(db=desk.db, actor=desk.supervisor, filters=F(department_id=desk.dept_a.id))
+    by_dept, _ = queries.list_cases(db=desk.db, actor=desk.supervisor, filters=F(department_id=desk.dept_a.id))
     assert {a.id, b.id} <= {c.id for c in by_dept}
 
 
@@ -721,25 +728,25 @@ def test_queue_is_ordered_by_running_deadline_with_sla_colours(desk: Desk) -> No
     early = desk.submit(now=MONDAY)
     late = desk.submit(now=MONDAY + _h(2))
     contacted = desk.submit(now=MONDAY - _h(1))
-    desk.call(service.accept, contacted, desk.desk_a, MONDAY - _h(0.5))
-    desk.call(service.contact, contacted, desk.desk_a, MONDAY - _h(0.4))
-    items, _ = service.queue(db=desk.db, actor=desk.desk_a)
+    desk.call(handling.accept, contacted, desk.desk_a, MONDAY - _h(0.5))
+    desk.call(handling.contact, contacted, desk.desk_a, MONDAY - _h(0.4))
+    items, _ = queries.queue(db=desk.db, actor=desk.desk_a)
     ids = [c.id for c in items]
     # early's contact is due 11:00, late's 14:30 (after the lunch break); contacted runs on its reply (Thursday).
     assert ids.index(early.id) < ids.index(late.id) < ids.index(contacted.id)
-    view = service.sla_view(early, settings=desk.settings, now=MONDAY + dt.timedelta(minutes=50))
+    view = clock.sla_view(early, settings=desk.settings, now=MONDAY + dt.timedelta(minutes=50))
     assert (view.stage, view.state, view.colour) == ("contact", "due_soon", "green")
-    assert service.sla_view(early, settings=desk.settings, now=MONDAY).state == "on_track"
+    assert clock.sla_view(early, settings=desk.settings, now=MONDAY).state == "on_track"
     # Not contacted: yellow once late, orange after 3 working days past due, red after 5.
     states = {
-        d: service.sla_view(early, settings=desk.settings, now=dt.datetime(2026, 11, d, 11, 30, tzinfo=CST)).colour
+        d: clock.sla_view(early, settings=desk.settings, now=dt.datetime(2026, 11, d, 11, 30, tzinfo=CST)).colour
         for d in (23, 26, 30)
     }
     assert states == {23: "yellow", 26: "orange", 30: "red"}
-    overdue, _ = service.list_cases(
+    overdue, _ = queries.list_cases(
         db=desk.db,
         actor=desk.supervisor,
-        filters=service.CaseFilters(overdue=True),
+        filters=queries.CaseFilters(overdue=True),
         now=dt.datetime(2026, 11, 23, 12, 0, tzinfo=CST),
         limit=1000,
     )
@@ -749,12 +756,12 @@ def test_queue_is_ordered_by_running_deadline_with_sla_colours(desk: Desk) -> No
 
 def test_escalations_view_lists_reopened_cases(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="已办结")
-    items, _ = service.escalations(db=desk.db, actor=desk.supervisor, settings=desk.settings, limit=1000)
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="已办结")
+    items, _ = queries.escalations(db=desk.db, actor=desk.supervisor, settings=desk.settings, limit=1000)
     assert case not in items
-    desk.call(service.rate, case, desk.firm, MONDAY + _h(3), rating=Rating.dissatisfied)
-    items, _ = service.escalations(db=desk.db, actor=desk.supervisor, settings=desk.settings, limit=1000)
+    desk.call(outcome.rate, case, desk.firm, MONDAY + _h(3), rating=Rating.dissatisfied)
+    items, _ = queries.escalations(db=desk.db, actor=desk.supervisor, settings=desk.settings, limit=1000)
     assert case in items
 
 
@@ -764,41 +771,46 @@ def test_escalations_view_lists_reopened_cases(desk: Desk) -> None:
 def test_resolved_answer_is_promoted_to_the_faq_once(desk: Desk) -> None:
     case = desk.submit(kind="consultation", title="研发费用补助怎么申请", content="研发费用补助在哪里申请？")
     with pytest.raises(IllegalTransition):
-        service.promote_to_faq(db=desk.db, case_id=case.id, actor=desk.curator, now=MONDAY)
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="登录市科技业务管理系统在线申报。")
+        faq.promote_to_faq(db=desk.db, settings=desk.settings, case_id=case.id, actor=desk.curator, now=MONDAY)
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.resolve, case, desk.desk_a, MONDAY + _h(2), resolution="登录市科技业务管理系统在线申报。")
     with pytest.raises(NotFound):
-        service.promote_to_faq(db=desk.db, case_id=case.id, actor=desk.desk_b, now=MONDAY)
-    entry = service.promote_to_faq(
-        db=desk.db, case_id=case.id, actor=desk.curator, promote_in=PromoteIn(keywords=["研发费用"]), now=MONDAY + _h(3)
+        faq.promote_to_faq(db=desk.db, settings=desk.settings, case_id=case.id, actor=desk.desk_b, now=MONDAY)
+    entry = faq.promote_to_faq(
+        db=desk.db,
+        settings=desk.settings,
+        case_id=case.id,
+        actor=desk.curator,
+        promote_in=PromoteIn(keywords=["研发费用"]),
+        now=MONDAY + _h(3),
     )
     assert (entry.source, entry.case_id, entry.code) == ("promoted", case.id, f"faq-case-{case.id}")
     assert entry.question == "研发费用补助怎么申请" and entry.answer == "登录市科技业务管理系统在线申报。"
     assert entry.department_id == desk.dept_a.id and entry.active
     with pytest.raises(Conflict):
-        service.promote_to_faq(db=desk.db, case_id=case.id, actor=desk.supervisor, now=MONDAY + _h(4))
-    found, _ = service.list_faq(db=desk.db, actor=None, source="promoted", q="研发费用补助")
+        faq.promote_to_faq(
+            db=desk.db, settings=desk.settings, case_id=case.id, actor=desk.supervisor, now=MONDAY + _h(4)
+        )
+    found, _ = faq.list_faq(db=desk.db, actor=None, source="promoted", q="研发费用补助")
     assert entry in found
 
 
 def test_faq_curation_respects_departments(desk: Desk) -> None:
     from desk.schemas import FaqIn, FaqUpdate
 
-    entry = service.create_faq(
+    entry = faq.create_faq(
         db=desk.db, actor=desk.desk_a, faq_in=FaqIn(code="faq-t-1", question="问题一？", answer="答案一。")
     )
     assert entry.department_id == desk.dept_a.id and entry.source == "curated"
     with pytest.raises(PermissionDenied):
-        service.update_faq(db=desk.db, actor=desk.desk_b, faq_id=entry.id, faq_in=FaqUpdate(answer="改了"))
+        faq.update_faq(db=desk.db, actor=desk.desk_b, faq_id=entry.id, faq_in=FaqUpdate(answer="改了"))
     with pytest.raises(Conflict):
-        service.create_faq(
-            db=desk.db, actor=desk.curator, faq_in=FaqIn(code="faq-t-1", question="重复？", answer="重复。")
-        )
-    service.update_faq(db=desk.db, actor=desk.curator, faq_id=entry.id, faq_in=FaqUpdate(active=False))
+        faq.create_faq(db=desk.db, actor=desk.curator, faq_in=FaqIn(code="faq-t-1", question="重复？", answer="重复。"))
+    faq.update_faq(db=desk.db, actor=desk.curator, faq_id=entry.id, faq_in=FaqUpdate(active=False))
     with pytest.raises(NotFound):
-        service.get_faq(db=desk.db, faq_id=entry.id, actor=desk.firm)
-    assert service.get_faq(db=desk.db, faq_id=entry.id, actor=desk.desk_a) is entry
-    service.delete_faq(db=desk.db, actor=desk.desk_a, faq_id=entry.id)
+        faq.get_faq(db=desk.db, faq_id=entry.id, actor=desk.firm)
+    assert faq.get_faq(db=desk.db, faq_id=entry.id, actor=desk.desk_a) is entry
+    faq.delete_faq(db=desk.db, actor=desk.desk_a, faq_id=entry.id)
     assert desk.db.get(FaqEntry, entry.id) is None
 
 
@@ -813,8 +825,8 @@ def test_demo_faq_loads_once(db: Session) -> None:
 
 def test_events_are_append_only_records_of_every_change(desk: Desk) -> None:
     case = desk.submit()
-    desk.call(service.accept, case, desk.desk_a, MONDAY + _h(1))
-    desk.call(service.add_joint, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
+    desk.call(handling.accept, case, desk.desk_a, MONDAY + _h(1))
+    desk.call(handling.add_joint, case, desk.desk_a, MONDAY + _h(2), department_id=desk.dept_b.id)
     stored = desk.db.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)).all()
     assert [e.kind for e in stored] == ["submitted", "dispatched", "accepted", "joint_added"]
     assert all(e.at is not None and e.actor_role for e in stored)
