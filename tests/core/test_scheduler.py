@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2030, 1, 1, 8, 0, tzinfo=dt.UTC)
 TICK = "tests.core.test_scheduler:record_tick"
 WORKER_TTL = 2.0
-SETTINGS = Settings(env="test", secret_key="t" * 48)
+# These schedulers exist to run jobs (the API's default, HUIQI_SCHEDULER_ENABLED=false, only enqueues).
+SETTINGS = Settings(env="test", secret_key="t" * 48, scheduler_enabled=True)
 
 
 def record_tick(path: str, tag: str = "tick") -> None:
