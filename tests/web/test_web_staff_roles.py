@@ -117,7 +117,7 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
     suggestion = PolicyTagSuggestion(policy_id=policy.id, tag_id=tag.id, source="keyword", score=0.9)
     db.add(suggestion)
     case = _case(db, test_settings, dept.id, firm.id)
-    ids = {"policy_id": policy.id, "case_id": case.id, "suggestion_id": suggestion.id, "decision": "reject"}
+    ids = {"policy_id": policy.id, "case_id": case.id, "suggestion_id": tag.id, "decision": "reject"}
     path = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), template)
 
     def call() -> Any:
