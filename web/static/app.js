@@ -35,7 +35,8 @@
     var box = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest(".feedback") : null;
     pendingFeedback = box ? box.id : null;
   });
-  document.addEventListener("htmx:afterSettle", function () {
+  // afterSwap runs in the same task as the swap, so focus never lands on <body> in between.
+  document.addEventListener("htmx:afterSwap", function () {
     if (!pendingFeedback) { return; }
     var box = document.getElementById(pendingFeedback);
     pendingFeedback = null;
