@@ -303,7 +303,9 @@ def test_firm_signs_up_completes_profile_and_marks_a_recommendation_applied(page
     assert applied.get_attribute("aria-pressed") == "true"
     assert "已申报" in first.locator(".feedback-status").inner_text()
     # Focus stays on the choice (the box was replaced, the script puts focus back on the pressed button).
-    page.wait_for_function("document.activeElement && document.activeElement.textContent.trim() === '已申报'", timeout=5000)
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.textContent.trim() === '已申报'", timeout=5000
+    )
     shoot(page, "10-recommendations")
     with site.database.sessionmaker() as db:
         ent = db.scalar(select(Enterprise).where(Enterprise.credit_code == code))
