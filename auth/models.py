@@ -51,6 +51,9 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(40))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Every token carries the version it was issued under ("tv"); signing out everywhere, a password
+    # change, a role change or deactivation bumps it, and older tokens stop working on their next request.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,10 +13,37 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-do-not-use-in-production"
+# Secrets that were ever published (README, .env.example, old defaults): usable by the test suite only.
+PUBLISHED_SECRETS = frozenset({DEV_SECRET_KEY})
+SECRET_FILE = "secret_key"
 
 
 class InsecureSettingsError(RuntimeError):
-    """Raised when a non-development environment would start with a development secret."""
+    """Raised when the process would start with a published or too short secret."""
+
+
+def load_or_create_secret(var_dir: Path) -> str:
+    """Return the secret kept in var_dir/secret_key, making a random one (mode 0600) on first start.
+
+    Several processes may start at once (web workers, the worker): the file appears atomically,
+    complete, through a hard link of a finished temporary file, so every process reads the same secret.
+    """
+    path = var_dir / SECRET_FILE
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        tmp = var_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):  # another process made it first; use theirs
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text(encoding="ascii").strip()
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return value
 
 
 class Settings(BaseSettings):
@@ -22,11 +52,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUIQI_", env_file=".env", extra="ignore")
 
     env: Literal["development", "test", "production"] = Field(
-        "development", description="Deployment environment; anything but development refuses dev secrets."
+        "development",
+        description="Deployment environment: development creates the demo users; only test accepts the "
+        "published test secret.",
     )
     var_dir: Path = Field(Path("var"), description="Where the SQLite file, indexes and caches live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file under HUIQI_VAR_DIR.")
-    secret_key: str = Field(DEV_SECRET_KEY, description="Signs JWT tokens and unsubscribe links.")
+    secret_key: str = Field(
+        "",
+        description="Signs JWT tokens, CSRF tokens and unsubscribe links; empty = a random secret made on first "
+        "start and kept in HUIQI_VAR_DIR/secret_key (mode 0600). Published secrets are refused outside tests.",
+    )
     access_token_minutes: int = Field(480, description="Lifetime of a bearer token in minutes.")
     demo_users: bool = Field(True, description="Create the demo users with README passwords (development only).")
     host: str = Field("127.0.0.1", description="Address `huiqi serve` binds to.")
@@ -153,13 +189,19 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_dev_secret(self) -> Settings:
-        if self.env != "development" and self.secret_key == DEV_SECRET_KEY:
+    def _secure_secret(self) -> Settings:
+        if not self.secret_key:
+            # Tests sign with the published key unless they set one; everything else gets its own.
+            self.secret_key = DEV_SECRET_KEY if self.env == "test" else load_or_create_secret(self.var_dir)
+        if self.env == "test":
+            return self
+        if self.secret_key in PUBLISHED_SECRETS:
             raise InsecureSettingsError(
-                "HUIQI_SECRET_KEY must be set to a private value when HUIQI_ENV is not development"
+                "HUIQI_SECRET_KEY is a published value; unset it (a random one is kept in HUIQI_VAR_DIR/secret_key) "
+                "or set a private value of 32+ characters"
             )
-        if self.env != "development" and len(self.secret_key) < 32:
-            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside development")
+        if len(self.secret_key) < 32:
+            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside tests")
         return self
 
     @field_validator("push_reminder_days")

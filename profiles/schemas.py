@@ -167,6 +167,6 @@ class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     username: str = Field(min_length=3, max_length=60, pattern=r"^[A-Za-z0-9_.@-]+$", description="登录名")
-    password: str = Field(min_length=8, max_length=128, description="密码，至少8位")
+    password: str = Field(min_length=10, max_length=128, description="密码，至少10位，不能是常见密码或与登录名相同")
     display_name: str = Field(min_length=1, max_length=60, description="联系人姓名")
     enterprise: EnterpriseIn

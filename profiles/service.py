@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from auth import service as auth_service
 from auth.models import Role, User
+from auth.passwords import check_password_policy
 from auth.schemas import UserIn
 from auth.service import Principal
 from catalog import service as catalog_service
@@ -166,6 +167,7 @@ def delete_enterprise(*, db: Session, enterprise_id: int, actor: Principal) -> N
 
 def register(*, db: Session, register_in: RegisterIn) -> tuple[User, Enterprise]:
     """Register a firm: create its enterprise profile and its first user in one transaction."""
+    check_password_policy(register_in.password, username=register_in.username)
     ent = create_enterprise(db=db, enterprise_in=register_in.enterprise)
     user = auth_service.create_user(
         db=db,
