@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from auth import service
@@ -28,11 +28,16 @@ router = APIRouter()
 
 
 @router.post("/auth/token", response_model=Token, tags=["认证"], dependencies=[Depends(public)])
-def login(db: DbSession, settings: AppSettings, form: Annotated[OAuth2PasswordRequestForm, Depends()]):
-    """Exchange a username and password for a bearer token (OAuth2 password flow)."""
+def login(
+    request: Request, db: DbSession, settings: AppSettings, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+):
+    """Exchange a username and password for a bearer token (OAuth2 password flow); attempts are throttled."""
+    throttle = request.app.state.sign_in_throttle
+    throttle.attempt(username=form.username, client=request.client.host if request.client else "unknown")
     user = service.authenticate(db=db, username=form.username, password=form.password)
     if user is None:
         raise NotAuthenticated("用户名或密码错误", code="bad_credentials")
+    throttle.succeeded(username=form.username)
     return service.issue_token(settings=settings, user=user)
 
 

@@ -140,6 +140,18 @@ class Settings(BaseSettings):
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
     webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit and sign-in counters live (a `limits` storage URI): memory:// counts in each "
+        "process (several web workers each count apart); redis://host:6379 shares counts between processes.",
+    )
+    sign_in_account_limit: str = Field(
+        "8/15 minutes",
+        description="Sign-in attempts one account name may have in a moving window; a successful sign-in resets it.",
+    )
+    sign_in_client_limit: str = Field(
+        "40/15 minutes", description="Sign-in attempts one client address may make in a moving window."
+    )
     push_digest_time: str = Field(
         "09:00",
         pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
@@ -203,6 +215,17 @@ class Settings(BaseSettings):
         if len(self.secret_key) < 32:
             raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside tests")
         return self
+
+    @field_validator("sign_in_account_limit", "sign_in_client_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '8/15 minutes': {value}") from exc
+        return value
 
     @field_validator("push_reminder_days")
     @classmethod

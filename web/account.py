@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from auth import service as auth_service
 from auth.service import principal_for_user
 from core.deps import AppSettings, DbSession
-from core.errors import HuiqiError
+from core.errors import HuiqiError, TooManyRequests
 from profiles import service as profiles_service
 from profiles.schemas import RegisterIn
 from web import choices
@@ -60,7 +60,17 @@ def login(request: Request, db: DbSession, settings: AppSettings, visitor: WebVi
     values = form_values(form, ("username", "password", "next"))
     user = None
     if values["username"] and values["password"]:
+        throttle = request.app.state.sign_in_throttle
+        try:
+            throttle.attempt(username=values["username"], client=request.client.host if request.client else "unknown")
+        except TooManyRequests as exc:
+            context = {"next": safe_next(values["next"], ""), "username": values["username"], "error": exc.message}
+            response = render(request, "login.html", context, status_code=429)
+            response.headers.update(exc.headers or {})
+            return response
         user = auth_service.authenticate(db=db, username=values["username"], password=values["password"])
+        if user is not None:
+            throttle.succeeded(username=values["username"])
     if user is None:
         complete = bool(values["username"] and values["password"])
         return render(
