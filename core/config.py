@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     )
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
     webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
+    webhook_allow_hosts: str = Field(
+        "",
+        description="Host names and/or CIDR networks (comma-separated) firm webhooks may reach although they are "
+        "loopback, private or otherwise non-public, e.g. an intranet gateway; empty = public addresses only.",
+    )
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
     rate_limit_storage: str = Field(
         "memory://",

@@ -78,9 +78,17 @@ def read_preferences(db: DbSession, actor: EnterpriseUser):
 
 
 @router.put("/push/preferences", response_model=PreferencesOut, tags=["推送"])
-def save_preferences(db: DbSession, actor: EnterpriseUser, body: PreferencesIn):
-    """Change channels, frequency, quiet hours, weekly cap and contacts; fields left out are kept."""
-    return service.update_preferences(db=db, enterprise_id=actor.enterprise_id, prefs_in=body)  # type: ignore[arg-type]
+def save_preferences(db: DbSession, settings: AppSettings, actor: EnterpriseUser, body: PreferencesIn):
+    """Change channels, frequency, quiet hours, weekly cap and contacts; fields left out are kept.
+
+    A webhook URL must point at a public address (not loopback, private, link-local, multicast or reserved).
+    """
+    return service.update_preferences(
+        db=db,
+        enterprise_id=actor.enterprise_id,  # type: ignore[arg-type]
+        prefs_in=body,
+        guard=service.address_guard(settings),
+    )
 
 
 @router.get("/push/subscriptions", response_model=list[SubscriptionOut], tags=["推送"])

@@ -21,6 +21,7 @@ from auth.models import Role
 from core import security
 from core.deps import get_db
 from core.errors import ValidationFailed, install_error_handlers
+from core.netguard import AddressGuard
 from matcher import feedback as matcher_feedback
 from push import events, service
 from push.channels import WebhookChannel
@@ -30,6 +31,9 @@ from push.schemas import PreferencesIn, SubscriptionIn
 from tests import factories
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+# The test receivers listen on 127.0.0.1: admitted through the allow-list, as HUIQI_WEBHOOK_ALLOW_HOSTS would.
+LOCAL = AddressGuard("127.0.0.1/32")
 
 
 # ---------------------------------------------------------------- a real local HTTP server
@@ -80,7 +84,7 @@ def http_server() -> Iterator[_Server]:
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookChannel]:
-    with WebhookChannel(timeout=2.0) as channel:
+    with WebhookChannel(timeout=2.0, guard=LOCAL) as channel:
         yield channel
 
 
@@ -107,6 +111,7 @@ def _webhook_firm(db: Session, url: str):  # type: ignore[no-untyped-def]
         db=db,
         enterprise_id=firm.id,
         prefs_in=PreferencesIn(channels=["inbox", "webhook"], webhook_url=url, webhook_secret="whsec_test"),
+        guard=LOCAL,
     )
     return firm
 
