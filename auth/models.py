@@ -71,8 +71,15 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(12), unique=True)  # shown in listings to tell keys apart
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[Role] = mapped_column(_role_type)
+    # What the key may do within its role (auth.scopes.SCOPES), comma-separated, e.g. "desk:intake".
+    scopes: Mapped[str] = mapped_column(String(200), default="desk:intake", server_default="full")
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="RESTRICT"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
     last_used_at: Mapped[dt.datetime | None]
+
+    @property
+    def scope_list(self) -> list[str]:
+        """Return the key's scopes as a list."""
+        return [s for s in (self.scopes or "").split(",") if s]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from auth.models import Role
+
+
+ApiScope = Literal["desk:intake", "read", "full"]
 
 
 class Token(BaseModel):
@@ -71,6 +76,12 @@ class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=80, description="用途，例如 12345热线对接")
     role: Role = Role.desk
     department_id: int | None = None
+    scopes: list[ApiScope] = Field(
+        default_factory=lambda: ["desk:intake"],
+        min_length=1,
+        max_length=3,
+        description="权限范围：desk:intake（提交诉求、查看本密钥提交的诉求）、read（按角色只读）、full（按角色全部权限）",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -80,6 +91,7 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str
     role: Role
+    scopes: list[str] = Field(validation_alias=AliasChoices("scope_list", "scopes"), description="权限范围")
     department_id: int | None
     created_at: dt.datetime
     revoked_at: dt.datetime | None

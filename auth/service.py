@@ -26,6 +26,7 @@ class Principal:
     department_id: int | None = None
     enterprise_id: int | None = None
     via_api_key: bool = False
+    scopes: frozenset[str] = frozenset()  # an API key's scopes (auth.scopes); people are limited by role alone
 
     @property
     def is_staff(self) -> bool:
@@ -181,6 +182,7 @@ def create_api_key(*, db: Session, key_in: ApiKeyIn, actor: Principal) -> tuple[
         prefix=prefix,
         key_hash=digest,
         role=key_in.role,
+        scopes=",".join(dict.fromkeys(key_in.scopes)),
         department_id=key_in.department_id,
         created_by_id=actor.user_id,
     )
@@ -211,7 +213,14 @@ def principal_for_api_key(*, db: Session, plain: str) -> Principal | None:
     if key is None or key.revoked_at is not None:
         return None
     key.last_used_at = utcnow()
-    return Principal(id=key.id, role=key.role, name=key.name, department_id=key.department_id, via_api_key=True)
+    return Principal(
+        id=key.id,
+        role=key.role,
+        name=key.name,
+        department_id=key.department_id,
+        via_api_key=True,
+        scopes=frozenset(key.scope_list),
+    )
 
 
 def principal_for_token(*, db: Session, claims: dict) -> Principal | None:
