@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from auth.models import Role
-
 
 ApiScope = Literal["desk:intake", "read", "full"]
 

@@ -92,3 +92,35 @@ def test_key_list_shows_scopes_and_unknown_scopes_are_refused(client, world) -> 
         "/api/v1/api-keys", json={"name": "x", "role": "supervisor", "scopes": ["admin:all"]}, headers=world["admin"]
     )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"].startswith("scopes")
+
+
+def test_admin_key_page_creates_lists_scopes_and_revokes(db, client, test_settings, world) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from auth import service as auth_service
+    from web.deps import SESSION_COOKIE
+
+    admin = factories.make_user(db, role=Role.admin)
+    client.cookies.set(SESSION_COOKIE, auth_service.access_token_for(settings=test_settings, user=admin))
+    page = client.get("/admin/api-keys")
+    assert page.status_code == 200 and "权限范围" in page.text
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
+    form = {"csrf_token": csrf, "name": "12345热线", "role": "desk", "department_id": str(world["dept"].id)}
+    made = client.post("/admin/api-keys", data=form | {"scopes": ["desk:intake"]})
+    assert made.status_code == 201 and 'id="new-key"' in made.text
+    plain = re.search(r'<code id="new-key">([^<]+)</code>', made.text).group(1)
+    listed = client.get("/api/v1/api-keys", headers=world["admin"]).json()
+    assert listed[0]["scopes"] == ["desk:intake"] and plain.startswith(listed[0]["prefix"])
+    assert "desk:intake" in client.get("/admin/api-keys").text
+    refused = client.post("/admin/api-keys", data=form | {"scopes": ["everything"]})
+    assert refused.status_code == 422 and 'id="scopes-error"' in refused.text
+    # Revoking from the page stops the key at once.
+    assert client.get(f"{DESK}/cases", headers={"X-API-Key": plain}).status_code == 200
+    client.post("/admin/api-keys/revoke", data={"csrf_token": csrf, "key_id": str(listed[0]["id"])})
+    assert client.get(f"{DESK}/cases", headers={"X-API-Key": plain}).status_code == 401
+    # Other roles cannot open the page.
+    client.cookies.set(
+        SESSION_COOKIE,
+        auth_service.access_token_for(settings=test_settings, user=factories.make_user(db, role=Role.curator)),
+    )
+    assert client.get("/admin/api-keys", follow_redirects=False).status_code == 403
