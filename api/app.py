@@ -97,6 +97,7 @@ def create_app(
     app.state.matcher = matcher
     limit_storage = make_storage(settings.rate_limit_storage)
     app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute, storage=limit_storage, namespace="calc")
+    app.state.search_limiter = RateLimiter(settings.search_per_minute, storage=limit_storage, namespace="search")
     app.state.sign_in_throttle = SignInThrottle.from_settings(settings, limit_storage)
     install_error_handlers(app)
     for router in ROUTERS:

@@ -92,8 +92,13 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    # Forwarded headers are believed only from HUIQI_TRUSTED_PROXIES (none by default): otherwise any client
+    # could pick its own address (and so its rate-limit key) with X-Forwarded-For.
+    proxies = settings.trusted_proxies.strip()
     uvicorn.run(
         "api.main:app",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
         host=host or settings.host,
         port=port or settings.port,
         workers=None if reload else (workers or settings.web_workers),

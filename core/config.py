@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         "loopback, private or otherwise non-public, e.g. an intranet gateway; empty = public addresses only.",
     )
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
+    search_per_minute: int = Field(
+        30, ge=1, description="Anonymous policy searches (API and policy library) allowed per client per minute."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
+        "(passed to uvicorn as forwarded_allow_ips by `huiqi serve` and `huiqi run`); empty = none, the client "
+        "address is the connecting peer's. '*' trusts everyone (only behind a proxy that overwrites the header).",
+    )
     rate_limit_storage: str = Field(
         "memory://",
         description="Where rate-limit and sign-in counters live (a `limits` storage URI): memory:// counts in each "

@@ -19,6 +19,12 @@ from core.errors import TooManyRequests
 DEFAULT_MESSAGE = "请求过于频繁，请 {wait} 秒后再试"
 
 
+def client_key(request: object) -> str:
+    """Return the rate-limit key of a request: the peer address (uvicorn rewrites it only for trusted proxies)."""
+    client = getattr(request, "client", None)
+    return client.host if client else "unknown"
+
+
 def make_storage(uri: str) -> Storage:
     """Return the counter storage named by a `limits` storage URI (memory://, redis://…)."""
     return storage_from_string(uri)

@@ -80,3 +80,16 @@ def test_rate_limiter_retry_after_counts_down_to_the_window_end() -> None:
     else:
         raise AssertionError("third call in the window was allowed")
     limiter.check("b")  # other keys are independent
+
+
+def test_anonymous_search_is_rate_limited_signed_in_search_is_not(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    client.app.state.search_limiter = RateLimiter(2, namespace="search")  # HUIQI_SEARCH_PER_MINUTE=2
+    codes = [client.get("/api/v1/policies/search", params={"q": f"研发费用{i}"}).status_code for i in range(3)]
+    assert codes == [200, 200, 429]
+    refused = client.get("/api/v1/policies/search", params={"q": "研发"})
+    assert CHINESE.search(refused.json()["message"]) and int(refused.headers["Retry-After"]) >= 1
+    firm = auth_headers(Role.enterprise)
+    assert client.get("/api/v1/policies/search", params={"q": "研发"}, headers=firm).status_code == 200
+    # The policy library page embeds the same queries: limited the same way for anonymous visitors.
+    assert client.get("/policies", params={"q": "研发"}).status_code == 429
+    assert client.get("/policies").status_code == 200  # browsing without a query embeds nothing
