@@ -1,6 +1,7 @@
-"""The administrator's API key page: every key with its role, scopes and use, creating (the key shown once) and revoking.
+"""Security pages: the administrator's API keys (role, scopes, use; created with the key shown once, revoked),
+and the firm-claim queue where staff confirm or refuse registrations against firms already on the platform.
 
-Keys are made and revoked through auth.service, exactly as POST /api/v1/api-keys does.
+Both go through the services the API uses (auth.service, profiles.service).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from auth.service import Principal
 from catalog import service as catalog_service
 from core.deps import DbSession
 from core.errors import HuiqiError
+from profiles import service as profiles_service
+from profiles.router import claim_out
 from web.deps import WebAllow
 from web.forms import FormErrors, PageForm, form_list, form_values, keep
 from web.templating import WebRoute, redirect, register_nav, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Admin = Annotated[Principal, Depends(WebAllow(Role.admin))]
+FirmStaff = Annotated[Principal, Depends(WebAllow(Role.admin, Role.curator, Role.supervisor))]
 
 register_nav("API 密钥", "/admin/api-keys", (Role.admin,), order=170)
+register_nav("企业认领", "/staff/claims", (Role.admin, Role.curator, Role.supervisor), order=135)
 
 KEY_ROLES = (Role.desk, Role.supervisor, Role.curator, Role.admin)
 
@@ -84,3 +89,44 @@ def revoke_api_key(request: Request, db: DbSession, admin: Admin, form: PageForm
     if raw.isdigit():
         auth_service.revoke_api_key(db=db, key_id=int(raw))
     return redirect(request, "/admin/api-keys")
+
+
+# ---------------------------------------------------------------- firm claims
+
+
+def _claims_context(db, status: str) -> dict:  # type: ignore[no-untyped-def]
+    items, total = profiles_service.list_claims(db=db, status=status or None, limit=200)
+    return {
+        "claims": [claim_out(db, c) for c in items],
+        "total": total,
+        "status": status,
+        "statuses": profiles_service.CLAIM_STATUS_LABELS,
+    }
+
+
+@router.get("/staff/claims")
+def claims(request: Request, db: DbSession, staff: FirmStaff, status: str = "pending") -> Response:
+    """Registrations against firms already on the platform: confirm (the account becomes active) or refuse."""
+    status = status if status in profiles_service.CLAIM_STATUS_LABELS else "pending"
+    return render(request, "staff_claims.html", _claims_context(db, status))
+
+
+@router.post("/staff/claims/decide")
+def decide_claim(request: Request, db: DbSession, staff: FirmStaff, form: PageForm) -> Response:
+    """Approve or reject one claim (its id and the decision in the form)."""
+    values = form_values(form, ("claim_id", "decision", "note"))
+    raw = values["claim_id"] or ""
+    if raw.isdigit() and values["decision"] in ("approve", "reject"):
+        try:
+            profiles_service.decide_claim(
+                db=db,
+                claim_id=int(raw),
+                approve=values["decision"] == "approve",
+                actor=staff,
+                note=(values["note"] or "")[:200] or None,
+            )
+        except HuiqiError as exc:
+            db.rollback()
+            context = _claims_context(db, "pending") | {"error": exc.message}
+            return render(request, "staff_claims.html", context, status_code=exc.status_code)
+    return redirect(request, "/staff/claims")
