@@ -168,3 +168,19 @@ def test_demo_passwords_pass_the_policy() -> None:
 
     for username, password, *_ in DEMO_USERS:
         assert password_problem(password, username=username) is None, username
+
+
+def test_web_signup_shows_the_password_policy_by_the_field(client) -> None:  # type: ignore[no-untyped-def]
+    form = {
+        "csrf_token": _csrf(client),
+        "username": "webweak",
+        "password": "1234567890",
+        "password2": "1234567890",
+        "display_name": "张三",
+        "name": "中山市弱口令网页测试有限公司",
+        "credit_code": factories.credit_code(515151),
+    }
+    page = client.post("/signup", data=form, follow_redirects=False)
+    assert page.status_code == 422 and 'id="password-error"' in page.text and "常见" in page.text
+    same = client.post("/signup", data=form | {"password": "webweak", "password2": "webweak"}, follow_redirects=False)
+    assert same.status_code == 422 and 'id="password-error"' in same.text
