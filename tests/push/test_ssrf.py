@@ -155,3 +155,67 @@ def test_unresolvable_name_is_retried_not_sent(pinned: _PinnedResolver) -> None:
     with WebhookChannel(timeout=2.0, guard=AddressGuard()) as channel:
         result = channel.send(make_message(), WebhookRecipient("http://no-such-host.invalid/hook", SECRET))
     assert (result.ok, result.retryable) == (False, True) and "无法解析" in result.detail
+
+
+def _tls_receiver(tmp_path):  # type: ignore[no-untyped-def]
+    """A real HTTPS receiver on 127.0.0.1 whose certificate names hooks.firm.example (made with openssl)."""
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.firm.example"]
+        + ["-addext", "subjectAltName=DNS:hooks.firm.example", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    seen: dict[str, str | None] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format, *args):  # type: ignore[no-untyped-def]  # noqa: A002
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen["host"] = self.headers.get("Host")
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: seen.__setitem__("sni", name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server, cert, seen
+
+
+def test_https_delivery_to_the_pinned_address_keeps_sni_and_certificate_checks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    import httpx
+
+    server, cert, seen = _tls_receiver(tmp_path)
+    port = server.server_address[1]
+    try:
+        client = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), follow_redirects=False, timeout=5)
+        with WebhookChannel(timeout=5.0, client=client, guard=_PinnedResolver()) as channel:
+            result = channel.send(make_message(), WebhookRecipient(f"https://hooks.firm.example:{port}/ok", SECRET))
+        assert result.ok, result.detail
+        assert seen["sni"] == "hooks.firm.example" and seen["host"] == f"hooks.firm.example:{port}"
+        # The certificate is checked against the name, not the pinned address: another name fails.
+        other = AddressGuard("127.0.0.1/32")
+        with WebhookChannel(timeout=5.0, client=client, guard=other) as channel:
+            refused = channel.send(make_message(), WebhookRecipient(f"https://127.0.0.1:{port}/ok", SECRET))
+        assert not refused.ok
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
