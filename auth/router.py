@@ -62,11 +62,18 @@ def logout_everywhere(db: DbSession, actor: AnyUser) -> None:
 
 
 @router.post("/auth/password", response_model=Token, tags=["认证"])
-def change_password(db: DbSession, settings: AppSettings, actor: AnyUser, body: PasswordChangeIn):
-    """Change one's own password; other sessions end and a fresh token is returned."""
+def change_password(request: Request, db: DbSession, settings: AppSettings, actor: AnyUser, body: PasswordChangeIn):
+    """Change one's own password; other sessions end and a fresh token is returned.
+
+    Checking the current password counts as a sign-in attempt (throttled the same way).
+    """
+    user = service.get_user(db=db, user_id=_own_account(actor))
+    throttle = request.app.state.sign_in_throttle
+    throttle.attempt(username=user.username, client=request.client.host if request.client else "unknown")
     user = service.change_own_password(
-        db=db, user_id=_own_account(actor), current_password=body.current_password, new_password=body.new_password
+        db=db, user_id=user.id, current_password=body.current_password, new_password=body.new_password
     )
+    throttle.succeeded(username=user.username)
     return service.issue_token(settings=settings, user=user)
 
 

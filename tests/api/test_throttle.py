@@ -93,3 +93,14 @@ def test_anonymous_search_is_rate_limited_signed_in_search_is_not(client, auth_h
     # The policy library page embeds the same queries: limited the same way for anonymous visitors.
     assert client.get("/policies", params={"q": "研发"}).status_code == 429
     assert client.get("/policies").status_code == 200  # browsing without a query embeds nothing
+
+
+def test_guessing_the_current_password_on_password_change_is_throttled(db, client) -> None:  # type: ignore[no-untyped-def]
+    user = factories.make_user(db, role=Role.curator, password=PASSWORD)
+    bearer = {"Authorization": f"Bearer {_token(client, user.username, PASSWORD).json()['access_token']}"}
+    body = {"new_password": "Another-pass-2027"}
+    codes = [
+        client.post("/api/v1/auth/password", json=body | {"current_password": f"guess-{i}"}, headers=bearer).status_code
+        for i in range(9)
+    ]
+    assert codes == [422] * 8 + [429]
