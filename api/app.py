@@ -11,11 +11,12 @@ from fastapi import FastAPI
 
 from api.io_router import router as io_router
 from auth.router import router as auth_router
+from auth.throttle import SignInThrottle
 from catalog.router import router as catalog_router
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
-from core.ratelimit import RateLimiter
+from core.ratelimit import RateLimiter, make_storage
 from core.scheduler import start_in_process, stop_in_process
 from desk.router import router as desk_router
 from desk.stats_router import router as desk_stats_router
@@ -94,7 +95,10 @@ def create_app(
         # With a warm-up, the model loads in the background and no request waits for it.
         matcher.wait_for_model = not settings.warm_up
     app.state.matcher = matcher
-    app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute)
+    limit_storage = make_storage(settings.rate_limit_storage)
+    app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute, storage=limit_storage, namespace="calc")
+    app.state.search_limiter = RateLimiter(settings.search_per_minute, storage=limit_storage, namespace="search")
+    app.state.sign_in_throttle = SignInThrottle.from_settings(settings, limit_storage)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

@@ -92,8 +92,13 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    # Forwarded headers are believed only from HUIQI_TRUSTED_PROXIES (none by default): otherwise any client
+    # could pick its own address (and so its rate-limit key) with X-Forwarded-For.
+    proxies = settings.trusted_proxies.strip()
     uvicorn.run(
         "api.main:app",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
         host=host or settings.host,
         port=port or settings.port,
         workers=None if reload else (workers or settings.web_workers),
@@ -185,7 +190,7 @@ def demo(
 def users_create(
     role: Annotated[str, typer.Option(help="admin / curator / desk / supervisor / enterprise")],
     username: Annotated[str, typer.Option(help="登录名")],
-    password: Annotated[str, typer.Option(help="密码（至少8位）")],
+    password: Annotated[str, typer.Option(help="密码（至少10位，不能是常见密码或与登录名相同）")],
     display_name: Annotated[str | None, typer.Option(help="姓名")] = None,
     department: Annotated[str | None, typer.Option(help="业务专员所属部门编码")] = None,
     enterprise: Annotated[str | None, typer.Option(help="企业用户所属企业的统一社会信用代码")] = None,

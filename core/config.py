@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,10 +13,37 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-do-not-use-in-production"
+# Secrets that were ever published (README, .env.example, old defaults): usable by the test suite only.
+PUBLISHED_SECRETS = frozenset({DEV_SECRET_KEY})
+SECRET_FILE = "secret_key"
 
 
 class InsecureSettingsError(RuntimeError):
-    """Raised when a non-development environment would start with a development secret."""
+    """Raised when the process would start with a published or too short secret."""
+
+
+def load_or_create_secret(var_dir: Path) -> str:
+    """Return the secret kept in var_dir/secret_key, making a random one (mode 0600) on first start.
+
+    Several processes may start at once (web workers, the worker): the file appears atomically,
+    complete, through a hard link of a finished temporary file, so every process reads the same secret.
+    """
+    path = var_dir / SECRET_FILE
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        tmp = var_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):  # another process made it first; use theirs
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text(encoding="ascii").strip()
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return value
 
 
 class Settings(BaseSettings):
@@ -22,11 +52,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUIQI_", env_file=".env", extra="ignore")
 
     env: Literal["development", "test", "production"] = Field(
-        "development", description="Deployment environment; anything but development refuses dev secrets."
+        "development",
+        description="Deployment environment: development creates the demo users; only test accepts the "
+        "published test secret.",
     )
     var_dir: Path = Field(Path("var"), description="Where the SQLite file, indexes and caches live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file under HUIQI_VAR_DIR.")
-    secret_key: str = Field(DEV_SECRET_KEY, description="Signs JWT tokens and unsubscribe links.")
+    secret_key: str = Field(
+        "",
+        description="Signs JWT tokens, CSRF tokens and unsubscribe links; empty = a random secret made on first "
+        "start and kept in HUIQI_VAR_DIR/secret_key (mode 0600). Published secrets are refused outside tests.",
+    )
     access_token_minutes: int = Field(480, description="Lifetime of a bearer token in minutes.")
     demo_users: bool = Field(True, description="Create the demo users with README passwords (development only).")
     host: str = Field("127.0.0.1", description="Address `huiqi serve` binds to.")
@@ -103,7 +139,33 @@ class Settings(BaseSettings):
     )
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
     webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
+    webhook_allow_hosts: str = Field(
+        "",
+        description="Host names and/or CIDR networks (comma-separated) firm webhooks may reach although they are "
+        "loopback, private or otherwise non-public, e.g. an intranet gateway; empty = public addresses only.",
+    )
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
+    search_per_minute: int = Field(
+        30, ge=1, description="Anonymous policy searches (API and policy library) allowed per client per minute."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
+        "(passed to uvicorn as forwarded_allow_ips by `huiqi serve` and `huiqi run`); empty = none, the client "
+        "address is the connecting peer's. '*' trusts everyone (only behind a proxy that overwrites the header).",
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit and sign-in counters live (a `limits` storage URI): memory:// counts in each "
+        "process (several web workers each count apart); redis://host:6379 shares counts between processes.",
+    )
+    sign_in_account_limit: str = Field(
+        "8/15 minutes",
+        description="Sign-in attempts one account name may have in a moving window; a successful sign-in resets it.",
+    )
+    sign_in_client_limit: str = Field(
+        "40/15 minutes", description="Sign-in attempts one client address may make in a moving window."
+    )
     push_digest_time: str = Field(
         "09:00",
         pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
@@ -153,14 +215,31 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_dev_secret(self) -> Settings:
-        if self.env != "development" and self.secret_key == DEV_SECRET_KEY:
+    def _secure_secret(self) -> Settings:
+        if not self.secret_key:
+            # Tests sign with the published key unless they set one; everything else gets its own.
+            self.secret_key = DEV_SECRET_KEY if self.env == "test" else load_or_create_secret(self.var_dir)
+        if self.env == "test":
+            return self
+        if self.secret_key in PUBLISHED_SECRETS:
             raise InsecureSettingsError(
-                "HUIQI_SECRET_KEY must be set to a private value when HUIQI_ENV is not development"
+                "HUIQI_SECRET_KEY is a published value; unset it (a random one is kept in HUIQI_VAR_DIR/secret_key) "
+                "or set a private value of 32+ characters"
             )
-        if self.env != "development" and len(self.secret_key) < 32:
-            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside development")
+        if len(self.secret_key) < 32:
+            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside tests")
         return self
+
+    @field_validator("sign_in_account_limit", "sign_in_client_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '8/15 minutes': {value}") from exc
+        return value
 
     @field_validator("push_reminder_days")
     @classmethod

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from auth.deps import Allow, PublicUser, public
 from auth.models import Role
+from auth.scopes import DESK_INTAKE
 from auth.service import Principal
 from core.config import Settings
 from core.deps import AppSettings, DbSession, Paging, ReleasedReads, writes_in_stages
@@ -49,7 +50,13 @@ router = APIRouter(prefix="/desk")
 TAGS = ["服务台"]
 
 # Who may call what.
-Submitter = Annotated[Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin))]
+# API keys with the `desk:intake` scope (12345 hotline) may file cases and read the ones they filed, nothing else.
+Submitter = Annotated[
+    Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin, scopes=(DESK_INTAKE,)))
+]
+IntakeReader = Annotated[
+    Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin, scopes=(DESK_INTAKE,)))
+]
 CaseReader = Annotated[Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin))]
 Firm = Annotated[Principal, Depends(Allow(Role.enterprise))]
 Handler = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin))]
@@ -165,7 +172,7 @@ def submit_case(
 def list_cases(
     db: DbSession,
     settings: AppSettings,
-    actor: CaseReader,
+    actor: IntakeReader,
     paging: Paging,
     status: Annotated[list[str] | None, Query(description="状态，可多选")] = None,
     kind: Kind | None = None,
@@ -252,7 +259,7 @@ def channels() -> dict[str, str]:
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, tags=TAGS)
-def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int):
+def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id: int):
     """A case with its departments, pauses and timeline (firms see only the events meant for them)."""
     return _full(db, lifecycle.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
 

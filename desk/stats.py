@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auth.models import Role
 from catalog.models import Department
 from core.config import Settings
 from core.db import utcnow
@@ -104,6 +105,12 @@ class DeskStats(BaseModel):
     reopened: int = Field(0, description="重新办理过的件数")
     escalations: dict[str, int] = Field(default_factory=dict, description="达到各级预警的件数（按最高级）")
     departments: list[DepartmentStats] = Field(default_factory=list, description="分部门统计（考核表）")
+
+
+# Who may read desk figures: the statistics and monthly report API, hot topics, and the dashboard's desk panel
+# all use this one list. Curators read them site-wide (where firms struggle with policies is what they
+# fix); desk officers their own department only; firms never.
+STATS_ROLES = (Role.desk, Role.supervisor, Role.admin, Role.curator)
 
 
 def _rate(part: int, whole: int) -> float | None:

@@ -1,7 +1,7 @@
 """HTTP routes for desk statistics, the monthly XLSX report, hot topics and the 12345 import.
 
-Supervisors and admins see the whole site; a desk officer sees their own department only (asking for
-another department is refused). Curators may read hot topics, whose policy list is meant for them.
+Supervisors, admins and curators see the whole site; a desk officer sees their own department only (asking
+for another department is refused). The same roles (desk.stats.STATS_ROLES) see the dashboard's desk panel.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from desk import topics as desk_topics
 router = APIRouter(prefix="/desk")
 TAGS = ["服务台统计"]
 
-StatsReader = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin))]
-TopicsReader = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin, Role.curator))]
+# One permission for desk figures, shared with the dashboard (desk.stats.STATS_ROLES).
+StatsReader = Annotated[Principal, Depends(Allow(*desk_stats.STATS_ROLES))]
+TopicsReader = StatsReader
 Importer = Annotated[Principal, Depends(Allow(Role.supervisor, Role.admin))]
 DepartmentParam = Annotated[int | None, Query(description="只统计此部门（业务专员只能看本部门）")]
 

@@ -15,6 +15,7 @@ from catalog import service as catalog_service
 from core import events
 from core.deps import AppDatabase, AppSettings, DbSession, PageParams, Paging, reads_only
 from core.errors import FieldError, NotFound, ValidationFailed
+from core.ratelimit import client_key
 from core.responses import json_response
 from core.schemas import Page
 from matcher import calculator, export, feedback, jobs, lists, recommend, runs, search, suggestions
@@ -218,7 +219,7 @@ def policy_calculator(
     actor: PublicUser,
 ):
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out; no account needed."""
-    request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
+    request.app.state.calculator_limiter.check(client_key(request))
     data = body.model_dump(exclude={"limit"}, exclude_none=True)
     if body.qualifications:
         resolved = []
@@ -245,15 +246,19 @@ def policy_calculator(
     return json_response({"items": [_recommendation(r, today) for r in items], "changes": _changes(changes)})
 
 
-@router.get("/policies/search", response_model=list[SearchHitOut], tags=["匹配"], dependencies=[Depends(public)])
+@router.get("/policies/search", response_model=list[SearchHitOut], tags=["匹配"])
 def search_policies(
+    request: Request,
     db: DbSession,
     matcher: MatcherDep,
+    actor: PublicUser,
     q: Annotated[str, Query(min_length=1, max_length=200, description="自然语言或关键词，繁简均可")],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
 ):
-    """Search published policies by meaning and by words (hybrid)."""
+    """Search published policies by meaning and by words (hybrid); anonymous callers are rate-limited."""
+    if actor is None:
+        request.app.state.search_limiter.check(client_key(request))
     today = dt.date.today()
     hits = search.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
     return json_response(

@@ -14,7 +14,15 @@ from core.deps import AppSettings, DbSession, Paging
 from core.schemas import Page
 from core.text import mask_name, mask_phone
 from profiles import service
-from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseOut, EnterpriseUpdate, RegisterIn
+from profiles.schemas import (
+    ClaimDecisionIn,
+    ClaimOut,
+    EnterpriseFilters,
+    EnterpriseIn,
+    EnterpriseOut,
+    EnterpriseUpdate,
+    RegisterIn,
+)
 
 router = APIRouter()
 
@@ -30,9 +38,50 @@ def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-unty
 
 @router.post("/auth/register", response_model=Token, status_code=201, tags=["认证"], dependencies=[Depends(public)])
 def register(db: DbSession, settings: AppSettings, register_in: RegisterIn):
-    """Register a firm: its profile and its first user, then sign in."""
+    """Register a firm: its profile and its first user, then sign in.
+
+    The answer is the same whether or not the credit code is already registered: for a known code the
+    account waits (inactive) for staff to confirm the claim (GET /enterprise-claims).
+    """
     user, _ = service.register(db=db, register_in=register_in)
     return auth_service.issue_token(settings=settings, user=user)
+
+
+def claim_out(db, claim) -> ClaimOut:  # type: ignore[no-untyped-def]
+    """Shape a claim with its firm and account names."""
+    out = ClaimOut.model_validate(claim)
+    out.enterprise_name = claim.enterprise.name if claim.enterprise else None
+    out.credit_code = claim.enterprise.credit_code if claim.enterprise else None
+    user = auth_service.get_user(db=db, user_id=claim.user_id) if claim.user_id else None
+    out.username = user.username if user else None
+    out.status_label = service.CLAIM_STATUS_LABELS.get(claim.status, claim.status)
+    return out
+
+
+@router.get("/enterprise-claims", response_model=Page[ClaimOut], tags=["企业"])
+def list_claims(
+    db: DbSession,
+    actor: FirmStaff,
+    paging: Paging,
+    status: Annotated[str | None, Query(pattern="^(pending|approved|rejected)$")] = "pending",
+):
+    """Registrations against firms already on the platform, waiting for staff to confirm (pending by default)."""
+    items, total = service.list_claims(db=db, status=status, offset=paging.offset, limit=paging.page_size)
+    return Page(items=[claim_out(db, c) for c in items], total=total, page=paging.page, page_size=paging.page_size)
+
+
+@router.post("/enterprise-claims/{claim_id}/approve", response_model=ClaimOut, tags=["企业"])
+def approve_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None):
+    """Confirm a claim: the account becomes active for the firm."""
+    claim = service.decide_claim(db=db, claim_id=claim_id, approve=True, actor=actor, note=body.note if body else None)
+    return claim_out(db, claim)
+
+
+@router.post("/enterprise-claims/{claim_id}/reject", response_model=ClaimOut, tags=["企业"])
+def reject_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None):
+    """Refuse a claim: the account stays inactive."""
+    claim = service.decide_claim(db=db, claim_id=claim_id, approve=False, actor=actor, note=body.note if body else None)
+    return claim_out(db, claim)
 
 
 @router.get("/enterprises", response_model=Page[EnterpriseOut], tags=["企业"])

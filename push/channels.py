@@ -35,10 +35,12 @@ from decimal import Decimal
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
+from http import HTTPStatus
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
+from core.netguard import AddressGuard, Unresolvable, UnsafeAddress
 from core.text import mask_phone
 
 log = logging.getLogger(__name__)
@@ -281,6 +283,11 @@ def feishu_sign(secret: str, timestamp: int) -> str:
 # ---------------------------------------------------------------- webhook payloads
 
 
+def _snippet(text: str, limit: int = 200) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -355,11 +362,6 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _snippet(text: str, limit: int = 200) -> str:
-    text = _one_line(text)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _retry_after(response: httpx.Response) -> dt.timedelta | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -411,24 +413,28 @@ def _classify_response(response: httpx.Response, *, fmt: str) -> DeliveryResult:
         if fmt in _BOT_RATE_LIMITED:
             error = _bot_error(fmt, response)
             if error is not None:
-                code, msg = error
+                code, _ = error
+                # Only the numeric code is kept: nothing the remote side wrote is stored or shown.
                 if code in _BOT_RATE_LIMITED[fmt]:
-                    return _retry(f"机器人限流（错误码 {code}：{_snippet(msg)}），稍后重试", status_code=status)
-                return _dead(f"机器人拒绝消息（错误码 {code}：{_snippet(msg)}）", status_code=status)
+                    return _retry(f"机器人限流（错误码 {code}），稍后重试", status_code=status)
+                return _dead(f"机器人拒绝消息（错误码 {code}）", status_code=status)
             return _sent(f"机器人已接收（HTTP {status}）", status_code=status)
         return _sent(f"接收方已确认（HTTP {status}）", status_code=status, provider_id=_provider_id(response))
-    body = _snippet(response.text)
+    # The status code and its standard phrase only: the remote body (which an internal service could fill
+    # with anything) is never stored in last_error nor shown to staff.
+    shown = _status_text(status)
     if status in (408, 429) or status >= 500:
-        return _retry(
-            f"接收方暂时不可用（HTTP {status}）：{body}" if body else f"接收方暂时不可用（HTTP {status}）",
-            status_code=status,
-            retry_after=_retry_after(response),
-        )
+        return _retry(f"接收方暂时不可用（{shown}）", status_code=status, retry_after=_retry_after(response))
     if 300 <= status < 400:
-        return _dead(f"接收地址返回重定向（HTTP {status}），请改为配置最终地址", status_code=status)
-    return _dead(
-        f"接收方拒绝请求（HTTP {status}）：{body}" if body else f"接收方拒绝请求（HTTP {status}）", status_code=status
-    )
+        return _dead(f"接收地址返回重定向（{shown}），请改为配置最终地址", status_code=status)
+    return _dead(f"接收方拒绝请求（{shown}）", status_code=status)
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
 
 
 # ---------------------------------------------------------------- webhook channel
@@ -446,10 +452,13 @@ class WebhookChannel:
         user_agent: str = DEFAULT_USER_AGENT,
         client: httpx.Client | None = None,
         format: WebhookFormat = "huiqi",
+        guard: AddressGuard | None = None,
     ) -> None:
         if format not in WEBHOOK_FORMATS:
             raise ValueError(f"unknown webhook format {format!r}; expected one of {WEBHOOK_FORMATS}")
         self.timeout = timeout
+        # Recipients' URLs come from firms: only public addresses (plus HUIQI_WEBHOOK_ALLOW_HOSTS) are reached.
+        self.guard = guard or AddressGuard()
         self.user_agent = user_agent
         self.format = format
         self._owns_client = client is None
@@ -488,7 +497,13 @@ class WebhookChannel:
             ts = int(now.timestamp())
             payload = {"timestamp": str(ts), "sign": feishu_sign(recipient.secret, ts), **payload}
         return self._post(
-            url, secret=recipient.secret, payload=payload, delivery_id=message.idempotency_key, now=now, fmt=fmt
+            url,
+            secret=recipient.secret,
+            payload=payload,
+            delivery_id=message.idempotency_key,
+            now=now,
+            fmt=fmt,
+            guard=self.guard,
         )
 
     def post(
@@ -500,8 +515,13 @@ class WebhookChannel:
         delivery_id: str,
         now: dt.datetime | None = None,
     ) -> DeliveryResult:
-        """POST any JSON payload with the Huiqi headers and signature, and classify the answer."""
-        return self._post(url, secret=secret, payload=payload, delivery_id=delivery_id, now=now, fmt="huiqi")
+        """POST any JSON payload with the Huiqi headers and signature, and classify the answer.
+
+        For operator-configured endpoints (the SMS gateway), which may well be internal: no address guard.
+        """
+        return self._post(
+            url, secret=secret, payload=payload, delivery_id=delivery_id, now=now, fmt="huiqi", guard=None
+        )
 
     def _post(
         self,
@@ -512,9 +532,23 @@ class WebhookChannel:
         delivery_id: str,
         now: dt.datetime | None,
         fmt: str,
+        guard: AddressGuard | None,
     ) -> DeliveryResult:
         if not _is_http_url(url):
             return _dead("Webhook 地址无效：须以 http:// 或 https:// 开头并包含主机名")
+        host = urllib.parse.urlsplit(url).hostname
+        target_url, extra_headers, extensions = url, {}, {}
+        if guard is not None:
+            # Resolve and check now, then connect to the checked address (DNS rebinding cannot swap it).
+            try:
+                target = guard.check_url(url)
+            except UnsafeAddress as exc:
+                return _dead(f"Webhook 地址不可用：{exc}")
+            except Unresolvable as exc:
+                return _retry(f"Webhook 地址暂时不可用：{exc}")
+            target_url, extra_headers = target.url, {"Host": target.host_header}
+            if url.lower().startswith("https:"):
+                extensions = {"sni_hostname": target.host}
         try:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode()
         except (TypeError, ValueError) as exc:
@@ -528,9 +562,11 @@ class WebhookChannel:
         }
         if secret:
             headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
-        host = urllib.parse.urlsplit(url).hostname
+        headers.update(extra_headers)
         try:
-            response = self._client.post(url, content=body, headers=headers, timeout=self.timeout)
+            response = self._client.post(
+                target_url, content=body, headers=headers, timeout=self.timeout, extensions=extensions
+            )
         except httpx.TimeoutException:
             result = _retry(f"请求超时：{self.timeout:g} 秒内未收到 {host} 的应答")
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from core import scheduler
 from core.config import Settings, get_settings
 from core.db import get_database, session_scope, utcnow
+from core.netguard import AddressGuard
 from core.scheduler import registry
 from push import notify, service
 from push.channels import Channel, EmailChannel, SmsChannel, WebhookChannel
@@ -42,7 +43,7 @@ def build_channels(settings: Settings) -> tuple[dict[str, Channel], list[Webhook
     Returns the channels and the webhook clients to close afterwards.
     """
     timeout = float(getattr(settings, "webhook_timeout", 5.0) or 5.0)
-    webhook = WebhookChannel(timeout=timeout)
+    webhook = WebhookChannel(timeout=timeout, guard=AddressGuard(getattr(settings, "webhook_allow_hosts", "") or ""))
     channels: dict[str, Channel] = {"webhook": webhook}
     smtp_host = getattr(settings, "smtp_host", None)
     smtp_sender = getattr(settings, "smtp_sender", None)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from auth.deps import CuratorUser, EnterpriseUser, FirmStaff, public
 from core.deps import AppSettings, DbSession, Paging
+from core.errors import HuiqiError
 from core.schemas import Page
 from push import events, service, stats, targeting
 from push.schemas import (
@@ -78,9 +81,17 @@ def read_preferences(db: DbSession, actor: EnterpriseUser):
 
 
 @router.put("/push/preferences", response_model=PreferencesOut, tags=["推送"])
-def save_preferences(db: DbSession, actor: EnterpriseUser, body: PreferencesIn):
-    """Change channels, frequency, quiet hours, weekly cap and contacts; fields left out are kept."""
-    return service.update_preferences(db=db, enterprise_id=actor.enterprise_id, prefs_in=body)  # type: ignore[arg-type]
+def save_preferences(db: DbSession, settings: AppSettings, actor: EnterpriseUser, body: PreferencesIn):
+    """Change channels, frequency, quiet hours, weekly cap and contacts; fields left out are kept.
+
+    A webhook URL must point at a public address (not loopback, private, link-local, multicast or reserved).
+    """
+    return service.update_preferences(
+        db=db,
+        enterprise_id=actor.enterprise_id,  # type: ignore[arg-type]
+        prefs_in=body,
+        guard=service.address_guard(settings),
+    )
 
 
 @router.get("/push/subscriptions", response_model=list[SubscriptionOut], tags=["推送"])
@@ -102,16 +113,58 @@ def unsubscribe_one(db: DbSession, actor: EnterpriseUser, subscription_id: int) 
     return Response(status_code=204)
 
 
-@router.get("/push/unsubscribe", response_model=UnsubscribeOut, tags=["推送"], dependencies=[Depends(public)])
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    """A minimal standalone Chinese page (the unsubscribe link is opened from mail, outside the site's pages)."""
+    return HTMLResponse(
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)} · 惠企</title></head><body><main><h1>{html.escape(title)}</h1>{body}</main>"
+        "</body></html>",
+        status_code=status_code,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"},
+    )
+
+
+@router.get("/push/unsubscribe", response_class=HTMLResponse, tags=["推送"], dependencies=[Depends(public)])
 def unsubscribe_link(db: DbSession, settings: AppSettings, token: Annotated[str, Query(max_length=300)]):
-    """Follow a signed unsubscribe link from an email or SMS and confirm in Chinese; no sign-in needed."""
-    return service.unsubscribe(db=db, settings=settings, token=token)
+    """Open a signed unsubscribe link: a confirmation page; nothing changes until its button is pressed.
+
+    Mail scanners and link previews fetch links with GET; only the POST (the button, or a mail client's
+    RFC 8058 one-click request) unsubscribes.
+    """
+    try:
+        what = service.describe_unsubscribe(db=db, settings=settings, token=token)
+    except HuiqiError as exc:
+        return _page("退订链接无效", f"<p>{html.escape(exc.message)}</p>", status_code=exc.status_code)
+    action = "/api/v1/push/unsubscribe?token=" + urllib.parse.quote(token, safe="")
+    return _page(
+        "确认退订",
+        f"<p>您将{html.escape(what)}。</p>"
+        f'<form method="post" action="{html.escape(action, quote=True)}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">确认退订</button></form>'
+        "<p>如果不想退订，关闭本页即可，不会有任何改变。</p>",
+    )
 
 
 @router.post("/push/unsubscribe", response_model=UnsubscribeOut, tags=["推送"], dependencies=[Depends(public)])
-def unsubscribe_one_click(db: DbSession, settings: AppSettings, token: Annotated[str, Query(max_length=300)]):
-    """RFC 8058 one-click unsubscribe (List-Unsubscribe-Post) by a mail client."""
-    return service.unsubscribe(db=db, settings=settings, token=token)
+def unsubscribe_one_click(
+    request: Request, db: DbSession, settings: AppSettings, token: Annotated[str, Query(max_length=300)]
+):
+    """Unsubscribe: RFC 8058 one-click (List-Unsubscribe-Post) by a mail client, or the confirmation page's button.
+
+    A browser (asking for HTML) gets a Chinese page; programs get JSON.
+    """
+    wants_html = "text/html" in request.headers.get("accept", "")
+    try:
+        result = service.unsubscribe(db=db, settings=settings, token=token)
+    except HuiqiError as exc:
+        if wants_html:
+            return _page("退订链接无效", f"<p>{html.escape(exc.message)}</p>", status_code=exc.status_code)
+        raise
+    if wants_html:
+        return _page("已退订", f"<p>{html.escape(result['message'])}</p>")
+    return result
 
 
 @router.post("/policies/{policy_id}/push", response_model=FanOutOut, tags=["推送"])

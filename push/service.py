@@ -45,6 +45,7 @@ from core import security
 from core.config import Settings
 from core.db import utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
+from core.netguard import AddressGuard, Unresolvable, UnsafeAddress
 from core.text import normalize
 from matcher import batch as matcher_batch
 from matcher import eligibility
@@ -161,8 +162,19 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
-def update_preferences(*, db: Session, enterprise_id: int, prefs_in: PreferencesIn) -> PushPreference:
-    """Change a firm's preferences (only the fields given), checking channels against their contacts."""
+def address_guard(settings: object) -> AddressGuard:
+    """Return the guard firm webhook URLs are checked with (public addresses plus HUIQI_WEBHOOK_ALLOW_HOSTS)."""
+    return AddressGuard(getattr(settings, "webhook_allow_hosts", "") or "")
+
+
+def update_preferences(
+    *, db: Session, enterprise_id: int, prefs_in: PreferencesIn, guard: AddressGuard | None = None
+) -> PushPreference:
+    """Change a firm's preferences (only the fields given), checking channels against their contacts.
+
+    A new webhook URL is resolved and refused when it points at a loopback, private, link-local, multicast,
+    reserved or unspecified address (unless `guard`'s allow-list admits it); deliveries check it again.
+    """
     current = get_preferences(db=db, enterprise_id=enterprise_id)
     data = prefs_in.model_dump(exclude_unset=True)
     merged = {
@@ -217,6 +229,15 @@ def update_preferences(*, db: Session, enterprise_id: int, prefs_in: Preferences
         parts = urllib.parse.urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             errors.append(FieldError("webhook_url", "Webhook 地址须以 http:// 或 https:// 开头并包含主机名"))
+        elif "webhook_url" in data:
+            try:
+                (guard or AddressGuard()).check_url(webhook_url)
+            except UnsafeAddress as exc:
+                errors.append(FieldError("webhook_url", f"Webhook {exc}", "unsafe_address"))
+            except Unresolvable:
+                pass  # a name that does not resolve yet; every delivery resolves and checks it again
+            except ValueError:
+                errors.append(FieldError("webhook_url", "Webhook 地址格式不正确"))
     elif "webhook" in channels:
         errors.append(FieldError("webhook_url", "选择 Webhook 推送时必须填写地址", "required"))
     fmt = merged["webhook_format"] or "huiqi"
@@ -884,8 +905,7 @@ def unsubscribe_url(*, settings: Settings, enterprise_id: int, scope: str, base_
     return f"{base_url.rstrip('/')}/api/v1/push/unsubscribe?token={urllib.parse.quote(token, safe='')}"
 
 
-def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any]:
-    """Apply a signed unsubscribe link: stop one subscription or every push beyond the inbox; idempotent."""
+def _verified(settings: Settings, token: str) -> tuple[int, str]:
     verified = verify_unsubscribe_token(settings=settings, token=token)
     if verified is None:
         raise ValidationFailed(
@@ -893,7 +913,24 @@ def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any
             code="invalid_unsubscribe_token",
             errors=[FieldError("token", "退订链接无效或已被篡改")],
         )
-    enterprise_id, scope = verified
+    return verified
+
+
+def describe_unsubscribe(*, db: Session, settings: Settings, token: str) -> str:
+    """Say in Chinese what a signed unsubscribe link would stop, changing nothing (the confirmation page)."""
+    enterprise_id, scope = _verified(settings, token)
+    if scope == "all":
+        return "退订惠企的全部政策推送（站内信仍会保留）"
+    sub = db.get(Subscription, int(scope.removeprefix("sub:")))
+    if sub is None or sub.enterprise_id != enterprise_id:
+        raise NotFound("订阅不存在或已删除", code="subscription_not_found")
+    label = "政策分类" if sub.kind == "category" else "关键词"
+    return f"退订{label}“{sub.value}”的推送"
+
+
+def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any]:
+    """Apply a signed unsubscribe link: stop one subscription or every push beyond the inbox; idempotent."""
+    enterprise_id, scope = _verified(settings, token)
     if scope == "all":
         pref = db.get(PushPreference, enterprise_id)
         if pref is None:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from core.deps import DbSession
+from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError
 from matcher import feedback as matcher_feedback
 from matcher import recommend as matcher_recommend
@@ -343,13 +343,18 @@ def preferences(request: Request, db: DbSession, firm: WebFirm) -> Response:
 
 
 @router.post("/preferences")
-def save_preferences(request: Request, db: DbSession, firm: WebFirm, form: PageForm) -> Response:
+def save_preferences(request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, form: PageForm) -> Response:
     """Save push preferences through the push service; its Chinese messages are shown by each field."""
     values = form_values(form, PREFERENCE_FIELDS)
     values["channels"] = form_list(form, "channels")
     try:
         prefs_in = PreferencesIn(**values)
-        push_service.update_preferences(db=db, enterprise_id=firm.enterprise_id, prefs_in=prefs_in)
+        push_service.update_preferences(
+            db=db,
+            enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+            prefs_in=prefs_in,
+            guard=push_service.address_guard(settings),
+        )
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc)
     except HuiqiError as exc:

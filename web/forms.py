@@ -34,6 +34,9 @@ FIELD_LABELS = {
     "webhook_url": "Webhook 地址",
     "webhook_format": "消息格式",
     "webhook_secret": "签名密钥",
+    "scopes": "权限范围",
+    "role": "角色",
+    "department_id": "所属部门",
     "kind": "订阅类型",
     "value": "订阅内容",
 }

@@ -17,6 +17,7 @@ from catalog.schemas import PolicyFilters
 from core import codes, events
 from core.deps import AppDatabase, DbSession
 from core.errors import FieldError, ValidationFailed
+from core.ratelimit import client_key
 from matcher import calculator as matcher_calculator
 from matcher import feedback as matcher_feedback
 from matcher.deps import MatcherDep
@@ -112,6 +113,8 @@ def policy_library(
     today = dt.date.today()
     filters = _filters(q, category, department, level, region, open_now, sort)
     if filters.q:
+        if visitor is None:  # every search embeds the query: anonymous visitors are rate-limited
+            request.app.state.search_limiter.check(client_key(request))
         result = views.search_policies(
             db=db,
             matcher=matcher,
@@ -257,7 +260,7 @@ def calculator(
         except ValidationError as exc:
             context["errors"] = FormErrors.from_validation(exc)
         else:
-            request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
+            request.app.state.calculator_limiter.check(client_key(request))
             try:
                 items, changes = _calculate(db=db, matcher=matcher, body=body)
             except ValidationFailed as exc:

@@ -302,3 +302,27 @@ def test_stats_routes_scope_desk_officers_to_their_department(month: Month, clie
 
     hot = client.get("/api/v1/desk/hot-topics", params={"days": 366}, headers=auth_headers(Role.curator))
     assert hot.status_code == 200 and hot.json()["cases"] >= 6
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_desk_stats_api_and_dashboard_agree_on_who_sees_desk_figures(
+    role: Role, db: Session, client, test_settings
+) -> None:  # type: ignore[no-untyped-def]
+    """One permission (stats.STATS_ROLES): a role that sees the dashboard's desk panel reads the API, and vice versa."""
+    from auth import service as auth_service
+    from web.deps import SESSION_COOKIE
+
+    kw: dict[str, Any] = {}
+    if role == Role.desk:
+        kw["department_id"] = factories.make_department(db).id
+    if role == Role.enterprise:
+        kw["enterprise_id"] = factories.make_enterprise(db).id
+    user = factories.make_user(db, role=role, **kw)
+    token = auth_service.access_token_for(settings=test_settings, user=user)
+    api = client.get("/api/v1/desk/stats", headers={"Authorization": f"Bearer {token}"})
+    client.cookies.set(SESSION_COOKIE, token)
+    page = client.get("/dashboard/data", follow_redirects=False)
+    sees_panel = page.status_code == 200 and "desk" in page.json()
+    assert (api.status_code == 200) == sees_panel == (role in stats.STATS_ROLES), (api.status_code, page.status_code)
+    if sees_panel:
+        assert api.json()["total"] == page.json()["desk"]["total"]
