@@ -166,7 +166,8 @@ def instant_answer_view(answer: dict[str, Any] | None) -> dict[str, Any] | None:
             {
                 "source": "政策" if c.get("source") == "policy" else "常见问题",
                 "title": c.get("title") or "",
-                "code": c.get("code"),
+                # A policy's document number means something to people; an FAQ entry's code (faq-004) does not.
+                "code": c.get("code") if c.get("source") == "policy" else None,
                 "passage": c.get("passage") or "",
                 "href": href,
             }
