@@ -70,9 +70,33 @@ def bump_revision(db: Session) -> None:
     )
 
 
-def list_departments(*, db: Session) -> list[Department]:
-    """Return every department ordered by code."""
-    return list(db.scalars(select(Department).order_by(Department.code)))
+def list_departments(*, db: Session, home_region: str | None = None) -> list[Department]:
+    """Return every department ordered by code; with ``home_region``, the home city's first (see `home_first`)."""
+    return home_first(list(db.scalars(select(Department).order_by(Department.code))), home_region)
+
+
+def home_first(departments: list[Department], home_region: str | None) -> list[Department]:
+    """Order departments for a picker: the home city's (and its districts') first, then those above it
+    (province, national), then the rest; by code within each group."""
+    if not home_region:
+        return list(departments)
+    try:
+        above = set(codes.region_path(home_region)) | {codes.NATIONAL_REGION}
+    except ValueError:
+        above = {codes.NATIONAL_REGION}
+
+    def rank(d: Department) -> tuple[int, str]:
+        try:
+            home = codes.region_contains(home_region, d.region_code)
+        except ValueError:
+            home = False
+        if home:
+            return 0, d.code
+        if d.region_code == codes.NATIONAL_REGION:
+            return 2, d.code
+        return (1 if d.region_code in above else 3), d.code
+
+    return sorted(departments, key=rank)
 
 
 def get_department(*, db: Session, department_id: int) -> Department:

@@ -255,6 +255,7 @@ class Step:
     clocks: ClockMove = "refresh"
     clocks_moved: bool = False
     event: CaseEvent | None = None
+    department_id: int | None = None  # the department acting, when not the case's lead after the step (转办)
 
     def describe(
         self, note: str | None, *, data: dict[str, Any] | None = None, visible_to_firm: bool | None = None
@@ -324,6 +325,7 @@ def transition(
         visible_to_firm=step.visible_to_firm,
         from_status=step.before,
         to_status=step.target,
+        department_id=step.department_id,
         at=now,
     )
     db.flush()

@@ -136,7 +136,7 @@ def policy_library(
         "pages": pages,
         "page_links": views.page_links(request, page, pages),
         "categories": choices.categories(db=db),
-        "departments": choices.departments(db=db),
+        "departments": choices.departments(db=db, home_region=request.app.state.settings.home_region),
         "levels": choices.LEVELS,
         "region_groups": choices.region_groups(),
     }

@@ -13,6 +13,16 @@
     if (summary) { summary.focus(); }
   });
 
+  // A form that changes who holds something asks first: data-confirm, "{choice}" naming the selected option.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var message = form && form.getAttribute ? form.getAttribute("data-confirm") : null;
+    if (!message) { return; }
+    var select = form.querySelector("select");
+    var choice = select && select.selectedIndex >= 0 ? select.options[select.selectedIndex].text : "";
+    if (!window.confirm(message.replace("{choice}", choice))) { event.preventDefault(); }
+  });
+
   // Every htmx request carries the CSRF token (the server checks it on POST, PUT, PATCH, DELETE).
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.headers["X-CSRF-Token"] = csrfToken();

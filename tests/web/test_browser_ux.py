@@ -1,0 +1,188 @@
+"""Issue 14 in a real browser: the defects a new user hit on a fresh clone, each checked on its page.
+
+The app runs under uvicorn in a thread on a migrated SQLite file with the demo taxonomy, a slice of
+the demo 中山 policies, a few demo firms, the demo users and the desk's demo data, and the session's
+real matcher. Screenshots at 390×844 and 1366×900 go to test-artifacts/web-ux/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from auth import demo as auth_demo
+from auth.models import Role, User
+from auth.service import principal_for_user
+from catalog import demo as catalog_demo
+from catalog import service as catalog_service
+from catalog.models import Department
+from catalog.schemas import PolicyIn
+from core import migrate
+from core.config import Settings
+from core.db import Database
+from desk import demo as desk_demo
+from desk import handling, intake
+from desk.models import Case
+from desk.schemas import CaseIn
+from profiles import demo as profiles_demo
+from tests.web.browser_support import SIZES, LiveSite, launched_chromium, require_chromium, watch_errors
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ux"
+PASSWORDS = {
+    "curator": "Huiqi@curator2026",
+    "supervisor": "Huiqi@super2026",
+    "desk_kjj": "Huiqi@desk2026",
+    "firm": "Huiqi@firm2026",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def _load_site_data(db: Any, settings: Settings) -> None:
+    today = dt.date.today()
+    catalog_demo.load_taxonomy(db=db)
+    items = [i for i in catalog_demo.demo_policies(today) if i["region_codes"] in (["442000"], [])][:24]
+    for item in items:
+        status = item.pop("status", "published")
+        item.pop("pinned", None)
+        policy = catalog_service.create_policy(db=db, policy_in=PolicyIn(**item), actor=None)
+        if status == "published":
+            catalog_service.publish_policy(
+                db=db, policy_id=policy.id, actor=None, today=min(today, policy.valid_from_on or today)
+            )
+    catalog_service.expire_due_policies(db=db, today=today)
+    profiles_demo.load_demo_enterprises(db=db, count=8)
+    db.flush()
+    auth_demo.create_demo_users(
+        db=db, department_ids=catalog_demo.department_ids(db=db), firm_id=profiles_demo.demo_firm_id(db=db)
+    )
+    desk_demo.load_demo_desk(db=db, settings=settings)
+
+
+@pytest.fixture(scope="module")
+def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    require_chromium()
+    path = tmp_path_factory.mktemp("web-ux-browser") / "huiqi.db"
+    database = Database(f"sqlite:///{path}")
+    with database.engine.connect() as conn:
+        migrate.upgrade(connection=conn)
+    with database.sessionmaker() as db:
+        _load_site_data(db, test_settings)
+        db.commit()
+    live = LiveSite(test_settings, database, matcher, lifespan="off", worker=False)
+    live.start()
+    yield live
+    live.stop()
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser(site: LiveSite) -> Iterator[Any]:
+    with launched_chromium(ARTIFACTS) as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser: Any, site: LiveSite) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    errors = watch_errors(tab, expected_statuses_for=("document", "xhr", "fetch"))
+    tab.on("dialog", lambda d: d.accept())
+    yield tab
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
+
+
+def shoot(page: Any, name: str) -> None:
+    """Screenshot the page at phone and desktop width (full page); nothing may scroll sideways."""
+    page.add_style_tag(content=".sticky-actions, .site-header { position: static !important; }")
+    for label, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(200)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {width}px"
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1366, "height": 900})
+
+
+def sign_in(page: Any, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto("/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORDS[username])
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def _file_case(site: LiveSite, department_code: str, content: str) -> tuple[int, str]:
+    """The demo firm files a help request; the supervisor sends it to the department; its officer accepts it."""
+    with site.database.sessionmaker() as db:
+        settings = site.matcher.settings
+        firm = db.scalar(select(User).where(User.role == Role.enterprise, User.username == "firm"))
+        boss = db.scalar(select(User).where(User.role == Role.supervisor))
+        dept = db.scalar(select(Department).where(Department.code == department_code))
+        officer = db.scalar(select(User).where(User.role == Role.desk, User.department_id == dept.id))
+        case = intake.submit_case(
+            db=db,
+            settings=settings,
+            matcher=None,
+            actor=principal_for_user(firm),
+            case_in=CaseIn(kind="help", content=content),
+        )
+        if case.department_id is None:
+            handling.assign(
+                db=db, settings=settings, case_id=case.id, actor=principal_for_user(boss), department_id=dept.id
+            )
+        elif case.department_id != dept.id:
+            handling.transfer(
+                db=db, settings=settings, case_id=case.id, actor=principal_for_user(boss), department_id=dept.id
+            )
+        handling.accept(db=db, settings=settings, case_id=case.id, actor=principal_for_user(officer))
+        db.commit()
+        return case.id, case.number
+
+
+# ---------------------------------------------------------------- item 2: 转办
+
+
+def test_transfer_confirms_returns_to_the_queue_and_names_the_transferring_department(
+    page: Any, site: LiveSite
+) -> None:
+    case_id, number = _file_case(site, "zs-kjj", "企业研发设备进口免税手续咨询，需要工信部门出具证明。")
+    asked: list[str] = []
+    page.on("dialog", lambda d: asked.append(d.message))
+    sign_in(page, "desk_kjj")
+    page.goto(f"/desk/cases/{case_id}")
+    page.get_by_text("转办其他部门").click()
+    options = page.locator("#f-transfer-dept option").all_inner_texts()[1:]
+    # The home city's departments first, then the province's and the national ones, then other cities.
+    with site.database.sessionmaker() as db:
+        region = {d.name: d.region_code for d in db.scalars(select(Department))}
+    home = [n for n in options if region[n] == "442000"]
+    assert home and options[: len(home)] == home
+    assert options.index("广东省科学技术厅") < options.index("中华人民共和国财政部") < options.index("东莞市科学技术局")
+    page.get_by_label("转办至").select_option(label="中山市工业和信息化局")
+    shoot(page, "u01-desk-transfer")
+    page.get_by_role("button", name="转办", exact=True).click()
+    page.wait_for_url(re.compile(r"/desk/queue\?done=transfer"))
+    assert asked and "中山市工业和信息化局" in asked[0]
+    notice = page.locator(".notice").inner_text()
+    assert f"工单 {number} 已转办至中山市工业和信息化局" in notice
+    assert "工单不存在" not in page.content()
+    shoot(page, "u02-queue-after-transfer")
+
+    sign_in(page, "firm")
+    page.goto(f"/me/cases/{case_id}")
+    event = page.locator(".timeline .event-transferred").last
+    assert "中山市科学技术局" in event.locator(".event-head").inner_text()
+    assert "转办至中山市工业和信息化局" in event.inner_text()
+    with site.database.sessionmaker() as db:
+        assert db.get(Case, case_id).department_id is not None
