@@ -174,7 +174,7 @@ def _parse_attribute(f: ProfileField, raw: Any, today: dt.date) -> Any:
             raise ValueError(f"{f.label}：{exc}") from None
     if f.type == "code":
         try:
-            return codes.normalize_industry_code(raw)
+            return codes.resolve_industry(raw)  # a code, or a name as people say it (应用软件开发)
         except ValueError as exc:
             raise ValueError(f"{f.label}：{exc}") from None
     if f.type == "enum":
@@ -195,6 +195,11 @@ def _parse_attribute(f: ProfileField, raw: Any, today: dt.date) -> Any:
         if item.strip():
             names.add(normalize(item))
     return frozenset(names)
+
+
+def check_attribute(name: str, raw: Any, today: dt.date | None = None) -> Any:
+    """Return one calculator attribute parsed, or raise ValueError with the Chinese reason (the field's own)."""
+    return _parse_attribute(FIELDS[name], raw, today or dt.date.today())
 
 
 def _split_items(text: str) -> list[str]:

@@ -273,6 +273,4 @@ def calculator(
                     policy_ids=[r.policy.id for r in items],
                     kind="calculator",
                 )
-    if request.headers.get("hx-request") and request.headers.get("hx-target") == "calc-results":
-        return render(request, "_calc_results.html", context)
     return render(request, "calculator.html", context)

@@ -135,7 +135,7 @@ def test_calculator_needs_no_account_and_resolves_abbreviations(db, client, voca
 
 def test_calculator_refuses_bad_codes_with_a_reason(client) -> None:  # type: ignore[no-untyped-def]
     r = client.post("/api/v1/match/calculator", json={"industry_code": "Z99"})
-    assert r.status_code == 422 and "行业" in r.json()["message"]
+    assert r.status_code == 422 and "行业" in r.json()["errors"][0]["reason"]
 
 
 def test_calculator_is_rate_limited(test_settings, database, db, matcher) -> None:  # type: ignore[no-untyped-def]
@@ -368,3 +368,31 @@ def test_feedback_naming_another_firms_push_is_refused(db, client, auth_headers)
         headers=auth_headers(Role.enterprise, enterprise_id=other.id),
     )
     assert own.status_code == 201
+
+
+def test_calculator_names_every_bad_field_in_one_422(client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 3: every field's error at once, each under its field, not only the first."""
+    r = client.post(
+        "/api/v1/match/calculator",
+        json={"industry_code": "软件", "region_code": "12", "employees": -1, "credit_standing": "很好"},
+    )
+    assert r.status_code == 422, r.text
+    fields = {e["field"]: e["reason"] for e in r.json()["errors"]}
+    assert set(fields) == {"industry_code", "region_code", "employees", "credit_standing"}
+    assert "应用软件开发（I6513）" in fields["industry_code"]  # the closest rows are offered
+
+
+def test_calculator_takes_an_industry_by_its_name_and_lists_industries_by_words(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/match/calculator", json={"industry_code": "应用软件开发"})
+    assert r.status_code == 200, r.text
+    rows = client.get("/api/v1/industries", params={"q": "软件开发"}).json()
+    assert rows[0] == {"code": "I651", "name": "软件开发", "level": "中类", "parent": "I65"}
+    assert "I6513" in [row["code"] for row in rows]
+    assert [
+        row["code"] for row in client.get("/api/v1/industries", params={"q": "软件开发", "level": "小类"}).json()
+    ] == [
+        "I6511",
+        "I6512",
+        "I6513",
+        "I6519",
+    ]

@@ -186,3 +186,47 @@ def test_transfer_confirms_returns_to_the_queue_and_names_the_transferring_depar
     assert "转办至中山市工业和信息化局" in event.inner_text()
     with site.database.sessionmaker() as db:
         assert db.get(Case, case_id).department_id is not None
+
+
+# ---------------------------------------------------------------- item 3: the calculator's errors and industries
+
+
+def test_calculator_shows_every_error_in_place_and_finds_industries_by_words(page: Any, site: LiveSite) -> None:
+    page.goto("/calculator")
+    page.get_by_label("所属行业").fill("软件")
+    page.get_by_label("从业人数（人）").fill("-3")
+    page.get_by_role("button", name="计算可享受的政策").click()
+    # With JavaScript (htmx) the refusal is shown in the form: each bad field has its own message.
+    page.wait_for_selector("#industry_code-error")
+    assert "应用软件开发（I6513）" in page.locator("#industry_code-error").inner_text()
+    assert page.locator("#employees-error").count() == 1
+    assert page.locator("#error-summary li").count() == 2
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    shoot(page, "u03-calculator-errors")
+
+    # Typing words offers matching industries; the list holds the GB/T code of 应用软件开发.
+    field = page.get_by_label("所属行业")
+    field.fill("")
+    field.press_sequentially("软件开发", delay=30)
+    page.wait_for_function("[...document.querySelectorAll('#industry-list option')].some(o => o.value === 'I6513')")
+    field.fill("I6513")
+    page.get_by_label("从业人数（人）").fill("30")
+    page.get_by_role("button", name="计算可享受的政策").click()
+    page.wait_for_selector("#calc-results h2:not(.visually-hidden)")
+    assert page.locator(".field-error").count() == 0
+    shoot(page, "u04-calculator-results")
+
+
+def test_calculator_takes_an_industry_name_without_javascript(browser: Any, site: LiveSite) -> None:
+    context = browser.new_context(java_script_enabled=False, locale="zh-CN", base_url=site.url)
+    try:
+        tab = context.new_page()
+        tab.goto("/calculator")
+        tab.get_by_label("所属行业").fill("应用软件开发")
+        tab.get_by_role("button", name="计算可享受的政策").click()
+        tab.wait_for_selector("#calc-results h2")
+        assert tab.locator(".field-error").count() == 0
+        assert "可能享受的政策" in tab.locator("#calc-results h2").inner_text()
+        assert tab.get_by_label("所属行业").input_value() == "应用软件开发"
+    finally:
+        context.close()
