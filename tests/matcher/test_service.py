@@ -11,9 +11,11 @@ from sqlalchemy import text
 from auth.models import Role
 from catalog import service as catalog_service
 from catalog.schemas import PolicyUpdate, TagIn
+from core import codes, tabular
 from core.db import InSession
 from matcher import recommend, runs, store
 from matcher.models import MatchResult
+from profiles import sizing as profiles_sizing
 from tests import factories
 
 RD_RULE = {
@@ -173,6 +175,20 @@ def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, matc
     csv = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"format": "csv"}, headers=headers)
     text = csv.content.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("统一社会信用代码,企业名称") and good.credit_code in text
+    # Issue 14 item 5: people read labels and names (小型, 中山市, 计算机制造); codes keep their own columns.
+    for fmt in ("csv", "xlsx"):
+        data = client.get(
+            f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"format": fmt}, headers=headers
+        ).content
+        table = tabular.read_table(data, f"eligible.{fmt}")
+        [row] = [r.cells for r in table.rows if r.cells["统一社会信用代码"] == good.credit_code]
+        assert (
+            row["企业规模"] == profiles_sizing.SIZE_LABELS[good.size_class] and row["企业规模代码"] == good.size_class
+        )
+        assert row["所在地区"] == "中山市" and row["所在地区代码"] == "442000"
+        assert row["所属行业"] == codes.industry_name("C3911") and row["行业代码"] == "C3911"
+        assert row["匹配结论"] == "符合"
+        assert not {"small", "medium", "micro", "large", "eligible"} & {row["企业规模"], row["匹配结论"]}
 
 
 def test_search_finds_by_meaning_traditional_and_abbreviation(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
