@@ -78,6 +78,7 @@ def dashboard_data(
             "total": stats.total,
             "instant_answered": stats.instant_answered,
             "instant_answer_rate": stats.instant_answer_rate,
+            "scoped": scope is not None,
             "on_time_rate": stats.on_time_rate,
             "satisfaction_rate": stats.satisfaction_rate,
             "overdue_now": stats.overdue_now,

@@ -125,7 +125,11 @@ def _amount(value: float | None) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{round(value * 100)}"
+    if value is None:
+        return "—"
+    if 0 < value * 100 < 0.5:  # one answered case in hundreds is not "0%"
+        return "<1"
+    return f"{round(value * 100)}"
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))

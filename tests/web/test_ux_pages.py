@@ -18,3 +18,89 @@ def test_a_tag_named_like_a_category_shows_one_chip_on_the_policy_page(db: Any, 
     assert page.status_code == 200
     chips = re.findall(r'class="chip[^"]*"[^>]*>([^<]+)<', page.text)
     assert chips.count("租金减免") == 1 and chips.count("小微企业") == 1
+
+
+def _sign_in(client: Any, settings: Any, user: Any) -> None:
+    from core import security
+    from web.deps import SESSION_COOKIE
+
+    client.cookies.set(SESSION_COOKIE, security.create_access_token(settings=settings, subject=str(user.id)))
+
+
+def test_every_dashboard_figure_is_the_desk_statistics_services(db: Any, client: Any, test_settings: Any) -> None:
+    """Item 9: the dashboard showed 即时答复率 0% while a case had been answered instantly."""
+    import datetime as dt
+
+    from auth.models import Role
+    from auth.service import principal_for_user
+    from desk import clock, handling, intake
+    from desk import stats as desk_stats
+    from desk.answer import Citation, InstantAnswer
+    from desk.schemas import CaseIn
+
+    firm = factories.make_enterprise(db)
+    firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
+    dept = factories.make_department(db)
+    officer = factories.make_user(db, role=Role.desk, department_id=dept.id)
+    boss = factories.make_user(db, role=Role.supervisor)
+    kw: dict[str, Any] = {"db": db, "settings": test_settings}
+    actor = principal_for_user(firm_user)
+    # One consultation answered instantly, two help requests handled by the department.
+    from core.db import utcnow
+
+    asked = intake.prepare(
+        now=utcnow(), **kw, actor=actor, case_in=CaseIn(kind="consultation", content="高企认定奖励什么时候发？")
+    )
+    asked = intake.receive(**kw, actor=actor, case=asked, department_id=None, now=asked.received_at)
+    given = InstantAnswer(
+        True, 0.9, 0.48, "奖励在认定后三个月内拨付。", [Citation("faq", 1, "faq-001", "高企奖励", "/x", "……", 0.9)]
+    )
+    intake.record_outcome(
+        **kw, case_id=asked.id, outcome=intake.IntakeOutcome(given, None), actor=actor, now=asked.received_at
+    )
+    for text in ("申报系统无法上传附件，请协助。", "补贴到账时间查询，已超过公示期。"):
+        case = intake.submit_case(**kw, matcher=None, actor=actor, case_in=CaseIn(kind="help", content=text))
+        if case.department_id != dept.id:
+            (handling.assign if case.department_id is None else handling.transfer)(
+                **kw, case_id=case.id, actor=principal_for_user(boss), department_id=dept.id
+            )
+    db.flush()
+
+    calendar = clock.site_calendar(test_settings)
+    today = dt.datetime.now(calendar.tz).date()
+    for user, scope in ((boss, None), (officer, dept.id)):
+        _sign_in(client, test_settings, user)
+        full = client.get("/dashboard/data").json()
+        data = full["desk"]
+        expected = desk_stats.compute_stats(
+            db=db,
+            calendar=calendar,
+            start=today - dt.timedelta(days=29),
+            end=today,
+            department_id=scope,
+            tz=str(calendar.tz),
+        )
+        for name in (
+            "total",
+            "instant_answered",
+            "instant_answer_rate",
+            "on_time_rate",
+            "satisfaction_rate",
+            "overdue_now",
+            "closure_rate",
+            "avg_working_days",
+            "by_kind",
+        ):
+            assert data[name] == getattr(expected, name), (user.role, name)
+        assert [
+            (d["name"], d["received"], d["finished"], d["on_time_rate"], d["overdue_now"]) for d in full["departments"]
+        ] == [(d.department_name, d.received, d.finished, d.on_time_rate, d.overdue_now) for d in expected.departments]
+        page = client.get("/dashboard").text
+        kpi = re.search(r'即时答复率</span><strong class="kpi-value">([^<]+)</strong><small>([^<]+)<', page)
+        assert kpi is not None
+        if scope is None:
+            assert expected.instant_answered == 1 and expected.total == 3
+            assert kpi.groups() == (f"{round(100 / 3)}%", "1 件即接即答")
+        else:  # a department's cases are never answered instantly: no "0%", but why
+            assert kpi.group(1) == "—" and "不分部门" in kpi.group(2)
+        assert f'<strong class="kpi-value">{expected.total}</strong>' in page
