@@ -615,6 +615,15 @@ def _push_context(db: Any, values: dict[str, Any], errors: FormErrors, preview: 
     }
 
 
+def _site_channels(settings: Any) -> dict[str, bool]:
+    """Which channels this site can send through at all (email needs SMTP, SMS its gateway)."""
+    return {
+        "email": bool(settings.smtp_host and settings.smtp_sender),
+        "sms": bool(settings.sms_gateway_url),
+        "webhook": True,
+    }
+
+
 @router.get("/push")
 def push_page(
     request: Request, db: DbSession, curator: Curator, policy_id: Annotated[int | None, Query()] = None
@@ -647,10 +656,17 @@ def push_preview(request: Request, db: DbSession, matcher: MatcherDep, curator: 
         return render(
             request,
             "_staff_push_preview.html",
-            {"preview": preview, "errors": errors, "channel_labels": CHANNEL_LABELS, "size_labels": dict(SIZE_CLASSES)},
+            {
+                "preview": preview,
+                "errors": errors,
+                "channel_labels": CHANNEL_LABELS,
+                "size_labels": dict(SIZE_CLASSES),
+                "site_channels": _site_channels(request.app.state.settings),
+            },
             status_code=200,
         )
-    return render(request, "staff_push.html", _push_context(db, values, errors, preview), status_code=status_code)
+    context = _push_context(db, values, errors, preview) | {"site_channels": _site_channels(request.app.state.settings)}
+    return render(request, "staff_push.html", context, status_code=status_code)
 
 
 @router.post("/push")

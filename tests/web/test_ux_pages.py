@@ -104,3 +104,26 @@ def test_every_dashboard_figure_is_the_desk_statistics_services(db: Any, client:
         else:  # a department's cases are never answered instantly: no "0%", but why
             assert kpi.group(1) == "—" and "不分部门" in kpi.group(2)
         assert f'<strong class="kpi-value">{expected.total}</strong>' in page
+
+
+def test_push_preview_says_why_email_and_sms_reach_no_one(db: Any, client: Any, test_settings: Any) -> None:
+    """Item 11: the preview showed 邮件：0 条 with no reason."""
+    from auth.models import Role
+
+    factories.make_enterprise(db, industry_code="C3911")
+    policy = factories.make_policy(db, publish=True)
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.curator))
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/staff/push").text).group(1)
+    form = {
+        "policy_id": str(policy.id),
+        "region_codes": "442000",
+        "channels": ["inbox", "email", "sms"],
+        "csrf_token": token,
+    }
+    preview = client.post("/staff/push/preview", data=form, headers={"HX-Request": "true"})
+    assert preview.status_code == 200, preview.text
+    email_line = re.search(r'<li data-channel="email">(.*?)</li>', preview.text, re.S).group(1)
+    sms_line = re.search(r'<li data-channel="sms">(.*?)</li>', preview.text, re.S).group(1)
+    assert "邮件" in email_line or "email" in email_line
+    assert "本站未配置邮件服务（SMTP）" in email_line and "家企业未开启该方式" in email_line
+    assert "本站未配置短信网关" in sms_line and "家企业未开启该方式" in sms_line
