@@ -127,3 +127,42 @@ def test_push_preview_says_why_email_and_sms_reach_no_one(db: Any, client: Any, 
     assert "邮件" in email_line or "email" in email_line
     assert "本站未配置邮件服务（SMTP）" in email_line and "家企业未开启该方式" in email_line
     assert "本站未配置短信网关" in sms_line and "家企业未开启该方式" in sms_line
+
+
+def test_import_templates_download_with_a_sample_row_that_imports_and_the_format_is_on_the_page(
+    db: Any, client: Any, test_settings: Any
+) -> None:
+    """Item 12: the import page pointed curators to a repository document."""
+    import io as _io
+
+    from openpyxl import load_workbook
+
+    from auth.models import Role
+    from catalog import demo as catalog_demo
+
+    catalog_demo.load_taxonomy(db=db)
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.curator))
+    page = client.get("/staff/io")
+    assert page.status_code == 200
+    assert "docs/import-format.md" not in page.text
+    for kind in ("policies", "enterprises"):
+        assert f"/staff/io/template?kind={kind}&amp;format=xlsx" in page.text
+    assert "统一社会信用代码" in page.text and "18 位，必填" in page.text  # the format, on the page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    for kind, sheet in (("policies", "政策"), ("enterprises", "企业")):
+        xlsx = client.get("/staff/io/template", params={"kind": kind, "format": "xlsx"})
+        assert xlsx.status_code == 200 and "attachment" in xlsx.headers["content-disposition"]
+        book = load_workbook(_io.BytesIO(xlsx.content))
+        assert book.sheetnames == [sheet, "填写说明"]
+        notes = list(book["填写说明"].iter_rows(values_only=True))
+        assert notes[0] == ("列名", "填写说明", "示例") and len(notes) == book[sheet].max_column + 1
+        assert book[sheet].max_row == 2  # the header and one sample row
+        csv = client.get("/staff/io/template", params={"kind": kind, "format": "csv"})
+        assert csv.content.decode("utf-8-sig").count("\r\n") == 2
+        # The sample row imports as it is: the template is right.
+        for name, data in ((f"{sheet}.csv", csv.content), (f"{sheet}.xlsx", xlsx.content)):
+            done = client.post(
+                "/staff/io/import", data={"kind": kind, "csrf_token": token}, files={"file": (name, data)}
+            )
+            assert done.status_code == 200, (kind, name, re.findall(r'<td data-label="原因">([^<]+)', done.text))
+            assert "有误的行</dt><dd>0" in done.text
