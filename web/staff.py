@@ -296,6 +296,7 @@ def _editor_context(
         "categories": choices.categories(db=db),
         "departments": choices.departments(db=db, home_region=matcher.settings.home_region),
         "topics": [(t.code, t.name) for t in catalog_service.list_topics(db=db)],
+        "tag_examples": catalog_service.tag_examples(db=db),
         "levels": choices.LEVELS,
         "types": tuple(TYPE_LABELS.items()),
         "builder_schema": rule_builder_schema(db=db),

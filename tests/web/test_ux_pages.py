@@ -166,3 +166,29 @@ def test_import_templates_download_with_a_sample_row_that_imports_and_the_format
             )
             assert done.status_code == 200, (kind, name, re.findall(r'<td data-label="原因">([^<]+)', done.text))
             assert "有误的行</dt><dd>0" in done.text
+
+
+def test_the_tag_hint_shows_real_tags_and_an_unknown_tag_offers_the_closest(
+    db: Any, client: Any, test_settings: Any
+) -> None:
+    """Item 4: the hint's own example 「研发投入」 was refused as not in the tag library."""
+    from auth.models import Role
+    from catalog import demo as catalog_demo
+    from catalog import service as catalog_service
+    from core.errors import ValidationFailed
+
+    catalog_demo.load_taxonomy(db=db)
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.curator))
+    page = client.get("/staff/policies/new")
+    hint = re.search(r'id="tags-hint"[^>]*>([^<]+)<', page.text).group(1)
+    examples = hint.split("如 ", 1)[1].split("、")
+    assert len(examples) >= 2
+    catalog_service.resolve_tags(db=db, names=examples)  # every example is a real tag (or its abbreviation)
+    try:
+        catalog_service.resolve_tags(db=db, names=["高新技术企业认定", "宇宙飞船"])
+    except ValidationFailed as exc:
+        reasons = {e.field: e.reason for e in exc.errors}
+    else:
+        raise AssertionError("unknown tags were accepted")
+    assert "您要找的是不是：" in reasons["tags[0]"] and "高新技术企业" in reasons["tags[0]"]
+    assert "您要找的是不是" not in reasons["tags[1]"]
