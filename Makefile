@@ -25,10 +25,11 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
-# Front-end packages (htmx, ECharts, Pico CSS) exactly as package-lock.json pins them; the web UI
-# serves them from node_modules under /static/vendor (no CDN, nothing third-party committed).
+# Front-end packages (htmx, ECharts, Pico CSS, Swagger UI) exactly as package-lock.json pins them; the web UI
+# serves them from node_modules under /static/vendor (no CDN, nothing third-party committed). No install
+# scripts: none of them needs one, and one of Swagger UI's dependencies (@scarf/scarf) would report usage.
 $(NPM_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded) and a

@@ -230,3 +230,52 @@ def test_calculator_takes_an_industry_name_without_javascript(browser: Any, site
         assert tab.get_by_label("所属行业").input_value() == "应用软件开发"
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- item 1: /docs without internet
+
+
+def test_api_docs_list_the_operations_with_the_network_cut(
+    browser: Any, site: LiveSite, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swagger UI comes from npm (node_modules/swagger-ui-dist), not a CDN: /docs works offline.
+
+    HUIQI_TEST_NODE_MODULES may name another node_modules holding swagger-ui-dist (where `npm ci` has
+    not run in the shared one yet)."""
+    import os
+
+    import web
+
+    root = Path(os.environ.get("HUIQI_TEST_NODE_MODULES") or web.NODE_MODULES)
+    if not (root / "swagger-ui-dist" / "swagger-ui-bundle.js").exists():
+        why = f"swagger-ui-dist is not installed under {root}; `make` runs `npm ci`"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    monkeypatch.setitem(web.VENDOR, "swagger-ui", root / "swagger-ui-dist")
+    docs_site = LiveSite(test_settings, site.database, site.matcher, lifespan="off", worker=False)
+    docs_site.start()
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
+    try:
+        tab = context.new_page()
+        outside: list[str] = []
+
+        def only_local(route: Any) -> None:
+            if route.request.url.startswith(docs_site.url):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        tab.route("**/*", only_local)
+        errors = watch_errors(tab)
+        tab.goto(f"{docs_site.url}/docs")
+        tab.wait_for_selector(".opblock", timeout=30_000)
+        operations = tab.locator(".opblock").count()
+        assert operations >= 30, operations
+        assert "/api/v1/match/calculator" in tab.locator("body").inner_text()
+        assert outside == [] and errors == [], (outside, errors)
+        tab.screenshot(path=str(ARTIFACTS / "u05-api-docs-offline-desktop.png"))
+    finally:
+        context.close()
+        docs_site.stop()
