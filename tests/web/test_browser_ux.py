@@ -279,3 +279,44 @@ def test_api_docs_list_the_operations_with_the_network_cut(
     finally:
         context.close()
         docs_site.stop()
+
+
+# ---------------------------------------------------------------- item 13: phone layout
+
+
+def test_phone_layout_folds_filters_fits_the_queue_and_makes_phones_tappable(page: Any, site: LiveSite) -> None:
+    # The library: on a phone the filters fold and the first result is on the first screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/policies")
+    assert not page.locator("#f-category").is_visible()
+    first = page.locator("#results article, #results .policy-card").first
+    assert first.bounding_box()["y"] < 844
+    page.get_by_text("筛选与排序").click()
+    assert page.locator("#f-category").is_visible()
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto("/policies")
+    assert page.locator("#f-category").is_visible()  # wide screens open them
+    shoot(page, "u06-policies")
+
+    # A policy page: the handling department's and the interpreter's numbers are tel: links.
+    first_link = page.locator("#results a[href^='/policies/']").first
+    first_link.click()
+    page.wait_for_url(re.compile(r"/policies/\d+$"))
+    tel = page.locator("a[href^='tel:']")
+    assert tel.count() >= 1
+    assert re.fullmatch(r"tel:\+?\d{5,}", tel.first.get_attribute("href"))
+    shoot(page, "u07-policy-page")
+
+    # The desk queue on a phone: the status select has a row of its own, its longest option fits.
+    sign_in(page, "desk_kjj")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/desk/queue")
+    box = page.locator("#f-status").bounding_box()
+    assert box["width"] > 300, box
+    text_width = page.evaluate(
+        "(() => { const s = document.getElementById('f-status'); const c = document.createElement('canvas').getContext('2d');"
+        " c.font = getComputedStyle(s).font; return Math.max(...[...s.options].map(o => c.measureText(o.text).width)); })()"
+    )
+    assert text_width + 40 < box["width"], (text_width, box)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    shoot(page, "u08-desk-queue")

@@ -11,6 +11,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     var summary = document.getElementById("error-summary");
     if (summary) { summary.focus(); }
+    // Folded filters (a phone's first screen is for results) open by themselves on wide screens.
+    if (window.matchMedia && window.matchMedia("(min-width: 768px)").matches) {
+      document.querySelectorAll("details.filter-fold").forEach(function (d) { d.open = true; });
+    }
   });
 
   // A form that changes who holds something asks first: data-confirm, "{choice}" naming the selected option.
