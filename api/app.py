@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 
 from api.io_router import router as io_router
 from auth.router import router as auth_router
@@ -84,7 +86,7 @@ def create_app(
         title="惠企 Huiqi",
         version="0.1.0",
         description="惠企政策目录、企业画像、政策匹配、精准推送与企业诉求服务台的接口。",
-        docs_url="/docs",
+        docs_url=None,  # served below from the local Swagger UI package, not a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -100,6 +102,18 @@ def create_app(
     app.state.search_limiter = RateLimiter(settings.search_per_minute, storage=limit_storage, namespace="search")
     app.state.sign_in_throttle = SignInThrottle.from_settings(settings, limit_storage)
     install_error_handlers(app)
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        """The interactive API docs, with Swagger UI from npm (node_modules/swagger-ui-dist), so they work offline."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · 接口文档",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     # The browser pages (web/): not part of ROUTERS or the OpenAPI schema; tests/web/test_web_roles.py walks them.

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         ge=1,
         description="A firm whose profile is older than this many months is asked to update it (monthly at most).",
     )
+    home_region: str = Field(
+        "442000",
+        pattern=r"^(\d{6})?$",
+        description="GB/T 2260 code of the city (or district) the platform serves first: department pickers "
+        "list its departments first, and on equal relevance its own and nationwide policies rank first. Empty = none.",
+    )
     desk_sla_profile: str = Field(
         "zhongshan",
         description="Desk time limits: a preset code (zhongshan, xuzhou_135, jiangmen) or a JSON profile "

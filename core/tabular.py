@@ -221,6 +221,31 @@ def write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[Any]], sheet_titl
     return out.getvalue()
 
 
+def write_template(columns: Sequence[Column], sample: dict[str, str], fmt: str, sheet_title: str) -> bytes:
+    """Write an import template: the header and one sample row (replace it with real rows).
+
+    XLSX files get a second sheet, 填写说明, listing each column with its format and the sample value;
+    imports read only the first sheet. CSV files hold the header and the sample row.
+    """
+    headers = [c.header for c in columns]
+    row = [sample.get(c.key, "") for c in columns]
+    if fmt == "csv":
+        return write_csv(headers, [row])
+    data = write_xlsx(headers, [row], sheet_title)
+    book = load_workbook(io.BytesIO(data))
+    notes = book.create_sheet("填写说明")
+    notes.append(["列名", "填写说明", "示例"])
+    for cell in notes[1]:
+        cell.font = Font(bold=True)
+    for column, value in zip(columns, row, strict=True):
+        notes.append([column.header, column.note or "文本", value or None])
+    for letter, width in (("A", 22), ("B", 70), ("C", 40)):
+        notes.column_dimensions[letter].width = width
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
 def _sheet_title(title: str) -> str:
     # Excel forbids these characters and titles longer than 31 characters.
     return re.sub(r"[\\/*?:\[\]]", "_", title)[:31] or "Sheet1"

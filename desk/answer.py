@@ -382,8 +382,18 @@ def expand_query(db: Session, question: str) -> str:
     return text + "".join(f" {name}" for name in vocab.find_in_text(text) if name not in text)
 
 
-def retrieve(*, db: Session, matcher: matcher_engine.Matcher, question: str, floor: float | None = None) -> Retrieval:
-    """Score policies (through the matcher's search) and FAQ entries for a question; best first."""
+def retrieve(
+    *,
+    db: Session,
+    matcher: matcher_engine.Matcher,
+    question: str,
+    floor: float | None = None,
+    region: str | None = None,
+) -> Retrieval:
+    """Score policies (through the matcher's search) and FAQ entries for a question; best first.
+
+    With ``region`` (the asking firm's), no policy whose regions exclude it is a candidate.
+    """
     text = normalize(question)
     if not text:
         return Retrieval([], None, None)
@@ -392,7 +402,9 @@ def retrieve(*, db: Session, matcher: matcher_engine.Matcher, question: str, flo
     query_grams = char_bigrams(text)
     candidates: list[Candidate] = []
 
-    hits = matcher_search.search(db=db, matcher=matcher, q=text, limit=POLICY_CANDIDATES)
+    hits = matcher_search.search(db=db, matcher=matcher, q=text, limit=POLICY_CANDIDATES, region=region)
+    if region:  # search keeps keyword hits of other regions; an answer to a firm never cites them
+        hits = [h for h in hits if _applies_to(h.policy, region)]
     missing = [h.policy for h in hits if h.semantic is None]
     extra: dict[int, float] = {}
     if missing:
@@ -427,6 +439,12 @@ def retrieve(*, db: Session, matcher: matcher_engine.Matcher, question: str, flo
     if needs_person(text):
         raw -= PERSONAL_PENALTY
     return Retrieval(candidates, raw, runner_up, snap)
+
+
+def _applies_to(policy: Policy, region: str) -> bool:
+    """Tell whether a policy may be offered to a firm of the region (nationwide, or a region containing it)."""
+    regions = policy.region_codes
+    return not regions or any(codes.region_contains(r, region) for r in regions)
 
 
 def needs_person(question: str) -> bool:
@@ -529,16 +547,17 @@ def _faq_text(entry: FaqEntry) -> tuple[str, str]:
 
 
 def _citation(
-    db: Session, cand: Candidate, query: frozenset[str], snap: _Snapshot, today: dt.date
+    db: Session, cand: Candidate, query: frozenset[str], snap: _Snapshot, today: dt.date, region: str | None = None
 ) -> tuple[Citation, str] | None:
-    """Return the citation of a candidate and the text it contributes, or None when it vanished."""
+    """Return the citation of a candidate and the text it contributes, or None when it vanished
+    (or, with ``region``, when the policy's regions exclude the asking firm's)."""
     if cand.source == "policy":
         policy = db.scalar(
             select(Policy)
             .where(Policy.id == cand.id)
             .options(selectinload(Policy.handling_department), selectinload(Policy.tags))
         )
-        if policy is None:
+        if policy is None or (region and not _applies_to(policy, region)):
             return None
         text, passage = _policy_text(policy, query, snap, today)
         return Citation(
@@ -582,13 +601,17 @@ def answer_question(
     question: str,
     settings: Settings | None = None,
     today: dt.date | None = None,
+    region: str | None = None,
 ) -> InstantAnswer:
-    """Answer a question from the knowledge base, citing the sources; confident when above the threshold."""
+    """Answer a question from the knowledge base, citing the sources; confident when above the threshold.
+
+    ``region`` is the asking firm's: a policy whose regions exclude it is never cited.
+    """
     settings = settings or matcher.settings
     today = today or dt.date.today()
     calibration = load_calibration(settings)
     threshold = round(calibration.threshold, 4)
-    retrieval = retrieve(db=db, matcher=matcher, question=question, floor=settings.semantic_floor)
+    retrieval = retrieve(db=db, matcher=matcher, question=question, floor=settings.semantic_floor, region=region)
     if not retrieval.candidates or retrieval.raw is None:
         return InstantAnswer(False, 0.0, threshold, NOT_SURE + "知识库中没有找到相关内容。", [])
     confidence = round(calibration.confidence(retrieval.raw), 4)
@@ -601,7 +624,7 @@ def answer_question(
     citations: list[Citation] = []
     texts: list[str] = []
     for cand in chosen:
-        made = _citation(db, cand, query, snap, today)
+        made = _citation(db, cand, query, snap, today, region)
         if made is not None:
             citations.append(made[0])
             texts.append(made[1])

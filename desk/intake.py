@@ -329,8 +329,13 @@ def decide(*, db: Session, matcher: Matcher | None, settings: Settings, case: Ca
     """
     answer = None
     if case.kind == "consultation" and matcher is not None:
+        firm = db.get(Enterprise, case.enterprise_id) if case.enterprise_id is not None else None
         answer = answer_question(
-            db=db, matcher=matcher, question=_question_of(case.title, case.content), settings=settings
+            db=db,
+            matcher=matcher,
+            question=_question_of(case.title, case.content),
+            settings=settings,
+            region=(firm.region_code if firm is not None else None) or None,
         )
     decision = None
     if answer is None or not answer.confident:

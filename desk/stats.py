@@ -5,7 +5,7 @@ about that cohort, as it stands now:
 
 - ``instant_answered``: cases answered instantly (即接即答复) that never went to a person — they
   have an ``answered_instantly`` event and were never dispatched; the instant-answer rate divides by
-  all cases;
+  all cases (site-wide only: for one department it is None, as instant answers belong to no department);
 - ``dispatched``: cases that became work orders (派单); ``solved``: dispatched cases the department
   has resolved (办结答复 given);
 - ``finished``: cases finished either way (resolved, or closed — e.g. an accepted instant answer);
@@ -327,7 +327,8 @@ def compute_stats(
         by_kind=dict(by_kind),
         by_channel=dict(by_channel),
         instant_answered=instant,
-        instant_answer_rate=_rate(instant, len(cases)),
+        # Instant answers belong to no department: a department's rate would read 0% whatever was answered.
+        instant_answer_rate=_rate(instant, len(cases)) if department_id is None else None,
         dispatched=site.dispatched,
         solved=site.solved,
         finished=site.finished,

@@ -143,8 +143,15 @@ def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: int) -> Re
 
 
 @router.get("/industries", tags=["代码表"], dependencies=[Depends(public)])
-def list_industries(level: Annotated[str | None, Query(description="门类/大类/中类/小类")] = None) -> list[dict]:
-    """Return the GB/T 4754-2017 industry table."""
+def list_industries(
+    level: Annotated[str | None, Query(description="门类/大类/中类/小类")] = None,
+    q: Annotated[str | None, Query(max_length=40, description="按名称或代码查找，如 软件开发、C39")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="按 q 查找时最多返回的条数")] = 20,
+) -> list[dict]:
+    """Return the GB/T 4754-2017 industry table, or with `q` the rows whose name or code matches, best first."""
+    if q is not None and q.strip():
+        rows = codes.search_industries(q, limit=limit if level is None else 400)
+        return [r for r in rows if level is None or r["level"] == level][:limit]
     return codes.list_industries(level)
 
 

@@ -58,7 +58,8 @@ class _EnterpriseFields(BaseModel):
     @field_validator("industry_code")
     @classmethod
     def _industry(cls, v: str | None) -> str | None:
-        return codes.normalize_industry_code(v) if v else None
+        # A code (C3911) or the name people say (应用软件开发); stored as the code.
+        return codes.resolve_industry(v) if v else None
 
     @field_validator("established_on")
     @classmethod

@@ -46,7 +46,14 @@ from core.text import mask_phone
 log = logging.getLogger(__name__)
 
 MessageKind = Literal[
-    "new_match", "digest", "deadline_reminder", "policy_changed", "profile_reminder", "manual", "desk_notice"
+    "new_match",
+    "digest",
+    "deadline_reminder",
+    "policy_changed",
+    "profile_reminder",
+    "manual",
+    "desk_notice",
+    "case_update",
 ]
 MESSAGE_KINDS: tuple[str, ...] = (
     "new_match",
@@ -56,6 +63,7 @@ MESSAGE_KINDS: tuple[str, ...] = (
     "profile_reminder",
     "manual",
     "desk_notice",
+    "case_update",
 )
 KIND_LABELS: dict[str, str] = {
     "new_match": "新政策匹配",
@@ -65,6 +73,7 @@ KIND_LABELS: dict[str, str] = {
     "profile_reminder": "企业信息更新提醒",
     "manual": "通知",
     "desk_notice": "诉求办理通知",
+    "case_update": "诉求办理进展",
 }
 
 WebhookFormat = Literal["huiqi", "wecom", "dingtalk", "feishu"]
@@ -941,7 +950,7 @@ def render_sms(message: Message, *, sign_name: str = "【惠企】", link: str |
     link = message.url if link is None else link
     label = KIND_LABELS.get(message.kind, "通知")
     title = _one_line(message.title).rstrip("。.!！")
-    lead = "" if title.startswith(label) or message.kind in ("manual", "desk_notice") else f"{label}："
+    lead = "" if title.startswith(label) or message.kind in ("manual", "desk_notice", "case_update") else f"{label}："
     tail = f"，详情：{link}" if link else "。"
     budget = SMS_SINGLE - sms_length(sign_name + lead + tail)
     if sms_length(title) > budget >= 8:

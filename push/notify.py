@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 POLICY_PATH = "/policies/{id}"
 RECOMMENDATIONS_PATH = "/recommendations"
 PROFILE_PATH = "/profile"
+CASE_PATH = "/me/cases/{id}"
 
 DIGEST_LABELS = {"daily": "每日汇总", "weekly": "每周汇总"}
 # Change kinds of a policy_changed notice; each is its own row (dedupe key) per firm and version.
@@ -1002,3 +1003,63 @@ def run_profile_reminders(
         db=db,
         database=database,
     )
+
+
+# ---------------------------------------------------------------- news of a firm's own case
+
+
+CASE_NEWS = {
+    "replied": ("收到答复", "承办部门答复了您的诉求"),
+    "resolved": ("已办结", "您的诉求已办结，请查看办结答复并评价"),
+    "transferred": ("已转办", "您的诉求已转交其他部门办理"),
+    "extension_approved": ("办理延期", "您的诉求办理时限已延长"),
+}
+
+
+def case_update_notice(
+    *,
+    db: Session,
+    enterprise_id: int,
+    case_id: int,
+    event_id: int,
+    kind: str,
+    number: str,
+    case_title: str,
+    note: str | None,
+    department_name: str | None,
+    now: dt.datetime,
+    settings: Settings,
+    base_url: str = "",
+) -> int:
+    """Tell a firm of news of its case (reply, resolution, transfer, delay): its inbox at once and its
+    chosen channels through the outbox, linking to the case; once per timeline event and channel.
+
+    Returns the rows written (0 when the firm unsubscribed from everything or was told already).
+    """
+    if kind not in CASE_NEWS:
+        return 0
+    pref = service.get_preferences(db=db, enterprise_id=enterprise_id)
+    if pref.unsubscribed_all:
+        return 0
+    label, lead = CASE_NEWS[kind]
+    url = _link(base_url, CASE_PATH.format(id=case_id))
+    lines = [f"{lead}。", f"工单号：{number}", f"诉求：{case_title}"]
+    if department_name:
+        lines.append(f"{'现承办部门' if kind == 'transferred' else '承办部门'}：{department_name}")
+    if note:
+        lines.append(f"{'办结答复' if kind == 'resolved' else '说明'}：{note}")
+    lines.append(f"查看详情：{url}")
+    base = _base_row(
+        enterprise_id=enterprise_id,
+        policy_id=None,
+        policy_version=0,
+        kind="case_update",
+        dedupe_key=f"case-{case_id}-event-{event_id}",
+        title=f"诉求{label}：{case_title}"[:200],
+        body="\n".join(lines),
+        url=url,
+        payload={"case_id": case_id, "event_id": event_id, "event": kind, "number": number},
+        now=now,
+    )
+    pushed = service._recent_push_counts(db, [enterprise_id], now - dt.timedelta(days=7))
+    return _insert(db, _channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings))

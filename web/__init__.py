@@ -28,6 +28,8 @@ VENDOR = {
     "htmx": NODE_MODULES / "htmx.org" / "dist",
     "echarts": NODE_MODULES / "echarts" / "dist",
     "pico": NODE_MODULES / "@picocss" / "pico" / "css",
+    # Swagger UI for /docs (api.app), so the API docs open without internet.
+    "swagger-ui": NODE_MODULES / "swagger-ui-dist",
 }
 # Page routers; tests/web/test_web_roles.py walks every route of these. Account before public so
 # /login and /signup are plain paths; firm pages live under /me.

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -166,7 +167,8 @@ def instant_answer_view(answer: dict[str, Any] | None) -> dict[str, Any] | None:
             {
                 "source": "政策" if c.get("source") == "policy" else "常见问题",
                 "title": c.get("title") or "",
-                "code": c.get("code"),
+                # A policy's document number means something to people; an FAQ entry's code (faq-004) does not.
+                "code": c.get("code") if c.get("source") == "policy" else None,
                 "passage": c.get("passage") or "",
                 "href": href,
             }
@@ -252,7 +254,9 @@ def staff_case_context(
         "joint": joint,
         "candidates": candidates,
         "policy": _policy(db, case),
-        "departments": [(d.id, d.name) for d in by_code.values()],
+        "departments": [
+            (d.id, d.name) for d in catalog_service.home_first(list(by_code.values()), settings.home_region)
+        ],
         "channel_label": CHANNEL_LABELS.get(case.channel, case.channel),
         "routing_label": ROUTING_LABELS.get(case.routing_method or "", ""),
         "rating_labels": RATING_LABELS,
@@ -325,6 +329,9 @@ def case_action(
         back = form.get("back") if form is not None else None
         if back in STAFF_BACK:
             return redirect(request, f"{back}?done={name}")
+        if isinstance(result, Case) and not lifecycle.can_see(result, principal):
+            # The case left the officer's department (转办): back to their queue, saying where it went.
+            return redirect(request, f"/desk/queue?{urlencode({'done': name, 'case': result.id})}")
         return redirect(request, f"/desk/cases/{case_id}?done={name}#timeline")
     case = lifecycle.get_case(db=db, case_id=case_id, actor=principal)
     if principal.role == Role.enterprise:

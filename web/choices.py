@@ -66,9 +66,9 @@ def categories(*, db: Session) -> list[tuple[str, str, list[tuple[str, str]]]]:
     ]
 
 
-def departments(*, db: Session) -> list[tuple[str, str]]:
-    """Return (code, name) of every department."""
-    return [(d.code, d.name) for d in catalog_service.list_departments(db=db)]
+def departments(*, db: Session, home_region: str | None = None) -> list[tuple[str, str]]:
+    """Return (code, name) of every department, the home city's first."""
+    return [(d.code, d.name) for d in catalog_service.list_departments(db=db, home_region=home_region)]
 
 
 def qualifications(*, db: Session) -> list[str]:

@@ -139,7 +139,7 @@ def policy_library(
         "pages": pages,
         "page_links": views.page_links(request, page, pages),
         "categories": choices.categories(db=db),
-        "departments": choices.departments(db=db),
+        "departments": choices.departments(db=db, home_region=request.app.state.settings.home_region),
         "levels": choices.LEVELS,
         "region_groups": choices.region_groups(),
     }
@@ -276,6 +276,4 @@ def calculator(
                     policy_ids=[r.policy.id for r in items],
                     kind="calculator",
                 )
-    if request.headers.get("hx-request") and request.headers.get("hx-target") == "calc-results":
-        return render(request, "_calc_results.html", context)
     return render(request, "calculator.html", context)

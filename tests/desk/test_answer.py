@@ -250,3 +250,26 @@ def test_held_out_check_calibrates_and_measures_on_different_halves() -> None:
     a, b = evaluation._halves(rows, 0)
     assert not set(a) & set(b) and sorted(a + b) == list(range(80))
     assert abs(sum(rows[i]["answerable"] for i in a) - 32) <= 1
+
+
+def test_an_answer_never_cites_a_policy_whose_region_excludes_the_firm(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 6: a firm of another city is never pointed to a 中山 policy (nor a 中山 firm to a 广州 one)."""
+    from core import codes
+
+    question = CLEAR[0][0]  # about 中山's award: without a region the 中山 policy is cited
+    plain = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    zhongshan = {
+        c.id for c in plain.citations if c.source == "policy" and kb.get(Policy, c.id).region_codes == ["442000"]
+    }
+    assert zhongshan, [c.title for c in plain.citations]
+    for question, _ in CLEAR:
+        for region in ("440106", "442000"):
+            answer = answer_question(
+                db=kb, matcher=matcher, question=question, settings=settings, today=TODAY, region=region
+            )
+            for c in answer.citations:
+                if c.source == "policy":
+                    regions = kb.get(Policy, c.id).region_codes
+                    assert not regions or any(codes.region_contains(r, region) for r in regions), (region, c.title)
+            if region == "440106":
+                assert not zhongshan & {c.id for c in answer.citations if c.source == "policy"}
