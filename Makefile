@@ -2,8 +2,8 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# The big installs show pip's progress (a first `make run` downloads for a minute or two); small ones stay quiet.
-PIP_LOUD := $(BIN)/pip --disable-pip-version-check --progress-bar on
+# The big installs print what pip collects (a first `make run` downloads for a minute or two); small ones stay quiet.
+PIP_LOUD := $(BIN)/pip --disable-pip-version-check
 PIP := $(BIN)/pip -q --disable-pip-version-check
 STEP := @printf '\n==> %s\n'
 
