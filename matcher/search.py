@@ -44,11 +44,17 @@ SEMANTIC_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
 KEYWORD_MIN_COVERAGE = 0.5  # share of the query's (IDF-weighted) trigrams a keyword hit must contain,
 KEYWORD_MIN_PHRASE = 4  # or the length of the longest stretch of the query it contains (失业保险)
-SEMANTIC_MIN = 0.80  # e5 cosine below which a neighbour is not shown without keyword support
+SEMANTIC_MIN = 0.87  # e5 cosine below which a neighbour is not shown without keyword support
 SEMANTIC_GAP = 0.05  # nor one this far below the best neighbour
 SEMANTIC_DEPTH = 50
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{2,16})[”\"」』》]")
+# Programme names inside titles end in words like these (高新技术企业认定奖励 → 高新技术企业).
+_NAME_ENDS = (
+    "企业|中心|园区|基地|平台|基金|贷款|保险|返还|补贴|补助|奖励|资助|工程|计划|项目|证书|人才|装备|材料|工作室|学徒制"
+)
+_TITLE_NAME = re.compile(rf"[\u4e00-\u9fff]{{2,10}}?(?:{_NAME_ENDS})")
+MAX_NAME = 8
 
 
 @dataclass
@@ -79,12 +85,34 @@ class Expander:
 
     vocab: tags_mod.Vocabulary
     names: list[str]
+    titles: list[str] = field(default_factory=list)  # published titles, normalised, lower case
     abbreviations: dict[str, set[str]] = field(default_factory=dict)
+    _counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in self.names:
             for abbr in _abbreviations(name):
                 self.abbreviations.setdefault(abbr, set()).add(name)
+
+    def title_count(self, term: str) -> int:
+        """Return in how many published titles a term occurs (cached)."""
+        if term not in self._counts:
+            self._counts[term] = sum(term in t for t in self.titles)
+        return self._counts[term]
+
+    def _full_names(self, piece: str) -> list[str]:
+        # A pick is read as an abbreviation only of names more common in titles than the pick itself:
+        # 高企 → 高新技术企业, but 新企 (as in 新企业) is not 新技术企业.
+        names = self.abbreviations.get(piece) or ()
+        if not names or len(names) > 3:
+            return []
+        own = self.title_count(piece)
+        counts = {n: self.title_count(n) for n in names}
+        top = max(counts.values())
+        # Of several readings keep the established ones: 高企 is 高新技术企业 (in many titles) rather
+        # than 高新区科技型企业 (in one); vocabulary tags always count as established.
+        kept = [n for n in names if n in self.vocab.tags or (counts[n] > own and 2 * counts[n] >= top)]
+        return sorted(kept, key=len)
 
     def expand(self, text: str) -> dict[str, tuple[str, ...]]:
         """Return {term in the query: full names it stands for}."""
@@ -100,9 +128,9 @@ class Expander:
                     piece = run[i : i + size]
                     if piece in out or any(piece in k for k in out):
                         continue
-                    names = self.abbreviations.get(piece)
-                    if names and len(names) <= 3 and not any(n in lowered for n in names):
-                        out[piece] = tuple(sorted(names, key=len))
+                    names = self._full_names(piece)
+                    if names and not any(n in lowered for n in names):
+                        out[piece] = tuple(names)
         return out
 
 
@@ -139,14 +167,34 @@ def expander(db: Session) -> Expander:
     names = set(vocab.tags)
     names |= set(db.scalars(select(Category.name)))
     names |= set(db.scalars(select(Topic.name)))
-    for title in db.scalars(select(Policy.title).where(Policy.status == PolicyStatus.published)):
-        names |= {m for m in _QUOTED.findall(title or "")}
-    built = Expander(vocab=vocab, names=sorted(n for n in names if n and len(n) <= 16))
+    titles = sorted(set(db.scalars(select(Policy.title).where(Policy.status == PolicyStatus.published))))
+    for title in titles:
+        names |= set(_QUOTED.findall(title or ""))
+        names |= set(title_names(title or ""))
+    built = Expander(
+        vocab=vocab,
+        names=sorted(n for n in names if n and len(n) <= 16),
+        titles=[normalize(t).lower() for t in titles],
+    )
     with _expanders_lock:
         if len(_expanders) > 8:
             _expanders.clear()
         _expanders[key] = built
     return built
+
+
+def title_names(title: str) -> list[str]:
+    """Return programme-name candidates in a title: runs ending in a name word, and their tails.
+
+    中山市高新技术企业认定奖励 → 中山市高新技术企业, 山市高新技术企业, …, 高新技术企业, 新技术企业, 技术企业;
+    the abbreviation map later keeps only the tails an abbreviation in a query actually picks.
+    """
+    out: list[str] = []
+    for run in _CJK.findall(normalize(title)):
+        for match in _TITLE_NAME.finditer(run):
+            name = match.group(0)
+            out += [name[i:] for i in range(len(name) - 3) if len(name) - i <= MAX_NAME]
+    return out
 
 
 def expanded_text(text: str, expansions: dict[str, tuple[str, ...]]) -> str:
@@ -156,6 +204,63 @@ def expanded_text(text: str, expansions: dict[str, tuple[str, ...]]) -> str:
 
 
 # ---------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class Params:
+    """The fusion and cut-off constants (defaults above; `scripts/tune_search.py` searches over them)."""
+
+    semantic_weight: float = SEMANTIC_WEIGHT
+    keyword_weight: float = KEYWORD_WEIGHT
+    min_coverage: float = KEYWORD_MIN_COVERAGE
+    min_phrase: int = KEYWORD_MIN_PHRASE
+    semantic_min: float = SEMANTIC_MIN
+    semantic_gap: float = SEMANTIC_GAP
+
+
+@dataclass
+class Evidence:
+    """What both halves found for one query, before fusion."""
+
+    semantic: dict[int, tuple[int, float]]  # policy id → (rank, cosine)
+    lexical: list[search_index.LexicalHit]
+    expansions: dict[str, tuple[str, ...]]
+    semantic_ready: bool
+
+
+def gather(*, db: Session, matcher: Any, text: str) -> Evidence:
+    """Run the keyword index and (when the embedder is loaded) the semantic index for normalised text."""
+    expansions = expander(db).expand(text)
+    terms = search_index.split_query(text, alternatives=expansions)
+    lexical = search_index.search(db, terms)
+    semantic: dict[int, tuple[int, float]] = {}
+    # While the API is still loading the model, answer by words alone rather than make the caller wait.
+    ready = bool(matcher is not None and matcher.semantic_ready)
+    index = matcher.policy_index(db) if ready else None
+    if index is not None and len(index):
+        vector = matcher.encode([expanded_text(text, expansions)], "query")
+        scores, ids = index.search(vector, min(len(index), SEMANTIC_DEPTH))
+        semantic = {
+            int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0
+        }
+    return Evidence(semantic, lexical, expansions, ready)
+
+
+def fuse(evidence: Evidence, *, params: Params | None = None, cutoff: bool = True) -> tuple[dict[int, float], set[int]]:
+    """Return (policy id → fused score, ids the keyword half vouches for)."""
+    p = params or Params()
+    # Hits that share only a fragment with the query (的政策) never enter the fusion.
+    keyword = [h for h in evidence.lexical if h.coverage >= p.min_coverage or h.phrase >= p.min_phrase]
+    keyword_rank = {h.policy_id: rank for rank, h in enumerate(keyword)}
+    best = max((s for _, s in evidence.semantic.values()), default=0.0)
+    fused: dict[int, float] = {}
+    for pid, (rank, sim) in evidence.semantic.items():
+        if cutoff and pid not in keyword_rank and (sim < p.semantic_min or sim < best - p.semantic_gap):
+            continue
+        fused[pid] = fused.get(pid, 0.0) + p.semantic_weight / (RRF_K + rank)
+    for pid, rank in keyword_rank.items():
+        fused[pid] = fused.get(pid, 0.0) + p.keyword_weight / (RRF_K + rank)
+    return fused, set(keyword_rank)
 
 
 def find(
@@ -172,59 +277,33 @@ def find(
     text = normalize(q)
     if not text:
         return SearchResult([], 0, "hybrid")
-    expansions = expander(db).expand(text)
-    terms = search_index.split_query(text, alternatives=expansions)
-    lexical = search_index.search(db, terms)
-    keyword = [h for h in lexical if _qualifies(h)] if cutoff else lexical
-    keyword_rank = {h.policy_id: rank for rank, h in enumerate(keyword)}
-    coverage = {h.policy_id: h.coverage for h in lexical}
-
-    semantic: dict[int, tuple[int, float]] = {}
-    # While the API is still loading the model, answer by words alone rather than make the caller wait.
-    ready = bool(matcher is not None and matcher.semantic_ready)
-    index = matcher.policy_index(db) if ready else None
-    if index is not None and len(index):
-        vector = matcher.encode([expanded_text(text, expansions)], "query")
-        scores, ids = index.search(vector, min(len(index), SEMANTIC_DEPTH))
-        semantic = {
-            int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0
-        }
-    best = max((s for _, s in semantic.values()), default=0.0)
-
-    fused: dict[int, float] = {}
-    for pid, (rank, sim) in semantic.items():
-        if cutoff and pid not in keyword_rank and (sim < SEMANTIC_MIN or sim < best - SEMANTIC_GAP):
-            continue
-        fused[pid] = fused.get(pid, 0.0) + SEMANTIC_WEIGHT / (RRF_K + rank)
-    for pid, rank in keyword_rank.items():
-        fused[pid] = fused.get(pid, 0.0) + KEYWORD_WEIGHT / (RRF_K + rank)
+    evidence = gather(db=db, matcher=matcher, text=text)
+    fused, vouched = fuse(evidence, cutoff=cutoff)
     if region:
         ps = matcher.policy_sets.get(db, today=today or dt.date.today())
-        allowed = {int(pid) for pid in ps.ids[ps.applicable(region)]} | set(keyword_rank)
+        allowed = {int(pid) for pid in ps.ids[ps.applicable(region)]} | vouched
         fused = {pid: s for pid, s in fused.items() if pid in allowed}
     ordered = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ordered[:limit]
     policies = {p.id: p for p in load_policies(db, [pid for pid, _ in shown])}
+    coverage = {h.policy_id: h.coverage for h in evidence.lexical}
     hits = [
         SearchHit(
             policy=policies[pid],
             score=round(score * RRF_K, 4),
-            semantic=semantic.get(pid, (None, None))[1],
-            keyword=pid in keyword_rank,
+            semantic=evidence.semantic.get(pid, (None, None))[1],
+            keyword=pid in vouched,
             coverage=coverage.get(pid),
         )
         for pid, score in shown
         if pid in policies and policies[pid].status == PolicyStatus.published
     ]
-    return SearchResult(hits, len(ordered), "hybrid" if index is not None else "keyword", expansions)
-
-
-def _qualifies(hit: search_index.LexicalHit) -> bool:
-    return hit.coverage >= KEYWORD_MIN_COVERAGE or hit.phrase >= KEYWORD_MIN_PHRASE
+    mode = "hybrid" if evidence.semantic_ready else "keyword"
+    return SearchResult(hits, len(ordered), mode, evidence.expansions)
 
 
 def search(
     *, db: Session, matcher: Any, q: str, limit: int = 10, region: str | None = None, today: dt.date | None = None
 ) -> list[SearchHit]:
-    """Return candidate policies best first without the relevance cut-off (callers that score them again)."""
+    """Return candidate policies best first without the semantic cut-off (callers that score them again)."""
     return find(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today, cutoff=False).hits
