@@ -36,7 +36,7 @@ _RUNS = re.compile(r"[0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 MAX_GRAMS = 96  # a 200-character query has at most ~200 trigrams; the first ones are plenty
 MATCH_GRAMS = 24  # the rarest trigrams go into the index query; all of them count for coverage
 COMMON_SHARE = 0.5  # a trigram in more than half of all policies finds nothing worth ranking by
-CANDIDATES = 100
+CANDIDATES = 50
 # Column weights for bm25(): a word in the title says more than one in the summary or the body.
 BM25_WEIGHTS = (4.0, 2.0, 1.0)
 # PostgreSQL: the text the trigram index covers (the same expression as in migration 0011).
@@ -141,6 +141,29 @@ def _doc_frequencies(db: Session, kind: str, grams: Sequence[str], shorts: Seque
     return out
 
 
+def _fts5_short(db: Session, term: str) -> tuple[list[str], int]:
+    """Return the indexed trigrams that start with a one- or two-character term, and its document count.
+
+    A trigram index cannot look up fewer than three characters, but every occurrence of 稳岗 not at the
+    very end of a column starts a trigram (稳岗补, 稳岗返, 稳岗 …), and the vocabulary is sorted by term.
+    """
+    rows = db.execute(
+        text("SELECT term FROM policy_fts_vocab WHERE term >= :lo AND term < :hi ORDER BY doc DESC LIMIT :n"),
+        {"lo": term, "hi": term + "\U0010ffff", "n": MATCH_GRAMS},
+    ).all()
+    grams = [r[0] for r in rows if len(r[0]) == 3]
+    if not grams:
+        return [], 0
+    query = " OR ".join(f'"{_quote(g)}"' for g in grams)
+    count = db.execute(text("SELECT count(*) FROM policy_fts WHERE policy_fts MATCH :q"), {"q": query}).scalar()
+    return grams, int(count or 0)
+
+
+def _quote(gram: str) -> str:
+    # An FTS5 string: double quotes doubled (vocabulary trigrams may hold any character).
+    return gram.replace('"', '""')
+
+
 def _scan_doc(db: Session) -> str:
     if db.get_bind().dialect.name == "sqlite":
         return "lower(coalesce(search_text, '') || ' ' || coalesce(full_text, ''))"
@@ -168,7 +191,14 @@ def search(db: Session, terms: QueryTerms, *, limit: int = CANDIDATES) -> list[L
     alt_grams = [g for a in alt_terms for g in trigrams(a)]
     alt_shorts = [a for a in alt_terms if len(a) < 3]
     all_grams = list(dict.fromkeys([*terms.grams, *alt_grams]))
-    df = _doc_frequencies(db, kind, all_grams, list(dict.fromkeys([*terms.shorts, *alt_shorts])))
+    short_terms = list(dict.fromkeys([*terms.shorts, *alt_shorts]))
+    prefixed: dict[str, list[str]] = {}
+    if kind == "fts5":
+        df = _doc_frequencies(db, kind, all_grams, [])
+        for term in short_terms:
+            prefixed[term], df[term] = _fts5_short(db, term)
+    else:
+        df = _doc_frequencies(db, kind, all_grams, short_terms)
     n = max(1, _policy_count(db))
     idf = {t: _idf(n, d) for t, d in df.items()}
     # Retrieval: the rarest trigrams that occur at all (a trigram in no policy finds nothing).
@@ -178,14 +208,17 @@ def search(db: Session, terms: QueryTerms, *, limit: int = CANDIDATES) -> list[L
     informative = informative[:MATCH_GRAMS]
     shorts = [s for s in dict.fromkeys([*terms.shorts, *alt_shorts]) if df.get(s, 0)]
     ranked: dict[int, float] = {}
-    if informative:
-        if kind == "fts5":
-            ranked = _fts5_rank(db, informative, limit)
-        else:
+    if kind == "fts5":
+        # A short term is found through the trigrams that start with it (稳岗 → 稳岗补, 稳岗返, …).
+        extended = [*informative, *(g for s in shorts for g in prefixed.get(s, ()))]
+        if extended:
+            ranked = _fts5_rank(db, list(dict.fromkeys(extended))[: 2 * MATCH_GRAMS], limit)
+    else:
+        if informative:
             ranked = _like_rank(db, informative, idf, limit, PG_DOC if kind == "pg_trgm" else _scan_doc(db))
-    if shorts:
-        for pid, score in _like_rank(db, shorts, idf, limit, "search_text").items():
-            ranked[pid] = ranked.get(pid, 0.0) + score
+        if shorts:
+            for pid, score in _like_rank(db, shorts, idf, limit, "search_text").items():
+                ranked[pid] = ranked.get(pid, 0.0) + score
     if not ranked:
         return []
     texts = _texts(db, list(ranked))
@@ -258,11 +291,11 @@ def _phrase_idf(phrase: str, idf: dict[str, float]) -> float:
 
 def _fts5_rank(db: Session, grams: Sequence[str], limit: int) -> dict[int, float]:
     """FTS5: OR of the trigrams (each a quoted phrase), ranked by bm25 (negated: higher is better)."""
-    query = " OR ".join(f'"{g}"' for g in grams)  # runs hold only letters, digits and ideographs: no quotes
+    query = " OR ".join(f'"{_quote(g)}"' for g in grams)
     w = ", ".join(str(x) for x in BM25_WEIGHTS)
     rows = db.execute(
         text(f"SELECT rowid, bm25(policy_fts, {w}) AS r FROM policy_fts WHERE policy_fts MATCH :q ORDER BY r LIMIT :n"),
-        {"q": query, "n": limit * 2},
+        {"q": query, "n": limit},
     ).all()
     return {int(pid): -float(r) for pid, r in rows}
 

@@ -9,7 +9,7 @@ The one search face of the service (the API, the pages, the desk and the evaluat
   vocabulary name's characters (高新技术企业, 规模以上企业) without a hand list.
 - **Meaning**: the e5 embedding of the (expanded) query against the policy index.
 - **Fusion**: weighted reciprocal rank fusion; the keyword half only counts hits that cover
-  enough of the query (`KEYWORD_MIN_COVERAGE`) or a stretch of it (`KEYWORD_MIN_PHRASE`), so a shared fragment such as 的政策 does not
+  enough of the query (`KEYWORD_MIN_COVERAGE`), so a shared fragment such as 的政策 does not
   reorder the semantic list.
 - **Cut-off**: a hit is kept when it covers the query's words or is semantically close in
   absolute terms and relative to the best; the total counts the kept hits, so a nonsense query
@@ -40,10 +40,14 @@ from matcher import tags as tags_mod
 from matcher.engine import load_policies
 
 RRF_K = 60
+# Chosen on the tuning split of tests/data/search_eval.csv with scripts/tune_search.py (best Hit@1 and MRR
+# with no hits for any of its nonsense queries; the plateau was flat in the gap and for coverage 0.3–0.5).
 SEMANTIC_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
-KEYWORD_MIN_COVERAGE = 0.5  # share of the query's (IDF-weighted) trigrams a keyword hit must contain,
-KEYWORD_MIN_PHRASE = 4  # or the length of the longest stretch of the query it contains (失业保险)
+KEYWORD_MIN_COVERAGE = 0.4  # share of the query's (IDF-weighted) trigrams a keyword hit must contain
+# A hit that only shares one stretch of the query (4+ characters) did not help on the tuning split:
+# 0 switches that rule off; `Params(min_phrase=4)` switches it on.
+KEYWORD_MIN_PHRASE = 0
 SEMANTIC_MIN = 0.87  # e5 cosine below which a neighbour is not shown without keyword support
 SEMANTIC_GAP = 0.05  # nor one this far below the best neighbour
 SEMANTIC_DEPTH = 50
@@ -250,7 +254,9 @@ def fuse(evidence: Evidence, *, params: Params | None = None, cutoff: bool = Tru
     """Return (policy id → fused score, ids the keyword half vouches for)."""
     p = params or Params()
     # Hits that share only a fragment with the query (的政策) never enter the fusion.
-    keyword = [h for h in evidence.lexical if h.coverage >= p.min_coverage or h.phrase >= p.min_phrase]
+    keyword = [
+        h for h in evidence.lexical if h.coverage >= p.min_coverage or (p.min_phrase and h.phrase >= p.min_phrase)
+    ]
     keyword_rank = {h.policy_id: rank for rank, h in enumerate(keyword)}
     best = max((s for _, s in evidence.semantic.values()), default=0.0)
     fused: dict[int, float] = {}

@@ -1,4 +1,4 @@
-"""policy keyword index: FTS5 trigram table with triggers (SQLite), pg_trgm GIN index (PostgreSQL)
+"""policy keyword index: FTS5 trigram table with triggers (SQLite), pg_trgm GIN index (PostgreSQL); status index
 
 Revision ID: 0011
 Revises: 0010
@@ -62,6 +62,8 @@ def _pg_trgm_schema(conn) -> str | None:  # type: ignore[no-untyped-def]
 
 def upgrade() -> None:
     conn = op.get_bind()
+    # Serving checks the published set's size and last change on every search: an index-only read.
+    op.create_index("ix_policy_status_updated", "policy", ["status", "updated_at"])
     if conn.dialect.name == "sqlite":
         for stmt in SQLITE:
             op.execute(stmt)
@@ -84,6 +86,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
+    op.drop_index("ix_policy_status_updated", table_name="policy")
     if conn.dialect.name == "sqlite":
         for name in ("policy_fts_insert", "policy_fts_delete", "policy_fts_update"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")

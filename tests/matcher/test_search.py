@@ -55,7 +55,7 @@ def test_keyword_only_answers_while_the_embedder_loads(db, test_settings) -> Non
     cold.wait_for_model = False  # as the API does at start-up, before the model is loaded
     try:
         assert not cold.semantic_ready
-        result = search.find(db=db, matcher=cold, q="技改贷款能贴息吗", limit=5)
+        result = search.find(db=db, matcher=cold, q="技改项目贷款贴息", limit=5)
         assert result.mode == "keyword"
         assert [h.policy.id for h in result.hits] == [policy.id]
         assert result.hits[0].semantic is None
