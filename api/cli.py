@@ -594,6 +594,51 @@ def run(
     raise typer.Exit(code=supervisor.run(settings, host=host or settings.host, port=port or settings.port))
 
 
+@eval_app.command("search")
+def eval_search(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="评测文件（CSV/XLSX，列 query、expected）")],
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", exists=True, dir_okay=False, help="用这份政策 JSON 建临时库评测（默认：当前数据库）"),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="只用 split 列为此值的行（tune / test）")] = None,
+) -> None:
+    """Evaluate need → policy search (Hit@1, R@5, MRR) beside the bare e5 and char TF-IDF baselines."""
+    import tempfile
+
+    from core import migrate
+    from core.db import Database
+    from matcher import engine as matcher_engine
+    from matcher import search_eval
+
+    try:
+        cases = search_eval.load_cases(file, split=split)
+    except search_eval.EvalFileError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="huiqi-eval-search-") as tmp:
+        if catalog is not None:
+            # A private database and index directory: the live catalog and its index stay untouched.
+            settings = settings.model_copy(update={"var_dir": Path(tmp), "database_url": None})
+            database = Database(settings.resolved_database_url)
+            with database.engine.connect() as conn:
+                migrate.upgrade(connection=conn)
+            with database.session() as db:
+                search_eval.load_catalog(db, catalog)
+        else:
+            database = get_database(settings)
+        matcher = matcher_engine.Matcher(settings)
+        try:
+            with database.session() as db:
+                result = search_eval.evaluate(db=db, matcher=matcher, cases=cases)
+        finally:
+            matcher.close()
+            if catalog is not None:
+                database.dispose()
+    console.print(search_eval.format_report(result), highlight=False)
+
+
 def main() -> None:
     """Run the CLI with logging configured."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -29,6 +29,10 @@ from core.db import Base, utcnow
 # Tables other programs own that live in our database but not in our metadata; Alembic's
 # autogenerate and the migration test must neither drop nor diff them.
 EXTERNAL_TABLES = frozenset({"apscheduler_jobs"})
+# The catalog's keyword index (migration 0011) is raw SQL, not metadata: SQLite's FTS5 table, its
+# vocabulary view and shadow tables (policy_fts_*), PostgreSQL's expression index on the text.
+EXTERNAL_TABLE_PREFIXES = ("policy_fts",)
+EXTERNAL_INDEXES = frozenset({"ix_policy_trgm"})
 
 
 class SchedulerLease(Base):
@@ -45,8 +49,10 @@ class SchedulerLease(Base):
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Tell Alembic to leave tables owned by other programs (APScheduler's job store) alone."""
-    return not (type_ == "table" and name in EXTERNAL_TABLES)
+    """Tell Alembic to leave objects it does not model alone (APScheduler's job store, the keyword index)."""
+    if type_ == "table" and name is not None:
+        return not (name in EXTERNAL_TABLES or name.startswith(EXTERNAL_TABLE_PREFIXES))
+    return not (type_ == "index" and name in EXTERNAL_INDEXES)
 
 
 def _insert(engine: Engine) -> Any:

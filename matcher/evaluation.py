@@ -112,11 +112,11 @@ def _search_texts(db: Session, queries: Iterable[str]) -> list[str]:
 
     Should search change how it expands a query, the warm-up merely misses the cache.
     """
-    vocab = tags_mod.Vocabulary.from_db(db)
+    expand = search.expander(db).expand
     out = []
     for q in queries:
         text = normalize(q)
-        out.append(text + "".join(f" {name}" for name in vocab.find_in_text(text) if name not in text))
+        out.append(search.expanded_text(text, expand(text)))
     return out
 
 

@@ -256,16 +256,21 @@ def search_policies(
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
 ):
-    """Search published policies by meaning and by words (hybrid); anonymous callers are rate-limited."""
+    """Search published policies by meaning and by words (hybrid); anonymous callers are rate-limited.
+
+    Only hits above the relevance cut-off are returned; `X-Total-Count` counts all of them (0 for a
+    query nothing answers) and `X-Search-Mode` is `keyword` while the embedder is still loading.
+    """
     if actor is None:
         request.app.state.search_limiter.check(client_key(request))
     today = dt.date.today()
-    hits = search.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
+    found = search.find(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
     return json_response(
         [
             {"policy": _card(h.policy, today), "score": h.score, "semantic": h.semantic, "keyword": h.keyword}
-            for h in hits
-        ]
+            for h in found.hits
+        ],
+        headers={"X-Total-Count": str(found.total), "X-Search-Mode": found.mode},
     )
 
 

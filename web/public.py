@@ -131,7 +131,7 @@ def policy_library(
         )
         result = views.PolicyPage(rows=[views.policy_row(p, today) for p in items], total=total, searched=False)
         page_size = LIST_PAGE_SIZE
-    pages = max(1, math.ceil(result.total / page_size))
+    pages = max(1, math.ceil((result.total if result.reachable is None else result.reachable) / page_size))
     context = {
         "filters": filters,
         "result": result,

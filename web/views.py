@@ -40,6 +40,8 @@ class PolicyPage:
     rows: list[PolicyRow]
     total: int
     searched: bool
+    mode: str = ""  # search only: "hybrid", or "keyword" while the embedder is still loading
+    reachable: int | None = None  # search only: hits that can be paged through (the best `limit`)
 
 
 def policy_row(policy: Policy, today: dt.date) -> PolicyRow:
@@ -62,9 +64,10 @@ def search_policies(
     today: dt.date,
 ) -> PolicyPage:
     """Search by meaning and words (the matcher's hybrid search), keep the hits the catalog filters admit."""
-    hits = matcher_search.search(
+    found = matcher_search.find(
         db=db, matcher=matcher, q=filters.q or "", limit=limit, region=filters.region, today=today
     )
+    hits = found.hits
     if _has_filters(filters):
         # The catalog's own filter decides what passes, so the library filters mean the same with or without words.
         allowed, _ = catalog_service.list_policies(
@@ -93,7 +96,9 @@ def search_policies(
         )
         for h in hits[start : start + page_size]
     ]
-    return PolicyPage(rows=rows, total=len(hits), searched=True)
+    # The total counts every hit above the relevance cut-off; with library filters only the admitted ones.
+    total = len(hits) if _has_filters(filters) else found.total
+    return PolicyPage(rows=rows, total=total, searched=True, mode=found.mode, reachable=len(hits))
 
 
 def page_links(request: Request, page: int, pages: int) -> list[tuple[str, str | None, bool]]:
