@@ -22,6 +22,7 @@ BENCHMARKS = {
     "fanout": "bench.fanout",
     "desk_answer": "bench.desk_answer",
     "serving": "bench.serving",
+    "batch": "bench.batch",
 }
 # Generous ceilings so a stuck run cannot hang `make bench`; rematch bounds each size itself.
 TIMEOUT_S = {
@@ -32,6 +33,7 @@ TIMEOUT_S = {
     "fanout": 3 * 3600,
     "desk_answer": 1800,
     "serving": 3 * 3600,
+    "batch": 6 * 3600,
 }
 
 
