@@ -52,19 +52,28 @@ def search(
     for pid, rank in keyword.items():
         # Exact words are strong evidence in policy search; weight keyword ranks double.
         fused[pid] = fused.get(pid, 0.0) + 2 / (60 + rank)
-    policies = {p.id: p for p in load_policies(db, fused)}
     if region:
         ps = matcher.policy_sets.get(db, today=today or dt.date.today())
         allowed = {int(pid) for pid in ps.ids[ps.applicable(region)]} | set(keyword)
         fused = {pid: s for pid, s in fused.items() if pid in allowed}
-    ordered = sorted(fused.items(), key=lambda kv: -kv[1])[:limit]
-    return [
-        SearchHit(
-            policy=policies[pid],
-            score=round(score * 60, 4),
-            semantic=semantic.get(pid, (None, None))[1],
-            keyword=pid in keyword,
-        )
-        for pid, score in ordered
-        if pid in policies and policies[pid].status == PolicyStatus.published
-    ]
+    ordered = sorted(fused.items(), key=lambda kv: -kv[1])
+    hits: list[SearchHit] = []
+    # Load only the policies shown (a page at a time, in case some were withdrawn meanwhile), not every
+    # candidate: loading all ~100 fused candidates with their relations was most of a search's time.
+    for start in range(0, len(ordered), limit):
+        page = ordered[start : start + limit]
+        policies = {p.id: p for p in load_policies(db, [pid for pid, _ in page])}
+        for pid, score in page:
+            policy = policies.get(pid)
+            if policy is not None and policy.status == PolicyStatus.published:
+                hits.append(
+                    SearchHit(
+                        policy=policy,
+                        score=round(score * 60, 4),
+                        semantic=semantic.get(pid, (None, None))[1],
+                        keyword=pid in keyword,
+                    )
+                )
+        if len(hits) >= limit:
+            break
+    return hits[:limit]
