@@ -344,6 +344,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sizes": {},
     }
     record["e5_query_embedding_ms"] = e5_floor()
+    try:
+        measure_sizes(args, record)
+    except Exception as exc:  # keep what was measured; the error is part of the result
+        record["error"] = f"{type(exc).__name__}: {exc}"[:3000]
+        print(f"serving: failed: {record['error'][:500]}", flush=True)
+    record["bench_peak_rss_mb"] = peak_rss_mb()
+    record["targets"] = judge(record)
+    return record
+
+
+def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """Set up, serve and measure each policy count in turn, filling record["sizes"]."""
     for size_index, policies in enumerate(args.policies):
         last = size_index == len(args.policies) - 1
         tmp = Path(tempfile.mkdtemp(prefix="bench-serving-", dir=args.tmp))
@@ -370,7 +382,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         try:
             with Stopwatch() as sw:
-                dataset.wait_healthy(base, server.proc, server.log)
+                dataset.wait_healthy(base, server.proc, server.log, timeout=600)
             entry["server_start_s"] = round(sw.seconds, 2)
             entry["warm"] = warm(base, firm_headers, args.workers)
             runs: dict[str, Any] = {}
@@ -421,9 +433,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entry["server_log_database_locked"] = server.log_count("database is locked")
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    record["bench_peak_rss_mb"] = peak_rss_mb()
-    record["targets"] = judge(record)
-    return record
 
 
 def mixed(
@@ -477,7 +486,9 @@ def mixed(
 
 def judge(record: dict[str, Any]) -> dict[str, Any]:
     """Compare the largest size's figures with the issue's targets."""
-    size = record["sizes"][str(record["policy_counts"][-1])]
+    if not record["sizes"]:
+        return {}
+    size = list(record["sizes"].values())[-1]
     runs = size.get("runs", {})
     n = record["clients"]
     r1, rn = runs.get("recommendations@1", {}), runs.get(f"recommendations@{n}", {})
@@ -573,7 +584,7 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                 rows,
             )
         )
-    last = record["sizes"][str(record["policy_counts"][-1])]
+    last = list(record["sizes"].values())[-1] if record["sizes"] else {}
     if last.get("mixed"):
         m = last["mixed"]
         before, after = m.get("status_before", {}), m.get("status_after", {})
@@ -632,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.mixed_seconds = args.mixed_seconds if args.mixed_seconds is not None else (90.0 if args.full else 30.0)
     record = run(args)
     write_result("serving", record, tables(record))
-    return 0
+    return 0 if "error" not in record else 1
 
 
 if __name__ == "__main__":
