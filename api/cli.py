@@ -468,6 +468,50 @@ def match(
     )
 
 
+@app.command()
+def embed(
+    all_: Annotated[bool, typer.Option("--all", help="向量化所有缺少向量或向量已过期的企业画像")] = False,
+    engine: Annotated[Engine, typer.Option(help="在本机运行，或在 Ray 集群上运行（需 PostgreSQL）")] = Engine.local,
+    address: Annotated[str | None, typer.Option(help="Ray 集群地址，如 ray://head:10001；缺省则启动本机 Ray")] = None,
+) -> None:
+    """Embed every firm whose profile vector is missing or stale (the same chunk function `huiqi match` uses)."""
+    import time
+
+    from matcher import engine as matcher_engine
+    from matcher import runs, vectors
+
+    if not all_:
+        _fail("请指定 --all：向量化所有缺少向量或向量已过期的企业（huiqi match 也会先做这一步）")
+    settings = get_settings()
+    database = get_database(settings)
+    matcher = matcher_engine.Matcher(settings)
+    started = time.perf_counter()
+    try:
+        with progress() as bar:
+            if engine == Engine.local:
+                task = bar.add_task("向量化企业画像", total=None)
+
+                def step(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                embedded = runs.embed_firms(database, matcher, None, progress=step)
+            else:
+                from matcher import ray_engine
+
+                with database.session() as db:
+                    stale = vectors.stale_ids(db, model_id=matcher.embedder.model_id)
+                task = bar.add_task("向量化企业画像（Ray）", total=len(stale))
+                embedded = 0
+                for count, batch in ray_engine.embed_on_ray(settings, stale, address=address):
+                    embedded += count
+                    bar.advance(task, batch)
+    finally:
+        matcher.close()
+    seconds = time.perf_counter() - started
+    rate = embedded / seconds if seconds and embedded else 0.0
+    err.print(f"完成：新向量化 {embedded} 家企业，用时 {seconds:.1f} 秒（{rate:.1f} 家/秒）")
+
+
 @train_app.command("tagger")
 def train_tagger() -> None:
     """Train the multi-label policy tagger on the curated catalog; write it under models/ with a manifest."""

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         "'sentence-transformers:<local model dir>'; nothing is ever downloaded.",
     )
     embed_threads: int = Field(2, description="Threads the embedder may use.")
+    embed_device: str = Field(
+        "auto",
+        description="Device of the sentence-transformers backend: 'auto' (a CUDA GPU when one is present, else "
+        "Apple's MPS, else the CPU), or 'cpu', 'cuda', 'cuda:1', 'mps'. The bundled e5 always runs on the CPU.",
+    )
+    embed_batch_size: int = Field(
+        64, ge=1, le=4096, description="Texts encoded per batch by batch embedding (larger suits a GPU)."
+    )
     weight_rules: float = Field(0.25, description="Ranking weight of rule evidence (eligible > likely).")
     weight_tags: float = Field(0.15, description="Ranking weight of IDF-weighted shared tags.")
     weight_semantic: float = Field(0.55, description="Ranking weight of semantic similarity of needs and policy.")

@@ -71,7 +71,12 @@ class Matcher:
         """Return the embedder, loading the model on first use."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = make_embedder(self.settings.embedder, num_threads=self.settings.embed_threads)
+                self._embedder = make_embedder(
+                    self.settings.embedder,
+                    num_threads=self.settings.embed_threads,
+                    device=self.settings.embed_device,
+                    batch_size=self.settings.embed_batch_size,
+                )
             return self._embedder
 
     @property

@@ -118,10 +118,12 @@ def embed(
     today: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    encode_batch: int = EMBED_BATCH,
 ) -> int:
     """Embed the firms whose texts changed (all stale firms, or the given ones); return how many were embedded.
 
-    `encode(texts, role)` embeds through the cache. `progress(done, total)` is called per batch.
+    `encode(texts, role)` embeds through the cache, `encode_batch` firms at a time. `progress(done, total)` is
+    called per batch.
     """
     today = today or dt.date.today()
     with database.session() as db:
@@ -143,8 +145,8 @@ def embed(
         todo = [eid for eid in batch if eid in texts and known.get(eid) != texts[eid][2]]
         unchanged = [eid for eid in batch if eid in texts and known.get(eid) == texts[eid][2]]
         rows = []
-        for k in range(0, len(todo), EMBED_BATCH):
-            part = todo[k : k + EMBED_BATCH]
+        for k in range(0, len(todo), encode_batch):
+            part = todo[k : k + encode_batch]
             profiles = encode([texts[eid][0] for eid in part], "query")
             with_needs = [eid for eid in part if texts[eid][1]]
             needs = encode([texts[eid][1] for eid in with_needs], "query") if with_needs else None

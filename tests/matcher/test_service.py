@@ -412,3 +412,27 @@ def test_calculator_takes_an_industry_by_its_name_and_lists_industries_by_words(
         "I6513",
         "I6519",
     ]
+
+
+def test_search_loads_only_the_policies_it_shows(db, client, vocab, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from matcher import search as search_mod
+
+    made = [
+        factories.make_policy(db, publish=True, title=f"中山市研发费用补助第{k}批", summary="对企业研发投入给予补助。")
+        for k in range(12)
+    ]
+    withdrawn = made[0]
+    catalog_service.withdraw_policy(db=db, policy_id=withdrawn.id, actor=None)
+    db.flush()
+    loaded: list[int] = []
+    real = search_mod.load_policies
+
+    def counting(session, ids):  # type: ignore[no-untyped-def]
+        loaded.extend(ids)
+        return real(session, ids)
+
+    monkeypatch.setattr(search_mod, "load_policies", counting)
+    hits = client.get("/api/v1/policies/search", params={"q": "研发费用补助", "limit": 3}).json()
+    assert len(hits) == 3 and withdrawn.id not in [h["policy"]["id"] for h in hits]
+    # A page of candidates at a time (the best few), never all fused candidates (12 keyword hits here).
+    assert len(loaded) <= 6, loaded
