@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -55,6 +56,39 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+def table_of(model: type[Base]) -> Table:
+    """Return a model's Table, for Core statements (typing knows __table__ only as a FromClause)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def upsert_insert(bind: Session | Connection | Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """Return an INSERT into table that takes ON CONFLICT clauses, in the bind's dialect (PostgreSQL or SQLite)."""
+    dialect = (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"INSERT … ON CONFLICT is not available for {dialect}")
+
+
+def driver_cursor(connection: Connection) -> Any:
+    """Return a cursor of the connection's own DBAPI connection (COPY, bulk reads past SQLAlchemy's rows)."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    return driver.cursor()
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Return how many rows an INSERT, UPDATE or DELETE touched (Session.execute types it a plain Result)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError("rowcount needs the result of an INSERT, UPDATE or DELETE")
+    return result.rowcount
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

@@ -28,7 +28,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def reads_only(endpoint: F) -> F:
     """Mark a POST endpoint that reads and computes but writes nothing (the calculator, previews):
     it gets a reader session, so it never takes SQLite's write lock however long it computes."""
-    endpoint.reads_only = True  # type: ignore[attr-defined]
+    vars(endpoint)["reads_only"] = True
     return endpoint
 
 
@@ -38,7 +38,7 @@ def writes_in_stages(endpoint: F) -> F:
     Its request session begins as a reader too, so neither the dependencies (signing in) nor slow
     work between its writes hold SQLite's write lock.
     """
-    endpoint.writes_in_stages = True  # type: ignore[attr-defined]
+    vars(endpoint)["writes_in_stages"] = True
     return endpoint
 
 

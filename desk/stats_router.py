@@ -7,6 +7,7 @@ another department is refused). Curators may read hot topics, whose policy list 
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -27,7 +28,7 @@ from desk import stats as desk_stats
 from desk import topics as desk_topics
 
 router = APIRouter(prefix="/desk")
-TAGS = ["服务台统计"]
+TAGS: list[str | Enum] = ["服务台统计"]
 
 StatsReader = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin))]
 TopicsReader = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin, Role.curator))]

@@ -25,7 +25,7 @@ from core import codes
 from core.config import Settings
 from core.files import atomic_write
 from matcher import ranker as ranker_mod
-from matcher.embeddings import Embedder, EmbeddingCache, make_embedder, policy_text
+from matcher.embeddings import Embedder, EmbeddingCache, check_role, make_embedder, policy_text
 from matcher.facts import FactsCache
 from matcher.index import VectorIndex
 from matcher.policyset import PolicySet, PolicySets
@@ -111,7 +111,7 @@ class Matcher:
         """Embed texts through the cache, so nothing is embedded twice."""
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
-        return self.cache.encode_cached(self.embedder, list(texts), role)  # type: ignore[arg-type]
+        return self.cache.encode_cached(self.embedder, list(texts), check_role(role))
 
     def close(self) -> None:
         """Release the cache's file handle."""
@@ -145,7 +145,9 @@ class Matcher:
             return state.index
         with self._lock:
             rows = dict(
-                db.execute(select(Policy.id, Policy.updated_at).where(Policy.status == PolicyStatus.published)).all()
+                db.execute(select(Policy.id, Policy.updated_at).where(Policy.status == PolicyStatus.published))
+                .tuples()
+                .all()
             )
             current = {pid: ts.isoformat() for pid, ts in rows.items()}
             self._load_or_create(state, "policies")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -14,12 +14,13 @@ from core.deps import AppSettings, DbSession, Paging
 from core.schemas import Page
 from core.text import mask_name, mask_phone
 from profiles import service
+from profiles.models import Enterprise
 from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseOut, EnterpriseUpdate, RegisterIn
 
 router = APIRouter()
 
 
-def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-untyped-def]
+def _out(ent: Enterprise, *, masked: bool = False) -> EnterpriseOut:
     data = service.describe(ent)
     if masked:
         data["contact_phone"] = mask_phone(data["contact_phone"])
@@ -29,7 +30,7 @@ def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-unty
 
 
 @router.post("/auth/register", response_model=Token, status_code=201, tags=["认证"], dependencies=[Depends(public)])
-def register(db: DbSession, settings: AppSettings, register_in: RegisterIn):
+def register(db: DbSession, settings: AppSettings, register_in: RegisterIn) -> Token:
     """Register a firm: its profile and its first user, then sign in."""
     user, _ = service.register(db=db, register_in=register_in)
     return auth_service.issue_token(settings=settings, user=user)
@@ -45,7 +46,7 @@ def list_enterprises(
     industry: Annotated[str | None, Query(description="行业代码前缀，如 C39")] = None,
     size_class: Annotated[str | None, Query(pattern="^(large|medium|small|micro)$")] = None,
     qualification: str | None = None,
-):
+) -> Page[Any]:
     """Search enterprises (staff); contacts are masked in listings."""
     filters = EnterpriseFilters(
         q=q, region=region, industry=industry, size_class=size_class, qualification=qualification
@@ -55,33 +56,37 @@ def list_enterprises(
 
 
 @router.post("/enterprises", response_model=EnterpriseOut, status_code=201, tags=["企业"])
-def create_enterprise(db: DbSession, actor: CuratorUser, enterprise_in: EnterpriseIn):
+def create_enterprise(db: DbSession, actor: CuratorUser, enterprise_in: EnterpriseIn) -> EnterpriseOut:
     """Create an enterprise profile on a firm's behalf (staff)."""
     return _out(service.create_enterprise(db=db, enterprise_in=enterprise_in))
 
 
 @router.get("/enterprises/me", response_model=EnterpriseOut, tags=["企业"])
-def get_my_enterprise(db: DbSession, actor: EnterpriseUser):
+def get_my_enterprise(db: DbSession, actor: EnterpriseUser) -> EnterpriseOut:
     """Show the signed-in firm's own profile."""
-    return _out(service.get_enterprise(db=db, enterprise_id=actor.enterprise_id))
+    return _out(service.get_enterprise(db=db, enterprise_id=actor.own_enterprise_id))
 
 
 @router.patch("/enterprises/me", response_model=EnterpriseOut, tags=["企业"])
-def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: EnterpriseUpdate):
+def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: EnterpriseUpdate) -> EnterpriseOut:
     """Update the signed-in firm's own profile."""
     return _out(
-        service.update_enterprise(db=db, enterprise_id=actor.enterprise_id, enterprise_in=enterprise_in, actor=actor)
+        service.update_enterprise(
+            db=db, enterprise_id=actor.own_enterprise_id, enterprise_in=enterprise_in, actor=actor
+        )
     )
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int):
+def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int) -> EnterpriseOut:
     """Show an enterprise (staff, or the firm itself)."""
     return _out(service.get_visible_enterprise(db=db, enterprise_id=enterprise_id, actor=actor))
 
 
 @router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def update_enterprise(db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate):
+def update_enterprise(
+    db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate
+) -> EnterpriseOut:
     """Update an enterprise (curators and admins, or the firm itself)."""
     return _out(service.update_enterprise(db=db, enterprise_id=enterprise_id, enterprise_in=enterprise_in, actor=actor))
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core import scheduler
 from core.config import Settings, get_settings
-from core.db import get_database, session_scope, utcnow
+from core.db import get_database, rowcount, session_scope, utcnow
 from core.scheduler import registry
 from push import notify, service
 from push.channels import Channel, EmailChannel, SmsChannel, WebhookChannel
@@ -134,9 +134,9 @@ class _FanOutGuard:
         run_at = (utcnow() + dt.timedelta(seconds=self.resume_after)).astimezone(tz)
         mine = _jobs.c.id == self.job_id
         moved = db.execute(update(_jobs).where(mine).values(next_run_time=datetime_to_utc_timestamp(run_at)))
-        if moved.rowcount:
+        if rowcount(moved):
             # The column tells the scheduler when the job is due; its state says what to run, when.
-            job = pickle.loads(db.scalar(select(_jobs.c.job_state).where(mine)))
+            job = pickle.loads(db.scalar(select(_jobs.c.job_state).where(mine)) or b"")
             job["trigger"] = DateTrigger(run_at, timezone=tz)
             job["next_run_time"] = run_at
             db.execute(update(_jobs).where(mine).values(job_state=pickle.dumps(job, pickle.HIGHEST_PROTOCOL)))
