@@ -79,7 +79,7 @@ def site_calendar(settings: Settings) -> WorkCalendar:
 
 def red_alert_addresses(settings: Settings) -> list[str]:
     """Return the discipline inspection addresses for red escalations (comma or semicolon separated)."""
-    raw = getattr(settings, "desk_red_alert_email", "") or ""
+    raw = settings.desk_red_alert_email
     return [a for a in _ADDRESS_SPLIT.split(raw) if a]
 
 

@@ -72,7 +72,7 @@ T = TypeVar("T")
 
 def local_tz(settings: Settings) -> ZoneInfo:
     """Return the time zone scheduled pushes follow (HUIQI_TIMEZONE)."""
-    return ZoneInfo(getattr(settings, "timezone", "Asia/Shanghai") or "Asia/Shanghai")
+    return ZoneInfo(settings.timezone)
 
 
 def _local(now: dt.datetime, settings: Settings) -> dt.datetime:

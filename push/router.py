@@ -36,8 +36,7 @@ router = APIRouter()
 
 
 def _base_url(settings: AppSettings) -> str:
-    # HUIQI_PUBLIC_BASE_URL, once the lead adds it to Settings; relative links until then.
-    return getattr(settings, "public_base_url", "") or ""
+    return settings.public_base_url
 
 
 @router.get("/inbox", response_model=InboxPage, tags=["推送"])

@@ -666,7 +666,7 @@ def push_send(
                 push_in=push_in,
                 created_by_id=curator.user_id,
                 matcher=matcher,
-                base_url=getattr(settings, "public_base_url", "") or "",
+                base_url=settings.public_base_url,
             )
         except HuiqiError as exc:
             db.rollback()
