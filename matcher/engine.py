@@ -53,6 +53,7 @@ class Matcher:
         self.models_dir = Path(settings.models_dir)
         self._tagger: Any = None
         self._tagger_loaded = False
+        self._rankers = ranker_mod.RankerCache()
         # The open catalog as arrays, per catalog revision and day (serving, calculator, batch).
         self.policy_sets = PolicySets(vectors=self.policy_vectors)
         # Every firm's facts for curators' live rule previews.
@@ -98,9 +99,9 @@ class Matcher:
     def ranker(self) -> ranker_mod.LearnedRanker | None:
         """Return the learned ranker when `huiqi train ranker` marked one used, else None (hand weights).
 
-        Cached per file stamp in matcher.ranker: two stat calls per request, a reload after retraining.
+        Cached per file stamp: two stat calls per request, a reload after retraining.
         """
-        return ranker_mod.active(self.models_dir)
+        return self._rankers.active(self.models_dir)
 
     def reload_tagger(self) -> None:
         """Forget the loaded tagger so the next use reads models/ again (after training)."""
