@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, Table, create_engine, event
@@ -126,6 +126,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+@contextmanager
+def unit_of_work(factory: Callable[[], Session]) -> Iterator[Session]:
+    """Yield a new session from factory that commits on success, rolls back on any error, and is closed."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 class Database:
     """An engine and its session factory; the app and the CLI each hold one."""
 
@@ -139,31 +153,13 @@ class Database:
             expire_on_commit=False,
         )
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """Yield a session that commits on success and rolls back on error."""
-        session = self.sessionmaker()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return unit_of_work(self.sessionmaker)
 
-    @contextmanager
-    def writer_session(self) -> Iterator[Session]:
+    def writer_session(self) -> AbstractContextManager[Session]:
         """Yield a session that will write: on SQLite it takes the write lock at BEGIN. Keep it short."""
-        session = self.writer()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return unit_of_work(self.writer)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
