@@ -69,11 +69,13 @@ test: install-dev $(NPM_STAMP) browser
 bench: install-dev
 	$(BIN)/python -m bench
 
-# The same checks pre-commit runs: lint, format, the architecture contracts (pyproject.toml).
+# The same checks pre-commit runs: lint, format, the architecture contracts and the type checker
+# (both configured in pyproject.toml).
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache node_modules test-artifacts

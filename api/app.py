@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from starlette.datastructures import State
 
 from api.io_router import router as io_router
 from auth.router import router as auth_router
@@ -46,7 +47,7 @@ ROUTERS = (
 )
 
 
-def warm_up(state: object) -> None:
+def warm_up(state: State) -> None:
     """Load the embedder, the policy index and the desk's knowledge base before the first user needs them.
 
     Vectors come from (and go to) the on-disk embedding cache, so after the first start this takes seconds.
@@ -55,9 +56,9 @@ def warm_up(state: object) -> None:
     from matcher import search as matcher_search
 
     try:
-        with state.db.session() as db:  # type: ignore[attr-defined]
-            answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")  # type: ignore[attr-defined]
-            matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)  # type: ignore[attr-defined]
+        with state.db.session() as db:
+            answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")
+            matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)
         log.info("warm-up done: embedder, policy index and desk knowledge base ready")
     except Exception:  # noqa: BLE001 - warming is an optimisation; requests build what they need anyway
         log.exception("warm-up failed; the first requests will build what they need")

@@ -6,7 +6,7 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -25,6 +26,9 @@ from rich.text import Text
 
 from core.config import get_settings
 from core.db import get_database, session_scope
+
+if TYPE_CHECKING:  # the commands import what they use when they run, to keep `huiqi --help` quick
+    from core.tabular import ImportReport
 
 app = typer.Typer(help="惠企 Huiqi：政策目录、企业画像、政策匹配与诉求服务", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="用户管理", no_args_is_help=True)
@@ -76,7 +80,7 @@ def progress() -> Progress:
     )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[red]错误：{message}[/red]")
     raise typer.Exit(code=1)
 
@@ -215,13 +219,15 @@ def users_create(
                 ent_id = ent.id
             user = auth_service.create_user(
                 db=db,
-                user_in=UserIn(
-                    username=username,
-                    password=password,
-                    display_name=display_name or username,
-                    role=role,
-                    department_id=dept_id,
-                    enterprise_id=ent_id,
+                user_in=UserIn.model_validate(
+                    {
+                        "username": username,
+                        "password": password,
+                        "display_name": display_name or username,
+                        "role": role,
+                        "department_id": dept_id,
+                        "enterprise_id": ent_id,
+                    }
                 ),
             )
             err.print(f"已创建用户 {user.username}（{user.role}），id={user.id}")
@@ -360,7 +366,7 @@ def desk_train(
     err.print(f"模型与清单：{Path(settings.models_dir) / routing.SUBDIR}")
 
 
-def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_report(report: ImportReport) -> None:
     err.print(
         f"共 {report.total} 行：新增 {report.created}，更新 {report.updated}，未变 {report.unchanged}，失败 {report.failed}；"
         + ("已写入" if report.written else "[red]未写入任何数据[/red]")
@@ -443,7 +449,7 @@ def match(
     }
     try:
         with progress() as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def step(kind: str, done: int, total: int) -> None:
                 if kind not in tasks:

@@ -7,7 +7,7 @@ matched here before `/policies/{policy_id}` sees it (that route would answer 422
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response, UploadFile
@@ -24,7 +24,9 @@ from profiles import io as profiles_io
 router = APIRouter()
 
 _TAG = "导入导出"
-_FAILED = {422: {"description": "有行未通过校验，未写入任何数据；响应体含完整报告（report）"}}
+_FAILED: dict[int | str, dict[str, Any]] = {
+    422: {"description": "有行未通过校验，未写入任何数据；响应体含完整报告（report）"}
+}
 _MEDIA_TYPES = {"csv": tabular.CSV_MEDIA_TYPE, "xlsx": tabular.XLSX_MEDIA_TYPE}
 
 FormatParam = Annotated[Literal["csv", "xlsx"], Query(alias="format", description="文件格式：csv 或 xlsx")]

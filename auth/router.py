@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from auth import service
 from auth.deps import AdminUser, AnyUser, public
-from auth.models import Role
+from auth.models import ApiKey, Role, User
 from auth.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -30,7 +30,7 @@ router = APIRouter()
 @router.post("/auth/token", response_model=Token, tags=["认证"], dependencies=[Depends(public)])
 def login(
     request: Request, db: DbSession, settings: AppSettings, form: Annotated[OAuth2PasswordRequestForm, Depends()]
-):
+) -> Token:
     """Exchange a username and password for a bearer token (OAuth2 password flow); attempts are throttled."""
     throttle = request.app.state.sign_in_throttle
     throttle.attempt(username=form.username, client=request.client.host if request.client else "unknown")
@@ -42,7 +42,7 @@ def login(
 
 
 @router.get("/auth/me", response_model=UserOut, tags=["认证"])
-def me(db: DbSession, actor: AnyUser):
+def me(db: DbSession, actor: AnyUser) -> User:
     """Show the signed-in user."""
     if actor.via_api_key:
         raise NotAuthenticated("API 密钥没有用户信息", code="not_a_user")
@@ -62,7 +62,9 @@ def logout_everywhere(db: DbSession, actor: AnyUser) -> None:
 
 
 @router.post("/auth/password", response_model=Token, tags=["认证"])
-def change_password(request: Request, db: DbSession, settings: AppSettings, actor: AnyUser, body: PasswordChangeIn):
+def change_password(
+    request: Request, db: DbSession, settings: AppSettings, actor: AnyUser, body: PasswordChangeIn
+) -> Token:
     """Change one's own password; other sessions end and a fresh token is returned.
 
     Checking the current password counts as a sign-in attempt (throttled the same way).
@@ -78,44 +80,44 @@ def change_password(request: Request, db: DbSession, settings: AppSettings, acto
 
 
 @router.get("/users", response_model=Page[UserOut], tags=["用户"])
-def list_users(db: DbSession, actor: AdminUser, paging: Paging, role: Role | None = None):
+def list_users(db: DbSession, actor: AdminUser, paging: Paging, role: Role | None = None) -> Page[Any]:
     """List users."""
     items, total = service.list_users(db=db, role=role, offset=paging.offset, limit=paging.page_size)
     return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["用户"])
-def create_user(db: DbSession, actor: AdminUser, user_in: UserIn):
+def create_user(db: DbSession, actor: AdminUser, user_in: UserIn) -> User:
     """Create a user of any role."""
     return service.create_user(db=db, user_in=user_in)
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["用户"])
-def get_user(db: DbSession, actor: AdminUser, user_id: int):
+def get_user(db: DbSession, actor: AdminUser, user_id: int) -> User:
     """Show a user."""
     return service.get_user(db=db, user_id=user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["用户"])
-def update_user(db: DbSession, actor: AdminUser, user_id: int, user_in: UserUpdate):
+def update_user(db: DbSession, actor: AdminUser, user_id: int, user_in: UserUpdate) -> User:
     """Change a user's name, password, role, status or department; a new password or role ends their sessions."""
     return service.update_user(db=db, user_id=user_id, user_in=user_in)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], tags=["用户"])
-def list_api_keys(db: DbSession, actor: AdminUser):
+def list_api_keys(db: DbSession, actor: AdminUser) -> list[ApiKey]:
     """List API keys (never their secrets)."""
     return service.list_api_keys(db=db)
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=201, tags=["用户"])
-def create_api_key(db: DbSession, actor: AdminUser, key_in: ApiKeyIn):
+def create_api_key(db: DbSession, actor: AdminUser, key_in: ApiKeyIn) -> ApiKeyCreated:
     """Create an API key for a system integration; the key is shown once."""
     key, plain = service.create_api_key(db=db, key_in=key_in, actor=actor)
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=plain)
 
 
 @router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyOut, tags=["用户"])
-def revoke_api_key(db: DbSession, actor: AdminUser, key_id: int):
+def revoke_api_key(db: DbSession, actor: AdminUser, key_id: int) -> ApiKey:
     """Revoke an API key."""
     return service.revoke_api_key(db=db, key_id=key_id)

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from auth.models import Role
 
 ApiScope = Literal["desk:intake", "read", "full"]
+DEFAULT_SCOPE: ApiScope = "desk:intake"
 
 
 class Token(BaseModel):
@@ -75,7 +76,7 @@ class ApiKeyIn(BaseModel):
     role: Role = Role.desk
     department_id: int | None = None
     scopes: list[ApiScope] = Field(
-        default_factory=lambda: ["desk:intake"],
+        default_factory=lambda: [DEFAULT_SCOPE],
         min_length=1,
         max_length=3,
         description="权限范围：desk:intake（提交诉求、查看本密钥提交的诉求）、read（按角色只读）、full（按角色全部权限）",
@@ -89,7 +90,9 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str
     role: Role
-    scopes: list[str] = Field(validation_alias=AliasChoices("scope_list", "scopes"), description="权限范围")
+    scopes: list[str] = Field(  # type: ignore[pydantic-alias]  # scope_list is a property of the ORM row
+        default_factory=list, validation_alias=AliasChoices("scope_list", "scopes"), description="权限范围"
+    )
     department_id: int | None
     created_at: dt.datetime
     revoked_at: dt.datetime | None

@@ -13,7 +13,7 @@ from auth.schemas import ApiKeyIn, Token, UserIn, UserUpdate
 from core import security
 from core.config import Settings
 from core.db import utcnow
-from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ class Principal:
     def is_staff(self) -> bool:
         """Tell whether the caller works for the platform (any role but enterprise)."""
         return self.role != Role.enterprise
+
+    @property
+    def own_enterprise_id(self) -> int:
+        """Return the firm an enterprise user acts for; refuse a caller bound to none."""
+        if self.enterprise_id is None:
+            raise PermissionDenied("当前账号未绑定企业", code="no_enterprise")
+        return self.enterprise_id
 
     @property
     def user_id(self) -> int | None:

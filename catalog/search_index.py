@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, text
@@ -64,7 +64,7 @@ def trigrams(run: str) -> list[str]:
     return [run[i : i + 3] for i in range(len(run) - 2)]
 
 
-def split_query(text: str, *, alternatives: dict[str, Sequence[str]] | None = None) -> QueryTerms:
+def split_query(text: str, *, alternatives: Mapping[str, Sequence[str]] | None = None) -> QueryTerms:
     """Cut normalised query text into trigrams and short terms; `alternatives` map a term to full names."""
     grams: list[str] = []
     shorts: list[str] = []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from auth.service import Principal
 from catalog import rules as rules_mod
@@ -460,6 +461,7 @@ def list_policies(
             Policy.apply_end_on >= today,
         )
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    order: list[ColumnElement[Any]]
     if filters.sort == "deadline":
         # Open windows first, soonest deadline first; closed and undated ones after.
         closed = or_(Policy.apply_end_on.is_(None), Policy.apply_end_on < today)
@@ -477,7 +479,14 @@ def list_policies(
     return list(items), total
 
 
-def days_left(policy: Policy, today: dt.date | None = None) -> int | None:
+class HasDeadline(Protocol):
+    """Anything with an application deadline: a Policy, or the matcher's plain PolicyInfo."""
+
+    @property
+    def apply_end_on(self) -> dt.date | None: ...
+
+
+def days_left(policy: HasDeadline, today: dt.date | None = None) -> int | None:
     """Return days until the application deadline (negative when closed), None without one."""
     if policy.apply_end_on is None:
         return None
@@ -491,7 +500,12 @@ def _region_or_fail(code: str, field: str) -> str:
         raise ValidationFailed(errors=[FieldError(field, str(exc), "unknown_region")]) from exc
 
 
-def _resolve_codes(db: Session, model: type, values: list[str], field: str, label: str, code: str) -> list[Any]:
+_Coded = TypeVar("_Coded", Category, Topic)
+
+
+def _resolve_codes(
+    db: Session, model: type[_Coded], values: list[str], field: str, label: str, code: str
+) -> list[_Coded]:
     rows = {r.code: r for r in db.scalars(select(model).where(model.code.in_(values)))}
     errors = [
         FieldError(f"{field}[{i}]", f"{label}编码 {v} 不存在", code) for i, v in enumerate(values) if v not in rows

@@ -8,6 +8,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -129,14 +130,16 @@ class Settings(BaseSettings):
         "免申即享) current; above it, lists are made when a policy is published or edited, or when staff ask.",
     )
     scheduler_lease_ttl: float = Field(30.0, description="Seconds a scheduler lease lasts unless renewed.")
-    timezone: str = Field("Asia/Shanghai", description="Time zone of scheduled jobs.")
+    timezone: str = Field(
+        "Asia/Shanghai", description="IANA time zone of scheduled jobs, push quiet hours and local dates."
+    )
     public_base_url: str = Field(
         "", description="Site address used to make links in pushes absolute, e.g. https://huiqi.example.gov.cn."
     )
     smtp_host: str | None = Field(
         None, description="SMTP server for email pushes; email is off until host and sender are set."
     )
-    smtp_port: int = Field(25, description="SMTP port (587 for STARTTLS, 465 for SSL).")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (587 for STARTTLS, 465 for SSL).")
     smtp_sender: str | None = Field(None, description="From address, e.g. 惠企服务 <noreply@huiqi.example>.")
     smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
     smtp_password: str | None = Field(None, description="SMTP password.")
@@ -146,7 +149,7 @@ class Settings(BaseSettings):
         None, description="SMS gateway endpoint; SMS is off until URL and secret are set."
     )
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
-    webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
+    webhook_timeout: float = Field(5.0, gt=0, description="Seconds a webhook delivery may take.")
     webhook_allow_hosts: str = Field(
         "",
         description="Host names and/or CIDR networks (comma-separated) firm webhooks may reach although they are "
@@ -253,6 +256,17 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError as exc:
             raise ValueError(f"not a rate limit like '8/15 minutes': {value}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise ValueError(
+                f"HUIQI_TIMEZONE must name an IANA time zone such as Asia/Shanghai, not {value!r}"
+            ) from exc
         return value
 
     @field_validator("push_reminder_days")

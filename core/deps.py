@@ -12,7 +12,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from core.db import Database
+from core.db import Database, unit_of_work
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,7 +28,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def reads_only(endpoint: F) -> F:
     """Mark a POST endpoint that reads and computes but writes nothing (the calculator, previews):
     it gets a reader session, so it never takes SQLite's write lock however long it computes."""
-    endpoint.reads_only = True  # type: ignore[attr-defined]
+    vars(endpoint)["reads_only"] = True
     return endpoint
 
 
@@ -38,7 +38,7 @@ def writes_in_stages(endpoint: F) -> F:
     Its request session begins as a reader too, so neither the dependencies (signing in) nor slow
     work between its writes hold SQLite's write lock.
     """
-    endpoint.writes_in_stages = True  # type: ignore[attr-defined]
+    vars(endpoint)["writes_in_stages"] = True
     return endpoint
 
 
@@ -54,15 +54,8 @@ def get_db(request: Request) -> Iterator[Session]:
     # failing when a background job commits between their read and their write); reads never do, and
     # staged writers take it themselves, stage by stage.
     db = request.app.state.db
-    session: Session = (db.sessionmaker if _reads(request) else db.writer)()
-    try:
+    with unit_of_work(db.sessionmaker if _reads(request) else db.writer) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit before the response is sent, so a client that gets 200 sees its write

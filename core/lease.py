@@ -20,11 +20,10 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import String, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, utcnow
+from core.db import Base, table_of, upsert_insert, utcnow
 
 # Tables other programs own that live in our database but not in our metadata; Alembic's
 # autogenerate and the migration test must neither drop nor diff them.
@@ -55,15 +54,6 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
     return not (type_ == "index" and name in EXTERNAL_INDEXES)
 
 
-def _insert(engine: Engine) -> Any:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert
-    if dialect == "postgresql":
-        return postgresql.insert
-    raise NotImplementedError(f"scheduler lease is not implemented for {dialect}")
-
-
 def _ttl(ttl: float | dt.timedelta) -> dt.timedelta:
     delta = ttl if isinstance(ttl, dt.timedelta) else dt.timedelta(seconds=ttl)
     if delta <= dt.timedelta(0):
@@ -76,8 +66,8 @@ def acquire(
 ) -> bool:
     """Take or keep the lease for ttl seconds if it is free, expired or already ours; tell whether we hold it."""
     now = now or utcnow()
-    table = SchedulerLease.__table__
-    ins = _insert(engine)(table).values(
+    table = table_of(SchedulerLease)
+    ins = upsert_insert(engine, table).values(
         name=name, holder=holder, acquired_at=now, renewed_at=now, expires_at=now + _ttl(ttl)
     )
     stmt = ins.on_conflict_do_update(
@@ -104,7 +94,7 @@ def renew(*, engine: Engine, name: str, holder: str, ttl: float | dt.timedelta, 
     have run jobs in between by becoming the holder of record, which this statement checks.
     """
     now = now or utcnow()
-    table = SchedulerLease.__table__
+    table = table_of(SchedulerLease)
     stmt = (
         update(table)
         .where(table.c.name == name, table.c.holder == holder)
@@ -117,7 +107,7 @@ def renew(*, engine: Engine, name: str, holder: str, ttl: float | dt.timedelta, 
 def release(*, engine: Engine, name: str, holder: str, now: dt.datetime | None = None) -> bool:
     """Expire our lease now so another process can take it at once; tell whether it was ours."""
     now = now or utcnow()
-    table = SchedulerLease.__table__
+    table = table_of(SchedulerLease)
     stmt = update(table).where(table.c.name == name, table.c.holder == holder).values(expires_at=now)
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1
@@ -126,7 +116,7 @@ def release(*, engine: Engine, name: str, holder: str, now: dt.datetime | None =
 def current_holder(*, engine: Engine, name: str, now: dt.datetime | None = None) -> str | None:
     """Return who holds the lease now, or None when it is free or expired."""
     now = now or utcnow()
-    table = SchedulerLease.__table__
+    table = table_of(SchedulerLease)
     stmt = select(table.c.holder).where(table.c.name == name, table.c.expires_at > now)
     with engine.connect() as conn:
         return conn.execute(stmt).scalar_one_or_none()

@@ -27,7 +27,10 @@ def client_key(request: object) -> str:
 
 def make_storage(uri: str) -> Storage:
     """Return the counter storage named by a `limits` storage URI (memory://, redis://…)."""
-    return storage_from_string(uri)
+    storage = storage_from_string(uri)
+    if not isinstance(storage, Storage):
+        raise ValueError(f"rate-limit storage must be synchronous: {uri}")
+    return storage
 
 
 class RateLimiter:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
@@ -193,10 +194,18 @@ def write_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return _UTF8_BOM + out.getvalue().encode("utf-8")
 
 
-def write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[Any]], sheet_title: str) -> bytes:
-    """Write an XLSX sheet of text cells: bold frozen header, widths fitted to the content."""
+def new_workbook() -> tuple[Workbook, Worksheet]:
+    """Return a new workbook and its one worksheet."""
     book = Workbook()
     sheet = book.active
+    if not isinstance(sheet, Worksheet):  # a new workbook always has one worksheet
+        raise RuntimeError("openpyxl made a workbook without a worksheet")
+    return book, sheet
+
+
+def write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[Any]], sheet_title: str) -> bytes:
+    """Write an XLSX sheet of text cells: bold frozen header, widths fitted to the content."""
+    book, sheet = new_workbook()
     sheet.title = _sheet_title(sheet_title)
     sheet.append(list(headers))
     for cell in sheet[1]:
@@ -416,13 +425,13 @@ def match_headers(columns: Sequence[Column], headers: Sequence[str]) -> tuple[di
         lookup[header_key(col.header)] = col
         lookup.setdefault(header_key(col.key), col)
     matched: dict[str, Column] = {}
-    unknown = []
+    unknown: list[str] = []
     for header in headers:
-        col = lookup.get(header_key(header))
-        if col is None:
+        found = lookup.get(header_key(header))
+        if found is None:
             unknown.append(header)
         else:
-            matched[header] = col
+            matched[header] = found
     return matched, unknown
 
 
@@ -655,7 +664,7 @@ def _import_row(
 def _field_errors(exc: Exception) -> list[FieldError]:
     """Turn what a row's services raised into field errors with Chinese reasons."""
     if isinstance(exc, PydanticValidationError):
-        return pydantic_field_errors(list(exc.errors()))
+        return pydantic_field_errors(exc.errors())
     if isinstance(exc, IntegrityError):
         return [FieldError("", "与现有数据冲突（违反数据库唯一或关联约束）", "integrity_error")]
     assert isinstance(exc, HuiqiError)

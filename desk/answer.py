@@ -242,7 +242,9 @@ def _snapshot(db: Session, matcher: matcher_engine.Matcher) -> _Snapshot:
             return held
         faqs = list(db.scalars(select(FaqEntry).where(FaqEntry.active.is_(True)).order_by(FaqEntry.id)))
         vectors = matcher.encode([faq_passage(f) for f in faqs], "passage")
-        titles = dict(db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).all())
+        titles = dict(
+            db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).tuples().all()
+        )
         tags: dict[int, list[tuple[str, Sequence[str]]]] = {pid: [] for pid in titles}
         rows = db.execute(
             select(policy_tag.c.policy_id, Tag.name, Tag.synonyms)

@@ -108,7 +108,7 @@ def run_questions(
     """Retrieve for every question; return one row each with the raw score and whether the top citation is right."""
     # Embed all query texts in one batch first; retrieval then finds each one in the cache.
     matcher.encode(list(dict.fromkeys(answer_mod.expand_query(db, q["question"]) for q in questions)), "query")
-    faq_codes = dict(db.execute(select(FaqEntry.id, FaqEntry.code)).all())
+    faq_codes = dict(db.execute(select(FaqEntry.id, FaqEntry.code)).tuples().all())
     rows = []
     for q in questions:
         expected = {source_key(s) for s in q.get("answer_sources") or []}
@@ -221,7 +221,7 @@ def held_out(
     rows: Sequence[Mapping[str, Any]], target: float = TARGET_PRECISION, seeds: Iterable[int] = range(HELD_OUT_SEEDS)
 ) -> dict[str, Any]:
     """Calibrate on one half, measure on the other (both ways) for several seeds; return the pooled figures."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     for seed in seeds:
         a, b = _halves(rows, seed)
         judged: list[dict[str, Any]] = []

@@ -498,7 +498,7 @@ def correct_kind(
         old = case.kind
         case.kind = kind
         step.describe(
-            note or f"诉求类型由“{sla.KIND_LABELS[old]}”更正为“{sla.KIND_LABELS[kind]}”",  # type: ignore[index]
+            note or f"诉求类型由“{sla.KIND_LABELS[old]}”更正为“{sla.KIND_LABELS[kind]}”",
             data={"from": old, "to": kind, "was_detected": case.kind_detected},
         )
     return case

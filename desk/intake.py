@@ -32,7 +32,7 @@ from auth.models import Role
 from auth.service import Principal
 from catalog.models import Department, Policy
 from core.config import Settings
-from core.db import utcnow
+from core.db import rowcount, utcnow
 from core.errors import FieldError, ValidationFailed
 from desk import sla
 from desk.answer import InstantAnswer, answer_question
@@ -127,7 +127,7 @@ def _intake_rules(
             errors.append(FieldError("visit_record.visited_on", "走访日期不能晚于今天", "future_date"))
         if enterprise_id is None:
             errors.append(FieldError("enterprise_id", "代提必须指明企业", "required"))
-    elif case_in.visit_record is not None and channel != Channel.proxy:
+    elif case_in.visit_record is not None:
         errors.append(FieldError("visit_record", "只有代提需要走访记录", "not_allowed"))
 
     if enterprise_id is not None and db.get(Enterprise, enterprise_id) is None:
@@ -275,7 +275,7 @@ def receive(
                 EventKind.submitted,
                 actor,
                 at=now,
-                note=f"收到{sla.KIND_LABELS[case.kind]}：{case.title}",  # type: ignore[index]
+                note=f"收到{sla.KIND_LABELS[case.kind]}：{case.title}",
                 data={
                     "channel": case.channel,
                     "kind": case.kind,
@@ -370,7 +370,7 @@ def record_outcome(
         .values(intake_done_at=now)
         .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(claimed) != 1:
         return None
     case = db.get(Case, case_id, populate_existing=True)
     assert case is not None

@@ -714,7 +714,7 @@ def _departments(db: Session, codes: Iterable[str]) -> dict[str, int]:
     wanted = list(dict.fromkeys(codes))
     if not wanted:
         return {}
-    return dict(db.execute(select(Department.code, Department.id).where(Department.code.in_(wanted))).all())
+    return dict(db.execute(select(Department.code, Department.id).where(Department.code.in_(wanted))).tuples().all())
 
 
 def route_case(

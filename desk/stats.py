@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from pydantic import BaseModel, Field
@@ -44,6 +44,7 @@ from catalog.models import Department
 from core.config import Settings
 from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
+from core.tabular import new_workbook
 from core.workcal import WorkCalendar
 from desk import clock
 from desk import topics as desk_topics
@@ -245,7 +246,7 @@ def compute_stats(
 
     site = _Tally()
     per_dept: dict[int | None, _Tally] = defaultdict(_Tally)
-    by_kind = Counter({k: 0 for k in KINDS})
+    by_kind: Counter[str] = Counter({k: 0 for k in KINDS})
     by_channel: Counter[str] = Counter({k: 0 for k in CHANNEL_LABELS})
     ratings: Counter[str] = Counter({k: 0 for k in RATING_LABELS})
     instant = reopened = 0
@@ -263,16 +264,16 @@ def compute_stats(
         level = max(top_level.get(case.id, 0), case.escalation_level or 0)
         if level in _LEVELS:
             escalations[_LEVELS[level]] += 1
-        args = {
-            "dispatched": dispatched,
-            "started_at": to_person.get(case.id, case.received_at),
-            "now": now,
-            "pauses": pauses.get(case.id, []),
-            "calendar": calendar,
-        }
-        site.add(case, **args)
-        if dispatched:  # the table is about work orders; instant answers belong to no department
-            per_dept[case.department_id].add(case, **args)
+        # The department table is about work orders; instant answers belong to no department.
+        for tally in (site, per_dept[case.department_id]) if dispatched else (site,):
+            tally.add(
+                case,
+                dispatched=dispatched,
+                started_at=to_person.get(case.id, case.received_at),
+                now=now,
+                pauses=pauses.get(case.id, []),
+                calendar=calendar,
+            )
 
     # Requests a department made in the period, whichever case they were for.
     requests: dict[int | None, Counter[str]] = defaultdict(Counter)
@@ -411,7 +412,7 @@ def _summary_rows(stats: DeskStats, department_name: str | None) -> list[tuple[s
         ("统计范围", department_name or "全部部门", ""),
         ("诉求总数", stats.total, ""),
     ]
-    rows += [(f"  {KIND_LABELS[k]}", stats.by_kind.get(k, 0), "按诉求类型") for k in KINDS]  # type: ignore[index]
+    rows += [(f"  {KIND_LABELS[k]}", stats.by_kind.get(k, 0), "按诉求类型") for k in KINDS]
     rows += [(f"  {label}", stats.by_channel.get(k, 0), "按渠道") for k, label in CHANNEL_LABELS.items()]
     rows += [
         ("即时答复件数", stats.instant_answered, "知识库即接即答复、未转人工"),
@@ -455,8 +456,7 @@ def monthly_report(
         dept = db.get(Department, department_id)
         dept_name = dept.name if dept else str(department_id)
 
-    book = Workbook()
-    summary = book.active
+    book, summary = new_workbook()
     summary.title = SHEET_SUMMARY
     rates = {"即时答复率", "办结率", "按时办结率", "满意率"}
     summary_rows = [
@@ -508,7 +508,7 @@ def monthly_report(
                 t["representative"]["title"] or t["representative"]["content"],
                 "、".join(t["terms"]),
                 "；".join(f"{d['name']}（{d['count']}）" for d in t["departments"]),
-                "；".join(f"{KIND_LABELS.get(k, k)}（{n}）" for k, n in t["kinds"].items()),  # type: ignore[call-overload]
+                "；".join(f"{KIND_LABELS.get(k, k)}（{n}）" for k, n in t["kinds"].items()),
                 t["representative"]["number"],
             )
             for t in hot.topics
@@ -590,6 +590,6 @@ def cases_per_day(
     return {
         "days": [d.isoformat() for d in days],
         "kinds": kinds,
-        "kind_labels": {k: KIND_LABELS.get(k, k) for k in kinds},  # type: ignore[call-overload]
+        "kind_labels": {k: KIND_LABELS.get(k, k) for k in kinds},
         "instant": instant,
     }

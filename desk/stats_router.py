@@ -7,6 +7,7 @@ for another department is refused). The same roles (desk.stats.STATS_ROLES) see 
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -27,7 +28,7 @@ from desk import stats as desk_stats
 from desk import topics as desk_topics
 
 router = APIRouter(prefix="/desk")
-TAGS = ["服务台统计"]
+TAGS: list[str | Enum] = ["服务台统计"]
 
 # One permission for desk figures, shared with the dashboard (desk.stats.STATS_ROLES).
 StatsReader = Annotated[Principal, Depends(Allow(*desk_stats.STATS_ROLES))]

@@ -72,7 +72,9 @@ def policy_coverage(*, db: Session, limit: int = 30, sample: int = 10) -> dict[s
     ``unmatched``: policies not matched yet; ``firms_with_needs`` and ``needs_unmatched``: firms that
     wrote down needs, and those of them with no eligible or likely open policy, with a sample.
     """
-    published = dict(db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).all())
+    published = dict(
+        db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).tuples().all()
+    )
     counts = {
         pid: (eligible, likely)
         for pid, eligible, likely in db.execute(

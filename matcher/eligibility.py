@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -789,7 +789,7 @@ class FactsFrame:
         return self.size
 
     @classmethod
-    def from_records(cls, records: list[Mapping[str, Any]], *, ids: Iterable[int] | None = None) -> FactsFrame:
+    def from_records(cls, records: Sequence[Mapping[str, Any]], *, ids: Iterable[int] | None = None) -> FactsFrame:
         """Build a frame from facts dicts (as `profile_facts` or `facts_from_attributes` return them)."""
         frame = cls(len(records), ids=None if ids is None else np.fromiter(ids, dtype=np.int64))
         for name, f in FIELDS.items():

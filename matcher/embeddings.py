@@ -52,10 +52,11 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_role(role: str) -> Role:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    return role  # type: ignore[return-value]
+def check_role(role: str) -> Role:
+    for known in ROLES:
+        if role == known:
+            return known
+    raise ValueError(f"role must be one of {ROLES}, got {role!r}")
 
 
 class Embedder(abc.ABC):
@@ -74,7 +75,7 @@ class Embedder(abc.ABC):
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         """Normalise the texts, embed them in the given role and return unit rows."""
-        role = _check_role(role)
+        role = check_role(role)
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not a single string")
         clean = [normalize(t) for t in texts]
@@ -172,7 +173,10 @@ class SentenceTransformerEmbedder(Embedder):
             str(self.model_dir), device=self.device, local_files_only=True, trust_remote_code=False
         )
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        dim = get_dim()
+        if dim is None:
+            raise ValueError(f"{self.model_dir} does not report its embedding dimension")
+        self.dim = int(dim)
         self.model_id = f"st:{self.model_dir.name}@{_model_dir_fingerprint(self.model_dir)}"
         self._lock = threading.Lock()
 
@@ -487,7 +491,7 @@ class EmbeddingCache:
 
     def get_many(self, texts: Sequence[str], role: Role) -> tuple[np.ndarray, np.ndarray]:
         """Return (vectors, hit_mask): cached rows where hit_mask is True, zeros elsewhere."""
-        role = _check_role(role)
+        role = check_role(role)
         keys = [text_key(t) for t in texts]
         return self._gather(keys, role)
 
@@ -505,7 +509,7 @@ class EmbeddingCache:
 
     def put_many(self, texts: Sequence[str], role: Role, vectors: np.ndarray) -> None:
         """Store the vectors of texts, in transactions of at most 1,000 rows."""
-        role = _check_role(role)
+        role = check_role(role)
         self._put(role, [text_key(t) for t in texts], vectors)
 
     def _put(self, role: Role, keys: list[bytes], vectors: np.ndarray) -> None:
@@ -531,7 +535,7 @@ class EmbeddingCache:
         self, embedder: Embedder, texts: Sequence[str], role: Role, *, batch_size: int = 32
     ) -> np.ndarray:
         """Return vectors for texts, embedding (in batches) and storing only those not cached yet."""
-        role = _check_role(role)
+        role = check_role(role)
         if embedder.model_id != self.model_id or embedder.dim != self.dim:
             raise ValueError(
                 f"cache holds {self.model_id} (dim {self.dim}); embedder is {embedder.model_id} (dim {embedder.dim})"

@@ -64,7 +64,7 @@ def load_eval_set(path: Path | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------- ranking metrics
 
 
-def _relevance(titles: Sequence[str], relevant: set[str], k: int) -> dict[str, float]:
+def _relevance(titles: Sequence[str], relevant: set[str], k: int) -> dict[str, float | None]:
     """Score one ranked list of normalised titles against the relevant ones."""
     first = next((i for i, t in enumerate(titles[:MRR_DEPTH]) if t in relevant), None)
     return {
@@ -225,7 +225,8 @@ def blend_variants(base: Weights) -> dict[str, Weights]:
     off = {"rules": 0.0, "tags": 0.0, "semantic": 0.0, "urgency": 0.0}
 
     def only(name: str) -> Weights:
-        return dataclasses.replace(base, **{**off, name: 1.0})
+        w = {**off, name: 1.0}
+        return dataclasses.replace(base, rules=w["rules"], tags=w["tags"], semantic=w["semantic"], urgency=w["urgency"])
 
     return {
         "all": base,

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import service as catalog_service
-from catalog.models import Category, Department, Policy, PolicyStatus
+from catalog.models import Category, Department, Policy, PolicyLevel, PolicyStatus, PolicyType
 from catalog.schemas import CategoryIn, DepartmentIn, PolicyIn
 from core.text import normalize
 from matcher import search
@@ -98,8 +98,8 @@ def load_catalog(db: Session, path: Path, *, today: dt.date | None = None) -> li
                 summary=item.get("summary"),
                 full_text=item.get("full_text"),
                 issuing_department=dept.code,
-                level="municipal",
-                policy_type="informational",
+                level=PolicyLevel.municipal,
+                policy_type=PolicyType.informational,
                 categories=[cat.code],
                 valid_to_on=today + dt.timedelta(days=365),
                 interpreter_name="评测",
@@ -188,10 +188,11 @@ def evaluate(*, db: Session, matcher: Matcher, cases: Iterable[Mapping[str, str]
         "bare_e5": _bare_ranker(db, matcher),
         "char_tfidf": _tfidf_ranker(db),
     }
-    titles = dict(db.execute(select(Policy.id, Policy.title)).all())
+    titles: dict[int, str] = {int(pid): str(title) for pid, title in db.execute(select(Policy.id, Policy.title))}
     systems: dict[str, Any] = {}
     for name, rank in rankers.items():
-        rows, times = [], []
+        rows: list[dict[str, Any]] = []
+        times: list[float] = []
         for case in usable:
             start = time.perf_counter()
             ranked = rank(case["query"])

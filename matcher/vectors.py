@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from catalog.models import Tag
@@ -140,7 +140,9 @@ def embed(
                     select(FirmVector.enterprise_id, FirmVector.text_key).where(
                         FirmVector.enterprise_id.in_(batch), FirmVector.model_id == model_id
                     )
-                ).all()
+                )
+                .tuples()
+                .all()
             )
         todo = [eid for eid in batch if eid in texts and known.get(eid) != texts[eid][2]]
         unchanged = [eid for eid in batch if eid in texts and known.get(eid) == texts[eid][2]]
@@ -173,7 +175,7 @@ def _write(database: Database, rows: list[tuple[int, str, bytes]], unchanged: li
             ids = [r[0] for r in rows]
             db.query(FirmVector).filter(FirmVector.enterprise_id.in_(ids)).delete(synchronize_session=False)
             db.bulk_insert_mappings(
-                FirmVector,  # type: ignore[arg-type]
+                inspect(FirmVector),
                 [
                     {"enterprise_id": eid, "model_id": model_id, "text_key": key, "vector": blob, "embedded_at": now}
                     for eid, key, blob in rows

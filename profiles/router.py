@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -14,6 +14,7 @@ from core.deps import AppSettings, DbSession, Paging
 from core.schemas import Page
 from core.text import mask_name, mask_phone
 from profiles import service
+from profiles.models import Enterprise
 from profiles.schemas import (
     ClaimDecisionIn,
     ClaimOut,
@@ -27,7 +28,7 @@ from profiles.schemas import (
 router = APIRouter()
 
 
-def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-untyped-def]
+def _out(ent: Enterprise, *, masked: bool = False) -> EnterpriseOut:
     data = service.describe(ent)
     if masked:
         data["contact_phone"] = mask_phone(data["contact_phone"])
@@ -37,7 +38,7 @@ def _out(ent, *, masked: bool = False) -> EnterpriseOut:  # type: ignore[no-unty
 
 
 @router.post("/auth/register", response_model=Token, status_code=201, tags=["认证"], dependencies=[Depends(public)])
-def register(db: DbSession, settings: AppSettings, register_in: RegisterIn):
+def register(db: DbSession, settings: AppSettings, register_in: RegisterIn) -> Token:
     """Register a firm: its profile and its first user, then sign in.
 
     The answer is the same whether or not the credit code is already registered: for a known code the
@@ -64,21 +65,21 @@ def list_claims(
     actor: FirmStaff,
     paging: Paging,
     status: Annotated[str | None, Query(pattern="^(pending|approved|rejected)$")] = "pending",
-):
+) -> Page[ClaimOut]:
     """Registrations against firms already on the platform, waiting for staff to confirm (pending by default)."""
     items, total = service.list_claims(db=db, status=status, offset=paging.offset, limit=paging.page_size)
     return Page(items=[claim_out(db, c) for c in items], total=total, page=paging.page, page_size=paging.page_size)
 
 
 @router.post("/enterprise-claims/{claim_id}/approve", response_model=ClaimOut, tags=["企业"])
-def approve_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None):
+def approve_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None) -> ClaimOut:
     """Confirm a claim: the account becomes active for the firm."""
     claim = service.decide_claim(db=db, claim_id=claim_id, approve=True, actor=actor, note=body.note if body else None)
     return claim_out(db, claim)
 
 
 @router.post("/enterprise-claims/{claim_id}/reject", response_model=ClaimOut, tags=["企业"])
-def reject_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None):
+def reject_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None) -> ClaimOut:
     """Refuse a claim: the account stays inactive."""
     claim = service.decide_claim(db=db, claim_id=claim_id, approve=False, actor=actor, note=body.note if body else None)
     return claim_out(db, claim)
@@ -94,7 +95,7 @@ def list_enterprises(
     industry: Annotated[str | None, Query(description="行业代码前缀，如 C39")] = None,
     size_class: Annotated[str | None, Query(pattern="^(large|medium|small|micro)$")] = None,
     qualification: str | None = None,
-):
+) -> Page[Any]:
     """Search enterprises (staff); contacts are masked in listings."""
     filters = EnterpriseFilters(
         q=q, region=region, industry=industry, size_class=size_class, qualification=qualification
@@ -104,33 +105,37 @@ def list_enterprises(
 
 
 @router.post("/enterprises", response_model=EnterpriseOut, status_code=201, tags=["企业"])
-def create_enterprise(db: DbSession, actor: CuratorUser, enterprise_in: EnterpriseIn):
+def create_enterprise(db: DbSession, actor: CuratorUser, enterprise_in: EnterpriseIn) -> EnterpriseOut:
     """Create an enterprise profile on a firm's behalf (staff)."""
     return _out(service.create_enterprise(db=db, enterprise_in=enterprise_in))
 
 
 @router.get("/enterprises/me", response_model=EnterpriseOut, tags=["企业"])
-def get_my_enterprise(db: DbSession, actor: EnterpriseUser):
+def get_my_enterprise(db: DbSession, actor: EnterpriseUser) -> EnterpriseOut:
     """Show the signed-in firm's own profile."""
-    return _out(service.get_enterprise(db=db, enterprise_id=actor.enterprise_id))
+    return _out(service.get_enterprise(db=db, enterprise_id=actor.own_enterprise_id))
 
 
 @router.patch("/enterprises/me", response_model=EnterpriseOut, tags=["企业"])
-def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: EnterpriseUpdate):
+def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: EnterpriseUpdate) -> EnterpriseOut:
     """Update the signed-in firm's own profile."""
     return _out(
-        service.update_enterprise(db=db, enterprise_id=actor.enterprise_id, enterprise_in=enterprise_in, actor=actor)
+        service.update_enterprise(
+            db=db, enterprise_id=actor.own_enterprise_id, enterprise_in=enterprise_in, actor=actor
+        )
     )
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int):
+def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int) -> EnterpriseOut:
     """Show an enterprise (staff, or the firm itself)."""
     return _out(service.get_visible_enterprise(db=db, enterprise_id=enterprise_id, actor=actor))
 
 
 @router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def update_enterprise(db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate):
+def update_enterprise(
+    db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate
+) -> EnterpriseOut:
     """Update an enterprise (curators and admins, or the firm itself)."""
     return _out(service.update_enterprise(db=db, enterprise_id=enterprise_id, enterprise_in=enterprise_in, actor=actor))
 

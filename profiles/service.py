@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -98,7 +99,9 @@ def _set_qualifications(db: Session, ent: Enterprise, quals: list[QualificationI
     ent.qualifications = [_qualification(by_tag.get(tag_id), tag_id, until) for tag_id, until in wanted.items()]
 
 
-def _qualification(existing: EnterpriseQualification | None, tag_id: int, until) -> EnterpriseQualification:  # type: ignore[no-untyped-def]
+def _qualification(
+    existing: EnterpriseQualification | None, tag_id: int, until: dt.date | None
+) -> EnterpriseQualification:
     if existing is not None:
         existing.valid_until_on = until
         return existing

@@ -36,7 +36,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from http import HTTPStatus
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeGuard, get_args, runtime_checkable
 
 import httpx
 
@@ -78,6 +78,21 @@ KIND_LABELS: dict[str, str] = {
 
 WebhookFormat = Literal["huiqi", "wecom", "dingtalk", "feishu"]
 WEBHOOK_FORMATS: tuple[str, ...] = ("huiqi", "wecom", "dingtalk", "feishu")
+
+
+def message_kind(value: str) -> MessageKind:
+    """Return a stored message kind as a known one; raise ValueError for any other."""
+    for kind in get_args(MessageKind):
+        if value == kind:
+            return kind
+    raise ValueError(f"unknown message kind {value!r}; expected one of {MESSAGE_KINDS}")
+
+
+def is_webhook_format(value: object) -> TypeGuard[WebhookFormat]:
+    """Tell whether a stored or configured value names a webhook payload format."""
+    return value in WEBHOOK_FORMATS
+
+
 PAYLOAD_VERSION = 1
 
 SIGNATURE_HEADER = "X-Huiqi-Signature"

@@ -29,13 +29,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import exists, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from catalog.fields import label_of
 from catalog.models import Policy, PolicyStatus, PolicyVersion
 from core.config import Settings
-from core.db import Database
+from core.db import Database, table_of, upsert_insert
 from core.scheduler import ItemsReport, run_items
 from matcher import batch as matcher_batch
 from matcher import eligibility
@@ -74,7 +73,7 @@ T = TypeVar("T")
 
 def local_tz(settings: Settings) -> ZoneInfo:
     """Return the time zone scheduled pushes follow (HUIQI_TIMEZONE)."""
-    return ZoneInfo(getattr(settings, "timezone", "Asia/Shanghai") or "Asia/Shanghai")
+    return ZoneInfo(settings.timezone)
 
 
 def _local(now: dt.datetime, settings: Settings) -> dt.datetime:
@@ -225,15 +224,8 @@ def _insert(db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """
     if not rows:
         return 0
-    dialect = db.get_bind().dialect.name
-    if dialect == "postgresql":
-        insert = postgresql.insert
-    elif dialect == "sqlite":
-        insert = sqlite.insert
-    else:
-        raise NotImplementedError(f"the outbox needs INSERT … ON CONFLICT, not available for {dialect}")
-    table = Delivery.__table__
-    stmt = insert(table).on_conflict_do_nothing().returning(table.c.id)
+    table = table_of(Delivery)
+    stmt = upsert_insert(db, table).on_conflict_do_nothing().returning(table.c.id)
     created = 0
     for start in range(0, len(rows), INSERT_CHUNK):
         created += len(db.execute(stmt, [dict(r) for r in rows[start : start + INSERT_CHUNK]]).all())

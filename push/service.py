@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     String,
     and_,
     bindparam,
@@ -37,13 +38,13 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, selectinload
 
 from catalog.models import Category, Policy, PolicyStatus
 from core import security
 from core.config import Settings
-from core.db import utcnow
+from core.db import rowcount, table_of, upsert_insert, utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
 from core.netguard import AddressGuard, Unresolvable, UnsafeAddress
 from core.text import normalize
@@ -62,6 +63,8 @@ from push.channels import (
     SmsRecipient,
     WebhookRecipient,
     backoff,
+    is_webhook_format,
+    message_kind,
     normalize_phone,
 )
 from push.models import Delivery, PushPreference, Subscription
@@ -162,9 +165,9 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
-def address_guard(settings: object) -> AddressGuard:
+def address_guard(settings: Settings) -> AddressGuard:
     """Return the guard firm webhook URLs are checked with (public addresses plus HUIQI_WEBHOOK_ALLOW_HOSTS)."""
-    return AddressGuard(getattr(settings, "webhook_allow_hosts", "") or "")
+    return AddressGuard(settings.webhook_allow_hosts)
 
 
 def update_preferences(
@@ -385,28 +388,19 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _upsert_insert(db: Session) -> Any:
-    """Return the dialect's insert construct, which has ON CONFLICT DO NOTHING."""
-    dialect = db.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"the outbox needs INSERT … ON CONFLICT, not available for {dialect}")
-
-
 def insert_deliveries(*, db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert outbox rows, ignoring those whose unique key already exists; return how many were new.
 
     One executemany per set of keys the rows carry (the statement is compiled once, absent
     columns take their defaults); its rowcount is what was really inserted, on both drivers.
     """
-    stmt = _upsert_insert(db)(Delivery.__table__).on_conflict_do_nothing()
+    stmt = upsert_insert(db, table_of(Delivery)).on_conflict_do_nothing()
     by_keys: dict[frozenset[str], list[Mapping[str, Any]]] = {}
     for row in rows:
         by_keys.setdefault(frozenset(row), []).append(row)
     return sum(
-        max(db.execute(stmt.execution_options(preserve_rowcount=True), group).rowcount, 0) for group in by_keys.values()
+        max(rowcount(db.execute(stmt.execution_options(preserve_rowcount=True), group)), 0)
+        for group in by_keys.values()
     )
 
 
@@ -488,9 +482,8 @@ def _insert_inbox_rows(db: Session, *, policy: Policy, enterprise_ids: np.ndarra
     """
     if not len(enterprise_ids):
         return 0
-    insert = _upsert_insert(db)
     ids = [int(i) for i in enterprise_ids]
-    if insert is sqlite.insert:
+    if db.get_bind().dialect.name == "sqlite":
         source = func.json_each(json.dumps(ids)).table_valued("value")
         build_json = func.json_object
     else:
@@ -538,9 +531,9 @@ def _insert_inbox_rows(db: Session, *, policy: Policy, enterprise_ids: np.ndarra
     }
     # WHERE true: without a WHERE, SQLite would read ON CONFLICT as the join constraint of the FROM.
     rows = select(*values.values()).select_from(source).where(true())
-    stmt = insert(Delivery.__table__).from_select(list(values), rows).on_conflict_do_nothing()
+    stmt = upsert_insert(db, table_of(Delivery)).from_select(list(values), rows).on_conflict_do_nothing()
     # One statement's rowcount is the number of rows really inserted (conflicts are not counted).
-    return max(db.execute(stmt.execution_options(preserve_rowcount=True)).rowcount, 0)
+    return max(rowcount(db.execute(stmt.execution_options(preserve_rowcount=True))), 0)
 
 
 def _insert_personal_rows(
@@ -726,9 +719,12 @@ def _recipient(channel: str, pref: PushPreference, firm_name: str) -> tuple[Any,
     if channel == "webhook":
         if not pref.webhook_url:
             return None, "企业未设置 Webhook 地址"
-        return WebhookRecipient(
-            url=pref.webhook_url, secret=pref.webhook_secret or "", format=pref.webhook_format
-        ), None  # type: ignore[arg-type]
+        stored, fmt = pref.webhook_format, None
+        if stored:
+            if not is_webhook_format(stored):
+                return None, f"不支持的 Webhook 格式：{stored}"
+            fmt = stored
+        return WebhookRecipient(url=pref.webhook_url, secret=pref.webhook_secret or "", format=fmt), None
     return None, f"不支持的推送方式：{channel}"
 
 
@@ -800,7 +796,7 @@ def send_due(
         return counts
     firm_ids = sorted({r.enterprise_id for r in rows})
     prefs = _preferences_for(db, firm_ids)
-    names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).all())
+    names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).tuples().all())
     dropped = matcher_feedback.not_relevant_pairs(
         db=db, pairs=((r.enterprise_id, r.policy_id) for r in rows if r.policy_id is not None)
     )
@@ -854,7 +850,7 @@ def _send_one(
     sub_id = (row.payload or {}).get("subscription_id")
     scope = f"sub:{sub_id}" if sub_id else "all"
     message = Message(
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=message_kind(row.kind),
         title=row.title,
         body_text=row.body,
         # A tracked link: following it records the click (the funnel's "opened") and lands on row.url.
@@ -962,7 +958,7 @@ def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any
 # ---------------------------------------------------------------- inbox
 
 
-def _inbox_query(enterprise_id: int):  # type: ignore[no-untyped-def]
+def _inbox_query(enterprise_id: int) -> Select[tuple[Delivery]]:
     return select(Delivery).where(Delivery.enterprise_id == enterprise_id, Delivery.channel == "inbox")
 
 
@@ -1001,4 +997,4 @@ def mark_read(
     if not all:
         stmt = stmt.where(Delivery.id.in_(list(delivery_ids)))
     result = db.execute(stmt.values(read_at=now or utcnow()).execution_options(synchronize_session="fetch"))
-    return max(result.rowcount or 0, 0)
+    return max(rowcount(result) or 0, 0)

@@ -282,7 +282,7 @@ def _recent_pushes(db: Session, enterprise_ids: Sequence[int], since: dt.datetim
         .subquery()
     )
     return Counter(
-        dict(db.execute(select(pushes.c.enterprise_id, func.count()).group_by(pushes.c.enterprise_id)).all())
+        dict(db.execute(select(pushes.c.enterprise_id, func.count()).group_by(pushes.c.enterprise_id)).tuples().all())
     )
 
 

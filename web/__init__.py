@@ -6,9 +6,10 @@ from node_modules under /static/vendor) and the HTML 404 page for paths outside 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -51,11 +52,14 @@ def install(app: FastAPI) -> None:
 
     json_handler = app.exception_handlers[StarletteHTTPException]
 
-    async def not_found_page(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
+    async def not_found_page(request: Request, exc: Exception) -> Response:
         """Answer a browser asking for an unknown page with the Chinese 404 page; the API keeps JSON."""
+        if not isinstance(exc, StarletteHTTPException):  # registered for HTTPException only
+            raise exc
         wants_html = "text/html" in request.headers.get("accept", "")
         if exc.status_code == 404 and wants_html and not request.url.path.startswith(_NOT_PAGES):
             return error_page(request, 404, "页面不存在", "您访问的页面不存在或已被移除。")
-        return json_handler(request, exc)
+        answer = json_handler(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
 
     app.add_exception_handler(StarletteHTTPException, not_found_page)

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from auth import service as auth_service
+from auth.models import User
 from auth.service import principal_for_user
 from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError, TooManyRequests
@@ -36,7 +37,7 @@ SIGNUP_FIELDS = (
 ENTERPRISE_FIELDS = ("name", "credit_code", "region_code", "industry_code", "contact_phone", "contact_email")
 
 
-def _signed_in(request: Request, settings: AppSettings, user, target: str) -> Response:  # type: ignore[no-untyped-def]
+def _signed_in(request: Request, settings: AppSettings, user: User, target: str) -> Response:
     token = auth_service.access_token_for(settings=settings, user=user)
     rotate_csrf(request)
     response = redirect(request, target)
@@ -126,11 +127,13 @@ def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebV
         return render(request, "signup.html", _signup_context(values, errors), status_code=422)
     enterprise = {k: values[k] for k in ENTERPRISE_FIELDS if values[k] is not None}
     try:
-        register_in = RegisterIn(
-            username=values["username"] or "",
-            password=values["password"] or "",
-            display_name=values["display_name"] or "",
-            enterprise=enterprise,  # type: ignore[arg-type]
+        register_in = RegisterIn.model_validate(
+            {
+                "username": values["username"] or "",
+                "password": values["password"] or "",
+                "display_name": values["display_name"] or "",
+                "enterprise": enterprise,
+            }
         )
         user, _ = profiles_service.register(db=db, register_in=register_in)
     except ValidationError as exc:

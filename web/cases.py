@@ -75,7 +75,7 @@ def case_rows(db: Session, cases: list[Case], settings: Settings) -> list[CaseRo
                 sla=view,
                 department=dept.name if dept else None,
                 enterprise=enterprises.get(c.enterprise_id) if c.enterprise_id else None,
-                kind_label=sla.KIND_LABELS.get(c.kind, c.kind),  # type: ignore[call-overload]
+                kind_label=sla.KIND_LABELS.get(c.kind, c.kind),
                 status_label=STATUS_LABELS.get(c.status, c.status),
                 colour=view.colour or "none",
                 colour_label=view.state_label or "不计时",
@@ -100,7 +100,7 @@ def due_items(case: Case, view: clock.SlaView) -> list[DueItem]:
     done = {"contact": case.contacted_at, "reply": case.first_reply_at, "close": case.resolved_at}
     dues = {"contact": case.contact_due_at, "reply": case.reply_due_at, "close": case.close_due_at}
     return [
-        DueItem(stage, sla.STAGE_LABELS[stage], due, done[stage], view.stage == stage)  # type: ignore[index]
+        DueItem(stage, sla.STAGE_LABELS[stage], due, done[stage], view.stage == stage)
         for stage, due in dues.items()
         if due is not None
     ]

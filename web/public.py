@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
@@ -19,8 +20,11 @@ from core.deps import AppDatabase, DbSession
 from core.errors import FieldError, ValidationFailed
 from core.ratelimit import client_key
 from matcher import calculator as matcher_calculator
+from matcher import eligibility
 from matcher import feedback as matcher_feedback
 from matcher.deps import MatcherDep
+from matcher.engine import Matcher
+from matcher.recommend import Recommendation
 from matcher.schemas import CalculatorIn
 from web import choices, views
 from web.deps import WebFirm, WebVisitor
@@ -58,7 +62,7 @@ def _filters(
         q=_blank(q),
         category=_blank(category),
         department=_blank(department),
-        level=PolicyLevel(level) if level in PolicyLevel.__members__ else None,
+        level=PolicyLevel(level) if level and level in PolicyLevel.__members__ else None,
         region=region if region and region.isdigit() and len(region) == 6 else None,
         open_now=open_now in ("1", "on", "true"),
         sort=sort if sort in ("published", "deadline", "title") else "published",
@@ -206,7 +210,9 @@ CALCULATOR_FIELDS = (
 )
 
 
-def _calculate(*, db, matcher, body: CalculatorIn):  # type: ignore[no-untyped-def]
+def _calculate(
+    *, db: Session, matcher: Matcher, body: CalculatorIn
+) -> tuple[list[Recommendation], list[eligibility.Change]]:
     """Run the calculator as the API does: qualifications resolved through the tag vocabulary."""
     attributes = body.model_dump(exclude={"limit"}, exclude_none=True)
     if body.qualifications:
@@ -236,8 +242,8 @@ def calculator(
 ) -> Response:
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out."""
     params = request.query_params
-    values = form_values(params, CALCULATOR_FIELDS)  # type: ignore[arg-type]
-    picked = form_list(params, "qualifications")  # type: ignore[arg-type]
+    values = form_values(params, CALCULATOR_FIELDS)
+    picked = form_list(params, "qualifications")
     context: dict = {
         "values": {k: v or "" for k, v in values.items()},
         "picked": set(picked),

@@ -13,7 +13,7 @@ import datetime as dt
 import difflib
 import json
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -232,11 +232,11 @@ def policy_list(
     today = dt.date.today()
     filters = PolicyFilters(
         q=(q or "").strip() or None,
-        status=PolicyStatus(status) if status in PolicyStatus.__members__ else None,
+        status=PolicyStatus(status) if status and status in PolicyStatus.__members__ else None,
         category=category or None,
         department=department or None,
-        level=PolicyLevel(level) if level in PolicyLevel.__members__ else None,
-        policy_type=PolicyType(policy_type) if policy_type in PolicyType.__members__ else None,
+        level=PolicyLevel(level) if level and level in PolicyLevel.__members__ else None,
+        policy_type=PolicyType(policy_type) if policy_type and policy_type in PolicyType.__members__ else None,
         sort="published",
     )
     items, total = catalog_service.list_policies(
@@ -452,9 +452,9 @@ def versions(
     policy = catalog_service.get_policy(db=db, policy_id=policy_id)
     rows = catalog_service.list_versions(db=db, policy_id=policy_id)
     actors = dict(
-        db.execute(
-            select(User.id, User.display_name).where(User.id.in_({v.actor_id for v in rows if v.actor_id}))
-        ).all()
+        db.execute(select(User.id, User.display_name).where(User.id.in_({v.actor_id for v in rows if v.actor_id})))
+        .tuples()
+        .all()
     )
     diff = None
     if len(rows) >= 2 or (from_version and to_version):
@@ -683,7 +683,7 @@ def push_send(
                 push_in=push_in,
                 created_by_id=curator.user_id,
                 matcher=matcher,
-                base_url=getattr(settings, "public_base_url", "") or "",
+                base_url=settings.public_base_url,
             )
         except HuiqiError as exc:
             db.rollback()
@@ -805,7 +805,7 @@ def io_export(
     db: DbSession, curator: Curator, kind: str = "policies", format: str = "csv", status: str | None = None
 ) -> Response:
     """Download policies or enterprises in the import layout."""
-    fmt = "xlsx" if format == "xlsx" else "csv"
+    fmt: Literal["csv", "xlsx"] = "xlsx" if format == "xlsx" else "csv"
     if kind == "enterprises":
         data, stem_zh, stem_en = profiles_io.export_enterprises(db=db, fmt=fmt), "企业", "enterprises"
     else:

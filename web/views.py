@@ -17,6 +17,7 @@ from matcher import search as matcher_search
 from matcher import tags as tags_mod
 from matcher.eligibility import LIKELY, STATUS_LABELS
 from matcher.engine import Matcher
+from matcher.policyset import PolicyInfo
 from matcher.recommend import Recommendation
 from profiles.derived import FIELD_LABELS
 
@@ -143,7 +144,7 @@ class ConditionView:
 class RecommendationCard:
     """One recommended policy with its reasons, as the firm and the calculator see it."""
 
-    policy: Policy
+    policy: PolicyInfo
     days_left: int | None
     status: str
     status_label: str
@@ -189,7 +190,7 @@ class BlockingField:
 
     field: str
     label: str
-    policies: list[Policy]
+    policies: list[PolicyInfo]
 
 
 def blocking_fields(recommendations: list[Recommendation]) -> list[BlockingField]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from core.config import DEV_SECRET_KEY, InsecureSettingsError, Settings
@@ -89,3 +92,24 @@ def test_env_example_and_readme_list_every_setting() -> None:
         var = f"HUIQI_{name.upper()}"
         assert var in env_example, f"{var} missing from .env.example"
         assert var in readme, f"{var} missing from README's configuration table"
+
+
+@pytest.mark.parametrize("zone", ["", "Mars/Olympus", "Asia/Shanghai/"])
+def test_unknown_time_zone_is_refused_naming_the_setting(zone: str) -> None:
+    # It used to pass here and fail later, in a job, where `getattr(..., "Asia/Shanghai") or ...` hid it.
+    with pytest.raises(ValueError, match="HUIQI_TIMEZONE"):
+        Settings(_env_file=None, timezone=zone)
+
+
+def test_settings_are_read_as_declared_fields_with_their_one_default() -> None:
+    # No `getattr(settings, name, default)`: a second default drifts from the declared one.
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"getattr\(\s*[\w.]*settings\s*,")
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for package in ("core", "auth", "catalog", "profiles", "matcher", "push", "desk", "web", "api")
+        for path in sorted((root / package).rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    assert offenders == []

@@ -23,7 +23,7 @@ def test_a_first_install_says_what_it_is_doing_and_shows_the_big_downloads() -> 
     assert len(steps) >= 5, out
     assert any("PyTorch" in s for s in steps) and any("npm ci" in s for s in steps)
     installs = [ln for ln in lines if " install " in ln and ("torch" in ln or "requirements.txt" in ln)]
-    assert installs and all(" -q " not in ln and "--progress-bar on" in ln for ln in installs), installs
+    assert installs and all(" -q " not in ln for ln in installs), installs
     # The step lines come before the commands they announce.
     torch = next(i for i, ln in enumerate(lines) if "install torch" in ln)
     assert any("PyTorch" in ln for ln in lines[:torch])
