@@ -7,8 +7,11 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 
+from api.guards import SecurityHeaders
 from api.io_router import router as io_router
 from auth.router import router as auth_router
 from catalog.router import router as catalog_router
@@ -83,7 +86,7 @@ def create_app(
         title="惠企 Huiqi",
         version="0.1.0",
         description="惠企政策目录、企业画像、政策匹配、精准推送与企业诉求服务台的接口。",
-        docs_url="/docs",
+        docs_url=None,  # served below, its inline script carrying the CSP nonce
         redoc_url=None,
     )
     app.state.settings = settings
@@ -100,6 +103,16 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
     # The browser pages (web/): not part of ROUTERS or the OpenAPI schema; tests/web/test_web_roles.py walks them.
     install_web(app)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """Swagger UI, its one inline script allowed by this response's CSP nonce."""
+        page = get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - 接口文档")
+        nonce = request.state.csp_nonce
+        body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+        return HTMLResponse(body)
+
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["运维"], include_in_schema=False)
     def healthz() -> dict:
