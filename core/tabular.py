@@ -180,17 +180,51 @@ def escape_cell(text: str) -> str:
     return text
 
 
+# Control characters an XLSX file cannot hold (openpyxl raises IllegalCharacterError on them); tab, LF
+# and CR stay. Every writer drops them, so a pasted NUL or form feed never turns an export into a 500.
+_ILLEGAL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """Drop the control characters a spreadsheet cannot hold."""
+    return _ILLEGAL_CHARS.sub("", text)
+
+
 # ---------------------------------------------------------------- writing
+#
+# The one spreadsheet writer: every export and report (CSV and XLSX, here and in desk/stats.py)
+# writes its cells through write_csv or append_row, so formula-like text is never live and no
+# cell can make openpyxl refuse the file.
 
 
 def write_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """Write a CSV in UTF-8 with a BOM (so Excel opens it correctly), CRLF line ends, formulas defused."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(headers)
+    writer.writerow([escape_cell(clean_text(str(h))) for h in headers])
     for row in rows:
-        writer.writerow([escape_cell(cell_text(v)) for v in row])
+        writer.writerow([escape_cell(clean_text(cell_text(v))) for v in row])
     return _UTF8_BOM + out.getvalue().encode("utf-8")
+
+
+def append_row(sheet: Any, values: Sequence[Any], *, text_format: bool = False) -> None:
+    """Append one row to an openpyxl sheet: numbers, dates and booleans stay typed; text is always text.
+
+    A text cell is stored as a string (never a formula, whatever it starts with); one led by a formula
+    trigger (= + - @ tab CR) also gets Excel's quote prefix, so editing it in Excel keeps it text. With
+    text_format the cells take the "@" (text) number format, so Excel keeps leading zeros when edited.
+    """
+    values = [clean_text(v) if isinstance(v, str) else v for v in values]
+    sheet.append([None if v == "" else v for v in values])
+    row = sheet.max_row
+    for col, value in enumerate(values, start=1):
+        cell = sheet.cell(row=row, column=col)
+        if isinstance(value, str) and value:
+            cell.data_type = "s"  # openpyxl took text led by "=" for a formula
+            if value[:1] in _FORMULA_TRIGGERS:
+                cell.quotePrefix = True
+        if text_format:
+            cell.number_format = "@"
 
 
 def write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[Any]], sheet_title: str) -> bytes:
@@ -198,19 +232,14 @@ def write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[Any]], sheet_titl
     book = Workbook()
     sheet = book.active
     sheet.title = _sheet_title(sheet_title)
-    sheet.append(list(headers))
+    append_row(sheet, list(headers))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     widths = [_display_width(h) for h in headers]
     for values in rows:
         texts = [cell_text(v) for v in values]
-        sheet.append([text or None for text in texts])
+        append_row(sheet, texts, text_format=True)
         for col, text in enumerate(texts, start=1):
-            cell = sheet.cell(row=sheet.max_row, column=col)
-            # Text type, never a formula, and "@" format so Excel keeps leading zeros when edited.
-            if text:
-                cell.data_type = "s"
-            cell.number_format = "@"
             if col <= len(widths):
                 widths[col - 1] = max(widths[col - 1], _display_width(text))
     for col, width in enumerate(widths, start=1):

@@ -249,3 +249,31 @@ def test_partial_import_with_written_rows_is_not_rejected() -> None:
     )
     assert not report.rejected
     assert "1 行有误未导入" in report.summary()
+
+
+def test_the_one_writer_defuses_formulas_and_drops_control_characters_in_csv_and_xlsx() -> None:
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    from core import tabular
+
+    cells = ["=1+1", "+86 760", "-2", "@SUM(A1)", "\tx", "\rx", "普通文本", "坏\x00字\x07符\x1f"]
+    headers = [f"列{i}" for i in range(len(cells))]
+    csv_text = tabular.write_csv(headers, [cells]).decode("utf-8-sig")
+    row = csv_text.splitlines()[1]
+    assert row.startswith("'=1+1,'+86 760,'-2,'@SUM(A1),")
+    assert "普通文本,坏字符" in row and "\x00" not in csv_text
+    data = tabular.write_xlsx(headers, [cells], "表")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
+    sheet = load_workbook(io.BytesIO(data)).active
+    written = [c for c in sheet[2]]
+    values = [c.value for c in written]
+    assert values[:4] == cells[:4] and values[6:] == ["普通文本", "坏字符"]
+    assert all(c.data_type == "s" for c in written)
+    # (cell_text trims the tab and CR of cells 5 and 6, so nothing is left to defuse there)
+    assert [bool(c.quotePrefix) for c in written] == [True] * 4 + [False] * 4
+    # And it reads back as it was written.
+    table = tabular.read_table(data, "x.xlsx")
+    assert list(table.rows[0].cells.values())[0] == "=1+1"
