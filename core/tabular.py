@@ -57,10 +57,36 @@ class Table:
     rows: list[TableRow]
 
 
-def read_table(data: bytes, filename: str) -> Table:
-    """Read a CSV or XLSX file: the first row is the header, blank rows are skipped, cells are stripped text."""
+@dataclass(frozen=True)
+class Limits:
+    """How big a file read_table reads before refusing it (HUIQI_IMPORT_MAX_ROWS / _COLUMNS)."""
+
+    rows: int
+    columns: int
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> Limits:
+        if settings is None:
+            from core.config import get_settings
+
+            settings = get_settings()
+        return cls(rows=settings.import_max_rows, columns=settings.import_max_columns)
+
+
+def _too_big(what: str, limit: int, code: str) -> ValidationFailed:
+    reason = f"文件超过 {limit} {what}的上限，请拆分后分批导入"
+    return ValidationFailed(reason, code=code, errors=[FieldError("file", reason, code)])
+
+
+def read_table(data: bytes, filename: str, *, limits: Limits | None = None) -> Table:
+    """Read a CSV or XLSX file: the first row is the header, blank rows are skipped, cells are stripped text.
+
+    A file with more rows (beyond the header) or columns than `limits` is refused (422) as soon as
+    the reader meets the first one too many; empty trailing cells and rows do not count.
+    """
+    limits = limits or Limits.from_settings()
     kind = _file_kind(filename)
-    records = _csv_records(data) if kind == "csv" else _xlsx_records(data)
+    records = _csv_records(data, limits) if kind == "csv" else _xlsx_records(data, limits)
     header_at = next((i for i, rec in enumerate(records) if any(rec)), None)
     if header_at is None:
         raise ValidationFailed("文件是空的，没有表头", code="empty_file")
@@ -117,15 +143,39 @@ def decode_csv(data: bytes) -> str:
     raise ValidationFailed("无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV", code="bad_encoding")
 
 
-def _csv_records(data: bytes) -> list[list[str]]:
+class _Records(list[list[str]]):
+    """The records read so far, refusing the file past the limits (empty trailing cells trimmed)."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+        self.filled = 0
+
+    def add(self, record: list[str]) -> None:
+        while record and not record[-1]:
+            record.pop()
+        if len(record) > self.limits.columns:
+            raise _too_big("列", self.limits.columns, "too_many_columns")
+        if record:
+            self.filled += 1
+        # The header plus `rows` data rows; blank rows count too past ten times the limit.
+        if self.filled > self.limits.rows + 1 or len(self) >= 10 * self.limits.rows + 1:
+            raise _too_big("行数据", self.limits.rows, "too_many_rows")
+        self.append(record)
+
+
+def _csv_records(data: bytes, limits: Limits) -> list[list[str]]:
     text = decode_csv(data)
+    records = _Records(limits)
     try:
-        return [[unescape_cell(c.strip()) for c in rec] for rec in csv.reader(io.StringIO(text, newline=""))]
+        for rec in csv.reader(io.StringIO(text, newline="")):
+            records.add([unescape_cell(c.strip()) for c in rec])
     except csv.Error as exc:
         raise ValidationFailed(f"CSV 格式错误：{exc}", code="bad_file") from exc
+    return records
 
 
-def _xlsx_records(data: bytes) -> list[list[str]]:
+def _xlsx_records(data: bytes, limits: Limits) -> list[list[str]]:
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
@@ -134,10 +184,13 @@ def _xlsx_records(data: bytes) -> list[list[str]]:
         if not book.worksheets:
             raise ValidationFailed("Excel 文件没有工作表", code="empty_file")
         sheet = book.worksheets[0]
-        records: list[list[str]] = []
+        # The file's own <dimension ref> is not trusted: a few KB declaring A1:XFD1048576 would have
+        # every row padded to 16,384 cells. Rows are as long as their last stored cell instead.
+        sheet.reset_dimensions()
+        records = _Records(limits)
         # min_row=1 keeps numbering aligned with the sheet even when the first rows are empty.
         for values in sheet.iter_rows(min_row=1, values_only=True):
-            records.append([cell_text(v) for v in values])
+            records.add([cell_text(v) for v in values])
         while records and not any(records[-1]):
             records.pop()
         return records
