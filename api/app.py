@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from api.guards import SecurityHeaders
+from api.guards import BodyLimit, RefuseNul, SecurityHeaders
 from api.io_router import router as io_router
 from auth.router import router as auth_router
 from catalog.router import router as catalog_router
@@ -112,6 +112,8 @@ def create_app(
         body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
         return HTMLResponse(body)
 
+    app.add_middleware(RefuseNul)
+    app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["运维"], include_in_schema=False)

@@ -26,6 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import jsonsafe
 from core.errors import Conflict, FieldError, HuiqiError, ValidationFailed, pydantic_field_errors
 
 ExportFormat = Literal["csv", "xlsx"]
@@ -156,6 +157,13 @@ class _Records(list[list[str]]):
             record.pop()
         if len(record) > self.limits.columns:
             raise _too_big("列", self.limits.columns, "too_many_columns")
+        for col, cell in enumerate(record, start=1):
+            if "\x00" in cell:  # PostgreSQL cannot store it: refuse the file, naming the cell
+                where = f"第 {len(self) + 1} 行第 {col} 列"
+                reason = "含有不允许的空字符（\\u0000）"
+                raise ValidationFailed(
+                    f"{where}{reason}", code="nul_character", errors=[FieldError(where, reason, "nul_character")]
+                )
         if record:
             self.filled += 1
         # The header plus `rows` data rows; blank rows count too past ten times the limit.
@@ -412,9 +420,11 @@ def format_list(values: Iterable[str] | None) -> str:
 def parse_json_object(text: str) -> dict[str, Any]:
     """Parse a JSON object."""
     try:
-        value = json.loads(text)
+        value = jsonsafe.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"JSON 格式错误（第 {exc.lineno} 行第 {exc.colno} 列：{exc.msg}）") from None
+    if reason := jsonsafe.too_deep(value):
+        raise ValueError(reason)
     if not isinstance(value, dict):
         raise ValueError("应为 JSON 对象（以 { 开头）")
     return value
