@@ -7,11 +7,12 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import State
 
+from api.guards import BodyLimit, RefuseNul, SecurityHeaders
 from api.io_router import router as io_router
 from auth.router import router as auth_router
 from auth.throttle import SignInThrottle
@@ -87,7 +88,7 @@ def create_app(
         title="惠企 Huiqi",
         version="0.1.0",
         description="惠企政策目录、企业画像、政策匹配、精准推送与企业诉求服务台的接口。",
-        docs_url=None,  # served below from the local Swagger UI package, not a CDN
+        docs_url=None,  # served below from the local Swagger UI package, its inline script carrying the CSP nonce
         redoc_url=None,
     )
     app.state.settings = settings
@@ -104,21 +105,29 @@ def create_app(
     app.state.sign_in_throttle = SignInThrottle.from_settings(settings, limit_storage)
     install_error_handlers(app)
 
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    # The browser pages (web/): not part of ROUTERS or the OpenAPI schema; tests/web/test_web_roles.py walks them.
+    install_web(app)
+
     @app.get("/docs", include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
-        """The interactive API docs, with Swagger UI from npm (node_modules/swagger-ui-dist), so they work offline."""
-        return get_swagger_ui_html(
+    def docs(request: Request) -> HTMLResponse:
+        """Swagger UI from npm (node_modules/swagger-ui-dist, so it works offline); its one inline script
+        is allowed by this response's CSP nonce."""
+        page = get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} · 接口文档",
             swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/static/favicon.svg",
         )
+        nonce = request.state.csp_nonce
+        body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+        return HTMLResponse(body)
 
-    for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
-    # The browser pages (web/): not part of ROUTERS or the OpenAPI schema; tests/web/test_web_roles.py walks them.
-    install_web(app)
+    app.add_middleware(RefuseNul)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["运维"], include_in_schema=False)
     def healthz() -> dict:

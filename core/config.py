@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level.")
     page_size_max: int = Field(200, description="Largest page a list endpoint returns.")
     upload_max_mb: int = Field(20, description="Largest import file accepted over HTTP, in MB.")
+    import_max_rows: int = Field(50_000, description="Most data rows an import file may hold (more: refused, 422).")
+    import_max_columns: int = Field(200, description="Most columns an import file may hold (more: refused, 422).")
     models_dir: Path = Field(
         Path("models"), description="Where trained models and their manifests are written and read."
     )

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from auth.models import Role
 from catalog.models import Department
+from core import tabular
 from core.config import Settings
 from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
@@ -380,14 +381,15 @@ DEPARTMENT_HEADERS = (
 
 def _write_sheet(sheet: Any, headers: Sequence[str], rows: Iterable[Sequence[Any]], formats: dict[int, str]) -> None:
     """Write a header row and data rows; numbers stay numbers, rates and days get number formats."""
-    sheet.append(list(headers))
+    tabular.append_row(sheet, list(headers))
     for cell in sheet[1]:
         cell.font = _BOLD
         cell.fill = _HEAD_FILL
         cell.alignment = Alignment(vertical="center", wrap_text=True)
     widths = [max(8, _width(h)) for h in headers]
     for values in rows:
-        sheet.append(list(values))
+        values = [tabular.clean_text(v) if isinstance(v, str) else v for v in values]
+        tabular.append_row(sheet, values)
         for col, value in enumerate(values, start=1):
             cell = sheet.cell(row=sheet.max_row, column=col)
             if col in formats and isinstance(value, int | float):
@@ -516,7 +518,7 @@ def monthly_report(
         {},
     )
     if not hot.topics:
-        topic_sheet.append(["本月没有形成集中的共性诉求"])
+        tabular.append_row(topic_sheet, ["本月没有形成集中的共性诉求"])
 
     policy_sheet = book.create_sheet(SHEET_POLICIES)
     _write_sheet(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from catalog import rules as rules_mod
 from catalog.models import Policy, PolicyStatus
-from core import codes
+from core import codes, jsonsafe
 from matcher import eligibility
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
@@ -36,7 +36,9 @@ def preview_rules(
     today = today or dt.date.today()
     vocab = tags_mod.Vocabulary.from_db(db)
     canonical: dict[str, Any] | None = None
-    if rules is not None:
+    if rules is not None and jsonsafe.too_deep(rules):
+        canonical = dict(rules)  # validate_rules reports the depth without walking it; nothing else touches it
+    elif rules is not None:
         canonical = json.loads(json.dumps(rules))
         for cond in rules_mod.iter_conditions(canonical):
             if cond.get("op") in ("has_any", "has_all", "has_none") and isinstance(cond.get("value"), list):

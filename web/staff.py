@@ -29,7 +29,7 @@ from catalog import service as catalog_service
 from catalog.fields import FIELDS, SIZE_CLASSES
 from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
-from core import codes, tabular
+from core import codes, jsonsafe, tabular
 from core.deps import AppSettings, DbSession
 from core.errors import Conflict, FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
 from matcher import coverage as matcher_coverage
@@ -130,9 +130,13 @@ def parse_rules(text: str | None) -> tuple[dict[str, Any] | None, FieldError | N
     if not text or text == "null":
         return None, None
     try:
-        value = json.loads(text)
+        value = jsonsafe.loads(text)
     except json.JSONDecodeError as exc:
         return None, FieldError("rules", f"资格条件 JSON 格式有误（第 {exc.lineno} 行第 {exc.colno} 列）", "json")
+    except ValueError as exc:  # nested past what json.loads can read
+        return None, FieldError("rules", f"资格条件{exc}", "too_deep")
+    if reason := jsonsafe.too_deep(value):
+        return None, FieldError("rules", f"资格条件{reason}，条件树最多 {rules_mod.MAX_DEPTH} 层", "too_deep")
     if value is not None and not isinstance(value, dict):
         return None, FieldError("rules", '资格条件应为一个 JSON 对象，如 {"all": [...]}', "json")
     return value, None

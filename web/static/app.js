@@ -64,6 +64,21 @@
     }
   });
 
+  // No inline handlers (the Content-Security-Policy forbids them): a filter <select data-autosubmit>
+  // sends its form when changed, and a form or button with data-confirm asks before it is sent.
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field && field.matches && field.matches("select[data-autosubmit]") && field.form) {
+      field.form.requestSubmit();
+    }
+  });
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var submitter = event.submitter;
+    var question = (submitter && submitter.getAttribute("data-confirm")) || form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { event.preventDefault(); }
+  });
+
   // Every htmx request carries the CSRF token (the server checks it on POST, PUT, PATCH, DELETE).
   document.addEventListener("htmx:configRequest", function (event) {
     event.detail.headers["X-CSRF-Token"] = csrfToken();
