@@ -192,3 +192,39 @@ def test_the_tag_hint_shows_real_tags_and_an_unknown_tag_offers_the_closest(
         raise AssertionError("unknown tags were accepted")
     assert "您要找的是不是：" in reasons["tags[0]"] and "高新技术企业" in reasons["tags[0]"]
     assert "您要找的是不是" not in reasons["tags[1]"]
+
+
+def test_a_firm_never_finds_a_policy_of_another_city_and_home_policies_win_ties(
+    db: Any, client: Any, test_settings: Any
+) -> None:
+    """Home region: a 广州 policy is never offered to a 中山 firm (library search, calculator); on equal scores
+    the home city's policy comes before the province's."""
+    from auth.models import Role
+
+    category = factories.make_category(db)
+    rules = {"all": [{"field": "region_code", "op": "within_region", "value": ["440000"]}]}
+    common = {"category": category, "summary": "对灯饰照明企业参加境外展会的展位费给予补贴。", "rules": rules}
+    # The same policy from the province and from the home city (same text: their scores tie), and 广州's.
+    title = "灯饰企业境外参展补贴"
+    province = factories.make_policy(db, publish=True, title=title, region_codes=["440000"], **common)
+    home = factories.make_policy(db, publish=True, title=title, region_codes=["442000"], **common)
+    guangzhou = factories.make_policy(db, publish=True, title=f"广州{title}", region_codes=["440100"], **common)
+
+    def found(q: str) -> list[int]:
+        page = client.get("/policies", params={"q": q})
+        assert page.status_code == 200
+        return [int(i) for i in re.findall(r'href="/policies/(\d+)"', page.text)]
+
+    assert guangzhou.id in found("灯饰 境外参展")  # anyone may browse every city's policies
+    firm = factories.make_enterprise(db, region_code="442000")
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id))
+    shown = found("灯饰 境外参展")
+    assert guangzhou.id not in shown and home.id in shown and province.id in shown
+
+    # The calculator: the same two policies tie; the home city's comes first, 广州's never.
+    items = client.post("/api/v1/match/calculator", json={"region_code": "442000"}).json()["items"]
+    ids = [i["policy"]["id"] for i in items]
+    scores = {i["policy"]["id"]: i["score"] for i in items}
+    assert guangzhou.id not in ids
+    assert scores[home.id] == scores[province.id]  # a tie, which the id alone used to break (province first)
+    assert ids.index(home.id) < ids.index(province.id)
