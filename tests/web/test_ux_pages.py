@@ -228,3 +228,50 @@ def test_a_firm_never_finds_a_policy_of_another_city_and_home_policies_win_ties(
     assert guangzhou.id not in ids
     assert scores[home.id] == scores[province.id]  # a tie, which the id alone used to break (province first)
     assert ids.index(home.id) < ids.index(province.id)
+
+
+def test_recommendations_are_paged_and_filtered(db: Any, client: Any, test_settings: Any, matcher: Any) -> None:
+    """Item 10 (done earlier, tested here): 42 eligible and 20 cards with no paging; now pages and filters."""
+    import datetime as dt
+
+    from auth.models import Role
+
+    today = dt.date.today()
+    big = factories.make_category(db)
+    small = factories.make_category(db)
+    later_ids, rich_ids, big_ids, ours = set(), set(), set(), set()
+    for i in range(26):
+        later = i % 5 == 0  # its window opens in ten days
+        policy = factories.make_policy(
+            db,
+            publish=True,
+            category=big if i % 2 else small,
+            max_amount=200 if i % 3 == 0 else 10,
+            apply_start_on=today + dt.timedelta(days=10) if later else today - dt.timedelta(days=10),
+            apply_end_on=today + dt.timedelta(days=40),
+        )
+        ours.add(policy.id)
+        if later:
+            later_ids.add(policy.id)
+        if i % 3 == 0:
+            rich_ids.add(policy.id)
+        if i % 2:
+            big_ids.add(policy.id)
+    firm = factories.make_enterprise(db, region_code="442000")
+    factories.match(db, matcher)
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id))
+
+    def cards(**params: Any) -> set[int]:
+        page = client.get("/me/recommendations", params=params)
+        assert page.status_code == 200
+        return {int(i) for i in re.findall(r'<article class="rec-card[^"]*" id="rec-(\d+)"', page.text)}
+
+    first, second = cards(), cards(page=2)
+    assert len(first) == 20 and not first & second
+    assert ours <= first | second | cards(page=3)
+    now_open = cards(open_now="true") | cards(open_now="true", page=2)
+    assert later_ids and not now_open & later_ids and (ours - later_ids) <= now_open
+    rich = cards(min_amount="100") | cards(min_amount="100", page=2)
+    assert rich & ours == rich_ids
+    in_big = cards(category=big.code) | cards(category=big.code, page=2)
+    assert in_big & ours == big_ids
