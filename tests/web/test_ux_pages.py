@@ -147,7 +147,9 @@ def test_import_templates_download_with_a_sample_row_that_imports_and_the_format
     assert "docs/import-format.md" not in page.text
     for kind in ("policies", "enterprises"):
         assert f"/staff/io/template?kind={kind}&amp;format=xlsx" in page.text
-    assert "统一社会信用代码" in page.text and "18 位，必填" in page.text  # the format, on the page
+    main = page.text[page.text.find("<main") :]
+    assert 'id="formats"' in main and "统一社会信用代码" in main and "18 位，必填" in main  # the format, on the page
+    assert "<title>导入导出" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     for kind, sheet in (("policies", "政策"), ("enterprises", "企业")):
         xlsx = client.get("/staff/io/template", params={"kind": kind, "format": "xlsx"})
