@@ -101,6 +101,7 @@ class CaseUpdated(Event):
     title: str
     note: str | None = None
     department_name: str | None = None
+    at: Any = None  # when it happened (aware datetime); a notice of something long past goes to the inbox only
 
 
 E = TypeVar("E", bound=Event)

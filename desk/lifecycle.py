@@ -223,6 +223,7 @@ def _tell_the_firm(db: Session, case: Case, event: CaseEvent) -> None:
             title=case.title,
             note=event.note,
             department_name=department.name if department is not None else None,
+            at=event.at,
         )
     )
 

@@ -1022,6 +1022,7 @@ def case_update_notice(
     now: dt.datetime,
     settings: Settings,
     base_url: str = "",
+    at: dt.datetime | None = None,
 ) -> int:
     """Tell a firm of news of its case (reply, resolution, transfer, delay): its inbox at once and its
     chosen channels through the outbox, linking to the case; once per timeline event and channel.
@@ -1041,6 +1042,9 @@ def case_update_notice(
     if note:
         lines.append(f"{'办结答复' if kind == 'resolved' else '说明'}：{note}")
     lines.append(f"查看详情：{url}")
+    # Something long past (an import, the demo's history) is recorded in the inbox at its time, not sent out.
+    when = service._aware(at) if at is not None else now
+    past = now - when > dt.timedelta(days=1)
     base = _base_row(
         enterprise_id=enterprise_id,
         policy_id=None,
@@ -1051,7 +1055,9 @@ def case_update_notice(
         body="\n".join(lines),
         url=url,
         payload={"case_id": case_id, "event_id": event_id, "event": kind, "number": number},
-        now=now,
+        now=when if past else now,
     )
+    if past:
+        return _insert(db, _channel_rows(base=base, pref=pref, now=when, pushed_recently={}, settings=settings)[:1])
     pushed = service._recent_push_counts(db, [enterprise_id], now - dt.timedelta(days=7))
     return _insert(db, _channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings))

@@ -56,6 +56,7 @@ def on_case_updated(event: events.CaseUpdated) -> None:
         now=utcnow(),
         settings=settings,
         base_url=settings.public_base_url or "",
+        at=event.at,
     )
 
 

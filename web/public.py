@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from auth.models import Role
+from auth.service import Principal
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.models import PolicyLevel
@@ -26,6 +28,7 @@ from matcher.deps import MatcherDep
 from matcher.engine import Matcher
 from matcher.recommend import Recommendation
 from matcher.schemas import CalculatorIn
+from profiles.models import Enterprise
 from web import choices, views
 from web.deps import WebFirm, WebVisitor
 from web.firm import feedback_response
@@ -98,6 +101,14 @@ def home(request: Request, db: DbSession, visitor: WebVisitor) -> Response:
     )
 
 
+def _firm_region(db: Any, visitor: Principal | None) -> str | None:
+    """Return the signed-in firm's region code, None for anyone else."""
+    if visitor is None or visitor.role != Role.enterprise or visitor.enterprise_id is None:
+        return None
+    firm = db.get(Enterprise, visitor.enterprise_id)
+    return (firm.region_code or None) if firm is not None else None
+
+
 @router.get("/policies")
 def policy_library(
     request: Request,
@@ -113,9 +124,13 @@ def policy_library(
     sort: str | None = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
-    """The policy library: search by meaning and words, filter, page through."""
+    """The policy library: search by meaning and words, filter, page through.
+
+    A signed-in firm sees only the policies that apply to its region (never a 广州 policy for a 中山 firm).
+    """
     today = dt.date.today()
-    filters = _filters(q, category, department, level, region, open_now, sort)
+    firm_region = _firm_region(db, visitor)
+    filters = _filters(q, category, department, level, region or firm_region, open_now, sort)
     if filters.q:
         if visitor is None:  # every search embeds the query: anonymous visitors are rate-limited
             request.app.state.search_limiter.check(client_key(request))
@@ -127,6 +142,7 @@ def policy_library(
             page_size=SEARCH_PAGE_SIZE,
             limit=SEARCH_LIMIT,
             today=today,
+            home_region=request.app.state.settings.home_region,
         )
         page_size = SEARCH_PAGE_SIZE
     else:
@@ -146,6 +162,7 @@ def policy_library(
         "departments": choices.departments(db=db, home_region=request.app.state.settings.home_region),
         "levels": choices.LEVELS,
         "region_groups": choices.region_groups(),
+        "firm_region": codes.region_name(firm_region) if firm_region else None,
     }
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "results":
         return render(request, "_policy_results.html", context)

@@ -17,6 +17,7 @@ from matcher import search as matcher_search
 from matcher import tags as tags_mod
 from matcher.eligibility import LIKELY, STATUS_LABELS
 from matcher.engine import Matcher
+from matcher.home import applies_to, home_rank
 from matcher.policyset import PolicyInfo
 from matcher.recommend import Recommendation
 from profiles.derived import FIELD_LABELS
@@ -63,12 +64,20 @@ def search_policies(
     page_size: int,
     limit: int,
     today: dt.date,
+    home_region: str | None = None,
 ) -> PolicyPage:
-    """Search by meaning and words (the matcher's hybrid search), keep the hits the catalog filters admit."""
+    """Search by meaning and words (the matcher's hybrid search), keep the hits the catalog filters admit.
+
+    A region (the firm's own, or the one picked) keeps only the policies that apply there; on equal scores
+    the home city's and nationwide policies come first.
+    """
     found = matcher_search.find(
         db=db, matcher=matcher, q=filters.q or "", limit=limit, region=filters.region, today=today
     )
     hits = found.hits
+    if filters.region:
+        hits = [h for h in hits if applies_to(h.policy.region_codes, filters.region)]
+    hits = sorted(hits, key=lambda h: (-h.score, home_rank(h.policy.region_codes, home_region)))
     if _has_filters(filters):
         # The catalog's own filter decides what passes, so the library filters mean the same with or without words.
         allowed, _ = catalog_service.list_policies(
@@ -98,7 +107,7 @@ def search_policies(
         for h in hits[start : start + page_size]
     ]
     # The total counts every hit above the relevance cut-off; with library filters only the admitted ones.
-    total = len(hits) if _has_filters(filters) else found.total
+    total = len(hits) if _has_filters(filters) or len(hits) < len(found.hits) else found.total
     return PolicyPage(rows=rows, total=total, searched=True, mode=found.mode, reachable=len(hits))
 
 

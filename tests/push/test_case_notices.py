@@ -141,3 +141,35 @@ def test_a_firm_unsubscribed_from_everything_gets_no_case_notices(db, test_setti
     assert (
         db.scalar(select(Delivery.id).where(Delivery.kind == "case_update", Delivery.enterprise_id == firm.id)) is None
     )
+
+
+def test_news_of_long_ago_goes_to_the_inbox_at_its_time_and_is_not_sent(db, test_settings) -> None:  # type: ignore[no-untyped-def]
+    """Imports and the demo's history replay old replies: the firm's inbox records them, nobody is emailed."""
+    import datetime as dt
+
+    firm = factories.make_enterprise(db)
+    firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
+    service.update_preferences(
+        db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "email"], email="boss@firm.example")
+    )
+    dept = factories.make_department(db)
+    officer = principal_for_user(factories.make_user(db, role=Role.desk, department_id=dept.id))
+    boss = principal_for_user(factories.make_user(db, role=Role.supervisor))
+    past = utcnow() - dt.timedelta(days=20)
+    kw: dict[str, Any] = {"db": db, "settings": test_settings, "now": past}
+    case = intake.submit_case(
+        **kw,
+        matcher=None,
+        actor=principal_for_user(firm_user),
+        case_in=CaseIn(kind="help", content="去年的补贴何时到账？"),
+    )
+    if case.department_id != dept.id:
+        (handling.assign if case.department_id is None else handling.transfer)(
+            **kw, case_id=case.id, actor=boss, department_id=dept.id
+        )
+    handling.accept(**kw, case_id=case.id, actor=officer)
+    handling.reply(**kw, case_id=case.id, actor=officer, note="已于上月拨付。")
+    db.flush()
+    rows = list(db.scalars(select(Delivery).where(Delivery.kind == "case_update", Delivery.enterprise_id == firm.id)))
+    assert [r.channel for r in rows] == ["inbox"]
+    assert abs((service._aware(rows[0].created_at) - past).total_seconds()) < 1

@@ -212,7 +212,7 @@ def test_calculator_shows_every_error_in_place_and_finds_industries_by_words(pag
     field.fill("I6513")
     page.get_by_label("从业人数（人）").fill("30")
     page.get_by_role("button", name="计算可享受的政策").click()
-    page.wait_for_selector("#calc-results h2:not(.visually-hidden)")
+    page.wait_for_selector("#calc-results h2:not(.visually-hidden)", timeout=90_000)  # the embedder, on a busy machine
     assert page.locator(".field-error").count() == 0
     shoot(page, "u04-calculator-results")
 
@@ -320,3 +320,36 @@ def test_phone_layout_folds_filters_fits_the_queue_and_makes_phones_tappable(pag
     assert text_width + 40 < box["width"], (text_width, box)
     page.set_viewport_size({"width": 1366, "height": 900})
     shoot(page, "u08-desk-queue")
+
+
+# ---------------------------------------------------------------- the other changed pages, looked at
+
+
+def test_changed_staff_and_firm_pages_render_at_both_widths(page: Any, site: LiveSite) -> None:
+    # Import: templates and the format on the page (item 12).
+    sign_in(page, "curator")
+    page.goto("/staff/io")
+    assert page.get_by_role("link", name="Excel（含填写说明）").count() == 2
+    assert page.locator("#formats table").first.is_visible()
+    shoot(page, "u09-staff-io")
+    # The tag hint names real tags (item 4).
+    page.goto("/staff/policies/new")
+    assert "研发投入" not in page.locator("#tags-hint").inner_text()
+    # A department's dashboard: no "0%" instant-answer rate, but why (item 9).
+    sign_in(page, "desk_kjj")
+    page.goto("/dashboard")
+    kpi = page.locator(".kpi", has_text="即时答复率")
+    assert kpi.locator(".kpi-value").inner_text() == "—" and "不分部门" in kpi.inner_text()
+    shoot(page, "u10-dashboard-department")
+    # The firm hears of a reply in its inbox, linked to the case (item 14).
+    case_id, number = _file_case(site, "zs-kjj", "高企认定材料中的研发费用专项审计报告有什么要求？")
+    page.goto(f"/desk/cases/{case_id}")
+    page.get_by_label("阶段性答复（企业可见）").fill("专项审计报告需由具备资质的会计师事务所出具。")
+    page.get_by_role("button", name="发送答复").click()
+    page.wait_for_url(re.compile(r"done=reply"))
+    sign_in(page, "firm")
+    page.goto("/me/inbox")
+    message = page.locator(".message", has_text=number).first
+    assert "专项审计报告需由具备资质的会计师事务所出具" in message.inner_text()
+    assert message.locator("h2 a").get_attribute("href") == f"/me/cases/{case_id}"
+    shoot(page, "u11-firm-inbox")

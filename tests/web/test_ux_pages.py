@@ -147,7 +147,9 @@ def test_import_templates_download_with_a_sample_row_that_imports_and_the_format
     assert "docs/import-format.md" not in page.text
     for kind in ("policies", "enterprises"):
         assert f"/staff/io/template?kind={kind}&amp;format=xlsx" in page.text
-    assert "统一社会信用代码" in page.text and "18 位，必填" in page.text  # the format, on the page
+    main = page.text[page.text.find("<main") :]
+    assert 'id="formats"' in main and "统一社会信用代码" in main and "18 位，必填" in main  # the format, on the page
+    assert "<title>导入导出" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     for kind, sheet in (("policies", "政策"), ("enterprises", "企业")):
         xlsx = client.get("/staff/io/template", params={"kind": kind, "format": "xlsx"})
@@ -192,3 +194,86 @@ def test_the_tag_hint_shows_real_tags_and_an_unknown_tag_offers_the_closest(
         raise AssertionError("unknown tags were accepted")
     assert "您要找的是不是：" in reasons["tags[0]"] and "高新技术企业" in reasons["tags[0]"]
     assert "您要找的是不是" not in reasons["tags[1]"]
+
+
+def test_a_firm_never_finds_a_policy_of_another_city_and_home_policies_win_ties(
+    db: Any, client: Any, test_settings: Any
+) -> None:
+    """Home region: a 广州 policy is never offered to a 中山 firm (library search, calculator); on equal scores
+    the home city's policy comes before the province's."""
+    from auth.models import Role
+
+    category = factories.make_category(db)
+    rules = {"all": [{"field": "region_code", "op": "within_region", "value": ["440000"]}]}
+    common = {"category": category, "summary": "对灯饰照明企业参加境外展会的展位费给予补贴。", "rules": rules}
+    # The same policy from the province and from the home city (same text: their scores tie), and 广州's.
+    title = "灯饰企业境外参展补贴"
+    province = factories.make_policy(db, publish=True, title=title, region_codes=["440000"], **common)
+    home = factories.make_policy(db, publish=True, title=title, region_codes=["442000"], **common)
+    guangzhou = factories.make_policy(db, publish=True, title=f"广州{title}", region_codes=["440100"], **common)
+
+    def found(q: str) -> list[int]:
+        page = client.get("/policies", params={"q": q})
+        assert page.status_code == 200
+        return [int(i) for i in re.findall(r'href="/policies/(\d+)"', page.text)]
+
+    assert guangzhou.id in found("灯饰 境外参展")  # anyone may browse every city's policies
+    firm = factories.make_enterprise(db, region_code="442000")
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id))
+    shown = found("灯饰 境外参展")
+    assert guangzhou.id not in shown and home.id in shown and province.id in shown
+
+    # The calculator: the same two policies tie; the home city's comes first, 广州's never.
+    items = client.post("/api/v1/match/calculator", json={"region_code": "442000"}).json()["items"]
+    ids = [i["policy"]["id"] for i in items]
+    scores = {i["policy"]["id"]: i["score"] for i in items}
+    assert guangzhou.id not in ids
+    assert scores[home.id] == scores[province.id]  # a tie, which the id alone used to break (province first)
+    assert ids.index(home.id) < ids.index(province.id)
+
+
+def test_recommendations_are_paged_and_filtered(db: Any, client: Any, test_settings: Any, matcher: Any) -> None:
+    """Item 10 (done earlier, tested here): 42 eligible and 20 cards with no paging; now pages and filters."""
+    import datetime as dt
+
+    from auth.models import Role
+
+    today = dt.date.today()
+    big = factories.make_category(db)
+    small = factories.make_category(db)
+    later_ids, rich_ids, big_ids, ours = set(), set(), set(), set()
+    for i in range(26):
+        later = i % 5 == 0  # its window opens in ten days
+        policy = factories.make_policy(
+            db,
+            publish=True,
+            category=big if i % 2 else small,
+            max_amount=200 if i % 3 == 0 else 10,
+            apply_start_on=today + dt.timedelta(days=10) if later else today - dt.timedelta(days=10),
+            apply_end_on=today + dt.timedelta(days=40),
+        )
+        ours.add(policy.id)
+        if later:
+            later_ids.add(policy.id)
+        if i % 3 == 0:
+            rich_ids.add(policy.id)
+        if i % 2:
+            big_ids.add(policy.id)
+    firm = factories.make_enterprise(db, region_code="442000")
+    factories.match(db, matcher)
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id))
+
+    def cards(**params: Any) -> set[int]:
+        page = client.get("/me/recommendations", params=params)
+        assert page.status_code == 200
+        return {int(i) for i in re.findall(r'<article class="rec-card[^"]*" id="rec-(\d+)"', page.text)}
+
+    first, second = cards(), cards(page=2)
+    assert len(first) == 20 and not first & second
+    assert ours <= first | second | cards(page=3)
+    now_open = cards(open_now="true") | cards(open_now="true", page=2)
+    assert later_ids and not now_open & later_ids and (ours - later_ids) <= now_open
+    rich = cards(min_amount="100") | cards(min_amount="100", page=2)
+    assert rich & ours == rich_ids
+    in_big = cards(category=big.code) | cards(category=big.code, page=2)
+    assert in_big & ours == big_ids
