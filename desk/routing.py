@@ -665,16 +665,15 @@ def _load(model_path: Path, manifest_path: Path) -> Router:
         raise _Refused("manifest is not a desk router manifest of this format")
     stored = manifest.get("versions") or {}
     modelfiles.check_versions(stored)
-    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
-    if (
-        not isinstance(bundle, dict)
-        or bundle.get("format") != FORMAT
-        or not isinstance(bundle.get("pipeline"), Pipeline)
-    ):
-        raise _Refused("model file does not hold a router bundle")
-    for key in ("data_hash", "classes", "thresholds"):
-        if bundle.get(key) != manifest.get(key):
-            raise _Refused(f"{key} in the manifest differs from the model file")
+    bundle = modelfiles.load_bundle(
+        model_path,
+        manifest,
+        ALLOWED_TYPES,
+        format=FORMAT,
+        holds=("pipeline", Pipeline),
+        what="router",
+        same_as_manifest=("data_hash", "classes", "thresholds"),
+    )
     thresholds = bundle["thresholds"]
     if not isinstance(thresholds, dict) or set(thresholds) != {"keywords", "no_keywords"}:
         raise _Refused("thresholds missing from the model file")

@@ -469,13 +469,9 @@ def _load(directory: Path) -> LearnedRanker:
     model_path = directory / MODEL_FILE
     if not model_path.is_file():
         raise _Refused("model file missing")
-    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
-    if (
-        not isinstance(bundle, dict)
-        or bundle.get("format") != FORMAT
-        or not isinstance(bundle.get("model"), LogisticRegression)
-    ):
-        raise _Refused("model file does not hold a ranker bundle")
+    bundle = modelfiles.load_bundle(
+        model_path, manifest, ALLOWED_TYPES, format=FORMAT, holds=("model", LogisticRegression), what="ranker"
+    )
     features = tuple(bundle.get("features") or ())
     if list(features) != manifest.get("features") or not features or not set(features) <= set(FEATURES):
         raise _Refused(f"features {features} differ from the manifest or are not ranking components")
