@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,7 @@ TARGETS = {"1M wall s": 300.0, "floor ratio": 3.0, "peak RSS MB": 4096.0, "ray o
 def run_measured(args: Sequence[str], env: dict[str, str], log: Path, timeout: float) -> dict[str, Any]:
     """Run a command; return wall seconds, exit code and the peak RSS (MB) of its process tree, polled."""
     peak = {"tree": 0.0, "largest": 0.0}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("wb") as fh:
         started = time.perf_counter()
         proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=fh)
@@ -86,9 +88,13 @@ def run_measured(args: Sequence[str], env: dict[str, str], log: Path, timeout: f
         stop.set()
         watcher.join()
         seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     text = log.read_text(errors="replace")
     return {
         "seconds": round(seconds, 2),
+        # CPU of the command and every descendant it waited for: on a shared machine the honest cost.
+        "cpu_seconds": round(cpu, 2),
         "exit_code": code,
         "peak_rss_tree_mb": round(peak["tree"], 1),
         "peak_rss_largest_process_mb": round(peak["largest"], 1),
@@ -338,6 +344,7 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                     f"{e['firms']:,}",
                     engine,
                     r["seconds"],
+                    r.get("cpu_seconds"),
                     w.get("firm_match_rows"),
                     w.get("items"),
                     w.get("chunks"),
