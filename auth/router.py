@@ -49,7 +49,7 @@ def me(db: DbSession, actor: AnyUser) -> User:
     return service.get_user(db=db, user_id=actor.id)
 
 
-def _own_account(actor) -> int:  # type: ignore[no-untyped-def]
+def _own_account(actor: service.Principal) -> int:
     if actor.via_api_key:
         raise NotAuthenticated("API 密钥没有用户信息", code="not_a_user")
     return actor.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import Session
 
 from auth import service as auth_service
 from auth.deps import AdminUser, CuratorUser, EnterpriseUser, FirmEditor, FirmReader, FirmStaff, public
@@ -14,7 +15,7 @@ from core.deps import AppSettings, DbSession, Paging
 from core.schemas import Page
 from core.text import mask_name, mask_phone
 from profiles import service
-from profiles.models import Enterprise
+from profiles.models import Enterprise, EnterpriseClaim
 from profiles.schemas import (
     ClaimDecisionIn,
     ClaimOut,
@@ -48,7 +49,7 @@ def register(db: DbSession, settings: AppSettings, register_in: RegisterIn) -> T
     return auth_service.issue_token(settings=settings, user=user)
 
 
-def claim_out(db, claim) -> ClaimOut:  # type: ignore[no-untyped-def]
+def claim_out(db: Session, claim: EnterpriseClaim) -> ClaimOut:
     """Shape a claim with its firm and account names."""
     out = ClaimOut.model_validate(claim)
     out.enterprise_name = claim.enterprise.name if claim.enterprise else None

@@ -228,7 +228,9 @@ def _claim(*, db: Session, enterprise: Enterprise, register_in: RegisterIn) -> U
 CLAIM_STATUS_LABELS = {"pending": "待确认", "approved": "已通过", "rejected": "已拒绝"}
 
 
-def list_claims(*, db: Session, status: str | None = "pending", offset: int = 0, limit: int = 50):  # type: ignore[no-untyped-def]
+def list_claims(
+    *, db: Session, status: str | None = "pending", offset: int = 0, limit: int = 50
+) -> tuple[list[EnterpriseClaim], int]:
     """Return claims (pending by default), oldest first, with the total count."""
     q = select(EnterpriseClaim)
     if status:
@@ -237,7 +239,9 @@ def list_claims(*, db: Session, status: str | None = "pending", offset: int = 0,
     return list(db.scalars(q.order_by(EnterpriseClaim.id).offset(offset).limit(limit))), total
 
 
-def decide_claim(*, db: Session, claim_id: int, approve: bool, actor: Principal, note: str | None = None):  # type: ignore[no-untyped-def]
+def decide_claim(
+    *, db: Session, claim_id: int, approve: bool, actor: Principal, note: str | None = None
+) -> EnterpriseClaim:
     """Approve (the account becomes active for the firm) or reject (it stays inactive) a pending claim."""
     claim = db.get(EnterpriseClaim, claim_id)
     if claim is None:

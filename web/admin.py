@@ -6,11 +6,12 @@ Both go through the services the API uses (auth.service, profiles.service).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from auth import scopes as auth_scopes
 from auth import service as auth_service
@@ -36,7 +37,9 @@ register_nav("企业认领", "/staff/claims", (Role.admin, Role.curator, Role.su
 KEY_ROLES = (Role.desk, Role.supervisor, Role.curator, Role.admin)
 
 
-def _context(db, values: dict, errors: FormErrors, created: dict | None = None) -> dict:  # type: ignore[no-untyped-def]
+def _context(
+    db: Session, values: dict[str, Any], errors: FormErrors, created: dict[str, Any] | None = None
+) -> dict[str, Any]:
     departments = {d.id: d.name for d in catalog_service.list_departments(db=db)}
     return {
         "keys": auth_service.list_api_keys(db=db),
@@ -94,7 +97,7 @@ def revoke_api_key(request: Request, db: DbSession, admin: Admin, form: PageForm
 # ---------------------------------------------------------------- firm claims
 
 
-def _claims_context(db, status: str) -> dict:  # type: ignore[no-untyped-def]
+def _claims_context(db: Session, status: str) -> dict[str, Any]:
     items, total = profiles_service.list_claims(db=db, status=status or None, limit=200)
     return {
         "claims": [claim_out(db, c) for c in items],
