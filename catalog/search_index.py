@@ -69,16 +69,22 @@ def split_query(text: str, *, alternatives: Mapping[str, Sequence[str]] | None =
     grams: list[str] = []
     shorts: list[str] = []
     runs: list[tuple[str, ...]] = []
+    alts = {
+        normalize(k).lower(): tuple(dict.fromkeys(normalize(v).lower() for v in vs if v))
+        for k, vs in (alternatives or {}).items()
+    }
+    keys = sorted((k for k in alts if k), key=len, reverse=True)
     for run in _RUNS.findall(normalize(text).lower()):
         if len(run) >= 3:
             grams.extend(trigrams(run))
             runs.append(tuple(trigrams(run)))
         else:
             shorts.append(run)
-    alts = {
-        normalize(k).lower(): tuple(dict.fromkeys(normalize(v).lower() for v in vs if v))
-        for k, vs in (alternatives or {}).items()
-    }
+        if keys and len(run) > 2:
+            # What is left of a run around an abbreviation is a term of its own (高企认定 → 认定).
+            for piece in re.split("|".join(re.escape(k) for k in keys), run):
+                if 0 < len(piece) < 3 and piece != run:
+                    shorts.append(piece)
     return QueryTerms(
         grams=tuple(dict.fromkeys(grams))[:MAX_GRAMS],
         shorts=tuple(s for s in dict.fromkeys(shorts) if s not in alts)[:6],

@@ -112,12 +112,8 @@ def _search_texts(db: Session, queries: Iterable[str]) -> list[str]:
 
     Should search change how it expands a query, the warm-up merely misses the cache.
     """
-    expand = search.expander(db).expand
-    out = []
-    for q in queries:
-        text = normalize(q)
-        out.append(search.expanded_text(text, expand(text)))
-    return out
+    expander = search.expander(db)
+    return [expander.embedding_text(normalize(q)) for q in queries]
 
 
 def evaluate_search(*, db: Session, matcher: Matcher, cases: Iterable[Mapping[str, Any]], k: int = 5) -> dict[str, Any]:

@@ -259,7 +259,7 @@ def search_policies(
     """Search published policies by meaning and by words (hybrid); anonymous callers are rate-limited.
 
     Only hits above the relevance cut-off are returned; `X-Total-Count` counts all of them (0 for a
-    query nothing answers) and `X-Search-Mode` is `keyword` while the embedder is still loading.
+    query nothing answers; `X-Total-Is-Lower-Bound` says more match than were ranked) and `X-Search-Mode` is `keyword` while the embedder is still loading.
     """
     if actor is None:
         request.app.state.search_limiter.check(client_key(request))
@@ -270,7 +270,11 @@ def search_policies(
             {"policy": _card(h.policy, today), "score": h.score, "semantic": h.semantic, "keyword": h.keyword}
             for h in found.hits
         ],
-        headers={"X-Total-Count": str(found.total), "X-Search-Mode": found.mode},
+        headers={
+            "X-Total-Count": str(found.total),
+            "X-Total-Is-Lower-Bound": "true" if found.more else "false",
+            "X-Search-Mode": found.mode,
+        },
     )
 
 

@@ -78,6 +78,9 @@ class SearchResult:
     total: int
     mode: str  # "hybrid" or "keyword" (embedder still loading)
     expansions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # True when the keyword candidates filled their pool: more policies match than were ranked,
+    # so `total` is a lower bound (shown as "50+ 项").
+    more: bool = False
 
 
 # ---------------------------------------------------------------- expansion from the vocabulary
@@ -90,6 +93,8 @@ class Expander:
     vocab: tags_mod.Vocabulary
     names: list[str]
     titles: list[str] = field(default_factory=list)  # published titles, normalised, lower case
+    texts: list[str] = field(default_factory=list)  # published search texts (title + summary), lower case
+    mined: set[str] = field(default_factory=set)  # names found in titles only (not tags, categories, topics)
     abbreviations: dict[str, set[str]] = field(default_factory=dict)
     _counts: dict[str, int] = field(default_factory=dict)
 
@@ -104,18 +109,38 @@ class Expander:
             self._counts[term] = sum(term in t for t in self.titles)
         return self._counts[term]
 
+    def text_count(self, term: str) -> int:
+        """Return in how many published titles and summaries a term occurs (cached)."""
+        key = "\0" + term
+        if key not in self._counts:
+            self._counts[key] = sum(term in t for t in self.texts)
+        return self._counts[key]
+
+    def embedding_text(self, text: str, expansions: dict[str, tuple[str, ...]] | None = None) -> str:
+        """Return the text the embedder sees: the query plus the vocabulary names its terms stand for.
+
+        Only names from the curated vocabulary (tags, categories, topics) are added: a name mined
+        from titles helps the keyword half but would pull the query's meaning off course if wrong.
+        """
+        expansions = self.expand(text) if expansions is None else expansions
+        kept = {k: v for k, v in expansions.items() if not any(n in self.mined for n in v)}
+        return expanded_text(text, kept)
+
     def _full_names(self, piece: str) -> list[str]:
         # A pick is read as an abbreviation only of names more common in titles than the pick itself:
         # 高企 → 高新技术企业, but 新企 (as in 新企业) is not 新技术企业.
         names = self.abbreviations.get(piece) or ()
         if not names or len(names) > 3:
             return []
-        own = self.title_count(piece)
+        # A pick that the catalog itself writes (创业, 能补) is a word of its own, not an abbreviation.
+        if self.text_count(piece):
+            return []
         counts = {n: self.title_count(n) for n in names}
         top = max(counts.values())
         # Of several readings keep the established ones: 高企 is 高新技术企业 (in many titles) rather
-        # than 高新区科技型企业 (in one); vocabulary tags always count as established.
-        kept = [n for n in names if n in self.vocab.tags or (counts[n] > own and 2 * counts[n] >= top)]
+        # than 高新区科技型企业 (in one); a name mined from titles must recur (a tail cut mid-word such
+        # as 能提升培训补贴 seldom does); curated names always count.
+        kept = [n for n in names if n not in self.mined or (counts[n] >= 2 and 2 * counts[n] >= top)]
         return sorted(kept, key=len)
 
     def expand(self, text: str) -> dict[str, tuple[str, ...]]:
@@ -168,17 +193,21 @@ def expander(db: Session) -> Expander:
     if found is not None:
         return found
     vocab = tags_mod.Vocabulary.from_db(db)
-    names = set(vocab.tags)
-    names |= set(db.scalars(select(Category.name)))
-    names |= set(db.scalars(select(Topic.name)))
-    titles = sorted(set(db.scalars(select(Policy.title).where(Policy.status == PolicyStatus.published))))
-    for title in titles:
-        names |= set(_QUOTED.findall(title or ""))
-        names |= set(title_names(title or ""))
+    curated = set(vocab.tags)
+    curated |= set(db.scalars(select(Category.name)))
+    curated |= set(db.scalars(select(Topic.name)))
+    rows = db.execute(select(Policy.title, Policy.search_text).where(Policy.status == PolicyStatus.published)).all()
+    mined: set[str] = set()
+    for title, _ in rows:
+        mined |= set(_QUOTED.findall(title or ""))
+        mined |= set(title_names(title or ""))
+    mined -= curated
     built = Expander(
         vocab=vocab,
-        names=sorted(n for n in names if n and len(n) <= 16),
-        titles=[normalize(t).lower() for t in titles],
+        names=sorted(n for n in curated | mined if n and len(n) <= 16),
+        titles=[normalize(t).lower() for t, _ in rows],
+        texts=[(st or "").lower() for _, st in rows],
+        mined=mined,
     )
     with _expanders_lock:
         if len(_expanders) > 8:
@@ -242,7 +271,7 @@ def gather(*, db: Session, matcher: Any, text: str) -> Evidence:
     ready = bool(matcher is not None and matcher.semantic_ready)
     index = matcher.policy_index(db) if ready else None
     if index is not None and len(index):
-        vector = matcher.encode([expanded_text(text, expansions)], "query")
+        vector = matcher.encode([expander(db).embedding_text(text, expansions)], "query")
         scores, ids = index.search(vector, min(len(index), SEMANTIC_DEPTH))
         semantic = {
             int(i): (rank, float(s)) for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=True)) if i >= 0
@@ -305,7 +334,8 @@ def find(
         if pid in policies and policies[pid].status == PolicyStatus.published
     ]
     mode = "hybrid" if evidence.semantic_ready else "keyword"
-    return SearchResult(hits, len(ordered), mode, evidence.expansions)
+    more = len(evidence.lexical) >= search_index.CANDIDATES and len(vouched) >= search_index.CANDIDATES // 2
+    return SearchResult(hits, len(ordered), mode, evidence.expansions, more)
 
 
 def search(

@@ -173,12 +173,12 @@ def evaluate(*, db: Session, matcher: Matcher, cases: Iterable[Mapping[str, str]
     expected, unknown = _resolve(db, cases)
     usable = [c for c in cases if c["expected"] in expected]
     # Embed every query once up front (batched); the systems then find them in the cache.
-    expand = search.expander(db).expand
+    expander = search.expander(db)
     matcher.encode(
         list(
             dict.fromkeys(
                 [normalize(c["query"]) for c in usable]
-                + [search.expanded_text(normalize(c["query"]), expand(normalize(c["query"]))) for c in usable]
+                + [expander.embedding_text(normalize(c["query"])) for c in usable]
             )
         ),
         "query",

@@ -98,8 +98,7 @@ def main() -> None:
         started = time.perf_counter()
         index = matcher.policy_index(db)
         print(f"policy index: {len(index)} vectors ({time.perf_counter() - started:.1f} s)")
-        expand = search.expander(db).expand
-        matcher.encode([search.expanded_text(q, expand(q)) for q in QUERIES], "query")
+        matcher.encode([search.expander(db).embedding_text(q) for q in QUERIES], "query")
         times: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
         for q in QUERIES:

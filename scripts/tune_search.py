@@ -55,8 +55,7 @@ def main() -> None:
             base = search_eval.evaluate(db=db, matcher=matcher, cases=cases)
             print(search_eval.format_report(base))
             expected, _ = search_eval._resolve(db, cases)
-            expand = search.expander(db).expand
-            matcher.encode([search.expanded_text(q, expand(q)) for q in NONSENSE], "query")
+            matcher.encode([search.expander(db).embedding_text(q) for q in NONSENSE], "query")
             # Semantic similarity of the best neighbour: right answers vs nonsense.
             for label, queries in (("cases", [c["query"] for c in cases]), ("nonsense", NONSENSE)):
                 tops = []

@@ -44,6 +44,7 @@ class PolicyPage:
     searched: bool
     mode: str = ""  # search only: "hybrid", or "keyword" while the embedder is still loading
     reachable: int | None = None  # search only: hits that can be paged through (the best `limit`)
+    more: bool = False  # search only: more policies match than were ranked (total is a lower bound)
 
 
 def policy_row(policy: Policy, today: dt.date) -> PolicyRow:
@@ -107,8 +108,11 @@ def search_policies(
         for h in hits[start : start + page_size]
     ]
     # The total counts every hit above the relevance cut-off; with library filters only the admitted ones.
-    total = len(hits) if _has_filters(filters) or len(hits) < len(found.hits) else found.total
-    return PolicyPage(rows=rows, total=total, searched=True, mode=found.mode, reachable=len(hits))
+    filtered = _has_filters(filters) or len(hits) < len(found.hits)
+    total = len(hits) if filtered else found.total
+    return PolicyPage(
+        rows=rows, total=total, searched=True, mode=found.mode, reachable=len(hits), more=found.more and not filtered
+    )
 
 
 def page_links(request: Request, page: int, pages: int) -> list[tuple[str, str | None, bool]]:

@@ -32,6 +32,8 @@ def test_abbreviation_expands_from_titles_on_a_catalog_without_tags(db, matcher)
     hi = factories.make_policy(
         db, publish=True, title="中山市高新技术企业认定奖励", summary="对首次通过认定的企业给予一次性奖励。"
     )
+    # A name mined from titles must recur: 高新技术企业 heads two titles here.
+    factories.make_policy(db, publish=True, title="高新技术企业培育入库补助", summary="入库培育的企业给予补助。")
     factories.make_policy(db, publish=True, title="中山市规模以上工业企业奖励", summary="对首次升规的企业给予奖励。")
     factories.make_policy(db, publish=True, title="中山市新企业开办补贴", summary="新开办企业给予补贴。")
     result = search.find(db=db, matcher=matcher, q="高企认定", limit=5)
@@ -88,3 +90,19 @@ def test_product_is_never_below_the_bare_embedding_on_the_held_out_test_split(db
     assert product["hit_at_1"] >= bare["hit_at_1"], report
     assert product["mrr"] >= bare["mrr"], report
     assert product["recall_at_5"] >= bare["recall_at_5"], report
+
+
+def test_eval_file_reads_csv_and_xlsx_and_names_a_missing_column(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    frame = pd.DataFrame({"Query": ["稳岗返还怎么申请"], "expected": ["失业保险稳岗返还"], "split": ["test"]})
+    frame.to_excel(tmp_path / "set.xlsx", index=False)
+    assert search_eval.load_cases(tmp_path / "set.xlsx", split="test") == [
+        {"query": "稳岗返还怎么申请", "expected": "失业保险稳岗返还", "split": "test"}
+    ]
+    (tmp_path / "bad.csv").write_text("question,policy\n稳岗,失业保险稳岗返还\n", encoding="utf-8")
+    with pytest.raises(search_eval.EvalFileError, match="缺少列 query, expected"):
+        search_eval.load_cases(tmp_path / "bad.csv")
+    (tmp_path / "empty.csv").write_text("query,expected\n稳岗,\n", encoding="utf-8")
+    with pytest.raises(search_eval.EvalFileError, match="第 2 行"):
+        search_eval.load_cases(tmp_path / "empty.csv")
