@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Routing confidence below which a case goes to the central dispatch queue (统一分拨); empty = "
-        "the thresholds cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
+        "the threshold cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
     )
 
     @model_validator(mode="after")
