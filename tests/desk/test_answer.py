@@ -250,3 +250,72 @@ def test_held_out_check_calibrates_and_measures_on_different_halves() -> None:
     a, b = evaluation._halves(rows, 0)
     assert not set(a) & set(b) and sorted(a + b) == list(range(80))
     assert abs(sum(rows[i]["answerable"] for i in a) - 32) <= 1
+
+
+# ---------------------------------------------------------------- regions and FAQ questions
+
+
+def test_a_question_naming_another_region_never_gets_that_regions_policy(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    local = "中山市高新技术企业认定奖励"  # applies in 中山 (442000) only
+    here = answer_mod.retrieve(db=kb, matcher=matcher, question="中山首次认定高新技术企业奖励多少钱？")
+    assert local in [c.title for c in here.candidates if c.source == "policy"]
+    for question in ("北京首次认定高新技术企业奖励多少钱？", "深圳市高新技术企业认定奖励多少钱？"):
+        there = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
+        assert local not in [c.title for c in there.candidates if c.source == "policy"], question
+        answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+        assert local not in [c.title for c in answer.citations], question
+    # A province contains its cities: a question about 广东 may still get the 中山 policy.
+    assert answer_mod.region_fits(answer_mod.named_places("广东省高企认定奖励"), ["442000"])
+    assert not answer_mod.region_fits(answer_mod.named_places("北京高企认定奖励"), ["442000"])
+    assert answer_mod.region_fits(answer_mod.named_places("北京高企认定奖励"), [])  # national
+
+
+def test_an_faq_entry_answers_only_when_its_own_question_matches(kb, matcher, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    question = "科技型中小企业评价是不是每年都要重新填报？"
+    retrieval = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
+    asked = matcher.encode([question], "query")[0]
+    faq_rows = {f.id: f for f in kb.scalars(select(FaqEntry))}
+    for cand in retrieval.candidates:
+        if cand.source == "faq":
+            own = matcher.encode([_normalized(faq_rows[cand.id].question)], "query")[0]
+            assert cand.eligible is (float(own @ asked) >= answer_mod.FAQ_QUESTION_THRESHOLD)
+    assert retrieval.candidates[0].eligible
+
+    # With no FAQ question close enough, the entry that says the same as a policy only backs it.
+    monkeypatch.setattr(answer_mod, "FAQ_QUESTION_THRESHOLD", 1.01)
+    answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    assert answer.citations[0].source == "policy"
+    retrieval = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
+    assert all(not c.eligible for c in retrieval.candidates if c.source == "faq")
+    assert retrieval.candidates[0].source == "policy"
+
+
+# ---------------------------------------------------------------- passages of the full text
+
+
+def test_full_texts_split_into_clauses_items_and_paragraphs() -> None:
+    text = (
+        "第一条 为了支持企业发展，制定本办法。\n第二条 本办法适用于本市企业。\n"
+        "（一）对首次认定的高新技术企业给予30万元奖励。\n（二）重新认定的给予10万元。\n"
+        "第三条 " + "申报材料应当真实完整。" * 40
+    )
+    passages = answer_mod.split_passages(text)
+    assert passages[:4] == [
+        "第一条 为了支持企业发展，制定本办法。",
+        "第二条 本办法适用于本市企业。",
+        "（一）对首次认定的高新技术企业给予30万元奖励。",
+        "（二）重新认定的给予10万元。",
+    ]
+    long_clause = passages[4:]
+    assert len(long_clause) == 2 and all(len(p) <= answer_mod.PASSAGE_CHARS for p in long_clause)
+    assert "".join(long_clause) == "第三条 " + "申报材料应当真实完整。" * 40
+    assert answer_mod.split_passages(None) == [] and answer_mod.split_passages("\n \n") == []
+
+
+def test_a_question_about_a_clause_deep_in_the_text_is_answered_from_that_clause(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    question = "开餐馆的企业能享受研发费用税前加计扣除吗？"
+    answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    top = answer.citations[0]
+    assert (top.source, top.title) == ("policy", _normalized("企业研发费用税前加计扣除政策"))
+    assert "住宿和餐饮业" in top.passage  # the clause that excludes restaurants, quoted
+    assert f"原文：{top.passage[:20]}" in answer.text
