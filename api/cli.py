@@ -585,6 +585,9 @@ def eval_desk(
     ] = None,
     target: Annotated[float, typer.Option(help="即时答复的目标准确率")] = 0.9,
     write: Annotated[bool, typer.Option("--write/--no-write", help="把校准后的阈值写入 models/desk_answer/")] = True,
+    fit_half: Annotated[
+        bool, typer.Option("--fit-half/--fit-all", help="只用一半问题校准，在另一半上评测（演示校准用此方式产生）")
+    ] = False,
 ) -> None:
     """Calibrate and evaluate instant answers on the labelled questions against the loaded knowledge base."""
     from desk import evaluation
@@ -595,7 +598,13 @@ def eval_desk(
     try:
         with session_scope(settings) as db:
             result = evaluation.run_desk_eval(
-                db=db, matcher=matcher, path=file, target=target, write=write, models_dir=Path(settings.models_dir)
+                db=db,
+                matcher=matcher,
+                path=file,
+                target=target,
+                write=write,
+                models_dir=Path(settings.models_dir),
+                fit_half=fit_half,
             )
     finally:
         matcher.close()

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         "several separated by commas; empty = none.",
     )
     desk_answer_threshold: float = Field(
-        0.48,
+        0.6253,
         ge=0,
         le=1,
         description="Confidence from which a consultation is answered instantly, used until `huiqi eval desk` "

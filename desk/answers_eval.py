@@ -2,7 +2,8 @@
 
 `huiqi eval answers FILE` reads a CSV/XLSX of questions and the policy that answers each
 (headers ``question``/``问题`` and ``policy``/``政策``/``expected_policy``/``期望政策``: the policy's
-title or document number; empty = the knowledge base cannot answer it) and runs every question
+title or document number; empty = the knowledge base cannot answer it; an active FAQ entry naming
+that policy as related counts as right too) and runs every question
 through the product's answer retrieval (`desk.answer.retrieve`, the scoring `answer_question`
 uses) against the knowledge base of the database in use.
 
@@ -35,6 +36,7 @@ from core.errors import ValidationFailed
 from core.text import normalize
 from desk import answer as answer_mod
 from desk import evaluation
+from desk.models import FaqEntry
 from matcher import engine as matcher_engine
 
 QUESTION_HEADERS = ("question", "问题", "content", "内容")
@@ -54,6 +56,11 @@ def read_labelled(path: Path, *, db: Session) -> list[dict[str, Any]]:
 
     question_col, policy_col = find(QUESTION_HEADERS, "问题"), find(POLICY_HEADERS, "政策")
     by_number = {normalize(n): t for n, t in db.execute(select(Policy.doc_number, Policy.title)).all() if n is not None}
+    # An FAQ entry that names the expected policy as related says the same thing: it counts as right.
+    faq_for: dict[str, list[str]] = {}
+    for code, related in db.execute(select(FaqEntry.code, FaqEntry.related_policies).where(FaqEntry.active.is_(True))):
+        for name in related or []:
+            faq_for.setdefault(normalize(name), []).append(code)
     out = []
     for row in table.rows:
         question = normalize(row.cells.get(question_col, ""))
@@ -66,7 +73,7 @@ def read_labelled(path: Path, *, db: Session) -> list[dict[str, Any]]:
                 "id": f"row-{row.number}",
                 "question": question,
                 "answerable": bool(title),
-                "answer_sources": [f"policy:{title}"] if title else [],
+                "answer_sources": [f"policy:{title}", *(f"faq:{c}" for c in faq_for.get(title, []))] if title else [],
                 "style": "plain",
             }
         )

@@ -319,3 +319,42 @@ def test_a_question_about_a_clause_deep_in_the_text_is_answered_from_that_clause
     assert (top.source, top.title) == ("policy", _normalized("企业研发费用税前加计扣除政策"))
     assert "住宿和餐饮业" in top.passage  # the clause that excludes restaurants, quoted
     assert f"原文：{top.passage[:20]}" in answer.text
+
+
+def test_eval_fit_half_measures_the_calibration_on_questions_it_was_not_fitted_on(
+    kb, matcher, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    ids = {"q001", "q003", "q004", "q005", "q007", "q104", "q108", "q112"}
+    labelled = [q for q in evaluation.load_eval_set() if q["id"] in ids]
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"version": 1, "questions": labelled}, ensure_ascii=False), encoding="utf-8")
+    result = evaluation.run_desk_eval(db=kb, matcher=matcher, path=path, models_dir=settings.models_dir, fit_half=True)
+    tune, test = evaluation._halves(result["rows"], 0)
+    assert not set(tune) & set(test) and len(tune) + len(test) == 8
+    assert result["in_sample"]["n"] == len(tune) and result["test_half"]["n"] == len(test)
+    manifest = json.loads(answer_mod.manifest_path(settings.models_dir).read_text(encoding="utf-8"))
+    assert manifest["fitted_on"] == "tuning half (seed 0)"
+    assert manifest["metrics"]["test_half"] == result["test_half"]
+    assert "test half" in evaluation.format_report(result)
+
+
+def test_eval_answers_reports_hit1_precision_coverage_and_the_tfidf_baseline(kb, matcher, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from desk import answers_eval
+
+    doc_number = kb.scalar(select(Policy.doc_number).where(Policy.title == "企业研发费用税前加计扣除政策"))
+    file = tmp_path / "answers.csv"
+    file.write_text(
+        f"question,policy\n{CLEAR[0][0]},中山市高新技术企业认定奖励\n{CLEAR[3][0]},{doc_number}\n{UNANSWERABLE[0]},\n",
+        encoding="utf-8",
+    )
+    questions = answers_eval.read_labelled(file, db=kb)
+    assert [q["answerable"] for q in questions] == [True, True, False]
+    # A policy named by its document number is read as its title; FAQ entries naming it count too.
+    assert "policy:企业研发费用税前加计扣除政策" in questions[1]["answer_sources"]
+    assert "faq:faq-026" in questions[1]["answer_sources"]
+    result = answers_eval.evaluate_answers(db=kb, matcher=matcher, settings=settings, questions=questions)
+    assert result["n"] == 3 and result["answerable"] == 2
+    assert result["hit1"] == 1.0 and result["installed"]["precision"] == 1.0
+    assert result["baseline"]["name"] == "char TF-IDF retrieval" and 0 <= result["baseline"]["hit1"] <= 1
+    report = answers_eval.format_answers_report(result)
+    assert "Hit@1" in report and "基线" in report
