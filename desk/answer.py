@@ -610,7 +610,8 @@ def retrieve(*, db: Session, matcher: matcher_engine.Matcher, question: str, flo
 
     if snap.faq_ids:
         cosines = snap.faq_vectors @ query_vector
-        same_question = snap.faq_question_vectors @ matcher.encode([text], "query")[0]
+        # The question as search embeds it (with abbreviations spelled out): no second embedding per question.
+        same_question = snap.faq_question_vectors @ query_vector
         for i, faq_id in enumerate(snap.faq_ids):
             kw = coverage(query_grams, snap.faq_grams[i], snap.idf, snap.unseen_idf)
             cosine = float(cosines[i])

@@ -273,7 +273,7 @@ def test_a_question_naming_another_region_never_gets_that_regions_policy(kb, mat
 def test_an_faq_entry_answers_only_when_its_own_question_matches(kb, matcher, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     question = "科技型中小企业评价是不是每年都要重新填报？"
     retrieval = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
-    asked = matcher.encode([question], "query")[0]
+    asked = matcher.encode([answer_mod.expand_query(kb, question)], "query")[0]
     faq_rows = {f.id: f for f in kb.scalars(select(FaqEntry))}
     for cand in retrieval.candidates:
         if cand.source == "faq":
