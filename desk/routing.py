@@ -356,18 +356,19 @@ class Model:
         likely that department is right on its own, while renormalising lifts the least unlikely of
         many unlikely departments when a text says little.
         """
+        # No threadpool_limits here: it inspects the loaded libraries on every call, which cost more
+        # than the prediction itself under concurrent intake (the 200-submission load test timed out).
         total = np.zeros((len(texts), len(self.classes)))
-        with threadpool_limits(limits=1):
-            for kind, estimator in self.parts:
-                if kind == "vectors" and vectors is None:
-                    raise ValueError("this model needs sentence embeddings")
-                if kind == "text":
-                    features, calibrated = estimator[:-1].transform(list(texts)), estimator[-1]
-                else:
-                    features, calibrated = vectors, estimator
-                probs = _one_vs_rest(calibrated, features)
-                index = [self.classes.index(str(c)) for c in calibrated.classes_]
-                total[:, index] += probs
+        for kind, estimator in self.parts:
+            if kind == "vectors" and vectors is None:
+                raise ValueError("this model needs sentence embeddings")
+            if kind == "text":
+                features, calibrated = estimator[:-1].transform(list(texts)), estimator[-1]
+            else:
+                features, calibrated = vectors, estimator
+            probs = _one_vs_rest(calibrated, features)
+            index = [self.classes.index(str(c)) for c in calibrated.classes_]
+            total[:, index] += probs
         return total / len(self.parts)
 
     def decide(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> np.ndarray:
