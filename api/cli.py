@@ -6,7 +6,7 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -327,21 +327,43 @@ def desk_train(
         typer.Argument(exists=True, dir_okay=False, help="CSV（UTF-8/GBK）或 XLSX：内容,部门[,类型]，部门为部门编码"),
     ],
     seed: Annotated[int, typer.Option(help="随机种子（交叉验证划分）")] = 0,
+    embeddings: Annotated[
+        bool, typer.Option("--embeddings/--no-embeddings", help="候选模型中包含 e5 语义向量模型（需加载向量模型）")
+    ] = True,
 ) -> None:
-    """Train the routing classifier on labelled cases plus staff reassignments; write it under models/desk_router/."""
+    """Select the routing model by cross-validation against the plain baseline; install it only when it wins."""
     from core.errors import HuiqiError
     from desk import routing
 
     settings = get_settings()
+    matcher = None
+    encode = None
+    if embeddings:
+        from matcher import engine as matcher_engine
+
+        matcher = matcher_engine.Matcher(settings)
+        encode = lambda texts: matcher.encode(list(texts), "query")  # noqa: E731
     try:
         with session_scope(settings) as db:
             manifest, report, reassigned = routing.train_from_file(
-                db=db, data=file.read_bytes(), filename=file.name, models_dir=Path(settings.models_dir), seed=seed
+                db=db,
+                data=file.read_bytes(),
+                filename=file.name,
+                models_dir=Path(settings.models_dir),
+                seed=seed,
+                encode=encode,
             )
+    except routing.LosesToBaseline as exc:
+        _print_candidates(exc.metrics)
+        _fail(exc.message)
+        return
     except HuiqiError as exc:
         details = "；".join(f"{e.field}：{e.reason}" for e in exc.errors)
         _fail(exc.message + (f"（{details}）" if details else ""))
         return
+    finally:
+        if matcher is not None:
+            matcher.close()
     err.print(
         f"共 {report.total} 行：可用 {report.created}，有误未用 {report.failed}；另含人工改派的工单 {reassigned} 条"
     )
@@ -356,14 +378,37 @@ def desk_train(
         _fail("文件表头有误，未训练")
         return
     m = manifest["metrics"]
+    _print_candidates(m)
     err.print(
-        f"已训练分拨模型：样本 {manifest['n']} 条，部门 {len(manifest['classes'])} 个；"
-        f"{m['cv_folds']} 折交叉验证准确率 {m['accuracy']}，macro-F1 {m['macro_f1']}；"
-        f"阈值 {m['thresholds']['keywords']}（含关键词）/ {m['thresholds']['no_keywords']}（不含关键词），"
-        f"模型自动分拨占 {m['classifier_routed_share']}，其准确率 {m['classifier_routed_precision']}；"
-        f"含关键词规则后自动分拨占 {m['chain_routed_share']}，准确率 {m['chain_precision']}"
+        f"已安装分拨模型 {manifest['spec']}：样本 {manifest['n']} 条，部门 {len(manifest['classes'])} 个；"
+        f"{m['cv_folds']} 折交叉验证 macro-F1 {m['macro_f1']}（基线 {m['baseline_macro_f1']}），准确率 {m['accuracy']}；"
+        f"自动分拨阈值 {m['threshold']}（目标准确率 {m['target_precision']}，"
+        f"{'已达到' if m['target_reached'] else '未达到'}），自动分拨占 {m['auto_routed_share']}，"
+        f"其准确率 {m['auto_routed_precision']}；关键词规则{'参与' if m['keyword_fallback']['used'] else '不参与'}分拨"
     )
+    if m.get("text_only"):
+        t = m["text_only"]
+        err.print(
+            f"无向量模型时改用 {t['selected']}：阈值 {t['threshold']}，自动分拨占 {t['auto_routed_share']}，"
+            f"准确率 {t['auto_routed_precision']}"
+        )
     err.print(f"模型与清单：{Path(settings.models_dir) / routing.SUBDIR}")
+
+
+def _print_candidates(metrics: dict[str, Any]) -> None:
+    """Print every candidate's cross-validated macro-F1 next to the plain baseline's."""
+    table = Table(title=f"候选模型（{metrics['cv_folds']} 折交叉验证）")
+    for col in ("模型", "macro-F1", "准确率", "对比基线"):
+        table.add_column(col)
+    base = metrics["baseline_macro_f1"]
+    for name, scores in metrics["candidates"].items():
+        if "skipped" in scores:
+            table.add_row(name, "-", "-", "未评估（无向量模型）")
+            continue
+        mark = "基线" if name == "baseline" else f"{scores['macro_f1'] - base:+.4f}"
+        chosen = " ← 选中" if name == metrics["selected"] else ""
+        table.add_row(name, str(scores["macro_f1"]), str(scores["accuracy"]), mark + chosen)
+    err.print(table)
 
 
 def _print_report(report: ImportReport) -> None:
@@ -595,6 +640,9 @@ def eval_desk(
     ] = None,
     target: Annotated[float, typer.Option(help="即时答复的目标准确率")] = 0.9,
     write: Annotated[bool, typer.Option("--write/--no-write", help="把校准后的阈值写入 models/desk_answer/")] = True,
+    fit_half: Annotated[
+        bool, typer.Option("--fit-half/--fit-all", help="只用一半问题校准，在另一半上评测（演示校准用此方式产生）")
+    ] = False,
 ) -> None:
     """Calibrate and evaluate instant answers on the labelled questions against the loaded knowledge base."""
     from desk import evaluation
@@ -605,13 +653,85 @@ def eval_desk(
     try:
         with session_scope(settings) as db:
             result = evaluation.run_desk_eval(
-                db=db, matcher=matcher, path=file, target=target, write=write, models_dir=Path(settings.models_dir)
+                db=db,
+                matcher=matcher,
+                path=file,
+                target=target,
+                write=write,
+                models_dir=Path(settings.models_dir),
+                fit_half=fit_half,
             )
     finally:
         matcher.close()
     console.print(evaluation.format_report(result))
     if not result["knowledge_base"]["faqs"]:
         err.print("[yellow]知识库中没有常见问题；请先运行 huiqi demo 加载演示数据[/yellow]")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="评测集 CSV/XLSX：问题(question),政策(policy，标题或文号，空=不可回答)"
+        ),
+    ],
+) -> None:
+    """Measure instant answers (Hit@1, precision, coverage) on the loaded knowledge base against a TF-IDF baseline."""
+    from core.errors import HuiqiError
+    from desk import answers_eval
+    from matcher import engine as matcher_engine
+
+    settings = get_settings()
+    matcher = matcher_engine.Matcher(settings)
+    try:
+        with session_scope(settings) as db:
+            questions = answers_eval.read_labelled(file, db=db)
+            result = answers_eval.evaluate_answers(db=db, matcher=matcher, settings=settings, questions=questions)
+    except HuiqiError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        matcher.close()
+    console.print(answers_eval.format_answers_report(result))
+
+
+@eval_app.command("routing")
+def eval_routing(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="评测集 CSV/XLSX：问题(question),部门(department)")
+    ],
+    train: Annotated[
+        Path | None,
+        typer.Option("--train", exists=True, dir_okay=False, help="训练集；不给则在评测集上做分折交叉验证"),
+    ] = None,
+    embeddings: Annotated[bool, typer.Option("--embeddings/--no-embeddings", help="候选模型中包含 e5 向量模型")] = True,
+    seed: Annotated[int, typer.Option(help="随机种子")] = 0,
+) -> None:
+    """Measure routing (macro-F1, accuracy, auto-route share and precision) against the plain baseline."""
+    from core.errors import HuiqiError
+    from desk import routing_eval
+
+    settings = get_settings()
+    matcher = None
+    encode = None
+    if embeddings:
+        from matcher import engine as matcher_engine
+
+        matcher = matcher_engine.Matcher(settings)
+        encode = lambda texts: matcher.encode(list(texts), "query")  # noqa: E731
+    try:
+        test = routing_eval.read_labelled(file)
+        result = routing_eval.evaluate_routing(
+            test, train=routing_eval.read_labelled(train) if train else None, encode=encode, seed=seed
+        )
+    except HuiqiError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        if matcher is not None:
+            matcher.close()
+    console.print(routing_eval.format_routing_report(result))
 
 
 @app.command()

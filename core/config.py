@@ -219,7 +219,7 @@ class Settings(BaseSettings):
         "several separated by commas; empty = none.",
     )
     desk_answer_threshold: float = Field(
-        0.48,
+        0.6253,
         ge=0,
         le=1,
         description="Confidence from which a consultation is answered instantly, used until `huiqi eval desk` "
@@ -230,7 +230,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Routing confidence below which a case goes to the central dispatch queue (统一分拨); empty = "
-        "the thresholds cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
+        "the threshold cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
     )
 
     @model_validator(mode="after")

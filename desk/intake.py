@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -345,8 +345,16 @@ def decide(*, db: Session, matcher: Matcher | None, settings: Settings, case: Ca
             title=case.title,
             related_policy_id=case.related_policy_id,
             settings=settings,
+            encode=_encoder(matcher),
         )
     return IntakeOutcome(answer, decision)
+
+
+def _encoder(matcher: Matcher | None) -> Callable[[Sequence[str]], Any] | None:
+    """Return the matcher's query embedding for routing models that read it, when its model is ready."""
+    if matcher is None or not matcher.semantic_ready:
+        return None
+    return lambda texts: matcher.encode(list(texts), "query")
 
 
 def record_outcome(
