@@ -872,9 +872,9 @@ def reassignment_examples(*, db: Session) -> list[tuple[str, str]]:
     A case reassigned several times counts once, with the department of the last such event.
     """
     rows = db.execute(
-        select(CaseEvent.case_id, Department.code, Case.title, Case.content)
+        select(CaseEvent.case_id, CaseEvent.kind, CaseEvent.data, Department.code, Case.title, Case.content)
         .join(Case, Case.id == CaseEvent.case_id)
-        .join(Department, Department.id == CaseEvent.department_id)
+        .outerjoin(Department, Department.id == CaseEvent.department_id)
         .where(
             CaseEvent.kind.in_([EventKind.assigned.value, EventKind.transferred.value]),
             CaseEvent.actor_id.is_not(None),
@@ -883,8 +883,11 @@ def reassignment_examples(*, db: Session) -> list[tuple[str, str]]:
         .order_by(CaseEvent.case_id, CaseEvent.at, CaseEvent.id)
     )
     last: dict[int, tuple[str, str]] = {}
-    for case_id, code, title, content in rows:
-        last[case_id] = (case_text(content or "", title or ""), code)
+    for case_id, kind, data, code, title, content in rows:
+        # A transfer's event names the department that handed the case on; where it went is in its data.
+        target = (data or {}).get("to") if str(kind) == EventKind.transferred.value else code
+        if target:
+            last[case_id] = (case_text(content or "", title or ""), str(target))
     return [last[k] for k in sorted(last)]
 
 
