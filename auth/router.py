@@ -13,7 +13,7 @@ from auth.models import Role
 from auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Token, UserIn, UserOut, UserUpdate
 from core.deps import AppSettings, DbSession, Paging
 from core.errors import NotAuthenticated
-from core.schemas import Page
+from core.schemas import Id, Page
 
 router = APIRouter()
 
@@ -49,13 +49,13 @@ def create_user(db: DbSession, actor: AdminUser, user_in: UserIn):
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["用户"])
-def get_user(db: DbSession, actor: AdminUser, user_id: int):
+def get_user(db: DbSession, actor: AdminUser, user_id: Id):
     """Show a user."""
     return service.get_user(db=db, user_id=user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["用户"])
-def update_user(db: DbSession, actor: AdminUser, user_id: int, user_in: UserUpdate):
+def update_user(db: DbSession, actor: AdminUser, user_id: Id, user_in: UserUpdate):
     """Change a user's name, password, status or department."""
     return service.update_user(db=db, user_id=user_id, user_in=user_in)
 
@@ -74,6 +74,6 @@ def create_api_key(db: DbSession, actor: AdminUser, key_in: ApiKeyIn):
 
 
 @router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyOut, tags=["用户"])
-def revoke_api_key(db: DbSession, actor: AdminUser, key_id: int):
+def revoke_api_key(db: DbSession, actor: AdminUser, key_id: Id):
     """Revoke an API key."""
     return service.revoke_api_key(db=db, key_id=key_id)

@@ -13,7 +13,7 @@ from auth.service import Principal
 from core.config import Settings
 from core.deps import AppSettings, DbSession, Paging, ReleasedReads, writes_in_stages
 from core.errors import FieldError, ValidationFailed
-from core.schemas import Page
+from core.schemas import Id, Page
 from desk import clock, faq, flows, handling, lifecycle, outcome, queries
 from desk.models import CHANNEL_LABELS, STATUS_LABELS, Case, Channel, FaqEntry
 from desk.schemas import (
@@ -170,8 +170,8 @@ def list_cases(
     status: Annotated[list[str] | None, Query(description="状态，可多选")] = None,
     kind: Kind | None = None,
     channel: Channel | None = None,
-    department_id: int | None = None,
-    enterprise_id: int | None = None,
+    department_id: Id | None = None,
+    enterprise_id: Id | None = None,
     sla_state: Annotated[str | None, Query(pattern="^(on_track|due_soon|yellow|orange|red)$")] = None,
     supervised: bool | None = None,
     open_only: Annotated[bool, Query(description="只看未办结的")] = False,
@@ -252,7 +252,7 @@ def channels() -> dict[str, str]:
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, tags=TAGS)
-def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int):
+def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: Id):
     """A case with its departments, pauses and timeline (firms see only the events meant for them)."""
     return _full(db, lifecycle.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
 
@@ -261,7 +261,7 @@ def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 
 
 @router.post("/cases/{case_id}/accept-answer", response_model=CaseOut, tags=TAGS)
-def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: AcceptAnswerIn):
+def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: Id, body: AcceptAnswerIn):
     """Accept the instant answer: the case closes (a rating may be given at once)."""
     case = outcome.accept_answer(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
@@ -270,14 +270,14 @@ def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: in
 
 
 @router.post("/cases/{case_id}/ask-for-person", response_model=CaseOut, tags=TAGS)
-def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: NoteIn):
+def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: Id, body: NoteIn):
     """Not helped by the instant answer: route the case to a department, the answer attached."""
     case = outcome.ask_for_person(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/rate", response_model=CaseOut, tags=TAGS)
-def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: RateIn):
+def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: Id, body: RateIn):
     """Rate the outcome: 满意 / 基本满意 / 不满意 (不满意 reopens the case under supervision)."""
     case = outcome.rate(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
@@ -286,7 +286,7 @@ def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: 
 
 
 @router.post("/cases/{case_id}/notes", response_model=CaseOut, tags=TAGS)
-def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int, body: NoteOnFirmIn):
+def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: Id, body: NoteOnFirmIn):
     """Add a note: the firm's supplement (visible to it) or a staff remark (visible only if asked)."""
     case = handling.add_note(
         db=db, settings=settings, case_id=case_id, actor=actor, note=body.note, visible_to_firm=body.visible_to_firm
@@ -298,49 +298,49 @@ def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 
 
 @router.post("/cases/{case_id}/accept", response_model=CaseOut, tags=TAGS)
-def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn):
     """The lead department accepts (签收) the case."""
     case = handling.accept(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/contact", response_model=CaseOut, tags=TAGS)
-def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn):
     """Record that the firm was contacted (stops the contact clock)."""
     case = handling.contact(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/reply", response_model=CaseOut, tags=TAGS)
-def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RequiredNoteIn):
+def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: RequiredNoteIn):
     """Give a phased reply (阶段性答复)."""
     case = handling.reply(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resolve", response_model=CaseOut, tags=TAGS)
-def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ResolveIn):
+def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ResolveIn):
     """Give the final reply (办结); the firm is asked to rate it."""
     case = handling.resolve(db=db, settings=settings, case_id=case_id, actor=actor, resolution=body.resolution)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/pause", response_model=CaseOut, tags=TAGS)
-def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn):
+def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ReasonIn):
     """Stop the clocks while waiting on the firm (挂起, bounded by the SLA profile)."""
     case = handling.pause(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resume", response_model=CaseOut, tags=TAGS)
-def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn):
     """Restart the clocks and recompute the due times."""
     case = handling.resume(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/transfer", response_model=CaseOut, tags=TAGS)
-def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn):
+def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: DepartmentTargetIn):
     """Hand the case to another department (转办)."""
     case = handling.transfer(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -349,7 +349,7 @@ def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int,
 
 
 @router.post("/cases/{case_id}/joint", response_model=CaseOut, tags=TAGS)
-def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn):
+def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: DepartmentTargetIn):
     """Add an assisting department (会办)."""
     case = handling.add_joint(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -358,28 +358,28 @@ def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int
 
 
 @router.post("/cases/{case_id}/return-request", response_model=CaseOut, tags=TAGS)
-def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn):
+def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ReasonIn):
     """Ask to give the case back (退单) with a reason; a dispatcher decides."""
     case = handling.request_return(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/extension-request", response_model=CaseOut, tags=TAGS)
-def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ExtensionIn):
+def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ExtensionIn):
     """Ask for more time (延期申请) before the close deadline; a supervisor decides."""
     case = handling.request_extension(db=db, settings=settings, case_id=case_id, actor=actor, extension_in=body)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/kind", response_model=CaseOut, tags=TAGS)
-def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: KindIn):
+def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: KindIn):
     """Correct the kind of the case; the due times follow the new kind."""
     case = handling.correct_kind(db=db, settings=settings, case_id=case_id, actor=actor, kind=body.kind, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/revisit", response_model=CaseOut, tags=TAGS)
-def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RevisitIn):
+def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: RevisitIn):
     """Record a revisit (回访) of the firm, with the rating it gave, if any."""
     case = outcome.revisit(
         db=db,
@@ -394,7 +394,7 @@ def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, 
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseOut, tags=TAGS)
-def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn):
     """Close (归档) a rated case; supervisors may close a resolved one the firm did not rate, with a reason."""
     case = outcome.close(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
@@ -404,7 +404,7 @@ def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, bo
 
 
 @router.post("/cases/{case_id}/assign", response_model=CaseOut, tags=TAGS)
-def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DepartmentTargetIn):
+def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: DepartmentTargetIn):
     """Send a case from the central queue to a department (人工分拨)."""
     case = handling.assign(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -413,7 +413,7 @@ def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/return-decision", response_model=CaseOut, tags=TAGS)
-def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn):
+def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: DecisionIn):
     """Approve (back to the central queue) or reject a return request."""
     case = handling.decide_return(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
@@ -422,7 +422,7 @@ def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_
 
 
 @router.post("/cases/{case_id}/extension-decision", response_model=CaseOut, tags=TAGS)
-def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn):
+def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: DecisionIn):
     """Approve (before the deadline; due times move on) or reject an extension request."""
     case = handling.decide_extension(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
@@ -431,7 +431,7 @@ def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, ca
 
 
 @router.post("/cases/{case_id}/reopen", response_model=CaseOut, tags=TAGS)
-def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: ReasonIn):
+def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: ReasonIn):
     """Reopen a resolved, rated or closed case under supervision (督办)."""
     case = outcome.reopen(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
@@ -441,7 +441,7 @@ def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/promote", response_model=FaqOut, status_code=201, tags=TAGS)
-def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: int, body: PromoteIn):
+def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: Id, body: PromoteIn):
     """Add a resolved case's answer to the FAQ (source "promoted"), so instant answers can use it."""
     return faq.promote_to_faq(db=db, settings=settings, case_id=case_id, actor=actor, promote_in=body)
 
@@ -452,7 +452,7 @@ def list_faq(
     actor: PublicUser,
     paging: Paging,
     q: Annotated[str | None, Query(max_length=100)] = None,
-    department_id: int | None = None,
+    department_id: Id | None = None,
     source: Annotated[str | None, Query(pattern="^(curated|promoted)$")] = None,
     include_inactive: Annotated[bool, Query(description="含已停用（仅工作人员）")] = False,
 ):
@@ -471,7 +471,7 @@ def list_faq(
 
 
 @router.get("/faq/{faq_id}", response_model=FaqOut, tags=TAGS)
-def get_faq(db: DbSession, actor: PublicUser, faq_id: int) -> FaqEntry:
+def get_faq(db: DbSession, actor: PublicUser, faq_id: Id) -> FaqEntry:
     """One FAQ entry (instant answers link here)."""
     return faq.get_faq(db=db, faq_id=faq_id, actor=actor)
 
@@ -483,13 +483,13 @@ def create_faq(db: DbSession, actor: FaqEditor, body: FaqIn) -> FaqEntry:
 
 
 @router.patch("/faq/{faq_id}", response_model=FaqOut, tags=TAGS)
-def update_faq(db: DbSession, actor: FaqEditor, faq_id: int, body: FaqUpdate) -> FaqEntry:
+def update_faq(db: DbSession, actor: FaqEditor, faq_id: Id, body: FaqUpdate) -> FaqEntry:
     """Change an FAQ entry."""
     return faq.update_faq(db=db, actor=actor, faq_id=faq_id, faq_in=body)
 
 
 @router.delete("/faq/{faq_id}", status_code=204, tags=TAGS)
-def delete_faq(db: DbSession, actor: FaqEditor, faq_id: int) -> Response:
+def delete_faq(db: DbSession, actor: FaqEditor, faq_id: Id) -> Response:
     """Delete an FAQ entry."""
     faq.delete_faq(db=db, actor=actor, faq_id=faq_id)
     return Response(status_code=204)

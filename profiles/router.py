@@ -11,7 +11,7 @@ from auth.deps import AdminUser, CuratorUser, EnterpriseUser, FirmEditor, FirmRe
 from auth.schemas import Token
 from core import codes
 from core.deps import AppSettings, DbSession, Paging
-from core.schemas import Page
+from core.schemas import Id, Page
 from core.text import mask_name, mask_phone
 from profiles import service
 from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseOut, EnterpriseUpdate, RegisterIn
@@ -75,19 +75,19 @@ def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: En
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int):
+def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: Id):
     """Show an enterprise (staff, or the firm itself)."""
     return _out(service.get_visible_enterprise(db=db, enterprise_id=enterprise_id, actor=actor))
 
 
 @router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def update_enterprise(db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate):
+def update_enterprise(db: DbSession, actor: FirmEditor, enterprise_id: Id, enterprise_in: EnterpriseUpdate):
     """Update an enterprise (curators and admins, or the firm itself)."""
     return _out(service.update_enterprise(db=db, enterprise_id=enterprise_id, enterprise_in=enterprise_in, actor=actor))
 
 
 @router.delete("/enterprises/{enterprise_id}", status_code=204, tags=["企业"])
-def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: int) -> Response:
+def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: Id) -> Response:
     """Delete an enterprise and its users."""
     service.delete_enterprise(db=db, enterprise_id=enterprise_id, actor=actor)
     return Response(status_code=204)
