@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -94,7 +94,9 @@ def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: Id) -> Res
 
 
 @router.get("/industries", tags=["代码表"], dependencies=[Depends(public)])
-def list_industries(level: Annotated[str | None, Query(description="门类/大类/中类/小类")] = None) -> list[dict]:
+def list_industries(
+    level: Annotated[Literal["门类", "大类", "中类", "小类"] | None, Query(description="门类/大类/中类/小类")] = None,
+) -> list[dict]:
     """Return the GB/T 4754-2017 industry table."""
     return codes.list_industries(level)
 

@@ -161,3 +161,22 @@ def test_a_region_code_not_in_gb_t_2260_is_a_422_naming_it(client) -> None:  # t
         assert response.status_code == 422, response.text
         error = response.json()["errors"][0]
         assert error["field"] == "region" and "GB/T 2260" in error["reason"]
+
+
+def test_dangling_references_and_unknown_levels_are_4xx_not_500(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    admin = auth_headers(Role.admin)
+    response = client.post(
+        "/api/v1/users",
+        json={
+            "username": "fuzz_desk",
+            "password": "Huiqi@fuzz2026x",
+            "display_name": "悬空部门",
+            "role": "desk",
+            "department_id": 987654,
+        },
+        headers=admin,
+    )
+    assert response.status_code in (409, 422), response.text
+    assert response.json()["errors"][0]["field"]
+    response = client.get("/api/v1/industries", params={"level": "sqlite"})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "level"
