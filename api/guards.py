@@ -4,8 +4,9 @@
   no third-party origins), nosniff, no framing and a same-origin referrer on every response.
 - `BodyLimit`: a request body past HUIQI_UPLOAD_MAX_MB is refused (413) by its Content-Length before
   a byte is read, or as soon as the bytes streamed in pass the limit (chunked or lying bodies).
-- `RefuseNul`: a NUL character in the path, a query parameter, a JSON body or a form field is refused
-  (422 naming the field) before any route sees it: PostgreSQL cannot store it in text.
+- `RefuseNul`: a NUL character in the path, a query parameter, a JSON body or a form field, or a JSON
+  integer past 2**53 - 1, is refused (422 naming the field) before any route sees it: PostgreSQL
+  cannot store NUL in text, and no database column holds such an integer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import jsonsafe
+from core.schemas import MAX_INT
 
 # Swagger UI (/docs) is FastAPI's page: its script and style come from this CDN.
 _DOCS_CDN = "https://cdn.jsdelivr.net"
@@ -145,15 +147,18 @@ _NUL_REASON = "含有不允许的空字符（\\u0000）"
 _BUFFERED_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
-def _nul_field(scope: Scope, body: bytes) -> str | None:
-    """Return the name of the first input holding a NUL character, else None."""
+_HUGE_REASON = f"数值超出允许范围（绝对值至多 {MAX_INT}）"
+
+
+def _bad_field(scope: Scope, body: bytes) -> tuple[str, str, str] | None:
+    """Return (field, reason, code) of the first input holding a NUL or a JSON integer past MAX_INT, else None."""
     if "\x00" in scope.get("path", ""):
-        return "path"
+        return "path", _NUL_REASON, "nul_character"
     query = scope.get("query_string", b"").decode("latin-1")
     if "%00" in query or "\x00" in query:
         for name, value in parse_qsl(query, keep_blank_values=True):
             if "\x00" in name or "\x00" in value:
-                return name.replace("\x00", "\\u0000")
+                return name.replace("\x00", "\\u0000"), _NUL_REASON, "nul_character"
     if not body:
         return None
     content_type = _header(scope, b"content-type")
@@ -161,15 +166,17 @@ def _nul_field(scope: Scope, body: bytes) -> str | None:
         text = body.decode("utf-8", "replace")
         for name, value in parse_qsl(text, keep_blank_values=True):
             if "\x00" in name or "\x00" in value:
-                return name.replace("\x00", "\\u0000")
-        return None
-    if b"\\u0000" not in body.lower() and b"\x00" not in body:
+                return name.replace("\x00", "\\u0000"), _NUL_REASON, "nul_character"
         return None
     try:
         document = jsonsafe.loads(body)
     except ValueError:
-        return "body" if b"\x00" in body else None  # not JSON: the route says what is wrong with it
-    return jsonsafe.find_nul(document)
+        return ("body", _NUL_REASON, "nul_character") if b"\x00" in body else None  # the route says the rest
+    if field := jsonsafe.find_nul(document):
+        return field, _NUL_REASON, "nul_character"
+    if field := jsonsafe.find_huge_int(document, MAX_INT):
+        return field, _HUGE_REASON, "number_too_large"
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -207,9 +214,9 @@ class RefuseNul:
                     break
             body = b"".join(chunks)
             buffered = True
-        field = _nul_field(scope, body)
-        if field is not None:
-            await self._refuse(scope, field)(scope, receive, send)
+        bad = _bad_field(scope, body)
+        if bad is not None:
+            await self._refuse(scope, *bad)(scope, receive, send)
             return
         if not buffered:
             await self.app(scope, receive, send)
@@ -226,15 +233,14 @@ class RefuseNul:
         await self.app(scope, replay, send)
 
     @staticmethod
-    def _refuse(scope: Scope, field: str) -> Response:
-        message = f"{field} {_NUL_REASON}"
+    def _refuse(scope: Scope, field: str, reason: str, code: str) -> Response:
         if not scope.get("path", "").startswith("/api/") and "text/html" in _header(scope, b"accept"):
             from web.templating import error_page
 
-            return error_page(Request(scope), 422, "填写有误", message)
+            return error_page(Request(scope), 422, "填写有误", f"{field} {reason}")
         body = {
-            "code": "nul_character",
-            "message": f"输入{_NUL_REASON}",
-            "errors": [{"field": field, "reason": _NUL_REASON, "code": "nul_character"}],
+            "code": code,
+            "message": f"输入{reason}",
+            "errors": [{"field": field, "reason": reason, "code": code}],
         }
         return JSONResponse(body, status_code=422)

@@ -22,7 +22,7 @@ from auth.schemas import (
 )
 from core.deps import AppSettings, DbSession, Paging
 from core.errors import NotAuthenticated
-from core.schemas import Page
+from core.schemas import Id, Page
 
 router = APIRouter()
 
@@ -93,13 +93,13 @@ def create_user(db: DbSession, actor: AdminUser, user_in: UserIn) -> User:
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["用户"])
-def get_user(db: DbSession, actor: AdminUser, user_id: int) -> User:
+def get_user(db: DbSession, actor: AdminUser, user_id: Id) -> User:
     """Show a user."""
     return service.get_user(db=db, user_id=user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["用户"])
-def update_user(db: DbSession, actor: AdminUser, user_id: int, user_in: UserUpdate) -> User:
+def update_user(db: DbSession, actor: AdminUser, user_id: Id, user_in: UserUpdate) -> User:
     """Change a user's name, password, role, status or department; a new password or role ends their sessions."""
     return service.update_user(db=db, user_id=user_id, user_in=user_in)
 
@@ -118,6 +118,6 @@ def create_api_key(db: DbSession, actor: AdminUser, key_in: ApiKeyIn) -> ApiKeyC
 
 
 @router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyOut, tags=["用户"])
-def revoke_api_key(db: DbSession, actor: AdminUser, key_id: int) -> ApiKey:
+def revoke_api_key(db: DbSession, actor: AdminUser, key_id: Id) -> ApiKey:
     """Revoke an API key."""
     return service.revoke_api_key(db=db, key_id=key_id)

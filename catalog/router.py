@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
+from pydantic import AfterValidator
 
 from auth.deps import AdminUser, CuratorUser, PublicUser, StaffUser, public
 from catalog import rules as rules_mod
@@ -44,7 +45,7 @@ from catalog.schemas import (
 )
 from core import codes, events
 from core.deps import AppDatabase, DbSession, Paging
-from core.schemas import Page
+from core.schemas import Id, Page
 
 router = APIRouter()
 
@@ -78,21 +79,21 @@ def create_department(db: DbSession, actor: CuratorUser, department_in: Departme
 
 
 @router.get("/departments/{department_id}", response_model=DepartmentOut, tags=["目录"], dependencies=[Depends(public)])
-def get_department(db: DbSession, department_id: int) -> Department:
+def get_department(db: DbSession, department_id: Id) -> Department:
     """Show one department."""
     return service.get_department(db=db, department_id=department_id)
 
 
 @router.patch("/departments/{department_id}", response_model=DepartmentOut, tags=["目录"])
 def update_department(
-    db: DbSession, actor: CuratorUser, department_id: int, department_in: DepartmentUpdate
+    db: DbSession, actor: CuratorUser, department_id: Id, department_in: DepartmentUpdate
 ) -> Department:
     """Change a department."""
     return service.update_department(db=db, department_id=department_id, department_in=department_in)
 
 
 @router.delete("/departments/{department_id}", status_code=204, tags=["目录"])
-def delete_department(db: DbSession, actor: AdminUser, department_id: int) -> Response:
+def delete_department(db: DbSession, actor: AdminUser, department_id: Id) -> Response:
     """Delete a department no policy refers to."""
     service.delete_department(db=db, department_id=department_id)
     return Response(status_code=204)
@@ -114,7 +115,7 @@ def create_category(db: DbSession, actor: CuratorUser, category_in: CategoryIn) 
 
 
 @router.patch("/categories/{category_id}", response_model=CategoryOut, tags=["目录"])
-def update_category(db: DbSession, actor: CuratorUser, category_id: int, category_in: CategoryUpdate) -> Category:
+def update_category(db: DbSession, actor: CuratorUser, category_id: Id, category_in: CategoryUpdate) -> Category:
     """Rename or reorder a category."""
     return service.update_category(db=db, category_id=category_id, category_in=category_in)
 
@@ -132,13 +133,13 @@ def create_tag(db: DbSession, actor: CuratorUser, tag_in: TagIn) -> Tag:
 
 
 @router.patch("/tags/{tag_id}", response_model=TagOut, tags=["目录"])
-def update_tag(db: DbSession, actor: CuratorUser, tag_id: int, tag_in: TagUpdate) -> Tag:
+def update_tag(db: DbSession, actor: CuratorUser, tag_id: Id, tag_in: TagUpdate) -> Tag:
     """Change a tag."""
     return service.update_tag(db=db, tag_id=tag_id, tag_in=tag_in)
 
 
 @router.delete("/tags/{tag_id}", status_code=204, tags=["目录"])
-def delete_tag(db: DbSession, actor: CuratorUser, tag_id: int) -> Response:
+def delete_tag(db: DbSession, actor: CuratorUser, tag_id: Id) -> Response:
     """Delete an unused tag."""
     service.delete_tag(db=db, tag_id=tag_id)
     return Response(status_code=204)
@@ -174,7 +175,9 @@ def list_policies(
     category: Annotated[str | None, Query(description="分类编码（大类含其小类）")] = None,
     department: Annotated[str | None, Query(description="部门编码")] = None,
     level: PolicyLevel | None = None,
-    region: Annotated[str | None, Query(pattern=r"^\d{6}$", description="适用于该地区的政策")] = None,
+    region: Annotated[
+        str | None, AfterValidator(codes.checked_region), Query(pattern=r"^\d{6}$", description="适用于该地区的政策")
+    ] = None,
     policy_type: PolicyType | None = None,
     status: Annotated[PolicyStatus | None, Query(description="状态（非工作人员只能看已发布/已过期）")] = None,
     topic: str | None = None,
@@ -213,7 +216,7 @@ def create_policy(db: DbSession, actor: CuratorUser, policy_in: PolicyIn) -> Pol
 
 @router.get("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
 def get_policy(
-    db: DbSession, database: AppDatabase, tasks: BackgroundTasks, actor: PublicUser, policy_id: int
+    db: DbSession, database: AppDatabase, tasks: BackgroundTasks, actor: PublicUser, policy_id: Id
 ) -> PolicyOut:
     """Show a policy (drafts and withdrawn ones only to staff); a signed-in firm's view is counted after the response."""
     policy = service.get_visible_policy(db=db, policy_id=policy_id, actor=actor)
@@ -222,40 +225,40 @@ def get_policy(
 
 
 @router.patch("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
-def update_policy(db: DbSession, actor: CuratorUser, policy_id: int, policy_in: PolicyUpdate) -> PolicyOut:
+def update_policy(db: DbSession, actor: CuratorUser, policy_id: Id, policy_in: PolicyUpdate) -> PolicyOut:
     """Edit a policy; edits of published policies become new versions and matched firms hear what changed."""
     policy = service.update_policy(db=db, policy_id=policy_id, policy_in=policy_in, actor=actor)
     return _full(policy)
 
 
 @router.delete("/policies/{policy_id}", status_code=204, tags=["政策"])
-def delete_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> Response:
+def delete_policy(db: DbSession, actor: CuratorUser, policy_id: Id) -> Response:
     """Delete a never-published draft."""
     service.delete_policy(db=db, policy_id=policy_id)
     return Response(status_code=204)
 
 
 @router.post("/policies/{policy_id}/publish", response_model=PolicyOut, tags=["政策"])
-def publish_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> PolicyOut:
+def publish_policy(db: DbSession, actor: CuratorUser, policy_id: Id) -> PolicyOut:
     """Publish a policy (needs summary, interpreter and a category); eligible firms hear of it at once."""
     # Subscribers of PolicyPublished queue the fan-out in this transaction: it runs only if the publish commits.
     return _full(service.publish_policy(db=db, policy_id=policy_id, actor=actor))
 
 
 @router.post("/policies/{policy_id}/withdraw", response_model=PolicyOut, tags=["政策"])
-def withdraw_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> PolicyOut:
+def withdraw_policy(db: DbSession, actor: CuratorUser, policy_id: Id) -> PolicyOut:
     """Withdraw a published policy."""
     return _full(service.withdraw_policy(db=db, policy_id=policy_id, actor=actor))
 
 
 @router.get("/policies/{policy_id}/versions", response_model=list[PolicyVersionOut], tags=["政策"])
-def list_versions(db: DbSession, actor: StaffUser, policy_id: int) -> list[PolicyVersion]:
+def list_versions(db: DbSession, actor: StaffUser, policy_id: Id) -> list[PolicyVersion]:
     """List a policy's versions, newest first."""
     return service.list_versions(db=db, policy_id=policy_id)
 
 
 @router.get("/policies/{policy_id}/versions/{version}", response_model=PolicyVersionOut, tags=["政策"])
-def get_version(db: DbSession, actor: StaffUser, policy_id: int, version: int) -> PolicyVersion:
+def get_version(db: DbSession, actor: StaffUser, policy_id: Id, version: Id) -> PolicyVersion:
     """Show one version's snapshot."""
     return service.get_version(db=db, policy_id=policy_id, version=version)
 
@@ -264,9 +267,9 @@ def get_version(db: DbSession, actor: StaffUser, policy_id: int, version: int) -
 def diff_versions(
     db: DbSession,
     actor: StaffUser,
-    policy_id: int,
-    from_version: Annotated[int, Query(alias="from", ge=1)],
-    to_version: Annotated[int, Query(alias="to", ge=1)],
+    policy_id: Id,
+    from_version: Annotated[Id, Query(alias="from")],
+    to_version: Annotated[Id, Query(alias="to")],
 ) -> PolicyDiff:
     """Compare two versions field by field."""
     return service.diff_versions(db=db, policy_id=policy_id, from_version=from_version, to_version=to_version)

@@ -246,3 +246,8 @@ def list_regions(parent: str | None = None) -> list[dict[str, str | None]]:
         return [row.as_dict() for row in rows]
     key = _region_shape(parent)
     return [row.as_dict() for row in rows if row.parent == key]
+
+
+def checked_region(raw: str | None) -> str | None:
+    """A request parameter's region: None, or a code known to GB/T 2260 (ValueError, hence 422, otherwise)."""
+    return normalize_region_code(raw) if raw else raw

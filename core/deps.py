@@ -96,7 +96,7 @@ class PageParams:
     def __init__(
         self,
         settings: AppSettings,
-        page: Annotated[int, Query(ge=1, description="页码，从1开始")] = 1,
+        page: Annotated[int, Query(ge=1, le=1_000_000, description="页码，从1开始")] = 1,
         page_size: Annotated[int, Query(ge=1, le=1000, description="每页条数")] = 20,
     ) -> None:
         self.page = page

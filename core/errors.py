@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = ValidationFailed(errors=pydantic_field_errors(list(exc.errors())))
+        return JSONResponse(err.body(), status_code=err.status_code)
+
+    @app.exception_handler(IntegrityError)
+    def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # The last line of defence: services validate references first; what still reaches a database
+        # constraint (a dangling id, a duplicate, a null) is the caller's input, never a 500.
+        log.warning("integrity error answered 409: %s", str(exc.orig).splitlines()[0] if exc.orig else exc)
+        err = Conflict(
+            "数据与现有记录冲突，或引用的对象不存在",
+            code="integrity_error",
+            errors=[FieldError("body", "引用的对象不存在、与现有记录重复或缺少必填项", "integrity_error")],
+        )
         return JSONResponse(err.body(), status_code=err.status_code)
 
     @app.exception_handler(StarletteHTTPException)

@@ -72,3 +72,18 @@ def find_nul(value: Any, root: str = "") -> str | None:
         elif isinstance(obj, list | tuple):
             stack.extend((v, _join(path, i)) for i, v in enumerate(obj))
     return None
+
+
+def find_huge_int(value: Any, limit: int, root: str = "") -> str | None:
+    """Return the path of the first integer beyond ±limit (a database would overflow on it), else None."""
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        obj, path = stack.pop()
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            if abs(obj) > limit:
+                return path or "body"
+        elif isinstance(obj, dict):
+            stack.extend((v, _join(path, k)) for k, v in obj.items())
+        elif isinstance(obj, list | tuple):
+            stack.extend((v, _join(path, i)) for i, v in enumerate(obj))
+    return None

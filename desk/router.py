@@ -16,7 +16,7 @@ from auth.service import Principal
 from core.config import Settings
 from core.deps import AppSettings, DbSession, PageParams, Paging, ReleasedReads, writes_in_stages
 from core.errors import FieldError, ValidationFailed
-from core.schemas import Page
+from core.schemas import Id, Page
 from desk import clock, faq, flows, handling, lifecycle, outcome, queries
 from desk.models import CHANNEL_LABELS, STATUS_LABELS, Case, Channel, FaqEntry
 from desk.schemas import (
@@ -179,8 +179,8 @@ def list_cases(
     status: Annotated[list[str] | None, Query(description="状态，可多选")] = None,
     kind: Kind | None = None,
     channel: Channel | None = None,
-    department_id: int | None = None,
-    enterprise_id: int | None = None,
+    department_id: Id | None = None,
+    enterprise_id: Id | None = None,
     sla_state: Annotated[str | None, Query(pattern="^(on_track|due_soon|yellow|orange|red)$")] = None,
     supervised: bool | None = None,
     open_only: Annotated[bool, Query(description="只看未办结的")] = False,
@@ -261,7 +261,7 @@ def channels() -> dict[str, str]:
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, tags=TAGS)
-def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id: int) -> CaseOut:
+def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id: Id) -> CaseOut:
     """A case with its departments, pauses and timeline (firms see only the events meant for them)."""
     return _full(db, lifecycle.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
 
@@ -270,7 +270,7 @@ def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id:
 
 
 @router.post("/cases/{case_id}/accept-answer", response_model=CaseOut, tags=TAGS)
-def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: AcceptAnswerIn) -> CaseOut:
+def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: Id, body: AcceptAnswerIn) -> CaseOut:
     """Accept the instant answer: the case closes (a rating may be given at once)."""
     case = outcome.accept_answer(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
@@ -279,14 +279,14 @@ def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: in
 
 
 @router.post("/cases/{case_id}/ask-for-person", response_model=CaseOut, tags=TAGS)
-def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: NoteIn) -> CaseOut:
+def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: Id, body: NoteIn) -> CaseOut:
     """Not helped by the instant answer: route the case to a department, the answer attached."""
     case = outcome.ask_for_person(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/rate", response_model=CaseOut, tags=TAGS)
-def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: RateIn) -> CaseOut:
+def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: Id, body: RateIn) -> CaseOut:
     """Rate the outcome: 满意 / 基本满意 / 不满意 (不满意 reopens the case under supervision)."""
     case = outcome.rate(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
@@ -295,7 +295,7 @@ def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: 
 
 
 @router.post("/cases/{case_id}/notes", response_model=CaseOut, tags=TAGS)
-def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int, body: NoteOnFirmIn) -> CaseOut:
+def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: Id, body: NoteOnFirmIn) -> CaseOut:
     """Add a note: the firm's supplement (visible to it) or a staff remark (visible only if asked)."""
     case = handling.add_note(
         db=db, settings=settings, case_id=case_id, actor=actor, note=body.note, visible_to_firm=body.visible_to_firm
@@ -307,49 +307,49 @@ def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 
 
 @router.post("/cases/{case_id}/accept", response_model=CaseOut, tags=TAGS)
-def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
+def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn) -> CaseOut:
     """The lead department accepts (签收) the case."""
     case = handling.accept(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/contact", response_model=CaseOut, tags=TAGS)
-def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
+def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn) -> CaseOut:
     """Record that the firm was contacted (stops the contact clock)."""
     case = handling.contact(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/reply", response_model=CaseOut, tags=TAGS)
-def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RequiredNoteIn) -> CaseOut:
+def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: RequiredNoteIn) -> CaseOut:
     """Give a phased reply (阶段性答复)."""
     case = handling.reply(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resolve", response_model=CaseOut, tags=TAGS)
-def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ResolveIn) -> CaseOut:
+def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ResolveIn) -> CaseOut:
     """Give the final reply (办结); the firm is asked to rate it."""
     case = handling.resolve(db=db, settings=settings, case_id=case_id, actor=actor, resolution=body.resolution)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/pause", response_model=CaseOut, tags=TAGS)
-def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn) -> CaseOut:
+def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ReasonIn) -> CaseOut:
     """Stop the clocks while waiting on the firm (挂起, bounded by the SLA profile)."""
     case = handling.pause(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resume", response_model=CaseOut, tags=TAGS)
-def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
+def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn) -> CaseOut:
     """Restart the clocks and recompute the due times."""
     case = handling.resume(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/transfer", response_model=CaseOut, tags=TAGS)
-def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn) -> CaseOut:
+def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: DepartmentTargetIn) -> CaseOut:
     """Hand the case to another department (转办)."""
     case = handling.transfer(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -358,7 +358,7 @@ def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int,
 
 
 @router.post("/cases/{case_id}/joint", response_model=CaseOut, tags=TAGS)
-def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn) -> CaseOut:
+def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: DepartmentTargetIn) -> CaseOut:
     """Add an assisting department (会办)."""
     case = handling.add_joint(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -367,28 +367,28 @@ def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int
 
 
 @router.post("/cases/{case_id}/return-request", response_model=CaseOut, tags=TAGS)
-def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn) -> CaseOut:
+def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ReasonIn) -> CaseOut:
     """Ask to give the case back (退单) with a reason; a dispatcher decides."""
     case = handling.request_return(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/extension-request", response_model=CaseOut, tags=TAGS)
-def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ExtensionIn) -> CaseOut:
+def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: ExtensionIn) -> CaseOut:
     """Ask for more time (延期申请) before the close deadline; a supervisor decides."""
     case = handling.request_extension(db=db, settings=settings, case_id=case_id, actor=actor, extension_in=body)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/kind", response_model=CaseOut, tags=TAGS)
-def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: KindIn) -> CaseOut:
+def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: KindIn) -> CaseOut:
     """Correct the kind of the case; the due times follow the new kind."""
     case = handling.correct_kind(db=db, settings=settings, case_id=case_id, actor=actor, kind=body.kind, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/revisit", response_model=CaseOut, tags=TAGS)
-def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RevisitIn) -> CaseOut:
+def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: RevisitIn) -> CaseOut:
     """Record a revisit (回访) of the firm, with the rating it gave, if any."""
     case = outcome.revisit(
         db=db,
@@ -403,7 +403,7 @@ def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, 
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseOut, tags=TAGS)
-def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
+def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: Id, body: NoteIn) -> CaseOut:
     """Close (归档) a rated case; supervisors may close a resolved one the firm did not rate, with a reason."""
     case = outcome.close(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
@@ -413,7 +413,7 @@ def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, bo
 
 
 @router.post("/cases/{case_id}/assign", response_model=CaseOut, tags=TAGS)
-def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DepartmentTargetIn) -> CaseOut:
+def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: DepartmentTargetIn) -> CaseOut:
     """Send a case from the central queue to a department (人工分拨)."""
     case = handling.assign(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -422,7 +422,7 @@ def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/return-decision", response_model=CaseOut, tags=TAGS)
-def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn) -> CaseOut:
+def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: DecisionIn) -> CaseOut:
     """Approve (back to the central queue) or reject a return request."""
     case = handling.decide_return(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
@@ -431,9 +431,7 @@ def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_
 
 
 @router.post("/cases/{case_id}/extension-decision", response_model=CaseOut, tags=TAGS)
-def decide_extension(
-    db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn
-) -> CaseOut:
+def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: DecisionIn) -> CaseOut:
     """Approve (before the deadline; due times move on) or reject an extension request."""
     case = handling.decide_extension(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
@@ -442,7 +440,7 @@ def decide_extension(
 
 
 @router.post("/cases/{case_id}/reopen", response_model=CaseOut, tags=TAGS)
-def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: ReasonIn) -> CaseOut:
+def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: Id, body: ReasonIn) -> CaseOut:
     """Reopen a resolved, rated or closed case under supervision (督办)."""
     case = outcome.reopen(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
@@ -452,7 +450,7 @@ def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/promote", response_model=FaqOut, status_code=201, tags=TAGS)
-def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: int, body: PromoteIn) -> FaqEntry:
+def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: Id, body: PromoteIn) -> FaqEntry:
     """Add a resolved case's answer to the FAQ (source "promoted"), so instant answers can use it."""
     return faq.promote_to_faq(db=db, settings=settings, case_id=case_id, actor=actor, promote_in=body)
 
@@ -463,7 +461,7 @@ def list_faq(
     actor: PublicUser,
     paging: Paging,
     q: Annotated[str | None, Query(max_length=100)] = None,
-    department_id: int | None = None,
+    department_id: Id | None = None,
     source: Annotated[str | None, Query(pattern="^(curated|promoted)$")] = None,
     include_inactive: Annotated[bool, Query(description="含已停用（仅工作人员）")] = False,
 ) -> Page[Any]:
@@ -482,7 +480,7 @@ def list_faq(
 
 
 @router.get("/faq/{faq_id}", response_model=FaqOut, tags=TAGS)
-def get_faq(db: DbSession, actor: PublicUser, faq_id: int) -> FaqEntry:
+def get_faq(db: DbSession, actor: PublicUser, faq_id: Id) -> FaqEntry:
     """One FAQ entry (instant answers link here)."""
     return faq.get_faq(db=db, faq_id=faq_id, actor=actor)
 
@@ -494,13 +492,13 @@ def create_faq(db: DbSession, actor: FaqEditor, body: FaqIn) -> FaqEntry:
 
 
 @router.patch("/faq/{faq_id}", response_model=FaqOut, tags=TAGS)
-def update_faq(db: DbSession, actor: FaqEditor, faq_id: int, body: FaqUpdate) -> FaqEntry:
+def update_faq(db: DbSession, actor: FaqEditor, faq_id: Id, body: FaqUpdate) -> FaqEntry:
     """Change an FAQ entry."""
     return faq.update_faq(db=db, actor=actor, faq_id=faq_id, faq_in=body)
 
 
 @router.delete("/faq/{faq_id}", status_code=204, tags=TAGS)
-def delete_faq(db: DbSession, actor: FaqEditor, faq_id: int) -> Response:
+def delete_faq(db: DbSession, actor: FaqEditor, faq_id: Id) -> Response:
     """Delete an FAQ entry."""
     faq.delete_faq(db=db, actor=actor, faq_id=faq_id)
     return Response(status_code=204)

@@ -164,6 +164,12 @@ class FaqUpdate(_In):
     related_policies: list[str] | None = Field(None, max_length=20)
     active: bool | None = None
 
+    @field_validator("keywords", "related_policies", mode="before")
+    @classmethod
+    def _null_clears(cls, value: Any) -> Any:
+        # An explicit null clears the list (the column itself is never null).
+        return [] if value is None else value
+
 
 # ---------------------------------------------------------------- responses
 

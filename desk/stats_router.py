@@ -21,6 +21,7 @@ from core.config import Settings
 from core.db import utcnow
 from core.deps import UPLOAD_OPENAPI, AppSettings, DbSession, UploadedFile
 from core.errors import PermissionDenied
+from core.schemas import Id
 from core.tabular import ImportFailed, ImportReport
 from desk import clock
 from desk import io as desk_io
@@ -34,7 +35,7 @@ TAGS: list[str | Enum] = ["服务台统计"]
 StatsReader = Annotated[Principal, Depends(Allow(*desk_stats.STATS_ROLES))]
 TopicsReader = StatsReader
 Importer = Annotated[Principal, Depends(Allow(Role.supervisor, Role.admin))]
-DepartmentParam = Annotated[int | None, Query(description="只统计此部门（业务专员只能看本部门）")]
+DepartmentParam = Annotated[Id | None, Query(description="只统计此部门（业务专员只能看本部门）")]
 
 
 def _department_scope(actor: Principal, department_id: int | None) -> int | None:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from auth.deps import CuratorUser, EnterpriseUser, FirmReader, FirmStaff, PublicUser, StaffUser, public
@@ -17,7 +17,7 @@ from core.deps import AppDatabase, AppSettings, DbSession, PageParams, Paging, r
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.ratelimit import client_key
 from core.responses import json_response
-from core.schemas import Page
+from core.schemas import Id, Page
 from matcher import calculator, export, feedback, jobs, lists, recommend, runs, search, suggestions
 from matcher import tags as tags_mod
 from matcher.deps import MatcherDep
@@ -115,7 +115,7 @@ def _include(include: str | None) -> set[str]:
 
 
 def _recommendations(
-    db: Session, matcher: Any, enterprise_id: int, include: str | None, paging: PageParams, filters: recommend.Filters
+    db: Session, matcher: Any, enterprise_id: Id, include: str | None, paging: PageParams, filters: recommend.Filters
 ) -> Response:
     today = dt.date.today()
     page = recommend.recommend(
@@ -198,7 +198,7 @@ def recommendations(
     db: DbSession,
     matcher: MatcherDep,
     actor: FirmReader,
-    enterprise_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    enterprise_id: Id,
     q: RecommendationParams,
 ) -> Response:
     """Recommend policies to a firm (staff, or the firm itself), best first, with reasons."""
@@ -284,7 +284,7 @@ def eligible_enterprises(
     matcher: MatcherDep,
     actor: FirmStaff,
     paging: Paging,
-    policy_id: int,
+    policy_id: Id,
     status: Annotated[str, Query(description="eligible / likely，可逗号分隔")] = "eligible",
     format: Annotated[str, Query(pattern="^(json|csv|xlsx)$", description="json / csv / xlsx")] = "json",
 ) -> Page[Any] | Response:
@@ -314,9 +314,7 @@ def match_status(db: DbSession, actor: StaffUser) -> dict[str, Any]:
 
 
 @router.post("/policies/{policy_id}/eligible-enterprises/refresh", status_code=202, tags=["匹配"])
-def refresh_eligible(
-    db: DbSession, actor: CuratorUser, policy_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
-) -> dict[str, bool]:
+def refresh_eligible(db: DbSession, actor: CuratorUser, policy_id: Id) -> dict[str, bool]:
     """Queue the making of a policy's eligible-firm list (the worker judges the policy against every firm)."""
     catalog_service.get_policy(db=db, policy_id=policy_id)
     jobs.queue_policy(db, policy_id=policy_id)
@@ -328,7 +326,7 @@ def _suggestion_out(s: suggestions.Suggestion) -> TagSuggestionOut:
 
 
 @router.get("/policies/{policy_id}/tag-suggestions", response_model=list[TagSuggestionOut], tags=["匹配"])
-def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: int) -> list[TagSuggestionOut]:
+def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: Id) -> list[TagSuggestionOut]:
     """Suggest tags for a policy from its text, rules and the trained tagger, for a curator to confirm."""
     return [_suggestion_out(s) for s in suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)]
 
@@ -336,7 +334,7 @@ def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, poli
 @router.post(
     "/policies/{policy_id}/tag-suggestions/{suggestion_id}/accept", response_model=TagSuggestionOut, tags=["匹配"]
 )
-def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int) -> TagSuggestionOut:
+def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: Id, suggestion_id: Id) -> TagSuggestionOut:
     """Accept a suggested tag: it is added to the policy."""
     return _suggestion_out(
         suggestions.decide_tag_suggestion(
@@ -348,7 +346,7 @@ def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, sug
 @router.post(
     "/policies/{policy_id}/tag-suggestions/{suggestion_id}/reject", response_model=TagSuggestionOut, tags=["匹配"]
 )
-def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int) -> TagSuggestionOut:
+def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: Id, suggestion_id: Id) -> TagSuggestionOut:
     """Reject a suggested tag; it will not be proposed again."""
     return _suggestion_out(
         suggestions.decide_tag_suggestion(

@@ -12,7 +12,7 @@ from auth.deps import AdminUser, CuratorUser, EnterpriseUser, FirmEditor, FirmRe
 from auth.schemas import Token
 from core import codes
 from core.deps import AppSettings, DbSession, Paging
-from core.schemas import Page
+from core.schemas import Id, Page
 from core.text import mask_name, mask_phone
 from profiles import service
 from profiles.models import Enterprise, EnterpriseClaim
@@ -73,14 +73,14 @@ def list_claims(
 
 
 @router.post("/enterprise-claims/{claim_id}/approve", response_model=ClaimOut, tags=["企业"])
-def approve_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None) -> ClaimOut:
+def approve_claim(db: DbSession, actor: FirmStaff, claim_id: Id, body: ClaimDecisionIn | None = None) -> ClaimOut:
     """Confirm a claim: the account becomes active for the firm."""
     claim = service.decide_claim(db=db, claim_id=claim_id, approve=True, actor=actor, note=body.note if body else None)
     return claim_out(db, claim)
 
 
 @router.post("/enterprise-claims/{claim_id}/reject", response_model=ClaimOut, tags=["企业"])
-def reject_claim(db: DbSession, actor: FirmStaff, claim_id: int, body: ClaimDecisionIn | None = None) -> ClaimOut:
+def reject_claim(db: DbSession, actor: FirmStaff, claim_id: Id, body: ClaimDecisionIn | None = None) -> ClaimOut:
     """Refuse a claim: the account stays inactive."""
     claim = service.decide_claim(db=db, claim_id=claim_id, approve=False, actor=actor, note=body.note if body else None)
     return claim_out(db, claim)
@@ -128,21 +128,21 @@ def update_my_enterprise(db: DbSession, actor: EnterpriseUser, enterprise_in: En
 
 
 @router.get("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
-def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: int) -> EnterpriseOut:
+def get_enterprise(db: DbSession, actor: FirmReader, enterprise_id: Id) -> EnterpriseOut:
     """Show an enterprise (staff, or the firm itself)."""
     return _out(service.get_visible_enterprise(db=db, enterprise_id=enterprise_id, actor=actor))
 
 
 @router.patch("/enterprises/{enterprise_id}", response_model=EnterpriseOut, tags=["企业"])
 def update_enterprise(
-    db: DbSession, actor: FirmEditor, enterprise_id: int, enterprise_in: EnterpriseUpdate
+    db: DbSession, actor: FirmEditor, enterprise_id: Id, enterprise_in: EnterpriseUpdate
 ) -> EnterpriseOut:
     """Update an enterprise (curators and admins, or the firm itself)."""
     return _out(service.update_enterprise(db=db, enterprise_id=enterprise_id, enterprise_in=enterprise_in, actor=actor))
 
 
 @router.delete("/enterprises/{enterprise_id}", status_code=204, tags=["企业"])
-def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: int) -> Response:
+def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: Id) -> Response:
     """Delete an enterprise and its users."""
     service.delete_enterprise(db=db, enterprise_id=enterprise_id, actor=actor)
     return Response(status_code=204)

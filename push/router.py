@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from auth.deps import CuratorUser, EnterpriseUser, FirmStaff, public
 from core.deps import AppSettings, DbSession, Paging
 from core.errors import HuiqiError
-from core.schemas import Page
+from core.schemas import Id, Page
 from push import events, service, stats, targeting
 from push.models import PushPreference, Subscription
 from push.schemas import (
@@ -109,7 +109,7 @@ def subscribe(db: DbSession, actor: EnterpriseUser, body: SubscriptionIn) -> Sub
 
 
 @router.delete("/push/subscriptions/{subscription_id}", status_code=204, tags=["推送"])
-def unsubscribe_one(db: DbSession, actor: EnterpriseUser, subscription_id: int) -> Response:
+def unsubscribe_one(db: DbSession, actor: EnterpriseUser, subscription_id: Id) -> Response:
     """Stop following a category or keyword; another firm's subscription is not found."""
     service.delete_subscription(db=db, enterprise_id=actor.own_enterprise_id, subscription_id=subscription_id)
     return Response(status_code=204)
@@ -173,7 +173,7 @@ def unsubscribe_one_click(
 
 @router.post("/policies/{policy_id}/push", response_model=FanOutOut, tags=["推送"])
 def push_policy_now(
-    request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: int
+    request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: Id
 ) -> dict[str, int]:
     """Fan a published policy out to its matching firms now; running it again for the same version adds nothing."""
     return service.fan_out_policy(
@@ -211,7 +211,7 @@ def manual_push_list(
     db: DbSession,
     actor: CuratorUser,
     paging: Paging,
-    policy_id: Annotated[int | None, Query(description="只看该政策的定向推送")] = None,
+    policy_id: Annotated[Id | None, Query(description="只看该政策的定向推送")] = None,
 ) -> Page[Any]:
     """List targeted pushes, newest first, with who sent them and how their messages fared."""
     items, total = targeting.list_manual_pushes(
@@ -224,8 +224,8 @@ def manual_push_list(
 
 
 def _delivery_filters(
-    policy_id: Annotated[int | None, Query(description="政策编号")] = None,
-    enterprise_id: Annotated[int | None, Query(description="企业编号")] = None,
+    policy_id: Annotated[Id | None, Query(description="政策编号")] = None,
+    enterprise_id: Annotated[Id | None, Query(description="企业编号")] = None,
     channel: Annotated[str | None, Query(description="推送方式：inbox、email、sms、webhook")] = None,
     status: Annotated[str | None, Query(description="状态：pending、sent、failed、dead、skipped")] = None,
     kind: Annotated[str | None, Query(description="推送类型：new_match、digest、deadline_reminder、manual …")] = None,
@@ -265,7 +265,7 @@ def delivery_stats(
 
 
 @router.get("/policies/{policy_id}/push-funnel", response_model=FunnelOut, tags=["推送管理"])
-def policy_funnel(db: DbSession, actor: FirmStaff, policy_id: int) -> dict[str, Any]:
+def policy_funnel(db: DbSession, actor: FirmStaff, policy_id: Id) -> dict[str, Any]:
     """A policy's funnel in distinct firms: pushed → opened → viewed → calculator → marked applied."""
     return stats.funnel(db=db, policy_id=policy_id)
 

@@ -130,3 +130,53 @@ def test_nul_in_an_import_cell_is_refused_naming_the_cell() -> None:
 def test_text_without_nul_still_passes(db, client, auth_headers) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/api/v1/policies", params={"q": "研发\\u0000补贴"})  # a literal backslash-u is text
     assert response.status_code == 200
+
+
+def test_integers_beyond_64_bits_are_a_422_naming_the_field(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    admin = auth_headers(Role.admin)
+    huge = 2**64
+    response = client.get(f"/api/v1/policies/{huge}", headers=admin)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "policy_id"
+    response = client.get(f"/api/v1/desk/faq/{huge}", headers=admin)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "faq_id"
+    response = client.get("/api/v1/users", params={"page": huge}, headers=admin)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "page"
+    response = client.post(
+        "/api/v1/push/manual/preview", json={"policy_id": 1, "enterprise_ids": [1, huge]}, headers=admin
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {
+        "field": "enterprise_ids[1]",
+        "reason": "数值超出允许范围（绝对值至多 9007199254740991）",
+        "code": "number_too_large",
+    }
+    schema = client.get("/openapi.json").json()
+    param = next(p for p in schema["paths"]["/api/v1/policies/{policy_id}"]["get"]["parameters"] if p["in"] == "path")
+    assert param["schema"]["maximum"] == 2**53 - 1 and param["schema"]["minimum"] == 1
+
+
+def test_a_region_code_not_in_gb_t_2260_is_a_422_naming_it(client) -> None:  # type: ignore[no-untyped-def]
+    for url, params in (("/api/v1/policies", {}), ("/api/v1/policies/search", {"q": "研发费用加计扣除"})):
+        response = client.get(url, params={**params, "region": "960062"})
+        assert response.status_code == 422, response.text
+        error = response.json()["errors"][0]
+        assert error["field"] == "region" and "GB/T 2260" in error["reason"]
+
+
+def test_dangling_references_and_unknown_levels_are_4xx_not_500(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    admin = auth_headers(Role.admin)
+    response = client.post(
+        "/api/v1/users",
+        json={
+            "username": "fuzz_desk",
+            "password": "Huiqi@fuzz2026x",
+            "display_name": "悬空部门",
+            "role": "desk",
+            "department_id": 987654,
+        },
+        headers=admin,
+    )
+    assert response.status_code in (409, 422), response.text
+    assert response.json()["errors"][0]["field"]
+    response = client.get("/api/v1/industries", params={"level": "sqlite"})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "level"
