@@ -284,7 +284,8 @@ def run_size(firms: int, *, seed: int, emit: Path | None = None) -> dict[str, An
 
         from catalog import service as catalog_service
         from core import scheduler
-        from push import jobs, service
+        from matcher import batch as matcher_batch
+        from push import jobs
         from push.models import Delivery
 
         with phase(record["phases"], "fan_out") as entry:
@@ -324,7 +325,7 @@ def run_size(firms: int, *, seed: int, emit: Path | None = None) -> dict[str, An
             policy = catalog_service.get_policy(db=db, policy_id=policy_id)
             today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
             started = time.perf_counter()
-            ids, status = service.eligibility_statuses(db=db, rules=policy.rules, today=today)
+            ids, status = matcher_batch.judge_all(db=db, rules=policy.rules, today=today)
             entry["eligibility_s"] = round(time.perf_counter() - started, 3)
             entry["statuses"] = {str(code): int((status == code).sum()) for code in (0, 1, 2)}
         save("eligibility")

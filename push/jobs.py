@@ -22,7 +22,7 @@ from core import scheduler
 from core.config import Settings, get_settings
 from core.db import get_database, session_scope, utcnow
 from core.scheduler import registry
-from push import notify, service
+from push import fanout, notify, sender
 from push.channels import Channel, EmailChannel, SmsChannel, WebhookChannel
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def send_due_job() -> dict[str, Any]:
             # another connection (the lease renewal, a fan-out) commits meanwhile. PostgreSQL keeps the
             # transaction: its row locks keep a second sender off these rows.
             sqlite = db.get_bind().dialect.name == "sqlite"
-            counts = service.send_due(
+            counts = sender.send_due(
                 db=db,
                 channels=channels,
                 settings=settings,
@@ -199,7 +199,7 @@ def queue_change_notices(db: Session, *, policy_id: int, from_version: int) -> N
 def fan_out_job(
     policy_id: int,
     resume_after: float = FAN_OUT_RESUME_AFTER,
-    chunk_size: int = service.FAN_OUT_CHUNK,
+    chunk_size: int = fanout.FAN_OUT_CHUNK,
     attempt: int = 1,
 ) -> dict[str, Any]:
     """Fan a published policy out to its matching firms (queued by publishing; exactly once per version).
@@ -246,7 +246,7 @@ def fan_out_job(
             if guard is not None:
                 guard.arm(db)
 
-        counts = service.fan_out_policy(
+        counts = fanout.fan_out_policy(
             db=db, policy_id=policy_id, base_url=_base_url(settings), chunk_size=chunk_size, checkpoint=checkpoint
         )
     if guard is not None:

@@ -1,7 +1,7 @@
 """Scheduled and event-driven notifications beyond the instant fan-out.
 
 - Digests: a firm on a daily or weekly frequency does not get each new match beyond its inbox at
-  once; fan-out writes those rows as pending and `push.service.send_due` holds them back
+  once; fan-out writes those rows as pending and `push.sender.send_due` holds them back
   (`held_for_digest`). From `push_digest_time` (weekly: on `push_weekly_digest_weekday`) the
   digest folds them into one message per channel, keyed by its period ("2026-11-23", "2026-W48").
 - Deadline reminders: `push_reminder_days` days before a published, open policy's deadline, to
@@ -43,7 +43,7 @@ from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_CODES
 from profiles.derived import FIELD_LABELS
 from profiles.models import Enterprise
-from push import service
+from push import preferences, rules
 from push.models import Delivery, PushPreference
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _link(base_url: str, path: str) -> str:
 
 
 def _other_channels(pref: PushPreference) -> list[str]:
-    return [c for c in pref.channels or [] if c in service.CHANNELS and c != "inbox"]
+    return [c for c in pref.channels or [] if c in preferences.CHANNELS and c != "inbox"]
 
 
 def _base_row(
@@ -200,15 +200,13 @@ def _channel_rows(
                     "status": "skipped",
                     "next_attempt_at": now,
                     "sent_at": None,
-                    "last_error": service.OVER_CAP,
+                    "last_error": rules.OVER_CAP,
                 }
             )
             continue
         due = now
         if channel == "sms":
-            due = service.quiet_until(
-                now, quiet_start=pref.quiet_start, quiet_end=pref.quiet_end, tz=local_tz(settings)
-            )
+            due = rules.quiet_until(now, quiet_start=pref.quiet_start, quiet_end=pref.quiet_end, tz=local_tz(settings))
         rows.append(dict(base) | {"channel": channel, "status": "pending", "next_attempt_at": due, "sent_at": None})
     return rows
 
@@ -338,7 +336,7 @@ class DigestItem:
 def digest_candidates(*, db: Session, now: dt.datetime, settings: Settings) -> list[DigestItem]:
     """Return the firms with new matches held for a digest that is due now and not yet written."""
     out: list[DigestItem] = []
-    for frequency in service.DIGEST_FREQUENCIES:
+    for frequency in preferences.DIGEST_FREQUENCIES:
         period = digest_period(now, frequency, settings)
         if period is None:
             continue
@@ -401,7 +399,7 @@ def send_digest(*, db: Session, item: DigestItem, now: dt.datetime, settings: Se
     firm_name = _lock_firm(db, eid)
     if firm_name is None or _already(db, eid, "digest", item.period):
         return 0
-    pref = service.get_preferences(db=db, enterprise_id=eid)
+    pref = preferences.get_preferences(db=db, enterprise_id=eid)
     if pref.frequency != item.frequency:
         return 0  # changed since selection: instant firms get their rows from send_due, others next run
     held = list(
@@ -477,7 +475,7 @@ def send_digest(*, db: Session, item: DigestItem, now: dt.datetime, settings: Se
         now=now,
     )
     # The folded rows were just marked skipped, so the digest counts as one push against the cap.
-    pushed = service._recent_push_counts(db, [eid], now - dt.timedelta(days=7))
+    pushed = rules.recent_push_counts(db, [eid], now - dt.timedelta(days=7))
     rows = _channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings, inbox=False)
     return _insert(db, rows)
 
@@ -588,8 +586,8 @@ def send_reminders(*, db: Session, item: ReminderItem, now: dt.datetime, setting
     ]
     if not targets:
         return 0
-    prefs = service._preferences_for(db, [eid for eid, _ in targets])
-    pushed = service._recent_push_counts(db, [eid for eid, _ in targets], now - dt.timedelta(days=7))
+    prefs = preferences.preferences_for(db, [eid for eid, _ in targets])
+    pushed = rules.recent_push_counts(db, [eid for eid, _ in targets], now - dt.timedelta(days=7))
     url = _link(base_url, POLICY_PATH.format(id=policy.id))
     rows: list[dict[str, Any]] = []
 
@@ -738,7 +736,7 @@ def policy_change_notices(
     ids_new, new = matcher_batch.judge_all(db=db, rules=after.get("rules"), today=today)
     if not len(ids) or not np.array_equal(ids, ids_new):
         return counts
-    subscribers = service._subscribers(db, policy)
+    subscribers = preferences.policy_subscribers(db, policy)
     following = np.isin(ids, np.fromiter(subscribers, dtype=ids.dtype, count=len(subscribers)))
     told_before = (old == _ELIGIBLE) | ((old == _LIKELY) & following)
     told_after = (new == _ELIGIBLE) | ((new == _LIKELY) & following)
@@ -766,8 +764,8 @@ def policy_change_notices(
     )
     changes = [c for c in changes if c[1] not in hidden and not (c[2] == BECAME_ELIGIBLE and c[1] in announced)]
     firm_ids = sorted({eid for _, eid, _ in changes})
-    prefs = service._preferences_for(db, firm_ids)
-    pushed = service._recent_push_counts(db, firm_ids, now - dt.timedelta(days=7))
+    prefs = preferences.preferences_for(db, firm_ids)
+    pushed = rules.recent_push_counts(db, firm_ids, now - dt.timedelta(days=7))
     # Reasons for those who lost eligibility, in the engine's words, from their full profiles.
     losers = sorted({eid for _, eid, kind in changes if kind == NO_LONGER_ELIGIBLE})
     firms: dict[int, Enterprise] = {}
@@ -941,12 +939,12 @@ def send_profile_reminder(
     firm = db.scalar(select(Enterprise).where(Enterprise.id == eid).options(selectinload(Enterprise.qualifications)))
     if firm is None:
         return 0
-    pref = service.get_preferences(db=db, enterprise_id=eid)
+    pref = preferences.get_preferences(db=db, enterprise_id=eid)
     if pref.unsubscribed_all:
         return 0
     today = _local(now, settings).date()
     months = settings.profile_freshness_months
-    updated = service._aware(firm.profile_updated_at)
+    updated = rules.aware(firm.profile_updated_at)
     stale = updated < months_before(now, months)
     fields, undecided = blocking_fields(db=db, enterprise=firm, today=today)
     if not stale and not fields:
@@ -980,7 +978,7 @@ def send_profile_reminder(
         payload=payload,
         now=now,
     )
-    pushed = service._recent_push_counts(db, [eid], now - dt.timedelta(days=7))
+    pushed = rules.recent_push_counts(db, [eid], now - dt.timedelta(days=7))
     return _insert(db, _channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings))
 
 

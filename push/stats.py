@@ -20,7 +20,8 @@ from core.errors import FieldError, NotFound, ValidationFailed
 from matcher import feedback as matcher_feedback
 from profiles.models import Enterprise
 from push.models import Delivery, PolicyEvent
-from push.service import CHANNELS, LOCAL_TZ
+from push.preferences import CHANNELS
+from push.rules import LOCAL_TZ
 
 STATUSES = ("pending", "sent", "failed", "dead", "skipped")
 GROUPS = ("day", "channel", "policy")

@@ -4,7 +4,7 @@ The selection is a SQL query over enterprises (region with sub-regions, industry
 class, tags, valid qualifications, a policy's eligible list, hand-picked ids). It is walked in
 keyset-paginated chunks of firm ids with their preferences joined in, so a selection of a million
 firms never becomes a million ORM objects. Preview and send share that walk: the preview counts the
-rows the send would write, the send writes them (per chunk, through `push.service.insert_deliveries`)
+rows the send would write, the send writes them (per chunk, through `push.outbox.insert_deliveries`)
 in the same transaction as the `ManualPush` record. Outbox rows of a targeted push carry kind
 "manual" and dedupe key "manual-<id>", so delivering the same targeted push again creates nothing.
 """
@@ -32,8 +32,10 @@ from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles.models import Enterprise, EnterpriseQualification
 from push.models import Delivery, ManualPush, PushPreference
+from push.outbox import insert_deliveries
+from push.preferences import CHANNELS, DEFAULTS
+from push.rules import OVER_CAP, next_digest_at, quiet_until
 from push.schemas import ManualPushIn, TargetFilters
-from push.service import CHANNELS, DEFAULTS, OVER_CAP, insert_deliveries, next_digest_at, quiet_until
 
 CHUNK = 1000  # firms per step of the walk (one SELECT with preferences, one INSERT batch series)
 SAMPLE_SIZE = 10

@@ -23,7 +23,7 @@ from core.db import InSession, utcnow
 from matcher import feedback as matcher_feedback
 from matcher import runs
 from matcher.models import MatchResult
-from push import notify, service
+from push import fanout, notify, outbox, preferences, sender
 from push.channels import SmsChannel, WebhookChannel, sms_length
 from push.models import Delivery, PushPreference
 from push.schemas import PreferencesIn
@@ -91,7 +91,7 @@ def webhook() -> Iterator[WebhookChannel]:
 def _firm(db: Session, **prefs: Any):  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db, contact_email="boss@example.cn")
     if prefs:
-        service.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs))
+        preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs))
     return firm
 
 
@@ -141,14 +141,14 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         firm = _firm(db, channels=["inbox", "webhook"], frequency="daily", webhook_url=receiver.url)
         first = factories.make_policy(db, publish=True, apply_end_on=dt.date(2026, 12, 23))
         other = factories.make_policy(db, publish=True, apply_end_on=dt.date(2026, 12, 24))
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=other.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=other.id)
         held = _rows(db, firm.id, "new_match", "webhook")
         assert [r.status for r in held] == ["pending", "pending"]
         assert [r.status for r in _rows(db, firm.id, "new_match", "inbox")] == ["sent", "sent"]
 
         # The sender leaves held rows alone, even long after their nominal time.
-        sent = service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=at(2026, 11, 24, 12))
+        sent = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=at(2026, 11, 24, 12))
         assert sent["picked"] == 0 and not receiver.received
 
         clock.move_to(at(2026, 11, 23, 8, 59))
@@ -173,7 +173,7 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         assert {(r.status, r.last_error) for r in held} == {("skipped", "已并入每日汇总（2026-11-23）")}
 
         # Sent as one message through the firm's channel.
-        counts = service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=utcnow())
+        counts = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=utcnow())
         assert counts["sent"] == 1 and digest.status == "sent"
         (payload,) = receiver.received
         assert payload["kind"] == "digest" and len(payload["data"]["policies"]) == 2
@@ -181,7 +181,7 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         # Later that day: a new match waits for tomorrow, however often the job runs.
         clock.move_to(at(2026, 11, 23, 15, 0))
         third = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=third.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=third.id)
         for hour in (15, 18, 23):
             clock.move_to(at(2026, 11, 23, hour, 30))
             notify.run_digests(db=db, now=utcnow(), settings=test_settings)
@@ -200,7 +200,7 @@ def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, 
     with time_machine.travel(at(2026, 11, 23, 10, 0), tick=False) as clock:  # a Monday
         firm = _firm(db, channels=["inbox", "email"], frequency="weekly")
         policy = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
         for moment in (at(2026, 11, 23, 10, 0), at(2026, 11, 24, 9, 30), at(2026, 11, 25, 8, 59)):
             clock.move_to(moment)
@@ -218,7 +218,7 @@ def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, 
 
         clock.move_to(at(2026, 11, 30, 10, 0))
         later = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=later.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=later.id)
         clock.move_to(at(2026, 12, 2, 9, 5))
         notify.run_digests(db=db, now=utcnow(), settings=settings)
         assert [d.dedupe_key for d in _rows(db, firm.id, "digest")] == ["2026-W48", "2026-W49"]
@@ -229,7 +229,7 @@ def test_empty_digest_is_not_sent_and_instant_firms_are_not_held(db: Session, ma
         daily = _firm(db, channels=["inbox", "email"], frequency="daily")
         instant = _firm(db, channels=["inbox", "email"])
         policy = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
         matcher_feedback.record_feedback(db=db, enterprise_id=daily.id, policy_id=policy.id, action="not_relevant")
 
         clock.move_to(at(2026, 11, 23, 9, 0))
@@ -246,12 +246,12 @@ def test_firm_back_on_instant_gets_its_held_rows_sent_one_by_one(db: Session, ma
     with time_machine.travel(at(2026, 11, 23, 7, 0), tick=False):
         firm = _firm(db, channels=["inbox", "email"], frequency="daily")
         policy = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
         later = at(2026, 11, 24, 12)
-        assert service.send_due(db=db, channels={}, settings=test_settings, now=later)["picked"] == 0
+        assert sender.send_due(db=db, channels={}, settings=test_settings, now=later)["picked"] == 0
 
-        service.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(frequency="instant"))
-        counts = service.send_due(db=db, channels={}, settings=test_settings, now=later)
+        preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(frequency="instant"))
+        counts = sender.send_due(db=db, channels={}, settings=test_settings, now=later)
 
     (row,) = _rows(db, firm.id, "new_match", "email")
     assert counts["picked"] == 1 and row.attempts == 1  # no SMTP in tests: it died with a reason
@@ -371,12 +371,12 @@ def test_quiet_hours_delay_the_sms_until_they_end(db: Session, matcher, test_set
         assert rows["email"].next_attempt_at == at(2026, 11, 13, 9, 0)
 
         clock.move_to(at(2026, 11, 13, 10, 29))
-        early = service.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
+        early = sender.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
         assert rows["sms"].status == "pending" and not receiver.received
         assert early["sent"] == 0
 
         clock.move_to(at(2026, 11, 13, 10, 30))
-        service.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
+        sender.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
 
     assert rows["sms"].status == "sent"
     (sms,) = receiver.received
@@ -409,7 +409,7 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
         joins = factories.make_enterprise(db, employees=60, rd_expense=150)
         deaf = factories.make_enterprise(db, employees=200, rd_expense=150)
         policy = factories.make_policy(db, publish=True, rules=V1_RULES, apply_end_on=dt.date(2026, 12, 23))
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
         matcher_feedback.record_feedback(db=db, enterprise_id=deaf.id, policy_id=policy.id, action="not_relevant")
         catalog_service.update_policy(
             db=db,
@@ -564,8 +564,8 @@ def test_the_database_keeps_pushes_about_no_policy_unique_per_period(db: Session
         "title": "惠企政策日报",
         "body": "今日新匹配政策 2 条",
     }
-    assert service.insert_deliveries(db=db, rows=[row]) == 1
-    assert service.insert_deliveries(db=db, rows=[row]) == 0
-    assert service.insert_deliveries(db=db, rows=[{**row, "dedupe_key": "2026-11-24"}]) == 1
+    assert outbox.insert_deliveries(db=db, rows=[row]) == 1
+    assert outbox.insert_deliveries(db=db, rows=[row]) == 0
+    assert outbox.insert_deliveries(db=db, rows=[{**row, "dedupe_key": "2026-11-24"}]) == 1
     count = db.scalar(select(text("count(*)")).select_from(Delivery).where(Delivery.enterprise_id == firm.id))
     assert count == 2
