@@ -1,7 +1,7 @@
 """Push jobs: the outbox sender every 30 seconds, event-driven fan-out queued by publishing and
 change notices queued by editing a published policy, and the scheduled notifications of
-`push.notify` — digests, deadline reminders, profile reminders. The scheduled ones tick often and
-decide themselves whether anything is due (from HUIQI_PUSH_DIGEST_TIME local time), so a changed
+`push.digests` and `push.reminders` — digests, deadline reminders, profile reminders. The scheduled
+ones tick often and decide themselves whether anything is due (from HUIQI_PUSH_DIGEST_TIME local time), so a changed
 setting needs no re-registration and a worker that was down catches up; keys make each run idempotent."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from core import scheduler
 from core.config import Settings, get_settings
 from core.db import get_database, session_scope, utcnow
 from core.scheduler import registry
-from push import fanout, notify, sender
+from push import changes, digests, fanout, reminders, sender
 from push.channels import Channel, EmailChannel, SmsChannel, WebhookChannel
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def fan_out_job(
     return counts
 
 
-# ---------------------------------------------------------------- scheduled notifications (push.notify)
+# ---------------------------------------------------------------- scheduled notifications (push.digests, push.reminders, push.changes)
 
 
 def _base_url(settings: Settings) -> str:
@@ -265,7 +265,7 @@ def _base_url(settings: Settings) -> str:
 def digest_job() -> dict[str, Any]:
     """Write the daily and weekly digests that are due, each firm in its own transaction."""
     settings = get_settings()
-    report = notify.run_digests(
+    report = digests.run_digests(
         database=get_database(settings), now=utcnow(), settings=settings, base_url=_base_url(settings)
     )
     return {"firms": report.total, "failed": report.failed}
@@ -274,7 +274,7 @@ def digest_job() -> dict[str, Any]:
 def deadline_reminder_job() -> dict[str, Any]:
     """Write the deadline reminders that are due, each policy in its own transaction."""
     settings = get_settings()
-    report = notify.run_reminders(
+    report = reminders.run_reminders(
         database=get_database(settings), now=utcnow(), settings=settings, base_url=_base_url(settings)
     )
     return {"policies": report.total, "failed": report.failed}
@@ -283,7 +283,7 @@ def deadline_reminder_job() -> dict[str, Any]:
 def profile_reminder_job() -> dict[str, Any]:
     """Write this month's profile reminders, each firm in its own transaction."""
     settings = get_settings()
-    report = notify.run_profile_reminders(
+    report = reminders.run_profile_reminders(
         database=get_database(settings), now=utcnow(), settings=settings, base_url=_base_url(settings)
     )
     return {"firms": report.total, "failed": report.failed}
@@ -302,7 +302,7 @@ def policy_changed_job(policy_id: int, from_version: int, attempt: int = 1) -> d
     settings = get_settings()
     try:
         with session_scope(settings) as db:
-            return notify.policy_change_notices(
+            return changes.policy_change_notices(
                 db=db,
                 policy_id=policy_id,
                 from_version=from_version,

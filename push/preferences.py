@@ -24,7 +24,7 @@ from push.schemas import PreferencesIn, SubscriptionIn
 
 CHANNELS = ("inbox", "email", "sms", "webhook")
 FREQUENCIES = ("instant", "daily", "weekly")
-DIGEST_FREQUENCIES = ("daily", "weekly")  # new matches beyond the inbox wait for the digest (push.notify)
+DIGEST_FREQUENCIES = ("daily", "weekly")  # new matches beyond the inbox wait for the digest (push.digests)
 DEFAULTS: dict[str, Any] = {
     "channels": ["inbox"],
     "frequency": "instant",

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from push.models import Delivery
 from push.outbox import chunks
 
@@ -85,3 +86,53 @@ def recent_push_counts(db: Session, enterprise_ids: Sequence[int], since: dt.dat
         for eid, *_ in pushes:
             counts[eid] = counts.get(eid, 0) + 1
     return counts
+
+
+def local_tz(settings: Settings) -> ZoneInfo:
+    """Return the time zone scheduled pushes follow (HUIQI_TIMEZONE)."""
+    return ZoneInfo(getattr(settings, "timezone", "Asia/Shanghai") or "Asia/Shanghai")
+
+
+def to_local(now: dt.datetime, settings: Settings) -> dt.datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(local_tz(settings))
+
+
+def send_time(settings: Settings) -> dt.time:
+    """Return the local time of day from which scheduled pushes go out (HUIQI_PUSH_DIGEST_TIME)."""
+    hours, minutes = settings.push_digest_time.split(":")
+    return dt.time(int(hours), int(minutes))
+
+
+def window_open(now: dt.datetime, settings: Settings) -> bool:
+    """Tell whether today's scheduled pushes may go out: local time has reached the send time."""
+    return to_local(now, settings).time() >= send_time(settings)
+
+
+def digest_period(now: dt.datetime, frequency: str, settings: Settings) -> str | None:
+    """Return the period whose digest is due at `now` ("2026-11-23" daily, "2026-W48" weekly), or None.
+
+    A daily digest is due from the send time each day; a weekly one from the send time on the
+    configured weekday until the end of that ISO week.
+    """
+    local = to_local(now, settings)
+    at = send_time(settings)
+    if frequency == "daily":
+        return local.date().isoformat() if local.time() >= at else None
+    if frequency == "weekly":
+        weekday = settings.push_weekly_digest_weekday
+        if local.weekday() > weekday or (local.weekday() == weekday and local.time() >= at):
+            year, week, _ = local.date().isocalendar()
+            return f"{year}-W{week:02d}"
+    return None
+
+
+def months_before(now: dt.datetime, months: int) -> dt.datetime:
+    """Return the same moment `months` calendar months earlier (the day clipped to the month's end)."""
+    month_index = now.year * 12 + (now.month - 1) - months
+    year, month = divmod(month_index, 12)
+    month += 1
+    next_month = dt.date(year + (month == 12), month % 12 + 1, 1)
+    last_day = (next_month - dt.timedelta(days=1)).day
+    return now.replace(year=year, month=month, day=min(now.day, last_day))

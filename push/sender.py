@@ -71,7 +71,7 @@ def _record(row: Delivery, result: DeliveryResult, now: dt.datetime) -> str:
 def held_for_digest() -> ColumnElement[bool]:
     """SQL condition: a new-match row beyond the inbox of a firm on a daily or weekly digest.
 
-    Such rows are not sent one by one: `push.notify.send_digest` folds them into the firm's next
+    Such rows are not sent one by one: `push.digests.send_digest` folds them into the firm's next
     digest. A firm that switches back to instant gets its waiting rows sent individually.
     """
     return and_(

@@ -23,7 +23,7 @@ from core.db import InSession, utcnow
 from matcher import feedback as matcher_feedback
 from matcher import runs
 from matcher.models import MatchResult
-from push import fanout, notify, outbox, preferences, sender
+from push import changes, digests, fanout, outbox, preferences, reminders, rules, sender
 from push.channels import SmsChannel, WebhookChannel, sms_length
 from push.models import Delivery, PushPreference
 from push.schemas import PreferencesIn
@@ -112,23 +112,23 @@ def _digest_settings(test_settings, **update: Any):  # type: ignore[no-untyped-d
 def test_digest_period_follows_local_time_and_the_configured_weekday(test_settings) -> None:  # type: ignore[no-untyped-def]
     wednesday = _digest_settings(test_settings, push_weekly_digest_weekday=2, push_digest_time="08:30")
 
-    assert notify.digest_period(at(2026, 11, 23, 8, 59), "daily", test_settings) is None
-    assert notify.digest_period(at(2026, 11, 23, 9, 0), "daily", test_settings) == "2026-11-23"
+    assert rules.digest_period(at(2026, 11, 23, 8, 59), "daily", test_settings) is None
+    assert rules.digest_period(at(2026, 11, 23, 9, 0), "daily", test_settings) == "2026-11-23"
     # 07:30 in Shanghai is still the previous day in UTC: the local date names the period.
     early = _digest_settings(test_settings, push_digest_time="07:00")
-    assert notify.digest_period(at(2026, 11, 24, 7, 30), "daily", early) == "2026-11-24"
-    assert notify.digest_period(at(2026, 11, 23, 9, 0), "weekly", test_settings) == "2026-W48"  # Monday
-    assert notify.digest_period(at(2026, 11, 29, 23, 59), "weekly", test_settings) == "2026-W48"  # Sunday
-    assert notify.digest_period(at(2026, 11, 30, 8, 59), "weekly", test_settings) is None  # next Monday, early
-    assert notify.digest_period(at(2026, 11, 24, 12, 0), "weekly", wednesday) is None  # Tuesday
-    assert notify.digest_period(at(2026, 11, 25, 8, 29), "weekly", wednesday) is None
-    assert notify.digest_period(at(2026, 11, 25, 8, 30), "weekly", wednesday) == "2026-W48"
-    assert notify.digest_period(at(2026, 12, 31, 9, 0), "weekly", test_settings) == "2026-W53"
-    assert notify.digest_period(at(2026, 11, 23, 12, 0), "instant", test_settings) is None
-    assert notify.months_before(dt.datetime(2026, 8, 31, 1, tzinfo=dt.UTC), 6) == dt.datetime(
+    assert rules.digest_period(at(2026, 11, 24, 7, 30), "daily", early) == "2026-11-24"
+    assert rules.digest_period(at(2026, 11, 23, 9, 0), "weekly", test_settings) == "2026-W48"  # Monday
+    assert rules.digest_period(at(2026, 11, 29, 23, 59), "weekly", test_settings) == "2026-W48"  # Sunday
+    assert rules.digest_period(at(2026, 11, 30, 8, 59), "weekly", test_settings) is None  # next Monday, early
+    assert rules.digest_period(at(2026, 11, 24, 12, 0), "weekly", wednesday) is None  # Tuesday
+    assert rules.digest_period(at(2026, 11, 25, 8, 29), "weekly", wednesday) is None
+    assert rules.digest_period(at(2026, 11, 25, 8, 30), "weekly", wednesday) == "2026-W48"
+    assert rules.digest_period(at(2026, 12, 31, 9, 0), "weekly", test_settings) == "2026-W53"
+    assert rules.digest_period(at(2026, 11, 23, 12, 0), "instant", test_settings) is None
+    assert rules.months_before(dt.datetime(2026, 8, 31, 1, tzinfo=dt.UTC), 6) == dt.datetime(
         2026, 2, 28, 1, tzinfo=dt.UTC
     )
-    assert notify.months_before(dt.datetime(2026, 3, 15, tzinfo=dt.UTC), 6) == dt.datetime(2025, 9, 15, tzinfo=dt.UTC)
+    assert rules.months_before(dt.datetime(2026, 3, 15, tzinfo=dt.UTC), 6) == dt.datetime(2025, 9, 15, tzinfo=dt.UTC)
 
 
 # ---------------------------------------------------------------- digests
@@ -152,11 +152,11 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         assert sent["picked"] == 0 and not receiver.received
 
         clock.move_to(at(2026, 11, 23, 8, 59))
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
         assert not _rows(db, firm.id, "digest")
 
         clock.move_to(at(2026, 11, 23, 9, 0))
-        report = notify.run_digests(db=db, now=utcnow(), settings=test_settings, base_url="https://hq.example")
+        report = digests.run_digests(db=db, now=utcnow(), settings=test_settings, base_url="https://hq.example")
         (digest,) = _rows(db, firm.id, "digest")
         assert report.ok and report.total == 1
         assert (digest.channel, digest.status, digest.dedupe_key, digest.policy_id) == (
@@ -184,15 +184,15 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         fanout.fan_out_policy(db=db, matcher=matcher, policy_id=third.id)
         for hour in (15, 18, 23):
             clock.move_to(at(2026, 11, 23, hour, 30))
-            notify.run_digests(db=db, now=utcnow(), settings=test_settings)
+            digests.run_digests(db=db, now=utcnow(), settings=test_settings)
         assert len(_rows(db, firm.id, "digest")) == 1
 
         clock.move_to(at(2026, 11, 24, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
-        digests = _rows(db, firm.id, "digest")
-        assert [d.dedupe_key for d in digests] == ["2026-11-23", "2026-11-24"]
-        assert [p["policy_id"] for p in digests[1].payload["policies"]] == [third.id]
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
+        written = _rows(db, firm.id, "digest")
+        assert [d.dedupe_key for d in written] == ["2026-11-23", "2026-11-24"]
+        assert [p["policy_id"] for p in written[1].payload["policies"]] == [third.id]
 
 
 def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
@@ -204,13 +204,13 @@ def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, 
 
         for moment in (at(2026, 11, 23, 10, 0), at(2026, 11, 24, 9, 30), at(2026, 11, 25, 8, 59)):
             clock.move_to(moment)
-            notify.run_digests(db=db, now=utcnow(), settings=settings)
+            digests.run_digests(db=db, now=utcnow(), settings=settings)
         assert not _rows(db, firm.id, "digest")
 
         clock.move_to(at(2026, 11, 25, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=settings)
+        digests.run_digests(db=db, now=utcnow(), settings=settings)
         clock.move_to(at(2026, 11, 27, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=settings)
+        digests.run_digests(db=db, now=utcnow(), settings=settings)
         (digest,) = _rows(db, firm.id, "digest")
         assert (digest.channel, digest.dedupe_key) == ("email", "2026-W48")
         assert digest.title.startswith("政策汇总（2026年第48周）：1 项")
@@ -220,7 +220,7 @@ def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, 
         later = factories.make_policy(db, publish=True)
         fanout.fan_out_policy(db=db, matcher=matcher, policy_id=later.id)
         clock.move_to(at(2026, 12, 2, 9, 5))
-        notify.run_digests(db=db, now=utcnow(), settings=settings)
+        digests.run_digests(db=db, now=utcnow(), settings=settings)
         assert [d.dedupe_key for d in _rows(db, firm.id, "digest")] == ["2026-W48", "2026-W49"]
 
 
@@ -233,7 +233,7 @@ def test_empty_digest_is_not_sent_and_instant_firms_are_not_held(db: Session, ma
         matcher_feedback.record_feedback(db=db, enterprise_id=daily.id, policy_id=policy.id, action="not_relevant")
 
         clock.move_to(at(2026, 11, 23, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
 
         assert not _rows(db, daily.id, "digest")
         (held,) = _rows(db, daily.id, "new_match", "email")
@@ -285,7 +285,7 @@ def test_deadline_reminders_fire_seven_and_one_days_before_only_for_firms_still_
 
         def run(*moment: int) -> None:
             clock.move_to(at(*moment))
-            notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+            reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
 
         def keys(firm_id: int) -> list[str]:
             return [r.dedupe_key for r in _rows(db, firm_id, "deadline_reminder", "inbox")]
@@ -323,7 +323,7 @@ def test_reminder_for_a_policy_found_late_counts_down_from_the_days_left(db: Ses
         )
         firm = _firm(db)
         runs.list_policy(InSession(db), matcher, policy.id)
-        notify.run_reminders(db=db, now=utcnow(), settings=settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=settings)
 
     (row,) = _rows(db, firm.id, "deadline_reminder")
     assert row.dedupe_key == "3d:2026-11-20" and "还剩 2 天" in row.title
@@ -340,13 +340,13 @@ def test_one_firm_with_broken_data_does_not_stop_the_others_reminders(db: Sessio
         db.flush()
         runs.list_policy(InSession(db), matcher, policy.id)
 
-        notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
         assert not _rows(db, broken.id, "deadline_reminder")
         assert [r.channel for r in _rows(db, fine.id, "deadline_reminder")] == ["inbox"]
 
         db.get(PushPreference, broken.id).quiet_start = "22:00"  # repaired: the next run catches up
         db.flush()
-        notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
 
     assert sorted(r.channel for r in _rows(db, broken.id, "deadline_reminder")) == ["inbox", "sms"]
     assert len(_rows(db, fine.id, "deadline_reminder")) == 1
@@ -365,7 +365,7 @@ def test_quiet_hours_delay_the_sms_until_they_end(db: Session, matcher, test_set
             db, channels=["inbox", "sms", "email"], phone="13912345678", quiet_start="07:00", quiet_end="10:30"
         )
         runs.list_policy(InSession(db), matcher, policy.id)
-        notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
         rows = {r.channel: r for r in _rows(db, firm.id, "deadline_reminder")}
         assert rows["sms"].next_attempt_at == at(2026, 11, 13, 10, 30)
         assert rows["email"].next_attempt_at == at(2026, 11, 13, 9, 0)
@@ -419,10 +419,10 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
         )
         assert policy.version == 2
 
-        counts = notify.policy_change_notices(
+        counts = changes.policy_change_notices(
             db=db, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
         )
-        again = notify.policy_change_notices(
+        again = changes.policy_change_notices(
             db=db, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
         )
 
@@ -499,7 +499,7 @@ def test_profile_reminder_names_missing_fields_once_per_month(db: Session, match
 
         def run(*moment: int) -> None:
             clock.move_to(at(*moment))
-            notify.run_profile_reminders(db=db, now=utcnow(), settings=test_settings)
+            reminders.run_profile_reminders(db=db, now=utcnow(), settings=test_settings)
 
         run(2026, 11, 23, 8, 30)
         assert not _rows(db, old.id, "profile_reminder")
