@@ -20,7 +20,7 @@ from matcher import eligibility
 from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, STATUS_CODES
 from profiles.models import Enterprise
-from push import preferences, rules
+from push import outbox, preferences
 from push.messages import POLICY_PATH, cn_date, link
 from push.models import Delivery
 from push.outbox import insert_deliveries
@@ -156,7 +156,7 @@ def policy_change_notices(
     changes = [c for c in changes if c[1] not in hidden and not (c[2] == BECAME_ELIGIBLE and c[1] in announced)]
     firm_ids = sorted({eid for _, eid, _ in changes})
     prefs = preferences.preferences_for(db, firm_ids)
-    pushed = rules.recent_push_counts(db, firm_ids, now - dt.timedelta(days=7))
+    pushed = outbox.recent_push_counts(db, firm_ids, now)
     # Reasons for those who lost eligibility, in the engine's words, from their full profiles.
     losers = sorted({eid for _, eid, kind in changes if kind == NO_LONGER_ELIGIBLE})
     firms: dict[int, Enterprise] = {}

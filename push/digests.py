@@ -19,7 +19,7 @@ from core.db import Database
 from core.scheduler import ItemsReport
 from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE
-from push import preferences, rules
+from push import outbox, preferences
 from push.messages import POLICY_PATH, RECOMMENDATIONS_PATH, cn_date, link
 from push.models import Delivery, PushPreference
 from push.outbox import insert_deliveries
@@ -180,7 +180,7 @@ def send_digest(*, db: Session, item: DigestItem, now: dt.datetime, settings: Se
         now=now,
     )
     # The folded rows were just marked skipped, so the digest counts as one push against the cap.
-    pushed = rules.recent_push_counts(db, [eid], now - dt.timedelta(days=7))
+    pushed = outbox.recent_push_counts(db, [eid], now)
     rows = channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings, inbox=False)
     return insert_deliveries(db=db, rows=rows)
 

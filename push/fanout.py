@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from catalog.models import Policy, PolicyStatus
+from core.config import Settings, get_settings
 from core.db import utcnow
 from core.errors import InvalidState, NotFound
 from matcher import batch as matcher_batch
@@ -24,9 +25,9 @@ from matcher import eligibility
 from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
 from push.models import Delivery, PushPreference
-from push.outbox import insert_deliveries, upsert_insert
+from push.outbox import channel_row, insert_deliveries, recent_push_counts, upsert_insert
 from push.preferences import CHANNELS, policy_subscribers, preferences_for
-from push.rules import LOCAL_TZ, OVER_CAP, next_digest_at, quiet_until, recent_push_counts
+from push.rules import due_at, over_weekly_cap, to_local
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ def _insert_personal_rows(
     now: dt.datetime,
     url: str,
     counts: dict[str, int],
+    settings: Settings,
 ) -> int:
     """Write the rows of firms with preferences of their own or a likely match (subscribers): inbox
     plus a row per chosen channel, timed by frequency and quiet hours, capped per week."""
@@ -143,7 +145,7 @@ def _insert_personal_rows(
     firm_ids = [eid for eid, _ in targets]
     prefs = preferences_for(db, firm_ids)
     beyond_inbox = [eid for eid in firm_ids if eid in prefs and any(c != "inbox" for c in prefs[eid].channels or [])]
-    pushed_recently = recent_push_counts(db, beyond_inbox, now - dt.timedelta(days=7))
+    pushed_recently = recent_push_counts(db, beyond_inbox, now)
     rows: list[dict[str, Any]] = []
     for eid, status in targets:
         pref = prefs.get(eid)
@@ -168,27 +170,12 @@ def _insert_personal_rows(
         }
         rows.append(base | {"channel": "inbox", "status": "sent", "next_attempt_at": now, "sent_at": now})
         others = [c for c in pref.channels or [] if c in CHANNELS and c != "inbox"]
-        over_cap = bool(others) and pushed_recently.get(eid, 0) >= pref.weekly_cap
-        if others and not over_cap:
-            pushed_recently[eid] = pushed_recently.get(eid, 0) + 1
+        over_cap = bool(others) and over_weekly_cap(pushed_recently, eid, pref.weekly_cap)
         for channel in others:
-            due = next_digest_at(now, pref.frequency)
-            if channel == "sms":
-                due = quiet_until(due, quiet_start=pref.quiet_start, quiet_end=pref.quiet_end)
+            due = due_at(now, channel=channel, timing=pref, settings=settings)
             if over_cap:
                 counts["over_cap"] += 1
-                rows.append(
-                    base
-                    | {
-                        "channel": channel,
-                        "status": "skipped",
-                        "next_attempt_at": now,
-                        "sent_at": None,
-                        "last_error": OVER_CAP,
-                    }
-                )
-            else:
-                rows.append(base | {"channel": channel, "status": "pending", "next_attempt_at": due, "sent_at": None})
+            rows.append(channel_row(base, channel, now=now, due=due, over_cap=over_cap))
     return insert_deliveries(db=db, rows=rows)
 
 
@@ -201,6 +188,7 @@ def fan_out_policy(
     base_url: str = "",
     chunk_size: int = FAN_OUT_CHUNK,
     checkpoint: Callable[[], None] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, int]:
     """Decide who hears about a published policy's current version and write their outbox rows, exactly once.
 
@@ -217,11 +205,14 @@ def fan_out_policy(
     opens the chunk's transaction with a write of its own). A firm's rows go in one chunk, and
     firms whose inbox row for this version exists are skipped, so a run after a crash finishes
     what is left.
+
+    Times (the policy's "today", digest and quiet hours) follow `settings` (the app's when not given).
     """
     del matcher  # eligibility comes from the rules alone; stored match results are the matcher's concern
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     now = now or utcnow()
+    settings = settings or get_settings()
     policy = db.scalar(
         select(Policy).where(Policy.id == policy_id).options(selectinload(Policy.categories), selectinload(Policy.tags))
     )
@@ -229,7 +220,7 @@ def fan_out_policy(
         raise NotFound("政策不存在", code="policy_not_found")
     if policy.status != PolicyStatus.published:
         raise InvalidState("只有已发布的政策可以推送", code="policy_not_published")
-    ids, status = matcher_batch.judge_all(db=db, rules=policy.rules, today=now.astimezone(LOCAL_TZ).date())
+    ids, status = matcher_batch.judge_all(db=db, rules=policy.rules, today=to_local(now, settings).date())
     subscribers = policy_subscribers(db, policy)
     inbox_rows = select(Delivery.enterprise_id).where(
         Delivery.policy_id == policy.id, Delivery.kind == "new_match", Delivery.channel == "inbox"
@@ -290,6 +281,7 @@ def fan_out_policy(
             now=now,
             url=url,
             counts=counts,
+            settings=settings,
         )
     log.info("fan-out of policy %s v%s: %s", policy.id, policy.version, counts)
     return counts

@@ -227,7 +227,7 @@ def fan_out_job(
             resume_after=resume_after,
             chunk_size=chunk_size,
             attempt=attempt,
-            timezone=getattr(settings, "timezone", scheduler.DEFAULT_TIMEZONE),
+            timezone=settings.timezone,
         )
         with database.session() as db:
             guard.arm(db)  # before any work: from here on a crash leaves a trace
@@ -247,7 +247,12 @@ def fan_out_job(
                 guard.arm(db)
 
         counts = fanout.fan_out_policy(
-            db=db, policy_id=policy_id, base_url=_base_url(settings), chunk_size=chunk_size, checkpoint=checkpoint
+            db=db,
+            policy_id=policy_id,
+            base_url=_base_url(settings),
+            chunk_size=chunk_size,
+            checkpoint=checkpoint,
+            settings=settings,
         )
     if guard is not None:
         with database.session() as db:
@@ -320,6 +325,6 @@ def policy_changed_job(policy_id: int, from_version: int, attempt: int = 1) -> d
             kwargs={"policy_id": policy_id, "from_version": from_version, "attempt": attempt + 1},
             run_at=utcnow() + dt.timedelta(minutes=2**attempt),
             job_id=f"policy-changed-{policy_id}-from-v{from_version}-try{attempt + 1}",
-            timezone=getattr(settings, "timezone", scheduler.DEFAULT_TIMEZONE),
+            timezone=settings.timezone,
         )
         return {"policy_id": policy_id, "created": 0, "retry": attempt + 1}

@@ -8,13 +8,16 @@ together. The sender (`push.sender`) picks due rows later.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from push.models import Delivery
+from push.rules import OVER_CAP, cap_window_start
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -45,3 +48,42 @@ def insert_deliveries(*, db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return sum(
         max(db.execute(stmt.execution_options(preserve_rowcount=True), group).rowcount, 0) for group in by_keys.values()
     )
+
+
+def recent_push_counts(db: Session, enterprise_ids: Sequence[int], now: dt.datetime) -> dict[int, int]:
+    """Count pushes beyond the inbox per firm in the weekly cap's window before `now` (one push through two
+    channels counts once); `push.rules.over_weekly_cap` decides with these counts."""
+    since = cap_window_start(now)
+    counts: dict[int, int] = {}
+    for chunk in chunks(list(enterprise_ids), 500):
+        pushes = db.execute(
+            select(
+                Delivery.enterprise_id, Delivery.policy_id, Delivery.kind, Delivery.policy_version, Delivery.dedupe_key
+            )
+            .where(
+                Delivery.enterprise_id.in_(list(chunk)),
+                Delivery.channel != "inbox",
+                Delivery.status != "skipped",
+                Delivery.created_at >= since,
+            )
+            .distinct()
+        )
+        for eid, *_ in pushes:
+            counts[eid] = counts.get(eid, 0) + 1
+    return counts
+
+
+def channel_row(
+    base: Mapping[str, Any], channel: str, *, now: dt.datetime, due: dt.datetime, over_cap: bool
+) -> dict[str, Any]:
+    """Return a message's outbox row for one channel beyond the inbox: pending until `due`, or, over the
+    firm's weekly cap (`push.rules.over_weekly_cap`), recorded as skipped with the reason."""
+    if over_cap:
+        return dict(base) | {
+            "channel": channel,
+            "status": "skipped",
+            "next_attempt_at": now,
+            "sent_at": None,
+            "last_error": OVER_CAP,
+        }
+    return dict(base) | {"channel": channel, "status": "pending", "next_attempt_at": due, "sent_at": None}

@@ -27,7 +27,7 @@ from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles.derived import FIELD_LABELS
 from profiles.models import Enterprise
-from push import preferences, rules
+from push import outbox, preferences, rules
 from push.messages import POLICY_PATH, PROFILE_PATH, cn_date, link
 from push.models import Delivery, PushPreference
 from push.outbox import insert_deliveries
@@ -122,7 +122,7 @@ def send_reminders(*, db: Session, item: ReminderItem, now: dt.datetime, setting
     if not targets:
         return 0
     prefs = preferences.preferences_for(db, [eid for eid, _ in targets])
-    pushed = rules.recent_push_counts(db, [eid for eid, _ in targets], now - dt.timedelta(days=7))
+    pushed = outbox.recent_push_counts(db, [eid for eid, _ in targets], now)
     url = link(base_url, POLICY_PATH.format(id=policy.id))
     rows: list[dict[str, Any]] = []
 
@@ -318,7 +318,7 @@ def send_profile_reminder(
         payload=payload,
         now=now,
     )
-    pushed = rules.recent_push_counts(db, [eid], now - dt.timedelta(days=7))
+    pushed = outbox.recent_push_counts(db, [eid], now)
     return insert_deliveries(
         db=db, rows=channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings)
     )

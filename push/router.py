@@ -119,7 +119,7 @@ def unsubscribe_one_click(db: DbSession, settings: AppSettings, token: Annotated
 def push_policy_now(request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: int):
     """Fan a published policy out to its matching firms now; running it again for the same version adds nothing."""
     return fanout.fan_out_policy(
-        db=db, matcher=request.app.state.matcher, policy_id=policy_id, base_url=_base_url(settings)
+        db=db, matcher=request.app.state.matcher, policy_id=policy_id, base_url=_base_url(settings), settings=settings
     )
 
 
@@ -127,9 +127,9 @@ def push_policy_now(request: Request, db: DbSession, settings: AppSettings, acto
 
 
 @router.post("/push/manual/preview", response_model=ManualPushPreviewOut, tags=["推送管理"])
-def manual_push_preview(request: Request, db: DbSession, actor: CuratorUser, body: ManualPushIn):
+def manual_push_preview(request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, body: ManualPushIn):
     """Show how many firms a targeted push would reach, per channel, with a masked sample; nothing is sent."""
-    return targeting.preview(db=db, push_in=body, matcher=request.app.state.matcher)
+    return targeting.preview(db=db, push_in=body, matcher=request.app.state.matcher, settings=settings)
 
 
 @router.post("/push/manual", response_model=ManualPushOut, status_code=201, tags=["推送管理"])
@@ -141,6 +141,7 @@ def manual_push_send(request: Request, db: DbSession, settings: AppSettings, act
         created_by_id=actor.user_id,
         matcher=request.app.state.matcher,
         base_url=_base_url(settings),
+        settings=settings,
     )
     items, _ = targeting.list_manual_pushes(db=db, manual_push_id=row.id)
     return ManualPushOut(**items[0], created=counts["created"])
@@ -187,21 +188,24 @@ DeliveryFiltersDep = Annotated[stats.DeliveryFilters, Depends(_delivery_filters)
 
 
 @router.get("/push/deliveries", response_model=Page[DeliveryLogOut], tags=["推送管理"])
-def delivery_log(db: DbSession, actor: FirmStaff, paging: Paging, filters: DeliveryFiltersDep):
+def delivery_log(db: DbSession, settings: AppSettings, actor: FirmStaff, paging: Paging, filters: DeliveryFiltersDep):
     """List push records newest first, filtered by policy, firm, channel, status, kind and date."""
-    items, total = stats.list_deliveries(db=db, filters=filters, offset=paging.offset, limit=paging.page_size)
+    items, total = stats.list_deliveries(
+        db=db, filters=filters, offset=paging.offset, limit=paging.page_size, settings=settings
+    )
     return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
 
 
 @router.get("/push/stats", response_model=DeliveryStatsOut, tags=["推送管理"])
 def delivery_stats(
     db: DbSession,
+    settings: AppSettings,
     actor: FirmStaff,
     filters: DeliveryFiltersDep,
     group_by: Annotated[str, Query(description="day 按日、channel 按推送方式、policy 按政策")] = "day",
 ):
     """Count pushes sent, failed, dead, opened and clicked per day, channel or policy."""
-    return stats.delivery_stats(db=db, filters=filters, group_by=group_by)
+    return stats.delivery_stats(db=db, filters=filters, group_by=group_by, settings=settings)
 
 
 @router.get("/policies/{policy_id}/push-funnel", response_model=FunnelOut, tags=["推送管理"])

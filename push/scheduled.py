@@ -17,9 +17,8 @@ from core.config import Settings
 from core.db import Database
 from core.scheduler import ItemsReport, run_items
 from profiles.models import Enterprise
-from push import preferences, rules
+from push import outbox, preferences, rules
 from push.models import Delivery, PushPreference
-from push.rules import local_tz
 
 log = logging.getLogger(__name__)
 
@@ -82,27 +81,15 @@ def channel_rows(
     others = other_channels(pref)
     if not others:
         return rows
-    eid = int(base["enterprise_id"])
-    over_cap = pushed_recently.get(eid, 0) >= pref.weekly_cap
-    if not over_cap:
-        pushed_recently[eid] = pushed_recently.get(eid, 0) + 1
+    over_cap = rules.over_weekly_cap(pushed_recently, int(base["enterprise_id"]), pref.weekly_cap)
     for channel in others:
-        if over_cap:
-            rows.append(
-                dict(base)
-                | {
-                    "channel": channel,
-                    "status": "skipped",
-                    "next_attempt_at": now,
-                    "sent_at": None,
-                    "last_error": rules.OVER_CAP,
-                }
-            )
-            continue
-        due = now
-        if channel == "sms":
-            due = rules.quiet_until(now, quiet_start=pref.quiet_start, quiet_end=pref.quiet_end, tz=local_tz(settings))
-        rows.append(dict(base) | {"channel": channel, "status": "pending", "next_attempt_at": due, "sent_at": None})
+        # Scheduled notices are not held for a digest: they go out now, SMS after the quiet hours.
+        due = (
+            now
+            if over_cap
+            else rules.due_at(now, channel=channel, timing=pref, settings=settings, hold_for_digest=False)
+        )
+        rows.append(outbox.channel_row(base, channel, now=now, due=due, over_cap=over_cap))
     return rows
 
 

@@ -188,11 +188,12 @@ def test_weekly_cap_records_the_push_as_skipped(db: Session, matcher) -> None:  
     assert counts["over_cap"] >= 1
 
 
-def test_daily_digest_waits_for_nine_in_the_morning() -> None:
+def test_daily_digest_waits_for_nine_in_the_morning(test_settings) -> None:  # type: ignore[no-untyped-def]
     noon = dt.datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)  # a Wednesday
-    assert rules.next_digest_at(noon, "daily") == dt.datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI)
-    assert rules.next_digest_at(noon, "weekly") == dt.datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
-    assert rules.next_digest_at(noon, "instant") == noon
+    at = {"settings": test_settings}
+    assert rules.next_digest_at(noon, "daily", **at) == dt.datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI)
+    assert rules.next_digest_at(noon, "weekly", **at) == dt.datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
+    assert rules.next_digest_at(noon, "instant", **at) == noon
 
 
 # ---------------------------------------------------------------- the sender against a real server
