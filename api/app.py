@@ -7,15 +7,20 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.datastructures import State
 
+from api.guards import BodyLimit, RefuseNul, SecurityHeaders
 from api.io_router import router as io_router
 from auth.router import router as auth_router
+from auth.throttle import SignInThrottle
 from catalog.router import router as catalog_router
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
-from core.ratelimit import RateLimiter
+from core.ratelimit import RateLimiter, make_storage
 from core.scheduler import start_in_process, stop_in_process
 from desk.router import router as desk_router
 from desk.stats_router import router as desk_stats_router
@@ -43,7 +48,7 @@ ROUTERS = (
 )
 
 
-def warm_up(state: object) -> None:
+def warm_up(state: State) -> None:
     """Load the embedder, the policy index and the desk's knowledge base before the first user needs them.
 
     Vectors come from (and go to) the on-disk embedding cache, so after the first start this takes seconds.
@@ -52,9 +57,9 @@ def warm_up(state: object) -> None:
     from matcher import search as matcher_search
 
     try:
-        with state.db.session() as db:  # type: ignore[attr-defined]
-            answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")  # type: ignore[attr-defined]
-            matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)  # type: ignore[attr-defined]
+        with state.db.session() as db:
+            answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")
+            matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)
         log.info("warm-up done: embedder, policy index and desk knowledge base ready")
     except Exception:  # noqa: BLE001 - warming is an optimisation; requests build what they need anyway
         log.exception("warm-up failed; the first requests will build what they need")
@@ -83,7 +88,7 @@ def create_app(
         title="惠企 Huiqi",
         version="0.1.0",
         description="惠企政策目录、企业画像、政策匹配、精准推送与企业诉求服务台的接口。",
-        docs_url="/docs",
+        docs_url=None,  # served below from the local Swagger UI package, its inline script carrying the CSP nonce
         redoc_url=None,
     )
     app.state.settings = settings
@@ -94,12 +99,35 @@ def create_app(
         # With a warm-up, the model loads in the background and no request waits for it.
         matcher.wait_for_model = not settings.warm_up
     app.state.matcher = matcher
-    app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute)
+    limit_storage = make_storage(settings.rate_limit_storage)
+    app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute, storage=limit_storage, namespace="calc")
+    app.state.search_limiter = RateLimiter(settings.search_per_minute, storage=limit_storage, namespace="search")
+    app.state.sign_in_throttle = SignInThrottle.from_settings(settings, limit_storage)
     install_error_handlers(app)
+
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     # The browser pages (web/): not part of ROUTERS or the OpenAPI schema; tests/web/test_web_roles.py walks them.
     install_web(app)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """Swagger UI from npm (node_modules/swagger-ui-dist, so it works offline); its one inline script
+        is allowed by this response's CSP nonce."""
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} · 接口文档",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+        nonce = request.state.csp_nonce
+        body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+        return HTMLResponse(body)
+
+    app.add_middleware(RefuseNul)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["运维"], include_in_schema=False)
     def healthz() -> dict:

@@ -6,7 +6,7 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -25,6 +26,9 @@ from rich.text import Text
 
 from core.config import get_settings
 from core.db import get_database, session_scope
+
+if TYPE_CHECKING:  # the commands import what they use when they run, to keep `huiqi --help` quick
+    from core.tabular import ImportReport
 
 app = typer.Typer(help="惠企 Huiqi：政策目录、企业画像、政策匹配与诉求服务", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="用户管理", no_args_is_help=True)
@@ -76,7 +80,7 @@ def progress() -> Progress:
     )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[red]错误：{message}[/red]")
     raise typer.Exit(code=1)
 
@@ -92,8 +96,13 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    # Forwarded headers are believed only from HUIQI_TRUSTED_PROXIES (none by default): otherwise any client
+    # could pick its own address (and so its rate-limit key) with X-Forwarded-For.
+    proxies = settings.trusted_proxies.strip()
     uvicorn.run(
         "api.main:app",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
         host=host or settings.host,
         port=port or settings.port,
         workers=None if reload else (workers or settings.web_workers),
@@ -185,7 +194,7 @@ def demo(
 def users_create(
     role: Annotated[str, typer.Option(help="admin / curator / desk / supervisor / enterprise")],
     username: Annotated[str, typer.Option(help="登录名")],
-    password: Annotated[str, typer.Option(help="密码（至少8位）")],
+    password: Annotated[str, typer.Option(help="密码（至少10位，不能是常见密码或与登录名相同）")],
     display_name: Annotated[str | None, typer.Option(help="姓名")] = None,
     department: Annotated[str | None, typer.Option(help="业务专员所属部门编码")] = None,
     enterprise: Annotated[str | None, typer.Option(help="企业用户所属企业的统一社会信用代码")] = None,
@@ -210,13 +219,15 @@ def users_create(
                 ent_id = ent.id
             user = auth_service.create_user(
                 db=db,
-                user_in=UserIn(
-                    username=username,
-                    password=password,
-                    display_name=display_name or username,
-                    role=role,
-                    department_id=dept_id,
-                    enterprise_id=ent_id,
+                user_in=UserIn.model_validate(
+                    {
+                        "username": username,
+                        "password": password,
+                        "display_name": display_name or username,
+                        "role": role,
+                        "department_id": dept_id,
+                        "enterprise_id": ent_id,
+                    }
                 ),
             )
             err.print(f"已创建用户 {user.username}（{user.role}），id={user.id}")
@@ -316,21 +327,43 @@ def desk_train(
         typer.Argument(exists=True, dir_okay=False, help="CSV（UTF-8/GBK）或 XLSX：内容,部门[,类型]，部门为部门编码"),
     ],
     seed: Annotated[int, typer.Option(help="随机种子（交叉验证划分）")] = 0,
+    embeddings: Annotated[
+        bool, typer.Option("--embeddings/--no-embeddings", help="候选模型中包含 e5 语义向量模型（需加载向量模型）")
+    ] = True,
 ) -> None:
-    """Train the routing classifier on labelled cases plus staff reassignments; write it under models/desk_router/."""
+    """Select the routing model by cross-validation against the plain baseline; install it only when it wins."""
     from core.errors import HuiqiError
     from desk import routing
 
     settings = get_settings()
+    matcher = None
+    encode = None
+    if embeddings:
+        from matcher import engine as matcher_engine
+
+        matcher = matcher_engine.Matcher(settings)
+        encode = lambda texts: matcher.encode(list(texts), "query")  # noqa: E731
     try:
         with session_scope(settings) as db:
             manifest, report, reassigned = routing.train_from_file(
-                db=db, data=file.read_bytes(), filename=file.name, models_dir=Path(settings.models_dir), seed=seed
+                db=db,
+                data=file.read_bytes(),
+                filename=file.name,
+                models_dir=Path(settings.models_dir),
+                seed=seed,
+                encode=encode,
             )
+    except routing.LosesToBaseline as exc:
+        _print_candidates(exc.metrics)
+        _fail(exc.message)
+        return
     except HuiqiError as exc:
         details = "；".join(f"{e.field}：{e.reason}" for e in exc.errors)
         _fail(exc.message + (f"（{details}）" if details else ""))
         return
+    finally:
+        if matcher is not None:
+            matcher.close()
     err.print(
         f"共 {report.total} 行：可用 {report.created}，有误未用 {report.failed}；另含人工改派的工单 {reassigned} 条"
     )
@@ -345,17 +378,40 @@ def desk_train(
         _fail("文件表头有误，未训练")
         return
     m = manifest["metrics"]
+    _print_candidates(m)
     err.print(
-        f"已训练分拨模型：样本 {manifest['n']} 条，部门 {len(manifest['classes'])} 个；"
-        f"{m['cv_folds']} 折交叉验证准确率 {m['accuracy']}，macro-F1 {m['macro_f1']}；"
-        f"阈值 {m['thresholds']['keywords']}（含关键词）/ {m['thresholds']['no_keywords']}（不含关键词），"
-        f"模型自动分拨占 {m['classifier_routed_share']}，其准确率 {m['classifier_routed_precision']}；"
-        f"含关键词规则后自动分拨占 {m['chain_routed_share']}，准确率 {m['chain_precision']}"
+        f"已安装分拨模型 {manifest['spec']}：样本 {manifest['n']} 条，部门 {len(manifest['classes'])} 个；"
+        f"{m['cv_folds']} 折交叉验证 macro-F1 {m['macro_f1']}（基线 {m['baseline_macro_f1']}），准确率 {m['accuracy']}；"
+        f"自动分拨阈值 {m['threshold']}（目标准确率 {m['target_precision']}，"
+        f"{'已达到' if m['target_reached'] else '未达到'}），自动分拨占 {m['auto_routed_share']}，"
+        f"其准确率 {m['auto_routed_precision']}；关键词规则{'参与' if m['keyword_fallback']['used'] else '不参与'}分拨"
     )
+    if m.get("text_only"):
+        t = m["text_only"]
+        err.print(
+            f"无向量模型时改用 {t['selected']}：阈值 {t['threshold']}，自动分拨占 {t['auto_routed_share']}，"
+            f"准确率 {t['auto_routed_precision']}"
+        )
     err.print(f"模型与清单：{Path(settings.models_dir) / routing.SUBDIR}")
 
 
-def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_candidates(metrics: dict[str, Any]) -> None:
+    """Print every candidate's cross-validated macro-F1 next to the plain baseline's."""
+    table = Table(title=f"候选模型（{metrics['cv_folds']} 折交叉验证）")
+    for col in ("模型", "macro-F1", "准确率", "对比基线"):
+        table.add_column(col)
+    base = metrics["baseline_macro_f1"]
+    for name, scores in metrics["candidates"].items():
+        if "skipped" in scores:
+            table.add_row(name, "-", "-", "未评估（无向量模型）")
+            continue
+        mark = "基线" if name == "baseline" else f"{scores['macro_f1'] - base:+.4f}"
+        chosen = " ← 选中" if name == metrics["selected"] else ""
+        table.add_row(name, str(scores["macro_f1"]), str(scores["accuracy"]), mark + chosen)
+    err.print(table)
+
+
+def _print_report(report: ImportReport) -> None:
     err.print(
         f"共 {report.total} 行：新增 {report.created}，更新 {report.updated}，未变 {report.unchanged}，失败 {report.failed}；"
         + ("已写入" if report.written else "[red]未写入任何数据[/red]")
@@ -438,7 +494,7 @@ def match(
     }
     try:
         with progress() as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def step(kind: str, done: int, total: int) -> None:
                 if kind not in tasks:
@@ -461,6 +517,50 @@ def match(
         f"新向量化 {report.embedded} 家，重新打标签 {report.tagged} 家，政策 {report.policies} 条，用时 {report.seconds} 秒"
         + ("；已中断，下次运行会从断点继续" if report.stopped else "")
     )
+
+
+@app.command()
+def embed(
+    all_: Annotated[bool, typer.Option("--all", help="向量化所有缺少向量或向量已过期的企业画像")] = False,
+    engine: Annotated[Engine, typer.Option(help="在本机运行，或在 Ray 集群上运行（需 PostgreSQL）")] = Engine.local,
+    address: Annotated[str | None, typer.Option(help="Ray 集群地址，如 ray://head:10001；缺省则启动本机 Ray")] = None,
+) -> None:
+    """Embed every firm whose profile vector is missing or stale (the same chunk function `huiqi match` uses)."""
+    import time
+
+    from matcher import engine as matcher_engine
+    from matcher import runs, vectors
+
+    if not all_:
+        _fail("请指定 --all：向量化所有缺少向量或向量已过期的企业（huiqi match 也会先做这一步）")
+    settings = get_settings()
+    database = get_database(settings)
+    matcher = matcher_engine.Matcher(settings)
+    started = time.perf_counter()
+    try:
+        with progress() as bar:
+            if engine == Engine.local:
+                task = bar.add_task("向量化企业画像", total=None)
+
+                def step(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                embedded = runs.embed_firms(database, matcher, None, progress=step)
+            else:
+                from matcher import ray_engine
+
+                with database.session() as db:
+                    stale = vectors.stale_ids(db, model_id=matcher.embedder.model_id)
+                task = bar.add_task("向量化企业画像（Ray）", total=len(stale))
+                embedded = 0
+                for count, batch in ray_engine.embed_on_ray(settings, stale, address=address):
+                    embedded += count
+                    bar.advance(task, batch)
+    finally:
+        matcher.close()
+    seconds = time.perf_counter() - started
+    rate = embedded / seconds if seconds and embedded else 0.0
+    err.print(f"完成：新向量化 {embedded} 家企业，用时 {seconds:.1f} 秒（{rate:.1f} 家/秒）")
 
 
 @train_app.command("tagger")
@@ -540,6 +640,9 @@ def eval_desk(
     ] = None,
     target: Annotated[float, typer.Option(help="即时答复的目标准确率")] = 0.9,
     write: Annotated[bool, typer.Option("--write/--no-write", help="把校准后的阈值写入 models/desk_answer/")] = True,
+    fit_half: Annotated[
+        bool, typer.Option("--fit-half/--fit-all", help="只用一半问题校准，在另一半上评测（演示校准用此方式产生）")
+    ] = False,
 ) -> None:
     """Calibrate and evaluate instant answers on the labelled questions against the loaded knowledge base."""
     from desk import evaluation
@@ -550,13 +653,85 @@ def eval_desk(
     try:
         with session_scope(settings) as db:
             result = evaluation.run_desk_eval(
-                db=db, matcher=matcher, path=file, target=target, write=write, models_dir=Path(settings.models_dir)
+                db=db,
+                matcher=matcher,
+                path=file,
+                target=target,
+                write=write,
+                models_dir=Path(settings.models_dir),
+                fit_half=fit_half,
             )
     finally:
         matcher.close()
     console.print(evaluation.format_report(result))
     if not result["knowledge_base"]["faqs"]:
         err.print("[yellow]知识库中没有常见问题；请先运行 huiqi demo 加载演示数据[/yellow]")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="评测集 CSV/XLSX：问题(question),政策(policy，标题或文号，空=不可回答)"
+        ),
+    ],
+) -> None:
+    """Measure instant answers (Hit@1, precision, coverage) on the loaded knowledge base against a TF-IDF baseline."""
+    from core.errors import HuiqiError
+    from desk import answers_eval
+    from matcher import engine as matcher_engine
+
+    settings = get_settings()
+    matcher = matcher_engine.Matcher(settings)
+    try:
+        with session_scope(settings) as db:
+            questions = answers_eval.read_labelled(file, db=db)
+            result = answers_eval.evaluate_answers(db=db, matcher=matcher, settings=settings, questions=questions)
+    except HuiqiError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        matcher.close()
+    console.print(answers_eval.format_answers_report(result))
+
+
+@eval_app.command("routing")
+def eval_routing(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="评测集 CSV/XLSX：问题(question),部门(department)")
+    ],
+    train: Annotated[
+        Path | None,
+        typer.Option("--train", exists=True, dir_okay=False, help="训练集；不给则在评测集上做分折交叉验证"),
+    ] = None,
+    embeddings: Annotated[bool, typer.Option("--embeddings/--no-embeddings", help="候选模型中包含 e5 向量模型")] = True,
+    seed: Annotated[int, typer.Option(help="随机种子")] = 0,
+) -> None:
+    """Measure routing (macro-F1, accuracy, auto-route share and precision) against the plain baseline."""
+    from core.errors import HuiqiError
+    from desk import routing_eval
+
+    settings = get_settings()
+    matcher = None
+    encode = None
+    if embeddings:
+        from matcher import engine as matcher_engine
+
+        matcher = matcher_engine.Matcher(settings)
+        encode = lambda texts: matcher.encode(list(texts), "query")  # noqa: E731
+    try:
+        test = routing_eval.read_labelled(file)
+        result = routing_eval.evaluate_routing(
+            test, train=routing_eval.read_labelled(train) if train else None, encode=encode, seed=seed
+        )
+    except HuiqiError as exc:
+        _fail(exc.message)
+        return
+    finally:
+        if matcher is not None:
+            matcher.close()
+    console.print(routing_eval.format_routing_report(result))
 
 
 @app.command()
@@ -587,6 +762,51 @@ def run(
 
     settings = get_settings()
     raise typer.Exit(code=supervisor.run(settings, host=host or settings.host, port=port or settings.port))
+
+
+@eval_app.command("search")
+def eval_search(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="评测文件（CSV/XLSX，列 query、expected）")],
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", exists=True, dir_okay=False, help="用这份政策 JSON 建临时库评测（默认：当前数据库）"),
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="只用 split 列为此值的行（tune / test）")] = None,
+) -> None:
+    """Evaluate need → policy search (Hit@1, R@5, MRR) beside the bare e5 and char TF-IDF baselines."""
+    import tempfile
+
+    from core import migrate
+    from core.db import Database
+    from matcher import engine as matcher_engine
+    from matcher import search_eval
+
+    try:
+        cases = search_eval.load_cases(file, split=split)
+    except search_eval.EvalFileError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="huiqi-eval-search-") as tmp:
+        if catalog is not None:
+            # A private database and index directory: the live catalog and its index stay untouched.
+            settings = settings.model_copy(update={"var_dir": Path(tmp), "database_url": None})
+            database = Database(settings.resolved_database_url)
+            with database.engine.connect() as conn:
+                migrate.upgrade(connection=conn)
+            with database.session() as db:
+                search_eval.load_catalog(db, catalog)
+        else:
+            database = get_database(settings)
+        matcher = matcher_engine.Matcher(settings)
+        try:
+            with database.session() as db:
+                result = search_eval.evaluate(db=db, matcher=matcher, cases=cases)
+        finally:
+            matcher.close()
+            if catalog is not None:
+                database.dispose()
+    console.print(search_eval.format_report(result), highlight=False)
 
 
 def main() -> None:

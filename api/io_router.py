@@ -7,37 +7,29 @@ matched here before `/policies/{policy_id}` sees it (that route would answer 422
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Response
 
 from auth.deps import CuratorUser
 from catalog import io as catalog_io
 from catalog.models import PolicyStatus
 from core import tabular
-from core.deps import AppSettings, DbSession
-from core.errors import PayloadTooLarge
+from core.deps import UPLOAD_OPENAPI, DbSession, UploadedFile
 from core.tabular import ImportFailed, ImportReport
 from profiles import io as profiles_io
 
 router = APIRouter()
 
 _TAG = "导入导出"
-_FAILED = {422: {"description": "有行未通过校验，未写入任何数据；响应体含完整报告（report）"}}
+_FAILED: dict[int | str, dict[str, Any]] = {
+    422: {"description": "有行未通过校验，未写入任何数据；响应体含完整报告（report）"}
+}
 _MEDIA_TYPES = {"csv": tabular.CSV_MEDIA_TYPE, "xlsx": tabular.XLSX_MEDIA_TYPE}
 
 FormatParam = Annotated[Literal["csv", "xlsx"], Query(alias="format", description="文件格式：csv 或 xlsx")]
 PartialParam = Annotated[bool, Query(description="部分导入：写入无误的行，仅报告有误的行")]
-
-
-def _read_upload(file: UploadFile, settings: AppSettings) -> bytes:
-    """Read an upload, refusing it once it exceeds the configured size."""
-    limit = settings.upload_max_mb * 1024 * 1024
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"文件超过 {settings.upload_max_mb} MB，请拆分后分批导入")
-    return data
 
 
 def _checked(report: ImportReport) -> ImportReport:
@@ -55,13 +47,14 @@ def _attachment(data: bytes, fmt: str, stem_zh: str, stem_en: str) -> Response:
     return Response(content=data, media_type=_MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
 
 
-@router.post("/policies/import", response_model=ImportReport, tags=[_TAG], responses=_FAILED)
+@router.post(
+    "/policies/import", response_model=ImportReport, tags=[_TAG], responses=_FAILED, openapi_extra=UPLOAD_OPENAPI
+)
 def import_policies(
-    db: DbSession, actor: CuratorUser, settings: AppSettings, file: UploadFile, partial: PartialParam = False
+    db: DbSession, actor: CuratorUser, file: UploadedFile, partial: PartialParam = False
 ) -> ImportReport:
     """Import policies from CSV/XLSX: new ones are created, known ones (by 文号, or 发文部门+标题) updated."""
-    data = _read_upload(file, settings)
-    report = catalog_io.import_policies(db=db, data=data, filename=file.filename or "", actor=actor, partial=partial)
+    report = catalog_io.import_policies(db=db, data=file.data, filename=file.filename, actor=actor, partial=partial)
     return _checked(report)
 
 
@@ -77,15 +70,14 @@ def export_policies(
     return _attachment(data, fmt, "政策", "policies")
 
 
-@router.post("/enterprises/import", response_model=ImportReport, tags=[_TAG], responses=_FAILED)
+@router.post(
+    "/enterprises/import", response_model=ImportReport, tags=[_TAG], responses=_FAILED, openapi_extra=UPLOAD_OPENAPI
+)
 def import_enterprises(
-    db: DbSession, actor: CuratorUser, settings: AppSettings, file: UploadFile, partial: PartialParam = False
+    db: DbSession, actor: CuratorUser, file: UploadedFile, partial: PartialParam = False
 ) -> ImportReport:
     """Import enterprises from CSV/XLSX: new credit codes are created, known ones updated."""
-    data = _read_upload(file, settings)
-    report = profiles_io.import_enterprises(
-        db=db, data=data, filename=file.filename or "", actor=actor, partial=partial
-    )
+    report = profiles_io.import_enterprises(db=db, data=file.data, filename=file.filename, actor=actor, partial=partial)
     return _checked(report)
 
 

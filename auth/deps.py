@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
+from auth import scopes
 from auth import service as auth_service
 from auth.models import Role
 from auth.service import Principal
@@ -45,18 +46,28 @@ def optional_principal(
 
 
 class Allow:
-    """A dependency that admits only callers with one of the given roles."""
+    """A dependency that admits only callers with one of the given roles.
 
-    def __init__(self, *roles: Role) -> None:
+    API keys must also hold a scope the route admits (`scopes`), or `read` for a GET, or `full`.
+    """
+
+    def __init__(self, *roles: Role, scopes: tuple[str, ...] = ()) -> None:
         self.roles = frozenset(roles)
+        self.scopes = frozenset(scopes)
 
     # async: the check does no I/O, and as a plain def it would wait for a worker thread while the
     # request's session holds the connection that signing in used (a deadlock when threads run out).
-    async def __call__(self, principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    async def __call__(
+        self, request: Request, principal: Annotated[Principal | None, Depends(optional_principal)]
+    ) -> Principal:
         if principal is None:
             raise NotAuthenticated()
         if principal.role not in self.roles:
             raise PermissionDenied()
+        if principal.via_api_key and not scopes.allows(
+            principal.scopes, method=request.method, route_scopes=self.scopes
+        ):
+            raise PermissionDenied("API 密钥的权限范围不包含此操作", code="scope_denied")
         return principal
 
     def __repr__(self) -> str:

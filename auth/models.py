@@ -51,6 +51,9 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(120))
     phone: Mapped[str | None] = mapped_column(String(40))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Every token carries the version it was issued under ("tv"); signing out everywhere, a password
+    # change, a role change or deactivation bumps it, and older tokens stop working on their next request.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]
 
@@ -68,8 +71,15 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(12), unique=True)  # shown in listings to tell keys apart
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[Role] = mapped_column(_role_type)
+    # What the key may do within its role (auth.scopes.SCOPES), comma-separated, e.g. "desk:intake".
+    scopes: Mapped[str] = mapped_column(String(200), default="desk:intake", server_default="full")
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="RESTRICT"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
     last_used_at: Mapped[dt.datetime | None]
+
+    @property
+    def scope_list(self) -> list[str]:
+        """Return the key's scopes as a list."""
+        return [s for s in (self.scopes or "").split(",") if s]

@@ -8,11 +8,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from auth.models import ApiKey, Role, User
+from auth.passwords import check_password_policy
 from auth.schemas import ApiKeyIn, Token, UserIn, UserUpdate
 from core import security
 from core.config import Settings
 from core.db import utcnow
-from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,19 @@ class Principal:
     department_id: int | None = None
     enterprise_id: int | None = None
     via_api_key: bool = False
+    scopes: frozenset[str] = frozenset()  # an API key's scopes (auth.scopes); people are limited by role alone
 
     @property
     def is_staff(self) -> bool:
         """Tell whether the caller works for the platform (any role but enterprise)."""
         return self.role != Role.enterprise
+
+    @property
+    def own_enterprise_id(self) -> int:
+        """Return the firm an enterprise user acts for; refuse a caller bound to none."""
+        if self.enterprise_id is None:
+            raise PermissionDenied("当前账号未绑定企业", code="no_enterprise")
+        return self.enterprise_id
 
     @property
     def user_id(self) -> int | None:
@@ -89,6 +98,7 @@ def create_user(*, db: Session, user_in: UserIn) -> User:
         raise Conflict(
             "登录名已被使用", code="username_taken", errors=[FieldError("username", "登录名已被使用", "taken")]
         )
+    check_password_policy(user_in.password, username=user_in.username)
     user = User(
         username=user_in.username,
         password_hash=security.hash_password(user_in.password),
@@ -105,14 +115,50 @@ def create_user(*, db: Session, user_in: UserIn) -> User:
 
 
 def update_user(*, db: Session, user_id: int, user_in: UserUpdate) -> User:
-    """Change a user's name, password, status or contact."""
+    """Change a user's name, password, role, status or contact.
+
+    A new password, another role or deactivation ends every session the user has (their tokens stop working).
+    """
     user = get_user(db=db, user_id=user_id)
     data = user_in.model_dump(exclude_unset=True)
+    revoke = False
     if "password" in data:
-        user.password_hash = security.hash_password(data.pop("password"))
+        password = data.pop("password")
+        check_password_policy(password, username=user.username)
+        user.password_hash = security.hash_password(password)
+        revoke = True
+    if "role" in data and data["role"] != user.role:
+        revoke = True
+        if data["role"] != Role.desk and "department_id" not in data:
+            data["department_id"] = None
+    if data.get("is_active") is False and user.is_active:
+        revoke = True
     for key, value in data.items():
         setattr(user, key, value)
     _check_binding(user.role, user.department_id, user.enterprise_id)
+    if revoke:
+        revoke_tokens(user)
+    db.flush()
+    return user
+
+
+def revoke_tokens(user: User) -> None:
+    """End every session of a user: tokens issued before this call no longer pass `principal_for_token`."""
+    user.token_version = (user.token_version or 0) + 1
+
+
+def change_own_password(*, db: Session, user_id: int, current_password: str, new_password: str) -> User:
+    """Let a user replace their password after proving the current one; their other sessions end."""
+    user = get_user(db=db, user_id=user_id)
+    if not security.verify_password(current_password, user.password_hash):
+        raise ValidationFailed(
+            "当前密码不正确",
+            code="bad_current_password",
+            errors=[FieldError("current_password", "当前密码不正确", "mismatch")],
+        )
+    check_password_policy(new_password, username=user.username, field="new_password")
+    user.password_hash = security.hash_password(new_password)
+    revoke_tokens(user)
     db.flush()
     return user
 
@@ -143,6 +189,7 @@ def create_api_key(*, db: Session, key_in: ApiKeyIn, actor: Principal) -> tuple[
         prefix=prefix,
         key_hash=digest,
         role=key_in.role,
+        scopes=",".join(dict.fromkeys(key_in.scopes)),
         department_id=key_in.department_id,
         created_by_id=actor.user_id,
     )
@@ -173,7 +220,14 @@ def principal_for_api_key(*, db: Session, plain: str) -> Principal | None:
     if key is None or key.revoked_at is not None:
         return None
     key.last_used_at = utcnow()
-    return Principal(id=key.id, role=key.role, name=key.name, department_id=key.department_id, via_api_key=True)
+    return Principal(
+        id=key.id,
+        role=key.role,
+        name=key.name,
+        department_id=key.department_id,
+        via_api_key=True,
+        scopes=frozenset(key.scope_list),
+    )
 
 
 def principal_for_token(*, db: Session, claims: dict) -> Principal | None:
@@ -185,13 +239,24 @@ def principal_for_token(*, db: Session, claims: dict) -> Principal | None:
     user = db.get(User, user_id)
     if user is None or not user.is_active:
         return None
+    # A token without "tv" was issued at version 0; any bump (sign-out everywhere, new password, new role) ends it.
+    version = claims.get("tv", 0)
+    if not isinstance(version, int) or version != (user.token_version or 0):
+        return None
     return principal_for_user(user)
+
+
+def access_token_for(*, settings: Settings, user: User) -> str:
+    """Return a signed token for a user, carrying the user's current token version."""
+    return security.create_access_token(
+        settings=settings, subject=str(user.id), claims={"role": user.role, "tv": user.token_version or 0}
+    )
 
 
 def issue_token(*, settings: Settings, user: User) -> Token:
     """Return a signed bearer token for a user who just proved who they are."""
     return Token(
-        access_token=security.create_access_token(settings=settings, subject=str(user.id), claims={"role": user.role}),
+        access_token=access_token_for(settings=settings, user=user),
         expires_in=settings.access_token_minutes * 60,
         role=user.role,
     )

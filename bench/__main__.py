@@ -21,6 +21,8 @@ BENCHMARKS = {
     "ranker": "bench.ranker",
     "fanout": "bench.fanout",
     "desk_answer": "bench.desk_answer",
+    "serving": "bench.serving",
+    "batch": "bench.batch",
 }
 # Generous ceilings so a stuck run cannot hang `make bench`; rematch bounds each size itself.
 TIMEOUT_S = {
@@ -30,6 +32,8 @@ TIMEOUT_S = {
     "ranker": 600,
     "fanout": 3 * 3600,
     "desk_answer": 1800,
+    "serving": 3 * 3600,
+    "batch": 6 * 3600,
 }
 
 

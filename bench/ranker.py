@@ -4,7 +4,7 @@ A recommendation read from stored results scores every open candidate of the fir
 the issue's size) before sorting. Baseline: the hand blend as it has always been computed
 (`Components.score`, one Python call per candidate). Measured: `ranker.score_components` with a
 learned ranker in use (one stacked matrix, one dot product, one sigmoid), including the
-per-request `ranker.active` lookup (two stat calls). Both paths run back to back per round on the
+per-request `RankerCache.active` lookup (two stat calls). Both paths run back to back per round on the
 same components, so load from neighbours hits both alike. Also reported: building the
 `Components` objects themselves (which both paths need, so the scoring's share of a request is
 visible), training on 1,000 feedback rows, and loading the model from disk once.
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         assert ranker.load(models_dir) is not None
         result["load_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        ranker.score_components(_components(rng, 10)[1], weights, ranker.active(models_dir))  # load once, warm up
+        rankers = ranker.RankerCache()  # as the Matcher holds it
+        ranker.score_components(_components(rng, 10)[1], weights, rankers.active(models_dir))  # load once, warm up
         for n in (1_000, 10_000):
             x, _ = _components(rng, n)
             hand_t, learned_t, build_t, ratios = [], [], [], []
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t1 = time.perf_counter()
                 hand = ranker.score_components(built, weights, None)
                 t2 = time.perf_counter()
-                learned = ranker.score_components(built, weights, ranker.active(models_dir))
+                learned = ranker.score_components(built, weights, rankers.active(models_dir))
                 t3 = time.perf_counter()
                 build_t.append(t1 - t0)
                 hand_t.append(t2 - t1)

@@ -104,7 +104,8 @@ POLICY_COLUMNS: list[Column] = [
         "rules",
         parse=tabular.parse_json_object,
         format=tabular.format_json,
-        note="JSON 对象，格式见 docs/rules.md",
+        note='JSON 对象，如 {"all": [{"field": "region_code", "op": "within_region", "value": ["442000"]}]}；'
+        "可在政策编辑页用条件构建器生成后复制；空表示不设条件",
     ),
     Column(
         "状态",

@@ -22,7 +22,7 @@ registry.register("catalog.expire_policies", "catalog.jobs:expire_policies_job",
 
 def expire_policies(*, db: Session, now: dt.datetime, settings: Settings) -> list[int]:
     """Expire published policies whose valid_to_on is before today's local date; return their ids."""
-    today = now.astimezone(ZoneInfo(getattr(settings, "timezone", "Asia/Shanghai") or "Asia/Shanghai")).date()
+    today = now.astimezone(ZoneInfo(settings.timezone)).date()
     return service.expire_due_policies(db=db, today=today)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     String,
@@ -208,7 +209,12 @@ class Policy(Base):
         return [r.region_code for r in self.regions]
 
     # One department does not issue two policies with the same title: the import key without 文号.
-    __table_args__ = (UniqueConstraint("issuing_department_id", "title"),)
+    # (status, updated_at): the published set's count and last change read from the index alone
+    # (the matcher's policy index checks it on every search).
+    __table_args__ = (
+        UniqueConstraint("issuing_department_id", "title"),
+        Index("ix_policy_status_updated", "status", "updated_at"),
+    )
 
 
 class PolicyRegion(Base):

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
 
 from auth.deps import AdminUser, CuratorUser, PublicUser, StaffUser, public
 from catalog import rules as rules_mod
 from catalog import service
-from catalog.models import Policy, PolicyLevel, PolicyStatus, PolicyType, TagKind
+from catalog.models import (
+    Category,
+    Department,
+    Policy,
+    PolicyLevel,
+    PolicyStatus,
+    PolicyType,
+    PolicyVersion,
+    Tag,
+    TagKind,
+    Topic,
+)
 from catalog.schemas import (
     CategoryIn,
     CategoryOut,
@@ -61,19 +72,21 @@ def list_departments(db: DbSession) -> list:
 
 
 @router.post("/departments", response_model=DepartmentOut, status_code=201, tags=["目录"])
-def create_department(db: DbSession, actor: CuratorUser, department_in: DepartmentIn):
+def create_department(db: DbSession, actor: CuratorUser, department_in: DepartmentIn) -> Department:
     """Create a department."""
     return service.create_department(db=db, department_in=department_in)
 
 
 @router.get("/departments/{department_id}", response_model=DepartmentOut, tags=["目录"], dependencies=[Depends(public)])
-def get_department(db: DbSession, department_id: int):
+def get_department(db: DbSession, department_id: int) -> Department:
     """Show one department."""
     return service.get_department(db=db, department_id=department_id)
 
 
 @router.patch("/departments/{department_id}", response_model=DepartmentOut, tags=["目录"])
-def update_department(db: DbSession, actor: CuratorUser, department_id: int, department_in: DepartmentUpdate):
+def update_department(
+    db: DbSession, actor: CuratorUser, department_id: int, department_in: DepartmentUpdate
+) -> Department:
     """Change a department."""
     return service.update_department(db=db, department_id=department_id, department_in=department_in)
 
@@ -89,37 +102,37 @@ def delete_department(db: DbSession, actor: AdminUser, department_id: int) -> Re
 
 
 @router.get("/categories", response_model=list[CategoryOut], tags=["目录"], dependencies=[Depends(public)])
-def list_categories(db: DbSession):
+def list_categories(db: DbSession) -> list[Category]:
     """Return the two-level policy taxonomy."""
     return service.list_categories(db=db)
 
 
 @router.post("/categories", response_model=CategoryOut, status_code=201, tags=["目录"])
-def create_category(db: DbSession, actor: CuratorUser, category_in: CategoryIn):
+def create_category(db: DbSession, actor: CuratorUser, category_in: CategoryIn) -> Category:
     """Create a category."""
     return service.create_category(db=db, category_in=category_in)
 
 
 @router.patch("/categories/{category_id}", response_model=CategoryOut, tags=["目录"])
-def update_category(db: DbSession, actor: CuratorUser, category_id: int, category_in: CategoryUpdate):
+def update_category(db: DbSession, actor: CuratorUser, category_id: int, category_in: CategoryUpdate) -> Category:
     """Rename or reorder a category."""
     return service.update_category(db=db, category_id=category_id, category_in=category_in)
 
 
 @router.get("/tags", response_model=list[TagOut], tags=["目录"], dependencies=[Depends(public)])
-def list_tags(db: DbSession, kind: TagKind | None = None):
+def list_tags(db: DbSession, kind: TagKind | None = None) -> list[Tag]:
     """Return the tag vocabulary shared by policies and enterprises."""
     return service.list_tags(db=db, kind=kind)
 
 
 @router.post("/tags", response_model=TagOut, status_code=201, tags=["目录"])
-def create_tag(db: DbSession, actor: CuratorUser, tag_in: TagIn):
+def create_tag(db: DbSession, actor: CuratorUser, tag_in: TagIn) -> Tag:
     """Add a tag with its synonyms."""
     return service.create_tag(db=db, tag_in=tag_in)
 
 
 @router.patch("/tags/{tag_id}", response_model=TagOut, tags=["目录"])
-def update_tag(db: DbSession, actor: CuratorUser, tag_id: int, tag_in: TagUpdate):
+def update_tag(db: DbSession, actor: CuratorUser, tag_id: int, tag_in: TagUpdate) -> Tag:
     """Change a tag."""
     return service.update_tag(db=db, tag_id=tag_id, tag_in=tag_in)
 
@@ -132,13 +145,13 @@ def delete_tag(db: DbSession, actor: CuratorUser, tag_id: int) -> Response:
 
 
 @router.get("/topics", response_model=list[TopicOut], tags=["目录"], dependencies=[Depends(public)])
-def list_topics(db: DbSession):
+def list_topics(db: DbSession) -> list[Topic]:
     """Return the topic columns (专栏)."""
     return service.list_topics(db=db)
 
 
 @router.post("/topics", response_model=TopicOut, status_code=201, tags=["目录"])
-def create_topic(db: DbSession, actor: CuratorUser, topic_in: TopicIn):
+def create_topic(db: DbSession, actor: CuratorUser, topic_in: TopicIn) -> Topic:
     """Create a topic column."""
     return service.create_topic(db=db, topic_in=topic_in)
 
@@ -170,7 +183,7 @@ def list_policies(
     sort: Annotated[
         str, Query(pattern="^(published|deadline|title)$", description="排序：published / deadline / title")
     ] = "published",
-):
+) -> Page[Any]:
     """Search and filter policies."""
     filters = PolicyFilters(
         q=q,
@@ -193,13 +206,15 @@ def list_policies(
 
 
 @router.post("/policies", response_model=PolicyOut, status_code=201, tags=["政策"])
-def create_policy(db: DbSession, actor: CuratorUser, policy_in: PolicyIn):
+def create_policy(db: DbSession, actor: CuratorUser, policy_in: PolicyIn) -> PolicyOut:
     """Create a draft policy."""
     return _full(service.create_policy(db=db, policy_in=policy_in, actor=actor))
 
 
 @router.get("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
-def get_policy(db: DbSession, database: AppDatabase, tasks: BackgroundTasks, actor: PublicUser, policy_id: int):
+def get_policy(
+    db: DbSession, database: AppDatabase, tasks: BackgroundTasks, actor: PublicUser, policy_id: int
+) -> PolicyOut:
     """Show a policy (drafts and withdrawn ones only to staff); a signed-in firm's view is counted after the response."""
     policy = service.get_visible_policy(db=db, policy_id=policy_id, actor=actor)
     events.policies_seen(tasks=tasks, database=database, principal=actor, policy_ids=[policy.id], kind="viewed")
@@ -207,7 +222,7 @@ def get_policy(db: DbSession, database: AppDatabase, tasks: BackgroundTasks, act
 
 
 @router.patch("/policies/{policy_id}", response_model=PolicyOut, tags=["政策"])
-def update_policy(db: DbSession, actor: CuratorUser, policy_id: int, policy_in: PolicyUpdate):
+def update_policy(db: DbSession, actor: CuratorUser, policy_id: int, policy_in: PolicyUpdate) -> PolicyOut:
     """Edit a policy; edits of published policies become new versions and matched firms hear what changed."""
     policy = service.update_policy(db=db, policy_id=policy_id, policy_in=policy_in, actor=actor)
     return _full(policy)
@@ -221,26 +236,26 @@ def delete_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> Response
 
 
 @router.post("/policies/{policy_id}/publish", response_model=PolicyOut, tags=["政策"])
-def publish_policy(db: DbSession, actor: CuratorUser, policy_id: int):
+def publish_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> PolicyOut:
     """Publish a policy (needs summary, interpreter and a category); eligible firms hear of it at once."""
     # Subscribers of PolicyPublished queue the fan-out in this transaction: it runs only if the publish commits.
     return _full(service.publish_policy(db=db, policy_id=policy_id, actor=actor))
 
 
 @router.post("/policies/{policy_id}/withdraw", response_model=PolicyOut, tags=["政策"])
-def withdraw_policy(db: DbSession, actor: CuratorUser, policy_id: int):
+def withdraw_policy(db: DbSession, actor: CuratorUser, policy_id: int) -> PolicyOut:
     """Withdraw a published policy."""
     return _full(service.withdraw_policy(db=db, policy_id=policy_id, actor=actor))
 
 
 @router.get("/policies/{policy_id}/versions", response_model=list[PolicyVersionOut], tags=["政策"])
-def list_versions(db: DbSession, actor: StaffUser, policy_id: int):
+def list_versions(db: DbSession, actor: StaffUser, policy_id: int) -> list[PolicyVersion]:
     """List a policy's versions, newest first."""
     return service.list_versions(db=db, policy_id=policy_id)
 
 
 @router.get("/policies/{policy_id}/versions/{version}", response_model=PolicyVersionOut, tags=["政策"])
-def get_version(db: DbSession, actor: StaffUser, policy_id: int, version: int):
+def get_version(db: DbSession, actor: StaffUser, policy_id: int, version: int) -> PolicyVersion:
     """Show one version's snapshot."""
     return service.get_version(db=db, policy_id=policy_id, version=version)
 
@@ -252,6 +267,6 @@ def diff_versions(
     policy_id: int,
     from_version: Annotated[int, Query(alias="from", ge=1)],
     to_version: Annotated[int, Query(alias="to", ge=1)],
-):
+) -> PolicyDiff:
     """Compare two versions field by field."""
     return service.diff_versions(db=db, policy_id=policy_id, from_version=from_version, to_version=to_version)

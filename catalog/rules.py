@@ -403,7 +403,8 @@ def _path_key(path: Path) -> tuple[tuple[int, int | str], ...]:
 
 def _max_nesting(doc: Any) -> tuple[int, Path]:
     """Return the deepest JSON container nesting of doc (stopping past the hard limit) and where."""
-    deepest, where = 0, ()
+    deepest = 0
+    where: Path = ()
     stack: list[tuple[Any, Path, int]] = [(doc, (), 1)]
     while stack:
         obj, path, level = stack.pop()
@@ -475,11 +476,16 @@ def _node_at(doc: Any, path: Path) -> Any:
 def _schema_errors(err: ValidationError, rules: Any) -> list[tuple[Path, str]]:
     """Turn one jsonschema error into (path, Chinese reason) pairs."""
     path: Path = tuple(err.absolute_path)
-    kind, limit, inst = err.validator, err.validator_value, err.instance
+    # Errors from iter_errors always carry these; the stubs also allow jsonschema's "unset" marker.
+    kind: Any = err.validator
+    limit: Any = err.validator_value
+    inst: Any = err.instance
+    schema: Any = err.schema
     if kind == "pattern" and limit == DATE_PATTERN and path and path[-1] == "value":
         # gt/gte/lt/lte take a number or a date; a string compared with a number field is the number's fault.
         cond = _node_at(rules, path[:-1])
-        f = FIELDS.get(cond.get("field")) if isinstance(cond, dict) and isinstance(cond.get("field"), str) else None
+        name = cond.get("field") if isinstance(cond, dict) else None
+        f = FIELDS.get(name) if isinstance(name, str) else None
         if f is not None and f.type == "number":
             shown = json.dumps(inst, ensure_ascii=False)
             return [(path, f"字段 {f.name} 为数值型，比较值应为数字，实际为 {shown}")]
@@ -489,7 +495,7 @@ def _schema_errors(err: ValidationError, rules: Any) -> list[tuple[Path, str]]:
     if kind == "required":
         return [((*path, k), f"缺少必填项 {k}") for k in limit if isinstance(inst, dict) and k not in inst]
     if kind == "additionalProperties":
-        allowed = list(err.schema.get("properties", {}))
+        allowed = list(schema.get("properties", {}))
         extra = [k for k in inst if k not in allowed] if isinstance(inst, dict) else []
         return [((*path, k), f"不允许的属性 {k}（可用：{'、'.join(allowed)}）") for k in extra]
     if kind == "oneOf" and isinstance(inst, dict):  # the group's "exactly one of all/any/not"
@@ -502,11 +508,11 @@ def _schema_errors(err: ValidationError, rules: Any) -> list[tuple[Path, str]]:
             return [(path, f"不支持的运算符 {inst}（可用：{'、'.join(OPS)}）")]
         return [(path, f"取值 {inst} 不在允许范围内（可选：{'、'.join(map(str, limit))}）")]
     if kind == "minItems":
-        if limit == err.schema.get("maxItems"):
+        if limit == schema.get("maxItems"):
             return [(path, f"应恰好包含 {limit} 项，实际 {len(inst)} 项")]
         return [(path, "列表不能为空" if limit == 1 else f"至少需要 {limit} 项")]
     if kind == "maxItems":
-        if limit == err.schema.get("minItems"):
+        if limit == schema.get("minItems"):
             return [(path, f"应恰好包含 {limit} 项，实际 {len(inst)} 项")]
         return [(path, f"最多 {limit} 项，实际 {len(inst)} 项")]
     if kind == "minLength":

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from catalog.models import PolicyLevel, PolicyStatus, PolicyType, TagKind
+from catalog.rules import MAX_DEPTH as MAX_RULE_DEPTH
+from core import jsonsafe
 from core.text import normalize
 
 
@@ -159,6 +161,15 @@ class _PolicyFields(_In):
     apply_url: str | None = Field(None, max_length=500, pattern=r"^https?://", description="申报网址")
     rules: dict[str, Any] | None = Field(None, description="资格条件（见 docs/rules.md）")
     pinned: bool | None = Field(None, description="置顶")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _not_too_deep(cls, value: Any) -> Any:
+        # Before anything recursive (validation, deepcopy, json.dumps) walks it: 400 levels would crash.
+        reason = jsonsafe.too_deep(value)
+        if reason:
+            raise ValueError(f"资格条件{reason}，条件树最多 {MAX_RULE_DEPTH} 层")
+        return value
 
     @model_validator(mode="after")
     def _windows(self) -> _PolicyFields:

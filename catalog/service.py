@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from auth.service import Principal
 from catalog import rules as rules_mod
@@ -70,9 +71,33 @@ def bump_revision(db: Session) -> None:
     )
 
 
-def list_departments(*, db: Session) -> list[Department]:
-    """Return every department ordered by code."""
-    return list(db.scalars(select(Department).order_by(Department.code)))
+def list_departments(*, db: Session, home_region: str | None = None) -> list[Department]:
+    """Return every department ordered by code; with ``home_region``, the home city's first (see `home_first`)."""
+    return home_first(list(db.scalars(select(Department).order_by(Department.code))), home_region)
+
+
+def home_first(departments: list[Department], home_region: str | None) -> list[Department]:
+    """Order departments for a picker: the home city's (and its districts') first, then those above it
+    (province, national), then the rest; by code within each group."""
+    if not home_region:
+        return list(departments)
+    try:
+        above = set(codes.region_path(home_region)) | {codes.NATIONAL_REGION}
+    except ValueError:
+        above = {codes.NATIONAL_REGION}
+
+    def rank(d: Department) -> tuple[int, str]:
+        try:
+            home = codes.region_contains(home_region, d.region_code)
+        except ValueError:
+            home = False
+        if home:
+            return 0, d.code
+        if d.region_code == codes.NATIONAL_REGION:
+            return 2, d.code
+        return (1 if d.region_code in above else 3), d.code
+
+    return sorted(departments, key=rank)
 
 
 def get_department(*, db: Session, department_id: int) -> Department:
@@ -210,15 +235,39 @@ def tag_lookup(*, db: Session) -> dict[str, Tag]:
     return out
 
 
+def closest_tags(lookup: dict[str, Tag], name: str, limit: int = 3) -> list[str]:
+    """Return the names of the tags whose name or synonym is closest to an unknown one (研发投入 → 研发…)."""
+    import difflib
+
+    wanted = normalize(name).lower()
+    best: dict[str, float] = {}
+    for term, tag in lookup.items():
+        shared = len(set(wanted) & set(term)) / max(len(set(wanted)), 1)
+        score = max(difflib.SequenceMatcher(None, wanted, term).ratio(), shared * 0.9)
+        if score >= 0.4 and score > best.get(tag.name, 0.0):
+            best[tag.name] = score
+    return [n for n, _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
+
+
+def tag_examples(*, db: Session, limit: int = 3) -> list[str]:
+    """Return a few real tags to show in a hint: an abbreviation first when one exists (高企), then names."""
+    tags = list(db.scalars(select(Tag).order_by(Tag.id).limit(200)))
+    short = next((syn for t in tags for syn in (t.synonyms or []) if 1 < len(syn) <= 3), None)
+    names = [t.name for t in tags if t.kind != "industry"] or [t.name for t in tags]
+    return ([short] if short else []) + names[: limit - (1 if short else 0)]
+
+
 def resolve_tags(*, db: Session, names: list[str], field: str = "tags") -> list[Tag]:
-    """Resolve tag names or synonyms to tags, failing with every unknown one named."""
+    """Resolve tag names or synonyms to tags, failing with every unknown one named (and the closest offered)."""
     lookup = tag_lookup(db=db)
     found: list[Tag] = []
     errors = []
     for i, name in enumerate(names):
         tag = lookup.get(normalize(name).lower())
         if tag is None:
-            errors.append(FieldError(f"{field}[{i}]", f"标签「{name}」不在标签库中", "unknown_tag"))
+            close = closest_tags(lookup, name)
+            hint = f"，您要找的是不是：{'、'.join(close)}" if close else ""
+            errors.append(FieldError(f"{field}[{i}]", f"标签「{name}」不在标签库中{hint}", "unknown_tag"))
         elif tag not in found:
             found.append(tag)
     if errors:
@@ -412,6 +461,7 @@ def list_policies(
             Policy.apply_end_on >= today,
         )
     total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    order: list[ColumnElement[Any]]
     if filters.sort == "deadline":
         # Open windows first, soonest deadline first; closed and undated ones after.
         closed = or_(Policy.apply_end_on.is_(None), Policy.apply_end_on < today)
@@ -429,7 +479,14 @@ def list_policies(
     return list(items), total
 
 
-def days_left(policy: Policy, today: dt.date | None = None) -> int | None:
+class HasDeadline(Protocol):
+    """Anything with an application deadline: a Policy, or the matcher's plain PolicyInfo."""
+
+    @property
+    def apply_end_on(self) -> dt.date | None: ...
+
+
+def days_left(policy: HasDeadline, today: dt.date | None = None) -> int | None:
     """Return days until the application deadline (negative when closed), None without one."""
     if policy.apply_end_on is None:
         return None
@@ -443,7 +500,12 @@ def _region_or_fail(code: str, field: str) -> str:
         raise ValidationFailed(errors=[FieldError(field, str(exc), "unknown_region")]) from exc
 
 
-def _resolve_codes(db: Session, model: type, values: list[str], field: str, label: str, code: str) -> list[Any]:
+_Coded = TypeVar("_Coded", Category, Topic)
+
+
+def _resolve_codes(
+    db: Session, model: type[_Coded], values: list[str], field: str, label: str, code: str
+) -> list[_Coded]:
     rows = {r.code: r for r in db.scalars(select(model).where(model.code.in_(values)))}
     errors = [
         FieldError(f"{field}[{i}]", f"{label}编码 {v} 不存在", code) for i, v in enumerate(values) if v not in rows

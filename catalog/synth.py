@@ -22,7 +22,7 @@ from catalog.models import (
     policy_category,
     policy_tag,
 )
-from core.db import utcnow
+from core.db import table_of, utcnow
 from core.text import normalize
 
 # Regions synthetic policies are spread over (广东 cities and districts of the demo).
@@ -77,7 +77,10 @@ def synth_policies(
     now = utcnow()
     done = 0
     while done < count:
-        rows, regions, cats, tags = [], [], [], []
+        rows: list[dict[str, Any]] = []
+        regions: list[dict[str, Any]] = []
+        cats: list[dict[str, int]] = []
+        tags: list[dict[str, int]] = []
         for i in range(start + done, start + min(count, done + batch_size)):
             t = rng.choice(templates)
             title = f"{t['title']}（合成{i}）"
@@ -114,8 +117,8 @@ def synth_policies(
             tags.extend(
                 {"policy_id": i, "tag_id": tag_ids[n]} for n in dict.fromkeys(t.get("tags", [])) if n in tag_ids
             )
-        db.execute(insert(Policy.__table__), rows)
-        db.execute(insert(PolicyRegion.__table__), regions)
+        db.execute(insert(table_of(Policy)), rows)
+        db.execute(insert(table_of(PolicyRegion)), regions)
         if cats:
             db.execute(insert(policy_category), cats)
         if tags:

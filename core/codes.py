@@ -133,6 +133,50 @@ def list_industries(level: str | None = None) -> list[dict[str, str | None]]:
     return [row.as_dict() for row in _industries().values() if level is None or row.level == level]
 
 
+def search_industries(query: str, limit: int = 20) -> list[dict[str, str | None]]:
+    """Find industry rows by words or code: "软件开发" → 软件开发 (I651), 应用软件开发 (I6513) ….
+
+    Codes match by prefix; names by containing every character run of the query. Exact names come
+    first, then names that start with the query, then the rest; finer levels before coarser ones.
+    """
+    text = unicodedata.normalize("NFKC", str(query or "")).strip()
+    if not text:
+        return []
+    upper = text.upper().replace(" ", "")
+    words = [w for w in re.split(r"[\s,，、/]+", text) if w]
+    order = {level: i for i, level in enumerate(reversed(INDUSTRY_LEVELS))}
+    hits: list[tuple[tuple[int, int, int], CodeRow]] = []
+    for position, row in enumerate(_industries().values()):
+        if _INDUSTRY_SHAPE.match(upper) and row.code.startswith(upper):
+            hits.append(((0, len(row.code), position), row))
+        elif words and all(w in row.name for w in words):
+            closeness = 0 if row.name == text else 1 if row.name.startswith(text) else 2
+            hits.append(((closeness, order.get(row.level, 9), position), row))
+    hits.sort(key=lambda h: h[0])
+    return [row.as_dict() for _, row in hits[: max(1, limit)]]
+
+
+def resolve_industry(raw: str) -> str:
+    """Return the industry code a person typed, as a code (C3911) or an exact name (应用软件开发).
+
+    Raise ValueError naming the closest rows when neither matches.
+    """
+    try:
+        return normalize_industry_code(raw)
+    except ValueError:
+        text = unicodedata.normalize("NFKC", str(raw or "")).strip()
+        if not text or _INDUSTRY_SHAPE.match(text.upper().replace(" ", "")) or text.isascii():
+            raise
+        exact = [row for row in _industries().values() if row.name == text]
+        if exact:
+            return exact[-1].code  # the finest level of that name
+        close = search_industries(text, limit=5)
+        if not close:
+            raise ValueError(f"没有名称含「{text}」的行业，请换个说法，或填写行业代码（如 I6513）") from None
+        names = "、".join(f"{row['name']}（{row['code']}）" for row in close)
+        raise ValueError(f"没有名称为「{text}」的行业，您要找的是不是：{names}") from None
+
+
 def _province_of(code: str) -> str:
     return code[:2] + "0000"
 

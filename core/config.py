@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-do-not-use-in-production"
+# Secrets that were ever published (README, .env.example, old defaults): usable by the test suite only.
+PUBLISHED_SECRETS = frozenset({DEV_SECRET_KEY})
+SECRET_FILE = "secret_key"
 
 
 class InsecureSettingsError(RuntimeError):
-    """Raised when a non-development environment would start with a development secret."""
+    """Raised when the process would start with a published or too short secret."""
+
+
+def load_or_create_secret(var_dir: Path) -> str:
+    """Return the secret kept in var_dir/secret_key, making a random one (mode 0600) on first start.
+
+    Several processes may start at once (web workers, the worker): the file appears atomically,
+    complete, through a hard link of a finished temporary file, so every process reads the same secret.
+    """
+    path = var_dir / SECRET_FILE
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        tmp = var_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):  # another process made it first; use theirs
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text(encoding="ascii").strip()
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return value
 
 
 class Settings(BaseSettings):
@@ -22,11 +53,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUIQI_", env_file=".env", extra="ignore")
 
     env: Literal["development", "test", "production"] = Field(
-        "development", description="Deployment environment; anything but development refuses dev secrets."
+        "development",
+        description="Deployment environment: development creates the demo users; only test accepts the "
+        "published test secret.",
     )
     var_dir: Path = Field(Path("var"), description="Where the SQLite file, indexes and caches live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file under HUIQI_VAR_DIR.")
-    secret_key: str = Field(DEV_SECRET_KEY, description="Signs JWT tokens and unsubscribe links.")
+    secret_key: str = Field(
+        "",
+        description="Signs JWT tokens, CSRF tokens and unsubscribe links; empty = a random secret made on first "
+        "start and kept in HUIQI_VAR_DIR/secret_key (mode 0600). Published secrets are refused outside tests.",
+    )
     access_token_minutes: int = Field(480, description="Lifetime of a bearer token in minutes.")
     demo_users: bool = Field(True, description="Create the demo users with README passwords (development only).")
     host: str = Field("127.0.0.1", description="Address `huiqi serve` binds to.")
@@ -34,6 +71,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level.")
     page_size_max: int = Field(200, description="Largest page a list endpoint returns.")
     upload_max_mb: int = Field(20, description="Largest import file accepted over HTTP, in MB.")
+    import_max_rows: int = Field(50_000, description="Most data rows an import file may hold (more: refused, 422).")
+    import_max_columns: int = Field(200, description="Most columns an import file may hold (more: refused, 422).")
     models_dir: Path = Field(
         Path("models"), description="Where trained models and their manifests are written and read."
     )
@@ -43,6 +82,14 @@ class Settings(BaseSettings):
         "'sentence-transformers:<local model dir>'; nothing is ever downloaded.",
     )
     embed_threads: int = Field(2, description="Threads the embedder may use.")
+    embed_device: str = Field(
+        "auto",
+        description="Device of the sentence-transformers backend: 'auto' (a CUDA GPU when one is present, else "
+        "Apple's MPS, else the CPU), or 'cpu', 'cuda', 'cuda:1', 'mps'. The bundled e5 always runs on the CPU.",
+    )
+    embed_batch_size: int = Field(
+        64, ge=1, le=4096, description="Texts encoded per batch by batch embedding (larger suits a GPU)."
+    )
     weight_rules: float = Field(0.25, description="Ranking weight of rule evidence (eligible > likely).")
     weight_tags: float = Field(0.15, description="Ranking weight of IDF-weighted shared tags.")
     weight_semantic: float = Field(0.55, description="Ranking weight of semantic similarity of needs and policy.")
@@ -85,14 +132,16 @@ class Settings(BaseSettings):
         "免申即享) current; above it, lists are made when a policy is published or edited, or when staff ask.",
     )
     scheduler_lease_ttl: float = Field(30.0, description="Seconds a scheduler lease lasts unless renewed.")
-    timezone: str = Field("Asia/Shanghai", description="Time zone of scheduled jobs.")
+    timezone: str = Field(
+        "Asia/Shanghai", description="IANA time zone of scheduled jobs, push quiet hours and local dates."
+    )
     public_base_url: str = Field(
         "", description="Site address used to make links in pushes absolute, e.g. https://huiqi.example.gov.cn."
     )
     smtp_host: str | None = Field(
         None, description="SMTP server for email pushes; email is off until host and sender are set."
     )
-    smtp_port: int = Field(25, description="SMTP port (587 for STARTTLS, 465 for SSL).")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (587 for STARTTLS, 465 for SSL).")
     smtp_sender: str | None = Field(None, description="From address, e.g. 惠企服务 <noreply@huiqi.example>.")
     smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
     smtp_password: str | None = Field(None, description="SMTP password.")
@@ -102,8 +151,34 @@ class Settings(BaseSettings):
         None, description="SMS gateway endpoint; SMS is off until URL and secret are set."
     )
     sms_gateway_secret: str | None = Field(None, description="Secret that signs requests to the SMS gateway.")
-    webhook_timeout: float = Field(5.0, description="Seconds a webhook delivery may take.")
+    webhook_timeout: float = Field(5.0, gt=0, description="Seconds a webhook delivery may take.")
+    webhook_allow_hosts: str = Field(
+        "",
+        description="Host names and/or CIDR networks (comma-separated) firm webhooks may reach although they are "
+        "loopback, private or otherwise non-public, e.g. an intranet gateway; empty = public addresses only.",
+    )
     calculator_per_minute: int = Field(30, description="Policy-calculator requests allowed per client per minute.")
+    search_per_minute: int = Field(
+        30, ge=1, description="Anonymous policy searches (API and policy library) allowed per client per minute."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
+        "(passed to uvicorn as forwarded_allow_ips by `huiqi serve` and `huiqi run`); empty = none, the client "
+        "address is the connecting peer's. '*' trusts everyone (only behind a proxy that overwrites the header).",
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit and sign-in counters live (a `limits` storage URI): memory:// counts in each "
+        "process (several web workers each count apart); redis://host:6379 shares counts between processes.",
+    )
+    sign_in_account_limit: str = Field(
+        "8/15 minutes",
+        description="Sign-in attempts one account name may have in a moving window; a successful sign-in resets it.",
+    )
+    sign_in_client_limit: str = Field(
+        "40/15 minutes", description="Sign-in attempts one client address may make in a moving window."
+    )
     push_digest_time: str = Field(
         "09:00",
         pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
@@ -119,6 +194,12 @@ class Settings(BaseSettings):
         6,
         ge=1,
         description="A firm whose profile is older than this many months is asked to update it (monthly at most).",
+    )
+    home_region: str = Field(
+        "442000",
+        pattern=r"^(\d{6})?$",
+        description="GB/T 2260 code of the city (or district) the platform serves first: department pickers "
+        "list its departments first, and on equal relevance its own and nationwide policies rank first. Empty = none.",
     )
     desk_sla_profile: str = Field(
         "zhongshan",
@@ -138,7 +219,7 @@ class Settings(BaseSettings):
         "several separated by commas; empty = none.",
     )
     desk_answer_threshold: float = Field(
-        0.48,
+        0.6253,
         ge=0,
         le=1,
         description="Confidence from which a consultation is answered instantly, used until `huiqi eval desk` "
@@ -149,18 +230,46 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Routing confidence below which a case goes to the central dispatch queue (统一分拨); empty = "
-        "the thresholds cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
+        "the threshold cross-validation chose (models/desk_router/manifest.json, or the shipped history's).",
     )
 
     @model_validator(mode="after")
-    def _refuse_dev_secret(self) -> Settings:
-        if self.env != "development" and self.secret_key == DEV_SECRET_KEY:
+    def _secure_secret(self) -> Settings:
+        if not self.secret_key:
+            # Tests sign with the published key unless they set one; everything else gets its own.
+            self.secret_key = DEV_SECRET_KEY if self.env == "test" else load_or_create_secret(self.var_dir)
+        if self.env == "test":
+            return self
+        if self.secret_key in PUBLISHED_SECRETS:
             raise InsecureSettingsError(
-                "HUIQI_SECRET_KEY must be set to a private value when HUIQI_ENV is not development"
+                "HUIQI_SECRET_KEY is a published value; unset it (a random one is kept in HUIQI_VAR_DIR/secret_key) "
+                "or set a private value of 32+ characters"
             )
-        if self.env != "development" and len(self.secret_key) < 32:
-            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside development")
+        if len(self.secret_key) < 32:
+            raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside tests")
         return self
+
+    @field_validator("sign_in_account_limit", "sign_in_client_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '8/15 minutes': {value}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise ValueError(
+                f"HUIQI_TIMEZONE must name an IANA time zone such as Asia/Shanghai, not {value!r}"
+            ) from exc
+        return value
 
     @field_validator("push_reminder_days")
     @classmethod

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -57,6 +58,39 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime()}
 
 
+def table_of(model: type[Base]) -> Table:
+    """Return a model's Table, for Core statements (typing knows __table__ only as a FromClause)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def upsert_insert(bind: Session | Connection | Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """Return an INSERT into table that takes ON CONFLICT clauses, in the bind's dialect (PostgreSQL or SQLite)."""
+    dialect = (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"INSERT … ON CONFLICT is not available for {dialect}")
+
+
+def driver_cursor(connection: Connection) -> Any:
+    """Return a cursor of the connection's own DBAPI connection (COPY, bulk reads past SQLAlchemy's rows)."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    return driver.cursor()
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Return how many rows an INSERT, UPDATE or DELETE touched (Session.execute types it a plain Result)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError("rowcount needs the result of an INSERT, UPDATE or DELETE")
+    return result.rowcount
+
+
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINTs (a RELEASE can commit the outer
     # transaction); let SQLAlchemy emit BEGIN itself instead (see _sqlite_begin).
@@ -92,6 +126,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+@contextmanager
+def unit_of_work(factory: Callable[[], Session]) -> Iterator[Session]:
+    """Yield a new session from factory that commits on success, rolls back on any error, and is closed."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 class Database:
     """An engine and its session factory; the app and the CLI each hold one."""
 
@@ -105,31 +153,13 @@ class Database:
             expire_on_commit=False,
         )
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """Yield a session that commits on success and rolls back on error."""
-        session = self.sessionmaker()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return unit_of_work(self.sessionmaker)
 
-    @contextmanager
-    def writer_session(self) -> Iterator[Session]:
+    def writer_session(self) -> AbstractContextManager[Session]:
         """Yield a session that will write: on SQLite it takes the write lock at BEGIN. Keep it short."""
-        session = self.writer()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return unit_of_work(self.writer)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -6,13 +6,16 @@ Routers of every package take these from here (never from api/), so dependencies
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.config import Settings
-from core.db import Database
+from core.db import Database, unit_of_work
+from core.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,7 +31,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def reads_only(endpoint: F) -> F:
     """Mark a POST endpoint that reads and computes but writes nothing (the calculator, previews):
     it gets a reader session, so it never takes SQLite's write lock however long it computes."""
-    endpoint.reads_only = True  # type: ignore[attr-defined]
+    vars(endpoint)["reads_only"] = True
     return endpoint
 
 
@@ -38,7 +41,7 @@ def writes_in_stages(endpoint: F) -> F:
     Its request session begins as a reader too, so neither the dependencies (signing in) nor slow
     work between its writes hold SQLite's write lock.
     """
-    endpoint.writes_in_stages = True  # type: ignore[attr-defined]
+    vars(endpoint)["writes_in_stages"] = True
     return endpoint
 
 
@@ -54,15 +57,8 @@ def get_db(request: Request) -> Iterator[Session]:
     # failing when a background job commits between their read and their write); reads never do, and
     # staged writers take it themselves, stage by stage.
     db = request.app.state.db
-    session: Session = (db.sessionmaker if _reads(request) else db.writer)()
-    try:
+    with unit_of_work(db.sessionmaker if _reads(request) else db.writer) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit before the response is sent, so a client that gets 200 sees its write
@@ -113,3 +109,69 @@ class PageParams:
 
 
 Paging = Annotated[PageParams, Depends()]
+
+
+# ---------------------------------------------------------------- file uploads
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file, read in full (its size already checked)."""
+
+    filename: str
+    data: bytes
+
+
+# The request body of a route taking `Upload` (FastAPI cannot see it: the body is read by the dependency).
+UPLOAD_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "CSV 或 XLSX 文件"}},
+                }
+            }
+        },
+    }
+}
+
+
+async def read_upload(request: Request, settings: AppSettings) -> Upload:
+    """Read the multipart body's `file`, refusing it past HUIQI_UPLOAD_MAX_MB.
+
+    Declare it after the route's principal: FastAPI then authenticates the caller before this reads
+    a byte of the body (a route declaring UploadFile parses the whole body first, for anyone).
+    api.guards.BodyLimit stops a body past the limit while it streams in.
+    """
+    limit = settings.upload_max_mb * 1024 * 1024
+    too_big = PayloadTooLarge(
+        f"文件超过 {settings.upload_max_mb} MB，请拆分后分批导入",
+        errors=[FieldError("file", f"文件超过 {settings.upload_max_mb} MB", "file_too_large")],
+    )
+    missing = ValidationFailed(
+        "请上传要导入的文件（CSV 或 XLSX）",
+        errors=[FieldError("file", "请以 multipart/form-data 上传 file 字段", "missing")],
+    )
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise missing
+    try:
+        form = await request.form(max_files=1, max_fields=20, max_part_size=64 * 1024)
+    except StarletteHTTPException as exc:  # past the body limit (api.guards.BodyLimit), malformed, too many parts
+        if exc.status_code == 413:
+            raise too_big from exc
+        raise ValidationFailed(
+            "上传内容格式错误", errors=[FieldError("file", str(exc.detail), "bad_multipart")]
+        ) from exc
+    file = form.get("file")
+    if file is None or isinstance(file, str):
+        raise missing
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise too_big
+    return Upload(filename=file.filename or "", data=data)
+
+
+UploadedFile = Annotated[Upload, Depends(read_upload)]

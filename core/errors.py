@@ -11,6 +11,7 @@ lists each problem of a validation failure with the field it concerns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -143,7 +144,7 @@ _PYDANTIC_REASONS = {
 }
 
 
-def pydantic_field_errors(errors: list[dict[str, Any]]) -> list[FieldError]:
+def pydantic_field_errors(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     """Translate pydantic's error list into FieldErrors with Chinese reasons."""
     out = []
     for err in errors:

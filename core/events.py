@@ -86,6 +86,24 @@ class ProfileChanged(Event):
     enterprise_id: int
 
 
+@dataclass(frozen=True)
+class CaseUpdated(Event):
+    """The firm that filed a case has news of it: a reply, the resolution, a transfer or a delay (延期).
+
+    `kind` is the timeline event's kind; `event_id` makes the notice unique (one per event and channel).
+    """
+
+    case_id: int
+    event_id: int
+    enterprise_id: int
+    kind: str
+    number: str
+    title: str
+    note: str | None = None
+    department_name: str | None = None
+    at: Any = None  # when it happened (aware datetime); a notice of something long past goes to the inbox only
+
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], None]
 

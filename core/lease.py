@@ -20,15 +20,18 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import String, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, utcnow
+from core.db import Base, table_of, upsert_insert, utcnow
 
 # Tables other programs own that live in our database but not in our metadata; Alembic's
 # autogenerate and the migration test must neither drop nor diff them.
 EXTERNAL_TABLES = frozenset({"apscheduler_jobs"})
+# The catalog's keyword index (migration 0011) is raw SQL, not metadata: SQLite's FTS5 table, its
+# vocabulary view and shadow tables (policy_fts_*), PostgreSQL's expression index on the text.
+EXTERNAL_TABLE_PREFIXES = ("policy_fts",)
+EXTERNAL_INDEXES = frozenset({"ix_policy_trgm"})
 
 
 class SchedulerLease(Base):
@@ -45,17 +48,10 @@ class SchedulerLease(Base):
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Tell Alembic to leave tables owned by other programs (APScheduler's job store) alone."""
-    return not (type_ == "table" and name in EXTERNAL_TABLES)
-
-
-def _insert(engine: Engine) -> Any:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert
-    if dialect == "postgresql":
-        return postgresql.insert
-    raise NotImplementedError(f"scheduler lease is not implemented for {dialect}")
+    """Tell Alembic to leave objects it does not model alone (APScheduler's job store, the keyword index)."""
+    if type_ == "table" and name is not None:
+        return not (name in EXTERNAL_TABLES or name.startswith(EXTERNAL_TABLE_PREFIXES))
+    return not (type_ == "index" and name in EXTERNAL_INDEXES)
 
 
 def _ttl(ttl: float | dt.timedelta) -> dt.timedelta:
@@ -70,8 +66,8 @@ def acquire(
 ) -> bool:
     """Take or keep the lease for ttl seconds if it is free, expired or already ours; tell whether we hold it."""
     now = now or utcnow()
-    table = SchedulerLease.__table__
-    ins = _insert(engine)(table).values(
+    table = table_of(SchedulerLease)
+    ins = upsert_insert(engine, table).values(
         name=name, holder=holder, acquired_at=now, renewed_at=now, expires_at=now + _ttl(ttl)
     )
     stmt = ins.on_conflict_do_update(
@@ -98,7 +94,7 @@ def renew(*, engine: Engine, name: str, holder: str, ttl: float | dt.timedelta, 
     have run jobs in between by becoming the holder of record, which this statement checks.
     """
     now = now or utcnow()
-    table = SchedulerLease.__table__
+    table = table_of(SchedulerLease)
     stmt = (
         update(table)
         .where(table.c.name == name, table.c.holder == holder)
@@ -111,7 +107,7 @@ def renew(*, engine: Engine, name: str, holder: str, ttl: float | dt.timedelta, 
 def release(*, engine: Engine, name: str, holder: str, now: dt.datetime | None = None) -> bool:
     """Expire our lease now so another process can take it at once; tell whether it was ours."""
     now = now or utcnow()
-    table = SchedulerLease.__table__
+    table = table_of(SchedulerLease)
     stmt = update(table).where(table.c.name == name, table.c.holder == holder).values(expires_at=now)
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1
@@ -120,7 +116,7 @@ def release(*, engine: Engine, name: str, holder: str, now: dt.datetime | None =
 def current_holder(*, engine: Engine, name: str, now: dt.datetime | None = None) -> str | None:
     """Return who holds the lease now, or None when it is free or expired."""
     now = now or utcnow()
-    table = SchedulerLease.__table__
+    table = table_of(SchedulerLease)
     stmt = select(table.c.holder).where(table.c.name == name, table.c.expires_at > now)
     with engine.connect() as conn:
         return conn.execute(stmt).scalar_one_or_none()

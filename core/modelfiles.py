@@ -67,3 +67,24 @@ def load_verified(model_path: Path, manifest: Mapping[str, Any], allowed_types: 
     if unexpected:
         raise Refused(f"model file holds types outside the allow-list: {', '.join(unexpected)}")
     return sio().loads(data, trusted=untrusted)
+
+
+def load_bundle(
+    model_path: Path,
+    manifest: Mapping[str, Any],
+    allowed_types: Iterable[str],
+    *,
+    format: Any,
+    holds: tuple[str, type],
+    what: str,
+    same_as_manifest: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Load a verified bundle dict of this format holding `holds` (key, class), its keys agreeing with the manifest."""
+    bundle = load_verified(model_path, manifest, allowed_types)
+    key, cls = holds
+    if not isinstance(bundle, dict) or bundle.get("format") != format or not isinstance(bundle.get(key), cls):
+        raise Refused(f"model file does not hold a {what} bundle")
+    for name in same_as_manifest:
+        if bundle.get(name) != manifest.get(name):
+            raise Refused(f"{name} in the manifest differs from the model file")
+    return bundle

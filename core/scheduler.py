@@ -44,13 +44,12 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode, inspect
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from core import lease
 from core.config import Settings
-from core.db import Database
+from core.db import Database, upsert_insert
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ logger = logging.getLogger(__name__)
 DOMAIN_JOB_MODULES = ("catalog.jobs", "matcher.jobs", "push.jobs", "desk.jobs")
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
-DEFAULT_LEASE_TTL = 30.0
 DEFAULT_POLL_INTERVAL = 0.5
 DEFAULT_LEASE_NAME = "scheduler"
 JOBS_TABLE = "apscheduler_jobs"
@@ -230,14 +228,7 @@ def enqueue(
         "next_run_time": datetime_to_utc_timestamp(run_at),
         "job_state": pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL),
     }
-    bind = db.get_bind() if isinstance(db, Session) else db
-    dialect = bind.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(_jobs_table).values(**values).on_conflict_do_nothing(index_elements=["id"])
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(_jobs_table).values(**values).on_conflict_do_nothing(index_elements=["id"])
-    else:
-        raise NotImplementedError(f"enqueue is not implemented for {dialect}")
+    stmt = upsert_insert(db, _jobs_table).values(**values).on_conflict_do_nothing(index_elements=["id"])
     if isinstance(db, Engine):
         with db.begin() as conn:
             conn.execute(stmt)
@@ -351,10 +342,9 @@ class HuiqiScheduler:
             load_job_modules()
             registry = default_registry()
         self.registry = registry
-        # Settings fields are read when present so this module does not depend on their rollout.
-        self.run_jobs = getattr(settings, "scheduler_enabled", True) if run_jobs is None else run_jobs
-        self.lease_ttl = float(lease_ttl or getattr(settings, "scheduler_lease_ttl", DEFAULT_LEASE_TTL))
-        self.timezone = timezone or getattr(settings, "timezone", DEFAULT_TIMEZONE)
+        self.run_jobs = settings.scheduler_enabled if run_jobs is None else run_jobs
+        self.lease_ttl = float(lease_ttl or settings.scheduler_lease_ttl)
+        self.timezone = timezone or settings.timezone
         self.poll_interval = poll_interval
         if self.lease_ttl <= 0 or poll_interval <= 0:
             raise ValueError("lease_ttl and poll_interval must be positive")
@@ -554,9 +544,14 @@ def run_worker(
     )
     stop = stop_event or threading.Event()
     previous: dict[int, Any] = {}
+
+    def on_signal(*_: object) -> None:
+        _stopping.set()
+        stop.set()
+
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: (_stopping.set(), stop.set()))
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         scheduler.start()
         logger.info("worker %s waiting for the scheduler lease", scheduler.holder)
@@ -565,8 +560,8 @@ def run_worker(
         logger.info("worker %s stopping", scheduler.holder)
     finally:
         scheduler.stop(wait=True)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if own_database:
             database.dispose()
 

@@ -21,11 +21,13 @@ from typing import Any, Literal
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import jsonsafe
 from core.errors import Conflict, FieldError, HuiqiError, ValidationFailed, pydantic_field_errors
 
 ExportFormat = Literal["csv", "xlsx"]
@@ -57,10 +59,36 @@ class Table:
     rows: list[TableRow]
 
 
-def read_table(data: bytes, filename: str) -> Table:
-    """Read a CSV or XLSX file: the first row is the header, blank rows are skipped, cells are stripped text."""
+@dataclass(frozen=True)
+class Limits:
+    """How big a file read_table reads before refusing it (HUIQI_IMPORT_MAX_ROWS / _COLUMNS)."""
+
+    rows: int
+    columns: int
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> Limits:
+        if settings is None:
+            from core.config import get_settings
+
+            settings = get_settings()
+        return cls(rows=settings.import_max_rows, columns=settings.import_max_columns)
+
+
+def _too_big(what: str, limit: int, code: str) -> ValidationFailed:
+    reason = f"文件超过 {limit} {what}的上限，请拆分后分批导入"
+    return ValidationFailed(reason, code=code, errors=[FieldError("file", reason, code)])
+
+
+def read_table(data: bytes, filename: str, *, limits: Limits | None = None) -> Table:
+    """Read a CSV or XLSX file: the first row is the header, blank rows are skipped, cells are stripped text.
+
+    A file with more rows (beyond the header) or columns than `limits` is refused (422) as soon as
+    the reader meets the first one too many; empty trailing cells and rows do not count.
+    """
+    limits = limits or Limits.from_settings()
     kind = _file_kind(filename)
-    records = _csv_records(data) if kind == "csv" else _xlsx_records(data)
+    records = _csv_records(data, limits) if kind == "csv" else _xlsx_records(data, limits)
     header_at = next((i for i, rec in enumerate(records) if any(rec)), None)
     if header_at is None:
         raise ValidationFailed("文件是空的，没有表头", code="empty_file")
@@ -117,15 +145,46 @@ def decode_csv(data: bytes) -> str:
     raise ValidationFailed("无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV", code="bad_encoding")
 
 
-def _csv_records(data: bytes) -> list[list[str]]:
+class _Records(list[list[str]]):
+    """The records read so far, refusing the file past the limits (empty trailing cells trimmed)."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+        self.filled = 0
+
+    def add(self, record: list[str]) -> None:
+        while record and not record[-1]:
+            record.pop()
+        if len(record) > self.limits.columns:
+            raise _too_big("列", self.limits.columns, "too_many_columns")
+        for col, cell in enumerate(record, start=1):
+            if "\x00" in cell:  # PostgreSQL cannot store it: refuse the file, naming the cell
+                where = f"第 {len(self) + 1} 行第 {col} 列"
+                reason = "含有不允许的空字符（\\u0000）"
+                raise ValidationFailed(
+                    f"{where}{reason}", code="nul_character", errors=[FieldError(where, reason, "nul_character")]
+                )
+        if record:
+            self.filled += 1
+        # The header plus `rows` data rows; blank rows count too past ten times the limit.
+        if self.filled > self.limits.rows + 1 or len(self) >= 10 * self.limits.rows + 1:
+            raise _too_big("行数据", self.limits.rows, "too_many_rows")
+        self.append(record)
+
+
+def _csv_records(data: bytes, limits: Limits) -> list[list[str]]:
     text = decode_csv(data)
+    records = _Records(limits)
     try:
-        return [[unescape_cell(c.strip()) for c in rec] for rec in csv.reader(io.StringIO(text, newline=""))]
+        for rec in csv.reader(io.StringIO(text, newline="")):
+            records.add([unescape_cell(c.strip()) for c in rec])
     except csv.Error as exc:
         raise ValidationFailed(f"CSV 格式错误：{exc}", code="bad_file") from exc
+    return records
 
 
-def _xlsx_records(data: bytes) -> list[list[str]]:
+def _xlsx_records(data: bytes, limits: Limits) -> list[list[str]]:
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
@@ -134,10 +193,13 @@ def _xlsx_records(data: bytes) -> list[list[str]]:
         if not book.worksheets:
             raise ValidationFailed("Excel 文件没有工作表", code="empty_file")
         sheet = book.worksheets[0]
-        records: list[list[str]] = []
+        # The file's own <dimension ref> is not trusted: a few KB declaring A1:XFD1048576 would have
+        # every row padded to 16,384 cells. Rows are as long as their last stored cell instead.
+        sheet.reset_dimensions()
+        records = _Records(limits)
         # min_row=1 keeps numbering aligned with the sheet even when the first rows are empty.
         for values in sheet.iter_rows(min_row=1, values_only=True):
-            records.append([cell_text(v) for v in values])
+            records.add([cell_text(v) for v in values])
         while records and not any(records[-1]):
             records.pop()
         return records
@@ -180,42 +242,104 @@ def escape_cell(text: str) -> str:
     return text
 
 
+# Control characters an XLSX file cannot hold (openpyxl raises IllegalCharacterError on them); tab, LF
+# and CR stay. Every writer drops them, so a pasted NUL or form feed never turns an export into a 500.
+_ILLEGAL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """Drop the control characters a spreadsheet cannot hold."""
+    return _ILLEGAL_CHARS.sub("", text)
+
+
 # ---------------------------------------------------------------- writing
+#
+# The one spreadsheet writer: every export and report (CSV and XLSX, here and in desk/stats.py)
+# writes its cells through write_csv or append_row, so formula-like text is never live and no
+# cell can make openpyxl refuse the file.
 
 
 def write_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """Write a CSV in UTF-8 with a BOM (so Excel opens it correctly), CRLF line ends, formulas defused."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(headers)
+    writer.writerow([escape_cell(clean_text(str(h))) for h in headers])
     for row in rows:
-        writer.writerow([escape_cell(cell_text(v)) for v in row])
+        writer.writerow([escape_cell(clean_text(cell_text(v))) for v in row])
     return _UTF8_BOM + out.getvalue().encode("utf-8")
+
+
+def append_row(sheet: Any, values: Sequence[Any], *, text_format: bool = False) -> None:
+    """Append one row to an openpyxl sheet: numbers, dates and booleans stay typed; text is always text.
+
+    A text cell is stored as a string (never a formula, whatever it starts with); one led by a formula
+    trigger (= + - @ tab CR) also gets Excel's quote prefix, so editing it in Excel keeps it text. With
+    text_format the cells take the "@" (text) number format, so Excel keeps leading zeros when edited.
+    """
+    values = [clean_text(v) if isinstance(v, str) else v for v in values]
+    sheet.append([None if v == "" else v for v in values])
+    row = sheet.max_row
+    for col, value in enumerate(values, start=1):
+        cell = sheet.cell(row=row, column=col)
+        if isinstance(value, str) and value:
+            cell.data_type = "s"  # openpyxl took text led by "=" for a formula
+            if value[:1] in _FORMULA_TRIGGERS:
+                cell.quotePrefix = True
+        if text_format:
+            cell.number_format = "@"
+
+
+def new_workbook() -> tuple[Workbook, Worksheet]:
+    """Return a new workbook and its one worksheet."""
+    book = Workbook()
+    sheet = book.active
+    if not isinstance(sheet, Worksheet):  # a new workbook always has one worksheet
+        raise RuntimeError("openpyxl made a workbook without a worksheet")
+    return book, sheet
 
 
 def write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[Any]], sheet_title: str) -> bytes:
     """Write an XLSX sheet of text cells: bold frozen header, widths fitted to the content."""
-    book = Workbook()
-    sheet = book.active
+    book, sheet = new_workbook()
     sheet.title = _sheet_title(sheet_title)
-    sheet.append(list(headers))
+    append_row(sheet, list(headers))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     widths = [_display_width(h) for h in headers]
     for values in rows:
         texts = [cell_text(v) for v in values]
-        sheet.append([text or None for text in texts])
+        append_row(sheet, texts, text_format=True)
         for col, text in enumerate(texts, start=1):
-            cell = sheet.cell(row=sheet.max_row, column=col)
-            # Text type, never a formula, and "@" format so Excel keeps leading zeros when edited.
-            if text:
-                cell.data_type = "s"
-            cell.number_format = "@"
             if col <= len(widths):
                 widths[col - 1] = max(widths[col - 1], _display_width(text))
     for col, width in enumerate(widths, start=1):
         sheet.column_dimensions[get_column_letter(col)].width = min(max(width + 2, 8), 60)
     sheet.freeze_panes = "A2"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def write_template(columns: Sequence[Column], sample: dict[str, str], fmt: str, sheet_title: str) -> bytes:
+    """Write an import template: the header and one sample row (replace it with real rows).
+
+    XLSX files get a second sheet, 填写说明, listing each column with its format and the sample value;
+    imports read only the first sheet. CSV files hold the header and the sample row.
+    """
+    headers = [c.header for c in columns]
+    row = [sample.get(c.key, "") for c in columns]
+    if fmt == "csv":
+        return write_csv(headers, [row])
+    data = write_xlsx(headers, [row], sheet_title)
+    book = load_workbook(io.BytesIO(data))
+    notes = book.create_sheet("填写说明")
+    notes.append(["列名", "填写说明", "示例"])
+    for cell in notes[1]:
+        cell.font = Font(bold=True)
+    for column, value in zip(columns, row, strict=True):
+        notes.append([column.header, column.note or "文本", value or None])
+    for letter, width in (("A", 22), ("B", 70), ("C", 40)):
+        notes.column_dimensions[letter].width = width
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -330,9 +454,11 @@ def format_list(values: Iterable[str] | None) -> str:
 def parse_json_object(text: str) -> dict[str, Any]:
     """Parse a JSON object."""
     try:
-        value = json.loads(text)
+        value = jsonsafe.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"JSON 格式错误（第 {exc.lineno} 行第 {exc.colno} 列：{exc.msg}）") from None
+    if reason := jsonsafe.too_deep(value):
+        raise ValueError(reason)
     if not isinstance(value, dict):
         raise ValueError("应为 JSON 对象（以 { 开头）")
     return value
@@ -391,13 +517,13 @@ def match_headers(columns: Sequence[Column], headers: Sequence[str]) -> tuple[di
         lookup[header_key(col.header)] = col
         lookup.setdefault(header_key(col.key), col)
     matched: dict[str, Column] = {}
-    unknown = []
+    unknown: list[str] = []
     for header in headers:
-        col = lookup.get(header_key(header))
-        if col is None:
+        found = lookup.get(header_key(header))
+        if found is None:
             unknown.append(header)
         else:
-            matched[header] = col
+            matched[header] = found
     return matched, unknown
 
 
@@ -630,7 +756,7 @@ def _import_row(
 def _field_errors(exc: Exception) -> list[FieldError]:
     """Turn what a row's services raised into field errors with Chinese reasons."""
     if isinstance(exc, PydanticValidationError):
-        return pydantic_field_errors(list(exc.errors()))
+        return pydantic_field_errors(exc.errors())
     if isinstance(exc, IntegrityError):
         return [FieldError("", "与现有数据冲突（违反数据库唯一或关联约束）", "integrity_error")]
     assert isinstance(exc, HuiqiError)

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -121,8 +122,8 @@ def _pauses(case: Case) -> list[sla.Pause]:
     return [sla.Pause(p.start, p.end) for p in case.pauses]
 
 
-def _final_stage(due: dict[str, Any]) -> str | None:
-    for stage in ("close", "reply", "contact"):
+def _final_stage(due: Mapping[sla.Stage, Any]) -> sla.Stage | None:
+    for stage in reversed(sla.STAGES):  # close, reply, contact
         if stage in due:
             return stage
     return None

@@ -24,8 +24,9 @@ from catalog.models import Department
 from core.config import Settings
 from core.db import utcnow
 from desk import clock, handling, intake, outcome
-from desk.models import Case, FaqEntry, Rating
+from desk.models import Case, Channel, FaqEntry, Rating
 from desk.schemas import CaseIn, ExtensionIn, VisitRecord
+from desk.sla import Kind
 from profiles.models import Enterprise
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def load_faq(*, db: Session, path: Path | None = None) -> int:
 class DemoCase:
     """One demo case: what the firm wrote and how far its handling got."""
 
-    kind: str
+    kind: Kind
     title: str
     content: str
     department: str | None  # None: the central dispatch queue
@@ -172,7 +173,7 @@ def load_demo_cases(*, db: Session, settings: Settings, now: dt.datetime | None 
             kind=demo.kind,
             title=demo.title,
             content=demo.content,
-            channel=demo.channel,
+            channel=Channel(demo.channel),
             enterprise_id=enterprise_id,
             contact_name="李明" if own else "王经理",
             contact_phone="13800000000" if own else "13900000000",

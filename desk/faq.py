@@ -47,7 +47,8 @@ def promote_to_faq(
             code=code,
             question=promote_in.question or case.title,
             answer=answer,
-            department_id=case.department_id,
+            # An officer's promotion is their department's entry, never a site-wide one.
+            department_id=case.department_id or (actor.department_id if actor and actor.role == Role.desk else None),
             keywords=promote_in.keywords,
             related_policies=[],
             source="promoted",
@@ -96,12 +97,22 @@ def get_faq(*, db: Session, faq_id: int, actor: Principal | None) -> FaqEntry:
 
 
 def _faq_department(actor: Principal | None, department_id: int | None) -> int | None:
-    """Desk officers curate their own department's entries only."""
+    """Desk officers curate their own department's entries only (a new entry without one becomes theirs)."""
     if actor is not None and actor.role == Role.desk:
         if department_id not in (None, actor.department_id):
             raise PermissionDenied("业务专员只能维护本部门的常见问题", code="desk.not_own_faq")
         return actor.department_id
     return department_id
+
+
+def _may_edit(actor: Principal | None, entry: FaqEntry) -> None:
+    """Site-wide entries (no department) feed every firm's instant answers: curators and admins only."""
+    if actor is None or actor.role != Role.desk:
+        return
+    if entry.department_id is None:
+        raise PermissionDenied("全站通用的常见问题只能由政策管理员或系统管理员维护", code="desk.site_wide_faq")
+    if entry.department_id != actor.department_id:
+        raise PermissionDenied("业务专员只能维护本部门的常见问题", code="desk.not_own_faq")
 
 
 def create_faq(*, db: Session, actor: Principal | None, faq_in: FaqIn, now: dt.datetime | None = None) -> FaqEntry:
@@ -129,7 +140,7 @@ def update_faq(
 ) -> FaqEntry:
     """Change an FAQ entry."""
     entry = get_faq(db=db, faq_id=faq_id, actor=actor)
-    _faq_department(actor, entry.department_id)
+    _may_edit(actor, entry)
     data = faq_in.model_dump(exclude_unset=True)
     if "department_id" in data:
         data["department_id"] = _faq_department(actor, data["department_id"])
@@ -145,6 +156,6 @@ def update_faq(
 def delete_faq(*, db: Session, actor: Principal | None, faq_id: int) -> None:
     """Delete an FAQ entry (answers already given keep their quoted passages)."""
     entry = get_faq(db=db, faq_id=faq_id, actor=actor)
-    _faq_department(actor, entry.department_id)
+    _may_edit(actor, entry)
     db.delete(entry)
     db.flush()

@@ -123,6 +123,8 @@ def transfer(
             raise ValidationFailed(errors=[FieldError("department_id", "不能转办给当前承办部门", "same_department")])
         dept = department(db, department_id)
         before = department_data(db, case.department_id)
+        # The transferring department acts: the firm's timeline names it, not the receiving one.
+        step.department_id = case.department_id
         end_open_pause(db, case, actor, now, "转办，恢复计时", settings=settings)
         clear_requests(case)
         set_lead(db, case, dept.id, now)
@@ -496,7 +498,7 @@ def correct_kind(
         old = case.kind
         case.kind = kind
         step.describe(
-            note or f"诉求类型由“{sla.KIND_LABELS[old]}”更正为“{sla.KIND_LABELS[kind]}”",  # type: ignore[index]
+            note or f"诉求类型由“{sla.KIND_LABELS[old]}”更正为“{sla.KIND_LABELS[kind]}”",
             data={"from": old, "to": kind, "was_detected": case.kind_detected},
         )
     return case

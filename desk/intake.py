@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from auth.models import Role
 from auth.service import Principal
 from catalog.models import Department, Policy
 from core.config import Settings
-from core.db import utcnow
+from core.db import rowcount, utcnow
 from core.errors import FieldError, ValidationFailed
 from desk import sla
 from desk.answer import InstantAnswer, answer_question
@@ -127,7 +127,7 @@ def _intake_rules(
             errors.append(FieldError("visit_record.visited_on", "走访日期不能晚于今天", "future_date"))
         if enterprise_id is None:
             errors.append(FieldError("enterprise_id", "代提必须指明企业", "required"))
-    elif case_in.visit_record is not None and channel != Channel.proxy:
+    elif case_in.visit_record is not None:
         errors.append(FieldError("visit_record", "只有代提需要走访记录", "not_allowed"))
 
     if enterprise_id is not None and db.get(Enterprise, enterprise_id) is None:
@@ -275,7 +275,7 @@ def receive(
                 EventKind.submitted,
                 actor,
                 at=now,
-                note=f"收到{sla.KIND_LABELS[case.kind]}：{case.title}",  # type: ignore[index]
+                note=f"收到{sla.KIND_LABELS[case.kind]}：{case.title}",
                 data={
                     "channel": case.channel,
                     "kind": case.kind,
@@ -329,8 +329,13 @@ def decide(*, db: Session, matcher: Matcher | None, settings: Settings, case: Ca
     """
     answer = None
     if case.kind == "consultation" and matcher is not None:
+        firm = db.get(Enterprise, case.enterprise_id) if case.enterprise_id is not None else None
         answer = answer_question(
-            db=db, matcher=matcher, question=_question_of(case.title, case.content), settings=settings
+            db=db,
+            matcher=matcher,
+            question=_question_of(case.title, case.content),
+            settings=settings,
+            region=(firm.region_code if firm is not None else None) or None,
         )
     decision = None
     if answer is None or not answer.confident:
@@ -340,8 +345,16 @@ def decide(*, db: Session, matcher: Matcher | None, settings: Settings, case: Ca
             title=case.title,
             related_policy_id=case.related_policy_id,
             settings=settings,
+            encode=_encoder(matcher),
         )
     return IntakeOutcome(answer, decision)
+
+
+def _encoder(matcher: Matcher | None) -> Callable[[Sequence[str]], Any] | None:
+    """Return the matcher's query embedding for routing models that read it, when its model is ready."""
+    if matcher is None or not matcher.semantic_ready:
+        return None
+    return lambda texts: matcher.encode(list(texts), "query")
 
 
 def record_outcome(
@@ -365,7 +378,7 @@ def record_outcome(
         .values(intake_done_at=now)
         .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(claimed) != 1:
         return None
     case = db.get(Case, case_id, populate_existing=True)
     assert case is not None

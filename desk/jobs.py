@@ -37,7 +37,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -79,7 +79,7 @@ def site_calendar(settings: Settings) -> WorkCalendar:
 
 def red_alert_addresses(settings: Settings) -> list[str]:
     """Return the discipline inspection addresses for red escalations (comma or semicolon separated)."""
-    raw = getattr(settings, "desk_red_alert_email", "") or ""
+    raw = settings.desk_red_alert_email
     return [a for a in _ADDRESS_SPLIT.split(raw) if a]
 
 
@@ -254,7 +254,7 @@ def scan_case(
         top = lv == new[-1]
         recipients, missing = recipients_for(db, case, lv, settings) if top else ([], [])
         note = (
-            f"{LEVEL_LABELS[lv]}：{STAGE_LABELS[stage]}时限 {local_due:%Y-%m-%d %H:%M} 已超过 "  # type: ignore[index]
+            f"{LEVEL_LABELS[lv]}：{STAGE_LABELS[stage]}时限 {local_due:%Y-%m-%d %H:%M} 已超过 "
             f"{overdue:g} 个工作日，{LEVEL_CHASERS[lv]}"
         )
         if top and recipients:
@@ -299,7 +299,7 @@ def _message(
     base = (settings.public_base_url or "").rstrip("/")
     lines = [
         f"工单编号：{case.number}",
-        f"诉求类型：{KIND_LABELS.get(case.kind, case.kind)}",  # type: ignore[call-overload]
+        f"诉求类型：{KIND_LABELS.get(case.kind, case.kind)}",
         f"标题：{case.title}",
         f"承办部门：{department}",
         f"超期环节：{STAGE_LABELS.get(data['stage'], data['stage'])}，时限 {due:%Y-%m-%d %H:%M}",
@@ -314,7 +314,7 @@ def _message(
         body_text="\n".join(lines),
         url=f"{base}/api/v1/desk/cases/{case.id}" if base else f"/api/v1/desk/cases/{case.id}",
         idempotency_key=f"desk-escalation-{event.id}-{index}",
-        data={"case_id": case.id, "level": level, "state": STATE_LABELS[LEVEL_STATES[level]]},  # type: ignore[index]
+        data={"case_id": case.id, "level": level, "state": STATE_LABELS[LEVEL_STATES[level]]},
     )
 
 
@@ -412,9 +412,12 @@ def _unsent_event_ids(db: Session, now: dt.datetime) -> list[int]:
 # ---------------------------------------------------------------- the scan
 
 
-def _locked(db: Session, model: type, ident: int) -> Any:
+_Locked = TypeVar("_Locked", Case, CaseEvent)
+
+
+def _locked(db: Session, model: type[_Locked], ident: int) -> _Locked | None:
     """Load a row, locked on PostgreSQL so overlapping scans take turns on it."""
-    q = select(model).where(model.id == ident)  # type: ignore[attr-defined]
+    q = select(model).where(model.id == ident)
     if db.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
     return db.scalars(q.execution_options(populate_existing=True)).first()

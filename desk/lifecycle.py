@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from auth.models import Role
 from auth.service import Principal
 from catalog.models import Department
+from core import events
 from core.config import Settings
 from core.db import utcnow
 from core.errors import FieldError, InvalidState, NotFound, PermissionDenied, ValidationFailed
@@ -202,6 +203,31 @@ def _actor_fields(actor: Principal | None) -> dict[str, Any]:
     }
 
 
+# Timeline events the firm is told of at once (inbox and its chosen channels), with the case link.
+FIRM_NEWS = frozenset({EventKind.replied, EventKind.resolved, EventKind.transferred, EventKind.extension_approved})
+
+
+def _tell_the_firm(db: Session, case: Case, event: CaseEvent) -> None:
+    """Announce a firm-visible reply, resolution, transfer or delay (push delivers it; see push.subscribers)."""
+    if event.kind not in FIRM_NEWS or not event.visible_to_firm or case.enterprise_id is None:
+        return
+    department = db.get(Department, case.department_id) if case.department_id is not None else None
+    events.emit(
+        events.CaseUpdated(
+            db=db,
+            case_id=case.id,
+            event_id=event.id,
+            enterprise_id=case.enterprise_id,
+            kind=event.kind,
+            number=case.number,
+            title=case.title,
+            note=event.note,
+            department_name=department.name if department is not None else None,
+            at=event.at,
+        )
+    )
+
+
 def add_event(
     db: Session,
     case: Case,
@@ -230,6 +256,9 @@ def add_event(
         **_actor_fields(actor),
     )
     db.add(event)
+    if event.kind in FIRM_NEWS and event.visible_to_firm and case.enterprise_id is not None:
+        db.flush()  # the notice names the event
+        _tell_the_firm(db, case, event)
     return event
 
 
@@ -255,6 +284,7 @@ class Step:
     clocks: ClockMove = "refresh"
     clocks_moved: bool = False
     event: CaseEvent | None = None
+    department_id: int | None = None  # the department acting, when not the case's lead after the step (转办)
 
     def describe(
         self, note: str | None, *, data: dict[str, Any] | None = None, visible_to_firm: bool | None = None
@@ -324,6 +354,7 @@ def transition(
         visible_to_firm=step.visible_to_firm,
         from_status=step.before,
         to_status=step.target,
+        department_id=step.department_id,
         at=now,
     )
     db.flush()

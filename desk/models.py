@@ -16,6 +16,7 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
+from desk.sla import Kind
 
 # Python None is stored as SQL NULL (not JSON null), so "IS NULL" finds the empty ones.
 NullableJSON = JSON(none_as_null=True)
@@ -151,7 +152,7 @@ class Case(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)  # e.g. HQ20261123-000123
-    kind: Mapped[str] = mapped_column(String(20), index=True)  # desk.sla.Kind
+    kind: Mapped[Kind] = mapped_column(String(20), index=True)
     kind_detected: Mapped[bool] = mapped_column(Boolean, default=False)  # guessed from the text, not given
     kind_confidence: Mapped[float | None] = mapped_column(Float)
     title: Mapped[str] = mapped_column(String(200))

@@ -23,7 +23,7 @@ from core.config import Settings
 from core.db import utcnow
 from desk.clock import CLOCK_STATUSES, active_due_expression
 from desk.lifecycle import OPEN_STATUSES, SUPERVISORS
-from desk.models import EVENT_LABELS, Case, CaseDepartment, CaseEvent, CaseStatus
+from desk.models import EVENT_LABELS, Case, CaseDepartment, CaseEvent, CaseStatus, EventKind
 from profiles.models import Enterprise
 
 S = CaseStatus
@@ -216,9 +216,11 @@ class FirmView:
 
 
 def firm_answer(case: Case) -> dict[str, Any] | None:
-    """Return the instant answer the firm was given: a confident one; a draft below the threshold stays with staff."""
+    """Return the instant answer the firm was given: a confident one it was answered with; a draft below the
+    threshold, or an answer recorded on a case that was routed instead, stays with staff."""
     answer = case.instant_answer
-    if isinstance(answer, dict) and answer.get("confident") and answer.get("text"):
+    given = any(e.kind == EventKind.answered_instantly for e in case.events)
+    if given and isinstance(answer, dict) and answer.get("confident") and answer.get("text"):
         return answer
     return None
 

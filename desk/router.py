@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from sqlalchemy.orm import Session
 
 from auth.deps import Allow, PublicUser, public
 from auth.models import Role
+from auth.scopes import DESK_INTAKE
 from auth.service import Principal
 from core.config import Settings
-from core.deps import AppSettings, DbSession, Paging, ReleasedReads, writes_in_stages
+from core.deps import AppSettings, DbSession, PageParams, Paging, ReleasedReads, writes_in_stages
 from core.errors import FieldError, ValidationFailed
 from core.schemas import Page
 from desk import clock, faq, flows, handling, lifecycle, outcome, queries
@@ -46,10 +49,16 @@ from desk.sla import KIND_LABELS, Kind
 from matcher.deps import MatcherDep
 
 router = APIRouter(prefix="/desk")
-TAGS = ["服务台"]
+TAGS: list[str | Enum] = ["服务台"]
 
 # Who may call what.
-Submitter = Annotated[Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin))]
+# API keys with the `desk:intake` scope (12345 hotline) may file cases and read the ones they filed, nothing else.
+Submitter = Annotated[
+    Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin, scopes=(DESK_INTAKE,)))
+]
+IntakeReader = Annotated[
+    Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin, scopes=(DESK_INTAKE,)))
+]
 CaseReader = Annotated[Principal, Depends(Allow(Role.enterprise, Role.desk, Role.supervisor, Role.admin))]
 Firm = Annotated[Principal, Depends(Allow(Role.enterprise))]
 Handler = Annotated[Principal, Depends(Allow(Role.desk, Role.supervisor, Role.admin))]
@@ -70,7 +79,7 @@ def _sla(case: Case, settings: Settings) -> SlaOut:
 
 def _brief(case: Case, settings: Settings, departments: dict, enterprises: dict[int, str]) -> CaseBrief:
     out = CaseBrief.model_validate(case)
-    out.kind_label = KIND_LABELS.get(case.kind, case.kind)  # type: ignore[call-overload]
+    out.kind_label = KIND_LABELS.get(case.kind, case.kind)
     out.status_label = STATUS_LABELS.get(case.status, case.status)
     dept = departments.get(case.department_id) if case.department_id else None
     out.department = DepartmentRef.model_validate(dept) if dept else None
@@ -79,7 +88,7 @@ def _brief(case: Case, settings: Settings, departments: dict, enterprises: dict[
     return out
 
 
-def _page(db, items: list[Case], total: int, paging, settings: Settings) -> Page[CaseBrief]:  # type: ignore[no-untyped-def]
+def _page(db: Session, items: list[Case], total: int, paging: PageParams, settings: Settings) -> Page[CaseBrief]:
     departments = queries.department_names(db, (c.department_id for c in items))
     enterprises = queries.enterprise_names(db, (c.enterprise_id for c in items))
     return Page(
@@ -90,7 +99,7 @@ def _page(db, items: list[Case], total: int, paging, settings: Settings) -> Page
     )
 
 
-def _full(db, case: Case, actor: Principal, settings: Settings) -> CaseOut:  # type: ignore[no-untyped-def]
+def _full(db: Session, case: Case, actor: Principal, settings: Settings) -> CaseOut:
     departments = queries.department_names(db, [case.department_id, *(d.department_id for d in case.departments)])
     enterprises = queries.enterprise_names(db, [case.enterprise_id])
     brief = _brief(case, settings, departments, enterprises)
@@ -136,7 +145,7 @@ def submit_case(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=100, description="幂等键（也可放在请求体）")
     ] = None,
-):
+) -> CaseOut:
     """Submit an enquiry (firm: web; staff: 代提 with the visit record or hotline; API key: 12345 integration).
 
     A consultation is answered at once when the knowledge base is confident; otherwise the case is
@@ -165,7 +174,7 @@ def submit_case(
 def list_cases(
     db: DbSession,
     settings: AppSettings,
-    actor: CaseReader,
+    actor: IntakeReader,
     paging: Paging,
     status: Annotated[list[str] | None, Query(description="状态，可多选")] = None,
     kind: Kind | None = None,
@@ -180,7 +189,7 @@ def list_cases(
     sort: Annotated[
         str, Query(pattern="^(received|due)$", description="received 最新在前 / due 最早到期在前")
     ] = "received",
-):
+) -> Page[CaseBrief]:
     """List the cases the caller may see (firm: own; desk officer: own department incl. 会办; supervisors: all)."""
     filters = queries.CaseFilters(
         status=status,
@@ -200,21 +209,21 @@ def list_cases(
 
 
 @router.get("/my/cases", response_model=Page[CaseBrief], tags=TAGS)
-def my_cases(db: DbSession, settings: AppSettings, actor: Firm, paging: Paging):
+def my_cases(db: DbSession, settings: AppSettings, actor: Firm, paging: Paging) -> Page[CaseBrief]:
     """The firm's own cases, newest first."""
     items, total = queries.list_cases(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/queue", response_model=Page[CaseBrief], tags=TAGS)
-def work_queue(db: DbSession, settings: AppSettings, actor: Handler, paging: Paging):
+def work_queue(db: DbSession, settings: AppSettings, actor: Handler, paging: Paging) -> Page[CaseBrief]:
     """Open cases whose clock runs, earliest deadline first, with their SLA colour (desk: own department)."""
     items, total = queries.queue(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
 
 
 @router.get("/dispatch-queue", response_model=Page[CaseBrief], tags=TAGS)
-def dispatch_queue(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
+def dispatch_queue(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging) -> Page[CaseBrief]:
     """The central dispatch queue (统一分拨): cases no department was found for, oldest first."""
     filters = queries.CaseFilters(in_queue=True, sort="due")
     items, total = queries.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
@@ -222,7 +231,7 @@ def dispatch_queue(db: DbSession, settings: AppSettings, actor: Supervisor, pagi
 
 
 @router.get("/supervision/overdue", response_model=Page[CaseBrief], tags=TAGS)
-def overdue_cases(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
+def overdue_cases(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging) -> Page[CaseBrief]:
     """Cases past their running deadline, the longest overdue first."""
     filters = queries.CaseFilters(overdue=True, sort="due")
     items, total = queries.list_cases(db=db, actor=actor, filters=filters, offset=paging.offset, limit=paging.page_size)
@@ -230,7 +239,7 @@ def overdue_cases(db: DbSession, settings: AppSettings, actor: Supervisor, pagin
 
 
 @router.get("/supervision/escalations", response_model=Page[CaseBrief], tags=TAGS)
-def escalated_cases(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
+def escalated_cases(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging) -> Page[CaseBrief]:
     """Open cases in yellow / orange / red, under supervision (督办) or reopened repeatedly."""
     items, total = queries.escalations(
         db=db, actor=actor, settings=settings, offset=paging.offset, limit=paging.page_size
@@ -239,7 +248,7 @@ def escalated_cases(db: DbSession, settings: AppSettings, actor: Supervisor, pag
 
 
 @router.get("/supervision/pending", response_model=Page[CaseBrief], tags=TAGS)
-def pending_approvals(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging):
+def pending_approvals(db: DbSession, settings: AppSettings, actor: Supervisor, paging: Paging) -> Page[CaseBrief]:
     """Return (退单) and extension (延期) requests waiting for a decision, oldest first."""
     items, total = queries.pending_approvals(db=db, actor=actor, offset=paging.offset, limit=paging.page_size)
     return _page(db, items, total, paging, settings)
@@ -252,7 +261,7 @@ def channels() -> dict[str, str]:
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, tags=TAGS)
-def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int):
+def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id: int) -> CaseOut:
     """A case with its departments, pauses and timeline (firms see only the events meant for them)."""
     return _full(db, lifecycle.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
 
@@ -261,7 +270,7 @@ def get_case(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 
 
 @router.post("/cases/{case_id}/accept-answer", response_model=CaseOut, tags=TAGS)
-def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: AcceptAnswerIn):
+def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: AcceptAnswerIn) -> CaseOut:
     """Accept the instant answer: the case closes (a rating may be given at once)."""
     case = outcome.accept_answer(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
@@ -270,14 +279,14 @@ def accept_answer(db: DbSession, settings: AppSettings, actor: Firm, case_id: in
 
 
 @router.post("/cases/{case_id}/ask-for-person", response_model=CaseOut, tags=TAGS)
-def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: NoteIn):
+def ask_for_person(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: NoteIn) -> CaseOut:
     """Not helped by the instant answer: route the case to a department, the answer attached."""
     case = outcome.ask_for_person(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/rate", response_model=CaseOut, tags=TAGS)
-def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: RateIn):
+def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: RateIn) -> CaseOut:
     """Rate the outcome: 满意 / 基本满意 / 不满意 (不满意 reopens the case under supervision)."""
     case = outcome.rate(
         db=db, settings=settings, case_id=case_id, actor=actor, rating=body.rating, comment=body.comment
@@ -286,7 +295,7 @@ def rate(db: DbSession, settings: AppSettings, actor: Firm, case_id: int, body: 
 
 
 @router.post("/cases/{case_id}/notes", response_model=CaseOut, tags=TAGS)
-def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int, body: NoteOnFirmIn):
+def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: int, body: NoteOnFirmIn) -> CaseOut:
     """Add a note: the firm's supplement (visible to it) or a staff remark (visible only if asked)."""
     case = handling.add_note(
         db=db, settings=settings, case_id=case_id, actor=actor, note=body.note, visible_to_firm=body.visible_to_firm
@@ -298,49 +307,49 @@ def add_note(db: DbSession, settings: AppSettings, actor: CaseReader, case_id: i
 
 
 @router.post("/cases/{case_id}/accept", response_model=CaseOut, tags=TAGS)
-def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def accept(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
     """The lead department accepts (签收) the case."""
     case = handling.accept(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/contact", response_model=CaseOut, tags=TAGS)
-def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def contact(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
     """Record that the firm was contacted (stops the contact clock)."""
     case = handling.contact(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/reply", response_model=CaseOut, tags=TAGS)
-def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RequiredNoteIn):
+def reply(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RequiredNoteIn) -> CaseOut:
     """Give a phased reply (阶段性答复)."""
     case = handling.reply(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resolve", response_model=CaseOut, tags=TAGS)
-def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ResolveIn):
+def resolve(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ResolveIn) -> CaseOut:
     """Give the final reply (办结); the firm is asked to rate it."""
     case = handling.resolve(db=db, settings=settings, case_id=case_id, actor=actor, resolution=body.resolution)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/pause", response_model=CaseOut, tags=TAGS)
-def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn):
+def pause(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn) -> CaseOut:
     """Stop the clocks while waiting on the firm (挂起, bounded by the SLA profile)."""
     case = handling.pause(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/resume", response_model=CaseOut, tags=TAGS)
-def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def resume(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
     """Restart the clocks and recompute the due times."""
     case = handling.resume(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/transfer", response_model=CaseOut, tags=TAGS)
-def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn):
+def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn) -> CaseOut:
     """Hand the case to another department (转办)."""
     case = handling.transfer(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -349,7 +358,7 @@ def transfer(db: DbSession, settings: AppSettings, actor: Handler, case_id: int,
 
 
 @router.post("/cases/{case_id}/joint", response_model=CaseOut, tags=TAGS)
-def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn):
+def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: DepartmentTargetIn) -> CaseOut:
     """Add an assisting department (会办)."""
     case = handling.add_joint(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -358,28 +367,28 @@ def add_joint(db: DbSession, settings: AppSettings, actor: Handler, case_id: int
 
 
 @router.post("/cases/{case_id}/return-request", response_model=CaseOut, tags=TAGS)
-def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn):
+def request_return(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ReasonIn) -> CaseOut:
     """Ask to give the case back (退单) with a reason; a dispatcher decides."""
     case = handling.request_return(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/extension-request", response_model=CaseOut, tags=TAGS)
-def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ExtensionIn):
+def request_extension(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: ExtensionIn) -> CaseOut:
     """Ask for more time (延期申请) before the close deadline; a supervisor decides."""
     case = handling.request_extension(db=db, settings=settings, case_id=case_id, actor=actor, extension_in=body)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/kind", response_model=CaseOut, tags=TAGS)
-def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: KindIn):
+def correct_kind(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: KindIn) -> CaseOut:
     """Correct the kind of the case; the due times follow the new kind."""
     case = handling.correct_kind(db=db, settings=settings, case_id=case_id, actor=actor, kind=body.kind, note=body.note)
     return _full(db, case, actor, settings)
 
 
 @router.post("/cases/{case_id}/revisit", response_model=CaseOut, tags=TAGS)
-def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RevisitIn):
+def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: RevisitIn) -> CaseOut:
     """Record a revisit (回访) of the firm, with the rating it gave, if any."""
     case = outcome.revisit(
         db=db,
@@ -394,7 +403,7 @@ def revisit(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, 
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseOut, tags=TAGS)
-def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn):
+def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, body: NoteIn) -> CaseOut:
     """Close (归档) a rated case; supervisors may close a resolved one the firm did not rate, with a reason."""
     case = outcome.close(db=db, settings=settings, case_id=case_id, actor=actor, note=body.note)
     return _full(db, case, actor, settings)
@@ -404,7 +413,7 @@ def close(db: DbSession, settings: AppSettings, actor: Handler, case_id: int, bo
 
 
 @router.post("/cases/{case_id}/assign", response_model=CaseOut, tags=TAGS)
-def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DepartmentTargetIn):
+def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DepartmentTargetIn) -> CaseOut:
     """Send a case from the central queue to a department (人工分拨)."""
     case = handling.assign(
         db=db, settings=settings, case_id=case_id, actor=actor, department_id=body.department_id, note=body.note
@@ -413,7 +422,7 @@ def assign(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/return-decision", response_model=CaseOut, tags=TAGS)
-def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn):
+def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn) -> CaseOut:
     """Approve (back to the central queue) or reject a return request."""
     case = handling.decide_return(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
@@ -422,7 +431,9 @@ def decide_return(db: DbSession, settings: AppSettings, actor: Supervisor, case_
 
 
 @router.post("/cases/{case_id}/extension-decision", response_model=CaseOut, tags=TAGS)
-def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn):
+def decide_extension(
+    db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: DecisionIn
+) -> CaseOut:
     """Approve (before the deadline; due times move on) or reject an extension request."""
     case = handling.decide_extension(
         db=db, settings=settings, case_id=case_id, actor=actor, approve=body.approve, note=body.note
@@ -431,7 +442,7 @@ def decide_extension(db: DbSession, settings: AppSettings, actor: Supervisor, ca
 
 
 @router.post("/cases/{case_id}/reopen", response_model=CaseOut, tags=TAGS)
-def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: ReasonIn):
+def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int, body: ReasonIn) -> CaseOut:
     """Reopen a resolved, rated or closed case under supervision (督办)."""
     case = outcome.reopen(db=db, settings=settings, case_id=case_id, actor=actor, reason=body.reason)
     return _full(db, case, actor, settings)
@@ -441,7 +452,7 @@ def reopen(db: DbSession, settings: AppSettings, actor: Supervisor, case_id: int
 
 
 @router.post("/cases/{case_id}/promote", response_model=FaqOut, status_code=201, tags=TAGS)
-def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: int, body: PromoteIn):
+def promote_to_faq(db: DbSession, settings: AppSettings, actor: Promoter, case_id: int, body: PromoteIn) -> FaqEntry:
     """Add a resolved case's answer to the FAQ (source "promoted"), so instant answers can use it."""
     return faq.promote_to_faq(db=db, settings=settings, case_id=case_id, actor=actor, promote_in=body)
 
@@ -455,7 +466,7 @@ def list_faq(
     department_id: int | None = None,
     source: Annotated[str | None, Query(pattern="^(curated|promoted)$")] = None,
     include_inactive: Annotated[bool, Query(description="含已停用（仅工作人员）")] = False,
-):
+) -> Page[Any]:
     """The FAQ of the knowledge base (anyone; staff may include inactive entries)."""
     items, total = faq.list_faq(
         db=db,

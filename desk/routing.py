@@ -1,40 +1,41 @@
-"""Routing a case to the department that handles it (统一分拨), with a trained text classifier.
+"""Routing a case to the department that handles it (统一分拨), with a model selected by cross-validation.
 
 `route_case` decides in this order:
 
 1. **policy** — a case about a policy goes to the policy's handling department (its issuing one
    when no handling department is set);
-2. **classifier** — character n-gram TF-IDF (1–3, ``char_wb``, sublinear) plus one indicator per
-   word of the keyword table, and a linear SVM with sigmoid-calibrated probabilities, trained on
-   labelled past cases; used when its top probability reaches the threshold. There are two
-   thresholds: one for texts in which some word of the keyword table occurs, a higher one for texts
-   without any (on the shipped history the classifier is right 81 % of the time on the first and
-   43 % on the second; a content-free "你好，请尽快联系我" must not be routed on the strength of a
-   class prior);
-3. **keywords** — a small table of words per department (`KEYWORDS`); used when one department
-   clearly wins (confidence ≥ `KEYWORD_MIN_CONFIDENCE`);
+2. **classifier** — the trained model's top department, when its calibrated probability reaches
+   the model's one auto-route threshold (chosen on held-out folds for `TARGET_PRECISION`; the
+   same for every text, whatever words it holds);
+3. **keywords** — a small table of words per department (`KEYWORDS`), only when cross-validation
+   found it right at least `TARGET_PRECISION` of the time on the cases the model leaves, and one
+   department clearly wins (confidence ≥ `KEYWORD_MIN_CONFIDENCE`);
 4. **dispatch** — otherwise the case waits in the central dispatch queue for a person to assign
-   (department None); the classifier's best guesses are kept as candidates for the dispatcher.
+   (department None); the model's best guesses are kept as candidates for the dispatcher.
 
 Training (`huiqi desk train FILE`): a CSV/XLSX of ``content,department[,kind]`` rows read through
 `core.tabular` with the row-level report, plus the staff's reassignments from the database
-(`reassignment_examples`: cases a person assigned or transferred — their last such department is
-the label). 5-fold stratified cross-validation gives every example a prediction from a model that
-never saw it; from those the manifest records accuracy and macro-F1, and each threshold is chosen
-as the lowest top probability at which the cases of its group (with / without keyword evidence)
-routed automatically are right at least `TARGET_PRECISION` of the time. The model is then refitted
-on everything.
+(`reassignment_examples`). `select_model` scores the plain baseline (char n-gram TF-IDF +
+LinearSVC, balanced classes) and every candidate of `SPECS` on the same stratified 5 folds, each
+example predicted by a model that never saw it: character n-gram TF-IDF with a calibrated linear
+SVM or logistic regression, the same with the keyword table as a scaled feature block, the
+matcher's e5 sentence embeddings with logistic regression, and ensembles (mean probability). All
+use balanced class weights and sigmoid calibration (`CalibratedClassifierCV`). The best
+out-of-fold macro-F1 wins; its out-of-fold probabilities choose the threshold. A winner below the
+baseline is refused (`LosesToBaseline`): nothing is written. A winner that reads embeddings also
+carries the best text-only candidate with its own threshold, used where no embedder is at hand
+(imports, a case sent back to a person).
 
 Files, under ``<models_dir>/desk_router/``: ``model.skops`` (skops, never pickle) and
-``manifest.json`` (classes, n, metrics, threshold, trained_at, versions, the model's sha256),
-written atomically, model first; a mismatch makes `load` refuse the files.
+``manifest.json`` (candidates' scores, the selected one, threshold, classes, n, trained_at,
+versions, the model's sha256), written atomically, model first; a mismatch makes `load` refuse.
 
 Out of the box — no trained model on disk — `route_case` trains once per process on the labelled
 history the demo ships (``desk/demo_data/routing_history.csv``, written by the team): in memory,
-deterministic (fixed seed, sorted data), without cross-validation, with the thresholds
-cross-validation picks on that history (`DEMO_THRESHOLDS`, checked by the tests). Nothing is
-written to disk, so a model staff trained is never overwritten behind their back. The
-``desk_route_threshold`` setting, when set, replaces both thresholds of whichever model is used.
+deterministic, the text-only candidate and threshold `select_model` picks on that history
+(`DEMO_SPEC`, `DEMO_THRESHOLD`, `DEMO_KEYWORD_FALLBACK`, checked by the tests). Nothing is written
+to disk. The ``desk_route_threshold`` setting, when set, replaces the threshold of whichever model
+is used.
 
 Department codes are the catalog's `Department.code`; a predicted code missing from the database
 counts as no prediction.
@@ -50,14 +51,15 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -80,8 +82,8 @@ log = logging.getLogger(__name__)
 
 Method = Literal["policy", "classifier", "keywords", "dispatch"]
 
-MODEL_KIND = "desk-router/char-tfidf+keywords-linearsvc-sigmoid"
-FORMAT = 1
+MODEL_KIND = "desk-router/cv-selected"
+FORMAT = 2
 SUBDIR = "desk_router"
 
 
@@ -90,14 +92,17 @@ MANIFEST_FILE = "manifest.json"
 DEMO_HISTORY = Path(__file__).resolve().parent / "demo_data" / "routing_history.csv"
 
 CV_FOLDS = 5
-SVM_C = 0.5
+SVM_C = 1.0
 CALIBRATION_FOLDS = 3
-TARGET_PRECISION = 0.85  # share of automatically routed cases that must land in the right department
+TARGET_PRECISION = 0.90  # share of automatically routed cases that must land in the right department
 MIN_EXAMPLES = 2 * CV_FOLDS
 MIN_PER_CLASS = CALIBRATION_FOLDS  # the sigmoid calibration needs a few examples of every department
 CANDIDATES = 3
-# The thresholds `cross_validate` picks on the shipped history (with / without keyword evidence).
-DEMO_THRESHOLDS = {"keywords": 0.2244, "no_keywords": 0.4485}
+# What `select_model` picks on the shipped history (text-only candidates): the model, its threshold
+# for TARGET_PRECISION and whether the keyword table may route what it leaves (checked by the tests).
+DEMO_SPEC = "char-svm+keywords"
+DEMO_THRESHOLD = 0.675
+DEMO_KEYWORD_FALLBACK = True
 STAFF_ROLES = ("admin", "supervisor", "desk", "curator")
 
 ALLOWED_TYPES = frozenset(
@@ -111,9 +116,11 @@ ALLOWED_TYPES = frozenset(
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.svm._classes.LinearSVC",
+        "sklearn.linear_model._logistic.LogisticRegression",
         "sklearn.preprocessing._label.LabelEncoder",
         "sklearn.model_selection._split.StratifiedKFold",
         "builtins.slice",
+        "builtins.tuple",
         "numpy.ndarray",
         "numpy.dtype",
         "numpy.float64",
@@ -221,63 +228,232 @@ def case_text(content: str, title: str = "") -> str:
 
 # ---------------------------------------------------------------- the classifier
 
+Encode = Callable[[Sequence[str]], np.ndarray]
 
-class Router:
-    """A trained routing classifier: department codes with probabilities for a text."""
 
-    def __init__(
-        self, pipeline: Pipeline, classes: Sequence[str], thresholds: dict[str, float], manifest: dict[str, Any]
-    ) -> None:
-        self.pipeline = pipeline
-        self.classes = list(classes)
-        self.thresholds = {"keywords": float(thresholds["keywords"]), "no_keywords": float(thresholds["no_keywords"])}
-        self.manifest = manifest
+@dataclass(frozen=True)
+class Spec:
+    """A candidate model: which features it reads and which linear model it fits on them.
 
-    def threshold(self, *, keywords: bool) -> float:
-        """Return the probability the top department needs, for a text with or without keyword evidence."""
-        return self.thresholds["keywords" if keywords else "no_keywords"]
+    features: ``chars`` (character n-gram TF-IDF), ``chars+keywords`` (the same plus the keyword
+    table's words as an L2-normalised indicator block weighted `KEYWORD_BLOCK_WEIGHT`, so they sit
+    on the TF-IDF block's scale instead of swamping it), ``e5`` (the matcher's sentence embeddings)
+    or ``chars|e5`` (an ensemble: the mean of the two calibrated models' probabilities).
+    """
 
-    def predict(self, text: str, *, limit: int = CANDIDATES) -> list[tuple[str, float]]:
-        """Return the most probable department codes for a text, best first."""
-        clean = normalize(text)
-        if not clean:
-            return []
-        probs = np.asarray(self.pipeline.predict_proba([clean]), dtype=float)[0]
-        order = np.argsort(-probs, kind="stable")[:limit]
-        return [(self.classes[i], round(float(probs[i]), 4)) for i in order]
+    name: str
+    features: str
+    model: str  # "svm" or "logreg"; an ensemble's parts use "svm" on chars and "logreg" on e5
+
+    @property
+    def needs_vectors(self) -> bool:
+        """Tell whether the candidate reads sentence embeddings."""
+        return "e5" in self.features
+
+    @property
+    def needs_text(self) -> bool:
+        """Tell whether the candidate reads character n-grams."""
+        return "chars" in self.features
+
+
+BASELINE = Spec("baseline", "chars", "svm-plain")
+SPECS: tuple[Spec, ...] = (
+    Spec("char-svm", "chars", "svm"),
+    Spec("char-logreg", "chars", "logreg"),
+    Spec("char-svm+keywords", "chars+keywords", "svm"),
+    Spec("char-svm|char-logreg", "chars|chars", "ensemble"),
+    Spec("e5-logreg", "e5", "logreg"),
+    Spec("char-svm|e5-logreg", "chars|e5", "ensemble"),
+)
+SPEC_BY_NAME = {s.name: s for s in (BASELINE, *SPECS)}
+KEYWORD_BLOCK_WEIGHT = 0.5
+LOGREG_C = 20.0
+E5_LOGREG_C = 10.0
 
 
 def keyword_vocabulary() -> list[str]:
-    """Return every word of the keyword table, lower-cased and sorted (the classifier's second feature set)."""
+    """Return every word of the keyword table, lower-cased and sorted (the optional keyword feature block)."""
     return sorted({w.lower() for words in KEYWORDS.values() for w in words})
 
 
-def make_pipeline(*, seed: int = 0) -> Pipeline:
-    """Return the untrained pipeline: char_wb 1–3-gram TF-IDF and keyword-table indicators, then a calibrated linear SVM.
+def _chars() -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
 
-    The keyword indicators (one binary feature per word of `KEYWORDS`) let a few hundred examples
-    borrow the table's knowledge: on the shipped history they lifted cross-validated accuracy from
-    0.67 to 0.72 and the share routed at precision 0.85 from 57 % to 73 %.
-    """
+
+def _features(with_keywords: bool) -> Any:
+    if not with_keywords:
+        return _chars()
     vocabulary = keyword_vocabulary()
-    svm = LinearSVC(C=SVM_C, class_weight="balanced", random_state=seed)
-    features = FeatureUnion(
-        [
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)),
-            (
-                "keywords",
-                CountVectorizer(
-                    analyzer="char",
-                    ngram_range=(1, max(len(w) for w in vocabulary)),
-                    vocabulary=vocabulary,
-                    binary=True,
-                ),
-            ),
-        ]
+    keywords = TfidfVectorizer(
+        analyzer="char",
+        ngram_range=(1, max(len(w) for w in vocabulary)),
+        vocabulary=vocabulary,
+        binary=True,
+        use_idf=False,
+        norm="l2",
     )
-    return Pipeline(
-        [("features", features), ("clf", CalibratedClassifierCV(svm, method="sigmoid", cv=CALIBRATION_FOLDS))]
+    return FeatureUnion(
+        [("chars", _chars()), ("keywords", keywords)],
+        transformer_weights={"chars": 1.0, "keywords": KEYWORD_BLOCK_WEIGHT},
     )
+
+
+def _calibrated(model: str, *, seed: int, c: float | None = None) -> CalibratedClassifierCV:
+    if model == "svm":
+        base: Any = LinearSVC(C=SVM_C, class_weight="balanced", random_state=seed)
+    else:
+        base = LogisticRegression(C=c or LOGREG_C, class_weight="balanced", max_iter=3000)
+    # The default ensemble (one calibrated model per calibration fold, averaged): fitting one model on
+    # everything (ensemble=False) gained no macro-F1 on the shipped history and made a content-free
+    # "你好，请尽快联系我" 0.73 sure of one department instead of 0.50.
+    return CalibratedClassifierCV(base, method="sigmoid", cv=CALIBRATION_FOLDS)
+
+
+def baseline_pipeline(*, seed: int = 0) -> Pipeline:
+    """Return the plain baseline every model must beat: char n-gram TF-IDF + LinearSVC, balanced classes."""
+    return Pipeline([("features", _chars()), ("clf", LinearSVC(C=1.0, class_weight="balanced", random_state=seed))])
+
+
+def make_pipeline(*, seed: int = 0, spec: Spec | None = None) -> Pipeline:
+    """Return the untrained text pipeline of a candidate (its character part for an ensemble)."""
+    spec = spec or SPEC_BY_NAME[DEMO_SPEC]
+    if spec.model == "svm-plain":
+        return baseline_pipeline(seed=seed)
+    model = "svm" if spec.model == "ensemble" else spec.model
+    return Pipeline([("features", _features("keywords" in spec.features)), ("clf", _calibrated(model, seed=seed))])
+
+
+def _one_vs_rest(calibrated: CalibratedClassifierCV, features: Any) -> np.ndarray:
+    """Return the calibrated one-vs-rest probability of every class (rows need not sum to 1)."""
+    out = np.zeros((features.shape[0], len(calibrated.classes_)))
+    for member in calibrated.calibrated_classifiers_:
+        scores = np.asarray(member.estimator.decision_function(features), dtype=float)
+        if scores.ndim == 1:  # two classes: one calibrator, for the second class
+            positive = member.calibrators[0].predict(scores)
+            out += np.column_stack([1.0 - positive, positive])
+            continue
+        out += np.column_stack([c.predict(scores[:, k]) for k, c in enumerate(member.calibrators)])
+    return out / len(calibrated.calibrated_classifiers_)
+
+
+class Model:
+    """A fitted candidate: a text pipeline, a classifier on sentence embeddings, or the mean of two."""
+
+    def __init__(self, spec: Spec, parts: list[Any], classes: Sequence[str]) -> None:
+        self.spec = spec
+        self.parts = parts  # (kind, estimator): kind "text" reads texts, "vectors" reads embeddings
+        self.classes = list(classes)
+
+    @property
+    def needs_vectors(self) -> bool:
+        """Tell whether predicting needs sentence embeddings."""
+        return any(kind == "vectors" for kind, _ in self.parts)
+
+    def predict_proba(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> np.ndarray:
+        """Return each department's calibrated one-vs-rest probability, columns in `classes` order.
+
+        The mean over the parts, not renormalised to sum to 1: each one-vs-rest probability says how
+        likely that department is right on its own, while renormalising lifts the least unlikely of
+        many unlikely departments when a text says little.
+        """
+        # No threadpool_limits here: it inspects the loaded libraries on every call, which cost more
+        # than the prediction itself under concurrent intake (the 200-submission load test timed out).
+        total = np.zeros((len(texts), len(self.classes)))
+        for kind, estimator in self.parts:
+            if kind == "vectors" and vectors is None:
+                raise ValueError("this model needs sentence embeddings")
+            if kind == "text":
+                features, calibrated = estimator[:-1].transform(list(texts)), estimator[-1]
+            else:
+                features, calibrated = vectors, estimator
+            probs = _one_vs_rest(calibrated, features)
+            index = [self.classes.index(str(c)) for c in calibrated.classes_]
+            total[:, index] += probs
+        return total / len(self.parts)
+
+    def decide(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> np.ndarray:
+        """Return the predicted class of every text."""
+        if self.spec.model == "svm-plain":
+            (_, estimator), *_ = self.parts
+            with threadpool_limits(limits=1):
+                return np.asarray(estimator.predict(list(texts)))
+        return np.array(self.classes)[self.predict_proba(texts, vectors).argmax(axis=1)]
+
+
+def fit_spec(
+    spec: Spec, texts: Sequence[str], labels: Sequence[str], *, vectors: np.ndarray | None = None, seed: int = 0
+) -> Model:
+    """Fit a candidate on texts (and their embeddings when it reads them)."""
+    classes = sorted({str(c) for c in labels})
+    parts: list[Any] = []
+    # One BLAS thread: the sigmoid calibration runs many tiny L-BFGS problems, and with a thread
+    # pool each pays for waking it (a 168-case fit took 4.4 s with the default pool on a busy
+    # 2-core machine, 0.4 s with one thread).
+    with threadpool_limits(limits=1):
+        if spec.needs_text:
+            pipeline = make_pipeline(seed=seed, spec=spec)
+            parts.append(("text", pipeline.fit(list(texts), list(labels))))
+        if spec.features == "chars|chars":
+            logreg = make_pipeline(seed=seed, spec=SPEC_BY_NAME["char-logreg"])
+            parts.append(("text", logreg.fit(list(texts), list(labels))))
+        if spec.needs_vectors:
+            if vectors is None:
+                raise ValueError(f"candidate {spec.name} needs sentence embeddings")
+            clf = _calibrated("logreg", seed=seed, c=E5_LOGREG_C)
+            parts.append(("vectors", clf.fit(vectors, list(labels))))
+    return Model(spec, parts, classes)
+
+
+class Router:
+    """A trained routing model: department codes with probabilities for a text, and the auto-route threshold.
+
+    A model that reads sentence embeddings carries a text-only fallback (the best text-only
+    candidate, with its own held-out threshold) for callers without the matcher's embedder.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        threshold: float,
+        manifest: dict[str, Any],
+        *,
+        keyword_fallback: bool = True,
+        text_only: tuple[Model, float] | None = None,
+    ) -> None:
+        self.model = model
+        self.classes = list(model.classes)
+        self.threshold = float(threshold)
+        self.keyword_fallback = bool(keyword_fallback)
+        self.text_only = text_only
+        self.manifest = manifest
+
+    @property
+    def needs_vectors(self) -> bool:
+        """Tell whether the model reads sentence embeddings (then routing needs the matcher's embedder)."""
+        return self.model.needs_vectors
+
+    def choose(self, encode: Encode | None) -> tuple[Model, float] | None:
+        """Return the model usable with or without an embedder, and its threshold (None when none is)."""
+        if not self.needs_vectors or encode is not None:
+            return self.model, self.threshold
+        return self.text_only
+
+    def predict(self, text: str, *, limit: int = CANDIDATES, encode: Encode | None = None) -> list[tuple[str, float]]:
+        """Return the most probable department codes for a text, best first ([] when it cannot be read)."""
+        clean = normalize(text)
+        chosen = self.choose(encode)
+        if not clean or chosen is None:
+            return []
+        model = chosen[0]
+        vectors = np.asarray(encode([clean]), dtype=np.float32) if model.needs_vectors and encode else None
+        probs = model.predict_proba([clean], vectors)[0]
+        order = np.argsort(-probs, kind="stable")[:limit]
+        return [(model.classes[i], round(float(probs[i]), 4)) for i in order]
+
+    def threshold_for(self, encode: Encode | None) -> float:
+        """Return the auto-route threshold of the model `predict` uses with this encoder."""
+        chosen = self.choose(encode)
+        return chosen[1] if chosen is not None else 1.0
 
 
 def data_hash(examples: Iterable[tuple[str, str]]) -> str:
@@ -312,93 +488,17 @@ def _prepare(examples: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return sorted(by_text.items())
 
 
-def fit(examples: Sequence[tuple[str, str]], *, seed: int = 0) -> Pipeline:
-    """Fit the pipeline on (text, department code) pairs."""
-    pipeline = make_pipeline(seed=seed)
-    # One BLAS thread: the sigmoid calibration runs hundreds of tiny L-BFGS problems, and with a
-    # thread pool each pays for waking it (measured: a 168-case fit took 4.4 s with the default
-    # pool on a busy 2-core machine, 0.4 s with one thread).
-    with threadpool_limits(limits=1):
-        pipeline.fit([t for t, _ in examples], [d for _, d in examples])
-    return pipeline
-
-
-def cross_validate(examples: Sequence[tuple[str, str]], *, seed: int = 0) -> dict[str, Any]:
-    """Return out-of-fold metrics of the classifier, the keyword rules and the whole routing chain."""
-    texts = np.array([t for t, _ in examples], dtype=object)
-    labels = np.array([d for _, d in examples])
-    classes = sorted(set(labels))
-    folds = min(CV_FOLDS, min(Counter(labels).values()))
-    if folds < 2:
-        raise ValidationFailed("每个部门至少需要 2 条样本才能交叉验证", code="desk_router_training_data_insufficient")
-    probs = np.zeros((len(texts), len(classes)))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train_rows, test_rows in splitter.split(texts, labels):
-        pipeline = fit(list(zip(texts[train_rows], labels[train_rows], strict=True)), seed=seed)
-        fold_classes = list(pipeline.classes_)
-        with threadpool_limits(limits=1):
-            fold_probs = pipeline.predict_proba(list(texts[test_rows]))
-        for j, code in enumerate(fold_classes):
-            probs[test_rows, classes.index(code)] = fold_probs[:, j]
-    predicted = np.array(classes)[probs.argmax(axis=1)]
-    top = probs.max(axis=1)
-    right = predicted == labels
-    evidence = np.array([bool(keyword_scores(t)) for t in texts])
-    thresholds: dict[str, float] = {}
-    reached: dict[str, bool] = {}
-    for group, rows in (("keywords", evidence), ("no_keywords", ~evidence)):
-        thresholds[group], reached[group] = choose_threshold(top[rows], right[rows], TARGET_PRECISION)
-    routed = np.where(evidence, top >= thresholds["keywords"], top >= thresholds["no_keywords"])
-
-    # The chain as route_case runs it (no related policy): classifier, then keywords, then dispatch.
-    chain_right = chain_routed = 0
-    keyword_fired = keyword_right = 0
-    for i, text in enumerate(texts):
-        ranked, confidence = keyword_route(text)
-        if ranked and confidence >= KEYWORD_MIN_CONFIDENCE:
-            keyword_fired += 1
-            keyword_right += ranked[0][0] == labels[i]
-        if routed[i]:
-            chain_routed += 1
-            chain_right += bool(right[i])
-        elif ranked and confidence >= KEYWORD_MIN_CONFIDENCE:
-            chain_routed += 1
-            chain_right += ranked[0][0] == labels[i]
-    n = len(texts)
-    return {
-        "cv_folds": folds,
-        "accuracy": round(float(accuracy_score(labels, predicted)), 4),
-        "macro_f1": round(float(f1_score(labels, predicted, average="macro", zero_division=0)), 4),
-        "top3_accuracy": round(
-            float(np.mean([labels[i] in np.array(classes)[np.argsort(-probs[i])[:3]] for i in range(n)])), 4
-        ),
-        "thresholds": thresholds,
-        "target_precision": TARGET_PRECISION,
-        "target_reached": reached,
-        "keyword_evidence_share": round(float(evidence.mean()), 4),
-        "accuracy_with_keywords": round(float(right[evidence].mean()), 4) if evidence.any() else None,
-        "accuracy_without_keywords": round(float(right[~evidence].mean()), 4) if (~evidence).any() else None,
-        "classifier_routed_share": round(float(routed.mean()), 4),
-        "classifier_routed_precision": round(float(right[routed].mean()), 4) if routed.any() else None,
-        "keywords_fired_share": round(keyword_fired / n, 4),
-        "keywords_precision": round(keyword_right / keyword_fired, 4) if keyword_fired else None,
-        "chain_routed_share": round(chain_routed / n, 4),
-        "chain_precision": round(chain_right / chain_routed, 4) if chain_routed else None,
-        "per_department": {
-            code: {
-                "support": int((labels == code).sum()),
-                "recall": round(float(right[labels == code].mean()), 4),
-            }
-            for code in classes
-        },
-    }
+def fit(examples: Sequence[tuple[str, str]], *, seed: int = 0, spec: str = "") -> Model:
+    """Fit a text-only candidate (the demo's by default) on (text, department code) pairs."""
+    chosen = SPEC_BY_NAME[spec or DEMO_SPEC]
+    return fit_spec(chosen, [t for t, _ in examples], [d for _, d in examples], seed=seed)
 
 
 def choose_threshold(top: np.ndarray, right: np.ndarray, target: float) -> tuple[float, bool]:
     """Return (threshold, reached): the lowest top probability at which routed cases are right ≥ target.
 
     With no case reaching the target (or no case at all) returns (1.0, False): the classifier then
-    routes nothing of that group.
+    routes nothing.
     """
     values = sorted(set(np.round(top, 4).tolist()))
     for t in values:
@@ -408,26 +508,211 @@ def choose_threshold(top: np.ndarray, right: np.ndarray, target: float) -> tuple
     return 1.0, False
 
 
+def _folds(labels: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    folds = min(n_splits, min(Counter(labels.tolist()).values()))
+    if folds < 2:
+        raise ValidationFailed("每个部门至少需要 2 条样本才能交叉验证", code="desk_router_training_data_insufficient")
+    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+
+
+def _scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    return {
+        "macro_f1": round(float(f1_score(labels, predicted, average="macro", zero_division=0)), 4),
+        "accuracy": round(float(accuracy_score(labels, predicted)), 4),
+    }
+
+
+def out_of_fold(
+    spec: Spec,
+    texts: np.ndarray,
+    labels: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    vectors: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return out-of-fold predictions of a candidate, and its probabilities (None for the plain baseline)."""
+    classes = sorted(set(labels.tolist()))
+    predicted = np.empty(len(texts), dtype=object)
+    probs = None if spec.model == "svm-plain" else np.zeros((len(texts), len(classes)))
+    for train_rows, test_rows in folds:
+        model = fit_spec(
+            spec,
+            texts[train_rows],
+            labels[train_rows],
+            vectors=vectors[train_rows] if vectors is not None else None,
+            seed=seed,
+        )
+        test_vectors = vectors[test_rows] if vectors is not None else None
+        if probs is None:
+            predicted[test_rows] = model.decide(texts[test_rows], test_vectors)
+            continue
+        fold_probs = model.predict_proba(texts[test_rows], test_vectors)
+        for j, code in enumerate(model.classes):
+            probs[test_rows, classes.index(code)] = fold_probs[:, j]
+    if probs is not None:
+        predicted = np.array(classes)[probs.argmax(axis=1)]
+    return predicted.astype(str), probs
+
+
+def select_model(
+    examples: Sequence[tuple[str, str]],
+    *,
+    encode: Encode | None = None,
+    seed: int = 0,
+    specs: Sequence[Spec] = SPECS,
+    n_splits: int = CV_FOLDS,
+    target: float = TARGET_PRECISION,
+) -> dict[str, Any]:
+    """Cross-validate the plain baseline and every candidate on the same folds; pick the best and its threshold.
+
+    Every candidate is scored by its out-of-fold macro-F1 (each example predicted by a model that
+    never saw it). Candidates reading sentence embeddings run only when `encode` is given. The
+    winner's out-of-fold probabilities choose the auto-route threshold for `target` precision, and
+    decide whether the keyword table may route what the model leaves (only when its own
+    out-of-fold precision on those cases reaches the target).
+    """
+    texts = np.array([t for t, _ in examples], dtype=object)
+    labels = np.array([d for _, d in examples])
+    folds = _folds(labels, n_splits, seed)
+    vectors = None
+    if encode is not None and any(s.needs_vectors for s in specs):
+        vectors = np.asarray(encode(list(texts)), dtype=np.float32)
+    baseline_pred, _ = out_of_fold(BASELINE, texts, labels, folds, seed=seed)
+    results: dict[str, dict[str, Any]] = {"baseline": _scores(labels, baseline_pred)}
+    all_probs: dict[str, np.ndarray] = {}
+    for spec in specs:
+        if spec.needs_vectors and vectors is None:
+            results[spec.name] = {"skipped": "no embedder"}
+            continue
+        predicted, probs = out_of_fold(spec, texts, labels, folds, vectors=vectors, seed=seed)
+        results[spec.name] = _scores(labels, predicted)
+        assert probs is not None
+        all_probs[spec.name] = probs
+    # The best macro-F1 wins; on a tie the earlier (simpler) candidate.
+    winner = max(all_probs, key=lambda name: (results[name]["macro_f1"], -list(all_probs).index(name)))
+    classes = sorted(set(labels.tolist()))
+
+    def operating_point(name: str) -> tuple[np.ndarray, np.ndarray, float, bool]:
+        probs = all_probs[name]
+        right = np.array(classes)[probs.argmax(axis=1)] == labels
+        top = probs.max(axis=1)
+        return probs, right, *choose_threshold(top, right, target)
+
+    probs, right, threshold, reached = operating_point(winner)
+    top = probs.max(axis=1)
+    routed = top >= threshold
+    text_only = None
+    if SPEC_BY_NAME[winner].needs_vectors:
+        readable = [n for n in all_probs if not SPEC_BY_NAME[n].needs_vectors]
+        fallback_name = max(readable, key=lambda name: (results[name]["macro_f1"], -readable.index(name)))
+        _, fallback_right, fallback_threshold, _ = operating_point(fallback_name)
+        fallback_routed = all_probs[fallback_name].max(axis=1) >= fallback_threshold
+        text_only = {
+            "selected": fallback_name,
+            "threshold": fallback_threshold,
+            "auto_routed_share": round(float(fallback_routed.mean()), 4),
+            "auto_routed_precision": round(float(fallback_right[fallback_routed].mean()), 4)
+            if fallback_routed.any()
+            else None,
+        }
+    fallback = keyword_fallback_check(texts, labels, ~routed, target)
+    n = len(texts)
+    return {
+        "cv_folds": len(folds),
+        "candidates": results,
+        "baseline_macro_f1": results["baseline"]["macro_f1"],
+        "selected": winner,
+        "beats_baseline": results[winner]["macro_f1"] >= results["baseline"]["macro_f1"],
+        **results[winner],
+        "top3_accuracy": round(
+            float(np.mean([labels[i] in np.array(classes)[np.argsort(-probs[i])[:3]] for i in range(n)])), 4
+        ),
+        "threshold": threshold,
+        "target_precision": target,
+        "target_reached": reached,
+        "auto_routed_share": round(float(routed.mean()), 4),
+        "auto_routed_precision": round(float(right[routed].mean()), 4) if routed.any() else None,
+        "keyword_fallback": fallback,
+        "text_only": text_only,
+        "per_department": {
+            code: {"support": int((labels == code).sum()), "recall": round(float(right[labels == code].mean()), 4)}
+            for code in classes
+        },
+    }
+
+
+def keyword_fallback_check(texts: np.ndarray, labels: np.ndarray, left: np.ndarray, target: float) -> dict[str, Any]:
+    """Measure the keyword rules on the cases the model leaves; they may route only at the target precision."""
+    fired = right = 0
+    for i in np.flatnonzero(left):
+        ranked, confidence = keyword_route(str(texts[i]))
+        if ranked and confidence >= KEYWORD_MIN_CONFIDENCE:
+            fired += 1
+            right += ranked[0][0] == labels[i]
+    precision = round(right / fired, 4) if fired else None
+    return {
+        "fired": fired,
+        "precision": precision,
+        "used": bool(fired) and precision is not None and precision >= target,
+    }
+
+
 _versions = modelfiles.library_versions
 
 
+class LosesToBaseline(ValidationFailed):
+    """The best candidate's cross-validated macro-F1 is below the plain baseline's: nothing is installed."""
+
+    metrics: dict[str, Any] = {}
+
+
 def train(
-    *, examples: Iterable[tuple[str, str]], models_dir: Path, seed: int = 0, sources: dict[str, int] | None = None
+    *,
+    examples: Iterable[tuple[str, str]],
+    models_dir: Path,
+    seed: int = 0,
+    sources: dict[str, int] | None = None,
+    encode: Encode | None = None,
+    specs: Sequence[Spec] = SPECS,
 ) -> dict[str, Any]:
-    """Cross-validate, fit on all examples, write model and manifest under models_dir; return the manifest."""
+    """Select a model by cross-validation, fit it on all examples, write model and manifest; return the manifest.
+
+    Raises `LosesToBaseline` (with the cross-validation results in ``metrics``) and writes nothing
+    when the best candidate loses to the plain baseline.
+    """
     started = time.perf_counter()
     prepared = _prepare(examples)
     _check_examples(prepared)
-    metrics = cross_validate(prepared, seed=seed)
-    pipeline = fit(prepared, seed=seed)
-    classes = [str(c) for c in pipeline.classes_]
+    metrics = select_model(prepared, encode=encode, seed=seed, specs=specs)
+    if not metrics["beats_baseline"]:
+        refused = LosesToBaseline(
+            f"最佳候选模型 {metrics['selected']} 的交叉验证 macro-F1 {metrics['macro_f1']} "
+            f"低于基线 {metrics['baseline_macro_f1']}，未安装",
+            code="desk_router_loses_to_baseline",
+        )
+        refused.metrics = metrics
+        raise refused
+    spec = SPEC_BY_NAME[metrics["selected"]]
+    texts = [t for t, _ in prepared]
+    vectors = np.asarray(encode(texts), dtype=np.float32) if spec.needs_vectors and encode else None
+    labels = [d for _, d in prepared]
+    model = fit_spec(spec, texts, labels, vectors=vectors, seed=seed)
+    text_only = metrics["text_only"]
+    fallback_parts = (
+        fit_spec(SPEC_BY_NAME[text_only["selected"]], texts, labels, seed=seed).parts if text_only else None
+    )
     hashed = data_hash(prepared)
     versions = _versions()
     bundle = {
         "format": FORMAT,
-        "pipeline": pipeline,
-        "classes": classes,
-        "thresholds": metrics["thresholds"],
+        "spec": spec.name,
+        "parts": model.parts,
+        "classes": model.classes,
+        "threshold": metrics["threshold"],
+        "keyword_fallback": metrics["keyword_fallback"]["used"],
+        "text_only": {"spec": text_only["selected"], "threshold": text_only["threshold"]} if text_only else None,
+        "text_only_parts": fallback_parts,
         "data_hash": hashed,
         "sklearn_version": versions["sklearn"],
     }
@@ -441,16 +726,20 @@ def train(
         "n": len(prepared),
         "sources": sources or {},
         "seed": seed,
-        "classes": classes,
+        "spec": spec.name,
+        "needs_embeddings": model.needs_vectors,
+        "classes": model.classes,
         "class_counts": dict(sorted(Counter(d for _, d in prepared).items())),
-        "threshold": metrics["thresholds"]["keywords"],
-        "thresholds": metrics["thresholds"],
+        "threshold": metrics["threshold"],
+        "keyword_fallback": metrics["keyword_fallback"]["used"],
+        "text_only": {"spec": text_only["selected"], "threshold": text_only["threshold"]} if text_only else None,
         "params": {
             "analyzer": "char_wb",
             "ngram_range": [1, 3],
             "sublinear_tf": True,
-            "keyword_features": len(keyword_vocabulary()),
-            "C": SVM_C,
+            "C_svm": SVM_C,
+            "C_logreg": LOGREG_C,
+            "keyword_block_weight": KEYWORD_BLOCK_WEIGHT,
             "class_weight": "balanced",
             "calibration": "sigmoid",
             "calibration_folds": CALIBRATION_FOLDS,
@@ -467,12 +756,13 @@ def train(
     atomic_write(directory / MANIFEST_FILE, json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"))
     _LOADED.pop(directory, None)
     log.info(
-        "trained desk router on %d cases, %d departments: cv accuracy %.3f, macro-F1 %.3f, thresholds %s",
+        "trained desk router %s on %d cases, %d departments: cv macro-F1 %.3f (baseline %.3f), threshold %s",
+        spec.name,
         len(prepared),
-        len(classes),
-        metrics["accuracy"],
+        len(model.classes),
         metrics["macro_f1"],
-        metrics["thresholds"],
+        metrics["baseline_macro_f1"],
+        metrics["threshold"],
     )
     return manifest
 
@@ -605,7 +895,7 @@ def demo_examples() -> list[tuple[str, str]]:
 
 
 def train_from_file(
-    *, db: Session, data: bytes, filename: str, models_dir: Path, seed: int = 0
+    *, db: Session, data: bytes, filename: str, models_dir: Path, seed: int = 0, encode: Encode | None = None
 ) -> tuple[dict[str, Any] | None, ImportReport, int]:
     """Train on a file plus the staff's reassignments; return (manifest or None when refused, report, reassignments)."""
     codes = set(db.scalars(select(Department.code)))
@@ -618,6 +908,7 @@ def train_from_file(
         models_dir=models_dir,
         seed=seed,
         sources={"file": len(parsed.examples), "reassignments": len(extra)},
+        encode=encode,
     )
     parsed.report.written = True
     return manifest, parsed.report, len(extra)
@@ -666,21 +957,30 @@ def _load(model_path: Path, manifest_path: Path) -> Router:
     stored = manifest.get("versions") or {}
     modelfiles.check_versions(stored)
     bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
-    if (
-        not isinstance(bundle, dict)
-        or bundle.get("format") != FORMAT
-        or not isinstance(bundle.get("pipeline"), Pipeline)
-    ):
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT or not isinstance(bundle.get("parts"), list):
         raise _Refused("model file does not hold a router bundle")
-    for key in ("data_hash", "classes", "thresholds"):
+    for key in ("data_hash", "classes", "threshold", "spec", "keyword_fallback", "text_only"):
         if bundle.get(key) != manifest.get(key):
             raise _Refused(f"{key} in the manifest differs from the model file")
-    thresholds = bundle["thresholds"]
-    if not isinstance(thresholds, dict) or set(thresholds) != {"keywords", "no_keywords"}:
-        raise _Refused("thresholds missing from the model file")
-    if not all(0.0 <= float(v) <= 1.0 for v in thresholds.values()):
-        raise _Refused(f"thresholds {thresholds} outside [0, 1]")
-    return Router(bundle["pipeline"], bundle["classes"], thresholds, manifest)
+    spec = SPEC_BY_NAME.get(str(bundle["spec"]))
+    parts = bundle.get("parts")
+    if spec is None or not isinstance(parts, list) or not parts:
+        raise _Refused("model file does not hold a known candidate")
+    threshold = float(bundle["threshold"])
+    if not 0.0 <= threshold <= 1.0:
+        raise _Refused(f"threshold {threshold} outside [0, 1]")
+    model = Model(spec, [tuple(p) for p in parts], bundle["classes"])
+    text_only = None
+    if bundle["text_only"]:
+        fallback_spec = SPEC_BY_NAME.get(str(bundle["text_only"]["spec"]))
+        fallback_parts = bundle.get("text_only_parts")
+        if fallback_spec is None or fallback_spec.needs_vectors or not isinstance(fallback_parts, list):
+            raise _Refused("the text-only fallback in the model file is not usable")
+        text_only = (
+            Model(fallback_spec, [tuple(p) for p in fallback_parts], bundle["classes"]),
+            float(bundle["text_only"]["threshold"]),
+        )
+    return Router(model, threshold, manifest, keyword_fallback=bool(bundle["keyword_fallback"]), text_only=text_only)
 
 
 def demo_router() -> Router:
@@ -690,12 +990,18 @@ def demo_router() -> Router:
         router = _DEMO.get(key)
         if router is None:
             examples = _prepare(demo_examples())
-            pipeline = fit(examples)
+            model = fit(examples, spec=DEMO_SPEC)
             router = Router(
-                pipeline,
-                [str(c) for c in pipeline.classes_],
-                DEMO_THRESHOLDS,
-                {"kind": MODEL_KIND, "source": "demo_history", "n": len(examples), "data_hash": data_hash(examples)},
+                model,
+                DEMO_THRESHOLD,
+                {
+                    "kind": MODEL_KIND,
+                    "source": "demo_history",
+                    "spec": DEMO_SPEC,
+                    "n": len(examples),
+                    "data_hash": data_hash(examples),
+                },
+                keyword_fallback=DEMO_KEYWORD_FALLBACK,
             )
             _DEMO[key] = router
             log.info("desk router trained in memory on the demo history (%d cases)", len(examples))
@@ -714,7 +1020,7 @@ def _departments(db: Session, codes: Iterable[str]) -> dict[str, int]:
     wanted = list(dict.fromkeys(codes))
     if not wanted:
         return {}
-    return dict(db.execute(select(Department.code, Department.id).where(Department.code.in_(wanted))).all())
+    return dict(db.execute(select(Department.code, Department.id).where(Department.code.in_(wanted))).tuples().all())
 
 
 def route_case(
@@ -724,6 +1030,7 @@ def route_case(
     title: str = "",
     related_policy_id: int | None = None,
     settings: Settings | None = None,
+    encode: Encode | None = None,
 ) -> RoutingDecision:
     """Decide the department of a case: related policy, classifier, keywords, else the central dispatch queue."""
     settings = settings or get_settings()
@@ -738,16 +1045,17 @@ def route_case(
 
     text = case_text(content, title)
     router = active_router(settings)
-    predicted = router.predict(text) if text else []
-    ranked, keyword_confidence = keyword_route(text)
+    predicted = router.predict(text, encode=encode) if text else []
+    ranked, keyword_confidence = keyword_route(text) if router.keyword_fallback else ([], 0.0)
     ids = _departments(db, [c for c, _ in predicted] + [c for c, _ in ranked])
     predicted = [(c, p) for c, p in predicted if c in ids]
     ranked = [(c, s) for c, s in ranked if c in ids]
 
+    # One threshold, chosen on held-out folds for the target precision, whatever words the text holds.
     threshold = (
         float(settings.desk_route_threshold)
         if settings.desk_route_threshold is not None
-        else router.threshold(keywords=bool(ranked))
+        else router.threshold_for(encode)
     )
     if predicted and predicted[0][1] >= threshold:
         code, probability = predicted[0]

@@ -45,14 +45,15 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 STAGES: tuple[Stage, ...] = get_args(Stage)
 UNITS: tuple[Unit, ...] = get_args(Unit)
 
-KIND_LABELS: dict[Kind, str] = {
+# Keyed by plain str: labels are also looked up with stored values (a timeline's old kind).
+KIND_LABELS: dict[str, str] = {
     "consultation": "咨询",
     "help": "求助",
     "complaint": "投诉",
     "report": "举报",
     "suggestion": "建议",
 }
-STAGE_LABELS: dict[Stage, str] = {"contact": "联系企业", "reply": "答复", "close": "办结"}
+STAGE_LABELS: dict[str, str] = {"contact": "联系企业", "reply": "答复", "close": "办结"}
 UNIT_LABELS: dict[Unit, str] = {
     "minutes": "分钟",
     "hours": "小时",
@@ -60,7 +61,7 @@ UNIT_LABELS: dict[Unit, str] = {
     "working_days": "个工作日",
     "calendar_days": "天（自然日）",
 }
-STATE_LABELS: dict[State, str] = {
+STATE_LABELS: dict[str, str] = {
     "on_track": "正常",
     "due_soon": "即将到期",
     "yellow": "黄色预警",
@@ -390,7 +391,7 @@ def profile_from_dict(data: Mapping[str, Any]) -> SlaProfile:
     if not isinstance(name, str) or not name.strip():
         errors.append(FieldError("name", "必填项未填写", "missing"))
 
-    targets: dict[str, tuple[SlaTarget, ...]] = dict(base.targets_by_kind) if base else {}
+    targets: dict[Kind, tuple[SlaTarget, ...]] = dict(base.targets_by_kind) if base else {}
     raw = data.get("targets_by_kind")
     if raw is not None and not isinstance(raw, Mapping):
         errors.append(FieldError("targets_by_kind", "应为对象：{诉求类型: [时限, ...]}", "dict_type"))

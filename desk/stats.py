@@ -5,7 +5,7 @@ about that cohort, as it stands now:
 
 - ``instant_answered``: cases answered instantly (即接即答复) that never went to a person — they
   have an ``answered_instantly`` event and were never dispatched; the instant-answer rate divides by
-  all cases;
+  all cases (site-wide only: for one department it is None, as instant answers belong to no department);
 - ``dispatched``: cases that became work orders (派单); ``solved``: dispatched cases the department
   has resolved (办结答复 given);
 - ``finished``: cases finished either way (resolved, or closed — e.g. an accepted instant answer);
@@ -32,17 +32,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auth.models import Role
 from catalog.models import Department
+from core import tabular
 from core.config import Settings
 from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
+from core.tabular import new_workbook
 from core.workcal import WorkCalendar
 from desk import clock
 from desk import topics as desk_topics
@@ -104,6 +107,12 @@ class DeskStats(BaseModel):
     reopened: int = Field(0, description="重新办理过的件数")
     escalations: dict[str, int] = Field(default_factory=dict, description="达到各级预警的件数（按最高级）")
     departments: list[DepartmentStats] = Field(default_factory=list, description="分部门统计（考核表）")
+
+
+# Who may read desk figures: the statistics and monthly report API, hot topics, and the dashboard's desk panel
+# all use this one list. Curators read them site-wide (where firms struggle with policies is what they
+# fix); desk officers their own department only; firms never.
+STATS_ROLES = (Role.desk, Role.supervisor, Role.admin, Role.curator)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -238,7 +247,7 @@ def compute_stats(
 
     site = _Tally()
     per_dept: dict[int | None, _Tally] = defaultdict(_Tally)
-    by_kind = Counter({k: 0 for k in KINDS})
+    by_kind: Counter[str] = Counter({k: 0 for k in KINDS})
     by_channel: Counter[str] = Counter({k: 0 for k in CHANNEL_LABELS})
     ratings: Counter[str] = Counter({k: 0 for k in RATING_LABELS})
     instant = reopened = 0
@@ -256,16 +265,16 @@ def compute_stats(
         level = max(top_level.get(case.id, 0), case.escalation_level or 0)
         if level in _LEVELS:
             escalations[_LEVELS[level]] += 1
-        args = {
-            "dispatched": dispatched,
-            "started_at": to_person.get(case.id, case.received_at),
-            "now": now,
-            "pauses": pauses.get(case.id, []),
-            "calendar": calendar,
-        }
-        site.add(case, **args)
-        if dispatched:  # the table is about work orders; instant answers belong to no department
-            per_dept[case.department_id].add(case, **args)
+        # The department table is about work orders; instant answers belong to no department.
+        for tally in (site, per_dept[case.department_id]) if dispatched else (site,):
+            tally.add(
+                case,
+                dispatched=dispatched,
+                started_at=to_person.get(case.id, case.received_at),
+                now=now,
+                pauses=pauses.get(case.id, []),
+                calendar=calendar,
+            )
 
     # Requests a department made in the period, whichever case they were for.
     requests: dict[int | None, Counter[str]] = defaultdict(Counter)
@@ -320,7 +329,8 @@ def compute_stats(
         by_kind=dict(by_kind),
         by_channel=dict(by_channel),
         instant_answered=instant,
-        instant_answer_rate=_rate(instant, len(cases)),
+        # Instant answers belong to no department: a department's rate would read 0% whatever was answered.
+        instant_answer_rate=_rate(instant, len(cases)) if department_id is None else None,
         dispatched=site.dispatched,
         solved=site.solved,
         finished=site.finished,
@@ -371,14 +381,15 @@ DEPARTMENT_HEADERS = (
 
 def _write_sheet(sheet: Any, headers: Sequence[str], rows: Iterable[Sequence[Any]], formats: dict[int, str]) -> None:
     """Write a header row and data rows; numbers stay numbers, rates and days get number formats."""
-    sheet.append(list(headers))
+    tabular.append_row(sheet, list(headers))
     for cell in sheet[1]:
         cell.font = _BOLD
         cell.fill = _HEAD_FILL
         cell.alignment = Alignment(vertical="center", wrap_text=True)
     widths = [max(8, _width(h)) for h in headers]
     for values in rows:
-        sheet.append(list(values))
+        values = [tabular.clean_text(v) if isinstance(v, str) else v for v in values]
+        tabular.append_row(sheet, values)
         for col, value in enumerate(values, start=1):
             cell = sheet.cell(row=sheet.max_row, column=col)
             if col in formats and isinstance(value, int | float):
@@ -403,7 +414,7 @@ def _summary_rows(stats: DeskStats, department_name: str | None) -> list[tuple[s
         ("统计范围", department_name or "全部部门", ""),
         ("诉求总数", stats.total, ""),
     ]
-    rows += [(f"  {KIND_LABELS[k]}", stats.by_kind.get(k, 0), "按诉求类型") for k in KINDS]  # type: ignore[index]
+    rows += [(f"  {KIND_LABELS[k]}", stats.by_kind.get(k, 0), "按诉求类型") for k in KINDS]
     rows += [(f"  {label}", stats.by_channel.get(k, 0), "按渠道") for k, label in CHANNEL_LABELS.items()]
     rows += [
         ("即时答复件数", stats.instant_answered, "知识库即接即答复、未转人工"),
@@ -447,8 +458,7 @@ def monthly_report(
         dept = db.get(Department, department_id)
         dept_name = dept.name if dept else str(department_id)
 
-    book = Workbook()
-    summary = book.active
+    book, summary = new_workbook()
     summary.title = SHEET_SUMMARY
     rates = {"即时答复率", "办结率", "按时办结率", "满意率"}
     summary_rows = [
@@ -500,7 +510,7 @@ def monthly_report(
                 t["representative"]["title"] or t["representative"]["content"],
                 "、".join(t["terms"]),
                 "；".join(f"{d['name']}（{d['count']}）" for d in t["departments"]),
-                "；".join(f"{KIND_LABELS.get(k, k)}（{n}）" for k, n in t["kinds"].items()),  # type: ignore[call-overload]
+                "；".join(f"{KIND_LABELS.get(k, k)}（{n}）" for k, n in t["kinds"].items()),
                 t["representative"]["number"],
             )
             for t in hot.topics
@@ -508,7 +518,7 @@ def monthly_report(
         {},
     )
     if not hot.topics:
-        topic_sheet.append(["本月没有形成集中的共性诉求"])
+        tabular.append_row(topic_sheet, ["本月没有形成集中的共性诉求"])
 
     policy_sheet = book.create_sheet(SHEET_POLICIES)
     _write_sheet(
@@ -582,6 +592,6 @@ def cases_per_day(
     return {
         "days": [d.isoformat() for d in days],
         "kinds": kinds,
-        "kind_labels": {k: KIND_LABELS.get(k, k) for k in kinds},  # type: ignore[call-overload]
+        "kind_labels": {k: KIND_LABELS.get(k, k) for k in kinds},
         "instant": instant,
     }

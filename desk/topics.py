@@ -281,7 +281,7 @@ def hot_topics(
 
     dept_ids = {r.department_id for r in picked if r.department_id is not None}
     names = (
-        dict(db.execute(select(Department.id, Department.name).where(Department.id.in_(dept_ids))).all())
+        dict(db.execute(select(Department.id, Department.name).where(Department.id.in_(dept_ids))).tuples().all())
         if dept_ids
         else {}
     )
@@ -324,7 +324,7 @@ def hot_topics(
         either.update(ids)
     policies = []
     if either:
-        titles = dict(db.execute(select(Policy.id, Policy.title).where(Policy.id.in_(list(either)))).all())
+        titles = dict(db.execute(select(Policy.id, Policy.title).where(Policy.id.in_(list(either)))).tuples().all())
         for pid, count in sorted(either.items(), key=lambda kv: (-kv[1], kv[0])):
             if pid not in titles:
                 continue  # deleted since

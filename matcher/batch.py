@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
 from catalog.models import Policy, PolicyStatus, Tag
+from core.db import driver_cursor
 from matcher import eligibility
 from matcher.eligibility import LIKELY, FactsFrame
 from matcher.models import EnterpriseTag, MatchResult, PolicyMatchState
@@ -40,7 +41,9 @@ def _rule_references(rules: Mapping[str, Any] | None) -> tuple[set[str], dict[st
             spec = FIELDS.get(name)
             if spec is not None and spec.type == "set":
                 value = node.get("value")
-                members.setdefault(name, set()).update(value if isinstance(value, list) else [value])
+                members.setdefault(name, set()).update(
+                    value if isinstance(value, list) else [] if value is None else [value]
+                )
         for key in ("all", "any"):
             for child in node.get(key) or []:
                 walk(child)
@@ -70,7 +73,7 @@ def judge_all(*, db: Session, rules: Mapping[str, Any] | None, today: dt.date) -
     # The driver's own values (ISO text or dates, floats or Decimals), not processed one by one in
     # Python: pandas parses each column at once. A million firms' rows arrive in a few seconds.
     connection = db.connection()
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
     try:
         cursor.execute(str(stmt.compile(dialect=connection.dialect)))
         parts = [

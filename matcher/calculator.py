@@ -21,6 +21,7 @@ from matcher import eligibility, vectors
 from matcher import ranker as ranker_mod
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
+from matcher.home import home_rank
 from matcher.ranking import Components, urgency_score
 from matcher.recommend import CHANGE_WINDOW, Recommendation
 
@@ -77,7 +78,12 @@ def rank(
         for j in chosen
     ]
     scores = ranker_mod.score_components(comps, w, matcher.ranker)
-    order = sorted(range(len(chosen)), key=lambda k: (-scores[k], ps.policies[chosen[k]].id))
+    home = matcher.settings.home_region
+    # Equal scores: the home city's and nationwide policies first (HUIQI_HOME_REGION), then by id.
+    order = sorted(
+        range(len(chosen)),
+        key=lambda k: (-scores[k], home_rank(ps.policies[chosen[k]].region_codes, home), ps.policies[chosen[k]].id),
+    )
     needs_tags = set(ps.vocab.find_in_text(needs_text)) if needs_text else set()
     out = []
     for k in order[:limit]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from catalog import rules as rules_mod
 from catalog.models import Policy, PolicyStatus
-from core import codes
+from core import codes, jsonsafe
 from matcher import eligibility
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
@@ -36,7 +36,9 @@ def preview_rules(
     today = today or dt.date.today()
     vocab = tags_mod.Vocabulary.from_db(db)
     canonical: dict[str, Any] | None = None
-    if rules is not None:
+    if rules is not None and jsonsafe.too_deep(rules):
+        canonical = dict(rules)  # validate_rules reports the depth without walking it; nothing else touches it
+    elif rules is not None:
         canonical = json.loads(json.dumps(rules))
         for cond in rules_mod.iter_conditions(canonical):
             if cond.get("op") in ("has_any", "has_all", "has_none") and isinstance(cond.get("value"), list):
@@ -72,7 +74,9 @@ def policy_coverage(*, db: Session, limit: int = 30, sample: int = 10) -> dict[s
     ``unmatched``: policies not matched yet; ``firms_with_needs`` and ``needs_unmatched``: firms that
     wrote down needs, and those of them with no eligible or likely open policy, with a sample.
     """
-    published = dict(db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).all())
+    published = dict(
+        db.execute(select(Policy.id, Policy.title).where(Policy.status == PolicyStatus.published)).tuples().all()
+    )
     counts = {
         pid: (eligible, likely)
         for pid, eligible, likely in db.execute(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -174,7 +174,7 @@ def _parse_attribute(f: ProfileField, raw: Any, today: dt.date) -> Any:
             raise ValueError(f"{f.label}：{exc}") from None
     if f.type == "code":
         try:
-            return codes.normalize_industry_code(raw)
+            return codes.resolve_industry(raw)  # a code, or a name as people say it (应用软件开发)
         except ValueError as exc:
             raise ValueError(f"{f.label}：{exc}") from None
     if f.type == "enum":
@@ -195,6 +195,11 @@ def _parse_attribute(f: ProfileField, raw: Any, today: dt.date) -> Any:
         if item.strip():
             names.add(normalize(item))
     return frozenset(names)
+
+
+def check_attribute(name: str, raw: Any, today: dt.date | None = None) -> Any:
+    """Return one calculator attribute parsed, or raise ValueError with the Chinese reason (the field's own)."""
+    return _parse_attribute(FIELDS[name], raw, today or dt.date.today())
 
 
 def _split_items(text: str) -> list[str]:
@@ -466,17 +471,56 @@ def _describe(field: str, op: str, value: Any) -> str:
     return describe_condition({"field": field, "op": op, "value": value}, region_name=codes.region_name)
 
 
+def _describe_negated(field: str, op: str, value: Any) -> str:
+    """Word the opposite of a condition whose operator has no opposite, as a plain statement.
+
+    "所属行业不属于 软件开发（I6513）", never "不满足「所属行业属于…」": the reason is shown after
+    "✓ 满足" / "✗ 不满足", and a negation inside a negation reads wrong.
+    """
+    f = FIELDS[field]
+    label = label_of(field)
+    items = value if isinstance(value, list) else [value]
+    if op == "prefix":
+        if f.type == "code":
+            names = "、".join(_industry_text(str(v)) for v in items)
+            return f"{label}不属于 {names}{'中任何一类' if len(items) > 1 else ''}"
+        return f"{label}代码不以 {'、'.join(map(str, items))}{' 中任何一个' if len(items) > 1 else ' '}开头"
+    if op == "within_region":
+        names = "、".join((codes.region_name(str(v)) or str(v)) for v in items)
+        return f"{label}不在 {names} 范围内"
+    if op == "between" and len(items) == 2:
+        return f"{label}不在 {_amount(items[0], '')}–{_amount(items[1], f.unit)} 之间"
+    if op == "date_between" and len(items) == 2:
+        return f"{label}不在 {items[0]} 至 {items[1]} 之间"
+    if op == "has_all":
+        noun = {"qualifications": "资质", "tags": "标签"}.get(field, label)
+        return f"未同时具备{noun}：{'、'.join(map(str, items))}"
+    if op in ("years_since_gte", "years_since_lte"):
+        verb = "成立" if field == "established_on" else f"{label}距今"
+        return f"{verb}{'不满' if op == 'years_since_gte' else '超过'} {_num(value)} 年"
+    return f"并非「{_describe(field, op, value)}」"
+
+
 def _requirement(cond: Mapping[str, Any], negated: bool) -> tuple[str, str]:
-    """Return (as stated, as demanded) wording: "… ≥ 5%" and "…需 ≥ 5%"."""
+    """Return (as stated, as demanded) wording: "… ≥ 5%" and "…需 ≥ 5%".
+
+    Both read right after "✓ 满足" and "✗ 不满足": a negated condition is worded as its opposite
+    ("…不属于…"), never as "不满足「…」".
+    """
     label = cond.get("label")
     if isinstance(label, str) and label.strip():
         text = label.strip()
-        return (f"不满足「{text}」", f"需不满足「{text}」") if negated else (text, f"需满足「{text}」")
+        return (f"并非「{text}」的情形", f"需不属于「{text}」的情形") if negated else (text, f"需满足「{text}」")
     field, op, value = cond["field"], cond["op"], cond["value"]
     effective = _effective_op(op, negated)
     if effective is None:
-        text = _describe(field, op, value)
-        return f"不满足「{text}」", f"需不满足「{text}」"
+        text = _describe_negated(field, op, value)
+        name = label_of(field)
+        if text.startswith("未同时具备"):
+            return text, f"不得同时具备{text[len('未同时具备') :]}"
+        if text.startswith(name):
+            return text, f"{name}需{text[len(name) :]}"
+        return text, f"需{text}"
     text = _describe(field, effective, value)
     name = label_of(field)
     demanded = f"{name}需{text[len(name) :]}" if text.startswith(name) else f"需{text}"
@@ -745,7 +789,7 @@ class FactsFrame:
         return self.size
 
     @classmethod
-    def from_records(cls, records: list[Mapping[str, Any]], *, ids: Iterable[int] | None = None) -> FactsFrame:
+    def from_records(cls, records: Sequence[Mapping[str, Any]], *, ids: Iterable[int] | None = None) -> FactsFrame:
         """Build a frame from facts dicts (as `profile_facts` or `facts_from_attributes` return them)."""
         frame = cls(len(records), ids=None if ids is None else np.fromiter(ids, dtype=np.int64))
         for name, f in FIELDS.items():

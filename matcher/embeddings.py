@@ -52,10 +52,11 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_role(role: str) -> Role:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    return role  # type: ignore[return-value]
+def check_role(role: str) -> Role:
+    for known in ROLES:
+        if role == known:
+            return known
+    raise ValueError(f"role must be one of {ROLES}, got {role!r}")
 
 
 class Embedder(abc.ABC):
@@ -74,7 +75,7 @@ class Embedder(abc.ABC):
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         """Normalise the texts, embed them in the given role and return unit rows."""
-        role = _check_role(role)
+        role = check_role(role)
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not a single string")
         clean = [normalize(t) for t in texts]
@@ -131,7 +132,14 @@ def _model_dir_fingerprint(model_dir: Path) -> str:
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model loaded from a local directory, never downloaded."""
 
-    def __init__(self, model_dir: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        *,
+        num_threads: int | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+    ) -> None:
         path = Path(model_dir).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(
@@ -159,11 +167,16 @@ class SentenceTransformerEmbedder(Embedder):
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.model_dir = path.resolve()
+        self.device = pick_device(device)
+        self.batch_size = int(batch_size)
         self._model = SentenceTransformer(
-            str(self.model_dir), device="cpu", local_files_only=True, trust_remote_code=False
+            str(self.model_dir), device=self.device, local_files_only=True, trust_remote_code=False
         )
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        dim = get_dim()
+        if dim is None:
+            raise ValueError(f"{self.model_dir} does not report its embedding dimension")
+        self.dim = int(dim)
         self.model_id = f"st:{self.model_dir.name}@{_model_dir_fingerprint(self.model_dir)}"
         self._lock = threading.Lock()
 
@@ -171,11 +184,32 @@ class SentenceTransformerEmbedder(Embedder):
         # encode_query / encode_document apply the model's own prompts when it defines them.
         fn = self._model.encode_query if role == "query" else self._model.encode_document
         with self._lock:
-            out = fn(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+            out = fn(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.asarray(out, dtype=np.float32)
 
 
-def make_embedder(spec: str, *, num_threads: int | None = None) -> Embedder:
+def pick_device(requested: str = "auto") -> str:
+    """Return the torch device to run on: the one asked for, or with "auto" a CUDA GPU, else MPS, else the CPU."""
+    wanted = (requested or "auto").strip().lower()
+    if wanted != "auto":
+        return wanted
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def make_embedder(spec: str, *, num_threads: int | None = None, device: str = "auto", batch_size: int = 32) -> Embedder:
     """Build the embedder a spec names: "e5" or "sentence-transformers:<local model dir>"."""
     raw = (spec or "").strip()
     if raw.lower() == E5_SPEC:
@@ -184,7 +218,7 @@ def make_embedder(spec: str, *, num_threads: int | None = None) -> Embedder:
         model_dir = raw[len(ST_SPEC_PREFIX) :].strip()
         if not model_dir:
             raise ValueError(f"嵌入模型配置 {spec!r} 缺少模型目录 / embedder spec {spec!r} names no model directory")
-        return SentenceTransformerEmbedder(model_dir, num_threads=num_threads)
+        return SentenceTransformerEmbedder(model_dir, num_threads=num_threads, device=device, batch_size=batch_size)
     raise ValueError(
         f'无法识别的嵌入模型配置 {spec!r}，应为 "e5" 或 "sentence-transformers:<本地模型目录>" / '
         f'unknown embedder spec {spec!r}; accepted forms: "e5", "sentence-transformers:<local model dir>"'
@@ -457,7 +491,7 @@ class EmbeddingCache:
 
     def get_many(self, texts: Sequence[str], role: Role) -> tuple[np.ndarray, np.ndarray]:
         """Return (vectors, hit_mask): cached rows where hit_mask is True, zeros elsewhere."""
-        role = _check_role(role)
+        role = check_role(role)
         keys = [text_key(t) for t in texts]
         return self._gather(keys, role)
 
@@ -475,7 +509,7 @@ class EmbeddingCache:
 
     def put_many(self, texts: Sequence[str], role: Role, vectors: np.ndarray) -> None:
         """Store the vectors of texts, in transactions of at most 1,000 rows."""
-        role = _check_role(role)
+        role = check_role(role)
         self._put(role, [text_key(t) for t in texts], vectors)
 
     def _put(self, role: Role, keys: list[bytes], vectors: np.ndarray) -> None:
@@ -501,7 +535,7 @@ class EmbeddingCache:
         self, embedder: Embedder, texts: Sequence[str], role: Role, *, batch_size: int = 32
     ) -> np.ndarray:
         """Return vectors for texts, embedding (in batches) and storing only those not cached yet."""
-        role = _check_role(role)
+        role = check_role(role)
         if embedder.model_id != self.model_id or embedder.dim != self.dim:
             raise ValueError(
                 f"cache holds {self.model_id} (dim {self.dim}); embedder is {embedder.model_id} (dim {embedder.dim})"

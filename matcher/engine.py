@@ -25,7 +25,7 @@ from core import codes
 from core.config import Settings
 from core.files import atomic_write
 from matcher import ranker as ranker_mod
-from matcher.embeddings import Embedder, EmbeddingCache, make_embedder, policy_text
+from matcher.embeddings import Embedder, EmbeddingCache, check_role, make_embedder, policy_text
 from matcher.facts import FactsCache
 from matcher.index import VectorIndex
 from matcher.policyset import PolicySet, PolicySets
@@ -53,6 +53,7 @@ class Matcher:
         self.models_dir = Path(settings.models_dir)
         self._tagger: Any = None
         self._tagger_loaded = False
+        self._rankers = ranker_mod.RankerCache()
         # The open catalog as arrays, per catalog revision and day (serving, calculator, batch).
         self.policy_sets = PolicySets(vectors=self.policy_vectors)
         # Every firm's facts for curators' live rule previews.
@@ -71,7 +72,12 @@ class Matcher:
         """Return the embedder, loading the model on first use."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = make_embedder(self.settings.embedder, num_threads=self.settings.embed_threads)
+                self._embedder = make_embedder(
+                    self.settings.embedder,
+                    num_threads=self.settings.embed_threads,
+                    device=self.settings.embed_device,
+                    batch_size=self.settings.embed_batch_size,
+                )
             return self._embedder
 
     @property
@@ -98,9 +104,9 @@ class Matcher:
     def ranker(self) -> ranker_mod.LearnedRanker | None:
         """Return the learned ranker when `huiqi train ranker` marked one used, else None (hand weights).
 
-        Cached per file stamp in matcher.ranker: two stat calls per request, a reload after retraining.
+        Cached per file stamp: two stat calls per request, a reload after retraining.
         """
-        return ranker_mod.active(self.models_dir)
+        return self._rankers.active(self.models_dir)
 
     def reload_tagger(self) -> None:
         """Forget the loaded tagger so the next use reads models/ again (after training)."""
@@ -111,7 +117,7 @@ class Matcher:
         """Embed texts through the cache, so nothing is embedded twice."""
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
-        return self.cache.encode_cached(self.embedder, list(texts), role)  # type: ignore[arg-type]
+        return self.cache.encode_cached(self.embedder, list(texts), check_role(role))
 
     def close(self) -> None:
         """Release the cache's file handle."""
@@ -145,7 +151,9 @@ class Matcher:
             return state.index
         with self._lock:
             rows = dict(
-                db.execute(select(Policy.id, Policy.updated_at).where(Policy.status == PolicyStatus.published)).all()
+                db.execute(select(Policy.id, Policy.updated_at).where(Policy.status == PolicyStatus.published))
+                .tuples()
+                .all()
             )
             current = {pid: ts.isoformat() for pid, ts in rows.items()}
             self._load_or_create(state, "policies")

@@ -64,7 +64,7 @@ def load_eval_set(path: Path | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------- ranking metrics
 
 
-def _relevance(titles: Sequence[str], relevant: set[str], k: int) -> dict[str, float]:
+def _relevance(titles: Sequence[str], relevant: set[str], k: int) -> dict[str, float | None]:
     """Score one ranked list of normalised titles against the relevant ones."""
     first = next((i for i, t in enumerate(titles[:MRR_DEPTH]) if t in relevant), None)
     return {
@@ -112,12 +112,8 @@ def _search_texts(db: Session, queries: Iterable[str]) -> list[str]:
 
     Should search change how it expands a query, the warm-up merely misses the cache.
     """
-    vocab = tags_mod.Vocabulary.from_db(db)
-    out = []
-    for q in queries:
-        text = normalize(q)
-        out.append(text + "".join(f" {name}" for name in vocab.find_in_text(text) if name not in text))
-    return out
+    expander = search.expander(db)
+    return [expander.embedding_text(normalize(q)) for q in queries]
 
 
 def evaluate_search(*, db: Session, matcher: Matcher, cases: Iterable[Mapping[str, Any]], k: int = 5) -> dict[str, Any]:
@@ -225,7 +221,8 @@ def blend_variants(base: Weights) -> dict[str, Weights]:
     off = {"rules": 0.0, "tags": 0.0, "semantic": 0.0, "urgency": 0.0}
 
     def only(name: str) -> Weights:
-        return dataclasses.replace(base, **{**off, name: 1.0})
+        w = {**off, name: 1.0}
+        return dataclasses.replace(base, rules=w["rules"], tags=w["tags"], semantic=w["semantic"], urgency=w["urgency"])
 
     return {
         "all": base,

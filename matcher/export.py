@@ -8,18 +8,23 @@ from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
-from core import tabular
+from core import codes, tabular
 from core.text import mask_name, mask_phone
 from matcher import lists
 from matcher.eligibility import STATUS_LABELS
 from matcher.schemas import EligibleEnterpriseOut
+from profiles.sizing import SIZE_LABELS
 
+# People read the names and labels; the codes a machine joins on keep their own columns.
 EXPORT_HEADERS = [
     "统一社会信用代码",
     "企业名称",
+    "所在地区",
     "所在地区代码",
+    "所属行业",
     "行业代码",
     "企业规模",
+    "企业规模代码",
     "匹配结论",
     "匹配得分",
     "共有标签",
@@ -48,13 +53,27 @@ def eligible_row(result: Any, enterprise: Any) -> EligibleEnterpriseOut:
     )
 
 
+def _region_text(code: str | None) -> str:
+    """Name a region as people say it, with its city: "中山市", "广州市天河区"."""
+    if not code:
+        return ""
+    try:
+        path = codes.region_path(code)
+    except ValueError:
+        return ""
+    return "".join(filter(None, (codes.region_name(c) for c in (path[1:] or path))))
+
+
 def _table(rows: Sequence[EligibleEnterpriseOut]) -> list[list[str]]:
     return [
         [
             r.credit_code,
             r.name,
+            _region_text(r.region_code),
             r.region_code or "",
+            (codes.industry_name(r.industry_code) or "") if r.industry_code else "",
             r.industry_code or "",
+            SIZE_LABELS.get(r.size_class or "", ""),
             r.size_class or "",
             r.status_label,
             f"{r.score:.4f}",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
 from catalog.models import Tag
+from core.db import driver_cursor
 from matcher.eligibility import FactsFrame
 from matcher.models import EnterpriseTag
 from profiles.models import Enterprise, EnterpriseQualification
@@ -29,7 +30,7 @@ COLUMNS = tuple(name for name, f in FIELDS.items() if f.type != "set" and name !
 
 def _fetch(db: Session, stmt: Select[Any], names: Sequence[str]) -> pd.DataFrame:
     connection = db.connection()
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
     try:
         cursor.execute(*_compiled(stmt, connection.dialect))
         parts = [

@@ -108,7 +108,8 @@ class VectorIndex:
             faiss_index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         if faiss_index.d != self.dim:
             raise ValueError(f"FAISS index has dimension {faiss_index.d}, expected {self.dim}")
-        self._index = faiss_index
+        # Any: faiss's stubs give the SWIG signatures, not the numpy-taking methods its wrappers install.
+        self._index: Any = faiss_index
         self._lock = threading.RLock()
 
     @property
@@ -186,7 +187,7 @@ class VectorIndex:
         with self._lock:
             data = faiss.serialize_index(self._index)
             count = len(self)
-        blob = memoryview(np.ascontiguousarray(data)).cast("B")
+        blob = np.ascontiguousarray(data).data.cast("B")
         manifest = {
             "format": MANIFEST_FORMAT,
             "kind": self.kind,
@@ -295,6 +296,7 @@ def build_approximate(
     dim = vecs.shape[1]
     if len(np.unique(id_arr)) != len(id_arr):
         raise ValueError("ids must be unique")
+    index: faiss.Index
     with _faiss_threads(BULK_THREADS):
         if kind == "ivf":
             nlist = nlist or _ivf_nlist(len(vecs))
@@ -327,7 +329,10 @@ def _set_search_param(index: VectorIndex, value: int) -> None:
         raw.nprobe = min(int(value), raw.nlist)
         index.params["nprobe"] = int(raw.nprobe)
     elif index.kind == "hnsw":
-        faiss.downcast_index(raw.index).hnsw.efSearch = int(value)
+        inner = faiss.downcast_index(raw.index)
+        if not isinstance(inner, faiss.IndexHNSWFlat):
+            raise TypeError(f"expected an HNSW index inside the id map, got {type(inner).__name__}")
+        inner.hnsw.efSearch = int(value)
         index.params["ef_search"] = int(value)
 
 

@@ -131,7 +131,7 @@ class _Candidates:
 
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
-        self.near: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.near: list[tuple[np.ndarray, ...]] = []  # (row, policy, base) each
         self.held = 0
 
     def add(self, *columns: np.ndarray) -> None:
@@ -147,7 +147,7 @@ class _Candidates:
     def prune(self) -> None:
         if self.held >= PRUNE_AT:
             self.parts = [self._best(self.parts, TOP_N)] if self.parts else []
-            self.near = [self._best(self.near, NEAR_N)] if self.near else []  # type: ignore[list-item]
+            self.near = [self._best(self.near, NEAR_N)] if self.near else []
             self.held = sum(len(p[0]) for p in self.parts) + sum(len(p[0]) for p in self.near)
 
     @staticmethod
@@ -278,9 +278,9 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
     eligible = np.zeros(n, dtype=np.int64)
     likely = np.zeros(n, dtype=np.int64)
     candidates = _Candidates()
-    for runs, members in groups.items():
+    for spans, members in groups.items():
         member_index = np.asarray(members, dtype=np.int64)
-        for a, b in runs:
+        for a, b in spans:
             sub = frame.slice(a, b)
             for b0 in range(0, len(member_index), POLICY_BLOCK):
                 block = member_index[b0 : b0 + POLICY_BLOCK]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +132,7 @@ class PolicySet:
             self._regions[region_code] = mask
         return mask
 
-    def firm_tag_matrix(self, firm_tags: list[set[str] | frozenset[str]]) -> np.ndarray:
+    def firm_tag_matrix(self, firm_tags: Sequence[AbstractSet[str]]) -> np.ndarray:
         """Return firms × tag_names as float32 0/1 for the given firms' tags."""
         column = {name: i for i, name in enumerate(self.tag_names)}
         out = np.zeros((len(firm_tags), len(self.tag_names)), dtype=np.float32)

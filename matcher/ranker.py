@@ -469,13 +469,9 @@ def _load(directory: Path) -> LearnedRanker:
     model_path = directory / MODEL_FILE
     if not model_path.is_file():
         raise _Refused("model file missing")
-    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
-    if (
-        not isinstance(bundle, dict)
-        or bundle.get("format") != FORMAT
-        or not isinstance(bundle.get("model"), LogisticRegression)
-    ):
-        raise _Refused("model file does not hold a ranker bundle")
+    bundle = modelfiles.load_bundle(
+        model_path, manifest, ALLOWED_TYPES, format=FORMAT, holds=("model", LogisticRegression), what="ranker"
+    )
     features = tuple(bundle.get("features") or ())
     if list(features) != manifest.get("features") or not features or not set(features) <= set(FEATURES):
         raise _Refused(f"features {features} differ from the manifest or are not ranking components")
@@ -490,10 +486,6 @@ def _load(directory: Path) -> LearnedRanker:
     return LearnedRanker(features=features, coef=coef, intercept=float(model.intercept_[0]), manifest=manifest)
 
 
-_cache: dict[Path, tuple[tuple[Any, ...], LearnedRanker | None]] = {}
-_cache_lock = threading.Lock()
-
-
 def _stamp(directory: Path) -> tuple[Any, ...]:
     out: list[Any] = []
     for name in (MANIFEST_FILE, MODEL_FILE):
@@ -506,17 +498,24 @@ def _stamp(directory: Path) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def active(models_dir: Path) -> LearnedRanker | None:
-    """Return the ranker in use under models_dir, loading it once per change of its files (two stat calls otherwise)."""
-    directory = Path(models_dir) / SUBDIR
-    stamp = _stamp(directory)
-    cached = _cache.get(directory)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    with _cache_lock:
-        cached = _cache.get(directory)
+class RankerCache:
+    """The learned rankers in use, by models dir; the Matcher owns one for its lifetime."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[tuple[Any, ...], LearnedRanker | None]] = {}
+        self._lock = threading.Lock()
+
+    def active(self, models_dir: Path) -> LearnedRanker | None:
+        """Return the ranker in use under models_dir, loaded once per change of its files (two stat calls otherwise)."""
+        directory = Path(models_dir) / SUBDIR
+        stamp = _stamp(directory)
+        cached = self._cache.get(directory)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        ranker = load(Path(models_dir))
-        _cache[directory] = (stamp, ranker)
-        return ranker
+        with self._lock:
+            cached = self._cache.get(directory)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            ranker = load(Path(models_dir))
+            self._cache[directory] = (stamp, ranker)
+            return ranker

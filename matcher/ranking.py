@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.config import Settings
 from matcher.eligibility import ELIGIBLE, LIKELY, MET, PolicyVerdict
 
 
-def _default(name: str):  # type: ignore[no-untyped-def]
+def _default(name: str) -> Any:
     # One source of truth for the defaults: the settings.
     return Settings.model_fields[name].default
 

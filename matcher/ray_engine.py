@@ -57,10 +57,10 @@ class _EmbedWorker:
         self.database = Database(settings.resolved_database_url)
         self.matcher = Matcher(settings)
 
-    def embed(self, enterprise_ids: Sequence[int]) -> int:
+    def embed(self, enterprise_ids: Sequence[int]) -> tuple[int, int]:
         from matcher import runs
 
-        return runs.embed_firms(self.database, self.matcher, list(enterprise_ids))
+        return runs.embed_firms(self.database, self.matcher, list(enterprise_ids)), len(enterprise_ids)
 
 
 class RayEngine:
@@ -91,8 +91,10 @@ class RayEngine:
 
 def embed_on_ray(
     settings: Settings, enterprise_ids: Sequence[int], *, address: str | None = None, batch: int = 2_000
-) -> Iterable[int]:
-    """Embed firms on Ray actors, one batch of ids per task; yield how many each batch embedded."""
+) -> Iterable[tuple[int, int]]:
+    """Embed firms on Ray actors, one batch of ids per task; yield (firms embedded, firms in the batch) per batch."""
+    if not enterprise_ids:
+        return
     workers = settings.ray_workers
     ray = _init(address, workers)
     from ray.util import ActorPool

@@ -24,6 +24,7 @@ from core.errors import NotFound
 from matcher import eligibility, feedback, store
 from matcher import ranker as ranker_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, PolicyVerdict
+from matcher.home import home_rank
 from matcher.models import EnterpriseTag, MatcherState
 from matcher.policyset import PolicyInfo, PolicySet
 from matcher.ranking import Components, urgency_score
@@ -167,7 +168,12 @@ def recommend(
                 comp = Components(rules=0.0, tags=0.0, semantic=0.0, urgency=0.0, adjustment=0.0)
                 candidates.append((j, 0, comp, None))
     scores = ranker_mod.score_components([c[2] for c in candidates], w, matcher.ranker)
-    ranked = sorted(zip(scores, candidates, strict=True), key=lambda x: (-x[0], ps.policies[x[1][0]].id))
+    home = matcher.settings.home_region
+    ranked = sorted(
+        zip(scores, candidates, strict=True),
+        # Equal scores: the home city's and nationwide policies first (HUIQI_HOME_REGION), then by id.
+        key=lambda x: (-x[0], home_rank(ps.policies[x[1][0]].region_codes, home), ps.policies[x[1][0]].id),
+    )
     page.total = len(ranked)
     shown = ranked[offset : offset + limit]
     facts = eligibility.profile_facts(firm, today, tags=tags)

@@ -15,6 +15,7 @@ from catalog import service as catalog_service
 from core import events
 from core.deps import AppDatabase, AppSettings, DbSession, PageParams, Paging, reads_only
 from core.errors import FieldError, NotFound, ValidationFailed
+from core.ratelimit import client_key
 from core.responses import json_response
 from core.schemas import Page
 from matcher import calculator, export, feedback, jobs, lists, recommend, runs, search, suggestions
@@ -101,7 +102,7 @@ def _changes(changes: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def _include(include: str | None) -> set[str]:
-    wanted = {ELIGIBLE, LIKELY}
+    wanted: set[str] = {ELIGIBLE, LIKELY}
     for part in (include or "").split(","):
         part = part.strip()
         if part:
@@ -167,19 +168,19 @@ RecommendationParams = Annotated[RecommendationQuery, Depends()]
 
 
 @router.get("/enterprises/me/recommendations", response_model=RecommendationsOut, tags=["匹配"])
-def my_recommendations(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, q: RecommendationParams):
+def my_recommendations(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, q: RecommendationParams) -> Response:
     """Recommend policies to the signed-in firm, best first, with reasons, from its stored matches."""
-    return _recommendations(db, matcher, actor.enterprise_id, q.include, q.paging, q.filters)  # type: ignore[arg-type]
+    return _recommendations(db, matcher, actor.own_enterprise_id, q.include, q.paging, q.filters)
 
 
 @router.post("/enterprises/me/feedback", response_model=FeedbackOut, status_code=201, tags=["匹配"])
-def give_feedback(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, body: FeedbackIn):
+def give_feedback(db: DbSession, matcher: MatcherDep, actor: EnterpriseUser, body: FeedbackIn) -> FeedbackOut:
     """Mark a policy as interesting, not relevant or applied; "not relevant" drops it from the firm's lists."""
     if body.delivery_id is not None:  # only a push this firm received
-        events.emit(events.DeliveryCited(db=db, enterprise_id=actor.enterprise_id, delivery_id=body.delivery_id))  # type: ignore[arg-type]
+        events.emit(events.DeliveryCited(db=db, enterprise_id=actor.own_enterprise_id, delivery_id=body.delivery_id))
     row = feedback.record_feedback(
         db=db,
-        enterprise_id=actor.enterprise_id,  # type: ignore[arg-type]
+        enterprise_id=actor.own_enterprise_id,
         policy_id=body.policy_id,
         action=body.action,
         source=body.source,
@@ -199,7 +200,7 @@ def recommendations(
     actor: FirmReader,
     enterprise_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     q: RecommendationParams,
-):
+) -> Response:
     """Recommend policies to a firm (staff, or the firm itself), best first, with reasons."""
     if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
         raise NotFound("企业不存在", code="enterprise_not_found")
@@ -216,9 +217,9 @@ def policy_calculator(
     matcher: MatcherDep,
     body: CalculatorIn,
     actor: PublicUser,
-):
+) -> Response:
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out; no account needed."""
-    request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
+    request.app.state.calculator_limiter.check(client_key(request))
     data = body.model_dump(exclude={"limit"}, exclude_none=True)
     if body.qualifications:
         resolved = []
@@ -245,22 +246,35 @@ def policy_calculator(
     return json_response({"items": [_recommendation(r, today) for r in items], "changes": _changes(changes)})
 
 
-@router.get("/policies/search", response_model=list[SearchHitOut], tags=["匹配"], dependencies=[Depends(public)])
+@router.get("/policies/search", response_model=list[SearchHitOut], tags=["匹配"])
 def search_policies(
+    request: Request,
     db: DbSession,
     matcher: MatcherDep,
+    actor: PublicUser,
     q: Annotated[str, Query(min_length=1, max_length=200, description="自然语言或关键词，繁简均可")],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
-):
-    """Search published policies by meaning and by words (hybrid)."""
+) -> Response:
+    """Search published policies by meaning and by words (hybrid); anonymous callers are rate-limited.
+
+    Only hits above the relevance cut-off are returned; `X-Total-Count` counts all of them (0 for a
+    query nothing answers; `X-Total-Is-Lower-Bound` says more match than were ranked) and `X-Search-Mode` is `keyword` while the embedder is still loading.
+    """
+    if actor is None:
+        request.app.state.search_limiter.check(client_key(request))
     today = dt.date.today()
-    hits = search.search(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
+    found = search.find(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
     return json_response(
         [
             {"policy": _card(h.policy, today), "score": h.score, "semantic": h.semantic, "keyword": h.keyword}
-            for h in hits
-        ]
+            for h in found.hits
+        ],
+        headers={
+            "X-Total-Count": str(found.total),
+            "X-Total-Is-Lower-Bound": "true" if found.more else "false",
+            "X-Search-Mode": found.mode,
+        },
     )
 
 
@@ -273,7 +287,7 @@ def eligible_enterprises(
     policy_id: int,
     status: Annotated[str, Query(description="eligible / likely，可逗号分隔")] = "eligible",
     format: Annotated[str, Query(pattern="^(json|csv|xlsx)$", description="json / csv / xlsx")] = "json",
-):
+) -> Page[Any] | Response:
     """List the firms eligible for a policy (the 免申即享 list), best first; export as CSV or XLSX."""
     statuses = [s for s in (x.strip() for x in status.split(",")) if s]
     bad = [s for s in statuses if s not in (ELIGIBLE, LIKELY)]
@@ -294,13 +308,15 @@ def eligible_enterprises(
 
 
 @router.get("/match/status", response_model=MatchStatusOut, tags=["匹配"])
-def match_status(db: DbSession, actor: StaffUser):
+def match_status(db: DbSession, actor: StaffUser) -> dict[str, Any]:
     """How far matching has caught up: firms with current matches, policies waiting, the latest full run."""
     return runs.status(db)
 
 
 @router.post("/policies/{policy_id}/eligible-enterprises/refresh", status_code=202, tags=["匹配"])
-def refresh_eligible(db: DbSession, actor: CuratorUser, policy_id: Annotated[int, Path(ge=1, le=2**31 - 1)]):
+def refresh_eligible(
+    db: DbSession, actor: CuratorUser, policy_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> dict[str, bool]:
     """Queue the making of a policy's eligible-firm list (the worker judges the policy against every firm)."""
     catalog_service.get_policy(db=db, policy_id=policy_id)
     jobs.queue_policy(db, policy_id=policy_id)
@@ -312,7 +328,7 @@ def _suggestion_out(s: suggestions.Suggestion) -> TagSuggestionOut:
 
 
 @router.get("/policies/{policy_id}/tag-suggestions", response_model=list[TagSuggestionOut], tags=["匹配"])
-def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: int):
+def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, policy_id: int) -> list[TagSuggestionOut]:
     """Suggest tags for a policy from its text, rules and the trained tagger, for a curator to confirm."""
     return [_suggestion_out(s) for s in suggestions.suggest_policy_tags(db=db, matcher=matcher, policy_id=policy_id)]
 
@@ -320,7 +336,7 @@ def tag_suggestions(db: DbSession, matcher: MatcherDep, actor: CuratorUser, poli
 @router.post(
     "/policies/{policy_id}/tag-suggestions/{suggestion_id}/accept", response_model=TagSuggestionOut, tags=["匹配"]
 )
-def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
+def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int) -> TagSuggestionOut:
     """Accept a suggested tag: it is added to the policy."""
     return _suggestion_out(
         suggestions.decide_tag_suggestion(
@@ -332,7 +348,7 @@ def accept_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, sug
 @router.post(
     "/policies/{policy_id}/tag-suggestions/{suggestion_id}/reject", response_model=TagSuggestionOut, tags=["匹配"]
 )
-def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int):
+def reject_tag_suggestion(db: DbSession, actor: CuratorUser, policy_id: int, suggestion_id: int) -> TagSuggestionOut:
     """Reject a suggested tag; it will not be proposed again."""
     return _suggestion_out(
         suggestions.decide_tag_suggestion(

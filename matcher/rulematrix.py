@@ -173,7 +173,7 @@ class RuleMatrix:
 
     def _compile_levels(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Per depth, deepest first: (nodes, children in parent order, segment starts, node kinds, not-children)."""
-        levels = []
+        levels: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         internal = np.flatnonzero(self.kind != LEAF)
         if not len(internal):
             return levels

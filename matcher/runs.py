@@ -36,7 +36,6 @@ from profiles.models import Enterprise
 
 log = logging.getLogger(__name__)
 
-CHUNK_WIDTH = 20_000  # firm ids per chunk of a full run
 FIRM_BATCH = 2_000  # changed firms per unit of a firm re-match
 LIST_BATCH = 20_000  # firms per unit when one policy is judged against all
 Progress = Callable[[str, int, int], None]
@@ -132,6 +131,7 @@ def embed_firms(
     **kw: Any,
 ) -> int:
     """Embed the firms (all, or the given ones) whose profile texts changed; return how many were embedded."""
+    kw.setdefault("encode_batch", getattr(matcher.settings, "embed_batch_size", vectors.EMBED_BATCH))
     return vectors.embed(
         database, matcher.encode, model_id=matcher.embedder.model_id, enterprise_ids=ids, today=today, **kw
     )
@@ -239,7 +239,7 @@ def rematch_all(
         return report
     with database.session() as db:
         ctx = context(db, matcher, today=today)
-    width = width or getattr(matcher.settings, "match_chunk_width", CHUNK_WIDTH)
+    width = width or int(matcher.settings.match_chunk_width)
     signature = firmtags.vocabulary_signature(ctx.policies.vocab)
     run_id, chunks, done = _open_run(database, ctx, run_key(ctx, signature), width)
     report.chunks, report.resumed = chunks, len(done)
@@ -308,9 +308,7 @@ def _record_policy_counts(
         if policy.id in current:
             db.execute(update(PolicyMatchState).where(PolicyMatchState.policy_id == policy.id).values(**values))
         else:
-            db.execute(
-                insert(PolicyMatchState).values(policy_id=policy.id, listed=bool(listed), **values)  # type: ignore[arg-type]
-            )
+            db.execute(insert(PolicyMatchState).values(policy_id=policy.id, listed=bool(listed), **values))
 
 
 # ---------------------------------------------------------------- some firms

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from catalog.fields import label_of
 from catalog.schemas import DepartmentRef
+from matcher import eligibility
 
 
 class ConditionOut(BaseModel):
@@ -108,6 +111,19 @@ class CalculatorIn(BaseModel):
     business_scope: str | None = Field(None, max_length=2000)
     needs: str | None = Field(None, max_length=2000, description="想获得哪些帮助")
     limit: int = Field(20, ge=1, le=100)
+
+    # Checked here, field by field, so one 422 names every bad field (not only the first the engine meets).
+    @field_validator("region_code", "industry_code", "credit_standing", "tax_credit_level", "established_on")
+    @classmethod
+    def _check_attribute(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        try:
+            parsed = eligibility.check_attribute(str(info.field_name), value)
+        except ValueError as exc:  # shown under the field: without the field's name in front
+            raise ValueError(str(exc).removeprefix(f"{label_of(str(info.field_name))}：")) from None
+        # Industries may be typed by name (应用软件开发): the engine then gets the code.
+        return parsed if info.field_name == "industry_code" else value
 
 
 class EligibleEnterpriseOut(BaseModel):

@@ -16,13 +16,12 @@ import datetime as dt
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import driver_cursor, utcnow
 from matcher.models import FirmMatch
 
 FORMAT = 1
@@ -156,7 +155,7 @@ def write(db: Session, rows: Sequence[Row]) -> int:
 
 
 def _copy(db: Session, rows: Iterable[Row], now: dt.datetime) -> None:
-    cursor: Any = db.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(db.connection())
     with cursor.copy(
         "COPY firm_match (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload) FROM STDIN"
     ) as copy:

@@ -378,16 +378,15 @@ def _load(directory: Path) -> Tagger:
         )
     stored = manifest.get("versions") or {}
     modelfiles.check_versions(stored)
-    bundle = modelfiles.load_verified(model_path, manifest, ALLOWED_TYPES)
-    if (
-        not isinstance(bundle, dict)
-        or bundle.get("format") != FORMAT
-        or not isinstance(bundle.get("pipeline"), Pipeline)
-    ):
-        raise _Refused("model file does not hold a tagger bundle")
-    for key in ("data_hash", "tags", "threshold"):
-        if bundle.get(key) != manifest.get(key):
-            raise _Refused(f"{key} in the manifest differs from the model file")
+    bundle = modelfiles.load_bundle(
+        model_path,
+        manifest,
+        ALLOWED_TYPES,
+        format=FORMAT,
+        holds=("pipeline", Pipeline),
+        what="tagger",
+        same_as_manifest=("data_hash", "tags", "threshold"),
+    )
     if _minor(bundle.get("sklearn_version")) != _minor(stored.get("sklearn")):
         raise _Refused("sklearn version in the manifest differs from the model file")
     pipeline: Pipeline = bundle["pipeline"]

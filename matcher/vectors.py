@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from catalog.models import Tag
@@ -118,10 +118,12 @@ def embed(
     today: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    encode_batch: int = EMBED_BATCH,
 ) -> int:
     """Embed the firms whose texts changed (all stale firms, or the given ones); return how many were embedded.
 
-    `encode(texts, role)` embeds through the cache. `progress(done, total)` is called per batch.
+    `encode(texts, role)` embeds through the cache, `encode_batch` firms at a time. `progress(done, total)` is
+    called per batch.
     """
     today = today or dt.date.today()
     with database.session() as db:
@@ -138,13 +140,15 @@ def embed(
                     select(FirmVector.enterprise_id, FirmVector.text_key).where(
                         FirmVector.enterprise_id.in_(batch), FirmVector.model_id == model_id
                     )
-                ).all()
+                )
+                .tuples()
+                .all()
             )
         todo = [eid for eid in batch if eid in texts and known.get(eid) != texts[eid][2]]
         unchanged = [eid for eid in batch if eid in texts and known.get(eid) == texts[eid][2]]
         rows = []
-        for k in range(0, len(todo), EMBED_BATCH):
-            part = todo[k : k + EMBED_BATCH]
+        for k in range(0, len(todo), encode_batch):
+            part = todo[k : k + encode_batch]
             profiles = encode([texts[eid][0] for eid in part], "query")
             with_needs = [eid for eid in part if texts[eid][1]]
             needs = encode([texts[eid][1] for eid in with_needs], "query") if with_needs else None
@@ -171,7 +175,7 @@ def _write(database: Database, rows: list[tuple[int, str, bytes]], unchanged: li
             ids = [r[0] for r in rows]
             db.query(FirmVector).filter(FirmVector.enterprise_id.in_(ids)).delete(synchronize_session=False)
             db.bulk_insert_mappings(
-                FirmVector,  # type: ignore[arg-type]
+                inspect(FirmVector),
                 [
                     {"enterprise_id": eid, "model_id": model_id, "text_key": key, "vector": blob, "embedded_at": now}
                     for eid, key, blob in rows

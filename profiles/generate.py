@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 from faker import Faker
 
@@ -854,9 +854,10 @@ class _Generator:
             self._drop_fields(row, keep=_BACKING_FIELDS if qualifications else frozenset())
 
         # Derived columns come from profiles.derived, exactly as the service computes them on save.
-        shadow = SimpleNamespace(**row)
-        if derived.missing_fields(shadow):  # type: ignore[arg-type]
-            derived.refresh(shadow)  # type: ignore[arg-type]
+        # A plain namespace stands in for the Enterprise: derived reads and sets plain attributes only.
+        shadow: Any = SimpleNamespace(**row)
+        if derived.missing_fields(shadow):
+            derived.refresh(shadow)
         else:
             # A complete profile's size and ratio are the ones already computed from the same values;
             # skipping the second size_class call makes generation about a fifth faster.
@@ -998,10 +999,10 @@ class _Generator:
         sme = firm.size in ("medium", "small", "micro")
         held: dict[str, dt.date | None] = {}
 
-        def grant(key: str, p: float, until: dt.date | None | str = "cert") -> None:
+        def grant(key: str, p: float, until: dt.date | None | Literal["cert"] = "cert") -> None:
             if key in held or rng.random() >= p:
                 return
-            held[key] = self._certified(firm, key) if until == "cert" else until  # type: ignore[assignment]
+            held[key] = self._certified(firm, key) if isinstance(until, str) else until
 
         if firm.revenue > 0 and firm.age >= 1:
             if rd >= HNTE_MIN_RD_RATIO:

@@ -69,3 +69,27 @@ class EnterpriseQualification(Base):
 
     # A firm holds each qualification once; renewals update valid_until_on.
     __table_args__ = (UniqueConstraint("enterprise_id", "tag_id"),)
+
+
+class EnterpriseClaim(Base):
+    """Someone registered with the credit code of a firm already on the platform: staff confirm or refuse.
+
+    Registration answers the same whether or not the code is known (no one learns which firms are registered
+    by trying codes); for a known code the new account stays inactive until staff approve the claim.
+    """
+
+    __tablename__ = "enterprise_claim"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    display_name: Mapped[str] = mapped_column(String(60))
+    contact_phone: Mapped[str | None] = mapped_column(String(40))
+    contact_email: Mapped[str | None] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending / approved / rejected
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    enterprise: Mapped[Enterprise] = relationship()

@@ -58,7 +58,8 @@ class _EnterpriseFields(BaseModel):
     @field_validator("industry_code")
     @classmethod
     def _industry(cls, v: str | None) -> str | None:
-        return codes.normalize_industry_code(v) if v else None
+        # A code (C3911) or the name people say (应用软件开发); stored as the code.
+        return codes.resolve_industry(v) if v else None
 
     @field_validator("established_on")
     @classmethod
@@ -167,6 +168,33 @@ class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     username: str = Field(min_length=3, max_length=60, pattern=r"^[A-Za-z0-9_.@-]+$", description="登录名")
-    password: str = Field(min_length=8, max_length=128, description="密码，至少8位")
+    password: str = Field(min_length=10, max_length=128, description="密码，至少10位，不能是常见密码或与登录名相同")
     display_name: str = Field(min_length=1, max_length=60, description="联系人姓名")
     enterprise: EnterpriseIn
+
+
+class ClaimOut(BaseModel):
+    """A claim on a registered firm, as staff review it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    enterprise_id: int
+    enterprise_name: str | None = None
+    credit_code: str | None = None
+    user_id: int | None
+    username: str | None = None
+    display_name: str
+    contact_phone: str | None
+    contact_email: str | None
+    status: str
+    status_label: str | None = None
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    note: str | None
+
+
+class ClaimDecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=200, description="处理说明")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -9,16 +10,17 @@ from sqlalchemy.orm import Session, selectinload
 
 from auth import service as auth_service
 from auth.models import Role, User
+from auth.passwords import check_password_policy
 from auth.schemas import UserIn
 from auth.service import Principal
 from catalog import service as catalog_service
 from catalog.models import TagKind
 from core import codes, events
 from core.db import utcnow
-from core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
+from core.errors import Conflict, FieldError, InvalidState, NotFound, PermissionDenied, ValidationFailed
 from core.text import normalize
 from profiles import derived
-from profiles.models import Enterprise, EnterpriseQualification
+from profiles.models import Enterprise, EnterpriseClaim, EnterpriseQualification
 from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseUpdate, QualificationIn, RegisterIn
 from profiles.sizing import SIZE_LABELS
 
@@ -97,7 +99,9 @@ def _set_qualifications(db: Session, ent: Enterprise, quals: list[QualificationI
     ent.qualifications = [_qualification(by_tag.get(tag_id), tag_id, until) for tag_id, until in wanted.items()]
 
 
-def _qualification(existing: EnterpriseQualification | None, tag_id: int, until) -> EnterpriseQualification:  # type: ignore[no-untyped-def]
+def _qualification(
+    existing: EnterpriseQualification | None, tag_id: int, until: dt.date | None
+) -> EnterpriseQualification:
     if existing is not None:
         existing.valid_until_on = until
         return existing
@@ -166,6 +170,10 @@ def delete_enterprise(*, db: Session, enterprise_id: int, actor: Principal) -> N
 
 def register(*, db: Session, register_in: RegisterIn) -> tuple[User, Enterprise]:
     """Register a firm: create its enterprise profile and its first user in one transaction."""
+    check_password_policy(register_in.password, username=register_in.username)
+    existing = get_by_credit_code(db=db, credit_code=register_in.enterprise.credit_code)
+    if existing is not None:
+        return _claim(db=db, enterprise=existing, register_in=register_in), existing
     ent = create_enterprise(db=db, enterprise_in=register_in.enterprise)
     user = auth_service.create_user(
         db=db,
@@ -183,6 +191,74 @@ def register(*, db: Session, register_in: RegisterIn) -> tuple[User, Enterprise]
         ent.contact_name = register_in.display_name
         derived.refresh(ent)
     return user, ent
+
+
+def _claim(*, db: Session, enterprise: Enterprise, register_in: RegisterIn) -> User:
+    """Register against a firm already on the platform: an inactive account and a claim staff confirm.
+
+    The caller gets the same answer as any registration; nothing of the firm is shown to them, and the
+    account can sign in only after staff approve the claim.
+    """
+    user = auth_service.create_user(
+        db=db,
+        user_in=UserIn(
+            username=register_in.username,
+            password=register_in.password,
+            display_name=register_in.display_name,
+            role=Role.enterprise,
+            enterprise_id=enterprise.id,
+            phone=register_in.enterprise.contact_phone,
+            email=register_in.enterprise.contact_email,
+        ),
+    )
+    user.is_active = False
+    db.add(
+        EnterpriseClaim(
+            enterprise_id=enterprise.id,
+            user_id=user.id,
+            display_name=register_in.display_name,
+            contact_phone=register_in.enterprise.contact_phone,
+            contact_email=register_in.enterprise.contact_email,
+        )
+    )
+    db.flush()
+    return user
+
+
+CLAIM_STATUS_LABELS = {"pending": "待确认", "approved": "已通过", "rejected": "已拒绝"}
+
+
+def list_claims(
+    *, db: Session, status: str | None = "pending", offset: int = 0, limit: int = 50
+) -> tuple[list[EnterpriseClaim], int]:
+    """Return claims (pending by default), oldest first, with the total count."""
+    q = select(EnterpriseClaim)
+    if status:
+        q = q.where(EnterpriseClaim.status == status)
+    total = db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return list(db.scalars(q.order_by(EnterpriseClaim.id).offset(offset).limit(limit))), total
+
+
+def decide_claim(
+    *, db: Session, claim_id: int, approve: bool, actor: Principal, note: str | None = None
+) -> EnterpriseClaim:
+    """Approve (the account becomes active for the firm) or reject (it stays inactive) a pending claim."""
+    claim = db.get(EnterpriseClaim, claim_id)
+    if claim is None:
+        raise NotFound("认领申请不存在", code="claim_not_found")
+    if claim.status != "pending":
+        raise InvalidState("该认领申请已处理", code="claim_decided")
+    claim.status = "approved" if approve else "rejected"
+    claim.decided_at = utcnow()
+    claim.decided_by_id = actor.user_id
+    claim.note = note
+    user = db.get(User, claim.user_id) if claim.user_id else None
+    if user is not None:
+        user.is_active = approve
+        if not approve:
+            auth_service.revoke_tokens(user)
+    db.flush()
+    return claim
 
 
 def describe(ent: Enterprise) -> dict:

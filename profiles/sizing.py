@@ -155,11 +155,12 @@ def size_class(
     if row is None:
         return None
     indicators = row.indicators()
-    if any(values[name] is None for name in indicators):
+    known = {name: value for name, value in values.items() if value is not None}
+    if any(name not in known for name in indicators):
         return None
     # Large, medium and small need every indicator at or above the class's lower bound;
     # failing any one drops the firm a class, so micro needs only one indicator below "small".
     for rank, size in enumerate(_BOUNDED_CLASSES):
-        if all(values[name] >= bounds[rank] for name, bounds in indicators.items()):
+        if all(known[name] >= bounds[rank] for name, bounds in indicators.items()):
             return size
     return "micro"

@@ -19,14 +19,14 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 
 from catalog.models import Tag, TagKind
-from core.db import utcnow
+from core.db import table_of, utcnow
 from profiles.generate import generate_enterprises, reissue_taken_codes
 from profiles.models import Enterprise, EnterpriseQualification
 
 log = logging.getLogger(__name__)
 
-_ENTERPRISE = Enterprise.__table__
-_QUALIFICATION = EnterpriseQualification.__table__
+_ENTERPRISE = table_of(Enterprise)
+_QUALIFICATION = table_of(EnterpriseQualification)
 
 
 def synth_enterprises(

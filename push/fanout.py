@@ -13,19 +13,19 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Integer, String, bindparam, func, literal, null, select, true
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, selectinload
 
 from catalog.models import Policy, PolicyStatus
 from core.config import Settings, get_settings
-from core.db import utcnow
+from core.db import rowcount, table_of, upsert_insert, utcnow
 from core.errors import InvalidState, NotFound
 from matcher import batch as matcher_batch
 from matcher import eligibility
 from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
 from push.models import Delivery, PushPreference
-from push.outbox import channel_row, insert_deliveries, recent_push_counts, upsert_insert
+from push.outbox import channel_row, insert_deliveries, recent_push_counts
 from push.preferences import CHANNELS, policy_subscribers, preferences_for
 from push.rules import due_at, over_weekly_cap, to_local
 
@@ -72,9 +72,8 @@ def _insert_inbox_rows(db: Session, *, policy: Policy, enterprise_ids: np.ndarra
     """
     if not len(enterprise_ids):
         return 0
-    insert = upsert_insert(db)
     ids = [int(i) for i in enterprise_ids]
-    if insert is sqlite.insert:
+    if db.get_bind().dialect.name == "sqlite":
         source = func.json_each(json.dumps(ids)).table_valued("value")
         build_json = func.json_object
     else:
@@ -122,9 +121,9 @@ def _insert_inbox_rows(db: Session, *, policy: Policy, enterprise_ids: np.ndarra
     }
     # WHERE true: without a WHERE, SQLite would read ON CONFLICT as the join constraint of the FROM.
     rows = select(*values.values()).select_from(source).where(true())
-    stmt = insert(Delivery.__table__).from_select(list(values), rows).on_conflict_do_nothing()
+    stmt = upsert_insert(db, table_of(Delivery)).from_select(list(values), rows).on_conflict_do_nothing()
     # One statement's rowcount is the number of rows really inserted (conflicts are not counted).
-    return max(db.execute(stmt.execution_options(preserve_rowcount=True)).rowcount, 0)
+    return max(rowcount(db.execute(stmt.execution_options(preserve_rowcount=True))), 0)
 
 
 def _insert_personal_rows(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import rowcount, utcnow
 from push.models import Delivery
 
 
-def _inbox_query(enterprise_id: int):  # type: ignore[no-untyped-def]
+def _inbox_query(enterprise_id: int) -> Select[tuple[Delivery]]:
     return select(Delivery).where(Delivery.enterprise_id == enterprise_id, Delivery.channel == "inbox")
 
 
@@ -51,4 +51,4 @@ def mark_read(
     if not all:
         stmt = stmt.where(Delivery.id.in_(list(delivery_ids)))
     result = db.execute(stmt.values(read_at=now or utcnow()).execution_options(synchronize_session="fetch"))
-    return max(result.rowcount or 0, 0)
+    return max(rowcount(result) or 0, 0)

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from core import scheduler
 from core.config import Settings, get_settings
-from core.db import get_database, session_scope, utcnow
+from core.db import get_database, rowcount, session_scope, utcnow
+from core.netguard import AddressGuard
 from core.scheduler import registry
 from push import changes, digests, fanout, reminders, sender
 from push.channels import Channel, EmailChannel, SmsChannel, WebhookChannel
@@ -41,23 +42,23 @@ def build_channels(settings: Settings) -> tuple[dict[str, Channel], list[Webhook
 
     Returns the channels and the webhook clients to close afterwards.
     """
-    timeout = float(getattr(settings, "webhook_timeout", 5.0) or 5.0)
-    webhook = WebhookChannel(timeout=timeout)
+    timeout = settings.webhook_timeout
+    webhook = WebhookChannel(timeout=timeout, guard=AddressGuard(settings.webhook_allow_hosts))
     channels: dict[str, Channel] = {"webhook": webhook}
-    smtp_host = getattr(settings, "smtp_host", None)
-    smtp_sender = getattr(settings, "smtp_sender", None)
+    smtp_host = settings.smtp_host
+    smtp_sender = settings.smtp_sender
     if smtp_host and smtp_sender:
         channels["email"] = EmailChannel(
             host=smtp_host,
-            port=int(getattr(settings, "smtp_port", 25) or 25),
+            port=settings.smtp_port,
             sender=smtp_sender,
-            username=getattr(settings, "smtp_username", None),
-            password=getattr(settings, "smtp_password", None),
-            use_tls=bool(getattr(settings, "smtp_use_tls", False)),
-            use_ssl=bool(getattr(settings, "smtp_use_ssl", False)),
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            use_tls=settings.smtp_use_tls,
+            use_ssl=settings.smtp_use_ssl,
         )
-    gateway = getattr(settings, "sms_gateway_url", None)
-    gateway_secret = getattr(settings, "sms_gateway_secret", None)
+    gateway = settings.sms_gateway_url
+    gateway_secret = settings.sms_gateway_secret
     if gateway and gateway_secret:
         channels["sms"] = SmsChannel(gateway_url=gateway, secret=gateway_secret, webhook=webhook)
     return channels, [webhook]
@@ -77,7 +78,7 @@ def send_due_job() -> dict[str, Any]:
                 db=db,
                 channels=channels,
                 settings=settings,
-                base_url=getattr(settings, "public_base_url", "") or "",
+                base_url=settings.public_base_url,
                 before_sending=db.commit if sqlite else None,
             )
     finally:
@@ -134,9 +135,9 @@ class _FanOutGuard:
         run_at = (utcnow() + dt.timedelta(seconds=self.resume_after)).astimezone(tz)
         mine = _jobs.c.id == self.job_id
         moved = db.execute(update(_jobs).where(mine).values(next_run_time=datetime_to_utc_timestamp(run_at)))
-        if moved.rowcount:
+        if rowcount(moved):
             # The column tells the scheduler when the job is due; its state says what to run, when.
-            job = pickle.loads(db.scalar(select(_jobs.c.job_state).where(mine)))
+            job = pickle.loads(db.scalar(select(_jobs.c.job_state).where(mine)) or b"")
             job["trigger"] = DateTrigger(run_at, timezone=tz)
             job["next_run_time"] = run_at
             db.execute(update(_jobs).where(mine).values(job_state=pickle.dumps(job, pickle.HIGHEST_PROTOCOL)))
@@ -264,7 +265,7 @@ def fan_out_job(
 
 
 def _base_url(settings: Settings) -> str:
-    return getattr(settings, "public_base_url", "") or ""
+    return settings.public_base_url
 
 
 def digest_job() -> dict[str, Any]:

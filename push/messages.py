@@ -8,6 +8,7 @@ import datetime as dt
 POLICY_PATH = "/policies/{id}"
 RECOMMENDATIONS_PATH = "/recommendations"
 PROFILE_PATH = "/profile"
+CASE_PATH = "/me/cases/{id}"
 
 
 def cn_date(day: dt.date | None) -> str:

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import rowcount, table_of, upsert_insert
 from push.models import Delivery
 from push.rules import OVER_CAP, cap_window_start
 
@@ -25,28 +25,19 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def upsert_insert(db: Session) -> Any:
-    """Return the dialect's insert construct, which has ON CONFLICT DO NOTHING."""
-    dialect = db.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"the outbox needs INSERT … ON CONFLICT, not available for {dialect}")
-
-
 def insert_deliveries(*, db: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert outbox rows, ignoring those whose unique key already exists; return how many were new.
 
     One executemany per set of keys the rows carry (the statement is compiled once, absent
     columns take their defaults); its rowcount is what was really inserted, on both drivers.
     """
-    stmt = upsert_insert(db)(Delivery.__table__).on_conflict_do_nothing()
+    stmt = upsert_insert(db, table_of(Delivery)).on_conflict_do_nothing()
     by_keys: dict[frozenset[str], list[Mapping[str, Any]]] = {}
     for row in rows:
         by_keys.setdefault(frozenset(row), []).append(row)
     return sum(
-        max(db.execute(stmt.execution_options(preserve_rowcount=True), group).rowcount, 0) for group in by_keys.values()
+        max(rowcount(db.execute(stmt.execution_options(preserve_rowcount=True), group)), 0)
+        for group in by_keys.values()
     )
 
 

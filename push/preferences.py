@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.models import Category, Policy
+from core.config import Settings
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.netguard import AddressGuard, Unresolvable, UnsafeAddress
 from core.text import normalize
 from profiles.models import Enterprise
 from push.channels import WEBHOOK_FORMATS, normalize_phone
@@ -100,8 +102,19 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
-def update_preferences(*, db: Session, enterprise_id: int, prefs_in: PreferencesIn) -> PushPreference:
-    """Change a firm's preferences (only the fields given), checking channels against their contacts."""
+def address_guard(settings: Settings) -> AddressGuard:
+    """Return the guard firm webhook URLs are checked with (public addresses plus HUIQI_WEBHOOK_ALLOW_HOSTS)."""
+    return AddressGuard(settings.webhook_allow_hosts)
+
+
+def update_preferences(
+    *, db: Session, enterprise_id: int, prefs_in: PreferencesIn, guard: AddressGuard | None = None
+) -> PushPreference:
+    """Change a firm's preferences (only the fields given), checking channels against their contacts.
+
+    A new webhook URL is resolved and refused when it points at a loopback, private, link-local, multicast,
+    reserved or unspecified address (unless `guard`'s allow-list admits it); deliveries check it again.
+    """
     current = get_preferences(db=db, enterprise_id=enterprise_id)
     data = prefs_in.model_dump(exclude_unset=True)
     merged = {
@@ -156,6 +169,15 @@ def update_preferences(*, db: Session, enterprise_id: int, prefs_in: Preferences
         parts = urllib.parse.urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             errors.append(FieldError("webhook_url", "Webhook 地址须以 http:// 或 https:// 开头并包含主机名"))
+        elif "webhook_url" in data:
+            try:
+                (guard or AddressGuard()).check_url(webhook_url)
+            except UnsafeAddress as exc:
+                errors.append(FieldError("webhook_url", f"Webhook {exc}", "unsafe_address"))
+            except Unresolvable:
+                pass  # a name that does not resolve yet; every delivery resolves and checks it again
+            except ValueError:
+                errors.append(FieldError("webhook_url", "Webhook 地址格式不正确"))
     elif "webhook" in channels:
         errors.append(FieldError("webhook_url", "选择 Webhook 推送时必须填写地址", "required"))
     fmt = merged["webhook_format"] or "huiqi"

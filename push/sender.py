@@ -18,7 +18,17 @@ from core.db import utcnow
 from matcher import feedback as matcher_feedback
 from profiles.models import Enterprise
 from push import events
-from push.channels import Channel, DeliveryResult, EmailRecipient, Message, SmsRecipient, WebhookRecipient, backoff
+from push.channels import (
+    Channel,
+    DeliveryResult,
+    EmailRecipient,
+    Message,
+    SmsRecipient,
+    WebhookRecipient,
+    backoff,
+    is_webhook_format,
+    message_kind,
+)
 from push.models import Delivery, PushPreference
 from push.preferences import DIGEST_FREQUENCIES, preferences_for
 from push.unsubscribe import unsubscribe_url
@@ -46,9 +56,12 @@ def _recipient(channel: str, pref: PushPreference, firm_name: str) -> tuple[Any,
     if channel == "webhook":
         if not pref.webhook_url:
             return None, "企业未设置 Webhook 地址"
-        return WebhookRecipient(
-            url=pref.webhook_url, secret=pref.webhook_secret or "", format=pref.webhook_format
-        ), None  # type: ignore[arg-type]
+        stored, fmt = pref.webhook_format, None
+        if stored:
+            if not is_webhook_format(stored):
+                return None, f"不支持的 Webhook 格式：{stored}"
+            fmt = stored
+        return WebhookRecipient(url=pref.webhook_url, secret=pref.webhook_secret or "", format=fmt), None
     return None, f"不支持的推送方式：{channel}"
 
 
@@ -120,7 +133,7 @@ def send_due(
         return counts
     firm_ids = sorted({r.enterprise_id for r in rows})
     prefs = preferences_for(db, firm_ids)
-    names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).all())
+    names = dict(db.execute(select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(firm_ids))).tuples().all())
     dropped = matcher_feedback.not_relevant_pairs(
         db=db, pairs=((r.enterprise_id, r.policy_id) for r in rows if r.policy_id is not None)
     )
@@ -174,7 +187,7 @@ def _send_one(
     sub_id = (row.payload or {}).get("subscription_id")
     scope = f"sub:{sub_id}" if sub_id else "all"
     message = Message(
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=message_kind(row.kind),
         title=row.title,
         body_text=row.body,
         # A tracked link: following it records the click (the funnel's "opened") and lands on row.url.

@@ -187,7 +187,7 @@ def delivery_stats(
     if group_by == "policy":
         ids = [r.key for r in grouped if r.key is not None]
         if ids:
-            titles = dict(db.execute(select(Policy.id, Policy.title).where(Policy.id.in_(ids))).all())
+            titles = dict(db.execute(select(Policy.id, Policy.title).where(Policy.id.in_(ids))).tuples().all())
     rows = []
     for r in grouped:
         if group_by == "day":
@@ -242,8 +242,8 @@ def funnel(*, db: Session, policy_id: int) -> dict[str, Any]:
         sub = stages[name].subquery()
         col = sub.c[0]
         columns.append(select(func.count(func.distinct(col))).scalar_subquery().label(name))
-        after = select(func.count(func.distinct(col))).where(col.in_(pushed_ids)).scalar_subquery()
-        columns.append(after.label(f"{name}_after"))
+        reached = select(func.count(func.distinct(col))).where(col.in_(pushed_ids)).scalar_subquery()
+        columns.append(reached.label(f"{name}_after"))
     values = db.execute(select(literal(1), *columns)).one()
     pushed = int(values.pushed or 0)
     out = []

@@ -10,9 +10,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core import events
+from core.config import get_settings
+from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
+from push import cases, jobs
 from push import events as engagement
-from push import jobs
 from push.models import Delivery
 
 
@@ -38,7 +40,28 @@ def on_policies_seen(event: events.PoliciesSeen) -> None:
     engagement.record_seen(db=event.db, enterprise_id=event.enterprise_id, policy_ids=event.policy_ids, kind=event.kind)
 
 
+def on_case_updated(event: events.CaseUpdated) -> None:
+    """Tell the firm of news of its case (a few outbox rows; the sender delivers email, SMS and webhooks)."""
+    settings = get_settings()
+    cases.case_update_notice(
+        db=event.db,
+        enterprise_id=event.enterprise_id,
+        case_id=event.case_id,
+        event_id=event.event_id,
+        kind=event.kind,
+        number=event.number,
+        case_title=event.title,
+        note=event.note,
+        department_name=event.department_name,
+        now=utcnow(),
+        settings=settings,
+        base_url=settings.public_base_url or "",
+        at=event.at,
+    )
+
+
 events.bus.subscribe(events.PolicyPublished, on_policy_published)
+events.bus.subscribe(events.CaseUpdated, on_case_updated)
 events.bus.subscribe(events.PolicyRevised, on_policy_revised)
 events.bus.subscribe(events.PoliciesSeen, on_policies_seen)
 events.bus.subscribe(events.DeliveryCited, on_delivery_cited)

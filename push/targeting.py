@@ -35,7 +35,7 @@ from profiles.models import Enterprise, EnterpriseQualification
 from push.models import Delivery, ManualPush, PushPreference
 from push.outbox import channel_row, insert_deliveries, recent_push_counts
 from push.preferences import CHANNELS, DEFAULTS
-from push.rules import due_at, over_weekly_cap
+from push.rules import due_at, next_digest_at, over_weekly_cap
 from push.schemas import ManualPushIn, TargetFilters
 
 CHUNK = 1000  # firms per step of the walk (one SELECT with preferences, one INSERT batch series)
@@ -205,6 +205,7 @@ class Firm:
     quiet_end: str
     weekly_cap: int
     unsubscribed_all: bool
+    addressed: frozenset[str] = frozenset()  # channels the firm gave an address for (email, phone, webhook URL)
 
 
 def _walk(db: Session, selection: Selection, chunk: int | None = None) -> Iterator[list[Firm]]:
@@ -226,6 +227,9 @@ def _walk(db: Session, selection: Selection, chunk: int | None = None) -> Iterat
         PushPreference.quiet_end,
         PushPreference.weekly_cap,
         PushPreference.unsubscribed_all,
+        PushPreference.email,
+        PushPreference.phone,
+        PushPreference.webhook_url,
     )
     base = (
         select(*cols)
@@ -240,8 +244,9 @@ def _walk(db: Session, selection: Selection, chunk: int | None = None) -> Iterat
         if not rows:
             return
         firms = []
-        for eid, name, region, industry, size, pref_id, chans, freq, qs, qe, cap, unsub in rows:
+        for eid, name, region, industry, size, pref_id, chans, freq, qs, qe, cap, unsub, mail, phone, hook in rows:
             has = pref_id is not None
+            addressed = frozenset(c for c, a in (("email", mail), ("sms", phone), ("webhook", hook)) if a)
             firms.append(
                 Firm(
                     id=eid,
@@ -255,6 +260,7 @@ def _walk(db: Session, selection: Selection, chunk: int | None = None) -> Iterat
                     quiet_end=qe if has else DEFAULTS["quiet_end"],
                     weekly_cap=cap if has else DEFAULTS["weekly_cap"],
                     unsubscribed_all=bool(unsub) if has else False,
+                    addressed=addressed,
                 )
             )
         yield firms
@@ -301,6 +307,12 @@ class Plan:
     already_pushed: int = 0
     over_cap: int = 0
     channels: Counter[str] = field(default_factory=Counter)
+    # Why a channel reaches fewer firms, per channel: firms that did not choose it, chose it without an
+    # address, are over their weekly cap, or get it only after their quiet hours (SMS).
+    not_chosen: Counter[str] = field(default_factory=Counter)
+    no_address: Counter[str] = field(default_factory=Counter)
+    capped: Counter[str] = field(default_factory=Counter)
+    quiet_hours: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     created: int = 0
     sample: list[Firm] = field(default_factory=list)
@@ -376,11 +388,21 @@ def _run(
             over_cap = bool(others) and over_weekly_cap(recent, f.id, f.weekly_cap)
             plan.channels["inbox"] += 1
             plan.deliveries += 1 + len(others)
+            for channel in channels:
+                if channel != "inbox" and channel not in f.channels:
+                    plan.not_chosen[channel] += 1
             for channel in others:
+                if channel not in f.addressed:
+                    plan.no_address[channel] += 1
                 if over_cap:
                     plan.over_cap += 1
+                    plan.capped[channel] += 1
                 else:
                     plan.channels[channel] += 1
+                    if channel == "sms" and due_at(now, channel=channel, timing=f, settings=settings) > next_digest_at(
+                        now, f.frequency, settings=settings
+                    ):
+                        plan.quiet_hours[channel] += 1
             if manual_push_id is None:
                 continue
             base = {
@@ -459,6 +481,16 @@ def _preview_out(policy: Policy, channels: Sequence[str], plan: Plan) -> dict[st
         "already_pushed": plan.already_pushed,
         "channels": {c: plan.channels.get(c, 0) for c in channels},
         "over_cap": plan.over_cap,
+        "reasons": {
+            c: {
+                "not_chosen": plan.not_chosen.get(c, 0),
+                "no_address": plan.no_address.get(c, 0),
+                "over_cap": plan.capped.get(c, 0),
+                "quiet_hours": plan.quiet_hours.get(c, 0),
+            }
+            for c in channels
+            if c != "inbox"
+        },
         "deliveries": plan.deliveries,
         "sample": [
             {

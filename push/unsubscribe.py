@@ -51,8 +51,7 @@ def unsubscribe_url(*, settings: Settings, enterprise_id: int, scope: str, base_
     return f"{base_url.rstrip('/')}/api/v1/push/unsubscribe?token={urllib.parse.quote(token, safe='')}"
 
 
-def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any]:
-    """Apply a signed unsubscribe link: stop one subscription or every push beyond the inbox; idempotent."""
+def _verified(settings: Settings, token: str) -> tuple[int, str]:
     verified = verify_unsubscribe_token(settings=settings, token=token)
     if verified is None:
         raise ValidationFailed(
@@ -60,7 +59,24 @@ def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any
             code="invalid_unsubscribe_token",
             errors=[FieldError("token", "退订链接无效或已被篡改")],
         )
-    enterprise_id, scope = verified
+    return verified
+
+
+def describe_unsubscribe(*, db: Session, settings: Settings, token: str) -> str:
+    """Say in Chinese what a signed unsubscribe link would stop, changing nothing (the confirmation page)."""
+    enterprise_id, scope = _verified(settings, token)
+    if scope == "all":
+        return "退订惠企的全部政策推送（站内信仍会保留）"
+    sub = db.get(Subscription, int(scope.removeprefix("sub:")))
+    if sub is None or sub.enterprise_id != enterprise_id:
+        raise NotFound("订阅不存在或已删除", code="subscription_not_found")
+    label = "政策分类" if sub.kind == "category" else "关键词"
+    return f"退订{label}“{sub.value}”的推送"
+
+
+def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any]:
+    """Apply a signed unsubscribe link: stop one subscription or every push beyond the inbox; idempotent."""
+    enterprise_id, scope = _verified(settings, token)
     if scope == "all":
         pref = db.get(PushPreference, enterprise_id)
         if pref is None:

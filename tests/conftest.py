@@ -68,6 +68,7 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         demo_users=False,
         scheduler_enabled=False,  # the test client must not run domain jobs against the shared database
         warm_up=False,  # tests build what they use
+        webhook_allow_hosts="127.0.0.1/32",  # the tests' webhook receivers are real local servers
     )
 
 

@@ -107,7 +107,7 @@ def make_user(db: Session, *, role: Role, **kw: Any) -> User:
         kw["department_id"] = make_department(db).id
     if role == Role.enterprise and "enterprise_id" not in kw:
         kw["enterprise_id"] = make_enterprise(db).id
-    data = {"username": f"user{i}", "password": "password-123", "display_name": f"用户{i}", "role": role} | kw
+    data = {"username": f"user{i}", "password": "Factory-pass-2026", "display_name": f"用户{i}", "role": role} | kw
     return auth_service.create_user(db=db, user_in=UserIn(**data))
 
 

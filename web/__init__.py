@@ -6,13 +6,15 @@ from node_modules under /static/vendor) and the HTML 404 page for paths outside 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from web.account import router as account_router
+from web.admin import router as admin_router
 from web.dashboard import router as dashboard_router
 from web.desk import router as desk_router
 from web.firm import router as firm_router
@@ -27,13 +29,15 @@ VENDOR = {
     "htmx": NODE_MODULES / "htmx.org" / "dist",
     "echarts": NODE_MODULES / "echarts" / "dist",
     "pico": NODE_MODULES / "@picocss" / "pico" / "css",
+    # Swagger UI for /docs (api.app), so the API docs open without internet.
+    "swagger-ui": NODE_MODULES / "swagger-ui-dist",
 }
 # Page routers; tests/web/test_web_roles.py walks every route of these. Account before public so
 # /login and /signup are plain paths; firm pages live under /me.
 WEB_ROUTERS = (account_router, public_router, firm_router)
 # Staff pages (curator, desk officer, supervisor, dashboard) and the firm's enquiry pages;
 # tests/web/test_web_staff_roles.py walks every route of these the same way.
-STAFF_ROUTERS = (staff_router, desk_router, firm_desk_router, dashboard_router)
+STAFF_ROUTERS = (staff_router, desk_router, firm_desk_router, dashboard_router, admin_router)
 _NOT_PAGES = ("/api/", "/static/", "/docs", "/openapi.json", "/healthz")
 
 
@@ -48,11 +52,14 @@ def install(app: FastAPI) -> None:
 
     json_handler = app.exception_handlers[StarletteHTTPException]
 
-    async def not_found_page(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
+    async def not_found_page(request: Request, exc: Exception) -> Response:
         """Answer a browser asking for an unknown page with the Chinese 404 page; the API keeps JSON."""
+        if not isinstance(exc, StarletteHTTPException):  # registered for HTTPException only
+            raise exc
         wants_html = "text/html" in request.headers.get("accept", "")
         if exc.status_code == 404 and wants_html and not request.url.path.startswith(_NOT_PAGES):
             return error_page(request, 404, "页面不存在", "您访问的页面不存在或已被移除。")
-        return json_handler(request, exc)
+        answer = json_handler(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
 
     app.add_exception_handler(StarletteHTTPException, not_found_page)

@@ -9,10 +9,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from auth import service as auth_service
+from auth.models import User
 from auth.service import principal_for_user
-from core import security
 from core.deps import AppSettings, DbSession
-from core.errors import HuiqiError
+from core.errors import HuiqiError, TooManyRequests
 from profiles import service as profiles_service
 from profiles.schemas import RegisterIn
 from web import choices
@@ -37,8 +37,8 @@ SIGNUP_FIELDS = (
 ENTERPRISE_FIELDS = ("name", "credit_code", "region_code", "industry_code", "contact_phone", "contact_email")
 
 
-def _signed_in(request: Request, settings: AppSettings, user, target: str) -> Response:  # type: ignore[no-untyped-def]
-    token = security.create_access_token(settings=settings, subject=str(user.id), claims={"role": user.role})
+def _signed_in(request: Request, settings: AppSettings, user: User, target: str) -> Response:
+    token = auth_service.access_token_for(settings=settings, user=user)
     rotate_csrf(request)
     response = redirect(request, target)
     set_session_cookie(response, request=request, settings=settings, token=token)
@@ -61,7 +61,17 @@ def login(request: Request, db: DbSession, settings: AppSettings, visitor: WebVi
     values = form_values(form, ("username", "password", "next"))
     user = None
     if values["username"] and values["password"]:
+        throttle = request.app.state.sign_in_throttle
+        try:
+            throttle.attempt(username=values["username"], client=request.client.host if request.client else "unknown")
+        except TooManyRequests as exc:
+            context = {"next": safe_next(values["next"], ""), "username": values["username"], "error": exc.message}
+            response = render(request, "login.html", context, status_code=429)
+            response.headers.update(exc.headers or {})
+            return response
         user = auth_service.authenticate(db=db, username=values["username"], password=values["password"])
+        if user is not None:
+            throttle.succeeded(username=values["username"])
     if user is None:
         complete = bool(values["username"] and values["password"])
         return render(
@@ -78,8 +88,10 @@ def login(request: Request, db: DbSession, settings: AppSettings, visitor: WebVi
 
 
 @router.post("/logout")
-def logout(request: Request, visitor: WebVisitor) -> Response:
-    """Sign out: drop the session cookie."""
+def logout(request: Request, db: DbSession, visitor: WebVisitor) -> Response:
+    """Sign out everywhere: every token the user holds (this cookie, other browsers, API tokens) stops working."""
+    if visitor is not None and not visitor.via_api_key:
+        auth_service.revoke_tokens(auth_service.get_user(db=db, user_id=visitor.id))
     rotate_csrf(request)
     response = redirect(request, "/")
     clear_session_cookie(response)
@@ -115,11 +127,13 @@ def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebV
         return render(request, "signup.html", _signup_context(values, errors), status_code=422)
     enterprise = {k: values[k] for k in ENTERPRISE_FIELDS if values[k] is not None}
     try:
-        register_in = RegisterIn(
-            username=values["username"] or "",
-            password=values["password"] or "",
-            display_name=values["display_name"] or "",
-            enterprise=enterprise,  # type: ignore[arg-type]
+        register_in = RegisterIn.model_validate(
+            {
+                "username": values["username"] or "",
+                "password": values["password"] or "",
+                "display_name": values["display_name"] or "",
+                "enterprise": enterprise,
+            }
         )
         user, _ = profiles_service.register(db=db, register_in=register_in)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -74,7 +75,7 @@ def case_rows(db: Session, cases: list[Case], settings: Settings) -> list[CaseRo
                 sla=view,
                 department=dept.name if dept else None,
                 enterprise=enterprises.get(c.enterprise_id) if c.enterprise_id else None,
-                kind_label=sla.KIND_LABELS.get(c.kind, c.kind),  # type: ignore[call-overload]
+                kind_label=sla.KIND_LABELS.get(c.kind, c.kind),
                 status_label=STATUS_LABELS.get(c.status, c.status),
                 colour=view.colour or "none",
                 colour_label=view.state_label or "不计时",
@@ -99,7 +100,7 @@ def due_items(case: Case, view: clock.SlaView) -> list[DueItem]:
     done = {"contact": case.contacted_at, "reply": case.first_reply_at, "close": case.resolved_at}
     dues = {"contact": case.contact_due_at, "reply": case.reply_due_at, "close": case.close_due_at}
     return [
-        DueItem(stage, sla.STAGE_LABELS[stage], due, done[stage], view.stage == stage)  # type: ignore[index]
+        DueItem(stage, sla.STAGE_LABELS[stage], due, done[stage], view.stage == stage)
         for stage, due in dues.items()
         if due is not None
     ]
@@ -166,7 +167,8 @@ def instant_answer_view(answer: dict[str, Any] | None) -> dict[str, Any] | None:
             {
                 "source": "政策" if c.get("source") == "policy" else "常见问题",
                 "title": c.get("title") or "",
-                "code": c.get("code"),
+                # A policy's document number means something to people; an FAQ entry's code (faq-004) does not.
+                "code": c.get("code") if c.get("source") == "policy" else None,
                 "passage": c.get("passage") or "",
                 "href": href,
             }
@@ -252,7 +254,9 @@ def staff_case_context(
         "joint": joint,
         "candidates": candidates,
         "policy": _policy(db, case),
-        "departments": [(d.id, d.name) for d in by_code.values()],
+        "departments": [
+            (d.id, d.name) for d in catalog_service.home_first(list(by_code.values()), settings.home_region)
+        ],
         "channel_label": CHANNEL_LABELS.get(case.channel, case.channel),
         "routing_label": ROUTING_LABELS.get(case.routing_method or "", ""),
         "rating_labels": RATING_LABELS,
@@ -325,6 +329,9 @@ def case_action(
         back = form.get("back") if form is not None else None
         if back in STAFF_BACK:
             return redirect(request, f"{back}?done={name}")
+        if isinstance(result, Case) and not lifecycle.can_see(result, principal):
+            # The case left the officer's department (转办): back to their queue, saying where it went.
+            return redirect(request, f"/desk/queue?{urlencode({'done': name, 'case': result.id})}")
         return redirect(request, f"/desk/cases/{case_id}?done={name}#timeline")
     case = lifecycle.get_case(db=db, case_id=case_id, actor=principal)
     if principal.role == Role.enterprise:

@@ -43,15 +43,15 @@ def region_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
                 (f"{top['name']} · {child['name']}" if by_parent.get(child["code"]) else top["name"], tuple(options))
             )
     merged: dict[str, list[tuple[str, str]]] = {}
-    for label, options in groups:
-        merged.setdefault(label, []).extend(options)
-    return tuple((label, tuple(options)) for label, options in merged.items())
+    for label, grouped in groups:
+        merged.setdefault(label, []).extend(grouped)
+    return tuple((label, tuple(grouped)) for label, grouped in merged.items())
 
 
 @lru_cache(maxsize=1)
 def industry_divisions() -> tuple[tuple[str, str], ...]:
     """Return the industry divisions (大类, e.g. C39) with their names, for a datalist."""
-    return tuple((row["code"], row["name"]) for row in codes.list_industries("大类"))
+    return tuple((row["code"] or "", row["name"] or "") for row in codes.list_industries("大类"))
 
 
 def categories(*, db: Session) -> list[tuple[str, str, list[tuple[str, str]]]]:
@@ -66,9 +66,9 @@ def categories(*, db: Session) -> list[tuple[str, str, list[tuple[str, str]]]]:
     ]
 
 
-def departments(*, db: Session) -> list[tuple[str, str]]:
-    """Return (code, name) of every department."""
-    return [(d.code, d.name) for d in catalog_service.list_departments(db=db)]
+def departments(*, db: Session, home_region: str | None = None) -> list[tuple[str, str]]:
+    """Return (code, name) of every department, the home city's first."""
+    return [(d.code, d.name) for d in catalog_service.list_departments(db=db, home_region=home_region)]
 
 
 def qualifications(*, db: Session) -> list[str]:

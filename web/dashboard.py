@@ -33,7 +33,8 @@ from web.deps import WebAllow
 from web.templating import ROLE_HOME, WebRoute, register_nav, render
 
 router = APIRouter(prefix="/dashboard", route_class=WebRoute, include_in_schema=False)
-Staff = Annotated[Principal, Depends(WebAllow(Role.curator, Role.supervisor, Role.admin, Role.desk))]
+# Everyone who may read desk figures (desk.stats.STATS_ROLES, the API's permission too) opens the dashboard.
+Staff = Annotated[Principal, Depends(WebAllow(*desk_stats.STATS_ROLES))]
 
 register_nav("驾驶舱", "/dashboard", (Role.curator, Role.supervisor, Role.admin, Role.desk), order=160)
 ROLE_HOME.setdefault(Role.admin, "/dashboard")
@@ -78,6 +79,7 @@ def dashboard_data(
             "total": stats.total,
             "instant_answered": stats.instant_answered,
             "instant_answer_rate": stats.instant_answer_rate,
+            "scoped": scope is not None,
             "on_time_rate": stats.on_time_rate,
             "satisfaction_rate": stats.satisfaction_rate,
             "overdue_now": stats.overdue_now,
@@ -138,10 +140,10 @@ def dashboard_data(
     return data
 
 
-def _choices(db: Session, principal: Principal) -> list[tuple[int, str]]:
+def _choices(db: Session, principal: Principal, home_region: str | None = None) -> list[tuple[int, str]]:
     if principal.role not in DEPARTMENT_ROLES:
         return []
-    return [(d.id, d.name) for d in catalog_service.list_departments(db=db)]
+    return [(d.id, d.name) for d in catalog_service.list_departments(db=db, home_region=home_region)]
 
 
 @router.get("")
@@ -171,7 +173,7 @@ def dashboard(
             "days": days,
             "periods": PERIODS,
             "department": department,
-            "departments": _choices(db, staff),
+            "departments": _choices(db, staff, settings.home_region),
             "dept_name": dept_name,
             "funnel_policy": policy,
             "policy_href": "/staff/policies/" if staff.role in (Role.curator, Role.admin) else "/policies/",

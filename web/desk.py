@@ -12,7 +12,7 @@ department (joint handling included); another department's case is not found (40
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -23,7 +23,7 @@ from catalog import service as catalog_service
 from core.deps import AppSettings, DbSession
 from core.errors import FieldError, ValidationFailed
 from desk import clock, handling, lifecycle, outcome, queries, sla
-from desk.models import STATUS_LABELS
+from desk.models import STATUS_LABELS, Case, EventKind
 from desk.schemas import (
     DecisionIn,
     DepartmentTargetIn,
@@ -90,6 +90,7 @@ def queue(
         db=db, actor=officer, filters=filters, offset=(page - 1) * QUEUE_PAGE_SIZE, limit=QUEUE_PAGE_SIZE
     )
     pages = max(1, math.ceil(total / QUEUE_PAGE_SIZE))
+    handed_over = _handed_over(db, request, officer)
     dept_name = None
     if officer.role == Role.desk and officer.department_id:
         dept = queries.department_names(db, [officer.department_id]).get(officer.department_id)
@@ -105,13 +106,34 @@ def queue(
             "department": department,
             "supervisor": supervisor,
             "dept_name": dept_name,
-            "departments": [(d.id, d.name) for d in catalog_service.list_departments(db=db)] if supervisor else [],
+            "departments": [
+                (d.id, d.name) for d in catalog_service.list_departments(db=db, home_region=settings.home_region)
+            ]
+            if supervisor
+            else [],
             "status_labels": STATUS_LABELS,
             "kind_labels": sla.KIND_LABELS,
             "state_labels": sla.STATE_LABELS,
             "page_links": views.page_links(request, page, pages),
+            "handed_over": handed_over,
         },
     )
+
+
+def _handed_over(db: Any, request: Request, officer: Principal) -> str | None:
+    """Return the notice for a case the officer has just handed to another department, if `?case=` names one.
+
+    Only the officer who transferred it last is told where it went (the case itself is no longer theirs to see).
+    """
+    raw = request.query_params.get("case")
+    if request.query_params.get("done") != "transfer" or not raw or not raw.isdigit():
+        return None
+    case = db.get(Case, int(raw))
+    last = case.events[-1] if case is not None and case.events else None
+    if last is None or last.kind != EventKind.transferred or last.actor_id != officer.user_id:
+        return None
+    to = (last.data or {}).get("department_name") or "其他部门"
+    return f"工单 {case.number} 已转办至{to}，已不在本部门队列中。"
 
 
 # ---------------------------------------------------------------- the case page
@@ -393,7 +415,7 @@ def supervision(request: Request, db: DbSession, settings: AppSettings, boss: Su
         filters=queries.CaseFilters(in_queue=True, sort="due"),
         limit=SUPERVISION_LIMIT,
     )
-    departments = catalog_service.list_departments(db=db)
+    departments = catalog_service.list_departments(db=db, home_region=settings.home_region)
     by_code = {d.code: d for d in departments}
     suggestions = {
         c.id: [

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from core.deps import DbSession
+from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError
 from matcher import feedback as matcher_feedback
 from matcher import recommend as matcher_recommend
@@ -72,7 +72,7 @@ PREFERENCE_FIELDS = (
 
 
 def _profile_context(db: Any, matcher: Any, firm: Any, values: dict | None, errors: FormErrors) -> dict:
-    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
+    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.own_enterprise_id)
     data = profiles_service.describe(ent)
     page = matcher_recommend.recommend(
         db=db,
@@ -119,7 +119,7 @@ def save_profile(request: Request, db: DbSession, matcher: MatcherDep, firm: Web
     """Save the profile through the profile service; its Chinese messages are shown by each field."""
     values = form_values(form, PROFILE_FIELDS)
     picked = form_list(form, "qualifications")
-    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
+    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.own_enterprise_id)
     # The form has no validity dates; a qualification kept keeps the date it had.
     until = {q.tag.name: q.valid_until_on for q in ent.qualifications}
     try:
@@ -161,7 +161,7 @@ def recommendations(
     result = matcher_recommend.recommend(
         db=db,
         matcher=matcher,
-        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        enterprise_id=firm.own_enterprise_id,
         include=(ELIGIBLE, LIKELY),
         limit=RECOMMENDATIONS_SHOWN,
         offset=(page - 1) * RECOMMENDATIONS_SHOWN,
@@ -212,7 +212,7 @@ def feedback_response(
     action = str(form.get("action") or "")
     matcher_feedback.record_feedback(
         db=db,
-        enterprise_id=firm.enterprise_id,
+        enterprise_id=firm.own_enterprise_id,
         policy_id=policy_id,
         action=action,
         source=source,
@@ -265,7 +265,7 @@ def inbox(
     unread_only = unread == "1"
     rows, total, unread_total = push_inbox.list_inbox(
         db=db,
-        enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+        enterprise_id=firm.own_enterprise_id,
         unread_only=unread_only,
         offset=(page - 1) * INBOX_PAGE_SIZE,
         limit=INBOX_PAGE_SIZE,
@@ -293,14 +293,14 @@ def _back_to_inbox(request: Request) -> str:
 @router.post("/inbox/{delivery_id}/read")
 def inbox_read(request: Request, db: DbSession, firm: WebFirm, delivery_id: int) -> Response:
     """Mark one message read (only the firm's own messages are touched)."""
-    push_inbox.mark_read(db=db, enterprise_id=firm.enterprise_id, delivery_ids=[delivery_id])  # type: ignore[arg-type]
+    push_inbox.mark_read(db=db, enterprise_id=firm.own_enterprise_id, delivery_ids=[delivery_id])
     return redirect(request, _back_to_inbox(request))
 
 
 @router.post("/inbox/read-all")
 def inbox_read_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
     """Mark every message read."""
-    push_inbox.mark_read(db=db, enterprise_id=firm.enterprise_id, all=True)  # type: ignore[arg-type]
+    push_inbox.mark_read(db=db, enterprise_id=firm.own_enterprise_id, all=True)
     return redirect(request, "/me/inbox")
 
 
@@ -310,7 +310,7 @@ def inbox_read_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
 def _preferences_context(
     db: Any, firm: Any, values: dict | None, errors: FormErrors, sub_errors: FormErrors | None = None
 ) -> dict:
-    prefs = push_preferences.get_preferences(db=db, enterprise_id=firm.enterprise_id)
+    prefs = push_preferences.get_preferences(db=db, enterprise_id=firm.own_enterprise_id)
     if values is None:
         values = {name: getattr(prefs, name) for name in PREFERENCE_FIELDS}
         values["channels"] = list(prefs.channels)
@@ -326,7 +326,7 @@ def _preferences_context(
         "values": keep(values),
         "errors": errors,
         "sub_errors": sub_errors or FormErrors(),
-        "subscriptions": push_preferences.list_subscriptions(db=db, enterprise_id=firm.enterprise_id),
+        "subscriptions": push_preferences.list_subscriptions(db=db, enterprise_id=firm.own_enterprise_id),
         "category_names": names,
         "categories": categories,
         "channel_labels": choices.CHANNEL_LABELS,
@@ -344,13 +344,18 @@ def preferences(request: Request, db: DbSession, firm: WebFirm) -> Response:
 
 
 @router.post("/preferences")
-def save_preferences(request: Request, db: DbSession, firm: WebFirm, form: PageForm) -> Response:
+def save_preferences(request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, form: PageForm) -> Response:
     """Save push preferences through the push service; its Chinese messages are shown by each field."""
     values = form_values(form, PREFERENCE_FIELDS)
     values["channels"] = form_list(form, "channels")
     try:
         prefs_in = PreferencesIn(**values)
-        push_preferences.update_preferences(db=db, enterprise_id=firm.enterprise_id, prefs_in=prefs_in)
+        push_preferences.update_preferences(
+            db=db,
+            enterprise_id=firm.own_enterprise_id,
+            prefs_in=prefs_in,
+            guard=push_preferences.address_guard(settings),
+        )
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc)
     except HuiqiError as exc:
@@ -365,8 +370,8 @@ def save_preferences(request: Request, db: DbSession, firm: WebFirm, form: PageF
 def unsubscribe_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
     """Stop every push beyond the inbox."""
     push_preferences.update_preferences(
-        db=db, enterprise_id=firm.enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=True)
-    )  # type: ignore[arg-type]
+        db=db, enterprise_id=firm.own_enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=True)
+    )
     return redirect(request, "/me/preferences?saved=unsubscribed")
 
 
@@ -374,8 +379,8 @@ def unsubscribe_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
 def resubscribe(request: Request, db: DbSession, firm: WebFirm) -> Response:
     """Turn pushes back on after unsubscribing from everything."""
     push_preferences.update_preferences(
-        db=db, enterprise_id=firm.enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=False)
-    )  # type: ignore[arg-type]
+        db=db, enterprise_id=firm.own_enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=False)
+    )
     return redirect(request, "/me/preferences?saved=resubscribed")
 
 
@@ -386,7 +391,7 @@ def subscribe(request: Request, db: DbSession, firm: WebFirm, form: PageForm) ->
     try:
         push_preferences.create_subscription(
             db=db,
-            enterprise_id=firm.enterprise_id,  # type: ignore[arg-type]
+            enterprise_id=firm.own_enterprise_id,
             subscription_in=SubscriptionIn(kind=values["kind"] or "", value=values["value"] or ""),
         )
     except HuiqiError as exc:
@@ -400,5 +405,5 @@ def subscribe(request: Request, db: DbSession, firm: WebFirm, form: PageForm) ->
 @router.post("/subscriptions/{subscription_id}/delete")
 def unsubscribe_one(request: Request, db: DbSession, firm: WebFirm, subscription_id: int) -> Response:
     """Stop following one category or keyword; another firm's subscription is not found."""
-    push_preferences.delete_subscription(db=db, enterprise_id=firm.enterprise_id, subscription_id=subscription_id)  # type: ignore[arg-type]
+    push_preferences.delete_subscription(db=db, enterprise_id=firm.own_enterprise_id, subscription_id=subscription_id)
     return redirect(request, "/me/preferences?saved=unsubscribed_one#subscriptions")

@@ -78,7 +78,7 @@ def new_case(
     request: Request, db: DbSession, firm: WebFirm, policy_id: Annotated[int | None, Query()] = None
 ) -> Response:
     """The enquiry form; from a policy page the policy is filled in."""
-    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.enterprise_id)
+    ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.own_enterprise_id)
     values = {
         "kind": "",
         "contact_name": ent.contact_name or "",

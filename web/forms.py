@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from pydantic import ValidationError
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, ImmutableMultiDict
 
 from core.errors import FieldError, HuiqiError, pydantic_field_errors
 from profiles.derived import FIELD_LABELS as DERIVED_LABELS
@@ -34,6 +34,9 @@ FIELD_LABELS = {
     "webhook_url": "Webhook 地址",
     "webhook_format": "消息格式",
     "webhook_secret": "签名密钥",
+    "scopes": "权限范围",
+    "role": "角色",
+    "department_id": "所属部门",
     "kind": "订阅类型",
     "value": "订阅内容",
 }
@@ -75,7 +78,7 @@ class FormErrors:
         return cls.from_field_errors(exc.errors, exc.message, prefix)
 
 
-def form_values(form: FormData, names: Iterable[str]) -> dict[str, Any]:
+def form_values(form: ImmutableMultiDict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """Return the named text fields, stripped; blank ones become None."""
     out: dict[str, Any] = {}
     for name in names:
@@ -88,7 +91,7 @@ def form_values(form: FormData, names: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def form_list(form: FormData, name: str) -> list[str]:
+def form_list(form: ImmutableMultiDict[str, Any], name: str) -> list[str]:
     """Return the non-blank values of a repeated field (checkboxes)."""
     return [v.strip() for v in form.getlist(name) if isinstance(v, str) and v.strip()]
 

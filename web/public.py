@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from auth.models import Role
+from auth.service import Principal
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.models import PolicyLevel
@@ -17,10 +20,15 @@ from catalog.schemas import PolicyFilters
 from core import codes, events
 from core.deps import AppDatabase, DbSession
 from core.errors import FieldError, ValidationFailed
+from core.ratelimit import client_key
 from matcher import calculator as matcher_calculator
+from matcher import eligibility
 from matcher import feedback as matcher_feedback
 from matcher.deps import MatcherDep
+from matcher.engine import Matcher
+from matcher.recommend import Recommendation
 from matcher.schemas import CalculatorIn
+from profiles.models import Enterprise
 from web import choices, views
 from web.deps import WebFirm, WebVisitor
 from web.firm import feedback_response
@@ -57,7 +65,7 @@ def _filters(
         q=_blank(q),
         category=_blank(category),
         department=_blank(department),
-        level=PolicyLevel(level) if level in PolicyLevel.__members__ else None,
+        level=PolicyLevel(level) if level and level in PolicyLevel.__members__ else None,
         region=region if region and region.isdigit() and len(region) == 6 else None,
         open_now=open_now in ("1", "on", "true"),
         sort=sort if sort in ("published", "deadline", "title") else "published",
@@ -93,6 +101,14 @@ def home(request: Request, db: DbSession, visitor: WebVisitor) -> Response:
     )
 
 
+def _firm_region(db: Any, visitor: Principal | None) -> str | None:
+    """Return the signed-in firm's region code, None for anyone else."""
+    if visitor is None or visitor.role != Role.enterprise or visitor.enterprise_id is None:
+        return None
+    firm = db.get(Enterprise, visitor.enterprise_id)
+    return (firm.region_code or None) if firm is not None else None
+
+
 @router.get("/policies")
 def policy_library(
     request: Request,
@@ -108,10 +124,16 @@ def policy_library(
     sort: str | None = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
-    """The policy library: search by meaning and words, filter, page through."""
+    """The policy library: search by meaning and words, filter, page through.
+
+    A signed-in firm sees only the policies that apply to its region (never a 广州 policy for a 中山 firm).
+    """
     today = dt.date.today()
-    filters = _filters(q, category, department, level, region, open_now, sort)
+    firm_region = _firm_region(db, visitor)
+    filters = _filters(q, category, department, level, region or firm_region, open_now, sort)
     if filters.q:
+        if visitor is None:  # every search embeds the query: anonymous visitors are rate-limited
+            request.app.state.search_limiter.check(client_key(request))
         result = views.search_policies(
             db=db,
             matcher=matcher,
@@ -120,6 +142,7 @@ def policy_library(
             page_size=SEARCH_PAGE_SIZE,
             limit=SEARCH_LIMIT,
             today=today,
+            home_region=request.app.state.settings.home_region,
         )
         page_size = SEARCH_PAGE_SIZE
     else:
@@ -128,7 +151,7 @@ def policy_library(
         )
         result = views.PolicyPage(rows=[views.policy_row(p, today) for p in items], total=total, searched=False)
         page_size = LIST_PAGE_SIZE
-    pages = max(1, math.ceil(result.total / page_size))
+    pages = max(1, math.ceil((result.total if result.reachable is None else result.reachable) / page_size))
     context = {
         "filters": filters,
         "result": result,
@@ -136,9 +159,10 @@ def policy_library(
         "pages": pages,
         "page_links": views.page_links(request, page, pages),
         "categories": choices.categories(db=db),
-        "departments": choices.departments(db=db),
+        "departments": choices.departments(db=db, home_region=request.app.state.settings.home_region),
         "levels": choices.LEVELS,
         "region_groups": choices.region_groups(),
+        "firm_region": codes.region_name(firm_region) if firm_region else None,
     }
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "results":
         return render(request, "_policy_results.html", context)
@@ -203,7 +227,9 @@ CALCULATOR_FIELDS = (
 )
 
 
-def _calculate(*, db, matcher, body: CalculatorIn):  # type: ignore[no-untyped-def]
+def _calculate(
+    *, db: Session, matcher: Matcher, body: CalculatorIn
+) -> tuple[list[Recommendation], list[eligibility.Change]]:
     """Run the calculator as the API does: qualifications resolved through the tag vocabulary."""
     attributes = body.model_dump(exclude={"limit"}, exclude_none=True)
     if body.qualifications:
@@ -233,8 +259,8 @@ def calculator(
 ) -> Response:
     """The policy calculator (政策计算器): a few attributes in, matching policies with reasons out."""
     params = request.query_params
-    values = form_values(params, CALCULATOR_FIELDS)  # type: ignore[arg-type]
-    picked = form_list(params, "qualifications")  # type: ignore[arg-type]
+    values = form_values(params, CALCULATOR_FIELDS)
+    picked = form_list(params, "qualifications")
     context: dict = {
         "values": {k: v or "" for k, v in values.items()},
         "picked": set(picked),
@@ -257,7 +283,7 @@ def calculator(
         except ValidationError as exc:
             context["errors"] = FormErrors.from_validation(exc)
         else:
-            request.app.state.calculator_limiter.check(request.client.host if request.client else "unknown")
+            request.app.state.calculator_limiter.check(client_key(request))
             try:
                 items, changes = _calculate(db=db, matcher=matcher, body=body)
             except ValidationFailed as exc:
@@ -273,6 +299,4 @@ def calculator(
                     policy_ids=[r.policy.id for r in items],
                     kind="calculator",
                 )
-    if request.headers.get("hx-request") and request.headers.get("hx-target") == "calc-results":
-        return render(request, "_calc_results.html", context)
     return render(request, "calculator.html", context)

@@ -13,7 +13,7 @@ import datetime as dt
 import difflib
 import json
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -29,7 +29,7 @@ from catalog import service as catalog_service
 from catalog.fields import FIELDS, SIZE_CLASSES
 from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
-from core import codes, tabular
+from core import codes, jsonsafe, tabular
 from core.deps import AppSettings, DbSession
 from core.errors import Conflict, FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
 from matcher import coverage as matcher_coverage
@@ -130,9 +130,13 @@ def parse_rules(text: str | None) -> tuple[dict[str, Any] | None, FieldError | N
     if not text or text == "null":
         return None, None
     try:
-        value = json.loads(text)
+        value = jsonsafe.loads(text)
     except json.JSONDecodeError as exc:
         return None, FieldError("rules", f"资格条件 JSON 格式有误（第 {exc.lineno} 行第 {exc.colno} 列）", "json")
+    except ValueError as exc:  # nested past what json.loads can read
+        return None, FieldError("rules", f"资格条件{exc}", "too_deep")
+    if reason := jsonsafe.too_deep(value):
+        return None, FieldError("rules", f"资格条件{reason}，条件树最多 {rules_mod.MAX_DEPTH} 层", "too_deep")
     if value is not None and not isinstance(value, dict):
         return None, FieldError("rules", '资格条件应为一个 JSON 对象，如 {"all": [...]}', "json")
     return value, None
@@ -232,11 +236,11 @@ def policy_list(
     today = dt.date.today()
     filters = PolicyFilters(
         q=(q or "").strip() or None,
-        status=PolicyStatus(status) if status in PolicyStatus.__members__ else None,
+        status=PolicyStatus(status) if status and status in PolicyStatus.__members__ else None,
         category=category or None,
         department=department or None,
-        level=PolicyLevel(level) if level in PolicyLevel.__members__ else None,
-        policy_type=PolicyType(policy_type) if policy_type in PolicyType.__members__ else None,
+        level=PolicyLevel(level) if level and level in PolicyLevel.__members__ else None,
+        policy_type=PolicyType(policy_type) if policy_type and policy_type in PolicyType.__members__ else None,
         sort="published",
     )
     items, total = catalog_service.list_policies(
@@ -257,7 +261,7 @@ def policy_list(
             "counts": counts,
             "page_links": views.page_links(request, page, pages),
             "categories": choices.categories(db=db),
-            "departments": choices.departments(db=db),
+            "departments": choices.departments(db=db, home_region=request.app.state.settings.home_region),
             "levels": choices.LEVELS,
             "saved": request.query_params.get("saved"),
             "match_status": matcher_runs.status(db),
@@ -294,8 +298,9 @@ def _editor_context(
         "suggestions": suggestions,
         "versions": versions,
         "categories": choices.categories(db=db),
-        "departments": choices.departments(db=db),
+        "departments": choices.departments(db=db, home_region=matcher.settings.home_region),
         "topics": [(t.code, t.name) for t in catalog_service.list_topics(db=db)],
+        "tag_examples": catalog_service.tag_examples(db=db),
         "levels": choices.LEVELS,
         "types": tuple(TYPE_LABELS.items()),
         "builder_schema": rule_builder_schema(db=db),
@@ -451,9 +456,9 @@ def versions(
     policy = catalog_service.get_policy(db=db, policy_id=policy_id)
     rows = catalog_service.list_versions(db=db, policy_id=policy_id)
     actors = dict(
-        db.execute(
-            select(User.id, User.display_name).where(User.id.in_({v.actor_id for v in rows if v.actor_id}))
-        ).all()
+        db.execute(select(User.id, User.display_name).where(User.id.in_({v.actor_id for v in rows if v.actor_id})))
+        .tuples()
+        .all()
     )
     diff = None
     if len(rows) >= 2 or (from_version and to_version):
@@ -615,6 +620,15 @@ def _push_context(db: Any, values: dict[str, Any], errors: FormErrors, preview: 
     }
 
 
+def _site_channels(settings: Any) -> dict[str, bool]:
+    """Which channels this site can send through at all (email needs SMTP, SMS its gateway)."""
+    return {
+        "email": bool(settings.smtp_host and settings.smtp_sender),
+        "sms": bool(settings.sms_gateway_url),
+        "webhook": True,
+    }
+
+
 @router.get("/push")
 def push_page(
     request: Request, db: DbSession, curator: Curator, policy_id: Annotated[int | None, Query()] = None
@@ -649,10 +663,17 @@ def push_preview(
         return render(
             request,
             "_staff_push_preview.html",
-            {"preview": preview, "errors": errors, "channel_labels": CHANNEL_LABELS, "size_labels": dict(SIZE_CLASSES)},
+            {
+                "preview": preview,
+                "errors": errors,
+                "channel_labels": CHANNEL_LABELS,
+                "size_labels": dict(SIZE_CLASSES),
+                "site_channels": _site_channels(request.app.state.settings),
+            },
             status_code=200,
         )
-    return render(request, "staff_push.html", _push_context(db, values, errors, preview), status_code=status_code)
+    context = _push_context(db, values, errors, preview) | {"site_channels": _site_channels(request.app.state.settings)}
+    return render(request, "staff_push.html", context, status_code=status_code)
 
 
 @router.post("/push")
@@ -668,7 +689,7 @@ def push_send(
                 push_in=push_in,
                 created_by_id=curator.user_id,
                 matcher=matcher,
-                base_url=getattr(settings, "public_base_url", "") or "",
+                base_url=settings.public_base_url,
                 settings=settings,
             )
         except HuiqiError as exc:
@@ -682,10 +703,22 @@ def push_send(
 # ---------------------------------------------------------------- import and export
 
 
+def _io_context() -> dict[str, Any]:
+    """What the import page shows besides a report: the kinds and, for each, its columns and their format."""
+    return {
+        "kinds": IMPORT_KINDS,
+        "statuses": list(PolicyStatus),
+        "formats": {
+            kind: [(c.header, c.note or "文本", TEMPLATE_SAMPLES[kind].get(c.key, "")) for c in _io_columns(kind)]
+            for kind in IMPORT_KINDS
+        },
+    }
+
+
 @router.get("/io")
 def io_page(request: Request, curator: Curator) -> Response:
     """Import policies or enterprises from CSV/XLSX and export them in the same layout."""
-    return render(request, "staff_io.html", {"report": None, "kinds": IMPORT_KINDS, "statuses": list(PolicyStatus)})
+    return render(request, "staff_io.html", {"report": None, **_io_context()})
 
 
 @router.post("/io/import")
@@ -694,7 +727,7 @@ def io_import(request: Request, db: DbSession, settings: AppSettings, curator: C
     kind = str(form.get("kind") or "")
     upload = form.get("file")
     partial = form.get("partial") in ("1", "on", "true")
-    context: dict[str, Any] = {"kinds": IMPORT_KINDS, "statuses": list(PolicyStatus), "kind": kind, "partial": partial}
+    context: dict[str, Any] = {**_io_context(), "kind": kind, "partial": partial}
     if kind not in IMPORT_KINDS:
         raise ValidationFailed(errors=[FieldError("kind", "请选择导入政策还是企业", "invalid")])
     if upload is None or isinstance(upload, str) or not upload.filename:
@@ -715,12 +748,71 @@ def io_import(request: Request, db: DbSession, settings: AppSettings, curator: C
     return render(request, "staff_io.html", context, status_code=422 if report.rejected else 200)
 
 
+# One sample row per import kind, as a curator would fill it (the demo's 中山 departments and codes).
+TEMPLATE_SAMPLES: dict[str, dict[str, str]] = {
+    "policies": {
+        "title": "中山市科技型中小企业研发投入后补助申报通知",
+        "doc_number": "中科〔2026〕12号",
+        "issuing_department": "zs-kjj",
+        "handling_department": "zs-kjj",
+        "level": "市级",
+        "policy_type": "申报类",
+        "region_codes": "442000",
+        "tags": "资金补贴；科技型中小企业",
+        "summary": "对上年度研发投入较上年增长的科技型中小企业，按增量的10%给予后补助，最高50万元。",
+        "interpreter_name": "林晓",
+        "interpreter_contact": "0760-88312617",
+        "apply_start_on": "2026-12-01",
+        "apply_end_on": "2027-01-31",
+        "max_amount": "50",
+        "amount_text": "最高50万元",
+        "rules": '{"all": [{"field": "region_code", "op": "within_region", "value": ["442000"]}]}',
+        "status": "草稿",
+        "pinned": "否",
+    },
+    "enterprises": {
+        "credit_code": "91442000MA4L2GB16C",
+        "name": "中山市示例精密制造有限公司",
+        "region_code": "442000",
+        "industry_code": "C348",
+        "established_on": "2018-05-01",
+        "registered_capital": "500",
+        "employees": "86",
+        "annual_revenue": "4200",
+        "total_assets": "3100",
+        "rd_expense": "210",
+        "credit_standing": "良好",
+        "tax_credit_level": "A",
+        "qualifications": "高新技术企业:2027-12-31",
+        "business_scope": "精密零部件研发、制造、销售",
+        "contact_name": "陈立",
+        "contact_phone": "13800138000",
+    },
+}
+
+
+def _io_columns(kind: str) -> list[tabular.Column]:
+    return profiles_io.ENTERPRISE_COLUMNS if kind == "enterprises" else catalog_io.POLICY_COLUMNS
+
+
+@router.get("/io/template")
+def io_template(curator: Curator, kind: str = "policies", format: str = "csv") -> Response:
+    """Download an import template: the columns, a sample row and (XLSX) a sheet of notes in Chinese."""
+    kind = kind if kind in IMPORT_KINDS else "policies"
+    fmt = "xlsx" if format == "xlsx" else "csv"
+    data = tabular.write_template(_io_columns(kind), TEMPLATE_SAMPLES[kind], fmt, IMPORT_KINDS[kind])
+    media = tabular.CSV_MEDIA_TYPE if fmt == "csv" else tabular.XLSX_MEDIA_TYPE
+    name = f"{IMPORT_KINDS[kind]}导入模板.{fmt}"
+    disposition = f"attachment; filename=\"{kind}-template.{fmt}\"; filename*=UTF-8''{quote(name)}"
+    return Response(content=data, media_type=media, headers={"Content-Disposition": disposition})
+
+
 @router.get("/io/export")
 def io_export(
     db: DbSession, curator: Curator, kind: str = "policies", format: str = "csv", status: str | None = None
 ) -> Response:
     """Download policies or enterprises in the import layout."""
-    fmt = "xlsx" if format == "xlsx" else "csv"
+    fmt: Literal["csv", "xlsx"] = "xlsx" if format == "xlsx" else "csv"
     if kind == "enterprises":
         data, stem_zh, stem_en = profiles_io.export_enterprises(db=db, fmt=fmt), "企业", "enterprises"
     else:

@@ -8,6 +8,7 @@ supervisor and dashboard pages add their own entries (`register_nav`) and a role
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from auth.models import ROLE_LABELS, Role
 from auth.service import Principal
@@ -125,7 +127,29 @@ def _amount(value: float | None) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{round(value * 100)}"
+    if value is None:
+        return "—"
+    if 0 < value * 100 < 0.5:  # one answered case in hundreds is not "0%"
+        return "<1"
+    return f"{round(value * 100)}"
+
+
+# Phone numbers as people write them: 0760-88312617, (0760) 8831 2617, 138 0013 8000, +86 13800138000,
+# and short service lines (12345, 12366). Digits only go into the tel: link.
+_PHONE = re.compile(
+    r"(?<![\w\d])(?:\+?86[\s-]?)?(?:\(?0\d{2,3}\)?[\s-]?\d{3,4}[\s-]?\d{4}(?:-\d{1,6})?|1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}|123\d{2})(?![\w\d])"
+)
+
+
+def _tel(text: str | None) -> Markup:
+    """Escape text and make every phone number in it a tel: link (tappable on a phone)."""
+    escaped = str(escape(text or ""))
+
+    def link(match: re.Match[str]) -> str:
+        digits = re.sub(r"[^\d+]", "", match.group(0))
+        return f'<a href="tel:{digits}" class="tel">{match.group(0)}</a>'
+
+    return Markup(_PHONE.sub(link, escaped))
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -135,6 +159,7 @@ templates.env.filters.update(
     days_left_class=_days_left_class,
     amount=_amount,
     percent=_percent,
+    tel=_tel,
 )
 templates.env.globals.update(
     LEVEL_LABELS=LEVEL_LABELS,
@@ -156,6 +181,7 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
         "principal": principal,
         "nav": nav_for(principal),
         "csrf_token": csrf_token(request, settings),
+        "csp_nonce": getattr(request.state, "csp_nonce", ""),
         "path": request.url.path,
         "today": dt.date.today(),
         **(context or {}),

@@ -17,6 +17,8 @@ from matcher import search as matcher_search
 from matcher import tags as tags_mod
 from matcher.eligibility import LIKELY, STATUS_LABELS
 from matcher.engine import Matcher
+from matcher.home import applies_to, home_rank
+from matcher.policyset import PolicyInfo
 from matcher.recommend import Recommendation
 from profiles.derived import FIELD_LABELS
 
@@ -40,6 +42,9 @@ class PolicyPage:
     rows: list[PolicyRow]
     total: int
     searched: bool
+    mode: str = ""  # search only: "hybrid", or "keyword" while the embedder is still loading
+    reachable: int | None = None  # search only: hits that can be paged through (the best `limit`)
+    more: bool = False  # search only: more policies match than were ranked (total is a lower bound)
 
 
 def policy_row(policy: Policy, today: dt.date) -> PolicyRow:
@@ -60,11 +65,20 @@ def search_policies(
     page_size: int,
     limit: int,
     today: dt.date,
+    home_region: str | None = None,
 ) -> PolicyPage:
-    """Search by meaning and words (the matcher's hybrid search), keep the hits the catalog filters admit."""
-    hits = matcher_search.search(
+    """Search by meaning and words (the matcher's hybrid search), keep the hits the catalog filters admit.
+
+    A region (the firm's own, or the one picked) keeps only the policies that apply there; on equal scores
+    the home city's and nationwide policies come first.
+    """
+    found = matcher_search.find(
         db=db, matcher=matcher, q=filters.q or "", limit=limit, region=filters.region, today=today
     )
+    hits = found.hits
+    if filters.region:
+        hits = [h for h in hits if applies_to(h.policy.region_codes, filters.region)]
+    hits = sorted(hits, key=lambda h: (-h.score, home_rank(h.policy.region_codes, home_region)))
     if _has_filters(filters):
         # The catalog's own filter decides what passes, so the library filters mean the same with or without words.
         allowed, _ = catalog_service.list_policies(
@@ -93,7 +107,12 @@ def search_policies(
         )
         for h in hits[start : start + page_size]
     ]
-    return PolicyPage(rows=rows, total=len(hits), searched=True)
+    # The total counts every hit above the relevance cut-off; with library filters only the admitted ones.
+    filtered = _has_filters(filters) or len(hits) < len(found.hits)
+    total = len(hits) if filtered else found.total
+    return PolicyPage(
+        rows=rows, total=total, searched=True, mode=found.mode, reachable=len(hits), more=found.more and not filtered
+    )
 
 
 def page_links(request: Request, page: int, pages: int) -> list[tuple[str, str | None, bool]]:
@@ -138,7 +157,7 @@ class ConditionView:
 class RecommendationCard:
     """One recommended policy with its reasons, as the firm and the calculator see it."""
 
-    policy: Policy
+    policy: PolicyInfo
     days_left: int | None
     status: str
     status_label: str
@@ -184,7 +203,7 @@ class BlockingField:
 
     field: str
     label: str
-    policies: list[Policy]
+    policies: list[PolicyInfo]
 
 
 def blocking_fields(recommendations: list[Recommendation]) -> list[BlockingField]:

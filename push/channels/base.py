@@ -21,10 +21,17 @@ import datetime as dt
 import random
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeGuard, get_args, runtime_checkable
 
 MessageKind = Literal[
-    "new_match", "digest", "deadline_reminder", "policy_changed", "profile_reminder", "manual", "desk_notice"
+    "new_match",
+    "digest",
+    "deadline_reminder",
+    "policy_changed",
+    "profile_reminder",
+    "manual",
+    "desk_notice",
+    "case_update",
 ]
 MESSAGE_KINDS: tuple[str, ...] = (
     "new_match",
@@ -34,6 +41,7 @@ MESSAGE_KINDS: tuple[str, ...] = (
     "profile_reminder",
     "manual",
     "desk_notice",
+    "case_update",
 )
 KIND_LABELS: dict[str, str] = {
     "new_match": "新政策匹配",
@@ -43,9 +51,25 @@ KIND_LABELS: dict[str, str] = {
     "profile_reminder": "企业信息更新提醒",
     "manual": "通知",
     "desk_notice": "诉求办理通知",
+    "case_update": "诉求办理进展",
 }
 WebhookFormat = Literal["huiqi", "wecom", "dingtalk", "feishu"]
 WEBHOOK_FORMATS: tuple[str, ...] = ("huiqi", "wecom", "dingtalk", "feishu")
+
+
+def message_kind(value: str) -> MessageKind:
+    """Return a stored message kind as a known one; raise ValueError for any other."""
+    for kind in get_args(MessageKind):
+        if value == kind:
+            return kind
+    raise ValueError(f"unknown message kind {value!r}; expected one of {MESSAGE_KINDS}")
+
+
+def is_webhook_format(value: object) -> TypeGuard[WebhookFormat]:
+    """Tell whether a stored or configured value names a webhook payload format."""
+    return value in WEBHOOK_FORMATS
+
+
 PAYLOAD_VERSION = 1
 DELIVERY_HEADER = "X-Huiqi-Delivery"
 

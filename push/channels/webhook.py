@@ -14,10 +14,12 @@ import logging
 import urllib.parse
 from collections.abc import Mapping
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 
+from core.netguard import AddressGuard, Unresolvable, UnsafeAddress
 from push.channels.base import (
     DELIVERY_HEADER,
     PAYLOAD_VERSION,
@@ -31,7 +33,6 @@ from push.channels.base import (
     one_line,
     retry_result,
     sent_result,
-    snippet,
 )
 
 log = logging.getLogger(__name__)
@@ -217,24 +218,28 @@ def _classify_response(response: httpx.Response, *, fmt: str) -> DeliveryResult:
         if fmt in _BOT_RATE_LIMITED:
             error = _bot_error(fmt, response)
             if error is not None:
-                code, msg = error
+                code, _ = error
+                # Only the numeric code is kept: nothing the remote side wrote is stored or shown.
                 if code in _BOT_RATE_LIMITED[fmt]:
-                    return retry_result(f"机器人限流（错误码 {code}：{snippet(msg)}），稍后重试", status_code=status)
-                return dead_result(f"机器人拒绝消息（错误码 {code}：{snippet(msg)}）", status_code=status)
+                    return retry_result(f"机器人限流（错误码 {code}），稍后重试", status_code=status)
+                return dead_result(f"机器人拒绝消息（错误码 {code}）", status_code=status)
             return sent_result(f"机器人已接收（HTTP {status}）", status_code=status)
         return sent_result(f"接收方已确认（HTTP {status}）", status_code=status, provider_id=_provider_id(response))
-    body = snippet(response.text)
+    # The status code and its standard phrase only: the remote body (which an internal service could fill
+    # with anything) is never stored in last_error nor shown to staff.
+    shown = _status_text(status)
     if status in (408, 429) or status >= 500:
-        return retry_result(
-            f"接收方暂时不可用（HTTP {status}）：{body}" if body else f"接收方暂时不可用（HTTP {status}）",
-            status_code=status,
-            retry_after=_retry_after(response),
-        )
+        return retry_result(f"接收方暂时不可用（{shown}）", status_code=status, retry_after=_retry_after(response))
     if 300 <= status < 400:
-        return dead_result(f"接收地址返回重定向（HTTP {status}），请改为配置最终地址", status_code=status)
-    return dead_result(
-        f"接收方拒绝请求（HTTP {status}）：{body}" if body else f"接收方拒绝请求（HTTP {status}）", status_code=status
-    )
+        return dead_result(f"接收地址返回重定向（{shown}），请改为配置最终地址", status_code=status)
+    return dead_result(f"接收方拒绝请求（{shown}）", status_code=status)
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
 
 
 class WebhookChannel:
@@ -249,10 +254,13 @@ class WebhookChannel:
         user_agent: str = DEFAULT_USER_AGENT,
         client: httpx.Client | None = None,
         format: WebhookFormat = "huiqi",
+        guard: AddressGuard | None = None,
     ) -> None:
         if format not in WEBHOOK_FORMATS:
             raise ValueError(f"unknown webhook format {format!r}; expected one of {WEBHOOK_FORMATS}")
         self.timeout = timeout
+        # Recipients' URLs come from firms: only public addresses (plus HUIQI_WEBHOOK_ALLOW_HOSTS) are reached.
+        self.guard = guard or AddressGuard()
         self.user_agent = user_agent
         self.format = format
         self._owns_client = client is None
@@ -291,7 +299,13 @@ class WebhookChannel:
             ts = int(now.timestamp())
             payload = {"timestamp": str(ts), "sign": feishu_sign(recipient.secret, ts), **payload}
         return self._post(
-            url, secret=recipient.secret, payload=payload, delivery_id=message.idempotency_key, now=now, fmt=fmt
+            url,
+            secret=recipient.secret,
+            payload=payload,
+            delivery_id=message.idempotency_key,
+            now=now,
+            fmt=fmt,
+            guard=self.guard,
         )
 
     def post(
@@ -303,8 +317,13 @@ class WebhookChannel:
         delivery_id: str,
         now: dt.datetime | None = None,
     ) -> DeliveryResult:
-        """POST any JSON payload with the Huiqi headers and signature, and classify the answer."""
-        return self._post(url, secret=secret, payload=payload, delivery_id=delivery_id, now=now, fmt="huiqi")
+        """POST any JSON payload with the Huiqi headers and signature, and classify the answer.
+
+        For operator-configured endpoints (the SMS gateway), which may well be internal: no address guard.
+        """
+        return self._post(
+            url, secret=secret, payload=payload, delivery_id=delivery_id, now=now, fmt="huiqi", guard=None
+        )
 
     def _post(
         self,
@@ -315,9 +334,23 @@ class WebhookChannel:
         delivery_id: str,
         now: dt.datetime | None,
         fmt: str,
+        guard: AddressGuard | None,
     ) -> DeliveryResult:
         if not is_http_url(url):
             return dead_result("Webhook 地址无效：须以 http:// 或 https:// 开头并包含主机名")
+        host = urllib.parse.urlsplit(url).hostname
+        target_url, extra_headers, extensions = url, {}, {}
+        if guard is not None:
+            # Resolve and check now, then connect to the checked address (DNS rebinding cannot swap it).
+            try:
+                target = guard.check_url(url)
+            except UnsafeAddress as exc:
+                return dead_result(f"Webhook 地址不可用：{exc}")
+            except Unresolvable as exc:
+                return retry_result(f"Webhook 地址暂时不可用：{exc}")
+            target_url, extra_headers = target.url, {"Host": target.host_header}
+            if url.lower().startswith("https:"):
+                extensions = {"sni_hostname": target.host}
         try:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode()
         except (TypeError, ValueError) as exc:
@@ -331,9 +364,11 @@ class WebhookChannel:
         }
         if secret:
             headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
-        host = urllib.parse.urlsplit(url).hostname
+        headers.update(extra_headers)
         try:
-            response = self._client.post(url, content=body, headers=headers, timeout=self.timeout)
+            response = self._client.post(
+                target_url, content=body, headers=headers, timeout=self.timeout, extensions=extensions
+            )
         except httpx.TimeoutException:
             result = retry_result(f"请求超时：{self.timeout:g} 秒内未收到 {host} 的应答")
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

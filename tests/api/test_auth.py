@@ -52,7 +52,7 @@ def test_api_key_is_shown_once_works_and_stops_after_revocation(client, auth_hea
 def test_desk_user_without_department_is_refused(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
     r = client.post(
         "/api/v1/users",
-        json={"username": "deskless", "password": "password-123", "display_name": "无部门", "role": "desk"},
+        json={"username": "deskless", "password": "Factory-pass-2026", "display_name": "无部门", "role": "desk"},
         headers=auth_headers(Role.admin),
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "department_id"

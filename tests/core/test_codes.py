@@ -303,3 +303,20 @@ def test_region_name_of_listed_and_unlisted_codes() -> None:
 )
 def test_region_path_runs_from_province_down(code: str, path: list[str]) -> None:
     assert region_path(code) == path
+
+
+def test_industries_are_found_by_words_and_resolved_by_name() -> None:
+    """Issue 14 item 3: 软件开发 → I651 / I6513; a name that is no row offers the closest ones."""
+    from core.codes import resolve_industry, search_industries
+
+    assert [r["code"] for r in search_industries("软件开发")][:2] == ["I651", "I6511"]
+    assert "I6513" in [r["code"] for r in search_industries("软件开发")]
+    assert [r["code"] for r in search_industries("C391")][0] == "C391"
+    assert resolve_industry("应用软件开发") == "I6513"
+    assert resolve_industry(" c3911 ") == "C3911"
+    with pytest.raises(ValueError, match="应用软件开发（I6513）"):
+        resolve_industry("软件")
+    with pytest.raises(ValueError, match="请换个说法"):
+        resolve_industry("宇宙飞船维修")
+    with pytest.raises(ValueError, match="格式不正确"):
+        resolve_industry("C39111")

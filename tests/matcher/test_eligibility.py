@@ -614,3 +614,37 @@ def test_evaluate_many_agrees_with_evaluate_one_by_one(
     for i, verdict in enumerate(one_by_one):
         assert {r.path: STATE_CODES[r.state] for r in verdict.conditions} == {p: int(s[i]) for p, s in states.items()}
         assert (verdict.status == ELIGIBLE) == (verdict.missing == [])
+
+
+@pytest.mark.parametrize(("field", "op", "value", "meets", "fails"), OPERATOR_CASES)
+def test_every_reason_reads_right_after_its_mark(field: str, op: str, value: Any, meets: Any, fails: Any) -> None:
+    """Issue 14 item 7: no "✓ 满足：不满足「…」" — plain and negated conditions read right for ✓, ✗ and ?."""
+    for negated in (False, True):
+        rules: dict[str, Any] = {"field": field, "op": op, "value": value}
+        if negated:
+            rules = {"not": rules}
+        # Under a "not", the firm that fails the plain condition meets the negated one.
+        met_value, failed_value = (fails, meets) if negated else (meets, fails)
+        for firm, expected in ((met_value, MET), (failed_value, NOT_MET), (None, UNKNOWN)):
+            verdict = evaluate(rules, facts(**{field: firm}), today=TODAY)
+            [result] = verdict.conditions
+            assert result.state == expected
+            assert "不满足" not in result.reason, (op, negated, result.reason)
+            assert "不需" not in result.reason and "需不满足" not in result.reason
+            if expected == MET:
+                assert "需" not in result.reason.split("（当前")[0], result.reason
+
+
+def test_negated_industry_prefix_is_worded_as_not_belonging() -> None:
+    rules = {"not": {"field": "industry_code", "op": "prefix", "value": ["C39", "I65"]}}
+    met = evaluate(rules, facts(industry_code="C1311"), today=TODAY).conditions[0]
+    assert met.state == MET
+    assert met.reason.startswith("所属行业不属于 ") and "中任何一类（当前 " in met.reason
+    failed = evaluate(rules, facts(industry_code="I6513"), today=TODAY).conditions[0]
+    assert failed.reason.startswith("所属行业需不属于 ")
+
+
+def test_negated_labelled_condition_reads_as_not_that_case() -> None:
+    rules = {"not": {"field": "tags", "op": "has_any", "value": ["孵化器在孵企业"], "label": "在孵企业"}}
+    met = evaluate(rules, facts(tags=frozenset()), today=TODAY).conditions[0]
+    assert met.reason.startswith("并非「在孵企业」的情形")

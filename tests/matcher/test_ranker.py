@@ -243,8 +243,9 @@ def test_learned_ranker_wins_is_used_and_round_trips(db: Session, hidden_rule_fe
 
 def test_loader_refuses_tampered_or_unused_models(db: Session, hidden_rule_feedback, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ranker.train(db=db, models_dir=tmp_path, weights=Weights(), min_feedback=200)
-    first = ranker.active(tmp_path)
-    assert first is not None and ranker.active(tmp_path) is first  # cached while the files stay the same
+    rankers = ranker.RankerCache()
+    first = rankers.active(tmp_path)
+    assert first is not None and rankers.active(tmp_path) is first  # cached while the files stay the same
 
     broken = tmp_path / "broken"
     shutil.copytree(tmp_path / "ranker", broken / "ranker")
@@ -263,7 +264,7 @@ def test_loader_refuses_tampered_or_unused_models(db: Session, hidden_rule_feedb
     log_feedback(db, firms, policies, seed=4, noise=True)
     manifest = ranker.train(db=db, models_dir=tmp_path, weights=Weights(), min_feedback=200)
     assert manifest["used"] is False
-    assert ranker.active(tmp_path) is None
+    assert rankers.active(tmp_path) is None
 
 
 def test_too_little_feedback_writes_an_unused_manifest_and_removes_an_old_model(db: Session, tmp_path: Path) -> None:
@@ -331,7 +332,7 @@ def test_a_used_ranker_reorders_recommendations_and_an_unused_one_does_not(  # t
     monkeypatch.setattr(matcher, "models_dir", used)
     learned = order()
     assert [pid for pid, _ in learned] == [shared_tags.id, close_text.id]
-    model = ranker.active(used)
+    model = ranker.RankerCache().active(used)
     assert model is not None
     expected = model.probabilities(np.array([[1.0, 0.9, 0.2, 0.0], [1.0, 0.05, 0.9, 0.0]]))
     assert [s for _, s in learned] == pytest.approx(expected.round(4).tolist())
@@ -352,7 +353,7 @@ def test_fresh_ranking_scores_with_the_learned_model(  # type: ignore[no-untyped
     db: Session, matcher, hidden_rule_feedback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ranker.train(db=db, models_dir=tmp_path, weights=Weights(), min_feedback=200)
-    model = ranker.active(tmp_path)
+    model = ranker.RankerCache().active(tmp_path)
     assert model is not None
     monkeypatch.setattr(matcher, "models_dir", tmp_path)
     _, items, _ = calculator.calculator(

@@ -86,3 +86,32 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(shared_database, mat
     assert _stored(database) == expected
     with database.session() as db:
         assert dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all()) == counts
+
+
+def test_embed_on_ray_embeds_every_stale_firm_once(shared_database, matcher) -> None:  # type: ignore[no-untyped-def]
+    from matcher import vectors
+    from matcher.models import FirmVector
+    from matcher.ray_engine import embed_on_ray
+
+    database, url = shared_database
+    settings = matcher.settings.model_copy(update={"database_url": url, "ray_workers": 2})
+    with database.session() as db:
+        stale = vectors.stale_ids(db, model_id=matcher.embedder.model_id)
+    assert len(stale) == 60
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        done = list(embed_on_ray(settings, stale, batch=25))
+    finally:
+        ray.shutdown()
+    assert sorted(b for _, b in done) == [10, 25, 25] and sum(n for n, _ in done) == 60
+    with database.session() as db:
+        assert vectors.stale_ids(db, model_id=matcher.embedder.model_id) == []
+        rows = dict(db.execute(select(FirmVector.enterprise_id, FirmVector.vector)).tuples().all())
+    assert sorted(rows) == sorted(stale)
+    # The same vectors the local engine computes for the same texts.
+    with database.writer_session() as db:
+        db.execute(delete(FirmVector))
+    assert runs.embed_firms(database, matcher) == 60
+    with database.session() as db:
+        local = dict(db.execute(select(FirmVector.enterprise_id, FirmVector.vector)).tuples().all())
+    assert local == rows

@@ -11,9 +11,11 @@ from sqlalchemy import text
 from auth.models import Role
 from catalog import service as catalog_service
 from catalog.schemas import PolicyUpdate, TagIn
+from core import codes, tabular
 from core.db import InSession
 from matcher import recommend, runs, store
 from matcher.models import MatchResult
+from profiles import sizing as profiles_sizing
 from tests import factories
 
 RD_RULE = {
@@ -135,7 +137,7 @@ def test_calculator_needs_no_account_and_resolves_abbreviations(db, client, voca
 
 def test_calculator_refuses_bad_codes_with_a_reason(client) -> None:  # type: ignore[no-untyped-def]
     r = client.post("/api/v1/match/calculator", json={"industry_code": "Z99"})
-    assert r.status_code == 422 and "行业" in r.json()["message"]
+    assert r.status_code == 422 and "行业" in r.json()["errors"][0]["reason"]
 
 
 def test_calculator_is_rate_limited(test_settings, database, db, matcher) -> None:  # type: ignore[no-untyped-def]
@@ -173,6 +175,20 @@ def test_eligible_enterprises_list_and_csv_export(db, client, auth_headers, matc
     csv = client.get(f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"format": "csv"}, headers=headers)
     text = csv.content.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("统一社会信用代码,企业名称") and good.credit_code in text
+    # Issue 14 item 5: people read labels and names (小型, 中山市, 计算机制造); codes keep their own columns.
+    for fmt in ("csv", "xlsx"):
+        data = client.get(
+            f"/api/v1/policies/{policy.id}/eligible-enterprises", params={"format": fmt}, headers=headers
+        ).content
+        table = tabular.read_table(data, f"eligible.{fmt}")
+        [row] = [r.cells for r in table.rows if r.cells["统一社会信用代码"] == good.credit_code]
+        assert (
+            row["企业规模"] == profiles_sizing.SIZE_LABELS[good.size_class] and row["企业规模代码"] == good.size_class
+        )
+        assert row["所在地区"] == "中山市" and row["所在地区代码"] == "442000"
+        assert row["所属行业"] == codes.industry_name("C3911") and row["行业代码"] == "C3911"
+        assert row["匹配结论"] == "符合"
+        assert not {"small", "medium", "micro", "large", "eligible"} & {row["企业规模"], row["匹配结论"]}
 
 
 def test_search_finds_by_meaning_traditional_and_abbreviation(db, client, vocab) -> None:  # type: ignore[no-untyped-def]
@@ -368,3 +384,55 @@ def test_feedback_naming_another_firms_push_is_refused(db, client, auth_headers)
         headers=auth_headers(Role.enterprise, enterprise_id=other.id),
     )
     assert own.status_code == 201
+
+
+def test_calculator_names_every_bad_field_in_one_422(client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 3: every field's error at once, each under its field, not only the first."""
+    r = client.post(
+        "/api/v1/match/calculator",
+        json={"industry_code": "软件", "region_code": "12", "employees": -1, "credit_standing": "很好"},
+    )
+    assert r.status_code == 422, r.text
+    fields = {e["field"]: e["reason"] for e in r.json()["errors"]}
+    assert set(fields) == {"industry_code", "region_code", "employees", "credit_standing"}
+    assert "应用软件开发（I6513）" in fields["industry_code"]  # the closest rows are offered
+
+
+def test_calculator_takes_an_industry_by_its_name_and_lists_industries_by_words(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/api/v1/match/calculator", json={"industry_code": "应用软件开发"})
+    assert r.status_code == 200, r.text
+    rows = client.get("/api/v1/industries", params={"q": "软件开发"}).json()
+    assert rows[0] == {"code": "I651", "name": "软件开发", "level": "中类", "parent": "I65"}
+    assert "I6513" in [row["code"] for row in rows]
+    assert [
+        row["code"] for row in client.get("/api/v1/industries", params={"q": "软件开发", "level": "小类"}).json()
+    ] == [
+        "I6511",
+        "I6512",
+        "I6513",
+        "I6519",
+    ]
+
+
+def test_search_loads_only_the_policies_it_shows(db, client, vocab, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from matcher import search as search_mod
+
+    made = [
+        factories.make_policy(db, publish=True, title=f"中山市研发费用补助第{k}批", summary="对企业研发投入给予补助。")
+        for k in range(12)
+    ]
+    withdrawn = made[0]
+    catalog_service.withdraw_policy(db=db, policy_id=withdrawn.id, actor=None)
+    db.flush()
+    loaded: list[int] = []
+    real = search_mod.load_policies
+
+    def counting(session, ids):  # type: ignore[no-untyped-def]
+        loaded.extend(ids)
+        return real(session, ids)
+
+    monkeypatch.setattr(search_mod, "load_policies", counting)
+    hits = client.get("/api/v1/policies/search", params={"q": "研发费用补助", "limit": 3}).json()
+    assert len(hits) == 3 and withdrawn.id not in [h["policy"]["id"] for h in hits]
+    # A page of candidates at a time (the best few), never all fused candidates (12 keyword hits here).
+    assert len(loaded) <= 6, loaded

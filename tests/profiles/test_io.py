@@ -375,7 +375,11 @@ def test_http_oversize_upload_is_refused(io_client: TestClient, auth_headers, te
         headers=auth_headers("curator"),
     )
     assert response.status_code == 413
-    assert response.json() == {"code": "payload_too_large", "message": "文件超过 1 MB，请拆分后分批导入"}
+    assert response.json() == {
+        "code": "payload_too_large",
+        "message": "文件超过 1 MB，请拆分后分批导入",
+        "errors": [{"field": "file", "reason": "文件超过 1 MB", "code": "file_too_large"}],
+    }
 
 
 def test_http_unsupported_file_is_422(io_client: TestClient, auth_headers) -> None:  # type: ignore[no-untyped-def]

@@ -68,7 +68,7 @@ def test_duplicate_credit_code_is_a_conflict(client, auth_headers) -> None:  # t
 def test_self_registration_creates_user_and_enterprise_and_signs_in(client) -> None:  # type: ignore[no-untyped-def]
     r = client.post(
         "/api/v1/auth/register",
-        json={"username": "mingsheng", "password": "secret-pass-1", "display_name": "刘洋", "enterprise": _payload()},
+        json={"username": "mingsheng", "password": "secret-pass-1x", "display_name": "刘洋", "enterprise": _payload()},
     )
     assert r.status_code == 201, r.text
     token = r.json()["access_token"]
@@ -148,3 +148,96 @@ def factories_principal():  # type: ignore[no-untyped-def]
     from auth.service import Principal
 
     return Principal(id=0, role=Role.admin, name="测试")
+
+
+def _registration(username: str, credit_code: str) -> dict:  # type: ignore[type-arg]
+    payload = _payload() | {"credit_code": credit_code}
+    return {"username": username, "password": "Claim-pass-2026", "display_name": "王敏", "enterprise": payload}
+
+
+def test_registration_answers_the_same_for_a_registered_credit_code(db, client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    """Nobody learns which firms are registered by trying codes: a known code becomes a claim staff confirm."""
+    owner = factories.make_enterprise(db, name="中山市已注册科技有限公司")
+    fresh = client.post("/api/v1/auth/register", json=_registration("newfirm", factories.credit_code(777001)))
+    claim = client.post("/api/v1/auth/register", json=_registration("claimant", owner.credit_code.lower()))
+    assert fresh.status_code == claim.status_code == 201
+    assert set(fresh.json()) == set(claim.json()) and fresh.json()["role"] == claim.json()["role"] == "enterprise"
+    assert "已注册科技" not in claim.text
+    # The claimant cannot act for the firm until staff approve.
+    bearer = {"Authorization": f"Bearer {claim.json()['access_token']}"}
+    assert client.get("/api/v1/enterprises/me", headers=bearer).status_code == 401
+    assert (
+        client.post("/api/v1/auth/token", data={"username": "claimant", "password": "Claim-pass-2026"}).status_code
+        == 401
+    )
+    staff = auth_headers(Role.supervisor)
+    pending = client.get("/api/v1/enterprise-claims", headers=staff).json()
+    (item,) = [c for c in pending["items"] if c["username"] == "claimant"]
+    assert item["enterprise_id"] == owner.id and item["enterprise_name"] == owner.name and item["status"] == "pending"
+    assert client.get("/api/v1/enterprise-claims", headers=auth_headers(Role.enterprise)).status_code == 403
+    approved = client.post(f"/api/v1/enterprise-claims/{item['id']}/approve", json={"note": "电话核实"}, headers=staff)
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    again = client.post(f"/api/v1/enterprise-claims/{item['id']}/reject", headers=staff)
+    assert again.status_code == 409
+    token = client.post("/api/v1/auth/token", data={"username": "claimant", "password": "Claim-pass-2026"})
+    assert token.status_code == 200
+    me = client.get("/api/v1/enterprises/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    assert me.status_code == 200 and me.json()["id"] == owner.id
+
+
+def test_a_rejected_claim_never_signs_in(db, client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    owner = factories.make_enterprise(db)
+    assert client.post("/api/v1/auth/register", json=_registration("intruder", owner.credit_code)).status_code == 201
+    staff = auth_headers(Role.admin)
+    (item,) = [
+        c for c in client.get("/api/v1/enterprise-claims", headers=staff).json()["items"] if c["username"] == "intruder"
+    ]
+    assert client.post(f"/api/v1/enterprise-claims/{item['id']}/reject", headers=staff).json()["status"] == "rejected"
+    assert (
+        client.post("/api/v1/auth/token", data={"username": "intruder", "password": "Claim-pass-2026"}).status_code
+        == 401
+    )
+    assert client.get("/api/v1/enterprise-claims", params={"status": "rejected"}, headers=staff).json()["total"] >= 1
+
+
+def test_claim_page_and_web_signup_answer_alike(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from auth import service as auth_service
+    from web.deps import SESSION_COOKIE
+
+    owner = factories.make_enterprise(db, name="中山市页面认领测试有限公司")
+
+    def signup(username: str, code: str):  # type: ignore[no-untyped-def]
+        client.cookies.clear()
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', client.get("/signup").text).group(1)
+        form = {
+            "csrf_token": csrf,
+            "username": username,
+            "password": "Claim-pass-2026",
+            "password2": "Claim-pass-2026",
+            "display_name": "王敏",
+            "name": "中山市随便填写有限公司",
+            "credit_code": code,
+        }
+        return client.post("/signup", data=form, follow_redirects=False)
+
+    fresh, claim = signup("webfresh", factories.credit_code(888002)), signup("webclaim", owner.credit_code)
+    assert fresh.status_code == claim.status_code == 303
+    assert fresh.headers["location"] == claim.headers["location"]
+    supervisor = factories.make_user(db, role=Role.supervisor)
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, auth_service.access_token_for(settings=test_settings, user=supervisor))
+    page = client.get("/staff/claims")
+    assert page.status_code == 200 and "页面认领测试" in page.text and "webclaim" in page.text
+    claim_id = re.search(r'name="claim_id" value="(\d+)"', page.text).group(1)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
+    done = client.post(
+        "/staff/claims/decide",
+        data={"csrf_token": token, "claim_id": claim_id, "decision": "approve"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert "webclaim" in client.get("/staff/claims", params={"status": "approved"}).text
+    ok = client.post("/api/v1/auth/token", data={"username": "webclaim", "password": "Claim-pass-2026"})
+    assert ok.status_code == 200

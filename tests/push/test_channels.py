@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from core.netguard import AddressGuard
 from push.channels import (
     Channel,
     DeliveryResult,
@@ -47,6 +48,9 @@ from push.channels import (
 
 SECRET = "whsec_test_0123456789abcdef"
 SENDER = "惠企服务 <noreply@huiqi.example>"
+
+# The test receivers listen on 127.0.0.1: admitted through the allow-list, as HUIQI_WEBHOOK_ALLOW_HOSTS would.
+LOCAL = AddressGuard("127.0.0.1/32")
 
 
 def make_message(**overrides: Any) -> Message:
@@ -149,7 +153,7 @@ def http_server() -> Iterator[_RecordingServer]:
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookChannel]:
-    with WebhookChannel(timeout=2.0) as channel:
+    with WebhookChannel(timeout=2.0, guard=LOCAL) as channel:
         yield channel
 
 
@@ -244,11 +248,14 @@ def test_http_429_is_retryable_and_carries_retry_after(http_server: _RecordingSe
     assert result.retry_after == dt.timedelta(seconds=120)
 
 
-def test_http_400_is_dead_with_the_receivers_reason(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_http_400_is_dead_with_the_status_but_never_the_remote_body(
+    http_server: _RecordingServer, webhook: WebhookChannel
+) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/status/400"), SECRET))
 
     assert (result.ok, result.retryable, result.status_code) == (False, False, 400)
-    assert "失败原因：测试" in result.detail
+    assert result.detail == "接收方拒绝请求（HTTP 400 Bad Request）"
+    assert "失败原因：测试" not in result.detail  # what the receiver wrote is not stored nor shown
 
 
 def test_redirect_is_dead_and_not_followed(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
@@ -259,7 +266,7 @@ def test_redirect_is_dead_and_not_followed(http_server: _RecordingServer, webhoo
 
 
 def test_timeout_is_retryable(http_server: _RecordingServer) -> None:
-    with WebhookChannel(timeout=0.3) as channel:
+    with WebhookChannel(timeout=0.3, guard=LOCAL) as channel:
         started = time.monotonic()
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/sleep/1.5"), SECRET))
 
@@ -310,7 +317,7 @@ def test_unserialisable_data_is_dead(http_server: _RecordingServer, webhook: Web
 
 def test_wecom_format_posts_markdown_and_still_signs(http_server: _RecordingServer) -> None:
     http_server.replies["wecom"] = (200, {"errcode": 0, "errmsg": "ok"})
-    with WebhookChannel(format="wecom") as channel:
+    with WebhookChannel(format="wecom", guard=LOCAL) as channel:
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/wecom"), SECRET))
 
     assert result.ok
@@ -345,7 +352,7 @@ def test_recipient_format_overrides_the_channel_default(http_server: _RecordingS
 
 def test_feishu_format_posts_text_with_its_body_signature(http_server: _RecordingServer) -> None:
     http_server.replies["feishu"] = (200, {"code": 0, "msg": "success", "data": {}})
-    with WebhookChannel(format="feishu") as channel:
+    with WebhookChannel(format="feishu", guard=LOCAL) as channel:
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/feishu"), SECRET))
 
     assert result.ok
@@ -358,7 +365,7 @@ def test_feishu_format_posts_text_with_its_body_signature(http_server: _Recordin
 
 def test_feishu_without_a_secret_sends_no_bot_signature(http_server: _RecordingServer) -> None:
     http_server.replies["feishu"] = (200, {"code": 0, "msg": "success"})
-    with WebhookChannel(format="feishu") as channel:
+    with WebhookChannel(format="feishu", guard=LOCAL) as channel:
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/feishu"), ""))
 
     assert result.ok
@@ -382,7 +389,7 @@ def test_bot_error_code_in_a_200_answer_is_a_failure(
     http_server: _RecordingServer, fmt: str, reply: dict[str, Any], retryable: bool
 ) -> None:
     http_server.replies["bot"] = (200, reply)
-    with WebhookChannel(format=fmt) as channel:  # type: ignore[arg-type]
+    with WebhookChannel(format=fmt, guard=LOCAL) as channel:  # type: ignore[arg-type]
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/bot"), SECRET))
 
     assert (result.ok, result.retryable, result.status_code) == (False, retryable, 200)

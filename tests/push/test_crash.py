@@ -314,6 +314,7 @@ def spawn_worker(fresh: FreshDb, lease_name: str, log: Path, smtp_port: int, var
         "HUIQI_SMTP_PORT": str(smtp_port),
         "HUIQI_SMTP_SENDER": "惠企服务 <noreply@huiqi.example>",
         "HUIQI_WEBHOOK_TIMEOUT": "5",
+        "HUIQI_WEBHOOK_ALLOW_HOSTS": "127.0.0.1/32",  # the test's receiver is local
     }
     with open(log, "wb") as out:
         return subprocess.Popen(

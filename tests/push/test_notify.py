@@ -20,6 +20,7 @@ from catalog import service as catalog_service
 from catalog.models import PolicyStatus
 from catalog.schemas import PolicyUpdate
 from core.db import InSession, utcnow
+from core.netguard import AddressGuard
 from matcher import feedback as matcher_feedback
 from matcher import runs
 from matcher.models import MatchResult
@@ -30,6 +31,9 @@ from push.schemas import PreferencesIn
 from tests import factories
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+# The test receivers listen on 127.0.0.1: admitted through the allow-list, as HUIQI_WEBHOOK_ALLOW_HOSTS would.
+LOCAL = AddressGuard("127.0.0.1/32")
 
 
 def at(*args: int) -> dt.datetime:
@@ -81,7 +85,7 @@ def receiver() -> Iterator[_Receiver]:
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookChannel]:
-    with WebhookChannel(timeout=2.0) as channel:
+    with WebhookChannel(timeout=2.0, guard=LOCAL) as channel:
         yield channel
 
 
@@ -91,7 +95,7 @@ def webhook() -> Iterator[WebhookChannel]:
 def _firm(db: Session, **prefs: Any):  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db, contact_email="boss@example.cn")
     if prefs:
-        preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs))
+        preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs), guard=LOCAL)
     return firm
 
 

@@ -4,7 +4,9 @@ signed unsubscribe, preferences, subscriptions and the inbox over HTTP."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from auth.models import Role
 from core import security
 from core.deps import get_db
 from core.errors import ValidationFailed, install_error_handlers
+from core.netguard import AddressGuard
 from matcher import feedback as matcher_feedback
 from push import events, fanout, preferences, rules, sender, unsubscribe
 from push.channels import WebhookChannel
@@ -30,6 +33,9 @@ from push.schemas import PreferencesIn, SubscriptionIn
 from tests import factories
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+# The test receivers listen on 127.0.0.1: admitted through the allow-list, as HUIQI_WEBHOOK_ALLOW_HOSTS would.
+LOCAL = AddressGuard("127.0.0.1/32")
 
 
 # ---------------------------------------------------------------- a real local HTTP server
@@ -80,7 +86,7 @@ def http_server() -> Iterator[_Server]:
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookChannel]:
-    with WebhookChannel(timeout=2.0) as channel:
+    with WebhookChannel(timeout=2.0, guard=LOCAL) as channel:
         yield channel
 
 
@@ -107,6 +113,7 @@ def _webhook_firm(db: Session, url: str):  # type: ignore[no-untyped-def]
         db=db,
         enterprise_id=firm.id,
         prefs_in=PreferencesIn(channels=["inbox", "webhook"], webhook_url=url, webhook_secret="whsec_test"),
+        guard=LOCAL,
     )
     return firm
 
@@ -461,11 +468,53 @@ def test_one_click_unsubscribe_link_works_without_sign_in(db: Session, test_sett
     token = unsubscribe.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope="all")
 
     response = push_client.post("/api/v1/push/unsubscribe", params={"token": token})
-    tampered = push_client.get("/api/v1/push/unsubscribe", params={"token": token[:-2] + "00"})
+    tampered = push_client.post("/api/v1/push/unsubscribe", params={"token": token[:-2] + "00"})
 
     assert response.status_code == 200 and "已退订" in response.json()["message"]
     assert db.get(PushPreference, firm.id).unsubscribed_all is True
     assert tampered.status_code == 422 and tampered.json()["code"] == "invalid_unsubscribe_token"
+
+
+def test_opening_an_unsubscribe_link_only_asks_for_confirmation(db: Session, test_settings, push_client) -> None:  # type: ignore[no-untyped-def]
+    """Link scanners fetch links with GET: that must not unsubscribe; the page's button (a POST) does."""
+    firm = factories.make_enterprise(db)
+    url = unsubscribe.unsubscribe_url(settings=test_settings, enterprise_id=firm.id, scope="all")
+    for _ in range(3):  # a scanner, a preview, the person
+        page = push_client.get(url, headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "确认退订" in page.text and "全部政策推送" in page.text
+    pref = db.get(PushPreference, firm.id)
+    assert pref is None or pref.unsubscribed_all is False
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
+    assert html.unescape(action) == url
+    done = push_client.post(
+        html.unescape(action), data={"List-Unsubscribe": "One-Click"}, headers={"Accept": "text/html"}
+    )
+    assert done.status_code == 200 and "已退订" in done.text and done.headers["content-type"].startswith("text/html")
+    assert db.get(PushPreference, firm.id).unsubscribed_all is True
+    bad = push_client.get(url[:-2] + "00")
+    assert bad.status_code == 422 and "退订链接无效" in bad.text
+
+
+def test_rfc8058_one_click_post_from_a_mail_client(db: Session, test_settings, push_client) -> None:  # type: ignore[no-untyped-def]
+    from push.channels import EmailRecipient, render_email
+    from tests.push.test_channels import SENDER, make_message
+
+    firm = factories.make_enterprise(db)
+    sub = preferences.create_subscription(
+        db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="keyword", value="研发费用")
+    )
+    url = unsubscribe.unsubscribe_url(
+        settings=test_settings, enterprise_id=firm.id, scope=f"sub:{sub.id}", base_url="https://huiqi.example"
+    )
+    mail = render_email(make_message(unsubscribe_url=url), sender=SENDER, to=EmailRecipient("boss@firm.example"))
+    assert mail["List-Unsubscribe"] == f"<{url}>" and mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    path = url.removeprefix("https://huiqi.example")
+    assert "研发费用" in push_client.get(path).text and db.get(Subscription, sub.id).active  # GET: unchanged
+    r = push_client.post(
+        path, content=b"List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 200 and "研发费用" in r.json()["message"]
+    assert db.get(Subscription, sub.id).active is False
 
 
 def test_curator_can_push_a_policy_now(db: Session, test_settings, push_client, matcher) -> None:  # type: ignore[no-untyped-def]

@@ -311,3 +311,32 @@ def test_manual_push_roles_and_chinese_errors_over_http(db: Session, client, aut
     assert refused.json()["errors"][0]["field"] == "filters.region_codes[0]"
     assert "6位数字" in refused.json()["errors"][0]["reason"]
     assert _count(db, ManualPush) == 0
+
+
+def test_preview_says_why_a_channel_reaches_fewer_firms(db: Session, guangdong) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 11: 0 for email/SMS came with no reason; now: not chosen, no address, quiet hours, cap."""
+    sleepy = factories.make_enterprise(db, region_code="442000")
+    preferences.update_preferences(
+        db=db,
+        enterprise_id=sleepy.id,
+        prefs_in=PreferencesIn(channels=["inbox", "sms"], phone="13800138000", quiet_start="00:00", quiet_end="23:59"),
+    )
+    capped = factories.make_enterprise(db, region_code="442000")
+    preferences.update_preferences(
+        db=db,
+        enterprise_id=capped.id,
+        prefs_in=PreferencesIn(channels=["inbox", "email"], email="c@firm.cn", weekly_cap=0),
+    )
+    # texter chose SMS; its phone was later removed (e.g. the contact left): chosen, but no address.
+    preferences.get_preferences(db=db, enterprise_id=guangdong["texter"].id).phone = None
+    db.flush()
+    noon = dt.datetime(2026, 11, 24, 4, 0, tzinfo=dt.UTC)  # 12:00 in 中山
+    push_in = _push_in(guangdong["policy"].id, ["inbox", "email", "sms"], region_codes=["440000"])
+    preview = targeting.preview(db=db, push_in=push_in, now=noon)
+    reasons = preview["reasons"]
+    assert set(reasons) == {"email", "sms"}
+    # plain and sleepy never chose email; capped chose it but is over its weekly cap.
+    assert reasons["email"] == {"not_chosen": 2, "no_address": 0, "over_cap": 1, "quiet_hours": 0}
+    # plain, emailer and capped did not choose SMS; texter chose it without a phone; sleepy is in its quiet hours.
+    assert reasons["sms"] == {"not_chosen": 3, "no_address": 1, "over_cap": 0, "quiet_hours": 1}
+    assert preview["channels"]["email"] == 2 and preview["channels"]["sms"] == 2

@@ -62,6 +62,7 @@ class LiveSite:
     ) -> None:
         import uvicorn
 
+        self.settings = settings
         self.database = database
         self.matcher = matcher
         self._stop = threading.Event()
@@ -113,13 +114,19 @@ def reload_until(page: Any, selector: str, *, timeout: float = 60.0) -> None:
 
 
 def watch_errors(tab: Any, *, expected_statuses_for: tuple[str, ...] = ("document",)) -> list[str]:
-    """Collect what should fail a browser test: script errors, console errors and failed assets.
+    """Collect what should fail a browser test: script errors, console errors, CSP violations, failed assets.
 
     Responses >= 400 to the resource types in `expected_statuses_for` are pages a test may mean to
     see (a form answered 422 or 403). A request the browser cancels itself because the page moved on
     (net::ERR_ABORTED, e.g. the favicon of a page left at once) is not a failure of the site.
     """
     errors: list[str] = []
+    # Whatever the Content-Security-Policy refuses (an inline handler, style or script) is an error too.
+    tab.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => console.error("
+        "'CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile"
+        " + ':' + e.lineNumber));"
+    )
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.on(
         "console",
@@ -157,3 +164,18 @@ def launched_chromium(artifacts: Path) -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+def add_page_style(page: Any, css: str) -> Any:
+    """Apply test-only CSS as a constructed style sheet (the pages' CSP refuses an injected <style>).
+
+    Returns a function that takes it off again.
+    """
+    page.evaluate(
+        """css => { const sheet = new CSSStyleSheet(); sheet.replaceSync(css); sheet.__test = true;
+                    document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet]; }""",
+        css,
+    )
+    return lambda: page.evaluate(
+        "() => { document.adoptedStyleSheets = document.adoptedStyleSheets.filter(s => !s.__test); }"
+    )

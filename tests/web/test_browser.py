@@ -38,6 +38,7 @@ from tests import factories
 from tests.web.browser_support import (
     SIZES,
     LiveSite,
+    add_page_style,
     launched_chromium,
     reload_until,
     require_chromium,
@@ -123,7 +124,7 @@ def page(browser: Any, site: LiveSite) -> Iterator[Any]:
 
 def shoot(page: Any, name: str) -> None:
     """Screenshot the current page at phone and desktop width (full page), then restore desktop size."""
-    style = page.add_style_tag(content=UNSTICK)
+    unstick = add_page_style(page, UNSTICK)
     page.evaluate("window.scrollTo(0, 0)")
     for label, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
@@ -133,7 +134,7 @@ def shoot(page: Any, name: str) -> None:
         assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {width}px"
         page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size({"width": 1366, "height": 900})
-    style.evaluate("element => element.remove()")
+    unstick()
 
 
 def _lang_and_font(page: Any) -> None:
@@ -168,7 +169,7 @@ def test_public_library_policy_page_and_calculator(page: Any, site: LiveSite) ->
     page.get_by_label("层级").select_option("national")
     page.wait_for_url(re.compile(r"level=national"))
     page.wait_for_function(
-        "[...document.querySelectorAll('#results .badge-level')].every(b => b.textContent.trim() === '国家级')"
+        "() => [...document.querySelectorAll('#results .badge-level')].every(b => b.textContent.trim() === '国家级')"
     )
     assert page.locator("#results .policy-item").count() >= 1
     shoot(page, "02-search")
@@ -299,12 +300,14 @@ def test_firm_signs_up_completes_profile_and_marks_a_recommendation_applied(page
     # Mark it applied: htmx swaps the buttons in place, the choice is stored.
     first.get_by_role("button", name="已申报").click()
     applied = first.get_by_role("button", name="已申报")
-    page.wait_for_function("document.querySelector('.rec-card .fb-applied').getAttribute('aria-pressed') === 'true'")
+    page.wait_for_function(
+        "() => document.querySelector('.rec-card .fb-applied').getAttribute('aria-pressed') === 'true'"
+    )
     assert applied.get_attribute("aria-pressed") == "true"
     assert "已申报" in first.locator(".feedback-status").inner_text()
     # Focus stays on the choice (the box was replaced, the script puts focus back on the pressed button).
     page.wait_for_function(
-        "document.activeElement && document.activeElement.textContent.trim() === '已申报'", timeout=5000
+        "() => document.activeElement && document.activeElement.textContent.trim() === '已申报'", timeout=5000
     )
     shoot(page, "10-recommendations")
     with site.database.sessionmaker() as db:

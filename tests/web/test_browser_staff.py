@@ -47,6 +47,7 @@ from tests import factories as _factories
 from tests.web.browser_support import (
     SIZES,
     LiveSite,
+    add_page_style,
     launched_chromium,
     reload_until,
     require_chromium,
@@ -144,7 +145,7 @@ def shoot(page: Any, name: str) -> None:
     A full-page picture cannot show a bar stuck to the bottom of the window, so the save bars are
     drawn in place for it (the page is left as it was otherwise).
     """
-    page.add_style_tag(content=".sticky-actions { position: static !important; }")
+    add_page_style(page, ".sticky-actions { position: static !important; }")
     for label, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
         page.evaluate("window.scrollTo(0, 0)")  # the sticky header then stays at the top of the picture
@@ -231,7 +232,9 @@ def test_curator_builds_a_rule_previews_the_count_and_publishes(page: Any, site:
         ]
     }
     # The JSON the form submits follows the builder.
-    page.wait_for_function("document.getElementById('f-rules_json').value.includes('\"value\": 50')", timeout=5_000)
+    page.wait_for_function(
+        "() => document.getElementById('f-rules_json').value.includes('\"value\": 50')", timeout=5_000
+    )
     assert json.loads(page.locator("#f-rules_json").input_value()) == rules
     # The live preview: its counts are the rules engine's verdicts over every firm.
     expected = _engine_counts(site, rules)
@@ -386,7 +389,67 @@ def test_dashboard_renders_its_charts(page: Any, site: LiveSite) -> None:
     page.goto("/dashboard")
     containers = page.locator(".chart").count()
     assert containers >= 4  # per day, departments, push funnel, coverage (hot topics when there are some)
-    page.wait_for_function(f"document.documentElement.dataset.charts === '{containers}'")
-    page.wait_for_function(f"document.querySelectorAll('.chart canvas').length >= {containers}")
+    page.wait_for_function(f"() => document.documentElement.dataset.charts === '{containers}'")
+    page.wait_for_function(f"() => document.querySelectorAll('.chart canvas').length >= {containers}")
     assert int(page.locator(".kpi-value").first.inner_text()) >= 2
     shoot(page, "s13-dashboard")
+
+
+# ---------------------------------------------------------------- hostile text in charts
+
+
+XSS_TITLE = '<img src=x onerror="window.__xss=1">补贴申请进度查询'
+
+
+def test_a_firm_typed_title_shows_as_text_in_the_hot_topic_tooltip(page: Any, site: LiveSite) -> None:
+    """A firm's case title with markup is drawn as text by the dashboard's hot-topic tooltip; no script runs.
+
+    The page fixture fails the test on any console error, so a CSP violation (an inline handler the
+    policy refused) or the <img>'s failed request would fail it too.
+    """
+    from auth.models import User
+    from auth.service import principal_for_user
+    from desk import intake
+    from desk.schemas import CaseIn
+
+    with site.database.sessionmaker() as db:
+        firm = principal_for_user(db.scalar(select(User).where(User.username == "firm")))
+        for n in range(3):
+            intake.submit_case(
+                db=db,
+                matcher=None,
+                settings=site.settings,
+                actor=firm,
+                case_in=CaseIn(
+                    kind="help",
+                    title=XSS_TITLE,
+                    content=f"我们提交的科技创新补贴申请一直显示审核中，请帮忙查询进度（第{n + 1}次）。",
+                ),
+            )
+        db.commit()
+    sign_in(page, "supervisor")
+    page.goto("/dashboard")
+    page.wait_for_function("() => document.documentElement.dataset.charts !== undefined")
+    index = page.evaluate(
+        """title => {
+            const data = JSON.parse(document.getElementById('dashboard-data').textContent);
+            return data.topics.slice().reverse().findIndex(t => t.title === title);
+        }""",
+        XSS_TITLE,
+    )
+    assert index >= 0, "the hostile title is not among the hot topics"
+    page.evaluate(
+        """i => echarts.getInstanceByDom(document.getElementById('chart-topics'))
+            .dispatchAction({ type: 'showTip', seriesIndex: 0, dataIndex: i })""",
+        index,
+    )
+    tooltip = page.locator("#chart-topics div").filter(has_text="补贴申请进度查询").last
+    tooltip.wait_for(state="visible")
+    assert XSS_TITLE in tooltip.inner_text()
+    assert tooltip.locator("img").count() == 0
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#chart-topics img").count() == 0
+    # The filters send themselves when changed (static/app.js; the CSP forbids the old inline onchange).
+    page.get_by_label("统计期间").select_option(index=0)
+    page.wait_for_url(re.compile(r"/dashboard\?days="))

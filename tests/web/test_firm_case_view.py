@@ -84,3 +84,63 @@ def test_page_and_api_show_the_firm_the_same_case_without_the_draft_answer(db, c
     staff_page = client.get(f"/desk/cases/{case.id}")
     assert staff_page.status_code == 200
     assert DRAFT in staff_page.text and INTERNAL_NOTE in staff_page.text
+
+
+def test_firm_page_shows_no_earlier_answer_when_none_was_given_and_no_faq_codes(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 6: a confident answer recorded on a case that was routed was never given to the firm;
+    an answer's FAQ source is named by its question, never by its code (faq-004)."""
+    firm = factories.make_enterprise(db)
+    firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
+    dept = factories.make_department(db)
+    boss = principal_for_user(factories.make_user(db, role=Role.supervisor))
+    kw: dict[str, Any] = {"db": db, "settings": test_settings}
+    case = intake.submit_case(
+        **kw,
+        matcher=None,
+        actor=principal_for_user(firm_user),
+        case_in=CaseIn(kind="complaint", content="园区停车收费不合理，要求核查。"),
+    )
+    citation = {"source": "faq", "id": 4, "code": "faq-004", "title": "厂房租金补贴怎么申请？", "passage": "……"}
+    case.instant_answer = {
+        "confident": True,
+        "confidence": 0.9,
+        "threshold": 0.48,
+        "text": "某答复",
+        "citations": [citation],
+    }
+    db.flush()
+    if case.department_id is None:
+        handling.assign(**kw, case_id=case.id, actor=boss, department_id=dept.id)
+    client.cookies.set(SESSION_COOKIE, security.create_access_token(settings=test_settings, subject=str(firm_user.id)))
+    page = client.get(f"/me/cases/{case.id}")
+    assert page.status_code == 200
+    assert "系统此前给出的即时答复" not in page.text and "某答复" not in page.text
+    assert queries.firm_view(case).instant_answer is None
+
+    # The same answer given instantly: shown, its FAQ source by its question, not its code.
+    from desk.answer import Citation, InstantAnswer
+    from desk.intake import IntakeOutcome, prepare, receive, record_outcome
+
+    firm_actor = principal_for_user(firm_user)
+    answered = prepare(
+        **kw,
+        actor=firm_actor,
+        case_in=CaseIn(kind="consultation", content="厂房租金补贴怎么申请？"),
+        now=case.received_at,
+    )
+    answered = receive(**kw, actor=firm_actor, case=answered, department_id=None, now=case.received_at)
+    given = InstantAnswer(
+        True,
+        0.9,
+        0.48,
+        "某答复",
+        [Citation("faq", 4, "faq-004", "厂房租金补贴怎么申请？", "/api/v1/desk/faq/4", "……", 0.9)],
+    )
+    record_outcome(
+        **kw, case_id=answered.id, outcome=IntakeOutcome(given, None), actor=firm_actor, now=case.received_at
+    )
+    db.flush()
+    page = client.get(f"/me/cases/{answered.id}")
+    assert page.status_code == 200
+    assert "某答复" in page.text and "厂房租金补贴怎么申请？" in page.text
+    assert "faq-004" not in page.text

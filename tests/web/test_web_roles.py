@@ -70,11 +70,11 @@ def _csrf(client) -> str:  # type: ignore[no-untyped-def]
 
 def _sign_in(client, db, settings, role: Role, **kw: Any):  # type: ignore[no-untyped-def]
     """Make a user of the role and sign in through the login form, as a browser does."""
-    user = factories.make_user(db, role=role, password="password-123", **kw)
+    user = factories.make_user(db, role=role, password="Factory-pass-2026", **kw)
     token = _csrf(client)
     response = client.post(
         "/login",
-        data={"csrf_token": token, "username": user.username, "password": "password-123"},
+        data={"csrf_token": token, "username": user.username, "password": "Factory-pass-2026"},
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text
@@ -158,12 +158,12 @@ def test_page_enforces_its_roles(template: str, route: APIRoute, db, client, tes
 def test_sign_in_sets_an_httponly_lax_cookie_the_api_ignores(db, client) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
     factories.make_user(
-        db, role=Role.enterprise, enterprise_id=firm.id, username="cookie_firm", password="password-123"
+        db, role=Role.enterprise, enterprise_id=firm.id, username="cookie_firm", password="Factory-pass-2026"
     )
     token = _csrf(client)
     response = client.post(
         "/login",
-        data={"csrf_token": token, "username": "cookie_firm", "password": "password-123"},
+        data={"csrf_token": token, "username": "cookie_firm", "password": "Factory-pass-2026"},
         follow_redirects=False,
     )
     assert response.status_code == 303 and response.headers["location"] == "/me/recommendations"
@@ -177,7 +177,7 @@ def test_sign_in_sets_an_httponly_lax_cookie_the_api_ignores(db, client) -> None
 
 
 def test_wrong_password_is_refused_in_chinese(db, client) -> None:  # type: ignore[no-untyped-def]
-    factories.make_user(db, role=Role.curator, username="wrong_pw", password="password-123")
+    factories.make_user(db, role=Role.curator, username="wrong_pw", password="Factory-pass-2026")
     token = _csrf(client)
     response = client.post("/login", data={"csrf_token": token, "username": "wrong_pw", "password": "nope-nope-nope"})
     assert response.status_code == 401
@@ -189,11 +189,11 @@ def test_wrong_password_is_refused_in_chinese(db, client) -> None:  # type: igno
     "target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"]
 )
 def test_next_never_leaves_the_site(db, client, target: str) -> None:  # type: ignore[no-untyped-def]
-    user = factories.make_user(db, role=Role.enterprise, password="password-123")
+    user = factories.make_user(db, role=Role.enterprise, password="Factory-pass-2026")
     token = _csrf(client)
     response = client.post(
         "/login",
-        data={"csrf_token": token, "username": user.username, "password": "password-123", "next": target},
+        data={"csrf_token": token, "username": user.username, "password": "Factory-pass-2026", "next": target},
         follow_redirects=False,
     )
     assert response.status_code == 303
@@ -202,7 +202,9 @@ def test_next_never_leaves_the_site(db, client, target: str) -> None:  # type: i
 
 def test_next_brings_the_user_back(db, client) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id, username="back_firm", password="password-123")
+    factories.make_user(
+        db, role=Role.enterprise, enterprise_id=firm.id, username="back_firm", password="Factory-pass-2026"
+    )
     assert (
         client.get("/me/inbox?unread=1", follow_redirects=False).headers["location"]
         == "/login?next=%2Fme%2Finbox%3Funread%3D1"
@@ -210,7 +212,12 @@ def test_next_brings_the_user_back(db, client) -> None:  # type: ignore[no-untyp
     token = _csrf(client)
     response = client.post(
         "/login",
-        data={"csrf_token": token, "username": "back_firm", "password": "password-123", "next": "/me/inbox?unread=1"},
+        data={
+            "csrf_token": token,
+            "username": "back_firm",
+            "password": "Factory-pass-2026",
+            "next": "/me/inbox?unread=1",
+        },
         follow_redirects=False,
     )
     assert response.headers["location"] == "/me/inbox?unread=1"
@@ -256,9 +263,9 @@ def test_cross_site_origin_is_refused_even_with_a_token(db, client, test_setting
 
 
 def test_login_form_itself_needs_the_csrf_token(db, client) -> None:  # type: ignore[no-untyped-def]
-    factories.make_user(db, role=Role.curator, username="csrf_login", password="password-123")
+    factories.make_user(db, role=Role.curator, username="csrf_login", password="Factory-pass-2026")
     response = client.post(
-        "/login", data={"username": "csrf_login", "password": "password-123"}, follow_redirects=False
+        "/login", data={"username": "csrf_login", "password": "Factory-pass-2026"}, follow_redirects=False
     )
     assert response.status_code == 403
     assert SESSION_COOKIE not in response.cookies

@@ -19,6 +19,9 @@
     charts.push(c);
   }
 
+  // ECharts draws a tooltip formatter's string as HTML: every text a user typed goes through this.
+  var esc = echarts.format.encodeHTML;
+
   function pct(v) { return v === null || v === undefined ? null : Math.round(v * 1000) / 10; }
   function short(text, n) { return text.length > n ? text.slice(0, n) + "…" : text; }
 
@@ -59,7 +62,7 @@
   var topicNode = document.getElementById("chart-topics");
   if (topicNode) { topicNode.style.height = Math.max(140, 50 + 34 * topics.length) + "px"; }
   chart("chart-topics", {
-    tooltip: { trigger: "item", formatter: function (p) { return topics[p.dataIndex].title + "<br>" + p.value + " 件"; } },
+    tooltip: { trigger: "item", formatter: function (p) { return esc(topics[p.dataIndex].title) + "<br>" + esc(String(p.value)) + " 件"; } },
     grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
     xAxis: { type: "value", minInterval: 1 },
     yAxis: { type: "category", data: topics.map(function (t) { return short(t.title, narrow.matches ? 8 : 14); }) },
@@ -72,7 +75,7 @@
     chart("chart-funnel", {
       tooltip: { trigger: "item", formatter: function (p) {
         var s = stages[p.dataIndex];
-        return s.label + "：" + s.enterprises + " 家" + (s.rate === null ? "" : "（推送企业的 " + pct(s.rate) + "%）");
+        return esc(s.label) + "：" + s.enterprises + " 家" + (s.rate === null ? "" : "（推送企业的 " + pct(s.rate) + "%）");
       } },
       grid: { left: 8, right: 48, top: 8, bottom: 8, containLabel: true },
       xAxis: { type: "value", minInterval: 1 },

