@@ -43,7 +43,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bench.common import ROOT, peak_rss_mb, phase, ratio, rss_mb, write_result
 
@@ -207,14 +206,16 @@ def sample_check(db: Any, policy_id: int, *, sample: int, seed: int) -> dict[str
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
+    from core.config import get_settings
     from matcher import eligibility
     from matcher.models import Feedback
     from profiles.models import Enterprise
     from push.models import Delivery, PushPreference, Subscription
+    from push.rules import local_tz
 
     ids = list(db.scalars(select(Enterprise.id)))
     picked = sorted(random.Random(seed).sample(ids, min(sample, len(ids))))
-    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    today = dt.datetime.now(local_tz(get_settings())).date()
     got = set(
         db.scalars(
             select(Delivery.enterprise_id).where(
@@ -284,8 +285,11 @@ def run_size(firms: int, *, seed: int, emit: Path | None = None) -> dict[str, An
 
         from catalog import service as catalog_service
         from core import scheduler
-        from push import jobs, service
+        from core.config import get_settings
+        from matcher import batch as matcher_batch
+        from push import jobs
         from push.models import Delivery
+        from push.rules import local_tz
 
         with phase(record["phases"], "fan_out") as entry:
             started = time.perf_counter()
@@ -322,9 +326,9 @@ def run_size(firms: int, *, seed: int, emit: Path | None = None) -> dict[str, An
 
         with phase(record["phases"], "eligibility") as entry, database.session() as db:
             policy = catalog_service.get_policy(db=db, policy_id=policy_id)
-            today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+            today = dt.datetime.now(local_tz(get_settings())).date()
             started = time.perf_counter()
-            ids, status = service.eligibility_statuses(db=db, rules=policy.rules, today=today)
+            ids, status = matcher_batch.judge_all(db=db, rules=policy.rules, today=today)
             entry["eligibility_s"] = round(time.perf_counter() - started, 3)
             entry["statuses"] = {str(code): int((status == code).sum()) for code in (0, 1, 2)}
         save("eligibility")

@@ -1,7 +1,7 @@
 """Push jobs: the outbox sender every 30 seconds, event-driven fan-out queued by publishing and
 change notices queued by editing a published policy, and the scheduled notifications of
-`push.notify` — digests, deadline reminders, profile reminders. The scheduled ones tick often and
-decide themselves whether anything is due (from HUIQI_PUSH_DIGEST_TIME local time), so a changed
+`push.digests` and `push.reminders` — digests, deadline reminders, profile reminders. The scheduled
+ones tick often and decide themselves whether anything is due (from HUIQI_PUSH_DIGEST_TIME local time), so a changed
 setting needs no re-registration and a worker that was down catches up; keys make each run idempotent."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from core.config import Settings, get_settings
 from core.db import get_database, rowcount, session_scope, utcnow
 from core.netguard import AddressGuard
 from core.scheduler import registry
-from push import notify, service
+from push import changes, digests, fanout, reminders, sender
 from push.channels import Channel, EmailChannel, SmsChannel, WebhookChannel
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def send_due_job() -> dict[str, Any]:
             # another connection (the lease renewal, a fan-out) commits meanwhile. PostgreSQL keeps the
             # transaction: its row locks keep a second sender off these rows.
             sqlite = db.get_bind().dialect.name == "sqlite"
-            counts = service.send_due(
+            counts = sender.send_due(
                 db=db,
                 channels=channels,
                 settings=settings,
@@ -200,7 +200,7 @@ def queue_change_notices(db: Session, *, policy_id: int, from_version: int) -> N
 def fan_out_job(
     policy_id: int,
     resume_after: float = FAN_OUT_RESUME_AFTER,
-    chunk_size: int = service.FAN_OUT_CHUNK,
+    chunk_size: int = fanout.FAN_OUT_CHUNK,
     attempt: int = 1,
 ) -> dict[str, Any]:
     """Fan a published policy out to its matching firms (queued by publishing; exactly once per version).
@@ -247,8 +247,13 @@ def fan_out_job(
             if guard is not None:
                 guard.arm(db)
 
-        counts = service.fan_out_policy(
-            db=db, policy_id=policy_id, base_url=_base_url(settings), chunk_size=chunk_size, checkpoint=checkpoint
+        counts = fanout.fan_out_policy(
+            db=db,
+            policy_id=policy_id,
+            base_url=_base_url(settings),
+            chunk_size=chunk_size,
+            checkpoint=checkpoint,
+            settings=settings,
         )
     if guard is not None:
         with database.session() as db:
@@ -256,7 +261,7 @@ def fan_out_job(
     return counts
 
 
-# ---------------------------------------------------------------- scheduled notifications (push.notify)
+# ---------------------------------------------------------------- scheduled notifications (push.digests, push.reminders, push.changes)
 
 
 def _base_url(settings: Settings) -> str:
@@ -266,7 +271,7 @@ def _base_url(settings: Settings) -> str:
 def digest_job() -> dict[str, Any]:
     """Write the daily and weekly digests that are due, each firm in its own transaction."""
     settings = get_settings()
-    report = notify.run_digests(
+    report = digests.run_digests(
         database=get_database(settings), now=utcnow(), settings=settings, base_url=_base_url(settings)
     )
     return {"firms": report.total, "failed": report.failed}
@@ -275,7 +280,7 @@ def digest_job() -> dict[str, Any]:
 def deadline_reminder_job() -> dict[str, Any]:
     """Write the deadline reminders that are due, each policy in its own transaction."""
     settings = get_settings()
-    report = notify.run_reminders(
+    report = reminders.run_reminders(
         database=get_database(settings), now=utcnow(), settings=settings, base_url=_base_url(settings)
     )
     return {"policies": report.total, "failed": report.failed}
@@ -284,7 +289,7 @@ def deadline_reminder_job() -> dict[str, Any]:
 def profile_reminder_job() -> dict[str, Any]:
     """Write this month's profile reminders, each firm in its own transaction."""
     settings = get_settings()
-    report = notify.run_profile_reminders(
+    report = reminders.run_profile_reminders(
         database=get_database(settings), now=utcnow(), settings=settings, base_url=_base_url(settings)
     )
     return {"firms": report.total, "failed": report.failed}
@@ -303,7 +308,7 @@ def policy_changed_job(policy_id: int, from_version: int, attempt: int = 1) -> d
     settings = get_settings()
     try:
         with session_scope(settings) as db:
-            return notify.policy_change_notices(
+            return changes.policy_change_notices(
                 db=db,
                 policy_id=policy_id,
                 from_version=from_version,

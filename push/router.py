@@ -14,7 +14,8 @@ from auth.deps import CuratorUser, EnterpriseUser, FirmStaff, public
 from core.deps import AppSettings, DbSession, Paging
 from core.errors import HuiqiError
 from core.schemas import Id, Page
-from push import events, service, stats, targeting
+from push import events, fanout, preferences, stats, targeting, unsubscribe
+from push import inbox as push_inbox
 from push.models import PushPreference, Subscription
 from push.schemas import (
     DeliveryLogOut,
@@ -50,7 +51,7 @@ def inbox(
     unread_only: Annotated[bool, Query(description="只看未读")] = False,
 ) -> InboxPage:
     """List the firm's in-app messages, newest first, with the unread count."""
-    rows, total, unread = service.list_inbox(
+    rows, total, unread = push_inbox.list_inbox(
         db=db,
         enterprise_id=actor.own_enterprise_id,
         unread_only=unread_only,
@@ -70,14 +71,14 @@ def inbox(
 def inbox_mark_read(db: DbSession, actor: EnterpriseUser, body: MarkReadIn) -> MarkReadOut:
     """Mark the given messages (or all) read."""
     eid = actor.own_enterprise_id
-    updated = service.mark_read(db=db, enterprise_id=eid, delivery_ids=body.ids, all=body.all)
-    return MarkReadOut(updated=updated, unread=service.unread_count(db=db, enterprise_id=eid))
+    updated = push_inbox.mark_read(db=db, enterprise_id=eid, delivery_ids=body.ids, all=body.all)
+    return MarkReadOut(updated=updated, unread=push_inbox.unread_count(db=db, enterprise_id=eid))
 
 
 @router.get("/push/preferences", response_model=PreferencesOut, tags=["推送"])
 def read_preferences(db: DbSession, actor: EnterpriseUser) -> PushPreference:
     """Show how and how often the firm is pushed to (defaults until it saves its own)."""
-    return service.get_preferences(db=db, enterprise_id=actor.own_enterprise_id)
+    return preferences.get_preferences(db=db, enterprise_id=actor.own_enterprise_id)
 
 
 @router.put("/push/preferences", response_model=PreferencesOut, tags=["推送"])
@@ -88,30 +89,30 @@ def save_preferences(
 
     A webhook URL must point at a public address (not loopback, private, link-local, multicast or reserved).
     """
-    return service.update_preferences(
+    return preferences.update_preferences(
         db=db,
         enterprise_id=actor.own_enterprise_id,
         prefs_in=body,
-        guard=service.address_guard(settings),
+        guard=preferences.address_guard(settings),
     )
 
 
 @router.get("/push/subscriptions", response_model=list[SubscriptionOut], tags=["推送"])
 def subscriptions(db: DbSession, actor: EnterpriseUser) -> list[Subscription]:
     """List the categories and keywords the firm follows."""
-    return service.list_subscriptions(db=db, enterprise_id=actor.own_enterprise_id)
+    return preferences.list_subscriptions(db=db, enterprise_id=actor.own_enterprise_id)
 
 
 @router.post("/push/subscriptions", response_model=SubscriptionOut, status_code=201, tags=["推送"])
 def subscribe(db: DbSession, actor: EnterpriseUser, body: SubscriptionIn) -> Subscription:
     """Follow a policy category (by code) or a keyword."""
-    return service.create_subscription(db=db, enterprise_id=actor.own_enterprise_id, subscription_in=body)
+    return preferences.create_subscription(db=db, enterprise_id=actor.own_enterprise_id, subscription_in=body)
 
 
 @router.delete("/push/subscriptions/{subscription_id}", status_code=204, tags=["推送"])
 def unsubscribe_one(db: DbSession, actor: EnterpriseUser, subscription_id: Id) -> Response:
     """Stop following a category or keyword; another firm's subscription is not found."""
-    service.delete_subscription(db=db, enterprise_id=actor.own_enterprise_id, subscription_id=subscription_id)
+    preferences.delete_subscription(db=db, enterprise_id=actor.own_enterprise_id, subscription_id=subscription_id)
     return Response(status_code=204)
 
 
@@ -137,7 +138,7 @@ def unsubscribe_link(
     RFC 8058 one-click request) unsubscribes.
     """
     try:
-        what = service.describe_unsubscribe(db=db, settings=settings, token=token)
+        what = unsubscribe.describe_unsubscribe(db=db, settings=settings, token=token)
     except HuiqiError as exc:
         return _page("退订链接无效", f"<p>{html.escape(exc.message)}</p>", status_code=exc.status_code)
     action = "/api/v1/push/unsubscribe?token=" + urllib.parse.quote(token, safe="")
@@ -161,7 +162,7 @@ def unsubscribe_one_click(
     """
     wants_html = "text/html" in request.headers.get("accept", "")
     try:
-        result = service.unsubscribe(db=db, settings=settings, token=token)
+        result = unsubscribe.unsubscribe(db=db, settings=settings, token=token)
     except HuiqiError as exc:
         if wants_html:
             return _page("退订链接无效", f"<p>{html.escape(exc.message)}</p>", status_code=exc.status_code)
@@ -176,8 +177,8 @@ def push_policy_now(
     request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: Id
 ) -> dict[str, int]:
     """Fan a published policy out to its matching firms now; running it again for the same version adds nothing."""
-    return service.fan_out_policy(
-        db=db, matcher=request.app.state.matcher, policy_id=policy_id, base_url=_base_url(settings)
+    return fanout.fan_out_policy(
+        db=db, matcher=request.app.state.matcher, policy_id=policy_id, base_url=_base_url(settings), settings=settings
     )
 
 
@@ -185,9 +186,11 @@ def push_policy_now(
 
 
 @router.post("/push/manual/preview", response_model=ManualPushPreviewOut, tags=["推送管理"])
-def manual_push_preview(request: Request, db: DbSession, actor: CuratorUser, body: ManualPushIn) -> dict[str, Any]:
+def manual_push_preview(
+    request: Request, db: DbSession, settings: AppSettings, actor: CuratorUser, body: ManualPushIn
+) -> dict[str, Any]:
     """Show how many firms a targeted push would reach, per channel, with a masked sample; nothing is sent."""
-    return targeting.preview(db=db, push_in=body, matcher=request.app.state.matcher)
+    return targeting.preview(db=db, push_in=body, matcher=request.app.state.matcher, settings=settings)
 
 
 @router.post("/push/manual", response_model=ManualPushOut, status_code=201, tags=["推送管理"])
@@ -201,6 +204,7 @@ def manual_push_send(
         created_by_id=actor.user_id,
         matcher=request.app.state.matcher,
         base_url=_base_url(settings),
+        settings=settings,
     )
     items, _ = targeting.list_manual_pushes(db=db, manual_push_id=row.id)
     return ManualPushOut(**items[0], created=counts["created"])
@@ -247,21 +251,26 @@ DeliveryFiltersDep = Annotated[stats.DeliveryFilters, Depends(_delivery_filters)
 
 
 @router.get("/push/deliveries", response_model=Page[DeliveryLogOut], tags=["推送管理"])
-def delivery_log(db: DbSession, actor: FirmStaff, paging: Paging, filters: DeliveryFiltersDep) -> Page[Any]:
+def delivery_log(
+    db: DbSession, settings: AppSettings, actor: FirmStaff, paging: Paging, filters: DeliveryFiltersDep
+) -> Page[Any]:
     """List push records newest first, filtered by policy, firm, channel, status, kind and date."""
-    items, total = stats.list_deliveries(db=db, filters=filters, offset=paging.offset, limit=paging.page_size)
+    items, total = stats.list_deliveries(
+        db=db, filters=filters, offset=paging.offset, limit=paging.page_size, settings=settings
+    )
     return Page(items=items, total=total, page=paging.page, page_size=paging.page_size)
 
 
 @router.get("/push/stats", response_model=DeliveryStatsOut, tags=["推送管理"])
 def delivery_stats(
     db: DbSession,
+    settings: AppSettings,
     actor: FirmStaff,
     filters: DeliveryFiltersDep,
     group_by: Annotated[str, Query(description="day 按日、channel 按推送方式、policy 按政策")] = "day",
 ) -> dict[str, Any]:
     """Count pushes sent, failed, dead, opened and clicked per day, channel or policy."""
-    return stats.delivery_stats(db=db, filters=filters, group_by=group_by)
+    return stats.delivery_stats(db=db, filters=filters, group_by=group_by, settings=settings)
 
 
 @router.get("/policies/{policy_id}/push-funnel", response_model=FunnelOut, tags=["推送管理"])

@@ -2,8 +2,9 @@
 policy, and a policy's funnel pushed → opened → viewed → calculator → applied.
 
 Everything is one grouped SQL query per question (no row is loaded to be counted in Python). Days
-are local days (Asia/Shanghai, which has no daylight saving, so SQLite's fixed "+8 hours" and
-PostgreSQL's time zone conversion agree).
+are local days in the configured time zone (HUIQI_TIMEZONE, `push.rules.local_tz`): PostgreSQL
+converts with the zone itself, SQLite shifts by the zone's current UTC offset, so the two agree for
+zones without daylight saving such as the default Asia/Shanghai.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from sqlalchemy import Select, case, func, literal, select, union
 from sqlalchemy.orm import Session
 
 from catalog.models import Policy
+from core.config import Settings, get_settings
 from core.errors import FieldError, NotFound, ValidationFailed
 from matcher import feedback as matcher_feedback
 from profiles.models import Enterprise
 from push.models import Delivery, PolicyEvent
-from push.service import CHANNELS, LOCAL_TZ
+from push.preferences import CHANNELS
+from push.rules import local_day_start, local_tz
 
 STATUSES = ("pending", "sent", "failed", "dead", "skipped")
 GROUPS = ("day", "channel", "policy")
@@ -62,12 +65,7 @@ class DeliveryFilters:
             raise ValidationFailed(errors=errors)
 
 
-def local_day_start(day: dt.date) -> dt.datetime:
-    """Return the UTC moment a local calendar day starts."""
-    return dt.datetime.combine(day, dt.time(), tzinfo=LOCAL_TZ).astimezone(dt.UTC)
-
-
-def _where(q: Select[Any], f: DeliveryFilters) -> Select[Any]:
+def _where(q: Select[Any], f: DeliveryFilters, settings: Settings) -> Select[Any]:
     f.validate()
     if f.policy_id is not None:
         q = q.where(Delivery.policy_id == f.policy_id)
@@ -80,23 +78,29 @@ def _where(q: Select[Any], f: DeliveryFilters) -> Select[Any]:
     if f.kind is not None:
         q = q.where(Delivery.kind == f.kind.strip())
     if f.date_from is not None:
-        q = q.where(Delivery.created_at >= local_day_start(f.date_from))
+        q = q.where(Delivery.created_at >= local_day_start(f.date_from, settings))
     if f.date_to is not None:
-        q = q.where(Delivery.created_at < local_day_start(f.date_to + dt.timedelta(days=1)))
+        q = q.where(Delivery.created_at < local_day_start(f.date_to + dt.timedelta(days=1), settings))
     return q
 
 
 def list_deliveries(
-    *, db: Session, filters: DeliveryFilters, offset: int = 0, limit: int = 20
+    *, db: Session, filters: DeliveryFilters, offset: int = 0, limit: int = 20, settings: Settings | None = None
 ) -> tuple[list[dict[str, Any]], int]:
     """Return a page of outbox rows, newest first, with firm name and policy title, and the total."""
-    total = db.scalar(_where(select(func.count()).select_from(Delivery), filters)) or 0
+    settings = settings or get_settings()
+    total = db.scalar(_where(select(func.count()).select_from(Delivery), filters, settings)) or 0
     q = (
         select(Delivery, Enterprise.name, Policy.title)
         .join(Enterprise, Enterprise.id == Delivery.enterprise_id)
         .outerjoin(Policy, Policy.id == Delivery.policy_id)
     )
-    q = _where(q, filters).order_by(Delivery.created_at.desc(), Delivery.id.desc()).offset(offset).limit(limit)
+    q = (
+        _where(q, filters, settings)
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
     items = []
     for d, name, title in db.execute(q):
         items.append(
@@ -123,11 +127,12 @@ def list_deliveries(
     return items, total
 
 
-def _local_day(db: Session) -> Any:
+def _local_day(db: Session, settings: Settings) -> Any:
     """SQL expression of a delivery's local calendar day as YYYY-MM-DD."""
+    tz = local_tz(settings)
     if db.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone(str(LOCAL_TZ), Delivery.created_at), "YYYY-MM-DD")
-    offset = dt.datetime.now(LOCAL_TZ).utcoffset() or dt.timedelta()
+        return func.to_char(func.timezone(str(tz), Delivery.created_at), "YYYY-MM-DD")
+    offset = dt.datetime.now(tz).utcoffset() or dt.timedelta()
     hours = int(offset.total_seconds() // 3600)
     return func.strftime("%Y-%m-%d", Delivery.created_at, f"{hours:+d} hours")
 
@@ -152,8 +157,11 @@ def _row(key: str, label: str, values: Any) -> dict[str, Any]:
     }
 
 
-def delivery_stats(*, db: Session, filters: DeliveryFilters, group_by: str = "day") -> dict[str, Any]:
+def delivery_stats(
+    *, db: Session, filters: DeliveryFilters, group_by: str = "day", settings: Settings | None = None
+) -> dict[str, Any]:
     """Count outbox rows by status, opened and clicked, per local day, channel or policy, plus totals."""
+    settings = settings or get_settings()
     errors = []
     if group_by not in GROUPS:
         errors.append(FieldError("group_by", "分组方式应为 day（按日）、channel（按推送方式）或 policy（按政策）"))
@@ -164,12 +172,16 @@ def delivery_stats(*, db: Session, filters: DeliveryFilters, group_by: str = "da
     if errors:
         raise ValidationFailed(errors=errors)
     if group_by == "day":
-        key = _local_day(db)
+        key = _local_day(db, settings)
     elif group_by == "channel":
         key = Delivery.channel
     else:
         key = Delivery.policy_id
-    q = _where(select(key.label("key"), *_counts()).select_from(Delivery), filters).group_by(key).order_by(key)
+    q = (
+        _where(select(key.label("key"), *_counts()).select_from(Delivery), filters, settings)
+        .group_by(key)
+        .order_by(key)
+    )
     grouped = db.execute(q).all()
     titles: dict[int, str] = {}
     if group_by == "policy":
@@ -185,7 +197,7 @@ def delivery_stats(*, db: Session, filters: DeliveryFilters, group_by: str = "da
         else:
             label = titles.get(r.key, "（与具体政策无关）") if r.key is not None else "（与具体政策无关）"
         rows.append(_row("" if r.key is None else str(r.key), label, r))
-    totals = db.execute(_where(select(*_counts()).select_from(Delivery), filters)).one()
+    totals = db.execute(_where(select(*_counts()).select_from(Delivery), filters, settings)).one()
     return {"group_by": group_by, "rows": rows, "totals": _row("total", "合计", totals)}
 
 

@@ -13,8 +13,8 @@ from core import events
 from core.config import get_settings
 from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
+from push import cases, jobs
 from push import events as engagement
-from push import jobs, notify
 from push.models import Delivery
 
 
@@ -43,7 +43,7 @@ def on_policies_seen(event: events.PoliciesSeen) -> None:
 def on_case_updated(event: events.CaseUpdated) -> None:
     """Tell the firm of news of its case (a few outbox rows; the sender delivers email, SMS and webhooks)."""
     settings = get_settings()
-    notify.case_update_notice(
+    cases.case_update_notice(
         db=event.db,
         enterprise_id=event.enterprise_id,
         case_id=event.case_id,

@@ -4,7 +4,7 @@ The selection is a SQL query over enterprises (region with sub-regions, industry
 class, tags, valid qualifications, a policy's eligible list, hand-picked ids). It is walked in
 keyset-paginated chunks of firm ids with their preferences joined in, so a selection of a million
 firms never becomes a million ORM objects. Preview and send share that walk: the preview counts the
-rows the send would write, the send writes them (per chunk, through `push.service.insert_deliveries`)
+rows the send would write, the send writes them (per chunk, through `push.outbox.insert_deliveries`)
 in the same transaction as the `ManualPush` record. Outbox rows of a targeted push carry kind
 "manual" and dedupe key "manual-<id>", so delivering the same targeted push again creates nothing.
 """
@@ -25,6 +25,7 @@ from catalog import service as catalog_service
 from catalog.fields import SIZE_CLASSES
 from catalog.models import Policy, PolicyStatus
 from core import codes
+from core.config import Settings, get_settings
 from core.db import utcnow
 from core.errors import FieldError, InvalidState, NotFound, ValidationFailed
 from matcher import batch as matcher_batch
@@ -32,8 +33,10 @@ from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles.models import Enterprise, EnterpriseQualification
 from push.models import Delivery, ManualPush, PushPreference
+from push.outbox import channel_row, insert_deliveries, recent_push_counts
+from push.preferences import CHANNELS, DEFAULTS
+from push.rules import due_at, next_digest_at, over_weekly_cap
 from push.schemas import ManualPushIn, TargetFilters
-from push.service import CHANNELS, DEFAULTS, OVER_CAP, insert_deliveries, next_digest_at, quiet_until
 
 CHUNK = 1000  # firms per step of the walk (one SELECT with preferences, one INSERT batch series)
 SAMPLE_SIZE = 10
@@ -266,26 +269,6 @@ def _walk(db: Session, selection: Selection, chunk: int | None = None) -> Iterat
             return
 
 
-def _recent_pushes(db: Session, enterprise_ids: Sequence[int], since: dt.datetime) -> Counter[int]:
-    """Count pushes beyond the inbox per firm since a moment; one push through two channels counts once."""
-    if not enterprise_ids:
-        return Counter()
-    pushes = (
-        select(Delivery.enterprise_id, Delivery.policy_id, Delivery.kind, Delivery.policy_version, Delivery.dedupe_key)
-        .where(
-            Delivery.enterprise_id.in_(list(enterprise_ids)),
-            Delivery.channel != "inbox",
-            Delivery.status != "skipped",
-            Delivery.created_at >= since,
-        )
-        .distinct()
-        .subquery()
-    )
-    return Counter(
-        dict(db.execute(select(pushes.c.enterprise_id, func.count()).group_by(pushes.c.enterprise_id)).tuples().all())
-    )
-
-
 def _already_pushed(db: Session, policy_id: int, firms: Sequence[Firm]) -> int:
     """Count firms of a chunk that already have an inbox message about the policy."""
     return (
@@ -372,12 +355,12 @@ def _run(
     now: dt.datetime,
     base_url: str,
     manual_push_id: int | None,
+    settings: Settings,
 ) -> Plan:
     """Walk the selection once; count what would be written, and write it when a push id is given."""
     plan = Plan()
     title, body = _text(policy, message)
     url = f"{base_url.rstrip('/')}/policies/{policy.id}"
-    week_ago = now - dt.timedelta(days=7)
     for firms in _walk(db, selection):
         plan.matched += len(firms)
         hidden = matcher_feedback.not_relevant_firms(
@@ -398,11 +381,11 @@ def _run(
         if len(plan.sample) < SAMPLE_SIZE:
             plan.sample.extend(targets[: SAMPLE_SIZE - len(plan.sample)])
         wanted = {f.id: [c for c in channels if c != "inbox" and c in f.channels] for f in targets}
-        recent = _recent_pushes(db, [eid for eid, chans in wanted.items() if chans], week_ago)
+        recent = recent_push_counts(db, [eid for eid, chans in wanted.items() if chans], now)
         rows: list[dict[str, Any]] = []
         for f in targets:
             others = wanted[f.id]
-            over_cap = bool(others) and recent.get(f.id, 0) >= f.weekly_cap
+            over_cap = bool(others) and over_weekly_cap(recent, f.id, f.weekly_cap)
             plan.channels["inbox"] += 1
             plan.deliveries += 1 + len(others)
             for channel in channels:
@@ -416,9 +399,9 @@ def _run(
                     plan.capped[channel] += 1
                 else:
                     plan.channels[channel] += 1
-                    if channel == "sms" and quiet_until(
-                        next_digest_at(now, f.frequency), quiet_start=f.quiet_start, quiet_end=f.quiet_end
-                    ) > next_digest_at(now, f.frequency):
+                    if channel == "sms" and due_at(now, channel=channel, timing=f, settings=settings) > next_digest_at(
+                        now, f.frequency, settings=settings
+                    ):
                         plan.quiet_hours[channel] += 1
             if manual_push_id is None:
                 continue
@@ -449,22 +432,8 @@ def _run(
             }
             rows.append(base | {"channel": "inbox", "status": "sent", "next_attempt_at": now, "sent_at": now})
             for channel in others:
-                if over_cap:
-                    rows.append(
-                        base
-                        | {
-                            "channel": channel,
-                            "status": "skipped",
-                            "next_attempt_at": now,
-                            "sent_at": None,
-                            "last_error": OVER_CAP,
-                        }
-                    )
-                    continue
-                due = next_digest_at(now, f.frequency)
-                if channel == "sms":
-                    due = quiet_until(due, quiet_start=f.quiet_start, quiet_end=f.quiet_end)
-                rows.append(base | {"channel": channel, "status": "pending", "next_attempt_at": due, "sent_at": None})
+                due = now if over_cap else due_at(now, channel=channel, timing=f, settings=settings)
+                rows.append(channel_row(base, channel, now=now, due=due, over_cap=over_cap))
         if rows:
             plan.created += insert_deliveries(db=db, rows=rows)
     return plan
@@ -476,6 +445,7 @@ def preview(
     push_in: ManualPushIn,
     matcher: object | None = None,
     now: dt.datetime | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Count the firms and per-channel messages a targeted push would reach, writing no push records.
 
@@ -495,6 +465,7 @@ def preview(
         now=now,
         base_url="",
         manual_push_id=None,
+        settings=settings or get_settings(),
     )
     return _preview_out(policy, channels, plan)
 
@@ -541,6 +512,7 @@ def send(
     matcher: object | None = None,
     now: dt.datetime | None = None,
     base_url: str = "",
+    settings: Settings | None = None,
 ) -> tuple[ManualPush, dict[str, Any]]:
     """Record a targeted push and write its outbox rows in the caller's transaction.
 
@@ -571,6 +543,7 @@ def send(
         now=now,
         base_url=base_url,
         manual_push_id=row.id,
+        settings=settings or get_settings(),
     )
     row.enterprise_count = plan.enterprises
     db.flush()
@@ -578,7 +551,12 @@ def send(
 
 
 def redeliver(
-    *, db: Session, manual_push_id: int, now: dt.datetime | None = None, base_url: str = ""
+    *,
+    db: Session,
+    manual_push_id: int,
+    now: dt.datetime | None = None,
+    base_url: str = "",
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Deliver a recorded targeted push again from its stored filter; rows that exist are not written twice.
 
@@ -599,6 +577,7 @@ def redeliver(
         now=now,
         base_url=base_url,
         manual_push_id=row.id,
+        settings=settings or get_settings(),
     )
     db.flush()
     return _preview_out(policy, list(row.channels or ["inbox"]), plan) | {"created": plan.created}

@@ -116,7 +116,9 @@ def dashboard_data(
         "coverage": None,
     }
     if principal.role in PUSH_ROLES:
-        by_policy = push_stats.delivery_stats(db=db, filters=push_stats.DeliveryFilters(), group_by="policy")
+        by_policy = push_stats.delivery_stats(
+            db=db, filters=push_stats.DeliveryFilters(), group_by="policy", settings=settings
+        )
         pushed = [r for r in by_policy["rows"] if r["key"]]
         pushed.sort(key=lambda r: -r["sent"])
         chosen = funnel_policy_id or (int(pushed[0]["key"]) if pushed else None)
@@ -127,7 +129,7 @@ def dashboard_data(
             except NotFound:  # an unknown policy id in the query string: no funnel, the rest stands
                 funnel = None
         since = push_stats.DeliveryFilters(date_from=start, date_to=end)
-        channels = push_stats.delivery_stats(db=db, filters=since, group_by="channel")
+        channels = push_stats.delivery_stats(db=db, filters=since, group_by="channel", settings=settings)
         data["push"] = {
             "funnel": funnel,
             "policies": [{"id": int(r["key"]), "title": r["label"], "sent": r["sent"]} for r in pushed[:30]],

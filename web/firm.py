@@ -19,7 +19,8 @@ from matcher.deps import MatcherDep
 from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles import service as profiles_service
 from profiles.schemas import EnterpriseUpdate, QualificationIn
-from push import service as push_service
+from push import inbox as push_inbox
+from push import preferences as push_preferences
 from push.channels import normalize_phone
 from push.schemas import PreferencesIn, SubscriptionIn
 from web import choices, views
@@ -182,7 +183,7 @@ def recommendations(
             "categories": choices.categories(db=db),
             "page_links": views.page_links(request, page, pages),
             "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
-            "unread": push_service.unread_count(db=db, enterprise_id=result.enterprise.id),
+            "unread": push_inbox.unread_count(db=db, enterprise_id=result.enterprise.id),
         },
     )
 
@@ -262,7 +263,7 @@ def inbox(
 ) -> Response:
     """The firm's messages, newest first; unread ones marked."""
     unread_only = unread == "1"
-    rows, total, unread_total = push_service.list_inbox(
+    rows, total, unread_total = push_inbox.list_inbox(
         db=db,
         enterprise_id=firm.own_enterprise_id,
         unread_only=unread_only,
@@ -292,14 +293,14 @@ def _back_to_inbox(request: Request) -> str:
 @router.post("/inbox/{delivery_id}/read")
 def inbox_read(request: Request, db: DbSession, firm: WebFirm, delivery_id: int) -> Response:
     """Mark one message read (only the firm's own messages are touched)."""
-    push_service.mark_read(db=db, enterprise_id=firm.own_enterprise_id, delivery_ids=[delivery_id])
+    push_inbox.mark_read(db=db, enterprise_id=firm.own_enterprise_id, delivery_ids=[delivery_id])
     return redirect(request, _back_to_inbox(request))
 
 
 @router.post("/inbox/read-all")
 def inbox_read_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
     """Mark every message read."""
-    push_service.mark_read(db=db, enterprise_id=firm.own_enterprise_id, all=True)
+    push_inbox.mark_read(db=db, enterprise_id=firm.own_enterprise_id, all=True)
     return redirect(request, "/me/inbox")
 
 
@@ -309,7 +310,7 @@ def inbox_read_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
 def _preferences_context(
     db: Any, firm: Any, values: dict | None, errors: FormErrors, sub_errors: FormErrors | None = None
 ) -> dict:
-    prefs = push_service.get_preferences(db=db, enterprise_id=firm.own_enterprise_id)
+    prefs = push_preferences.get_preferences(db=db, enterprise_id=firm.own_enterprise_id)
     if values is None:
         values = {name: getattr(prefs, name) for name in PREFERENCE_FIELDS}
         values["channels"] = list(prefs.channels)
@@ -325,7 +326,7 @@ def _preferences_context(
         "values": keep(values),
         "errors": errors,
         "sub_errors": sub_errors or FormErrors(),
-        "subscriptions": push_service.list_subscriptions(db=db, enterprise_id=firm.own_enterprise_id),
+        "subscriptions": push_preferences.list_subscriptions(db=db, enterprise_id=firm.own_enterprise_id),
         "category_names": names,
         "categories": categories,
         "channel_labels": choices.CHANNEL_LABELS,
@@ -349,11 +350,11 @@ def save_preferences(request: Request, db: DbSession, settings: AppSettings, fir
     values["channels"] = form_list(form, "channels")
     try:
         prefs_in = PreferencesIn(**values)
-        push_service.update_preferences(
+        push_preferences.update_preferences(
             db=db,
             enterprise_id=firm.own_enterprise_id,
             prefs_in=prefs_in,
-            guard=push_service.address_guard(settings),
+            guard=push_preferences.address_guard(settings),
         )
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc)
@@ -368,7 +369,7 @@ def save_preferences(request: Request, db: DbSession, settings: AppSettings, fir
 @router.post("/preferences/unsubscribe-all")
 def unsubscribe_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
     """Stop every push beyond the inbox."""
-    push_service.update_preferences(
+    push_preferences.update_preferences(
         db=db, enterprise_id=firm.own_enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=True)
     )
     return redirect(request, "/me/preferences?saved=unsubscribed")
@@ -377,7 +378,7 @@ def unsubscribe_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
 @router.post("/preferences/resubscribe")
 def resubscribe(request: Request, db: DbSession, firm: WebFirm) -> Response:
     """Turn pushes back on after unsubscribing from everything."""
-    push_service.update_preferences(
+    push_preferences.update_preferences(
         db=db, enterprise_id=firm.own_enterprise_id, prefs_in=PreferencesIn(unsubscribed_all=False)
     )
     return redirect(request, "/me/preferences?saved=resubscribed")
@@ -388,7 +389,7 @@ def subscribe(request: Request, db: DbSession, firm: WebFirm, form: PageForm) ->
     """Follow a policy category or a keyword."""
     values = form_values(form, ("kind", "value"))
     try:
-        push_service.create_subscription(
+        push_preferences.create_subscription(
             db=db,
             enterprise_id=firm.own_enterprise_id,
             subscription_in=SubscriptionIn(kind=values["kind"] or "", value=values["value"] or ""),
@@ -404,5 +405,5 @@ def subscribe(request: Request, db: DbSession, firm: WebFirm, form: PageForm) ->
 @router.post("/subscriptions/{subscription_id}/delete")
 def unsubscribe_one(request: Request, db: DbSession, firm: WebFirm, subscription_id: int) -> Response:
     """Stop following one category or keyword; another firm's subscription is not found."""
-    push_service.delete_subscription(db=db, enterprise_id=firm.own_enterprise_id, subscription_id=subscription_id)
+    push_preferences.delete_subscription(db=db, enterprise_id=firm.own_enterprise_id, subscription_id=subscription_id)
     return redirect(request, "/me/preferences?saved=unsubscribed_one#subscriptions")

@@ -646,13 +646,15 @@ def push_page(
 
 
 @router.post("/push/preview")
-def push_preview(request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, form: PageForm) -> Response:
+def push_preview(
+    request: Request, db: DbSession, settings: AppSettings, matcher: MatcherDep, curator: Curator, form: PageForm
+) -> Response:
     """Count the firms and messages per channel the push would reach, with a masked sample; nothing is sent."""
     values, push_in, errors = _push_form(form)
     preview = None
     if push_in is not None:
         try:
-            preview = targeting.preview(db=db, push_in=push_in, matcher=matcher)
+            preview = targeting.preview(db=db, push_in=push_in, matcher=matcher, settings=settings)
         except HuiqiError as exc:
             db.rollback()
             errors = FormErrors.from_domain(exc, prefix="filters.")
@@ -688,6 +690,7 @@ def push_send(
                 created_by_id=curator.user_id,
                 matcher=matcher,
                 base_url=settings.public_base_url,
+                settings=settings,
             )
         except HuiqiError as exc:
             db.rollback()

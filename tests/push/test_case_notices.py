@@ -19,7 +19,7 @@ from auth.service import principal_for_user
 from core.db import utcnow
 from desk import handling, intake
 from desk.schemas import CaseIn, ExtensionIn
-from push import service
+from push import preferences, rules, sender
 from push.channels import EmailChannel
 from push.models import Delivery
 from push.schemas import PreferencesIn
@@ -53,7 +53,7 @@ def smtp() -> Iterator[tuple[_Collector, int]]:
 def test_the_firm_hears_of_every_reply_transfer_delay_and_resolution(db, test_settings, smtp) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
     firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
-    service.update_preferences(
+    preferences.update_preferences(
         db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "email"], email="boss@firm.example")
     )
     first, second = (
@@ -106,7 +106,7 @@ def test_the_firm_hears_of_every_reply_transfer_delay_and_resolution(db, test_se
     # The outbox's own sender delivers them by email, with the case link.
     handler, port = smtp
     channel = EmailChannel(host="127.0.0.1", port=port, sender="惠企服务 <noreply@huiqi.example>", timeout=5)
-    counts = service.send_due(db=db, channels={"email": channel}, settings=test_settings, now=utcnow())
+    counts = sender.send_due(db=db, channels={"email": channel}, settings=test_settings, now=utcnow())
     assert counts.get("sent", 0) >= 4, counts
     bodies = [
         email.message_from_bytes(e.content, policy=email.policy.default).get_body(("plain",)).get_content()
@@ -119,7 +119,7 @@ def test_the_firm_hears_of_every_reply_transfer_delay_and_resolution(db, test_se
 def test_a_firm_unsubscribed_from_everything_gets_no_case_notices(db, test_settings) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
     firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
-    service.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(unsubscribed_all=True))
+    preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(unsubscribed_all=True))
     dept = factories.make_department(db)
     officer = principal_for_user(factories.make_user(db, role=Role.desk, department_id=dept.id))
     boss = principal_for_user(factories.make_user(db, role=Role.supervisor))
@@ -149,7 +149,7 @@ def test_news_of_long_ago_goes_to_the_inbox_at_its_time_and_is_not_sent(db, test
 
     firm = factories.make_enterprise(db)
     firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
-    service.update_preferences(
+    preferences.update_preferences(
         db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "email"], email="boss@firm.example")
     )
     dept = factories.make_department(db)
@@ -172,4 +172,4 @@ def test_news_of_long_ago_goes_to_the_inbox_at_its_time_and_is_not_sent(db, test
     db.flush()
     rows = list(db.scalars(select(Delivery).where(Delivery.kind == "case_update", Delivery.enterprise_id == firm.id)))
     assert [r.channel for r in rows] == ["inbox"]
-    assert abs((service._aware(rows[0].created_at) - past).total_seconds()) < 1
+    assert abs((rules.aware(rows[0].created_at) - past).total_seconds()) < 1

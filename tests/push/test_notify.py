@@ -24,7 +24,7 @@ from core.netguard import AddressGuard
 from matcher import feedback as matcher_feedback
 from matcher import runs
 from matcher.models import MatchResult
-from push import notify, service
+from push import changes, digests, fanout, outbox, preferences, reminders, rules, sender
 from push.channels import SmsChannel, WebhookChannel, sms_length
 from push.models import Delivery, PushPreference
 from push.schemas import PreferencesIn
@@ -95,7 +95,7 @@ def webhook() -> Iterator[WebhookChannel]:
 def _firm(db: Session, **prefs: Any):  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db, contact_email="boss@example.cn")
     if prefs:
-        service.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs), guard=LOCAL)
+        preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs), guard=LOCAL)
     return firm
 
 
@@ -116,23 +116,23 @@ def _digest_settings(test_settings, **update: Any):  # type: ignore[no-untyped-d
 def test_digest_period_follows_local_time_and_the_configured_weekday(test_settings) -> None:  # type: ignore[no-untyped-def]
     wednesday = _digest_settings(test_settings, push_weekly_digest_weekday=2, push_digest_time="08:30")
 
-    assert notify.digest_period(at(2026, 11, 23, 8, 59), "daily", test_settings) is None
-    assert notify.digest_period(at(2026, 11, 23, 9, 0), "daily", test_settings) == "2026-11-23"
+    assert rules.digest_period(at(2026, 11, 23, 8, 59), "daily", test_settings) is None
+    assert rules.digest_period(at(2026, 11, 23, 9, 0), "daily", test_settings) == "2026-11-23"
     # 07:30 in Shanghai is still the previous day in UTC: the local date names the period.
     early = _digest_settings(test_settings, push_digest_time="07:00")
-    assert notify.digest_period(at(2026, 11, 24, 7, 30), "daily", early) == "2026-11-24"
-    assert notify.digest_period(at(2026, 11, 23, 9, 0), "weekly", test_settings) == "2026-W48"  # Monday
-    assert notify.digest_period(at(2026, 11, 29, 23, 59), "weekly", test_settings) == "2026-W48"  # Sunday
-    assert notify.digest_period(at(2026, 11, 30, 8, 59), "weekly", test_settings) is None  # next Monday, early
-    assert notify.digest_period(at(2026, 11, 24, 12, 0), "weekly", wednesday) is None  # Tuesday
-    assert notify.digest_period(at(2026, 11, 25, 8, 29), "weekly", wednesday) is None
-    assert notify.digest_period(at(2026, 11, 25, 8, 30), "weekly", wednesday) == "2026-W48"
-    assert notify.digest_period(at(2026, 12, 31, 9, 0), "weekly", test_settings) == "2026-W53"
-    assert notify.digest_period(at(2026, 11, 23, 12, 0), "instant", test_settings) is None
-    assert notify.months_before(dt.datetime(2026, 8, 31, 1, tzinfo=dt.UTC), 6) == dt.datetime(
+    assert rules.digest_period(at(2026, 11, 24, 7, 30), "daily", early) == "2026-11-24"
+    assert rules.digest_period(at(2026, 11, 23, 9, 0), "weekly", test_settings) == "2026-W48"  # Monday
+    assert rules.digest_period(at(2026, 11, 29, 23, 59), "weekly", test_settings) == "2026-W48"  # Sunday
+    assert rules.digest_period(at(2026, 11, 30, 8, 59), "weekly", test_settings) is None  # next Monday, early
+    assert rules.digest_period(at(2026, 11, 24, 12, 0), "weekly", wednesday) is None  # Tuesday
+    assert rules.digest_period(at(2026, 11, 25, 8, 29), "weekly", wednesday) is None
+    assert rules.digest_period(at(2026, 11, 25, 8, 30), "weekly", wednesday) == "2026-W48"
+    assert rules.digest_period(at(2026, 12, 31, 9, 0), "weekly", test_settings) == "2026-W53"
+    assert rules.digest_period(at(2026, 11, 23, 12, 0), "instant", test_settings) is None
+    assert rules.months_before(dt.datetime(2026, 8, 31, 1, tzinfo=dt.UTC), 6) == dt.datetime(
         2026, 2, 28, 1, tzinfo=dt.UTC
     )
-    assert notify.months_before(dt.datetime(2026, 3, 15, tzinfo=dt.UTC), 6) == dt.datetime(2025, 9, 15, tzinfo=dt.UTC)
+    assert rules.months_before(dt.datetime(2026, 3, 15, tzinfo=dt.UTC), 6) == dt.datetime(2025, 9, 15, tzinfo=dt.UTC)
 
 
 # ---------------------------------------------------------------- digests
@@ -145,22 +145,22 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         firm = _firm(db, channels=["inbox", "webhook"], frequency="daily", webhook_url=receiver.url)
         first = factories.make_policy(db, publish=True, apply_end_on=dt.date(2026, 12, 23))
         other = factories.make_policy(db, publish=True, apply_end_on=dt.date(2026, 12, 24))
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=other.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=other.id)
         held = _rows(db, firm.id, "new_match", "webhook")
         assert [r.status for r in held] == ["pending", "pending"]
         assert [r.status for r in _rows(db, firm.id, "new_match", "inbox")] == ["sent", "sent"]
 
         # The sender leaves held rows alone, even long after their nominal time.
-        sent = service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=at(2026, 11, 24, 12))
+        sent = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=at(2026, 11, 24, 12))
         assert sent["picked"] == 0 and not receiver.received
 
         clock.move_to(at(2026, 11, 23, 8, 59))
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
         assert not _rows(db, firm.id, "digest")
 
         clock.move_to(at(2026, 11, 23, 9, 0))
-        report = notify.run_digests(db=db, now=utcnow(), settings=test_settings, base_url="https://hq.example")
+        report = digests.run_digests(db=db, now=utcnow(), settings=test_settings, base_url="https://hq.example")
         (digest,) = _rows(db, firm.id, "digest")
         assert report.ok and report.total == 1
         assert (digest.channel, digest.status, digest.dedupe_key, digest.policy_id) == (
@@ -177,7 +177,7 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         assert {(r.status, r.last_error) for r in held} == {("skipped", "已并入每日汇总（2026-11-23）")}
 
         # Sent as one message through the firm's channel.
-        counts = service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=utcnow())
+        counts = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=utcnow())
         assert counts["sent"] == 1 and digest.status == "sent"
         (payload,) = receiver.received
         assert payload["kind"] == "digest" and len(payload["data"]["policies"]) == 2
@@ -185,18 +185,18 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         # Later that day: a new match waits for tomorrow, however often the job runs.
         clock.move_to(at(2026, 11, 23, 15, 0))
         third = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=third.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=third.id)
         for hour in (15, 18, 23):
             clock.move_to(at(2026, 11, 23, hour, 30))
-            notify.run_digests(db=db, now=utcnow(), settings=test_settings)
+            digests.run_digests(db=db, now=utcnow(), settings=test_settings)
         assert len(_rows(db, firm.id, "digest")) == 1
 
         clock.move_to(at(2026, 11, 24, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
-        digests = _rows(db, firm.id, "digest")
-        assert [d.dedupe_key for d in digests] == ["2026-11-23", "2026-11-24"]
-        assert [p["policy_id"] for p in digests[1].payload["policies"]] == [third.id]
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
+        written = _rows(db, firm.id, "digest")
+        assert [d.dedupe_key for d in written] == ["2026-11-23", "2026-11-24"]
+        assert [p["policy_id"] for p in written[1].payload["policies"]] == [third.id]
 
 
 def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
@@ -204,17 +204,17 @@ def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, 
     with time_machine.travel(at(2026, 11, 23, 10, 0), tick=False) as clock:  # a Monday
         firm = _firm(db, channels=["inbox", "email"], frequency="weekly")
         policy = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
         for moment in (at(2026, 11, 23, 10, 0), at(2026, 11, 24, 9, 30), at(2026, 11, 25, 8, 59)):
             clock.move_to(moment)
-            notify.run_digests(db=db, now=utcnow(), settings=settings)
+            digests.run_digests(db=db, now=utcnow(), settings=settings)
         assert not _rows(db, firm.id, "digest")
 
         clock.move_to(at(2026, 11, 25, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=settings)
+        digests.run_digests(db=db, now=utcnow(), settings=settings)
         clock.move_to(at(2026, 11, 27, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=settings)
+        digests.run_digests(db=db, now=utcnow(), settings=settings)
         (digest,) = _rows(db, firm.id, "digest")
         assert (digest.channel, digest.dedupe_key) == ("email", "2026-W48")
         assert digest.title.startswith("政策汇总（2026年第48周）：1 项")
@@ -222,9 +222,9 @@ def test_weekly_digest_goes_out_on_the_configured_weekday(db: Session, matcher, 
 
         clock.move_to(at(2026, 11, 30, 10, 0))
         later = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=later.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=later.id)
         clock.move_to(at(2026, 12, 2, 9, 5))
-        notify.run_digests(db=db, now=utcnow(), settings=settings)
+        digests.run_digests(db=db, now=utcnow(), settings=settings)
         assert [d.dedupe_key for d in _rows(db, firm.id, "digest")] == ["2026-W48", "2026-W49"]
 
 
@@ -233,11 +233,11 @@ def test_empty_digest_is_not_sent_and_instant_firms_are_not_held(db: Session, ma
         daily = _firm(db, channels=["inbox", "email"], frequency="daily")
         instant = _firm(db, channels=["inbox", "email"])
         policy = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
         matcher_feedback.record_feedback(db=db, enterprise_id=daily.id, policy_id=policy.id, action="not_relevant")
 
         clock.move_to(at(2026, 11, 23, 9, 0))
-        notify.run_digests(db=db, now=utcnow(), settings=test_settings)
+        digests.run_digests(db=db, now=utcnow(), settings=test_settings)
 
         assert not _rows(db, daily.id, "digest")
         (held,) = _rows(db, daily.id, "new_match", "email")
@@ -250,12 +250,12 @@ def test_firm_back_on_instant_gets_its_held_rows_sent_one_by_one(db: Session, ma
     with time_machine.travel(at(2026, 11, 23, 7, 0), tick=False):
         firm = _firm(db, channels=["inbox", "email"], frequency="daily")
         policy = factories.make_policy(db, publish=True)
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
         later = at(2026, 11, 24, 12)
-        assert service.send_due(db=db, channels={}, settings=test_settings, now=later)["picked"] == 0
+        assert sender.send_due(db=db, channels={}, settings=test_settings, now=later)["picked"] == 0
 
-        service.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(frequency="instant"))
-        counts = service.send_due(db=db, channels={}, settings=test_settings, now=later)
+        preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(frequency="instant"))
+        counts = sender.send_due(db=db, channels={}, settings=test_settings, now=later)
 
     (row,) = _rows(db, firm.id, "new_match", "email")
     assert counts["picked"] == 1 and row.attempts == 1  # no SMTP in tests: it died with a reason
@@ -289,7 +289,7 @@ def test_deadline_reminders_fire_seven_and_one_days_before_only_for_firms_still_
 
         def run(*moment: int) -> None:
             clock.move_to(at(*moment))
-            notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+            reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
 
         def keys(firm_id: int) -> list[str]:
             return [r.dedupe_key for r in _rows(db, firm_id, "deadline_reminder", "inbox")]
@@ -327,7 +327,7 @@ def test_reminder_for_a_policy_found_late_counts_down_from_the_days_left(db: Ses
         )
         firm = _firm(db)
         runs.list_policy(InSession(db), matcher, policy.id)
-        notify.run_reminders(db=db, now=utcnow(), settings=settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=settings)
 
     (row,) = _rows(db, firm.id, "deadline_reminder")
     assert row.dedupe_key == "3d:2026-11-20" and "还剩 2 天" in row.title
@@ -344,13 +344,13 @@ def test_one_firm_with_broken_data_does_not_stop_the_others_reminders(db: Sessio
         db.flush()
         runs.list_policy(InSession(db), matcher, policy.id)
 
-        notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
         assert not _rows(db, broken.id, "deadline_reminder")
         assert [r.channel for r in _rows(db, fine.id, "deadline_reminder")] == ["inbox"]
 
         db.get(PushPreference, broken.id).quiet_start = "22:00"  # repaired: the next run catches up
         db.flush()
-        notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
 
     assert sorted(r.channel for r in _rows(db, broken.id, "deadline_reminder")) == ["inbox", "sms"]
     assert len(_rows(db, fine.id, "deadline_reminder")) == 1
@@ -369,18 +369,18 @@ def test_quiet_hours_delay_the_sms_until_they_end(db: Session, matcher, test_set
             db, channels=["inbox", "sms", "email"], phone="13912345678", quiet_start="07:00", quiet_end="10:30"
         )
         runs.list_policy(InSession(db), matcher, policy.id)
-        notify.run_reminders(db=db, now=utcnow(), settings=test_settings)
+        reminders.run_reminders(db=db, now=utcnow(), settings=test_settings)
         rows = {r.channel: r for r in _rows(db, firm.id, "deadline_reminder")}
         assert rows["sms"].next_attempt_at == at(2026, 11, 13, 10, 30)
         assert rows["email"].next_attempt_at == at(2026, 11, 13, 9, 0)
 
         clock.move_to(at(2026, 11, 13, 10, 29))
-        early = service.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
+        early = sender.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
         assert rows["sms"].status == "pending" and not receiver.received
         assert early["sent"] == 0
 
         clock.move_to(at(2026, 11, 13, 10, 30))
-        service.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
+        sender.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
 
     assert rows["sms"].status == "sent"
     (sms,) = receiver.received
@@ -413,7 +413,7 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
         joins = factories.make_enterprise(db, employees=60, rd_expense=150)
         deaf = factories.make_enterprise(db, employees=200, rd_expense=150)
         policy = factories.make_policy(db, publish=True, rules=V1_RULES, apply_end_on=dt.date(2026, 12, 23))
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
         matcher_feedback.record_feedback(db=db, enterprise_id=deaf.id, policy_id=policy.id, action="not_relevant")
         catalog_service.update_policy(
             db=db,
@@ -423,10 +423,10 @@ def test_policy_change_notices_each_kind_exactly_once(db: Session, matcher, test
         )
         assert policy.version == 2
 
-        counts = notify.policy_change_notices(
+        counts = changes.policy_change_notices(
             db=db, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
         )
-        again = notify.policy_change_notices(
+        again = changes.policy_change_notices(
             db=db, policy_id=policy.id, from_version=1, now=utcnow(), settings=test_settings
         )
 
@@ -503,7 +503,7 @@ def test_profile_reminder_names_missing_fields_once_per_month(db: Session, match
 
         def run(*moment: int) -> None:
             clock.move_to(at(*moment))
-            notify.run_profile_reminders(db=db, now=utcnow(), settings=test_settings)
+            reminders.run_profile_reminders(db=db, now=utcnow(), settings=test_settings)
 
         run(2026, 11, 23, 8, 30)
         assert not _rows(db, old.id, "profile_reminder")
@@ -568,8 +568,8 @@ def test_the_database_keeps_pushes_about_no_policy_unique_per_period(db: Session
         "title": "惠企政策日报",
         "body": "今日新匹配政策 2 条",
     }
-    assert service.insert_deliveries(db=db, rows=[row]) == 1
-    assert service.insert_deliveries(db=db, rows=[row]) == 0
-    assert service.insert_deliveries(db=db, rows=[{**row, "dedupe_key": "2026-11-24"}]) == 1
+    assert outbox.insert_deliveries(db=db, rows=[row]) == 1
+    assert outbox.insert_deliveries(db=db, rows=[row]) == 0
+    assert outbox.insert_deliveries(db=db, rows=[{**row, "dedupe_key": "2026-11-24"}]) == 1
     count = db.scalar(select(text("count(*)")).select_from(Delivery).where(Delivery.enterprise_id == firm.id))
     assert count == 2

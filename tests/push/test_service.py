@@ -25,7 +25,7 @@ from core.deps import get_db
 from core.errors import ValidationFailed, install_error_handlers
 from core.netguard import AddressGuard
 from matcher import feedback as matcher_feedback
-from push import events, service
+from push import events, fanout, preferences, rules, sender, unsubscribe
 from push.channels import WebhookChannel
 from push.models import Delivery, PushPreference, Subscription
 from push.router import router as push_router
@@ -109,7 +109,7 @@ def _rows(db: Session, policy_id: int, enterprise_id: int | None = None) -> list
 
 def _webhook_firm(db: Session, url: str):  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    service.update_preferences(
+    preferences.update_preferences(
         db=db,
         enterprise_id=firm.id,
         prefs_in=PreferencesIn(channels=["inbox", "webhook"], webhook_url=url, webhook_secret="whsec_test"),
@@ -126,9 +126,9 @@ def test_fan_out_creates_inbox_rows_for_eligible_firms_only_and_only_once(db: Se
     outside = _outside_firm(db)
     policy = factories.make_policy(db, publish=True)
 
-    first = service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    first = fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
     rows = _rows(db, policy.id)
-    again = service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    again = fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
     mine = [r for r in rows if r.enterprise_id == inside.id]
     assert [(r.channel, r.status, r.policy_version) for r in mine] == [("inbox", "sent", policy.version)]
@@ -143,7 +143,7 @@ def test_not_relevant_feedback_drops_the_policy_from_the_firms_pushes(db: Sessio
     policy = factories.make_policy(db, publish=True)
     matcher_feedback.record_feedback(db=db, enterprise_id=firm.id, policy_id=policy.id, action="not_relevant")
 
-    counts = service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    counts = fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
     assert not _rows(db, policy.id, firm.id)
     assert counts["skipped_feedback"] >= 1
@@ -151,24 +151,24 @@ def test_not_relevant_feedback_drops_the_policy_from_the_firms_pushes(db: Sessio
 
 def test_unsubscribed_firm_gets_nothing(db: Session, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    token = service.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope="all")
-    service.unsubscribe(db=db, settings=test_settings, token=token)
+    token = unsubscribe.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope="all")
+    unsubscribe.unsubscribe(db=db, settings=test_settings, token=token)
     policy = factories.make_policy(db, publish=True)
 
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
     assert not _rows(db, policy.id, firm.id)
 
 
 def test_sms_is_scheduled_after_quiet_hours(db: Session, matcher) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    service.update_preferences(
+    preferences.update_preferences(
         db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "sms", "email"], email="a@b.cn")
     )
     policy = factories.make_policy(db, publish=True)
     late_evening = dt.datetime(2026, 11, 23, 23, 30, tzinfo=SHANGHAI).astimezone(dt.UTC)
 
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id, now=late_evening)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id, now=late_evening)
 
     by_channel = {r.channel: r for r in _rows(db, policy.id, firm.id)}
     assert by_channel["sms"].status == "pending"
@@ -179,14 +179,14 @@ def test_sms_is_scheduled_after_quiet_hours(db: Session, matcher) -> None:  # ty
 
 def test_weekly_cap_records_the_push_as_skipped(db: Session, matcher) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db, contact_email="boss@example.cn")
-    service.update_preferences(
+    preferences.update_preferences(
         db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "email"], weekly_cap=1)
     )
     first = factories.make_policy(db, publish=True)
     second = factories.make_policy(db, publish=True)
 
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
-    counts = service.fan_out_policy(db=db, matcher=matcher, policy_id=second.id)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
+    counts = fanout.fan_out_policy(db=db, matcher=matcher, policy_id=second.id)
 
     assert {r.channel: r.status for r in _rows(db, first.id, firm.id)} == {"inbox": "sent", "email": "pending"}
     capped = {r.channel: r for r in _rows(db, second.id, firm.id)}
@@ -195,11 +195,12 @@ def test_weekly_cap_records_the_push_as_skipped(db: Session, matcher) -> None:  
     assert counts["over_cap"] >= 1
 
 
-def test_daily_digest_waits_for_nine_in_the_morning() -> None:
+def test_daily_digest_waits_for_nine_in_the_morning(test_settings) -> None:  # type: ignore[no-untyped-def]
     noon = dt.datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI)  # a Wednesday
-    assert service.next_digest_at(noon, "daily") == dt.datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI)
-    assert service.next_digest_at(noon, "weekly") == dt.datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
-    assert service.next_digest_at(noon, "instant") == noon
+    at = {"settings": test_settings}
+    assert rules.next_digest_at(noon, "daily", **at) == dt.datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI)
+    assert rules.next_digest_at(noon, "weekly", **at) == dt.datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
+    assert rules.next_digest_at(noon, "instant", **at) == noon
 
 
 # ---------------------------------------------------------------- the sender against a real server
@@ -208,7 +209,7 @@ def test_daily_digest_waits_for_nine_in_the_morning() -> None:
 def _pending_webhook_row(db: Session, matcher, url: str) -> Delivery:  # type: ignore[no-untyped-def]
     firm = _webhook_firm(db, url)
     policy = factories.make_policy(db, publish=True)
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
     (row,) = [r for r in _rows(db, policy.id, firm.id) if r.channel == "webhook"]
     return row
 
@@ -216,7 +217,7 @@ def _pending_webhook_row(db: Session, matcher, url: str) -> Delivery:  # type: i
 def test_send_due_delivers_through_a_real_webhook(db: Session, matcher, test_settings, http_server, webhook) -> None:  # type: ignore[no-untyped-def]
     row = _pending_webhook_row(db, matcher, http_server.url("/ok"))
 
-    counts = service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
+    counts = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
 
     assert counts["sent"] >= 1
     assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
@@ -235,7 +236,7 @@ def test_server_error_is_retried_later_with_backoff(db: Session, matcher, test_s
     row = _pending_webhook_row(db, matcher, http_server.url("/status/500"))
     now = dt.datetime.now(dt.UTC)
 
-    service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=now)
+    sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=now)
 
     assert (row.status, row.attempts) == ("failed", 1)
     assert "HTTP 500" in (row.last_error or "")
@@ -245,7 +246,7 @@ def test_server_error_is_retried_later_with_backoff(db: Session, matcher, test_s
 def test_client_error_is_dead_at_once(db: Session, matcher, test_settings, http_server, webhook) -> None:  # type: ignore[no-untyped-def]
     row = _pending_webhook_row(db, matcher, http_server.url("/status/400"))
 
-    service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
+    sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
 
     assert (row.status, row.attempts) == ("dead", 1)
     assert "HTTP 400" in (row.last_error or "")
@@ -253,12 +254,12 @@ def test_client_error_is_dead_at_once(db: Session, matcher, test_settings, http_
 
 def test_unconfigured_channel_fails_with_a_chinese_reason(db: Session, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    service.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "sms"]))
+    preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "sms"]))
     policy = factories.make_policy(db, publish=True)
     noon = dt.datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI).astimezone(dt.UTC)
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id, now=noon)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id, now=noon)
 
-    service.send_due(db=db, channels={}, settings=test_settings, now=noon)
+    sender.send_due(db=db, channels={}, settings=test_settings, now=noon)
 
     (row,) = [r for r in _rows(db, policy.id, firm.id) if r.channel == "sms"]
     assert (row.status, row.last_error) == ("dead", "短信网关未配置，无法发送短信")
@@ -268,30 +269,32 @@ def test_unconfigured_channel_fails_with_a_chinese_reason(db: Session, matcher, 
 
 
 def test_unsubscribe_token_round_trips_and_a_tampered_one_is_refused(test_settings) -> None:  # type: ignore[no-untyped-def]
-    token = service.unsubscribe_token(settings=test_settings, enterprise_id=7, scope="sub:3")
+    token = unsubscribe.unsubscribe_token(settings=test_settings, enterprise_id=7, scope="sub:3")
 
-    assert service.verify_unsubscribe_token(settings=test_settings, token=token) == (7, "sub:3")
-    assert service.verify_unsubscribe_token(settings=test_settings, token=token.replace(".7.", ".8.", 1)) is None
-    assert service.verify_unsubscribe_token(settings=test_settings, token=token.replace("sub:3", "all")) is None
+    assert unsubscribe.verify_unsubscribe_token(settings=test_settings, token=token) == (7, "sub:3")
+    assert unsubscribe.verify_unsubscribe_token(settings=test_settings, token=token.replace(".7.", ".8.", 1)) is None
+    assert unsubscribe.verify_unsubscribe_token(settings=test_settings, token=token.replace("sub:3", "all")) is None
     assert (
-        service.verify_unsubscribe_token(settings=test_settings, token=token[:-1] + ("0" if token[-1] != "0" else "1"))
+        unsubscribe.verify_unsubscribe_token(
+            settings=test_settings, token=token[:-1] + ("0" if token[-1] != "0" else "1")
+        )
         is None
     )
-    assert service.verify_unsubscribe_token(settings=test_settings, token="garbage") is None
+    assert unsubscribe.verify_unsubscribe_token(settings=test_settings, token="garbage") is None
 
 
 def test_unsubscribe_from_one_subscription_deactivates_only_it(db: Session, test_settings) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    sub = service.create_subscription(
+    sub = preferences.create_subscription(
         db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="keyword", value="专精特新")
     )
-    token = service.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope=f"sub:{sub.id}")
+    token = unsubscribe.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope=f"sub:{sub.id}")
 
-    out = service.unsubscribe(db=db, settings=test_settings, token=token)
+    out = unsubscribe.unsubscribe(db=db, settings=test_settings, token=token)
 
     assert sub.active is False
     assert "专精特新" in out["message"]
-    assert service.get_preferences(db=db, enterprise_id=firm.id).unsubscribed_all is False
+    assert preferences.get_preferences(db=db, enterprise_id=firm.id).unsubscribed_all is False
 
 
 # ---------------------------------------------------------------- preferences and subscriptions
@@ -300,7 +303,7 @@ def test_unsubscribe_from_one_subscription_deactivates_only_it(db: Session, test
 def test_preferences_default_to_inbox_with_profile_contacts(db: Session) -> None:
     firm = factories.make_enterprise(db, contact_email="boss@example.cn")
 
-    pref = service.get_preferences(db=db, enterprise_id=firm.id)
+    pref = preferences.get_preferences(db=db, enterprise_id=firm.id)
 
     assert (pref.channels, pref.frequency, pref.quiet_start, pref.quiet_end, pref.weekly_cap) == (
         ["inbox"],
@@ -316,7 +319,7 @@ def test_preferences_validation_names_fields_in_chinese(db: Session) -> None:
     firm = factories.make_enterprise(db)
 
     with pytest.raises(ValidationFailed) as caught:
-        service.update_preferences(
+        preferences.update_preferences(
             db=db,
             enterprise_id=firm.id,
             prefs_in=PreferencesIn(
@@ -338,7 +341,7 @@ def test_preferences_validation_names_fields_in_chinese(db: Session) -> None:
 def test_webhook_without_secret_gets_a_generated_one(db: Session) -> None:
     firm = factories.make_enterprise(db)
 
-    pref = service.update_preferences(
+    pref = preferences.update_preferences(
         db=db,
         enterprise_id=firm.id,
         prefs_in=PreferencesIn(channels=["webhook"], webhook_url="https://example.cn/hook"),
@@ -352,15 +355,15 @@ def test_subscription_validation(db: Session) -> None:
     firm = factories.make_enterprise(db)
     category = factories.make_category(db)
 
-    ok = service.create_subscription(
+    ok = preferences.create_subscription(
         db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="category", value=category.code)
     )
     with pytest.raises(ValidationFailed):
-        service.create_subscription(
+        preferences.create_subscription(
             db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="category", value="nope")
         )
     with pytest.raises(ValidationFailed):
-        service.create_subscription(
+        preferences.create_subscription(
             db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="keyword", value="专")
         )
 
@@ -404,7 +407,7 @@ def test_inbox_lists_counts_unread_and_marks_read(db: Session, matcher, test_set
     firm = factories.make_enterprise(db)
     headers = _firm_headers(db, test_settings, firm.id)
     for _ in range(2):
-        service.fan_out_policy(db=db, matcher=matcher, policy_id=factories.make_policy(db, publish=True).id)
+        fanout.fan_out_policy(db=db, matcher=matcher, policy_id=factories.make_policy(db, publish=True).id)
 
     page = push_client.get("/api/v1/inbox", headers=headers).json()
     assert (page["total"], page["unread"]) == (2, 2)
@@ -462,7 +465,7 @@ def test_another_firms_subscription_is_not_found(db: Session, test_settings, pus
 
 def test_one_click_unsubscribe_link_works_without_sign_in(db: Session, test_settings, push_client) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
-    token = service.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope="all")
+    token = unsubscribe.unsubscribe_token(settings=test_settings, enterprise_id=firm.id, scope="all")
 
     response = push_client.post("/api/v1/push/unsubscribe", params={"token": token})
     tampered = push_client.post("/api/v1/push/unsubscribe", params={"token": token[:-2] + "00"})
@@ -475,7 +478,7 @@ def test_one_click_unsubscribe_link_works_without_sign_in(db: Session, test_sett
 def test_opening_an_unsubscribe_link_only_asks_for_confirmation(db: Session, test_settings, push_client) -> None:  # type: ignore[no-untyped-def]
     """Link scanners fetch links with GET: that must not unsubscribe; the page's button (a POST) does."""
     firm = factories.make_enterprise(db)
-    url = service.unsubscribe_url(settings=test_settings, enterprise_id=firm.id, scope="all")
+    url = unsubscribe.unsubscribe_url(settings=test_settings, enterprise_id=firm.id, scope="all")
     for _ in range(3):  # a scanner, a preview, the person
         page = push_client.get(url, headers={"Accept": "text/html"})
         assert page.status_code == 200 and "确认退订" in page.text and "全部政策推送" in page.text
@@ -497,10 +500,10 @@ def test_rfc8058_one_click_post_from_a_mail_client(db: Session, test_settings, p
     from tests.push.test_channels import SENDER, make_message
 
     firm = factories.make_enterprise(db)
-    sub = service.create_subscription(
+    sub = preferences.create_subscription(
         db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="keyword", value="研发费用")
     )
-    url = service.unsubscribe_url(
+    url = unsubscribe.unsubscribe_url(
         settings=test_settings, enterprise_id=firm.id, scope=f"sub:{sub.id}", base_url="https://huiqi.example"
     )
     mail = render_email(make_message(unsubscribe_url=url), sender=SENDER, to=EmailRecipient("boss@firm.example"))
@@ -567,12 +570,12 @@ def test_likely_firms_are_pushed_only_when_they_follow_the_policys_category(db: 
     category = factories.make_category(db)
     follower = factories.make_enterprise(db, rd_expense=None)
     bystander = factories.make_enterprise(db, rd_expense=None)
-    sub = service.create_subscription(
+    sub = preferences.create_subscription(
         db=db, enterprise_id=follower.id, subscription_in=SubscriptionIn(kind="category", value=category.code)
     )
     policy = factories.make_policy(db, publish=True, rules=RD_RULE, category=category)
 
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
     (row,) = _rows(db, policy.id, follower.id)
     assert (row.payload["match_status"], row.payload["subscription_id"]) == ("likely", sub.id)
@@ -586,7 +589,7 @@ def test_not_relevant_after_the_decision_skips_the_pending_send(db: Session, mat
         db=db, enterprise_id=row.enterprise_id, policy_id=row.policy_id, action="not_relevant"
     )
 
-    service.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
+    sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings)
 
     assert (row.status, row.attempts, row.last_error) == ("skipped", 0, "企业已反馈该政策不相关")
 
@@ -597,14 +600,14 @@ def test_a_new_version_is_not_news_to_firms_already_told(db: Session, matcher) -
 
     told = factories.make_enterprise(db)
     policy = factories.make_policy(db, publish=True)
-    service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
     newcomer = factories.make_enterprise(db)
     catalog_service.update_policy(
         db=db, policy_id=policy.id, policy_in=PolicyUpdate(summary="修订后的扶持内容说明。", note="修订"), actor=None
     )
     assert policy.version == 2
 
-    counts = service.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
+    counts = fanout.fan_out_policy(db=db, matcher=matcher, policy_id=policy.id)
 
     assert [r.policy_version for r in _rows(db, policy.id, told.id)] == [1]
     assert [r.policy_version for r in _rows(db, policy.id, newcomer.id)] == [2]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from auth.models import Role
 from core.netguard import AddressGuard
-from push import service
+from push import preferences, sender
 from push.channels import WebhookChannel, WebhookRecipient
 from push.models import PushPreference
 from push.schemas import PreferencesIn
@@ -52,7 +52,7 @@ def test_loopback_by_name_is_refused_without_an_allow_list(db: Session) -> None:
     firm = factories.make_enterprise(db)
     for url in ("http://localhost:8000/hook", "http://127.0.0.1:8000/hook", "http://LOCALHOST./x"):
         with pytest.raises(Exception) as caught:
-            service.update_preferences(
+            preferences.update_preferences(
                 db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["webhook"], webhook_url=url)
             )
         assert [e.field for e in caught.value.errors] == ["webhook_url"], url  # type: ignore[attr-defined]
@@ -60,14 +60,14 @@ def test_loopback_by_name_is_refused_without_an_allow_list(db: Session) -> None:
 
 def test_a_public_or_allow_listed_webhook_is_saved(db: Session) -> None:
     firm = factories.make_enterprise(db)
-    pref = service.update_preferences(
+    pref = preferences.update_preferences(
         db=db,
         enterprise_id=firm.id,
         prefs_in=PreferencesIn(channels=["webhook"], webhook_url="http://10.20.1.5:9000/hook"),
         guard=AddressGuard("10.20.0.0/16"),
     )
     assert pref.webhook_url == "http://10.20.1.5:9000/hook"
-    pref = service.update_preferences(
+    pref = preferences.update_preferences(
         db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(webhook_url="https://1.2.4.8/hook")
     )
     assert pref.webhook_url is not None and pref.webhook_url.startswith("https://1.2.4.8")
@@ -103,7 +103,7 @@ def test_a_stored_internal_url_is_refused_again_at_delivery(
     """A URL that got in before the check (or whose name now resolves inside) is checked when connecting."""
     row = _pending_webhook_row(db, matcher, http_server.url("/status/500"))  # saved through the tests' allow-list
     with WebhookChannel(timeout=2.0) as strict:  # the production default: public addresses only
-        service.send_due(db=db, channels={"webhook": strict}, settings=test_settings)
+        sender.send_due(db=db, channels={"webhook": strict}, settings=test_settings)
     db.refresh(row)
     assert http_server.requests == []  # nothing reached the internal service
     assert row.status == "dead" and "内网" in (row.last_error or "")
@@ -112,7 +112,7 @@ def test_a_stored_internal_url_is_refused_again_at_delivery(
 def test_the_remote_body_is_never_stored(db: Session, matcher, test_settings, http_server: _Server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     row = _pending_webhook_row(db, matcher, http_server.url("/status/500"))
     with WebhookChannel(timeout=2.0, guard=AddressGuard("127.0.0.1/32")) as channel:
-        service.send_due(db=db, channels={"webhook": channel}, settings=test_settings)
+        sender.send_due(db=db, channels={"webhook": channel}, settings=test_settings)
     db.refresh(row)
     assert row.last_error == "接收方暂时不可用（HTTP 500 Internal Server Error）"
     assert "失败原因" not in (row.last_error or "")

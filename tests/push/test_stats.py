@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from auth.models import Role
 from core.errors import ValidationFailed
 from matcher import feedback as matcher_feedback
-from push import events, service, stats
+from push import events, stats
+from push import outbox as push_outbox
 from push.models import Delivery, PolicyEvent
 from tests import factories
 
@@ -45,7 +46,7 @@ def _row(enterprise_id: int, policy_id: int | None, **kw: Any) -> dict[str, Any]
 
 
 def _insert(db: Session, rows: list[dict[str, Any]]) -> None:
-    assert service.insert_deliveries(db=db, rows=rows) == len(rows)
+    assert push_outbox.insert_deliveries(db=db, rows=rows) == len(rows)
 
 
 def _events(db: Session, kind: str) -> list[PolicyEvent]:

@@ -13,7 +13,7 @@ from auth.models import Role
 from core.errors import InvalidState, ValidationFailed
 from matcher import feedback as matcher_feedback
 from matcher.models import EnterpriseTag
-from push import service, targeting
+from push import preferences, rules, targeting
 from push.models import Delivery, ManualPush
 from push.schemas import ManualPushIn, PreferencesIn, TargetFilters
 from tests import factories
@@ -43,12 +43,12 @@ def guangdong(db: Session) -> dict[str, Any]:
     policy = factories.make_policy(db, publish=True)
     plain = factories.make_enterprise(db, name="中山市甲乙丙科技有限公司")
     emailer = factories.make_enterprise(db, region_code="442000")
-    service.update_preferences(
+    preferences.update_preferences(
         db=db, enterprise_id=emailer.id, prefs_in=PreferencesIn(channels=["inbox", "email"], email="a@firm.cn")
     )
     texter = factories.make_enterprise(db, region_code="440106")
     # SMS and email chosen, but only SMS is part of the push: email stays out of its rows.
-    service.update_preferences(
+    preferences.update_preferences(
         db=db,
         enterprise_id=texter.id,
         prefs_in=PreferencesIn(
@@ -56,7 +56,7 @@ def guangdong(db: Session) -> dict[str, Any]:
         ),
     )
     gone = factories.make_enterprise(db)
-    service.update_preferences(db=db, enterprise_id=gone.id, prefs_in=PreferencesIn(unsubscribed_all=True))
+    preferences.update_preferences(db=db, enterprise_id=gone.id, prefs_in=PreferencesIn(unsubscribed_all=True))
     bored = factories.make_enterprise(db)
     matcher_feedback.record_feedback(db=db, enterprise_id=bored.id, policy_id=policy.id, action="not_relevant")
     far = factories.make_enterprise(db, region_code="310115")
@@ -156,7 +156,7 @@ def test_small_chunks_give_the_same_counts_and_rows(db: Session, guangdong, monk
 def test_weekly_cap_turns_other_channels_into_skipped_rows(db: Session) -> None:
     policy = factories.make_policy(db, publish=True)
     firm = factories.make_enterprise(db)
-    service.update_preferences(
+    preferences.update_preferences(
         db=db,
         enterprise_id=firm.id,
         prefs_in=PreferencesIn(channels=["inbox", "email"], email="cap@firm.cn", weekly_cap=0),
@@ -169,7 +169,7 @@ def test_weekly_cap_turns_other_channels_into_skipped_rows(db: Session) -> None:
     assert preview["channels"] == {"inbox": 1, "email": 0}
     assert (preview["over_cap"], preview["deliveries"]) == (1, 2)
     email = next(r for r in _rows(db, row.id) if r.channel == "email")
-    assert email.status == "skipped" and email.last_error == service.OVER_CAP
+    assert email.status == "skipped" and email.last_error == rules.OVER_CAP
     assert counts["created"] == 2
 
 
@@ -316,19 +316,19 @@ def test_manual_push_roles_and_chinese_errors_over_http(db: Session, client, aut
 def test_preview_says_why_a_channel_reaches_fewer_firms(db: Session, guangdong) -> None:  # type: ignore[no-untyped-def]
     """Issue 14 item 11: 0 for email/SMS came with no reason; now: not chosen, no address, quiet hours, cap."""
     sleepy = factories.make_enterprise(db, region_code="442000")
-    service.update_preferences(
+    preferences.update_preferences(
         db=db,
         enterprise_id=sleepy.id,
         prefs_in=PreferencesIn(channels=["inbox", "sms"], phone="13800138000", quiet_start="00:00", quiet_end="23:59"),
     )
     capped = factories.make_enterprise(db, region_code="442000")
-    service.update_preferences(
+    preferences.update_preferences(
         db=db,
         enterprise_id=capped.id,
         prefs_in=PreferencesIn(channels=["inbox", "email"], email="c@firm.cn", weekly_cap=0),
     )
     # texter chose SMS; its phone was later removed (e.g. the contact left): chosen, but no address.
-    service.get_preferences(db=db, enterprise_id=guangdong["texter"].id).phone = None
+    preferences.get_preferences(db=db, enterprise_id=guangdong["texter"].id).phone = None
     db.flush()
     noon = dt.datetime(2026, 11, 24, 4, 0, tzinfo=dt.UTC)  # 12:00 in 中山
     push_in = _push_in(guangdong["policy"].id, ["inbox", "email", "sms"], region_codes=["440000"])

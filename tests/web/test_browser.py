@@ -32,7 +32,7 @@ from core.db import Database
 from matcher.models import Feedback
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
-from push import service as push_service
+from push import fanout as push_fanout
 from push.models import Delivery
 from tests import factories
 from tests.web.browser_support import (
@@ -335,7 +335,7 @@ def test_firm_signs_up_completes_profile_and_marks_a_recommendation_applied(page
             )
         )
         for pid in dict.fromkeys(eligible + ids):
-            push_service.fan_out_policy(db=db, policy_id=pid)
+            push_fanout.fan_out_policy(db=db, policy_id=pid)
         db.commit()
         sent = db.scalar(
             select(Delivery.id).where(Delivery.enterprise_id == firm_id, Delivery.channel == "inbox").limit(1)

@@ -42,7 +42,7 @@ from matcher import eligibility
 from matcher.models import EnterpriseTag
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
-from push import service as push_service
+from push import fanout as push_fanout
 from tests import factories as _factories
 from tests.web.browser_support import (
     SIZES,
@@ -94,7 +94,7 @@ def _match_and_push(db: Any, matcher: Any, settings: Settings) -> None:
     matcher.policy_index(db)  # embeds the catalog in one batch; matching then reads the cache
     _factories.match(db, matcher)
     for pid in db.scalars(select(Policy.id).where(Policy.status == "published").order_by(Policy.id).limit(3)):
-        push_service.fan_out_policy(db=db, policy_id=pid)
+        push_fanout.fan_out_policy(db=db, policy_id=pid)
     # Embed the FAQ now, so the firm's first question is answered as fast as on a running site.
     answer_question(db=db, matcher=matcher, question="高企认定奖励怎么领", settings=settings)
 

@@ -19,7 +19,8 @@ from auth.service import principal_for_user
 from core import security
 from desk import intake
 from desk.schemas import CaseIn
-from push import service as push_service
+from push import fanout
+from push import preferences as push_preferences
 from push.models import Delivery
 from push.schemas import SubscriptionIn
 from tests import factories
@@ -59,9 +60,9 @@ def test_every_get_page_as_every_role_carries_the_security_headers(db, client, t
     dept = factories.make_department(db)
     firm = factories.make_enterprise(db)
     policy = factories.make_policy(db, publish=True)
-    push_service.fan_out_policy(db=db, policy_id=policy.id)
+    fanout.fan_out_policy(db=db, policy_id=policy.id)
     delivery = db.scalar(select(Delivery.id).where(Delivery.enterprise_id == firm.id, Delivery.channel == "inbox"))
-    sub = push_service.create_subscription(
+    sub = push_preferences.create_subscription(
         db=db, enterprise_id=firm.id, subscription_in=SubscriptionIn(kind="keyword", value="数字经济")
     )
     boss = principal_for_user(factories.make_user(db, role=Role.supervisor))

@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from auth.models import Role
 from core import security
-from push import service as push_service
+from push import fanout as push_fanout
+from push import preferences as push_preferences
 from push.models import Delivery, Subscription
 from push.schemas import SubscriptionIn
 from tests import factories
@@ -91,16 +92,16 @@ def test_page_enforces_its_roles(template: str, route: APIRoute, db, client, tes
     own = factories.make_enterprise(db)
     other = factories.make_enterprise(db)
     policy = factories.make_policy(db, publish=True)
-    push_service.fan_out_policy(db=db, policy_id=policy.id)
+    push_fanout.fan_out_policy(db=db, policy_id=policy.id)
     own_delivery = db.scalar(select(Delivery.id).where(Delivery.enterprise_id == own.id, Delivery.channel == "inbox"))
     other_delivery = db.scalar(
         select(Delivery.id).where(Delivery.enterprise_id == other.id, Delivery.channel == "inbox")
     )
     assert own_delivery and other_delivery
-    own_sub = push_service.create_subscription(
+    own_sub = push_preferences.create_subscription(
         db=db, enterprise_id=own.id, subscription_in=SubscriptionIn(kind="keyword", value="数字经济")
     )
-    other_sub = push_service.create_subscription(
+    other_sub = push_preferences.create_subscription(
         db=db, enterprise_id=other.id, subscription_in=SubscriptionIn(kind="keyword", value="数字经济")
     )
     ids = {"policy_id": policy.id, "delivery_id": own_delivery, "subscription_id": own_sub.id}
@@ -233,7 +234,7 @@ def test_post_without_or_with_a_forged_csrf_token_is_refused(db, client, test_se
     # A token minted for another browser's cookie does not fit this one.
     other_token = security.sign(settings=test_settings, message="csrf:" + "x" * 43)
     assert client.post("/me/preferences/unsubscribe-all", data={"csrf_token": other_token}).status_code == 403
-    assert push_service.get_preferences(db=db, enterprise_id=firm.id).unsubscribed_all is False
+    assert push_preferences.get_preferences(db=db, enterprise_id=firm.id).unsubscribed_all is False
     # The right token, in the form or in the header htmx sends, passes.
     token = _csrf(client)
     ok = client.post("/me/preferences/unsubscribe-all", data={"csrf_token": token}, follow_redirects=False)
