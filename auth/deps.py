@@ -35,12 +35,12 @@ def optional_principal(
         claims = security.decode_access_token(settings=settings, token=token)
         principal = auth_service.principal_for_token(db=db, claims=claims) if claims else None
         if principal is None:
-            raise NotAuthenticated("登录已失效，请重新登录", code="invalid_token")
+            raise NotAuthenticated("登录已失效，请重新登录", code="auth.invalid_token")
         return principal
     if api_key:
         principal = auth_service.principal_for_api_key(db=db, plain=api_key)
         if principal is None:
-            raise NotAuthenticated("API 密钥无效或已吊销", code="invalid_api_key")
+            raise NotAuthenticated("API 密钥无效或已吊销", code="auth.invalid_api_key")
         return principal
     return None
 
@@ -67,7 +67,7 @@ class Allow:
         if principal.via_api_key and not scopes.allows(
             principal.scopes, method=request.method, route_scopes=self.scopes
         ):
-            raise PermissionDenied("API 密钥的权限范围不包含此操作", code="scope_denied")
+            raise PermissionDenied("API 密钥的权限范围不包含此操作", code="auth.scope_denied")
         return principal
 
     def __repr__(self) -> str:

@@ -38,5 +38,5 @@ def check_password_policy(password: str, *, username: str | None = None, field: 
     if problem is not None:
         reason, code = problem
         raise ValidationFailed(
-            f"密码不符合要求：{reason}", code="weak_password", errors=[FieldError(field, reason, code)]
+            f"密码不符合要求：{reason}", code="auth.weak_password", errors=[FieldError(field, reason, code)]
         )

@@ -36,7 +36,7 @@ def login(
     throttle.attempt(username=form.username, client=request.client.host if request.client else "unknown")
     user = service.authenticate(db=db, username=form.username, password=form.password)
     if user is None:
-        raise NotAuthenticated("用户名或密码错误", code="bad_credentials")
+        raise NotAuthenticated("用户名或密码错误", code="auth.bad_credentials")
     throttle.succeeded(username=form.username)
     return service.issue_token(settings=settings, user=user)
 
@@ -45,13 +45,13 @@ def login(
 def me(db: DbSession, actor: AnyUser) -> User:
     """Show the signed-in user."""
     if actor.via_api_key:
-        raise NotAuthenticated("API 密钥没有用户信息", code="not_a_user")
+        raise NotAuthenticated("API 密钥没有用户信息", code="auth.not_a_user")
     return service.get_user(db=db, user_id=actor.id)
 
 
 def _own_account(actor: service.Principal) -> int:
     if actor.via_api_key:
-        raise NotAuthenticated("API 密钥没有用户信息", code="not_a_user")
+        raise NotAuthenticated("API 密钥没有用户信息", code="auth.not_a_user")
     return actor.id
 
 

@@ -37,7 +37,7 @@ class Principal:
     def own_enterprise_id(self) -> int:
         """Return the firm an enterprise user acts for; refuse a caller bound to none."""
         if self.enterprise_id is None:
-            raise PermissionDenied("当前账号未绑定企业", code="no_enterprise")
+            raise PermissionDenied("当前账号未绑定企业", code="auth.no_enterprise")
         return self.enterprise_id
 
     @property
@@ -73,7 +73,7 @@ def get_user(*, db: Session, user_id: int) -> User:
     """Return a user or raise NotFound."""
     user = db.get(User, user_id)
     if user is None:
-        raise NotFound("用户不存在", code="user_not_found")
+        raise NotFound("用户不存在", code="auth.user_not_found")
     return user
 
 
@@ -96,7 +96,7 @@ def create_user(*, db: Session, user_in: UserIn) -> User:
     _check_binding(user_in.role, user_in.department_id, user_in.enterprise_id)
     if get_user_by_username(db=db, username=user_in.username):
         raise Conflict(
-            "登录名已被使用", code="username_taken", errors=[FieldError("username", "登录名已被使用", "taken")]
+            "登录名已被使用", code="auth.username_taken", errors=[FieldError("username", "登录名已被使用", "taken")]
         )
     check_password_policy(user_in.password, username=user_in.username)
     user = User(
@@ -153,7 +153,7 @@ def change_own_password(*, db: Session, user_id: int, current_password: str, new
     if not security.verify_password(current_password, user.password_hash):
         raise ValidationFailed(
             "当前密码不正确",
-            code="bad_current_password",
+            code="auth.bad_current_password",
             errors=[FieldError("current_password", "当前密码不正确", "mismatch")],
         )
     check_password_policy(new_password, username=user.username, field="new_password")
@@ -207,7 +207,7 @@ def revoke_api_key(*, db: Session, key_id: int) -> ApiKey:
     """Revoke an API key; it stops working at once."""
     key = db.get(ApiKey, key_id)
     if key is None:
-        raise NotFound("API 密钥不存在", code="api_key_not_found")
+        raise NotFound("API 密钥不存在", code="auth.api_key_not_found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     db.flush()

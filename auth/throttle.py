@@ -46,7 +46,7 @@ class SignInThrottle:
         if waits:
             wait = max(1, *waits)
             raise TooManyRequests(
-                MESSAGE.format(wait=wait), code="sign_in_throttled", headers={"Retry-After": str(wait)}
+                MESSAGE.format(wait=wait), code="auth.sign_in_throttled", headers={"Retry-After": str(wait)}
             )
 
     def succeeded(self, *, username: str) -> None:

@@ -724,10 +724,10 @@ def _finish(c: _Collector) -> list[FieldError]:
 
 
 def check_rules(rules: dict[str, Any] | None, *, known_tags: set[str] | None = None) -> None:
-    """Raise `ValidationFailed` (code ``invalid_rules``) listing every problem of a rule tree."""
+    """Raise `ValidationFailed` (code ``catalog.invalid_rules``) listing every problem of a rule tree."""
     errors = validate_rules(rules, known_tags=known_tags)
     if errors:
-        raise ValidationFailed(message="资格条件格式有误", code="invalid_rules", errors=errors)
+        raise ValidationFailed(message="资格条件格式有误", code="catalog.invalid_rules", errors=errors)
 
 
 # --------------------------------------------------------------------------- Chinese wording

@@ -104,7 +104,7 @@ def get_department(*, db: Session, department_id: int) -> Department:
     """Return a department or raise NotFound."""
     dept = db.get(Department, department_id)
     if dept is None:
-        raise NotFound("部门不存在", code="department_not_found")
+        raise NotFound("部门不存在", code="catalog.department_not_found")
     return dept
 
 
@@ -123,7 +123,7 @@ def create_department(*, db: Session, department_in: DepartmentIn) -> Department
         select(Department).where(or_(Department.code == department_in.code, Department.name == department_in.name))
     )
     if clash:
-        raise Conflict("部门编码或名称已存在", code="department_exists")
+        raise Conflict("部门编码或名称已存在", code="catalog.department_exists")
     dept = Department(**department_in.model_dump())
     db.add(dept)
     db.flush()
@@ -152,7 +152,7 @@ def delete_department(*, db: Session, department_id: int) -> None:
         .where(or_(Policy.issuing_department_id == dept.id, Policy.handling_department_id == dept.id))
     )
     if used:
-        raise Conflict(f"该部门仍有 {used} 条政策引用，不能删除", code="department_in_use")
+        raise Conflict(f"该部门仍有 {used} 条政策引用，不能删除", code="catalog.department_in_use")
     db.delete(dept)
     db.flush()
 
@@ -176,7 +176,7 @@ def get_category(*, db: Session, category_id: int) -> Category:
     """Return a category or raise NotFound."""
     cat = db.get(Category, category_id)
     if cat is None:
-        raise NotFound("政策分类不存在", code="category_not_found")
+        raise NotFound("政策分类不存在", code="catalog.category_not_found")
     return cat
 
 
@@ -190,7 +190,7 @@ def create_category(*, db: Session, category_in: CategoryIn) -> Category:
         if parent.parent_id is not None:
             raise ValidationFailed(errors=[FieldError("parent_code", "政策分类只有两级，不能挂在小类下", "too_deep")])
     if db.scalar(select(Category).where(Category.code == category_in.code)):
-        raise Conflict("分类编码已存在", code="category_exists")
+        raise Conflict("分类编码已存在", code="catalog.category_exists")
     cat = Category(code=category_in.code, name=category_in.name, parent=parent, sort_order=category_in.sort_order)
     db.add(cat)
     db.flush()
@@ -222,7 +222,7 @@ def get_tag(*, db: Session, tag_id: int) -> Tag:
     """Return a tag or raise NotFound."""
     tag = db.get(Tag, tag_id)
     if tag is None:
-        raise NotFound("标签不存在", code="tag_not_found")
+        raise NotFound("标签不存在", code="catalog.tag_not_found")
     return tag
 
 
@@ -313,7 +313,7 @@ def delete_tag(*, db: Session, tag_id: int) -> None:
     tag = get_tag(db=db, tag_id=tag_id)
     used = db.scalar(select(func.count()).select_from(policy_tag).where(policy_tag.c.tag_id == tag.id))
     if used:
-        raise Conflict(f"该标签仍被 {used} 条政策使用，不能删除", code="tag_in_use")
+        raise Conflict(f"该标签仍被 {used} 条政策使用，不能删除", code="catalog.tag_in_use")
     db.delete(tag)
     db.flush()
     bump_revision(db)
@@ -327,7 +327,7 @@ def _check_tag_terms(*, db: Session, name: str, synonyms: list[str], exclude_id:
         if other is not None and other.id != exclude_id:
             errors.append(FieldError(field, f"「{term}」已是标签「{other.name}」的名称或同义词", "tag_term_taken"))
     if errors:
-        raise Conflict("标签名称或同义词重复", code="tag_exists", errors=errors)
+        raise Conflict("标签名称或同义词重复", code="catalog.tag_exists", errors=errors)
 
 
 # ---------------------------------------------------------------- topics
@@ -341,7 +341,7 @@ def list_topics(*, db: Session) -> list[Topic]:
 def create_topic(*, db: Session, topic_in: TopicIn) -> Topic:
     """Create a topic column (专栏)."""
     if db.scalar(select(Topic).where(or_(Topic.code == topic_in.code, Topic.name == topic_in.name))):
-        raise Conflict("专栏编码或名称已存在", code="topic_exists")
+        raise Conflict("专栏编码或名称已存在", code="catalog.topic_exists")
     topic = Topic(**topic_in.model_dump())
     db.add(topic)
     db.flush()
@@ -383,7 +383,7 @@ def get_policy(*, db: Session, policy_id: int) -> Policy:
     """Return a policy or raise NotFound."""
     policy = db.get(Policy, policy_id)
     if policy is None:
-        raise NotFound("政策不存在", code="policy_not_found")
+        raise NotFound("政策不存在", code="catalog.policy_not_found")
     return policy
 
 
@@ -391,7 +391,7 @@ def get_visible_policy(*, db: Session, policy_id: int, actor: Principal | None) 
     """Return a policy the caller may see: staff see all, others only published or expired ones."""
     policy = get_policy(db=db, policy_id=policy_id)
     if (actor is None or not actor.is_staff) and policy.status not in (PolicyStatus.published, PolicyStatus.expired):
-        raise NotFound("政策不存在", code="policy_not_found")
+        raise NotFound("政策不存在", code="catalog.policy_not_found")
     return policy
 
 
@@ -592,7 +592,7 @@ def _check_unique(db: Session, policy: Policy) -> None:
         if other:
             raise Conflict(
                 f"文号 {policy.doc_number} 已被政策 #{other} 使用",
-                code="doc_number_taken",
+                code="catalog.doc_number_taken",
                 errors=[FieldError("doc_number", "文号已存在", "taken")],
             )
     other = db.scalar(
@@ -605,7 +605,7 @@ def _check_unique(db: Session, policy: Policy) -> None:
     if other:
         raise Conflict(
             f"同一发文部门已有同名政策 #{other}",
-            code="policy_title_taken",
+            code="catalog.policy_title_taken",
             errors=[FieldError("title", "同一发文部门已有同名政策", "taken")],
         )
 
@@ -614,7 +614,7 @@ def update_policy(*, db: Session, policy_id: int, policy_in: PolicyUpdate, actor
     """Edit a policy; an edit of a published policy is recorded as a new version."""
     policy = get_policy(db=db, policy_id=policy_id)
     if policy.status == PolicyStatus.withdrawn:
-        raise InvalidState("已撤回的政策不能修改，请重新发布后再改", code="policy_withdrawn")
+        raise InvalidState("已撤回的政策不能修改，请重新发布后再改", code="catalog.policy_withdrawn")
     data = policy_in.model_dump(exclude_unset=True)
     note = data.pop("note", None)
     for required in ("title", "issuing_department", "level", "policy_type"):
@@ -640,7 +640,7 @@ def delete_policy(*, db: Session, policy_id: int) -> None:
     """Delete a draft that was never published; published ones are withdrawn instead."""
     policy = get_policy(db=db, policy_id=policy_id)
     if policy.version:
-        raise InvalidState("已发布过的政策不能删除，请使用撤回", code="policy_was_published")
+        raise InvalidState("已发布过的政策不能删除，请使用撤回", code="catalog.policy_was_published")
     db.delete(policy)
     db.flush()
 
@@ -663,7 +663,7 @@ def _check_publishable(policy: Policy, today: dt.date | None = None) -> None:
         errors.append(FieldError("valid_to_on", "政策有效期已过，不能发布", "expired"))
     if errors:
         missing = "、".join(POLICY_FIELD_LABELS.get(e.field, e.field) for e in errors)
-        raise ValidationFailed(f"发布前需补全：{missing}", code="policy_incomplete", errors=errors)
+        raise ValidationFailed(f"发布前需补全：{missing}", code="catalog.policy_incomplete", errors=errors)
 
 
 def publish_policy(
@@ -682,7 +682,7 @@ def publish_policy(
     """
     policy = get_policy(db=db, policy_id=policy_id)
     if policy.status == PolicyStatus.published:
-        raise InvalidState("政策已是发布状态", code="policy_already_published")
+        raise InvalidState("政策已是发布状态", code="catalog.policy_already_published")
     _check_publishable(policy, today)
     policy.status = PolicyStatus.published
     policy.published_at = utcnow()
@@ -700,7 +700,7 @@ def withdraw_policy(*, db: Session, policy_id: int, actor: Principal | None, not
     """Withdraw a published policy; it disappears from public lists and matching."""
     policy = get_policy(db=db, policy_id=policy_id)
     if policy.status != PolicyStatus.published:
-        raise InvalidState("只有已发布的政策可以撤回", code="policy_not_published")
+        raise InvalidState("只有已发布的政策可以撤回", code="catalog.policy_not_published")
     policy.status = PolicyStatus.withdrawn
     policy.withdrawn_at = utcnow()
     policy.updated_by_id = actor.user_id if actor else None
@@ -786,7 +786,7 @@ def get_version(*, db: Session, policy_id: int, version: int) -> PolicyVersion:
     """Return one version of a policy or raise NotFound."""
     row = db.scalar(select(PolicyVersion).where(PolicyVersion.policy_id == policy_id, PolicyVersion.version == version))
     if row is None:
-        raise NotFound(f"政策 #{policy_id} 没有第 {version} 版", code="version_not_found")
+        raise NotFound(f"政策 #{policy_id} 没有第 {version} 版", code="catalog.version_not_found")
     return row
 
 

@@ -2,7 +2,7 @@
 
 Every error body has the same shape::
 
-    {"code": "policy_not_found", "message": "政策不存在", "errors": [{"field": ..., "reason": ..., "code": ...}]}
+    {"code": "catalog.policy_not_found", "message": "政策不存在", "errors": [{"field": ..., "reason": ..., "code": ...}]}
 
 `code` is stable English for programs, `message` is Chinese for people, and `errors`
 lists each problem of a validation failure with the field it concerns.

@@ -91,9 +91,9 @@ def read_table(data: bytes, filename: str, *, limits: Limits | None = None) -> T
     records = _csv_records(data, limits) if kind == "csv" else _xlsx_records(data, limits)
     header_at = next((i for i, rec in enumerate(records) if any(rec)), None)
     if header_at is None:
-        raise ValidationFailed("文件是空的，没有表头", code="empty_file")
+        raise ValidationFailed("文件是空的，没有表头", code="file.empty_file")
     if header_at != 0:
-        raise ValidationFailed("第 1 行应为表头，不能为空行", code="bad_header")
+        raise ValidationFailed("第 1 行应为表头，不能为空行", code="file.bad_header")
     headers = records[0]
     while headers and not headers[-1]:
         headers = headers[:-1]
@@ -116,7 +116,7 @@ def read_table(data: bytes, filename: str, *, limits: Limits | None = None) -> T
         cells = {h: (record[i] if i < len(record) else "") for i, h in enumerate(headers)}
         rows.append(TableRow(number=number, cells=cells))
     if errors:
-        raise ValidationFailed("表格结构有误", code="bad_table", errors=errors)
+        raise ValidationFailed("表格结构有误", code="file.bad_table", errors=errors)
     return Table(headers=list(headers), rows=rows)
 
 
@@ -129,8 +129,8 @@ def _file_kind(filename: str) -> Literal["csv", "xlsx"]:
     hint = "；旧版 .xls 请在 Excel 中另存为 .xlsx" if name.endswith(".xls") else ""
     raise ValidationFailed(
         f"不支持的文件类型，请上传 .csv 或 .xlsx 文件{hint}",
-        code="unsupported_file",
-        errors=[FieldError("file", "文件扩展名应为 .csv 或 .xlsx", "unsupported_file")],
+        code="file.unsupported_file",
+        errors=[FieldError("file", "文件扩展名应为 .csv 或 .xlsx", "file.unsupported_file")],
     )
 
 
@@ -142,7 +142,7 @@ def decode_csv(data: bytes) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ValidationFailed("无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV", code="bad_encoding")
+    raise ValidationFailed("无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV", code="file.bad_encoding")
 
 
 class _Records(list[list[str]]):
@@ -180,7 +180,7 @@ def _csv_records(data: bytes, limits: Limits) -> list[list[str]]:
         for rec in csv.reader(io.StringIO(text, newline="")):
             records.add([unescape_cell(c.strip()) for c in rec])
     except csv.Error as exc:
-        raise ValidationFailed(f"CSV 格式错误：{exc}", code="bad_file") from exc
+        raise ValidationFailed(f"CSV 格式错误：{exc}", code="file.bad_file") from exc
     return records
 
 
@@ -188,10 +188,10 @@ def _xlsx_records(data: bytes, limits: Limits) -> list[list[str]]:
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise ValidationFailed("无法读取 Excel 文件，请确认文件为 .xlsx 格式且未损坏", code="bad_file") from exc
+        raise ValidationFailed("无法读取 Excel 文件，请确认文件为 .xlsx 格式且未损坏", code="file.bad_file") from exc
     try:
         if not book.worksheets:
-            raise ValidationFailed("Excel 文件没有工作表", code="empty_file")
+            raise ValidationFailed("Excel 文件没有工作表", code="file.empty_file")
         sheet = book.worksheets[0]
         # The file's own <dimension ref> is not trusted: a few KB declaring A1:XFD1048576 would have
         # every row padded to 16,384 cells. Rows are as long as their last stored cell instead.
@@ -539,8 +539,8 @@ def export_table(
         return write_xlsx(headers, rows, sheet_title)
     raise ValidationFailed(
         "导出格式应为 csv 或 xlsx",
-        code="unsupported_format",
-        errors=[FieldError("format", "导出格式应为 csv 或 xlsx", "unsupported_format")],
+        code="file.unsupported_format",
+        errors=[FieldError("format", "导出格式应为 csv 或 xlsx", "file.unsupported_format")],
     )
 
 

@@ -52,7 +52,7 @@ def read_labelled(path: Path, *, db: Session) -> list[dict[str, Any]]:
         for name in names:
             if tabular.header_key(name) in keys:
                 return keys[tabular.header_key(name)]
-        raise ValidationFailed(f"评测文件缺少{what}列（可用表头：{'、'.join(names)}）", code="eval_missing_column")
+        raise ValidationFailed(f"评测文件缺少{what}列（可用表头：{'、'.join(names)}）", code="desk.eval_missing_column")
 
     question_col, policy_col = find(QUESTION_HEADERS, "问题"), find(POLICY_HEADERS, "政策")
     by_number = {normalize(n): t for n, t in db.execute(select(Policy.doc_number, Policy.title)).all() if n is not None}
@@ -106,7 +106,7 @@ def evaluate_answers(
 ) -> dict[str, Any]:
     """Run the questions through the product and the baseline; return the figures of the module docstring."""
     if not questions:
-        raise ValidationFailed("评测文件没有问题", code="eval_empty")
+        raise ValidationFailed("评测文件没有问题", code="desk.eval_empty")
     rows = evaluation.run_questions(db=db, matcher=matcher, questions=questions)
     installed = answer_mod.load_calibration(settings)
     calibration = {"threshold": installed.threshold, "slope": installed.slope, "intercept": installed.intercept}

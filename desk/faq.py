@@ -92,7 +92,7 @@ def get_faq(*, db: Session, faq_id: int, actor: Principal | None) -> FaqEntry:
     """Return an FAQ entry (inactive ones only to staff) or raise NotFound."""
     entry = db.get(FaqEntry, faq_id)
     if entry is None or (not entry.active and not (actor is not None and actor.is_staff)):
-        raise NotFound("常见问题不存在", code="faq_not_found")
+        raise NotFound("常见问题不存在", code="desk.faq_not_found")
     return entry
 
 

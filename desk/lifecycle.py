@@ -423,7 +423,7 @@ def get_case(*, db: Session, case_id: int, actor: Principal | None) -> Case:
     """Return a case the actor may see, or raise NotFound (also for cases outside the actor's scope)."""
     case = db.get(Case, case_id)
     if case is None or not can_see(case, actor):
-        raise NotFound("工单不存在", code="case_not_found")
+        raise NotFound("工单不存在", code="desk.case_not_found")
     return case
 
 

@@ -473,7 +473,7 @@ def _check_examples(examples: Sequence[tuple[str, str]]) -> None:
         raise ValidationFailed(
             f"训练数据不足：需要至少 {MIN_EXAMPLES} 条样本、2 个部门、每个部门至少 {MIN_PER_CLASS} 条；"
             f"现有 {len(examples)} 条样本、{len(counts)} 个部门",
-            code="desk_router_training_data_insufficient",
+            code="desk.router_training_data_insufficient",
             errors=errors,
         )
 
@@ -511,7 +511,7 @@ def choose_threshold(top: np.ndarray, right: np.ndarray, target: float) -> tuple
 def _folds(labels: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     folds = min(n_splits, min(Counter(labels.tolist()).values()))
     if folds < 2:
-        raise ValidationFailed("每个部门至少需要 2 条样本才能交叉验证", code="desk_router_training_data_insufficient")
+        raise ValidationFailed("每个部门至少需要 2 条样本才能交叉验证", code="desk.router_training_data_insufficient")
     return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
 
 
@@ -689,7 +689,7 @@ def train(
         refused = LosesToBaseline(
             f"最佳候选模型 {metrics['selected']} 的交叉验证 macro-F1 {metrics['macro_f1']} "
             f"低于基线 {metrics['baseline_macro_f1']}，未安装",
-            code="desk_router_loses_to_baseline",
+            code="desk.router_loses_to_baseline",
         )
         refused.metrics = metrics
         raise refused

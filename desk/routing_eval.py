@@ -46,7 +46,7 @@ def read_labelled(path: Path) -> list[tuple[str, str]]:
         for name in names:
             if tabular.header_key(name) in keys:
                 return keys[tabular.header_key(name)]
-        raise ValidationFailed(f"评测文件缺少{what}列（可用表头：{'、'.join(names)}）", code="eval_missing_column")
+        raise ValidationFailed(f"评测文件缺少{what}列（可用表头：{'、'.join(names)}）", code="desk.eval_missing_column")
 
     question, department = find(QUESTION_HEADERS, "问题"), find(DEPARTMENT_HEADERS, "部门")
     out = []
@@ -119,7 +119,7 @@ def evaluate_routing(
     else:
         folds = min(OUTER_FOLDS, min(Counter(labels.tolist()).values()))
         if folds < 2:
-            raise ValidationFailed("每个部门至少需要 2 条样本才能交叉验证", code="eval_too_few_examples")
+            raise ValidationFailed("每个部门至少需要 2 条样本才能交叉验证", code="desk.eval_too_few_examples")
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         runs = []
         for train_rows, test_rows in splitter.split(np.zeros(len(labels)), labels):

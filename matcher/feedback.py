@@ -46,7 +46,7 @@ def record_feedback(
         raise ValidationFailed(errors=[FieldError("action", "取值应为 interested、not_relevant 或 applied", "invalid")])
     policy = db.get(Policy, policy_id)
     if policy is None or policy.status not in (PolicyStatus.published, PolicyStatus.expired):
-        raise NotFound("政策不存在", code="policy_not_found")
+        raise NotFound("政策不存在", code="catalog.policy_not_found")
     components: dict[str, Any] = {}
     stored = store.read(db, enterprise_id)
     seen = stored.items[stored.items["policy"] == policy_id] if stored is not None else []

@@ -134,7 +134,7 @@ def recommend(
         select(Enterprise).where(Enterprise.id == enterprise_id).options(selectinload(Enterprise.qualifications))
     )
     if firm is None:
-        raise NotFound("企业不存在", code="enterprise_not_found")
+        raise NotFound("企业不存在", code="profiles.enterprise_not_found")
     ps: PolicySet = matcher.policy_sets.get(db, today=today)
     stored = store.read(db, enterprise_id)
     tags = _firm_tags(db, enterprise_id)

@@ -203,7 +203,7 @@ def recommendations(
 ) -> Response:
     """Recommend policies to a firm (staff, or the firm itself), best first, with reasons."""
     if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
-        raise NotFound("企业不存在", code="enterprise_not_found")
+        raise NotFound("企业不存在", code="profiles.enterprise_not_found")
     return _recommendations(db, matcher, enterprise_id, q.include, q.paging, q.filters)
 
 
@@ -237,7 +237,7 @@ def policy_calculator(
     try:
         facts, items, changes = calculator.calculator(db=db, matcher=matcher, attributes=data, limit=body.limit)
     except ValueError as exc:
-        raise ValidationFailed(str(exc), code="invalid_attributes") from exc
+        raise ValidationFailed(str(exc), code="matcher.invalid_attributes") from exc
     # A signed-in firm saw these policies in the calculator: the funnel's "calculator" step.
     events.policies_seen(
         tasks=tasks, database=database, principal=actor, policy_ids=[r.policy.id for r in items], kind="calculator"

@@ -38,7 +38,7 @@ def suggest_policy_tags(*, db: Session, matcher: Any, policy_id: int) -> list[Su
     """
     policy = db.get(Policy, policy_id)
     if policy is None:
-        raise NotFound("政策不存在", code="policy_not_found")
+        raise NotFound("政策不存在", code="catalog.policy_not_found")
     vocab = tags_mod.Vocabulary.from_db(db)
     current = {t.name for t in policy.tags}
     decided = set(db.scalars(select(PolicyTagSuggestion.tag_id).where(PolicyTagSuggestion.policy_id == policy.id)))
@@ -67,7 +67,7 @@ def decide_tag_suggestion(*, db: Session, policy_id: int, suggestion_id: int, ac
     policy = catalog_service.get_policy(db=db, policy_id=policy_id)
     tag = db.get(Tag, suggestion_id)
     if tag is None:
-        raise NotFound("标签建议不存在", code="suggestion_not_found")
+        raise NotFound("标签建议不存在", code="matcher.suggestion_not_found")
     if accept and tag.name not in {t.name for t in policy.tags}:
         catalog_service.update_policy(
             db=db,

@@ -253,7 +253,7 @@ _versions = modelfiles.library_versions
 def train(*, db: Session, models_dir: Path, min_examples: int = 3, seed: int = 0) -> dict[str, Any]:
     """Cross-validate and train the tagger on the curated tags, write model and manifest; return the manifest."""
     if min_examples < 1:
-        raise ValidationFailed("min_examples 至少为 1", code="tagger_min_examples_invalid")
+        raise ValidationFailed("min_examples 至少为 1", code="matcher.tagger_min_examples_invalid")
     started = time.perf_counter()
     pairs = training_data(db=db)
     counts = Counter(name for _, labels in pairs for name in labels)
@@ -262,7 +262,7 @@ def train(*, db: Session, models_dir: Path, min_examples: int = 3, seed: int = 0
         raise ValidationFailed(
             f"训练数据不足：需要至少 {MIN_POLICIES} 条已标注政策、2 个不少于 {min_examples} 条政策的标签，"
             f"现有 {len(pairs)} 条政策、{len(tags)} 个标签",
-            code="tagger_training_data_insufficient",
+            code="matcher.tagger_training_data_insufficient",
         )
     texts = np.array([text for text, _ in pairs], dtype=object)
     learned = set(tags)

@@ -31,14 +31,14 @@ def get_enterprise(*, db: Session, enterprise_id: int) -> Enterprise:
     """Return an enterprise or raise NotFound."""
     ent = db.get(Enterprise, enterprise_id)
     if ent is None:
-        raise NotFound("企业不存在", code="enterprise_not_found")
+        raise NotFound("企业不存在", code="profiles.enterprise_not_found")
     return ent
 
 
 def get_visible_enterprise(*, db: Session, enterprise_id: int, actor: Principal) -> Enterprise:
     """Return an enterprise the caller may see; another firm's profile is reported as absent."""
     if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
-        raise NotFound("企业不存在", code="enterprise_not_found")
+        raise NotFound("企业不存在", code="profiles.enterprise_not_found")
     return get_enterprise(db=db, enterprise_id=enterprise_id)
 
 
@@ -125,7 +125,7 @@ def create_enterprise(*, db: Session, enterprise_in: EnterpriseIn) -> Enterprise
     if get_by_credit_code(db=db, credit_code=enterprise_in.credit_code):
         raise Conflict(
             "该统一社会信用代码的企业已存在",
-            code="enterprise_exists",
+            code="profiles.enterprise_exists",
             errors=[FieldError("credit_code", "统一社会信用代码已存在", "taken")],
         )
     ent = Enterprise(credit_code=enterprise_in.credit_code)
@@ -144,7 +144,7 @@ def update_enterprise(
 ) -> Enterprise:
     """Update a profile; firms may change only their own."""
     if actor.role == Role.enterprise and actor.enterprise_id != enterprise_id:
-        raise NotFound("企业不存在", code="enterprise_not_found")
+        raise NotFound("企业不存在", code="profiles.enterprise_not_found")
     ent = get_enterprise(db=db, enterprise_id=enterprise_id)
     data = enterprise_in.model_dump(exclude_unset=True)
     if "name" in data and not data["name"]:
@@ -245,9 +245,9 @@ def decide_claim(
     """Approve (the account becomes active for the firm) or reject (it stays inactive) a pending claim."""
     claim = db.get(EnterpriseClaim, claim_id)
     if claim is None:
-        raise NotFound("认领申请不存在", code="claim_not_found")
+        raise NotFound("认领申请不存在", code="profiles.claim_not_found")
     if claim.status != "pending":
-        raise InvalidState("该认领申请已处理", code="claim_decided")
+        raise InvalidState("该认领申请已处理", code="profiles.claim_decided")
     claim.status = "approved" if approve else "rejected"
     claim.decided_at = utcnow()
     claim.decided_by_id = actor.user_id

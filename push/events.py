@@ -138,7 +138,7 @@ def record_click(
     delivery = db.get(Delivery, delivery_id) if delivery_id is not None else None
     if delivery is None:
         raise NotFound(
-            "链接无效或已失效", code="invalid_link", errors=[FieldError("token", "链接无效或已被篡改", "invalid")]
+            "链接无效或已失效", code="push.invalid_link", errors=[FieldError("token", "链接无效或已被篡改", "invalid")]
         )
     now = now or utcnow()
     # Only a column still unset is written, so two simultaneous clicks keep the first moment.

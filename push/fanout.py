@@ -216,9 +216,9 @@ def fan_out_policy(
         select(Policy).where(Policy.id == policy_id).options(selectinload(Policy.categories), selectinload(Policy.tags))
     )
     if policy is None:
-        raise NotFound("政策不存在", code="policy_not_found")
+        raise NotFound("政策不存在", code="catalog.policy_not_found")
     if policy.status != PolicyStatus.published:
-        raise InvalidState("只有已发布的政策可以推送", code="policy_not_published")
+        raise InvalidState("只有已发布的政策可以推送", code="catalog.policy_not_published")
     ids, status = matcher_batch.judge_all(db=db, rules=policy.rules, today=to_local(now, settings).date())
     subscribers = policy_subscribers(db, policy)
     inbox_rows = select(Delivery.enterprise_id).where(

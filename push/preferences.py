@@ -44,7 +44,7 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 def default_preference(db: Session, enterprise_id: int) -> PushPreference:
     firm = db.get(Enterprise, enterprise_id)
     if firm is None:
-        raise NotFound("企业不存在", code="enterprise_not_found")
+        raise NotFound("企业不存在", code="profiles.enterprise_not_found")
     return PushPreference(
         enterprise_id=enterprise_id,
         channels=list(DEFAULTS["channels"]),
@@ -239,7 +239,7 @@ def create_subscription(*, db: Session, enterprise_id: int, subscription_in: Sub
     if existing is not None:
         if existing.active:
             raise Conflict(
-                "已订阅该内容", code="subscription_exists", errors=[FieldError("value", "已订阅该内容", "taken")]
+                "已订阅该内容", code="push.subscription_exists", errors=[FieldError("value", "已订阅该内容", "taken")]
             )
         existing.active = True
         db.flush()
@@ -254,7 +254,7 @@ def get_subscription(*, db: Session, enterprise_id: int, subscription_id: int) -
     """Return a firm's own subscription; another firm's is reported as absent."""
     row = db.get(Subscription, subscription_id)
     if row is None or row.enterprise_id != enterprise_id:
-        raise NotFound("订阅不存在", code="subscription_not_found")
+        raise NotFound("订阅不存在", code="push.subscription_not_found")
     return row
 
 

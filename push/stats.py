@@ -216,7 +216,7 @@ def funnel(*, db: Session, policy_id: int) -> dict[str, Any]:
     """
     policy = db.get(Policy, policy_id)
     if policy is None:
-        raise NotFound("政策不存在", code="policy_not_found")
+        raise NotFound("政策不存在", code="catalog.policy_not_found")
     firm = Delivery.enterprise_id
     stages: dict[str, Any] = {
         "pushed": select(firm).where(Delivery.policy_id == policy_id, Delivery.status == "sent"),

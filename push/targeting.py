@@ -177,7 +177,7 @@ def build_selection(*, db: Session, filters: TargetFilters, today: dt.date | Non
     if not clauses:
         raise ValidationFailed(
             "请至少设置一个筛选条件",
-            code="filters_required",
+            code="push.filters_required",
             errors=[
                 FieldError(
                     "filters", "请至少设置一个筛选条件（地区、行业、规模、标签、资质、政策名单或企业）", "required"
@@ -322,12 +322,12 @@ def _published_policy(db: Session, policy_id: int) -> Policy:
     policy = db.get(Policy, policy_id)
     if policy is None:
         raise NotFound(
-            "政策不存在", code="policy_not_found", errors=[FieldError("policy_id", "政策不存在", "not_found")]
+            "政策不存在", code="catalog.policy_not_found", errors=[FieldError("policy_id", "政策不存在", "not_found")]
         )
     if policy.status != PolicyStatus.published:
         raise InvalidState(
             "只有已发布的政策可以推送",
-            code="policy_not_published",
+            code="catalog.policy_not_published",
             errors=[FieldError("policy_id", "只有已发布的政策可以推送", "invalid_state")],
         )
     return policy
@@ -565,7 +565,7 @@ def redeliver(
     now = now or utcnow()
     row = db.get(ManualPush, manual_push_id)
     if row is None:
-        raise NotFound("定向推送记录不存在", code="manual_push_not_found")
+        raise NotFound("定向推送记录不存在", code="push.manual_push_not_found")
     policy = _published_policy(db, row.policy_id)
     selection = build_selection(db=db, filters=TargetFilters(**(row.filters or {})), today=now.date())
     plan = _run(

@@ -56,7 +56,7 @@ def _verified(settings: Settings, token: str) -> tuple[int, str]:
     if verified is None:
         raise ValidationFailed(
             "退订链接无效或已被篡改",
-            code="invalid_unsubscribe_token",
+            code="push.invalid_unsubscribe_token",
             errors=[FieldError("token", "退订链接无效或已被篡改")],
         )
     return verified
@@ -69,7 +69,7 @@ def describe_unsubscribe(*, db: Session, settings: Settings, token: str) -> str:
         return "退订惠企的全部政策推送（站内信仍会保留）"
     sub = db.get(Subscription, int(scope.removeprefix("sub:")))
     if sub is None or sub.enterprise_id != enterprise_id:
-        raise NotFound("订阅不存在或已删除", code="subscription_not_found")
+        raise NotFound("订阅不存在或已删除", code="push.subscription_not_found")
     label = "政策分类" if sub.kind == "category" else "关键词"
     return f"退订{label}“{sub.value}”的推送"
 
@@ -97,7 +97,7 @@ def unsubscribe(*, db: Session, settings: Settings, token: str) -> dict[str, Any
     else:
         sub = db.get(Subscription, int(scope.removeprefix("sub:")))
         if sub is None or sub.enterprise_id != enterprise_id:
-            raise NotFound("订阅不存在或已删除", code="subscription_not_found")
+            raise NotFound("订阅不存在或已删除", code="push.subscription_not_found")
         sub.active = False
         label = "政策分类" if sub.kind == "category" else "关键词"
         message = f"您已退订{label}“{sub.value}”的推送。"

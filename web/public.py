@@ -244,7 +244,7 @@ def _calculate(
             db=db, matcher=matcher, attributes=attributes, limit=body.limit
         )
     except ValueError as exc:
-        raise ValidationFailed(str(exc), code="invalid_attributes") from exc
+        raise ValidationFailed(str(exc), code="matcher.invalid_attributes") from exc
     return items, changes
 
 

@@ -18,12 +18,12 @@ def test_wrong_password_gets_chinese_message_and_stable_code(db, client) -> None
     factories.make_user(db, role=Role.curator, username="wangfang2", password="right-password")
     r = client.post("/api/v1/auth/token", data={"username": "wangfang2", "password": "wrong-password"})
     assert r.status_code == 401
-    assert r.json() == {"code": "bad_credentials", "message": "用户名或密码错误"}
+    assert r.json() == {"code": "auth.bad_credentials", "message": "用户名或密码错误"}
 
 
 def test_tampered_token_is_refused(client) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/api/v1/auth/me", headers={"Authorization": "Bearer not.a.token"})
-    assert r.status_code == 401 and r.json()["code"] == "invalid_token"
+    assert r.status_code == 401 and r.json()["code"] == "auth.invalid_token"
 
 
 def test_deactivated_user_token_stops_working(db, client, auth_headers) -> None:  # type: ignore[no-untyped-def]

@@ -17,4 +17,4 @@ def test_own_enterprise_id_refuses_a_caller_bound_to_no_firm() -> None:
     with pytest.raises(PermissionDenied) as caught:
         _ = Principal(id=2, role=Role.enterprise, name="企业").own_enterprise_id
     assert caught.value.status_code == 403
-    assert caught.value.code == "no_enterprise"
+    assert caught.value.code == "auth.no_enterprise"

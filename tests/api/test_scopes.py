@@ -66,7 +66,7 @@ def test_intake_key_files_and_reads_only_its_own_cases(client, world) -> None:  
         client.get(f"/api/v1/enterprises/{world['firm_id']}", headers=key),
     ]
     assert [r.status_code for r in denied] == [403] * len(denied)
-    assert denied[0].json()["code"] == "scope_denied" and "权限范围" in denied[0].json()["message"]
+    assert denied[0].json()["code"] == "auth.scope_denied" and "权限范围" in denied[0].json()["message"]
 
 
 def test_read_scope_reads_what_the_role_may_and_writes_nothing(client, world) -> None:  # type: ignore[no-untyped-def]

@@ -54,7 +54,7 @@ def test_api_logout_revokes_the_old_bearer_and_cookie(db, client) -> None:  # ty
     user, cookie, bearer = _sign_in_both(client, db)
     assert client.post("/api/v1/auth/logout", headers=bearer).status_code == 204
     r = client.get("/api/v1/auth/me", headers=bearer)
-    assert r.status_code == 401 and r.json()["code"] == "invalid_token"
+    assert r.status_code == 401 and r.json()["code"] == "auth.invalid_token"
     assert not _cookie_works(client, cookie)
     # Signing in again works.
     fresh = client.post("/api/v1/auth/token", data={"username": user.username, "password": PASSWORD}).json()

@@ -24,7 +24,7 @@ def test_guessing_one_account_is_throttled_even_for_the_right_password(db, clien
     assert set(codes[8:]) == {429}
     right = _token(client, user.username, PASSWORD)
     assert right.status_code == 429
-    assert right.json()["code"] == "sign_in_throttled" and CHINESE.search(right.json()["message"])
+    assert right.json()["code"] == "auth.sign_in_throttled" and CHINESE.search(right.json()["message"])
     assert 1 <= int(right.headers["Retry-After"]) <= 15 * 60
     # Another account is not locked by it (the client still has attempts left).
     other = factories.make_user(db, role=Role.curator, password=PASSWORD)

@@ -240,7 +240,7 @@ def test_headers_with_ascii_brackets_are_recognised(db: Session, tax: Taxonomy) 
 def test_unsupported_file_is_refused_before_reading(db: Session) -> None:
     with pytest.raises(ValidationFailed) as exc:
         catalog_io.import_policies(db=db, data=b"x", filename="policies.pdf", actor=None)
-    assert exc.value.code == "unsupported_file"
+    assert exc.value.code == "file.unsupported_file"
 
 
 # ---------------------------------------------------------------- keys, duplicates, status
@@ -459,7 +459,7 @@ def test_export_filters_by_status(db: Session, tax: Taxonomy) -> None:
 def test_export_refuses_unknown_format(db: Session) -> None:
     with pytest.raises(ValidationFailed) as exc:
         catalog_io.export_policies(db=db, fmt="pdf")  # type: ignore[arg-type]
-    assert exc.value.code == "unsupported_format"
+    assert exc.value.code == "file.unsupported_format"
 
 
 # ---------------------------------------------------------------- HTTP

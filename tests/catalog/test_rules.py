@@ -429,7 +429,7 @@ def test_check_rules_raises_validation_failed_with_every_error():
     with pytest.raises(ValidationFailed) as info:
         check_rules(rules)
     exc = info.value
-    assert (exc.code, exc.message, exc.status_code) == ("invalid_rules", "资格条件格式有误", 422)
+    assert (exc.code, exc.message, exc.status_code) == ("catalog.invalid_rules", "资格条件格式有误", 422)
     assert [e.code for e in exc.errors] == ["unknown_field", "op_not_allowed"]
     assert exc.body()["errors"][0]["field"] == "rules.all[0].field"
 

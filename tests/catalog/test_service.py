@@ -30,7 +30,7 @@ def test_publishing_without_summary_interpreter_and_category_names_each_missing_
         service.publish_policy(db=db, policy_id=policy.id, actor=None)
     fields = {e.field for e in exc.value.errors}
     assert fields == {"summary", "interpreter_name", "interpreter_contact", "categories"}
-    assert exc.value.code == "policy_incomplete"
+    assert exc.value.code == "catalog.policy_incomplete"
     assert "摘要" in exc.value.message and "解读人" in exc.value.message
 
 

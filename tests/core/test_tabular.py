@@ -39,7 +39,7 @@ def test_bom_wins_over_guessing() -> None:
 def test_undecodable_csv_is_refused_with_a_reason() -> None:
     with pytest.raises(ValidationFailed) as exc:
         tabular.read_table(b"\xff\xfe\xff\xff,\x81\r\n", "a.csv")
-    assert exc.value.code == "bad_encoding"
+    assert exc.value.code == "file.bad_encoding"
 
 
 def test_blank_rows_are_skipped_but_row_numbers_follow_the_sheet() -> None:
@@ -62,7 +62,7 @@ def test_multi_line_cell_is_one_row() -> None:
 def test_unknown_file_extension_is_refused(filename: str) -> None:
     with pytest.raises(ValidationFailed) as exc:
         tabular.read_table(b"a,b\n1,2\n", filename)
-    assert exc.value.code == "unsupported_file"
+    assert exc.value.code == "file.unsupported_file"
 
 
 def test_extension_is_case_insensitive() -> None:
@@ -72,7 +72,7 @@ def test_extension_is_case_insensitive() -> None:
 def test_empty_file_is_refused() -> None:
     with pytest.raises(ValidationFailed) as exc:
         tabular.read_table(b"\n\n", "a.csv")
-    assert exc.value.code == "empty_file"
+    assert exc.value.code == "file.empty_file"
 
 
 def test_duplicate_and_empty_headers_are_refused() -> None:
@@ -133,7 +133,7 @@ def test_xlsx_reads_first_sheet_and_keeps_sheet_row_numbers() -> None:
 def test_corrupt_xlsx_is_refused() -> None:
     with pytest.raises(ValidationFailed) as exc:
         tabular.read_table(b"not a zip file", "a.xlsx")
-    assert exc.value.code == "bad_file"
+    assert exc.value.code == "file.bad_file"
 
 
 def test_written_csv_has_bom_crlf_and_reads_back() -> None:

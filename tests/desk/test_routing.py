@@ -106,7 +106,7 @@ def test_train_refuses_a_model_that_loses_to_the_plain_baseline(tmp_path) -> Non
         routing.train(examples=examples, models_dir=tmp_path, specs=(routing.SPEC_BY_NAME["char-logreg"],))
     metrics = refused.value.metrics  # type: ignore[attr-defined]
     assert metrics["candidates"]["char-logreg"]["macro_f1"] < metrics["baseline_macro_f1"]
-    assert refused.value.code == "desk_router_loses_to_baseline"
+    assert refused.value.code == "desk.router_loses_to_baseline"
     assert not (tmp_path / routing.SUBDIR).exists()
 
 
@@ -246,7 +246,7 @@ def test_too_little_training_data_is_refused_with_a_reason(tmp_path) -> None:  #
 
     with pytest.raises(ValidationFailed) as info:
         routing.train(examples=[("高企", "zs-kjj"), ("社保", "zs-rsj")] * 2, models_dir=tmp_path)
-    assert info.value.code == "desk_router_training_data_insufficient"
+    assert info.value.code == "desk.router_training_data_insufficient"
     assert not (tmp_path / routing.SUBDIR).exists()
 
 

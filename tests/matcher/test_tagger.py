@@ -130,7 +130,7 @@ def test_train_refuses_a_catalog_too_small_to_learn(db: Session, tmp_path: Path)
     factories.make_policy(db, tags=[tag.name])
     with pytest.raises(ValidationFailed) as err:
         tagger.train(db=db, models_dir=tmp_path)
-    assert err.value.code == "tagger_training_data_insufficient"
+    assert err.value.code == "matcher.tagger_training_data_insufficient"
     assert not (tmp_path / "tagger").exists()
 
 

@@ -389,7 +389,7 @@ def test_http_unsupported_file_is_422(io_client: TestClient, auth_headers) -> No
         headers=auth_headers("curator"),
     )
     assert response.status_code == 422
-    assert response.json()["code"] == "unsupported_file"
+    assert response.json()["code"] == "file.unsupported_file"
 
 
 def test_http_enterprise_export_needs_a_curator(io_client: TestClient, auth_headers) -> None:  # type: ignore[no-untyped-def]

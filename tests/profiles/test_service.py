@@ -62,7 +62,7 @@ def test_duplicate_credit_code_is_a_conflict(client, auth_headers) -> None:  # t
     r = client.post(
         "/api/v1/enterprises", json=payload | {"credit_code": payload["credit_code"].lower()}, headers=headers
     )
-    assert r.status_code == 409 and r.json()["code"] == "enterprise_exists"
+    assert r.status_code == 409 and r.json()["code"] == "profiles.enterprise_exists"
 
 
 def test_self_registration_creates_user_and_enterprise_and_signs_in(client) -> None:  # type: ignore[no-untyped-def]

@@ -472,7 +472,7 @@ def test_one_click_unsubscribe_link_works_without_sign_in(db: Session, test_sett
 
     assert response.status_code == 200 and "已退订" in response.json()["message"]
     assert db.get(PushPreference, firm.id).unsubscribed_all is True
-    assert tampered.status_code == 422 and tampered.json()["code"] == "invalid_unsubscribe_token"
+    assert tampered.status_code == 422 and tampered.json()["code"] == "push.invalid_unsubscribe_token"
 
 
 def test_opening_an_unsubscribe_link_only_asks_for_confirmation(db: Session, test_settings, push_client) -> None:  # type: ignore[no-untyped-def]

@@ -251,7 +251,7 @@ def test_invalid_input_is_refused_with_chinese_reasons_per_field(db: Session) ->
     with pytest.raises(InvalidState) as unpublished:
         targeting.send(db=db, push_in=_push_in(draft.id, region_codes=["442000"]), created_by_id=None)
 
-    assert nothing.value.code == "filters_required" and nothing.value.errors[0].field == "filters"
+    assert nothing.value.code == "push.filters_required" and nothing.value.errors[0].field == "filters"
     fields = {e.field: e.reason for e in bad.value.errors}
     assert set(fields) == {
         "filters.region_codes[0]",
@@ -262,7 +262,7 @@ def test_invalid_input_is_refused_with_chinese_reasons_per_field(db: Session) ->
     }
     assert "格式不正确" in fields["filters.region_codes[0]"] and "标签库" in fields["filters.tags[0]"]
     assert channel.value.errors[0].field == "channels" and "fax" in channel.value.errors[0].reason
-    assert unpublished.value.code == "policy_not_published" and unpublished.value.errors[0].field == "policy_id"
+    assert unpublished.value.code == "catalog.policy_not_published" and unpublished.value.errors[0].field == "policy_id"
     assert _count(db, ManualPush) == 0
 
 
