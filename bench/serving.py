@@ -379,6 +379,7 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
             log=tmp / "server.log",
             HUIQI_SCHEDULER_ENABLED="false",
             HUIQI_CALCULATOR_PER_MINUTE="1000000",
+            HUIQI_SEARCH_PER_MINUTE="1000000",
         )
         try:
             with Stopwatch() as sw:

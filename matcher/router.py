@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
+from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from auth.deps import CuratorUser, EnterpriseUser, FirmReader, FirmStaff, PublicUser, StaffUser, public
 from auth.models import Role
 from catalog import service as catalog_service
-from core import events
+from core import codes, events
 from core.deps import AppDatabase, AppSettings, DbSession, PageParams, Paging, reads_only
 from core.errors import FieldError, NotFound, ValidationFailed
 from core.ratelimit import client_key
@@ -254,7 +255,7 @@ def search_policies(
     actor: PublicUser,
     q: Annotated[str, Query(min_length=1, max_length=200, description="自然语言或关键词，繁简均可")],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+    region: Annotated[str | None, AfterValidator(codes.checked_region), Query(pattern=r"^\d{6}$")] = None,
 ) -> Response:
     """Search published policies by meaning and by words (hybrid); anonymous callers are rate-limited.
 

@@ -131,7 +131,7 @@ def embed_firms(
     **kw: Any,
 ) -> int:
     """Embed the firms (all, or the given ones) whose profile texts changed; return how many were embedded."""
-    kw.setdefault("encode_batch", getattr(matcher.settings, "embed_batch_size", vectors.EMBED_BATCH))
+    kw.setdefault("encode_batch", matcher.settings.embed_batch_size)
     return vectors.embed(
         database, matcher.encode, model_id=matcher.embedder.model_id, enterprise_ids=ids, today=today, **kw
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
@@ -150,7 +150,7 @@ def delete_enterprise(db: DbSession, actor: AdminUser, enterprise_id: Id) -> Res
 
 @router.get("/industries", tags=["代码表"], dependencies=[Depends(public)])
 def list_industries(
-    level: Annotated[str | None, Query(description="门类/大类/中类/小类")] = None,
+    level: Annotated[Literal["门类", "大类", "中类", "小类"] | None, Query(description="门类/大类/中类/小类")] = None,
     q: Annotated[str | None, Query(max_length=40, description="按名称或代码查找，如 软件开发、C39")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="按 q 查找时最多返回的条数")] = 20,
 ) -> list[dict]:

@@ -176,6 +176,7 @@ def test_mixed_load_while_rematching_has_no_errors(site: tuple[str, Path], tmp_p
         *("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"),
         HUIQI_SCHEDULER_ENABLED="false",
         HUIQI_CALCULATOR_PER_MINUTE="100000",
+        HUIQI_SEARCH_PER_MINUTE="100000",
     )
     rematch = None
     try:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import json
 import random
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -45,6 +42,7 @@ from push.channels import (
     split_sms,
     verify_signature,
 )
+from tests.support.receiver import Receiver, running
 
 SECRET = "whsec_test_0123456789abcdef"
 SENDER = "惠企服务 <noreply@huiqi.example>"
@@ -70,85 +68,10 @@ def make_message(**overrides: Any) -> Message:
 # ---------------------------------------------------------------- a real local HTTP server
 
 
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Answers by path: /ok, /status/<code>, /sleep/<seconds>, /close, /reply/<name> (canned JSON)."""
-
-    server: _RecordingServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        path = urllib.parse.urlsplit(self.path).path
-        parts = path.strip("/").split("/")
-        if parts[0] == "close":
-            self.close_connection = True
-            return
-        if parts[0] == "sleep":
-            time.sleep(float(parts[1]))
-            self._answer(200, b'{"id":"late"}')
-            return
-        if parts[0] == "status":
-            code = int(parts[1])
-            headers = {"Retry-After": "120"} if code in (429, 503) else {}
-            if 300 <= code < 400:
-                headers["Location"] = "/ok"
-            self._answer(code, "失败原因：测试".encode(), "text/plain; charset=utf-8", headers)
-            return
-        if parts[0] == "reply":
-            status, payload = self.server.replies[parts[1]]
-            self._answer(status, json.dumps(payload).encode())
-            return
-        self._answer(200, b'{"id":"rcv-1"}')
-
-    def _answer(
-        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
-    ) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            pass
-
-
-class _RecordingServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[Recorded] = []
-        self.replies: dict[str, tuple[int, Any]] = {}
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
 @pytest.fixture
-def http_server() -> Iterator[_RecordingServer]:
-    server = _RecordingServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def http_server() -> Iterator[Receiver]:
+    with running() as server:
+        yield server
 
 
 @pytest.fixture
@@ -173,9 +96,7 @@ def test_webhook_channel_satisfies_the_channel_protocol(webhook: WebhookChannel)
     assert webhook.name == "webhook"
 
 
-def test_webhook_posts_the_documented_payload_and_headers(
-    http_server: _RecordingServer, webhook: WebhookChannel
-) -> None:
+def test_webhook_posts_the_documented_payload_and_headers(http_server: Receiver, webhook: WebhookChannel) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/ok"), SECRET))
 
     assert result == DeliveryResult(
@@ -198,9 +119,7 @@ def test_webhook_posts_the_documented_payload_and_headers(
     assert abs(int(request.headers["x-huiqi-timestamp"]) - time.time()) < 60
 
 
-def test_webhook_signature_verifies_over_timestamp_and_raw_body(
-    http_server: _RecordingServer, webhook: WebhookChannel
-) -> None:
+def test_webhook_signature_verifies_over_timestamp_and_raw_body(http_server: Receiver, webhook: WebhookChannel) -> None:
     webhook.send(make_message(), WebhookRecipient(http_server.url("/ok"), SECRET))
     [request] = http_server.requests
     timestamp, header = request.headers["x-huiqi-timestamp"], request.headers["x-huiqi-signature"]
@@ -209,9 +128,7 @@ def test_webhook_signature_verifies_over_timestamp_and_raw_body(
     assert verify_signature(SECRET, timestamp, request.body, header)
 
 
-def test_signature_fails_with_a_wrong_secret_or_a_tampered_body(
-    http_server: _RecordingServer, webhook: WebhookChannel
-) -> None:
+def test_signature_fails_with_a_wrong_secret_or_a_tampered_body(http_server: Receiver, webhook: WebhookChannel) -> None:
     webhook.send(make_message(), WebhookRecipient(http_server.url("/ok"), SECRET))
     [request] = http_server.requests
     timestamp, header = request.headers["x-huiqi-timestamp"], request.headers["x-huiqi-signature"]
@@ -234,14 +151,14 @@ def test_signature_fails_for_a_timestamp_outside_the_tolerance() -> None:
     assert not verify_signature(SECRET, "not-a-number", body, header, now=sent)
 
 
-def test_http_500_is_retryable(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_http_500_is_retryable(http_server: Receiver, webhook: WebhookChannel) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/status/500"), SECRET))
 
     assert (result.ok, result.retryable, result.status_code) == (False, True, 500)
     assert "HTTP 500" in result.detail
 
 
-def test_http_429_is_retryable_and_carries_retry_after(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_http_429_is_retryable_and_carries_retry_after(http_server: Receiver, webhook: WebhookChannel) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/status/429"), SECRET))
 
     assert (result.ok, result.retryable, result.status_code) == (False, True, 429)
@@ -249,7 +166,7 @@ def test_http_429_is_retryable_and_carries_retry_after(http_server: _RecordingSe
 
 
 def test_http_400_is_dead_with_the_status_but_never_the_remote_body(
-    http_server: _RecordingServer, webhook: WebhookChannel
+    http_server: Receiver, webhook: WebhookChannel
 ) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/status/400"), SECRET))
 
@@ -258,14 +175,14 @@ def test_http_400_is_dead_with_the_status_but_never_the_remote_body(
     assert "失败原因：测试" not in result.detail  # what the receiver wrote is not stored nor shown
 
 
-def test_redirect_is_dead_and_not_followed(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_redirect_is_dead_and_not_followed(http_server: Receiver, webhook: WebhookChannel) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/status/302"), SECRET))
 
     assert (result.ok, result.retryable, result.status_code) == (False, False, 302)
     assert [r.path for r in http_server.requests] == ["/status/302"]
 
 
-def test_timeout_is_retryable(http_server: _RecordingServer) -> None:
+def test_timeout_is_retryable(http_server: Receiver) -> None:
     with WebhookChannel(timeout=0.3, guard=LOCAL) as channel:
         started = time.monotonic()
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/sleep/1.5"), SECRET))
@@ -275,7 +192,7 @@ def test_timeout_is_retryable(http_server: _RecordingServer) -> None:
     assert time.monotonic() - started < 1.2
 
 
-def test_connection_closed_without_answer_is_retryable(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_connection_closed_without_answer_is_retryable(http_server: Receiver, webhook: WebhookChannel) -> None:
     result = webhook.send(make_message(), WebhookRecipient(http_server.url("/close"), SECRET))
 
     assert (result.ok, result.retryable) == (False, True)
@@ -305,7 +222,7 @@ def test_bad_configuration_is_dead_with_a_chinese_reason(webhook: WebhookChannel
     assert reason in result.detail
 
 
-def test_unserialisable_data_is_dead(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_unserialisable_data_is_dead(http_server: Receiver, webhook: WebhookChannel) -> None:
     result = webhook.send(make_message(data={"x": object()}), WebhookRecipient(http_server.url("/ok"), SECRET))
 
     assert (result.ok, result.retryable) == (False, False)
@@ -315,7 +232,7 @@ def test_unserialisable_data_is_dead(http_server: _RecordingServer, webhook: Web
 # ---------------------------------------------------------------- chat-bot formats
 
 
-def test_wecom_format_posts_markdown_and_still_signs(http_server: _RecordingServer) -> None:
+def test_wecom_format_posts_markdown_and_still_signs(http_server: Receiver) -> None:
     http_server.replies["wecom"] = (200, {"errcode": 0, "errmsg": "ok"})
     with WebhookChannel(format="wecom", guard=LOCAL) as channel:
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/wecom"), SECRET))
@@ -332,7 +249,7 @@ def test_wecom_format_posts_markdown_and_still_signs(http_server: _RecordingServ
     )
 
 
-def test_recipient_format_overrides_the_channel_default(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_recipient_format_overrides_the_channel_default(http_server: Receiver, webhook: WebhookChannel) -> None:
     http_server.replies["ding"] = (200, {"errcode": 0, "errmsg": "ok"})
     result = webhook.send(
         make_message(), WebhookRecipient(http_server.url("/reply/ding?access_token=t"), SECRET, "dingtalk")
@@ -350,7 +267,7 @@ def test_recipient_format_overrides_the_channel_default(http_server: _RecordingS
     assert query["sign"] == [dingtalk_sign(SECRET, int(query["timestamp"][0]))]
 
 
-def test_feishu_format_posts_text_with_its_body_signature(http_server: _RecordingServer) -> None:
+def test_feishu_format_posts_text_with_its_body_signature(http_server: Receiver) -> None:
     http_server.replies["feishu"] = (200, {"code": 0, "msg": "success", "data": {}})
     with WebhookChannel(format="feishu", guard=LOCAL) as channel:
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/feishu"), SECRET))
@@ -363,7 +280,7 @@ def test_feishu_format_posts_text_with_its_body_signature(http_server: _Recordin
     assert payload["sign"] == feishu_sign(SECRET, int(payload["timestamp"]))
 
 
-def test_feishu_without_a_secret_sends_no_bot_signature(http_server: _RecordingServer) -> None:
+def test_feishu_without_a_secret_sends_no_bot_signature(http_server: Receiver) -> None:
     http_server.replies["feishu"] = (200, {"code": 0, "msg": "success"})
     with WebhookChannel(format="feishu", guard=LOCAL) as channel:
         result = channel.send(make_message(), WebhookRecipient(http_server.url("/reply/feishu"), ""))
@@ -386,7 +303,7 @@ def test_feishu_without_a_secret_sends_no_bot_signature(http_server: _RecordingS
     ],
 )
 def test_bot_error_code_in_a_200_answer_is_a_failure(
-    http_server: _RecordingServer, fmt: str, reply: dict[str, Any], retryable: bool
+    http_server: Receiver, fmt: str, reply: dict[str, Any], retryable: bool
 ) -> None:
     http_server.replies["bot"] = (200, reply)
     with WebhookChannel(format=fmt, guard=LOCAL) as channel:  # type: ignore[arg-type]
@@ -669,7 +586,7 @@ def test_normalize_phone_accepts_mainland_mobiles_only(phone: str, normalized: s
     assert normalize_phone(phone) == normalized
 
 
-def test_gateway_receives_signed_json(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_gateway_receives_signed_json(http_server: Receiver, webhook: WebhookChannel) -> None:
     channel = SmsChannel(gateway_url=http_server.url("/ok"), secret="gw-secret", webhook=webhook)
 
     result = channel.send(make_message(url="https://hq.example/p/42"), SmsRecipient("+86 138 0013 8000"))
@@ -688,7 +605,7 @@ def test_gateway_receives_signed_json(http_server: _RecordingServer, webhook: We
     )
 
 
-def test_long_sms_is_reported_as_several_segments(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_long_sms_is_reported_as_several_segments(http_server: Receiver, webhook: WebhookChannel) -> None:
     channel = SmsChannel(
         gateway_url=http_server.url("/ok"), secret="gw-secret", webhook=webhook, shorten=lambda url: url
     )
@@ -701,7 +618,7 @@ def test_long_sms_is_reported_as_several_segments(http_server: _RecordingServer,
     assert payload["segments"] == len(sms_segments(payload["text"])) >= 2
 
 
-def test_sms_uses_the_shortener_for_the_link(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_sms_uses_the_shortener_for_the_link(http_server: Receiver, webhook: WebhookChannel) -> None:
     channel = SmsChannel(
         gateway_url=http_server.url("/ok"), secret="s", webhook=webhook, shorten=lambda url: "https://hq.cn/s/1"
     )
@@ -713,7 +630,7 @@ def test_sms_uses_the_shortener_for_the_link(http_server: _RecordingServer, webh
 
 @pytest.mark.parametrize("phone", ["12345", "12800138000", "139001380001", "abc"])
 def test_invalid_phone_is_dead_without_calling_the_gateway(
-    http_server: _RecordingServer, webhook: WebhookChannel, phone: str
+    http_server: Receiver, webhook: WebhookChannel, phone: str
 ) -> None:
     channel = SmsChannel(gateway_url=http_server.url("/ok"), secret="gw-secret", webhook=webhook)
 
@@ -724,7 +641,7 @@ def test_invalid_phone_is_dead_without_calling_the_gateway(
     assert http_server.requests == []
 
 
-def test_gateway_failure_is_classified_like_a_webhook(http_server: _RecordingServer, webhook: WebhookChannel) -> None:
+def test_gateway_failure_is_classified_like_a_webhook(http_server: Receiver, webhook: WebhookChannel) -> None:
     channel = SmsChannel(gateway_url=http_server.url("/status/503"), secret="gw-secret", webhook=webhook)
 
     result = channel.send(make_message(), SmsRecipient("13800138000"))

@@ -24,13 +24,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,6 +52,7 @@ from profiles.synth import synth_enterprises
 from push.jobs import FAN_OUT_JOB, fan_out_guard_id, fan_out_job
 from push.models import Delivery, PushPreference, Subscription
 from tests import factories
+from tests.support.receiver import Receiver, running
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -140,47 +139,10 @@ def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FreshDb]:
 # ---------------------------------------------------------------- real receivers
 
 
-class _Hook(BaseHTTPRequestHandler):
-    server: _HookServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.server.delay:
-            time.sleep(self.server.delay)
-        with self.server.lock:
-            self.server.received.append(self.headers.get("X-Huiqi-Delivery", ""))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-
-class _HookServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Hook)
-        self.received: list[str] = []
-        self.lock = threading.Lock()
-        self.delay = 0.0
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
 @pytest.fixture
-def hooks() -> Iterator[_HookServer]:
-    server = _HookServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def hooks() -> Iterator[Receiver]:
+    with running() as server:
+        yield server
 
 
 @dataclass
@@ -415,7 +377,7 @@ def all_done(fresh: FreshDb, world: World) -> bool:
     return len(rows) == len(world.expected) and all(status == "sent" for *_, status in rows)
 
 
-def assert_exactly_once_and_sent(fresh: FreshDb, world: World, hooks: _HookServer, mailbox: _Mailbox) -> None:
+def assert_exactly_once_and_sent(fresh: FreshDb, world: World, hooks: Receiver, mailbox: _Mailbox) -> None:
     rows = deliveries(fresh, world.policy_id)
     keys = Counter((eid, channel) for _, eid, channel, _ in rows)
     assert not [k for k, n in keys.items() if n > 1]  # the unique key holds
@@ -433,7 +395,7 @@ def assert_exactly_once_and_sent(fresh: FreshDb, world: World, hooks: _HookServe
     # Every row beyond the inbox reached its receiver; a receiver deduplicating by X-Huiqi-Delivery
     # sees each exactly once (a send cut short by a kill may have reached it before it was recorded).
     with hooks.lock:
-        hook_ids = set(hooks.received)
+        hook_ids = set(hooks.delivery_ids())
     assert hook_ids == {f"d{rid}" for rid, _, channel, _ in rows if channel == "webhook"}
     assert set(mailbox.received) == {f"d{rid}" for rid, _, channel, _ in rows if channel == "email"}
 
@@ -442,7 +404,7 @@ def assert_exactly_once_and_sent(fresh: FreshDb, world: World, hooks: _HookServe
 
 
 def test_a_worker_killed_in_the_middle_of_a_fan_out_is_finished_by_the_next(
-    fresh: FreshDb, hooks: _HookServer, smtp: tuple[_Mailbox, int], tmp_path: Path
+    fresh: FreshDb, hooks: Receiver, smtp: tuple[_Mailbox, int], tmp_path: Path
 ) -> None:
     mailbox, smtp_port = smtp
     world = build_world(fresh, hooks.url)
@@ -487,7 +449,7 @@ def test_a_worker_killed_in_the_middle_of_a_fan_out_is_finished_by_the_next(
 
 
 def test_a_worker_killed_while_sending_leaves_the_rest_to_the_next(
-    fresh: FreshDb, hooks: _HookServer, smtp: tuple[_Mailbox, int], tmp_path: Path
+    fresh: FreshDb, hooks: Receiver, smtp: tuple[_Mailbox, int], tmp_path: Path
 ) -> None:
     mailbox, smtp_port = smtp
     world = build_world(fresh, hooks.url)
@@ -508,11 +470,11 @@ def test_a_worker_killed_while_sending_leaves_the_rest_to_the_next(
             job_id=f"fanout-{world.policy_id}-v{world.version}",
         )
         # Kill the holder once the receiver has had some webhook deliveries, well before all.
-        assert wait_for(lambda: len(hooks.received) >= 10, timeout=60, interval=0.01), logs()
+        assert wait_for(lambda: len(hooks.delivery_ids()) >= 10, timeout=60, interval=0.01), logs()
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         with hooks.lock:
-            before_kill = len(hooks.received)
+            before_kill = len(hooks.delivery_ids())
         assert before_kill < world.webhook_rows
         assert count_rows(fresh, world.policy_id) == len(world.expected)  # the fan-out had finished
         pending = count_rows(fresh, world.policy_id, "webhook") - count_rows(fresh, world.policy_id, "webhook", "sent")
@@ -524,7 +486,7 @@ def test_a_worker_killed_while_sending_leaves_the_rest_to_the_next(
         assert_exactly_once_and_sent(fresh, world, hooks, mailbox)
         # What the killed worker had sent but not recorded went out again, under the same delivery id.
         with hooks.lock:
-            assert len(hooks.received) >= world.webhook_rows
+            assert len(hooks.delivery_ids()) >= world.webhook_rows
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=20) == 0, logs()
     finally:

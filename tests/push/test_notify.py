@@ -4,10 +4,7 @@ change notices, profile reminders and policy expiry — each exactly once per ke
 from __future__ import annotations
 
 import datetime as dt
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,6 +26,7 @@ from push.channels import SmsChannel, WebhookChannel, sms_length
 from push.models import Delivery, PushPreference
 from push.schemas import PreferencesIn
 from tests import factories
+from tests.support.receiver import Receiver, running
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -44,43 +42,10 @@ def at(*args: int) -> dt.datetime:
 # ---------------------------------------------------------------- a real local HTTP receiver
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.received.append(json.loads(body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-
-class _Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def receiver() -> Iterator[Receiver]:
+    with running() as server:
+        yield server
 
 
 @pytest.fixture
@@ -142,7 +107,7 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
     db: Session, matcher, test_settings, receiver, webhook
 ) -> None:  # type: ignore[no-untyped-def]
     with time_machine.travel(at(2026, 11, 23, 7, 30), tick=False) as clock:
-        firm = _firm(db, channels=["inbox", "webhook"], frequency="daily", webhook_url=receiver.url)
+        firm = _firm(db, channels=["inbox", "webhook"], frequency="daily", webhook_url=receiver.url("/hook"))
         first = factories.make_policy(db, publish=True, apply_end_on=dt.date(2026, 12, 23))
         other = factories.make_policy(db, publish=True, apply_end_on=dt.date(2026, 12, 24))
         fanout.fan_out_policy(db=db, matcher=matcher, policy_id=first.id)
@@ -153,7 +118,7 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
 
         # The sender leaves held rows alone, even long after their nominal time.
         sent = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=at(2026, 11, 24, 12))
-        assert sent["picked"] == 0 and not receiver.received
+        assert sent["picked"] == 0 and not receiver.bodies()
 
         clock.move_to(at(2026, 11, 23, 8, 59))
         digests.run_digests(db=db, now=utcnow(), settings=test_settings)
@@ -179,7 +144,7 @@ def test_daily_digest_fires_at_nine_local_once_per_day_and_is_sent_as_one_messag
         # Sent as one message through the firm's channel.
         counts = sender.send_due(db=db, channels={"webhook": webhook}, settings=test_settings, now=utcnow())
         assert counts["sent"] == 1 and digest.status == "sent"
-        (payload,) = receiver.received
+        (payload,) = receiver.bodies()
         assert payload["kind"] == "digest" and len(payload["data"]["policies"]) == 2
 
         # Later that day: a new match waits for tomorrow, however often the job runs.
@@ -360,7 +325,7 @@ def test_one_firm_with_broken_data_does_not_stop_the_others_reminders(db: Sessio
 
 
 def test_quiet_hours_delay_the_sms_until_they_end(db: Session, matcher, test_settings, receiver, webhook) -> None:  # type: ignore[no-untyped-def]
-    gateway = SmsChannel(gateway_url=receiver.url, secret="gw-secret", webhook=webhook)
+    gateway = SmsChannel(gateway_url=receiver.url("/hook"), secret="gw-secret", webhook=webhook)
     with time_machine.travel(at(2026, 11, 13, 9, 0), tick=False) as clock:
         policy = factories.make_policy(
             db, publish=True, apply_start_on=dt.date(2026, 11, 1), apply_end_on=dt.date(2026, 11, 20)
@@ -376,14 +341,14 @@ def test_quiet_hours_delay_the_sms_until_they_end(db: Session, matcher, test_set
 
         clock.move_to(at(2026, 11, 13, 10, 29))
         early = sender.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
-        assert rows["sms"].status == "pending" and not receiver.received
+        assert rows["sms"].status == "pending" and not receiver.bodies()
         assert early["sent"] == 0
 
         clock.move_to(at(2026, 11, 13, 10, 30))
         sender.send_due(db=db, channels={"sms": gateway}, settings=test_settings, now=utcnow())
 
     assert rows["sms"].status == "sent"
-    (sms,) = receiver.received
+    (sms,) = receiver.bodies()
     assert sms["phone"] == "13912345678" and sms["text"].startswith("【惠企】申报截止提醒")
     assert sms_length(sms["text"]) <= 70 * sms["segments"]
 

@@ -7,11 +7,7 @@ import datetime as dt
 import html
 import json
 import re
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -31,6 +27,7 @@ from push.models import Delivery, PushPreference, Subscription
 from push.router import router as push_router
 from push.schemas import PreferencesIn, SubscriptionIn
 from tests import factories
+from tests.support.receiver import Receiver, running
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -41,47 +38,10 @@ LOCAL = AddressGuard("127.0.0.1/32")
 # ---------------------------------------------------------------- a real local HTTP server
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Answers /ok with 200 and /status/<code> with that status."""
-
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append((self.path, dict(self.headers), body))
-        parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
-        status = int(parts[1]) if parts[0] == "status" else 200
-        payload = "失败原因：测试".encode() if status >= 300 else b'{"id":"rcv-1"}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
 @pytest.fixture
-def http_server() -> Iterator[_Server]:
-    server = _Server()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def http_server() -> Iterator[Receiver]:
+    with running() as server:
+        yield server
 
 
 @pytest.fixture
@@ -222,8 +182,8 @@ def test_send_due_delivers_through_a_real_webhook(db: Session, matcher, test_set
     assert counts["sent"] >= 1
     assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
     assert row.sent_at is not None
-    (path, headers, body) = next(r for r in http_server.requests if r[1].get("X-Huiqi-Delivery") == f"d{row.id}")
-    assert headers["X-Huiqi-Signature"].startswith("sha256=")
+    (path, headers, body) = next(r for r in http_server.requests if r.headers.get("x-huiqi-delivery") == f"d{row.id}")
+    assert headers["x-huiqi-signature"].startswith("sha256=")
     # The link is tracked: following it records the click and lands on the policy.
     link = json.loads(body)["url"]
     assert "/api/v1/push/r/" in link

@@ -17,7 +17,8 @@ from push.models import PushPreference
 from push.schemas import PreferencesIn
 from tests import factories
 from tests.push.test_channels import SECRET, make_message
-from tests.push.test_service import _pending_webhook_row, _Server, http_server  # noqa: F401 - fixture
+from tests.push.test_service import _pending_webhook_row, http_server  # noqa: F401 - fixture
+from tests.support.receiver import Receiver
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 # Each is refused: loopback (outside the tests' 127.0.0.1/32 allow-list), metadata, private, IPv6 loopback,
@@ -98,7 +99,7 @@ def test_a_stored_internal_url_is_refused_again_at_delivery(
     db: Session,
     matcher,  # type: ignore[no-untyped-def]
     test_settings,  # type: ignore[no-untyped-def]
-    http_server: _Server,  # noqa: F811
+    http_server: Receiver,  # noqa: F811
 ) -> None:
     """A URL that got in before the check (or whose name now resolves inside) is checked when connecting."""
     row = _pending_webhook_row(db, matcher, http_server.url("/status/500"))  # saved through the tests' allow-list
@@ -109,7 +110,7 @@ def test_a_stored_internal_url_is_refused_again_at_delivery(
     assert row.status == "dead" and "内网" in (row.last_error or "")
 
 
-def test_the_remote_body_is_never_stored(db: Session, matcher, test_settings, http_server: _Server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_remote_body_is_never_stored(db: Session, matcher, test_settings, http_server: Receiver) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     row = _pending_webhook_row(db, matcher, http_server.url("/status/500"))
     with WebhookChannel(timeout=2.0, guard=AddressGuard("127.0.0.1/32")) as channel:
         sender.send_due(db=db, channels={"webhook": channel}, settings=test_settings)
@@ -138,7 +139,7 @@ def pinned() -> Iterator[_PinnedResolver]:
 
 
 def test_delivery_connects_to_the_checked_address_with_the_names_host_header(
-    http_server: _Server,  # noqa: F811
+    http_server: Receiver,  # noqa: F811
     pinned: _PinnedResolver,
 ) -> None:
     """DNS rebinding: the connection goes to the address that was checked, not to a second lookup's answer."""
@@ -148,7 +149,7 @@ def test_delivery_connects_to_the_checked_address_with_the_names_host_header(
     assert result.ok, result.detail
     assert pinned.lookups == 1
     ((path, headers, _),) = http_server.requests
-    assert path == "/ok" and headers["Host"] == f"hooks.firm.example:{port}"
+    assert path == "/ok" and headers["host"] == f"hooks.firm.example:{port}"
 
 
 def test_unresolvable_name_is_retried_not_sent(pinned: _PinnedResolver) -> None:

@@ -31,7 +31,14 @@ from desk import handling, intake
 from desk.models import Case
 from desk.schemas import CaseIn
 from profiles import demo as profiles_demo
-from tests.web.browser_support import SIZES, LiveSite, launched_chromium, require_chromium, watch_errors
+from tests.web.browser_support import (
+    SIZES,
+    LiveSite,
+    add_page_style,
+    launched_chromium,
+    require_chromium,
+    watch_errors,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ux"
 PASSWORDS = {
@@ -102,7 +109,7 @@ def page(browser: Any, site: LiveSite) -> Iterator[Any]:
 
 def shoot(page: Any, name: str) -> None:
     """Screenshot the page at phone and desktop width (full page); nothing may scroll sideways."""
-    page.add_style_tag(content=".sticky-actions, .site-header { position: static !important; }")
+    remove_style = add_page_style(page, ".sticky-actions, .site-header { position: static !important; }")
     for label, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
         page.evaluate("window.scrollTo(0, 0)")
@@ -111,6 +118,7 @@ def shoot(page: Any, name: str) -> None:
         assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {width}px"
         page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size({"width": 1366, "height": 900})
+    remove_style()
 
 
 def sign_in(page: Any, username: str) -> None:
@@ -208,7 +216,9 @@ def test_calculator_shows_every_error_in_place_and_finds_industries_by_words(pag
     field = page.get_by_label("所属行业")
     field.fill("")
     field.press_sequentially("软件开发", delay=30)
-    page.wait_for_function("[...document.querySelectorAll('#industry-list option')].some(o => o.value === 'I6513')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#industry-list option')].some(o => o.value === 'I6513')"
+    )
     field.fill("I6513")
     page.get_by_label("从业人数（人）").fill("30")
     page.get_by_role("button", name="计算可享受的政策").click()
