@@ -83,7 +83,7 @@ class Receiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[Recorded] = []
         self.replies: dict[str, tuple[int, Any]] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entrant: tests may hold it around bodies() or delivery_ids()
         self.delay = 0.0
 
     def url(self, path: str = "/ok") -> str:
