@@ -24,7 +24,7 @@ from push.messages import POLICY_PATH, RECOMMENDATIONS_PATH, cn_date, link
 from push.models import Delivery, PushPreference
 from push.outbox import insert_deliveries
 from push.rules import digest_period, to_local
-from push.scheduled import already_decided, base_row, candidates, channel_rows, lock_firm, other_channels, process_items
+from push.scheduled import already_decided, base_row, channel_rows, lock_firm, other_channels, run_scheduled
 
 DIGEST_LABELS = {"daily": "每日汇总", "weekly": "每周汇总"}
 
@@ -194,12 +194,14 @@ def run_digests(
     base_url: str = "",
 ) -> ItemsReport:
     """Write every due digest, one firm at a time (a failing firm is logged and retried next run)."""
-    items = candidates(digest_candidates, db=db, database=database, now=now, settings=settings)
-    return process_items(
-        items,
-        lambda s, item: send_digest(db=s, item=item, now=now, settings=settings, base_url=base_url),
+    return run_scheduled(
+        digest_candidates,
+        send_digest,
         name="push.digests",
         key=lambda item: f"enterprise {item.enterprise_id} {item.period}",
+        now=now,
+        settings=settings,
         db=db,
         database=database,
+        base_url=base_url,
     )

@@ -32,7 +32,7 @@ from push.messages import POLICY_PATH, PROFILE_PATH, cn_date, link
 from push.models import Delivery, PushPreference
 from push.outbox import insert_deliveries
 from push.rules import local_tz, months_before, to_local, window_open
-from push.scheduled import already_decided, base_row, candidates, channel_rows, lock_firm, process_items
+from push.scheduled import already_decided, base_row, channel_rows, lock_firm, run_scheduled
 
 # Latest feedback that stops deadline reminders: the firm has applied, or does not care.
 NO_REMINDER_FEEDBACK = ("applied", "not_relevant")
@@ -169,14 +169,16 @@ def run_reminders(
     base_url: str = "",
 ) -> ItemsReport:
     """Write every due deadline reminder, one policy at a time."""
-    items = candidates(reminder_candidates, db=db, database=database, now=now, settings=settings)
-    return process_items(
-        items,
-        lambda s, item: send_reminders(db=s, item=item, now=now, settings=settings, base_url=base_url),
+    return run_scheduled(
+        reminder_candidates,
+        send_reminders,
         name="push.deadline_reminders",
         key=lambda item: f"policy {item.policy_id} {item.dedupe_key}",
+        now=now,
+        settings=settings,
         db=db,
         database=database,
+        base_url=base_url,
     )
 
 
@@ -333,12 +335,14 @@ def run_profile_reminders(
     base_url: str = "",
 ) -> ItemsReport:
     """Write this period's profile reminders, one firm at a time."""
-    items = candidates(profile_candidates, db=db, database=database, now=now, settings=settings)
-    return process_items(
-        items,
-        lambda s, item: send_profile_reminder(db=s, item=item, now=now, settings=settings, base_url=base_url),
+    return run_scheduled(
+        profile_candidates,
+        send_profile_reminder,
         name="push.profile_reminders",
         key=lambda item: f"enterprise {item.enterprise_id} {item.period}",
+        now=now,
+        settings=settings,
         db=db,
         database=database,
+        base_url=base_url,
     )

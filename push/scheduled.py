@@ -175,3 +175,27 @@ def candidates(
     if db is None:
         raise ValueError("give db or database")
     return select_items(db=db, **kw)
+
+
+def run_scheduled(
+    select_items: Callable[..., list[T]],
+    send: Callable[..., int],
+    *,
+    name: str,
+    key: Callable[[T], object],
+    now: dt.datetime,
+    settings: Settings,
+    db: Session | None,
+    database: Database | None,
+    base_url: str,
+) -> ItemsReport:
+    """Find the due items of one kind of scheduled notice, then write each (a failing item is logged, the rest go on)."""
+    items = candidates(select_items, db=db, database=database, now=now, settings=settings)
+    return process_items(
+        items,
+        lambda s, item: send(db=s, item=item, now=now, settings=settings, base_url=base_url),
+        name=name,
+        key=key,
+        db=db,
+        database=database,
+    )
