@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
+from auth.demo import DEMO_USERS
 from core.config import Settings
 from core.db import Database
 
@@ -179,3 +180,17 @@ def add_page_style(page: Any, css: str) -> Any:
     return lambda: page.evaluate(
         "() => { document.adoptedStyleSheets = document.adoptedStyleSheets.filter(s => !s.__test); }"
     )
+
+
+# The demo users' passwords (auth/demo.py, development only), by username.
+DEMO_PASSWORDS = {user[0]: user[1] for user in DEMO_USERS}
+
+
+def sign_in(page: Any, username: str, password: str | None = None) -> None:
+    """Sign in through the login form (signing out whoever was in); a demo user's password by default."""
+    page.context.clear_cookies()
+    page.goto("/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password or DEMO_PASSWORDS[username])
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(lambda url: "/login" not in url)

@@ -51,18 +51,13 @@ from tests.web.browser_support import (
     launched_chromium,
     reload_until,
     require_chromium,
+    sign_in,
     watch_errors,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-staff"
 DEMO_FIRMS = 12
 ZHONGSHAN_POLICIES = 20
-PASSWORDS = {
-    "curator": "Huiqi@curator2026",
-    "supervisor": "Huiqi@super2026",
-    "desk_kjj": "Huiqi@desk2026",
-    "firm": "Huiqi@firm2026",
-}
 REWARD_POLICY = "中山市高新技术企业认定奖励"  # handled by 市科技局, the desk_kjj officer's department
 
 pytestmark = pytest.mark.slow
@@ -154,16 +149,6 @@ def shoot(page: Any, name: str) -> None:
         assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {width}px"
         page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size({"width": 1366, "height": 900})
-
-
-def sign_in(page: Any, username: str) -> None:
-    """Sign in through the login form as one of the demo users (signing out whoever was in)."""
-    page.context.clear_cookies()
-    page.goto("/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORDS[username])
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def _engine_counts(site: LiveSite, rules: dict[str, Any]) -> dict[str, int]:

@@ -37,16 +37,11 @@ from tests.web.browser_support import (
     add_page_style,
     launched_chromium,
     require_chromium,
+    sign_in,
     watch_errors,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-ux"
-PASSWORDS = {
-    "curator": "Huiqi@curator2026",
-    "supervisor": "Huiqi@super2026",
-    "desk_kjj": "Huiqi@desk2026",
-    "firm": "Huiqi@firm2026",
-}
 
 pytestmark = pytest.mark.slow
 
@@ -119,15 +114,6 @@ def shoot(page: Any, name: str) -> None:
         page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size({"width": 1366, "height": 900})
     remove_style()
-
-
-def sign_in(page: Any, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto("/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORDS[username])
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def _file_case(site: LiveSite, department_code: str, content: str) -> tuple[int, str]:
