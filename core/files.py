@@ -103,7 +103,8 @@ def safe_display_name(name: str | None, file_type: FileType | None = None) -> st
     an empty result becomes 附件 plus the type's extension."""
     text = unicodedata.normalize("NFC", name or "")
     text = re.split(r"[/\\]", text)[-1]  # the last path part, whatever the client's separator
-    text = "".join(" " if ch.isspace() else ch for ch in text if not unicodedata.category(ch).startswith("C"))
+    text = "".join(" " if ch.isspace() else ch for ch in text)  # CR, LF, tabs: one space
+    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
     text = _UNSAFE_NAME_CHARS.sub("_", text)
     text = re.sub(r"\s+", " ", text).strip().lstrip(".").strip()
     stem, dot, ext = text.rpartition(".")
