@@ -62,11 +62,17 @@ def replace_policy_attachment(
     user: Principal | None,
     settings: Settings,
 ) -> Attachment:
-    """Replace an attachment's file (same kind): the new one is stored and recorded, then the old one deleted."""
-    old = files.get_for(session, owner_kind=POLICY, owner_id=policy_id, attachment_id=attachment_id)
-    kind = old.kind
-    files.delete(session, settings=settings, attachment=old)  # its object goes once the transaction commits
-    return attach_to_policy(session, policy_id=policy_id, kind=kind, name=name, data=data, user=user, settings=settings)
+    """Replace an attachment's file: same id and kind, the new file's name, type and size."""
+    row = files.get_for(session, owner_kind=POLICY, owner_id=policy_id, attachment_id=attachment_id)
+    return files.replace(
+        session,
+        settings=settings,
+        attachment=row,
+        name=name,
+        data=data,
+        user_id=user.user_id if user else None,
+        uploader_role=str(user.role) if user else None,
+    )
 
 
 def delete_policy_attachment(session: Session, *, policy_id: int, attachment_id: int, settings: Settings) -> None:

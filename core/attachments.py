@@ -197,6 +197,25 @@ def get_for(session: Session, *, owner_kind: OwnerKind, owner_id: int, attachmen
     return row
 
 
+def _store_checked(store: BlobStore, *, owner_kind: str, owner_id: int, data: bytes, checked: CheckedFile) -> str:
+    key = new_key(owner_kind, owner_id)
+    store.put(key, io.BytesIO(data), content_type=checked.file_type.content_type)  # fails: nothing recorded
+    return key
+
+
+def _flush_or_remove(session: Session, store: BlobStore, key: str, row: Attachment | None = None) -> None:
+    """Flush what was recorded of a stored object; if the flush fails, remove the object at once."""
+    try:
+        session.flush()
+    except BaseException:
+        if row is not None:
+            with contextlib.suppress(Exception):
+                session.expunge(row)
+        _remove(store, key)
+        raise
+    _pending(session).stored.append((store, key))
+
+
 def save(
     session: Session,
     *,
@@ -216,13 +235,13 @@ def save(
         select(func.count()).where(Attachment.owner_kind == owner_kind, Attachment.owner_id == owner_id)
     )
     if (count or 0) >= settings.attachment_max_per_object:
-        reason = f"每{'条政策' if owner_kind == OwnerKind.policy else '个工单'}最多 {settings.attachment_max_per_object} 个附件"
+        what = "每条政策" if owner_kind == OwnerKind.policy else "每个工单"
+        reason = f"{what}最多 {settings.attachment_max_per_object} 个附件"
         raise Conflict(
             f"附件数量已达上限：{reason}", code="file.too_many", errors=[FieldError("file", reason, "file.too_many")]
         )
     store = store or store_for(settings)
-    key = new_key(owner_kind.value, owner_id)
-    store.put(key, io.BytesIO(data), content_type=checked.file_type.content_type)  # fails: nothing inserted
+    key = _store_checked(store, owner_kind=owner_kind.value, owner_id=owner_id, data=data, checked=checked)
     row = Attachment(
         owner_kind=owner_kind.value,
         owner_id=owner_id,
@@ -235,16 +254,40 @@ def save(
         uploaded_by_id=user_id,
         uploader_role=uploader_role,
     )
-    try:
-        session.add(row)
-        session.flush()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            session.expunge(row)
-        _remove(store, key)
-        raise
-    _pending(session).stored.append((store, key))
+    session.add(row)
+    _flush_or_remove(session, store, key, row)
     return row
+
+
+def replace(
+    session: Session,
+    *,
+    settings: Settings,
+    attachment: Attachment,
+    name: str | None,
+    data: bytes,
+    user_id: int | None,
+    uploader_role: str | None = None,
+    store: BlobStore | None = None,
+) -> Attachment:
+    """Put a new file in an attachment's place (same id and kind); the old object goes once this commits."""
+    checked = check_file(name=name, data=data, settings=settings)
+    store = store or store_for(settings)
+    old_key = attachment.storage_key
+    key = _store_checked(
+        store, owner_kind=attachment.owner_kind, owner_id=attachment.owner_id, data=data, checked=checked
+    )
+    attachment.display_name = checked.display_name
+    attachment.content_type = checked.file_type.content_type
+    attachment.size = len(data)
+    attachment.sha256 = hashlib.sha256(data).hexdigest()
+    attachment.storage_key = key
+    attachment.uploaded_by_id = user_id
+    attachment.uploader_role = uploader_role
+    attachment.created_at = utcnow()
+    _flush_or_remove(session, store, key)
+    _pending(session).deleted.append((store, old_key))
+    return attachment
 
 
 def delete(session: Session, *, settings: Settings, attachment: Attachment, store: BlobStore | None = None) -> None:
