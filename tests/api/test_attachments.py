@@ -341,3 +341,14 @@ def test_any_upload_to_a_real_policy_answers_without_a_server_error(
             client.delete(f"/api/v1/policies/{pid}/attachments/{r.json()['id']}", headers=people["curator"]).status_code
             == 204
         )
+
+
+def test_deleting_a_draft_deletes_its_files(
+    client: TestClient, people: dict[str, Any], test_settings: Settings, db: Session
+) -> None:
+    pid = people["draft"].id
+    made = _attach_policy(client, people, pid, "原文.pdf", sf.pdf(), "original").json()
+    key = db.get(Attachment, made["id"]).storage_key  # type: ignore[union-attr]
+    assert store_for(test_settings).exists(key)
+    assert client.delete(f"/api/v1/policies/{pid}", headers=people["curator"]).status_code == 204
+    assert db.get(Attachment, made["id"]) is None and not store_for(test_settings).exists(key)
