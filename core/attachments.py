@@ -6,8 +6,8 @@ rules: it checks the file (type by content, size, count per owner), stores it un
 keeps the sanitised original name, and keeps the store and the table in step:
 
 - the bytes are stored first; if the store fails nothing is inserted;
-- if the insert fails the stored object is removed at once, and if the transaction is rolled back
-  later the objects it stored are removed then (a session event);
+- if the insert fails the stored object is removed at once, and if the transaction (or a savepoint
+  inside it) is rolled back later, the objects stored in it are removed then (session events);
 - a deleted attachment's object is removed only after the deleting transaction commits.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import ForeignKey, Index, Integer, String, event, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from core.config import Settings
 from core.db import Base, utcnow
@@ -89,18 +89,30 @@ class Attachment(Base):
 
 @dataclass
 class _Pending:
-    stored: list[tuple[BlobStore, str]] = field(default_factory=list)  # remove on rollback
-    deleted: list[tuple[BlobStore, str]] = field(default_factory=list)  # remove on commit
+    """Objects to remove when their transaction ends: (transaction, store, key)."""
+
+    stored: list[tuple[SessionTransaction, BlobStore, str]] = field(default_factory=list)  # on rollback
+    deleted: list[tuple[SessionTransaction, BlobStore, str]] = field(default_factory=list)  # on commit
 
 
 _INFO_KEY = "huiqi_attachment_blobs"
 
 
-def _pending(session: Session) -> _Pending:
+def _remember(session: Session, which: str, store: BlobStore, key: str) -> None:
     pending = session.info.get(_INFO_KEY)
     if pending is None:
         pending = session.info[_INFO_KEY] = _Pending()
-    return pending
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    assert transaction is not None  # called after a flush, inside a transaction
+    getattr(pending, which).append((transaction, store, key))
+
+
+def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ended:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def _remove(store: BlobStore, key: str) -> None:
@@ -113,14 +125,23 @@ def _remove(store: BlobStore, key: str) -> None:
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     pending = session.info.pop(_INFO_KEY, None)
-    for store, key in pending.deleted if pending else ():
+    for _, store, key in pending.deleted if pending else ():
         _remove(store, key)
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    pending = session.info.pop(_INFO_KEY, None)
-    for store, key in pending.stored if pending else ():
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    # Every rollback, a savepoint's too: what was stored inside the rolled-back transaction goes, and
+    # deletions made inside it are forgotten; the enclosing transaction's own work stays pending.
+    pending = session.info.get(_INFO_KEY)
+    if pending is None:
+        return
+    gone = [(store, key) for tx, store, key in pending.stored if _within(tx, previous_transaction)]
+    pending.stored = [e for e in pending.stored if not _within(e[0], previous_transaction)]
+    pending.deleted = [e for e in pending.deleted if not _within(e[0], previous_transaction)]
+    if not pending.stored and not pending.deleted:
+        session.info.pop(_INFO_KEY, None)
+    for store, key in gone:
         _remove(store, key)
 
 
@@ -213,7 +234,7 @@ def _flush_or_remove(session: Session, store: BlobStore, key: str, row: Attachme
                 session.expunge(row)
         _remove(store, key)
         raise
-    _pending(session).stored.append((store, key))
+    _remember(session, "stored", store, key)
 
 
 def save(
@@ -286,7 +307,7 @@ def replace(
     attachment.uploader_role = uploader_role
     attachment.created_at = utcnow()
     _flush_or_remove(session, store, key)
-    _pending(session).deleted.append((store, old_key))
+    _remember(session, "deleted", store, old_key)
     return attachment
 
 
@@ -295,7 +316,7 @@ def delete(session: Session, *, settings: Settings, attachment: Attachment, stor
     key = attachment.storage_key
     session.delete(attachment)
     session.flush()
-    _pending(session).deleted.append((store or store_for(settings), key))
+    _remember(session, "deleted", store or store_for(settings), key)
 
 
 def delete_all(session: Session, *, settings: Settings, owner_kind: OwnerKind, owner_id: int) -> int:

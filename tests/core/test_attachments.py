@@ -288,3 +288,20 @@ def test_count_per_owner_is_limited(db: Session, settings: Settings, tmp_path: P
         _save(db, settings, store, owner_id=42)
     assert info.value.code == "file.too_many" and "3" in info.value.message
     _save(db, settings, store, owner_id=43)  # another owner is not affected
+
+
+def test_a_rolled_back_savepoint_removes_only_what_was_stored_inside_it(
+    db: Session, settings: Settings, tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "blobs")
+    db.commit()
+    outer = _save(db, settings, store, owner_id=7)
+    savepoint = db.begin_nested()
+    inner = _save(db, settings, store, owner_id=7)
+    savepoint.rollback()
+    assert store.exists(outer.storage_key) and not store.exists(inner.storage_key)
+    with db.begin_nested():  # a released savepoint keeps its file until the whole transaction ends
+        kept = _save(db, settings, store, owner_id=7)
+    db.commit()
+    assert store.exists(outer.storage_key) and store.exists(kept.storage_key)
+    assert {r.id for r in attachments.list_for(db, owner_kind=OwnerKind.policy, owner_id=7)} == {outer.id, kept.id}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,16 +20,28 @@ class S3Server:
     secret_access_key: str = SECRET
 
 
+def _port() -> int:
+    """Return S3_PORT, or a free port when it is taken (another xdist worker's server)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", S3_PORT))
+            return S3_PORT
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+
 @contextlib.contextmanager
 def running_s3(bucket: str = "huiqi-attachments") -> Iterator[S3Server]:
     """Start moto's S3 server, make the bucket, and stop the server afterwards."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
+    port = _port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        endpoint = f"http://127.0.0.1:{S3_PORT}"
+        endpoint = f"http://127.0.0.1:{port}"
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
