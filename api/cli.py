@@ -147,6 +147,7 @@ def demo(
         with progress() as bar:
             task = bar.add_task("加载演示政策", total=None)
             counts = catalog_demo.load_demo_catalog(db=db, actor=None)
+            counts["attachments"] = catalog_demo.load_demo_attachments(db=db, settings=settings)
             bar.update(task, total=1, completed=1)
             task = bar.add_task("生成演示企业", total=None)
             n = profiles_demo.load_demo_enterprises(db=db, count=enterprises)
@@ -175,6 +176,7 @@ def demo(
         "expired": "　　其中已过期",
         "policies_draft": "　其中草稿",
         "policies_withdrawn": "　其中撤回",
+        "attachments": "政策附件（演示申请表）",
         "enterprises": "企业",
         "users": "演示用户",
         "faq": "服务台常见问题",

@@ -3,7 +3,9 @@
 - `SecurityHeaders`: a strict Content-Security-Policy (a fresh nonce per request, no inline handlers,
   no third-party origins), nosniff, no framing and a same-origin referrer on every response.
 - `BodyLimit`: a request body past HUIQI_UPLOAD_MAX_MB is refused (413) by its Content-Length before
-  a byte is read, or as soon as the bytes streamed in pass the limit (chunked or lying bodies).
+  a byte is read, or as soon as the bytes streamed in pass the limit (chunked or lying bodies). Every
+  upload passes it first: import files are then held to the same limit (core.deps.read_upload) and
+  attachments to HUIQI_ATTACHMENT_MAX_MB, which settings keep at or below it (core.deps.read_attachment).
 - `RefuseNul`: a NUL character in the path, a query parameter, a JSON body or a form field, or a JSON
   integer past 2**53 - 1, is refused (422 naming the field) before any route sees it: PostgreSQL
   cannot store NUL in text, and no database column holds such an integer.
@@ -86,11 +88,11 @@ class SecurityHeaders:
 _MULTIPART_SLACK = 256 * 1024
 
 
-def _too_large(limit_mb: int) -> dict[str, Any]:
+def _too_large(limit_mb: int, attachment_mb: int) -> dict[str, Any]:
     reason = f"请求内容超过 {limit_mb} MB 的上限"
     return {
         "code": "payload_too_large",
-        "message": f"{reason}，请拆分后分批导入",
+        "message": f"{reason}：导入文件请拆分后分批导入，附件每个不超过 {attachment_mb} MB",
         "errors": [{"field": "body", "reason": reason, "code": "payload_too_large"}],
     }
 
@@ -125,7 +127,9 @@ class BodyLimit:
         if declared is not None and (declared < 0 or declared > limit):
             status = 413 if declared > limit else 400
             body = (
-                _too_large(limit_mb) if status == 413 else {"code": "bad_request", "message": "Content-Length 不正确"}
+                _too_large(limit_mb, self.settings.attachment_max_mb)
+                if status == 413
+                else {"code": "bad_request", "message": "Content-Length 不正确"}
             )
             await JSONResponse(body, status_code=status, headers={"Connection": "close"})(scope, receive, send)
             return
@@ -137,7 +141,9 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise StarletteHTTPException(413, detail=_too_large(limit_mb)["message"])
+                    raise StarletteHTTPException(
+                        413, detail=_too_large(limit_mb, self.settings.attachment_max_mb)["message"]
+                    )
             return message
 
         await self.app(scope, counted_receive, send)

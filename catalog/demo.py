@@ -11,9 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from auth.service import Principal
-from catalog import service
+from catalog import attachments, service
 from catalog.models import Category, Department, Policy, Tag, TagKind, Topic
 from catalog.schemas import PolicyIn
+from core import tabular
+from core.config import Settings
 
 DATE_FIELDS = ("apply_start_on", "apply_end_on", "valid_from_on", "valid_to_on")
 POLICY_FILES = ("policies_a.json", "policies_b.json")
@@ -98,3 +100,41 @@ def load_demo_catalog(*, db: Session, actor: Principal | None, today: dt.date | 
 def department_ids(*, db: Session) -> dict[str, int]:
     """Return every department's id by its code."""
     return dict(db.execute(select(Department.code, Department.id)).tuples().all())
+
+
+DEMO_FORM_COLUMNS = (
+    "企业名称",
+    "统一社会信用代码",
+    "所属行业",
+    "申请事项",
+    "申请金额（万元）",
+    "联系人",
+    "联系电话",
+    "备注",
+)
+
+
+def load_demo_attachments(*, db: Session, settings: Settings, limit: int = 8) -> int:
+    """Attach a 申请表 (an XLSX form to fill in, written by the project's one spreadsheet writer) to the first
+    published application-type policies, so the policy pages and the editor show downloads; return how many."""
+    policies = db.scalars(
+        select(Policy)
+        .where(Policy.status == "published", Policy.policy_type == "application")
+        .order_by(Policy.id)
+        .limit(limit)
+    )
+    made = 0
+    for policy in policies:
+        sample = ["（企业全称）", "（18 位代码）", "", policy.title, "", "", "", ""]
+        data = tabular.write_xlsx(DEMO_FORM_COLUMNS, [sample], "申请表")
+        attachments.attach_to_policy(
+            db,
+            policy_id=policy.id,
+            kind="form",
+            name=f"{policy.title}申请表.xlsx",
+            data=data,
+            user=None,
+            settings=settings,
+        )
+        made += 1
+    return made

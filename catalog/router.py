@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
 from pydantic import AfterValidator
 
 from auth.deps import AdminUser, CuratorUser, PublicUser, StaffUser, public
+from catalog import attachments as policy_files
 from catalog import rules as rules_mod
 from catalog import service
 from catalog.models import (
@@ -44,8 +45,10 @@ from catalog.schemas import (
     TopicOut,
 )
 from core import codes, events
-from core.deps import AppDatabase, DbSession, Paging
-from core.schemas import Id, Page
+from core.attachments import Attachment
+from core.deps import AppDatabase, AppSettings, DbSession, Paging, UploadedAttachment, attachment_openapi
+from core.responses import DOWNLOAD_RESPONSES, download_response
+from core.schemas import AttachmentOut, Id, Page
 
 router = APIRouter()
 
@@ -232,10 +235,107 @@ def update_policy(db: DbSession, actor: CuratorUser, policy_id: Id, policy_in: P
 
 
 @router.delete("/policies/{policy_id}", status_code=204, tags=["政策"])
-def delete_policy(db: DbSession, actor: CuratorUser, policy_id: Id) -> Response:
-    """Delete a never-published draft."""
-    service.delete_policy(db=db, policy_id=policy_id)
+def delete_policy(db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: Id) -> Response:
+    """Delete a never-published draft (and its attachments)."""
+    service.delete_policy(db=db, policy_id=policy_id, settings=settings)
     return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- attachments (申报指南 / 申请表 / 政策原文)
+
+
+def attachment_out(row: Attachment) -> AttachmentOut:
+    """Describe a policy attachment with its download address."""
+    return AttachmentOut(
+        id=row.id,
+        kind=row.kind,
+        kind_label=row.kind_label,
+        name=row.display_name,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        created_at=row.created_at,
+        download_url=f"/api/v1/policies/{row.owner_id}/attachments/{row.id}/download",
+    )
+
+
+@router.get("/policies/{policy_id}/attachments", response_model=list[AttachmentOut], tags=["政策"])
+def list_policy_attachments(db: DbSession, actor: PublicUser, policy_id: Id) -> list[AttachmentOut]:
+    """List a policy's attachments (anyone who may see the policy)."""
+    return [attachment_out(r) for r in policy_files.list_policy_attachments(db, policy_id=policy_id, actor=actor)]
+
+
+@router.post(
+    "/policies/{policy_id}/attachments",
+    response_model=AttachmentOut,
+    status_code=201,
+    tags=["政策"],
+    openapi_extra=attachment_openapi(with_kind=True),
+)
+def add_policy_attachment(
+    db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: Id, upload: UploadedAttachment
+) -> AttachmentOut:
+    """Attach a 申报指南 / 申请表 / 政策原文 (PDF, DOCX, XLSX, PNG, JPEG; type checked by content)."""
+    row = policy_files.attach_to_policy(
+        db,
+        policy_id=policy_id,
+        kind=upload.kind or "",
+        name=upload.filename,
+        data=upload.data,
+        user=actor,
+        settings=settings,
+    )
+    return attachment_out(row)
+
+
+@router.put(
+    "/policies/{policy_id}/attachments/{attachment_id}",
+    response_model=AttachmentOut,
+    tags=["政策"],
+    openapi_extra=attachment_openapi(with_kind=False),
+)
+def replace_policy_attachment(
+    db: DbSession,
+    settings: AppSettings,
+    actor: CuratorUser,
+    policy_id: Id,
+    attachment_id: Id,
+    upload: UploadedAttachment,
+) -> AttachmentOut:
+    """Replace an attachment's file (the kind stays; the new file gets a new id)."""
+    row = policy_files.replace_policy_attachment(
+        db,
+        policy_id=policy_id,
+        attachment_id=attachment_id,
+        name=upload.filename,
+        data=upload.data,
+        user=actor,
+        settings=settings,
+    )
+    return attachment_out(row)
+
+
+@router.delete("/policies/{policy_id}/attachments/{attachment_id}", status_code=204, tags=["政策"])
+def delete_policy_attachment(
+    db: DbSession, settings: AppSettings, actor: CuratorUser, policy_id: Id, attachment_id: Id
+) -> Response:
+    """Delete an attachment."""
+    policy_files.delete_policy_attachment(db, policy_id=policy_id, attachment_id=attachment_id, settings=settings)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/policies/{policy_id}/attachments/{attachment_id}/download",
+    tags=["政策"],
+    response_class=Response,
+    responses=DOWNLOAD_RESPONSES,
+)
+def download_policy_attachment(
+    db: DbSession, settings: AppSettings, actor: PublicUser, policy_id: Id, attachment_id: Id
+) -> Response:
+    """Download an attachment (anyone who may see the policy), as a file, with its name and checked type."""
+    row = policy_files.get_policy_attachment(db, policy_id=policy_id, attachment_id=attachment_id, actor=actor)
+    return download_response(settings=settings, attachment=row)
 
 
 @router.post("/policies/{policy_id}/publish", response_model=PolicyOut, tags=["政策"])

@@ -41,7 +41,9 @@ from catalog.schemas import (
     TagUpdate,
     TopicIn,
 )
-from core import codes, events
+from core import attachments, codes, events
+from core.attachments import OwnerKind
+from core.config import Settings, get_settings
 from core.db import utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, ValidationFailed
 from core.text import normalize
@@ -636,11 +638,12 @@ def update_policy(*, db: Session, policy_id: int, policy_in: PolicyUpdate, actor
     return policy
 
 
-def delete_policy(*, db: Session, policy_id: int) -> None:
-    """Delete a draft that was never published; published ones are withdrawn instead."""
+def delete_policy(*, db: Session, policy_id: int, settings: Settings | None = None) -> None:
+    """Delete a draft that was never published (with its attachments); published ones are withdrawn instead."""
     policy = get_policy(db=db, policy_id=policy_id)
     if policy.version:
         raise InvalidState("已发布过的政策不能删除，请使用撤回", code="catalog.policy_was_published")
+    attachments.delete_all(db, settings=settings or get_settings(), owner_kind=OwnerKind.policy, owner_id=policy.id)
     db.delete(policy)
     db.flush()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-do-not-use-in-production"
@@ -71,6 +71,31 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level.")
     page_size_max: int = Field(200, description="Largest page a list endpoint returns.")
     upload_max_mb: int = Field(20, description="Largest import file accepted over HTTP, in MB.")
+    attachment_max_mb: int = Field(
+        10,
+        ge=1,
+        description="Largest attachment (policy guides, forms, case evidence) in MB; at most HUIQI_UPLOAD_MAX_MB, "
+        "the request body limit every upload passes first.",
+    )
+    attachment_max_per_object: int = Field(
+        20, ge=1, le=1000, description="Most attachments one policy or one case may carry."
+    )
+    attachment_storage: Literal["local", "s3"] = Field(
+        "local",
+        description="Where attachment files are kept: 'local' (a folder, HUIQI_ATTACHMENT_DIR) or 's3' (an "
+        "S3-compatible store, HUIQI_S3_*).",
+    )
+    attachment_dir: Path | None = Field(
+        None, description="Folder of the local attachment store; empty = HUIQI_VAR_DIR/attachments."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint, e.g. https://oss-cn-shenzhen.aliyuncs.com; empty = AWS."
+    )
+    s3_bucket: str = Field("", description="Bucket of the S3 attachment store (must exist).")
+    s3_prefix: str = Field("attachments/", description="Key prefix of attachment objects in the bucket.")
+    s3_region: str | None = Field(None, description="Region of the S3 store, if it needs one.")
+    s3_access_key_id: SecretStr | None = Field(None, description="Access key of the S3 store (never logged).")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret key of the S3 store (never logged).")
     import_max_rows: int = Field(50_000, description="Most data rows an import file may hold (more: refused, 422).")
     import_max_columns: int = Field(200, description="Most columns an import file may hold (more: refused, 422).")
     models_dir: Path = Field(
@@ -249,6 +274,17 @@ class Settings(BaseSettings):
             raise InsecureSettingsError("HUIQI_SECRET_KEY must be at least 32 characters outside tests")
         return self
 
+    @model_validator(mode="after")
+    def _attachment_limits(self) -> Settings:
+        if self.attachment_max_mb > self.upload_max_mb:
+            raise ValueError(
+                f"HUIQI_ATTACHMENT_MAX_MB ({self.attachment_max_mb}) must not exceed HUIQI_UPLOAD_MAX_MB "
+                f"({self.upload_max_mb}): every upload passes the request body limit first"
+            )
+        if self.attachment_storage == "s3" and not self.s3_bucket:
+            raise ValueError("HUIQI_ATTACHMENT_STORAGE=s3 needs HUIQI_S3_BUCKET")
+        return self
+
     @field_validator("sign_in_account_limit", "sign_in_client_limit")
     @classmethod
     def _check_limit(cls, value: str) -> str:
@@ -290,6 +326,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'huiqi.db').as_posix()}"
+
+    @property
+    def resolved_attachment_dir(self) -> Path:
+        """Return the folder of the local attachment store."""
+        return self.attachment_dir or self.var_dir / "attachments"
 
     @property
     def is_development(self) -> bool:

@@ -13,6 +13,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core import attachments
 from core.config import Settings
 from core.db import Database, unit_of_work
 from core.errors import FieldError, PayloadTooLarge, ValidationFailed
@@ -139,22 +140,8 @@ UPLOAD_OPENAPI: dict[str, Any] = {
 }
 
 
-async def read_upload(request: Request, settings: AppSettings) -> Upload:
-    """Read the multipart body's `file`, refusing it past HUIQI_UPLOAD_MAX_MB.
-
-    Declare it after the route's principal: FastAPI then authenticates the caller before this reads
-    a byte of the body (a route declaring UploadFile parses the whole body first, for anyone).
-    api.guards.BodyLimit stops a body past the limit while it streams in.
-    """
-    limit = settings.upload_max_mb * 1024 * 1024
-    too_big = PayloadTooLarge(
-        f"文件超过 {settings.upload_max_mb} MB，请拆分后分批导入",
-        errors=[FieldError("file", f"文件超过 {settings.upload_max_mb} MB", "file_too_large")],
-    )
-    missing = ValidationFailed(
-        "请上传要导入的文件（CSV 或 XLSX）",
-        errors=[FieldError("file", "请以 multipart/form-data 上传 file 字段", "missing")],
-    )
+async def _read_file_form(request: Request, *, limit: int, too_big: Exception, missing: Exception) -> tuple[Any, Any]:
+    """Read a multipart body holding one `file` (at most `limit` bytes) and a few small fields."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise missing
     try:
@@ -171,7 +158,77 @@ async def read_upload(request: Request, settings: AppSettings) -> Upload:
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise too_big
-    return Upload(filename=file.filename or "", data=data)
+    return form, Upload(filename=file.filename or "", data=data)
+
+
+async def read_upload(request: Request, settings: AppSettings) -> Upload:
+    """Read the multipart body's `file`, refusing it past HUIQI_UPLOAD_MAX_MB.
+
+    Declare it after the route's principal: FastAPI then authenticates the caller before this reads
+    a byte of the body (a route declaring UploadFile parses the whole body first, for anyone).
+    api.guards.BodyLimit stops a body past the limit while it streams in.
+    """
+    too_big = PayloadTooLarge(
+        f"文件超过 {settings.upload_max_mb} MB，请拆分后分批导入",
+        errors=[FieldError("file", f"文件超过 {settings.upload_max_mb} MB", "file_too_large")],
+    )
+    missing = ValidationFailed(
+        "请上传要导入的文件（CSV 或 XLSX）",
+        errors=[FieldError("file", "请以 multipart/form-data 上传 file 字段", "missing")],
+    )
+    _, upload = await _read_file_form(
+        request, limit=settings.upload_max_mb * 1024 * 1024, too_big=too_big, missing=missing
+    )
+    return upload
 
 
 UploadedFile = Annotated[Upload, Depends(read_upload)]
+
+
+@dataclass(frozen=True)
+class AttachmentUpload(Upload):
+    """An uploaded attachment, read in full (at most HUIQI_ATTACHMENT_MAX_MB), and its `kind` field."""
+
+    kind: str | None = None
+
+
+def attachment_openapi(*, with_kind: bool) -> dict[str, Any]:
+    """Return the request body of a route taking `AttachmentUpload` (read by the dependency, unseen by FastAPI)."""
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description": "PDF、DOCX、XLSX、PNG 或 JPEG 文件"}
+    }
+    required = ["file"]
+    if with_kind:
+        properties["kind"] = {
+            "type": "string",
+            "enum": [k.value for k in attachments.POLICY_KINDS],
+            "description": "guide 申报指南 / form 申请表 / original 政策原文",
+        }
+        required.append("kind")
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+async def read_attachment(request: Request, settings: AppSettings) -> AttachmentUpload:
+    """Read the multipart body's `file` and `kind`, refusing a file past HUIQI_ATTACHMENT_MAX_MB (413 file.too_large).
+
+    Declare it after the route's principal, like `read_upload`; the type is checked by content later
+    (core.attachments.check_file).
+    """
+    missing = ValidationFailed(
+        "请选择要上传的文件",
+        errors=[FieldError("file", "请以 multipart/form-data 上传 file 字段", "missing")],
+    )
+    form, upload = await _read_file_form(
+        request,
+        limit=attachments.max_bytes(settings),
+        too_big=attachments.too_large(settings),
+        missing=missing,
+    )
+    kind = form.get("kind")
+    return AttachmentUpload(
+        filename=upload.filename, data=upload.data, kind=kind.strip() if isinstance(kind, str) else None
+    )
+
+
+UploadedAttachment = Annotated[AttachmentUpload, Depends(read_attachment)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Generic, TypeVar
 
 import annotated_types
@@ -25,3 +26,19 @@ MAX_INT = 2**53 - 1
 
 Id = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_INT)]
 """A database id in a path, query or body: 1 … 2**53 - 1 (anything else is a 422 naming the field)."""
+
+
+class AttachmentOut(BaseModel):
+    """A file attached to a policy or a case (its bytes at `download_url`)."""
+
+    id: int
+    kind: str = Field(
+        description="guide 申报指南 / form 申请表 / original 政策原文 / evidence 证据材料 / reply 答复附件"
+    )
+    kind_label: str
+    name: str = Field(description="原文件名（已去除路径和控制字符）")
+    content_type: str = Field(description="按文件内容识别的类型")
+    size: int = Field(description="字节数")
+    sha256: str
+    created_at: dt.datetime
+    download_url: str

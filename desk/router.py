@@ -13,10 +13,22 @@ from auth.deps import Allow, PublicUser, public
 from auth.models import Role
 from auth.scopes import DESK_INTAKE
 from auth.service import Principal
+from core.attachments import Attachment
 from core.config import Settings
-from core.deps import AppSettings, DbSession, PageParams, Paging, ReleasedReads, writes_in_stages
+from core.deps import (
+    AppSettings,
+    DbSession,
+    PageParams,
+    Paging,
+    ReleasedReads,
+    UploadedAttachment,
+    attachment_openapi,
+    writes_in_stages,
+)
 from core.errors import FieldError, ValidationFailed
-from core.schemas import Id, Page
+from core.responses import DOWNLOAD_RESPONSES, download_response
+from core.schemas import AttachmentOut, Id, Page
+from desk import attachments as case_files
 from desk import clock, faq, flows, handling, lifecycle, outcome, queries
 from desk.models import CHANNEL_LABELS, STATUS_LABELS, Case, Channel, FaqEntry
 from desk.schemas import (
@@ -264,6 +276,62 @@ def channels() -> dict[str, str]:
 def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id: Id) -> CaseOut:
     """A case with its departments, pauses and timeline (firms see only the events meant for them)."""
     return _full(db, lifecycle.get_case(db=db, case_id=case_id, actor=actor), actor, settings)
+
+
+# ---------------------------------------------------------------- attachments (证据材料 / 答复附件)
+
+
+def attachment_out(row: Attachment) -> AttachmentOut:
+    """Describe a case attachment with its download address."""
+    return AttachmentOut(
+        id=row.id,
+        kind=row.kind,
+        kind_label=row.kind_label,
+        name=row.display_name,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        created_at=row.created_at,
+        download_url=f"/api/v1/desk/cases/{row.owner_id}/attachments/{row.id}/download",
+    )
+
+
+@router.get("/cases/{case_id}/attachments", response_model=list[AttachmentOut], tags=TAGS)
+def list_case_attachments(db: DbSession, actor: CaseReader, case_id: Id) -> list[AttachmentOut]:
+    """The case's files: the firm's evidence and the reply files (whoever may see the case)."""
+    return [attachment_out(r) for r in case_files.list_case_attachments(db, case_id=case_id, actor=actor)]
+
+
+@router.post(
+    "/cases/{case_id}/attachments",
+    response_model=AttachmentOut,
+    status_code=201,
+    tags=TAGS,
+    openapi_extra=attachment_openapi(with_kind=False),
+)
+def add_case_attachment(
+    db: DbSession, settings: AppSettings, actor: CaseReader, case_id: Id, upload: UploadedAttachment
+) -> AttachmentOut:
+    """Attach a file: the firm's evidence to its own case, or the lead department's reply file (PDF, DOCX, XLSX,
+    PNG, JPEG; type checked by content)."""
+    row = case_files.attach_to_case(
+        db, settings=settings, case_id=case_id, actor=actor, name=upload.filename, data=upload.data
+    )
+    return attachment_out(row)
+
+
+@router.get(
+    "/cases/{case_id}/attachments/{attachment_id}/download",
+    tags=TAGS,
+    response_class=Response,
+    responses=DOWNLOAD_RESPONSES,
+)
+def download_case_attachment(
+    db: DbSession, settings: AppSettings, actor: CaseReader, case_id: Id, attachment_id: Id
+) -> Response:
+    """Download a case's file (whoever may see the case), as a file, with its name and checked type."""
+    row = case_files.get_case_attachment(db, case_id=case_id, attachment_id=attachment_id, actor=actor)
+    return download_response(settings=settings, attachment=row)
 
 
 # ---------------------------------------------------------------- the firm's actions

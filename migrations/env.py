@@ -18,6 +18,7 @@ MODEL_MODULES = (
     "auth.models",
     "matcher.models",
     "core.lease",
+    "core.attachments",
     "push.models",
     "desk.models",
 )

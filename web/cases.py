@@ -24,8 +24,10 @@ from auth.service import Principal
 from catalog import service as catalog_service
 from core.config import Settings
 from core.errors import HuiqiError
+from desk import attachments as case_files
 from desk import clock, lifecycle, queries, sla
 from desk.models import CHANNEL_LABELS, EVENT_LABELS, RATING_LABELS, STATUS_LABELS, Case, CaseStatus
+from web import attachments as web_files
 from web.forms import FormErrors, form_values
 from web.templating import redirect, render
 
@@ -192,6 +194,7 @@ def available_actions(case: Case, principal: Principal) -> set[str]:
     )
     acts: set[str] = {"note"} if lifecycle.allowed(case, "note") else set()
     if supervisor or lead:
+        acts.add("attach")  # reply files: desk.attachments admits the same people (lifecycle.require_handler)
         for action in ("contact", "reply", "resolve", "transfer", "correct_kind"):
             if lifecycle.allowed(case, action):
                 acts.add(action)
@@ -263,6 +266,7 @@ def staff_case_context(
         "kind_labels": sla.KIND_LABELS,
         "unit_labels": UNIT_LABELS,
         "supervisor": principal.role in SUPERVISORS,
+        **_files_context(db, settings, case),
     }
 
 
@@ -285,6 +289,16 @@ def firm_case_context(
         "pending": case.intake_done_at is None,
         "open": case.status not in (CaseStatus.closed,),
         "policy": _policy(db, case),
+        **_files_context(db, settings, case),
+    }
+
+
+def _files_context(db: Session, settings: Settings, case: Case) -> dict[str, Any]:
+    """The case's attachments and the upload form's hints (both case pages)."""
+    return {
+        "attachments": case_files.attachments_of(db, case),
+        "attachment_accept": web_files.ACCEPT,
+        "attachment_hint": web_files.upload_hint(settings),
     }
 
 

@@ -22,6 +22,8 @@ from auth.service import Principal
 from catalog import service as catalog_service
 from core.deps import AppSettings, DbSession
 from core.errors import FieldError, ValidationFailed
+from core.responses import download_response
+from desk import attachments as case_files
 from desk import clock, handling, lifecycle, outcome, queries, sla
 from desk.models import STATUS_LABELS, Case, EventKind
 from desk.schemas import (
@@ -35,6 +37,7 @@ from desk.schemas import (
     RequiredNoteIn,
     ResolveIn,
 )
+from web import attachments as web_files
 from web import views
 from web.cases import SUPERVISORS, UNIT_LABELS, CaseRow, case_action, case_rows, form_body, staff_case_context
 from web.deps import WebAllow
@@ -166,6 +169,7 @@ ACTION_DONE = {
     "return-decision": "已处理退单申请",
     "extension-decision": "已处理延期申请",
     "reopen": "已重新办理",
+    "attach": "已上传答复附件，企业可以下载",
 }
 
 
@@ -443,3 +447,26 @@ def supervision(request: Request, db: DbSession, settings: AppSettings, boss: Su
             "done_labels": ACTION_DONE,
         },
     )
+
+
+# ---------------------------------------------------------------- attachments
+
+
+@router.post("/cases/{case_id}/attachments")
+def add_attachment(
+    request: Request, db: DbSession, settings: AppSettings, officer: Handler, case_id: int, form: PageForm
+) -> Response:
+    """Upload a reply file (答复附件) for the firm: the lead department's officers, supervisors and admins."""
+
+    def call() -> object:
+        name, data = web_files.posted_file(form, settings)
+        return case_files.attach_to_case(db, settings=settings, case_id=case_id, actor=officer, name=name, data=data)
+
+    return case_action(request, db, settings, officer, case_id, "attach", call, form=form)
+
+
+@router.get("/cases/{case_id}/attachments/{attachment_id}")
+def attachment(db: DbSession, settings: AppSettings, officer: Handler, case_id: int, attachment_id: int) -> Response:
+    """Download a case's file (the firm's evidence or a reply file), if the case is the officer's to see."""
+    row = case_files.get_case_attachment(db, case_id=case_id, attachment_id=attachment_id, actor=officer)
+    return download_response(settings=settings, attachment=row)

@@ -17,12 +17,18 @@ from pydantic import ValidationError
 
 from auth.models import Role
 from catalog import service as catalog_service
+from core import attachments as files
+from core.db import write_stage
 from core.deps import AppSettings, DbSession, ReleasedReads, writes_in_stages
-from core.errors import HuiqiError
+from core.errors import FieldError, HuiqiError, ValidationFailed
+from core.files import safe_display_name
+from core.responses import download_response
+from desk import attachments as case_files
 from desk import flows, handling, lifecycle, outcome, queries, sla
 from desk.schemas import AcceptAnswerIn, CaseIn, NoteIn, NoteOnFirmIn, RateIn
 from matcher.deps import MatcherDep
 from profiles import service as profiles_service
+from web import attachments as web_files
 from web import views
 from web.cases import case_action, case_rows, firm_case_context, form_body
 from web.deps import WebFirm
@@ -41,6 +47,8 @@ DONE_TEXT = {
     "rated": "感谢您的评价！",
     "reopened": "已收到您的评价，工单已重新办理并列入督办。",
     "note": "补充说明已提交，承办部门可以看到。",
+    "attached": "材料已上传，承办部门可以看到。",
+    "files_failed": "诉求已提交，但附件未能保存，请在下方“上传材料”中重新上传。",
 }
 
 
@@ -62,7 +70,7 @@ def my_cases(
     )
 
 
-def _new_context(db: Any, firm: Any, values: dict[str, Any], errors: FormErrors) -> dict[str, Any]:
+def _new_context(db: Any, settings: Any, firm: Any, values: dict[str, Any], errors: FormErrors) -> dict[str, Any]:
     policy = None
     raw = values.get("related_policy_id")
     if raw and str(raw).isdigit():
@@ -70,12 +78,23 @@ def _new_context(db: Any, firm: Any, values: dict[str, Any], errors: FormErrors)
             policy = catalog_service.get_visible_policy(db=db, policy_id=int(raw), actor=firm)
         except HuiqiError:
             policy = None
-    return {"values": keep(values), "errors": errors, "kind_labels": sla.KIND_LABELS, "policy": policy}
+    return {
+        "values": keep(values),
+        "errors": errors,
+        "kind_labels": sla.KIND_LABELS,
+        "policy": policy,
+        "attachment_accept": web_files.ACCEPT,
+        "attachment_hint": web_files.upload_hint(settings) + f"，最多 {settings.attachment_max_per_object} 个",
+    }
 
 
 @router.get("/new")
 def new_case(
-    request: Request, db: DbSession, firm: WebFirm, policy_id: Annotated[int | None, Query()] = None
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    firm: WebFirm,
+    policy_id: Annotated[int | None, Query()] = None,
 ) -> Response:
     """The enquiry form; from a policy page the policy is filled in."""
     ent = profiles_service.get_enterprise(db=db, enterprise_id=firm.own_enterprise_id)
@@ -85,7 +104,7 @@ def new_case(
         "contact_phone": ent.contact_phone or "",
         "related_policy_id": str(policy_id or ""),
     }
-    return render(request, "me_case_new.html", _new_context(db, firm, values, FormErrors()))
+    return render(request, "me_case_new.html", _new_context(db, settings, firm, values, FormErrors()))
 
 
 @router.post("/new")
@@ -99,9 +118,20 @@ def submit_case(
     _released: ReleasedReads,
     form: PageForm,
 ) -> Response:
-    """Submit an enquiry: a consultation may be answered at once, anything else goes to a department."""
+    """Submit an enquiry, with evidence files if any: a consultation may be answered at once, anything else goes
+    to a department. The files are checked before the enquiry is filed, so a refused file files nothing."""
     values = form_values(form, CASE_FIELDS)
     try:
+        evidence = web_files.posted_files(form, "files", settings)
+        if len(evidence) > settings.attachment_max_per_object:
+            reason = f"最多上传 {settings.attachment_max_per_object} 个附件"
+            raise ValidationFailed(reason, errors=[FieldError("files", reason, "file.too_many")])
+        for name, data in evidence:
+            try:
+                files.check_file(name=name, data=data, settings=settings)
+            except HuiqiError as exc:
+                reason = f"“{safe_display_name(name)}”：" + "；".join(e.reason for e in exc.errors)
+                raise ValidationFailed(exc.message, errors=[FieldError("files", reason, exc.code)]) from exc
         case_in = CaseIn(**{k: v for k, v in values.items() if v is not None})
         case = flows.submit(db=db, matcher=matcher, settings=settings, actor=firm, case_in=case_in)
     except ValidationError as exc:
@@ -110,8 +140,18 @@ def submit_case(
         db.rollback()
         errors = FormErrors.from_domain(exc)
     else:
+        try:
+            if evidence:
+                with write_stage(db):  # the files in one transaction: all of them, or none
+                    for name, data in evidence:
+                        case_files.attach_to_case(
+                            db, settings=settings, case_id=case.id, actor=firm, name=name, data=data
+                        )
+        except HuiqiError:  # the case is filed (committed); the firm adds the files on its page
+            db.rollback()
+            return redirect(request, f"/me/cases/{case.id}?new=1&done=files_failed")
         return redirect(request, f"/me/cases/{case.id}?new=1")
-    return render(request, "me_case_new.html", _new_context(db, firm, values, errors), status_code=422)
+    return render(request, "me_case_new.html", _new_context(db, settings, firm, values, errors), status_code=422)
 
 
 @router.get("/{case_id}")
@@ -178,3 +218,23 @@ def add_note(
         return handling.add_note(db=db, settings=settings, case_id=case_id, actor=firm, note=body.note)
 
     return case_action(request, db, settings, firm, case_id, "note", call)
+
+
+@router.post("/{case_id}/attachments")
+def add_attachment(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int, form: PageForm
+) -> Response:
+    """Add evidence (证据材料) to the enquiry: PDF, DOCX, XLSX, PNG or JPEG, checked by content."""
+
+    def call() -> object:
+        name, data = web_files.posted_file(form, settings)
+        return case_files.attach_to_case(db, settings=settings, case_id=case_id, actor=firm, name=name, data=data)
+
+    return case_action(request, db, settings, firm, case_id, "attached", call)
+
+
+@router.get("/{case_id}/attachments/{attachment_id}")
+def attachment(db: DbSession, settings: AppSettings, firm: WebFirm, case_id: int, attachment_id: int) -> Response:
+    """Download a file of the firm's own enquiry (its evidence or the department's reply files)."""
+    row = case_files.get_case_attachment(db, case_id=case_id, attachment_id=attachment_id, actor=firm)
+    return download_response(settings=settings, attachment=row)

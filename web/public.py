@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 
 from auth.models import Role
 from auth.service import Principal
+from catalog import attachments as policy_files
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.models import PolicyLevel
 from catalog.schemas import PolicyFilters
 from core import codes, events
-from core.deps import AppDatabase, DbSession
+from core.deps import AppDatabase, AppSettings, DbSession
 from core.errors import FieldError, ValidationFailed
 from core.ratelimit import client_key
+from core.responses import download_response
 from matcher import calculator as matcher_calculator
 from matcher import eligibility
 from matcher import feedback as matcher_feedback
@@ -193,8 +195,18 @@ def policy_page(
             "paragraphs": views.paragraphs,
             "feedback": feedback,
             "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
+            "attachments": policy_files.list_policy_attachments(db, policy_id=policy.id, actor=visitor),
         },
     )
+
+
+@router.get("/policies/{policy_id}/attachments/{attachment_id}")
+def policy_attachment(
+    db: DbSession, settings: AppSettings, visitor: WebVisitor, policy_id: int, attachment_id: int
+) -> Response:
+    """Download a policy's attachment (anyone who may see the policy; staff also a draft's)."""
+    row = policy_files.get_policy_attachment(db, policy_id=policy_id, attachment_id=attachment_id, actor=visitor)
+    return download_response(settings=settings, attachment=row)
 
 
 @router.post("/policies/{policy_id}/feedback")

@@ -9,10 +9,12 @@ the API queues (fan-out to eligible firms, change notices).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import json
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -23,6 +25,7 @@ from sqlalchemy import select
 
 from auth.models import Role, User
 from auth.service import Principal
+from catalog import attachments as policy_files
 from catalog import io as catalog_io
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
@@ -31,7 +34,15 @@ from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStat
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
 from core import codes, jsonsafe, tabular
 from core.deps import AppSettings, DbSession
-from core.errors import Conflict, FieldError, HuiqiError, PayloadTooLarge, ValidationFailed, pydantic_field_errors
+from core.errors import (
+    Conflict,
+    FieldError,
+    HuiqiError,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+    pydantic_field_errors,
+)
 from matcher import coverage as matcher_coverage
 from matcher import export as matcher_export
 from matcher import lists as matcher_lists
@@ -43,6 +54,7 @@ from matcher.eligibility import STATUS_LABELS as VERDICT_LABELS
 from profiles import io as profiles_io
 from push import targeting
 from push.schemas import ManualPushIn, TargetFilters
+from web import attachments as web_files
 from web import choices, views
 from web.deps import WebAllow
 from web.forms import FormErrors, PageBody, PageForm, form_list, form_values, keep
@@ -306,6 +318,7 @@ def _editor_context(
         "builder_schema": rule_builder_schema(db=db),
         "source_labels": {"keyword": "关键词", "rule": "资格条件", "classifier": "分类模型"},
         "verdict_labels": VERDICT_LABELS,
+        **(web_files.policy_card(db, matcher.settings, policy) if policy is not None else {}),
     }
 
 
@@ -346,7 +359,87 @@ def edit_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: C
     policy = catalog_service.get_policy(db=db, policy_id=policy_id)
     context = _editor_context(db, matcher, policy, policy_values(policy), FormErrors())
     context["saved"] = request.query_params.get("saved")
+    context["attachment_done"] = ATTACHMENT_DONE.get(request.query_params.get("attachment") or "")
     return render(request, "staff_policy_edit.html", context)
+
+
+# ---------------------------------------------------------------- attachments (申报指南 / 申请表 / 政策原文)
+
+ATTACHMENT_DONE = {"added": "附件已上传", "replaced": "附件已替换", "deleted": "附件已删除"}
+
+
+def _attachment_answer(
+    request: Request, db: Any, settings: Any, policy_id: int, done: str, call: Callable[[], object]
+) -> Response:
+    """Run an attachment change: htmx gets the card again (with the refusal on it), a plain form the editor."""
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    htmx = bool(request.headers.get("hx-request"))
+    try:
+        call()
+    except HuiqiError as exc:
+        if not htmx:
+            raise  # the Chinese error page, with the reason
+        db.rollback()
+        reason = "；".join(e.reason for e in exc.errors) or exc.message
+        context = web_files.policy_card(db, settings, policy, attachment_error=f"上传未成功：{reason}")
+        return render(request, "_policy_attachments.html", context)
+    if htmx:
+        context = web_files.policy_card(db, settings, policy, attachment_done=ATTACHMENT_DONE[done])
+        return render(request, "_policy_attachments.html", context)
+    return redirect(request, f"/staff/policies/{policy_id}?attachment={done}#attachments")
+
+
+@router.post("/policies/{policy_id}/attachments")
+def add_attachment(
+    request: Request, db: DbSession, settings: AppSettings, curator: Curator, policy_id: int, form: PageForm
+) -> Response:
+    """Upload a 申报指南 / 申请表 / 政策原文 (type checked by content)."""
+
+    def call() -> object:
+        name, data = web_files.posted_file(form, settings)
+        kind = str(form.get("kind") or "")
+        return policy_files.attach_to_policy(
+            db, policy_id=policy_id, kind=kind, name=name, data=data, user=curator, settings=settings
+        )
+
+    return _attachment_answer(request, db, settings, policy_id, "added", call)
+
+
+@router.post("/policies/{policy_id}/attachments/{attachment_id}/replace")
+def replace_attachment(
+    request: Request,
+    db: DbSession,
+    settings: AppSettings,
+    curator: Curator,
+    policy_id: int,
+    attachment_id: int,
+    form: PageForm,
+) -> Response:
+    """Put a new file in an attachment's place (same kind)."""
+
+    def call() -> object:
+        name, data = web_files.posted_file(form, settings)
+        return policy_files.replace_policy_attachment(
+            db, policy_id=policy_id, attachment_id=attachment_id, name=name, data=data, user=curator, settings=settings
+        )
+
+    return _attachment_answer(request, db, settings, policy_id, "replaced", call)
+
+
+@router.post("/policies/{policy_id}/attachments/{attachment_id}/delete")
+def delete_attachment(
+    request: Request, db: DbSession, settings: AppSettings, curator: Curator, policy_id: int, attachment_id: int
+) -> Response:
+    """Delete an attachment; one already gone (a second click) is no error."""
+
+    def call() -> object:
+        with contextlib.suppress(NotFound):
+            policy_files.delete_policy_attachment(
+                db, policy_id=policy_id, attachment_id=attachment_id, settings=settings
+            )
+        return None
+
+    return _attachment_answer(request, db, settings, policy_id, "deleted", call)
 
 
 def _preview_page(

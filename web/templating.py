@@ -27,6 +27,7 @@ from auth.service import Principal
 from catalog.models import LEVEL_LABELS, STATUS_LABELS, TYPE_LABELS
 from core.config import Settings
 from core.errors import HuiqiError
+from web.attachments import filesize
 from web.deps import (
     CsrfFailed,
     LoginRequired,
@@ -160,6 +161,7 @@ templates.env.filters.update(
     amount=_amount,
     percent=_percent,
     tel=_tel,
+    filesize=filesize,
 )
 templates.env.globals.update(
     LEVEL_LABELS=LEVEL_LABELS,

@@ -40,3 +40,19 @@ def test_demo_policies_have_unique_titles_per_department_and_doc_numbers() -> No
     assert len(keys) == len(set(keys))
     docs = [p["doc_number"] for p in items if p.get("doc_number")]
     assert len(docs) == len(set(docs))
+
+
+def test_demo_attachments_are_real_forms_stored_like_any_upload(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.attachments import Attachment, open_blob
+    from core.config import Settings
+    from core.files import XLSX, sniff_type
+
+    settings = Settings(env="test", var_dir=tmp_path)
+    demo.load_demo_catalog(db=db, actor=None, today=dt.date(2026, 11, 23))
+    assert demo.load_demo_attachments(db=db, settings=settings, limit=3) == 3
+    rows = list(db.scalars(select(Attachment).order_by(Attachment.id)))
+    assert len(rows) == 3 and {r.kind for r in rows} == {"form"}
+    for row in rows:
+        policy = db.get(Policy, row.owner_id)
+        assert policy.status == PolicyStatus.published and row.display_name == f"{policy.title}申请表.xlsx"
+        assert sniff_type(b"".join(open_blob(settings=settings, attachment=row))) is XLSX

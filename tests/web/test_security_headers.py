@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from auth.models import Role
 from auth.service import principal_for_user
+from catalog import attachments as policy_files
 from core import security
+from desk import attachments as case_files
 from desk import intake
 from desk.schemas import CaseIn
 from push import fanout
@@ -24,6 +26,7 @@ from push import preferences as push_preferences
 from push.models import Delivery
 from push.schemas import SubscriptionIn
 from tests import factories
+from tests.support import sample_files
 from web import STAFF_ROUTERS, WEB_ROUTERS
 from web.deps import SESSION_COOKIE
 
@@ -88,6 +91,19 @@ def test_every_get_page_as_every_role_carries_the_security_headers(db, client, t
         "suggestion_id": 1,
         "decision": "reject",
     }
+    # Downloads are checked too: a policy's file on the policy route, the case's file on the case routes.
+    policy_file = policy_files.attach_to_policy(
+        db,
+        policy_id=policy.id,
+        kind="guide",
+        name="指南.pdf",
+        data=sample_files.pdf(),
+        user=None,
+        settings=test_settings,
+    )
+    case_file = case_files.attach_to_case(
+        db, settings=test_settings, case_id=case.id, actor=None, name="答复.png", data=sample_files.png()
+    )
     users: dict[Role | None, Any] = {None: None}
     for role in Role:
         kw = {"enterprise_id": firm.id} if role == Role.enterprise else {}
@@ -103,7 +119,8 @@ def test_every_get_page_as_every_role_carries_the_security_headers(db, client, t
                 SESSION_COOKIE, security.create_access_token(settings=test_settings, subject=str(user.id))
             )
         for template in GET_ROUTES:
-            path = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), template)
+            values = {**ids, "attachment_id": policy_file.id if template.startswith("/policies/") else case_file.id}
+            path = re.sub(r"\{(\w+)\}", lambda m, v=values: str(v[m.group(1)]), template)
             response = client.get(path, follow_redirects=False)
             where = f"GET {path} as {role or 'anonymous'} ({response.status_code})"
             assert response.status_code < 500, where

@@ -18,12 +18,14 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from auth.models import Role
+from catalog import attachments as policy_files
 from core import security
 from push import fanout as push_fanout
 from push import preferences as push_preferences
 from push.models import Delivery, Subscription
 from push.schemas import SubscriptionIn
 from tests import factories
+from tests.support import sample_files
 from web import WEB_ROUTERS
 from web.deps import CSRF_COOKIE, SESSION_COOKIE, WebAllow, web_public
 
@@ -104,7 +106,21 @@ def test_page_enforces_its_roles(template: str, route: APIRoute, db, client, tes
     other_sub = push_preferences.create_subscription(
         db=db, enterprise_id=other.id, subscription_in=SubscriptionIn(kind="keyword", value="数字经济")
     )
-    ids = {"policy_id": policy.id, "delivery_id": own_delivery, "subscription_id": own_sub.id}
+    guide = policy_files.attach_to_policy(
+        db,
+        policy_id=policy.id,
+        kind="guide",
+        name="指南.pdf",
+        data=sample_files.pdf(),
+        user=None,
+        settings=test_settings,
+    )
+    ids = {
+        "policy_id": policy.id,
+        "delivery_id": own_delivery,
+        "subscription_id": own_sub.id,
+        "attachment_id": guide.id,
+    }
     path = _fill(template, ids)
 
     def call(target: str = path) -> Any:

@@ -24,9 +24,11 @@ from sqlalchemy import func, select, text
 
 from auth.models import Role
 from auth.service import principal_for_user
+from catalog import attachments as policy_files
 from catalog.models import Policy, PolicyVersion, Tag
 from core import scheduler, security
 from core.db import InSession
+from desk import attachments as case_files
 from desk import clock, intake
 from desk import stats as desk_stats
 from desk.models import Case, CaseEvent
@@ -37,6 +39,7 @@ from matcher.models import EnterpriseTag, PolicyTagSuggestion
 from profiles.models import Enterprise
 from push.models import Delivery, ManualPush
 from tests import factories
+from tests.support import sample_files
 from web import STAFF_ROUTERS
 from web.deps import SESSION_COOKIE, WebAllow, web_public
 
@@ -117,7 +120,25 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
     suggestion = PolicyTagSuggestion(policy_id=policy.id, tag_id=tag.id, source="keyword", score=0.9)
     db.add(suggestion)
     case = _case(db, test_settings, dept.id, firm.id)
-    ids = {"policy_id": policy.id, "case_id": case.id, "suggestion_id": tag.id, "decision": "reject"}
+    policy_file = policy_files.attach_to_policy(
+        db,
+        policy_id=policy.id,
+        kind="form",
+        name="申请表.xlsx",
+        data=sample_files.xlsx(),
+        user=None,
+        settings=test_settings,
+    )
+    case_file = case_files.attach_to_case(
+        db, settings=test_settings, case_id=case.id, actor=None, name="答复.pdf", data=sample_files.pdf()
+    )
+    ids = {
+        "policy_id": policy.id,
+        "case_id": case.id,
+        "suggestion_id": tag.id,
+        "decision": "reject",
+        "attachment_id": policy_file.id if template.startswith("/staff/policies") else case_file.id,
+    }
     path = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), template)
 
     def call() -> Any:
