@@ -47,7 +47,7 @@ class AttachmentKind(enum.StrEnum):
     reply = "reply"  # 答复附件（承办部门）
 
 
-KIND_LABELS = {
+KIND_LABELS: dict[str, str] = {
     AttachmentKind.guide: "申报指南",
     AttachmentKind.form: "申请表",
     AttachmentKind.original: "政策原文",
@@ -81,7 +81,7 @@ class Attachment(Base):
     @property
     def kind_label(self) -> str:
         """Return the kind in Chinese."""
-        return KIND_LABELS.get(AttachmentKind(self.kind), self.kind) if self.kind in KIND_LABELS else self.kind
+        return KIND_LABELS.get(self.kind, self.kind)
 
 
 # ---------------------------------------------------------------- store and table in step
