@@ -22,6 +22,7 @@ from core.db import Database
 from core.errors import install_error_handlers
 from core.ratelimit import RateLimiter, make_storage
 from core.scheduler import start_in_process, stop_in_process
+from desk.ratings_router import router as desk_ratings_router
 from desk.router import router as desk_router
 from desk.stats_router import router as desk_stats_router
 from matcher.engine import Matcher
@@ -45,6 +46,7 @@ ROUTERS = (
     push_router,
     desk_router,
     desk_stats_router,
+    desk_ratings_router,
 )
 
 
