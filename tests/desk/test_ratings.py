@@ -220,3 +220,20 @@ def test_hot_topics_cluster_rating_comments_with_enquiries(db: Session) -> None:
         db=db, start=now - dt.timedelta(days=1), end=now + dt.timedelta(minutes=1), department_id=dept.id
     )
     assert scoped.ratings == 3 and scoped.topics[0]["rating_ids"] == sorted(ids)
+
+
+def test_demo_ratings_come_from_demo_firms_once_and_form_a_hot_topic(db: Session) -> None:
+    from desk import demo
+
+    policies = [factories.make_policy(db, publish=True) for _ in range(2)]
+    for _ in range(len(demo.DEMO_RATINGS) + 1):
+        factories.make_enterprise(db)
+    added = demo.load_demo_ratings(db=db, policies=2)
+    assert added == len(demo.DEMO_RATINGS) + (len(demo.DEMO_RATINGS) - 2)
+    assert demo.load_demo_ratings(db=db, policies=2) == 0  # idempotent
+    summaries = ratings.summaries(db=db, policy_ids=[p.id for p in policies])
+    assert all(s.count and s.average is not None for s in summaries.values())
+    now = dt.datetime.now(dt.UTC)
+    result = topics.hot_topics(db=db, start=now - dt.timedelta(days=30), end=now + dt.timedelta(minutes=1))
+    # 申报材料 comments cluster (材料 itself is question filler, so the shared term is 重复提交).
+    assert any(t["sources"]["rating"] >= 3 and "重复提交" in t["terms"] for t in result.topics), result.topics
