@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from auth import phone as auth_phone
 from auth.throttle import PhoneCodeThrottle
 from core.config import Settings
-from core.errors import FieldError, ServiceUnavailable, ValidationFailed
+from core.errors import FieldError, InvalidState, ServiceUnavailable, ValidationFailed
 from core.netguard import AddressGuard
 from core.text import mask_phone
 from push.channels import SmsChannel, WebhookChannel, normalize_phone
@@ -43,15 +43,16 @@ def send_code(
 ) -> str:
     """Make a code for the number and send it by SMS; return the normalised number.
 
-    Refused (429) past HUIQI_PHONE_CODE_NUMBER_LIMIT / HUIQI_PHONE_CODE_CLIENT_LIMIT; 503 when the SMS gateway
-    is not configured or does not accept the message (the code is then not kept).
+    Refused (429) past HUIQI_PHONE_CODE_NUMBER_LIMIT / HUIQI_PHONE_CODE_CLIENT_LIMIT; 409 when no SMS gateway
+    is configured; 503 when the gateway does not accept the message (the code is then not kept).
     """
     number = mobile(phone, field=field)
     throttle.attempt(phone=number, client=client)
     own = channel is None
     if channel is None:
         if not (settings.sms_gateway_url and settings.sms_gateway_secret):
-            raise ServiceUnavailable("短信服务未开通，暂时无法发送验证码", code="push.sms_unavailable")
+            # A deployment choice, not an outage: refused like any action the site's state does not allow.
+            raise InvalidState("短信服务未开通，暂时无法发送验证码", code="push.sms_unavailable")
         webhook = WebhookChannel(timeout=settings.webhook_timeout, guard=AddressGuard(settings.webhook_allow_hosts))
         channel = SmsChannel(gateway_url=settings.sms_gateway_url, secret=settings.sms_gateway_secret, webhook=webhook)
     try:

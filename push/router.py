@@ -116,7 +116,8 @@ def save_preferences(
 
 PHONE_CODE_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"description": "发送过于频繁（按手机号和客户端地址限流），见 Retry-After"},
-    503: {"description": "短信服务未开通或发送失败"},
+    409: {"description": "短信服务未开通"},
+    503: {"description": "短信网关未接受验证码短信"},
 }
 
 

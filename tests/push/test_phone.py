@@ -234,7 +234,7 @@ def test_no_code_is_kept_when_the_gateway_is_missing_or_refuses(
 ) -> None:
     with _client(test_settings, database, db, matcher) as client:  # no SMS gateway configured
         r = client.post(f"{API}/auth/phone-codes", json={"phone": "13300133000"})
-        assert r.status_code == 503 and r.json()["code"] == "push.sms_unavailable"
+        assert r.status_code == 409 and r.json()["code"] == "push.sms_unavailable"
     refusing = _settings(test_settings, receiver, sms_gateway_url=receiver.url("/status/400"))
     with _client(refusing, database, db, matcher) as client:
         r = client.post(f"{API}/auth/phone-codes", json={"phone": "13300133000"})
