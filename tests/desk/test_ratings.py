@@ -237,3 +237,23 @@ def test_demo_ratings_come_from_demo_firms_once_and_form_a_hot_topic(db: Session
     result = topics.hot_topics(db=db, start=now - dt.timedelta(days=30), end=now + dt.timedelta(minutes=1))
     # 申报材料 comments cluster (材料 itself is question filler, so the shared term is 重复提交).
     assert any(t["sources"]["rating"] >= 3 and "重复提交" in t["terms"] for t in result.topics), result.topics
+
+
+def test_rating_comments_in_the_dashboard_hot_topics_are_escaped(
+    db: Session, client: TestClient, test_settings: Any
+) -> None:
+    policy = factories.make_policy(db, publish=True)
+    hostile = [
+        "<img src=x onerror=alert(1)>申报系统上传附件总是失败",
+        "<img src=x onerror=alert(1)>申报系统上传附件失败",
+    ]
+    for text in hostile:
+        firm = factories.make_enterprise(db)
+        _viewed(db, firm.id, policy.id)
+        ratings.rate_policy(db=db, enterprise_id=firm.id, policy_id=policy.id, stars=1, comment=text)
+    curator = factories.make_user(db, role=Role.curator)
+    _sign_in(client, test_settings, curator.id)
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert "含企业评价 2 条" in page.text
+    assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt;申报系统上传附件" in page.text

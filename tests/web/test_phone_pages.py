@@ -47,7 +47,9 @@ def test_signup_page_sends_the_code_and_registers_with_a_verified_phone(
         form["csrf_token"] = _token(client.get("/signup").text)
         sent = client.post("/signup/phone-code", data=form)
         assert sent.status_code == 200 and "验证码已发送至 136****5678" in sent.text
-        assert 'value="中山市启明科技有限公司"' in sent.text and "Qiming-Signup" not in sent.text  # passwords not echoed
+        assert (
+            'value="中山市启明科技有限公司"' in sent.text and "Qiming-Signup" not in sent.text
+        )  # passwords not echoed
         code = _code(receiver, "13612345678")
         wrong = "000000" if code != "000000" else "111111"
         refused = client.post("/signup", data=form | {"phone_code": wrong})
