@@ -219,7 +219,7 @@ class HotTopics:
     start: dt.datetime
     end: dt.datetime
     cases: int  # enquiries in the window
-    ratings: int  # rating comments in the window (clustered with the enquiries)
+    ratings: int  # rating comments clustered with the enquiries (the newest, when the window holds more)
     clustered: int  # enquiries clustered (at most max_cases)
     truncated: bool
     topics: list[dict[str, Any]] = field(default_factory=list)
@@ -303,9 +303,14 @@ def hot_topics(
         q = q.where(Case.department_id == department_id)
     rows = db.execute(q.order_by(Case.received_at.desc(), Case.id.desc())).all()
     total = len(rows)
-    picked = rows[:max_cases]
-    # Firms' comments on policies they rated are a second source, clustered with the enquiries.
-    comments = desk_ratings.comments_between(db=db, start=start, end=end, department_id=department_id, limit=max_cases)
+    # Firms' comments on policies they rated are a second source, clustered with the enquiries. Both share
+    # the max_cases budget (the similarity matrix is n²); comments keep at least a quarter of it.
+    comments = desk_ratings.comments_between(
+        db=db, start=start, end=end, department_id=department_id, limit=max_cases + 1
+    )
+    rating_total = len(comments)
+    comments = comments[: max(max_cases - total, max_cases // 4)]
+    picked = rows[: max_cases - len(comments)]
     texts = [f"{r.title or ''} {r.content or ''}" for r in picked] + [c["comment"] for c in comments]
     clusters = cluster_texts(texts, distance_threshold=distance_threshold, min_size=min_size)[:max_topics]
 
@@ -376,7 +381,7 @@ def hot_topics(
         cases=total,
         ratings=len(comments),
         clustered=len(picked),
-        truncated=total > len(picked),
+        truncated=total > len(picked) or rating_total > len(comments),
         topics=topics,
         policies=policies,
     )

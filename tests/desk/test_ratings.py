@@ -257,3 +257,14 @@ def test_rating_comments_in_the_dashboard_hot_topics_are_escaped(
     assert page.status_code == 200
     assert "含企业评价 2 条" in page.text
     assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt;申报系统上传附件" in page.text
+
+
+def test_rating_comments_and_enquiries_share_the_clustering_budget(db: Session) -> None:
+    policy = factories.make_policy(db, publish=True)
+    for i in range(6):
+        firm = factories.make_enterprise(db)
+        _viewed(db, firm.id, policy.id)
+        ratings.rate_policy(db=db, enterprise_id=firm.id, policy_id=policy.id, stars=3, comment=f"房租补贴到账慢{i}")
+    now = dt.datetime.now(dt.UTC)
+    result = topics.hot_topics(db=db, start=now - dt.timedelta(days=1), end=now + dt.timedelta(minutes=1), max_cases=4)
+    assert result.ratings == 4 and result.truncated
