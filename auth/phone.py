@@ -34,6 +34,7 @@ from core.errors import FieldError, ValidationFailed
 CODE_DIGITS = 6
 MAX_ATTEMPTS = 5
 SIGNUP = "signup"
+KEEP_CODES = dt.timedelta(days=1)
 
 
 def firm_purpose(enterprise_id: int) -> str:
@@ -60,6 +61,8 @@ def issue_code(
 ) -> tuple[PhoneCode, str]:
     """Store a new code for a normalised number and purpose (voiding earlier ones); return it and its digits."""
     now = now or utcnow()
+    # Codes of this number older than a day are of no use to anyone: drop them (the table stays small).
+    db.execute(delete(PhoneCode).where(PhoneCode.phone == phone, PhoneCode.created_at < now - KEEP_CODES))
     db.execute(
         update(PhoneCode)
         .where(PhoneCode.phone == phone, PhoneCode.purpose == purpose, PhoneCode.used_at.is_(None))
