@@ -15,13 +15,14 @@ from starlette.datastructures import State
 from api.guards import BodyLimit, RefuseNul, SecurityHeaders
 from api.io_router import router as io_router
 from auth.router import router as auth_router
-from auth.throttle import SignInThrottle
+from auth.throttle import PhoneCodeThrottle, SignInThrottle
 from catalog.router import router as catalog_router
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
 from core.ratelimit import RateLimiter, make_storage
 from core.scheduler import start_in_process, stop_in_process
+from desk.ratings_router import router as desk_ratings_router
 from desk.router import router as desk_router
 from desk.stats_router import router as desk_stats_router
 from matcher.engine import Matcher
@@ -45,6 +46,7 @@ ROUTERS = (
     push_router,
     desk_router,
     desk_stats_router,
+    desk_ratings_router,
 )
 
 
@@ -103,6 +105,7 @@ def create_app(
     app.state.calculator_limiter = RateLimiter(settings.calculator_per_minute, storage=limit_storage, namespace="calc")
     app.state.search_limiter = RateLimiter(settings.search_per_minute, storage=limit_storage, namespace="search")
     app.state.sign_in_throttle = SignInThrottle.from_settings(settings, limit_storage)
+    app.state.phone_code_throttle = PhoneCodeThrottle.from_settings(settings, limit_storage)
     install_error_handlers(app)
 
     for router in ROUTERS:

@@ -181,6 +181,7 @@ def demo(
         "users": "演示用户",
         "faq": "服务台常见问题",
         "cases": "服务台演示工单",
+        "ratings": "企业政策评价",
     }
     table = Table(title="演示数据")
     table.add_column("项目")

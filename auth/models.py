@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, Enum, ForeignKey, String
+from sqlalchemy import Boolean, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, utcnow
@@ -83,3 +83,41 @@ class ApiKey(Base):
     def scope_list(self) -> list[str]:
         """Return the key's scopes as a list."""
         return [s for s in (self.scopes or "").split(",") if s]
+
+
+class PhoneCode(Base):
+    """A one-time code sent by SMS to prove someone holds a mobile number; only its HMAC is stored.
+
+    `purpose` binds a code to what it may verify: "signup" (a registration) or "firm:<id>" (a firm's
+    push preferences), so a code asked for one cannot be spent on the other.
+    """
+
+    __tablename__ = "phone_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)  # 11 digits, normalised
+    purpose: Mapped[str] = mapped_column(String(40))
+    code_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256(secret key, purpose|phone|code)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    # Wrong guesses so far; at MAX_ATTEMPTS the code is spent, however many remain untried.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    used_at: Mapped[dt.datetime | None]
+
+
+class VerifiedPhone(Base):
+    """A mobile number a firm proved it holds (by a code at sign-up or on its push preferences).
+
+    SMS goes only to a number listed here for the firm; changing the firm's number removes the old row.
+    """
+
+    __tablename__ = "verified_phone"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    # A number is verified once per firm; verifying it again refreshes verified_at.
+    __table_args__ = (UniqueConstraint("enterprise_id", "phone"),)

@@ -204,6 +204,15 @@ class Settings(BaseSettings):
     sign_in_client_limit: str = Field(
         "40/15 minutes", description="Sign-in attempts one client address may make in a moving window."
     )
+    phone_code_minutes: int = Field(
+        10, ge=1, le=60, description="Minutes a one-time SMS code (phone verification) stays valid."
+    )
+    phone_code_number_limit: str = Field(
+        "3/10 minutes", description="One-time SMS codes one mobile number may be sent in a moving window."
+    )
+    phone_code_client_limit: str = Field(
+        "10/hour", description="One-time SMS codes one client address may ask for in a moving window."
+    )
     push_digest_time: str = Field(
         "09:00",
         pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
@@ -285,7 +294,9 @@ class Settings(BaseSettings):
             raise ValueError("HUIQI_ATTACHMENT_STORAGE=s3 needs HUIQI_S3_BUCKET")
         return self
 
-    @field_validator("sign_in_account_limit", "sign_in_client_limit")
+    @field_validator(
+        "sign_in_account_limit", "sign_in_client_limit", "phone_code_number_limit", "phone_code_client_limit"
+    )
     @classmethod
     def _check_limit(cls, value: str) -> str:
         from limits import parse

@@ -108,6 +108,12 @@ class PayloadTooLarge(HuiqiError):
     message = "上传内容过大"
 
 
+class ServiceUnavailable(HuiqiError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "服务暂时不可用，请稍后再试"
+
+
 class TooManyRequests(HuiqiError):
     status_code = 429
     code = "too_many_requests"

@@ -9,6 +9,9 @@ from functools import lru_cache
 import opencc
 
 _SPACES = re.compile(r"\s+")
+# Mainland mobile numbers: 11 digits, 1 then 3–9 (after stripping +86 / 0086 and separators).
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+_PHONE_SEPARATORS = re.compile(r"[\s\-()]")
 
 
 @lru_cache(maxsize=1)
@@ -46,3 +49,13 @@ def mask_name(name: str | None) -> str | None:
     if not name:
         return name
     return name[0] + "*" * (len(name) - 1)
+
+
+def normalize_phone(phone: str) -> str | None:
+    """Return a mainland mobile number as 11 digits (dropping +86 and separators), or None if it is not one."""
+    digits = _PHONE_SEPARATORS.sub("", phone or "")
+    for prefix in ("+86", "0086", "86"):
+        if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
+            digits = digits[len(prefix) :]
+            break
+    return digits if _MOBILE.fullmatch(digits) else None

@@ -1,4 +1,5 @@
-"""Demo desk data: the curated FAQ (desk/demo_data/faq.json) and about thirty cases in every state.
+"""Demo desk data: the curated FAQ (desk/demo_data/faq.json), about thirty cases in every state, and
+policy ratings with comments from demo firms (政企互动).
 
 Cases go through the real service functions (submit, accept, reply, resolve, rate, …) with past
 times, so their timelines, due times and SLA colours are what the desk would have produced. The
@@ -20,14 +21,15 @@ from sqlalchemy.orm import Session
 
 from auth.models import Role, User
 from auth.service import Principal, principal_for_user
-from catalog.models import Department
+from catalog.models import Department, Policy, PolicyStatus
 from core.config import Settings
 from core.db import utcnow
-from desk import clock, handling, intake, outcome
-from desk.models import Case, Channel, FaqEntry, Rating
+from desk import clock, handling, intake, outcome, ratings
+from desk.models import Case, Channel, FaqEntry, PolicyRating, Rating
 from desk.schemas import CaseIn, ExtensionIn, VisitRecord
 from desk.sla import Kind
 from profiles.models import Enterprise
+from push import events as push_events
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +310,64 @@ _RESOLUTIONS = {
 }
 
 
+# Demo ratings (stars, comment): several comments share a subject (申报材料、申报系统), so the hot topics
+# show a cluster drawn from ratings; some firms rate without a comment.
+DEMO_RATINGS: tuple[tuple[int, str | None], ...] = (
+    (2, "申报材料清单太长，希望精简申报材料，很多证明要重复提交"),
+    (3, "申报材料太多，同样的证明材料每年都要重复提交"),
+    (2, "希望精简申报材料，减少重复提交的证明"),
+    (5, "政策解读很清楚，解读人电话一打就通，答复很耐心"),
+    (5, "兑现速度快，补贴资金一个月就到账了"),
+    (1, "申报系统经常卡顿，上传附件总是失败"),
+    (2, "申报系统上传附件失败，反复提交好几次才成功"),
+    (4, None),
+    (3, "申报条件写得比较笼统，不确定我们企业是否符合"),
+    (4, "扶持力度不错，建议延长申报时间"),
+    (5, None),
+    (4, "线上申报流程顺畅，希望增加进度查询"),
+)
+
+
+def load_demo_ratings(*, db: Session, policies: int = 6) -> int:
+    """Have demo firms rate a few published policies they viewed (with comments); return how many were added.
+
+    Each firm first views the policy (the engagement event a page visit records), as rating requires.
+    Nothing is added when any rating exists, so running it again changes nothing.
+    """
+    if db.scalar(select(func.count()).select_from(PolicyRating)):
+        return 0
+    firm = _user(db, "firm")
+    policy_ids = list(
+        db.scalars(select(Policy.id).where(Policy.status == PolicyStatus.published).order_by(Policy.id).limit(policies))
+    )
+    firm_ids = _enterprises(db, firm, len(DEMO_RATINGS))
+    added = 0
+    for p_index, policy_id in enumerate(policy_ids):
+        # Policies get fewer ratings further down the list, so the averages and counts differ.
+        raters = firm_ids[: max(3, len(DEMO_RATINGS) - 2 * p_index)]
+        for r_index, enterprise_id in enumerate(raters):
+            stars, comment = DEMO_RATINGS[(r_index + p_index) % len(DEMO_RATINGS)]
+            push_events.record_events(db=db, enterprise_id=enterprise_id, policy_ids=[policy_id], kind="viewed")
+            ratings.rate_policy(db=db, enterprise_id=enterprise_id, policy_id=policy_id, stars=stars, comment=comment)
+            added += 1
+    if firm is not None and firm.enterprise_id is not None and policy_ids:
+        push_events.record_events(db=db, enterprise_id=firm.enterprise_id, policy_ids=[policy_ids[0]], kind="viewed")
+        ratings.rate_policy(
+            db=db,
+            enterprise_id=firm.enterprise_id,
+            policy_id=policy_ids[0],
+            stars=4,
+            comment="政策很实用，希望申报材料能再精简一些",
+            user_id=firm.user_id,
+        )
+        added += 1
+    return added
+
+
 def load_demo_desk(*, db: Session, settings: Settings) -> dict[str, int]:
-    """Load the FAQ and the demo cases; return the counts added."""
-    return {"faq": load_faq(db=db), "cases": load_demo_cases(db=db, settings=settings)}
+    """Load the FAQ, the demo cases and the demo policy ratings; return the counts added."""
+    return {
+        "faq": load_faq(db=db),
+        "cases": load_demo_cases(db=db, settings=settings),
+        "ratings": load_demo_ratings(db=db),
+    }

@@ -311,3 +311,27 @@ class FaqEntry(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (UniqueConstraint("case_id", name="uq_desk_faq_case_id"),)
+
+
+class PolicyRating(Base):
+    """A firm's rating of a policy it viewed or applied to (政企互动): 1–5 stars and an optional comment.
+
+    One per firm and policy; the firm edits it in place (`updated_at`). Comments are user text: stored as
+    written (length-capped by the schema), escaped wherever they are shown.
+    """
+
+    __tablename__ = "policy_rating"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    stars: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)  # hot topics read a window of it
+
+    __table_args__ = (
+        # One rating per firm and policy; rating again edits it.
+        UniqueConstraint("policy_id", "enterprise_id"),
+    )

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.schemas import Page
 from desk.models import Channel, Rating
 from desk.sla import Kind
 
@@ -297,3 +298,52 @@ class FaqOut(BaseModel):
     active: bool
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class PolicyRatingIn(_In):
+    """A firm's rating of a policy: 1–5 stars and an optional comment."""
+
+    stars: int = Field(ge=1, le=5, description="评分，1–5 星")
+    comment: str | None = Field(None, max_length=500, description="评价内容（可选，最多 500 字）")
+
+
+class PolicyRatingOut(BaseModel):
+    """A firm's own rating of a policy."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    policy_id: int
+    stars: int
+    comment: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RatingSummaryOut(BaseModel):
+    """A policy's ratings in figures (anyone may see them; comments are for staff)."""
+
+    policy_id: int
+    count: int
+    average: float | None
+    distribution: dict[str, int] = Field(description="各星级的评价数，键为 1–5")
+
+
+class RatingOut(BaseModel):
+    """One firm's rating with its comment, as staff read it."""
+
+    id: int
+    policy_id: int
+    enterprise_id: int
+    enterprise_name: str
+    stars: int
+    stars_label: str
+    comment: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PolicyRatingsOut(BaseModel):
+    """A policy's rating summary and one page of its ratings (staff)."""
+
+    summary: RatingSummaryOut
+    ratings: Page[RatingOut]

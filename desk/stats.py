@@ -511,7 +511,7 @@ def monthly_report(
                 "、".join(t["terms"]),
                 "；".join(f"{d['name']}（{d['count']}）" for d in t["departments"]),
                 "；".join(f"{KIND_LABELS.get(k, k)}（{n}）" for k, n in t["kinds"].items()),
-                t["representative"]["number"],
+                t["representative"]["number"] or "企业评价",
             )
             for t in hot.topics
         ),

@@ -13,6 +13,10 @@ common), the departments it went to and the kinds of enquiry. Clusters smaller t
 not topics. At most ``max_cases`` of the most recent enquiries are clustered (the similarity matrix is
 n²); a larger window is cut and says so in the result.
 
+Firms' comments on the policies they rated (desk.ratings) are clustered with the enquiries of the
+same window (a desk officer's view: comments on their department's policies); a topic says how
+many members came from each source and lists both kinds of ids.
+
 Policies drawing many enquiries are listed for curators: a policy counts an enquiry when it is the
 enquiry's related policy or is cited by the instant answer the firm was shown (a confident one); ``policy_flag_min`` or more enquiries
 flags it (its summary or interpretation may be unclear).
@@ -37,6 +41,7 @@ from sqlalchemy.orm import Session
 from catalog.models import Department, Policy
 from core.db import utcnow
 from core.text import normalize
+from desk import ratings as desk_ratings
 from desk.models import Case
 
 DEFAULT_DAYS = 30
@@ -45,6 +50,7 @@ DEFAULT_MIN_SIZE = 2
 DEFAULT_MAX_CASES = 3000
 DEFAULT_POLICY_FLAG_MIN = 5
 MAX_TERMS = 5
+REP_TITLE_MAX = 60  # a rating comment shown as a topic's title is cut here
 _TERM_MAX_LEN = 8
 _TERM_MEMBERS = 60  # members scanned for shared terms (the most central ones)
 
@@ -213,6 +219,7 @@ class HotTopics:
     start: dt.datetime
     end: dt.datetime
     cases: int  # enquiries in the window
+    ratings: int  # rating comments clustered with the enquiries (the newest, when the window holds more)
     clustered: int  # enquiries clustered (at most max_cases)
     truncated: bool
     topics: list[dict[str, Any]] = field(default_factory=list)
@@ -224,6 +231,7 @@ class HotTopics:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "cases": self.cases,
+            "ratings": self.ratings,
             "clustered": self.clustered,
             "truncated": self.truncated,
             "topics": self.topics,
@@ -239,6 +247,26 @@ def _cited_policy_ids(instant_answer: Any) -> set[int]:
         if isinstance(cite, dict) and cite.get("source") == "policy" and isinstance(cite.get("id"), int):
             out.add(cite["id"])
     return out
+
+
+def _representative(index: int, picked: Sequence[Any], comments: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Describe a cluster's representative member: an enquiry, or a firm's comment on a policy it rated."""
+    if index < len(picked):
+        rep = picked[index]
+        return {"source": "case", "case_id": rep.id, "number": rep.number, "title": rep.title, "content": rep.content}
+    c = comments[index - len(picked)]
+    title = c["comment"] if len(c["comment"]) <= REP_TITLE_MAX else c["comment"][:REP_TITLE_MAX] + "…"
+    return {
+        "source": "rating",
+        "case_id": None,
+        "number": None,
+        "rating_id": c["rating_id"],
+        "policy_id": c["policy_id"],
+        "policy_title": c["policy_title"],
+        "stars": c["stars"],
+        "title": title,
+        "content": c["comment"],
+    }
 
 
 def hot_topics(
@@ -275,8 +303,15 @@ def hot_topics(
         q = q.where(Case.department_id == department_id)
     rows = db.execute(q.order_by(Case.received_at.desc(), Case.id.desc())).all()
     total = len(rows)
-    picked = rows[:max_cases]
-    texts = [f"{r.title or ''} {r.content or ''}" for r in picked]
+    # Firms' comments on policies they rated are a second source, clustered with the enquiries. Both share
+    # the max_cases budget (the similarity matrix is n²); comments keep at least a quarter of it.
+    comments = desk_ratings.comments_between(
+        db=db, start=start, end=end, department_id=department_id, limit=max_cases + 1
+    )
+    rating_total = len(comments)
+    comments = comments[: max(max_cases - total, max_cases // 4)]
+    picked = rows[: max_cases - len(comments)]
+    texts = [f"{r.title or ''} {r.content or ''}" for r in picked] + [c["comment"] for c in comments]
     clusters = cluster_texts(texts, distance_threshold=distance_threshold, min_size=min_size)[:max_topics]
 
     dept_ids = {r.department_id for r in picked if r.department_id is not None}
@@ -287,14 +322,14 @@ def hot_topics(
     )
     topics = []
     for rank, cluster in enumerate(clusters, start=1):
-        members = [picked[i] for i in cluster.members]
-        rep = picked[cluster.representative]
+        members = [picked[i] for i in cluster.members if i < len(picked)]
+        rated = [comments[i - len(picked)] for i in cluster.members if i >= len(picked)]
         depts = Counter(r.department_id for r in members)
         topics.append(
             {
                 "rank": rank,
-                "count": len(members),
-                "representative": {"case_id": rep.id, "number": rep.number, "title": rep.title, "content": rep.content},
+                "count": len(members) + len(rated),
+                "representative": _representative(cluster.representative, picked, comments),
                 "terms": [t for t, _ in cluster.terms],
                 "cohesion": round(cluster.cohesion, 3),
                 "departments": [
@@ -308,7 +343,9 @@ def hot_topics(
                     for did, n in depts.most_common()
                 ],
                 "kinds": dict(Counter(r.kind for r in members).most_common()),
+                "sources": {"case": len(members), "rating": len(rated)},
                 "case_ids": sorted(r.id for r in members),
+                "rating_ids": sorted(c["rating_id"] for c in rated),
             }
         )
 
@@ -342,8 +379,9 @@ def hot_topics(
         start=start,
         end=end,
         cases=total,
+        ratings=len(comments),
         clustered=len(picked),
-        truncated=total > len(picked),
+        truncated=total > len(picked) or rating_total > len(comments),
         topics=topics,
         policies=policies,
     )

@@ -139,3 +139,9 @@ def adjustments(latest: Mapping[int, str]) -> tuple[set[int], dict[int, float]]:
 def firms_with_action_query(*, policy_id: int, action: str) -> Select[tuple[int]]:
     """Return a query of the firms that ever gave `action` on a policy (for funnels counting distinct firms)."""
     return select(Feedback.enterprise_id).where(Feedback.policy_id == policy_id, Feedback.action == action)
+
+
+def has_applied(*, db: Session, enterprise_id: int, policy_id: int) -> bool:
+    """Tell whether a firm ever marked a policy 已申报."""
+    q = firms_with_action_query(policy_id=policy_id, action="applied").where(Feedback.enterprise_id == enterprise_id)
+    return db.scalar(q.limit(1)) is not None

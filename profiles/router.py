@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
+from auth import phone as auth_phone
 from auth import service as auth_service
 from auth.deps import AdminUser, CuratorUser, EnterpriseUser, FirmEditor, FirmReader, FirmStaff, public
 from auth.schemas import Token
@@ -45,7 +46,10 @@ def register(db: DbSession, settings: AppSettings, register_in: RegisterIn) -> T
     The answer is the same whether or not the credit code is already registered: for a known code the
     account waits (inactive) for staff to confirm the claim (GET /enterprise-claims).
     """
-    user, _ = service.register(db=db, register_in=register_in)
+    try:
+        user, _ = service.register(db=db, register_in=register_in, settings=settings)
+    except auth_phone.PhoneCodeRejected as exc:
+        auth_phone.commit_then_raise(db, exc)  # the wrong guess counts; nothing else was written
     return auth_service.issue_token(settings=settings, user=user)
 
 

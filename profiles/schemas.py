@@ -171,6 +171,11 @@ class RegisterIn(BaseModel):
     password: str = Field(min_length=10, max_length=128, description="密码，至少10位，不能是常见密码或与登录名相同")
     display_name: str = Field(min_length=1, max_length=60, description="联系人姓名")
     enterprise: EnterpriseIn
+    phone_code: str | None = Field(
+        None,
+        max_length=12,
+        description="短信验证码（先以 POST /auth/phone-codes 发送到联系电话）；填写则联系电话验证通过后方可注册",
+    )
 
 
 class ClaimOut(BaseModel):

@@ -8,6 +8,7 @@ import logging
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from auth import phone as auth_phone
 from auth import service as auth_service
 from auth.models import Role, User
 from auth.passwords import check_password_policy
@@ -16,9 +17,10 @@ from auth.service import Principal
 from catalog import service as catalog_service
 from catalog.models import TagKind
 from core import codes, events
+from core.config import Settings, get_settings
 from core.db import utcnow
 from core.errors import Conflict, FieldError, InvalidState, NotFound, PermissionDenied, ValidationFailed
-from core.text import normalize
+from core.text import normalize, normalize_phone
 from profiles import derived
 from profiles.models import Enterprise, EnterpriseClaim, EnterpriseQualification
 from profiles.schemas import EnterpriseFilters, EnterpriseIn, EnterpriseUpdate, QualificationIn, RegisterIn
@@ -151,7 +153,11 @@ def update_enterprise(
         raise ValidationFailed(errors=[FieldError("name", "企业名称不能为空", "required")])
     if enterprise_in.qualifications is not None:
         data["qualifications"] = enterprise_in.qualifications
+    old_phone = ent.contact_phone
     _apply(db, ent, data)
+    old_mobile = normalize_phone(old_phone or "")
+    if "contact_phone" in data and old_mobile and old_mobile != normalize_phone(ent.contact_phone or ""):
+        auth_phone.forget(db=db, enterprise_id=ent.id, phone=old_mobile)  # a changed number is unverified
     db.flush()
     events.emit(events.ProfileChanged(db=db, enterprise_id=ent.id))
     return ent
@@ -168,9 +174,29 @@ def delete_enterprise(*, db: Session, enterprise_id: int, actor: Principal) -> N
     db.flush()
 
 
-def register(*, db: Session, register_in: RegisterIn) -> tuple[User, Enterprise]:
-    """Register a firm: create its enterprise profile and its first user in one transaction."""
+def register(*, db: Session, register_in: RegisterIn, settings: Settings | None = None) -> tuple[User, Enterprise]:
+    """Register a firm: create its enterprise profile and its first user in one transaction.
+
+    With `phone_code` (sent to the contact phone by POST /auth/phone-codes) the number is verified for the
+    new firm. A wrong code raises auth.phone.PhoneCodeRejected before anything is written, its attempt
+    counted in the session: the caller commits that (auth.phone.commit_then_raise).
+    """
     check_password_policy(register_in.password, username=register_in.username)
+    verified = None
+    if register_in.phone_code is not None:
+        verified = normalize_phone(register_in.enterprise.contact_phone or "")
+        if verified is None:
+            raise ValidationFailed(
+                errors=[FieldError("enterprise.contact_phone", "验证手机号时联系电话应为 11 位大陆手机号", "invalid")]
+            )
+        auth_phone.check_code(
+            db=db,
+            settings=settings or get_settings(),
+            phone=verified,
+            purpose=auth_phone.SIGNUP,
+            code=register_in.phone_code,
+            field="phone_code",
+        )
     existing = get_by_credit_code(db=db, credit_code=register_in.enterprise.credit_code)
     if existing is not None:
         return _claim(db=db, enterprise=existing, register_in=register_in), existing
@@ -190,6 +216,8 @@ def register(*, db: Session, register_in: RegisterIn) -> tuple[User, Enterprise]
     if not ent.contact_name:
         ent.contact_name = register_in.display_name
         derived.refresh(ent)
+    if verified is not None:
+        auth_phone.mark_verified(db=db, enterprise_id=ent.id, phone=verified, user_id=user.id)
     return user, ent
 
 

@@ -160,3 +160,23 @@ def record_click(
             now=now,
         )
     return _landing(delivery, base_url)
+
+
+# What counts as a firm having seen a policy: its page, or a push about it opened or followed.
+SEEN_KINDS = ("viewed", "opened", "clicked")
+
+
+def has_seen(*, db: Session, enterprise_id: int, policy_id: int) -> bool:
+    """Tell whether a firm has viewed a policy's page or opened a push about it."""
+    return (
+        db.scalar(
+            select(PolicyEvent.id)
+            .where(
+                PolicyEvent.enterprise_id == enterprise_id,
+                PolicyEvent.policy_id == policy_id,
+                PolicyEvent.kind.in_(SEEN_KINDS),
+            )
+            .limit(1)
+        )
+        is not None
+    )

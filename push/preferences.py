@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auth import phone as auth_phone
 from catalog.models import Category, Policy
 from core.config import Settings
 from core.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -57,6 +58,12 @@ def default_preference(db: Session, enterprise_id: int) -> PushPreference:
         email=firm.contact_email,
         phone=firm.contact_phone,
     )
+
+
+def phone_verified(*, db: Session, prefs: PushPreference) -> bool:
+    """Tell whether the number a firm's SMS would go to is verified."""
+    number = normalize_phone(prefs.phone or "")
+    return auth_phone.is_verified(db=db, enterprise_id=prefs.enterprise_id, phone=number)
 
 
 def get_preferences(*, db: Session, enterprise_id: int) -> PushPreference:
@@ -185,6 +192,19 @@ def update_preferences(
         errors.append(FieldError("webhook_format", "Webhook 格式应为 huiqi、wecom、dingtalk 或 feishu"))
     if errors:
         raise ValidationFailed(errors=errors)
+    old_phone = normalize_phone(current.phone or "")
+    saved = db.get(PushPreference, enterprise_id) is not None
+    sms_was_on = saved and "sms" in (current.channels or [])
+    # SMS is switched on only for a number the firm proved it holds (a code sent to it, push.phone).
+    switching_on = "sms" in channels and (not sms_was_on or phone != old_phone)
+    if switching_on and not auth_phone.is_verified(db=db, enterprise_id=enterprise_id, phone=phone):
+        raise ValidationFailed(
+            "开启短信推送前请先验证手机号",
+            code="auth.phone_unverified",
+            errors=[FieldError("phone", "请先获取短信验证码并完成验证，再开启短信推送", "unverified")],
+        )
+    if saved and old_phone is not None and phone != old_phone:
+        auth_phone.forget(db=db, enterprise_id=enterprise_id, phone=old_phone)  # a changed number is unverified
     secret = _blank(merged["webhook_secret"])
     if webhook_url is not None and secret is None and fmt == "huiqi":
         # Huiqi-format deliveries are always signed; a firm that gives no secret gets one.

@@ -9,12 +9,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
+from auth import phone as auth_phone
 from auth.deps import CuratorUser, EnterpriseUser, FirmStaff, public
 from core.deps import AppSettings, DbSession, Paging
 from core.errors import HuiqiError
+from core.ratelimit import client_key
 from core.schemas import Id, Page
-from push import events, fanout, preferences, stats, targeting, unsubscribe
+from core.text import mask_phone
+from push import events, fanout, phone, preferences, stats, targeting, unsubscribe
 from push import inbox as push_inbox
 from push.models import PushPreference, Subscription
 from push.schemas import (
@@ -29,6 +33,10 @@ from push.schemas import (
     ManualPushPreviewOut,
     MarkReadIn,
     MarkReadOut,
+    PhoneCodeIn,
+    PhoneCodeOut,
+    PhoneVerifiedOut,
+    PhoneVerifyIn,
     PreferencesIn,
     PreferencesOut,
     SubscriptionIn,
@@ -75,26 +83,104 @@ def inbox_mark_read(db: DbSession, actor: EnterpriseUser, body: MarkReadIn) -> M
     return MarkReadOut(updated=updated, unread=push_inbox.unread_count(db=db, enterprise_id=eid))
 
 
+def _prefs_out(db: Session, row: PushPreference) -> PreferencesOut:
+    out = PreferencesOut.model_validate(row)
+    out.phone_verified = preferences.phone_verified(db=db, prefs=row)
+    return out
+
+
 @router.get("/push/preferences", response_model=PreferencesOut, tags=["推送"])
-def read_preferences(db: DbSession, actor: EnterpriseUser) -> PushPreference:
+def read_preferences(db: DbSession, actor: EnterpriseUser) -> PreferencesOut:
     """Show how and how often the firm is pushed to (defaults until it saves its own)."""
-    return preferences.get_preferences(db=db, enterprise_id=actor.own_enterprise_id)
+    return _prefs_out(db, preferences.get_preferences(db=db, enterprise_id=actor.own_enterprise_id))
 
 
 @router.put("/push/preferences", response_model=PreferencesOut, tags=["推送"])
 def save_preferences(
     db: DbSession, settings: AppSettings, actor: EnterpriseUser, body: PreferencesIn
-) -> PushPreference:
+) -> PreferencesOut:
     """Change channels, frequency, quiet hours, weekly cap and contacts; fields left out are kept.
 
     A webhook URL must point at a public address (not loopback, private, link-local, multicast or reserved).
+    SMS can be switched on only for a verified number (POST /push/preferences/phone-code, then
+    /push/preferences/phone-verification); changing the number clears its verification.
     """
-    return preferences.update_preferences(
+    row = preferences.update_preferences(
         db=db,
         enterprise_id=actor.own_enterprise_id,
         prefs_in=body,
         guard=preferences.address_guard(settings),
     )
+    return _prefs_out(db, row)
+
+
+PHONE_CODE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"description": "发送过于频繁（按手机号和客户端地址限流），见 Retry-After"},
+    409: {"description": "短信服务未开通"},
+    503: {"description": "短信网关未接受验证码短信"},
+}
+
+
+@router.post(
+    "/auth/phone-codes",
+    response_model=PhoneCodeOut,
+    status_code=202,
+    tags=["认证"],
+    dependencies=[Depends(public)],
+    responses=PHONE_CODE_RESPONSES,
+)
+def send_signup_code(request: Request, db: DbSession, settings: AppSettings, body: PhoneCodeIn) -> PhoneCodeOut:
+    """Send a registration code by SMS to a mobile number (then register with it as `phone_code`)."""
+    number = phone.send_code(
+        db=db,
+        settings=settings,
+        throttle=request.app.state.phone_code_throttle,
+        phone=body.phone,
+        purpose=auth_phone.SIGNUP,
+        client=client_key(request),
+    )
+    return PhoneCodeOut(phone=mask_phone(number) or "", expires_in_minutes=settings.phone_code_minutes)
+
+
+@router.post(
+    "/push/preferences/phone-code",
+    response_model=PhoneCodeOut,
+    status_code=202,
+    tags=["推送"],
+    responses=PHONE_CODE_RESPONSES,
+)
+def send_preferences_code(
+    request: Request, db: DbSession, settings: AppSettings, actor: EnterpriseUser, body: PhoneCodeIn
+) -> PhoneCodeOut:
+    """Send a code by SMS to the number the firm wants its SMS pushes on."""
+    number = phone.send_code(
+        db=db,
+        settings=settings,
+        throttle=request.app.state.phone_code_throttle,
+        phone=body.phone,
+        purpose=auth_phone.firm_purpose(actor.own_enterprise_id),
+        client=client_key(request),
+    )
+    return PhoneCodeOut(phone=mask_phone(number) or "", expires_in_minutes=settings.phone_code_minutes)
+
+
+@router.post("/push/preferences/phone-verification", response_model=PhoneVerifiedOut, tags=["推送"])
+def verify_preferences_phone(
+    db: DbSession, settings: AppSettings, actor: EnterpriseUser, body: PhoneVerifyIn
+) -> PhoneVerifiedOut:
+    """Verify the number with the code it received (at most 5 tries per code); SMS may then be switched on."""
+    try:
+        number = phone.verify_firm_phone(
+            db=db,
+            settings=settings,
+            enterprise_id=actor.own_enterprise_id,
+            phone=body.phone,
+            code=body.code,
+            user_id=actor.user_id,
+        )
+    except auth_phone.PhoneCodeRejected as exc:
+        auth_phone.commit_then_raise(db, exc)  # the wrong guess counts
+    return PhoneVerifiedOut(phone=number, verified=True)
 
 
 @router.get("/push/subscriptions", response_model=list[SubscriptionOut], tags=["推送"])

@@ -39,6 +39,7 @@ class PreferencesOut(BaseModel):
     webhook_secret: str | None
     webhook_format: str
     unsubscribed_all: bool
+    phone_verified: bool = Field(False, description="接收短信的手机号是否已通过验证码验证（未验证的号码不发短信）")
 
 
 class SubscriptionIn(BaseModel):
@@ -233,3 +234,32 @@ class FunnelOut(BaseModel):
     policy_id: int
     policy_title: str
     stages: list[FunnelStageOut]
+
+
+class PhoneCodeIn(BaseModel):
+    """Ask for a one-time code by SMS to a mainland mobile number."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    phone: str = Field(max_length=20, description="11 位大陆手机号")
+
+
+class PhoneCodeOut(BaseModel):
+    """Where the code went (masked) and how long it stays valid."""
+
+    phone: str = Field(description="已发送验证码的手机号（中间四位隐藏）")
+    expires_in_minutes: int
+
+
+class PhoneVerifyIn(BaseModel):
+    """A code received by SMS, to verify the number it was sent to."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    phone: str = Field(max_length=20, description="11 位大陆手机号")
+    code: str = Field(max_length=12, description="短信验证码（6 位数字）")
+
+
+class PhoneVerifiedOut(BaseModel):
+    phone: str
+    verified: bool

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, not_, select
 from sqlalchemy.orm import Session
 
+from auth import phone as auth_phone
 from core.config import Settings
 from core.db import utcnow
 from matcher import feedback as matcher_feedback
@@ -28,6 +29,7 @@ from push.channels import (
     backoff,
     is_webhook_format,
     message_kind,
+    normalize_phone,
 )
 from push.models import Delivery, PushPreference
 from push.preferences import DIGEST_FREQUENCIES, preferences_for
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_ATTEMPTS = 12
+UNVERIFIED_PHONE = "接收短信的手机号未经验证码验证，不发送短信"
 # Why a row could not be handed to a channel; the job leaves unconfigured channels out of `channels`.
 CHANNEL_NOT_CONFIGURED = {
     "email": "邮件服务器（SMTP）未配置，无法发送邮件",
@@ -137,6 +140,8 @@ def send_due(
     dropped = matcher_feedback.not_relevant_pairs(
         db=db, pairs=((r.enterprise_id, r.policy_id) for r in rows if r.policy_id is not None)
     )
+    # SMS goes only to numbers the firm has verified (auth.phone); this is the one place SMS is sent.
+    verified = auth_phone.verified_pairs(db=db, enterprise_ids={r.enterprise_id for r in rows if r.channel == "sms"})
     if before_sending is not None:
         before_sending()
     for row in rows:
@@ -147,7 +152,14 @@ def send_due(
             continue
         try:
             status = _send_one(
-                row, channels, prefs.get(row.enterprise_id), names.get(row.enterprise_id, ""), settings, now, base_url
+                row,
+                channels,
+                prefs.get(row.enterprise_id),
+                names.get(row.enterprise_id, ""),
+                settings,
+                now,
+                base_url,
+                verified,
             )
         except Exception as exc:  # a channel must not raise; if one does, the row is retried, not the batch lost
             log.exception("delivery %s raised", row.id)
@@ -165,10 +177,15 @@ def _send_one(
     settings: Settings,
     now: dt.datetime,
     base_url: str,
+    verified: set[tuple[int, str]],
 ) -> str:
     if pref is None or pref.unsubscribed_all or row.channel not in (pref.channels or []):
         # The firm changed its mind after the decision: record why the row was not sent.
         row.status, row.last_error = "skipped", "企业已退订或取消了该推送方式"
+        return "skipped"
+    if row.channel == "sms" and (row.enterprise_id, normalize_phone(pref.phone or "") or "") not in verified:
+        # An unverified number gets no SMS, whoever queued the row (fan-out, reminders, targeted pushes).
+        row.status, row.last_error = "skipped", UNVERIFIED_PHONE
         return "skipped"
     channel = channels.get(row.channel)
     if channel is None:

@@ -8,13 +8,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from auth import phone as auth_phone
 from auth import service as auth_service
 from auth.models import User
 from auth.service import principal_for_user
 from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError, TooManyRequests
+from core.ratelimit import client_key
+from core.text import mask_phone
 from profiles import service as profiles_service
 from profiles.schemas import RegisterIn
+from push import phone as push_phone
 from web import choices
 from web.deps import WebVisitor, clear_session_cookie, rotate_csrf, safe_next, set_session_cookie
 from web.forms import FormErrors, PageForm, form_values, keep
@@ -32,6 +36,7 @@ SIGNUP_FIELDS = (
     "region_code",
     "industry_code",
     "contact_phone",
+    "phone_code",
     "contact_email",
 )
 ENTERPRISE_FIELDS = ("name", "credit_code", "region_code", "industry_code", "contact_phone", "contact_email")
@@ -98,13 +103,18 @@ def logout(request: Request, db: DbSession, visitor: WebVisitor) -> Response:
     return response
 
 
-def _signup_context(values: dict, errors: FormErrors) -> dict:
+def _signup_context(
+    values: dict, errors: FormErrors, code_sent_to: str | None = None, code_minutes: int | None = None
+) -> dict:
     shown = keep(values)
     shown.pop("password", None)
     shown.pop("password2", None)
+    shown.pop("phone_code", None)
     return {
         "values": shown,
         "errors": errors,
+        "code_sent_to": code_sent_to,
+        "code_minutes": code_minutes,
         "region_groups": choices.region_groups(),
         "industries": choices.industry_divisions(),
     }
@@ -133,9 +143,14 @@ def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebV
                 "password": values["password"] or "",
                 "display_name": values["display_name"] or "",
                 "enterprise": enterprise,
+                "phone_code": values["phone_code"],
             }
         )
-        user, _ = profiles_service.register(db=db, register_in=register_in)
+        user, _ = profiles_service.register(db=db, register_in=register_in, settings=settings)
+    except auth_phone.PhoneCodeRejected as exc:
+        db.commit()  # the wrong guess counts; nothing else was written
+        errors = FormErrors.from_domain(exc, prefix="enterprise.")
+        return render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc, prefix="enterprise.")
         return render(request, "signup.html", _signup_context(values, errors), status_code=422)
@@ -144,3 +159,32 @@ def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebV
         errors = FormErrors.from_domain(exc, prefix="enterprise.")
         return render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
     return _signed_in(request, settings, user, "/me/profile?welcome=1")
+
+
+@router.post("/signup/phone-code")
+def signup_phone_code(
+    request: Request, db: DbSession, settings: AppSettings, visitor: WebVisitor, form: PageForm
+) -> Response:
+    """Send a registration code by SMS to the contact phone; the form comes back filled in (passwords excepted)."""
+    values = form_values(form, SIGNUP_FIELDS)
+    try:
+        number = push_phone.send_code(
+            db=db,
+            settings=settings,
+            throttle=request.app.state.phone_code_throttle,
+            phone=values["contact_phone"],
+            purpose=auth_phone.SIGNUP,
+            client=client_key(request),
+            field="contact_phone",
+        )
+    except HuiqiError as exc:
+        db.rollback()
+        errors = FormErrors.from_domain(exc)
+        if not errors.fields:
+            errors.fields["contact_phone"] = exc.message
+        response = render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
+    return render(
+        request, "signup.html", _signup_context(values, FormErrors(), mask_phone(number), settings.phone_code_minutes)
+    )

@@ -108,6 +108,7 @@ def dashboard_data(
                 "title": t["representative"]["title"],
                 "terms": t["terms"][:5],
                 "departments": [d["name"] for d in t["departments"][:3]],
+                "ratings": t["sources"]["rating"],
             }
             for t in topics.topics
         ],

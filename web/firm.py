@@ -11,8 +11,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from auth import phone as auth_phone
 from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError
+from core.ratelimit import client_key
+from core.text import mask_phone
 from matcher import feedback as matcher_feedback
 from matcher import recommend as matcher_recommend
 from matcher.deps import MatcherDep
@@ -20,6 +23,7 @@ from matcher.eligibility import ELIGIBLE, LIKELY
 from profiles import service as profiles_service
 from profiles.schemas import EnterpriseUpdate, QualificationIn
 from push import inbox as push_inbox
+from push import phone as push_phone
 from push import preferences as push_preferences
 from push.channels import normalize_phone
 from push.schemas import PreferencesIn, SubscriptionIn
@@ -308,9 +312,16 @@ def inbox_read_all(request: Request, db: DbSession, firm: WebFirm) -> Response:
 
 
 def _preferences_context(
-    db: Any, firm: Any, values: dict | None, errors: FormErrors, sub_errors: FormErrors | None = None
+    db: Any,
+    firm: Any,
+    values: dict | None,
+    errors: FormErrors,
+    sub_errors: FormErrors | None = None,
+    phone_errors: FormErrors | None = None,
+    phone_values: dict | None = None,
 ) -> dict:
     prefs = push_preferences.get_preferences(db=db, enterprise_id=firm.own_enterprise_id)
+    phone_number = normalize_phone(prefs.phone or "")
     if values is None:
         values = {name: getattr(prefs, name) for name in PREFERENCE_FIELDS}
         values["channels"] = list(prefs.channels)
@@ -332,6 +343,10 @@ def _preferences_context(
         "channel_labels": choices.CHANNEL_LABELS,
         "frequency_labels": choices.FREQUENCY_LABELS,
         "webhook_formats": choices.WEBHOOK_FORMAT_LABELS,
+        "phone_number": phone_number,
+        "phone_verified": push_preferences.phone_verified(db=db, prefs=prefs),
+        "phone_errors": phone_errors or FormErrors(),
+        "phone_values": phone_values or {"phone": phone_number or ""},
     }
 
 
@@ -364,6 +379,69 @@ def save_preferences(request: Request, db: DbSession, settings: AppSettings, fir
     else:
         return redirect(request, "/me/preferences?saved=prefs")
     return render(request, "me_preferences.html", _preferences_context(db, firm, values, errors), status_code=422)
+
+
+@router.post("/preferences/phone-code")
+def preferences_phone_code(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, form: PageForm
+) -> Response:
+    """Send a code by SMS to the number the firm wants its SMS pushes on."""
+    values = form_values(form, ("phone",))
+    try:
+        number = push_phone.send_code(
+            db=db,
+            settings=settings,
+            throttle=request.app.state.phone_code_throttle,
+            phone=values["phone"],
+            purpose=auth_phone.firm_purpose(firm.own_enterprise_id),
+            client=client_key(request),
+        )
+    except HuiqiError as exc:
+        db.rollback()
+        phone_errors = FormErrors.from_domain(exc)
+        phone_errors.fields.setdefault("phone", exc.message)
+        context = _preferences_context(db, firm, None, FormErrors(), phone_errors=phone_errors, phone_values=values)
+        response = render(request, "me_preferences.html", context, status_code=exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
+    context = _preferences_context(db, firm, None, FormErrors(), phone_values={"phone": number})
+    context["code_sent_to"] = mask_phone(number)
+    context["code_minutes"] = settings.phone_code_minutes
+    return render(request, "me_preferences.html", context)
+
+
+@router.post("/preferences/phone-verification")
+def preferences_phone_verify(
+    request: Request, db: DbSession, settings: AppSettings, firm: WebFirm, form: PageForm
+) -> Response:
+    """Verify the number with the code it received; the number becomes the one SMS pushes go to."""
+    values = form_values(form, ("phone", "code"))
+    try:
+        number = push_phone.verify_firm_phone(
+            db=db,
+            settings=settings,
+            enterprise_id=firm.own_enterprise_id,
+            phone=values["phone"],
+            code=values["code"],
+            user_id=firm.user_id,
+        )
+        current = push_preferences.get_preferences(db=db, enterprise_id=firm.own_enterprise_id)
+        if normalize_phone(current.phone or "") != number:
+            push_preferences.update_preferences(
+                db=db, enterprise_id=firm.own_enterprise_id, prefs_in=PreferencesIn(phone=number)
+            )
+    except HuiqiError as exc:
+        if isinstance(exc, auth_phone.PhoneCodeRejected):
+            db.commit()  # the wrong guess counts
+        else:
+            db.rollback()
+        phone_errors = FormErrors.from_domain(exc)
+        context = _preferences_context(
+            db, firm, None, FormErrors(), phone_errors=phone_errors, phone_values={"phone": values["phone"] or ""}
+        )
+        context["code_sent_to"] = mask_phone(values["phone"]) if values["phone"] else None
+        return render(request, "me_preferences.html", context, status_code=exc.status_code)
+    return redirect(request, "/me/preferences?saved=phone_verified#phone-verify")
 
 
 @router.post("/preferences/unsubscribe-all")

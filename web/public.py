@@ -20,9 +20,10 @@ from catalog.models import PolicyLevel
 from catalog.schemas import PolicyFilters
 from core import codes, events
 from core.deps import AppDatabase, AppSettings, DbSession
-from core.errors import FieldError, ValidationFailed
+from core.errors import FieldError, HuiqiError, ValidationFailed
 from core.ratelimit import client_key
 from core.responses import download_response
+from desk import ratings as desk_ratings
 from matcher import calculator as matcher_calculator
 from matcher import eligibility
 from matcher import feedback as matcher_feedback
@@ -35,7 +36,7 @@ from web import choices, views
 from web.deps import WebFirm, WebVisitor
 from web.firm import feedback_response
 from web.forms import FormErrors, PageForm, form_list, form_values
-from web.templating import WebRoute, render
+from web.templating import WebRoute, redirect, render
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -171,33 +172,69 @@ def policy_library(
     return render(request, "policies.html", context)
 
 
-@router.get("/policies/{policy_id}")
-def policy_page(
-    request: Request, db: DbSession, database: AppDatabase, tasks: BackgroundTasks, visitor: WebVisitor, policy_id: int
-) -> Response:
-    """A policy: summary, interpretation, interpreter, conditions in words, countdown, application link."""
-    policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=visitor)
-    feedback = None
+def _policy_context(db: Session, policy: Any, visitor: Principal | None) -> dict[str, Any]:
+    feedback = own_rating = None
     if visitor is not None and visitor.enterprise_id is not None:
         feedback = matcher_feedback.latest_for_firm(
             db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
         ).get(policy.id)
+        own_rating = desk_ratings.own_rating(db=db, enterprise_id=visitor.enterprise_id, policy_id=policy.id)
+    return {
+        "policy": policy,
+        "days_left": catalog_service.days_left(policy),
+        "rules_text": rules_mod.describe_rules(policy.rules, region_name=codes.region_name) if policy.rules else [],
+        "regions": [codes.region_name(c) or c for c in policy.region_codes],
+        "paragraphs": views.paragraphs,
+        "feedback": feedback,
+        "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
+        "rating_summary": desk_ratings.summaries(db=db, policy_ids=[policy.id])[policy.id],
+        "own_rating": own_rating,
+        "star_labels": desk_ratings.STAR_LABELS,
+        "comment_max": desk_ratings.COMMENT_MAX,
+        "rating_values": {},
+        "rating_errors": FormErrors(),
+        "attachments": policy_files.list_policy_attachments(db, policy_id=policy.id, actor=visitor),
+    }
+
+
+@router.get("/policies/{policy_id}")
+def policy_page(
+    request: Request, db: DbSession, database: AppDatabase, tasks: BackgroundTasks, visitor: WebVisitor, policy_id: int
+) -> Response:
+    """A policy: summary, interpretation, interpreter, conditions in words, countdown, application link, ratings."""
+    policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=visitor)
     # The same funnel event the API records when a firm opens a policy.
     events.policies_seen(tasks=tasks, database=database, principal=visitor, policy_ids=[policy.id], kind="viewed")
-    return render(
-        request,
-        "policy.html",
-        {
-            "policy": policy,
-            "days_left": catalog_service.days_left(policy),
-            "rules_text": rules_mod.describe_rules(policy.rules, region_name=codes.region_name) if policy.rules else [],
-            "regions": [codes.region_name(c) or c for c in policy.region_codes],
-            "paragraphs": views.paragraphs,
-            "feedback": feedback,
-            "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
-            "attachments": policy_files.list_policy_attachments(db, policy_id=policy.id, actor=visitor),
-        },
-    )
+    context = _policy_context(db, policy, visitor)
+    context["rated"] = request.query_params.get("rated") == "1"
+    return render(request, "policy.html", context)
+
+
+@router.post("/policies/{policy_id}/rating")
+def policy_rating(request: Request, db: DbSession, firm: WebFirm, policy_id: int, form: PageForm) -> Response:
+    """A firm rates a policy it viewed or applied to (1–5 and a comment); rating again edits its rating."""
+    values = form_values(form, ("stars", "comment"))
+    try:
+        stars = int(values["stars"] or "0")
+    except ValueError:
+        stars = 0
+    try:
+        desk_ratings.rate_policy(
+            db=db,
+            enterprise_id=firm.own_enterprise_id,
+            policy_id=policy_id,
+            stars=stars,
+            comment=values["comment"],
+            user_id=firm.user_id,
+        )
+    except HuiqiError as exc:
+        db.rollback()
+        policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=firm)
+        context = _policy_context(db, policy, firm)
+        context["rating_values"] = values
+        context["rating_errors"] = FormErrors.from_domain(exc)
+        return render(request, "policy.html", context, status_code=exc.status_code)
+    return redirect(request, f"/policies/{policy_id}?rated=1#rating")
 
 
 @router.get("/policies/{policy_id}/attachments/{attachment_id}")

@@ -43,6 +43,7 @@ from core.errors import (
     ValidationFailed,
     pydantic_field_errors,
 )
+from desk import ratings as desk_ratings
 from matcher import coverage as matcher_coverage
 from matcher import export as matcher_export
 from matcher import lists as matcher_lists
@@ -268,6 +269,7 @@ def policy_list(
         "staff_policies.html",
         {
             "rows": [views.policy_row(p, today) for p in items],
+            "ratings": desk_ratings.summaries(db=db, policy_ids=[p.id for p in items]),
             "total": total,
             "filters": filters,
             "counts": counts,
@@ -597,6 +599,45 @@ def _statuses(status: str | None) -> list[str]:
     if status == "both":
         return [ELIGIBLE, LIKELY]
     return [ELIGIBLE]
+
+
+RATINGS_PAGE_SIZE = 20
+
+
+@router.get("/policies/{policy_id}/ratings")
+def policy_ratings(
+    request: Request,
+    db: DbSession,
+    curator: Curator,
+    policy_id: int,
+    comments: Annotated[bool, Query()] = False,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> Response:
+    """A policy's ratings: average, distribution, and each firm's stars and comment, newest first."""
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    items, total = desk_ratings.list_ratings(
+        db=db,
+        actor=curator,
+        policy_id=policy_id,
+        offset=(page - 1) * RATINGS_PAGE_SIZE,
+        limit=RATINGS_PAGE_SIZE,
+        with_comment=comments,
+    )
+    summary = desk_ratings.summaries(db=db, policy_ids=[policy_id])[policy_id]
+    pages = max(1, math.ceil(total / RATINGS_PAGE_SIZE))
+    return render(
+        request,
+        "staff_ratings.html",
+        {
+            "policy": policy,
+            "summary": summary,
+            "rows": items,
+            "total": total,
+            "comments_only": comments,
+            "page_links": views.page_links(request, page, pages),
+            "star_labels": desk_ratings.STAR_LABELS,
+        },
+    )
 
 
 @router.get("/policies/{policy_id}/eligible")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from typing import Any
 
-from core.text import mask_phone
+from core.text import mask_phone, normalize_phone
 from push.channels.base import (
     KIND_LABELS,
     PAYLOAD_VERSION,
@@ -19,9 +18,6 @@ from push.channels.base import (
 )
 from push.channels.webhook import WebhookChannel
 
-# Mainland mobile numbers: 11 digits, 1 then 3–9 (after stripping +86 / 0086 and separators).
-_MOBILE = re.compile(r"1[3-9]\d{9}")
-_PHONE_SEPARATORS = re.compile(r"[\s\-()]")
 # A concatenated SMS part loses 3 UCS-2 characters to the 6-byte user data header.
 SMS_SINGLE = 70
 SMS_UDH_CHARS = 3
@@ -62,16 +58,6 @@ def split_sms(text: str, segment: int = SMS_SINGLE) -> list[str]:
 def sms_segments(text: str) -> list[str]:
     """Return the segments a Chinese SMS is billed as: ≤ 70 characters is one, longer is parts of 67."""
     return split_sms(text, SMS_SINGLE)
-
-
-def normalize_phone(phone: str) -> str | None:
-    """Return a mainland mobile number as 11 digits (dropping +86 and separators), or None if it is not one."""
-    digits = _PHONE_SEPARATORS.sub("", phone or "")
-    for prefix in ("+86", "0086", "86"):
-        if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
-            digits = digits[len(prefix) :]
-            break
-    return digits if _MOBILE.fullmatch(digits) else None
 
 
 def render_sms(message: Message, *, sign_name: str = "【惠企】", link: str | None = None) -> str:
@@ -143,3 +129,22 @@ class SmsChannel:
         return self.webhook.post(
             self.gateway_url, secret=self.secret, payload=payload, delivery_id=message.idempotency_key, now=now
         )
+
+    def send_code(self, *, phone: str, code: str, minutes: int, key: str) -> DeliveryResult:
+        """Send a one-time verification code (not an outbox delivery: the number is being verified)."""
+        if not self.gateway_url or not self.secret:
+            return dead_result("短信网关未配置")
+        number = normalize_phone(phone)
+        if number is None:
+            return dead_result(f"手机号格式不正确（应为 11 位大陆手机号）：{mask_phone(phone.strip())}")
+        text = f"{self.sign_name}您的验证码为 {code}，{minutes} 分钟内有效。如非本人操作，请忽略本短信。"
+        now = dt.datetime.now(dt.UTC)
+        payload = {
+            "version": PAYLOAD_VERSION,
+            "id": key,
+            "phone": number,
+            "text": text,
+            "segments": len(sms_segments(text)),
+            "sent_at": now.isoformat(timespec="seconds"),
+        }
+        return self.webhook.post(self.gateway_url, secret=self.secret, payload=payload, delivery_id=key, now=now)

@@ -59,6 +59,8 @@ def webhook() -> Iterator[WebhookChannel]:
 
 def _firm(db: Session, **prefs: Any):  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db, contact_email="boss@example.cn")
+    if "sms" in prefs.get("channels", []):
+        factories.verify_phone(db, firm.id, prefs.get("phone") or "13800138000")
     if prefs:
         preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(**prefs), guard=LOCAL)
     return firm

@@ -38,6 +38,7 @@ def _rows(db: Session, policy_id: int, enterprise_id: int) -> dict[str, Delivery
 def test_quiet_hours_follow_the_configured_time_zone_in_every_path(db: Session, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
     shanghai, utc = _zones(test_settings)
     firm = factories.make_enterprise(db)
+    factories.verify_phone(db, firm.id)
     preferences.update_preferences(
         db=db,
         enterprise_id=firm.id,

@@ -122,6 +122,7 @@ def test_unsubscribed_firm_gets_nothing(db: Session, matcher, test_settings) -> 
 
 def test_sms_is_scheduled_after_quiet_hours(db: Session, matcher) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
+    factories.verify_phone(db, firm.id)
     preferences.update_preferences(
         db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "sms", "email"], email="a@b.cn")
     )
@@ -214,6 +215,7 @@ def test_client_error_is_dead_at_once(db: Session, matcher, test_settings, http_
 
 def test_unconfigured_channel_fails_with_a_chinese_reason(db: Session, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
     firm = factories.make_enterprise(db)
+    factories.verify_phone(db, firm.id)
     preferences.update_preferences(db=db, enterprise_id=firm.id, prefs_in=PreferencesIn(channels=["inbox", "sms"]))
     policy = factories.make_policy(db, publish=True)
     noon = dt.datetime(2026, 11, 25, 12, 0, tzinfo=SHANGHAI).astimezone(dt.UTC)

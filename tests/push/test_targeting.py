@@ -47,6 +47,7 @@ def guangdong(db: Session) -> dict[str, Any]:
         db=db, enterprise_id=emailer.id, prefs_in=PreferencesIn(channels=["inbox", "email"], email="a@firm.cn")
     )
     texter = factories.make_enterprise(db, region_code="440106")
+    factories.verify_phone(db, texter.id)
     # SMS and email chosen, but only SMS is part of the push: email stays out of its rows.
     preferences.update_preferences(
         db=db,
@@ -316,6 +317,7 @@ def test_manual_push_roles_and_chinese_errors_over_http(db: Session, client, aut
 def test_preview_says_why_a_channel_reaches_fewer_firms(db: Session, guangdong) -> None:  # type: ignore[no-untyped-def]
     """Issue 14 item 11: 0 for email/SMS came with no reason; now: not chosen, no address, quiet hours, cap."""
     sleepy = factories.make_enterprise(db, region_code="442000")
+    factories.verify_phone(db, sleepy.id)
     preferences.update_preferences(
         db=db,
         enterprise_id=sleepy.id,
