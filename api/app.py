@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import State
 
 from api.guards import BodyLimit, RefuseNul, SecurityHeaders
+from api.intake_router import router as intake_router
 from api.io_router import router as io_router
 from auth.router import router as auth_router
 from auth.throttle import SignInThrottle
@@ -45,6 +46,7 @@ ROUTERS = (
     push_router,
     desk_router,
     desk_stats_router,
+    intake_router,
 )
 
 
