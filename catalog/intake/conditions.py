@@ -25,7 +25,7 @@ from core.text import normalize
 CONDITION_HEADINGS = re.compile(
     r"申报条件|申请条件|申报对象|支持对象|扶持对象|资助对象|奖补对象|奖励对象|补贴对象|申报主体|申报范围|"
     r"支持范围|适用范围|适用对象|基本条件|认定条件|申领条件|享受条件|申报要求|申报单位|评价条件|对象和条件|对象及条件|"
-    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象"
+    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向"
 )
 OTHER_HEADINGS = re.compile(
     r"申报材料|申请材料|提交材料|所需材料|申报程序|申报流程|申报方式|工作程序|办理流程|申报时间|受理时间|"
@@ -213,6 +213,7 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("export_revenue", re.compile(r"出口额|出口总额|出口交货值|年出口")),
 )
 _NOT_METRIC = re.compile(r"增长|增幅|增速|同比|较上|比上年|提高|裁员|失业|负债|利润率|每增加|每\d")
+_ASIDE = re.compile(r"[(（](?:超过|不超过|低于|高于|少于|大于|小于)[^()（）]{0,30}?的(?:企业|单位)[^()（）]{0,20}[)）]")
 _SKIP_NUMERIC = re.compile(r"裁员率|失业率|新招用|招用|吸纳|带动")
 
 # Comparison words → op. 以上/以下 include the number itself (《民法典》第一千二百五十九条).
@@ -318,9 +319,7 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
     if _SKIP_NUMERIC.search(clause):
         return out
     # Parenthetical asides hold exceptions and tiers (超过100人的企业达到5%): not conditions.
-    text = re.sub(
-        r"[(（][^()（）]{4,60}[)）]", lambda m: "（含）" if m.group(0)[1:-1] == "含" else " " * len(m.group(0)), clause
-    )
+    text = _ASIDE.sub(lambda m: " " * len(m.group(0)), clause)
     used_until = -1
     hits: list[tuple[int, str, re.Match[str]]] = []
     for field_name, pattern in METRICS:
@@ -464,7 +463,7 @@ _TITLE_LIKE = re.compile(
 
 def _clauses(sentence: str) -> list[str]:
     """Split a sentence into clauses at ；; and at numbered sub-items."""
-    parts = re.split(r"[；;]|(?=[(（]\d{1,2}[)）])|(?<=[，,])(?=\d{1,2}[、.．])", sentence)
+    parts = re.split(r"[；;]|(?<=[:：])|(?=[(（]\d{1,2}[)）])|(?<=[，,])(?=\d{1,2}[、.．])", sentence)
     return [p.strip(" ，,") for p in parts if p and p.strip(" ，,")]
 
 
@@ -511,10 +510,13 @@ def propose_conditions(
         out.append(p)
 
     for sentence in clauses:
-        if sentence == first_line and _TITLE_LIKE.search(sentence):
+        if _TITLE_LIKE.search(sentence) and (
+            sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
+        ):
             continue
         if _PURPOSE.match(sentence):
             continue
+        award = bool(_AWARD.search(sentence))
         for clause in _clauses(sentence):
             clean = _strip_references(clause)
             if carry and _LIST_ITEM.match(clean) and not any(p.search(clean) for _, p in METRICS):
@@ -526,7 +528,9 @@ def propose_conditions(
             lead_in = _METRIC_LEAD.search(clean)
             if lead_in:
                 carry = lead_in.group(1)
-            encoded = _encode_clause(clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading)
+            encoded = _encode_clause(
+                clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading, award=award
+            )
             for p in encoded:
                 p.source = clause
                 add(p)
@@ -547,6 +551,7 @@ def propose_conditions(
 
 _LIST_ITEM = re.compile(r"^\s*(?:[(（]?\d{1,2}[)）、.．]|[(（][一二三四五六七八九十]+[)）])\s*")
 _METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
+_AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
 _PURPOSE = re.compile(
     r"^(为(了)?(进一步|加快|深入|贯彻|落实|推动|规范|促进|实施|支持|鼓励|抢抓|做好)|根据《|按照《|经研究)"
 )
@@ -568,10 +573,11 @@ def _encode_clause(
     *,
     ratio_context: bool = False,
     strict: bool = False,
+    award: bool = False,
 ) -> list[ConditionProposal]:
     """Encode one clause; strict (no condition heading found) skips award tiers and weak industry hints."""
     found: list[ConditionProposal] = []
-    award = bool(re.search(r"奖励|补助|资助|补贴|奖补|给予|贴息", clause))
+    award = award or bool(_AWARD.search(clause))
     # Region of registration / taxation.
     if _REGISTERED.search(clause) and not re.search(r"境外|外地|以外|迁入|迁离", clause):
         region = find_region(clause)
@@ -591,7 +597,7 @@ def _encode_clause(
         negative: list[str] = []
         norm = normalize(clause).lower().replace('"', "“")
         for pos, term, name in hits:
-            if term == "规模以上" and not re.search(r"规模以上(工业)?(企业|工业)|规上", clause):
+            if term == "规模以上" and not re.search(r"规模以上\s*(工业|企业|[(（])|规上", clause):
                 continue
             lead = norm[max(0, pos - 8) : pos]
             tail = norm[pos + len(term) : pos + len(term) + 6]
@@ -685,14 +691,18 @@ def _encode_clause(
             if tax.group(2) and level == "B":
                 levels = ["A", "B"]  # B级及以上: M is a separate grade for new taxpayers
             found.append(ConditionProposal({"field": "tax_credit_level", "op": "in", "value": levels}, clause, 0.85))
-    # Industry: a sector named as what the firm is or does.
-    industry, words = find_industries(clause)
+    # Industry: a sector named as what the firm is or does (not inside a qualification's name).
+    plain_clause = clause
+    for _, term, _name in hits:
+        plain_clause = re.sub(re.escape(term), "　", plain_clause, flags=re.I)
+    industry, words = find_industries(plain_clause)
     if industry:
         named = "|".join(map(re.escape, words))
         firm = re.search(
-            rf"(属于|从事|为)[^，,。；;]{{0,12}}({named})|({named})[^，,。；;]{{0,8}}(企业|行业|领域|单位)", clause
+            rf"(属于|从事|为)[^，,。；;]{{0,12}}({named})|({named})[^，,。；;]{{0,8}}(企业|行业|领域|单位)",
+            plain_clause,
         )
-        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,6}}({named})", clause)
+        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,6}}({named})", plain_clause)
         if firm and not excluded:
             found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
     return found

@@ -87,10 +87,14 @@ def find_title(text: str) -> Proposal | None:
     for i, line in enumerate(lines):
         if len(line) > 160 or DOC_NUMBER.fullmatch(line) or heading_level(line) is not None:
             continue
+        if i > 0 and line.startswith("《") and line.endswith("》"):
+            continue  # a cited document (政策依据), not this one's title
         candidate = line
         # A title wrapped over two or three lines: join until it ends like a title.
         for j in range(i, min(i + 3, len(lines))):
             if j > i:
+                if heading_level(lines[j]) is not None or DOC_NUMBER.fullmatch(lines[j]):
+                    break
                 candidate += lines[j]
             if (
                 _TITLE_END.search(candidate.rstrip("》 "))
@@ -209,19 +213,23 @@ def _date_after(text: str, base_year: int | None) -> list[dt.date]:
 
 
 _WINDOW_WORDS = re.compile(
-    r"申报时间|受理时间|申报截止|截止时间|截止日期|申报期限|报送时间|申请时间|申报日期|受理期限|集中受理|网上申报时间|起止时间"
+    r"申报时限|申请时限|申报时间|受理时间|申报截止|截止时间|截止日期|申报期限|报送时间|申请时间|申报日期|受理期限|集中受理|网上申报时间|起止时间"
 )
 
 
 def find_apply_window(text: str, year_hint: int | None) -> tuple[Proposal | None, Proposal | None]:
     start: Proposal | None = None
     end: Proposal | None = None
-    for s in sentences(text):
+    all_sentences = sentences(text)
+    for i, s in enumerate(all_sentences):
         if not _WINDOW_WORDS.search(s) and not re.search(
             r"(前|之前)\s*(将|把|报送|提交|完成|登录|向)|逾期不予受理|截止", s
         ):
             continue
         dates = _date_after(s, year_hint)
+        if not dates and len(s) <= 20 and i + 1 < len(all_sentences):
+            s = s + all_sentences[i + 1]  # "三、申报时间" on its own line, the dates below it
+            dates = _date_after(s, year_hint)
         if not dates:
             continue
         if len(dates) >= 2 and re.search(r"[至到\-－—~～]", s):
@@ -282,6 +290,11 @@ def find_amounts(text: str) -> tuple[Proposal | None, Proposal | None]:
             ):
                 continue
             value = amount_wan(m.group(1), m.group(2))
+            # 最高分别不超过25万元、35万元、45万元: the largest of the list
+            tail = re.match(rf"(?:[、，,]\s*{NUM}\s*(?:亿元|万元|元))+", s[m.end() :])
+            if tail:
+                for extra in re.finditer(rf"({NUM})\s*(亿元|万元|元)", tail.group(0)):
+                    value = max(value, amount_wan(extra.group(1), extra.group(2)))
             hit = True
             if best is None or value > best[0]:
                 best = (value, s)
@@ -350,6 +363,14 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
         m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市", source)
         if m:
             return Proposal("municipal", source, 0.7), None
+    if title:
+        named = re.sub(r"高新区|开发区|园区|保税区|示范区|试验区|合作区", "", title)
+        if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!辖)(区|县)(?!域)", named):
+            return Proposal("county", title, 0.5), None
+        if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!我)市", named):
+            return Proposal("municipal", title, 0.5), None
+        if re.search(r"[\u4e00-\u9fa5]{2,3}省", named):
+            return Proposal("provincial", title, 0.5), None
     head = "\n".join(_lines(text)[:40])
     found = find_region(head)
     if found:
