@@ -13,18 +13,7 @@ from auth.service import Principal
 from catalog.intake import service as intake_service
 from catalog.intake.extract import Limits
 from core.config import Settings
-from matcher import tags as matcher_tags
-
-
-def tag_suggester(db: Session) -> intake_service.TagSuggester:
-    """Tags named in the title and condition text, plus those the proposed rules imply."""
-    vocab = matcher_tags.Vocabulary.from_db(db)
-
-    def suggest(title: str, text: str, rules: dict[str, Any] | None) -> list[str]:
-        found = matcher_tags.policy_text_tags(title, None, vocab) | matcher_tags.policy_rule_tags(rules, vocab)
-        return sorted(found)
-
-    return suggest
+from matcher.tags import policy_tag_suggester
 
 
 def run_intake(
@@ -42,6 +31,6 @@ def run_intake(
         actor=actor,
         department=department,
         limits=Limits.from_settings(settings),
-        suggest_tags=tag_suggester(db),
+        suggest_tags=policy_tag_suggester(db),
     )
     return [r.as_dict() for r in results]

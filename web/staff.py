@@ -716,9 +716,10 @@ def _io_context() -> dict[str, Any]:
 
 
 @router.get("/io")
-def io_page(request: Request, curator: Curator) -> Response:
-    """Import policies or enterprises from CSV/XLSX and export them in the same layout."""
-    return render(request, "staff_io.html", {"report": None, **_io_context()})
+def io_page(request: Request, db: DbSession, curator: Curator) -> Response:
+    """Import policies or enterprises from CSV/XLSX, export them, or draft policies from policy documents."""
+    departments = catalog_service.list_departments(db=db)
+    return render(request, "staff_io.html", {"report": None, "departments": departments, **_io_context()})
 
 
 @router.post("/io/import")
@@ -746,6 +747,50 @@ def io_import(request: Request, db: DbSession, settings: AppSettings, curator: C
         return render(request, "staff_io.html", context, status_code=exc.status_code)
     context |= {"report": report, "filename": upload.filename, "summary": report.summary()}
     return render(request, "staff_io.html", context, status_code=422 if report.rejected else 200)
+
+
+@router.post("/io/intake")
+def io_intake(request: Request, db: DbSession, settings: AppSettings, curator: Curator, form: PageForm) -> Response:
+    """Draft policies from policy documents (PDF, DOCX, HTML, TXT or a zip of them): fields and conditions proposed."""
+    from catalog.intake.extract import Limits
+    from catalog.intake.service import intake_files
+    from matcher.tags import policy_tag_suggester
+
+    upload = form.get("file")
+    department = str(form.get("department") or "").strip() or None
+    context: dict[str, Any] = {**_io_context(), "report": None, "departments": catalog_service.list_departments(db=db)}
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        context |= {"intake_error": "请选择政策文件（PDF、DOCX、HTML、TXT 或 zip）"}
+        return render(request, "staff_io.html", context, status_code=422)
+    limit = settings.intake_max_mb * 1024 * 1024
+    data = upload.file.read(limit + 1)
+    try:
+        results = intake_files(
+            db=db,
+            files=[(upload.filename, data)],
+            actor=curator,
+            department=department,
+            limits=Limits.from_settings(settings),
+            suggest_tags=policy_tag_suggester(db),
+        )
+    except HuiqiError as exc:
+        db.rollback()
+        reasons = "；".join(e.reason for e in exc.errors if e.reason != exc.message)
+        context |= {"intake_error": exc.message + (f"（{reasons}）" if reasons else "")}
+        return render(request, "staff_io.html", context, status_code=exc.status_code)
+    drafts = [
+        {
+            "id": r.policy.id if r.policy else None,
+            "title": r.policy.title if r.policy else r.analysis.document.filename,
+            "filename": r.analysis.document.filename,
+            "coded": sum(1 for c in r.analysis.conditions if c.node is not None),
+            "plain": sum(1 for c in r.analysis.conditions if c.node is None),
+            "duplicates": r.duplicates,
+        }
+        for r in results
+    ]
+    context |= {"drafts": drafts}
+    return render(request, "staff_io.html", context, status_code=201)
 
 
 # One sample row per import kind, as a curator would fill it (the demo's 中山 departments and codes).
