@@ -272,6 +272,56 @@ def policy_list(
 # ---------------------------------------------------------------- policy editor
 
 
+INTAKE_FIELD_LABELS = {
+    "title": "标题",
+    "doc_number": "文号",
+    "issuer": "发文机关",
+    "published_on": "发布日期",
+    "apply_start_on": "申报开始",
+    "apply_end_on": "申报截止",
+    "valid_from_on": "施行日期",
+    "valid_to_on": "有效期至",
+    "max_amount": "最高金额（万元）",
+    "amount_text": "支持标准",
+    "contact_name": "联系人",
+    "contact_phone": "联系电话",
+    "contact_address": "地址",
+    "apply_url": "申报网址",
+    "level": "层级",
+    "region_code": "地区",
+}
+
+
+def _intake_review(db: Any, policy: Any) -> dict[str, Any] | None:
+    """The proposals intake made for a draft read from a document, each with its source and confidence."""
+    from catalog.intake.service import intake_record
+
+    if policy is None:
+        return None
+    record = intake_record(db, policy.id)
+    if record is None:
+        return None
+    proposals = record.proposals or {}
+    fields = [
+        {"label": INTAKE_FIELD_LABELS.get(name, name), **prop}
+        for name, prop in (proposals.get("fields") or {}).items()
+        if name != "amount_text"
+    ]
+    conditions = []
+    for cond in proposals.get("conditions") or []:
+        rule = cond.get("rule")
+        text = rules_mod.describe_condition(rule) if rule else cond.get("text", "")
+        conditions.append({"text": text, "coded": rule is not None, **cond})
+    return {
+        "filename": record.filename,
+        "kind": record.kind,
+        "fields": fields,
+        "conditions": conditions,
+        "tags": proposals.get("tags") or [],
+        "duplicates": proposals.get("duplicates") or [],
+    }
+
+
 def _editor_context(
     db: Any,
     matcher: Any,
@@ -290,6 +340,7 @@ def _editor_context(
         ]
         versions = catalog_service.list_versions(db=db, policy_id=policy.id)[:5]
     return {
+        "intake": _intake_review(db, policy),
         "policy": policy,
         "values": keep(values) | {"categories": values.get("categories") or [], "topics": values.get("topics") or []},
         "errors": errors,

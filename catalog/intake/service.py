@@ -7,6 +7,7 @@ is not kept here: attachments belong to the policy-attachment storage (to be wir
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from catalog import service as catalog_service
 from catalog.intake.conditions import ConditionProposal, QualificationVocabulary, propose_conditions
 from catalog.intake.extract import Document, Limits, extract_batch
 from catalog.intake.fields import Proposal, extract_fields
-from catalog.models import Department, Policy, PolicyLevel, PolicyType, Tag, TagKind
+from catalog.models import Department, Policy, PolicyIntake, PolicyLevel, PolicyType, Tag, TagKind
 from catalog.schemas import PolicyIn
 from core.errors import FieldError, ValidationFailed
 from core.text import normalize
@@ -150,6 +151,11 @@ def _valid_rules(rules: dict[str, Any] | None, known_tags: set[str]) -> dict[str
     return {"all": kept} if kept else None
 
 
+def intake_record(db: Session, policy_id: int) -> PolicyIntake | None:
+    """What intake proposed for a draft, if it was made from a document."""
+    return db.scalar(select(PolicyIntake).where(PolicyIntake.policy_id == policy_id))
+
+
 def find_duplicates(db: Session, analysis: Analysis, exclude: set[int] | None = None) -> list[dict[str, Any]]:
     """Existing policies with the same 文号 or near-identical text (character shingles, Jaccard)."""
     out: list[dict[str, Any]] = []
@@ -200,8 +206,22 @@ def intake_files(
         policy = _create_draft(
             db, analysis, dept, actor, known, taken_number=any(d["reason"] == "文号相同" for d in duplicates)
         )
+        result = IntakeResult(analysis, policy, duplicates)
+        record = result.as_dict()
+        db.add(
+            PolicyIntake(
+                policy_id=policy.id,
+                filename=analysis.document.filename[:255],
+                kind=analysis.document.kind,
+                sha256=hashlib.sha256(analysis.document.text.encode("utf-8")).hexdigest(),
+                sections=record["document"]["sections"],
+                proposals={k: record[k] for k in ("fields", "conditions", "tags", "duplicates")},
+                created_by_id=actor.user_id if actor else None,
+            )
+        )
         created.add(policy.id)
-        results.append(IntakeResult(analysis, policy, duplicates))
+        results.append(result)
+    db.flush()
     return results
 
 
