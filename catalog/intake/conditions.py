@@ -214,6 +214,11 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 _NOT_METRIC = re.compile(r"增长|增幅|增速|同比|较上|比上年|提高|裁员|失业|负债|利润率|每增加|每\d")
 _ASIDE = re.compile(r"[(（](?:超过|不超过|低于|高于|少于|大于|小于)[^()（）]{0,30}?的(?:企业|单位)[^()（）]{0,20}[)）]")
+# 研发经费不低于年销售额的 2%: the ratio stated after its base.
+_RATIO_OF_REVENUE = re.compile(
+    rf"(?:研发|科研|研究开发)(?:投入|费用|经费)+[^。；;，,]{{0,6}}?(不低于|不少于|达到|超过|高于)[^。；;，,]{{0,8}}?"
+    rf"(?:销售额|销售收入|营业收入|主营业务收入|收入)的\s*({NUM})\s*%"
+)
 _SKIP_NUMERIC = re.compile(r"裁员率|失业率|新招用|招用|吸纳|带动")
 
 # Comparison words → op. 以上/以下 include the number itself (《民法典》第一千二百五十九条).
@@ -352,6 +357,11 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
         used_until = end
         for node in _threshold_nodes(field_name, op, value):
             out.append(ConditionProposal(node, clause, 0.85))
+    share = _RATIO_OF_REVENUE.search(text)
+    if share and not any(p.node and p.node["field"] == "rd_ratio" for p in out):
+        op = {"不低于": "gte", "不少于": "gte", "达到": "gte", "超过": "gt", "高于": "gt"}[share.group(1)]
+        for node in _threshold_nodes("rd_ratio", op, to_number(share.group(2))):
+            out.append(ConditionProposal(node, clause, 0.8))
     if ratio_context and not any(p.node and p.node["field"] == "rd_ratio" for p in out):
         ratio = re.search(r"(?<!产品)(?<!服务\))(?:比例|比重|比值)[^。；;，,]{0,6}?", text)
         other_base = re.search(r"占(?![^。；;，,]{0,12}收入)", text)
@@ -394,7 +404,7 @@ _DATE_SINCE = re.compile(
 )
 _DISHONEST = re.compile(
     r"(?:未|没有|不得|无|不属于|不在)[^。；;]{0,12}?(?:失信|黑名单|信用不良|不良信用)|信用(?:记录|状况)?良好|诚实守信|诚信经营|无不良信用|"
-    r"信用良好|良好的(?:社会)?信用|无(?:严重)?违法失信|无[^。；;]{0,30}?(?:违法违规|不良)信用记录|信用记录良好|信誉良好"
+    r"信用良好|良好的(?:社会)?信用|无(?:严重)?违法失信|无[^。；;]{0,30}?(?:违法违规|不良)信用记录|信用记录良好|信誉良好|诚信记录良好|诚信良好"
 )
 _TAX_LEVEL = re.compile(
     r"纳税信用(?:等级|评价|级别)?[^。；;，,]{0,6}?([ABMCD])\s*级\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*(以上)?"

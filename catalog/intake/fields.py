@@ -53,7 +53,9 @@ _SUPPORT_WORDS = re.compile(r"奖励|补助|资助|补贴|奖补|扶持|贴息|�
 _AMOUNT_LEAD = re.compile(
     rf"(?:最高|最多|不超过|不高于|上限为?|给予|奖励|资助|补助|补贴|奖补|一次性|每[户家个项年]|共)[^。；;，,]{{0,10}}?({NUM})\s*(亿元|万元|元)"
 )
-_AMOUNT_BLOCK = re.compile(r"收入|营收|销售|投资|投入|资产|产值|注册资本|规模|纳税|税收|总额达|贷款额")
+_AMOUNT_BLOCK = re.compile(
+    r"收入|营收|销售|投资|投入|资产|产值|注册资本|规模|纳税|税收|总额达|贷款额|增长|增加|零售额|交易额"
+)
 
 
 @cache
@@ -250,7 +252,7 @@ def find_validity(text: str) -> tuple[Proposal | None, Proposal | None]:
     start: Proposal | None = None
     end: Proposal | None = None
     for s in sentences(text):
-        if not re.search(r"施行|实施|有效期|生效", s):
+        if not re.search(r"施行|实施|执行|有效期|生效", s):
             continue
         dates = find_dates(s)
         m_from = re.search(r"自\s*(" + DATE_RE.pattern + r")\s*起", s)
@@ -270,6 +272,11 @@ def find_validity(text: str) -> tuple[Proposal | None, Proposal | None]:
                 end = Proposal(start.value.replace(year=start.value.year + years) - dt.timedelta(days=1), s, 0.75)
         if start is None and dates and re.search(r"起施行|起实施|起生效", s):
             start = Proposal(dates[0][1], s, 0.7)
+        m_until = re.search(r"(?:执行|施行|实施)[^。；;]{0,12}?(" + DATE_RE.pattern + r")\s*(?:截止|止|为止)", s)
+        if m_until and end is None:
+            until = find_dates(m_until.group(1))
+            if until:
+                end = Proposal(until[0][1], s, 0.75)
         if len(dates) >= 2 and re.search(r"有效期", s) and end is None:
             end = Proposal(dates[-1][1], s, 0.7)
     return start, end
