@@ -216,8 +216,8 @@ _NOT_METRIC = re.compile(r"增长|增幅|增速|同比|较上|比上年|提高|�
 _ASIDE = re.compile(r"[(（](?:超过|不超过|低于|高于|少于|大于|小于)[^()（）]{0,30}?的(?:企业|单位)[^()（）]{0,20}[)）]")
 # 研发经费不低于年销售额的 2%: the ratio stated after its base.
 _RATIO_OF_REVENUE = re.compile(
-    rf"(?:研发|科研|研究开发)(?:投入|费用|经费)+[^。；;，,]{{0,6}}?(不低于|不少于|达到|超过|高于)[^。；;，,]{{0,8}}?"
-    rf"(?:销售额|销售收入|营业收入|主营业务收入|收入)的\s*({NUM})\s*%"
+    rf"(?:研发|科研|研究开发)的?(?:投入|费用|经费|投资)+[^。；;，,]{{0,6}}?(不低于|不少于|达到|超过|高于)[^。；;，,]{{0,8}}?"
+    rf"(?:销售额|销售收入|营业收入|主营业务收入|收入)的\s*({NUM})(?:\s*[-~至]\s*{NUM})?\s*%"
 )
 _SKIP_NUMERIC = re.compile(r"裁员率|失业率|新招用|招用|吸纳|带动")
 
@@ -341,7 +341,7 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             continue
         if (
             field_name == "annual_revenue"
-            and re.search(r"(软件|设计|嵌入式|产品|服务|业务)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
+            and re.search(r"(软件|设计|嵌入式|服务|业务)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
             and not re.search(r"主营", text[max(0, pos - 4) : m.end()])
         ):
             continue  # 软件业务年收入: a part of revenue, not the firm's revenue
@@ -632,20 +632,23 @@ def _encode_clause(
                 ConditionProposal({"field": "qualifications", "op": "has_none", "value": negative}, clause, 0.7)
             )
     # Size class.
+    sized = clause
+    for _, term, _name in hits:
+        sized = re.sub(re.escape(term), "　" * len(term), sized, flags=re.I)
     if not re.search(r"裁员|失业", clause):
         candidates: list[tuple[int, list[str]]] = []
         taken: list[tuple[int, int]] = []
         for pattern, classes in _SIZE_WORDS:
-            for m in pattern.finditer(clause):
+            for m in pattern.finditer(sized):
                 if any(a < m.end() and m.start() < b for a, b in taken):
                     continue
                 taken.append((m.start(), m.end()))
                 if re.match(
                     r"\s*(划型|划分|标准|认定标准|的?划型|股份|公共服务|服务|局|发展|促进|主管)",
-                    clause[m.end() : m.end() + 4],
+                    sized[m.end() : m.end() + 4],
                 ):
                     continue
-                if _NEGATION.search(clause[: m.start()]):
+                if _NEGATION.search(sized[: m.start()]):
                     continue
                 candidates.append((m.start(), classes))
         if candidates:
