@@ -25,7 +25,7 @@ from core.text import normalize
 CONDITION_HEADINGS = re.compile(
     r"申报条件|申请条件|申报对象|支持对象|扶持对象|资助对象|奖补对象|奖励对象|补贴对象|申报主体|申报范围|"
     r"支持范围|适用范围|适用对象|基本条件|认定条件|申领条件|享受条件|申报要求|申报单位|评价条件|对象和条件|对象及条件|"
-    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向"
+    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向|认定标准|入库标准|评定标准"
 )
 OTHER_HEADINGS = re.compile(
     r"申报材料|申请材料|提交材料|所需材料|申报程序|申报流程|申报方式|工作程序|办理流程|申报时间|受理时间|"
@@ -230,7 +230,7 @@ _AFTER_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^\s*(?:[(（]含[)）])?\s*以内"), "lte"),
 )
 _BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少)\s*$"), "gte"),
+    (re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少|达到或超过|超过或达到)\s*$"), "gte"),
     (re.compile(r"(?:不超过|不高于|不大于|不多于|≤|<=|小于等于|小于或等于|最多)\s*$"), "lte"),
     (re.compile(r"(?:超过|高于|大于|多于|>)\s*$"), "gt"),
     (re.compile(r"(?:低于|少于|小于|不足|不到|未达到|未满|<)\s*$"), "lt"),
@@ -339,6 +339,8 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             continue
         if field_name == "rd_expense" and re.search(r"占|比例|比重", text[m.end() : m.end() + 12]):
             continue
+        if field_name == "employees" and re.search(r"(设计|研发|科技|技术|专职|专业)$", text[max(0, pos - 4) : pos]):
+            continue  # 研发人员、设计从业人员: a part of the staff, not the firm's headcount
         if (
             field_name == "annual_revenue"
             and re.search(r"(软件|设计|嵌入式|服务|业务)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
@@ -715,7 +717,7 @@ def _encode_clause(
             rf"(属于|从事|为)[^，,。；;]{{0,12}}({named})|({named})[^，,。；;]{{0,8}}(企业|行业|领域|单位)",
             plain_clause,
         )
-        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,6}}({named})", plain_clause)
+        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,30}}({named})", plain_clause)
         if firm and not excluded:
             found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
     return found
