@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import State
 
 from api.guards import BodyLimit, RefuseNul, SecurityHeaders
+from api.intake_router import router as intake_router
 from api.io_router import router as io_router
 from auth.router import router as auth_router
 from auth.throttle import PhoneCodeThrottle, SignInThrottle
@@ -47,6 +48,7 @@ ROUTERS = (
     desk_router,
     desk_stats_router,
     desk_ratings_router,
+    intake_router,
 )
 
 

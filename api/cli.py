@@ -290,6 +290,75 @@ def import_(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def intake(
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="政策文件：PDF、DOCX、HTML、TXT 或 zip")
+    ],
+    department: Annotated[
+        str | None, typer.Option("--department", help="发文部门编码；不填则按文中发文机关匹配")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="以 JSON 输出草稿与全部建议")] = False,
+) -> None:
+    """Read policy documents and create draft policies (never published) with proposed fields and conditions."""
+    import json
+
+    from api.intake import run_intake
+    from core.errors import HuiqiError
+
+    settings = get_settings()
+    try:
+        with session_scope(settings) as db:
+            drafts = run_intake(
+                db=db,
+                settings=settings,
+                files=[(f.name, f.read_bytes()) for f in files],
+                actor=None,
+                department=department,
+            )
+    except HuiqiError as exc:
+        reasons = "；".join(e.reason for e in exc.errors if e.reason != exc.message)
+        _fail(f"{exc.message}（{exc.code}）" + (f"：{reasons}" if reasons else ""))
+    if as_json:
+        typer.echo(json.dumps(drafts, ensure_ascii=False, indent=2))
+        return
+    for draft in drafts:
+        fields = draft["fields"]
+        title = fields.get("title", {}).get("value", draft["document"]["filename"])
+        console.print(f"[bold]草稿 #{draft['policy_id']}[/bold] {title}（{draft['document']['filename']}）")
+        table = Table("字段", "建议值", "置信度", "出处")
+        for name, prop in fields.items():
+            if name == "amount_text":
+                continue
+            table.add_row(name, str(prop["value"]), f"{prop['confidence']:.2f}", prop["source"][:60])
+        console.print(table)
+        table = Table("条件", "置信度", "出处")
+        for cond in draft["conditions"]:
+            rule = cond.get("rule")
+            what = f"{rule['field']} {rule['op']} {rule['value']}" if rule else f"（人工确认）{cond['text']}"
+            table.add_row(what, f"{cond['confidence']:.2f}", cond["source"][:60])
+        console.print(table)
+        if draft["tags"]:
+            console.print("建议标签：" + "、".join(draft["tags"]))
+        for dup in draft["duplicates"]:
+            console.print(
+                f"[yellow]可能重复：#{dup['policy_id']} {dup['title']}（{dup['reason']}，{dup['similarity']}）[/yellow]"
+            )
+
+
+@eval_app.command("intake")
+def eval_intake(
+    split: Annotated[str, typer.Option("--split", help="tune、test 或 all")] = "test",
+) -> None:
+    """Field accuracy and condition precision/recall of policy intake on tests/data/intake, against a keyword baseline."""
+    from catalog.intake import evaluation
+
+    if split not in ("tune", "test", "all"):
+        _fail("--split 应为 tune、test 或 all")
+    result = evaluation.run(split=split)
+    console.print(evaluation.format_report(result))
+
+
 @desk_app.command("report")
 def desk_report(
     month: Annotated[str, typer.Option("--month", help="月份，YYYY-MM，如 2026-11")],

@@ -255,3 +255,24 @@ class CatalogRevision(Base):
     id: Mapped[int] = mapped_column(primary_key=True)  # always 1
     revision: Mapped[int] = mapped_column(BigInteger)
     changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PolicyIntake(Base):
+    """What intake read from a policy document and proposed for the draft made from it.
+
+    The curator reviews these proposals in the editor (each with its source sentence and confidence);
+    the sections keep the document's structure for passage retrieval. The original file itself is
+    kept by the policy attachments, not here.
+    """
+
+    __tablename__ = "policy_intake"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"), unique=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(10))  # pdf, docx, html, text
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sections: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    proposals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # fields, conditions, tags, duplicates
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = Field(None, description="Secret key of the S3 store (never logged).")
     import_max_rows: int = Field(50_000, description="Most data rows an import file may hold (more: refused, 422).")
     import_max_columns: int = Field(200, description="Most columns an import file may hold (more: refused, 422).")
+    intake_max_mb: int = Field(20, description="Largest policy document (or zip batch) intake reads, in MB.")
+    intake_max_unzipped_mb: int = Field(
+        100, description="Most a DOCX or zip batch may inflate to during intake, in MB (zip bombs are refused)."
+    )
+    intake_max_members: int = Field(200, description="Most files a DOCX or zip batch may hold for intake.")
+    intake_max_pages: int = Field(500, description="Most pages of a PDF that intake reads.")
     models_dir: Path = Field(
         Path("models"), description="Where trained models and their manifests are written and read."
     )

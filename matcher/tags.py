@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -166,3 +166,13 @@ def policy_rule_tags(rules: dict[str, Any] | None, vocab: Vocabulary) -> set[str
 def policy_text_tags(title: str | None, summary: str | None, vocab: Vocabulary) -> set[str]:
     """Return tags whose names or synonyms occur in a policy's title or summary."""
     return set(vocab.find_in_text(f"{title or ''} {summary or ''}"))
+
+
+def policy_tag_suggester(db: Session) -> Callable[[str, str, dict[str, Any] | None], list[str]]:
+    """Tags for a policy being drafted from a document (intake): named in its title, or implied by its rules."""
+    vocab = Vocabulary.from_db(db)
+
+    def suggest(title: str, text: str, rules: dict[str, Any] | None) -> list[str]:
+        return sorted(policy_text_tags(title, None, vocab) | policy_rule_tags(rules, vocab))
+
+    return suggest

@@ -286,6 +286,56 @@ def policy_list(
 # ---------------------------------------------------------------- policy editor
 
 
+INTAKE_FIELD_LABELS = {
+    "title": "标题",
+    "doc_number": "文号",
+    "issuer": "发文机关",
+    "published_on": "发布日期",
+    "apply_start_on": "申报开始",
+    "apply_end_on": "申报截止",
+    "valid_from_on": "施行日期",
+    "valid_to_on": "有效期至",
+    "max_amount": "最高金额（万元）",
+    "amount_text": "支持标准",
+    "contact_name": "联系人",
+    "contact_phone": "联系电话",
+    "contact_address": "地址",
+    "apply_url": "申报网址",
+    "level": "层级",
+    "region_code": "地区",
+}
+
+
+def _intake_review(db: Any, policy: Any) -> dict[str, Any] | None:
+    """The proposals intake made for a draft read from a document, each with its source and confidence."""
+    from catalog.intake.service import intake_record
+
+    if policy is None:
+        return None
+    record = intake_record(db, policy.id)
+    if record is None:
+        return None
+    proposals = record.proposals or {}
+    fields = [
+        {"label": INTAKE_FIELD_LABELS.get(name, name), **prop}
+        for name, prop in (proposals.get("fields") or {}).items()
+        if name != "amount_text"
+    ]
+    conditions = []
+    for cond in proposals.get("conditions") or []:
+        rule = cond.get("rule")
+        text = rules_mod.describe_condition(rule) if rule else cond.get("text", "")
+        conditions.append({"text": text, "coded": rule is not None, **cond})
+    return {
+        "filename": record.filename,
+        "kind": record.kind,
+        "fields": fields,
+        "conditions": conditions,
+        "tags": proposals.get("tags") or [],
+        "duplicates": proposals.get("duplicates") or [],
+    }
+
+
 def _editor_context(
     db: Any,
     matcher: Any,
@@ -304,6 +354,7 @@ def _editor_context(
         ]
         versions = catalog_service.list_versions(db=db, policy_id=policy.id)[:5]
     return {
+        "intake": _intake_review(db, policy),
         "policy": policy,
         "values": keep(values) | {"categories": values.get("categories") or [], "topics": values.get("topics") or []},
         "errors": errors,
@@ -850,9 +901,10 @@ def _io_context() -> dict[str, Any]:
 
 
 @router.get("/io")
-def io_page(request: Request, curator: Curator) -> Response:
-    """Import policies or enterprises from CSV/XLSX and export them in the same layout."""
-    return render(request, "staff_io.html", {"report": None, **_io_context()})
+def io_page(request: Request, db: DbSession, curator: Curator) -> Response:
+    """Import policies or enterprises from CSV/XLSX, export them, or draft policies from policy documents."""
+    departments = catalog_service.list_departments(db=db)
+    return render(request, "staff_io.html", {"report": None, "departments": departments, **_io_context()})
 
 
 @router.post("/io/import")
@@ -880,6 +932,50 @@ def io_import(request: Request, db: DbSession, settings: AppSettings, curator: C
         return render(request, "staff_io.html", context, status_code=exc.status_code)
     context |= {"report": report, "filename": upload.filename, "summary": report.summary()}
     return render(request, "staff_io.html", context, status_code=422 if report.rejected else 200)
+
+
+@router.post("/io/intake")
+def io_intake(request: Request, db: DbSession, settings: AppSettings, curator: Curator, form: PageForm) -> Response:
+    """Draft policies from policy documents (PDF, DOCX, HTML, TXT or a zip of them): fields and conditions proposed."""
+    from catalog.intake.extract import Limits
+    from catalog.intake.service import intake_files
+    from matcher.tags import policy_tag_suggester
+
+    upload = form.get("file")
+    department = str(form.get("department") or "").strip() or None
+    context: dict[str, Any] = {**_io_context(), "report": None, "departments": catalog_service.list_departments(db=db)}
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        context |= {"intake_error": "请选择政策文件（PDF、DOCX、HTML、TXT 或 zip）"}
+        return render(request, "staff_io.html", context, status_code=422)
+    limit = settings.intake_max_mb * 1024 * 1024
+    data = upload.file.read(limit + 1)
+    try:
+        results = intake_files(
+            db=db,
+            files=[(upload.filename, data)],
+            actor=curator,
+            department=department,
+            limits=Limits.from_settings(settings),
+            suggest_tags=policy_tag_suggester(db),
+        )
+    except HuiqiError as exc:
+        db.rollback()
+        reasons = "；".join(e.reason for e in exc.errors if e.reason != exc.message)
+        context |= {"intake_error": exc.message + (f"（{reasons}）" if reasons else "")}
+        return render(request, "staff_io.html", context, status_code=exc.status_code)
+    drafts = [
+        {
+            "id": r.policy.id if r.policy else None,
+            "title": r.policy.title if r.policy else r.analysis.document.filename,
+            "filename": r.analysis.document.filename,
+            "coded": sum(1 for c in r.analysis.conditions if c.node is not None),
+            "plain": sum(1 for c in r.analysis.conditions if c.node is None),
+            "duplicates": r.duplicates,
+        }
+        for r in results
+    ]
+    context |= {"drafts": drafts}
+    return render(request, "staff_io.html", context, status_code=201)
 
 
 # One sample row per import kind, as a curator would fill it (the demo's 中山 departments and codes).

@@ -46,3 +46,36 @@ def test_users_create_refuses_a_duplicate_username(cli_env) -> None:  # type: ig
     assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and "登录名已被使用" in result.output
+
+
+def test_intake_creates_drafts_and_explains_a_refused_file(cli_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from catalog import service as catalog_service
+    from catalog.schemas import DepartmentIn
+    from core.db import Database
+    from tests.support import intake_docs as docs
+
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    database = Database(cli_env)
+    with database.sessionmaker() as db:
+        catalog_service.create_department(
+            db=db,
+            department_in=DepartmentIn(
+                code="zs-gxj", name="中山市工业和信息化局", short_name="中山工信", region_code="442000"
+            ),
+        )
+        db.commit()
+    database.dispose()
+    notice = tmp_path / "notice.docx"
+    notice.write_bytes(docs.docx_bytes())
+    result = runner.invoke(app, ["intake", str(notice), "--json"])
+    assert result.exit_code == 0, result.output
+    drafts = json.loads(result.output)
+    assert drafts[0]["status"] == "draft" and drafts[0]["fields"]["title"]["value"].endswith("的通知")
+    table = runner.invoke(app, ["intake", str(notice)])
+    assert table.exit_code == 0 and "可能重复" in table.output
+    scan = tmp_path / "scan.pdf"
+    scan.write_bytes(docs.scanned_pdf_bytes())
+    refused = runner.invoke(app, ["intake", str(scan)])
+    assert refused.exit_code != 0 and "file.no_text_layer" in refused.output

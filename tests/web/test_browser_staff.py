@@ -278,6 +278,43 @@ def test_curator_builds_a_rule_previews_the_count_and_publishes(page: Any, site:
     shoot(page, "s06-import-report")
 
 
+def test_curator_uploads_a_policy_pdf_and_reviews_the_proposals_in_the_editor(page: Any, site: LiveSite) -> None:
+    from tests.support import intake_docs
+
+    sign_in(page, "curator")
+    page.goto("/staff/io")
+    # A scanned PDF is refused with a Chinese reason and nothing is drafted.
+    page.get_by_label("政策文件", exact=True).set_input_files(
+        files=[{"name": "扫描件.pdf", "mimeType": "application/pdf", "buffer": intake_docs.scanned_pdf_bytes()}]
+    )
+    page.get_by_role("button", name="上传并生成草稿").click()
+    page.wait_for_selector("#intake .form-error")
+    assert "扫描件" in page.locator("#intake .form-error").inner_text()
+    # A real text-layer PDF becomes a draft; its link opens the editor with the proposals marked.
+    page.get_by_label("政策文件", exact=True).set_input_files(
+        files=[{"name": "通知.pdf", "mimeType": "application/pdf", "buffer": intake_docs.pdf_bytes()}]
+    )
+    page.get_by_role("button", name="上传并生成草稿").click()
+    page.wait_for_selector(".intake-drafts a")
+    assert "建议可计算条件" in page.locator(".intake-drafts").inner_text()
+    shoot(page, "s07-intake-upload")
+    page.locator(".intake-drafts a").first.click()
+    page.wait_for_url(re.compile(r"/staff/policies/\d+$"))
+    review = page.locator("#intake-review")
+    assert "通知.pdf" in review.inner_text()
+    assert "中工信〔2026〕18号" in review.inner_text()
+    assert "上年度营业收入2000万元以上" in review.inner_text()  # the sentence a proposal came from
+    assert page.locator("#intake-review .proposal.plain").count() >= 1  # kept for the curator to confirm
+    rules = json.loads(page.locator("#f-rules_json").input_value())
+    assert {"field": "annual_revenue", "op": "gte", "value": 2000} in rules["all"]
+    # The builder counts the firms the proposed rules admit, live, before anything is published.
+    page.wait_for_selector("#rule-preview [data-count=eligible]", timeout=10_000)
+    shoot(page, "s08-intake-review")
+    with site.database.sessionmaker() as db:
+        policy = db.scalar(select(Policy).where(Policy.doc_number == "中工信〔2026〕18号"))
+        assert policy is not None and policy.status == "draft" and policy.published_at is None
+
+
 # ---------------------------------------------------------------- firm, desk officer, supervisor
 
 

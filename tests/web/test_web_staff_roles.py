@@ -583,3 +583,44 @@ def test_staff_see_the_instant_answer_the_firm_was_given(db, client, test_settin
     assert page.status_code == 200
     assert "系统给企业的即时答复" in page.text and "置信度 91%" in page.text
     assert f'href="/policies/{policy.id}"' in page.text and "请在申报期内登录系统提交材料。" in page.text
+
+
+def test_intake_page_drafts_a_policy_from_a_document_and_explains_a_refused_file(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    from catalog.models import Policy, PolicyStatus
+    from tests.support import intake_docs
+
+    dept = factories.make_department(db, name="中山市工业和信息化局", short_name="中山工信", region_code="442000")
+    _sign_in(client, db, test_settings, Role.curator)
+    page = client.get("/staff/io")
+    assert page.status_code == 200 and "从政策文件录入" in page.text and dept.name in page.text
+    before = db.scalar(select(func.count()).select_from(Policy))
+    scan = _post(client, "/staff/io/intake", {}, files={"file": ("扫描件.pdf", intake_docs.scanned_pdf_bytes())})
+    assert scan.status_code == 422 and "扫描件" in scan.text
+    assert db.scalar(select(func.count()).select_from(Policy)) == before
+    made = _post(client, "/staff/io/intake", {}, files={"file": ("通知.docx", intake_docs.docx_bytes())})
+    assert made.status_code == 201, made.text
+    policy = db.scalar(select(Policy).where(Policy.doc_number == "中工信〔2026〕18号"))
+    assert policy is not None and policy.status == PolicyStatus.draft and policy.issuing_department_id == dept.id
+    assert f'href="/staff/policies/{policy.id}"' in made.text and "建议可计算条件" in made.text
+    again = _post(client, "/staff/io/intake", {}, files={"file": ("通知.txt", intake_docs.NOTICE.encode("gb18030"))})
+    assert again.status_code == 201 and "可能与已有政策重复" in again.text
+    _sign_in(client, db, test_settings, Role.enterprise)
+    refused = _post(client, "/staff/io/intake", {}, files={"file": ("通知.txt", intake_docs.NOTICE.encode())})
+    assert refused.status_code in (302, 303, 403)
+
+
+def test_editor_shows_intake_proposals_with_their_source_sentences(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    from catalog.intake.service import intake_files
+    from tests.support import intake_docs
+
+    factories.make_department(db, name="中山市工业和信息化局", short_name="中山工信", region_code="442000")
+    made = intake_files(db=db, files=[("通知.pdf", intake_docs.pdf_bytes())], actor=None)
+    policy = made[0].policy
+    assert policy is not None
+    _sign_in(client, db, test_settings, Role.curator)
+    page = client.get(f"/staff/policies/{policy.id}")
+    assert page.status_code == 200
+    assert "录入建议" in page.text and "通知.pdf" in page.text
+    assert "中工信〔2026〕18号" in page.text and "年营业收入 ≥ 2000 万元" in page.text
+    assert "上年度营业收入2000万元以上" in page.text  # the source sentence
+    assert "需人工确认" in page.text

@@ -1,0 +1,723 @@
+"""Propose eligibility conditions (docs/rules.md) from the 申报条件 / 支持对象 parts of a policy text.
+
+Each proposal is one condition node with the sentence it came from and a confidence. A requirement
+the rule format cannot express (经营异常名录, 财务制度健全 …) stays a plain-language condition for
+the curator to confirm by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from catalog.intake.extract import Section, split_sections
+from catalog.intake.fields import find_region
+from catalog.intake.text import NUM, amount_wan, cn_number, sentences, to_number
+from core import codes
+from core.text import normalize
+
+CONDITION_HEADINGS = re.compile(
+    r"申报条件|申请条件|申报对象|支持对象|扶持对象|资助对象|奖补对象|奖励对象|补贴对象|申报主体|申报范围|"
+    r"支持范围|适用范围|适用对象|基本条件|认定条件|申领条件|享受条件|申报要求|申报单位|评价条件|对象和条件|对象及条件|"
+    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向|认定标准|入库标准|评定标准"
+)
+OTHER_HEADINGS = re.compile(
+    r"申报材料|申请材料|提交材料|所需材料|申报程序|申报流程|申报方式|工作程序|办理流程|申报时间|受理时间|"
+    r"联系方式|其他事项|工作要求|注意事项|资金用途|附件|审核|评审|拨付|监督管理|材料报送|报送方式"
+)
+
+
+@dataclass
+class ConditionProposal:
+    """A proposed condition: a rule node (field/op/value) or, when `node` is None, plain text to confirm."""
+
+    node: dict[str, Any] | None
+    source: str
+    confidence: float
+    text: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "confidence": round(self.confidence, 2)}
+        if self.node is not None:
+            out["rule"] = self.node
+        else:
+            out["text"] = self.text
+        return out
+
+    def key(self) -> tuple[str, str, str] | None:
+        if self.node is None:
+            return None
+        return condition_key(self.node)
+
+
+def condition_key(node: dict[str, Any]) -> tuple[str, str, str]:
+    """The identity used for scoring and de-duplication: field, op and a canonical value."""
+    value = node["value"]
+    if isinstance(value, list):
+        value = sorted(value, key=str)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return node["field"], node["op"], json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+# ---------------------------------------------------------------- vocabularies
+
+
+@dataclass
+class QualificationVocabulary:
+    """Qualification names with their synonyms; longest terms first so 小巨人 wins over 专精特新."""
+
+    terms: list[tuple[str, str]] = field(default_factory=list)  # (normalised term, canonical name)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, Iterable[str]]]) -> QualificationVocabulary:
+        terms: dict[str, str] = {}
+        for name, synonyms in pairs:
+            for term in (name, *synonyms):
+                t = normalize(term).lower().replace('"', "“")
+                if len(t) >= 2:
+                    terms.setdefault(t, name)
+                    terms.setdefault(t.replace("“", "").replace("”", ""), name)
+        return cls(sorted(terms.items(), key=lambda kv: len(kv[0]), reverse=True))
+
+    def find(self, text: str) -> list[tuple[int, str, str]]:
+        """Return (position, matched term, canonical name), no overlapping matches."""
+        rest = normalize(text).lower().replace('"', "“")
+        taken = [False] * len(rest)
+        hits: list[tuple[int, str, str]] = []
+        for term, name in self.terms:
+            start = rest.find(term)
+            while start != -1:
+                if not any(taken[start : start + len(term)]):
+                    for i in range(start, start + len(term)):
+                        taken[i] = True
+                    hits.append((start, term, name))
+                start = rest.find(term, start + 1)
+        hits.sort()
+        return hits
+
+
+@cache
+def default_qualifications() -> QualificationVocabulary:
+    """The demo taxonomy's qualification tags: used when no database vocabulary is given (eval)."""
+    data = json.loads((resources.files("catalog") / "demo_data" / "taxonomy.json").read_text(encoding="utf-8"))
+    pairs = [(t["name"], t.get("synonyms") or []) for t in data["tags"] if t["kind"] == "qualification"]
+    return QualificationVocabulary.from_pairs(pairs)
+
+
+# Words for industries that are not a 门类/大类 name of GB/T 4754.
+INDUSTRY_WORDS: dict[str, list[str]] = {
+    "工业企业": ["B", "C", "D"],
+    "制造业": ["C"],
+    "制造企业": ["C"],
+    "软件企业": ["I65"],
+    "软件和信息技术服务业": ["I65"],
+    "软件和信息服务业": ["I65"],
+    "信息技术服务": ["I65"],
+    "建筑业": ["E"],
+    "建筑企业": ["E"],
+    "批发零售": ["F"],
+    "批发和零售业": ["F"],
+    "住宿餐饮": ["H"],
+    "住宿和餐饮业": ["H"],
+    "餐饮": ["H62"],
+    "住宿": ["H61"],
+    "批发": ["F51"],
+    "零售": ["F52"],
+    "软件业": ["I65"],
+    "交通运输": ["G"],
+    "物流企业": ["G"],
+    "农业": ["A"],
+    "文化、体育和娱乐业": ["R"],
+    "科学研究和技术服务业": ["M"],
+    "房地产": ["K"],
+}
+
+
+@cache
+def _industry_names() -> list[tuple[str, str]]:
+    rows = [r for r in codes.list_industries() if r["level"] in ("门类", "大类")]
+    pairs = [(str(r["name"]), str(r["code"])) for r in rows if len(str(r["name"])) >= 3]
+    return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+
+
+@cache
+def _divisions() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in codes.list_industries("大类"):
+        out.setdefault(str(r["parent"]), []).append(str(r["code"]))
+    return out
+
+
+def find_industries(text: str) -> tuple[list[str], list[str]]:
+    """Return (codes, matched words) of industries named in the text."""
+    found: list[str] = []
+    words: list[str] = []
+    rest = text
+    for name, code in _industry_names():
+        if name in rest:
+            found.append(code)
+            words.append(name)
+            rest = rest.replace(name, "　")
+    for word, codes_ in sorted(INDUSTRY_WORDS.items(), key=lambda kv: len(kv[0]), reverse=True):
+        if word in rest:
+            found.extend(codes_)
+            words.append(word)
+            rest = rest.replace(word, "　")
+    uniq: list[str] = []
+    for c in found:
+        if c not in uniq:
+            uniq.append(c)
+    # A section letter covers its divisions: drop C39 when C is there.
+    uniq = [c for c in uniq if not any(o != c and c.startswith(o) for o in uniq)]
+    # Every division of a section named (批发 + 零售 = F): the section itself.
+    for section, divisions in _divisions().items():
+        if len(divisions) > 1 and all(d in uniq for d in divisions):
+            uniq = [c for c in uniq if c not in divisions]
+            uniq.append(section)
+    return uniq, words
+
+
+# ---------------------------------------------------------------- numeric thresholds
+
+METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "rd_ratio",
+        re.compile(
+            r"研(?:发|究开发|究与试验发展)(?:费用|投入|经费)(?:支出)?(?:总额)?[^。；;，,]{0,24}?占[^。；;，,]{0,20}?"
+            r"(?:营业|销售|主营业务)?收入(?:总额)?[^。；;，,]{0,8}?(?:比例|比重|的?比值?)?"
+        ),
+    ),
+    ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?")),
+    (
+        "annual_revenue",
+        re.compile(
+            r"(?:年度?|上年度?|近一年|最近一年|年)?(?:主营业务收入|营业收入|营业额|销售收入|销售额|营收|年收入|主营收入|"
+            r"主营业务年收入|年销售收入|营业收入总额)"
+        ),
+    ),
+    (
+        "employees",
+        re.compile(
+            r"从业人员|职工总数|职工人数|员工人数|从业人数|参保(?:职工|人数|员工)|在职职工|员工总数|用工人数|企业职工"
+        ),
+    ),
+    ("registered_capital", re.compile(r"注册资本|注册资金|实缴资本")),
+    ("total_assets", re.compile(r"资产总额|总资产")),
+    ("export_revenue", re.compile(r"出口额|出口总额|出口交货值|年出口")),
+)
+_NOT_METRIC = re.compile(r"增长|增幅|增速|同比|较上|比上年|提高|裁员|失业|负债|利润率|每增加|每\d")
+_ASIDE = re.compile(r"[(（](?:超过|不超过|低于|高于|少于|大于|小于)[^()（）]{0,30}?的(?:企业|单位)[^()（）]{0,20}[)）]")
+# 研发经费不低于年销售额的 2%: the ratio stated after its base.
+_RATIO_OF_REVENUE = re.compile(
+    rf"(?:研发|科研|研究开发)的?(?:投入|费用|经费|投资)+[^。；;，,]{{0,6}}?(不低于|不少于|达到|超过|高于)[^。；;，,]{{0,8}}?"
+    rf"(?:销售额|销售收入|营业收入|主营业务收入|收入)的\s*({NUM})(?:\s*[-~至]\s*{NUM})?\s*%"
+)
+_SKIP_NUMERIC = re.compile(r"裁员率|失业率|新招用|招用|吸纳|带动")
+
+# Comparison words → op. 以上/以下 include the number itself (《民法典》第一千二百五十九条).
+_AFTER_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^\s*[(（]不含[)）]\s*以上"), "gt"),
+    (re.compile(r"^\s*[(（]不含[)）]\s*以下"), "lt"),
+    (re.compile(r"^\s*(?:[(（]含(?:本数)?[)）])?\s*(?:及|或)?\s*以上"), "gte"),
+    (re.compile(r"^\s*(?:[(（]含(?:本数)?[)）])?\s*(?:及|或)?\s*以下"), "lte"),
+    (re.compile(r"^\s*(?:[(（]含[)）])?\s*以内"), "lte"),
+)
+_BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少|达到或超过|超过或达到)\s*$"), "gte"),
+    (re.compile(r"(?:不超过|不高于|不大于|不多于|≤|<=|小于等于|小于或等于|最多)\s*$"), "lte"),
+    (re.compile(r"(?:超过|高于|大于|多于|>)\s*$"), "gt"),
+    (re.compile(r"(?:低于|少于|小于|不足|不到|未达到|未满|<)\s*$"), "lt"),
+)
+_INCLUSIVE = re.compile(r"^\s*[(（]含[)）]")
+_UNIT = {
+    "rd_ratio": r"%",
+    "rd_expense": r"亿元|千万元|百万元|万元|元",
+    "annual_revenue": r"亿元|千万元|百万元|万元|元",
+    "registered_capital": r"亿元|千万元|百万元|万元|元",
+    "total_assets": r"亿元|千万元|百万元|万元|元",
+    "export_revenue": r"亿元|千万元|万元|元|万美元",
+    "employees": r"人|名",
+}
+_SMALL_NUM = r"[一二两三四五六七八九十百千]+"
+
+
+def _number_with_unit(field_name: str, clause: str, start: int) -> tuple[str, Any, int] | None:
+    """The comparison after a metric word: (op, value, end position) or None."""
+    unit = _UNIT[field_name]
+    segment = clause[start:]
+    range_re = re.compile(
+        rf"({NUM}|{_SMALL_NUM})\s*({unit})?\s*(?:至|到|-|－|—|~|～)\s*({NUM}|{_SMALL_NUM})\s*({unit})\s*([(（]含[)）])?"
+    )
+    num_re = re.compile(rf"({NUM}|{_SMALL_NUM})\s*(?:个)?\s*({unit})")
+    rm = range_re.search(segment)
+    m = num_re.search(segment)
+    if rm and rm.start() < 30 and (m is None or rm.start() <= m.start()):
+        lo = _scale(field_name, rm.group(1), rm.group(2) or rm.group(4))
+        hi = _scale(field_name, rm.group(3), rm.group(4))
+        if lo is not None and hi is not None and lo <= hi:
+            before = segment[: rm.start()][-8:]
+            for pattern, range_op in _BEFORE_OPS:
+                if pattern.search(before):
+                    return range_op, (lo if range_op in ("gte", "gt") else hi), start + rm.end()
+            if rm.group(5):  # 5000万元至2亿元（含）: the lower tier owns 5000
+                return "range_upper_inclusive", [lo, hi], start + rm.end()
+            return "between", [lo, hi], start + rm.end()
+    if m is None or m.start() > 40:
+        return None
+    value = _scale(field_name, m.group(1), m.group(2))
+    if value is None:
+        return None
+    before = segment[: m.start()][-8:]
+    after = segment[m.end() : m.end() + 12]
+    op: str | None = None
+    for pattern, name in _BEFORE_OPS:
+        if pattern.search(before):
+            op = name
+            break
+    if op == "lt" and _INCLUSIVE.match(after):
+        op = "lte"  # 小于5000万元（含）
+    elif op == "gt" and _INCLUSIVE.match(after):
+        op = "gte"
+    if op is None:
+        for pattern, name in _AFTER_OPS:
+            if pattern.match(after):
+                op = name
+                break
+    if op is None:
+        return None
+    return op, value, start + m.end()
+
+
+def _scale(field_name: str, raw: str, unit: str | None) -> float | None:
+    number: float | None
+    if raw and raw[0].isdigit():
+        number = to_number(raw)
+    else:
+        cn = cn_number(raw)
+        number = float(cn) if cn is not None else None
+    if number is None or unit is None:
+        return None
+    if field_name in ("rd_ratio", "employees"):
+        return number
+    if unit == "万美元":
+        return None
+    return round(amount_wan(str(number), unit), 4)
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_clean_value(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
+    out: list[ConditionProposal] = []
+    if _SKIP_NUMERIC.search(clause):
+        return out
+    # Parenthetical asides hold exceptions and tiers (超过100人的企业达到5%): not conditions.
+    text = _ASIDE.sub(lambda m: " " * len(m.group(0)), clause)
+    used_until = -1
+    hits: list[tuple[int, str, re.Match[str]]] = []
+    for field_name, pattern in METRICS:
+        for m in pattern.finditer(text):
+            hits.append((m.start(), field_name, m))
+    hits.sort(key=lambda h: h[0])
+    for pos, field_name, m in hits:
+        if pos < used_until:
+            continue
+        window = text[m.start() : m.end() + 30]
+        if _NOT_METRIC.search(re.split(r"[，,]", window)[0]):
+            continue
+        if field_name == "rd_expense" and re.search(r"占|比例|比重", text[m.end() : m.end() + 12]):
+            continue
+        if field_name == "employees" and re.search(r"(设计|研发|科技|技术|专职|专业)$", text[max(0, pos - 4) : pos]):
+            continue  # 研发人员、设计从业人员: a part of the staff, not the firm's headcount
+        if (
+            field_name == "annual_revenue"
+            and re.search(r"(软件|设计|嵌入式|服务|业务)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
+            and not re.search(r"主营", text[max(0, pos - 4) : m.end()])
+        ):
+            continue  # 软件业务年收入: a part of revenue, not the firm's revenue
+        found = _number_with_unit(field_name, text, m.end())
+        if found is None:
+            continue
+        op, value, end = found
+        between = text[m.end() : end]
+        if any(p.search(between) for f, p in METRICS if f != field_name and f != "rd_expense") or re.search(
+            r"[。；;]", between
+        ):
+            continue
+        used_until = end
+        for node in _threshold_nodes(field_name, op, value):
+            out.append(ConditionProposal(node, clause, 0.85))
+    share = _RATIO_OF_REVENUE.search(text)
+    if share and not any(p.node and p.node["field"] == "rd_ratio" for p in out):
+        op = {"不低于": "gte", "不少于": "gte", "达到": "gte", "超过": "gt", "高于": "gt"}[share.group(1)]
+        for node in _threshold_nodes("rd_ratio", op, to_number(share.group(2))):
+            out.append(ConditionProposal(node, clause, 0.8))
+    if ratio_context and not any(p.node and p.node["field"] == "rd_ratio" for p in out):
+        ratio = re.search(r"(?<!产品)(?<!服务\))(?:比例|比重|比值)[^。；;，,]{0,6}?", text)
+        other_base = re.search(r"占(?![^。；;，,]{0,12}收入)", text)
+        if ratio and not other_base and not re.search(r"人员|科技人员|产品|增加值|销售额占|负债|农产品|境内", text):
+            found = _number_with_unit("rd_ratio", text, ratio.end())
+            if found:
+                op, value, _ = found
+                for node in _threshold_nodes("rd_ratio", op, value):
+                    out.append(ConditionProposal(node, clause, 0.7))
+        # 最近一年销售收入小于5,000万元（含）的企业: the revenue tier of the same item.
+    return out
+
+
+def _threshold_nodes(field_name: str, op: str, value: Any) -> list[dict[str, Any]]:
+    if op == "range_upper_inclusive":
+        lo, hi = value
+        return [
+            {"field": field_name, "op": "gt", "value": _clean_value(lo)},
+            {"field": field_name, "op": "lte", "value": _clean_value(hi)},
+        ]
+    return [{"field": field_name, "op": op, "value": _clean_value(value)}]
+
+
+# ---------------------------------------------------------------- detectors per clause
+
+_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商")
+_LOCAL = re.compile(
+    r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
+)
+_YEARS_GTE = re.compile(
+    r"(?:成立|注册|设立|经营|运营|登记)(?:时间|年限|期)?\s*(?:已)?(?:满|达到|在|超过|不少于|不低于)?\s*"
+    r"([\d一二两三四五六七八九十]+)\s*(?:个)?(?:完整)?(?:会计)?(?:年度|周?年)\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*(以上)?"
+)
+_YEARS_LTE = re.compile(
+    r"(?:成立|注册|设立)(?:时间|年限)?\s*(?:(?:不超过|不满|未满|少于)\s*([\d一二两三四五六七八九十]+)\s*(?:个)?(?:周?年)|"
+    r"在\s*([\d一二两三四五六七八九十]+)\s*(?:个)?(?:周?年)\s*(?:以内|内))"
+)
+_DATE_SINCE = re.compile(
+    r"(\d{4})\s*年\s*(?:(\d{1,2})\s*月\s*(?:(\d{1,2})\s*日)?)?\s*(?:\(含\)|（含）)?\s*(以后|之后|后|以来|起|以前|之前|前)\s*(?:新)?(?:注册|成立|设立|登记)"
+)
+_DISHONEST = re.compile(
+    r"(?:未|没有|不得|无|不属于|不在)[^。；;]{0,12}?(?:失信|黑名单|信用不良|不良信用)|信用(?:记录|状况)?良好|诚实守信|诚信经营|无不良信用|"
+    r"信用良好|良好的(?:社会)?信用|无(?:严重)?违法失信|无[^。；;]{0,30}?(?:违法违规|不良)(?:信用|诚信)记录|信用记录良好|信誉良好|诚信记录良好|诚信良好"
+)
+_TAX_LEVEL = re.compile(
+    r"纳税信用(?:等级|评价|级别)?[^。；;，,]{0,6}?([ABMCD])\s*级\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*(以上)?"
+)
+_TAX_NOT = re.compile(
+    r"纳税信用(?:等级|评价|级别)?[^。；;]{0,8}?(?:不为|非|不是|不得为|未被评为)\s*([ABMCD])\s*(?:级)?(?:[、和或及]\s*([ABMCD])\s*级?)?"
+)
+_TAX_ORDER = ["A", "B", "M", "C", "D"]
+
+_SIZE_WORDS: tuple[tuple[re.Pattern[str], list[str]], ...] = (
+    (
+        re.compile(r"中型、小型、微型企业|中小微(?:型)?企业|中小企业|中、小、微|中小型企业|中小微型企业"),
+        ["medium", "small", "micro"],
+    ),
+    (re.compile(r"小微(?:型)?企业|小型微型企业|小型、微型企业"), ["small", "micro"]),
+    (re.compile(r"(?<![中小、])微型企业"), ["micro"]),
+    (re.compile(r"(?<![大中小、])小型企业"), ["small"]),
+)
+_SIZE_CONTEXT = re.compile(r"属于|为|是|符合|划型|划分|认定为|的")
+_PLAIN_HINT = re.compile(
+    r"独立法人|法人资格|财务(?:管理)?制度|会计核算|经营异常|安全生产|环境|环保|质量事故|违法违规|违规|知识产权|"
+    r"产业政策|统计|合同|社会保险|社保|研发机构|项目|产品|技术|专利|资质|证书"
+)
+_NEGATION = re.compile(r"(?:未|不|非|没有|无)[^。；;，,]{0,4}$")
+
+
+def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[str], bool]:
+    """Sentences under the condition headings; without such headings, every sentence outside the
+    material / procedure / contact parts (and the title line). Returns (sentences, under_heading)."""
+    sections = sections if sections is not None else split_sections(text)
+    picked: list[str] = []
+    rest: list[str] = []
+    active_level: int | None = None
+    skip_level: int | None = None
+    for s in sections:
+        if skip_level is not None and s.level > skip_level:
+            continue
+        skip_level = None
+        if active_level is not None and s.level <= active_level:
+            active_level = None
+        is_heading = len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading)
+        if is_heading or (s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])):
+            # A title like "…申报条件" makes the whole text conditions (level 0 never closes).
+            if active_level is None:
+                active_level = s.level
+            picked.extend(sentences(s.text))
+            continue
+        if OTHER_HEADINGS.search(s.heading):
+            skip_level = s.level
+            if active_level is not None and active_level > 0:
+                active_level = None
+            continue
+        if active_level is not None:
+            picked.extend(sentences(s.text))
+        else:
+            rest.extend(sentences(s.text))
+    if picked:
+        return picked, True
+    return rest, False
+
+
+_TITLE_LIKE = re.compile(
+    r"(通知|办法|意见|措施|细则|指南|公告|规定|方案|决定|通告|规程|政策|条件|要求|标准|说明|摘编|摘录)[)）]?$"
+)
+
+
+def _clauses(sentence: str) -> list[str]:
+    """Split a sentence into clauses at ；; and at numbered sub-items."""
+    parts = re.split(r"[；;]|(?<=[:：])|(?=[(（]\d{1,2}[)）])|(?<=[，,])(?=\d{1,2}[、.．])", sentence)
+    return [p.strip(" ，,") for p in parts if p and p.strip(" ，,")]
+
+
+def propose_conditions(
+    text: str,
+    *,
+    sections: list[Section] | None = None,
+    home_region: str | None = None,
+    qualifications: QualificationVocabulary | None = None,
+) -> list[ConditionProposal]:
+    """Propose conditions for a policy text; home_region is the issuer's code (本区 / 本市 resolve to it)."""
+    vocab = qualifications or default_qualifications()
+    clauses, under_heading = _condition_clauses(text, sections)
+    first_line = text.strip().split("\n", 1)[0].strip()
+    ratio_context = bool(_RATIO_CONTEXT.search(text))
+    base = 1.0 if under_heading else 0.8
+    out: list[ConditionProposal] = []
+    seen: set[tuple[str, str, str]] = set()
+    merged_quals: ConditionProposal | None = None
+    carry = ""  # a metric named in a lead-in ("销售收入规模：") applies to the list items below it
+
+    def add(p: ConditionProposal) -> None:
+        nonlocal merged_quals
+        p.confidence = round(min(0.99, p.confidence * base), 2)
+        node = p.node
+        if node is None:
+            out.append(p)
+            return
+        if node["field"] == "qualifications" and node["op"] == "has_any":
+            # Qualifications named across the conditions are alternatives: one has_any.
+            if merged_quals is not None and merged_quals.node is not None:
+                values = merged_quals.node["value"]
+                values.extend(v for v in node["value"] if v not in values)
+                if p.source not in merged_quals.source:
+                    merged_quals.source += "；" + p.source
+                return
+            merged_quals = p
+            out.append(p)
+            return
+        key = condition_key(node)
+        if key in seen:
+            return
+        seen.add(key)
+        out.append(p)
+
+    for sentence in clauses:
+        if _TITLE_LIKE.search(sentence) and (
+            sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
+        ):
+            continue
+        if _PURPOSE.match(sentence):
+            continue
+        award = bool(_AWARD.search(sentence))
+        for clause in _clauses(sentence):
+            clean = _strip_references(clause)
+            if carry and _LIST_ITEM.match(clean) and not any(p.search(clean) for _, p in METRICS):
+                marker = _LIST_ITEM.match(clean)
+                assert marker is not None
+                clean = marker.group(0) + carry + clean[marker.end() :]
+            elif not _LIST_ITEM.match(clean):
+                carry = ""
+            lead_in = _METRIC_LEAD.search(clean)
+            if lead_in:
+                carry = lead_in.group(1)
+            encoded = _encode_clause(
+                clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading, award=award
+            )
+            for p in encoded:
+                p.source = clause
+                add(p)
+            if not under_heading or not _PLAIN_HINT.search(clause):
+                continue
+            # What the rule format cannot say stays plain language for the curator to confirm.
+            phrases = [clause] if not encoded else re.split(r"[，,、]", clause)
+            for phrase in phrases:
+                text_only = re.sub(r"^(?:[(（]?[\d一二三四五六七八九十]+[)）、.．]\s*)", "", phrase).strip("。；; ")
+                if (
+                    len(text_only) >= 6
+                    and _PLAIN_HINT.search(phrase)
+                    and not (encoded and _encode_clause(_strip_references(phrase), home_region, vocab))
+                ):
+                    add(ConditionProposal(None, clause, 0.5, text=text_only[:200]))
+    return out
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[(（]?\d{1,2}[)）、.．]|[(（][一二三四五六七八九十]+[)）])\s*")
+_METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
+_AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
+_PURPOSE = re.compile(
+    r"^(为(了)?(进一步|加快|深入|贯彻|落实|推动|规范|促进|实施|支持|鼓励|抢抓|做好)|根据《|按照《|经研究)"
+)
+_RATIO_CONTEXT = re.compile(
+    r"研(?:发|究开发|究与试验发展)(?:费用|投入|经费)[^。；;]{0,20}占[^。；;]{0,24}收入[^。；;]{0,12}比"
+)
+
+
+def _strip_references(clause: str) -> str:
+    """Drop cited document titles and parenthetical asides: 《中小企业划型标准规定》 is not a condition."""
+    clause = re.sub(r"《[^》]{0,80}》", "《》", clause)
+    return clause
+
+
+def _encode_clause(
+    clause: str,
+    home_region: str | None,
+    vocab: QualificationVocabulary,
+    *,
+    ratio_context: bool = False,
+    strict: bool = False,
+    award: bool = False,
+) -> list[ConditionProposal]:
+    """Encode one clause; strict (no condition heading found) skips award tiers and weak industry hints."""
+    found: list[ConditionProposal] = []
+    award = award or bool(_AWARD.search(clause))
+    # Region of registration / taxation.
+    if _REGISTERED.search(clause) and not re.search(r"境外|外地|以外|迁入|迁离", clause):
+        region = find_region(clause)
+        code: str | None = None
+        if region is not None:
+            code = region[1]
+        elif _LOCAL.search(clause) and home_region and home_region != codes.NATIONAL_REGION:
+            code = home_region
+        if code and code != codes.NATIONAL_REGION:
+            found.append(
+                ConditionProposal({"field": "region_code", "op": "within_region", "value": [code]}, clause, 0.85)
+            )
+    # Qualifications.
+    hits = vocab.find(clause)
+    if hits:
+        positive: list[str] = []
+        negative: list[str] = []
+        norm = normalize(clause).lower().replace('"', "“")
+        for pos, term, name in hits:
+            if term == "规模以上" and not re.search(r"规模以上\s*(工业|企业|[(（])|规上", clause):
+                continue
+            lead = norm[max(0, pos - 8) : pos]
+            tail = norm[pos + len(term) : pos + len(term) + 6]
+            if re.search(r"(未|不|非|没有)(被)?(认定|评为|列入|纳入|属于|是|获得)?为?$", lead):
+                negative.append(name)
+            elif re.search(r"(申报|申请|认定|评选|推荐|培育|监测)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$", lead):
+                continue  # "申报省级龙头企业应符合以下条件": the policy confers it
+            elif re.match(
+                r"(的)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件)", tail
+            ) and not re.search(r"(通过|获得|已|新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
+                continue  # "申报高新技术企业认定": about becoming one, not for holders
+            else:
+                positive.append(name)
+        positive = list(dict.fromkeys(positive))
+        negative = list(dict.fromkeys(negative))
+        if positive:
+            found.append(
+                ConditionProposal({"field": "qualifications", "op": "has_any", "value": positive}, clause, 0.8)
+            )
+        if negative:
+            found.append(
+                ConditionProposal({"field": "qualifications", "op": "has_none", "value": negative}, clause, 0.7)
+            )
+    # Size class.
+    sized = clause
+    for _, term, _name in hits:
+        sized = re.sub(re.escape(term), "　" * len(term), sized, flags=re.I)
+    if not re.search(r"裁员|失业", clause):
+        candidates: list[tuple[int, list[str]]] = []
+        taken: list[tuple[int, int]] = []
+        for pattern, classes in _SIZE_WORDS:
+            for m in pattern.finditer(sized):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue
+                taken.append((m.start(), m.end()))
+                if re.match(
+                    r"\s*(划型|划分|标准|认定标准|的?划型|股份|公共服务|服务|局|发展|促进|主管)",
+                    sized[m.end() : m.end() + 4],
+                ):
+                    continue
+                if _NEGATION.search(sized[: m.start()]):
+                    continue
+                candidates.append((m.start(), classes))
+        if candidates:
+            candidates.sort(key=lambda c: c[0])
+            found.append(
+                ConditionProposal({"field": "size_class", "op": "in", "value": candidates[-1][1]}, clause, 0.75)
+            )
+    # Years established.
+    lte = _YEARS_LTE.search(clause)
+    if lte:
+        years = cn_number(lte.group(1) or lte.group(2))
+        if years is not None and years <= 50:
+            found.append(
+                ConditionProposal({"field": "established_on", "op": "years_since_lte", "value": years}, clause, 0.8)
+            )
+    else:
+        gte = _YEARS_GTE.search(clause)
+        if gte and (gte.group(2) or re.search(r"满|超过|不少于|不低于|达到", gte.group(0))):
+            years = cn_number(gte.group(1))
+            if years is not None and 0 < years <= 50:
+                found.append(
+                    ConditionProposal({"field": "established_on", "op": "years_since_gte", "value": years}, clause, 0.8)
+                )
+    since = _DATE_SINCE.search(clause)
+    if since:
+        year, month, day = int(since.group(1)), int(since.group(2) or 1), int(since.group(3) or 1)
+        if since.group(4) in ("以前", "之前", "前"):
+            if not since.group(2):
+                month, day = 12, 31
+            op = "lte"
+        else:
+            op = "gte"
+        try:
+            value = dt.date(year, month, day).isoformat()
+            found.append(ConditionProposal({"field": "established_on", "op": op, "value": value}, clause, 0.75))
+        except ValueError:
+            pass
+    # Thresholds (an award tier in a text without condition headings is a support standard, not eligibility).
+    if not (strict and award):
+        found.extend(_numeric(clause, ratio_context=ratio_context))
+    # Credit standing.
+    if _DISHONEST.search(clause):
+        found.append(ConditionProposal({"field": "credit_standing", "op": "ne", "value": "dishonest"}, clause, 0.85))
+    tax_not = _TAX_NOT.search(clause)
+    if tax_not:
+        levels = [lv for lv in (tax_not.group(1), tax_not.group(2)) if lv]
+        found.append(ConditionProposal({"field": "tax_credit_level", "op": "not_in", "value": levels}, clause, 0.8))
+    else:
+        tax = _TAX_LEVEL.search(clause)
+        if tax:
+            level = tax.group(1)
+            levels = _TAX_ORDER[: _TAX_ORDER.index(level) + 1] if tax.group(2) else [level]
+            if tax.group(2) and level == "B":
+                levels = ["A", "B"]  # B级及以上: M is a separate grade for new taxpayers
+            found.append(ConditionProposal({"field": "tax_credit_level", "op": "in", "value": levels}, clause, 0.85))
+    # Industry: a sector named as what the firm is or does (not inside a qualification's name).
+    plain_clause = clause
+    for _, term, _name in hits:
+        plain_clause = re.sub(re.escape(term), "　", plain_clause, flags=re.I)
+    industry, words = find_industries(plain_clause)
+    if industry:
+        named = "|".join(map(re.escape, words))
+        firm = re.search(
+            rf"(属于|从事|为)[^，,。；;]{{0,12}}({named})|({named})[^，,。；;]{{0,8}}(企业|行业|领域|单位)",
+            plain_clause,
+        )
+        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,30}}({named})", plain_clause)
+        if firm and not excluded:
+            found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
+    return found

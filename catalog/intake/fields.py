@@ -1,0 +1,430 @@
+"""Find a policy's fields in its text, each with the sentence it came from.
+
+Title, 发文机关, 文号, 发布日期, 施行/有效期, 申报时间 window, 支持标准 amounts, contact (person,
+phone, address), application link, level and region. Rules are plain patterns over the usual layout
+of a Chinese government notice (红头文件): title and 文号 on top, signature and date at the bottom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Any
+
+from catalog.intake.extract import heading_level
+from catalog.intake.text import DATE_RE, NUM, amount_wan, cn_number, find_dates, sentences
+from core import codes
+
+
+@dataclass
+class Proposal:
+    """One proposed value with its evidence."""
+
+    value: Any
+    source: str
+    confidence: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if isinstance(self.value, dt.date):
+            out["value"] = self.value.isoformat()
+        return out
+
+
+_TITLE_END = re.compile(
+    r"(通知|办法|意见|措施|细则|指南|公告|规定|方案|决定|通告|规程|政策|函|计划|条例|清单|批复|公示|规划|若干措施|实施意见|"
+    r"条件|要求|说明|摘编|摘录|标准|材料|(征求意见稿)|（征求意见稿）|(摘录)|（摘录）|(摘要)|（摘要）)$"
+)
+DOC_NUMBER = re.compile(
+    r"([\u4e00-\u9fa5]{1,14}(?:[〔\[［【(（]\s*(?:19|20)\d{2}\s*[〕\]］】)）]|(?:19|20)\d{2}年?)\s*第?\s*\d{1,4}\s*号)"
+)
+_ORG_END = (
+    "人民政府办公厅", "人民政府办公室", "人民政府", "委员会", "管理委员会", "管委会", "办公厅", "办公室", "局", "厅", "部",
+    "委", "署", "中心", "总局", "银行", "协会", "领导小组",
+)  # fmt: skip
+_ORG = re.compile(r"^[\u4e00-\u9fa5（）()“”]{3,40}(" + "|".join(_ORG_END) + r")$")
+_PHONE = re.compile(r"(?<![\d-])((?:0\d{2,3}[-－—]?)?[2-9]\d{6,7}(?:[-－转]\d{1,5})?|1[3-9]\d{9})(?!\d)")
+_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+_APPLY_WORDS = re.compile(r"申报|申请|登录|网址|系统|平台|填报|网站")
+_SUPPORT_WORDS = re.compile(r"奖励|补助|资助|补贴|奖补|扶持|贴息|支持|给予|最高|额度|发放|券")
+_AMOUNT_LEAD = re.compile(
+    rf"(?:最高|最多|不超过|不高于|上限为?|给予|奖励|资助|补助|补贴|奖补|一次性|每[户家个项年]|共)[^。；;，,]{{0,10}}?({NUM})\s*(亿元|万元|元)"
+)
+_AMOUNT_BLOCK = re.compile(
+    r"收入|营收|销售|投资|投入|资产|产值|注册资本|规模|纳税|税收|总额达|贷款额|增长|增加|零售额|交易额"
+)
+
+
+@cache
+def _region_names() -> list[tuple[str, str, str]]:
+    """(name, code, level) of every region in the table, longest names first; also short forms (龙华)."""
+    rows = [r for r in codes.list_regions() if r["level"] != "国家"]
+    out: list[tuple[str, str, str]] = []
+    for r in rows:
+        name, code, level = str(r["name"]), str(r["code"]), str(r["level"])
+        out.append((name, code, level))
+    out.sort(key=lambda x: len(x[0]), reverse=True)
+    return out
+
+
+def find_region(text: str) -> tuple[str, str, str] | None:
+    """Return (name, code, level) of the most specific region named in the text."""
+    best: tuple[str, str, str] | None = None
+    rank = {"省": 1, "市": 2, "区县": 3}
+    for name, code, level in _region_names():
+        if name in text and (best is None or rank.get(level, 0) > rank.get(best[2], 0)):
+            best = (name, code, level)
+    return best
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def find_title(text: str) -> Proposal | None:
+    lines = _lines(text)[:25]
+    for i, line in enumerate(lines):
+        if len(line) > 160 or DOC_NUMBER.fullmatch(line) or heading_level(line) is not None:
+            continue
+        if i > 0 and line.startswith("《") and line.endswith("》"):
+            continue  # a cited document (政策依据), not this one's title
+        candidate = line
+        # A title wrapped over two or three lines: join until it ends like a title.
+        for j in range(i, min(i + 3, len(lines))):
+            if j > i:
+                if heading_level(lines[j]) is not None or DOC_NUMBER.fullmatch(lines[j]):
+                    break
+                candidate += lines[j]
+            if (
+                _TITLE_END.search(candidate.rstrip("》 "))
+                and ("关于" in candidate or "《" in candidate or j == i)
+                and 6 <= len(candidate) <= 200
+                and not re.search(r"[。；;]", candidate)
+            ):
+                title = candidate.strip()
+                if title.startswith("《") and title.endswith("》") and title.count("《") == 1:
+                    title = title[1:-1]
+                return Proposal(title, candidate, 0.9 if "关于" in title else 0.7)
+    for line in lines[:5]:
+        if (
+            6 <= len(line) <= 100
+            and not DOC_NUMBER.fullmatch(line)
+            and not line.endswith(("：", ":"))
+            and heading_level(line) is None
+        ):
+            return Proposal(line, line, 0.4)
+    return None
+
+
+def find_doc_number(text: str) -> Proposal | None:
+    lines = _lines(text)
+    for line in lines[:15]:
+        m = DOC_NUMBER.search(line)
+        if m and len(line) <= len(m.group(1)) + 12 and "《" not in line:
+            return Proposal(_clean_doc_number(m.group(1)), line, 0.95)
+    return None
+
+
+def _clean_doc_number(raw: str) -> str:
+    text = re.sub(r"\s+", "", raw)
+    text = re.sub(r"[\[［【(（](\d{4})[\]］】)）]", r"〔\1〕", text)
+    return text
+
+
+def find_issuer(text: str, title: str | None) -> Proposal | None:
+    lines = _lines(text)
+    # The signature: one or more organisation lines right above the date at the end.
+    tail = lines[-12:]
+    for i in range(len(tail) - 1, -1, -1):
+        if DATE_RE.fullmatch(tail[i].replace(" ", "")) or re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日", tail[i]):
+            orgs: list[str] = []
+            k = i - 1
+            while k >= 0 and _ORG.match(tail[k].replace(" ", "")):
+                orgs.insert(0, tail[k].replace(" ", ""))
+                k -= 1
+            if not orgs:
+                # "XX局2023年3月15日" on one line
+                m = re.match(r"^([\u4e00-\u9fa5]{3,40}?(?:" + "|".join(_ORG_END) + r"))\s*" + DATE_RE.pattern, tail[i])
+                if m:
+                    orgs = [m.group(1)]
+            if orgs:
+                return Proposal("、".join(orgs), "\n".join([*orgs, tail[i]]), 0.9)
+            break
+    last = tail[-1].replace(" ", "") if tail else ""
+    if _ORG.match(last) and len(last) <= 30:
+        return Proposal(last, last, 0.6)
+    inline = re.search(
+        r"([\u4e00-\u9fa5]{3,40}?(?:" + "|".join(_ORG_END) + r"))\s*" + DATE_RE.pattern + r"\s*(?:附件|$|\(|（)",
+        text[-400:],
+    )
+    if inline:
+        return Proposal(inline.group(1), inline.group(0), 0.75)
+    if title and "关于" in title:
+        head = title.split("关于", 1)[0].strip()
+        if 3 <= len(head) <= 60:
+            return Proposal(head, title, 0.8)
+    return None
+
+
+def find_published_on(text: str) -> Proposal | None:
+    lines = _lines(text)
+    for line in reversed(lines[-12:]):
+        compact = line.replace(" ", "")
+        m = DATE_RE.search(compact)
+        if (
+            m
+            and (m.end() == len(compact) or compact[m.end() :].startswith(("(", "（")))
+            and len(compact) - len(m.group(0)) <= 40
+        ):
+            dates = find_dates(compact)
+            if dates:
+                return Proposal(dates[-1][1], line, 0.85)
+    tail = text[-300:]
+    dates = find_dates(tail)
+    if dates:
+        pos, date = dates[-1]
+        return Proposal(date, tail[max(0, pos - 30) : pos + 15], 0.5)
+    return None
+
+
+def _date_after(text: str, base_year: int | None) -> list[dt.date]:
+    """Full and partial dates in order: 2023年3月16日-3月23日 gives both (the year carried over)."""
+    out: list[dt.date] = []
+    year = base_year
+    month: int | None = None
+    pattern = re.compile(
+        r"(?:(\d{4}|[二〇零一三四五六七八九]{4})\s*年)?\s*(?:([\d一二三四五六七八九十]{1,3})\s*月)?\s*([\d一二三四五六七八九十]{1,3})\s*日"
+    )
+    for m in pattern.finditer(text):
+        y, mo, d = m.groups()
+        if y:
+            year = cn_number(y)
+        if mo:
+            month = cn_number(mo)
+        if year is None or month is None:
+            continue
+        day = cn_number(d)
+        try:
+            out.append(dt.date(year, month, day or 0))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+_WINDOW_WORDS = re.compile(
+    r"申报时限|申请时限|申报时间|受理时间|申报截止|截止时间|截止日期|申报期限|报送时间|申请时间|申报日期|受理期限|集中受理|网上申报时间|起止时间"
+)
+
+
+def find_apply_window(text: str, year_hint: int | None) -> tuple[Proposal | None, Proposal | None]:
+    start: Proposal | None = None
+    end: Proposal | None = None
+    all_sentences = sentences(text)
+    for i, s in enumerate(all_sentences):
+        if not _WINDOW_WORDS.search(s) and not re.search(
+            r"(前|之前)\s*(将|把|报送|提交|完成|登录|向)|逾期不予受理|截止", s
+        ):
+            continue
+        dates = _date_after(s, year_hint)
+        if not dates and len(s) <= 20 and i + 1 < len(all_sentences):
+            s = s + all_sentences[i + 1]  # "三、申报时间" on its own line, the dates below it
+            dates = _date_after(s, year_hint)
+        if not dates:
+            continue
+        if len(dates) >= 2 and re.search(r"[至到\-－—~～]", s):
+            if start is None:
+                start = Proposal(dates[0], s, 0.85)
+            if end is None:
+                end = Proposal(dates[1], s, 0.85)
+        elif end is None and re.search(r"前|截止|截至|为止|止", s):
+            end = Proposal(dates[-1], s, 0.75)
+        elif start is None and re.search(r"起|开始", s):
+            start = Proposal(dates[0], s, 0.7)
+        if start and end:
+            break
+    return start, end
+
+
+def find_validity(text: str) -> tuple[Proposal | None, Proposal | None]:
+    start: Proposal | None = None
+    end: Proposal | None = None
+    for s in sentences(text):
+        if not re.search(r"施行|实施|执行|有效期|生效", s):
+            continue
+        dates = find_dates(s)
+        m_from = re.search(r"自\s*(" + DATE_RE.pattern + r")\s*起", s)
+        if m_from and start is None:
+            from_dates = find_dates(m_from.group(1))
+            if from_dates:
+                start = Proposal(from_dates[0][1], s, 0.85)
+        m_to = re.search(r"有效期(?:至|到|截至)\s*(" + DATE_RE.pattern + ")", s)
+        if m_to and end is None:
+            to_dates = find_dates(m_to.group(1))
+            if to_dates:
+                end = Proposal(to_dates[0][1], s, 0.85)
+        m_years = re.search(r"有效期\s*(?:为)?\s*([\d一二三四五六七八九十两]+)\s*年", s)
+        if m_years and end is None and start is not None:
+            years = cn_number(m_years.group(1)) or 0
+            with contextlib.suppress(ValueError):
+                end = Proposal(start.value.replace(year=start.value.year + years) - dt.timedelta(days=1), s, 0.75)
+        if start is None and dates and re.search(r"起施行|起实施|起生效", s):
+            start = Proposal(dates[0][1], s, 0.7)
+        m_until = re.search(r"(?:执行|施行|实施)[^。；;]{0,12}?(" + DATE_RE.pattern + r")\s*(?:截止|止|为止)", s)
+        if m_until and end is None:
+            until = find_dates(m_until.group(1))
+            if until:
+                end = Proposal(until[0][1], s, 0.75)
+        if len(dates) >= 2 and re.search(r"有效期", s) and end is None:
+            end = Proposal(dates[-1][1], s, 0.7)
+    return start, end
+
+
+def find_amounts(text: str) -> tuple[Proposal | None, Proposal | None]:
+    """Return (max_amount in 万元, amount_text): the largest grant named in support sentences."""
+    best: tuple[float, str] | None = None
+    support: list[str] = []
+    for s in sentences(text):
+        if not _SUPPORT_WORDS.search(s):
+            continue
+        hit = False
+        for m in _AMOUNT_LEAD.finditer(s):
+            lead = s[max(0, m.start() - 12) : m.start(1)]
+            if _AMOUNT_BLOCK.search(s[m.start() : m.start(1)]) or re.search(
+                r"(收入|营收|销售额|投资额|投入)[^，,。]{0,4}$", lead
+            ):
+                continue
+            value = amount_wan(m.group(1), m.group(2))
+            # 最高分别不超过25万元、35万元、45万元: the largest of the list
+            tail = re.match(rf"(?:[、，,]\s*{NUM}\s*(?:亿元|万元|元))+", s[m.end() :])
+            if tail:
+                for extra in re.finditer(rf"({NUM})\s*(亿元|万元|元)", tail.group(0)):
+                    value = max(value, amount_wan(extra.group(1), extra.group(2)))
+            hit = True
+            if best is None or value > best[0]:
+                best = (value, s)
+        if hit or re.search(rf"按[^。；]{{0,30}}?{NUM}\s*%", s):
+            support.append(s)
+    amount = Proposal(round(best[0], 2), best[1], 0.8) if best else None
+    amount_text = Proposal("；".join(support)[:500], "；".join(support)[:500], 0.7) if support else None
+    return amount, amount_text
+
+
+def find_contact(text: str) -> dict[str, Proposal]:
+    out: dict[str, Proposal] = {}
+    for s in sentences(text):
+        if "phone" not in out and re.search(r"电话|联系方式|咨询|联系人", s):
+            m = _PHONE.search(s)
+            if m:
+                out["contact_phone"] = Proposal(m.group(1), s, 0.85)
+        if "contact_name" not in out:
+            m = re.search(
+                r"联系人\s*[:：]?\s*(?:[\u4e00-\u9fa5]{0,12}?[科处室股局]\s*)?([\u4e00-\u9fa5]{2,3})(?=[,，、;；\s\d(（]|电话|$)",
+                s,
+            )
+            if m and m.group(1) not in ("电话", "方式", "及联"):
+                out["contact_name"] = Proposal(m.group(1), s, 0.7)
+        if "contact_address" not in out:
+            m = re.search(r"(?:地址|受理地点|提交地址|报送地点|办公地点)\s*[:：]?\s*([^，,；;。\n]{4,60})", s)
+            if m:
+                out["contact_address"] = Proposal(m.group(1).strip(), s, 0.75)
+    return out
+
+
+def find_apply_url(text: str) -> Proposal | None:
+    fallback: Proposal | None = None
+    for s in sentences(text):
+        for m in _URL.finditer(s):
+            url = re.sub(r"[).,，。;；]+$", "", m.group(0))
+            if _APPLY_WORDS.search(s):
+                return Proposal(url, s, 0.8)
+            fallback = fallback or Proposal(url, s, 0.4)
+    return fallback
+
+
+_NATIONAL = re.compile(
+    r"^(国务院|国家|中华人民共和国|中共中央|工业和信息化部|财政部|科学技术部|科技部|商务部|人力资源和社会保障部|国家税务总局|人民银行|中国人民银行|发展改革委|国家发展和改革委员会|教育部|农业农村部|生态环境部|市场监管总局)"
+)
+
+
+def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple[Proposal | None, Proposal | None]:
+    """Level (national/provincial/municipal/county) and region code, from the issuer first."""
+    for source in (issuer, title):
+        if not source:
+            continue
+        if _NATIONAL.match(source):
+            return Proposal("national", source, 0.9), Proposal(codes.NATIONAL_REGION, source, 0.9)
+        found = find_region(source)
+        if found:
+            name, code, level = found
+            lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]
+            return Proposal(lvl, source, 0.85), Proposal(code, source, 0.85)
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(省|自治区)", source)
+        if m:
+            return Proposal("provincial", source, 0.7), None
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域)", source)
+        if m:
+            return Proposal("county", source, 0.7), None
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市", source)
+        if m:
+            return Proposal("municipal", source, 0.7), None
+    if title:
+        named = re.sub(r"高新区|开发区|园区|保税区|示范区|试验区|合作区", "", title)
+        if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!辖)(区|县)(?!域)", named):
+            return Proposal("county", title, 0.5), None
+        if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!我)市", named):
+            return Proposal("municipal", title, 0.5), None
+        if re.search(r"[\u4e00-\u9fa5]{2,3}省", named):
+            return Proposal("provincial", title, 0.5), None
+    head = "\n".join(_lines(text)[:40])
+    found = find_region(head)
+    if found:
+        name, code, level = found
+        lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]
+        return Proposal(lvl, name, 0.5), Proposal(code, name, 0.5)
+    return None, None
+
+
+def extract_fields(text: str) -> dict[str, Proposal]:
+    """Return every field found, keyed by name (missing fields are absent)."""
+    out: dict[str, Proposal] = {}
+    title = find_title(text)
+    if title:
+        out["title"] = title
+    doc_number = find_doc_number(text)
+    if doc_number:
+        out["doc_number"] = doc_number
+    issuer = find_issuer(text, title.value if title else None)
+    if issuer:
+        out["issuer"] = issuer
+    published = find_published_on(text)
+    if published:
+        out["published_on"] = published
+    year_hint = published.value.year if published else None
+    start, end = find_apply_window(text, year_hint)
+    if start:
+        out["apply_start_on"] = start
+    if end:
+        out["apply_end_on"] = end
+    valid_from, valid_to = find_validity(text)
+    if valid_from:
+        out["valid_from_on"] = valid_from
+    if valid_to:
+        out["valid_to_on"] = valid_to
+    amount, amount_text = find_amounts(text)
+    if amount:
+        out["max_amount"] = amount
+    if amount_text:
+        out["amount_text"] = amount_text
+    out.update(find_contact(text))
+    url = find_apply_url(text)
+    if url:
+        out["apply_url"] = url
+    level, region = find_level_region(issuer.value if issuer else None, title.value if title else None, text)
+    if level:
+        out["level"] = level
+    if region:
+        out["region_code"] = region
+    return out

@@ -1,0 +1,291 @@
+"""Policy intake: text extraction per format, refused files, fields, conditions, drafts, the eval floor."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from catalog import rules as rules_mod
+from catalog.intake import evaluation
+from catalog.intake.conditions import propose_conditions
+from catalog.intake.extract import Limits, extract, extract_batch
+from catalog.intake.fields import extract_fields
+from catalog.intake.service import intake_files, jaccard, shingles
+from catalog.models import Policy, PolicyStatus, Tag
+from core.errors import HuiqiError, PayloadTooLarge, ValidationFailed
+from tests import factories
+from tests.support import intake_docs as docs
+
+# ---------------------------------------------------------------- extraction, one test per format
+
+
+def _assert_notice(doc_text: str) -> None:
+    assert "关于组织申报2026年专精特新中小企业奖励资金的通知" in doc_text
+    assert "上年度营业收入2000万元以上" in doc_text.replace(" ", "")
+
+
+def test_pdf_text_layer_is_read_with_its_structure() -> None:
+    doc = extract(docs.pdf_bytes(), "notice.pdf")
+    assert doc.kind == "pdf" and doc.pages == 1
+    _assert_notice(doc.text)
+    headings = [s.heading for s in doc.sections]
+    assert "一、申报条件" in [h.rstrip(":") for h in headings]
+    assert any(h.startswith("(三)从业人员") for h in headings)
+
+
+def test_docx_paragraphs_and_tables_are_read() -> None:
+    doc = extract(docs.docx_bytes(), "notice.docx")
+    assert doc.kind == "docx"
+    _assert_notice(doc.text)
+    assert "附表 申报汇总" in doc.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_html_text_without_scripts_in_either_encoding(encoding: str) -> None:
+    doc = extract(docs.html_bytes(encoding=encoding), "notice.html")
+    assert doc.kind == "html"
+    _assert_notice(doc.text)
+    assert "不应出现" not in doc.text and "margin" not in doc.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_plain_text_in_utf8_or_gb18030(encoding: str) -> None:
+    doc = extract(docs.NOTICE.encode(encoding), "notice.txt")
+    assert doc.kind == "text"
+    _assert_notice(doc.text)
+
+
+def test_type_is_sniffed_from_content_not_the_name() -> None:
+    assert extract(docs.pdf_bytes(), "notice.txt").kind == "pdf"
+    assert extract(docs.docx_bytes(), "notice.pdf").kind == "docx"
+
+
+def test_zip_batch_yields_each_document() -> None:
+    batch = docs.zip_bytes(
+        {"a.pdf": docs.pdf_bytes(), "b.docx": docs.docx_bytes(), "c.txt": docs.NOTICE.encode(), "__MACOSX/._a": b"x"}
+    )
+    found = extract_batch(batch, "batch.zip")
+    assert [(d.filename, d.kind) for d in found] == [("a.pdf", "pdf"), ("b.docx", "docx"), ("c.txt", "text")]
+
+
+# ---------------------------------------------------------------- refused files
+
+
+def _refused(data: bytes, name: str, limits: Limits | None = None) -> HuiqiError:
+    with pytest.raises(HuiqiError) as info:
+        extract_batch(data, name, limits)
+    err = info.value
+    assert err.message and any("\u4e00" <= ch <= "\u9fff" for ch in err.message)  # a Chinese message
+    return err
+
+
+def test_scanned_pdf_without_text_layer_is_refused() -> None:
+    err = _refused(docs.scanned_pdf_bytes(), "scan.pdf")
+    assert err.code == "file.no_text_layer" and "扫描件" in err.message
+
+
+def test_encrypted_pdf_is_refused() -> None:
+    err = _refused(docs.encrypted_pdf_bytes(), "locked.pdf")
+    assert err.code == "file.encrypted_pdf" and "加密" in err.message
+
+
+def test_oversized_file_is_refused() -> None:
+    err = _refused(docs.pdf_bytes(), "big.pdf", Limits(max_bytes=1024))
+    assert isinstance(err, PayloadTooLarge) and err.code == "file.too_large"
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "notice.pdf"),  # a picture named .pdf
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "notice.doc"),  # old Word
+        (bytes(range(256)) * 4, "notice.txt"),  # binary junk
+    ],
+)
+def test_wrong_type_is_refused_by_content(data: bytes, name: str) -> None:
+    err = _refused(data, name)
+    assert err.code == "file.unsupported_file"
+
+
+def test_zip_bomb_over_the_inflated_cap_is_refused() -> None:
+    bomb = docs.zip_bytes({"a.txt": b"0" * (3 * 1024 * 1024)})
+    assert len(bomb) < 20_000
+    err = _refused(bomb, "bomb.zip", Limits(max_unzipped_bytes=1024 * 1024))
+    assert err.code == "file.zip_bomb"
+
+
+def test_docx_bomb_is_refused_before_python_docx_opens_it() -> None:
+    data = docs.docx_bytes()
+    bomb = docs.zip_bytes({"word/document.xml": b"<w/>" * (600 * 1024), "[Content_Types].xml": b"<x/>"})
+    err = _refused(bomb, "bomb.docx", Limits(max_unzipped_bytes=1024 * 1024))
+    assert err.code == "file.zip_bomb"
+    assert extract(data, "ok.docx", Limits(max_unzipped_bytes=1024 * 1024)).kind == "docx"
+
+
+def test_zip_with_too_many_members_is_refused() -> None:
+    many = docs.zip_bytes({f"{i}.txt": docs.NOTICE.encode() for i in range(12)})
+    err = _refused(many, "many.zip", Limits(max_members=10))
+    assert err.code == "file.zip_bomb" and "12" in err.message
+
+
+def test_a_bad_file_in_a_batch_refuses_the_whole_batch() -> None:
+    batch = docs.zip_bytes({"a.txt": docs.NOTICE.encode(), "b.pdf": docs.scanned_pdf_bytes()})
+    err = _refused(batch, "batch.zip")
+    assert err.code == "file.no_text_layer"
+
+
+def test_corrupt_pdf_and_empty_file_are_refused() -> None:
+    assert _refused(b"%PDF-1.7\n" + b"garbage" * 100, "x.pdf").code == "file.bad_file"
+    assert _refused(b"   \n ", "x.txt").code == "file.empty_file"
+
+
+# ---------------------------------------------------------------- fields and conditions
+
+
+def test_fields_come_with_their_source_sentence() -> None:
+    found = extract_fields(docs.NOTICE)
+    values = {k: v.value for k, v in found.items()}
+    assert values["title"] == "中山市工业和信息化局关于组织申报2026年专精特新中小企业奖励资金的通知"
+    assert values["doc_number"] == "中工信〔2026〕18号"
+    assert values["issuer"] == "中山市工业和信息化局"
+    assert str(values["published_on"]) == "2026-02-20"
+    assert str(values["apply_start_on"]) == "2026-03-01" and str(values["apply_end_on"]) == "2026-03-31"
+    assert values["max_amount"] == 50
+    assert values["apply_url"] == "https://fczj.zs.gov.cn/"
+    assert values["contact_phone"] == "0760-88881234" and values["contact_name"] == "李明"
+    assert values["contact_address"].startswith("中山市东区松苑路1号")
+    assert (values["level"], values["region_code"]) == ("municipal", "442000")
+    assert "最高不超过50万元" in found["max_amount"].source
+    assert all(0 < p.confidence <= 1 for p in found.values())
+
+
+def test_validity_and_county_level() -> None:
+    text = "深圳市南山区人民政府关于印发扶持办法的通知\n第十条 本办法自2024年1月1日起施行，有效期3年。\n"
+    values = {k: v.value for k, v in extract_fields(text).items()}
+    assert str(values["valid_from_on"]) == "2024-01-01" and str(values["valid_to_on"]) == "2026-12-31"
+    assert (values["level"], values["region_code"]) == ("county", "440305")
+
+
+def test_conditions_are_proposed_in_the_rule_format() -> None:
+    proposals = propose_conditions(docs.NOTICE, home_region="442000")
+    coded = {(p.node["field"], p.node["op"], str(p.node["value"])) for p in proposals if p.node}
+    assert coded >= {
+        ("region_code", "within_region", "['442000']"),
+        ("established_on", "years_since_gte", "2"),
+        ("annual_revenue", "gte", "2000"),
+        ("rd_ratio", "gte", "3"),
+        ("employees", "lte", "300"),
+        ("size_class", "in", "['medium', 'small', 'micro']"),
+        ("tax_credit_level", "in", "['A', 'B']"),
+        ("credit_standing", "ne", "dishonest"),
+        ("qualifications", "has_any", "['专精特新中小企业', '专精特新“小巨人”企业']"),
+    }
+    # Nothing from the support standard, the dates or the contact part becomes a condition.
+    assert not any(p.node and p.node["field"] == "annual_revenue" and p.node["value"] == 50 for p in proposals)
+    for p in proposals:
+        assert p.source and 0 < p.confidence < 1
+        if p.node is not None:
+            assert not rules_mod.validate_rules(p.node), p.node
+    plain = [p for p in proposals if p.node is None]
+    assert any("独立法人资格" in p.text for p in plain)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("申报条件：年营业收入不超过1亿元", ("annual_revenue", "lte", 10000)),
+        ("申报条件：注册资本500万元（含）以上", ("registered_capital", "gte", 500)),
+        ("申报条件：资产总额低于5000万元", ("total_assets", "lt", 5000)),
+        ("申报条件：职工人数超过50人", ("employees", "gt", 50)),
+        ("申报条件：成立时间不超过5年的企业", ("established_on", "years_since_lte", 5)),
+        ("申报条件：2020年1月1日以后注册成立的企业", ("established_on", "gte", "2020-01-01")),
+        ("申报条件：纳税信用等级不为C级、D级", ("tax_credit_level", "not_in", ["C", "D"])),
+        ("申报条件：属于软件和信息技术服务业的企业", ("industry_code", "prefix", ["I65"])),
+        ("申报条件：未被认定为高新技术企业", ("qualifications", "has_none", ["高新技术企业"])),
+    ],
+)
+def test_threshold_words_and_units(sentence: str, expected: tuple[str, str, object]) -> None:
+    nodes = [p.node for p in propose_conditions(sentence) if p.node]
+    assert {"field": expected[0], "op": expected[1], "value": expected[2]} in nodes
+
+
+def test_shingle_similarity_spots_near_copies() -> None:
+    edited = docs.NOTICE.replace("2026年3月31日", "2026年4月30日")
+    assert jaccard(shingles(docs.NOTICE), shingles(edited)) > 0.9
+    assert jaccard(shingles(docs.NOTICE), shingles("完全不同的另一份文件：关于开展安全生产检查的通知")) < 0.1
+
+
+# ---------------------------------------------------------------- drafts
+
+
+def _zhongshan(db: Session) -> str:
+    dept = factories.make_department(db, name="中山市工业和信息化局", short_name="中山工信", region_code="442000")
+    for name in ("专精特新中小企业", "专精特新“小巨人”企业"):
+        if not db.scalar(select(func.count()).select_from(Tag).where(Tag.name == name)):
+            factories.make_tag(db, name=name, kind="qualification")
+    return dept.code
+
+
+def test_intake_creates_a_draft_with_valid_rules_and_flags_duplicates(db: Session) -> None:
+    _zhongshan(db)
+    first = intake_files(db=db, files=[("notice.pdf", docs.pdf_bytes())], actor=None)
+    assert len(first) == 1
+    policy = first[0].policy
+    assert policy is not None and policy.status == PolicyStatus.draft and policy.published_at is None
+    assert policy.issuing_department.name == "中山市工业和信息化局"
+    assert policy.doc_number == "中工信〔2026〕18号" and policy.max_amount == 50
+    assert policy.region_codes == ["442000"]
+    rules_mod.check_rules(policy.rules)
+    assert policy.full_text and "申报条件" in policy.full_text
+    assert first[0].duplicates == []
+    again = intake_files(db=db, files=[("copy.docx", docs.docx_bytes())], actor=None)
+    dup = again[0].duplicates
+    assert {d["policy_id"] for d in dup} == {policy.id}
+    assert again[0].policy is not None and again[0].policy.doc_number is None  # the 文号 stays with the first
+    assert again[0].policy.title != policy.title
+
+
+def test_nothing_is_saved_when_one_file_is_bad(db: Session) -> None:
+    _zhongshan(db)
+    before = db.scalar(select(func.count()).select_from(Policy))
+    batch = docs.zip_bytes({"a.txt": docs.NOTICE.encode(), "b.pdf": docs.encrypted_pdf_bytes()})
+    with pytest.raises(ValidationFailed):
+        intake_files(db=db, files=[("batch.zip", batch)], actor=None)
+    assert db.scalar(select(func.count()).select_from(Policy)) == before
+
+
+def test_unknown_issuer_needs_a_department(db: Session) -> None:
+    text = docs.NOTICE.replace("中山市工业和信息化局", "某某市某某局")
+    with pytest.raises(ValidationFailed) as info:
+        intake_files(db=db, files=[("x.txt", text.encode())], actor=None)
+    assert info.value.code == "catalog.intake_department_unknown"
+    code = factories.make_department(db).code
+    made = intake_files(db=db, files=[("x.txt", text.encode())], actor=None, department=code)
+    assert made[0].policy is not None and made[0].policy.issuing_department.code == code
+
+
+def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
+    data = docs.pdf_bytes(docs.NOTICE, pages=20)
+    started = time.perf_counter()
+    doc = extract(data, "long.pdf")
+    extract_fields(doc.text)
+    propose_conditions(doc.text, sections=doc.sections)
+    elapsed = time.perf_counter() - started
+    assert doc.pages == 20
+    assert elapsed <= 3.0, f"{elapsed:.2f} s"
+
+
+# ---------------------------------------------------------------- the labelled set
+
+
+def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
+    result = evaluation.run("test")
+    s, b = result.system, result.baseline
+    assert result.documents >= 45 and s.labelled >= 100
+    # Floors a little under the measured figures (see README "Policy intake"); a regression fails here.
+    assert s.field_accuracy >= 0.83 and s.field_accuracy_in_table >= 0.93
+    assert s.precision >= 0.77 and s.recall >= 0.58
+    assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
