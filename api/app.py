@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import State
 
 from api.guards import BodyLimit, RefuseNul, SecurityHeaders
-from api.intake_router import router as intake_router
 from api.io_router import router as io_router
 from auth.router import router as auth_router
 from auth.throttle import PhoneCodeThrottle, SignInThrottle
@@ -27,6 +26,7 @@ from desk.ratings_router import router as desk_ratings_router
 from desk.router import router as desk_router
 from desk.stats_router import router as desk_stats_router
 from matcher.engine import Matcher
+from matcher.intake import router as intake_router
 from matcher.router import router as matcher_router
 from profiles.router import router as profiles_router
 from push.router import router as push_router

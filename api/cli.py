@@ -303,19 +303,18 @@ def intake(
     """Read policy documents and create draft policies (never published) with proposed fields and conditions."""
     import json
 
-    from api.intake import run_intake
+    from catalog.intake import service as intake_service
     from core.errors import HuiqiError
+    from matcher import intake as matcher_intake
 
     settings = get_settings()
     try:
         with session_scope(settings) as db:
-            drafts = run_intake(
-                db=db,
-                settings=settings,
-                files=[(f.name, f.read_bytes()) for f in files],
-                actor=None,
-                department=department,
+            plans = matcher_intake.prepare(
+                db=db, settings=settings, files=[(f.name, f.read_bytes()) for f in files], department=department
             )
+            results = intake_service.store(db=db, plans=plans, actor=None, settings=settings)
+            drafts = [r.as_dict() for r in results]
     except HuiqiError as exc:
         reasons = "；".join(e.reason for e in exc.errors if e.reason != exc.message)
         _fail(f"{exc.message}（{exc.code}）" + (f"：{reasons}" if reasons else ""))

@@ -33,7 +33,7 @@ from catalog.fields import FIELDS, SIZE_CLASSES
 from catalog.models import TAG_KIND_LABELS, TYPE_LABELS, PolicyLevel, PolicyStatus, PolicyType
 from catalog.schemas import PolicyFilters, PolicyIn, PolicyUpdate
 from core import codes, jsonsafe, tabular
-from core.deps import AppSettings, DbSession
+from core.deps import AppSettings, DbSession, writes_in_stages
 from core.errors import (
     Conflict,
     FieldError,
@@ -46,6 +46,7 @@ from core.errors import (
 from desk import ratings as desk_ratings
 from matcher import coverage as matcher_coverage
 from matcher import export as matcher_export
+from matcher import intake as matcher_intake
 from matcher import lists as matcher_lists
 from matcher import runs as matcher_runs
 from matcher import suggestions as matcher_suggestions
@@ -935,12 +936,12 @@ def io_import(request: Request, db: DbSession, settings: AppSettings, curator: C
 
 
 @router.post("/io/intake")
+@writes_in_stages
 def io_intake(request: Request, db: DbSession, settings: AppSettings, curator: Curator, form: PageForm) -> Response:
-    """Draft policies from policy documents (PDF, DOCX, HTML, TXT or a zip of them): fields and conditions proposed."""
-    from catalog.intake.extract import Limits
-    from catalog.intake.service import intake_files
-    from matcher.tags import policy_tag_suggester
+    """Draft policies from policy documents (PDF, DOCX, HTML, TXT or a zip of them): fields and conditions proposed.
 
+    Documents are read on a reader session; the drafts (and their originals) are written in one short stage.
+    """
     upload = form.get("file")
     department = str(form.get("department") or "").strip() or None
     context: dict[str, Any] = {**_io_context(), "report": None, "departments": catalog_service.list_departments(db=db)}
@@ -950,13 +951,8 @@ def io_intake(request: Request, db: DbSession, settings: AppSettings, curator: C
     limit = settings.intake_max_mb * 1024 * 1024
     data = upload.file.read(limit + 1)
     try:
-        results = intake_files(
-            db=db,
-            files=[(upload.filename, data)],
-            actor=curator,
-            department=department,
-            limits=Limits.from_settings(settings),
-            suggest_tags=policy_tag_suggester(db),
+        results = matcher_intake.intake_in_stages(
+            db=db, settings=settings, files=[(upload.filename, data)], actor=curator, department=department
         )
     except HuiqiError as exc:
         db.rollback()

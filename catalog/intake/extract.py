@@ -62,6 +62,7 @@ class Document:
     text: str
     sections: list[Section] = field(default_factory=list)
     pages: int | None = None
+    original: bytes = field(default=b"", repr=False)  # the file as uploaded (kept as the policy's 政策原文)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -425,4 +426,4 @@ def _one(kind: str, data: bytes, filename: str, limits: Limits) -> Document:
     text = clean_text(raw)
     if len(text) < 20:
         raise _fail("file.empty_file", "文件中没有可识别的政策正文", f"只有 {len(text)} 个字符", filename)
-    return Document(filename=filename, kind=kind, text=text, sections=split_sections(text), pages=pages)
+    return Document(filename=filename, kind=kind, text=text, sections=split_sections(text), pages=pages, original=data)

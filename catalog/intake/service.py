@@ -1,8 +1,9 @@
 """Intake: extracted documents become draft policies (never published) with their proposals.
 
-Every file of an upload is read and analysed before anything is written; then all drafts are created
-in the caller's transaction, so a bad file in a batch leaves nothing half-saved. The original file
-is not kept here: attachments belong to the policy-attachment storage (to be wired at merge).
+Two stages: `prepare` reads and analyses every file of an upload and writes nothing (slow work: PDF
+text, rules), then `store` creates all drafts in one short transaction, so a bad file in a batch
+leaves nothing half-saved and no write lock is held while documents are read. A PDF or DOCX original
+is kept as the draft's 政策原文 attachment (catalog.attachments) when settings are given.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.service import Principal
+from catalog import attachments as policy_files
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
 from catalog.intake.conditions import ConditionProposal, QualificationVocabulary, propose_conditions
-from catalog.intake.extract import Document, Limits, extract_batch
+from catalog.intake.extract import DOCX, PDF, Document, Limits, extract_batch
 from catalog.intake.fields import Proposal, extract_fields
 from catalog.models import Department, Policy, PolicyIntake, PolicyLevel, PolicyType, Tag, TagKind
 from catalog.schemas import PolicyIn
+from core.attachments import AttachmentKind
+from core.config import Settings
 from core.errors import FieldError, ValidationFailed
 from core.text import normalize
 
@@ -175,33 +179,50 @@ def find_duplicates(db: Session, analysis: Analysis, exclude: set[int] | None = 
     return out
 
 
-def intake_files(
+@dataclass
+class Plan:
+    """One document read and analysed, with the department its draft will belong to (nothing stored yet)."""
+
+    analysis: Analysis
+    department_id: int
+
+
+def prepare(
     *,
     db: Session,
     files: list[tuple[str, bytes]],
-    actor: Principal | None,
     department: str | None = None,
     limits: Limits | None = None,
     suggest_tags: TagSuggester | None = None,
-) -> list[IntakeResult]:
-    """Read every file (a zip is a batch), then create one draft policy per document."""
+) -> list[Plan]:
+    """Read every file (a zip is a batch) and analyse each document; reads only, refuses the whole upload."""
     documents: list[Document] = []
     for filename, data in files:
         documents.extend(extract_batch(data, filename, limits))
     vocab = qualification_vocabulary(db)
-    lookup = catalog_service.tag_lookup(db=db)
-    known = {t.name for t in lookup.values()}
-    plans: list[tuple[Analysis, Department]] = []
+    plans: list[Plan] = []
     for doc in documents:
         first = extract_fields(doc.text)
         issuer = first.get("issuer")
         dept = _department_for(db, issuer.value if issuer else None, department)
         region = first.get("region_code")
         home = region.value if region else dept.region_code
-        plans.append((analyse(doc, qualifications=vocab, home_region=home, suggest_tags=suggest_tags), dept))
+        analysis = analyse(doc, qualifications=vocab, home_region=home, suggest_tags=suggest_tags)
+        plans.append(Plan(analysis, dept.id))
+    return plans
+
+
+def store(
+    *, db: Session, plans: list[Plan], actor: Principal | None, settings: Settings | None = None
+) -> list[IntakeResult]:
+    """Create one draft policy per planned document (the caller's transaction), keeping PDF / DOCX originals."""
+    lookup = catalog_service.tag_lookup(db=db)
+    known = {t.name for t in lookup.values()}
     results: list[IntakeResult] = []
     created: set[int] = set()
-    for analysis, dept in plans:
+    for plan in plans:
+        analysis = plan.analysis
+        dept = db.get_one(Department, plan.department_id)
         duplicates = find_duplicates(db, analysis, exclude=created)
         policy = _create_draft(
             db, analysis, dept, actor, known, taken_number=any(d["reason"] == "文号相同" for d in duplicates)
@@ -219,10 +240,40 @@ def intake_files(
                 created_by_id=actor.user_id if actor else None,
             )
         )
+        if settings is not None and _keeps_original(analysis.document, settings):
+            policy_files.attach_to_policy(
+                db,
+                policy_id=policy.id,
+                kind=AttachmentKind.original,
+                name=analysis.document.filename,
+                data=analysis.document.original,
+                user=actor,
+                settings=settings,
+            )
         created.add(policy.id)
         results.append(result)
     db.flush()
     return results
+
+
+def _keeps_original(doc: Document, settings: Settings) -> bool:
+    """PDF and DOCX originals within the attachment size limit are kept (HTML / TXT live on as full text)."""
+    return doc.kind in (PDF, DOCX) and 0 < len(doc.original) <= settings.attachment_max_mb * 1024 * 1024
+
+
+def intake_files(
+    *,
+    db: Session,
+    files: list[tuple[str, bytes]],
+    actor: Principal | None,
+    department: str | None = None,
+    limits: Limits | None = None,
+    suggest_tags: TagSuggester | None = None,
+    settings: Settings | None = None,
+) -> list[IntakeResult]:
+    """Both stages in the caller's transaction (the CLI and tests; requests write in a stage of their own)."""
+    plans = prepare(db=db, files=files, department=department, limits=limits, suggest_tags=suggest_tags)
+    return store(db=db, plans=plans, actor=actor, settings=settings)
 
 
 def _create_draft(

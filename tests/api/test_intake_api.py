@@ -36,7 +36,8 @@ def test_curator_gets_a_draft_with_fields_conditions_and_duplicates(
 ) -> None:
     dept = factories.make_department(db, name="中山市工业和信息化局", short_name="中山工信", region_code="442000")
     headers = auth_headers(Role.curator)
-    response = _upload(client, headers, docs.pdf_bytes(), "notice.pdf")
+    pdf = docs.pdf_bytes()
+    response = _upload(client, headers, pdf, "notice.pdf")
     assert response.status_code == 201, response.text
     draft = response.json()["drafts"][0]
     assert draft["status"] == "draft" and draft["policy_id"]
@@ -48,6 +49,13 @@ def test_curator_gets_a_draft_with_fields_conditions_and_duplicates(
     assert all(0 < c["confidence"] < 1 and c["source"] for c in draft["conditions"])
     policy = db.get(Policy, draft["policy_id"])
     assert policy is not None and policy.issuing_department_id == dept.id and policy.published_at is None
+    # The uploaded PDF is kept as the draft's 政策原文, byte for byte, for staff to download.
+    files = client.get(f"/api/v1/policies/{policy.id}/attachments", headers=headers)
+    assert files.status_code == 200, files.text
+    (original,) = files.json()
+    assert original["kind"] == "original" and original["name"] == "notice.pdf"
+    download = client.get(f"/api/v1/policies/{policy.id}/attachments/{original['id']}/download", headers=headers)
+    assert download.status_code == 200 and download.content == pdf
     again = _upload(client, headers, docs.NOTICE.encode(), "copy.txt", department=dept.code)
     assert again.status_code == 201
     assert draft["policy_id"] in {d["policy_id"] for d in again.json()["drafts"][0]["duplicates"]}
