@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "matcher.models",
     "core.lease",
     "push.models",
+    "applications.models",
     "desk.models",
 )
 for _module in MODEL_MODULES:

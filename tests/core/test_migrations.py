@@ -12,7 +12,15 @@ from core import migrate
 from core.db import Base, Database
 from core.lease import include_object
 
-for _m in ("catalog.models", "profiles.models", "auth.models", "matcher.models", "core.lease", "push.models"):
+for _m in (
+    "catalog.models",
+    "profiles.models",
+    "auth.models",
+    "matcher.models",
+    "core.lease",
+    "push.models",
+    "applications.models",
+):
     importlib.import_module(_m)
 
 
