@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from applications import service as applications_service
 from auth.models import Role
 from auth.service import Principal
 from catalog import rules as rules_mod
@@ -176,8 +177,12 @@ def policy_page(
     """A policy: summary, interpretation, interpreter, conditions in words, countdown, application link."""
     policy = catalog_service.get_visible_policy(db=db, policy_id=policy_id, actor=visitor)
     feedback = None
+    app_status = None
     if visitor is not None and visitor.enterprise_id is not None:
         feedback = matcher_feedback.latest_for_firm(
+            db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
+        ).get(policy.id)
+        app_status = applications_service.statuses_for_firm(
             db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
         ).get(policy.id)
     # The same funnel event the API records when a firm opens a policy.
@@ -192,6 +197,7 @@ def policy_page(
             "regions": [codes.region_name(c) or c for c in policy.region_codes],
             "paragraphs": views.paragraphs,
             "feedback": feedback,
+            "app_status": app_status,
             "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
         },
     )

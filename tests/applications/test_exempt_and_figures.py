@@ -127,9 +127,7 @@ def test_application_figures_funnel_and_the_never_applied_push(client, db, match
     policy = factories.make_policy(db, department=world["dept"], publish=True, announce=False)
     factories.match(db, matcher)
     app_id = client.post("/api/v1/applications", json={"policy_id": policy.id}, headers=h["a"]).json()["id"]
-    client.post(
-        f"/api/v1/applications/{app_id}/status", json={"status": "paid", "amount": 10}, headers=h["officer"]
-    )
+    client.post(f"/api/v1/applications/{app_id}/status", json={"status": "paid", "amount": 10}, headers=h["officer"])
     r = client.get(f"/api/v1/policies/{policy.id}/never-applied", headers=h["officer"])
     assert r.json()["enterprise_ids"] == [firms["b"].id]
     assert stats.never_applied_ids(db=db, policy_id=policy.id) == [firms["b"].id]
@@ -142,10 +140,17 @@ def test_application_figures_funnel_and_the_never_applied_push(client, db, match
     assert funnel["recommended"] >= 2 and funnel["applied"] == 1 and funnel["paid"] == 1
 
     # Push the policy to the firms that never applied: a targeted push reaching B only.
-    r = client.post(f"/api/v1/policies/{policy.id}/never-applied/push", json={"message": "请尽快申报"}, headers=h["officer"])
+    r = client.post(
+        f"/api/v1/policies/{policy.id}/never-applied/push", json={"message": "请尽快申报"}, headers=h["officer"]
+    )
     assert r.status_code == 201, r.text
     assert r.json()["enterprises"] == 1
-    pushed = db.scalars(select(Delivery.enterprise_id).where(Delivery.kind == "manual", Delivery.policy_id == policy.id)).all()
+    pushed = db.scalars(
+        select(Delivery.enterprise_id).where(Delivery.kind == "manual", Delivery.policy_id == policy.id)
+    ).all()
     assert set(pushed) == {firms["b"].id}
-    assert client.post(f"/api/v1/policies/{policy.id}/never-applied/push", json={}, headers=h["stranger"]).status_code == 404
+    assert (
+        client.post(f"/api/v1/policies/{policy.id}/never-applied/push", json={}, headers=h["stranger"]).status_code
+        == 404
+    )
     assert principal_for_user(world["users"]["officer"]).department_id == world["dept"].id

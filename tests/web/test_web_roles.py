@@ -17,6 +17,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from applications import service as applications_service
 from auth.models import Role
 from core import security
 from push import fanout as push_fanout
@@ -104,7 +105,14 @@ def test_page_enforces_its_roles(template: str, route: APIRoute, db, client, tes
     other_sub = push_preferences.create_subscription(
         db=db, enterprise_id=other.id, subscription_in=SubscriptionIn(kind="keyword", value="数字经济")
     )
-    ids = {"policy_id": policy.id, "delivery_id": own_delivery, "subscription_id": own_sub.id}
+    application = applications_service.open_for_firm(db=db, enterprise_id=own.id, policy_id=policy.id, actor=None)
+    assert application is not None
+    ids = {
+        "policy_id": policy.id,
+        "delivery_id": own_delivery,
+        "subscription_id": own_sub.id,
+        "application_id": application.id,
+    }
     path = _fill(template, ids)
 
     def call(target: str = path) -> Any:

@@ -22,6 +22,8 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select, text
 
+from applications import service as applications_service
+from applications.models import ExemptEntry, ExemptRoster
 from auth.models import Role
 from auth.service import principal_for_user
 from catalog.models import Policy, PolicyVersion, Tag
@@ -112,12 +114,38 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
     method = sorted(route.methods)[0]
     dept = factories.make_department(db)
     firm = factories.make_enterprise(db)
-    policy = factories.make_policy(db, publish=True)
+    policy = factories.make_policy(db, publish=True, department=dept)
     tag = factories.make_tag(db)
     suggestion = PolicyTagSuggestion(policy_id=policy.id, tag_id=tag.id, source="keyword", score=0.9)
     db.add(suggestion)
     case = _case(db, test_settings, dept.id, firm.id)
-    ids = {"policy_id": policy.id, "case_id": case.id, "suggestion_id": tag.id, "decision": "reject"}
+    # An application and a 免申即享 roster of the department's policies (the desk officer's own).
+    application = applications_service.open_for_firm(db=db, enterprise_id=firm.id, policy_id=policy.id, actor=None)
+    assert application is not None
+    exempt_policy = factories.make_policy(db, publish=True, department=dept, policy_type="exempt")
+    roster = ExemptRoster(
+        policy_id=exempt_policy.id, frozen_on=dt.date.today(), policy_version=1, created_by_name="测试"
+    )
+    db.add(roster)
+    db.flush()
+    entry = ExemptEntry(
+        roster_id=roster.id,
+        enterprise_id=firm.id,
+        policy_id=exempt_policy.id,
+        status="pending",
+        match_status="eligible",
+    )
+    db.add(entry)
+    db.flush()
+    ids = {
+        "policy_id": policy.id,
+        "case_id": case.id,
+        "suggestion_id": tag.id,
+        "decision": "reject",
+        "application_id": application.id,
+        "roster_id": roster.id,
+        "entry_id": entry.id,
+    }
     path = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), template)
 
     def call() -> Any:
