@@ -154,3 +154,30 @@ def test_application_figures_funnel_and_the_never_applied_push(client, db, match
         == 404
     )
     assert principal_for_user(world["users"]["officer"]).department_id == world["dept"].id
+
+
+def test_the_monthly_report_and_the_dashboard_carry_the_figures(client, db, matcher, world, test_settings) -> None:  # type: ignore[no-untyped-def]
+    from auth.service import principal_for_user
+    from desk import clock
+    from desk import stats as desk_stats
+    from web.dashboard import dashboard_data
+
+    h, firms = world["h"], world["firms"]
+    policy = factories.make_policy(db, department=world["dept"], publish=True, announce=False)
+    factories.match(db, matcher)
+    app_id = client.post("/api/v1/applications", json={"policy_id": policy.id}, headers=h["b"]).json()["id"]
+    client.post(f"/api/v1/applications/{app_id}/status", json={"status": "paid", "amount": 7.5}, headers=h["curator"])
+
+    calendar = clock.site_calendar(test_settings)
+    month = dt.date.today().strftime("%Y-%m")
+    book = desk_stats.read_report(desk_stats.monthly_report(db=db, calendar=calendar, month=month, tz=str(calendar.tz)))
+    rows = {r[0]: r for r in book[desk_stats.SHEET_APPLICATIONS][1:]}
+    assert rows[policy.title][3] == 1 and rows[policy.title][8] == 7.5 and rows[policy.title][11] == 1
+    depts = {r[0]: r for r in book[desk_stats.SHEET_APPLICATION_DEPARTMENTS][1:]}
+    assert depts[world["dept"].name][7] == 7.5
+
+    officer = principal_for_user(world["users"]["officer"])
+    data = dashboard_data(db=db, settings=test_settings, principal=officer)
+    assert data["applications"]["totals"]["amount_paid"] == 7.5
+    assert [p["policy_id"] for p in data["applications"]["policies"]] == [policy.id]
+    assert firms["a"].id in stats.never_applied_ids(db=db, policy_id=policy.id)
