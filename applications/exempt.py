@@ -69,12 +69,26 @@ def freeze(*, db: Session, actor: Principal | None, policy_id: int, note: str | 
     if not state.listed:
         raise Conflict("该政策的符合条件企业名单正在生成，请稍后再试", code="applications.list_pending")
     firms = matcher_batch.matched_firms(db=db, policy_id=policy.id, statuses=[ELIGIBLE])
-    now = utcnow()
+    return make_roster(db, policy, firms, actor=actor, note=note, policy_version=state.policy_version or policy.version)
+
+
+def make_roster(
+    db: Session,
+    policy: Policy,
+    firms: dict[int, str],
+    *,
+    actor: Principal | None,
+    note: str | None,
+    policy_version: int,
+    at: dt.datetime | None = None,
+) -> ExemptRoster:
+    """Write a roster of the given firms (firm → the matcher's verdict), all pending, dated `at` (now)."""
+    now = at or utcnow()
     roster = ExemptRoster(
         policy_id=policy.id,
         frozen_on=now.date(),
         frozen_at=now,
-        policy_version=state.policy_version or policy.version,
+        policy_version=policy_version,
         created_by_id=actor.user_id if actor else None,
         created_by_name=(actor.name if actor else "系统")[:60],
         note=(note or "").strip()[:200] or None,
@@ -129,7 +143,9 @@ def get_entry(*, db: Session, entry_id: int, actor: Principal) -> ExemptEntry:
     return entry
 
 
-def _move(entry: ExemptEntry, action: str, actor: Principal | None, field: str = "status") -> None:
+def _move(
+    entry: ExemptEntry, action: str, actor: Principal | None, field: str = "status", at: dt.datetime | None = None
+) -> None:
     current = ExemptStatus(entry.status)
     target = TRANSITIONS[action].get(current)
     if target is None:
@@ -141,12 +157,24 @@ def _move(entry: ExemptEntry, action: str, actor: Principal | None, field: str =
     entry.status = target
     entry.decided_by_id = actor.user_id if actor else None
     entry.decided_by_name = (actor.name if actor else "系统")[:60]
-    entry.decided_at = utcnow()
+    entry.decided_at = at or utcnow()
 
 
 def decide(*, db: Session, actor: Principal, entry_id: int, action: str, reason: str | None = None) -> ExemptEntry:
     """Confirm a firm of the roster, or exclude it with a reason."""
     entry = get_entry(db=db, entry_id=entry_id, actor=actor)
+    return decide_entry(db, entry, actor, action, reason)
+
+
+def decide_entry(
+    db: Session,
+    entry: ExemptEntry,
+    actor: Principal | None,
+    action: str,
+    reason: str | None,
+    at: dt.datetime | None = None,
+) -> ExemptEntry:
+    """Confirm an entry, or exclude it with a reason (the one way an entry is decided)."""
     if action not in ("confirm", "exclude"):
         raise ValidationFailed(errors=[FieldError("action", "取值应为 confirm（确认）或 exclude（排除）", "invalid")])
     reason = (reason or "").strip() or None
@@ -154,7 +182,7 @@ def decide(*, db: Session, actor: Principal, entry_id: int, action: str, reason:
         raise ValidationFailed(errors=[FieldError("reason", "不能超过 500 个字", "too_long")])
     if action == "exclude" and not reason:
         raise ValidationFailed(errors=[FieldError("reason", "排除企业须说明原因", "required")])
-    _move(entry, action, actor)
+    _move(entry, action, actor, at=at)
     entry.reason = reason if action == "exclude" else None
     db.flush()
     return entry
@@ -190,11 +218,16 @@ def check_payout(amount: float | None, paid_on: dt.date | None, today: dt.date |
 
 
 def pay_entry(
-    db: Session, entry: ExemptEntry, actor: Principal | None, amount: float | None, paid_on: dt.date | None
+    db: Session,
+    entry: ExemptEntry,
+    actor: Principal | None,
+    amount: float | None,
+    paid_on: dt.date | None,
+    at: dt.datetime | None = None,
 ) -> ExemptEntry:
     """Record a confirmed firm's payout and tell the firm (the one way an entry is paid)."""
     amount, paid_on = check_payout(amount, paid_on)
-    _move(entry, "pay", actor)
+    _move(entry, "pay", actor, at=at)
     entry.amount, entry.paid_on = amount, paid_on
     db.flush()
     policy = db.get(Policy, entry.policy_id)
