@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from applications import service as applications_service
 from auth.models import Role
 from core import migrate
 from core.config import Settings
@@ -23,6 +24,8 @@ from tests.web.browser_support import LiveSite, launched_chromium, require_chrom
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-applications"
 PASSWORD = "Browser-pass-2026"
+XSS_TITLE = '<img src=x onerror="window.__xss=1">人才安居补贴兑现'
+
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,12 @@ def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPat
             announce=False,
         )
         firm = factories.make_enterprise(db, name="中山市浏览器测试科技有限公司")
+        # A policy whose (staff-typed) title carries markup, paid out: the dashboard must draw it as text.
+        hostile = factories.make_policy(db, department=dept, title=XSS_TITLE, publish=True, announce=False)
+        other = factories.make_enterprise(db, name="中山市另一家测试企业有限公司")
+        app = applications_service.open_for_firm(db=db, enterprise_id=other.id, policy_id=hostile.id, actor=None)
+        assert app is not None
+        applications_service.set_status(db=db, actor=None, app=app, status="paid", amount=9)
         factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id, username="bfirm", password=PASSWORD)
         factories.make_user(db, role=Role.desk, department_id=dept.id, username="bdesk", password=PASSWORD)
         db.commit()
@@ -142,3 +151,32 @@ def test_exempt_confirm_then_payout_notice(page: Any, site: dict[str, Any]) -> N
     assert f"已为您兑现 3 万元：{site['free_title']}" in page.locator("main").inner_text()
     page.goto("/me/applications")
     assert site["free_title"] in page.locator("#payouts").inner_text()
+
+
+def test_the_dashboard_draws_payouts_with_hostile_titles_as_text(page: Any, site: dict[str, Any]) -> None:
+    sign_in(page, "bdesk")
+    page.goto("/dashboard")
+    page.wait_for_function("() => document.documentElement.dataset.charts !== undefined")
+    for chart_id in ("chart-app-departments", "chart-app-funnel", "chart-app-policies"):
+        page.locator(f"#{chart_id} canvas").first.wait_for()
+    index = page.evaluate(
+        """title => {
+            const data = JSON.parse(document.getElementById('dashboard-data').textContent);
+            return data.applications.policies.filter(p => p.amount_paid > 0).slice(0, 15).reverse()
+                .findIndex(p => p.title === title);
+        }""",
+        XSS_TITLE,
+    )
+    assert index >= 0, "the hostile title is not among the paid policies"
+    page.evaluate(
+        """i => echarts.getInstanceByDom(document.getElementById('chart-app-policies'))
+            .dispatchAction({ type: 'showTip', seriesIndex: 0, dataIndex: i })""",
+        index,
+    )
+    tooltip = page.locator("#chart-app-policies div").filter(has_text="人才安居补贴兑现").last
+    tooltip.wait_for(state="visible")
+    assert XSS_TITLE in tooltip.inner_text()
+    assert tooltip.locator("img").count() == 0
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__xss") is None
+    page.screenshot(path=str(ARTIFACTS / "dashboard-applications.png"), full_page=True)
