@@ -81,3 +81,26 @@ def test_the_result_list_import_shows_its_row_report(client, db, test_settings) 
     assert r.status_code == 200 and "新增 1" in r.text
     app = service.find(db, firm.id, policy.id)
     assert app is not None and (app.status, app.amount) == ("paid", 6)
+
+
+def test_a_recommended_policy_the_firm_applied_for_shows_its_status(client, db, matcher, test_settings) -> None:  # type: ignore[no-untyped-def]
+    dept = factories.make_department(db)
+    policy = factories.make_policy(db, department=dept, publish=True, announce=False)
+    firm = factories.make_enterprise(db)
+    firm_user = factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id)
+    factories.match(db, matcher)
+    _as(client, test_settings, firm_user)
+    page = client.get("/me/recommendations")
+    assert f'id="rec-{policy.id}"' in page.text and f'id="feedback-{policy.id}"' in page.text
+    r = _post(
+        client, f"/me/recommendations/{policy.id}/feedback", {"action": "applied"}, headers={"HX-Request": "true"}
+    )
+    assert "app-status-submitted" in r.text
+    officer = factories.make_user(db, role=Role.desk, department_id=dept.id)
+    app = service.find(db, firm.id, policy.id)
+    assert app is not None
+    _as(client, test_settings, officer)
+    assert _post(client, f"/staff/applications/{app.id}/status", {"status": "reviewing"}).status_code == 303
+    _as(client, test_settings, firm_user)
+    card = client.get("/me/recommendations").text.split(f'id="rec-{policy.id}"')[1].split("</article>")[0]
+    assert "审核中" in card and 'value="applied"' not in card
