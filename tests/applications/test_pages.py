@@ -61,6 +61,7 @@ def test_apply_on_the_policy_page_then_the_department_moves_it(client, db, test_
     assert "材料齐全" in detail.text and "撤回申报" in detail.text
     inbox = client.get("/me/inbox")
     assert f"申报已受理：{policy.title}" in inbox.text
+    assert f'href="/me/applications/{app.id}"' in inbox.text
 
 
 def test_the_result_list_import_shows_its_row_report(client, db, test_settings) -> None:  # type: ignore[no-untyped-def]
