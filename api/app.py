@@ -14,6 +14,7 @@ from starlette.datastructures import State
 
 from api.guards import BodyLimit, RefuseNul, SecurityHeaders
 from api.io_router import router as io_router
+from applications.router import router as applications_router
 from auth.router import router as auth_router
 from auth.throttle import PhoneCodeThrottle, SignInThrottle
 from catalog.router import router as catalog_router
@@ -45,6 +46,7 @@ ROUTERS = (
     catalog_router,
     profiles_router,
     push_router,
+    applications_router,
     desk_router,
     desk_stats_router,
     desk_ratings_router,

@@ -166,6 +166,9 @@ def demo(
         from desk import demo as desk_demo
 
         desk_counts = desk_demo.load_demo_desk(db=db, settings=settings)
+        from applications import demo as applications_demo
+
+        application_counts = applications_demo.load_demo_applications(db=db)
     labels = {
         "departments": "部门",
         "categories": "政策分类（含小类）",
@@ -182,11 +185,13 @@ def demo(
         "faq": "服务台常见问题",
         "cases": "服务台演示工单",
         "ratings": "企业政策评价",
+        "applications": "演示申报",
+        "exempt_paid": "免申即享兑现",
     }
     table = Table(title="演示数据")
     table.add_column("项目")
     table.add_column("数量", justify="right")
-    values = {**counts, "enterprises": n, "users": len(created_users), **desk_counts}
+    values = {**counts, "enterprises": n, "users": len(created_users), **desk_counts, **application_counts}
     for key, label in labels.items():
         if key in values:
             table.add_row(label, str(values[key]))

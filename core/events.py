@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 # Modules whose import registers handlers; loaded by name because they sit above core.
-SUBSCRIBER_MODULES = ("matcher.subscribers", "push.subscribers", "desk.subscribers")
+SUBSCRIBER_MODULES = ("matcher.subscribers", "push.subscribers", "applications.subscribers", "desk.subscribers")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,49 @@ class CaseUpdated(Event):
     note: str | None = None
     department_name: str | None = None
     at: Any = None  # when it happened (aware datetime); a notice of something long past goes to the inbox only
+
+
+@dataclass(frozen=True)
+class PolicyApplied(Event):
+    """A firm said it applied for a policy (feedback 已申报): the applications package opens its application."""
+
+    enterprise_id: int
+    policy_id: int
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ApplicationStatusChanged(Event):
+    """A firm's application (申报) changed status; `event_id` makes the notice unique (one per change and channel).
+
+    `by_firm` is true when the firm itself made the change (applied, withdrew): it is not told of its own act.
+    """
+
+    application_id: int
+    event_id: int
+    enterprise_id: int
+    policy_id: int
+    policy_title: str
+    status: str
+    status_label: str
+    note: str | None = None
+    amount: float | None = None  # 万元, when paid
+    paid_on: Any = None  # date, when paid
+    by_firm: bool = False
+    at: Any = None  # when it happened (aware datetime)
+
+
+@dataclass(frozen=True)
+class ExemptPaid(Event):
+    """A 免申即享 payout was recorded for a firm (no application): the firm is told "已为您兑现 X 万元"."""
+
+    entry_id: int
+    enterprise_id: int
+    policy_id: int
+    policy_title: str
+    amount: float
+    paid_on: Any = None  # date
+    at: Any = None
 
 
 E = TypeVar("E", bound=Event)

@@ -39,8 +39,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from applications import stats as applications_stats
 from auth.models import Role
-from catalog.models import Department
+from catalog.models import TYPE_LABELS, Department
 from core import tabular
 from core.config import Settings
 from core.db import utcnow
@@ -360,6 +361,22 @@ SHEET_SUMMARY = "汇总"
 SHEET_DEPARTMENTS = "部门考核"
 SHEET_TOPICS = "热点诉求"
 SHEET_POLICIES = "政策咨询热度"
+SHEET_APPLICATIONS = "申报兑现"
+SHEET_APPLICATION_DEPARTMENTS = "部门兑现"
+APPLICATION_HEADERS = (
+    "政策",
+    "类型",
+    "部门",
+    "申报（不含撤回）",
+    "通过（公示、已兑现）",
+    "未通过",
+    "通过率",
+    "兑现笔数（含免申即享）",
+    "兑现金额（万元）",
+    "发布至兑现中位天数",
+    "符合条件企业",
+    "符合但未申报",
+)
 
 DEPARTMENT_HEADERS = (
     "部门",
@@ -526,6 +543,68 @@ def monthly_report(
         ("政策", "相关诉求数", "诉求关联此政策", "即时答复引用", "提请政策管理员关注"),
         ((p["title"], p["enquiries"], p["related"], p["cited"], "是" if p["flagged"] else "") for p in hot.policies),
         {},
+    )
+
+    # Applications made and payouts dated in the month, per policy and per department (applications.stats).
+    figures = applications_stats.policy_figures(db=db, department_id=department_id, start=first, end=last)
+    rows = [f.as_dict() for f in figures if f.applications or f.paid or f.never_applied]
+    rows.sort(key=lambda r: (-r["amount_paid"], -r["applications"], r["policy_id"]))
+    app_sheet = book.create_sheet(SHEET_APPLICATIONS)
+    _write_sheet(
+        app_sheet,
+        APPLICATION_HEADERS,
+        (
+            (
+                r["title"],
+                TYPE_LABELS.get(r["policy_type"], r["policy_type"]),
+                r["department_name"],
+                r["applications"],
+                r["approved"],
+                r["rejected"],
+                "—" if r["approval_rate"] is None else r["approval_rate"],
+                r["paid"],
+                r["amount_paid"],
+                "—" if r["median_days_to_payout"] is None else r["median_days_to_payout"],
+                r["eligible"],
+                r["never_applied"],
+            )
+            for r in rows
+        ),
+        {7: _PERCENT, 9: "0.00", 10: _DAYS},
+    )
+    if not rows:
+        tabular.append_row(app_sheet, ["本月没有申报或兑现"])
+    dept_apps = book.create_sheet(SHEET_APPLICATION_DEPARTMENTS)
+    _write_sheet(
+        dept_apps,
+        (
+            "部门",
+            "政策数",
+            "申报",
+            "通过",
+            "未通过",
+            "通过率",
+            "兑现笔数",
+            "兑现金额（万元）",
+            "发布至兑现中位天数",
+            "符合但未申报",
+        ),
+        (
+            (
+                d["department_name"],
+                d["policies"],
+                d["applications"],
+                d["approved"],
+                d["rejected"],
+                "—" if d["approval_rate"] is None else d["approval_rate"],
+                d["paid"],
+                d["amount_paid"],
+                "—" if d["median_days_to_payout"] is None else d["median_days_to_payout"],
+                d["never_applied"],
+            )
+            for d in applications_stats.department_figures(figures)
+        ),
+        {6: _PERCENT, 8: "0.00", 9: _DAYS},
     )
 
     out = io.BytesIO()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
@@ -132,6 +132,18 @@ def matched_firms_query(*, policy_id: int, statuses: Sequence[str]) -> Select[tu
     return select(MatchResult.enterprise_id).where(
         MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses))
     )
+
+
+def match_counts(*, db: Session, policy_ids: Sequence[int], statuses: Sequence[str]) -> dict[int, int]:
+    """Return policy → number of firms matched to it with one of `statuses` (figures over many policies)."""
+    if not policy_ids:
+        return {}
+    rows = db.execute(
+        select(MatchResult.policy_id, func.count())
+        .where(MatchResult.policy_id.in_(list(policy_ids)), MatchResult.status.in_(list(statuses)))
+        .group_by(MatchResult.policy_id)
+    )
+    return {int(pid): int(n) for pid, n in rows}
 
 
 def tagged_firms_query(*, tag_id: int) -> Select[tuple[int]]:

@@ -11,10 +11,11 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from catalog.models import Policy, PolicyStatus, PolicyType
+from core import events
 from core.errors import FieldError, NotFound, ValidationFailed
 from matcher import store
 from matcher.models import Feedback
@@ -76,6 +77,9 @@ def record_feedback(
     )
     db.add(row)
     db.flush()
+    if action == "applied":
+        # A firm that says it applied has an application (申报) from now on: the applications package opens it.
+        events.emit(events.PolicyApplied(db=db, enterprise_id=enterprise_id, policy_id=policy_id, user_id=user_id))
     return row
 
 
@@ -145,3 +149,15 @@ def has_applied(*, db: Session, enterprise_id: int, policy_id: int) -> bool:
     """Tell whether a firm ever marked a policy 已申报."""
     q = firms_with_action_query(policy_id=policy_id, action="applied").where(Feedback.enterprise_id == enterprise_id)
     return db.scalar(q.limit(1)) is not None
+
+def action_counts(*, db: Session, policy_ids: Iterable[int], action: str) -> dict[int, int]:
+    """Return policy → number of distinct firms that ever gave `action` on it (funnels over many policies)."""
+    ids = sorted(set(policy_ids))
+    if not ids:
+        return {}
+    rows = db.execute(
+        select(Feedback.policy_id, func.count(func.distinct(Feedback.enterprise_id)))
+        .where(Feedback.policy_id.in_(ids), Feedback.action == action)
+        .group_by(Feedback.policy_id)
+    )
+    return {int(pid): int(n) for pid, n in rows}

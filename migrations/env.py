@@ -20,6 +20,7 @@ MODEL_MODULES = (
     "core.lease",
     "core.attachments",
     "push.models",
+    "applications.models",
     "desk.models",
 )
 for _module in MODEL_MODULES:

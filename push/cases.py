@@ -9,10 +9,8 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from push import outbox, preferences, rules
 from push.messages import CASE_PATH, link
-from push.outbox import insert_deliveries
-from push.scheduled import base_row, channel_rows
+from push.notices import firm_notice
 
 CASE_NEWS = {
     "replied": ("收到答复", "承办部门答复了您的诉求"),
@@ -45,9 +43,6 @@ def case_update_notice(
     """
     if kind not in CASE_NEWS:
         return 0
-    pref = preferences.get_preferences(db=db, enterprise_id=enterprise_id)
-    if pref.unsubscribed_all:
-        return 0
     label, lead = CASE_NEWS[kind]
     url = link(base_url, CASE_PATH.format(id=case_id))
     lines = [f"{lead}。", f"工单号：{number}", f"诉求：{case_title}"]
@@ -56,25 +51,16 @@ def case_update_notice(
     if note:
         lines.append(f"{'办结答复' if kind == 'resolved' else '说明'}：{note}")
     lines.append(f"查看详情：{url}")
-    # Something long past (an import, the demo's history) is recorded in the inbox at its time, not sent out.
-    when = rules.aware(at) if at is not None else now
-    past = now - when > dt.timedelta(days=1)
-    base = base_row(
+    return firm_notice(
+        db=db,
         enterprise_id=enterprise_id,
-        policy_id=None,
-        policy_version=0,
         kind="case_update",
         dedupe_key=f"case-{case_id}-event-{event_id}",
-        title=f"诉求{label}：{case_title}"[:200],
+        title=f"诉求{label}：{case_title}",
         body="\n".join(lines),
         url=url,
         payload={"case_id": case_id, "event_id": event_id, "event": kind, "number": number},
-        now=when if past else now,
-    )
-    if past:
-        rows = channel_rows(base=base, pref=pref, now=when, pushed_recently={}, settings=settings)[:1]
-        return insert_deliveries(db=db, rows=rows)
-    pushed = outbox.recent_push_counts(db, [enterprise_id], now)
-    return insert_deliveries(
-        db=db, rows=channel_rows(base=base, pref=pref, now=now, pushed_recently=pushed, settings=settings)
+        now=now,
+        settings=settings,
+        at=at,
     )

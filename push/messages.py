@@ -9,6 +9,7 @@ POLICY_PATH = "/policies/{id}"
 RECOMMENDATIONS_PATH = "/recommendations"
 PROFILE_PATH = "/profile"
 CASE_PATH = "/me/cases/{id}"
+APPLICATIONS_PATH = "/me/applications"
 
 
 def cn_date(day: dt.date | None) -> str:

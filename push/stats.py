@@ -259,3 +259,15 @@ def funnel(*, db: Session, policy_id: int) -> dict[str, Any]:
             }
         )
     return {"policy_id": policy.id, "policy_title": policy.title, "stages": out}
+
+
+def seen_counts(*, db: Session, policy_ids: list[int], kind: str = "viewed") -> dict[int, int]:
+    """Return policy → number of distinct firms with an engagement event of `kind` (viewed, calculator…)."""
+    if not policy_ids:
+        return {}
+    rows = db.execute(
+        select(PolicyEvent.policy_id, func.count(func.distinct(PolicyEvent.enterprise_id)))
+        .where(PolicyEvent.policy_id.in_(sorted(set(policy_ids))), PolicyEvent.kind == kind)
+        .group_by(PolicyEvent.policy_id)
+    )
+    return {int(pid): int(n) for pid, n in rows}

@@ -13,7 +13,7 @@ from core import events
 from core.config import get_settings
 from core.db import utcnow
 from core.errors import FieldError, ValidationFailed
-from push import cases, jobs
+from push import applications, cases, jobs
 from push import events as engagement
 from push.models import Delivery
 
@@ -60,7 +60,51 @@ def on_case_updated(event: events.CaseUpdated) -> None:
     )
 
 
+def on_application_status_changed(event: events.ApplicationStatusChanged) -> None:
+    """Tell the firm its application moved (not of what it did itself: applying, withdrawing)."""
+    if event.by_firm:
+        return
+    settings = get_settings()
+    applications.application_notice(
+        db=event.db,
+        enterprise_id=event.enterprise_id,
+        application_id=event.application_id,
+        event_id=event.event_id,
+        policy_id=event.policy_id,
+        policy_title=event.policy_title,
+        status=event.status,
+        status_label=event.status_label,
+        note=event.note,
+        amount=event.amount,
+        paid_on=event.paid_on,
+        now=utcnow(),
+        settings=settings,
+        base_url=settings.public_base_url or "",
+        at=event.at,
+    )
+
+
+def on_exempt_paid(event: events.ExemptPaid) -> None:
+    """Tell the firm a 免申即享 policy paid it."""
+    settings = get_settings()
+    applications.exempt_payout_notice(
+        db=event.db,
+        enterprise_id=event.enterprise_id,
+        entry_id=event.entry_id,
+        policy_id=event.policy_id,
+        policy_title=event.policy_title,
+        amount=event.amount,
+        paid_on=event.paid_on,
+        now=utcnow(),
+        settings=settings,
+        base_url=settings.public_base_url or "",
+        at=event.at,
+    )
+
+
 events.bus.subscribe(events.PolicyPublished, on_policy_published)
+events.bus.subscribe(events.ApplicationStatusChanged, on_application_status_changed)
+events.bus.subscribe(events.ExemptPaid, on_exempt_paid)
 events.bus.subscribe(events.CaseUpdated, on_case_updated)
 events.bus.subscribe(events.PolicyRevised, on_policy_revised)
 events.bus.subscribe(events.PoliciesSeen, on_policies_seen)

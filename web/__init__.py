@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from web.account import router as account_router
 from web.admin import router as admin_router
+from web.applications import firm_router as applications_firm_router
+from web.applications import staff_router as applications_staff_router
 from web.dashboard import router as dashboard_router
 from web.desk import router as desk_router
 from web.firm import router as firm_router
@@ -34,10 +36,17 @@ VENDOR = {
 }
 # Page routers; tests/web/test_web_roles.py walks every route of these. Account before public so
 # /login and /signup are plain paths; firm pages live under /me.
-WEB_ROUTERS = (account_router, public_router, firm_router)
+WEB_ROUTERS = (account_router, public_router, firm_router, applications_firm_router)
 # Staff pages (curator, desk officer, supervisor, dashboard) and the firm's enquiry pages;
 # tests/web/test_web_staff_roles.py walks every route of these the same way.
-STAFF_ROUTERS = (staff_router, desk_router, firm_desk_router, dashboard_router, admin_router)
+STAFF_ROUTERS = (
+    staff_router,
+    applications_staff_router,
+    desk_router,
+    firm_desk_router,
+    dashboard_router,
+    admin_router,
+)
 _NOT_PAGES = ("/api/", "/static/", "/docs", "/openapi.json", "/healthz")
 
 

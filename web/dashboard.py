@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
+from applications import stats as applications_stats
 from auth.models import Role
 from auth.service import Principal
 from catalog import service as catalog_service
@@ -115,6 +116,10 @@ def dashboard_data(
         "topic_policies": [p for p in topics.policies if p["flagged"]][:10],
         "push": None,
         "coverage": None,
+        # Applications and payouts of the period (desk officers: their department's policies).
+        "applications": applications_stats.figures(
+            db=db, actor=principal, department_id=department_id, start=start, end=end
+        ),
     }
     if principal.role in PUSH_ROLES:
         by_policy = push_stats.delivery_stats(

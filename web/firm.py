@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from auth import phone as auth_phone
+from applications import service as applications_service
 from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError
 from core.ratelimit import client_key
@@ -187,6 +188,10 @@ def recommendations(
             "categories": choices.categories(db=db),
             "page_links": views.page_links(request, page, pages),
             "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
+            # A policy the firm applied for shows its application's status instead of the buttons.
+            "applications": applications_service.statuses_for_firm(
+                db=db, enterprise_id=result.enterprise.id, policy_ids=[r.policy.id for r in result.items]
+            ),
             "unread": push_inbox.unread_count(db=db, enterprise_id=result.enterprise.id),
         },
     )
@@ -224,6 +229,12 @@ def feedback_response(
         weights=matcher.weights,
     )
     if request.headers.get("hx-request"):
+        # 已申报 opened an application (a policy that takes one): its status replaces the buttons.
+        status = applications_service.statuses_for_firm(
+            db=db, enterprise_id=firm.own_enterprise_id, policy_ids=[policy_id]
+        ).get(policy_id)
+        if status is not None:
+            return render(request, "_application_status.html", {"policy_id": policy_id, "app_status": status})
         context = {
             "policy_id": policy_id,
             "feedback": action,

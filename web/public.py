@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from applications import service as applications_service
 from auth.models import Role
 from auth.service import Principal
 from catalog import attachments as policy_files
@@ -173,9 +174,12 @@ def policy_library(
 
 
 def _policy_context(db: Session, policy: Any, visitor: Principal | None) -> dict[str, Any]:
-    feedback = own_rating = None
+    feedback = own_rating = app_status = None
     if visitor is not None and visitor.enterprise_id is not None:
         feedback = matcher_feedback.latest_for_firm(
+            db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
+        ).get(policy.id)
+        app_status = applications_service.statuses_for_firm(
             db=db, enterprise_id=visitor.enterprise_id, policy_ids=[policy.id]
         ).get(policy.id)
         own_rating = desk_ratings.own_rating(db=db, enterprise_id=visitor.enterprise_id, policy_id=policy.id)
@@ -186,6 +190,7 @@ def _policy_context(db: Session, policy: Any, visitor: Principal | None) -> dict
         "regions": [codes.region_name(c) or c for c in policy.region_codes],
         "paragraphs": views.paragraphs,
         "feedback": feedback,
+        "app_status": app_status,
         "feedback_actions": matcher_feedback.FEEDBACK_ACTIONS,
         "rating_summary": desk_ratings.summaries(db=db, policy_ids=[policy.id])[policy.id],
         "own_rating": own_rating,

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from applications.models import STATUS_LABELS as APPLICATION_LABELS
 from auth.models import ROLE_LABELS, Role
 from auth.service import Principal
 from catalog.models import LEVEL_LABELS, STATUS_LABELS, TYPE_LABELS
@@ -164,6 +165,7 @@ templates.env.filters.update(
     filesize=filesize,
 )
 templates.env.globals.update(
+    APPLICATION_LABELS=APPLICATION_LABELS,
     LEVEL_LABELS=LEVEL_LABELS,
     TYPE_LABELS=TYPE_LABELS,
     STATUS_LABELS=STATUS_LABELS,

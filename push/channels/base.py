@@ -32,6 +32,8 @@ MessageKind = Literal[
     "manual",
     "desk_notice",
     "case_update",
+    "application",
+    "exempt_payout",
 ]
 MESSAGE_KINDS: tuple[str, ...] = (
     "new_match",
@@ -42,6 +44,8 @@ MESSAGE_KINDS: tuple[str, ...] = (
     "manual",
     "desk_notice",
     "case_update",
+    "application",
+    "exempt_payout",
 )
 KIND_LABELS: dict[str, str] = {
     "new_match": "新政策匹配",
@@ -52,6 +56,8 @@ KIND_LABELS: dict[str, str] = {
     "manual": "通知",
     "desk_notice": "诉求办理通知",
     "case_update": "诉求办理进展",
+    "application": "申报进度",
+    "exempt_payout": "免申即享兑现",
 }
 WebhookFormat = Literal["huiqi", "wecom", "dingtalk", "feishu"]
 WEBHOOK_FORMATS: tuple[str, ...] = ("huiqi", "wecom", "dingtalk", "feishu")

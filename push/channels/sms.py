@@ -69,7 +69,12 @@ def render_sms(message: Message, *, sign_name: str = "【惠企】", link: str |
     link = message.url if link is None else link
     label = KIND_LABELS.get(message.kind, "通知")
     title = one_line(message.title).rstrip("。.!！")
-    lead = "" if title.startswith(label) or message.kind in ("manual", "desk_notice", "case_update") else f"{label}："
+    lead = (
+        ""
+        if title.startswith(label)
+        or message.kind in ("manual", "desk_notice", "case_update", "application", "exempt_payout")
+        else f"{label}："
+    )
     tail = f"，详情：{link}" if link else "。"
     budget = SMS_SINGLE - sms_length(sign_name + lead + tail)
     if sms_length(title) > budget >= 8:

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import checks as st_checks  # noqa: E402
 
 from api.app import create_app  # noqa: E402
+from applications import demo as applications_demo  # noqa: E402
 from auth import demo as auth_demo  # noqa: E402
 from auth.models import User  # noqa: E402
 from catalog import demo as catalog_demo  # noqa: E402
@@ -78,6 +79,7 @@ def fuzz_app(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.Tem
             db=db, department_ids=catalog_demo.department_ids(db=db), firm_id=profiles_demo.demo_firm_id(db=db)
         )
         desk_demo.load_demo_desk(db=db, settings=test_settings)
+        applications_demo.load_demo_applications(db=db)  # applications and rosters for ids to land on
         db.commit()
         tokens = {}
         for role, username in ROLES.items():

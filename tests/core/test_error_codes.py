@@ -9,8 +9,8 @@ from pathlib import Path
 from core import errors
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "auth", "catalog", "profiles", "matcher", "push", "desk", "web", "api")
-NAMESPACES = {"auth", "catalog", "profiles", "matcher", "push", "desk", "file"}
+PACKAGES = ("core", "auth", "catalog", "profiles", "matcher", "push", "applications", "desk", "web", "api")
+NAMESPACES = {"auth", "catalog", "profiles", "matcher", "push", "applications", "desk", "file"}
 COMMON_CODES = {"integrity_error", "nul_character"}  # raised by the request guards; the same everywhere
 
 

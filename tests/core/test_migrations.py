@@ -20,6 +20,7 @@ for _m in (
     "core.lease",
     "push.models",
     "core.attachments",
+    "applications.models",
 ):
     importlib.import_module(_m)
 

@@ -189,7 +189,7 @@ def test_escalations_count_the_highest_level_reached(month: Month) -> None:
 def test_monthly_report_opens_with_its_sheets(month: Month) -> None:
     data = stats.monthly_report(db=month.db, calendar=CAL, month="2026-03", now=NOW)
     book = load_workbook(io.BytesIO(data))
-    assert book.sheetnames == ["汇总", "部门考核", "热点诉求", "政策咨询热度"]
+    assert book.sheetnames == ["汇总", "部门考核", "热点诉求", "政策咨询热度", "申报兑现", "部门兑现"]
     summary = {row[0]: row[1] for row in book["汇总"].iter_rows(min_row=2, values_only=True)}
     assert summary["诉求总数"] == 5 and summary["按时办结率"] == 0.5 and summary["满意率"] == 0.6667
     assert summary["统计期间"] == "2026-03-01 至 2026-03-31"

@@ -297,18 +297,30 @@ def test_firm_signs_up_completes_profile_and_marks_a_recommendation_applied(page
     assert re.fullmatch(r"\d+", first.locator(".score strong").inner_text())
     title = first.locator("h3").inner_text()
 
-    # Mark it applied: htmx swaps the buttons in place, the choice is stored.
+    # Mark it applied: htmx swaps the buttons in place, the choice is stored. A policy that takes
+    # applications now has one: its status (已申报) replaces the buttons.
     first.get_by_role("button", name="已申报").click()
-    applied = first.get_by_role("button", name="已申报")
     page.wait_for_function(
-        "() => document.querySelector('.rec-card .fb-applied').getAttribute('aria-pressed') === 'true'"
+        "() => { const c = document.querySelector('.rec-card');"
+        " return c.querySelector('.application-status') !== null"
+        " || c.querySelector('.fb-applied[aria-pressed=true]') !== null; }"
     )
-    assert applied.get_attribute("aria-pressed") == "true"
-    assert "已申报" in first.locator(".feedback-status").inner_text()
-    # Focus stays on the choice (the box was replaced, the script puts focus back on the pressed button).
-    page.wait_for_function(
-        "() => document.activeElement && document.activeElement.textContent.trim() === '已申报'", timeout=5000
-    )
+    took_application = first.locator(".application-status").count() > 0
+    if took_application:
+        assert first.locator(".application-status .app-status").inner_text() == "已申报"
+        # Focus lands on the status's link (the script puts it back in the replaced box).
+        page.wait_for_function(
+            "() => document.activeElement && document.activeElement.textContent.trim() === '查看申报进度'",
+            timeout=5000,
+        )
+    else:
+        applied = first.get_by_role("button", name="已申报")
+        assert applied.get_attribute("aria-pressed") == "true"
+        assert "已申报" in first.locator(".feedback-status").inner_text()
+        # Focus stays on the choice (the box was replaced, the script puts focus back on the pressed button).
+        page.wait_for_function(
+            "() => document.activeElement && document.activeElement.textContent.trim() === '已申报'", timeout=5000
+        )
     shoot(page, "10-recommendations")
     with site.database.sessionmaker() as db:
         ent = db.scalar(select(Enterprise).where(Enterprise.credit_code == code))
@@ -319,7 +331,9 @@ def test_firm_signs_up_completes_profile_and_marks_a_recommendation_applied(page
     # The stored choice survives a reload.
     page.reload()
     card = page.locator(".rec-card", has_text=title)
-    if card.count():
+    if card.count() and took_application:
+        assert card.first.locator(".application-status .app-status").inner_text() == "已申报"
+    elif card.count():
         assert card.first.get_by_role("button", name="已申报").get_attribute("aria-pressed") == "true"
 
     # Inbox: the firm's eligible policies are pushed (rules-based fan-out), then read one.

@@ -17,6 +17,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from applications import service as applications_service
 from auth.models import Role
 from catalog import attachments as policy_files
 from core import security
@@ -115,11 +116,14 @@ def test_page_enforces_its_roles(template: str, route: APIRoute, db, client, tes
         user=None,
         settings=test_settings,
     )
+    application = applications_service.open_for_firm(db=db, enterprise_id=own.id, policy_id=policy.id, actor=None)
+    assert application is not None
     ids = {
         "policy_id": policy.id,
         "delivery_id": own_delivery,
         "subscription_id": own_sub.id,
         "attachment_id": guide.id,
+        "application_id": application.id,
     }
     path = _fill(template, ids)
 

@@ -22,6 +22,8 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select, text
 
+from applications import service as applications_service
+from applications.models import ExemptEntry, ExemptRoster
 from auth.models import Role
 from auth.service import principal_for_user
 from catalog import attachments as policy_files
@@ -115,7 +117,7 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
     method = sorted(route.methods)[0]
     dept = factories.make_department(db)
     firm = factories.make_enterprise(db)
-    policy = factories.make_policy(db, publish=True)
+    policy = factories.make_policy(db, publish=True, department=dept)
     tag = factories.make_tag(db)
     suggestion = PolicyTagSuggestion(policy_id=policy.id, tag_id=tag.id, source="keyword", score=0.9)
     db.add(suggestion)
@@ -132,12 +134,33 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
     case_file = case_files.attach_to_case(
         db, settings=test_settings, case_id=case.id, actor=None, name="答复.pdf", data=sample_files.pdf()
     )
+    # An application and a 免申即享 roster of the department's policies (the desk officer's own).
+    application = applications_service.open_for_firm(db=db, enterprise_id=firm.id, policy_id=policy.id, actor=None)
+    assert application is not None
+    exempt_policy = factories.make_policy(db, publish=True, department=dept, policy_type="exempt")
+    roster = ExemptRoster(
+        policy_id=exempt_policy.id, frozen_on=dt.date.today(), policy_version=1, created_by_name="测试"
+    )
+    db.add(roster)
+    db.flush()
+    entry = ExemptEntry(
+        roster_id=roster.id,
+        enterprise_id=firm.id,
+        policy_id=exempt_policy.id,
+        status="pending",
+        match_status="eligible",
+    )
+    db.add(entry)
+    db.flush()
     ids = {
         "policy_id": policy.id,
         "case_id": case.id,
         "suggestion_id": tag.id,
         "decision": "reject",
         "attachment_id": policy_file.id if template.startswith("/staff/policies") else case_file.id,
+        "application_id": application.id,
+        "roster_id": roster.id,
+        "entry_id": entry.id,
     }
     path = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), template)
 

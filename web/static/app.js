@@ -95,7 +95,8 @@
     }
   });
 
-  // A feedback box is replaced after a click: put keyboard focus back on the chosen button.
+  // A feedback box is replaced after a click: put keyboard focus back on the chosen button (or, once the
+  // firm applied and the box became the application's status, on its link).
   var pendingFeedback = null;
   document.addEventListener("htmx:beforeRequest", function (event) {
     var box = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest(".feedback") : null;
@@ -106,7 +107,7 @@
     if (!pendingFeedback) { return; }
     var box = document.getElementById(pendingFeedback);
     pendingFeedback = null;
-    var chosen = box ? box.querySelector('[aria-pressed="true"]') : null;
+    var chosen = box ? box.querySelector('[aria-pressed="true"]') || box.querySelector("a") : null;
     if (chosen) { chosen.focus(); }
   });
 })();

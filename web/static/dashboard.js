@@ -103,6 +103,53 @@
     });
   }
 
+  // Applications and payouts: per department, the funnel from recommendation to payout, amounts per policy.
+  if (data.applications) {
+    var ap = data.applications;
+    var adepts = ap.departments.slice(0, 12).reverse();
+    chart("chart-app-departments", {
+      tooltip: { trigger: "item", formatter: function (p) {
+        var d = adepts[p.dataIndex];
+        return esc(d.department_name) + "<br>申报 " + d.applications + " 件 · 兑现 " + d.paid + " 笔<br>兑现金额 " +
+          esc(String(d.amount_paid)) + " 万元" + (d.approval_rate === null ? "" : "<br>通过率 " + pct(d.approval_rate) + "%");
+      } },
+      legend: { top: 0 },
+      grid: { left: 8, right: 24, top: 30, bottom: 8, containLabel: true },
+      xAxis: { type: "value", minInterval: 1 },
+      yAxis: { type: "category", data: adepts.map(function (d) { return short(d.department_name, narrow.matches ? 6 : 12); }) },
+      series: [
+        { name: "申报", type: "bar", data: adepts.map(function (d) { return d.applications; }), color: "#1f5fbf" },
+        { name: "兑现", type: "bar", data: adepts.map(function (d) { return d.paid; }), color: "#1a7f37" }
+      ]
+    });
+    var steps = ap.funnel;
+    chart("chart-app-funnel", {
+      tooltip: { trigger: "item", formatter: function (p) {
+        var s = steps[p.dataIndex];
+        return esc(s.label) + "：" + s.count + (s.rate === null ? "" : "（推荐的 " + pct(s.rate) + "%）");
+      } },
+      grid: { left: 8, right: 56, top: 8, bottom: 8, containLabel: true },
+      xAxis: { type: "value", minInterval: 1 },
+      yAxis: { type: "category", inverse: true, data: steps.map(function (s) { return s.label; }) },
+      series: [{
+        name: "数量", type: "bar", barMaxWidth: 26, label: { show: true, position: "right" },
+        data: steps.map(function (s, i) { return { value: s.count, itemStyle: { color: COLOURS[i % COLOURS.length] } }; })
+      }]
+    });
+    var paidPolicies = ap.policies.filter(function (p) { return p.amount_paid > 0; }).slice(0, 15).reverse();
+    chart("chart-app-policies", {
+      tooltip: { trigger: "item", formatter: function (p) {
+        var r = paidPolicies[p.dataIndex];
+        return esc(r.title) + "<br>兑现 " + r.paid + " 笔，" + esc(String(r.amount_paid)) + " 万元" +
+          (r.median_days_to_payout === null ? "" : "<br>发布至兑现中位 " + r.median_days_to_payout + " 天");
+      } },
+      grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
+      xAxis: { type: "value", axisLabel: { formatter: "{value} 万" } },
+      yAxis: { type: "category", data: paidPolicies.map(function (r) { return short(r.title, narrow.matches ? 8 : 18); }) },
+      series: [{ name: "兑现金额", type: "bar", data: paidPolicies.map(function (r) { return r.amount_paid; }), color: "#1a7f37", barMaxWidth: 18 }]
+    });
+  }
+
   }
 
   draw();
