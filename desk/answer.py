@@ -269,6 +269,8 @@ class _Snapshot:
     policy_grams: dict[int, frozenset[str]]
     policy_titles: dict[int, str]  # normalised
     policy_regions: dict[int, list[str]]
+    policy_places: dict[int, frozenset[str]]  # places a policy's title names as its own (`title_places`)
+    place_names: tuple[str, ...]  # every such place: a question naming one names a region
     passage_policy: np.ndarray  # policy id of every passage
     passage_texts: list[str]
     passage_vectors: np.ndarray
@@ -334,6 +336,7 @@ def _snapshot(db: Session, matcher: matcher_engine.Matcher) -> _Snapshot:
             .where(Policy.status == PolicyStatus.published)
         ):
             regions.setdefault(pid, []).append(code)
+        places = {pid: title_places(title) for pid, title in titles.items()}
         passage_policy: list[int] = []
         passage_texts: list[str] = []
         embedded: list[str] = []
@@ -363,6 +366,8 @@ def _snapshot(db: Session, matcher: matcher_engine.Matcher) -> _Snapshot:
             policy_grams=policy_grams,
             policy_titles={pid: normalize(t) for pid, t in titles.items()},
             policy_regions=regions,
+            policy_places=places,
+            place_names=tuple(sorted({n for names in places.values() for n in names})),
             passage_policy=np.asarray(passage_policy, dtype=np.int64),
             passage_texts=passage_texts,
             passage_vectors=passage_vectors,
@@ -521,6 +526,64 @@ def _place_table() -> tuple[tuple[str, str | None], ...]:
     return tuple(sorted(rows.items(), key=lambda kv: (-len(kv[0]), kv[0])))
 
 
+# A title that opens with a place names the policy's own region (成都市…, 新乡高新区…, 武胜县…), whether or
+# not the code table lists it; so do places in a closing bracket (…（广州、深圳）).
+_TITLE_PLACE = re.compile(
+    r"^([\u4e00-\u9fff]{2,4}?)(?:特别行政区|维吾尔自治区|壮族自治区|回族自治区|自治区|自治州|经济技术开发区|"
+    r"综合实验区|高新区|新区|省|市|县|区)"
+)
+_CLOSING_BRACKET = re.compile(r"[（(]([^（）()]*)[)）]\s*$")
+
+
+def title_places(title: str | None) -> frozenset[str]:
+    """Return the short names of the places a policy title names as its own region (may be empty)."""
+    text = normalize(title)
+    found: set[str] = set()
+    match = _TITLE_PLACE.match(text)
+    if match:
+        found.add(match.group(1))
+    bracket = _CLOSING_BRACKET.search(text)
+    if bracket:
+        found.update(_short_place(name) for name, _ in place_mentions(bracket.group(1)))
+    return frozenset(found)
+
+
+def place_mentions(text: str, extra: Iterable[str] = ()) -> list[tuple[str, str | None]]:
+    """Return (short name, region code or None) of every place a text names, longest names first.
+
+    ``extra``: more place names to look for (the places policy titles name, see `title_places`).
+    """
+    clean = normalize(text)
+    table = dict(_place_table())
+    names = sorted({*table, *extra}, key=lambda n: (-len(n), n))
+    found: list[tuple[str, str | None]] = []
+    for name in names:
+        if name and name in clean:
+            code = table.get(name)
+            short = _short_place(name)
+            found.append((short, code if code is not None else table.get(short)))
+            clean = clean.replace(name, "\x00")
+    return found
+
+
+def place_fits(mentions: Sequence[tuple[str, str | None]], region_codes: Sequence[str], own: frozenset[str]) -> bool:
+    """Tell whether a policy may answer a question naming these places (see `place_mentions`).
+
+    A question naming no place fits every policy. A policy whose title names its own places (``own``)
+    fits when the question names one of them, or (by code) a region containing or within its regions;
+    any other policy falls back to `region_fits` on the codes (nationwide policies fit everywhere).
+    """
+    if not mentions:
+        return True
+    codes_named = [code for _, code in mentions]
+    if own:
+        if any(name in own for name, _ in mentions):
+            return True
+        local = [r for r in region_codes if r != codes.NATIONAL_REGION]
+        return bool(local) and any(c is not None for c in codes_named) and region_fits(codes_named, local)
+    return region_fits(codes_named, region_codes)
+
+
 def named_places(text: str) -> list[str | None]:
     """Return the regions a text names: a region code, or None for a place outside the code table."""
     clean = normalize(text)
@@ -577,7 +640,7 @@ def retrieve(
     if missing:
         vectors = matcher.encode([matcher_engine.policy_embedding_text(p) for p in missing], "passage")
         extra = {p.id: float(vectors[i] @ query_vector) for i, p in enumerate(missing)}
-    places = named_places(text)
+    mentions = place_mentions(text, snap.place_names)
     # Passages of the full texts: every policy's best passage, and the policies whose passages rank
     # highest join the search hits (a question about a clause deep in a text finds it there).
     best_passage: dict[int, tuple[float, int]] = {}
@@ -588,10 +651,24 @@ def retrieve(
             if pid not in best_passage:
                 best_passage[pid] = (float(passage_cos[i]), int(i))
     seen: set[int] = set()
+    # The best policy the region rule took out: when another region's policy fits the question better
+    # than every candidate left, the question is about that other place, and the answer is unsure.
+    elsewhere: float | None = None
+
+    def left_out(pid: int) -> None:
+        nonlocal elsewhere
+        seen.add(pid)
+        cosine = best_passage.get(pid, (-1.0, None))[0]
+        kw = coverage(query_grams, snap.policy_grams.get(pid, frozenset()), snap.idf, snap.unseen_idf)
+        score = cosine + KEYWORD_WEIGHT * kw
+        elsewhere = score if elsewhere is None else max(elsewhere, score)
+
     for hit in hits:
         p = hit.policy
-        if not region_fits(places, p.region_codes):
-            continue  # the question names another region than the policy's
+        own = snap.policy_places.get(p.id)
+        if not place_fits(mentions, p.region_codes, own if own is not None else title_places(p.title)):
+            left_out(p.id)  # the question names another region than the policy's
+            continue
         seen.add(p.id)
         grams = snap.policy_grams.get(p.id) or char_bigrams(
             policy_key_text(p.title, [(t.name, t.synonyms or []) for t in p.tags])
@@ -607,7 +684,10 @@ def retrieve(
         if added >= POLICY_CANDIDATES:
             break
         regions = snap.policy_regions.get(pid, [])
-        if pid in seen or pid not in snap.policy_titles or not region_fits(places, regions):
+        if pid in seen or pid not in snap.policy_titles:
+            continue
+        if not place_fits(mentions, regions, snap.policy_places.get(pid, frozenset())):
+            left_out(pid)
             continue
         if region and not _region_applies(regions, region):
             continue  # a firm is never cited a policy of another region, however well a passage reads
@@ -653,6 +733,8 @@ def retrieve(
     second = (
         runner_up.score if runner_up is not None else (floor if floor is not None else matcher.settings.semantic_floor)
     )
+    if elsewhere is not None and top.source == "policy":
+        second = max(second, elsewhere)
     raw = top.score + MARGIN_WEIGHT * (top.score - second)
     if needs_person(text):
         raw -= PERSONAL_PENALTY
