@@ -17,8 +17,8 @@ How it is measured (no figure on the test split is ever used to choose anything)
   `desk.answer.answer_question` — the function POST /api/v1/desk/cases calls for its instant answer;
 - **baseline**: character 1–3-gram TF-IDF retrieval over the same passages (`desk.answer.split_passages`
   with the title in front, plus each policy's title and summary); the top passage's policy is the
-  answer and its cosine the confidence; its threshold is the lowest cosine reaching the same target
-  precision on ``tune``;
+  answer and its cosine the confidence; its threshold is chosen on ``tune`` by the product's rule (the
+  cosine answering the most questions right at the same target precision, of equal ones the highest);
 - per system on ``test``: **precision** (right answers ÷ answers given), **coverage** (right answers ÷
   answerable questions), **top-1** (answerable questions whose first citation is right, whatever the
   confidence), **false answers** (unanswerable questions answered ÷ unanswerable) and, where
@@ -161,15 +161,18 @@ def baseline_rows(db: Session, questions: Sequence[Mapping[str, Any]]) -> list[d
 
 
 def threshold_for(rows: Sequence[Mapping[str, Any]], target: float) -> float:
-    """Return the lowest raw score at which precision of the answers given reaches the target (∞ if none)."""
-    values = sorted({r["raw"] for r in rows if r["raw"] is not None})
-    right = np.array([r["right"] for r in rows], dtype=bool)
+    """Return the baseline's threshold by the product's rule (`desk.evaluation.choose_threshold`) on raw scores:
+    the score answering the most questions right at precision ≥ target, of equal ones the highest (∞ if none)."""
     raw = np.array([r["raw"] if r["raw"] is not None else -np.inf for r in rows], dtype=float)
-    for value in values:
+    right = np.array([r["right"] for r in rows], dtype=bool)
+    best: tuple[int, float] | None = None
+    for value in sorted({float(v) for v in raw if np.isfinite(v)}):
         given = raw >= value
         if given.any() and right[given].mean() >= target:
-            return float(value)
-    return float("inf")
+            key = (int(right[given].sum()), value)
+            if best is None or key > best:
+                best = key
+    return best[1] if best is not None else float("inf")
 
 
 def figures(judged: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -228,6 +231,7 @@ def product_answers(
             "threshold": calibration["threshold"],
             "slope": calibration["slope"],
             "intercept": calibration["intercept"],
+            "faq_threshold": calibration.get("faq_threshold", answer_mod.FAQ_QUESTION_THRESHOLD),
         }
         path = answer_mod.manifest_path(tmp)
         path.parent.mkdir(parents=True)
@@ -262,6 +266,64 @@ def product_answers(
     return out
 
 
+FAQ_THRESHOLDS = (0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 1.01)  # 1.01: an FAQ entry never answers alone
+FOLDS = 5
+
+
+def _folds(indices: Sequence[int], questions: Sequence[Mapping[str, Any]], k: int) -> list[list[int]]:
+    """Split indices in k folds, stratified by answerable, in a fixed order (deterministic)."""
+    folds: list[list[int]] = [[] for _ in range(k)]
+    ordered = [i for i in indices if questions[i]["answerable"]] + [
+        i for i in indices if not questions[i]["answerable"]
+    ]
+    for n, i in enumerate(ordered):
+        folds[n % k].append(i)
+    return folds
+
+
+def choose_faq_threshold(
+    *,
+    db: Session,
+    questions: Sequence[Mapping[str, Any]],
+    retrievals: Sequence[answer_mod.Retrieval],
+    tune_idx: Sequence[int],
+    target: float,
+) -> dict[str, Any]:
+    """Cross-validate the FAQ question–question threshold on the tune rows (k folds).
+
+    For every candidate threshold the calibration is fitted on k−1 folds and measured on the one left
+    out; the threshold kept gives the highest pooled coverage with pooled precision ≥ target (ties: the
+    stricter threshold). 1.01 means an FAQ entry only ever backs a policy answer.
+    """
+    tune_questions = [questions[i] for i in tune_idx]
+    tune_found = [retrievals[i] for i in tune_idx]
+    folds = _folds(range(len(tune_questions)), tune_questions, FOLDS)
+    table = []
+    for threshold in FAQ_THRESHOLDS:
+        rows = evaluation.judge(db=db, questions=tune_questions, retrievals=tune_found, faq_threshold=threshold)
+        judged: list[dict[str, Any]] = []
+        for fold in folds:
+            fit = [rows[i] for i in range(len(rows)) if i not in set(fold)]
+            cal = evaluation.calibrate(fit, target)
+            c = answer_mod.Calibration(threshold=cal["threshold"], slope=cal["slope"], intercept=cal["intercept"])
+            for i in fold:
+                r = rows[i]
+                judged.append({**r, "given": r["raw"] is not None and round(c.confidence(r["raw"]), 4) >= c.threshold})
+        given = [r for r in judged if r["given"]]
+        right = sum(r["right"] for r in given)
+        answerable = sum(r["answerable"] for r in judged)
+        table.append(
+            {
+                "threshold": threshold,
+                "precision": round(right / len(given), 4) if given else None,
+                "coverage": round(right / answerable, 4) if answerable else None,
+            }
+        )
+    ok = [t for t in table if t["precision"] is not None and t["precision"] >= target] or table
+    best = max(ok, key=lambda t: (t["coverage"] or 0.0, t["threshold"]))
+    return {"threshold": best["threshold"], "folds": FOLDS, "table": table}
+
+
 def evaluate_answers(
     *,
     db: Session,
@@ -275,8 +337,16 @@ def evaluate_answers(
     if not questions:
         raise ValidationFailed("评测文件没有问题", code="desk.eval_empty")
     tune_idx, test_idx, held = _split(questions)
-    rows = evaluation.run_questions(db=db, matcher=matcher, questions=questions)
-    calibration = evaluation.calibrate([rows[i] for i in tune_idx], target)
+    has_faq = db.scalar(select(FaqEntry.id).where(FaqEntry.active.is_(True)).limit(1)) is not None
+    found = evaluation.retrieve_all(db=db, matcher=matcher, questions=questions)
+    faq = (
+        choose_faq_threshold(db=db, questions=questions, retrievals=found, tune_idx=tune_idx, target=target)
+        if has_faq
+        else None
+    )
+    faq_threshold = faq["threshold"] if faq else answer_mod.FAQ_QUESTION_THRESHOLD
+    rows = evaluation.judge(db=db, questions=questions, retrievals=found, faq_threshold=faq_threshold)
+    calibration = {**evaluation.calibrate([rows[i] for i in tune_idx], target), "faq_threshold": faq_threshold}
     test_questions = [questions[i] for i in test_idx]
     product = product_answers(
         db=db, matcher=matcher, settings=settings, questions=test_questions, calibration=calibration, today=today
@@ -295,6 +365,7 @@ def evaluate_answers(
         "test": len(test_idx),
         "target_precision": target,
         "calibration": calibration,
+        "faq_cv": faq,
         "product": figures(product),
         "baseline": {"name": "字符 TF-IDF 段落检索", "threshold": round(base_threshold, 4), **figures(base_test)},
         "half_check": None if held else evaluation.held_out(rows, target),
@@ -330,6 +401,12 @@ def format_answers_report(result: Mapping[str, Any], *, misses: int = 5) -> str:
         lines.append(
             f"{label:<22}{_f(s['precision']):>8}{_f(s['coverage']):>8}{_f(s['top1']):>8}"
             f"{_f(s['false_answers']):>10}{_f(s['passage_hits']):>9}"
+        )
+    cv = result.get("faq_cv")
+    if cv:
+        cells = "；".join(f"{t['threshold']}: {_f(t['precision'])}/{_f(t['coverage'])}" for t in cv["table"])
+        lines.append(
+            f"常见问题问句阈值（tune 上 {cv['folds']} 折交叉验证，准确率/覆盖率）：{cells}；选用 {cv['threshold']}"
         )
     half = result.get("half_check")
     if half:
