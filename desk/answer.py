@@ -9,7 +9,8 @@ Retrieval is hybrid on both kinds of source:
   numbered item / paragraph, at most `PASSAGE_CHARS`), each embedded with the policy's title in
   front through the embedding cache; a policy's cosine is the better of its search score and its
   best passage's, and the policies whose passages rank highest join the search hits, so a question
-  about a clause deep in a text finds it. The answer quotes the sentences of that passage that
+  about a clause deep in a text finds it. The answer quotes the sentences of that passage (and of
+  the policy's passage sharing the most words with the question, when that is another) that
   share the most with the question (``原文：…``), then the summary, conditions, 申报时间,
   department and contact;
 - FAQ entries are embedded with the same embedder (question and answer as a ``passage``, the
@@ -115,6 +116,7 @@ POLICY_CANDIDATES = 10  # search hits considered
 # answer drop from 62 to 22.
 FAQ_QUESTION_THRESHOLD = 0.91
 MAX_CITATIONS = 3
+QUOTE_LEXICAL = True  # also quote the policy's passage sharing the most words with the question
 # Logistic (Platt) calibration of raw → confidence shipped for the demo: `huiqi eval desk --fit-half`
 # on the demo knowledge base, fitted on the tuning half of tests/data/desk_eval.json (seed 0) only,
 # with the threshold `desk_answer_threshold` (0.6253) chosen there; on the other half (64 questions
@@ -880,8 +882,23 @@ def _policy_text(
     lines = [f"根据{head}："]
     excerpt = ""
     if passage is not None and 0 <= passage < len(snap.passage_texts):
-        excerpt = "".join(_best_sentences(snap.passage_texts[passage], query, snap.idf, snap.unseen_idf, 2, whole=True))
-        excerpt = excerpt or _clean(snap.passage_texts[passage])
+        chosen = [passage]
+        if QUOTE_LEXICAL:
+            # The passage sharing the most words with the question may hold the figure asked for even when
+            # another passage of the policy reads closer in meaning: quote both, in text order.
+            own = [i for i in range(len(snap.passage_texts)) if int(snap.passage_policy[i]) == policy.id]
+
+            def overlap(i: int) -> float:
+                return coverage(query, char_bigrams(snap.passage_texts[i]), snap.idf, snap.unseen_idf)
+
+            lexical = max(own, key=lambda i: (overlap(i), -i), default=passage)
+            if lexical != passage and overlap(lexical) > overlap(passage):
+                chosen = sorted([passage, lexical])
+        parts = []
+        for i in chosen:
+            text = "".join(_best_sentences(snap.passage_texts[i], query, snap.idf, snap.unseen_idf, 2, whole=True))
+            parts.append(text or _clean(snap.passage_texts[i]))
+        excerpt = "".join(parts)
         lines.append(f"原文：{excerpt}")
     if summary and summary not in excerpt:
         lines.append(summary)
