@@ -413,7 +413,7 @@ class Calibration:
     slope: float = DEFAULT_SLOPE
     intercept: float = DEFAULT_INTERCEPT
     source: str = "settings"  # "manifest" when read from models_dir
-    faq_threshold: float = FAQ_QUESTION_THRESHOLD  # question–question cosine from which an FAQ may answer
+    faq_threshold: float | None = None  # question–question cosine from which an FAQ may answer (None: default)
 
     def confidence(self, raw: float) -> float:
         """Return the calibrated confidence (0–1) of a raw score."""
@@ -466,7 +466,7 @@ def load_calibration(settings: Settings) -> Calibration:
         slope=float(manifest.get("slope", DEFAULT_SLOPE)),
         intercept=float(manifest.get("intercept", DEFAULT_INTERCEPT)),
         source="manifest",
-        faq_threshold=float(manifest.get("faq_threshold", FAQ_QUESTION_THRESHOLD)),
+        faq_threshold=float(manifest["faq_threshold"]) if manifest.get("faq_threshold") is not None else None,
     )
 
 

@@ -228,7 +228,7 @@ def test_threshold_answers_the_most_right_at_the_target_precision_and_no_needles
     # A lower threshold is taken when it answers more questions right at the target precision.
     more = np.array([True, True, True, True, True, False, True])
     threshold, reached = evaluation.choose_threshold(conf, more, 0.8)
-    assert reached and threshold == pytest.approx(0.39)  # 6/7 right at 0.4; halfway to 0.4 − 0.01
+    assert reached and threshold == pytest.approx(0.395)  # 6/7 right at 0.4; halfway to 0.4 − 0.01
     assert evaluation.choose_threshold(conf, np.zeros(7, dtype=bool), 0.9) == (1.0, False)
 
 
