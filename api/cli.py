@@ -749,27 +749,72 @@ def eval_answers(
     file: Annotated[
         Path,
         typer.Argument(
-            exists=True, dir_okay=False, help="评测集 CSV/XLSX：问题(question),政策(policy，标题或文号，空=不可回答)"
+            exists=True,
+            dir_okay=False,
+            help="评测集 CSV/XLSX：问题(question),政策(policy，标题或文号，空=不可回答)，可选 split(tune/test)、evidence",
         ),
     ],
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", exists=True, dir_okay=False, help="用这份政策 JSON 建临时库评测（默认：当前数据库）"),
+    ] = None,
+    faq: Annotated[
+        Path | None,
+        typer.Option("--faq", exists=True, dir_okay=False, help="与 --catalog 一起用：载入这份常见问题 JSON"),
+    ] = None,
+    target: Annotated[float, typer.Option(help="即时答复的目标准确率")] = 0.9,
 ) -> None:
-    """Measure instant answers (Hit@1, precision, coverage) on the loaded knowledge base against a TF-IDF baseline."""
+    """Measure instant answers (precision, coverage, top-1) against a char TF-IDF passage baseline, tuned on tune rows."""
+    import tempfile
+
     from core.errors import HuiqiError
     from desk import answers_eval
     from matcher import engine as matcher_engine
 
-    settings = get_settings()
-    matcher = matcher_engine.Matcher(settings)
-    try:
-        with session_scope(settings) as db:
-            questions = answers_eval.read_labelled(file, db=db)
-            result = answers_eval.evaluate_answers(db=db, matcher=matcher, settings=settings, questions=questions)
-    except HuiqiError as exc:
-        _fail(exc.message)
+    if faq is not None and catalog is None:
+        _fail("--faq 需要与 --catalog 一起使用")
         return
-    finally:
-        matcher.close()
-    console.print(answers_eval.format_answers_report(result))
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="huiqi-eval-answers-") as tmp:
+        database, settings = _eval_database(settings, Path(tmp), catalog, faq)
+        matcher = matcher_engine.Matcher(settings)
+        try:
+            with database.session() as db:
+                questions = answers_eval.read_labelled(file, db=db)
+                result = answers_eval.evaluate_answers(
+                    db=db, matcher=matcher, settings=settings, questions=questions, target=target
+                )
+        except HuiqiError as exc:
+            _fail(exc.message)
+            return
+        finally:
+            matcher.close()
+            if catalog is not None:
+                database.dispose()
+    console.print(answers_eval.format_answers_report(result), highlight=False)
+
+
+def _eval_database(settings: Any, tmp: Path, catalog: Path | None, faq: Path | None = None) -> tuple[Any, Any]:
+    """Return (database, settings) to evaluate on: the live one, or a private one built from JSON files.
+
+    A private database and index directory keep the live catalog, its index and its models untouched.
+    """
+    from core import migrate
+    from core.db import Database
+    from desk import answers_data
+    from matcher import search_eval
+
+    if catalog is None:
+        return get_database(settings), settings
+    settings = settings.model_copy(update={"var_dir": tmp, "database_url": None})
+    database = Database(settings.resolved_database_url)
+    with database.engine.connect() as conn:
+        migrate.upgrade(connection=conn)
+    with database.session() as db:
+        search_eval.load_catalog(db, catalog)
+        if faq is not None:
+            answers_data.load_faq(db, faq)
+    return database, settings
 
 
 @eval_app.command("routing")
@@ -852,8 +897,6 @@ def eval_search(
     """Evaluate need → policy search (Hit@1, R@5, MRR) beside the bare e5 and char TF-IDF baselines."""
     import tempfile
 
-    from core import migrate
-    from core.db import Database
     from matcher import engine as matcher_engine
     from matcher import search_eval
 
@@ -864,16 +907,7 @@ def eval_search(
         raise typer.Exit(2) from exc
     settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="huiqi-eval-search-") as tmp:
-        if catalog is not None:
-            # A private database and index directory: the live catalog and its index stay untouched.
-            settings = settings.model_copy(update={"var_dir": Path(tmp), "database_url": None})
-            database = Database(settings.resolved_database_url)
-            with database.engine.connect() as conn:
-                migrate.upgrade(connection=conn)
-            with database.session() as db:
-                search_eval.load_catalog(db, catalog)
-        else:
-            database = get_database(settings)
+        database, settings = _eval_database(settings, Path(tmp), catalog)
         matcher = matcher_engine.Matcher(settings)
         try:
             with database.session() as db:

@@ -18,9 +18,10 @@ Definitions (every figure the report prints):
   whatever the confidence.
 
 Calibration fits the logistic map from the raw score to a confidence (slope, intercept: a logistic
-regression of "top citation is right" on the raw score) and picks the threshold: the lowest
-confidence at which precision of the answers given reaches the target (0.9), placed halfway to the
-next lower confidence seen. It is written to ``<models_dir>/desk_answer/manifest.json``, which
+regression of "top citation is right" on the raw score) and picks the threshold: of the confidences
+at which precision of the answers given reaches the target (0.9), the one giving the most right
+answers — of equal ones the highest, so a wrong answer that brings no right one is refused — placed
+halfway to the next lower confidence seen. It is written to ``<models_dir>/desk_answer/manifest.json``, which
 `answer_question` reads.
 
 Because those figures are measured on the questions the threshold was chosen on, the report adds a
@@ -102,19 +103,32 @@ def _known_sources(db: Session) -> set[str]:
     return {f"policy:{normalize(t)}" for t in titles} | {f"faq:{c}" for c in codes}
 
 
-def run_questions(
+def retrieve_all(
     *, db: Session, matcher: matcher_engine.Matcher, questions: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Retrieve for every question; return one row each with the raw score and whether the top citation is right."""
+) -> list[answer_mod.Retrieval]:
+    """Retrieve for every question (re-rankable for another FAQ threshold with `desk.answer.rank`)."""
     # Embed all query texts in one batch first; retrieval then finds each one in the cache.
     matcher.encode(list(dict.fromkeys(answer_mod.expand_query(db, q["question"]) for q in questions)), "query")
+    return [
+        answer_mod.retrieve(db=db, matcher=matcher, question=q["question"], floor=matcher.settings.semantic_floor)
+        for q in questions
+    ]
+
+
+def judge(
+    *,
+    db: Session,
+    questions: Sequence[Mapping[str, Any]],
+    retrievals: Sequence[answer_mod.Retrieval],
+    faq_threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """Return one row per question: the raw score under the FAQ threshold and whether the top citation is right."""
     faq_codes = dict(db.execute(select(FaqEntry.id, FaqEntry.code)).tuples().all())
+    threshold = answer_mod.FAQ_QUESTION_THRESHOLD if faq_threshold is None else faq_threshold
     rows = []
-    for q in questions:
+    for q, found in zip(questions, retrievals, strict=True):
+        retrieval = answer_mod.rank(found, threshold)
         expected = {source_key(s) for s in q.get("answer_sources") or []}
-        retrieval = answer_mod.retrieve(
-            db=db, matcher=matcher, question=q["question"], floor=matcher.settings.semantic_floor
-        )
         top = retrieval.candidates[0] if retrieval.candidates else None
         got = None
         if top is not None:
@@ -132,6 +146,18 @@ def run_questions(
             }
         )
     return rows
+
+
+def run_questions(
+    *,
+    db: Session,
+    matcher: matcher_engine.Matcher,
+    questions: Sequence[Mapping[str, Any]],
+    faq_threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """Retrieve for every question; return one row each with the raw score and whether the top citation is right."""
+    found = retrieve_all(db=db, matcher=matcher, questions=questions)
+    return judge(db=db, questions=questions, retrievals=found, faq_threshold=faq_threshold)
 
 
 # ---------------------------------------------------------------- calibration
@@ -153,18 +179,26 @@ def confidences(raw: np.ndarray, slope: float, intercept: float) -> np.ndarray:
 
 
 def choose_threshold(conf: np.ndarray, right: np.ndarray, target: float) -> tuple[float, bool]:
-    """Return (threshold, reached): the lowest confidence giving precision ≥ target, halfway to the one below.
+    """Return (threshold, reached): of the confidences giving precision ≥ target, the one answering the most
+    questions right — of equal ones the highest, so no wrong answer is given that brings no right one —
+    placed halfway to the next lower confidence seen.
 
     When no threshold reaches the target, returns (1.0, False): nothing above 1 exists, so at most
     answers of confidence exactly 1.0 would be given.
     """
     values = sorted(set(conf.tolist()))
+    best: tuple[int, float, int] | None = None  # (right answers, confidence, index)
     for i, t in enumerate(values):
         given = conf >= t
         if given.any() and right[given].mean() >= target:
-            below = values[i - 1] if i > 0 else max(t - 0.01, 0.0)
-            return round((t + below) / 2, 4), True
-    return 1.0, False
+            key = (int(right[given].sum()), t, i)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    if best is None:
+        return 1.0, False
+    _, t, i = best
+    below = values[i - 1] if i > 0 else max(t - 0.01, 0.0)
+    return round((t + below) / 2, 4), True
 
 
 def calibrate(rows: Sequence[Mapping[str, Any]], target: float = TARGET_PRECISION) -> dict[str, Any]:

@@ -75,7 +75,11 @@ def load_cases(path: Path, *, split: str | None = None) -> list[dict[str, str]]:
 
 
 def load_catalog(db: Session, path: Path, *, today: dt.date | None = None) -> list[Policy]:
-    """Create and publish the policies of a JSON list (title, summary, optional full_text) in `db`."""
+    """Create and publish the policies of a JSON list in `db`.
+
+    Each item has a title and summary, and optionally full_text, doc_number and region_codes (GB/T 2260;
+    empty = nationwide); other keys (a source URL, a key) are ignored.
+    """
     items = json.loads(Path(path).read_text(encoding="utf-8"))
     today = today or dt.date.today()
     dept = db.scalar(select(Department).where(Department.code == "eval-search"))
@@ -97,6 +101,8 @@ def load_catalog(db: Session, path: Path, *, today: dt.date | None = None) -> li
                 title=item["title"],
                 summary=item.get("summary"),
                 full_text=item.get("full_text"),
+                doc_number=item.get("doc_number"),
+                region_codes=item.get("region_codes") or None,
                 issuing_department=dept.code,
                 level=PolicyLevel.municipal,
                 policy_type=PolicyType.informational,
