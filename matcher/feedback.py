@@ -150,6 +150,7 @@ def has_applied(*, db: Session, enterprise_id: int, policy_id: int) -> bool:
     q = firms_with_action_query(policy_id=policy_id, action="applied").where(Feedback.enterprise_id == enterprise_id)
     return db.scalar(q.limit(1)) is not None
 
+
 def action_counts(*, db: Session, policy_ids: Iterable[int], action: str) -> dict[int, int]:
     """Return policy → number of distinct firms that ever gave `action` on it (funnels over many policies)."""
     ids = sorted(set(policy_ids))

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from auth import phone as auth_phone
 from applications import service as applications_service
+from auth import phone as auth_phone
 from core.deps import AppSettings, DbSession
 from core.errors import HuiqiError
 from core.ratelimit import client_key
