@@ -436,6 +436,8 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
         finally:
             entry["server_stop_s"] = server.stop()
         entry["server_log_database_locked"] = server.log_count("database is locked")
+        # Each size's figures are kept as soon as they are measured: a later size may not finish.
+        write_result("serving-partial", record)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
