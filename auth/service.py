@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from auth.models import ApiKey, Role, User
@@ -236,14 +236,32 @@ def principal_for_token(*, db: Session, claims: dict) -> Principal | None:
         user_id = int(claims["sub"])
     except (KeyError, ValueError):
         return None
-    user = db.get(User, user_id)
+    # Every authenticated request runs this: one prepared Core select, no ORM identity load.
+    user = db.connection().execute(_TOKEN_USER, {"user_id": user_id}).first()
     if user is None or not user.is_active:
         return None
     # A token without "tv" was issued at version 0; any bump (sign-out everywhere, new password, new role) ends it.
     version = claims.get("tv", 0)
     if not isinstance(version, int) or version != (user.token_version or 0):
         return None
-    return principal_for_user(user)
+    return Principal(
+        id=user.id,
+        role=user.role,
+        name=user.display_name,
+        department_id=user.department_id,
+        enterprise_id=user.enterprise_id,
+    )
+
+
+_TOKEN_USER = select(
+    User.id,
+    User.is_active,
+    User.token_version,
+    User.role,
+    User.display_name,
+    User.department_id,
+    User.enterprise_id,
+).where(User.id == bindparam("user_id"))
 
 
 def access_token_for(*, settings: Settings, user: User) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import random
 import shutil
 import subprocess
@@ -183,11 +184,13 @@ async def _drive(
                 by_kind.setdefault(kind, []).append(elapsed)
                 codes[f"{kind} {code}"] += 1
 
+        load0 = os.getloadavg()[0]
         cpu0 = server.cpu_seconds()
         started = time.perf_counter()
         await asyncio.gather(*(loop(k) for k in range(clients)))
         elapsed = time.perf_counter() - started
         cpu1 = server.cpu_seconds()
+        load1 = os.getloadavg()[0]
     n = len(latencies)
     return {
         "clients": clients,
@@ -200,6 +203,7 @@ async def _drive(
         "seconds": round(elapsed, 2),
         "throughput_rps": round(n / elapsed, 1) if elapsed else None,
         "server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 3) if n else None,
+        "load_average_1min": [round(load0, 2), round(load1, 2)],  # before and after the run (shared machine)
     }
 
 
@@ -370,7 +374,7 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
         curator = {"Authorization": f"Bearer {toks[-2]}"}
         curator_cookie = {"Cookie": f"huiqi_session={toks[-2]}"}
 
-        port = free_port()
+        port = args.port or free_port()
         base = f"http://127.0.0.1:{port}"
         server = Served(
             ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)],
@@ -432,6 +436,8 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
         finally:
             entry["server_stop_s"] = server.stop()
         entry["server_log_database_locked"] = server.log_count("database is locked")
+        # Each size's figures are kept as soon as they are measured: a later size may not finish.
+        write_result("serving-partial", record)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -543,6 +549,7 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                     e.get("server_cpu_ms_per_request"),
                     ratio(lat.get("p50"), floor.get("latency_ms", {}).get("p50")),
                     e.get("server_5xx"),
+                    "→".join(str(x) for x in e.get("load_average_1min", [])),
                 ]
             )
         mixed_entry = size.get("mixed")
@@ -560,6 +567,7 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                         None,
                         None,
                         None,
+                        None,
                     ]
                 )
             rows.append(
@@ -573,6 +581,7 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                     e.get("server_cpu_ms_per_request"),
                     None,
                     f"{e.get('server_5xx')} 5xx, {e.get('database_locked')} locked",
+                    "→".join(str(x) for x in e.get("load_average_1min", [])),
                 ]
             )
         stored = size.get("stored", {})
@@ -581,7 +590,18 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                 f"Serving, {int(policies):,} policies × {record['firms']:,} firms, {record['workers']} workers "
                 f"(stored for the measured firm: {stored.get('firm_match_rows')} firm_match row, "
                 f"{stored.get('items')} items + {stored.get('near_misses')} near misses, {stored.get('payload_bytes')} B)",
-                ["endpoint", "clients", "n", "p50 ms", "p99 ms", "req/s", "server CPU ms/req", "p50 ÷ healthz", "5xx"],
+                [
+                    "endpoint",
+                    "clients",
+                    "n",
+                    "p50 ms",
+                    "p99 ms",
+                    "req/s",
+                    "server CPU ms/req",
+                    "p50 ÷ healthz",
+                    "5xx",
+                    "load avg (1 min) before→after",
+                ],
                 rows,
             )
         )
@@ -636,6 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tmp", help="where the temporary databases go (default: the system's)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
     args = parser.parse_args(argv)
     args.policies = args.policies or [1_000, 10_000]
     args.firms = args.firms or (100_000 if args.full else 20_000)

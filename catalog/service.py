@@ -6,7 +6,7 @@ import copy
 import datetime as dt
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -58,10 +58,12 @@ def current_revision(*, db: Session) -> int:
 
 def revision_stamp(*, db: Session) -> tuple[int, Any]:
     """Return (revision, changed_at): unique per change even when a rolled-back change reused a number."""
-    row = db.execute(
-        select(CatalogRevision.revision, CatalogRevision.changed_at).where(CatalogRevision.id == 1)
-    ).first()
+    # Read by every request that serves matches: a prepared Core select.
+    row = db.connection().execute(_STAMP, {"id": 1}).first()
     return (row[0], row[1]) if row else (0, None)
+
+
+_STAMP = select(CatalogRevision.revision, CatalogRevision.changed_at).where(CatalogRevision.id == bindparam("id"))
 
 
 def bump_revision(db: Session) -> None:

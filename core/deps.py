@@ -21,7 +21,8 @@ from core.errors import FieldError, PayloadTooLarge, ValidationFailed
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that do no I/O are async: a plain def would cost every request a hop to a worker thread.
+async def get_settings_dep(request: Request) -> Settings:
     """Return the settings the app was built with."""
     return request.app.state.settings
 
@@ -68,7 +69,7 @@ DbSession = Annotated[Session, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """Return the app's database (for work done after the response, in sessions of its own)."""
     return request.app.state.db
 

@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from matcher.engine import Matcher
 
 
-def get_matcher(request: Request) -> Matcher:
-    """Return the matcher the app created at start-up."""
+async def get_matcher(request: Request) -> Matcher:
+    """Return the matcher the app created at start-up (async: no I/O, so no hop to a worker thread)."""
     return request.app.state.matcher
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from catalog.models import Policy, PolicyStatus, PolicyType
@@ -98,10 +98,35 @@ def _latest(db: Session, *where: Any) -> dict[tuple[int, int], str]:
 
 def latest_for_firm(*, db: Session, enterprise_id: int, policy_ids: Iterable[int] | None = None) -> dict[int, str]:
     """Return a firm's latest action per policy (only the given policies, when given)."""
+    if policy_ids is None:  # every page of recommendations reads this: a prepared statement
+        rows = db.connection().execute(_FIRM_LATEST, {"enterprise_id": enterprise_id})
+        return {policy_id: action for policy_id, action in rows}
     where = [Feedback.enterprise_id == enterprise_id]
     if policy_ids is not None:
         where.append(Feedback.policy_id.in_(sorted(set(policy_ids))))
     return {pid: action for (_, pid), action in _latest(db, *where).items()}
+
+
+_FIRM_LATEST = (
+    select(Feedback.policy_id, Feedback.action)
+    .where(Feedback.enterprise_id == bindparam("enterprise_id"))
+    .order_by(Feedback.created_at, Feedback.id)
+)
+
+
+def latest_for_firms(
+    *,
+    db: Session,
+    enterprise_ids: Iterable[int] | None = None,
+    enterprise_range: tuple[int, int] | None = None,
+) -> dict[tuple[int, int], str]:
+    """Return the latest action per (firm, policy) of some firms (given ids, or ids in a range) — for a batch chunk."""
+    where = []
+    if enterprise_ids is not None:
+        where.append(Feedback.enterprise_id.in_(sorted(set(enterprise_ids))))
+    if enterprise_range is not None:
+        where.append(Feedback.enterprise_id.between(*enterprise_range))
+    return _latest(db, *where)
 
 
 def latest_for_policy(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
-from matcher import eligibility, facts, store, vectors
+from matcher import eligibility, facts, feedback, store, vectors, wording
 from matcher.eligibility import FactsFrame
 from matcher.policyset import PolicySet
 from matcher.ranking import NO_CONDITIONS_SCORE, Weights
@@ -67,22 +68,37 @@ class Chunk:
     vectors: np.ndarray
     has_vector: np.ndarray
     profile_at: list[dt.datetime]
+    hidden: list[frozenset[int]]  # per firm, the policies its latest feedback calls not relevant
+    _sets: dict[str, list[frozenset[str]]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _set(self, name: str) -> list[frozenset[str]]:
+        if name not in self._sets:
+            self._sets[name] = facts.tag_sets(self.frame, name)
+        return self._sets[name]
+
     def facts(self, today: dt.date) -> list[dict[str, Any]]:
         """Return each firm's facts as `eligibility.profile_facts` gives them."""
+        return self._facts(today, self.table.to_dict("records"), range(len(self)))
+
+    def facts_of(self, i: int, today: dt.date) -> dict[str, Any]:
+        """Return one firm's facts (row `i` of the chunk)."""
+        return self._facts(today, self.table.iloc[[i]].to_dict("records"), [i])[0]
+
+    def _facts(self, today: dt.date, records: list[dict[str, Any]], rows: Sequence[int]) -> list[dict[str, Any]]:
         out = []
-        records = self.table.to_dict("records")
-        sets = {name: facts.tag_sets(self.frame, name) for name in ("qualifications", "tags")}
-        for i, row in enumerate(records):
+        sets = {name: self._set(name) for name in ("qualifications", "tags")}
+        for i, row in zip(rows, records, strict=True):
             item: dict[str, Any] = {}
             for name, f in FIELDS.items():
                 if f.type == "set":
                     item[name] = sets[name][i]
                 elif name != "years_established":
-                    item[name] = eligibility._clean_fact(name, row.get(name))
+                    value = row.get(name)
+                    # Money columns read through the driver are Decimal on PostgreSQL; the ORM gives float.
+                    item[name] = eligibility._clean_fact(name, float(value) if isinstance(value, Decimal) else value)
             if isinstance(item.get("established_on"), pd.Timestamp):
                 item["established_on"] = item["established_on"].date()
             item["years_established"] = (
@@ -101,6 +117,7 @@ def load_chunk(
     vecs, has = vectors.load(db, firm_ids, model_id=ctx.model_id, dim=ctx.dim)
     regions = [r if isinstance(r, str) and r else None for r in table["region_code"].tolist()]
     profile_at = [_aware(v) for v in table["profile_updated_at"].tolist()]
+    hidden = _hidden(db, firm_ids, id_range)
     return Chunk(
         ids=firm_ids,
         regions=regions,
@@ -110,7 +127,26 @@ def load_chunk(
         vectors=vecs,
         has_vector=has,
         profile_at=profile_at,
+        hidden=[hidden.get(int(eid), frozenset()) for eid in firm_ids],
     )
+
+
+def _hidden(db: Session, firm_ids: np.ndarray, id_range: tuple[int, int] | None) -> dict[int, frozenset[int]]:
+    """Return, per firm of the chunk, the policies its latest feedback marks not relevant."""
+    if not len(firm_ids):
+        return {}
+    out: dict[int, set[int]] = {}
+    if id_range is not None:
+        latest = feedback.latest_for_firms(db=db, enterprise_range=id_range)
+    else:
+        latest = {}
+        ids = [int(e) for e in firm_ids]
+        for start in range(0, len(ids), 900):
+            latest.update(feedback.latest_for_firms(db=db, enterprise_ids=ids[start : start + 900]))
+    for (eid, pid), action in latest.items():
+        if action == feedback.NOT_RELEVANT:
+            out.setdefault(eid, set()).add(pid)
+    return {eid: frozenset(pids) for eid, pids in out.items()}
 
 
 def _aware(value: Any) -> dt.datetime:
@@ -201,9 +237,22 @@ def _rows(
     n = len(chunk)
     item_bounds = np.searchsorted(firm_of_item, np.arange(n + 1))
     near_bounds = np.searchsorted(firm_of_near, np.arange(n + 1))
+    firm_facts = chunk.facts(ctx.today)
+    versions = {p.id: (p.version, p.rules) for p in ctx.policies.policies}
     out = []
     for i in range(n):
-        payload = store.encode(items[item_bounds[i] : item_bounds[i + 1]], near[near_bounds[i] : near_bounds[i + 1]])
+        firm_items = items[item_bounds[i] : item_bounds[i + 1]]
+        firm_near = near[near_bounds[i] : near_bounds[i + 1]]
+        words = wording.word_firm(
+            day=ctx.today,
+            tags=chunk.tags[i],
+            facts=firm_facts[i],
+            policies=versions,
+            items=firm_items,
+            near=firm_near,
+            hidden=set(chunk.hidden[i]),
+        )
+        payload = store.encode(firm_items, firm_near, words)
         out.append(
             store.Row(
                 enterprise_id=int(chunk.ids[i]),

@@ -24,6 +24,7 @@ from catalog import service as catalog_service
 from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag, policy_tag
 from core import codes
 from matcher import tags as tags_mod
+from matcher.home import home_rank
 from matcher.ranking import KIND_WEIGHTS
 from matcher.rulematrix import RuleMatrix
 
@@ -76,6 +77,8 @@ class PolicySet:
     position: dict[int, int] = field(init=False)
     _matrix: RuleMatrix | None = field(default=None, init=False, repr=False)
     _regions: dict[str | None, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _kinds: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _home: dict[str | None, list[int]] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     vectors: np.ndarray | None = field(default=None, init=False, repr=False)  # (policies, dim) once embedded
 
@@ -92,6 +95,8 @@ class PolicySet:
         state["_lock"] = None
         state["_matrix"] = None
         state["_regions"] = {}
+        state["_home"] = {}
+        state["_kinds"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -132,6 +137,14 @@ class PolicySet:
             self._regions[region_code] = mask
         return mask
 
+    def home_ranks(self, home_region: str | None) -> list[int]:
+        """Return `home.home_rank` of every policy (0: nationwide or the home city's), computed once per set."""
+        cached = self._home.get(home_region)
+        if cached is None:
+            cached = [home_rank(p.region_codes, home_region) for p in self.policies]
+            self._home[home_region] = cached
+        return cached
+
     def firm_tag_matrix(self, firm_tags: Sequence[AbstractSet[str]]) -> np.ndarray:
         """Return firms × tag_names as float32 0/1 for the given firms' tags."""
         column = {name: i for i, name in enumerate(self.tag_names)}
@@ -145,7 +158,9 @@ class PolicySet:
 
     def shared_tags(self, index: int, firm_tags: set[str] | frozenset[str]) -> list[str]:
         """Return the tags a policy and a firm share, the weightiest first (as `ranking.tag_score`)."""
-        kinds = self.kinds
+        kinds = self._kinds
+        if kinds is None:
+            kinds = self._kinds = self.kinds
 
         def weight(tag: str) -> float:
             return self.idf.get(tag, 1.0) * KIND_WEIGHTS.get(kinds.get(tag, ""), 1.0)

@@ -2,8 +2,11 @@
 
 One request reads the firm, its stored matches (one row), its latest feedback and its tags, adds
 today's urgency and the feedback adjustments to the stored candidates, filters and pages them, and
-words the reasons (✓ ✗ ?) for the policies on the page only. Stored matches older than the catalog
-or the profile are still served, marked stale: the worker's catch-up is already due to refresh them
+takes the reasons (✓ ✗ ?) of the policies on the page and the change suggestions from the wording
+the batch stored with the matches (`matcher.wording`). Only what that wording cannot vouch for —
+another day, a changed profile or tags, an edited policy, a row written before wording was stored —
+is judged when read, exactly as the batch would. Stored matches older than the catalog or the
+profile are still served, marked stale: the worker's catch-up is already due to refresh them
 (`matcher.jobs`), and no request ever waits for it. A firm with nothing stored yet gets an empty
 page marked pending.
 """
@@ -16,15 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, selectinload
 
 from catalog.models import Category, Tag
 from core.errors import NotFound
-from matcher import eligibility, feedback, store
+from matcher import eligibility, feedback, store, wording
 from matcher import ranker as ranker_mod
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY, PolicyVerdict
-from matcher.home import home_rank
 from matcher.models import EnterpriseTag, MatcherState
 from matcher.policyset import PolicyInfo, PolicySet
 from matcher.ranking import Components, urgency_score
@@ -32,7 +34,8 @@ from profiles.models import Enterprise
 
 State = Literal["ready", "stale", "pending"]
 _STATUS = {2: ELIGIBLE, 1: LIKELY, 0: INELIGIBLE}
-CHANGE_WINDOW = 20  # best undecided or near-miss policies that feed "what would open more policies"
+CHANGE_WINDOW = wording.WINDOW  # best undecided or near-miss policies that feed "what would open more policies"
+Verdict = PolicyVerdict | wording.Verdict  # judged now, or as the batch stored it (the same words)
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Recommendation:
     """One policy for one firm, with its verdict, score, components and reasons."""
 
     policy: PolicyInfo
-    verdict: PolicyVerdict
+    verdict: Verdict
     components: Components
     score: float
     similarity: float | None
@@ -57,11 +60,22 @@ class Filters:
     min_amount: float | None = None  # 最高金额 at least this many 万元
 
 
+@dataclass(frozen=True)
+class Firm:
+    """What a page shows and checks of the firm (one prepared read; the full profile only when judging)."""
+
+    id: int
+    name: str
+    completeness: int
+    profile_updated_at: dt.datetime
+    needs: str | None
+
+
 @dataclass
 class Page:
     """A page of a firm's recommendations and what the page says about them."""
 
-    enterprise: Enterprise
+    enterprise: Firm
     items: list[Recommendation]
     total: int
     changes: list[eligibility.Change]
@@ -69,24 +83,33 @@ class Page:
     state: State
     computed_at: dt.datetime | None = None
     feedback: dict[int, str] = field(default_factory=dict)  # latest word per policy
+    judged: int = 0  # verdicts judged while reading (0 when the stored wording covered the page)
+
+
+# Every page runs these: prepared once, executed on the session's connection (no ORM).
+_FIRM = select(
+    Enterprise.id, Enterprise.name, Enterprise.completeness, Enterprise.profile_updated_at, Enterprise.needs
+).where(Enterprise.id == bindparam("enterprise_id"))
+_TAGS = (
+    select(Tag.name, EnterpriseTag.reason)
+    .join(Tag, Tag.id == EnterpriseTag.tag_id)
+    .where(EnterpriseTag.enterprise_id == bindparam("enterprise_id"))
+)
+_MATCHED = select(MatcherState.matched_revision).where(MatcherState.id == bindparam("id"))
 
 
 def _firm_tags(db: Session, enterprise_id: int) -> dict[str, str]:
-    return dict(
-        db.execute(
-            select(Tag.name, EnterpriseTag.reason)
-            .join(Tag, Tag.id == EnterpriseTag.tag_id)
-            .where(EnterpriseTag.enterprise_id == enterprise_id)
-        )
-        .tuples()
-        .all()
-    )
+    return {name: reason for name, reason in db.connection().execute(_TAGS, {"enterprise_id": enterprise_id})}
 
 
-def _state(db: Session, stored: store.Stored | None, firm: Enterprise, ps: PolicySet) -> State:
+def _state(db: Session, stored: store.Stored | None, firm: Firm, ps: PolicySet) -> State:
     if stored is None:
         return "pending"
-    matched = db.scalar(select(MatcherState.matched_revision).where(MatcherState.id == 1)) or 0
+    if stored.profile_at != firm.profile_updated_at:
+        return "stale"
+    if stored.revision >= ps.revision:
+        return "ready"
+    matched = db.connection().execute(_MATCHED, {"id": 1}).scalar() or 0
     if stored.profile_at != firm.profile_updated_at or max(stored.revision, matched) < ps.revision:
         return "stale"
     return "ready"
@@ -127,14 +150,18 @@ def recommend(
     today: dt.date | None = None,
     filters: Filters | None = None,
     with_changes: bool = True,
+    reword: bool = False,
 ) -> Page:
-    """Return a page of a firm's recommendations, best first, from its stored matches."""
+    """Return a page of a firm's recommendations, best first, from its stored matches.
+
+    `reword=True` ignores the stored wording and judges every verdict now: the reference the stored
+    wording is held to (tests, checks).
+    """
     today = today or dt.date.today()
-    firm = db.scalar(
-        select(Enterprise).where(Enterprise.id == enterprise_id).options(selectinload(Enterprise.qualifications))
-    )
-    if firm is None:
+    row = db.connection().execute(_FIRM, {"enterprise_id": enterprise_id}).first()
+    if row is None:
         raise NotFound("企业不存在", code="profiles.enterprise_not_found")
+    firm = Firm(*row)
     ps: PolicySet = matcher.policy_sets.get(db, today=today)
     stored = store.read(db, enterprise_id)
     tags = _firm_tags(db, enterprise_id)
@@ -168,25 +195,25 @@ def recommend(
                 comp = Components(rules=0.0, tags=0.0, semantic=0.0, urgency=0.0, adjustment=0.0)
                 candidates.append((j, 0, comp, None))
     scores = ranker_mod.score_components([c[2] for c in candidates], w, matcher.ranker)
-    home = matcher.settings.home_region
+    home = ps.home_ranks(matcher.settings.home_region)
     ranked = sorted(
         zip(scores, candidates, strict=True),
         # Equal scores: the home city's and nationwide policies first (HUIQI_HOME_REGION), then by id.
-        key=lambda x: (-x[0], home_rank(ps.policies[x[1][0]].region_codes, home), ps.policies[x[1][0]].id),
+        key=lambda x: (-x[0], home[x[1][0]], ps.policies[x[1][0]].id),
     )
     page.total = len(ranked)
     shown = ranked[offset : offset + limit]
-    facts = eligibility.profile_facts(firm, today, tags=tags)
-    needs = set(ps.vocab.find_in_text(firm.needs)) if firm.needs else set()
+    judge = _Judge(db, firm.id, tags, today, ps, None if reword else _usable_words(stored, firm, tags, today))
+    needs = set(ps.vocab.find_in_text(firm.needs)) if firm.needs and shown else set()
+    firm_tags = set(tags)
     for score, (j, _, comp, cosine) in shown:
         policy = ps.policies[j]
-        verdict = eligibility.evaluate(policy.rules, facts, today=today)
-        shared = ps.shared_tags(j, set(tags))
+        shared = ps.shared_tags(j, firm_tags)
         comp.shared_tags = shared
         page.items.append(
             Recommendation(
                 policy=policy,
-                verdict=verdict,
+                verdict=judge.verdict(j),
                 components=comp,
                 score=score,
                 similarity=cosine,
@@ -195,8 +222,79 @@ def recommend(
             )
         )
     if with_changes:
-        page.changes = _changes(stored, ps, facts, today, hidden)
+        page.changes = _changes(stored, ps, judge, hidden)
+    page.judged = judge.judged
     return page
+
+
+def _usable_words(stored: store.Stored, firm: Firm, tags: Mapping[str, str], today: dt.date) -> wording.Words | None:
+    """Return the stored wording when it was made today for this profile and these tags; None otherwise."""
+    if not stored.words or stored.profile_at != firm.profile_updated_at:
+        return None
+    words = wording.unpack(store.words_of(stored.words))
+    if words is None or words.day != today or words.tags != wording.tag_digest(tags):
+        return None
+    return words
+
+
+class _Judge:
+    """A policy's verdict for the firm: the stored one while its policy version is current, else judged now."""
+
+    def __init__(
+        self,
+        db: Session,
+        enterprise_id: int,
+        tags: Mapping[str, str],
+        today: dt.date,
+        ps: PolicySet,
+        words: wording.Words | None,
+    ) -> None:
+        self.db, self.enterprise_id, self.tags, self.today, self.ps, self.words = (
+            db,
+            enterprise_id,
+            tags,
+            today,
+            ps,
+            words,
+        )
+        self._facts: eligibility.Facts | None = None
+        self._judged: dict[int, PolicyVerdict] = {}
+        self.judged = 0  # verdicts judged here rather than read (tests and the bench look)
+
+    def facts(self) -> eligibility.Facts:
+        if self._facts is None:
+            firm = self.db.scalar(
+                select(Enterprise)
+                .where(Enterprise.id == self.enterprise_id)
+                .options(selectinload(Enterprise.qualifications))
+            )
+            assert firm is not None
+            self._facts = eligibility.profile_facts(firm, self.today, tags=self.tags)
+        return self._facts
+
+    def stored(self, j: int) -> wording.Verdict | None:
+        if self.words is None:
+            return None
+        policy = self.ps.policies[j]
+        return self.words.verdict(policy.id, policy.version)
+
+    def judge(self, j: int) -> PolicyVerdict:
+        verdict = self._judged.get(j)
+        if verdict is None:
+            self.judged += 1
+            verdict = self._judged[j] = eligibility.evaluate(self.ps.policies[j].rules, self.facts(), today=self.today)
+        return verdict
+
+    def verdict(self, j: int) -> Verdict:
+        return self.stored(j) or self.judge(j)
+
+    def status(self, j: int) -> str:
+        if self.words is not None:
+            policy = self.ps.policies[j]
+            status = self.words.status(policy.id, policy.version)
+            if status is not None:
+                return status
+        return self.judge(j).status
 
 
 def _components(item: np.void, policy: PolicyInfo, today: dt.date, w: Any, shifts: Mapping[int, float]) -> Components:
@@ -214,21 +312,19 @@ def _cosine(item: np.void) -> float | None:
     return None if value == store.NO_COSINE else value / store.SCALE
 
 
-def _changes(
-    stored: store.Stored, ps: PolicySet, facts: Mapping[str, Any], today: dt.date, hidden: set[int]
-) -> list[eligibility.Change]:
-    """The few profile changes that would open the most policies, from the best undecided and near misses."""
-    pool = [(float(i["base"]), int(i["policy"])) for i in stored.items if int(i["status"]) == 1]
-    pool += [(float(n["base"]), int(n["policy"])) for n in stored.near]
-    pool.sort(key=lambda x: (-x[0], x[1]))
-    verdicts = {}
-    for _, pid in pool:
+def _changes(stored: store.Stored, ps: PolicySet, judge: _Judge, hidden: set[int]) -> list[eligibility.Change]:
+    """The few profile changes that would open the most policies, from the best undecided and near misses.
+
+    The stored suggestions are served when they were computed from the same policies at the same
+    versions (and the stored verdicts are current); otherwise they are computed here.
+    """
+
+    def status_of(pid: int) -> str | None:
         j = ps.position.get(pid)
-        if j is None or pid in hidden:
-            continue
-        verdict = eligibility.evaluate(ps.policies[j].rules, facts, today=today)
-        if verdict.status != ELIGIBLE:
-            verdicts[pid] = verdict
-        if len(verdicts) >= CHANGE_WINDOW:
-            break
-    return eligibility.best_changes(verdicts)
+        return None if j is None else judge.status(j)
+
+    chosen = wording.window(wording.pool(stored.items, stored.near), status_of, hidden)
+    keyed = [(pid, ps.policies[ps.position[pid]].version) for pid in chosen]
+    if judge.words is not None and keyed == judge.words.window:
+        return judge.words.changes
+    return eligibility.best_changes({pid: judge.judge(ps.position[pid]) for pid in chosen})

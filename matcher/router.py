@@ -150,22 +150,25 @@ def _recommendations(
 class RecommendationQuery:
     """Filters and paging of a recommendation list."""
 
-    def __init__(
-        self,
-        settings: AppSettings,
-        include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
-        open_now: Annotated[bool, Query(description="只看现在可申报的")] = False,
-        category: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$", description="政策类别代码")] = None,
-        min_amount: Annotated[float | None, Query(ge=0, le=1e9, description="最高金额不低于（万元）")] = None,
-        page: Annotated[int, Query(ge=1, le=10_000, description="页码，从1开始")] = 1,
-        limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 20,
-    ) -> None:
-        self.include = include
-        self.filters = recommend.Filters(open_now=open_now, category=category, min_amount=min_amount)
-        self.paging = PageParams(settings, page=page, page_size=limit)
+    def __init__(self, include: str | None, filters: recommend.Filters, paging: PageParams) -> None:
+        self.include, self.filters, self.paging = include, filters, paging
 
 
-RecommendationParams = Annotated[RecommendationQuery, Depends()]
+async def recommendation_query(
+    settings: AppSettings,
+    include: Annotated[str | None, Query(description="额外包含：likely,ineligible")] = None,
+    open_now: Annotated[bool, Query(description="只看现在可申报的")] = False,
+    category: Annotated[str | None, Query(max_length=20, pattern=r"^\d+$", description="政策类别代码")] = None,
+    min_amount: Annotated[float | None, Query(ge=0, le=1e9, description="最高金额不低于（万元）")] = None,
+    page: Annotated[int, Query(ge=1, le=10_000, description="页码，从1开始")] = 1,
+    limit: Annotated[int, Query(ge=1, le=200, description="每页条数")] = 20,
+) -> RecommendationQuery:
+    """Filters and paging of a recommendation list (async: validating them needs no worker thread)."""
+    filters = recommend.Filters(open_now=open_now, category=category, min_amount=min_amount)
+    return RecommendationQuery(include, filters, PageParams(settings, page=page, page_size=limit))
+
+
+RecommendationParams = Annotated[RecommendationQuery, Depends(recommendation_query)]
 
 
 @router.get("/enterprises/me/recommendations", response_model=RecommendationsOut, tags=["匹配"])

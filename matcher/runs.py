@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from catalog.models import Policy, PolicyStatus
 from core.db import Database, utcnow
-from matcher import eligibility, firmtags, pipeline, store, vectors
+from matcher import eligibility, firmtags, pipeline, store, vectors, wording
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, LIKELY
 from matcher.models import FirmMatch, MatcherState, MatchResult, MatchRun, MatchRunChunk, PolicyMatchState
@@ -614,10 +614,44 @@ def _patch_chunk(
                 profile_at=old.profile_at,
                 eligible=max(eligible, 0),
                 likely=max(likely, 0),
-                payload=store.encode(items, near_items),
+                payload=store.encode(
+                    items, near_items, _patch_words(ctx, chunk, i, j, policy_id, old, items, near_items)
+                ),
             )
         )
     return rows, list_rows
+
+
+def _patch_words(
+    ctx: pipeline.Context,
+    chunk: pipeline.Chunk,
+    i: int,
+    j: int | None,
+    policy_id: int,
+    old: store.Stored,
+    items: np.ndarray,
+    near_items: np.ndarray,
+) -> bytes:
+    """Return a patched firm's stored wording with this policy's verdict judged again (or dropped).
+
+    Wording from another day, or of a firm whose profile has changed since, is dropped: pages word
+    those reasons when read until the firm's re-match rewrites them.
+    """
+    raw = store.words_of(old.words)
+    words = wording.unpack(raw)
+    if words is None or words.day != ctx.today or old.profile_at != chunk.profile_at[i]:
+        return b""
+    if words.tags != wording.tag_digest(chunk.tags[i]):
+        return b""
+    kept = j is not None and (
+        policy_id in set(items["policy"].tolist()) or policy_id in set(near_items["policy"].tolist())
+    )
+    if not kept:
+        return wording.patch(raw, policy_id=policy_id, version=0, verdict=None)
+    assert j is not None
+    policy = ctx.policies.policies[j]
+    verdict = eligibility.evaluate(policy.rules, chunk.facts_of(i, ctx.today), today=ctx.today)
+    return wording.patch(raw, policy_id=policy_id, version=policy.version, verdict=verdict)
 
 
 def _insert_sorted(records: np.ndarray, new: np.ndarray, keep: int) -> np.ndarray:

@@ -3,7 +3,10 @@
 The payload is binary and versioned: a header, the top candidates (eligible or likely, best first)
 and the near misses (ineligible on exactly one condition). A candidate keeps what ranking and the
 card need and cannot be cheaply re-derived: its verdict, its rule / tag / semantic components and
-the raw cosine. Wording (reasons, shared tags) is rendered when a page is read, for the items shown.
+the raw cosine. Since format 2 the payload ends with the worded verdicts of every candidate and near
+miss and the firm's change suggestions ("what would open more policies"), computed by the batch
+(`matcher.wording`), zlib-compressed JSON; a page reads them instead of judging rule trees. A
+format-1 payload (no wording) is still read: its pages word the reasons when read.
 
 Measured alternative (bench/recommend_http.py reports both): one row per stored item. A blob costs
 one primary-key read per request and one row per firm per batch write; rows cost ~70 rows per firm
@@ -14,18 +17,20 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from core.db import driver_cursor, utcnow
 from matcher.models import FirmMatch
 
-FORMAT = 1
+FORMAT = 2
 _HEADER = struct.Struct("<BHH")  # format, candidates, near misses
+_WORDS = struct.Struct("<I")  # format 2: length of the compressed wording that ends the payload
 ITEM = np.dtype(
     [
         ("policy", "<i4"),
@@ -54,40 +59,75 @@ class Stored:
     likely: int
     items: np.ndarray  # ITEM records, best first
     near: np.ndarray  # NEAR records, best first
+    words: bytes = b""  # compressed wording (format 2), decoded by matcher.wording when a page needs it
 
 
-def encode(items: np.ndarray, near: np.ndarray) -> bytes:
-    """Pack candidates and near misses (ITEM and NEAR records) into a payload."""
-    return _HEADER.pack(FORMAT, len(items), len(near)) + items.astype(ITEM).tobytes() + near.astype(NEAR).tobytes()
+def encode(items: np.ndarray, near: np.ndarray, words: bytes | None = None) -> bytes:
+    """Pack candidates and near misses (ITEM and NEAR records), and their wording when given, into a payload.
+
+    `words` is the serialised wording (`matcher.wording.pack`); it is stored compressed.
+    """
+    packed = zlib.compress(words, 6) if words else b""
+    return (
+        _HEADER.pack(FORMAT, len(items), len(near))
+        + items.astype(ITEM).tobytes()
+        + near.astype(NEAR).tobytes()
+        + _WORDS.pack(len(packed))
+        + packed
+    )
+
+
+def _split(payload: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
+    version, n_items, n_near = _HEADER.unpack_from(payload)
+    if version not in (1, FORMAT):
+        raise ValueError(f"unknown firm_match payload format {version}")
+    start = _HEADER.size
+    items = np.frombuffer(payload, dtype=ITEM, count=n_items, offset=start)
+    start += n_items * ITEM.itemsize
+    near = np.frombuffer(payload, dtype=NEAR, count=n_near, offset=start)
+    start += n_near * NEAR.itemsize
+    if version == 1:
+        return items, near, b""
+    (size,) = _WORDS.unpack_from(payload, start)
+    start += _WORDS.size
+    return items, near, bytes(payload[start : start + size])
 
 
 def decode(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Unpack a payload into (candidates, near misses)."""
-    version, n_items, n_near = _HEADER.unpack_from(payload)
-    if version != FORMAT:
-        raise ValueError(f"unknown firm_match payload format {version}")
-    start = _HEADER.size
-    items = np.frombuffer(payload, dtype=ITEM, count=n_items, offset=start)
-    near = np.frombuffer(payload, dtype=NEAR, count=n_near, offset=start + n_items * ITEM.itemsize)
+    items, near, _ = _split(payload)
     return items, near
+
+
+def decode_words(payload: bytes) -> bytes:
+    """Return a payload's serialised wording (`matcher.wording.unpack` reads it); empty when it has none."""
+    return words_of(_split(payload)[2])
+
+
+def words_of(compressed: bytes) -> bytes:
+    """Decompress stored wording (empty stays empty)."""
+    return zlib.decompress(compressed) if compressed else b""
 
 
 def read(db: Session, enterprise_id: int) -> Stored | None:
     """Return a firm's stored matches, or None when none were computed yet."""
-    row = db.execute(
-        select(
-            FirmMatch.revision,
-            FirmMatch.profile_at,
-            FirmMatch.computed_at,
-            FirmMatch.eligible,
-            FirmMatch.likely,
-            FirmMatch.payload,
-        ).where(FirmMatch.enterprise_id == enterprise_id)
-    ).first()
+    row = db.connection().execute(_READ, {"enterprise_id": enterprise_id}).first()
     if row is None:
         return None
-    items, near = decode(row.payload)
-    return Stored(enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near)
+    items, near, words = _split(row.payload)
+    return Stored(
+        enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near, words
+    )
+
+
+_READ = select(  # one prepared statement: a page reads it per request
+    FirmMatch.revision,
+    FirmMatch.profile_at,
+    FirmMatch.computed_at,
+    FirmMatch.eligible,
+    FirmMatch.likely,
+    FirmMatch.payload,
+).where(FirmMatch.enterprise_id == bindparam("enterprise_id"))
 
 
 def read_many(db: Session, enterprise_ids: Sequence[int]) -> dict[int, Stored]:
@@ -106,9 +146,17 @@ def read_many(db: Session, enterprise_ids: Sequence[int]) -> dict[int, Stored]:
                 FirmMatch.payload,
             ).where(FirmMatch.enterprise_id.in_(chunk))
         ):
-            items, near = decode(row.payload)
+            items, near, words = _split(row.payload)
             out[row.enterprise_id] = Stored(
-                row.enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near
+                row.enterprise_id,
+                row.revision,
+                row.profile_at,
+                row.computed_at,
+                row.eligible,
+                row.likely,
+                items,
+                near,
+                words,
             )
     return out
 

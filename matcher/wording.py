@@ -1,0 +1,243 @@
+"""A firm's worded verdicts and change suggestions, computed by the batch and stored with its matches.
+
+A recommendation card shows the policy's verdict for the firm (✓ ✗ ? per condition, what is
+missing, what to fill in) and the page shows "what would open more policies" (`eligibility.
+best_changes` over the firm's best undecided policies and near misses). Judging rule trees and
+searching changes per request cost milliseconds, so the batch does both for every stored candidate
+and near miss (`word_firm`) and packs the result with the firm's matches (`store.encode`). A page
+uses a stored verdict only while it is exactly what judging now would give:
+
+* the same day (`day`: ages, qualification expiry and the nightly run move with the date),
+* the same profile (the row's `profile_at`) and the same firm tags (`tags`, a digest),
+* the same policy version (per verdict): an edited rule is judged again, never served from before.
+
+Anything else is judged when read, as before. The change suggestions are stored with the
+`(policy, version)` window they were computed from (`window`); a page whose window differs (new
+feedback hid one of them, a policy was edited or closed) computes them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from matcher import eligibility
+from matcher.eligibility import ELIGIBLE, PolicyVerdict
+
+WINDOW = 20  # best undecided or near-miss policies that feed "what would open more policies"
+FORMAT = 1
+_STATUS_NAMES: dict[int, eligibility.Status] = {
+    2: eligibility.ELIGIBLE,
+    1: eligibility.LIKELY,
+    0: eligibility.INELIGIBLE,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One judged condition as a card shows it (the stored form of `eligibility.ConditionResult`)."""
+
+    path: str
+    field: str
+    state: str
+    reason: str
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A stored policy verdict with what a card shows (the stored form of `eligibility.PolicyVerdict`)."""
+
+    status: eligibility.Status
+    conditions: list[Condition]
+    missing: list[Condition]
+    fields_to_fill: list[str]
+    summary: str
+
+
+@dataclass
+class Words:
+    """A firm's stored wording, decoded (each verdict only when asked for)."""
+
+    day: dt.date
+    tags: int  # `tag_digest` of the firm's tags when worded
+    rows: dict[int, list[Any]]  # policy id → its stored row (see `_verdict_row`)
+    window: list[tuple[int, int]]  # (policy id, version) the changes were computed from, in order
+    changes: list[eligibility.Change]
+
+    def verdict(self, policy_id: int, version: int) -> Verdict | None:
+        """Return the stored verdict of a policy if it was judged at this version."""
+        row = self.rows.get(policy_id)
+        if row is None or row[1] != version:
+            return None
+        return _verdict(row)
+
+    def status(self, policy_id: int, version: int) -> eligibility.Status | None:
+        """Return the stored status of a policy if it was judged at this version (no verdict built)."""
+        row = self.rows.get(policy_id)
+        return _STATUS_NAMES[row[2]] if row is not None and row[1] == version else None
+
+    @property
+    def verdicts(self) -> dict[int, tuple[int, Verdict]]:
+        """Return every stored verdict: policy id → (policy version, verdict)."""
+        return {pid: (row[1], _verdict(row)) for pid, row in self.rows.items()}
+
+
+def _verdict(row: list[Any]) -> Verdict:
+    _, _, code, summary, rows, missing, to_fill = row
+    conditions = [Condition(path, field, state, reason, tuple(needs)) for path, field, state, reason, needs in rows]
+    return Verdict(_STATUS_NAMES[code], conditions, [conditions[k] for k in missing], to_fill, summary)
+
+
+def tag_digest(tags: Iterable[str]) -> int:
+    """Return a digest of a set of tag names (the firm's facts include its tags)."""
+    return zlib.crc32("\n".join(sorted(tags)).encode())
+
+
+def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
+    """Return the policies that may feed the change suggestions, best first: the likely ones and the near misses."""
+    ranked = [(float(i["base"]), int(i["policy"])) for i in items if int(i["status"]) == 1]
+    ranked += [(float(n["base"]), int(n["policy"])) for n in near]
+    ranked.sort(key=lambda x: (-x[0], x[1]))
+    return [pid for _, pid in ranked]
+
+
+def window(candidates: Sequence[int], status_of: Callable[[int], str | None], hidden: set[int]) -> list[int]:
+    """Return the first `WINDOW` policies of the pool not hidden, still open and not eligible.
+
+    `status_of` gives a policy's status, or None when the policy is no longer open.
+    """
+    out: list[int] = []
+    for pid in candidates:
+        if pid in hidden:
+            continue
+        status = status_of(pid)
+        if status is None:
+            continue
+        if status != ELIGIBLE:
+            out.append(pid)
+        if len(out) >= WINDOW:
+            break
+    return out
+
+
+# ---------------------------------------------------------------- batch side
+
+
+def word_firm(
+    *,
+    day: dt.date,
+    tags: Iterable[str],
+    facts: Mapping[str, Any],
+    policies: Mapping[int, tuple[int, dict[str, Any] | None]],
+    items: np.ndarray,
+    near: np.ndarray,
+    hidden: set[int],
+) -> bytes:
+    """Judge a firm's stored candidates and near misses and find its changes; return them serialised.
+
+    `policies` maps a policy id to (version, rules) for every open policy.
+    """
+    verdicts: dict[int, PolicyVerdict] = {}
+    for pid in [int(p) for p in items["policy"]] + [int(p) for p in near["policy"]]:
+        if pid not in verdicts:
+            verdicts[pid] = eligibility.evaluate(policies[pid][1], facts, today=day)
+    chosen = window(pool(items, near), lambda pid: verdicts[pid].status if pid in verdicts else None, hidden)
+    changes = eligibility.best_changes({pid: verdicts[pid] for pid in chosen})
+    return pack(
+        day=day,
+        tags=tag_digest(tags),
+        verdicts=[(pid, policies[pid][0], v) for pid, v in verdicts.items()],
+        window=[(pid, policies[pid][0]) for pid in chosen],
+        changes=changes,
+    )
+
+
+def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict) -> list[Any]:
+    index = {id(c): k for k, c in enumerate(v.conditions)}
+    return [
+        pid,
+        version,
+        eligibility.STATUS_CODES[v.status],
+        v.summary,
+        [[c.path, c.field, c.state, c.reason, list(c.needs)] for c in v.conditions],
+        [index[id(c)] for c in v.missing],
+        list(v.fields_to_fill),
+    ]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def pack(
+    *,
+    day: dt.date,
+    tags: int,
+    verdicts: Iterable[tuple[int, int, PolicyVerdict | Verdict]],
+    window: Sequence[tuple[int, int]],
+    changes: Sequence[eligibility.Change],
+) -> bytes:
+    """Serialise a firm's wording (stored compressed by `store.encode`)."""
+    return orjson.dumps(
+        {
+            "f": FORMAT,
+            "d": day.toordinal(),
+            "t": tags,
+            "v": [_verdict_row(pid, version, v) for pid, version, v in verdicts],
+            "w": [[pid, version] for pid, version in window],
+            "c": [
+                [c.kind, c.description, c.field, _plain(c.target), list(c.policy_ids), list(c.fields)] for c in changes
+            ],
+        }
+    )
+
+
+# ---------------------------------------------------------------- read side
+
+
+def unpack(raw: bytes) -> Words | None:
+    """Decode serialised wording; None when there is none or its format is not this one."""
+    if not raw:
+        return None
+    data = orjson.loads(raw)
+    if data.get("f") != FORMAT:
+        return None
+    changes = [
+        eligibility.Change(
+            kind=kind, description=text, field=field, target=target, policy_ids=ids, fields=tuple(fields)
+        )
+        for kind, text, field, target, ids, fields in data["c"]
+    ]
+    return Words(
+        day=dt.date.fromordinal(data["d"]),
+        tags=data["t"],
+        rows={row[0]: row for row in data["v"]},
+        window=[(pid, version) for pid, version in data["w"]],
+        changes=changes,
+    )
+
+
+def patch(raw: bytes, *, policy_id: int, version: int, verdict: PolicyVerdict | None) -> bytes:
+    """Replace (or, with None, drop) one policy's stored verdict; the stored changes stay as they were.
+
+    A page compares the changes' window with the current versions, so changes computed from the
+    policy's former rules are never served: they are computed again when read.
+    """
+    data = orjson.loads(raw) if raw else None
+    if not data or data.get("f") != FORMAT:
+        return b""
+    data["v"] = [row for row in data["v"] if row[0] != policy_id]
+    if verdict is not None:
+        data["v"].append(_verdict_row(policy_id, version, verdict))
+    return orjson.dumps(data)

@@ -1,0 +1,188 @@
+"""The wording the batch stores with each firm's matches must be exactly what judging when read gives.
+
+Pages read the worded verdicts and change suggestions from the stored row (`matcher.wording`); the
+reference is the same page with every verdict judged now (`recommend(..., reword=True)`). Compared
+as the API shapes them (cards, reasons, suggestions), for firms of different profiles, before and
+after a policy edit (stale until re-matched: the edited rule is judged again, never read), after
+feedback that hides a policy the suggestions came from, and after a profile change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from auth.models import Role
+from auth.service import Principal
+from catalog import service as catalog_service
+from catalog.schemas import PolicyUpdate, TagIn
+from core.db import InSession
+from matcher import recommend, router, runs, store, wording
+from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
+from profiles import service as profiles_service
+from profiles.schemas import EnterpriseUpdate
+from tests import factories
+
+ALL = (ELIGIBLE, LIKELY, INELIGIBLE)
+RULES: list[dict[str, Any]] = [
+    {"all": [{"field": "region_code", "op": "within_region", "value": ["442000"]}]},
+    {"all": [{"field": "rd_ratio", "op": "gte", "value": 5}, {"field": "employees", "op": "lte", "value": 300}]},
+    {"all": [{"field": "rd_ratio", "op": "gte", "value": 3}]},
+    {"all": [{"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}]},
+    {
+        "any": [
+            {"field": "annual_revenue", "op": "gte", "value": 5000},
+            {"field": "employees", "op": "gte", "value": 100},
+        ]
+    },
+    {
+        "all": [
+            {"field": "years_established", "op": "gte", "value": 3},
+            {"field": "total_assets", "op": "lt", "value": 8000},
+        ]
+    },
+    {"not": {"field": "industry_code", "op": "prefix", "value": ["C39"]}},
+    {
+        "all": [
+            {"field": "established_on", "op": "years_since_lte", "value": 10},
+            {"field": "rd_expense", "op": "gt", "value": 100},
+        ]
+    },
+    {
+        "all": [
+            {"field": "employees", "op": "between", "value": [20, 60]},
+            {"field": "rd_ratio", "op": "gte", "value": 8},
+        ]
+    },
+]
+
+
+def _shaped(page: recommend.Page, today: dt.date) -> dict[str, Any]:
+    return {
+        "items": [router._recommendation(r, today, page.feedback) for r in page.items],
+        "changes": router._changes(page.changes),
+        "total": page.total,
+        "state": page.state,
+    }
+
+
+def _both(db, matcher, firm_id: int) -> tuple[recommend.Page, dict[str, Any], dict[str, Any]]:  # type: ignore[no-untyped-def]
+    today = dt.date.today()
+    kw = {"db": db, "matcher": matcher, "enterprise_id": firm_id, "include": ALL, "limit": 200, "today": today}
+    stored = recommend.recommend(**kw)
+    fresh = recommend.recommend(**kw, reword=True)
+    return stored, _shaped(stored, today), _shaped(fresh, today)
+
+
+def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
+    """Compare two shaped pages, item by item first so that a difference shows where it is."""
+    for a, b in zip(stored["items"], fresh["items"], strict=True):
+        assert a == b
+    assert stored["changes"] == fresh["changes"]
+    return stored == fresh
+
+
+def _setup(db) -> tuple[list[Any], list[Any]]:  # type: ignore[no-untyped-def]
+    catalog_service.create_tag(db=db, tag_in=TagIn(name="高新技术企业", kind="qualification", synonyms=["高企"]))
+    catalog_service.create_tag(db=db, tag_in=TagIn(name="租金减免", kind="benefit", synonyms=["房租补贴"]))
+    policies = [
+        factories.make_policy(db, publish=True, rules=rules, tags=["租金减免"] if k % 3 == 0 else [])
+        for k, rules in enumerate(RULES)
+    ]
+    firms = [
+        factories.make_enterprise(db, rd_expense=96, annual_revenue=3000),  # 3.2 %: near misses
+        factories.make_enterprise(db, rd_expense=None, employees=None),  # unknowns: likely, fields to fill
+        factories.make_enterprise(
+            db, rd_expense=400, annual_revenue=4000, employees=40, needs="厂房租金压力大，想申请房租补贴"
+        ),
+        factories.make_enterprise(db, industry_code="C3872", established_on=dt.date(2024, 1, 1), total_assets=None),
+    ]
+    return policies, firms
+
+
+def test_stored_wording_equals_judging_now_before_and_after_a_policy_edit(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    policies, firms = _setup(db)
+    factories.match(db, matcher)
+    for firm in firms:
+        page, stored, fresh = _both(db, matcher, firm.id)
+        assert page.state == "ready" and page.items
+        assert _same(stored, fresh)
+        assert page.judged == 0  # every verdict and the suggestions came from the stored row
+    assert any(_both(db, matcher, f.id)[1]["changes"] for f in firms)
+    assert any(i["status"] == LIKELY for f in firms for i in _both(db, matcher, f.id)[1]["items"])
+
+    # An edit of a rule: pages are stale until the worker re-matches; the edited rule is judged when read.
+    edited = policies[2]
+    catalog_service.update_policy(
+        db=db,
+        policy_id=edited.id,
+        policy_in=PolicyUpdate(rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 2}]}),
+        actor=None,
+    )
+    matcher.policy_sets.clear()
+    for firm in firms:
+        page, stored, fresh = _both(db, matcher, firm.id)
+        assert _same(stored, fresh)
+        shown = [r for r in page.items if r.policy.id == edited.id]
+        for r in shown:
+            assert not isinstance(r.verdict, wording.Verdict)  # judged with the new rule, never read from before
+            assert all("≥ 2%" in c.reason for c in r.verdict.conditions)
+
+    # The worker's pass for the edited policy patches each row's wording for that policy.
+    factories.match(db, matcher)
+    for firm in firms:
+        page, stored, fresh = _both(db, matcher, firm.id)
+        assert _same(stored, fresh)
+        for r in page.items:
+            if r.policy.id == edited.id:
+                assert isinstance(r.verdict, wording.Verdict)
+
+
+def test_feedback_and_profile_changes_fall_back_to_judging(db, matcher, client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    _, firms = _setup(db)
+    factories.match(db, matcher)
+    firm = firms[0]
+    page, stored, fresh = _both(db, matcher, firm.id)
+    assert _same(stored, fresh) and stored["changes"]
+    raw = store.words_of(store.read(db, firm.id).words)
+    words = wording.unpack(raw)
+    assert words is not None and words.window
+    # The firm calls a policy its suggestions came from not relevant: the suggestions are computed again.
+    hidden = words.window[0][0]
+    headers = auth_headers(Role.enterprise, enterprise_id=firm.id)
+    r = client.post(
+        "/api/v1/enterprises/me/feedback", json={"policy_id": hidden, "action": "not_relevant"}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    page, stored, fresh = _both(db, matcher, firm.id)
+    assert _same(stored, fresh) and hidden not in [i["policy"]["id"] for i in stored["items"]]
+    assert all(hidden not in c["policy_ids"] for c in stored["changes"])
+    # The batch takes that feedback into account: after a re-match nothing is judged when read.
+    runs.rematch_firms(InSession(db), matcher, [firm.id])
+    page, stored, fresh = _both(db, matcher, firm.id)
+    assert _same(stored, fresh) and page.judged == 0
+
+    # A profile change: stale, every reason judged from the new profile.
+    profiles_service.update_enterprise(
+        db=db,
+        enterprise_id=firm.id,
+        enterprise_in=EnterpriseUpdate(rd_expense=200),
+        actor=Principal(id=1, role=Role.enterprise, name="企业", enterprise_id=firm.id),
+    )
+    page, stored, fresh = _both(db, matcher, firm.id)
+    assert page.state == "stale" and stored == fresh and page.judged > 0
+
+
+def test_rows_without_wording_are_still_served(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    """A row written before wording was stored (format 1) is read, its reasons judged when read."""
+    _, firms = _setup(db)
+    factories.match(db, matcher)
+    firm = firms[2]
+    row = store.read(db, firm.id)
+    legacy = store._HEADER.pack(1, len(row.items), len(row.near)) + row.items.tobytes() + row.near.tobytes()
+    from matcher.models import FirmMatch
+
+    db.get(FirmMatch, firm.id).payload = legacy
+    db.flush()
+    page, stored, fresh = _both(db, matcher, firm.id)
+    assert _same(stored, fresh) and page.judged > 0
