@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +56,14 @@ class Stored:
     near: np.ndarray  # NEAR records, best first
 
 
+def header(items: int, near: int) -> bytes:
+    """Return a payload's header for this many candidates and near misses (records follow it)."""
+    return _HEADER.pack(FORMAT, items, near)
+
+
 def encode(items: np.ndarray, near: np.ndarray) -> bytes:
     """Pack candidates and near misses (ITEM and NEAR records) into a payload."""
-    return _HEADER.pack(FORMAT, len(items), len(near)) + items.astype(ITEM).tobytes() + near.astype(NEAR).tobytes()
+    return header(len(items), len(near)) + items.astype(ITEM).tobytes() + near.astype(NEAR).tobytes()
 
 
 def decode(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -154,13 +159,22 @@ def write(db: Session, rows: Sequence[Row]) -> int:
     return len(rows)
 
 
-def _copy(db: Session, rows: Iterable[Row], now: dt.datetime) -> None:
+def _copy(db: Session, rows: Sequence[Row], now: dt.datetime) -> None:
+    """COPY the rows in text format, built as one buffer per few thousand rows (no per-value adaptation)."""
     cursor = driver_cursor(db.connection())
+    at = now.isoformat()
     with cursor.copy(
         "COPY firm_match (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload) FROM STDIN"
     ) as copy:
-        for r in rows:
-            copy.write_row((r.enterprise_id, r.revision, r.profile_at, now, r.eligible, r.likely, r.payload))
+        for start in range(0, len(rows), 5_000):
+            # bytea as hex; COPY's text format reads a backslash as an escape, hence "\\x".
+            copy.write(
+                "".join(
+                    f"{r.enterprise_id}\t{r.revision}\t{r.profile_at.isoformat()}\t{at}\t{r.eligible}\t{r.likely}"
+                    f"\t\\\\x{r.payload.hex()}\n"
+                    for r in rows[start : start + 5_000]
+                ).encode()
+            )
 
 
 def remove(db: Session, enterprise_ids: Sequence[int]) -> None:
