@@ -400,6 +400,7 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                 "firms",
                 "engine",
                 "wall s",
+                "CPU s",
                 "rows",
                 "items",
                 "chunks",
