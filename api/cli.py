@@ -554,6 +554,7 @@ def match(
     changed: Annotated[bool, typer.Option("--changed", help="只重算有变动的企业和政策（默认）")] = False,
     engine: Annotated[Engine, typer.Option(help="在本机运行，或在 Ray 集群上运行（需 PostgreSQL）")] = Engine.local,
     address: Annotated[str | None, typer.Option(help="Ray 集群地址，如 ray://head:10001；缺省则启动本机 Ray")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="本机引擎并行进程数（仅 --all）")] = 1,
 ) -> None:
     """Match every firm against every open policy and store each firm's best (the worker also does this)."""
     from matcher import engine as matcher_engine
@@ -578,11 +579,13 @@ def match(
                 bar.update(tasks[kind], completed=done, total=total)
 
             if all_:
-                chunk_engine = None
+                chunk_engine: runs.ChunkEngine | None = None
                 if engine == Engine.ray:
                     from matcher import ray_engine
 
                     chunk_engine = ray_engine.RayEngine(settings, address=address)
+                elif workers > 1:
+                    chunk_engine = runs.ProcessEngine(database, workers)
                 report = runs.rematch_all(database, matcher, progress=step, engine=chunk_engine)
             else:
                 report = runs.rematch_changed(database, matcher, progress=step)

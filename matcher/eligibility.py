@@ -949,8 +949,27 @@ _ARRAY_OPERATORS: dict[str, Callable[[np.ndarray, Any, dt.date], np.ndarray]] = 
 }
 
 
-def _condition_many(node: Mapping[str, Any], frame: FactsFrame, today: dt.date) -> tuple[np.ndarray, np.ndarray]:
-    """Return (truth of op where known, known) for one condition over every firm."""
+def _freeze(value: Any) -> Any:
+    """Return a hashable stand-in for a rule value (lists become tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+TableCache = dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
+"""Per-distinct-value answers of scalar operators, shared by the policies judged over one frame."""
+
+
+def _condition_many(
+    node: Mapping[str, Any], frame: FactsFrame, today: dt.date, cache: TableCache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (truth of op where known, known) for one condition over every firm.
+
+    `cache`, when given, keeps each (field, operator, value)'s answer per distinct firm value, so
+    policies repeating a condition over the same frame (or slices of it) run the operator once.
+    """
     field, op, value = node["field"], node["op"], node["value"]
     if op not in OPERATORS:
         raise ValueError(f"不支持的运算符 {op}")
@@ -975,9 +994,17 @@ def _condition_many(node: Mapping[str, Any], frame: FactsFrame, today: dt.date) 
     if field not in frame.categories:
         return none, none
     uniques, idx = frame.categories[field]
-    # Run the operator itself once per distinct value; the extra last slot answers for unknown (-1).
-    table = np.fromiter((OPERATORS[op](u, value, today) for u in uniques), dtype=bool, count=len(uniques))
-    return np.append(table, False)[idx], idx >= 0
+    key = (field, op, _freeze(value), today) if cache is not None else None
+    hit = cache.get(key) if cache is not None and key is not None else None
+    if hit is not None and hit[0] is uniques:
+        table = hit[1]
+    else:
+        # Run the operator itself once per distinct value; the extra last slot answers for unknown (-1).
+        truth = np.fromiter((OPERATORS[op](u, value, today) for u in uniques), dtype=bool, count=len(uniques))
+        table = np.append(truth, False)
+        if cache is not None and key is not None:
+            cache[key] = (uniques, table)
+    return table[idx], idx >= 0
 
 
 def _node_many(
@@ -987,10 +1014,11 @@ def _node_many(
     path: str,
     negated: bool,
     leaves: dict[str, np.ndarray] | None,
+    cache: TableCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (met, known) arrays for a node; record leaf states when ``leaves`` is given."""
     if _is_condition(node):
-        truth, known = _condition_many(node, frame, today)
+        truth, known = _condition_many(node, frame, today, cache)
         met = known & truth
         if leaves is not None:
             holds = known & (truth != negated)
@@ -999,10 +1027,10 @@ def _node_many(
             ).astype(np.int8)
         return met, known
     if "not" in node:
-        met, known = _node_many(node["not"], frame, today, f"{path}.not", not negated, leaves)
+        met, known = _node_many(node["not"], frame, today, f"{path}.not", not negated, leaves, cache)
         return known & ~met, known
     key = "all" if "all" in node else "any"
-    parts = [_node_many(c, frame, today, f"{path}.{key}[{i}]", negated, leaves) for i, c in enumerate(node[key])]
+    parts = [_node_many(c, frame, today, f"{path}.{key}[{i}]", negated, leaves, cache) for i, c in enumerate(node[key])]
     if key == "all":
         met = np.logical_and.reduce([m for m, _ in parts])
         failed = np.logical_or.reduce([k & ~m for m, k in parts])
@@ -1023,14 +1051,15 @@ def evaluate_many(rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: 
 
 
 def evaluate_with_states(
-    rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: dt.date
+    rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: dt.date, cache: TableCache | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return status codes (as `evaluate_many`) and condition states (conditions × firms, int8 as
-    `condition_states_many`, in document order) from one pass over the tree."""
+    `condition_states_many`, in document order) from one pass over the tree. `cache` (a dict kept
+    while judging many policies over one frame) spares repeating scalar operators."""
     if rules is None:
         return np.full(frame.size, STATUS_CODES[ELIGIBLE], dtype=np.int8), np.zeros((0, frame.size), dtype=np.int8)
     leaves: dict[str, np.ndarray] = {}
-    met, known = _node_many(rules, frame, today, "rules", False, leaves)
+    met, known = _node_many(rules, frame, today, "rules", False, leaves, cache)
     out = np.full(frame.size, STATUS_CODES[LIKELY], dtype=np.int8)
     out[met] = STATUS_CODES[ELIGIBLE]
     out[known & ~met] = STATUS_CODES[INELIGIBLE]

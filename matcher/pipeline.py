@@ -37,7 +37,7 @@ from matcher.ranking import NO_CONDITIONS_SCORE, Weights
 TOP_N = 50  # candidates kept per firm: pages of 20 with room for feedback to reorder
 NEAR_N = 20  # near misses kept per firm: they feed "what would open more policies"
 POLICY_BLOCK = 256  # policies per block: bounds the firms × policies temporaries
-PRUNE_AT = 4_000_000  # candidates held before they are cut down to each firm's best
+PRUNE_AT = 1_000_000  # candidates held before they are first cut down to each firm's best
 
 
 @dataclass
@@ -161,47 +161,79 @@ def _aware(value: Any) -> dt.datetime:
 
 
 class _Candidates:
-    """Scored (firm row, policy) pairs of a chunk, cut to each firm's best now and then."""
+    """Scored (firm row, policy) pairs of a chunk, cut to each firm's best now and then.
+
+    After each cut, a firm holding its full `TOP_N` (or `NEAR_N`) knows the lowest base it keeps;
+    a new pair scoring below it can never be kept (ties are kept: the lower policy index wins
+    them), so it is dropped on arrival and the held pairs stay few.
+    """
 
     _FIELDS = ("row", "policy", "status", "rules", "tags", "semantic", "cosine", "base")
 
-    def __init__(self) -> None:
+    def __init__(self, n: int) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
         self.near: list[tuple[np.ndarray, ...]] = []  # (row, policy, base) each
         self.held = 0
+        self.kept = 0  # pairs held right after the last cut
+        self.floor = np.full(n, -np.inf)  # per row: the lowest base of a full top-N, else -inf
+        self.near_floor = np.full(n, -np.inf)
 
     def add(self, *columns: np.ndarray) -> None:
+        keep = columns[-1] >= self.floor[columns[0]]
+        if not keep.all():
+            columns = tuple(c[keep] for c in columns)
         if len(columns[0]):
             self.parts.append(columns)
             self.held += len(columns[0])
 
     def add_near(self, row: np.ndarray, policy: np.ndarray, base: np.ndarray) -> None:
+        keep = base >= self.near_floor[row]
+        if not keep.all():
+            row, policy, base = row[keep], policy[keep], base[keep]
         if len(row):
             self.near.append((row, policy, base))
             self.held += len(row)
 
     def prune(self) -> None:
-        if self.held >= PRUNE_AT:
-            self.parts = [self._best(self.parts, TOP_N)] if self.parts else []
-            self.near = [self._best(self.near, NEAR_N)] if self.near else []
-            self.held = sum(len(p[0]) for p in self.parts) + sum(len(p[0]) for p in self.near)
+        if self.held < max(PRUNE_AT, 2 * self.kept):
+            return
+        if self.parts:
+            best, last = self._best(self.parts, TOP_N)
+            self.parts = [best]
+            self.floor[best[0][last]] = best[-1][last]
+        if self.near:
+            best, last = self._best(self.near, NEAR_N)
+            self.near = [best]
+            self.near_floor[best[0][last]] = best[-1][last]
+        self.held = self.kept = sum(len(p[0]) for p in self.parts) + sum(len(p[0]) for p in self.near)
 
     @staticmethod
-    def _best(parts: Sequence[tuple[np.ndarray, ...]], keep: int) -> tuple[np.ndarray, ...]:
-        """Keep each firm's `keep` best pairs: highest base first, then lowest policy index; sorted by firm."""
-        columns = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+    def _best(parts: Sequence[tuple[np.ndarray, ...]], keep: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """Keep each firm's `keep` best pairs: highest base first, then lowest policy index; sorted by firm.
+
+        Also return the positions (in the result) of each full firm's last kept pair.
+        """
+        columns = [
+            np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i] for i in range(len(parts[0]))
+        ]
         row, policy, base = columns[0], columns[1], columns[-1]
         order = np.lexsort((policy, -base, row))
         row_sorted = row[order]
-        rank = np.arange(len(order)) - np.searchsorted(row_sorted, row_sorted, side="left")
-        kept = order[rank < keep]
-        return tuple(c[kept] for c in columns)
+        first = np.empty(len(order), dtype=bool)
+        first[:1] = True
+        np.not_equal(row_sorted[1:], row_sorted[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+        chosen = rank < keep
+        kept = order[chosen]
+        last = np.flatnonzero(rank[chosen] == keep - 1)
+        return tuple(c[kept] for c in columns), last
 
     def select(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
         empty_items = tuple(np.zeros(0, dtype=t) for t in (np.int64, np.int64, np.int8) + (np.float64,) * 5)
         empty_near = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
-        items = self._best(self.parts, TOP_N) if self.parts else empty_items
-        near = self._best(self.near, NEAR_N) if self.near else empty_near
+        items = self._best(self.parts, TOP_N)[0] if self.parts else empty_items
+        near = self._best(self.near, NEAR_N)[0] if self.near else empty_near
         return items, near
 
 
@@ -237,12 +269,19 @@ def _rows(
     n = len(chunk)
     item_bounds = np.searchsorted(firm_of_item, np.arange(n + 1))
     near_bounds = np.searchsorted(firm_of_near, np.arange(n + 1))
+    # Payloads cut from two buffers (what `store.encode` packs per firm, without a numpy call per firm),
+    # each ending with the firm's worded verdicts and suggestions (what a page shows without judging).
     firm_facts = chunk.facts(ctx.today)
     versions = {p.id: (p.version, p.rules) for p in ctx.policies.policies}
+    item_bytes, near_bytes = items.astype(store.ITEM).tobytes(), near.astype(store.NEAR).tobytes()
+    isz, nsz = store.ITEM.itemsize, store.NEAR.itemsize
+    ib, nb = item_bounds.tolist(), near_bounds.tolist()
+    ids, el, lk = chunk.ids.tolist(), eligible.tolist(), likely.tolist()
+    header, words_section = store.header, store.words_section
     out = []
     for i in range(n):
-        firm_items = items[item_bounds[i] : item_bounds[i + 1]]
-        firm_near = near[near_bounds[i] : near_bounds[i + 1]]
+        firm_items = items[ib[i] : ib[i + 1]]
+        firm_near = near[nb[i] : nb[i + 1]]
         words = wording.word_firm(
             day=ctx.today,
             tags=chunk.tags[i],
@@ -252,15 +291,17 @@ def _rows(
             near=firm_near,
             hidden=set(chunk.hidden[i]),
         )
-        payload = store.encode(firm_items, firm_near, words)
         out.append(
             store.Row(
-                enterprise_id=int(chunk.ids[i]),
+                enterprise_id=ids[i],
                 revision=ctx.revision,
                 profile_at=chunk.profile_at[i],
-                eligible=int(eligible[i]),
-                likely=int(likely[i]),
-                payload=payload,
+                eligible=el[i],
+                likely=lk[i],
+                payload=header(ib[i + 1] - ib[i], nb[i + 1] - nb[i])
+                + item_bytes[ib[i] * isz : ib[i + 1] * isz]
+                + near_bytes[nb[i] * nsz : nb[i + 1] * nsz]
+                + words_section(words),
             )
         )
     return out
@@ -326,7 +367,11 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
             groups.setdefault(tuple((a, b) for a, b in runs), []).append(j)
     eligible = np.zeros(n, dtype=np.int64)
     likely = np.zeros(n, dtype=np.int64)
-    candidates = _Candidates()
+    candidates = _Candidates(n)
+    cache: eligibility.TableCache = {}
+    w = ctx.weights
+    span = max(w.semantic_ceiling - w.semantic_floor, 1e-6)
+    assert ps.vectors is not None
     for spans, members in groups.items():
         member_index = np.asarray(members, dtype=np.int64)
         for a, b in spans:
@@ -334,33 +379,44 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
             for b0 in range(0, len(member_index), POLICY_BLOCK):
                 block = member_index[b0 : b0 + POLICY_BLOCK]
                 status = np.empty((len(block), b - a), dtype=np.int8)
-                rules = np.empty((len(block), b - a), dtype=np.float64)
+                met = np.zeros((len(block), b - a), dtype=np.int32)  # conditions met
                 near = np.zeros((len(block), b - a), dtype=bool)
+                conditions = np.zeros(len(block), dtype=np.int64)
                 for k, j in enumerate(block):
-                    st, states = eligibility.evaluate_with_states(ps.policies[j].rules, sub, today=today)
+                    st, states = eligibility.evaluate_with_states(ps.policies[j].rules, sub, today=today, cache=cache)
                     status[k] = st
-                    if not len(states):
-                        rules[k] = NO_CONDITIONS_SCORE
+                    c = len(states)
+                    if not c:
                         continue
-                    share = (states == 2).mean(axis=0)
-                    rules[k] = np.where(
-                        st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
-                    )
-                    near[k] = (st == 0) & ((states == 0).sum(axis=0) == 1) & ((states == 1).sum(axis=0) == 0)
-                tags, semantic, cosine, base = _scores(ctx, status, rules, block, fv[a:b], has[a:b], firm_tags[a:b])
-                good_rows, good_cols = np.nonzero(status.T >= 1)
-                candidates.add(
-                    a + good_rows,
-                    block[good_cols],
-                    status.T[good_rows, good_cols],
-                    rules.T[good_rows, good_cols],
-                    tags[good_rows, good_cols],
-                    semantic[good_rows, good_cols],
-                    cosine[good_rows, good_cols],
-                    base[good_rows, good_cols],
+                    conditions[k] = c
+                    met[k] = (states == 2).sum(axis=0)
+                    # Ineligible on exactly one condition, none unknown: c − 1 met and the states sum to 2(c − 1).
+                    near[k] = (st == 0) & (met[k] == c - 1) & (states.sum(axis=0, dtype=np.int32) == 2 * (c - 1))
+                # Only pairs kept as candidates or near misses are scored; the products stay one GEMM per block.
+                gk, gi = np.nonzero(status >= 1)
+                nk, ni = np.nonzero(near)
+                kk = np.concatenate([gk, nk])
+                ii = np.concatenate([gi, ni])
+                cosine = (fv[a:b] @ ps.vectors[block].T)[ii, kk].astype(np.float64)
+                semantic = np.clip(np.round((cosine - w.semantic_floor) / span, 4), 0.0, 1.0)
+                missing = ~has[a:b][ii]
+                semantic[missing] = 0.0
+                cosine[missing] = np.nan
+                if len(ps.tag_names):
+                    tags = np.round((firm_tags[a:b] @ ps.tag_weights[:, block].astype(np.float64))[ii, kk], 4)
+                else:
+                    tags = np.zeros(len(ii))
+                st = status[kk, ii]
+                count = conditions[kk]
+                share = met[kk, ii] / np.maximum(count, 1)
+                rules = np.where(
+                    st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
                 )
-                near_rows, near_cols = np.nonzero(near.T)
-                candidates.add_near(a + near_rows, block[near_cols], base[near_rows, near_cols])
+                rules[count == 0] = NO_CONDITIONS_SCORE
+                base = w.rules * rules + w.tags * tags + w.semantic * semantic
+                g = len(gk)
+                candidates.add(a + gi, block[gk], st[:g], rules[:g], tags[:g], semantic[:g], cosine[:g], base[:g])
+                candidates.add_near(a + ni, block[nk], base[g:])
                 eligible[a:b] += (status == 2).sum(axis=0)
                 likely[a:b] += (status == 1).sum(axis=0)
                 pol_eligible[block] += (status == 2).sum(axis=1)
@@ -390,7 +446,7 @@ def score_few(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, 
     )
     status = judged.status.T
     good_rows, good_cols = np.nonzero((status >= 1) & allowed)
-    candidates = _Candidates()
+    candidates = _Candidates(n)
     candidates.add(
         good_rows,
         good_cols,

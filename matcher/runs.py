@@ -14,6 +14,7 @@ as long as it writes the same rows — tests hold the engines to identical resul
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import math
@@ -212,6 +213,46 @@ class LocalEngine:
             if _stop(self.should_stop):
                 return
             yield k, process_chunk(self.database, ctx, run_id, k)
+
+
+_WORKER: dict[str, Any] = {}  # a process engine's worker: its database and the run's context
+
+
+def _worker_start(url: str, ctx: pipeline.Context) -> None:
+    _WORKER["database"] = Database(url)
+    _WORKER["ctx"] = ctx
+
+
+def _worker_chunk(run_id: int, chunk_no: int) -> tuple[int, int]:
+    return chunk_no, process_chunk(_WORKER["database"], _WORKER["ctx"], run_id, chunk_no)
+
+
+class ProcessEngine:
+    """Runs the chunks of a full run in `workers` processes of this machine, forked with the run's context.
+
+    The same chunk function as `LocalEngine`, so the same rows; chunks finish out of order, each
+    committed with its checkpoint. For the command line (`huiqi match --all --workers N`): the
+    parent forks, so it must hold no open transaction and no threads of its own.
+    """
+
+    def __init__(self, database: Database, workers: int, should_stop: StopFn | None = None) -> None:
+        self.database = database
+        self.workers = workers
+        self.should_stop = should_stop
+
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
+        import multiprocessing
+
+        if not chunk_numbers:
+            return
+        self.database.dispose()  # no pooled connection is shared with the children
+        fork = multiprocessing.get_context("fork")
+        with fork.Pool(min(self.workers, len(chunk_numbers)), _worker_start, (self.database.url, ctx)) as pool:
+            for done in pool.imap_unordered(functools.partial(_worker_chunk, run_id), chunk_numbers):
+                yield done
+                if _stop(self.should_stop):
+                    pool.terminate()  # a chunk cut short wrote nothing: its rows and checkpoint commit together
+                    return
 
 
 def rematch_all(

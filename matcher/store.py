@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,18 +62,27 @@ class Stored:
     words: bytes = b""  # compressed wording (format 2), decoded by matcher.wording when a page needs it
 
 
+def header(items: int, near: int) -> bytes:
+    """Return a payload's header for this many candidates and near misses (records follow it)."""
+    return _HEADER.pack(FORMAT, items, near)
+
+
+def words_section(words: bytes | None) -> bytes:
+    """Return the wording section that ends a format-2 payload (`matcher.wording.pack`, stored compressed)."""
+    packed = zlib.compress(words, 6) if words else b""
+    return _WORDS.pack(len(packed)) + packed
+
+
 def encode(items: np.ndarray, near: np.ndarray, words: bytes | None = None) -> bytes:
     """Pack candidates and near misses (ITEM and NEAR records), and their wording when given, into a payload.
 
     `words` is the serialised wording (`matcher.wording.pack`); it is stored compressed.
     """
-    packed = zlib.compress(words, 6) if words else b""
     return (
-        _HEADER.pack(FORMAT, len(items), len(near))
+        header(len(items), len(near))
         + items.astype(ITEM).tobytes()
         + near.astype(NEAR).tobytes()
-        + _WORDS.pack(len(packed))
-        + packed
+        + words_section(words)
     )
 
 
@@ -202,13 +211,22 @@ def write(db: Session, rows: Sequence[Row]) -> int:
     return len(rows)
 
 
-def _copy(db: Session, rows: Iterable[Row], now: dt.datetime) -> None:
+def _copy(db: Session, rows: Sequence[Row], now: dt.datetime) -> None:
+    """COPY the rows in text format, built as one buffer per few thousand rows (no per-value adaptation)."""
     cursor = driver_cursor(db.connection())
+    at = now.isoformat()
     with cursor.copy(
         "COPY firm_match (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload) FROM STDIN"
     ) as copy:
-        for r in rows:
-            copy.write_row((r.enterprise_id, r.revision, r.profile_at, now, r.eligible, r.likely, r.payload))
+        for start in range(0, len(rows), 5_000):
+            # bytea as hex; COPY's text format reads a backslash as an escape, hence "\\x".
+            copy.write(
+                "".join(
+                    f"{r.enterprise_id}\t{r.revision}\t{r.profile_at.isoformat()}\t{at}\t{r.eligible}\t{r.likely}"
+                    f"\t\\\\x{r.payload.hex()}\n"
+                    for r in rows[start : start + 5_000]
+                ).encode()
+            )
 
 
 def remove(db: Session, enterprise_ids: Sequence[int]) -> None:
