@@ -20,7 +20,7 @@ from core import migrate
 from core.config import Settings
 from core.db import Database
 from tests import factories
-from tests.web.browser_support import LiveSite, launched_chromium, require_chromium, watch_errors
+from tests.web.browser_support import LiveSite, launched_chromium, require_chromium, sign_in, watch_errors
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-applications"
 PASSWORD = "Browser-pass-2026"
@@ -91,17 +91,8 @@ def page(site: dict[str, Any]) -> Iterator[Any]:
     assert not errors, f"errors in the page: {errors}"
 
 
-def sign_in(page: Any, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto("/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
 def test_apply_accept_pay_and_the_firms_notices(page: Any, site: dict[str, Any]) -> None:
-    sign_in(page, "bfirm")
+    sign_in(page, "bfirm", PASSWORD)
     page.goto(f"/policies/{site['grant']}")
     page.get_by_role("button", name="已申报").click()
     status = page.locator(".application-status .app-status")
@@ -109,7 +100,7 @@ def test_apply_accept_pay_and_the_firms_notices(page: Any, site: dict[str, Any])
     assert status.inner_text() == "已申报"
     page.screenshot(path=str(ARTIFACTS / "policy-applied.png"), full_page=True)
 
-    sign_in(page, "bdesk")
+    sign_in(page, "bdesk", PASSWORD)
     page.goto(f"/staff/applications?policy_id={site['grant']}")
     page.get_by_role("link", name=site["firm"]).click()
     page.get_by_label("新状态", exact=True).select_option(label="已受理")
@@ -123,7 +114,7 @@ def test_apply_accept_pay_and_the_firms_notices(page: Any, site: dict[str, Any])
     assert "材料齐全，已受理" in page.locator(".app-history").inner_text()
     page.screenshot(path=str(ARTIFACTS / "staff-application.png"), full_page=True)
 
-    sign_in(page, "bfirm")
+    sign_in(page, "bfirm", PASSWORD)
     page.goto("/me/inbox")
     text = page.locator("main").inner_text()
     assert f"已为您兑现 12 万元：{site['grant_title']}" in text
@@ -134,7 +125,7 @@ def test_apply_accept_pay_and_the_firms_notices(page: Any, site: dict[str, Any])
 
 
 def test_exempt_confirm_then_payout_notice(page: Any, site: dict[str, Any]) -> None:
-    sign_in(page, "bdesk")
+    sign_in(page, "bdesk", PASSWORD)
     page.goto(f"/staff/exempt?policy_id={site['free']}")
     page.get_by_role("button", name="生成今日名单").click()
     page.wait_for_url(re.compile(r"/staff/exempt\?policy_id="))
@@ -146,7 +137,7 @@ def test_exempt_confirm_then_payout_notice(page: Any, site: dict[str, Any]) -> N
     page.locator("tr", has_text=site["firm"]).locator(".app-status-paid").wait_for()
     page.screenshot(path=str(ARTIFACTS / "staff-exempt.png"), full_page=True)
 
-    sign_in(page, "bfirm")
+    sign_in(page, "bfirm", PASSWORD)
     page.goto("/me/inbox")
     assert f"已为您兑现 3 万元：{site['free_title']}" in page.locator("main").inner_text()
     page.goto("/me/applications")
@@ -154,7 +145,7 @@ def test_exempt_confirm_then_payout_notice(page: Any, site: dict[str, Any]) -> N
 
 
 def test_the_dashboard_draws_payouts_with_hostile_titles_as_text(page: Any, site: dict[str, Any]) -> None:
-    sign_in(page, "bdesk")
+    sign_in(page, "bdesk", PASSWORD)
     page.goto("/dashboard")
     page.wait_for_function("() => document.documentElement.dataset.charts !== undefined")
     for chart_id in ("chart-app-departments", "chart-app-funnel", "chart-app-policies"):

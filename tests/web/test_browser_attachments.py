@@ -24,8 +24,8 @@ from core.attachments import Attachment
 from core.config import Settings
 from core.db import Database
 from tests.support import sample_files as sf
-from tests.web.browser_support import LiveSite, launched_chromium, require_chromium, watch_errors
-from tests.web.test_browser_staff import PASSWORDS, REWARD_POLICY, _load_site_data
+from tests.web.browser_support import LiveSite, launched_chromium, require_chromium, sign_in, watch_errors
+from tests.web.test_browser_staff import REWARD_POLICY, _load_site_data
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-files"
 
@@ -68,21 +68,6 @@ def page(browser: Any, site: LiveSite) -> Iterator[Any]:
     context.close()
     # The refused upload answers 422 on purpose; anything else failing in the page fails the test.
     assert not [e for e in errors if "422" not in e], f"errors in the page: {errors}"
-
-
-def sign_in_as(page: Any, username: str, password: str) -> None:
-    """Sign in through the login form (signing out whoever was in)."""
-    page.context.clear_cookies()
-    page.goto("/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
-def sign_in(page: Any, username: str) -> None:
-    """Sign in as a demo user of the staff browser tests."""
-    sign_in_as(page, username, PASSWORDS[username])
 
 
 def _download(page: Any, link: Any) -> tuple[str, bytes]:
@@ -147,7 +132,7 @@ def test_firm_files_an_enquiry_with_evidence_and_the_officer_downloads_it(page: 
     page.screenshot(path=str(ARTIFACTS / "f02-desk-case-files.png"), full_page=True)
 
     # Another department's officer (市工信局) cannot open the files.
-    sign_in_as(page, "desk_gxj", "Huiqi@desk2026")
+    sign_in(page, "desk_gxj")
     with site.database.sessionmaker() as db:
         ids = list(
             db.scalars(select(Attachment.id).where(Attachment.owner_kind == "case", Attachment.owner_id == case_id))

@@ -28,6 +28,7 @@ from tests.web.browser_support import (
     add_page_style,
     launched_chromium,
     require_chromium,
+    sign_in,
     watch_errors,
 )
 
@@ -101,20 +102,11 @@ def shoot(page: Any, name: str) -> None:
     unstick()
 
 
-def sign_in(page: Any, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto("/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
 def test_a_firm_verifies_its_phone_with_the_sms_code_then_switches_sms_on(
     page: Any, site: tuple[LiveSite, dict[str, Any]], gateway: Receiver
 ) -> None:
     live, ids = site
-    sign_in(page, "mingyuan")
+    sign_in(page, "mingyuan", PASSWORD)
     page.goto("/me/preferences")
     assert page.locator("#phone-status").inner_text() == "未设置"  # the profile's number is a landline
     # SMS cannot be switched on before the number is verified.
@@ -152,7 +144,7 @@ def test_a_firm_rates_a_policy_and_the_curator_reads_the_comment(
     page: Any, site: tuple[LiveSite, dict[str, Any]]
 ) -> None:
     live, ids = site
-    sign_in(page, "mingyuan")
+    sign_in(page, "mingyuan", PASSWORD)
     page.goto(f"/policies/{ids['policy']}")
     rating = page.locator("#rating")
     assert "还没有企业评价" in rating.inner_text()
@@ -173,7 +165,7 @@ def test_a_firm_rates_a_policy_and_the_curator_reads_the_comment(
     with live.database.sessionmaker() as db:
         assert len(db.scalars(select(PolicyRating).where(PolicyRating.policy_id == ids["policy"])).all()) == 1
 
-    sign_in(page, "curator_rating")
+    sign_in(page, "curator_rating", PASSWORD)
     page.goto("/staff/policies")
     page.get_by_role("link", name="5.0 分 · 1 条").click()
     page.wait_for_url(re.compile(r"/staff/policies/\d+/ratings"))
