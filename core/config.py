@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         description="Firm ids per chunk of a full re-match: one chunk is read, scored and written (and "
         "checkpointed) at a time; larger chunks are faster and use more memory.",
     )
+    match_wording: Literal["page", "all", "off"] = Field(
+        "page",
+        description="What a re-match stores with each firm's matches besides scores: worded verdicts of the first "
+        "page of candidates and the change suggestions (page; pages read them instead of judging), of every "
+        "stored candidate and near miss (all), or nothing (off: every page judges its cards, several ms of CPU "
+        "per request, and the batch runs several times faster). See docs/performance.md.",
+    )
     ray_workers: int = Field(
         2, ge=1, le=4096, description="Ray actors a `--engine ray` run uses (one CPU each; a cluster may have many)."
     )

@@ -49,6 +49,7 @@ class Context:
     today: dt.date
     model_id: str
     dim: int
+    wording: str = "page"  # Settings.match_wording: page, all or off
 
     @property
     def revision(self) -> int:
@@ -271,25 +272,31 @@ def _rows(
     near_bounds = np.searchsorted(firm_of_near, np.arange(n + 1))
     # Payloads cut from two buffers (what `store.encode` packs per firm, without a numpy call per firm),
     # each ending with the firm's worded verdicts and suggestions (what a page shows without judging).
-    firm_facts = chunk.facts(ctx.today)
+    firm_facts = chunk.facts(ctx.today) if ctx.wording != "off" else []
     versions = {p.id: (p.version, p.rules) for p in ctx.policies.policies}
     item_bytes, near_bytes = items.astype(store.ITEM).tobytes(), near.astype(store.NEAR).tobytes()
     isz, nsz = store.ITEM.itemsize, store.NEAR.itemsize
     ib, nb = item_bounds.tolist(), near_bounds.tolist()
     ids, el, lk = chunk.ids.tolist(), eligible.tolist(), likely.tolist()
     header, words_section = store.header, store.words_section
+    first = None if ctx.wording == "all" else wording.PAGE
     out = []
     for i in range(n):
         firm_items = items[ib[i] : ib[i + 1]]
         firm_near = near[nb[i] : nb[i + 1]]
-        words = wording.word_firm(
-            day=ctx.today,
-            tags=chunk.tags[i],
-            facts=firm_facts[i],
-            policies=versions,
-            items=firm_items,
-            near=firm_near,
-            hidden=set(chunk.hidden[i]),
+        words = (
+            None
+            if ctx.wording == "off"
+            else wording.word_firm(
+                day=ctx.today,
+                tags=chunk.tags[i],
+                facts=firm_facts[i],
+                policies=versions,
+                items=firm_items,
+                near=firm_near,
+                hidden=set(chunk.hidden[i]),
+                first=first,
+            )
         )
         out.append(
             store.Row(

@@ -88,6 +88,7 @@ def context(db: Session, matcher: Matcherlike, *, today: dt.date) -> pipeline.Co
         today=today,
         model_id=matcher.embedder.model_id,
         dim=matcher.embedder.dim,
+        wording=matcher.settings.match_wording,
     )
 
 

@@ -31,6 +31,9 @@ from matcher import eligibility
 from matcher.eligibility import ELIGIBLE, PolicyVerdict
 
 WINDOW = 20  # best undecided or near-miss policies that feed "what would open more policies"
+# Candidates worded by default (Settings.match_wording = "page"): a page shows 20, and feedback and
+# deadlines may lift a few from further down; the rest are judged when a later page is read.
+PAGE = 30
 FORMAT = 1
 _STATUS_NAMES: dict[int, eligibility.Status] = {
     2: eligibility.ELIGIBLE,
@@ -139,16 +142,29 @@ def word_firm(
     items: np.ndarray,
     near: np.ndarray,
     hidden: set[int],
+    first: int | None = None,
 ) -> bytes:
-    """Judge a firm's stored candidates and near misses and find its changes; return them serialised.
+    """Judge a firm's best candidates and find its changes; return them serialised.
 
-    `policies` maps a policy id to (version, rules) for every open policy.
+    `policies` maps a policy id to (version, rules) for every open policy. `first` limits the
+    candidates judged to the best `first` (None: every candidate and near miss); the policies that feed
+    the change suggestions are judged either way, exactly those a page would look at.
     """
     verdicts: dict[int, PolicyVerdict] = {}
-    for pid in [int(p) for p in items["policy"]] + [int(p) for p in near["policy"]]:
-        if pid not in verdicts:
-            verdicts[pid] = eligibility.evaluate(policies[pid][1], facts, today=day)
-    chosen = window(pool(items, near), lambda pid: verdicts[pid].status if pid in verdicts else None, hidden)
+
+    def judge(pid: int) -> PolicyVerdict:
+        verdict = verdicts.get(pid)
+        if verdict is None:
+            verdict = verdicts[pid] = eligibility.evaluate(policies[pid][1], facts, today=day)
+        return verdict
+
+    shown = items["policy"] if first is None else items["policy"][:first]
+    for pid in shown.tolist():
+        judge(int(pid))
+    if first is None:
+        for pid in near["policy"].tolist():
+            judge(int(pid))
+    chosen = window(pool(items, near), lambda pid: judge(pid).status, hidden)
     changes = eligibility.best_changes({pid: verdicts[pid] for pid in chosen})
     return pack(
         day=day,

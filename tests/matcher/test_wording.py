@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from auth.models import Role
 from auth.service import Principal
 from catalog import service as catalog_service
@@ -186,3 +188,27 @@ def test_rows_without_wording_are_still_served(db, matcher) -> None:  # type: ig
     db.flush()
     page, stored, fresh = _both(db, matcher, firm.id)
     assert _same(stored, fresh) and page.judged > 0
+
+
+@pytest.mark.parametrize("mode", ["page", "all", "off"])
+def test_each_wording_mode_serves_the_same_pages(db, matcher, monkeypatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """HUIQI_MATCH_WORDING trades batch CPU for request CPU; what a firm sees never changes."""
+    _, firms = _setup(db)
+    monkeypatch.setattr(matcher.settings, "match_wording", mode)
+    monkeypatch.setattr(wording, "PAGE", 2)  # "page" words only the best two candidates here
+    factories.match(db, matcher)
+    for firm in firms:
+        page, stored, fresh = _both(db, matcher, firm.id)
+        assert page.state == "ready" and _same(stored, fresh)
+        judged_now = page.judged
+        if mode == "all":
+            assert judged_now == 0
+        elif mode == "off":
+            assert judged_now == len(page.items) > 0
+        else:
+            # The first two cards and the suggestions come from the row; the rest are judged when read.
+            assert judged_now <= max(len(page.items) - 2, 0)
+            first = recommend.recommend(
+                db=db, matcher=matcher, enterprise_id=firm.id, include=ALL, limit=2, today=dt.date.today()
+            )
+            assert first.judged == 0
