@@ -14,6 +14,7 @@ from typing import Any
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from applications import service as applications_service
 from auth.models import Role
 from auth.service import principal_for_user
 from catalog import attachments as policy_files
@@ -83,7 +84,10 @@ def test_every_get_page_as_every_role_carries_the_security_headers(db, client, t
             enterprise_id=firm.id,
         ),
     )
+    application = applications_service.open_for_firm(db=db, enterprise_id=firm.id, policy_id=policy.id, actor=None)
+    assert application is not None
     ids = {
+        "application_id": application.id,
         "policy_id": policy.id,
         "case_id": case.id,
         "delivery_id": delivery,
