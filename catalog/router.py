@@ -246,17 +246,7 @@ def delete_policy(db: DbSession, settings: AppSettings, actor: CuratorUser, poli
 
 def attachment_out(row: Attachment) -> AttachmentOut:
     """Describe a policy attachment with its download address."""
-    return AttachmentOut(
-        id=row.id,
-        kind=row.kind,
-        kind_label=row.kind_label,
-        name=row.display_name,
-        content_type=row.content_type,
-        size=row.size,
-        sha256=row.sha256,
-        created_at=row.created_at,
-        download_url=f"/api/v1/policies/{row.owner_id}/attachments/{row.id}/download",
-    )
+    return AttachmentOut.of(row, f"/api/v1/policies/{row.owner_id}")
 
 
 @router.get("/policies/{policy_id}/attachments", response_model=list[AttachmentOut], tags=["政策"])

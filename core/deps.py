@@ -124,21 +124,17 @@ class Upload:
     data: bytes
 
 
-# The request body of a route taking `Upload` (FastAPI cannot see it: the body is read by the dependency).
-UPLOAD_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary", "description": "CSV 或 XLSX 文件"}},
-                }
-            }
-        },
-    }
-}
+def upload_openapi(description: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    """Return the multipart request body of a route whose file is read by a dependency (unseen by FastAPI):
+    a required `file` and, required too, the other form `fields` given (name → JSON schema)."""
+    properties: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description": description}}
+    properties.update(fields)
+    schema = {"type": "object", "required": list(properties), "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+# The request body of a route taking `Upload` (a table to import).
+UPLOAD_OPENAPI = upload_openapi("CSV 或 XLSX 文件")
 
 
 async def _read_file_form(request: Request, *, limit: int, too_big: Exception, missing: Exception) -> tuple[Any, Any]:
@@ -195,19 +191,12 @@ class AttachmentUpload(Upload):
 
 def attachment_openapi(*, with_kind: bool) -> dict[str, Any]:
     """Return the request body of a route taking `AttachmentUpload` (read by the dependency, unseen by FastAPI)."""
-    properties: dict[str, Any] = {
-        "file": {"type": "string", "format": "binary", "description": "PDF、DOCX、XLSX、PNG 或 JPEG 文件"}
+    kind = {
+        "type": "string",
+        "enum": [k.value for k in attachments.POLICY_KINDS],
+        "description": "guide 申报指南 / form 申请表 / original 政策原文",
     }
-    required = ["file"]
-    if with_kind:
-        properties["kind"] = {
-            "type": "string",
-            "enum": [k.value for k in attachments.POLICY_KINDS],
-            "description": "guide 申报指南 / form 申请表 / original 政策原文",
-        }
-        required.append("kind")
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+    return upload_openapi("PDF、DOCX、XLSX、PNG 或 JPEG 文件", **({"kind": kind} if with_kind else {}))
 
 
 async def read_attachment(request: Request, settings: AppSettings) -> AttachmentUpload:

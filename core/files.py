@@ -6,21 +6,27 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 
-def atomic_write(path: Path, data: bytes | memoryview) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
+def atomic_write(path: Path, data: bytes | memoryview | BinaryIO) -> None:
+    """Write a file (bytes, or a stream copied in chunks) so that readers see the old or the new content,
+    never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes | memoryview):
+                fh.write(data)
+            else:
+                shutil.copyfileobj(data, fh, 64 * 1024)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

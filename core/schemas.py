@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import annotated_types
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from core.attachments import Attachment
 
 T = TypeVar("T")
 
@@ -42,3 +45,18 @@ class AttachmentOut(BaseModel):
     sha256: str
     created_at: dt.datetime
     download_url: str
+
+    @classmethod
+    def of(cls, row: Attachment, owner_path: str) -> AttachmentOut:
+        """Describe an attachment row; its bytes are at `{owner_path}/attachments/{id}/download`."""
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            kind_label=row.kind_label,
+            name=row.display_name,
+            content_type=row.content_type,
+            size=row.size,
+            sha256=row.sha256,
+            created_at=row.created_at,
+            download_url=f"{owner_path}/attachments/{row.id}/download",
+        )

@@ -283,17 +283,7 @@ def get_case(db: DbSession, settings: AppSettings, actor: IntakeReader, case_id:
 
 def attachment_out(row: Attachment) -> AttachmentOut:
     """Describe a case attachment with its download address."""
-    return AttachmentOut(
-        id=row.id,
-        kind=row.kind,
-        kind_label=row.kind_label,
-        name=row.display_name,
-        content_type=row.content_type,
-        size=row.size,
-        sha256=row.sha256,
-        created_at=row.created_at,
-        download_url=f"/api/v1/desk/cases/{row.owner_id}/attachments/{row.id}/download",
-    )
+    return AttachmentOut.of(row, f"/api/v1/desk/cases/{row.owner_id}")
 
 
 @router.get("/cases/{case_id}/attachments", response_model=list[AttachmentOut], tags=TAGS)

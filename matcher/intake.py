@@ -18,7 +18,7 @@ from catalog.intake.extract import Limits
 from catalog.intake.service import IntakeResult, Plan
 from core.config import Settings
 from core.db import write_stage
-from core.deps import AppSettings, DbSession, ReleasedReads, UploadedFile, writes_in_stages
+from core.deps import AppSettings, DbSession, ReleasedReads, UploadedFile, upload_openapi, writes_in_stages
 from matcher.tags import policy_tag_suggester
 
 
@@ -55,29 +55,12 @@ def intake_in_stages(
 
 router = APIRouter()
 
-_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "PDF、DOCX、HTML、TXT 或 zip"}
-                    },
-                }
-            }
-        },
-    }
-}
-
 
 @router.post(
     "/intake",
     tags=["政策录入"],
     status_code=201,
-    openapi_extra=_OPENAPI,
+    openapi_extra=upload_openapi("PDF、DOCX、HTML、TXT 或 zip"),
     responses={422: {"description": "文件无法读取（扫描件、加密、类型不符、压缩包过大等），未保存任何内容"}},
 )
 @writes_in_stages

@@ -20,6 +20,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, delete, insert, select
@@ -118,25 +119,30 @@ def words_of(compressed: bytes) -> bytes:
     return zlib.decompress(compressed) if compressed else b""
 
 
-def read(db: Session, enterprise_id: int) -> Stored | None:
-    """Return a firm's stored matches, or None when none were computed yet."""
-    row = db.connection().execute(_READ, {"enterprise_id": enterprise_id}).first()
-    if row is None:
-        return None
-    items, near, words = _split(row.payload)
-    return Stored(
-        enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near, words
-    )
-
-
-_READ = select(  # one prepared statement: a page reads it per request
+_COLUMNS = (
+    FirmMatch.enterprise_id,
     FirmMatch.revision,
     FirmMatch.profile_at,
     FirmMatch.computed_at,
     FirmMatch.eligible,
     FirmMatch.likely,
     FirmMatch.payload,
-).where(FirmMatch.enterprise_id == bindparam("enterprise_id"))
+)
+# One prepared statement: a page reads it per request.
+_READ = select(*_COLUMNS).where(FirmMatch.enterprise_id == bindparam("enterprise_id"))
+
+
+def _stored(row: Any) -> Stored:
+    items, near, words = _split(row.payload)
+    return Stored(
+        row.enterprise_id, row.revision, row.profile_at, row.computed_at, row.eligible, row.likely, items, near, words
+    )
+
+
+def read(db: Session, enterprise_id: int) -> Stored | None:
+    """Return a firm's stored matches, or None when none were computed yet."""
+    row = db.connection().execute(_READ, {"enterprise_id": enterprise_id}).first()
+    return None if row is None else _stored(row)
 
 
 def read_many(db: Session, enterprise_ids: Sequence[int]) -> dict[int, Stored]:
@@ -144,29 +150,8 @@ def read_many(db: Session, enterprise_ids: Sequence[int]) -> dict[int, Stored]:
     out: dict[int, Stored] = {}
     for start in range(0, len(enterprise_ids), 900):
         chunk = list(enterprise_ids[start : start + 900])
-        for row in db.execute(
-            select(
-                FirmMatch.enterprise_id,
-                FirmMatch.revision,
-                FirmMatch.profile_at,
-                FirmMatch.computed_at,
-                FirmMatch.eligible,
-                FirmMatch.likely,
-                FirmMatch.payload,
-            ).where(FirmMatch.enterprise_id.in_(chunk))
-        ):
-            items, near, words = _split(row.payload)
-            out[row.enterprise_id] = Stored(
-                row.enterprise_id,
-                row.revision,
-                row.profile_at,
-                row.computed_at,
-                row.eligible,
-                row.likely,
-                items,
-                near,
-                words,
-            )
+        for row in db.execute(select(*_COLUMNS).where(FirmMatch.enterprise_id.in_(chunk))):
+            out[row.enterprise_id] = _stored(row)
     return out
 
 

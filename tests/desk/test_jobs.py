@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,6 +23,7 @@ from desk import handling, intake, jobs, outcome
 from desk.models import Case, CaseEvent
 from desk.schemas import CaseIn
 from tests import factories
+from tests.support.mailbox import Mailbox, free_port, smtp_server
 
 CST = ZoneInfo("Asia/Shanghai")
 # Xuzhou "135": a consultation is closed within 1 working day. Received Tuesday 2026-09-29 10:00, it is due
@@ -37,39 +34,10 @@ DUE = dt.datetime(2026, 9, 30, 18, 0, tzinfo=CST)
 RED_ADDRESS = "jjjc@discipline.example"
 
 
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def mails(self) -> list[tuple[str, str, str]]:
-        """(recipient, subject, Message-ID) of every mail received."""
-        out = []
-        for env in self.envelopes:
-            parsed = email.message_from_bytes(env.content, policy=email.policy.default)
-            for rcpt in env.rcpt_tos:
-                out.append((rcpt, str(parsed["Subject"]), str(parsed["Message-ID"])))
-        return out
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[_Collector, int]]:
-    handler = _Collector()
-    controller = Controller(handler, hostname="127.0.0.1", port=closed_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    with smtp_server() as served:
+        yield served
 
 
 def _settings(base: Settings, port: int | None, **kw: Any) -> Settings:
@@ -133,7 +101,7 @@ def _notes(db: Session, case: Case) -> list[CaseEvent]:
     return [e for e in events if "notification_for" in (e.data or {})]
 
 
-def _ours(handler: _Collector, world: World) -> list[tuple[str, str, str]]:
+def _ours(handler: Mailbox, world: World) -> list[tuple[str, str, str]]:
     mine = {world.desk_email, world.supervisor_email, RED_ADDRESS}
     return [m for m in handler.mails() if m[0] in mine]
 
@@ -146,7 +114,7 @@ def test_the_scan_job_is_registered() -> None:
 
 
 def test_yellow_orange_red_across_national_day_each_once(
-    db: Session, test_settings: Settings, smtp: tuple[_Collector, int]
+    db: Session, test_settings: Settings, smtp: tuple[Mailbox, int]
 ) -> None:
     handler, port = smtp
     settings = _settings(test_settings, port)
@@ -199,7 +167,7 @@ def test_yellow_orange_red_across_national_day_each_once(
 
 
 def test_a_scan_after_downtime_writes_every_level_and_mails_once(
-    db: Session, test_settings: Settings, smtp: tuple[_Collector, int]
+    db: Session, test_settings: Settings, smtp: tuple[Mailbox, int]
 ) -> None:
     handler, port = smtp
     settings = _settings(test_settings, port)
@@ -215,11 +183,11 @@ def test_a_scan_after_downtime_writes_every_level_and_mails_once(
 
 
 def test_unreachable_smtp_is_retried_on_the_next_scan(
-    db: Session, test_settings: Settings, smtp: tuple[_Collector, int]
+    db: Session, test_settings: Settings, smtp: tuple[Mailbox, int]
 ) -> None:
     handler, port = smtp
     world = _world(db)
-    down = _settings(test_settings, closed_port())
+    down = _settings(test_settings, free_port())
     case = _submit(world, down)
     report = _scan_at(dt.datetime(2026, 9, 30, 18, 30, tzinfo=CST), down, db)
     assert report.pending == 1 and report.sent == 0
@@ -246,7 +214,7 @@ def test_without_smtp_the_escalation_stands_and_the_failure_is_recorded_once(
 
 
 def test_resolving_clears_the_colour_and_a_reopened_round_is_chased_again(
-    db: Session, test_settings: Settings, smtp: tuple[_Collector, int]
+    db: Session, test_settings: Settings, smtp: tuple[Mailbox, int]
 ) -> None:
     handler, port = smtp
     settings = _settings(test_settings, port)
@@ -271,7 +239,7 @@ def test_resolving_clears_the_colour_and_a_reopened_round_is_chased_again(
 
 
 def test_the_job_path_commits_each_case_on_its_own(
-    tmp_path: Any, test_settings: Settings, smtp: tuple[_Collector, int]
+    tmp_path: Any, test_settings: Settings, smtp: tuple[Mailbox, int]
 ) -> None:
     handler, port = smtp
     database = Database(f"sqlite:///{tmp_path / 'jobs.db'}")

@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, select
 
-from catalog import demo
-from core import migrate
 from core.db import Database
 from matcher import runs
 from matcher.models import FirmMatch, MatchRun, MatchRunChunk, PolicyMatchState
-from profiles import demo as profiles_demo
-from tests.conftest import postgres_url
+from tests.support.pg_schema import demo_schema
 
 
 @pytest.fixture
 def shared_database() -> Iterator[Database]:
     """A PostgreSQL schema of its own with the demo catalog and 60 firms, committed for other processes."""
-    base, why = postgres_url()
-    if base is None:
-        if os.environ.get("HUIQI_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unusable: {why}")
-        pytest.skip(f"the process engine's tests need PostgreSQL: {why}")
-    schema = f"hq_proc_{uuid.uuid4().hex[:10]}"
-    admin = Database(base)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    database = Database(url)
-    try:
-        migrate.upgrade(url=url)
-        with database.session() as db:
-            demo.load_demo_catalog(db=db, actor=None)
-            profiles_demo.load_demo_enterprises(db=db, count=60)
+    with demo_schema("hq_proc", needs="the process engine's tests") as (database, url):
         yield database
-    finally:
-        database.dispose()
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _stored(database: Database) -> dict[int, tuple[int, int, int, bytes]]:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, select
 
-from catalog import demo
-from core import migrate
 from core.db import Database
 from matcher import runs, store
 from matcher.models import FirmMatch, MatchRun, PolicyMatchState
-from profiles import demo as profiles_demo
-from tests.conftest import postgres_url
+from tests.support.pg_schema import demo_schema
 
 ray = pytest.importorskip("ray")
 
@@ -24,28 +18,8 @@ ray = pytest.importorskip("ray")
 @pytest.fixture
 def shared_database() -> Iterator[tuple[Database, str]]:
     """A PostgreSQL schema of its own with the demo catalog and 60 firms, committed for other processes."""
-    base, why = postgres_url()
-    if base is None:
-        if os.environ.get("HUIQI_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unusable: {why}")
-        pytest.skip(f"Ray engine tests need PostgreSQL: {why}")
-    schema = f"hq_ray_{uuid.uuid4().hex[:10]}"
-    admin = Database(base)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    database = Database(url)
-    try:
-        migrate.upgrade(url=url)
-        with database.session() as db:
-            demo.load_demo_catalog(db=db, actor=None)
-            profiles_demo.load_demo_enterprises(db=db, count=60)
+    with demo_schema("hq_ray", needs="Ray engine tests") as (database, url):
         yield database, url
-    finally:
-        database.dispose()
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _stored(database: Database) -> dict[int, tuple[list[int], list[int], list[int], int, int]]:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from auth.models import Role
@@ -24,30 +22,13 @@ from push.channels import EmailChannel
 from push.models import Delivery
 from push.schemas import PreferencesIn
 from tests import factories
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.mailbox import Mailbox, smtp_server
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[_Collector, int]]:
-    handler = _Collector()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    with smtp_server() as served:
+        yield served
 
 
 def test_the_firm_hears_of_every_reply_transfer_delay_and_resolution(db, test_settings, smtp) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ import pytest
 
 from api.app import create_app
 from auth.demo import DEMO_USERS
+from core import migrate
 from core.config import Settings
 from core.db import Database
 
@@ -45,6 +46,14 @@ def require_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(why)
     pytest.skip(why)
+
+
+def fresh_database(tmp_path_factory: pytest.TempPathFactory, name: str) -> Database:
+    """An empty SQLite database in a temporary folder of its own, migrated to the head revision."""
+    database = Database(f"sqlite:///{tmp_path_factory.mktemp(name) / 'huiqi.db'}")
+    with database.engine.connect() as conn:
+        migrate.upgrade(connection=conn)
+    return database
 
 
 def free_port() -> int:

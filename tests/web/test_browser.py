@@ -26,9 +26,7 @@ from catalog import demo as catalog_demo
 from catalog import service as catalog_service
 from catalog.models import Policy
 from catalog.schemas import PolicyIn
-from core import migrate
 from core.config import Settings
-from core.db import Database
 from matcher.models import Feedback
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
@@ -39,6 +37,7 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    fresh_database,
     launched_chromium,
     reload_until,
     require_chromium,
@@ -82,10 +81,7 @@ def _load_demo_catalog_subset(db: Any) -> None:
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     """The demo catalog, a few demo firms and the demo users behind a live server."""
     require_chromium()
-    path = tmp_path_factory.mktemp("web-browser") / "huiqi.db"
-    database = Database(f"sqlite:///{path}")
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
+    database = fresh_database(tmp_path_factory, "web-browser")
     with database.sessionmaker() as db:
         _load_demo_catalog_subset(db)
         profiles_demo.load_demo_enterprises(db=db, count=DEMO_FIRMS)

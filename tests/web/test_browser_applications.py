@@ -16,11 +16,16 @@ import pytest
 
 from applications import service as applications_service
 from auth.models import Role
-from core import migrate
 from core.config import Settings
-from core.db import Database
 from tests import factories
-from tests.web.browser_support import LiveSite, launched_chromium, require_chromium, sign_in, watch_errors
+from tests.web.browser_support import (
+    LiveSite,
+    fresh_database,
+    launched_chromium,
+    require_chromium,
+    sign_in,
+    watch_errors,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-applications"
 PASSWORD = "Browser-pass-2026"
@@ -33,10 +38,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require_chromium()
-    path = tmp_path_factory.mktemp("web-applications") / "huiqi.db"
-    database = Database(f"sqlite:///{path}")
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
+    database = fresh_database(tmp_path_factory, "web-applications")
     with database.sessionmaker() as db:
         dept = factories.make_department(db, name="中山市科学技术局（浏览器测试）")
         grant = factories.make_policy(

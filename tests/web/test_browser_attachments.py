@@ -19,12 +19,17 @@ import pytest
 from sqlalchemy import select
 
 from catalog.models import Policy
-from core import migrate
 from core.attachments import Attachment
 from core.config import Settings
-from core.db import Database
 from tests.support import sample_files as sf
-from tests.web.browser_support import LiveSite, launched_chromium, require_chromium, sign_in, watch_errors
+from tests.web.browser_support import (
+    LiveSite,
+    fresh_database,
+    launched_chromium,
+    require_chromium,
+    sign_in,
+    watch_errors,
+)
 from tests.web.test_browser_staff import REWARD_POLICY, _load_site_data
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-files"
@@ -35,10 +40,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     require_chromium()
-    path = tmp_path_factory.mktemp("web-files-browser") / "huiqi.db"
-    database = Database(f"sqlite:///{path}")
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
+    database = fresh_database(tmp_path_factory, "web-files-browser")
     with database.sessionmaker() as db:
         _load_site_data(db, test_settings)
         db.commit()

@@ -16,9 +16,7 @@ from sqlalchemy import select
 
 from auth import phone as auth_phone
 from auth.models import Role
-from core import migrate
 from core.config import Settings
-from core.db import Database
 from desk.models import PolicyRating
 from tests import factories
 from tests.support.receiver import Receiver, running
@@ -26,6 +24,7 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    fresh_database,
     launched_chromium,
     require_chromium,
     sign_in,
@@ -51,10 +50,7 @@ def site(
 ) -> Iterator[tuple[LiveSite, dict[str, Any]]]:
     """A firm, a curator and a published policy behind a live server whose SMS gateway is the receiver."""
     require_chromium()
-    path = tmp_path_factory.mktemp("web-rating") / "huiqi.db"
-    database = Database(f"sqlite:///{path}")
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
+    database = fresh_database(tmp_path_factory, "web-rating")
     with database.sessionmaker() as db:
         policy = factories.make_policy(db, publish=True, announce=False, title="中山市小微企业房租补贴")
         firm = factories.make_enterprise(db, name="中山市明远电子有限公司", contact_phone="0760-88881234")

@@ -32,9 +32,7 @@ from catalog import demo as catalog_demo
 from catalog import service as catalog_service
 from catalog.models import Policy
 from catalog.schemas import PolicyIn
-from core import migrate
 from core.config import Settings
-from core.db import Database
 from desk import demo as desk_demo
 from desk.answer import answer_question
 from desk.models import Case
@@ -48,6 +46,7 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    fresh_database,
     launched_chromium,
     reload_until,
     require_chromium,
@@ -98,10 +97,7 @@ def _match_and_push(db: Any, matcher: Any, settings: Settings) -> None:
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     """The demo data behind a live server."""
     require_chromium()
-    path = tmp_path_factory.mktemp("web-staff-browser") / "huiqi.db"
-    database = Database(f"sqlite:///{path}")
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
+    database = fresh_database(tmp_path_factory, "web-staff-browser")
     with database.sessionmaker() as db:
         _load_site_data(db, test_settings)
         db.commit()

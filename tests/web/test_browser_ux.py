@@ -23,9 +23,7 @@ from catalog import demo as catalog_demo
 from catalog import service as catalog_service
 from catalog.models import Department
 from catalog.schemas import PolicyIn
-from core import migrate
 from core.config import Settings
-from core.db import Database
 from desk import demo as desk_demo
 from desk import handling, intake
 from desk.models import Case
@@ -35,6 +33,7 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    fresh_database,
     launched_chromium,
     require_chromium,
     sign_in,
@@ -70,10 +69,7 @@ def _load_site_data(db: Any, settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     require_chromium()
-    path = tmp_path_factory.mktemp("web-ux-browser") / "huiqi.db"
-    database = Database(f"sqlite:///{path}")
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
+    database = fresh_database(tmp_path_factory, "web-ux-browser")
     with database.sessionmaker() as db:
         _load_site_data(db, test_settings)
         db.commit()

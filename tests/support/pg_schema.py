@@ -1,0 +1,46 @@
+"""A PostgreSQL schema of its own, migrated, with the demo catalog and demo firms committed, so that other
+processes (Ray workers, forked chunk workers) see the same data the test does."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from catalog import demo
+from core import migrate
+from core.db import Database
+from profiles import demo as profiles_demo
+from tests.conftest import postgres_url
+
+
+@contextmanager
+def demo_schema(prefix: str, *, firms: int = 60, needs: str = "these tests") -> Iterator[tuple[Database, str]]:
+    """Yield the database and its URL; the schema is dropped afterwards. Skips (or fails under CI) without PostgreSQL."""
+    base, why = postgres_url()
+    if base is None:
+        if os.environ.get("HUIQI_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required but unusable: {why}")
+        pytest.skip(f"{needs} need PostgreSQL: {why}")
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = Database(base)
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    database = Database(url)
+    try:
+        migrate.upgrade(url=url)
+        with database.session() as db:
+            demo.load_demo_catalog(db=db, actor=None)
+            profiles_demo.load_demo_enterprises(db=db, count=firms)
+        yield database, url
+    finally:
+        database.dispose()
+        with admin.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
