@@ -689,6 +689,9 @@ def publish_policy(
     if policy.status == PolicyStatus.published:
         raise InvalidState("政策已是发布状态", code="catalog.policy_already_published")
     _check_publishable(policy, today)
+    from catalog.intake.review import check_decided  # intake builds on this module
+
+    check_decided(db, policy.id)  # a draft read from a document: every proposal decided by a curator
     policy.status = PolicyStatus.published
     policy.published_at = utcnow()
     policy.withdrawn_at = None
