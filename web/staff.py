@@ -307,8 +307,23 @@ INTAKE_FIELD_LABELS = {
 }
 
 
-def _intake_review(db: Any, policy: Any) -> dict[str, Any] | None:
-    """The proposals intake made for a draft read from a document, each with its source and confidence."""
+def _value_text(value: Any) -> str:
+    """A proposed value as the curator types it: lists joined with 、, ranges as a-b, whole numbers without .0."""
+    if isinstance(value, list):
+        return ("-" if len(value) == 2 and all(isinstance(v, int | float) for v in value) else "、").join(
+            _value_text(v) for v in value
+        )
+    if isinstance(value, float):
+        return tabular.format_number(value)
+    return "" if value is None else str(value)
+
+
+def _intake_review(
+    db: Any, matcher: Any, policy: Any, *, error: dict[str, str] | None = None, sync: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The proposals intake made for a draft read from a document, each with its source, confidence and decision,
+    and how many firms the draft's rules admit now (the builder's preview: a read over stored firm facts)."""
+    from catalog.intake import review as intake_review
     from catalog.intake.service import intake_record
 
     if policy is None:
@@ -316,24 +331,60 @@ def _intake_review(db: Any, policy: Any) -> dict[str, Any] | None:
     record = intake_record(db, policy.id)
     if record is None:
         return None
-    proposals = record.proposals or {}
-    fields = [
-        {"label": INTAKE_FIELD_LABELS.get(name, name), **prop}
-        for name, prop in (proposals.get("fields") or {}).items()
-        if name != "amount_text"
-    ]
-    conditions = []
-    for cond in proposals.get("conditions") or []:
-        rule = cond.get("rule")
-        text = rules_mod.describe_condition(rule) if rule else cond.get("text", "")
-        conditions.append({"text": text, "coded": rule is not None, **cond})
+    fields, conditions, tags = [], [], []
+    for item in intake_review.items(record):
+        row = {
+            "key": item.key,
+            "status": item.status,
+            "status_label": intake_review.STATUS_LABELS.get(item.status, item.status),
+            "source": item.source,
+            "confidence": item.confidence,
+            "coded": item.coded,
+            "editable": item.kind != "tag",
+        }
+        if item.kind == "field":
+            row |= {
+                "label": INTAKE_FIELD_LABELS.get(item.name, item.name),
+                "text": _value_text(item.current),
+                "value_text": _value_text(item.current),
+                "required": intake_review.FIELD_COLUMNS.get(item.name) in intake_review.REQUIRED_COLUMNS,
+                "stored": intake_review.FIELD_COLUMNS.get(item.name) is not None,
+            }
+            fields.append(row)
+        elif item.kind == "condition":
+            current = item.current
+            if item.coded:
+                spec = FIELDS.get(current.get("field"))
+                row |= {
+                    "label": spec.label if spec else current.get("field"),
+                    "text": rules_mod.describe_condition(current),
+                    "op": current.get("op"),
+                    "value_text": _value_text(current.get("value")),
+                    "ops": [(name, rules_mod.OPS[name].title) for name in rules_mod.OPS_BY_TYPE.get(spec.type, ())]
+                    if spec
+                    else [],
+                    "unit": spec.unit if spec else "",
+                }
+            else:
+                row |= {"label": "文字条件", "text": str(current or ""), "value_text": str(current or "")}
+            conditions.append(row)
+        else:
+            tags.append(row | {"label": "标签", "text": item.name})
+    undecided = sum(1 for group in (fields, conditions, tags) for r in group if r["status"] == "pending")
+    preview = matcher_intake.eligible_count(db=db, matcher=matcher, policy_id=policy.id)
     return {
+        "policy_id": policy.id,
         "filename": record.filename,
         "kind": record.kind,
         "fields": fields,
         "conditions": conditions,
-        "tags": proposals.get("tags") or [],
-        "duplicates": proposals.get("duplicates") or [],
+        "tags": tags,
+        "undecided": undecided,
+        "duplicates": (record.proposals or {}).get("duplicates") or [],
+        "preview": preview,
+        "error": error,
+        "sync": sync or {},
+        "published": policy.status == PolicyStatus.published,
     }
 
 
@@ -355,7 +406,7 @@ def _editor_context(
         ]
         versions = catalog_service.list_versions(db=db, policy_id=policy.id)[:5]
     return {
-        "intake": _intake_review(db, policy),
+        "intake": _intake_review(db, matcher, policy),
         "policy": policy,
         "values": keep(values) | {"categories": values.get("categories") or [], "topics": values.get("topics") or []},
         "errors": errors,
@@ -415,6 +466,50 @@ def edit_policy(request: Request, db: DbSession, matcher: MatcherDep, curator: C
     context["saved"] = request.query_params.get("saved")
     context["attachment_done"] = ATTACHMENT_DONE.get(request.query_params.get("attachment") or "")
     return render(request, "staff_policy_edit.html", context)
+
+
+# ---------------------------------------------------------------- intake review (录入建议)
+
+# Editor inputs a decision may change (they are set again in the page after an htmx decision).
+INTAKE_SYNC = (*TEXT_FIELDS, "region_codes", "tags", "rules_json")
+
+
+@router.post("/policies/{policy_id}/intake/{key}")
+@writes_in_stages
+def decide_proposal(
+    request: Request, db: DbSession, matcher: MatcherDep, curator: Curator, policy_id: int, key: str, form: PageForm
+) -> Response:
+    """Accept, edit or reject one intake proposal; htmx gets the review card again with the new eligible count.
+
+    The decision is written in a short stage of its own; the count after it is a read (the builder's preview).
+    A refused decision is shown on its proposal and changes nothing.
+    """
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    before = policy_values(policy)
+    htmx = bool(request.headers.get("hx-request"))
+    error = None
+    try:
+        matcher_intake.decide_in_stages(
+            db=db,
+            policy_id=policy_id,
+            key=key,
+            decision=str(form.get("decision") or ""),
+            actor=curator,
+            value=form.get("value"),
+            op=str(form.get("op") or "") or None,
+        )
+    except HuiqiError as exc:
+        if not htmx:
+            raise  # the Chinese error page, with the reason
+        db.rollback()
+        error = {"key": key, "message": "；".join(dict.fromkeys(e.reason for e in exc.errors)) or exc.message}
+    if not htmx:
+        return redirect(request, f"/staff/policies/{policy_id}?saved=intake#p-{key}")
+    policy = catalog_service.get_policy(db=db, policy_id=policy_id)
+    after = policy_values(policy)
+    sync = {f"f-{k}": after[k] or "" for k in INTAKE_SYNC if before.get(k) != after.get(k)}
+    context = {"policy": policy, "intake": _intake_review(db, matcher, policy, error=error, sync=sync)}
+    return render(request, "_intake_review.html", context)
 
 
 # ---------------------------------------------------------------- attachments (申报指南 / 申请表 / 政策原文)

@@ -27,7 +27,7 @@ from applications.models import ExemptEntry, ExemptRoster
 from auth.models import Role
 from auth.service import principal_for_user
 from catalog import attachments as policy_files
-from catalog.models import Policy, PolicyVersion, Tag
+from catalog.models import Policy, PolicyIntake, PolicyVersion, Tag
 from core import scheduler, security
 from core.db import InSession
 from desk import attachments as case_files
@@ -121,6 +121,18 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
     tag = factories.make_tag(db)
     suggestion = PolicyTagSuggestion(policy_id=policy.id, tag_id=tag.id, source="keyword", score=0.9)
     db.add(suggestion)
+    # The policy as if read from a document: one proposal (its title) for the intake review's route.
+    title_proposal = {"value": policy.title, "source": policy.title, "confidence": 0.9}
+    db.add(
+        PolicyIntake(
+            policy_id=policy.id,
+            filename="通知.txt",
+            kind="text",
+            sha256="0" * 64,
+            sections=[],
+            proposals={"fields": {"title": title_proposal}, "conditions": [], "tags": []},
+        )
+    )
     case = _case(db, test_settings, dept.id, firm.id)
     policy_file = policy_files.attach_to_policy(
         db,
@@ -157,6 +169,7 @@ def test_staff_page_enforces_its_roles(template: str, route: APIRoute, db, clien
         "case_id": case.id,
         "suggestion_id": tag.id,
         "decision": "reject",
+        "key": "field-title",
         "attachment_id": policy_file.id if template.startswith("/staff/policies") else case_file.id,
         "application_id": application.id,
         "roster_id": roster.id,
