@@ -14,6 +14,7 @@ a firm submits an enquiry; the dashboard's figures are the desk statistics.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 from typing import Any
@@ -660,3 +661,42 @@ def test_editor_shows_intake_proposals_with_their_source_sentences(db, client, t
     assert "中工信〔2026〕18号" in page.text and "年营业收入 ≥ 2000 万元" in page.text
     assert "上年度营业收入2000万元以上" in page.text  # the source sentence
     assert "需人工确认" in page.text
+
+
+def test_intake_decisions_without_javascript_and_by_htmx(db, client, test_settings) -> None:  # type: ignore[no-untyped-def]
+    """A plain form post decides and returns to the editor; htmx gets the card with the count and the
+    editor inputs to update; a refused edit is shown on its proposal by htmx and changes nothing."""
+    from catalog.intake.service import intake_files
+    from tests.support import intake_docs
+
+    factories.make_department(db, name="中山市工业和信息化局", short_name="中山工信", region_code="442000")
+    for revenue in (1000, 3000, 8000):
+        factories.make_enterprise(db, annual_revenue=revenue, rd_expense=revenue * 0.05, employees=50)
+    (made,) = intake_files(db=db, files=[("通知.txt", intake_docs.NOTICE.encode())], actor=None)
+    policy = made.policy
+    assert policy is not None
+    key = next(
+        f"condition-{n}"
+        for n, c in enumerate(made.analysis.conditions)
+        if c.node is not None and c.node["field"] == "annual_revenue"
+    )
+    _sign_in(client, db, test_settings, Role.curator)
+    url = f"/staff/policies/{policy.id}/intake/{key}"
+    plain = _post(client, url, {"decision": "reject"})
+    assert plain.status_code == 303 and plain.headers["location"].endswith(f"?saved=intake#p-{key}")
+    db.expire_all()
+    assert all(n["field"] != "annual_revenue" for n in db.get(Policy, policy.id).rules["all"])
+
+    card = _post(client, url, {"decision": "edit", "value": "5000"}, headers={"HX-Request": "true"})
+    assert card.status_code == 200 and card.text.lstrip().startswith("<section")
+    assert 'id="intake-count"' in card.text and 'data-count="eligible"' in card.text
+    assert "年营业收入 ≥ 5000 万元" in card.text and "已修改" in card.text
+    sync = json.loads(html.unescape(re.search(r'data-sync="([^"]*)"', card.text).group(1)))
+    assert '"value": 5000' in sync["f-rules_json"] and set(sync) == {"f-rules_json"}
+
+    bad = _post(client, url, {"decision": "edit", "value": "很多"}, headers={"HX-Request": "true"})
+    assert bad.status_code == 200 and "条件无效" in bad.text and 'role="alert"' in bad.text
+    db.expire_all()
+    assert {"field": "annual_revenue", "op": "gte", "value": 5000} in db.get(Policy, policy.id).rules["all"]
+    refused = _post(client, url, {"decision": "edit", "value": "很多"})
+    assert refused.status_code == 422 and "条件无效" in refused.text
