@@ -204,7 +204,9 @@ def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: An
     page.get_by_role("button", name="上传并生成草稿").click()
     page.locator(".intake-drafts a").first.click()
     page.wait_for_url(re.compile(r"/staff/policies/\d+$"))
-    policy_id = int(re.search(r"/staff/policies/(\d+)", page.url).group(1))
+    found = re.search(r"/staff/policies/(\d+)", page.url)
+    assert found is not None
+    policy_id = int(found.group(1))
 
     review = page.locator("#intake-review")
     assert "研发投入奖励通知.pdf" in review.inner_text() and DOC_NUMBER in review.inner_text()
@@ -302,3 +304,16 @@ def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: An
     page.goto("/me/inbox")
     assert title in page.locator("main").inner_text()
     page.screenshot(path=str(ARTIFACTS / "firm-inbox.png"), full_page=True)
+
+    # The same notice uploaded again: its review page flags the published policy as a duplicate.
+    sign_in(page, "bcurator", PASSWORD)
+    page.goto("/staff/io")
+    page.get_by_label("政策文件", exact=True).set_input_files(
+        files=[{"name": "再次上传.pdf", "mimeType": "application/pdf", "buffer": pdf}]
+    )
+    page.get_by_role("button", name="上传并生成草稿").click()
+    page.locator(".intake-drafts a").first.click()
+    page.wait_for_url(re.compile(r"/staff/policies/\d+$"))
+    duplicate = page.locator("#intake-review .duplicate")
+    assert duplicate.count() == 1 and "文号相同" in duplicate.inner_text()
+    assert duplicate.get_by_role("link").get_attribute("href") == f"/staff/policies/{policy_id}"
