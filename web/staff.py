@@ -343,9 +343,14 @@ def _intake_review(
             "editable": item.kind != "tag",
         }
         if item.kind == "field":
+            shown = _value_text(item.current)
+            if item.name == "level":
+                shown = f"{dict(choices.LEVELS).get(shown, shown)}（{shown}）"
+            elif item.name == "region_code" and shown:
+                shown = f"{codes.region_name(shown) or shown}（{shown}）"
             row |= {
                 "label": INTAKE_FIELD_LABELS.get(item.name, item.name),
-                "text": _value_text(item.current),
+                "text": shown,
                 "value_text": _value_text(item.current),
                 "required": intake_review.FIELD_COLUMNS.get(item.name) in intake_review.REQUIRED_COLUMNS,
                 "stored": intake_review.FIELD_COLUMNS.get(item.name) is not None,

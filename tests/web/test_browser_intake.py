@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from auth.models import Role
 from catalog import demo as catalog_demo
 from catalog.models import Policy, PolicyIntake, PolicyStatus
+from core.attachments import Attachment
 from core.config import Settings
 from matcher import eligibility
 from profiles.models import Enterprise
@@ -161,11 +162,15 @@ def _decide(page: Any, item: Any, button: str) -> None:
     )
 
 
-def _policies(site: dict[str, Any]) -> tuple[int, int]:
+def _policies(site: dict[str, Any]) -> tuple[int, int, int, int]:
+    """Policies, intake records, attachment rows and stored files: what a refused upload must not add."""
+    store = site["live"].settings.resolved_attachment_dir
     with site["live"].database.sessionmaker() as db:
         return (
             db.scalar(select(func.count()).select_from(Policy)) or 0,
             db.scalar(select(func.count()).select_from(PolicyIntake)) or 0,
+            db.scalar(select(func.count()).select_from(Attachment)) or 0,
+            sum(1 for p in store.rglob("*") if p.is_file()) if store.exists() else 0,
         )
 
 
@@ -257,6 +262,12 @@ def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: An
     assert "条件无效" in page.locator("#intake-review li.status-edited .form-error").inner_text()
     assert _stored_rules(site, policy_id) == rules
     page.screenshot(path=str(ARTIFACTS / "review-decided-conditions.png"), full_page=True)
+    # At phone width the review card stacks under the form and nothing scrolls sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 1
+    page.locator("#intake-review").screenshot(path=str(ARTIFACTS / "review-phone.png"))
+    page.set_viewport_size({"width": 1366, "height": 900})
 
     # The curator completes the draft by hand and saves it.
     page.locator("#f-categories input[type=checkbox]").first.check()
