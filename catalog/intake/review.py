@@ -161,10 +161,15 @@ def check_decided(db: Session, policy_id: int) -> None:
         )
 
 
-def record_for(db: Session, policy_id: int) -> PolicyIntake:
-    """The intake record of a policy; NotFound for a policy not made from a document."""
+def record_for(db: Session, policy_id: int, *, lock: bool = False) -> PolicyIntake:
+    """The intake record of a policy; NotFound for a policy not made from a document.
+
+    `lock` takes the row for the rest of the transaction (PostgreSQL; SQLite's write lock is whole),
+    so two curators deciding at once cannot overwrite each other's decisions.
+    """
     catalog_service.get_policy(db=db, policy_id=policy_id)  # NotFound for an unknown policy
-    record = db.scalar(select(PolicyIntake).where(PolicyIntake.policy_id == policy_id))
+    query = select(PolicyIntake).where(PolicyIntake.policy_id == policy_id)
+    record = db.scalar(query.with_for_update() if lock else query)
     if record is None:
         raise NotFound("该政策不是由政策文件录入的，没有录入建议", code="catalog.intake_not_found")
     return record
@@ -388,7 +393,7 @@ def decide(
         raise _bad("decision", "操作应为 accept（采纳）、edit（修改）或 reject（驳回）", "catalog.intake_bad_decision")
     if not isinstance(key, str) or not _KEY.match(key):
         raise _bad("key", "建议编号格式应为 field-字段名、condition-序号 或 tag-序号", "catalog.intake_bad_key")
-    record = record_for(db, policy_id)
+    record = record_for(db, policy_id, lock=True)
     found = {i.key: i for i in items(record)}
     item = found.get(key)
     if item is None:
