@@ -700,3 +700,10 @@ def test_intake_decisions_without_javascript_and_by_htmx(db, client, test_settin
     assert {"field": "annual_revenue", "op": "gte", "value": 5000} in db.get(Policy, policy.id).rules["all"]
     refused = _post(client, url, {"decision": "edit", "value": "很多"})
     assert refused.status_code == 422 and "条件无效" in refused.text
+    unknown = _post(
+        client,
+        f"/staff/policies/{policy.id}/intake/condition-99",
+        {"decision": "accept"},
+        headers={"HX-Request": "true"},
+    )
+    assert unknown.status_code == 200 and "没有编号为 condition-99 的录入建议" in unknown.text
