@@ -28,6 +28,7 @@ from core.config import Settings
 from matcher import eligibility
 from profiles.models import Enterprise
 from push import fanout as push_fanout
+from push.models import Delivery
 from tests import factories
 from tests.support import intake_docs
 from tests.web.browser_support import (
@@ -309,7 +310,15 @@ def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: An
         # The fan-out the publish queued, run as the worker would: the matched firms hear of it.
         result = push_fanout.fan_out_policy(db=db, policy_id=policy_id, settings=site["live"].settings)
         db.commit()
+        told = set(
+            db.scalars(
+                select(Delivery.enterprise_id).where(Delivery.policy_id == policy_id, Delivery.channel == "inbox")
+            )
+        )
     assert result["created"] >= 1, result
+    # Exactly the firms the decided rules admit: the high-revenue ones, the large employer included.
+    firms = site["firms"]
+    assert told == {firms[NOTIFIED], firms["中山市大型用工机械有限公司"]}
 
     sign_in(page, "bfirm", PASSWORD)
     page.goto("/me/inbox")
