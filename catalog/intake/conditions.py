@@ -41,6 +41,10 @@ class ConditionProposal:
     source: str
     confidence: float
     text: str = ""
+    # Alternatives ("满足下列条件之一", "…或…"): proposals sharing `group` are the branches of one `any`;
+    # those sharing (`group`, `branch`) must hold together (one `all` branch).
+    group: int | None = None
+    branch: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "confidence": round(self.confidence, 2)}
@@ -48,6 +52,8 @@ class ConditionProposal:
             out["rule"] = self.node
         else:
             out["text"] = self.text
+        if self.group is not None:
+            out["alternative"] = {"group": self.group, "branch": self.branch}
         return out
 
     def key(self) -> tuple[str, str, str] | None:
@@ -64,6 +70,37 @@ def condition_key(node: dict[str, Any]) -> tuple[str, str, str]:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return node["field"], node["op"], json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def rules_of(proposals: Iterable[ConditionProposal]) -> dict[str, Any] | None:
+    """The rule tree (docs/rules.md) of the coded proposals: `all` of them, alternatives as one `any`.
+
+    A group whose branches are not at least two (the other alternatives stayed plain language) is
+    put in as its conditions, for the curator to review against the source sentence.
+    """
+    top: list[Any] = []
+    groups: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    for p in proposals:
+        if p.node is None:
+            continue
+        if p.group is None:
+            top.append(p.node)
+            continue
+        if p.group not in groups:
+            groups[p.group] = {}
+            top.append(p.group)  # the group's place in the list
+        groups[p.group].setdefault(p.branch or 0, []).append(p.node)
+    nodes: list[dict[str, Any]] = []
+    for item in top:
+        if not isinstance(item, int):
+            nodes.append(item)
+            continue
+        branches = list(groups[item].values())
+        if len(branches) < 2:
+            nodes.extend(branches[0])
+            continue
+        nodes.append({"any": [b[0] if len(b) == 1 else {"all": b} for b in branches]})
+    return {"all": nodes} if nodes else None
 
 
 # ---------------------------------------------------------------- vocabularies
@@ -493,9 +530,13 @@ def propose_conditions(
     ratio_context = bool(_RATIO_CONTEXT.search(text))
     base = 1.0 if under_heading else 0.8
     out: list[ConditionProposal] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str, int | None, int | None]] = set()
     merged_quals: ConditionProposal | None = None
     carry = ""  # a metric named in a lead-in ("销售收入规模：") applies to the list items below it
+    groups = 0  # alternatives found so far
+    alt_group: int | None = None  # the open "满足下列条件之一" list
+    alt_marker: str | None = None  # the numbering style of its items
+    alt_branch = 0
 
     def add(p: ConditionProposal) -> None:
         nonlocal merged_quals
@@ -515,11 +556,28 @@ def propose_conditions(
             merged_quals = p
             out.append(p)
             return
-        key = condition_key(node)
+        key = (*condition_key(node), p.group, p.branch)  # the same threshold may open two alternatives
         if key in seen:
             return
         seen.add(key)
         out.append(p)
+
+    def alternatives(clause: str) -> tuple[int | None, int | None]:
+        """(group, branch) of a clause: an item of an open "…之一" list, or None."""
+        nonlocal alt_group, alt_marker, alt_branch, groups
+        item = _LIST_ITEM.match(clause)
+        style = _marker_style(item.group(0)) if item else None
+        if alt_group is not None:
+            if style is not None and (alt_marker is None or style == alt_marker):
+                alt_marker = style
+                alt_branch += 1
+                return alt_group, alt_branch
+            if style is None or style != alt_marker:
+                alt_group, alt_marker = None, None
+        if _ONE_OF.search(clause):
+            groups += 1
+            alt_group, alt_marker, alt_branch = groups, None, 0
+        return None, None
 
     for sentence in clauses:
         if _TITLE_LIKE.search(sentence) and (
@@ -543,6 +601,17 @@ def propose_conditions(
             encoded = _encode_clause(
                 clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading, award=award
             )
+            group, branch = alternatives(clean)
+            if group is None and _OR.search(clean):
+                # "营业收入达2000万元或研发投入达100万元": thresholds joined by 或 are alternatives.
+                either = [p for p in encoded if p.node is not None and p.node["field"] in _THRESHOLD_FIELDS]
+                if len({condition_key(p.node) for p in either if p.node is not None}) >= 2:
+                    groups += 1
+                    for i, p in enumerate(either):
+                        p.group, p.branch = groups, i + 1
+            elif group is not None:
+                for p in encoded:
+                    p.group, p.branch = group, branch
             for p in encoded:
                 p.source = clause
                 add(p)
@@ -562,6 +631,22 @@ def propose_conditions(
 
 
 _LIST_ITEM = re.compile(r"^\s*(?:[(（]?\d{1,2}[)）、.．]|[(（][一二三四五六七八九十]+[)）])\s*")
+_ONE_OF = re.compile(
+    r"(?:下列|以下|如下|下述)[^。；;]{0,12}(?:条件|情形|要求|标准|指标|情况)?(?:之一|中的一项|其中一项|任一|任意一)|"
+    r"(?:符合|满足|具备|达到)(?:以下|下列)?(?:任一|任意一|其中之一)"
+)
+_OR = re.compile(r"或(?!以上|以下)")
+_THRESHOLD_FIELDS = frozenset(
+    {"annual_revenue", "rd_ratio", "rd_expense", "employees", "total_assets", "registered_capital", "export_revenue"}
+)
+
+
+def _marker_style(marker: str) -> str:
+    """The numbering style of a list item: "1." and "2、" differ from "（1）" and "（一）"."""
+    m = marker.strip()
+    return re.sub(r"\d+|[一二三四五六七八九十]+", lambda d: "9" if d.group(0).isdigit() else "十", m)
+
+
 _METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
 _AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
 _PURPOSE = re.compile(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from catalog import rules as rules_mod
 from catalog.intake import evaluation
-from catalog.intake.conditions import propose_conditions
+from catalog.intake.conditions import propose_conditions, rules_of
 from catalog.intake.extract import Limits, extract, extract_batch
 from catalog.intake.fields import extract_fields
 from catalog.intake.service import intake_files, jaccard, shingles
@@ -191,6 +191,41 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             assert not rules_mod.validate_rules(p.node), p.node
     plain = [p for p in proposals if p.node is None]
     assert any("独立法人资格" in p.text for p in plain)
+
+
+def test_alternatives_become_one_any_node() -> None:
+    """ "满足下列条件之一" lists and thresholds joined by 或 are alternatives, not all required."""
+    text = (
+        "申报条件\n（一）在本市注册的企业。\n（二）符合下列条件之一：\n"
+        "1.年营业收入2000万元以上且研发费用占营业收入比例不低于3%；\n2.企业职工人数100人以上；\n"
+        "（三）未被列入失信名单。\n（四）注册资本500万元以上或资产总额1亿元以上。\n"
+    )
+    proposals = propose_conditions(text, home_region="440300")
+    rules = rules_of(proposals)
+    assert rules is not None and not rules_mod.validate_rules(rules)
+    assert rules["all"] == [
+        {"field": "region_code", "op": "within_region", "value": ["440300"]},
+        {
+            "any": [
+                {
+                    "all": [
+                        {"field": "annual_revenue", "op": "gte", "value": 2000},
+                        {"field": "rd_ratio", "op": "gte", "value": 3},
+                    ]
+                },
+                {"field": "employees", "op": "gte", "value": 100},
+            ]
+        },
+        {"field": "credit_standing", "op": "ne", "value": "dishonest"},
+        {
+            "any": [
+                {"field": "registered_capital", "op": "gte", "value": 500},
+                {"field": "total_assets", "op": "gte", "value": 10000},
+            ]
+        },
+    ]
+    grouped = [p.as_dict()["alternative"] for p in proposals if p.group is not None]
+    assert grouped[0] == {"group": 1, "branch": 1} and grouped[-1] == {"group": 2, "branch": 2}
 
 
 @pytest.mark.parametrize(
