@@ -25,11 +25,12 @@ from core.text import normalize
 CONDITION_HEADINGS = re.compile(
     r"申报条件|申请条件|申报对象|支持对象|扶持对象|资助对象|奖补对象|奖励对象|补贴对象|申报主体|申报范围|"
     r"支持范围|适用范围|适用对象|基本条件|认定条件|申领条件|享受条件|申报要求|申报单位|评价条件|对象和条件|对象及条件|"
-    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向|认定标准|入库标准|评定标准"
+    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向|认定标准|入库标准|评定标准|征集条件|征集对象"
 )
 OTHER_HEADINGS = re.compile(
     r"申报材料|申请材料|提交材料|所需材料|申报程序|申报流程|申报方式|工作程序|办理流程|申报时间|受理时间|"
-    r"联系方式|其他事项|工作要求|注意事项|资金用途|附件|审核|评审|拨付|监督管理|材料报送|报送方式"
+    r"联系方式|其他事项|工作要求|注意事项|资金用途|附件|审核|评审|拨付|监督管理|材料报送|报送方式|"
+    r"企业收益|奖励标准|补贴标准|资助标准|扶持标准|奖补标准|支持标准"
 )
 
 
@@ -231,7 +232,7 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(?:营业|销售|主营业务)?收入(?:总额)?[^。；;，,]{0,8}?(?:比例|比重|的?比值?)?"
         ),
     ),
-    ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?")),
+    ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?|技术开发费(?:用)?(?:投入)?")),
     (
         "annual_revenue",
         re.compile(
@@ -275,10 +276,10 @@ _BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
 _INCLUSIVE = re.compile(r"^\s*[(（]含[)）]")
 _UNIT = {
     "rd_ratio": r"%",
-    "rd_expense": r"亿元|千万元|百万元|万元|元",
-    "annual_revenue": r"亿元|千万元|百万元|万元|元",
-    "registered_capital": r"亿元|千万元|百万元|万元|元",
-    "total_assets": r"亿元|千万元|百万元|万元|元",
+    "rd_expense": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "annual_revenue": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "registered_capital": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "total_assets": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
     "export_revenue": r"亿元|千万元|万元|元|万美元",
     "employees": r"人|名",
 }
@@ -426,7 +427,7 @@ def _threshold_nodes(field_name: str, op: str, value: Any) -> list[dict[str, Any
 
 # ---------------------------------------------------------------- detectors per clause
 
-_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商")
+_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办")
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
 )
@@ -484,7 +485,10 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
         skip_level = None
         if active_level is not None and s.level <= active_level:
             active_level = None
-        is_heading = len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading)
+        # "（一）申报对象属于制造业中小企业。" is an item that reads like a heading: a sentence is no heading.
+        is_heading = (
+            len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading) and not re.search(r"[。；;]$", s.heading)
+        )
         if is_heading or (s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])):
             # A title like "…申报条件" makes the whole text conditions (level 0 never closes).
             if active_level is None:
@@ -579,6 +583,8 @@ def propose_conditions(
             alt_group, alt_marker, alt_branch = groups, None, 0
         return None, None
 
+    negated = False  # under "未发生下列情况：": what the items name is excluded
+
     for sentence in clauses:
         if _TITLE_LIKE.search(sentence) and (
             sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
@@ -588,7 +594,13 @@ def propose_conditions(
             continue
         award = bool(_AWARD.search(sentence))
         for clause in _clauses(sentence):
-            clean = _strip_references(clause)
+            clean = _drop_preferences(_strip_references(clause))
+            if not clean:
+                continue
+            if _NEGATED_LEAD.search(clean):
+                negated = True
+            elif negated and not _LIST_ITEM.match(clean) and clause is _clauses(sentence)[0]:
+                negated = False
             if carry and _LIST_ITEM.match(clean) and not any(p.search(clean) for _, p in METRICS):
                 marker = _LIST_ITEM.match(clean)
                 assert marker is not None
@@ -612,6 +624,14 @@ def propose_conditions(
             elif group is not None:
                 for p in encoded:
                     p.group, p.branch = group, branch
+            if (
+                negated
+                and _DISHONEST_NAMED.search(clean)
+                and not any(p.node is not None and p.node["field"] == "credit_standing" for p in encoded)
+            ):
+                encoded.append(
+                    ConditionProposal({"field": "credit_standing", "op": "ne", "value": "dishonest"}, clause, 0.8)
+                )
             for p in encoded:
                 p.source = clause
                 add(p)
@@ -657,6 +677,27 @@ _RATIO_CONTEXT = re.compile(
 )
 
 
+_NEGATED_LEAD = re.compile(
+    r"(?:未|不得|无|没有)(?:发生|出现|存在|有)?(?:以下|下列|如下)[^。；;，,]{0,6}(?:情况|情形|行为|事项)"
+)
+_DISHONEST_NAMED = re.compile(r"失信|黑名单")
+_PREFERRED_ALONE = re.compile(r"^\s*优先(?:予以|给予)?(?:认定|支持|推荐|考虑|立项|安排|入选)[。；;]?\s*$")
+
+
+def _drop_preferences(clause: str) -> str:
+    """Drop what is only preferred: "优先支持高新技术企业", "…的企业，优先予以认定" are no requirements."""
+    if "优先" not in clause:
+        return clause
+    keep: list[str] = []
+    for part in re.split(r"(?<=[，,])", clause):
+        if "优先" in part:
+            if _PREFERRED_ALONE.match(part.rstrip("，,")) and keep:
+                keep.clear()  # "A、B，以及C，优先予以认定": the firms named before are the preferred ones
+            continue
+        keep.append(part)
+    return "".join(keep).rstrip("，,")
+
+
 def _strip_references(clause: str) -> str:
     """Drop cited document titles and parenthetical asides: 《中小企业划型标准规定》 is not a condition."""
     clause = re.sub(r"《[^》]{0,80}》", "《》", clause)
@@ -676,8 +717,10 @@ def _encode_clause(
     found: list[ConditionProposal] = []
     award = award or bool(_AWARD.search(clause))
     # Region of registration / taxation.
-    if _REGISTERED.search(clause) and not re.search(r"境外|外地|以外|迁入|迁离", clause):
-        region = find_region(clause)
+    # The phrases naming registration, not another phrase of the clause, decide (引进境外技术 is no exclusion).
+    registered = [ph for ph in re.split(r"[，,]", clause) if _REGISTERED.search(ph)]
+    if registered and not any(re.search(r"境外|外地|以外|迁入|迁离", ph) for ph in registered):
+        region = find_region(clause) or find_region(clause, short_names=True)
         code: str | None = None
         if region is not None:
             code = region[1]
@@ -703,7 +746,8 @@ def _encode_clause(
             elif re.search(r"(申报|申请|认定|评选|推荐|培育|监测)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$", lead):
                 continue  # "申报省级龙头企业应符合以下条件": the policy confers it
             elif re.match(
-                r"(的)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件)", tail
+                r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板)",
+                tail,
             ) and not re.search(r"(通过|获得|已|新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
                 continue  # "申报高新技术企业认定": about becoming one, not for holders
             else:

@@ -70,11 +70,32 @@ def _region_names() -> list[tuple[str, str, str]]:
     return out
 
 
-def find_region(text: str) -> tuple[str, str, str] | None:
-    """Return (name, code, level) of the most specific region named in the text."""
+@cache
+def _short_region_names() -> list[tuple[str, str, str]]:
+    """Provinces and prefecture-level cities by their short names (江苏, 杭州), where the short name is unique."""
+    full = {name for name, _, _ in _region_names()}
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for name, code, level in _region_names():
+        if level not in ("省", "市"):
+            continue
+        short = re.sub(r"(?:维吾尔|壮族|回族)?自治区$|省$|市$", "", name)
+        if short != name and len(short) >= 2 and short not in full:
+            found.setdefault(short, []).append((short, code, level))
+    return sorted((rows[0] for rows in found.values() if len(rows) == 1), key=lambda r: len(r[0]), reverse=True)
+
+
+def find_region(text: str, *, short_names: bool = False) -> tuple[str, str, str] | None:
+    """Return (name, code, level) of the most specific region named in the text.
+
+    With short_names, a province or city named without its suffix right after 在 (在杭州注册, 在江苏境内)
+    counts too.
+    """
     best: tuple[str, str, str] | None = None
     rank = {"省": 1, "市": 2, "区县": 3}
-    for name, code, level in _region_names():
+    names = _region_names()
+    if short_names:
+        names = [row for row in _short_region_names() if "在" + row[0] in text]
+    for name, code, level in names:
         if name in text and (best is None or rank.get(level, 0) > rank.get(best[2], 0)):
             best = (name, code, level)
     return best
