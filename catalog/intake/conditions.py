@@ -584,8 +584,13 @@ def propose_conditions(
         return None, None
 
     negated = False  # under "未发生下列情况：": what the items name is excluded
+    previous = ""
+    uppers: dict[str, set[Any]] = {}  # tier bounds already owned by a lower tier (≤ 2亿元): "2亿元以上" starts above
 
     for sentence in clauses:
+        if negated and re.search(r"[。.]\s*$", previous):
+            negated = False  # the excluded items end with the sentence that lists them
+        previous = sentence
         if _TITLE_LIKE.search(sentence) and (
             sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
         ):
@@ -599,8 +604,6 @@ def propose_conditions(
                 continue
             if _NEGATED_LEAD.search(clean):
                 negated = True
-            elif negated and not _LIST_ITEM.match(clean) and clause is _clauses(sentence)[0]:
-                negated = False
             if carry and _LIST_ITEM.match(clean) and not any(p.search(clean) for _, p in METRICS):
                 marker = _LIST_ITEM.match(clean)
                 assert marker is not None
@@ -633,6 +636,12 @@ def propose_conditions(
                     ConditionProposal({"field": "credit_standing", "op": "ne", "value": "dishonest"}, clause, 0.8)
                 )
             for p in encoded:
+                node = p.node
+                if node is not None and node["op"] == "gte" and node["value"] in uppers.get(node["field"], ()):
+                    node["op"] = "gt"
+            for p in encoded:
+                if p.node is not None and p.node["op"] == "lte" and p.node["field"] in _THRESHOLD_FIELDS:
+                    uppers.setdefault(p.node["field"], set()).add(p.node["value"])
                 p.source = clause
                 add(p)
             if not under_heading or not _PLAIN_HINT.search(clause):

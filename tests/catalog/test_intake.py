@@ -193,6 +193,49 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
     assert any("独立法人资格" in p.text for p in plain)
 
 
+@pytest.mark.parametrize(
+    ("text", "present", "absent"),
+    [
+        # A province or city named without its suffix after 在 is the registration region.
+        ("申报条件\n1.在江苏境内注册，具有独立法人资格；", ("region_code", "within_region", ["320000"]), None),
+        ("申报条件\n1.在杭州注册并开展经营。", ("region_code", "within_region", ["330100"]), None),
+        # Operating in a place; an unrelated 境外 elsewhere in the clause excludes nothing.
+        ("申报条件\n1.在深圳市内依法经营的企业。", ("region_code", "within_region", ["440300"]), None),
+        (
+            "申报条件\n（1）注册并纳税在本区的企业，或者引进境外高端技术成果的项目。",
+            ("region_code", "within_region", ["440305"]),
+            None,
+        ),
+        # What is only preferred is no requirement.
+        (
+            "申报条件\n1.职工总数不超过500人，优先支持有效期内的高新技术企业。",
+            ("employees", "lte", 500),
+            ("qualifications", "has_any", ["高新技术企业"]),
+        ),
+        ("申报条件\n1.上市企业、瞪羚企业，优先予以认定。", None, ("qualifications", "has_any", ["上市公司"])),
+        # Items under 未发生下列情况 name what is excluded.
+        (
+            "申报条件\n企业在申报截止日一年内未发生下列情况：偷税等严重税收违法行为；被有关部门认定存在严重失信行为。",
+            ("credit_standing", "ne", "dishonest"),
+            None,
+        ),
+        # A tier owning its upper bound (含): the next tier's "以上" starts above it.
+        (
+            "申报条件\n1.销售收入在5000万元至2亿元（含）的企业，比例不低于4%；\n2.销售收入在2亿元以上的企业，比例不低于3%。",
+            ("annual_revenue", "gt", 20000),
+            ("annual_revenue", "gte", 20000),
+        ),
+        ("申报条件\n1.上年度技术开发费投入超过100万。", ("rd_expense", "gt", 100), None),
+    ],
+)
+def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | None) -> None:
+    nodes = [p.node for p in propose_conditions(text, home_region="440305") if p.node]
+    if present is not None:
+        assert {"field": present[0], "op": present[1], "value": present[2]} in nodes, nodes
+    if absent is not None:
+        assert {"field": absent[0], "op": absent[1], "value": absent[2]} not in nodes, nodes
+
+
 def test_alternatives_become_one_any_node() -> None:
     """ "满足下列条件之一" lists and thresholds joined by 或 are alternatives, not all required."""
     text = (
