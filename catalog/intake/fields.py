@@ -382,6 +382,16 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
             name, code, level = found
             lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]
             return Proposal(lvl, source, 0.85), Proposal(code, source, 0.85)
+        # An issuer or title opening with a short place name: 株洲创业担保贷款…, 新乡高新区 (a zone of that city).
+        for short, code, level in _short_region_names():
+            if source.startswith(short):
+                if re.match(
+                    r"(?:国家)?(?:高新区|高新技术产业开发区|经济技术开发区|经开区|开发区|新区|园区)",
+                    source[len(short) :],
+                ):
+                    return None, Proposal(code, source, 0.6)
+                lvl = {"省": "provincial", "市": "municipal"}[level]
+                return Proposal(lvl, source, 0.6), Proposal(code, source, 0.6)
         m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(省|自治区)", source)
         if m:
             return Proposal("provincial", source, 0.7), None

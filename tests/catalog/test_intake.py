@@ -169,6 +169,20 @@ def test_validity_and_county_level() -> None:
     assert (values["level"], values["region_code"]) == ("county", "440305")
 
 
+@pytest.mark.parametrize(
+    ("text", "level", "region"),
+    [
+        ("株洲创业担保贷款及贴息政策\n对小微企业给予贴息。\n", "municipal", "430200"),
+        ("新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n", None, "410700"),
+        ("银川市中小企业数字化转型试点项目预征集通知\n一、征集范围\n", "municipal", "640100"),
+        ("关于开展2019年嘉定区智慧城市专项资金项目申报工作的通知\n", "county", "310114"),
+    ],
+)
+def test_places_across_the_country_give_level_and_region(text: str, level: str | None, region: str) -> None:
+    values = {k: v.value for k, v in extract_fields(text).items()}
+    assert (values.get("level"), values.get("region_code")) == (level, region)
+
+
 def test_conditions_are_proposed_in_the_rule_format() -> None:
     proposals = propose_conditions(docs.NOTICE, home_region="442000")
     coded = {(p.node["field"], p.node["op"], str(p.node["value"])) for p in proposals if p.node}
