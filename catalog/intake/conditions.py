@@ -707,6 +707,18 @@ def _drop_preferences(clause: str) -> str:
     return "".join(keep).rstrip("，,")
 
 
+_OTHER_KINDS = re.compile(r"(?:机构|组织|单位|社会团体|个体工商户|民营企业|合作社|高校|院所)$")
+
+
+def _one_kind_among_others(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is one item of an enumeration of kinds of applicant (A、B、C)."""
+    left = max(text.rfind(c, 0, start) for c in "，,。；;：:的") + 1
+    rights = [i for i in (text.find(c, end) for c in "，,。；;：:") if i != -1]
+    right = min(rights) if rights else len(text)
+    items = [item.strip() for item in text[left:right].split("、")]
+    return len(items) > 1 and any(_OTHER_KINDS.search(item) for item in items if text[start:end] not in item)
+
+
 def _strip_references(clause: str) -> str:
     """Drop cited document titles and parenthetical asides: 《中小企业划型标准规定》 is not a condition."""
     clause = re.sub(r"《[^》]{0,80}》", "《》", clause)
@@ -790,6 +802,11 @@ def _encode_clause(
                     continue
                 if _NEGATION.search(sized[: m.start()]):
                     continue
+                defined = sized.find("是指")
+                if _one_kind_among_others(sized, m.start(), m.end()) or (
+                    -1 < defined < m.start() and not any(p.search(sized[:defined]) for p, _ in _SIZE_WORDS)
+                ):
+                    continue  # "民营企业、中小微企业、服务机构" may all apply; "隐形冠军是指…的中小企业" defines another word
                 candidates.append((m.start(), classes))
         if candidates:
             candidates.sort(key=lambda c: c[0])

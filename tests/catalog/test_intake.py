@@ -240,6 +240,22 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             ("annual_revenue", "gte", 20000),
         ),
         ("申报条件\n1.上年度技术开发费投入超过100万。", ("rd_expense", "gt", 100), None),
+        # A size named among other kinds of applicant, or inside another word's definition, is no requirement.
+        (
+            "申报条件\n（一）在深圳市内依法经营，具有独立法人资格的民营企业、中小微企业、服务机构；",
+            None,
+            ("size_class", "in", ["medium", "small", "micro"]),
+        ),
+        (
+            "申报条件\n“隐形冠军”是指长期专注于某一细分行业的中小企业。",
+            None,
+            ("size_class", "in", ["medium", "small", "micro"]),
+        ),
+        (
+            "申报条件\n（二）中小微企业，是指依据中小企业划分标准认定的中型、小型、微型企业。",
+            ("size_class", "in", ["medium", "small", "micro"]),
+            None,
+        ),
     ],
 )
 def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | None) -> None:
