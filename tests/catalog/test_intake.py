@@ -392,8 +392,10 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
     result = evaluation.run("test")
     s, b = result.system, result.baseline
-    assert result.documents >= 45 and s.labelled >= 100
+    assert result.documents >= 60 and s.labelled >= 160
+    # The whole set holds at least 300 hand-labelled conditions (issue 17).
+    assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
     # Floors a little under the measured figures (see README "Policy intake"); a regression fails here.
-    assert s.field_accuracy >= 0.83 and s.field_accuracy_in_table >= 0.93
-    assert s.precision >= 0.77 and s.recall >= 0.58
+    assert s.field_accuracy >= 0.92 and s.field_accuracy_in_table >= 0.95
+    assert s.precision >= 0.79 and s.recall >= 0.69
     assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
