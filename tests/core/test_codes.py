@@ -242,7 +242,7 @@ def test_every_province_and_prefecture_is_listed() -> None:
     assert provinces["110000"] == "北京市" and provinces["650000"] == "新疆维吾尔自治区"
     prefectures = [row for row in rows if row["level"] == "市"]
     assert len(prefectures) == 333
-    assert all(row["parent"] == row["code"][:2] + "0000" for row in prefectures)
+    assert all(row["parent"] == str(row["code"])[:2] + "0000" for row in prefectures)
     assert {row["name"] for row in list_regions("330000")} >= {"杭州市", "宁波市", "丽水市"}
 
 
