@@ -546,7 +546,9 @@ def _short_place(name: str) -> str:
 def _place_table() -> tuple[tuple[str, str | None], ...]:
     """Return (name, region code or None) for every place a question may name, longest names first."""
     rows: dict[str, str | None] = {}
-    for row in codes.list_regions():
+    # Provinces and cities claim a short name before districts do: 河北 is the province, not 天津's 河北区.
+    rank = {level: i for i, level in enumerate(codes.REGION_LEVELS)}
+    for row in sorted(codes.list_regions(), key=lambda r: rank.get(str(r["level"]), len(rank))):
         code, name = str(row["code"]), str(row["name"] or "")
         if code == codes.NATIONAL_REGION or not name:
             continue

@@ -25,11 +25,12 @@ from core.text import normalize
 CONDITION_HEADINGS = re.compile(
     r"申报条件|申请条件|申报对象|支持对象|扶持对象|资助对象|奖补对象|奖励对象|补贴对象|申报主体|申报范围|"
     r"支持范围|适用范围|适用对象|基本条件|认定条件|申领条件|享受条件|申报要求|申报单位|评价条件|对象和条件|对象及条件|"
-    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向|认定标准|入库标准|评定标准"
+    r"实施对象|服务对象|政策对象|申请主体|申请对象|培育对象|支持方向|认定标准|入库标准|评定标准|征集条件|征集对象"
 )
 OTHER_HEADINGS = re.compile(
     r"申报材料|申请材料|提交材料|所需材料|申报程序|申报流程|申报方式|工作程序|办理流程|申报时间|受理时间|"
-    r"联系方式|其他事项|工作要求|注意事项|资金用途|附件|审核|评审|拨付|监督管理|材料报送|报送方式"
+    r"联系方式|其他事项|工作要求|注意事项|资金用途|附件|审核|评审|拨付|监督管理|材料报送|报送方式|"
+    r"企业收益|奖励标准|补贴标准|资助标准|扶持标准|奖补标准|支持标准"
 )
 
 
@@ -41,6 +42,10 @@ class ConditionProposal:
     source: str
     confidence: float
     text: str = ""
+    # Alternatives ("满足下列条件之一", "…或…"): proposals sharing `group` are the branches of one `any`;
+    # those sharing (`group`, `branch`) must hold together (one `all` branch).
+    group: int | None = None
+    branch: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "confidence": round(self.confidence, 2)}
@@ -48,6 +53,8 @@ class ConditionProposal:
             out["rule"] = self.node
         else:
             out["text"] = self.text
+        if self.group is not None:
+            out["alternative"] = {"group": self.group, "branch": self.branch}
         return out
 
     def key(self) -> tuple[str, str, str] | None:
@@ -64,6 +71,37 @@ def condition_key(node: dict[str, Any]) -> tuple[str, str, str]:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return node["field"], node["op"], json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def rules_of(proposals: Iterable[ConditionProposal]) -> dict[str, Any] | None:
+    """The rule tree (docs/rules.md) of the coded proposals: `all` of them, alternatives as one `any`.
+
+    A group whose branches are not at least two (the other alternatives stayed plain language) is
+    put in as its conditions, for the curator to review against the source sentence.
+    """
+    top: list[Any] = []
+    groups: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    for p in proposals:
+        if p.node is None:
+            continue
+        if p.group is None:
+            top.append(p.node)
+            continue
+        if p.group not in groups:
+            groups[p.group] = {}
+            top.append(p.group)  # the group's place in the list
+        groups[p.group].setdefault(p.branch or 0, []).append(p.node)
+    nodes: list[dict[str, Any]] = []
+    for item in top:
+        if not isinstance(item, int):
+            nodes.append(item)
+            continue
+        branches = list(groups[item].values())
+        if len(branches) < 2:
+            nodes.extend(branches[0])
+            continue
+        nodes.append({"any": [b[0] if len(b) == 1 else {"all": b} for b in branches]})
+    return {"all": nodes} if nodes else None
 
 
 # ---------------------------------------------------------------- vocabularies
@@ -194,7 +232,7 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(?:营业|销售|主营业务)?收入(?:总额)?[^。；;，,]{0,8}?(?:比例|比重|的?比值?)?"
         ),
     ),
-    ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?")),
+    ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?|技术开发费(?:用)?(?:投入)?")),
     (
         "annual_revenue",
         re.compile(
@@ -238,10 +276,10 @@ _BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
 _INCLUSIVE = re.compile(r"^\s*[(（]含[)）]")
 _UNIT = {
     "rd_ratio": r"%",
-    "rd_expense": r"亿元|千万元|百万元|万元|元",
-    "annual_revenue": r"亿元|千万元|百万元|万元|元",
-    "registered_capital": r"亿元|千万元|百万元|万元|元",
-    "total_assets": r"亿元|千万元|百万元|万元|元",
+    "rd_expense": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "annual_revenue": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "registered_capital": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "total_assets": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
     "export_revenue": r"亿元|千万元|万元|元|万美元",
     "employees": r"人|名",
 }
@@ -389,7 +427,7 @@ def _threshold_nodes(field_name: str, op: str, value: Any) -> list[dict[str, Any
 
 # ---------------------------------------------------------------- detectors per clause
 
-_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商")
+_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办")
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
 )
@@ -447,7 +485,10 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
         skip_level = None
         if active_level is not None and s.level <= active_level:
             active_level = None
-        is_heading = len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading)
+        # "（一）申报对象属于制造业中小企业。" is an item that reads like a heading: a sentence is no heading.
+        is_heading = (
+            len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading) and not re.search(r"[。；;]$", s.heading)
+        )
         if is_heading or (s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])):
             # A title like "…申报条件" makes the whole text conditions (level 0 never closes).
             if active_level is None:
@@ -493,9 +534,13 @@ def propose_conditions(
     ratio_context = bool(_RATIO_CONTEXT.search(text))
     base = 1.0 if under_heading else 0.8
     out: list[ConditionProposal] = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str, int | None, int | None]] = set()
     merged_quals: ConditionProposal | None = None
     carry = ""  # a metric named in a lead-in ("销售收入规模：") applies to the list items below it
+    groups = 0  # alternatives found so far
+    alt_group: int | None = None  # the open "满足下列条件之一" list
+    alt_marker: str | None = None  # the numbering style of its items
+    alt_branch = 0
 
     def add(p: ConditionProposal) -> None:
         nonlocal merged_quals
@@ -515,13 +560,37 @@ def propose_conditions(
             merged_quals = p
             out.append(p)
             return
-        key = condition_key(node)
+        key = (*condition_key(node), p.group, p.branch)  # the same threshold may open two alternatives
         if key in seen:
             return
         seen.add(key)
         out.append(p)
 
+    def alternatives(clause: str) -> tuple[int | None, int | None]:
+        """(group, branch) of a clause: an item of an open "…之一" list, or None."""
+        nonlocal alt_group, alt_marker, alt_branch, groups
+        item = _LIST_ITEM.match(clause)
+        style = _marker_style(item.group(0)) if item else None
+        if alt_group is not None:
+            if style is not None and (alt_marker is None or style == alt_marker):
+                alt_marker = style
+                alt_branch += 1
+                return alt_group, alt_branch
+            if style is None or style != alt_marker:
+                alt_group, alt_marker = None, None
+        if _ONE_OF.search(clause):
+            groups += 1
+            alt_group, alt_marker, alt_branch = groups, None, 0
+        return None, None
+
+    negated = False  # under "未发生下列情况：": what the items name is excluded
+    previous = ""
+    uppers: dict[str, set[Any]] = {}  # tier bounds already owned by a lower tier (≤ 2亿元): "2亿元以上" starts above
+
     for sentence in clauses:
+        if negated and re.search(r"[。.]\s*$", previous):
+            negated = False  # the excluded items end with the sentence that lists them
+        previous = sentence
         if _TITLE_LIKE.search(sentence) and (
             sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
         ):
@@ -530,7 +599,11 @@ def propose_conditions(
             continue
         award = bool(_AWARD.search(sentence))
         for clause in _clauses(sentence):
-            clean = _strip_references(clause)
+            clean = _drop_preferences(_strip_references(clause))
+            if not clean:
+                continue
+            if _NEGATED_LEAD.search(clean):
+                negated = True
             if carry and _LIST_ITEM.match(clean) and not any(p.search(clean) for _, p in METRICS):
                 marker = _LIST_ITEM.match(clean)
                 assert marker is not None
@@ -543,7 +616,32 @@ def propose_conditions(
             encoded = _encode_clause(
                 clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading, award=award
             )
+            group, branch = alternatives(clean)
+            if group is None and _OR.search(clean):
+                # "营业收入达2000万元或研发投入达100万元": thresholds joined by 或 are alternatives.
+                either = [p for p in encoded if p.node is not None and p.node["field"] in _THRESHOLD_FIELDS]
+                if len({condition_key(p.node) for p in either if p.node is not None}) >= 2:
+                    groups += 1
+                    for i, p in enumerate(either):
+                        p.group, p.branch = groups, i + 1
+            elif group is not None:
+                for p in encoded:
+                    p.group, p.branch = group, branch
+            if (
+                negated
+                and _DISHONEST_NAMED.search(clean)
+                and not any(p.node is not None and p.node["field"] == "credit_standing" for p in encoded)
+            ):
+                encoded.append(
+                    ConditionProposal({"field": "credit_standing", "op": "ne", "value": "dishonest"}, clause, 0.8)
+                )
             for p in encoded:
+                node = p.node
+                if node is not None and node["op"] == "gte" and node["value"] in uppers.get(node["field"], ()):
+                    node["op"] = "gt"
+            for p in encoded:
+                if p.node is not None and p.node["op"] == "lte" and p.node["field"] in _THRESHOLD_FIELDS:
+                    uppers.setdefault(p.node["field"], set()).add(p.node["value"])
                 p.source = clause
                 add(p)
             if not under_heading or not _PLAIN_HINT.search(clause):
@@ -562,6 +660,22 @@ def propose_conditions(
 
 
 _LIST_ITEM = re.compile(r"^\s*(?:[(（]?\d{1,2}[)）、.．]|[(（][一二三四五六七八九十]+[)）])\s*")
+_ONE_OF = re.compile(
+    r"(?:下列|以下|如下|下述)[^。；;]{0,12}(?:条件|情形|要求|标准|指标|情况)?(?:之一|中的一项|其中一项|任一|任意一)|"
+    r"(?:符合|满足|具备|达到)(?:以下|下列)?(?:任一|任意一|其中之一)"
+)
+_OR = re.compile(r"或(?!以上|以下)")
+_THRESHOLD_FIELDS = frozenset(
+    {"annual_revenue", "rd_ratio", "rd_expense", "employees", "total_assets", "registered_capital", "export_revenue"}
+)
+
+
+def _marker_style(marker: str) -> str:
+    """The numbering style of a list item: "1." and "2、" differ from "（1）" and "（一）"."""
+    m = marker.strip()
+    return re.sub(r"\d+|[一二三四五六七八九十]+", lambda d: "9" if d.group(0).isdigit() else "十", m)
+
+
 _METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
 _AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
 _PURPOSE = re.compile(
@@ -570,6 +684,39 @@ _PURPOSE = re.compile(
 _RATIO_CONTEXT = re.compile(
     r"研(?:发|究开发|究与试验发展)(?:费用|投入|经费)[^。；;]{0,20}占[^。；;]{0,24}收入[^。；;]{0,12}比"
 )
+
+
+_NEGATED_LEAD = re.compile(
+    r"(?:未|不得|无|没有)(?:发生|出现|存在|有)?(?:以下|下列|如下)[^。；;，,]{0,6}(?:情况|情形|行为|事项)"
+)
+_DISHONEST_NAMED = re.compile(r"失信|黑名单")
+_PREFERRED_ALONE = re.compile(r"^\s*优先(?:予以|给予)?(?:认定|支持|推荐|考虑|立项|安排|入选)[。；;]?\s*$")
+
+
+def _drop_preferences(clause: str) -> str:
+    """Drop what is only preferred: "优先支持高新技术企业", "…的企业，优先予以认定" are no requirements."""
+    if "优先" not in clause:
+        return clause
+    keep: list[str] = []
+    for part in re.split(r"(?<=[，,])", clause):
+        if "优先" in part:
+            if _PREFERRED_ALONE.match(part.rstrip("，,")) and keep:
+                keep.clear()  # "A、B，以及C，优先予以认定": the firms named before are the preferred ones
+            continue
+        keep.append(part)
+    return "".join(keep).rstrip("，,")
+
+
+_OTHER_KINDS = re.compile(r"(?:机构|组织|单位|社会团体|个体工商户|民营企业|合作社|高校|院所)$")
+
+
+def _one_kind_among_others(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is one item of an enumeration of kinds of applicant (A、B、C)."""
+    left = max(text.rfind(c, 0, start) for c in "，,。；;：:的") + 1
+    rights = [i for i in (text.find(c, end) for c in "，,。；;：:") if i != -1]
+    right = min(rights) if rights else len(text)
+    items = [item.strip() for item in text[left:right].split("、")]
+    return len(items) > 1 and any(_OTHER_KINDS.search(item) for item in items if text[start:end] not in item)
 
 
 def _strip_references(clause: str) -> str:
@@ -591,8 +738,10 @@ def _encode_clause(
     found: list[ConditionProposal] = []
     award = award or bool(_AWARD.search(clause))
     # Region of registration / taxation.
-    if _REGISTERED.search(clause) and not re.search(r"境外|外地|以外|迁入|迁离", clause):
-        region = find_region(clause)
+    # The phrases naming registration, not another phrase of the clause, decide (引进境外技术 is no exclusion).
+    registered = [ph for ph in re.split(r"[，,]", clause) if _REGISTERED.search(ph)]
+    if registered and not any(re.search(r"境外|外地|以外|迁入|迁离", ph) for ph in registered):
+        region = find_region(clause) or find_region(clause, short_names=True)
         code: str | None = None
         if region is not None:
             code = region[1]
@@ -618,7 +767,8 @@ def _encode_clause(
             elif re.search(r"(申报|申请|认定|评选|推荐|培育|监测)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$", lead):
                 continue  # "申报省级龙头企业应符合以下条件": the policy confers it
             elif re.match(
-                r"(的)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件)", tail
+                r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板)",
+                tail,
             ) and not re.search(r"(通过|获得|已|新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
                 continue  # "申报高新技术企业认定": about becoming one, not for holders
             else:
@@ -652,6 +802,11 @@ def _encode_clause(
                     continue
                 if _NEGATION.search(sized[: m.start()]):
                     continue
+                defined = sized.find("是指")
+                if _one_kind_among_others(sized, m.start(), m.end()) or (
+                    -1 < defined < m.start() and not any(p.search(sized[:defined]) for p, _ in _SIZE_WORDS)
+                ):
+                    continue  # "民营企业、中小微企业、服务机构" may all apply; "隐形冠军是指…的中小企业" defines another word
                 candidates.append((m.start(), classes))
         if candidates:
             candidates.sort(key=lambda c: c[0])

@@ -70,11 +70,32 @@ def _region_names() -> list[tuple[str, str, str]]:
     return out
 
 
-def find_region(text: str) -> tuple[str, str, str] | None:
-    """Return (name, code, level) of the most specific region named in the text."""
+@cache
+def _short_region_names() -> list[tuple[str, str, str]]:
+    """Provinces and prefecture-level cities by their short names (江苏, 杭州), where the short name is unique."""
+    full = {name for name, _, _ in _region_names()}
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for name, code, level in _region_names():
+        if level not in ("省", "市"):
+            continue
+        short = re.sub(r"(?:维吾尔|壮族|回族)?自治区$|省$|市$", "", name)
+        if short != name and len(short) >= 2 and short not in full:
+            found.setdefault(short, []).append((short, code, level))
+    return sorted((rows[0] for rows in found.values() if len(rows) == 1), key=lambda r: len(r[0]), reverse=True)
+
+
+def find_region(text: str, *, short_names: bool = False) -> tuple[str, str, str] | None:
+    """Return (name, code, level) of the most specific region named in the text.
+
+    With short_names, a province or city named without its suffix right after 在 (在杭州注册, 在江苏境内)
+    counts too.
+    """
     best: tuple[str, str, str] | None = None
     rank = {"省": 1, "市": 2, "区县": 3}
-    for name, code, level in _region_names():
+    names = _region_names()
+    if short_names:
+        names = [row for row in _short_region_names() if "在" + row[0] in text]
+    for name, code, level in names:
         if name in text and (best is None or rank.get(level, 0) > rank.get(best[2], 0)):
             best = (name, code, level)
     return best
@@ -361,6 +382,16 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
             name, code, level = found
             lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]
             return Proposal(lvl, source, 0.85), Proposal(code, source, 0.85)
+        # An issuer or title opening with a short place name: 株洲创业担保贷款…, 新乡高新区 (a zone of that city).
+        for short, code, level in _short_region_names():
+            if source.startswith(short):
+                if re.match(
+                    r"(?:国家)?(?:高新区|高新技术产业开发区|经济技术开发区|经开区|开发区|新区|园区)",
+                    source[len(short) :],
+                ):
+                    return None, Proposal(code, source, 0.6)
+                lvl = {"省": "provincial", "市": "municipal"}[level]
+                return Proposal(lvl, source, 0.6), Proposal(code, source, 0.6)
         m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(省|自治区)", source)
         if m:
             return Proposal("provincial", source, 0.7), None

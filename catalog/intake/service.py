@@ -21,7 +21,7 @@ from auth.service import Principal
 from catalog import attachments as policy_files
 from catalog import rules as rules_mod
 from catalog import service as catalog_service
-from catalog.intake.conditions import ConditionProposal, QualificationVocabulary, propose_conditions
+from catalog.intake.conditions import ConditionProposal, QualificationVocabulary, propose_conditions, rules_of
 from catalog.intake.extract import DOCX, PDF, Document, Limits, extract_batch
 from catalog.intake.fields import Proposal, extract_fields
 from catalog.models import Department, Policy, PolicyIntake, PolicyLevel, PolicyType, Tag, TagKind
@@ -48,8 +48,7 @@ class Analysis:
     tags: list[str] = field(default_factory=list)
 
     def rules(self) -> dict[str, Any] | None:
-        nodes = [c.node for c in self.conditions if c.node is not None]
-        return {"all": nodes} if nodes else None
+        return rules_of(self.conditions)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from catalog import rules as rules_mod
 from catalog.intake import evaluation
-from catalog.intake.conditions import propose_conditions
+from catalog.intake.conditions import propose_conditions, rules_of
 from catalog.intake.extract import Limits, extract, extract_batch
 from catalog.intake.fields import extract_fields
 from catalog.intake.service import intake_files, jaccard, shingles
@@ -169,6 +169,20 @@ def test_validity_and_county_level() -> None:
     assert (values["level"], values["region_code"]) == ("county", "440305")
 
 
+@pytest.mark.parametrize(
+    ("text", "level", "region"),
+    [
+        ("株洲创业担保贷款及贴息政策\n对小微企业给予贴息。\n", "municipal", "430200"),
+        ("新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n", None, "410700"),
+        ("银川市中小企业数字化转型试点项目预征集通知\n一、征集范围\n", "municipal", "640100"),
+        ("关于开展2019年嘉定区智慧城市专项资金项目申报工作的通知\n", "county", "310114"),
+    ],
+)
+def test_places_across_the_country_give_level_and_region(text: str, level: str | None, region: str) -> None:
+    values = {k: v.value for k, v in extract_fields(text).items()}
+    assert (values.get("level"), values.get("region_code")) == (level, region)
+
+
 def test_conditions_are_proposed_in_the_rule_format() -> None:
     proposals = propose_conditions(docs.NOTICE, home_region="442000")
     coded = {(p.node["field"], p.node["op"], str(p.node["value"])) for p in proposals if p.node}
@@ -191,6 +205,100 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             assert not rules_mod.validate_rules(p.node), p.node
     plain = [p for p in proposals if p.node is None]
     assert any("独立法人资格" in p.text for p in plain)
+
+
+@pytest.mark.parametrize(
+    ("text", "present", "absent"),
+    [
+        # A province or city named without its suffix after 在 is the registration region.
+        ("申报条件\n1.在江苏境内注册，具有独立法人资格；", ("region_code", "within_region", ["320000"]), None),
+        ("申报条件\n1.在杭州注册并开展经营。", ("region_code", "within_region", ["330100"]), None),
+        # Operating in a place; an unrelated 境外 elsewhere in the clause excludes nothing.
+        ("申报条件\n1.在深圳市内依法经营的企业。", ("region_code", "within_region", ["440300"]), None),
+        (
+            "申报条件\n（1）注册并纳税在本区的企业，或者引进境外高端技术成果的项目。",
+            ("region_code", "within_region", ["440305"]),
+            None,
+        ),
+        # What is only preferred is no requirement.
+        (
+            "申报条件\n1.职工总数不超过500人，优先支持有效期内的高新技术企业。",
+            ("employees", "lte", 500),
+            ("qualifications", "has_any", ["高新技术企业"]),
+        ),
+        ("申报条件\n1.上市企业、瞪羚企业，优先予以认定。", None, ("qualifications", "has_any", ["上市公司"])),
+        # Items under 未发生下列情况 name what is excluded.
+        (
+            "申报条件\n企业在申报截止日一年内未发生下列情况：偷税等严重税收违法行为；被有关部门认定存在严重失信行为。",
+            ("credit_standing", "ne", "dishonest"),
+            None,
+        ),
+        # A tier owning its upper bound (含): the next tier's "以上" starts above it.
+        (
+            "申报条件\n1.销售收入在5000万元至2亿元（含）的企业，比例不低于4%；\n2.销售收入在2亿元以上的企业，比例不低于3%。",
+            ("annual_revenue", "gt", 20000),
+            ("annual_revenue", "gte", 20000),
+        ),
+        ("申报条件\n1.上年度技术开发费投入超过100万。", ("rd_expense", "gt", 100), None),
+        # A size named among other kinds of applicant, or inside another word's definition, is no requirement.
+        (
+            "申报条件\n（一）在深圳市内依法经营，具有独立法人资格的民营企业、中小微企业、服务机构；",
+            None,
+            ("size_class", "in", ["medium", "small", "micro"]),
+        ),
+        (
+            "申报条件\n“隐形冠军”是指长期专注于某一细分行业的中小企业。",
+            None,
+            ("size_class", "in", ["medium", "small", "micro"]),
+        ),
+        (
+            "申报条件\n（二）中小微企业，是指依据中小企业划分标准认定的中型、小型、微型企业。",
+            ("size_class", "in", ["medium", "small", "micro"]),
+            None,
+        ),
+    ],
+)
+def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | None) -> None:
+    nodes = [p.node for p in propose_conditions(text, home_region="440305") if p.node]
+    if present is not None:
+        assert {"field": present[0], "op": present[1], "value": present[2]} in nodes, nodes
+    if absent is not None:
+        assert {"field": absent[0], "op": absent[1], "value": absent[2]} not in nodes, nodes
+
+
+def test_alternatives_become_one_any_node() -> None:
+    """ "满足下列条件之一" lists and thresholds joined by 或 are alternatives, not all required."""
+    text = (
+        "申报条件\n（一）在本市注册的企业。\n（二）符合下列条件之一：\n"
+        "1.年营业收入2000万元以上且研发费用占营业收入比例不低于3%；\n2.企业职工人数100人以上；\n"
+        "（三）未被列入失信名单。\n（四）注册资本500万元以上或资产总额1亿元以上。\n"
+    )
+    proposals = propose_conditions(text, home_region="440300")
+    rules = rules_of(proposals)
+    assert rules is not None and not rules_mod.validate_rules(rules)
+    assert rules["all"] == [
+        {"field": "region_code", "op": "within_region", "value": ["440300"]},
+        {
+            "any": [
+                {
+                    "all": [
+                        {"field": "annual_revenue", "op": "gte", "value": 2000},
+                        {"field": "rd_ratio", "op": "gte", "value": 3},
+                    ]
+                },
+                {"field": "employees", "op": "gte", "value": 100},
+            ]
+        },
+        {"field": "credit_standing", "op": "ne", "value": "dishonest"},
+        {
+            "any": [
+                {"field": "registered_capital", "op": "gte", "value": 500},
+                {"field": "total_assets", "op": "gte", "value": 10000},
+            ]
+        },
+    ]
+    grouped = [p.as_dict()["alternative"] for p in proposals if p.group is not None]
+    assert grouped[0] == {"group": 1, "branch": 1} and grouped[-1] == {"group": 2, "branch": 2}
 
 
 @pytest.mark.parametrize(
@@ -284,8 +392,10 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
     result = evaluation.run("test")
     s, b = result.system, result.baseline
-    assert result.documents >= 45 and s.labelled >= 100
+    assert result.documents >= 60 and s.labelled >= 160
+    # The whole set holds at least 300 hand-labelled conditions (issue 17).
+    assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
     # Floors a little under the measured figures (see README "Policy intake"); a regression fails here.
-    assert s.field_accuracy >= 0.83 and s.field_accuracy_in_table >= 0.93
-    assert s.precision >= 0.77 and s.recall >= 0.58
+    assert s.field_accuracy >= 0.92 and s.field_accuracy_in_table >= 0.95
+    assert s.precision >= 0.79 and s.recall >= 0.69
     assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall

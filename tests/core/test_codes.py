@@ -234,9 +234,23 @@ def test_prefecture_lists_its_districts(prefecture: str, districts: set[str]) ->
     assert all(row["level"] == "区县" and row["code"][:4] == prefecture[:4] for row in rows)
 
 
-def test_beijing_and_shanghai_are_recorded_at_province_level() -> None:
-    provinces = {row["code"]: row["name"] for row in list_regions() if row["level"] == "省"}
-    assert provinces == {"110000": "北京市", "310000": "上海市", "440000": "广东省"}
+def test_every_province_and_prefecture_is_listed() -> None:
+    """31 provincial-level divisions and 333 prefecture-level ones (GB/T 2260, 2023 edition)."""
+    rows = list_regions()
+    provinces = {row["code"]: row["name"] for row in rows if row["level"] == "省"}
+    assert len(provinces) == 31
+    assert provinces["110000"] == "北京市" and provinces["650000"] == "新疆维吾尔自治区"
+    prefectures = [row for row in rows if row["level"] == "市"]
+    assert len(prefectures) == 333
+    assert all(row["parent"] == str(row["code"])[:2] + "0000" for row in prefectures)
+    assert {row["name"] for row in list_regions("330000")} >= {"杭州市", "宁波市", "丽水市"}
+
+
+@pytest.mark.parametrize(("municipality", "count"), [("110000", 16), ("120000", 16), ("310000", 16), ("500000", 38)])
+def test_municipalities_list_their_districts_directly(municipality: str, count: int) -> None:
+    rows = list_regions(municipality)
+    assert len(rows) == count
+    assert all(row["level"] == "区县" for row in rows)
 
 
 @pytest.mark.parametrize(
@@ -254,8 +268,8 @@ def test_normalize_region_code_accepts_listed_codes_and_codes_of_listed_province
 
 
 def test_normalize_region_code_refuses_a_province_not_in_the_table() -> None:
-    with pytest.raises(ValueError, match="行政区划代码 500103 不在"):
-        normalize_region_code("500103")
+    with pytest.raises(ValueError, match="行政区划代码 990103 不在"):
+        normalize_region_code("990103")
 
 
 @pytest.mark.parametrize("raw", ["", "4401", "4401066", "44O106", "天河区"])
@@ -288,7 +302,8 @@ def test_region_contains_follows_the_code_hierarchy(parent: str, child: str, con
 def test_region_name_of_listed_and_unlisted_codes() -> None:
     assert region_name("440305") == "南山区"
     assert region_name("441900") == "东莞市"
-    assert region_name("110105") is None
+    assert region_name("110105") == "朝阳区"
+    assert region_name("330212") is None  # a county outside the municipalities and Guangdong
 
 
 @pytest.mark.parametrize(
@@ -299,6 +314,7 @@ def test_region_name_of_listed_and_unlisted_codes() -> None:
         ("440000", ["440000"]),
         ("442000", ["440000", "442000"]),
         ("110105", ["110000", "110105"]),
+        ("330212", ["330000", "330200", "330212"]),
     ],
 )
 def test_region_path_runs_from_province_down(code: str, path: list[str]) -> None:
