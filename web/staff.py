@@ -341,6 +341,7 @@ def _intake_review(
             "confidence": item.confidence,
             "coded": item.coded,
             "editable": item.kind != "tag",
+            "alternative": item.alternative[0] if item.alternative else None,
         }
         if item.kind == "field":
             shown = _value_text(item.current)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,7 @@ class Item:
     coded: bool
     status: str = "pending"
     decided: dict[str, Any] | None = None
+    alternative: tuple[int, int] | None = None  # (group, branch): one branch of an `any` of alternatives
 
     @property
     def current(self) -> Any:
@@ -94,6 +96,8 @@ class Item:
             "confidence": self.confidence,
             "status": self.status,
         }
+        if self.alternative:
+            out["alternative"] = {"group": self.alternative[0], "branch": self.alternative[1]}
         if self.decided:
             out["decided_at"] = self.decided.get("at")
             out["decided_by"] = self.decided.get("by")
@@ -130,6 +134,7 @@ def items(record: PolicyIntake) -> list[Item]:
                 cond.get("source", ""),
                 cond.get("confidence", 0),
                 rule is not None,
+                alternative=_alternative(cond.get("alternative")),
             )
         )
     for n, tag in enumerate(proposals.get("tags") or []):
@@ -139,6 +144,12 @@ def items(record: PolicyIntake) -> list[Item]:
         if decided:
             item.status, item.decided = decided.get("status", "pending"), decided
     return out
+
+
+def _alternative(raw: Any) -> tuple[int, int] | None:
+    if isinstance(raw, dict) and isinstance(raw.get("group"), int):
+        return raw["group"], int(raw.get("branch") or 0)
+    return None
 
 
 def undecided(record: PolicyIntake | None) -> list[Item]:
@@ -238,43 +249,120 @@ def _same(a: Any, b: Any) -> bool:
     )
 
 
-def _children(rules: dict[str, Any] | None) -> list[Any]:
+Path = tuple[int, ...]  # child indexes from the top-level `all` down to a leaf
+
+
+def _kids(node: Any) -> list[Any] | None:
+    if isinstance(node, dict):
+        for key in ("all", "any"):
+            if isinstance(node.get(key), list):
+                return list(node[key])
+    return None
+
+
+def _top(rules: dict[str, Any] | None) -> dict[str, Any]:
     if not rules:
-        return []
-    return list(rules["all"]) if isinstance(rules.get("all"), list) else [rules]
+        return {"all": []}
+    return {"all": list(rules["all"])} if isinstance(rules.get("all"), list) else {"all": [rules]}
 
 
-def _find(kids: list[Any], node: dict[str, Any]) -> int | None:
-    """Where the node stands in the top-level list: by equality, else the only node of its field and op."""
-    hit = next((i for i, k in enumerate(kids) if _same(k, node)), None)
+def _leaves(node: Any, path: Path = ()) -> list[tuple[Path, Any]]:
+    kids = _kids(node)
+    if kids is None:
+        return [(path, node)]
+    out: list[tuple[Path, Any]] = []
+    for i, kid in enumerate(kids):
+        out.extend(_leaves(kid, (*path, i)))
+    return out
+
+
+def _at(tree: Any, path: Path) -> Any:
+    for i in path:
+        tree = _kids(tree)[i]  # type: ignore[index]
+    return tree
+
+
+def _with(tree: Any, path: Path, value: Any) -> Any:
+    """A copy of the tree with the node at `path` replaced by `value` (None removes it, and tidies up)."""
+    if not path:
+        return value
+    kids = _kids(tree) or []
+    key = "all" if "all" in tree else "any"
+    kid = _with(kids[path[0]], path[1:], value)
+    if kid is None or (_kids(kid) == []):
+        kids.pop(path[0])
+    else:
+        kids[path[0]] = kid
+    if key == "any" and len(kids) == 1:
+        return kids[0]  # one alternative left: it is simply required
+    return {key: kids} if kids else None
+
+
+def _find(tree: Any, node: dict[str, Any] | None) -> Path | None:
+    """Where the condition stands in the tree: by equality, else the only leaf of its field and op."""
+    if node is None:
+        return None
+    leaves = _leaves(tree)
+    hit = next((path for path, leaf in leaves if _same(leaf, node)), None)
     if hit is None:
         alike = [
-            i
-            for i, k in enumerate(kids)
-            if isinstance(k, dict) and k.get("field") == node.get("field") and k.get("op") == node.get("op")
+            path
+            for path, leaf in leaves
+            if isinstance(leaf, dict) and leaf.get("field") == node.get("field") and leaf.get("op") == node.get("op")
         ]
         hit = alike[0] if len(alike) == 1 else None
     return hit
 
 
+def _tidy(tree: Any) -> dict[str, Any] | None:
+    return tree if tree and _kids(tree) else None
+
+
 def _without(rules: dict[str, Any] | None, node: dict[str, Any]) -> dict[str, Any] | None:
-    kids = _children(rules)
-    hit = _find(kids, node)
+    """The rules without the condition, wherever it stands (an alternative leaves its `any`)."""
+    tree = _top(rules)
+    hit = _find(tree, node)
     if hit is None:
         return rules
-    kids.pop(hit)
-    return {"all": kids} if kids else None
+    return _tidy(_with(tree, hit, None))
 
 
-def _replace(rules: dict[str, Any] | None, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """The rules with `old` replaced by `new` where it stands (`new` appended when `old` is not there)."""
-    kids = _children(rules)
-    hit = _find(kids, old) if old is not None else None
+def _replace(
+    rules: dict[str, Any] | None,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    siblings: Sequence[tuple[dict[str, Any], bool]] = (),
+) -> dict[str, Any]:
+    """The rules with `old` replaced by `new` where it stands.
+
+    When `old` is not there (the proposal was rejected before), `new` goes back beside its alternatives:
+    `siblings` are the other conditions of its `any` group as they stand now, each with whether it shares
+    the proposal's branch (conditions of one branch hold together). Without any of them in the rules it
+    is added as a plain requirement.
+    """
+    tree = _top(rules)
+    hit = _find(tree, old)
     if hit is not None:
-        kids[hit] = new
-    elif not any(_same(k, new) for k in kids):
-        kids.append(new)
-    return {"all": kids}
+        return _with(tree, hit, new) or {"all": []}
+    if any(_same(leaf, new) for _, leaf in _leaves(tree)):
+        return tree
+    for same_branch in (True, False):
+        for sibling, shares in siblings:
+            at = _find(tree, sibling) if shares is same_branch else None
+            if at is None:
+                continue
+            parent = _at(tree, at[:-1])
+            if same_branch:
+                if "all" in parent and len(at) > 1:  # the branch's `all`: one more condition in it
+                    return _with(tree, at[:-1], {"all": [*parent["all"], new]})
+                return _with(tree, at, {"all": [_at(tree, at), new]})
+            # another branch of the group: the proposal is one more alternative
+            branch_at = at[:-1] if "all" in parent and len(at) > 1 else at
+            holder = _at(tree, branch_at[:-1])
+            if "any" in holder:
+                return _with(tree, branch_at[:-1], {"any": [*holder["any"], new]})
+            return _with(tree, branch_at, {"any": [_at(tree, branch_at), new]})
+    return {"all": [*tree["all"], new]}
 
 
 def _update(db: Session, policy: Policy, actor: Principal | None, **data: Any) -> None:
@@ -323,7 +411,14 @@ def _holds(policy: Policy, column: str, item: Item) -> bool:
 
 
 def _decide_condition(
-    db: Session, policy: Policy, item: Item, decision: str, op: Any, value: Any, actor: Principal | None
+    db: Session,
+    policy: Policy,
+    item: Item,
+    decision: str,
+    op: Any,
+    value: Any,
+    actor: Principal | None,
+    others: Sequence[Item] = (),
 ) -> Any:
     if not item.coded:
         if decision == EDIT:
@@ -338,7 +433,13 @@ def _decide_condition(
         rules = _without(policy.rules, current) if current is not None else policy.rules
     else:
         edited = _edited_node(db, dict(item.value), op, value) if decision == EDIT else None
-        rules = _replace(policy.rules, current, edited or dict(item.value))
+        siblings = [
+            (o.current, o.alternative[1] == item.alternative[1])
+            for o in others
+            if item.alternative and o.alternative and o.alternative[0] == item.alternative[0]
+            if o.key != item.key and o.coded and o.status != "rejected"
+        ]
+        rules = _replace(policy.rules, current, edited or dict(item.value), siblings)
     if not _same(rules, policy.rules):
         _update(db, policy, actor, rules=rules)
     return edited
@@ -402,7 +503,7 @@ def decide(
     if item.kind == "field":
         stored = _decide_field(db, policy, item, decision, value, actor)
     elif item.kind == "condition":
-        stored = _decide_condition(db, policy, item, decision, op, value, actor)
+        stored = _decide_condition(db, policy, item, decision, op, value, actor, list(found.values()))
     else:
         _decide_tag(db, policy, item, decision, actor)
         stored = None

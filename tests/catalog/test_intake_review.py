@@ -121,3 +121,60 @@ def test_publishing_waits_for_every_decision(db: Session) -> None:
         review.decide(db, policy_id=policy.id, key=item.key, decision=decision, actor=None)
     assert review.undecided(record) == []
     assert catalog_service.publish_policy(db=db, policy_id=policy.id, actor=None).status == "published"
+
+
+ALTERNATIVES = """中山市科学技术局关于组织申报2026年企业研发补助的通知
+中科〔2026〕7号
+各有关企业：
+一、申报条件
+（一）在中山市依法注册登记、具有独立法人资格的企业；
+（二）上年度营业收入2000万元以上或研发费用500万元以上；
+（三）未被列入严重失信主体名单。
+二、支持标准
+对符合条件的企业给予补助，最高不超过50万元。
+中山市科学技术局
+2026年2月20日
+"""
+
+
+def _alternatives_draft(db: Session) -> tuple[Policy, str, str]:
+    factories.make_department(db, name="中山市科学技术局", short_name="中山科技", region_code="442000")
+    (result,) = intake_files(db=db, files=[("alt.txt", ALTERNATIVES.encode())], actor=None)
+    assert result.policy is not None
+    policy = result.policy
+    revenue = _key(db, policy, "annual_revenue")
+    rd = _key(db, policy, "rd_expense")
+    return policy, revenue, rd
+
+
+def _any_of(policy: Policy) -> list[dict]:
+    return [n["any"] for n in policy.rules["all"] if isinstance(n, dict) and "any" in n]
+
+
+def test_decisions_on_alternatives_change_their_any_and_never_turn_them_into_requirements(db: Session) -> None:
+    policy, revenue, rd = _alternatives_draft(db)
+    rev_node = {"field": "annual_revenue", "op": "gte", "value": 2000}
+    rd_node = {"field": "rd_expense", "op": "gte", "value": 500}
+    assert _any_of(policy) == [[rev_node, rd_node]]
+    top = len(policy.rules["all"])
+    # Editing one alternative changes it inside its `any`.
+    item = review.decide(db, policy_id=policy.id, key=revenue, decision="edit", actor=None, value="3000")
+    edited = item.current
+    assert _any_of(policy) == [[edited, rd_node]] and len(policy.rules["all"]) == top
+    # Rejecting one alternative leaves the other one simply required.
+    review.decide(db, policy_id=policy.id, key=rd, decision="reject", actor=None)
+    assert _any_of(policy) == [] and edited in policy.rules["all"] and rd_node not in policy.rules["all"]
+    assert len(policy.rules["all"]) == top
+    # Accepting it again puts it back as an alternative, not as one more requirement.
+    review.decide(db, policy_id=policy.id, key=rd, decision="accept", actor=None)
+    assert _any_of(policy) == [[edited, rd_node]] and len(policy.rules["all"]) == top
+    # Both rejected: neither is required any more.
+    review.decide(db, policy_id=policy.id, key=rd, decision="reject", actor=None)
+    review.decide(db, policy_id=policy.id, key=revenue, decision="reject", actor=None)
+    assert len(policy.rules["all"]) == top - 1
+    assert all(n.get("field") not in {"annual_revenue", "rd_expense"} for n in policy.rules["all"])
+    # Accepting them back, one after the other, rebuilds the alternative.
+    review.decide(db, policy_id=policy.id, key=revenue, decision="accept", actor=None)
+    assert rev_node in policy.rules["all"]
+    review.decide(db, policy_id=policy.id, key=rd, decision="accept", actor=None)
+    assert _any_of(policy) == [[rev_node, rd_node]] and len(policy.rules["all"]) == top
