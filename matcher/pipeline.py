@@ -29,7 +29,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
-from matcher import eligibility, facts, feedback, store, vectors, wording
+from matcher import eligibility, facts, feedback, store, vectors, wordbatch, wording
 from matcher.eligibility import FactsFrame
 from matcher.policyset import PolicySet
 from matcher.ranking import NO_CONDITIONS_SCORE, Weights
@@ -280,6 +280,7 @@ def _rows(
     ids, el, lk = chunk.ids.tolist(), eligible.tolist(), likely.tolist()
     header, words_section = store.header, store.words_section
     first = None if ctx.wording == "all" else wording.PAGE
+    smith = wordbatch.Smith(ctx.today)  # conditions and verdicts worded once for the firms of the chunk alike
     out = []
     for i in range(n):
         firm_items = items[ib[i] : ib[i + 1]]
@@ -296,6 +297,7 @@ def _rows(
                 near=firm_near,
                 hidden=set(chunk.hidden[i]),
                 first=first,
+                smith=smith,
             )
         )
         out.append(
