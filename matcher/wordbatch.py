@@ -26,11 +26,15 @@ rule tree this module does not compile (an unknown operator or field, an empty a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import math
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple, cast
+
+import orjson
 
 from catalog.fields import FIELDS
 from matcher import eligibility
@@ -49,7 +53,7 @@ from matcher.eligibility import (
     PolicyVerdict,
 )
 
-__all__ = ["Core", "Smith", "Template", "clean_facts", "template"]
+__all__ = ["Core", "Smith", "Template", "clean_facts", "for_changes", "full", "gc_paused", "template"]
 
 _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
@@ -119,13 +123,27 @@ class _Leaf:
         self.value = value
         self.negated = negated
         self.node_id = node.get("id")
-        self.stated, self.demanded = eligibility._requirement(node, negated)
+        self.stated, self.demanded = _requirement(node, negated)
         self.effective = eligibility._effective_op(op, negated)
         self.kind = _KINDS[field]
         # A set condition over a list of names depends only on which of them the firm holds.
         self.members: tuple[str, ...] | None = None
         if self.kind == "set" and op in _SET_OPS and isinstance(value, list) and all(isinstance(v, str) for v in value):
             self.members = tuple(value)
+
+
+_REQUIREMENTS: dict[tuple[Any, ...], tuple[str, str]] = {}
+
+
+def _requirement(node: Mapping[str, Any], negated: bool) -> tuple[str, str]:
+    """`eligibility._requirement`, kept per distinct condition (catalogs repeat conditions across policies)."""
+    key = (node.get("label"), node["field"], node["op"], eligibility._freeze(node["value"]), negated)
+    text = _REQUIREMENTS.get(key)
+    if text is None:
+        if len(_REQUIREMENTS) >= _TEMPLATES_MAX:
+            _REQUIREMENTS.clear()
+        text = _REQUIREMENTS[key] = eligibility._requirement(node, negated)
+    return text
 
 
 Tree = int | tuple[bool, tuple["Tree", ...]]  # a leaf's index, or (every, children): every=all-of, else any-of
@@ -228,9 +246,11 @@ class _Outcome:
 class Core:
     """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores."""
 
-    __slots__ = ("code", "missing", "outcomes", "status", "summary", "tail", "to_fill")
+    __slots__ = ("_json", "code", "missing", "outcomes", "status", "summary", "tail", "to_fill")
 
-    def __init__(self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], summary: str):
+    def __init__(
+        self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], summary: str
+    ):
         self.status = status
         self.code = STATUS_CODES[status]
         self.outcomes = outcomes
@@ -239,6 +259,13 @@ class Core:
         self.summary = summary
         # `wording._verdict_row` after the policy id and version.
         self.tail = [self.code, summary, [o.row for o in outcomes], [o.leaf.index for o in missing], to_fill]
+        self._json = b""
+
+    def row(self, pid: int, version: int) -> orjson.Fragment:
+        """Return the stored row (`wording._verdict_row`) as serialised JSON, the verdict's part serialised once."""
+        if not self._json:
+            self._json = orjson.dumps(self.tail)[1:]  # "code, summary, …]" after the opening bracket
+        return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self._json))
 
     def verdict(self, facts: Mapping[str, Any]) -> PolicyVerdict:
         """Return the `PolicyVerdict` `eligibility.evaluate` gives for a firm with these (clean) facts."""
@@ -400,6 +427,38 @@ class Smith:
 def full(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
     """Return a judged policy as `eligibility.evaluate` gives it."""
     return verdict.verdict(firm.facts) if isinstance(verdict, Core) else verdict
+
+
+class _Open(NamedTuple):
+    status: str
+    missing: list[ConditionResult]
+
+
+def for_changes(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
+    """Return what `eligibility.best_changes` reads of a judged policy: its status and missing conditions.
+
+    The other conditions of the verdict are not built (the test of this module holds the changes equal).
+    """
+    if isinstance(verdict, Core):
+        return cast(PolicyVerdict, _Open(verdict.status, [o.condition(firm.facts) for o in verdict.missing]))
+    return verdict
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while wording a chunk.
+
+    Wording makes millions of small acyclic objects (rows, reasons, memo entries) that live for the
+    chunk; the collector would traverse the growing heap again and again for nothing (a third of
+    the time, measured). Reference counting frees them as usual; collection resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 Judge = Callable[[Mapping[str, Any] | None, Firm], Core | PolicyVerdict]

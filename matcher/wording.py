@@ -105,8 +105,9 @@ def tag_digest(tags: Iterable[str]) -> int:
 
 def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
     """Return the policies that may feed the change suggestions, best first: the likely ones and the near misses."""
-    ranked = [(float(i["base"]), int(i["policy"])) for i in items if int(i["status"]) == 1]
-    ranked += [(float(n["base"]), int(n["policy"])) for n in near]
+    columns = zip(items["status"].tolist(), items["base"].tolist(), items["policy"].tolist(), strict=True)
+    ranked = [(base, pid) for status, base, pid in columns if status == 1]
+    ranked += zip(near["base"].tolist(), near["policy"].tolist(), strict=True)
     ranked.sort(key=lambda x: (-x[0], x[1]))
     return [pid for _, pid in ranked]
 
@@ -171,7 +172,7 @@ def word_firm(
         for pid in near["policy"].tolist():
             judge(pid)
     chosen = window(pool(items, near), lambda pid: judge(pid).status, hidden)
-    changes = eligibility.best_changes({pid: wordbatch.full(verdicts[pid], firm) for pid in chosen})
+    changes = eligibility.best_changes({pid: wordbatch.for_changes(verdicts[pid], firm) for pid in chosen})
     return pack(
         day=day,
         tags=tag_digest(tags),
@@ -181,9 +182,9 @@ def word_firm(
     )
 
 
-def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict | wordbatch.Core) -> list[Any]:
-    if isinstance(v, wordbatch.Core):  # the same row, built once for every firm judged alike
-        return [pid, version, *v.tail]
+def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict | wordbatch.Core) -> list[Any] | orjson.Fragment:
+    if isinstance(v, wordbatch.Core):  # the same row, serialised once for every firm judged alike
+        return v.row(pid, version)
     index = {id(c): k for k, c in enumerate(v.conditions)}
     return [
         pid,

@@ -29,8 +29,20 @@ TODAY = dt.date(2026, 12, 6)
 NESTED: list[dict[str, Any]] = [
     {
         "any": [
-            {"all": [{"field": "rd_ratio", "op": "gte", "value": 3}, {"field": "employees", "op": "between", "value": [10, 200]}]},
-            {"not": {"any": [{"field": "size_class", "op": "in", "value": ["large"]}, {"field": "export_revenue", "op": "gt", "value": 100}]}},
+            {
+                "all": [
+                    {"field": "rd_ratio", "op": "gte", "value": 3},
+                    {"field": "employees", "op": "between", "value": [10, 200]},
+                ]
+            },
+            {
+                "not": {
+                    "any": [
+                        {"field": "size_class", "op": "in", "value": ["large"]},
+                        {"field": "export_revenue", "op": "gt", "value": 100},
+                    ]
+                }
+            },
             {"field": "qualifications", "op": "has_all", "value": ["高新技术企业", "科技型中小企业"]},
         ]
     },
@@ -47,14 +59,24 @@ NESTED: list[dict[str, Any]] = [
         "all": [
             {"not": {"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}},
             {"field": "tags", "op": "has_none", "value": ["个体工商户"]},
-            {"any": [{"field": "annual_revenue", "op": "lt", "value": 800}, {"field": "total_assets", "op": "lte", "value": 600}]},
+            {
+                "any": [
+                    {"field": "annual_revenue", "op": "lt", "value": 800},
+                    {"field": "total_assets", "op": "lte", "value": 600},
+                ]
+            },
             {"field": "established_on", "op": "date_between", "value": ["2010-01-01", "2022-06-30"]},
             {"field": "credit_standing", "op": "eq", "value": "good", "label": "信用良好", "id": "n1"},
         ]
     },
     {"field": "years_established", "op": "gte", "value": 3},
     {"not": {"field": "established_on", "op": "years_since_gte", "value": 8}},
-    {"all": [{"field": "tax_credit_level", "op": "not_in", "value": ["C", "D"]}, {"field": "rd_expense", "op": "gt", "value": 50}]},
+    {
+        "all": [
+            {"field": "tax_credit_level", "op": "not_in", "value": ["C", "D"]},
+            {"field": "rd_expense", "op": "gt", "value": 50},
+        ]
+    },
 ]
 
 
@@ -87,7 +109,9 @@ def _firms(count: int, policies: list[dict[str, Any]], seed: int) -> list[dict[s
     rng = random.Random(seed)
     tags = ["个体工商户", "现代农业", "跨境电商", "高成长"]
     out = []
-    for row in generate_enterprises(seed=seed, count=count, qualification_names=_qualification_names(policies), today=TODAY):
+    for row in generate_enterprises(
+        seed=seed, count=count, qualification_names=_qualification_names(policies), today=TODAY
+    ):
         facts: dict[str, Any] = {name: None for name in FIELDS}
         for name, f in FIELDS.items():
             if f.type != "set" and name != "years_established":
@@ -107,8 +131,9 @@ def _firms(count: int, policies: list[dict[str, Any]], seed: int) -> list[dict[s
     return out
 
 
-def _row(pid: int, v: eligibility.PolicyVerdict | wordbatch.Core) -> list[Any]:
-    return wording._verdict_row(pid, 1, v)
+def _row(pid: int, v: eligibility.PolicyVerdict | wordbatch.Core) -> bytes:
+    """The verdict's stored row, serialised."""
+    return orjson.dumps(wording._verdict_row(pid, 1, v))
 
 
 @pytest.mark.parametrize("seed", [11, 12])
@@ -131,7 +156,9 @@ def test_every_verdict_equals_evaluate(seed: int) -> None:
             assert got.summary == expected.summary
             assert _row(pid, judged) == _row(pid, expected)
             states.update(c.state for c in expected.conditions)
-        chosen = [pid for pid in range(len(policies)) if smith.judge(policies[pid], firm).status != eligibility.ELIGIBLE]
+        chosen = [
+            pid for pid in range(len(policies)) if smith.judge(policies[pid], firm).status != eligibility.ELIGIBLE
+        ]
         chosen = chosen[:: max(1, len(chosen) // wording.WINDOW)][: wording.WINDOW]
         assert eligibility.best_changes(
             {pid: wordbatch.full(smith.judge(policies[pid], firm), firm) for pid in chosen}
@@ -188,7 +215,9 @@ def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
         near["policy"] = missed
         near["base"] = np.round(rng.random(len(missed)) * 0.5, 3)
         kw = {"items": items, "near": near, "first": first}
-        got = wording.word_firm(day=TODAY, tags=facts["tags"], facts=facts, policies=policies, hidden=set(), smith=smith, **kw)
+        got = wording.word_firm(
+            day=TODAY, tags=facts["tags"], facts=facts, policies=policies, hidden=set(), smith=smith, **kw
+        )
         assert got == _reference(facts, policies, **kw)  # type: ignore[arg-type]
         assert orjson.loads(got)["v"]
 
