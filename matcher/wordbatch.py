@@ -316,6 +316,8 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
     else:
         state, missing, support = _combine(t.tree, outcomes)
     status = _STATUS[state]
+    if state == MET:
+        return Core(status, outcomes, [], [], f"符合全部 {support} 项条件")
     unknown = [r for r in missing if r.state == UNKNOWN]
     failed = [r for r in missing if r.state == NOT_MET]
     failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
@@ -352,7 +354,9 @@ class Smith:
     def __init__(self, day: dt.date) -> None:
         self.day = day
         self._leaves: dict[int, tuple[_Leaf, dict[Any, _Outcome]]] = {}
-        self._verdicts: dict[int, tuple[Template, list[dict[Any, _Outcome]], dict[tuple[_Outcome, ...], Core]]] = {}
+        # Per rule tree (by identity): the tree, its template, per condition (leaf, field, names, outcomes
+        # by value) and the verdicts by outcome combination.
+        self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
         self._shown: dict[tuple[Any, ...], str] = {}
 
     def firm(self, facts: Mapping[str, Any]) -> Firm:
@@ -364,30 +368,30 @@ class Smith:
         if rules is None:
             return _NO_RULES
         state = self._verdicts.get(id(rules))
-        if state is None or state[0].rules is not rules:
+        if state is None or state[0] is not rules:
             t = template(rules)
             if t is None:
                 return eligibility.evaluate(rules, firm.facts, today=self.day)
-            state = self._verdicts[id(rules)] = (t, [{} for _ in t.leaves], {})
-        t, memos, cores = state
+            steps = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
+            state = self._verdicts[id(rules)] = (rules, t, steps, {})
+        _, t, steps, cores = state
         facts = firm.facts
         outcomes = []
-        for leaf, memo in zip(t.leaves, memos, strict=True):
-            value = facts[leaf.field]
-            needs: tuple[str, ...] = ()
+        for leaf, field, members, memo in steps:
+            value = facts[field]
             if value is None:
-                needs = firm.needs.get(leaf.field) or ()
-                if not needs:
-                    needs = firm.needs[leaf.field] = eligibility.inputs_to_fill(leaf.field, facts)
-                key: Any = needs
-            elif leaf.members is not None:
-                members = leaf.members
-                key = (members[0] in value,) if len(members) == 1 else tuple(m in value for m in members)
-            else:
+                key: Any = firm.needs.get(field)
+                if key is None:
+                    key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
+            elif members is None:
                 key = value if type(value) in _PLAIN else (type(value), value)
+            elif len(members) == 1:
+                key = (members[0] in value,)
+            else:
+                key = tuple(m in value for m in members)
             outcome = memo.get(key)
             if outcome is None:
-                outcome = memo[key] = self._outcome(leaf, value, needs)
+                outcome = memo[key] = self._outcome(leaf, value, key if value is None else ())
             outcomes.append(outcome)
         combo = tuple(outcomes)
         core = cores.get(combo)
