@@ -59,6 +59,7 @@ _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
 _PLAIN = frozenset({int, float, str, dt.date})  # value types whose equal values word alike (5 and 5.0 alike)
 _STATUS = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
+KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
 
 
 # ---------------------------------------------------------------- facts
@@ -249,8 +250,14 @@ class Core:
     __slots__ = ("_json", "code", "missing", "outcomes", "status", "summary", "tail", "to_fill")
 
     def __init__(
-        self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], summary: str
-    ):
+        self,
+        status: str,
+        outcomes: list[_Outcome],
+        missing: list[_Outcome],
+        to_fill: list[str],
+        summary: str,
+        shared: bool = True,
+    ) -> None:
         self.status = status
         self.code = STATUS_CODES[status]
         self.outcomes = outcomes
@@ -259,10 +266,12 @@ class Core:
         self.summary = summary
         # `wording._verdict_row` after the policy id and version.
         self.tail = [self.code, summary, [o.row for o in outcomes], [o.leaf.index for o in missing], to_fill]
-        self._json = b""
+        self._json: bytes | None = b"" if shared else None
 
-    def row(self, pid: int, version: int) -> orjson.Fragment:
-        """Return the stored row (`wording._verdict_row`) as serialised JSON, the verdict's part serialised once."""
+    def row(self, pid: int, version: int) -> list[Any] | orjson.Fragment:
+        """Return the stored row (`wording._verdict_row`); serialised once when firms share the verdict."""
+        if self._json is None:  # one firm's: serialised with the rest of its wording
+            return [pid, version, *self.tail]
         if not self._json:
             self._json = orjson.dumps(self.tail)[1:]  # "code, summary, …]" after the opening bracket
         return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self._json))
@@ -304,7 +313,7 @@ def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome],
     return state, closest[1], 0
 
 
-def _core(t: Template, outcomes: list[_Outcome]) -> Core:
+def _core(t: Template, outcomes: list[_Outcome], *, shared: bool = True) -> Core:
     """Build a verdict from its conditions' outcomes as `eligibility.evaluate` does."""
     if t.flat:
         missing = [o for o in outcomes if o.state != MET]
@@ -317,7 +326,7 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
         state, missing, support = _combine(t.tree, outcomes)
     status = _STATUS[state]
     if state == MET:
-        return Core(status, outcomes, [], [], f"符合全部 {support} 项条件")
+        return Core(status, outcomes, [], [], f"符合全部 {support} 项条件", shared)
     unknown = [r for r in missing if r.state == UNKNOWN]
     failed = [r for r in missing if r.state == NOT_MET]
     failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
@@ -332,7 +341,7 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
         summary = f"还差 {len(failed)} 项条件：{shown}"
         if to_fill:
             summary = f"{summary}；另需补充：{eligibility._labels(to_fill)}"
-    return Core(status, outcomes, ordered, to_fill, summary)
+    return Core(status, outcomes, ordered, to_fill, summary, shared)
 
 
 class Firm:
@@ -358,6 +367,7 @@ class Smith:
         # by value) and the verdicts by outcome combination.
         self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
         self._shown: dict[tuple[Any, ...], str] = {}
+        self._kept = 0  # outcomes and verdicts held
 
     def firm(self, facts: Mapping[str, Any]) -> Firm:
         """Return a firm to judge (its facts as `profile_facts` or `Chunk.facts` give them)."""
@@ -377,6 +387,7 @@ class Smith:
         _, t, steps, cores = state
         facts = firm.facts
         outcomes = []
+        fresh = False  # an outcome first met here: its combination is new, and likely unique (a number)
         for leaf, field, members, memo in steps:
             value = facts[field]
             if value is None:
@@ -392,15 +403,24 @@ class Smith:
             outcome = memo.get(key)
             if outcome is None:
                 outcome = memo[key] = self._outcome(leaf, value, key if value is None else ())
+                fresh = True
             outcomes.append(outcome)
+        if fresh:  # kept once an outcome is met again (firms sharing the value)
+            return _core(t, outcomes, shared=False)
         combo = tuple(outcomes)
         core = cores.get(combo)
         if core is None:
             core = cores[combo] = _core(t, outcomes)
+            self._kept += 1
         return core
 
     def _outcome(self, leaf: _Leaf, firm: Any, needs: tuple[str, ...]) -> _Outcome:
         """`eligibility._judge` for one condition and one firm value (None: unknown, with the fields to fill)."""
+        self._kept += 1
+        if self._kept > KEEP:  # memory stays bounded: start afresh (templates are kept per process)
+            self._kept = 0
+            self._verdicts.clear()
+            self._shown.clear()
         if firm is None:
             names = "".join(f"「{eligibility.label_of(name)}」" for name in needs)
             reason = f"缺少{names}信息，无法判断：{leaf.demanded}"
