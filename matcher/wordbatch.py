@@ -58,7 +58,7 @@ __all__ = ["Core", "Smith", "Template", "clean_facts", "for_changes", "full", "g
 _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
 _PLAIN = frozenset({int, float, str, dt.date})  # value types whose equal values word alike (5 and 5.0 alike)
-_STATUS = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
+_STATUS: dict[str, str] = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
 KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
 
 
@@ -315,6 +315,7 @@ def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome],
 
 def _core(t: Template, outcomes: list[_Outcome], *, shared: bool = True) -> Core:
     """Build a verdict from its conditions' outcomes as `eligibility.evaluate` does."""
+    state: str
     if t.flat:
         missing = [o for o in outcomes if o.state != MET]
         if not missing:
@@ -382,7 +383,7 @@ class Smith:
             t = template(rules)
             if t is None:
                 return eligibility.evaluate(rules, firm.facts, today=self.day)
-            steps = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
+            steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
             state = self._verdicts[id(rules)] = (rules, t, steps, {})
         _, t, steps, cores = state
         facts = firm.facts

@@ -214,11 +214,18 @@ def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
         near = np.zeros(len(missed), dtype=store.NEAR)
         near["policy"] = missed
         near["base"] = np.round(rng.random(len(missed)) * 0.5, 3)
-        kw = {"items": items, "near": near, "first": first}
         got = wording.word_firm(
-            day=TODAY, tags=facts["tags"], facts=facts, policies=policies, hidden=set(), smith=smith, **kw
+            day=TODAY,
+            tags=facts["tags"],
+            facts=facts,
+            policies=policies,
+            items=items,
+            near=near,
+            hidden=set(),
+            first=first,
+            smith=smith,
         )
-        assert got == _reference(facts, policies, **kw)  # type: ignore[arg-type]
+        assert got == _reference(facts, policies, items, near, first)
         assert orjson.loads(got)["v"]
 
 
