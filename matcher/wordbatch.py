@@ -31,7 +31,7 @@ import datetime as dt
 import gc
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -484,6 +484,3 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-Judge = Callable[[Mapping[str, Any] | None, Firm], Core | PolicyVerdict]
