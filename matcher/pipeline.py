@@ -29,7 +29,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
-from matcher import eligibility, facts, feedback, store, vectors, wording
+from matcher import eligibility, facts, feedback, store, vectors, wordbatch, wording
 from matcher.eligibility import FactsFrame
 from matcher.policyset import PolicySet
 from matcher.ranking import NO_CONDITIONS_SCORE, Weights
@@ -280,37 +280,40 @@ def _rows(
     ids, el, lk = chunk.ids.tolist(), eligible.tolist(), likely.tolist()
     header, words_section = store.header, store.words_section
     first = None if ctx.wording == "all" else wording.PAGE
+    smith = wordbatch.Smith(ctx.today)  # conditions and verdicts worded once for the firms of the chunk alike
     out = []
-    for i in range(n):
-        firm_items = items[ib[i] : ib[i + 1]]
-        firm_near = near[nb[i] : nb[i + 1]]
-        words = (
-            None
-            if ctx.wording == "off"
-            else wording.word_firm(
-                day=ctx.today,
-                tags=chunk.tags[i],
-                facts=firm_facts[i],
-                policies=versions,
-                items=firm_items,
-                near=firm_near,
-                hidden=set(chunk.hidden[i]),
-                first=first,
+    with wordbatch.gc_paused():  # millions of small acyclic objects: collecting would only traverse them
+        for i in range(n):
+            firm_items = items[ib[i] : ib[i + 1]]
+            firm_near = near[nb[i] : nb[i + 1]]
+            words = (
+                None
+                if ctx.wording == "off"
+                else wording.word_firm(
+                    day=ctx.today,
+                    tags=chunk.tags[i],
+                    facts=firm_facts[i],
+                    policies=versions,
+                    items=firm_items,
+                    near=firm_near,
+                    hidden=set(chunk.hidden[i]),
+                    first=first,
+                    smith=smith,
+                )
             )
-        )
-        out.append(
-            store.Row(
-                enterprise_id=ids[i],
-                revision=ctx.revision,
-                profile_at=chunk.profile_at[i],
-                eligible=el[i],
-                likely=lk[i],
-                payload=header(ib[i + 1] - ib[i], nb[i + 1] - nb[i])
-                + item_bytes[ib[i] * isz : ib[i + 1] * isz]
-                + near_bytes[nb[i] * nsz : nb[i + 1] * nsz]
-                + words_section(words),
+            out.append(
+                store.Row(
+                    enterprise_id=ids[i],
+                    revision=ctx.revision,
+                    profile_at=chunk.profile_at[i],
+                    eligible=el[i],
+                    likely=lk[i],
+                    payload=header(ib[i + 1] - ib[i], nb[i + 1] - nb[i])
+                    + item_bytes[ib[i] * isz : ib[i + 1] * isz]
+                    + near_bytes[nb[i] * nsz : nb[i + 1] * nsz]
+                    + words_section(words),
+                )
             )
-        )
     return out
 
 

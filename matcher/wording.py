@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from matcher import eligibility
+from matcher import eligibility, wordbatch
 from matcher.eligibility import ELIGIBLE, PolicyVerdict
 
 WINDOW = 20  # best undecided or near-miss policies that feed "what would open more policies"
@@ -105,8 +105,9 @@ def tag_digest(tags: Iterable[str]) -> int:
 
 def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
     """Return the policies that may feed the change suggestions, best first: the likely ones and the near misses."""
-    ranked = [(float(i["base"]), int(i["policy"])) for i in items if int(i["status"]) == 1]
-    ranked += [(float(n["base"]), int(n["policy"])) for n in near]
+    columns = zip(items["status"].tolist(), items["base"].tolist(), items["policy"].tolist(), strict=True)
+    ranked = [(base, pid) for status, base, pid in columns if status == 1]
+    ranked += zip(near["base"].tolist(), near["policy"].tolist(), strict=True)
     ranked.sort(key=lambda x: (-x[0], x[1]))
     return [pid for _, pid in ranked]
 
@@ -143,29 +144,35 @@ def word_firm(
     near: np.ndarray,
     hidden: set[int],
     first: int | None = None,
+    smith: wordbatch.Smith | None = None,
 ) -> bytes:
     """Judge a firm's best candidates and find its changes; return them serialised.
 
     `policies` maps a policy id to (version, rules) for every open policy. `first` limits the
     candidates judged to the best `first` (None: every candidate and near miss); the policies that feed
-    the change suggestions are judged either way, exactly those a page would look at.
+    the change suggestions are judged either way, exactly those a page would look at. `smith` (one per
+    chunk of firms judged on `day`) shares the wording of conditions and verdicts between firms; the
+    verdicts are `eligibility.evaluate`'s either way.
     """
-    verdicts: dict[int, PolicyVerdict] = {}
+    if smith is None or smith.day != day:
+        smith = wordbatch.Smith(day)
+    firm = smith.firm(facts)
+    verdicts: dict[int, wordbatch.Core | PolicyVerdict] = {}
 
-    def judge(pid: int) -> PolicyVerdict:
+    def judge(pid: int) -> wordbatch.Core | PolicyVerdict:
         verdict = verdicts.get(pid)
         if verdict is None:
-            verdict = verdicts[pid] = eligibility.evaluate(policies[pid][1], facts, today=day)
+            verdict = verdicts[pid] = smith.judge(policies[pid][1], firm)
         return verdict
 
     shown = items["policy"] if first is None else items["policy"][:first]
     for pid in shown.tolist():
-        judge(int(pid))
+        judge(pid)
     if first is None:
         for pid in near["policy"].tolist():
-            judge(int(pid))
+            judge(pid)
     chosen = window(pool(items, near), lambda pid: judge(pid).status, hidden)
-    changes = eligibility.best_changes({pid: verdicts[pid] for pid in chosen})
+    changes = eligibility.best_changes({pid: wordbatch.for_changes(verdicts[pid], firm) for pid in chosen})
     return pack(
         day=day,
         tags=tag_digest(tags),
@@ -175,7 +182,9 @@ def word_firm(
     )
 
 
-def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict) -> list[Any]:
+def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict | wordbatch.Core) -> list[Any] | orjson.Fragment:
+    if isinstance(v, wordbatch.Core):  # the same row, serialised once for every firm judged alike
+        return v.row(pid, version)
     index = {id(c): k for k, c in enumerate(v.conditions)}
     return [
         pid,
@@ -200,7 +209,7 @@ def pack(
     *,
     day: dt.date,
     tags: int,
-    verdicts: Iterable[tuple[int, int, PolicyVerdict | Verdict]],
+    verdicts: Iterable[tuple[int, int, PolicyVerdict | Verdict | wordbatch.Core]],
     window: Sequence[tuple[int, int]],
     changes: Sequence[eligibility.Change],
 ) -> bytes:

@@ -1,0 +1,486 @@
+"""Worded verdicts for the batch: `eligibility.evaluate`'s output, built from compiled templates and memos.
+
+The batch words ~50 policies per firm (`matcher.wording.word_firm`). Judging each with
+`eligibility.evaluate` repeats, for every (firm, policy), work that depends on the policy alone (the
+requirement text of each condition, the shape of its all/any/not tree) or on a handful of firm values
+(a region's name, an industry's name, whether a region lies within another). Here that work is done
+once:
+
+* **Templates** (`Template`, per rule tree, kept per process): every condition's path, field, operator,
+  its wording as stated and as demanded (`eligibility._requirement`) and the tree with each ``not``
+  pushed down to the conditions (De Morgan, as `eligibility._walk` does), flattened when it is a plain
+  all-of.
+* **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, reason, gap, the
+  stored row) depends only on the firm's value of its field (for a has_any/has_all/has_none over a
+  list, only on which of the listed names the firm holds; when unknown, on the fields to fill in), so
+  it is computed once per (condition, value) and shared by every firm with that value. The firm's side
+  of the wording (`eligibility._firm_text`) is shared across conditions on the same field.
+* **Verdicts per outcome combination**: a policy's verdict (status, what is missing closest first, the
+  summary, the stored row) depends only on its conditions' outcomes, so it is built once per combination.
+
+What remains per (firm, policy) is a look-up per condition and one per verdict. The result is exactly
+`eligibility.evaluate`'s (tests hold every field equal over synthetic firms and the demo policies); a
+rule tree this module does not compile (an unknown operator or field, an empty any-of) is judged by
+`eligibility.evaluate` itself, errors included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple, cast
+
+import orjson
+
+from catalog.fields import FIELDS
+from matcher import eligibility
+from matcher.eligibility import (
+    ELIGIBLE,
+    INELIGIBLE,
+    LIKELY,
+    MET,
+    NO_RULES_SUMMARY,
+    NOT_MET,
+    OPERATORS,
+    STATUS_CODES,
+    UNKNOWN,
+    UNKNOWN_GAP,
+    ConditionResult,
+    PolicyVerdict,
+)
+
+__all__ = ["Core", "Smith", "Template", "clean_facts", "for_changes", "full", "gc_paused", "template"]
+
+_KINDS = {name: f.type for name, f in FIELDS.items()}
+_SET_OPS = frozenset({"has_any", "has_all", "has_none"})
+_PLAIN = frozenset({int, float, str, dt.date})  # value types whose equal values word alike (5 and 5.0 alike)
+_STATUS: dict[str, str] = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
+KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
+
+
+# ---------------------------------------------------------------- facts
+
+
+def _clean(kind: str, value: Any) -> Any:
+    """`eligibility._clean_fact` for a field of this kind (the same result, without the look-ups)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+    elif isinstance(value, str):
+        if not value.strip():
+            return None
+        if kind == "date":
+            return eligibility._iso_day(value)
+    if kind == "set":
+        return frozenset(value)
+    if kind == "date" and isinstance(value, dt.datetime):
+        return value.date()
+    return value
+
+
+def clean_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the facts as `eligibility.evaluate` reads them (`_fact` of every field)."""
+    get = facts.get
+    return {name: _clean(kind, get(name)) for name, kind in _KINDS.items()}
+
+
+# ---------------------------------------------------------------- templates
+
+
+class _Leaf:
+    """One condition of a template: everything about it that does not depend on the firm."""
+
+    __slots__ = (
+        "demanded",
+        "effective",
+        "field",
+        "index",
+        "kind",
+        "members",
+        "negated",
+        "node_id",
+        "op",
+        "path",
+        "stated",
+        "value",
+    )
+
+    def __init__(self, node: Mapping[str, Any], path: str, negated: bool, index: int) -> None:
+        field, op, value = node["field"], node["op"], node["value"]
+        if op not in OPERATORS:
+            raise ValueError(op)
+        if field not in FIELDS:
+            raise ValueError(field)
+        self.index = index
+        self.path = path
+        self.field = field
+        self.op = op
+        self.value = value
+        self.negated = negated
+        self.node_id = node.get("id")
+        self.stated, self.demanded = _requirement(node, negated)
+        self.effective = eligibility._effective_op(op, negated)
+        self.kind = _KINDS[field]
+        # A set condition over a list of names depends only on which of them the firm holds.
+        self.members: tuple[str, ...] | None = None
+        if self.kind == "set" and op in _SET_OPS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            self.members = tuple(value)
+
+
+_REQUIREMENTS: dict[tuple[Any, ...], tuple[str, str]] = {}
+
+
+def _requirement(node: Mapping[str, Any], negated: bool) -> tuple[str, str]:
+    """`eligibility._requirement`, kept per distinct condition (catalogs repeat conditions across policies)."""
+    key = (node.get("label"), node["field"], node["op"], eligibility._freeze(node["value"]), negated)
+    text = _REQUIREMENTS.get(key)
+    if text is None:
+        if len(_REQUIREMENTS) >= _TEMPLATES_MAX:
+            _REQUIREMENTS.clear()
+        text = _REQUIREMENTS[key] = eligibility._requirement(node, negated)
+    return text
+
+
+Tree = int | tuple[bool, tuple["Tree", ...]]  # a leaf's index, or (every, children): every=all-of, else any-of
+
+
+class Template:
+    """A rule tree compiled for wording many firms (see the module's docstring)."""
+
+    __slots__ = ("flat", "leaves", "rules", "tree")
+
+    def __init__(self, rules: Mapping[str, Any]) -> None:
+        self.rules = rules
+        self.leaves: list[_Leaf] = []
+        self.tree = self._compile(rules, "rules", False)
+        # The common case: an all-of whose children are all conditions (or a lone condition).
+        tree = self.tree
+        self.flat = isinstance(tree, int) or (tree[0] and all(isinstance(c, int) for c in tree[1]))
+
+    def _compile(self, node: Mapping[str, Any], path: str, negated: bool) -> Tree:
+        if eligibility._is_condition(node):
+            leaf = _Leaf(node, path, negated, len(self.leaves))
+            self.leaves.append(leaf)
+            return leaf.index
+        if "not" in node:
+            return self._compile(node["not"], f"{path}.not", not negated)
+        key = "all" if "all" in node else "any"
+        children = node[key]
+        if not isinstance(children, list) or not children:
+            raise ValueError("empty")  # evaluate's own answer (or error) is kept for these
+        compiled = tuple(self._compile(child, f"{path}.{key}[{i}]", negated) for i, child in enumerate(children))
+        return ((key == "all") != negated, compiled)
+
+
+_TEMPLATES: dict[int, tuple[Mapping[str, Any], Template | None]] = {}
+_TEMPLATES_MAX = 50_000
+_lock = threading.Lock()
+
+
+def template(rules: Mapping[str, Any]) -> Template | None:
+    """Return the template of a rule tree (kept per process for this very object); None when not compiled."""
+    held = _TEMPLATES.get(id(rules))
+    if held is not None and held[0] is rules:
+        return held[1]
+    try:
+        compiled: Template | None = Template(rules)
+    except Exception:  # noqa: BLE001 - evaluate judges (and raises) as it always did
+        compiled = None
+    with _lock:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[id(rules)] = (rules, compiled)  # the tree is held, so its id is not reused meanwhile
+    return compiled
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+class _Outcome:
+    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set."""
+
+    __slots__ = ("cr", "gap", "leaf", "needs", "reason", "row", "shared", "state", "value")
+
+    def __init__(
+        self, leaf: _Leaf, state: str, reason: str, value: Any, gap: float | None, needs: tuple[str, ...], shared: bool
+    ) -> None:
+        self.leaf = leaf
+        self.state = state
+        self.reason = reason
+        self.value = value  # ConditionResult.firm_value (unless shared)
+        self.gap = gap
+        self.needs = needs
+        self.shared = shared  # one outcome for several set values: firm_value is taken from each firm
+        self.row = [leaf.path, leaf.field, state, reason, list(needs)]  # as `wording._verdict_row` stores it
+        self.cr: ConditionResult | None = None
+
+    def condition(self, facts: Mapping[str, Any]) -> ConditionResult:
+        """Return the `ConditionResult` `eligibility._judge` gives for a firm with these (clean) facts."""
+        if self.cr is not None:
+            return self.cr
+        leaf = self.leaf
+        value = sorted(facts[leaf.field]) if self.shared else self.value
+        cr = ConditionResult(
+            leaf.path,
+            leaf.field,
+            leaf.op,
+            leaf.value,
+            self.state,  # type: ignore[arg-type]
+            self.reason,
+            value,
+            self.gap,
+            leaf.negated,
+            self.needs,
+            leaf.node_id,
+        )
+        if not self.shared:
+            self.cr = cr
+        return cr
+
+
+class Core:
+    """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores."""
+
+    __slots__ = ("_json", "code", "missing", "outcomes", "status", "summary", "tail", "to_fill")
+
+    def __init__(
+        self,
+        status: str,
+        outcomes: list[_Outcome],
+        missing: list[_Outcome],
+        to_fill: list[str],
+        summary: str,
+        shared: bool = True,
+    ) -> None:
+        self.status = status
+        self.code = STATUS_CODES[status]
+        self.outcomes = outcomes
+        self.missing = missing
+        self.to_fill = to_fill
+        self.summary = summary
+        # `wording._verdict_row` after the policy id and version.
+        self.tail = [self.code, summary, [o.row for o in outcomes], [o.leaf.index for o in missing], to_fill]
+        self._json: bytes | None = b"" if shared else None
+
+    def row(self, pid: int, version: int) -> list[Any] | orjson.Fragment:
+        """Return the stored row (`wording._verdict_row`); serialised once when firms share the verdict."""
+        if self._json is None:  # one firm's: serialised with the rest of its wording
+            return [pid, version, *self.tail]
+        if not self._json:
+            self._json = orjson.dumps(self.tail)[1:]  # "code, summary, …]" after the opening bracket
+        return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self._json))
+
+    def verdict(self, facts: Mapping[str, Any]) -> PolicyVerdict:
+        """Return the `PolicyVerdict` `eligibility.evaluate` gives for a firm with these (clean) facts."""
+        conditions = [o.condition(facts) for o in self.outcomes]
+        missing = [conditions[o.leaf.index] for o in self.missing]
+        return PolicyVerdict(self.status, conditions, missing, list(self.to_fill), self.summary)  # type: ignore[arg-type]
+
+
+_NO_RULES = Core(ELIGIBLE, [], [], [], NO_RULES_SUMMARY)
+
+
+def _cost(missing: list[_Outcome]) -> tuple[int, int, float]:
+    failed = [r for r in missing if r.state == NOT_MET]
+    distance = sum(1.0 if r.gap is None else r.gap for r in failed)
+    return len(failed), len(missing) - len(failed), distance
+
+
+def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome], int]:
+    """`eligibility._walk`'s outcome (state, missing, number of supporting conditions) from the leaves'."""
+    if isinstance(tree, int):
+        o = outcomes[tree]
+        return (MET, [], 1) if o.state == MET else (o.state, [o], 0)
+    every, nodes = tree
+    children = [_combine(c, outcomes) for c in nodes]
+    if every:
+        states = {c[0] for c in children}
+        if states == {MET}:
+            return MET, [], sum(c[2] for c in children)
+        state = NOT_MET if NOT_MET in states else UNKNOWN
+        return state, [r for c in children if c[0] != MET for r in c[1]], 0
+    for c in children:
+        if c[0] == MET:
+            return MET, [], c[2]
+    state = UNKNOWN if any(c[0] == UNKNOWN for c in children) else NOT_MET
+    closest = min(children, key=lambda c: _cost(c[1]))
+    return state, closest[1], 0
+
+
+def _core(t: Template, outcomes: list[_Outcome], *, shared: bool = True) -> Core:
+    """Build a verdict from its conditions' outcomes as `eligibility.evaluate` does."""
+    state: str
+    if t.flat:
+        missing = [o for o in outcomes if o.state != MET]
+        if not missing:
+            state, support = MET, len(outcomes)
+        else:
+            state = NOT_MET if any(o.state == NOT_MET for o in missing) else UNKNOWN
+            support = 0
+    else:
+        state, missing, support = _combine(t.tree, outcomes)
+    status = _STATUS[state]
+    if state == MET:
+        return Core(status, outcomes, [], [], f"符合全部 {support} 项条件", shared)
+    unknown = [r for r in missing if r.state == UNKNOWN]
+    failed = [r for r in missing if r.state == NOT_MET]
+    failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
+    ordered = unknown + failed
+    to_fill = list(dict.fromkeys(name for r in unknown for name in r.needs))
+    if status == ELIGIBLE:
+        summary = f"符合全部 {support} 项条件"
+    elif status == LIKELY:
+        summary = f"需补充：{eligibility._labels(to_fill)}"
+    else:
+        shown = "；".join(r.reason for r in failed[:3]) + ("等" if len(failed) > 3 else "")
+        summary = f"还差 {len(failed)} 项条件：{shown}"
+        if to_fill:
+            summary = f"{summary}；另需补充：{eligibility._labels(to_fill)}"
+    return Core(status, outcomes, ordered, to_fill, summary, shared)
+
+
+class Firm:
+    """One firm's clean facts and, per derived field, what it must fill in (computed once per firm)."""
+
+    __slots__ = ("facts", "needs")
+
+    def __init__(self, facts: dict[str, Any]) -> None:
+        self.facts = facts
+        self.needs: dict[str, tuple[str, ...]] = {}
+
+
+class Smith:
+    """Words verdicts for the firms of one chunk on one day, sharing outcomes between them.
+
+    Not shared between threads; memory grows with the distinct values met, so keep one per chunk.
+    """
+
+    def __init__(self, day: dt.date) -> None:
+        self.day = day
+        self._leaves: dict[int, tuple[_Leaf, dict[Any, _Outcome]]] = {}
+        # Per rule tree (by identity): the tree, its template, per condition (leaf, field, names, outcomes
+        # by value) and the verdicts by outcome combination.
+        self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
+        self._shown: dict[tuple[Any, ...], str] = {}
+        self._kept = 0  # outcomes and verdicts held
+
+    def firm(self, facts: Mapping[str, Any]) -> Firm:
+        """Return a firm to judge (its facts as `profile_facts` or `Chunk.facts` give them)."""
+        return Firm(clean_facts(facts))
+
+    def judge(self, rules: Mapping[str, Any] | None, firm: Firm) -> Core | PolicyVerdict:
+        """Return a policy's verdict for the firm: a `Core` (see `Core.verdict`), or evaluate's own."""
+        if rules is None:
+            return _NO_RULES
+        state = self._verdicts.get(id(rules))
+        if state is None or state[0] is not rules:
+            t = template(rules)
+            if t is None:
+                return eligibility.evaluate(rules, firm.facts, today=self.day)
+            steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
+            state = self._verdicts[id(rules)] = (rules, t, steps, {})
+        _, t, steps, cores = state
+        facts = firm.facts
+        outcomes = []
+        fresh = False  # an outcome first met here: its combination is new, and likely unique (a number)
+        for leaf, field, members, memo in steps:
+            value = facts[field]
+            if value is None:
+                key: Any = firm.needs.get(field)
+                if key is None:
+                    key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
+            elif members is None:
+                key = value if type(value) in _PLAIN else (type(value), value)
+            elif len(members) == 1:
+                key = (members[0] in value,)
+            else:
+                key = tuple(m in value for m in members)
+            outcome = memo.get(key)
+            if outcome is None:
+                outcome = memo[key] = self._outcome(leaf, value, key if value is None else ())
+                fresh = True
+            outcomes.append(outcome)
+        if fresh:  # kept once an outcome is met again (firms sharing the value)
+            return _core(t, outcomes, shared=False)
+        combo = tuple(outcomes)
+        core = cores.get(combo)
+        if core is None:
+            core = cores[combo] = _core(t, outcomes)
+            self._kept += 1
+        return core
+
+    def _outcome(self, leaf: _Leaf, firm: Any, needs: tuple[str, ...]) -> _Outcome:
+        """`eligibility._judge` for one condition and one firm value (None: unknown, with the fields to fill)."""
+        self._kept += 1
+        if self._kept > KEEP:  # memory stays bounded: start afresh (templates are kept per process)
+            self._kept = 0
+            self._verdicts.clear()
+            self._shown.clear()
+        if firm is None:
+            names = "".join(f"「{eligibility.label_of(name)}」" for name in needs)
+            reason = f"缺少{names}信息，无法判断：{leaf.demanded}"
+            return _Outcome(leaf, UNKNOWN, reason, None, UNKNOWN_GAP, needs, False)
+        today = self.day
+        holds = OPERATORS[leaf.op](firm, leaf.value, today) != leaf.negated
+        shown = self._firm_text(leaf, firm)
+        shared = leaf.members is not None
+        value = None if shared else (sorted(firm) if isinstance(firm, frozenset) else firm)
+        if holds:
+            return _Outcome(leaf, MET, f"{leaf.stated}（当前 {shown}）", value, 0.0, (), shared)
+        gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, today)
+        return _Outcome(leaf, NOT_MET, f"{leaf.demanded}，当前 {shown}", value, gap, (), shared)
+
+    def _firm_text(self, leaf: _Leaf, firm: Any) -> str:
+        kind = leaf.kind
+        if kind == "set":  # depends on the condition's names: its outcome is kept per condition anyway
+            return eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, self.day)
+        # Numbers, enums, regions and codes are worded alike whatever the operator; dates by two kinds of operator.
+        years = kind == "date" and leaf.op in ("years_since_gte", "years_since_lte")
+        key = (leaf.field, years, type(firm), firm)
+        text = self._shown.get(key)
+        if text is None:
+            text = self._shown[key] = eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, self.day)
+        return text
+
+
+def full(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
+    """Return a judged policy as `eligibility.evaluate` gives it."""
+    return verdict.verdict(firm.facts) if isinstance(verdict, Core) else verdict
+
+
+class _Open(NamedTuple):
+    status: str
+    missing: list[ConditionResult]
+
+
+def for_changes(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
+    """Return what `eligibility.best_changes` reads of a judged policy: its status and missing conditions.
+
+    The other conditions of the verdict are not built (the test of this module holds the changes equal).
+    """
+    if isinstance(verdict, Core):
+        return cast(PolicyVerdict, _Open(verdict.status, [o.condition(firm.facts) for o in verdict.missing]))
+    return verdict
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while wording a chunk.
+
+    Wording makes millions of small acyclic objects (rows, reasons, memo entries) that live for the
+    chunk; the collector would traverse the growing heap again and again for nothing (a third of
+    the time, measured). Reference counting frees them as usual; collection resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,244 @@
+"""The batch's wording (`matcher.wordbatch`, templates and shared outcomes) is exactly `eligibility.evaluate`'s.
+
+Synthetic firms (`profiles.generate`, as `huiqi synth` makes them) with fields blanked at random, so
+that every state and every "fields to fill" path occurs, are judged against every demo policy, the
+same policies with perturbed thresholds (as `catalog.synth` makes them) and trees with nested
+any/not: each (firm, policy) verdict must equal `evaluate`'s field by field, its stored row must be
+the one `wording` stores for evaluate's verdict, and a firm's whole serialised wording must be the
+bytes judging with `evaluate` gives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from catalog import demo
+from catalog.fields import FIELDS
+from catalog.synth import _perturb
+from matcher import eligibility, store, wordbatch, wording
+from profiles.generate import generate_enterprises
+
+TODAY = dt.date(2026, 12, 6)
+
+NESTED: list[dict[str, Any]] = [
+    {
+        "any": [
+            {
+                "all": [
+                    {"field": "rd_ratio", "op": "gte", "value": 3},
+                    {"field": "employees", "op": "between", "value": [10, 200]},
+                ]
+            },
+            {
+                "not": {
+                    "any": [
+                        {"field": "size_class", "op": "in", "value": ["large"]},
+                        {"field": "export_revenue", "op": "gt", "value": 100},
+                    ]
+                }
+            },
+            {"field": "qualifications", "op": "has_all", "value": ["高新技术企业", "科技型中小企业"]},
+        ]
+    },
+    {
+        "not": {
+            "all": [
+                {"field": "industry_code", "op": "prefix", "value": ["C39", "I65"]},
+                {"field": "region_code", "op": "within_region", "value": ["440300", "442000"]},
+                {"field": "established_on", "op": "years_since_lte", "value": 5},
+            ]
+        }
+    },
+    {
+        "all": [
+            {"not": {"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}},
+            {"field": "tags", "op": "has_none", "value": ["个体工商户"]},
+            {
+                "any": [
+                    {"field": "annual_revenue", "op": "lt", "value": 800},
+                    {"field": "total_assets", "op": "lte", "value": 600},
+                ]
+            },
+            {"field": "established_on", "op": "date_between", "value": ["2010-01-01", "2022-06-30"]},
+            {"field": "credit_standing", "op": "eq", "value": "good", "label": "信用良好", "id": "n1"},
+        ]
+    },
+    {"field": "years_established", "op": "gte", "value": 3},
+    {"not": {"field": "established_on", "op": "years_since_gte", "value": 8}},
+    {
+        "all": [
+            {"field": "tax_credit_level", "op": "not_in", "value": ["C", "D"]},
+            {"field": "rd_expense", "op": "gt", "value": 50},
+        ]
+    },
+]
+
+
+def _policies() -> list[dict[str, Any]]:
+    rng = random.Random(5)
+    rules = [p["rules"] for p in demo.demo_policies(TODAY) if p.get("rules")]
+    return rules + [_perturb(r, rng) for r in rules] + NESTED
+
+
+def _qualification_names(policies: list[dict[str, Any]]) -> list[str]:
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("field") == "qualifications":
+                names.update(node["value"])
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    for p in policies:
+        walk(p)
+    return sorted(names)
+
+
+def _firms(count: int, policies: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Facts as `eligibility.profile_facts` gives them, some fields blanked (unknown)."""
+    rng = random.Random(seed)
+    tags = ["个体工商户", "现代农业", "跨境电商", "高成长"]
+    out = []
+    for row in generate_enterprises(
+        seed=seed, count=count, qualification_names=_qualification_names(policies), today=TODAY
+    ):
+        facts: dict[str, Any] = {name: None for name in FIELDS}
+        for name, f in FIELDS.items():
+            if f.type != "set" and name != "years_established":
+                facts[name] = eligibility._clean_fact(name, row.get(name))
+        facts["qualifications"] = frozenset(n for n, until in row["qualifications"] if until is None or until >= TODAY)
+        facts["tags"] = frozenset(t for t in tags if rng.random() < 0.2)
+        for name in FIELDS:  # unknowns: a blank field leaves conditions on it (and derived ones) to fill in
+            if name not in ("qualifications", "tags", "years_established") and rng.random() < 0.12:
+                facts[name] = None
+        if rng.random() < 0.05:
+            facts["qualifications"] = None
+        if facts["established_on"] is not None:
+            facts["years_established"] = eligibility.whole_years(facts["established_on"], TODAY)
+        if rng.random() < 0.1:
+            facts["employees"] = float(facts["employees"]) if facts["employees"] is not None else None
+        out.append(facts)
+    return out
+
+
+def _row(pid: int, v: eligibility.PolicyVerdict | wordbatch.Core) -> bytes:
+    """The verdict's stored row, serialised."""
+    return orjson.dumps(wording._verdict_row(pid, 1, v))
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_every_verdict_equals_evaluate(seed: int) -> None:
+    policies = _policies()
+    firms = _firms(150, policies, seed)
+    smith = wordbatch.Smith(TODAY)  # one for all firms: outcomes and verdicts are shared between them
+    states: set[str] = set()
+    for facts in firms:
+        firm = smith.firm(facts)
+        for pid, rules in enumerate(policies):
+            expected = eligibility.evaluate(rules, facts, today=TODAY)
+            judged = smith.judge(rules, firm)
+            assert isinstance(judged, wordbatch.Core)
+            got = wordbatch.full(judged, firm)
+            assert got.status == expected.status
+            assert got.conditions == expected.conditions
+            assert got.missing == expected.missing
+            assert got.fields_to_fill == expected.fields_to_fill
+            assert got.summary == expected.summary
+            assert _row(pid, judged) == _row(pid, expected)
+            states.update(c.state for c in expected.conditions)
+        chosen = [
+            pid for pid in range(len(policies)) if smith.judge(policies[pid], firm).status != eligibility.ELIGIBLE
+        ]
+        chosen = chosen[:: max(1, len(chosen) // wording.WINDOW)][: wording.WINDOW]
+        assert eligibility.best_changes(
+            {pid: wordbatch.full(smith.judge(policies[pid], firm), firm) for pid in chosen}
+        ) == eligibility.best_changes({pid: eligibility.evaluate(policies[pid], facts, today=TODAY) for pid in chosen})
+    assert states == {eligibility.MET, eligibility.NOT_MET, eligibility.UNKNOWN}
+
+
+def _reference(
+    facts: dict[str, Any], policies: dict[int, tuple[int, Any]], items: np.ndarray, near: np.ndarray, first: int | None
+) -> bytes:
+    """`word_firm` as it was: every verdict judged by `eligibility.evaluate`."""
+    verdicts: dict[int, eligibility.PolicyVerdict] = {}
+
+    def judge(pid: int) -> eligibility.PolicyVerdict:
+        if pid not in verdicts:
+            verdicts[pid] = eligibility.evaluate(policies[pid][1], facts, today=TODAY)
+        return verdicts[pid]
+
+    for pid in (items["policy"] if first is None else items["policy"][:first]).tolist():
+        judge(pid)
+    if first is None:
+        for pid in near["policy"].tolist():
+            judge(pid)
+    chosen = wording.window(wording.pool(items, near), lambda pid: judge(pid).status, set())
+    return wording.pack(
+        day=TODAY,
+        tags=wording.tag_digest(facts["tags"]),
+        verdicts=[(pid, policies[pid][0], v) for pid, v in verdicts.items()],
+        window=[(pid, policies[pid][0]) for pid in chosen],
+        changes=eligibility.best_changes({pid: verdicts[pid] for pid in chosen}),
+    )
+
+
+@pytest.mark.parametrize("first", [wording.PAGE, None])
+def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
+    rules = _policies()
+    policies = {100 + k: (1 + k % 3, r) for k, r in enumerate(rules)}
+    firms = _firms(120, rules, 21)
+    rng = np.random.default_rng(3)
+    smith = wordbatch.Smith(TODAY)
+    ids = np.array(sorted(policies))
+    for facts in firms:
+        statuses = {pid: eligibility.evaluate(policies[pid][1], facts, today=TODAY).code for pid in ids.tolist()}
+        open_ = [pid for pid, s in statuses.items() if s >= 1]
+        shut = [pid for pid, s in statuses.items() if s == 0]
+        picked = rng.permutation(open_)[:50]
+        items = np.zeros(len(picked), dtype=store.ITEM)
+        items["policy"] = picked
+        items["status"] = [statuses[int(p)] for p in picked]
+        items["base"] = np.round(rng.random(len(picked)), 3)
+        items = items[np.argsort(-items["base"], kind="stable")]
+        missed = rng.permutation(shut)[:20] if shut else np.zeros(0, dtype=np.int64)
+        near = np.zeros(len(missed), dtype=store.NEAR)
+        near["policy"] = missed
+        near["base"] = np.round(rng.random(len(missed)) * 0.5, 3)
+        got = wording.word_firm(
+            day=TODAY,
+            tags=facts["tags"],
+            facts=facts,
+            policies=policies,
+            items=items,
+            near=near,
+            hidden=set(),
+            first=first,
+            smith=smith,
+        )
+        assert got == _reference(facts, policies, items, near, first)
+        assert orjson.loads(got)["v"]
+
+
+def test_rules_it_does_not_compile_are_judged_by_evaluate() -> None:
+    smith = wordbatch.Smith(TODAY)
+    firm = smith.firm({"employees": 10})
+    assert wordbatch.template({"any": []}) is None
+    with pytest.raises(ValueError):
+        eligibility.evaluate({"any": []}, firm.facts, today=TODAY)
+    with pytest.raises(ValueError):
+        smith.judge({"any": []}, firm)
+    with pytest.raises(ValueError, match="不支持的运算符"):
+        smith.judge({"field": "employees", "op": "near", "value": 3}, firm)
+    empty = smith.judge({"all": []}, firm)
+    assert empty == eligibility.evaluate({"all": []}, firm.facts, today=TODAY)
+    assert smith.judge(None, firm).summary == eligibility.NO_RULES_SUMMARY
