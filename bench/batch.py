@@ -17,8 +17,9 @@ Optionally (`--demo`), the demo catch-up on a fresh SQLite database as a new clo
 `huiqi match` (the catch-up `huiqi worker` runs on start).
 
 Left out: embedding at scale (random vectors; see the demo catch-up and bench.embed for e5 rates),
-the tag derivation (timed separately), policy lists (`match --all` writes none; the catch-up `huiqi match`
-writes them after its full run, in one pass over the firms: see the demo catch-up), and the network between a Ray cluster and its database (all on loopback).
+the tag derivation (timed separately), policy lists (`match --all` writes none; the catch-up
+`huiqi match` writes them after its full run, in one pass over the firms: see the demo catch-up),
+and the network between a Ray cluster and its database (all on loopback).
 
 Run: ``python -m bench batch`` (20k firms) or ``python -m bench.batch --firms 100000,250000 --demo``.
 """
