@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -46,7 +47,7 @@ def test_catch_up_scores_every_firm_lists_every_policy_then_has_nothing_left_to_
     database.dispose()
 
 
-def _lists(database: Database) -> tuple[dict, dict]:  # type: ignore[type-arg]
+def _lists(database: Database) -> tuple[dict[tuple[int, int], tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
     with database.session() as db:
         rows = {
             (r.enterprise_id, r.policy_id): (
