@@ -823,6 +823,17 @@ def rematch_changed(
         # At a city's scale every published policy keeps its full eligible list (staff lists, 免申即享);
         # above it, lists are made when a policy is published or edited, or when staff ask for one.
         unlisted = unlisted_policy_ids(db) if firms <= matcher.settings.policy_lists_max_firms else []
+        closed: list[int] = []
+        if report.kind == "all" and policies:
+            # Never judged even by the full run just finished (it records every policy it scored), and
+            # not open now: no firm's stored matches hold it, so there is nothing to patch, only an
+            # (empty) list to record.
+            judged = set(db.scalars(select(PolicyMatchState.policy_id).where(PolicyMatchState.policy_id.in_(policies))))
+            open_now = context(db, matcher, today=today).policies.position
+            closed = [pid for pid in policies if pid not in judged and pid not in open_now]
+            policies = [pid for pid in policies if pid not in set(closed)]
+            report.policies += len(closed)
+            unlisted = list(dict.fromkeys([*closed, *unlisted]))
     for k, pid in enumerate(policies):
         if _stop(should_stop):
             report.stopped = True
