@@ -68,9 +68,9 @@ def _shaped(page: recommend.Page, today: dt.date) -> dict[str, Any]:
     }
 
 
-def _both(
+def _both(  # type: ignore[no-untyped-def]
     db, matcher, firm_id: int, today: dt.date | None = None
-) -> tuple[recommend.Page, dict[str, Any], dict[str, Any]]:  # type: ignore[no-untyped-def]
+) -> tuple[recommend.Page, dict[str, Any], dict[str, Any]]:
     today = today or dt.date.today()
     kw = {"db": db, "matcher": matcher, "enterprise_id": firm_id, "include": ALL, "limit": 200, "today": today}
     stored = recommend.recommend(**kw)
