@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from auth import scopes
@@ -19,7 +18,7 @@ from auth import service as auth_service
 from auth.models import Role
 from auth.service import Principal
 from core import security
-from core.deps import AppSettings, DbSession, reads
+from core.deps import AppSettings, DbSession
 from core.errors import NotAuthenticated, PermissionDenied
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -27,7 +26,6 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="系统�
 
 
 async def optional_principal(
-    request: Request,
     db: DbSession,
     settings: AppSettings,
     token: Annotated[str | None, Depends(_bearer)],
@@ -35,36 +33,27 @@ async def optional_principal(
 ) -> Principal | None:
     """Return the caller from a bearer token or an API key; None when anonymous.
 
-    Every authenticated request runs this, so it costs no worker thread where it need not: the
-    token's signature is checked here, and its user (active, same token version: a revoked token
-    fails at once, in every process) is one prepared select by primary key on the request's session.
-    A reader session on SQLite runs that select here (a local read that never waits for a writer in
-    WAL mode); a writer session (its BEGIN IMMEDIATE may wait for the lock) and a server database
-    run it on a worker thread.
+    Every authenticated request runs this. The token's signature is checked here, on the event loop
+    (a token already seen is only compared with the clock: `security.decode_access_token`); its user
+    (active, same token version: a revoked token fails at once, in every process) is one prepared
+    select by primary key on the request's session, on a worker thread: its first statement checks a
+    connection out of the pool, which may wait, and a wait on the event loop would stop the requests
+    that are to give connections back (a deadlock once the pool is exhausted).
     """
     if token:
         claims = security.decode_access_token(settings=settings, token=token)
         principal = None
         if claims:
-            if _local_read(request, db):
-                principal = auth_service.principal_for_token(db=db, claims=claims)
-            else:
-                principal = await run_in_threadpool(lambda: auth_service.principal_for_token(db=db, claims=claims))
+            principal = await run_in_threadpool(lambda: auth_service.principal_for_token(db=db, claims=claims))
         if principal is None:
             raise NotAuthenticated("登录已失效，请重新登录", code="auth.invalid_token")
         return principal
     if api_key:
-        # It records the key's last use (a write): always on a worker thread.
         principal = await run_in_threadpool(lambda: auth_service.principal_for_api_key(db=db, plain=api_key))
         if principal is None:
             raise NotAuthenticated("API 密钥无效或已吊销", code="auth.invalid_api_key")
         return principal
     return None
-
-
-def _local_read(request: Request, db: Session) -> bool:
-    """Tell whether a read on this request's session is a local SQLite read that cannot wait for a lock."""
-    return reads(request) and db.get_bind().dialect.name == "sqlite"
 
 
 class Allow:

@@ -2,17 +2,20 @@
 
 Other API tests run every request inside the test's rolled-back transaction; these build the app
 over a database of their own so the real `core.deps.get_db` (async: the session is made on the event
-loop, ended on a worker thread) and `auth.deps.optional_principal` (the token's user read on the
-loop for SQLite readers) are what runs: writes commit, failures roll back, no connection is left
-checked out, and a token revoked by another process (another connection pool) stops working at the
-very next request.
+loop, ended on a worker thread) and `auth.deps.optional_principal` are what runs: writes commit,
+failures roll back, no connection is left checked out, more requests than pooled connections all
+answer, and a token revoked by another process (another connection pool) stops working at the very
+next request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -113,6 +116,29 @@ def test_writes_commit_and_failures_leave_no_connection_checked_out(
         assert db.scalar(select(User.display_name).where(User.id == user_id)) != "新名字"
     pool = own_database.engine.pool
     assert isinstance(pool, QueuePool) and pool.checkedout() == 0
+
+
+def test_more_concurrent_requests_than_pooled_connections(
+    own_database: Database, test_settings: Settings, matcher: Any
+) -> None:
+    """Requests waiting for a connection must never stop the event loop that the requests holding
+    one need to finish: 24 signed-in requests at once through a pool of 2 all answer, promptly."""
+    small = Database(own_database.url, pool_size=2, max_overflow=0, pool_timeout=10, **_connect_args(own_database))
+    app = create_app(test_settings, database=small, matcher=matcher)
+    headers = [_bearer(test_settings, _user(own_database)[0]) for _ in range(3)]
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            return await asyncio.gather(*(client.get("/api/v1/auth/me", headers=headers[k % 3]) for k in range(24)))
+
+    started = time.perf_counter()
+    try:
+        responses = asyncio.run(burst())
+    finally:
+        small.dispose()
+    assert [r.status_code for r in responses] == [200] * 24
+    assert time.perf_counter() - started < 10  # a stalled loop shows as waiting out the pool's timeout
 
 
 def _connect_args(database: Database) -> dict[str, Any]:
