@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from starlette.concurrency import run_in_threadpool
 
 from auth import scopes
 from auth import service as auth_service
@@ -24,21 +25,31 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="系统对接密钥")
 
 
-def optional_principal(
+async def optional_principal(
     db: DbSession,
     settings: AppSettings,
     token: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal | None:
-    """Return the caller from a bearer token or an API key; None when anonymous."""
+    """Return the caller from a bearer token or an API key; None when anonymous.
+
+    Every authenticated request runs this. The token's signature is checked here, on the event loop
+    (a token already seen is only compared with the clock: `security.decode_access_token`); its user
+    (active, same token version: a revoked token fails at once, in every process) is one prepared
+    select by primary key on the request's session, on a worker thread: its first statement checks a
+    connection out of the pool, which may wait, and a wait on the event loop would stop the requests
+    that are to give connections back (a deadlock once the pool is exhausted).
+    """
     if token:
         claims = security.decode_access_token(settings=settings, token=token)
-        principal = auth_service.principal_for_token(db=db, claims=claims) if claims else None
+        principal = None
+        if claims:
+            principal = await run_in_threadpool(lambda: auth_service.principal_for_token(db=db, claims=claims))
         if principal is None:
             raise NotAuthenticated("登录已失效，请重新登录", code="auth.invalid_token")
         return principal
     if api_key:
-        principal = auth_service.principal_for_api_key(db=db, plain=api_key)
+        principal = await run_in_threadpool(lambda: auth_service.principal_for_api_key(db=db, plain=api_key))
         if principal is None:
             raise NotAuthenticated("API 密钥无效或已吊销", code="auth.invalid_api_key")
         return principal
@@ -56,7 +67,7 @@ class Allow:
         self.scopes = frozenset(scopes)
 
     # async: the check does no I/O, and as a plain def it would wait for a worker thread while the
-    # request's session holds the connection that signing in used (a deadlock when threads run out).
+    # request's session may hold the connection that signing in used (a deadlock when threads run out).
     async def __call__(
         self, request: Request, principal: Annotated[Principal | None, Depends(optional_principal)]
     ) -> Principal:
@@ -74,7 +85,7 @@ class Allow:
         return f"Allow({', '.join(sorted(self.roles))})"
 
 
-def public(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal | None:
+async def public(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal | None:
     """Admit anyone; return the caller when signed in so responses can differ."""
     return principal
 

@@ -5,17 +5,19 @@ Routers of every package take these from here (never from api/), so dependencies
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import attachments
 from core.config import Settings
-from core.db import Database, unit_of_work
+from core.db import Database
 from core.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,20 +49,50 @@ def writes_in_stages(endpoint: F) -> F:
     return endpoint
 
 
-def _reads(request: Request) -> bool:
+def reads(request: Request) -> bool:
+    """Tell whether the request's session is a reader (a safe method, or a route marked as reading only)."""
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     marked = getattr(endpoint, "reads_only", False) or getattr(endpoint, "writes_in_stages", False)
     return request.method in SAFE_METHODS or bool(marked)
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """Yield a session for one request: commit on success, roll back on any error."""
+def _finish(session: Session, failed: bool) -> None:
+    try:
+        if failed:
+            session.rollback()
+        else:
+            session.commit()
+    finally:
+        session.close()
+
+
+async def _end(session: Session, *, failed: bool) -> None:
+    """Commit (or roll back) and close a request's session: on a worker thread when it holds a transaction."""
+    if not (session.in_transaction() or session.new or session.dirty or session.deleted):
+        session.close()  # never connected: nothing to end, no I/O
+        return
+    with anyio.CancelScope(shield=True):  # a cancelled request still ends its transaction
+        await run_in_threadpool(_finish, session, failed)
+
+
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """Yield a session for one request: commit on success, roll back on any error.
+
+    Async: making the session does no I/O (it connects at its first statement), so the request
+    does not wait for a worker thread to get one; ending it waits for one only when it began a
+    transaction (a commit may write).
+    """
     # Requests that change things take SQLite's write lock up front (waiting for it rather than
     # failing when a background job commits between their read and their write); reads never do, and
     # staged writers take it themselves, stage by stage.
     db = request.app.state.db
-    with unit_of_work(db.sessionmaker if _reads(request) else db.writer) as session:
+    session = (db.sessionmaker if reads(request) else db.writer)()
+    try:
         yield session
+    except BaseException:
+        await _end(session, failed=True)
+        raise
+    await _end(session, failed=False)
 
 
 # scope="function": commit before the response is sent, so a client that gets 200 sees its write
@@ -95,12 +127,7 @@ ReleasedReads = Annotated[None, Depends(release_reads)]
 class PageParams:
     """Page number and size from the query string, with a ceiling from settings."""
 
-    def __init__(
-        self,
-        settings: AppSettings,
-        page: Annotated[int, Query(ge=1, le=1_000_000, description="页码，从1开始")] = 1,
-        page_size: Annotated[int, Query(ge=1, le=1000, description="每页条数")] = 20,
-    ) -> None:
+    def __init__(self, settings: Settings, page: int = 1, page_size: int = 20) -> None:
         self.page = page
         self.page_size = min(page_size, settings.page_size_max)
 
@@ -110,7 +137,16 @@ class PageParams:
         return (self.page - 1) * self.page_size
 
 
-Paging = Annotated[PageParams, Depends()]
+async def page_params(
+    settings: AppSettings,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="页码，从1开始")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="每页条数")] = 20,
+) -> PageParams:
+    """Return the page asked for (async: a class dependency would cost a worker-thread hop)."""
+    return PageParams(settings, page=page, page_size=page_size)
+
+
+Paging = Annotated[PageParams, Depends(page_params)]
 
 
 # ---------------------------------------------------------------- file uploads

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from typing import Any
 
 import jwt
@@ -45,11 +46,31 @@ def create_access_token(*, settings: Settings, subject: str, claims: dict[str, A
 
 
 def decode_access_token(*, settings: Settings, token: str) -> dict[str, Any] | None:
-    """Return the token's claims, or None when it is invalid or expired."""
-    try:
-        return jwt.decode(token, settings.secret_key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub"]})
-    except jwt.PyJWTError:
-        return None
+    """Return the token's claims, or None when it is invalid or expired.
+
+    Every authenticated request decodes its token, so a token that passed the signature check is
+    remembered with its claims (per secret): later requests only compare its expiry with the clock.
+    Nothing else about a valid token changes with time; whether its user may still use it (signed
+    out, new password, new role, deactivated) is read from the database on every request.
+    """
+    key = (settings.secret_key, token)
+    claims = _decoded.get(key)
+    if claims is None:
+        try:
+            claims = jwt.decode(
+                token, settings.secret_key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub"]}
+            )
+        except jwt.PyJWTError:
+            return None
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.clear()
+        _decoded[key] = claims
+    # PyJWT's rule: expired once exp <= now.
+    return dict(claims) if time.time() < claims["exp"] else None
+
+
+_DECODED_MAX = 4096
+_decoded: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def new_api_key() -> tuple[str, str, str]:

@@ -58,6 +58,26 @@ def _where(stmt: Select[Any], column: Any, ids: np.ndarray | None, id_range: tup
     return stmt
 
 
+def qualification_ends(
+    db: Session, *, today: dt.date, ids: np.ndarray | None = None, id_range: tuple[int, int] | None = None
+) -> dict[int, dt.date]:
+    """Return, per firm (all, an id range, or given ids), the last valid day of its first qualification to expire.
+
+    Only qualifications still valid `today` count (those that expired before are no longer facts).
+    `matcher.wording.valid_through` ends the stored verdicts' validity there.
+    """
+    end = func.min(EnterpriseQualification.valid_until_on)
+    stmt = _where(
+        select(EnterpriseQualification.enterprise_id, end)
+        .where(EnterpriseQualification.valid_until_on >= today)
+        .group_by(EnterpriseQualification.enterprise_id),
+        EnterpriseQualification.enterprise_id,
+        ids,
+        id_range,
+    )
+    return {int(eid): day for eid, day in db.execute(stmt).tuples()}
+
+
 def load_frame(
     db: Session,
     *,

@@ -70,6 +70,8 @@ class Chunk:
     has_vector: np.ndarray
     profile_at: list[dt.datetime]
     hidden: list[frozenset[int]]  # per firm, the policies its latest feedback calls not relevant
+    # per firm, the last valid day of its first qualification to expire (None: none expires)
+    expiries: list[dt.date | None] = field(default_factory=list)
     _sets: dict[str, list[frozenset[str]]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -119,6 +121,7 @@ def load_chunk(
     regions = [r if isinstance(r, str) and r else None for r in table["region_code"].tolist()]
     profile_at = [_aware(v) for v in table["profile_updated_at"].tolist()]
     hidden = _hidden(db, firm_ids, id_range)
+    ends = facts.qualification_ends(db, today=ctx.today, ids=ids, id_range=id_range)
     return Chunk(
         ids=firm_ids,
         regions=regions,
@@ -129,6 +132,7 @@ def load_chunk(
         has_vector=has,
         profile_at=profile_at,
         hidden=[hidden.get(int(eid), frozenset()) for eid in firm_ids],
+        expiries=[ends.get(eid) for eid in firm_ids.tolist()],
     )
 
 
@@ -299,6 +303,7 @@ def _rows(
                     hidden=set(chunk.hidden[i]),
                     first=first,
                     smith=smith,
+                    through=wording.valid_through(ctx.today, firm_facts[i], chunk.expiries[i : i + 1]),
                 )
             )
             out.append(

@@ -228,11 +228,11 @@ def recommend(
 
 
 def _usable_words(stored: store.Stored, firm: Firm, tags: Mapping[str, str], today: dt.date) -> wording.Words | None:
-    """Return the stored wording when it was made today for this profile and these tags; None otherwise."""
+    """Return the stored wording when it holds today (`Words.usable_on`) for this profile and these tags; None otherwise."""
     if not stored.words or stored.profile_at != firm.profile_updated_at:
         return None
     words = wording.unpack(store.words_of(stored.words))
-    if words is None or words.day != today or words.tags != wording.tag_digest(tags):
+    if words is None or not words.usable_on(today) or words.tags != wording.tag_digest(tags):
         return None
     return words
 

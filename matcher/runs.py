@@ -732,12 +732,12 @@ def _patch_words(
 ) -> bytes:
     """Return a patched firm's stored wording with this policy's verdict judged again (or dropped).
 
-    Wording from another day, or of a firm whose profile has changed since, is dropped: pages word
-    those reasons when read until the firm's re-match rewrites them.
+    Wording that does not hold today (`Words.usable_on`), or of a firm whose profile has changed
+    since, is dropped: pages word those reasons when read until the firm's re-match rewrites them.
     """
     raw = store.words_of(old.words)
     words = wording.unpack(raw)
-    if words is None or words.day != ctx.today or old.profile_at != chunk.profile_at[i]:
+    if words is None or not words.usable_on(ctx.today) or old.profile_at != chunk.profile_at[i]:
         return b""
     if words.tags != wording.tag_digest(chunk.tags[i]):
         return b""

@@ -7,7 +7,9 @@ searching changes per request cost milliseconds, so the batch does both for ever
 and near miss (`word_firm`) and packs the result with the firm's matches (`store.encode`). A page
 uses a stored verdict only while it is exactly what judging now would give:
 
-* the same day (`day`: ages, qualification expiry and the nightly run move with the date),
+* a day from the one it was worded on (`day`) through the last day on which judging the firm gives
+  the same (`through`, see `valid_through`: years since establishment and qualification expiry are
+  what move with the date); a row stored without `through` is used on its own day only,
 * the same profile (the row's `profile_at`) and the same firm tags (`tags`, a digest),
 * the same policy version (per verdict): an edited rule is judged again, never served from before.
 
@@ -73,6 +75,11 @@ class Words:
     rows: dict[int, list[Any]]  # policy id → its stored row (see `_verdict_row`)
     window: list[tuple[int, int]]  # (policy id, version) the changes were computed from, in order
     changes: list[eligibility.Change]
+    through: dt.date  # the last day judging the firm gives what it gave on `day` (`valid_through`)
+
+    def usable_on(self, today: dt.date) -> bool:
+        """Tell whether the stored verdicts are what judging on `today` gives (profile, tags and versions aside)."""
+        return self.day <= today <= self.through
 
     def verdict(self, policy_id: int, version: int) -> Verdict | None:
         """Return the stored verdict of a policy if it was judged at this version."""
@@ -101,6 +108,45 @@ def _verdict(row: list[Any]) -> Verdict:
 def tag_digest(tags: Iterable[str]) -> int:
     """Return a digest of a set of tag names (the firm's facts include its tags)."""
     return zlib.crc32("\n".join(sorted(tags)).encode())
+
+
+def valid_through(day: dt.date, facts: Mapping[str, Any], expiries: Iterable[dt.date | None] = ()) -> dt.date:
+    """Return the last day on which judging the firm gives what judging it on `day` gives.
+
+    A verdict (`eligibility.evaluate`) reads the date only through the firm: whole years since each
+    of its dates (`years_established`, `years_since_gte` / `years_since_lte`, and their wording and
+    gaps), which change on the date's anniversaries, and its qualifications (`expiries`: each one's
+    `valid_until_on`), each counted through its last valid day. Conditions comparing a firm's date
+    with fixed dates (`date_between`, `gt`, ...) do not move with the day. Policies opening, closing
+    or expiring change which policies a page shows, not any verdict: a closed policy's stored verdict
+    is never looked up, and suggestions whose window changed are computed again (`Words.window`).
+    Without a date or an expiring qualification the verdicts hold until the profile, the tags or a
+    policy version changes, which the page checks on its own.
+    """
+    last = dt.date.max
+    for value in facts.values():
+        if isinstance(value, dt.date):
+            last = min(last, _next_anniversary(value, day) - dt.timedelta(days=1))
+    for end in expiries:
+        if end is not None and end >= day:
+            last = min(last, end)
+    return last
+
+
+def _next_anniversary(start: dt.date, day: dt.date) -> dt.date:
+    """Return the first day after `day` on which `eligibility.whole_years(start, ·)` changes.
+
+    Whole years change only when the day of the year reaches the start's: a 29 February start
+    completes its year on 1 March in common years.
+    """
+    for year in (day.year, day.year + 1):
+        try:
+            anniversary = dt.date(year, start.month, start.day)
+        except ValueError:
+            anniversary = dt.date(year, 3, 1)
+        if anniversary > day:
+            return anniversary
+    raise AssertionError("unreachable: next year's anniversary is after the day")
 
 
 def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
@@ -145,8 +191,11 @@ def word_firm(
     hidden: set[int],
     first: int | None = None,
     smith: wordbatch.Smith | None = None,
+    through: dt.date | None = None,
 ) -> bytes:
     """Judge a firm's best candidates and find its changes; return them serialised.
+
+    `through` is the last day on which the verdicts hold (`valid_through` of the firm); None: `day` only.
 
     `policies` maps a policy id to (version, rules) for every open policy. `first` limits the
     candidates judged to the best `first` (None: every candidate and near miss); the policies that feed
@@ -179,6 +228,7 @@ def word_firm(
         verdicts=[(pid, policies[pid][0], v) for pid, v in verdicts.items()],
         window=[(pid, policies[pid][0]) for pid in chosen],
         changes=changes,
+        through=through,
     )
 
 
@@ -212,12 +262,17 @@ def pack(
     verdicts: Iterable[tuple[int, int, PolicyVerdict | Verdict | wordbatch.Core]],
     window: Sequence[tuple[int, int]],
     changes: Sequence[eligibility.Change],
+    through: dt.date | None = None,
 ) -> bytes:
-    """Serialise a firm's wording (stored compressed by `store.encode`)."""
+    """Serialise a firm's wording (stored compressed by `store.encode`).
+
+    `through` is the last day the verdicts hold (`valid_through`); without it they hold on `day` only.
+    """
     return orjson.dumps(
         {
             "f": FORMAT,
             "d": day.toordinal(),
+            "u": (through or day).toordinal(),
             "t": tags,
             "v": [_verdict_row(pid, version, v) for pid, version, v in verdicts],
             "w": [[pid, version] for pid, version in window],
@@ -250,6 +305,7 @@ def unpack(raw: bytes) -> Words | None:
         rows={row[0]: row for row in data["v"]},
         window=[(pid, version) for pid, version in data["w"]],
         changes=changes,
+        through=dt.date.fromordinal(data.get("u", data["d"])),  # rows stored before "u": their own day only
     )
 
 

@@ -19,7 +19,7 @@ from auth.service import Principal
 from catalog import service as catalog_service
 from catalog.schemas import PolicyUpdate, TagIn
 from core.db import InSession
-from matcher import recommend, router, runs, store, wording
+from matcher import eligibility, recommend, router, runs, store, wording
 from matcher.eligibility import ELIGIBLE, INELIGIBLE, LIKELY
 from profiles import service as profiles_service
 from profiles.schemas import EnterpriseUpdate
@@ -68,8 +68,10 @@ def _shaped(page: recommend.Page, today: dt.date) -> dict[str, Any]:
     }
 
 
-def _both(db, matcher, firm_id: int) -> tuple[recommend.Page, dict[str, Any], dict[str, Any]]:  # type: ignore[no-untyped-def]
-    today = dt.date.today()
+def _both(  # type: ignore[no-untyped-def]
+    db, matcher, firm_id: int, today: dt.date | None = None
+) -> tuple[recommend.Page, dict[str, Any], dict[str, Any]]:
+    today = today or dt.date.today()
     kw = {"db": db, "matcher": matcher, "enterprise_id": firm_id, "include": ALL, "limit": 200, "today": today}
     stored = recommend.recommend(**kw)
     fresh = recommend.recommend(**kw, reword=True)
@@ -212,3 +214,142 @@ def test_each_wording_mode_serves_the_same_pages(db, matcher, monkeypatch, mode:
                 db=db, matcher=matcher, enterprise_id=firm.id, include=ALL, limit=2, today=dt.date.today()
             )
             assert first.judged == 0
+
+
+# ---------------------------------------------------------------- how long stored verdicts hold
+
+
+def _words(db, firm_id: int) -> wording.Words:  # type: ignore[no-untyped-def]
+    words = wording.unpack(store.words_of(store.read(db, firm_id).words))
+    assert words is not None
+    return words
+
+
+def _days(db, matcher, firm_id: int, first: dt.date, count: int) -> list[recommend.Page]:  # type: ignore[no-untyped-def]
+    """Read the firm's page on each of `count` days from `first`; each must equal judging on that day."""
+    pages = []
+    for k in range(count):
+        page, stored, fresh = _both(db, matcher, firm_id, first + dt.timedelta(days=k))
+        assert _same(stored, fresh), first + dt.timedelta(days=k)
+        pages.append(page)
+    return pages
+
+
+def test_stored_verdicts_hold_until_the_establishment_anniversary(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    """Matched today, the firm turns 4 years old in 3 days: its stored verdicts serve today, tomorrow
+    and the day after, and from the anniversary on every verdict is judged when read (one flips)."""
+    today = dt.date.today()
+    flip = today + dt.timedelta(days=3)
+    firm = factories.make_enterprise(db, established_on=dt.date(flip.year - 4, flip.month, flip.day))
+    aged = factories.make_policy(
+        db, publish=True, rules={"all": [{"field": "years_established", "op": "gte", "value": 4}]}
+    )
+    young = factories.make_policy(
+        db, publish=True, rules={"all": [{"field": "established_on", "op": "years_since_lte", "value": 3}]}
+    )
+    factories.make_policy(db, publish=True)  # in the region: eligible whatever the date
+    factories.match(db, matcher, today=today)
+    words = _words(db, firm.id)
+    assert (words.day, words.through) == (today, flip - dt.timedelta(days=1))
+
+    pages = _days(db, matcher, firm.id, today, 5)
+    for k, page in enumerate(pages):
+        day = today + dt.timedelta(days=k)
+        assert page.items and words.usable_on(day) == (day < flip)
+        if day < flip:
+            assert page.judged == 0 and all(isinstance(r.verdict, wording.Verdict) for r in page.items)
+        else:
+            assert page.judged > 0 and not any(isinstance(r.verdict, wording.Verdict) for r in page.items)
+    # On the anniversary both date conditions flip: serving the stored words then would be wrong.
+    status = {k: {r.policy.id: r.verdict.status for r in p.items} for k, p in ((0, pages[0]), (3, pages[3]))}
+    assert status[0][aged.id] == INELIGIBLE and status[3][aged.id] == ELIGIBLE
+    assert status[0][young.id] == ELIGIBLE and status[3][young.id] == INELIGIBLE
+
+
+def test_stored_verdicts_hold_through_a_qualifications_last_day(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    today = dt.date.today()
+    catalog_service.create_tag(db=db, tag_in=TagIn(name="高新技术企业", kind="qualification", synonyms=["高企"]))
+    last = today + dt.timedelta(days=1)
+    firm = factories.make_enterprise(
+        db,
+        established_on=_far_anniversary(today),
+        qualifications=[{"name": "高新技术企业", "valid_until_on": last}],
+    )
+    held = factories.make_policy(
+        db, publish=True, rules={"all": [{"field": "qualifications", "op": "has_any", "value": ["高新技术企业"]}]}
+    )
+    factories.match(db, matcher, today=today)
+    assert _words(db, firm.id).through == last
+    pages = _days(db, matcher, firm.id, today, 4)
+    assert [p.judged == 0 for p in pages] == [True, True, False, False]
+    statuses = [{r.policy.id: r.verdict.status for r in p.items}.get(held.id) for p in pages]
+    assert statuses[1] == ELIGIBLE and statuses[2] != ELIGIBLE
+
+
+def test_a_closing_application_window_keeps_the_other_stored_verdicts(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    """A policy whose window closes tomorrow leaves the firm's list the day after; the other cards
+    are still read from the row (verdicts do not depend on another policy's window), and the
+    suggestions it fed are computed again — each day equal to judging on that day."""
+    today = dt.date.today()
+    firm = factories.make_enterprise(db, established_on=_far_anniversary(today), rd_expense=None)
+    closing = factories.make_policy(
+        db,
+        publish=True,
+        apply_end_on=today + dt.timedelta(days=1),
+        rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 3}]},  # unknown: likely, feeds the suggestions
+    )
+    factories.make_policy(db, publish=True, rules={"all": [{"field": "rd_ratio", "op": "gte", "value": 5}]})
+    factories.make_policy(db, publish=True)
+    factories.match(db, matcher, today=today)
+    words = _words(db, firm.id)
+    assert words.through > today + dt.timedelta(days=20) and closing.id in {pid for pid, _ in words.window}
+    pages = _days(db, matcher, firm.id, today, 4)
+    for k, page in enumerate(pages):
+        assert page.items and all(isinstance(r.verdict, wording.Verdict) for r in page.items)
+        assert (closing.id in {r.policy.id for r in page.items}) == (k <= 1)
+    assert pages[0].judged == pages[1].judged == 0
+    # The day after it closed, only the suggestions it fed are worked out again (cards are still read).
+    assert pages[2].judged > 0
+
+
+def _far_anniversary(today: dt.date) -> dt.date:
+    """A date of establishment whose next anniversary is 30 to 60 days away (none within the tests' days)."""
+    ahead = today + dt.timedelta(days=60)
+    return dt.date(ahead.year - 6, ahead.month, 1)
+
+
+def test_valid_through() -> None:
+    day = dt.date(2027, 2, 27)
+    assert wording.valid_through(day, {"established_on": None}) == dt.date.max
+    assert wording.valid_through(day, {"established_on": dt.date(2020, 3, 5)}) == dt.date(2027, 3, 4)
+    assert wording.valid_through(day, {"established_on": dt.date(2020, 2, 27)}) == dt.date(2028, 2, 26)
+    # A 29 February start completes its years on 1 March in common years.
+    assert wording.valid_through(day, {"established_on": dt.date(2016, 2, 29)}) == dt.date(2027, 2, 28)
+    assert wording.valid_through(dt.date(2028, 2, 27), {"established_on": dt.date(2016, 2, 29)}) == dt.date(2028, 2, 28)
+    # Qualifications count through their last day; those expired before the day are no longer facts.
+    expiries = [dt.date(2027, 2, 26), dt.date(2027, 3, 2), None]
+    assert wording.valid_through(day, {"established_on": dt.date(2020, 3, 5)}, expiries) == dt.date(2027, 3, 2)
+    # Every claim holds: whole years are the same from the day through the date returned, and change after it.
+    for start in (dt.date(2016, 2, 29), dt.date(2020, 1, 1), dt.date(2019, 12, 31), dt.date(2021, 2, 28)):
+        for offset in range(0, 800, 7):
+            d = dt.date(2026, 1, 1) + dt.timedelta(days=offset)
+            end = wording.valid_through(d, {"established_on": start})
+            years = eligibility.whole_years(start, d)
+            assert (
+                eligibility.whole_years(start, end)
+                == years
+                != eligibility.whole_years(start, end + dt.timedelta(days=1))
+            )
+
+
+def test_rows_without_a_validity_date_hold_on_their_own_day_only() -> None:
+    import orjson
+
+    day = dt.date(2027, 5, 3)
+    raw = wording.pack(day=day, tags=0, verdicts=[], window=[], changes=[], through=day + dt.timedelta(days=9))
+    assert wording.unpack(raw).through == day + dt.timedelta(days=9)  # type: ignore[union-attr]
+    data = orjson.loads(raw)
+    del data["u"]  # as stored before the validity date
+    old = wording.unpack(orjson.dumps(data))
+    assert old is not None and old.through == day
+    assert [old.usable_on(day + dt.timedelta(days=k)) for k in (-1, 0, 1)] == [False, True, False]
