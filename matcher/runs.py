@@ -109,10 +109,7 @@ def _changed_firms(db: Session) -> list[int]:
 
 
 def _tag(database: Database, ids: Sequence[int], today: dt.date) -> int:
-    for start in range(0, len(ids), 900):
-        with database.writer_session() as db:
-            firmtags.sync(db, ids[start : start + 900], today=today)
-    return len(ids)
+    return firmtags.sync_all(database, ids, today=today)
 
 
 def _tag_stale(database: Database, today: dt.date, ids: Sequence[int] | None = None) -> int:
