@@ -57,10 +57,13 @@ class Matcherlike(Protocol):
     def encode(self, texts: Sequence[str], role: str) -> np.ndarray: ...
 
 
-class ChunkEngine(Protocol):
-    """Runs the chunks of a full run somewhere; yields (chunk number, firms scored) as each is written."""
+ChunkDone = tuple[int, int, float]  # (chunk number, firms scored, CPU seconds of the process that scored it)
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]: ...
+
+class ChunkEngine(Protocol):
+    """Runs the chunks of a full run somewhere; yields a `ChunkDone` as each is written."""
+
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]: ...
 
 
 @dataclass
@@ -199,6 +202,16 @@ def process_chunk(database: Database, ctx: pipeline.Context, run_id: int, chunk_
     return len(rows)
 
 
+def timed_chunk(database: Database, ctx: pipeline.Context, run_id: int, chunk_no: int) -> ChunkDone:
+    """`process_chunk`, with the CPU seconds its process spent on it (every thread: BLAS, the driver's I/O).
+
+    Engines report it so that a run's compute is known wherever its chunks ran (a Ray worker's CPU
+    is not visible to the driver's `getrusage`)."""
+    started = time.process_time()
+    firms = process_chunk(database, ctx, run_id, chunk_no)
+    return chunk_no, firms, time.process_time() - started
+
+
 class LocalEngine:
     """Runs the chunks of a full run one after another in this process."""
 
@@ -206,11 +219,11 @@ class LocalEngine:
         self.database = database
         self.should_stop = should_stop
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]:
         for k in chunk_numbers:
             if _stop(self.should_stop):
                 return
-            yield k, process_chunk(self.database, ctx, run_id, k)
+            yield timed_chunk(self.database, ctx, run_id, k)
 
 
 _WORKER: dict[str, Any] = {}  # a process engine's worker: its database and the run's context
@@ -221,8 +234,8 @@ def _worker_start(url: str, ctx: pipeline.Context) -> None:
     _WORKER["ctx"] = ctx
 
 
-def _worker_chunk(run_id: int, chunk_no: int) -> tuple[int, int]:
-    return chunk_no, process_chunk(_WORKER["database"], _WORKER["ctx"], run_id, chunk_no)
+def _worker_chunk(run_id: int, chunk_no: int) -> ChunkDone:
+    return timed_chunk(_WORKER["database"], _WORKER["ctx"], run_id, chunk_no)
 
 
 class ProcessEngine:
@@ -238,7 +251,7 @@ class ProcessEngine:
         self.workers = workers
         self.should_stop = should_stop
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]:
         import multiprocessing
 
         if not chunk_numbers:
@@ -285,9 +298,13 @@ def rematch_all(
     todo = [k for k in range(chunks) if k not in done]
     engine = engine or LocalEngine(database, should_stop)
     finished = len(done)
-    for _, firms in engine.run(run_id, todo, ctx):
+    chunk_cpu: list[float] = []
+    for _, firms, cpu in engine.run(run_id, todo, ctx):
         finished += 1
         report.firms += firms
+        chunk_cpu.append(cpu)
+        report.details["chunk_cpu_s"] = round(sum(chunk_cpu), 2)
+        report.details["chunk_cpu_max_s"] = round(max(chunk_cpu), 2)
         if progress:
             progress("chunks", finished, chunks)
     if finished < chunks:
