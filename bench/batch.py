@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import resource
@@ -424,6 +425,8 @@ def run_size(firms: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 run = run_measured([*cli, "--engine", "ray"], ray_env, tmp / f"ray-{firms}-{k}.log", args.timeout)
             run["written"] = written(url)
             entry.setdefault(f"{engine}_runs", []).append(run)
+            # Each run as it ends (a long interleaved series may be cut short on a shared machine).
+            print(json.dumps({"firms": firms, "engine": engine, "run": k + 1, **run}, ensure_ascii=False), flush=True)
             if "floor_s" not in entry and engine == "local":
                 print("batch: floors …", flush=True)
                 entry["gemm_floor"] = gemm_floor(url, var_dir)
