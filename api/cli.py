@@ -596,6 +596,11 @@ def match(
         f"新向量化 {report.embedded} 家，重新打标签 {report.tagged} 家，政策 {report.policies} 条，用时 {report.seconds} 秒"
         + ("；已中断，下次运行会从断点继续" if report.stopped else "")
     )
+    if "chunk_cpu_s" in report.details:
+        # Measured inside each worker (processes or Ray actors), so a bench can count where the work ran.
+        err.print(
+            f"分块计算 CPU 合计 {report.details['chunk_cpu_s']} 秒，单块最多 {report.details['chunk_cpu_max_s']} 秒"
+        )
 
 
 @app.command()

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import resource
@@ -56,25 +57,56 @@ TARGETS = {"1M wall s": 300.0, "floor ratio": 3.0, "peak RSS MB": 4096.0, "ray o
 # ---------------------------------------------------------------- processes
 
 
+def _role(proc: psutil.Process, root: psutil.Process, root_cmdline: list[str]) -> str:
+    """Classify a process of a run's tree: the command itself, a chunk worker, or Ray's own services."""
+    if proc.pid == root.pid:
+        return "driver"
+    cmdline = proc.cmdline()
+    if "ChunkWorker" in " ".join(cmdline) or "ChunkWorker" in proc.name():
+        return "chunk workers"  # a Ray actor of matcher.ray_engine (`ray::_ChunkWorker…`)
+    if cmdline == root_cmdline:
+        return "chunk workers"  # a forked worker of runs.ProcessEngine (fork keeps the command line)
+    return "ray services and other"
+
+
 def run_measured(args: Sequence[str], env: dict[str, str], log: Path, timeout: float) -> dict[str, Any]:
-    """Run a command; return wall seconds, exit code and the peak RSS (MB) of its process tree, polled."""
+    """Run a command; return wall seconds, exit code, CPU seconds and the peak RSS (MB) of its process tree.
+
+    CPU is counted two ways. `cpu_seconds`: `getrusage(RUSAGE_CHILDREN)`, the command and the
+    descendants it waited for — a Ray cluster's processes are not among them. `cpu_tree_seconds`:
+    every process of the tree (the command, forked workers, Ray's raylet, GCS, agents and actors)
+    polled every 0.25 s from /proc (each process's own user + system time, its last reading); it
+    misses at most the last 0.25 s of each process, and processes that live less than that.
+    """
     peak = {"tree": 0.0, "largest": 0.0}
+    cpu: dict[tuple[int, float], tuple[str, float]] = {}  # (pid, start time) → (role, CPU seconds)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    load_before = os.getloadavg()[0]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with log.open("wb") as fh:
         started = time.perf_counter()
         proc = subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=fh, stderr=fh)
         stop = threading.Event()
 
         def poll() -> None:
+            root_cmdline: list[str] | None = None
             while not stop.is_set():
                 try:
                     root = psutil.Process(proc.pid)
+                    root_cmdline = root_cmdline or root.cmdline()
                     tree = [root, *root.children(recursive=True)]
                     sizes = []
                     for p in tree:
-                        with contextlib.suppress(psutil.NoSuchProcess):
+                        with (
+                            contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied),
+                            p.oneshot(),
+                        ):
                             sizes.append(p.memory_info().rss / 2**20)
+                            times = p.cpu_times()
+                            key = (p.pid, p.create_time())
+                            role = cpu[key][0] if key in cpu else ""
+                            if role in ("", "ray services and other"):  # a Ray worker becomes an actor later
+                                role = _role(p, root, root_cmdline)
+                            cpu[key] = (role, times.user + times.system)
                     peak["tree"] = max(peak["tree"], sum(sizes))
                     peak["largest"] = max(peak["largest"], max(sizes, default=0))
                 except psutil.NoSuchProcess:
@@ -92,14 +124,27 @@ def run_measured(args: Sequence[str], env: dict[str, str], log: Path, timeout: f
         watcher.join()
         seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    by_role: dict[str, float] = {}
+    for role, used in cpu.values():
+        by_role[role] = by_role.get(role, 0.0) + used
     text = log.read_text(errors="replace")
+    flat = re.sub(r"\s+", " ", text)
+    m = re.search(r"分块计算 CPU 合计 ([\d.]+) 秒，单块最多 ([\d.]+) 秒", flat)
     return {
         "seconds": round(seconds, 2),
-        # CPU of the command and every descendant it waited for: on a shared machine the honest cost.
-        "cpu_seconds": round(cpu, 2),
-        # 1-minute load average when the command started and ended: how contended the machine was.
-        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        # CPU of the command and every descendant it waited for (Ray's processes are not among them).
+        "cpu_seconds": round(waited, 2),
+        # CPU of every process of the tree, polled: on a shared machine the honest cost of either engine.
+        "cpu_tree_seconds": round(sum(by_role.values()), 2),
+        "cpu_by_role": {k: round(v, 2) for k, v in sorted(by_role.items())},
+        "processes": len(cpu),
+        # CPU each chunk's own process spent on it (time.process_time around runs.process_chunk), summed.
+        "chunk_cpu_seconds": float(m.group(1)) if m else None,
+        "chunk_cpu_max_seconds": float(m.group(2)) if m else None,
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "load_average": [load_before[0], round(os.getloadavg()[0], 2)],
         "exit_code": code,
         "peak_rss_tree_mb": round(peak["tree"], 1),
         "peak_rss_largest_process_mb": round(peak["largest"], 1),
@@ -321,6 +366,38 @@ def firm_count(name: str) -> int | None:
         return None
 
 
+def compare(local: list[dict[str, Any]], ray: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray against local over interleaved runs: overhead in wall, in CPU of the whole tree and per chunk."""
+
+    def mean(rs: list[dict[str, Any]], key: str) -> float:
+        values = [r[key] for r in rs if r.get(key) is not None]
+        return sum(values) / len(values) if values else float("nan")
+
+    def pct(a: float, b: float) -> float:
+        return round((a / b - 1) * 100, 1)
+
+    digests = {r["written"]["digest"] for r in [*local, *ray]}
+    out: dict[str, Any] = {
+        "identical": len(digests) == 1,
+        "runs": {"local": len(local), "ray": len(ray)},
+        "wall_s": {"local": round(mean(local, "seconds"), 2), "ray": round(mean(ray, "seconds"), 2)},
+        "cpu_tree_s": {
+            "local": round(mean(local, "cpu_tree_seconds"), 2),
+            "ray": round(mean(ray, "cpu_tree_seconds"), 2),
+        },
+        "chunk_cpu_s": {
+            "local": round(mean(local, "chunk_cpu_seconds"), 2),
+            "ray": round(mean(ray, "chunk_cpu_seconds"), 2),
+        },
+    }
+    out["wall_overhead_pct"] = pct(out["wall_s"]["ray"], out["wall_s"]["local"])
+    out["cpu_overhead_pct"] = pct(out["cpu_tree_s"]["ray"], out["cpu_tree_s"]["local"])
+    out["chunk_cpu_overhead_pct"] = pct(out["chunk_cpu_s"]["ray"], out["chunk_cpu_s"]["local"])
+    out["ray_fixed_cpu_s"] = round(out["cpu_tree_s"]["ray"] - out["chunk_cpu_s"]["ray"], 2)
+    out["local_fixed_cpu_s"] = round(out["cpu_tree_s"]["local"] - out["chunk_cpu_s"]["local"], 2)
+    return out
+
+
 def run_size(firms: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     name = args.database or f"bench_batch_{firms}"
     var_dir = args.var_dir or tmp / f"var-{firms}"
@@ -338,27 +415,39 @@ def run_size(firms: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             entry["setup"]["tag_firms_s"] = tag_firms(url)
         cli = [sys.executable, "-m", "api.cli", "match", "--all"]
         env = dataset.huiqi_env(url, var_dir, HUIQI_MATCH_CHUNK_WIDTH=str(args.chunk))
-        print(f"batch: huiqi match --all --workers {args.workers} (local) …", flush=True)
-        entry["local"] = run_measured(
-            [*cli, "--workers", str(args.workers)], env, tmp / f"local-{firms}.log", args.timeout
-        )
-        entry["local"]["written"] = written(url)
-        print("batch: floors …", flush=True)
-        entry["gemm_floor"] = gemm_floor(url, var_dir)
-        entry["copy_floor"] = copy_floor(url)
-        floor = entry["gemm_floor"]["seconds"] + entry["copy_floor"]["seconds"]
-        entry["floor_s"] = round(floor, 3)
-        entry["local"]["ratio_to_floor"] = ratio(entry["local"]["seconds"], floor)
-        if "ray" in args.engines:
-            reset_matches(url)
-            print("batch: huiqi match --all --engine ray (2 local workers) …", flush=True)
-            ray_env = {**env, "HUIQI_RAY_WORKERS": str(args.ray_workers)}
-            entry["ray"] = run_measured([*cli, "--engine", "ray"], ray_env, tmp / f"ray-{firms}.log", args.timeout)
-            entry["ray"]["written"] = written(url)
-            entry["ray"]["identical_to_local"] = (
-                entry["ray"]["written"]["digest"] == entry["local"]["written"]["digest"]
-            )
-            entry["ray"]["overhead_pct"] = round((entry["ray"]["seconds"] / entry["local"]["seconds"] - 1) * 100, 1)
+        ray_env = {**env, "HUIQI_RAY_WORKERS": str(args.ray_workers)}
+        # Interleaved (local, ray, local, ray, …) so that both engines see the same load on a shared machine.
+        order = [e for _ in range(args.repeat) for e in ("local", "ray") if e in args.engines]
+        for k, engine in enumerate(order):
+            if k:
+                reset_matches(url)
+            if engine == "local":
+                print(f"batch: huiqi match --all --workers {args.workers} (local) …", flush=True)
+                run = run_measured(
+                    [*cli, "--workers", str(args.workers)], env, tmp / f"local-{firms}-{k}.log", args.timeout
+                )
+            else:
+                print(f"batch: huiqi match --all --engine ray ({args.ray_workers} local workers) …", flush=True)
+                run = run_measured([*cli, "--engine", "ray"], ray_env, tmp / f"ray-{firms}-{k}.log", args.timeout)
+            run["written"] = written(url)
+            entry.setdefault(f"{engine}_runs", []).append(run)
+            # Each run as it ends (a long interleaved series may be cut short on a shared machine).
+            print(json.dumps({"firms": firms, "engine": engine, "run": k + 1, **run}, ensure_ascii=False), flush=True)
+            if "floor_s" not in entry and engine == "local":
+                print("batch: floors …", flush=True)
+                entry["gemm_floor"] = gemm_floor(url, var_dir)
+                entry["copy_floor"] = copy_floor(url)
+                entry["floor_s"] = round(entry["gemm_floor"]["seconds"] + entry["copy_floor"]["seconds"], 3)
+        for engine in ("local", "ray"):
+            runs_ = entry.get(f"{engine}_runs")
+            if runs_:
+                entry[engine] = min(runs_, key=lambda r: r["cpu_tree_seconds"])  # the least disturbed run
+        if "local" in entry and "floor_s" in entry:
+            entry["local"]["ratio_to_floor"] = ratio(entry["local"]["seconds"], entry["floor_s"])
+        if "local" in entry and "ray" in entry:
+            entry["ray_vs_local"] = compare(entry["local_runs"], entry["ray_runs"])
+            entry["ray"]["identical_to_local"] = entry["ray_vs_local"]["identical"]
+            entry["ray"]["overhead_pct"] = entry["ray_vs_local"]["wall_overhead_pct"]
     finally:
         if not args.keep and not reused:
             drop_database(name)
@@ -370,25 +459,46 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
     rows = []
     for e in record["sizes"]:
         for engine in ("local", "ray"):
-            r = e.get(engine)
-            if not r:
-                continue
-            w = r.get("written", {})
+            for k, r in enumerate(e.get(f"{engine}_runs") or []):
+                w = r.get("written", {})
+                rows.append(
+                    [
+                        f"{e['firms']:,}",
+                        f"{engine} #{k + 1}",
+                        r["seconds"],
+                        r.get("cpu_tree_seconds"),
+                        r.get("chunk_cpu_seconds"),
+                        ", ".join(f"{role} {v}" for role, v in (r.get("cpu_by_role") or {}).items()),
+                        r.get("cpu_seconds"),
+                        f"{r['load_before'][0]} → {r['load_after'][0]}",
+                        w.get("firm_match_rows"),
+                        w.get("items"),
+                        w.get("chunks"),
+                        (w.get("chunk_seconds") or {}).get("p50"),
+                        r["peak_rss_tree_mb"],
+                        r["peak_rss_largest_process_mb"],
+                        w.get("digest", "")[:12],
+                    ]
+                )
+        c = e.get("ray_vs_local")
+        if c:
             rows.append(
                 [
                     f"{e['firms']:,}",
-                    engine,
-                    r["seconds"],
-                    r.get("cpu_seconds"),
-                    w.get("firm_match_rows"),
-                    w.get("items"),
-                    w.get("chunks"),
-                    (w.get("chunk_seconds") or {}).get("p50"),
-                    r["peak_rss_tree_mb"],
-                    r["peak_rss_largest_process_mb"],
-                    e["floor_s"] if engine == "local" else None,
-                    r.get("ratio_to_floor") if engine == "local" else f"{r.get('overhead_pct')} % vs local",
-                    "" if engine == "local" else f"identical: {r.get('identical_to_local')}",
+                    "ray vs local (means)",
+                    f"{c['wall_overhead_pct']} %",
+                    f"{c['cpu_overhead_pct']} %",
+                    f"{c['chunk_cpu_overhead_pct']} %",
+                    f"fixed CPU: ray {c['ray_fixed_cpu_s']}, local {c['local_fixed_cpu_s']}",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    f"identical: {c['identical']}",
                 ]
             )
     floors: list[list[Any]] = [
@@ -401,24 +511,27 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
             ", ".join(f"{k} {v}" for k, v in e["setup"].items()),
         ]
         for e in record["sizes"]
+        if "gemm_floor" in e
     ]
     out = [
         (
             f"huiqi match --all on PostgreSQL, {record['policies']:,} policies, vectors precomputed",
             [
                 "firms",
-                "engine",
+                "run",
                 "wall s",
-                "CPU s",
+                "CPU s (tree, polled)",
+                "CPU s (chunks, own)",
+                "CPU by process",
+                "CPU s (waited-for)",
+                "load avg",
                 "rows",
                 "items",
                 "chunks",
                 "chunk p50 s",
                 "peak RSS tree MB",
                 "largest process MB",
-                "floor s",
-                "÷ floor",
-                "check",
+                "digest",
             ],
             rows,
         ),
@@ -478,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policies", type=int, default=10_000)
     parser.add_argument("--engines", default="local,ray")
     parser.add_argument("--ray-workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds of local then ray (same data)")
     parser.add_argument("--chunk", type=int, default=20_000, help="HUIQI_MATCH_CHUNK_WIDTH of the runs")
     parser.add_argument("--demo", action="store_true", help="also the demo catch-up (e5 embedding of 2,000 firms)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="per command")

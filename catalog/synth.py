@@ -22,7 +22,7 @@ from catalog.models import (
     policy_category,
     policy_tag,
 )
-from core.db import table_of, utcnow
+from core.db import advance_id_sequences, table_of, utcnow
 from core.text import normalize
 
 # Regions synthetic policies are spread over (广东 cities and districts of the demo).
@@ -126,4 +126,6 @@ def synth_policies(
         done += len(rows)
         if progress:
             progress(len(rows))
+    # Ids were assigned here, not drawn from the serial sequence: the next ordinary insert must not collide.
+    advance_id_sequences(db, ("policy",))
     return done

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -82,6 +82,25 @@ def driver_cursor(connection: Connection) -> Any:
     if driver is None:
         raise RuntimeError("the connection is closed")
     return driver.cursor()
+
+
+def advance_id_sequences(bind: Session | Connection, tables: Iterable[str]) -> None:
+    """Move each table's `id` sequence past its largest id (PostgreSQL; nothing to do elsewhere).
+
+    Bulk loaders that write rows with explicit ids (INSERT … id, or COPY) leave the serial sequence
+    where it was, so the next ordinary insert would draw an id already taken. Call this after such a
+    load, in the same transaction or after it.
+    """
+    connection = bind.connection() if isinstance(bind, Session) else bind
+    if connection.dialect.name != "postgresql":
+        return
+    for table in tables:
+        connection.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f'(SELECT COALESCE(MAX(id), 0) + 1 FROM "{table}"), false)'
+            )
+        )
 
 
 def rowcount(result: Result[Any]) -> int:

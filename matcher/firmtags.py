@@ -9,19 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import BigInteger, any_, delete, insert, literal, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from catalog.fields import FIELDS
 from catalog.models import Tag
-from core.db import utcnow
+from core.db import Database, driver_cursor, utcnow
 from matcher import eligibility
 from matcher import tags as tags_mod
 from matcher.models import EnterpriseTag, FirmTagState
 from profiles.models import Enterprise, EnterpriseQualification
-
-_COLUMNS = tuple(n for n, f in FIELDS.items() if f.type != "set" and n != "years_established")
 
 
 def vocabulary_signature(vocab: tags_mod.Vocabulary) -> str:
@@ -47,58 +46,91 @@ def stale_ids(db: Session, *, signature: str) -> list[int]:
     )
 
 
+BATCH = 5_000  # firms per transaction of `sync_all`
+_FACTS = ("size_class", "industry_code", "region_code", "established_on", "export_revenue")  # what tagging reads
+_REASONS: dict[str, str] = {}  # reason → the same escaped for COPY's text format
+
+
+def _in_ids(column: Any, ids: Sequence[int], dialect: str) -> Any:
+    """`column IN ids` as one array parameter on PostgreSQL (any count), a plain IN elsewhere (≤ 900 ids)."""
+    if dialect == "postgresql":
+        return column == any_(literal(list(ids), ARRAY(BigInteger)))
+    return column.in_(list(ids))
+
+
+def _parts(ids: Sequence[int], dialect: str) -> list[list[int]]:
+    step = (len(ids) or 1) if dialect == "postgresql" else 900
+    return [list(ids[i : i + step]) for i in range(0, len(ids), step)]
+
+
 def derive(
-    db: Session, enterprise_ids: Sequence[int], vocab: tags_mod.Vocabulary, *, today: dt.date
+    db: Session,
+    enterprise_ids: Sequence[int],
+    vocab: tags_mod.Vocabulary,
+    *,
+    today: dt.date,
+    tagger: tags_mod.EnterpriseTagger | None = None,
 ) -> dict[int, dict[str, str]]:
-    """Return tag → why for each firm, from its stored profile (no write)."""
-    ids = list(enterprise_ids)
-    rows = db.execute(
-        select(
-            Enterprise.id,
-            *(getattr(Enterprise, n) for n in _COLUMNS),
-            Enterprise.business_scope,
-            Enterprise.products,
-            Enterprise.needs,
-        ).where(Enterprise.id.in_(ids))
-    ).all()
+    """Return tag → why for each firm, from its stored profile (no write); Core reads, no ORM objects."""
+    tagger = tagger or tags_mod.EnterpriseTagger(vocab)
+    dialect = db.get_bind().dialect.name
     held: dict[int, set[str]] = {}
-    for eid, name in db.execute(
-        select(EnterpriseQualification.enterprise_id, Tag.name)
-        .join(Tag, Tag.id == EnterpriseQualification.tag_id)
-        .where(
-            EnterpriseQualification.enterprise_id.in_(ids),
-            or_(EnterpriseQualification.valid_until_on.is_(None), EnterpriseQualification.valid_until_on >= today),
+    rows: list[Any] = []
+    for part in _parts(enterprise_ids, dialect):
+        rows.extend(
+            db.execute(
+                select(
+                    Enterprise.id,
+                    *(getattr(Enterprise, n) for n in _FACTS),
+                    Enterprise.business_scope,
+                    Enterprise.products,
+                    Enterprise.needs,
+                ).where(_in_ids(Enterprise.id, part, dialect))
+            )
         )
-    ):
-        held.setdefault(eid, set()).add(name)
+        for eid, name in db.execute(
+            select(EnterpriseQualification.enterprise_id, Tag.name)
+            .join(Tag, Tag.id == EnterpriseQualification.tag_id)
+            .where(
+                _in_ids(EnterpriseQualification.enterprise_id, part, dialect),
+                or_(EnterpriseQualification.valid_until_on.is_(None), EnterpriseQualification.valid_until_on >= today),
+            )
+        ):
+            held.setdefault(eid, set()).add(name)
     out = {}
     for row in rows:
-        facts: dict[str, object] = {n: eligibility._clean_fact(n, getattr(row, n)) for n in _COLUMNS}
-        established = facts.get("established_on")
+        facts: dict[str, object] = {n: eligibility._clean_fact(n, getattr(row, n)) for n in _FACTS}
+        established = facts["established_on"]
         facts["years_established"] = (
             eligibility.whole_years(established, today) if isinstance(established, dt.date) else None
         )
         facts["qualifications"] = frozenset(held.get(row.id, ()))
-        out[row.id] = tags_mod.enterprise_tags(facts, (row.business_scope, row.products, row.needs), vocab)
+        out[row.id] = tagger.tags(facts, (row.business_scope, row.products, row.needs))
     return out
 
 
 def store(db: Session, derived: dict[int, dict[str, str]], vocab: tags_mod.Vocabulary) -> None:
-    """Replace the stored tags of these firms and record that they are current."""
+    """Replace the stored tags of these firms and record that they are current (COPY on PostgreSQL)."""
     ids = list(derived)
     signature = vocabulary_signature(vocab)
     now = utcnow()
-    for start in range(0, len(ids), 900):
-        part = ids[start : start + 900]
-        db.execute(delete(EnterpriseTag).where(EnterpriseTag.enterprise_id.in_(part)))
-        db.execute(delete(FirmTagState).where(FirmTagState.enterprise_id.in_(part)))
+    dialect = db.get_bind().dialect.name
+    for part in _parts(ids, dialect):
+        db.execute(delete(EnterpriseTag).where(_in_ids(EnterpriseTag.enterprise_id, part, dialect)))
+        db.execute(delete(FirmTagState).where(_in_ids(FirmTagState.enterprise_id, part, dialect)))
+    if not ids:
+        return
+    tag_ids = {name: info.id for name, info in vocab.tags.items()}
+    if dialect == "postgresql":
+        _copy(db, derived, tag_ids, signature, now)
+        return
     for start in range(0, len(ids), 5_000):
         db.execute(
             insert(FirmTagState),
             [{"enterprise_id": eid, "vocabulary": signature, "tagged_at": now} for eid in ids[start : start + 5_000]],
         )
     rows = [
-        {"enterprise_id": eid, "tag_id": vocab.tags[name].id, "reason": why}
+        {"enterprise_id": eid, "tag_id": tag_ids[name], "reason": why}
         for eid, tags in derived.items()
         for name, why in tags.items()
     ]
@@ -106,12 +138,52 @@ def store(db: Session, derived: dict[int, dict[str, str]], vocab: tags_mod.Vocab
         db.execute(insert(EnterpriseTag), rows[start : start + 5_000])
 
 
-def sync(db: Session, enterprise_ids: Sequence[int], *, today: dt.date) -> dict[int, dict[str, str]]:
+def _escape(text: str) -> str:
+    """Escape a value for COPY's text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy(
+    db: Session, derived: dict[int, dict[str, str]], tag_ids: dict[str, int], signature: str, now: dt.datetime
+) -> None:
+    """COPY the firms' tag rows and tag states in text format, one buffer per few thousand firms."""
+    cursor = driver_cursor(db.connection())
+    reasons = _REASONS
+    ids = list(derived)
+    with cursor.copy("COPY enterprise_tag (enterprise_id, tag_id, reason) FROM STDIN") as copy:
+        for start in range(0, len(ids), 2_000):
+            lines = []
+            for eid in ids[start : start + 2_000]:
+                for name, why in derived[eid].items():
+                    escaped = reasons.get(why)
+                    if escaped is None:
+                        escaped = reasons[why] = _escape(why)
+                    lines.append(f"{eid}\t{tag_ids[name]}\t{escaped}\n")
+            copy.write("".join(lines).encode())
+    at, sig = now.isoformat(), _escape(signature)
+    with cursor.copy("COPY firm_tag_state (enterprise_id, vocabulary, tagged_at) FROM STDIN") as copy:
+        for start in range(0, len(ids), 20_000):
+            copy.write("".join(f"{eid}\t{sig}\t{at}\n" for eid in ids[start : start + 20_000]).encode())
+
+
+def sync(
+    db: Session, enterprise_ids: Sequence[int], *, today: dt.date, vocab: tags_mod.Vocabulary | None = None
+) -> dict[int, dict[str, str]]:
     """Derive and store the tags of these firms; return them."""
-    vocab = tags_mod.Vocabulary.from_db(db)
-    derived: dict[int, dict[str, str]] = {}
-    ids = list(enterprise_ids)
-    for start in range(0, len(ids), 900):
-        derived.update(derive(db, ids[start : start + 900], vocab, today=today))
+    vocab = vocab or tags_mod.Vocabulary.from_db(db)
+    derived = derive(db, enterprise_ids, vocab, today=today)
     store(db, derived, vocab)
     return derived
+
+
+def sync_all(database: Database, enterprise_ids: Sequence[int], *, today: dt.date, batch: int = BATCH) -> int:
+    """Derive and store the tags of many firms, `batch` firms per short transaction; return how many."""
+    with database.session() as db:
+        vocab = tags_mod.Vocabulary.from_db(db)
+    tagger = tags_mod.EnterpriseTagger(vocab)
+    ids = list(enterprise_ids)
+    for start in range(0, len(ids), batch):
+        part = ids[start : start + batch]
+        with database.writer_session() as db:
+            store(db, derive(db, part, vocab, today=today, tagger=tagger), vocab)
+    return len(ids)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from core.config import Settings
-from matcher import pipeline
+from matcher import pipeline, runs
 
 
 def _init(address: str | None, num_cpus: int | None) -> Any:
@@ -41,10 +41,8 @@ class _ChunkWorker:
         self.database = Database(database_url)
         self.ctx = ctx
 
-    def process(self, run_id: int, chunk_no: int) -> tuple[int, int]:
-        from matcher import runs
-
-        return chunk_no, runs.process_chunk(self.database, self.ctx, run_id, chunk_no)
+    def process(self, run_id: int, chunk_no: int) -> runs.ChunkDone:
+        return runs.timed_chunk(self.database, self.ctx, run_id, chunk_no)
 
 
 class _EmbedWorker:
@@ -58,8 +56,6 @@ class _EmbedWorker:
         self.matcher = Matcher(settings)
 
     def embed(self, enterprise_ids: Sequence[int]) -> tuple[int, int]:
-        from matcher import runs
-
         return runs.embed_firms(self.database, self.matcher, list(enterprise_ids)), len(enterprise_ids)
 
 
@@ -71,8 +67,8 @@ class RayEngine:
         self.address = address
         self.workers = workers or settings.ray_workers
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
-        """Yield (chunk number, firms scored) as actors finish chunks."""
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[runs.ChunkDone]:
+        """Yield (chunk number, firms scored, the actor's CPU seconds on it) as actors finish chunks."""
         if not chunk_numbers:
             return
         ray = _init(self.address, self.workers)

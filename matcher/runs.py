@@ -57,10 +57,13 @@ class Matcherlike(Protocol):
     def encode(self, texts: Sequence[str], role: str) -> np.ndarray: ...
 
 
-class ChunkEngine(Protocol):
-    """Runs the chunks of a full run somewhere; yields (chunk number, firms scored) as each is written."""
+ChunkDone = tuple[int, int, float]  # (chunk number, firms scored, CPU seconds of the process that scored it)
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]: ...
+
+class ChunkEngine(Protocol):
+    """Runs the chunks of a full run somewhere; yields a `ChunkDone` as each is written."""
+
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]: ...
 
 
 @dataclass
@@ -92,6 +95,20 @@ def context(db: Session, matcher: Matcherlike, *, today: dt.date) -> pipeline.Co
     )
 
 
+def scoring_threads() -> Any:
+    """Run BLAS (and OpenMP) on one thread while scoring; a context manager.
+
+    A GEMM's last bits depend on how many threads split it, and scores are rounded from them: with
+    2 threads a 2,000-firm chunk stored other bytes than with 1. Every engine — this process, forked
+    workers, Ray actors (Ray gives each actor as many threads as CPUs it asked for, unless
+    OMP_NUM_THREADS is set) — must store the same rows, so scoring is pinned to one thread. On a busy
+    machine this also saves CPU (threads spinning for a core): ~5–10 % per chunk measured.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def _stop(should_stop: StopFn | None) -> bool:
     return bool(should_stop and should_stop())
 
@@ -109,10 +126,7 @@ def _changed_firms(db: Session) -> list[int]:
 
 
 def _tag(database: Database, ids: Sequence[int], today: dt.date) -> int:
-    for start in range(0, len(ids), 900):
-        with database.writer_session() as db:
-            firmtags.sync(db, ids[start : start + 900], today=today)
-    return len(ids)
+    return firmtags.sync_all(database, ids, today=today)
 
 
 def _tag_stale(database: Database, today: dt.date, ids: Sequence[int] | None = None) -> int:
@@ -185,7 +199,8 @@ def process_chunk(database: Database, ctx: pipeline.Context, run_id: int, chunk_
         first_id, width = db.execute(select(MatchRun.first_id, MatchRun.width).where(MatchRun.id == run_id)).one()
         lo = first_id + chunk_no * width
         chunk = pipeline.load_chunk(db, ctx, id_range=(lo, lo + width - 1))
-    rows, eligible, likely = pipeline.score(chunk, ctx)
+    with scoring_threads():
+        rows, eligible, likely = pipeline.score(chunk, ctx)
     counts = np.vstack([eligible, likely]).astype(np.int32).tobytes()
     with database.writer_session() as db:
         if db.get(MatchRunChunk, (run_id, chunk_no)) is not None:
@@ -202,6 +217,16 @@ def process_chunk(database: Database, ctx: pipeline.Context, run_id: int, chunk_
     return len(rows)
 
 
+def timed_chunk(database: Database, ctx: pipeline.Context, run_id: int, chunk_no: int) -> ChunkDone:
+    """`process_chunk`, with the CPU seconds its process spent on it (every thread: BLAS, the driver's I/O).
+
+    Engines report it so that a run's compute is known wherever its chunks ran (a Ray worker's CPU
+    is not visible to the driver's `getrusage`)."""
+    started = time.process_time()
+    firms = process_chunk(database, ctx, run_id, chunk_no)
+    return chunk_no, firms, time.process_time() - started
+
+
 class LocalEngine:
     """Runs the chunks of a full run one after another in this process."""
 
@@ -209,11 +234,11 @@ class LocalEngine:
         self.database = database
         self.should_stop = should_stop
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]:
         for k in chunk_numbers:
             if _stop(self.should_stop):
                 return
-            yield k, process_chunk(self.database, ctx, run_id, k)
+            yield timed_chunk(self.database, ctx, run_id, k)
 
 
 _WORKER: dict[str, Any] = {}  # a process engine's worker: its database and the run's context
@@ -224,8 +249,8 @@ def _worker_start(url: str, ctx: pipeline.Context) -> None:
     _WORKER["ctx"] = ctx
 
 
-def _worker_chunk(run_id: int, chunk_no: int) -> tuple[int, int]:
-    return chunk_no, process_chunk(_WORKER["database"], _WORKER["ctx"], run_id, chunk_no)
+def _worker_chunk(run_id: int, chunk_no: int) -> ChunkDone:
+    return timed_chunk(_WORKER["database"], _WORKER["ctx"], run_id, chunk_no)
 
 
 class ProcessEngine:
@@ -241,7 +266,7 @@ class ProcessEngine:
         self.workers = workers
         self.should_stop = should_stop
 
-    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[tuple[int, int]]:
+    def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]:
         import multiprocessing
 
         if not chunk_numbers:
@@ -288,9 +313,13 @@ def rematch_all(
     todo = [k for k in range(chunks) if k not in done]
     engine = engine or LocalEngine(database, should_stop)
     finished = len(done)
-    for _, firms in engine.run(run_id, todo, ctx):
+    chunk_cpu: list[float] = []
+    for _, firms, cpu in engine.run(run_id, todo, ctx):
         finished += 1
         report.firms += firms
+        chunk_cpu.append(cpu)
+        report.details["chunk_cpu_s"] = round(sum(chunk_cpu), 2)
+        report.details["chunk_cpu_max_s"] = round(max(chunk_cpu), 2)
         if progress:
             progress("chunks", finished, chunks)
     if finished < chunks:
@@ -384,7 +413,8 @@ def rematch_firms(
         part = np.asarray(ids[start : start + FIRM_BATCH], dtype=np.int64)
         with database.session() as db:
             chunk = pipeline.load_chunk(db, ctx, ids=part)
-        rows, _, _ = pipeline.score(chunk, ctx)
+        with scoring_threads():
+            rows, _, _ = pipeline.score(chunk, ctx)
         statuses = _list_statuses(chunk, ctx, listed) if listed else None
         with database.writer_session() as db:
             store.write(db, rows)
@@ -530,7 +560,8 @@ def list_policy(
             stored = store.read_many(db, [int(e) for e in chunk.ids]) if patch else {}
         if not len(chunk):
             continue
-        patched, list_rows = _patch_chunk(ctx, chunk, j, policy_id, stored, patch=patch)
+        with scoring_threads():
+            patched, list_rows = _patch_chunk(ctx, chunk, j, policy_id, stored, patch=patch)
         with database.writer_session() as db:
             store.write(db, patched)
             for k in range(0, len(list_rows), 5_000):

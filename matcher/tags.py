@@ -143,6 +143,52 @@ def enterprise_tags(facts: dict[str, Any], texts: Iterable[str | None], vocab: V
     return out
 
 
+class EnterpriseTagger:
+    """`enterprise_tags` for many firms at once, with each part worked out once per distinct value.
+
+    A firm's tags are the union of parts that each depend on one fact (size class, industry code,
+    qualifications, region, age, exports) or one text; firms share most of those values, so each
+    part is computed by `enterprise_tags` itself the first time a value is seen and reused after.
+    Parts are merged in `enterprise_tags`' own order (a later attribute's reason replaces an earlier
+    one; a text never replaces anything), so `tags(facts, texts)` equals `enterprise_tags(facts,
+    texts, vocab)` for every firm (tests/matcher/test_firmtags.py holds them equal).
+    """
+
+    MAX_TEXTS = 200_000
+    _FIELDS = ("size_class", "industry_code", "qualifications", "region_code", "years_established", "export_revenue")
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self._parts: dict[tuple[str, Any], dict[str, str]] = {}
+        self._texts: dict[str | None, dict[str, str]] = {}
+
+    def _part(self, field: str, value: Any) -> dict[str, str]:
+        got = self._parts.get((field, value))
+        if got is None:
+            got = self._parts[(field, value)] = enterprise_tags({field: value}, (), self.vocab)
+        return got
+
+    def tags(self, facts: dict[str, Any], texts: Iterable[str | None]) -> dict[str, str]:
+        """Return tag → why for one firm, exactly as `enterprise_tags` would."""
+        out: dict[str, str] = {}
+        for name in self._FIELDS:
+            value = facts.get(name)
+            if name == "qualifications":
+                value = frozenset(value or ())
+            elif name == "export_revenue":
+                value = 1 if (value or 0) > 0 else 0
+            out.update(self._part(name, value))
+        for text in texts:
+            found = self._texts.get(text)
+            if found is None:
+                if len(self._texts) >= self.MAX_TEXTS:
+                    self._texts.clear()  # bounded memory over millions of firms
+                found = self._texts[text] = enterprise_tags({}, (text,), self.vocab)
+            for name, why in found.items():
+                out.setdefault(name, why)
+        return out
+
+
 def policy_rule_tags(rules: dict[str, Any] | None, vocab: Vocabulary) -> set[str]:
     """Return tags implied by a policy's eligibility rules (qualifications, size, industry, region)."""
     amap = attribute_map()

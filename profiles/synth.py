@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from catalog.models import Tag, TagKind
-from core.db import table_of, utcnow
+from core.db import advance_id_sequences, table_of, utcnow
 from profiles.generate import generate_enterprises, reissue_taken_codes
 from profiles.models import Enterprise, EnterpriseQualification
 
@@ -95,21 +95,10 @@ def synth_enterprises(
             progress(done)
         log.debug("synth: %d enterprises inserted", done)
 
-    if done and engine.dialect.name == "postgresql":
-        _advance_sequences(engine)
+    if done:
+        # Ids were assigned here, not drawn from the serial sequences: move them past the new rows.
+        with engine.begin() as conn:
+            advance_id_sequences(conn, ("enterprise", "enterprise_qualification"))
     elapsed = time.perf_counter() - started
     log.info("synth: inserted %d enterprises in %.1f s (%.0f rows/s)", done, elapsed, done / elapsed if elapsed else 0)
     return done
-
-
-def _advance_sequences(engine: Engine) -> None:
-    # Ids were assigned here, not drawn from the serial sequences; move them past the new rows
-    # so the next ORM insert does not collide.
-    with engine.begin() as conn:
-        for table in ("enterprise", "enterprise_qualification"):
-            conn.execute(
-                text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
-                )
-            )

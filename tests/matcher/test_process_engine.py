@@ -42,6 +42,9 @@ def test_the_process_engine_writes_what_the_local_engine_writes(shared_database,
     parallel = runs.rematch_all(database, matcher, width=16, engine=runs.ProcessEngine(database, 2))
     assert local.chunks == parallel.chunks == 4 and parallel.firms == 60 and not parallel.stopped
     assert len(expected) == 60 and _stored(database) == expected  # byte for byte
+    # Each chunk's CPU is measured in the process that scored it (the parent only waits) and summed.
+    for report in (local, parallel):
+        assert 0 < report.details["chunk_cpu_max_s"] <= report.details["chunk_cpu_s"]
     with database.session() as db:
         assert dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all()) == counts
         assert sorted(db.scalars(select(MatchRunChunk.chunk_no))) == [0, 1, 2, 3]
@@ -62,3 +65,12 @@ def test_a_stopped_process_run_resumes_without_redoing_chunks(shared_database, m
     with database.session() as db:
         assert sorted(db.scalars(select(MatchRunChunk.chunk_no))) == list(range(8))
         assert len(_stored(database)) == 60
+
+
+def test_scoring_runs_blas_on_one_thread_whatever_the_process_allows() -> None:
+    """A GEMM's last bits depend on its thread count; every engine scores on one thread so rows match."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2), runs.scoring_threads():
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert blas and set(blas) == {1}

@@ -58,6 +58,8 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(shared_database, mat
         ray.shutdown()
     assert local.chunks == distributed.chunks == 4 and distributed.firms == 60 and not distributed.stopped
     assert _stored(database) == expected
+    # The actors report the CPU each chunk took in their own process (the driver's getrusage cannot see it).
+    assert 0 < distributed.details["chunk_cpu_max_s"] <= distributed.details["chunk_cpu_s"]
     with database.session() as db:
         assert dict(db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.eligible)).tuples().all()) == counts
 
