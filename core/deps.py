@@ -86,13 +86,44 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
     # failing when a background job commits between their read and their write); reads never do, and
     # staged writers take it themselves, stage by stage.
     db = request.app.state.db
-    session = (db.sessionmaker if reads(request) else db.writer)()
-    try:
-        yield session
-    except BaseException:
-        await _end(session, failed=True)
-        raise
-    await _end(session, failed=False)
+    async with _connection_slots(request.app.state, db):
+        session = (db.sessionmaker if reads(request) else db.writer)()
+        try:
+            yield session
+        except BaseException:
+            await _end(session, failed=True)
+            raise
+        await _end(session, failed=False)
+
+
+class _Unbounded:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _connection_slots(state: Any, db: Database) -> Any:
+    """The app's limit on requests holding or waiting for a pooled connection at once.
+
+    Fewer than the pool's connections (two are left for jobs and sessions of their own), so a
+    request's checkout never waits: otherwise, with every worker thread taken by requests waiting
+    for a connection, the requests holding one wait for a thread to end their session, and all
+    stall until the pool's timeout (seen as 30 s stalls and 500s at 128 clients). Requests beyond
+    the limit wait on the event loop, holding neither a thread nor a connection. Pools without a
+    fixed size (SQLite in memory, NullPool) are not limited.
+    """
+    slots = getattr(state, "connection_slots", None)
+    if slots is None:
+        pool = db.engine.pool
+        size, overflow = getattr(pool, "_pool", None), getattr(pool, "_max_overflow", None)
+        if size is None or not isinstance(overflow, int) or overflow < 0:
+            slots = _Unbounded()
+        else:
+            slots = anyio.Semaphore(max(1, pool.size() + overflow - 2))  # type: ignore[attr-defined]
+        state.connection_slots = slots
+    return slots
 
 
 # scope="function": commit before the response is sent, so a client that gets 200 sees its write
