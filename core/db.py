@@ -138,7 +138,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if path and path != ":memory:":
+        if "///" in url and path.split("?", 1)[0] not in ("", ":memory:"):
             # SQLite connections are cheap: as many as a process's request threads (anyio's 40), so the
             # requests let into the database at once (core.deps) are not fewer than threads can serve.
             kwargs.setdefault("pool_size", 20)
