@@ -6,12 +6,14 @@ Routers of every package take these from here (never from api/), so dependencies
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -96,14 +98,6 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         await _end(session, failed=False)
 
 
-class _Unbounded:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
 def _connection_slots(state: Any, db: Database) -> Any:
     """The app's limit on requests holding or waiting for a pooled connection at once.
 
@@ -117,11 +111,11 @@ def _connection_slots(state: Any, db: Database) -> Any:
     slots = getattr(state, "connection_slots", None)
     if slots is None:
         pool = db.engine.pool
-        size, overflow = getattr(pool, "_pool", None), getattr(pool, "_max_overflow", None)
-        if size is None or not isinstance(overflow, int) or overflow < 0:
-            slots = _Unbounded()
+        overflow = getattr(pool, "_max_overflow", -1)  # QueuePool's limit beyond its size; -1: none
+        if not isinstance(pool, QueuePool) or overflow < 0:
+            slots = nullcontext()
         else:
-            slots = anyio.Semaphore(max(1, pool.size() + overflow - 2))  # type: ignore[attr-defined]
+            slots = anyio.Semaphore(max(1, pool.size() + overflow - 2))
         state.connection_slots = slots
     return slots
 

@@ -8,7 +8,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,29 @@ def watch_errors(tab: Any, *, expected_statuses_for: tuple[str, ...] = ("documen
         lambda r: errors.append(f"failed {r.url} ({r.failure})") if "ERR_ABORTED" not in (r.failure or "") else None,
     )
     return errors
+
+
+@contextmanager
+def desktop_tab(
+    browser: Any,
+    base_url: str,
+    *,
+    accept_dialogs: bool = False,
+    expected_statuses_for: tuple[str, ...] = ("document",),
+    ignore: Callable[[str], bool] = lambda error: False,
+    **options: Any,
+) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at desktop size; any page error the test did not expect fails it."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=base_url, **options)
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    errors = watch_errors(tab, expected_statuses_for=expected_statuses_for)
+    if accept_dialogs:
+        tab.on("dialog", lambda d: d.accept())
+    yield tab
+    context.close()
+    unexpected = [e for e in errors if not ignore(e)]
+    assert not unexpected, f"errors in the page: {errors}"
 
 
 @contextmanager

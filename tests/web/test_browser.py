@@ -37,11 +37,11 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    desktop_tab,
     fresh_database,
     launched_chromium,
     reload_until,
     require_chromium,
-    watch_errors,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -108,14 +108,8 @@ def browser(site: LiveSite) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: LiveSite) -> Iterator[Any]:
-    """A fresh browser context (no cookies) at desktop size, failing the test on any page error."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    errors = watch_errors(tab, expected_statuses_for=("document", "xhr", "fetch"))
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with desktop_tab(browser, site.url, expected_statuses_for=("document", "xhr", "fetch")) as tab:
+        yield tab
 
 
 def shoot(page: Any, name: str) -> None:

@@ -24,11 +24,11 @@ from core.config import Settings
 from tests.support import sample_files as sf
 from tests.web.browser_support import (
     LiveSite,
+    desktop_tab,
     fresh_database,
     launched_chromium,
     require_chromium,
     sign_in,
-    watch_errors,
 )
 from tests.web.test_browser_staff import REWARD_POLICY, _load_site_data
 
@@ -59,17 +59,14 @@ def browser(site: LiveSite) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: LiveSite) -> Iterator[Any]:
-    context = browser.new_context(
-        viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url, accept_downloads=True
-    )
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    errors = watch_errors(tab)
-    tab.on("dialog", lambda d: d.accept())
-    yield tab
-    context.close()
-    # The refused upload answers 422 on purpose; anything else failing in the page fails the test.
-    assert not [e for e in errors if "422" not in e], f"errors in the page: {errors}"
+    with desktop_tab(
+        browser,
+        site.url,
+        accept_dialogs=True,
+        accept_downloads=True,
+        ignore=lambda e: "422" in e,  # refused on purpose
+    ) as tab:
+        yield tab
 
 
 def _download(page: Any, link: Any) -> tuple[str, bytes]:

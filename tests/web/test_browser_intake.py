@@ -33,11 +33,11 @@ from tests import factories
 from tests.support import intake_docs
 from tests.web.browser_support import (
     LiveSite,
+    desktop_tab,
     fresh_database,
     launched_chromium,
     require_chromium,
     sign_in,
-    watch_errors,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-intake"
@@ -115,16 +115,8 @@ def site(test_settings: Settings, matcher: Any, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def page(site: dict[str, Any]) -> Iterator[Any]:
-    context = site["browser"].new_context(
-        viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site["live"].url
-    )
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    errors = watch_errors(tab)
-    tab.on("dialog", lambda d: d.accept())
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with desktop_tab(site["browser"], site["live"].url, accept_dialogs=True) as tab:
+        yield tab
 
 
 def _engine_eligible(site: dict[str, Any], rules: dict[str, Any] | None) -> int:

@@ -24,11 +24,11 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    desktop_tab,
     fresh_database,
     launched_chromium,
     require_chromium,
     sign_in,
-    watch_errors,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-rating"
@@ -76,13 +76,8 @@ def browser(site: tuple[LiveSite, dict[str, Any]]) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: tuple[LiveSite, dict[str, Any]]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site[0].url)
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    errors = watch_errors(tab)
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with desktop_tab(browser, site[0].url) as tab:
+        yield tab
 
 
 def shoot(page: Any, name: str) -> None:

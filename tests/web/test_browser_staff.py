@@ -46,12 +46,12 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    desktop_tab,
     fresh_database,
     launched_chromium,
     reload_until,
     require_chromium,
     sign_in,
-    watch_errors,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web-staff"
@@ -119,15 +119,8 @@ def browser(site: LiveSite) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: LiveSite) -> Iterator[Any]:
-    """A fresh browser context at desktop size; any script error or failed asset fails the test."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    errors = watch_errors(tab)
-    tab.on("dialog", lambda d: d.accept())
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with desktop_tab(browser, site.url, accept_dialogs=True) as tab:
+        yield tab
 
 
 def shoot(page: Any, name: str) -> None:

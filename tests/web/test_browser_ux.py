@@ -33,6 +33,7 @@ from tests.web.browser_support import (
     SIZES,
     LiveSite,
     add_page_style,
+    desktop_tab,
     fresh_database,
     launched_chromium,
     require_chromium,
@@ -88,14 +89,8 @@ def browser(site: LiveSite) -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: LiveSite) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN", base_url=site.url)
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    errors = watch_errors(tab, expected_statuses_for=("document", "xhr", "fetch"))
-    tab.on("dialog", lambda d: d.accept())
-    yield tab
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+    with desktop_tab(browser, site.url, expected_statuses_for=("document", "xhr", "fetch"), accept_dialogs=True) as tab:
+        yield tab
 
 
 def shoot(page: Any, name: str) -> None:
