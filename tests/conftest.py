@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -106,14 +107,21 @@ def _make_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> tu
     return database, cleanup
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """A database migrated to head through Alembic, once per backend per test session."""
-    database, cleanup = _make_database(request.param, tmp_path_factory)
+@contextmanager
+def migrated_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """Yield a new database of the backend migrated to head through Alembic; removed afterwards."""
+    database, cleanup = _make_database(backend, tmp_path_factory)
     with database.engine.connect() as conn:
         migrate.upgrade(connection=conn)
     yield database
     cleanup()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A database migrated to head through Alembic, once per backend per test session."""
+    with migrated_database(request.param, tmp_path_factory) as database:
+        yield database
 
 
 @pytest.fixture

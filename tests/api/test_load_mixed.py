@@ -11,22 +11,20 @@ match-status reads. Bounded: at most 90 s of load, then everything is stopped.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from bench import dataset
 from core.db import Database
-from tests.conftest import postgres_url
+from tests.support.pg_schema import private_schema
 from tests.web.browser_support import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -46,22 +44,8 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
     if request.param == "sqlite":
         yield f"sqlite:///{(tmp_path / 'huiqi.db').as_posix()}", tmp_path / "var"
         return
-    url, why = postgres_url()
-    if url is None:
-        if os.environ.get("HUIQI_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unusable: {why}")
-        pytest.skip(f"PostgreSQL tests skipped: {why}")
-    schema = f"hq_load_{uuid.uuid4().hex[:10]}"
-    admin = Database(url)
-    with admin.engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}", tmp_path / "var"
-    finally:
-        with admin.engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with private_schema("hq_load", needs="PostgreSQL load tests") as url:
+        yield url, tmp_path / "var"
 
 
 def _spawn(url: str, var_dir: Path, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:

@@ -24,22 +24,19 @@ from sqlalchemy.pool import QueuePool
 
 from api.app import create_app
 from auth.models import Role, User
-from core import migrate, security
+from core import security
 from core.config import Settings
 from core.db import Database
 from tests import factories
-from tests.conftest import _make_database
+from tests.conftest import migrated_database
 
 PASSWORD = "Tongguo-2026!"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def own_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    database, cleanup = _make_database(request.param, tmp_path_factory)
-    with database.engine.connect() as conn:
-        migrate.upgrade(connection=conn)
-    yield database
-    cleanup()
+    with migrated_database(request.param, tmp_path_factory) as database:
+        yield database
 
 
 @pytest.fixture

@@ -191,17 +191,22 @@ def test_bad_files_get_a_chinese_reason_on_the_page_and_nothing_is_saved(page: A
     page.screenshot(path=str(ARTIFACTS / "intake-refused.png"), full_page=True)
 
 
-def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: Any, site: dict[str, Any]) -> None:
-    today = dt.date.today()
-    pdf = intake_docs.pdf_bytes(policy_text(today))
-    sign_in(page, "bcurator", PASSWORD)
+def _upload_draft(page: Any, name: str, pdf: bytes) -> None:
+    """Upload a policy PDF on the staff import page and open the draft intake made of it."""
     page.goto("/staff/io")
     page.get_by_label("政策文件", exact=True).set_input_files(
-        files=[{"name": "研发投入奖励通知.pdf", "mimeType": "application/pdf", "buffer": pdf}]
+        files=[{"name": name, "mimeType": "application/pdf", "buffer": pdf}]
     )
     page.get_by_role("button", name="上传并生成草稿").click()
     page.locator(".intake-drafts a").first.click()
     page.wait_for_url(re.compile(r"/staff/policies/\d+$"))
+
+
+def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: Any, site: dict[str, Any]) -> None:
+    today = dt.date.today()
+    pdf = intake_docs.pdf_bytes(policy_text(today))
+    sign_in(page, "bcurator", PASSWORD)
+    _upload_draft(page, "研发投入奖励通知.pdf", pdf)
     found = re.search(r"/staff/policies/(\d+)", page.url)
     assert found is not None
     policy_id = int(found.group(1))
@@ -319,13 +324,7 @@ def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: An
 
     # The same notice uploaded again: its review page flags the published policy as a duplicate.
     sign_in(page, "bcurator", PASSWORD)
-    page.goto("/staff/io")
-    page.get_by_label("政策文件", exact=True).set_input_files(
-        files=[{"name": "再次上传.pdf", "mimeType": "application/pdf", "buffer": pdf}]
-    )
-    page.get_by_role("button", name="上传并生成草稿").click()
-    page.locator(".intake-drafts a").first.click()
-    page.wait_for_url(re.compile(r"/staff/policies/\d+$"))
+    _upload_draft(page, "再次上传.pdf", pdf)
     duplicate = page.locator("#intake-review .duplicate")
     assert duplicate.count() == 1 and "文号相同" in duplicate.inner_text()
     assert duplicate.get_by_role("link").get_attribute("href") == f"/staff/policies/{policy_id}"
