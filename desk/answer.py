@@ -548,9 +548,29 @@ def _place_table() -> tuple[tuple[str, str | None], ...]:
     rows: dict[str, str | None] = {}
     # Provinces and cities claim a short name before districts do: 河北 is the province, not 天津's 河北区.
     rank = {level: i for i, level in enumerate(codes.REGION_LEVELS)}
-    for row in sorted(codes.list_regions(), key=lambda r: rank.get(str(r["level"]), len(rank))):
+    regions = codes.list_regions()
+    # A county name several counties share (鼓楼区, 南山区) names none of them, nor does a bare two-character
+    # one (城区, 矿区); a county's short name (振兴, 前进, 平安 are also words) is claimed only by the districts
+    # of the four municipalities and the county-level cities a province governs directly (海淀, 浦东, 济源).
+    # Where one of the counties sharing a name is a municipality's district, the name is that district's
+    # (朝阳区 is 北京's, 普陀区 上海's), as it was when the table listed no other counties.
+    provinces = {str(row["code"]) for row in regions if row["level"] == "省"}
+    county_names: dict[str, list[dict]] = {}
+    for row in regions:
+        if row["level"] == "区县":
+            county_names.setdefault(str(row["name"]), []).append(row)
+    for row in sorted(regions, key=lambda r: rank.get(str(r["level"]), len(rank))):
         code, name = str(row["code"]), str(row["name"] or "")
         if code == codes.NATIONAL_REGION or not name:
+            continue
+        if row["level"] == "区县":
+            sharing = county_names[name]
+            municipal = [r for r in sharing if r["parent"] in provinces]
+            if len(name) <= 2 or (len(sharing) > 1 and [r["code"] for r in municipal] != [code]):
+                continue
+            rows.setdefault(name, code)
+            if row["parent"] in provinces:
+                rows.setdefault(_short_place(name), code)
             continue
         rows.setdefault(name, code)
         rows.setdefault(_short_place(name), code)

@@ -741,7 +741,7 @@ def _encode_clause(
     # The phrases naming registration, not another phrase of the clause, decide (引进境外技术 is no exclusion).
     registered = [ph for ph in re.split(r"[，,]", clause) if _REGISTERED.search(ph)]
     if registered and not any(re.search(r"境外|外地|以外|迁入|迁离", ph) for ph in registered):
-        region = find_region(clause) or find_region(clause, short_names=True)
+        region = find_region(clause, home=home_region) or find_region(clause, short_names=True)
         code: str | None = None
         if region is not None:
             code = region[1]

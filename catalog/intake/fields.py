@@ -63,11 +63,48 @@ def _region_names() -> list[tuple[str, str, str]]:
     """(name, code, level) of every region in the table, longest names first; also short forms (龙华)."""
     rows = [r for r in codes.list_regions() if r["level"] != "国家"]
     out: list[tuple[str, str, str]] = []
+    by_code = {str(r["code"]): str(r["name"]) for r in rows}
     for r in rows:
         name, code, level = str(r["name"]), str(r["code"]), str(r["level"])
         out.append((name, code, level))
+        # A county's short name right after its city's (成都龙泉驿, 宁波余姚, 北京海淀) names it unambiguously.
+        short = re.sub(r"(?:自治县|自治旗|新区|区|县|市|旗)$", "", name)
+        if level == "区县" and short != name and len(short) >= 2:
+            outer = code[:4] + "00" if code[:4] + "00" in by_code else code[:2] + "0000"
+            for form in {by_code.get(outer, ""), re.sub(r"(?:维吾尔|壮族|回族)?自治区$|省$|市$", "", by_code.get(outer, ""))}:
+                if len(form) >= 2:
+                    out.append((form + short, code, level))
     out.sort(key=lambda x: len(x[0]), reverse=True)
     return out
+
+
+@cache
+def _county_name_counts() -> dict[str, int]:
+    """How many county-level divisions bear each name (鼓楼区 ×4, 城关区 ×2 …)."""
+    counts: dict[str, int] = {}
+    for name, _, level in _region_names():
+        if level == "区县":
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _place_forms(code: str) -> list[str]:
+    """The names of a region as a text may write them: 厦门市 and 厦门."""
+    name = codes.region_name(code)
+    if not name:
+        return []
+    short = re.sub(r"(?:维吾尔|壮族|回族)?自治区$|省$|市$", "", name)
+    return [name, short] if short != name and len(short) >= 2 else [name]
+
+
+def _named_within(code: str, context: str, home: str | None) -> bool:
+    """Whether the context names the county's prefecture or province, or the issuer's region holds it."""
+    if home and home != codes.NATIONAL_REGION and codes.region_contains(home, code):
+        return True
+    for outer in (code[:4] + "00", code[:2] + "0000"):
+        if outer != code and any(form in context for form in _place_forms(outer)):
+            return True
+    return False
 
 
 @cache
@@ -84,20 +121,35 @@ def _short_region_names() -> list[tuple[str, str, str]]:
     return sorted((rows[0] for rows in found.values() if len(rows) == 1), key=lambda r: len(r[0]), reverse=True)
 
 
-def find_region(text: str, *, short_names: bool = False) -> tuple[str, str, str] | None:
+def find_region(
+    text: str, *, short_names: bool = False, context: str | None = None, home: str | None = None
+) -> tuple[str, str, str] | None:
     """Return (name, code, level) of the most specific region named in the text.
 
     With short_names, a province or city named without its suffix right after 在 (在杭州注册, 在江苏境内)
-    counts too.
+    counts too. A county name that several counties share (鼓楼区, 城关区) or that is a bare two-character
+    word (城区, 矿区) is taken only when the text or ``context`` names its city or province, or the issuer's
+    region ``home`` holds it, and only one such county fits; otherwise it names no region.
     """
     best: tuple[str, str, str] | None = None
     rank = {"省": 1, "市": 2, "区县": 3}
     names = _region_names()
     if short_names:
         names = [row for row in _short_region_names() if "在" + row[0] in text]
+    counts = _county_name_counts()
+    around = text + "\n" + (context or "")
+    fitting: dict[str, list[str]] = {}
     for name, code, level in names:
-        if name in text and (best is None or rank.get(level, 0) > rank.get(best[2], 0)):
-            best = (name, code, level)
+        if name not in text or (best is not None and rank.get(level, 0) <= rank.get(best[2], 0)):
+            continue
+        if level == "区县" and (counts.get(name, 0) > 1 or len(name) <= 2):
+            if name not in fitting:
+                fitting[name] = [
+                    c for n, c, lv in _region_names() if n == name and lv == "区县" and _named_within(c, around, home)
+                ]
+            if fitting[name] != [code]:
+                continue
+        best = (name, code, level)
     return best
 
 
@@ -377,7 +429,7 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
             continue
         if _NATIONAL.match(source):
             return Proposal("national", source, 0.9), Proposal(codes.NATIONAL_REGION, source, 0.9)
-        found = find_region(source)
+        found = find_region(source, context=text)
         if found:
             name, code, level = found
             lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]
@@ -410,7 +462,7 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
         if re.search(r"[\u4e00-\u9fa5]{2,3}省", named):
             return Proposal("provincial", title, 0.5), None
     head = "\n".join(_lines(text)[:40])
-    found = find_region(head)
+    found = find_region(head, context=text)
     if found:
         name, code, level = found
         lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]

@@ -303,7 +303,17 @@ def test_region_name_of_listed_and_unlisted_codes() -> None:
     assert region_name("440305") == "南山区"
     assert region_name("441900") == "东莞市"
     assert region_name("110105") == "朝阳区"
-    assert region_name("330212") is None  # a county outside the municipalities and Guangdong
+    assert region_name("330212") == "鄞州区"  # every county of every province is listed
+    assert region_name("429004") == "仙桃市"  # a county-level city its province governs directly
+    assert region_name("130171") is None  # development zones' statistics-only codes are not divisions
+    assert region_name("330299") is None
+
+
+def test_the_table_lists_every_county_level_division_once() -> None:
+    counties = [r for r in list_regions() if r["level"] == "区县"]
+    assert len(counties) == 2844  # as dist/areas.csv lists them, less the development zones
+    assert len({r["code"] for r in counties}) == len(counties)
+    assert {r["parent"] for r in list_regions(None) if r["code"] == "419001"} == {"410000"}
 
 
 @pytest.mark.parametrize(
