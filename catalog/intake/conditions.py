@@ -444,7 +444,7 @@ _DATE_SINCE = re.compile(
 )
 _DISHONEST = re.compile(
     r"(?:未|没有|不得|无|不属于|不在)[^。；;]{0,12}?(?:失信|黑名单|信用不良|不良信用)|信用(?:记录|状况)?良好|诚实守信|诚信经营|无不良信用|"
-    r"信用良好|良好的(?:社会)?信用|无(?:严重)?违法失信|无[^。；;]{0,30}?(?:违法违规|不良)(?:信用|诚信)记录|信用记录良好|信誉良好|诚信记录良好|诚信良好"
+    r"信用良好|良好的(?:社会)?信用|无(?:严重)?违法失信|无[^。；;]{0,30}?(?:违法|违规|违反|不良)[^。；;，,]{0,6}?(?:信用|诚信)记录|信用记录良好|信誉良好|诚信记录良好|诚信良好"
 )
 _TAX_LEVEL = re.compile(
     r"纳税信用(?:等级|评价|级别)?[^。；;，,]{0,6}?([ABMCD])\s*级\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*(以上)?"
@@ -453,6 +453,9 @@ _TAX_NOT = re.compile(
     r"纳税信用(?:等级|评价|级别)?[^。；;]{0,8}?(?:不为|非|不是|不得为|未被评为)\s*([ABMCD])\s*(?:级)?(?:[、和或及]\s*([ABMCD])\s*级?)?"
 )
 _TAX_ORDER = ["A", "B", "M", "C", "D"]
+# "省级（含）以上" / "市级及以上": that level and every level above it.
+_LEVELS = ("国家", "省", "市", "区")
+_LEVEL_UP = re.compile(r"(省|市|区)级?\s*(?:（含）|\(含\))?\s*(?:及|或)?以上(?:的)?(?=[\u4e00-\u9fa5])")
 
 _SIZE_WORDS: tuple[tuple[re.Pattern[str], list[str]], ...] = (
     (
@@ -751,8 +754,9 @@ def _encode_clause(
             found.append(
                 ConditionProposal({"field": "region_code", "op": "within_region", "value": [code]}, clause, 0.85)
             )
-    # Qualifications.
-    hits = vocab.find(clause)
+    # Qualifications. "省级以上企业技术中心" names the provincial one and those above it.
+    levelled = _LEVEL_UP.search(clause)
+    hits = vocab.find(_LEVEL_UP.sub(lambda m: m.group(1) + "级", clause))
     if hits:
         positive: list[str] = []
         negative: list[str] = []
@@ -773,6 +777,13 @@ def _encode_clause(
                 continue  # "申报高新技术企业认定": about becoming one, not for holders
             else:
                 positive.append(name)
+        if levelled:
+            known = {name for _, name in vocab.terms}
+            rank = _LEVELS.index(levelled.group(1))
+            for name in list(positive):
+                if name.startswith(levelled.group(1) + "级"):
+                    rest = name[2:]
+                    positive += [lv + "级" + rest for lv in _LEVELS[:rank] if lv + "级" + rest in known]
         positive = list(dict.fromkeys(positive))
         negative = list(dict.fromkeys(negative))
         if positive:

@@ -71,10 +71,22 @@ def _region_names() -> list[tuple[str, str, str]]:
         short = re.sub(r"(?:自治县|自治旗|新区|区|县|市|旗)$", "", name)
         if level == "区县" and short != name and len(short) >= 2:
             outer = code[:4] + "00" if code[:4] + "00" in by_code else code[:2] + "0000"
-            for form in {by_code.get(outer, ""), re.sub(r"(?:维吾尔|壮族|回族)?自治区$|省$|市$", "", by_code.get(outer, ""))}:
+            for form in {
+                by_code.get(outer, ""),
+                re.sub(r"(?:维吾尔|壮族|回族)?自治区$|省$|市$", "", by_code.get(outer, "")),
+            }:
                 if len(form) >= 2:
                     out.append((form + short, code, level))
     out.sort(key=lambda x: len(x[0]), reverse=True)
+    return out
+
+
+@cache
+def _region_names_by_first_char() -> dict[str, list[tuple[int, tuple[str, str, str]]]]:
+    """`_region_names` rows keyed by their first character, each with its place in that list."""
+    out: dict[str, list[tuple[int, tuple[str, str, str]]]] = {}
+    for i, row in enumerate(_region_names()):
+        out.setdefault(row[0][0], []).append((i, row))
     return out
 
 
@@ -133,9 +145,11 @@ def find_region(
     """
     best: tuple[str, str, str] | None = None
     rank = {"省": 1, "市": 2, "区县": 3}
-    names = _region_names()
     if short_names:
         names = [row for row in _short_region_names() if "在" + row[0] in text]
+    else:
+        by_char = _region_names_by_first_char()
+        names = [row for _, row in sorted(hit for ch in set(text) for hit in by_char.get(ch, ()))]
     counts = _county_name_counts()
     around = text + "\n" + (context or "")
     fitting: dict[str, list[str]] = {}
@@ -387,11 +401,13 @@ def find_amounts(text: str) -> tuple[Proposal | None, Proposal | None]:
 
 def find_contact(text: str) -> dict[str, Proposal]:
     out: dict[str, Proposal] = {}
+    asked = False  # a heading such as "七、联系电话" with the number on the next line
     for s in sentences(text):
-        if "phone" not in out and re.search(r"电话|联系方式|咨询|联系人", s):
+        if "contact_phone" not in out and (asked or re.search(r"电话|联系方式|咨询|联系人", s)):
             m = _PHONE.search(s)
             if m:
                 out["contact_phone"] = Proposal(m.group(1), s, 0.85)
+            asked = m is None and bool(re.search(r"(?:电话|联系方式)\s*[:：]?\s*$", s))
         if "contact_name" not in out:
             m = re.search(
                 r"联系人\s*[:：]?\s*(?:[\u4e00-\u9fa5]{0,12}?[科处室股局]\s*)?([\u4e00-\u9fa5]{2,3})(?=[,，、;；\s\d(（]|电话|$)",
