@@ -229,7 +229,8 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "rd_ratio",
         re.compile(
             r"研(?:发|究开发|究与试验发展)(?:费用|投入|经费)(?:支出)?(?:总额)?[^。；;，,]{0,24}?占[^。；;，,]{0,20}?"
-            r"(?:营业|销售|主营业务)?收入(?:总额)?[^。；;，,]{0,8}?(?:比例|比重|的?比值?)?"
+            r"(?:营业|销售|主营业务)?收入(?:总额)?[^。；;，,]{0,8}?(?:比例|比重|的?比值?)?|"
+            r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额)?(?:的)?占比"
         ),
     ),
     ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?|技术开发费(?:用)?(?:投入)?")),
@@ -274,12 +275,16 @@ _BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:低于|少于|小于|不足|不到|未达到|未满|<)\s*$"), "lt"),
 )
 _INCLUSIVE = re.compile(r"^\s*[(（]含[)）]")
+# Money in 万元; a bare 万 / 亿 counts too (2000万≤销售收入<10亿), not 万美元, 万人, 亿美元 ….
+_MONEY = r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])|亿(?![美人户亩吨平])"
+# "2000万≤上年度销售收入": the lower bound written before the metric.
+_BOUND_BEFORE = re.compile(rf"({NUM})\s*(亿元|万元|万|亿|%)?\s*(≤|<=|<|＜)\s*$")
 _UNIT = {
     "rd_ratio": r"%",
-    "rd_expense": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
-    "annual_revenue": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
-    "registered_capital": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
-    "total_assets": r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])",
+    "rd_expense": _MONEY,
+    "annual_revenue": _MONEY,
+    "registered_capital": _MONEY,
+    "total_assets": _MONEY,
     "export_revenue": r"亿元|千万元|万元|元|万美元",
     "employees": r"人|名",
 }
@@ -385,6 +390,15 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             and not re.search(r"主营", text[max(0, pos - 4) : m.end()])
         ):
             continue  # 软件业务年收入: a part of revenue, not the firm's revenue
+        bound = _BOUND_BEFORE.search(text[max(0, pos - 16) : pos])
+        if bound and pos > used_until:
+            unit = bound.group(2) or ("%" if field_name == "rd_ratio" else None)
+            if unit is None and field_name in ("annual_revenue", "rd_expense", "registered_capital", "total_assets"):
+                unit = "万"
+            low = _scale(field_name, bound.group(1), unit) if unit and re.fullmatch(_UNIT[field_name], unit) else None
+            if low is not None:
+                op = "gte" if bound.group(3) in ("≤", "<=") else "gt"
+                out.append(ConditionProposal({"field": field_name, "op": op, "value": _clean_value(low)}, clause, 0.8))
         found = _number_with_unit(field_name, text, m.end())
         if found is None:
             continue
