@@ -633,6 +633,8 @@ def propose_conditions(
             encoded = _encode_clause(
                 clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading, award=award
             )
+            if _SCOPED.match(clean):
+                encoded = []
             group, branch = alternatives(clean)
             if group is None and _OR.search(clean):
                 # "营业收入达2000万元或研发投入达100万元": thresholds joined by 或 are alternatives.
@@ -696,7 +698,14 @@ def _marker_style(marker: str) -> str:
 _METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
 _AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
 _PURPOSE = re.compile(
-    r"^(为(了)?(进一步|加快|深入|贯彻|落实|推动|规范|促进|实施|支持|鼓励|抢抓|做好)|根据《|按照《|经研究)"
+    r"^(为(了)?(进一步|加快|深入|贯彻|落实|推动|规范|促进|实施|支持|鼓励|抢抓|做好)|根据《|按照《|经研究|"
+    r"为(了)?[^。；;，,]{2,40}[，,][^。；;]{0,160}?(?:出台|制定|印发|现将|特制定|结合(?:我|本)))"
+)
+# "（包括智能家居产品制造企业、产业链供应链企业…）": what an aside lists is examples, not the condition.
+_INCLUDING = re.compile(r"[（(](?:包括|含|如|例如|主要包括)[^（）()]{0,80}[)）]")
+# "申请第七条第一款的批发、零售企业，…": a requirement of one item of the policy, not of every applicant.
+_SCOPED = re.compile(
+    r"^\s*(?:[(（]?[\d一二三四五六七八九十]+[)）、.．])?\s*(?:申请|申报|享受)第[\d一二三四五六七八九十]+[条款项]"
 )
 _RATIO_CONTEXT = re.compile(
     r"研(?:发|究开发|究与试验发展)(?:费用|投入|经费)[^。；;]{0,20}占[^。；;]{0,24}收入[^。；;]{0,12}比"
@@ -736,6 +745,18 @@ def _one_kind_among_others(text: str, start: int, end: int) -> bool:
     return len(items) > 1 and any(_OTHER_KINDS.search(item) for item in items if text[start:end] not in item)
 
 
+def _example_among_others(text: str, vocab: QualificationVocabulary, start: int, length: int) -> bool:
+    """Whether a qualification is one item of an open list ("A、B、C等") whose other items are no qualifications."""
+    norm = normalize(text).lower().replace('"', "“")
+    left = max(norm.rfind(c, 0, start) for c in "，,。；;：:") + 1
+    rights = [i for i in (norm.find(c, start + length) for c in "，,。；;：:") if i != -1]
+    span = norm[left : min(rights) if rights else len(norm)]
+    if not re.search(r"等(?:[\u4e00-\u9fa5]{0,4})$", span) or "、" not in span:
+        return False
+    items = [item for item in re.split(r"[、]", re.sub(r"等[\u4e00-\u9fa5]{0,4}$", "", span)) if item]
+    return len(items) > 1 and any(not vocab.find(item) for item in items)
+
+
 def _strip_references(clause: str) -> str:
     """Drop cited document titles and parenthetical asides: 《中小企业划型标准规定》 is not a condition."""
     clause = re.sub(r"《[^》]{0,80}》", "《》", clause)
@@ -770,11 +791,12 @@ def _encode_clause(
             )
     # Qualifications. "省级以上企业技术中心" names the provincial one and those above it.
     levelled = _LEVEL_UP.search(clause)
-    hits = vocab.find(_LEVEL_UP.sub(lambda m: m.group(1) + "级", clause))
+    qual_text = _LEVEL_UP.sub(lambda m: m.group(1) + "级", clause)
+    hits = vocab.find(qual_text)
     if hits:
         positive: list[str] = []
         negative: list[str] = []
-        norm = normalize(clause).lower().replace('"', "“")
+        norm = normalize(qual_text).lower().replace('"', "“")
         for pos, term, name in hits:
             if term == "规模以上" and not re.search(r"规模以上\s*(工业|企业|[(（])|规上", clause):
                 continue
@@ -782,6 +804,10 @@ def _encode_clause(
             tail = norm[pos + len(term) : pos + len(term) + 6]
             if re.search(r"(未|不|非|没有)(被)?(认定|评为|列入|纳入|属于|是|获得)?为?$", lead):
                 negative.append(name)
+            elif re.match(r"(企业|单位)?(奖励|奖补|补助|补贴|资助|扶持|贡献奖)(政策|资金|办法|项目|措施)", tail):
+                continue  # "新增入库限上企业奖励政策": the name of a scheme, not whom it is for
+            elif _example_among_others(qual_text, vocab, pos, len(term)):
+                continue  # "设立技术研究院、企业技术中心、博士后工作站等": one example of what is asked
             elif re.search(r"(申报|申请|认定|评选|推荐|培育|监测)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$", lead):
                 continue  # "申报省级龙头企业应符合以下条件": the policy confers it
             elif re.match(
@@ -821,7 +847,7 @@ def _encode_clause(
                     continue
                 taken.append((m.start(), m.end()))
                 if re.match(
-                    r"\s*(划型|划分|标准|认定标准|的?划型|股份|公共服务|服务|局|发展|促进|主管)",
+                    r"\s*(划型|划分|标准|认定标准|的?划型|股份|公共服务|服务|局|发展|促进|主管|创新创业|创业创新|大赛|竞赛)",
                     sized[m.end() : m.end() + 4],
                 ):
                     continue
@@ -887,7 +913,7 @@ def _encode_clause(
                 levels = ["A", "B"]  # B级及以上: M is a separate grade for new taxpayers
             found.append(ConditionProposal({"field": "tax_credit_level", "op": "in", "value": levels}, clause, 0.85))
     # Industry: a sector named as what the firm is or does (not inside a qualification's name).
-    plain_clause = clause
+    plain_clause = _INCLUDING.sub(lambda m: "　" * len(m.group(0)), clause)  # "（包括…制造企业…）": examples
     for _, term, _name in hits:
         plain_clause = re.sub(re.escape(term), "　", plain_clause, flags=re.I)
     industry, words = find_industries(plain_clause)
@@ -898,6 +924,13 @@ def _encode_clause(
             plain_clause,
         )
         excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,30}}({named})", plain_clause)
+        # "工业企业或现代服务业企业": the other kind has no code, so the sectors named are only part of it.
+        other = re.search(
+            rf"({named})[^，,。；;或]{{0,4}}(?:企业|行业)?(?:或|或者|以及)([\u4e00-\u9fa5]{{2,10}}?)(?:企业|行业|单位)",
+            plain_clause,
+        )
+        if other and not find_industries(other.group(2))[0]:
+            firm = None
         if firm and not excluded:
             found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
     return found
