@@ -378,7 +378,10 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
         if pos < used_until:
             continue
         window = text[m.start() : m.end() + 30]
-        if _NOT_METRIC.search(re.split(r"[，,]", window)[0]):
+        # "营业收入增长20%" is no level of revenue; "研发投入在30万元以上且增幅在50%以上" is one.
+        level_part = re.split(r"[，,]", window)[0]
+        stated = re.search(rf"{NUM}\s*(?:{_MONEY}|%|人|名)", level_part)
+        if _NOT_METRIC.search(level_part[: stated.end()] if stated else level_part):
             continue
         if field_name == "rd_expense" and re.search(r"占|比例|比重", text[m.end() : m.end() + 12]):
             continue

@@ -439,7 +439,12 @@ _NATIONAL = re.compile(
 
 
 def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple[Proposal | None, Proposal | None]:
-    """Level (national/provincial/municipal/county) and region code, from the issuer first."""
+    """Level (national/provincial/municipal/county) and region code, from the issuer first.
+
+    A title's quoted document (关于转发《福建省…》的通知) is another issuer's: its places do not count.
+    """
+    if title and "《" in title:
+        title = re.sub(r"《[^》]*》", "", title)
     for source in (issuer, title):
         if not source:
             continue
