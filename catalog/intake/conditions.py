@@ -604,6 +604,7 @@ def propose_conditions(
         return None, None
 
     negated = False  # under "未发生下列情况：": what the items name is excluded
+    scoped = False  # under "申请…项目的企业还应具备以下条件：": items for some applicants only
     previous = ""
     uppers: dict[str, set[Any]] = {}  # tier bounds already owned by a lower tier (≤ 2亿元): "2亿元以上" starts above
 
@@ -611,6 +612,13 @@ def propose_conditions(
         if negated and re.search(r"[。.]\s*$", previous):
             negated = False  # the excluded items end with the sentence that lists them
         previous = sentence
+        # "申请改善融资环境项目的企业还应具备以下条件：（一）…": the items bind only those applicants.
+        if _ALSO_FOR.search(sentence):
+            scoped = True
+            continue
+        if scoped and _LIST_ITEM.match(sentence):
+            continue
+        scoped = False
         if _TITLE_LIKE.search(sentence) and (
             sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
         ):
@@ -681,6 +689,10 @@ def propose_conditions(
     return out
 
 
+_ALSO_FOR = re.compile(
+    r"(?:申请|申报)[^。；;，,]{2,40}?的(?:企业|单位|机构|项目)[^。；;，,]{0,4}?(?:还|另|另外|此外|同时还)(?:应|须|需|要)(?:当)?"
+    r"(?:具备|符合|满足)"
+)
 _LIST_ITEM = re.compile(r"^\s*(?:[(（]?\d{1,2}[)）、.．]|[(（][一二三四五六七八九十]+[)）])\s*")
 _ONE_OF = re.compile(
     r"(?:下列|以下|如下|下述)[^。；;]{0,12}(?:条件|情形|要求|标准|指标|情况)?(?:之一|中的一项|其中一项|任一|任意一)|"
