@@ -689,6 +689,7 @@ def propose_conditions(
     return out
 
 
+_EXAMPLES = re.compile(r"(?:^|[^\u4e00-\u9fa5])(?:如|例如|比如|诸如|譬如)[:：]?[^。；;]*$|(?:如|例如|比如|诸如)[:：]")
 _ALSO_FOR = re.compile(
     r"(?:申请|申报)[^。；;，,]{2,40}?的(?:企业|单位|机构|项目)[^。；;，,]{0,4}?(?:还|另|另外|此外|同时还)(?:应|须|需|要)(?:当)?"
     r"(?:具备|符合|满足)"
@@ -812,7 +813,15 @@ def _encode_clause(
         positive: list[str] = []
         negative: list[str] = []
         norm = normalize(qual_text).lower().replace('"', "“")
+        skipped_until = -1  # "申报高新技术企业、专精特新中小企业": what follows a skipped name in its list goes too
         for pos, term, name in hits:
+            if skipped_until >= 0 and re.fullmatch(r"[、和及或与以及“”\"\s]*", norm[skipped_until:pos]):
+                skipped_until = pos + len(term)
+                continue
+            skipped_until = -1
+            if _EXAMPLES.search(norm[max(norm.rfind("，", 0, pos), norm.rfind(",", 0, pos), 0) : pos]):
+                skipped_until = pos + len(term)
+                continue  # "各类市场主体，如高新技术企业、科技型中小企业等": examples of another word
             if term == "规模以上" and not re.search(r"规模以上\s*(工业|企业|[(（])|规上", clause):
                 continue
             lead = norm[max(0, pos - 8) : pos]
@@ -823,7 +832,11 @@ def _encode_clause(
                 continue  # "新增入库限上企业奖励政策": the name of a scheme, not whom it is for
             elif _example_among_others(qual_text, vocab, pos, len(term)):
                 continue  # "设立技术研究院、企业技术中心、博士后工作站等": one example of what is asked
-            elif re.search(r"(申报|申请|认定|评选|推荐|培育|监测)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$", lead):
+            elif re.search(
+                r"(申报|申请|认定|评选|推荐|培育|监测|争创|创建|争当|成长为|培育为)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$",
+                lead,
+            ):
+                skipped_until = pos + len(term)
                 continue  # "申报省级龙头企业应符合以下条件": the policy confers it
             elif re.match(
                 r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板)",
