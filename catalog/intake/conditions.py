@@ -258,7 +258,8 @@ _RATIO_OF_REVENUE = re.compile(
     rf"(?:研发|科研|研究开发)的?(?:投入|费用|经费|投资)+[^。；;，,]{{0,6}}?(不低于|不少于|达到|超过|高于)[^。；;，,]{{0,8}}?"
     rf"(?:销售额|销售收入|营业收入|主营业务收入|收入)的\s*({NUM})(?:\s*[-~至]\s*{NUM})?\s*%"
 )
-_SKIP_NUMERIC = re.compile(r"裁员率|失业率|新招用|招用|吸纳|带动")
+_SKIP_NUMERIC = re.compile(r"新招用|招用|吸纳|带动")
+_LAYOFF = re.compile(r"裁员率|失业率")
 
 # Comparison words → op. 以上/以下 include the number itself (《民法典》第一千二百五十九条).
 _AFTER_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -364,10 +365,12 @@ def _clean_value(value: Any) -> Any:
 
 def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
     out: list[ConditionProposal] = []
-    if _SKIP_NUMERIC.search(clause):
-        return out
     # Parenthetical asides hold exceptions and tiers (超过100人的企业达到5%): not conditions.
     text = _ASIDE.sub(lambda m: " " * len(m.group(0)), clause)
+    if _LAYOFF.search(clause):
+        return out  # 裁员率 tiers (参保职工30人以下的企业放宽至20%) say nothing of who may apply
+    # "新招用…达到职工人数15%" / "吸纳就业10人": hiring targets, not the firm's size; the rest of the clause counts.
+    text = re.sub(r"[^，,；;。]*(?:" + _SKIP_NUMERIC.pattern + r")[^，,；;。]*", lambda m: " " * len(m.group(0)), text)
     used_until = -1
     hits: list[tuple[int, str, re.Match[str]]] = []
     for field_name, pattern in METRICS:
@@ -383,7 +386,7 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
         stated = re.search(rf"{NUM}\s*(?:{_MONEY}|%|人|名)", level_part)
         if _NOT_METRIC.search(level_part[: stated.end()] if stated else level_part):
             continue
-        if field_name == "rd_expense" and re.search(r"占|比例|比重", text[m.end() : m.end() + 12]):
+        if field_name == "rd_expense" and re.search(r"占|比例|比重|加计扣除", text[m.end() : m.end() + 12]):
             continue
         if field_name == "employees" and re.search(r"(设计|研发|科技|技术|专职|专业)$", text[max(0, pos - 4) : pos]):
             continue  # 研发人员、设计从业人员: a part of the staff, not the firm's headcount
@@ -951,7 +954,9 @@ def _encode_clause(
             rf"(属于|从事|为)[^，,。；;]{{0,12}}({named})|({named})[^，,。；;]{{0,8}}(企业|行业|领域|单位)",
             plain_clause,
         )
-        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,30}}({named})", plain_clause)
+        excluded = re.search(rf"(除|不含|不包括|以外|非)[^。；;]{{0,30}}({named})", plain_clause) or re.search(
+            rf"({named})[^。；;]{{0,30}}?(除外|以外|不予支持|不得申报|不在[^。；;]{{0,8}}范围)", plain_clause
+        )
         # "工业企业或现代服务业企业": the other kind has no code, so the sectors named are only part of it.
         other = re.search(
             rf"({named})[^，,。；;或]{{0,4}}(?:企业|行业)?(?:或|或者|以及)([\u4e00-\u9fa5]{{2,10}}?)(?:企业|行业|单位)",
