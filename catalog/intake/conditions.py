@@ -279,7 +279,7 @@ _INCLUSIVE = re.compile(r"^\s*[(（]含[)）]")
 # Money in 万元; a bare 万 / 亿 counts too (2000万≤销售收入<10亿), not 万美元, 万人, 亿美元 ….
 _MONEY = r"亿元|千万元|百万元|万元|元|万(?![美人户亩吨平])|亿(?![美人户亩吨平])"
 # "2000万≤上年度销售收入": the lower bound written before the metric.
-_BOUND_BEFORE = re.compile(rf"({NUM})\s*(亿元|万元|万|亿|%)?\s*(≤|<=|<|＜)\s*$")
+_BOUND_BEFORE = re.compile(rf"({NUM})\s*(亿元|千万元|百万元|万元|千万|百万|万|亿|%)?\s*(≤|<=|<|＜)\s*$")
 _UNIT = {
     "rd_ratio": r"%",
     "rd_expense": _MONEY,
@@ -454,6 +454,10 @@ _LOCAL = re.compile(
 _YEARS_GTE = re.compile(
     r"(?:成立|注册|设立|经营|运营|登记)(?:时间|年限|期)?\s*(?:已)?(?:满|达到|在|超过|不少于|不低于)?\s*"
     r"([\d一二两三四五六七八九十]+)\s*(?:个)?(?:完整)?(?:会计)?(?:年度|周?年)\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*(以上)?"
+)
+# "注册成立365个日历天数以上": whole years written as days.
+_DAYS_GTE = re.compile(
+    r"(?:成立|注册|设立|经营)[^，,。；;]{0,6}?(\d{3,4})\s*(?:个)?(?:日历)?(?:天|日)(?:数)?\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*以上"
 )
 _YEARS_LTE = re.compile(
     r"(?:成立|注册|设立)(?:时间|年限)?\s*(?:(?:不超过|不满|未满|少于)\s*([\d一二两三四五六七八九十]+)\s*(?:个)?(?:周?年)|"
@@ -905,6 +909,15 @@ def _encode_clause(
             )
     else:
         gte = _YEARS_GTE.search(clause)
+        days = _DAYS_GTE.search(clause)
+        if days and int(days.group(1)) % 365 == 0 and not gte:
+            found.append(
+                ConditionProposal(
+                    {"field": "established_on", "op": "years_since_gte", "value": int(days.group(1)) // 365},
+                    clause,
+                    0.75,
+                )
+            )
         if gte and (gte.group(2) or re.search(r"满|超过|不少于|不低于|达到", gte.group(0))):
             years = cn_number(gte.group(1))
             if years is not None and 0 < years <= 50:
