@@ -637,7 +637,8 @@ def propose_conditions(
             clean = _drop_preferences(_strip_references(clause))
             if not clean:
                 continue
-            if _NEGATED_LEAD.search(clean):
+            excluding = bool(_EXCLUDING_LEAD.search(clean))
+            if excluding or _NEGATED_LEAD.search(clean):
                 negated = True
             if carry and _LIST_ITEM.match(clean) and not any(p.search(clean) for _, p in METRICS):
                 marker = _LIST_ITEM.match(clean)
@@ -653,7 +654,14 @@ def propose_conditions(
             )
             if _SCOPED.match(clean):
                 encoded = []
-            group, branch = alternatives(clean)
+            if negated:
+                # What an exclusion list names is no requirement: only "not dishonest" can be coded from it.
+                encoded = [p for p in encoded if p.node is None or p.node["field"] == "credit_standing"]
+            if excluding:
+                alt_group, alt_marker = None, None  # "有下列情形之一的，不予支持": no alternatives follow
+                group, branch = None, None
+            else:
+                group, branch = alternatives(clean)
             if group is None and _OR.search(clean):
                 # "营业收入达2000万元或研发投入达100万元": thresholds joined by 或 are alternatives.
                 either = [p for p in encoded if p.node is not None and p.node["field"] in _THRESHOLD_FIELDS]
@@ -739,6 +747,12 @@ _NEGATED_LEAD = re.compile(
     r"(?:未|不得|无|没有)(?:发生|出现|存在|有)?(?:以下|下列|如下)[^。；;，,]{0,6}(?:情况|情形|行为|事项)"
 )
 _DISHONEST_NAMED = re.compile(r"失信|黑名单")
+# "有下列情形之一的，不予支持：" / "以下企业不得申报：": the items below are exclusions.
+_EXCLUDING_LEAD = re.compile(
+    r"(?:有|存在|具有|属于|出现)(?:以下|下列|如下)[^。；;]{0,10}?(?:之一)?的?[^。；;]{0,6}?(?:不予|不得|不能|不可|取消|不再|不列入)|"
+    r"(?:以下|下列|如下)[^。；;]{0,12}?(?:企业|单位|项目|主体|情形|情况)[^。；;]{0,4}?(?:不得|不予|不能|不可)"
+    r"(?:申报|申请|支持|受理|享受|资助|奖励|补助)"
+)
 _PREFERRED_ALONE = re.compile(r"^\s*优先(?:予以|给予)?(?:认定|支持|推荐|考虑|立项|安排|入选)[。；;]?\s*$")
 
 
