@@ -244,7 +244,8 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "employees",
         re.compile(
-            r"从业人员|职工总数|职工人数|员工人数|从业人数|参保(?:职工|人数|员工)|在职职工|员工总数|用工人数|企业职工"
+            r"从业人员|职工总数|职工人数|员工人数|从业人数|参保(?:职工|人数|员工)|在职职工|员工总数|用工人数|企业职工|"
+            r"(?:拥有|现有)(?:员工|职工)"
         ),
     ),
     ("registered_capital", re.compile(r"注册资本|注册资金|实缴资本")),
@@ -657,6 +658,13 @@ def propose_conditions(
             if negated:
                 # What an exclusion list names is no requirement: only "not dishonest" can be coded from it.
                 encoded = [p for p in encoded if p.node is None or p.node["field"] == "credit_standing"]
+            elif _DEFINITION.search(clean):
+                encoded = []  # "本通知所称规上企业是指…": a word's meaning, not a requirement
+            elif _BARRED.search(clean):
+                # "已享受专精特新企业奖励的企业不得重复申报": who is barred, not who qualifies.
+                encoded = [
+                    p for p in encoded if p.node is None or p.node["field"] in ("credit_standing", "region_code")
+                ]
             if excluding:
                 alt_group, alt_marker = None, None  # "有下列情形之一的，不予支持": no alternatives follow
                 group, branch = None, None
@@ -747,6 +755,10 @@ _NEGATED_LEAD = re.compile(
     r"(?:未|不得|无|没有)(?:发生|出现|存在|有)?(?:以下|下列|如下)[^。；;，,]{0,6}(?:情况|情形|行为|事项)"
 )
 _DISHONEST_NAMED = re.compile(r"失信|黑名单")
+_DEFINITION = re.compile(r"所称[^。；;]{1,20}?(?:是指|系指|指的是|指)")
+_BARRED = re.compile(
+    r"不得(?:重复)?(?:申报|申请|享受)|不予(?:支持|受理|资助|奖励|补助)|不再(?:支持|享受|给予)|不重复(?:奖励|支持|享受|补助|资助)"
+)
 # "有下列情形之一的，不予支持：" / "以下企业不得申报：": the items below are exclusions.
 _EXCLUDING_LEAD = re.compile(
     r"(?:有|存在|具有|属于|出现)(?:以下|下列|如下)[^。；;]{0,10}?(?:之一)?的?[^。；;]{0,6}?(?:不予|不得|不能|不可|取消|不再|不列入)|"
