@@ -162,6 +162,13 @@ def test_fields_come_with_their_source_sentence() -> None:
     assert all(0 < p.confidence <= 1 for p in found.values())
 
 
+def test_a_phone_number_on_the_line_after_its_heading() -> None:
+    text = (
+        "小微企业创业贷款\n六、受理机构\n单位注册地所属区县的人社部门受理。\n七、联系电话\n029-86556924 029-86279317\n"
+    )
+    assert extract_fields(text)["contact_phone"].value == "029-86556924"
+
+
 def test_validity_and_county_level() -> None:
     text = "深圳市南山区人民政府关于印发扶持办法的通知\n第十条 本办法自2024年1月1日起施行，有效期3年。\n"
     values = {k: v.value for k, v in extract_fields(text).items()}
@@ -176,6 +183,19 @@ def test_validity_and_county_level() -> None:
         ("新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n", None, "410700"),
         ("银川市中小企业数字化转型试点项目预征集通知\n一、征集范围\n", "municipal", "640100"),
         ("关于开展2019年嘉定区智慧城市专项资金项目申报工作的通知\n", "county", "310114"),
+        # Every county is in the table; a city + county short name names it (成都龙泉驿).
+        ("余姚市研发投入奖励申报条件\n", "county", "330281"),
+        ("成都龙泉驿：关于开展2022年“小升规”奖励申报工作的通知\n", "county", "510112"),
+        # A county name several counties share names none of them without its city ...
+        ("鼓楼区科学技术局关于组织申报研发补助的通知\n", "county", None),
+        # ... and names the one whose city the text names.
+        ("鼓楼区科学技术局关于组织申报研发补助的通知\n福州市鼓楼区科学技术局\n", "county", "350102"),
+        # A forwarded document's place is its issuer's, not this notice's.
+        (
+            "关于转发《福建省科学技术厅关于开展项目申报工作的通知》的通知\n请福州市各有关单位按要求申报。\n",
+            "municipal",
+            "350100",
+        ),
     ],
 )
 def test_places_across_the_country_give_level_and_region(text: str, level: str | None, region: str) -> None:
@@ -256,6 +276,74 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             ("size_class", "in", ["medium", "small", "micro"]),
             None,
         ),
+        # Exclusion lists name who is barred: only "not dishonest" is coded from them.
+        (
+            "申报条件\n1.在本市注册。\n2.有下列情形之一的，不予支持：\n（1）被列入严重失信主体名单的；\n"
+            "（2）已获得市级高新技术企业奖励的。",
+            ("credit_standing", "ne", "dishonest"),
+            ("qualifications", "has_any", ["高新技术企业"]),
+        ),
+        (
+            "申报条件\n（一）在本市注册。\n（二）以下企业不得申报：1.房地产开发企业；2.规上工业企业。",
+            None,
+            ("qualifications", "has_any", ["规模以上工业企业"]),
+        ),
+        (
+            "申报条件\n1.已享受市级专精特新企业奖励的企业不得重复申报。",
+            None,
+            ("qualifications", "has_any", ["专精特新中小企业"]),
+        ),
+        # What the policy helps firms become, examples and one item of an open list are no requirement.
+        (
+            "申报条件\n1.鼓励企业积极申报高新技术企业、专精特新中小企业。",
+            None,
+            ("qualifications", "has_any", ["专精特新中小企业"]),
+        ),
+        (
+            "申报条件\n1.申报企业可为各类市场主体，如高新技术企业、科技型中小企业等。",
+            None,
+            ("qualifications", "has_any", ["科技型中小企业", "高新技术企业"]),
+        ),
+        (
+            "申报条件\n1.设立技术研究院、企业技术中心、博士后工作站等研发机构。",
+            None,
+            ("qualifications", "has_any", ["博士后科研工作站"]),
+        ),
+        (
+            "申报条件\n1.近三年进入“创客中国”中小企业创新创业大赛50强。",
+            None,
+            ("size_class", "in", ["medium", "small", "micro"]),
+        ),
+        # "省级以上" names that level and the ones above it.
+        (
+            "申报条件\n1.已认定为省级以上企业技术中心的企业。",
+            ("qualifications", "has_any", ["省级企业技术中心", "国家级企业技术中心"]),
+            None,
+        ),
+        (
+            "申报条件\n1.无拖欠职工工资、欠缴社会保险费等严重违规违反信用记录。",
+            ("credit_standing", "ne", "dishonest"),
+            None,
+        ),
+        # Sectors named as exceptions, or joined by 或 to a kind without a code, are no condition.
+        ("申报条件\n1.在本市注册的企业，房地产企业、金融类企业除外。", None, ("industry_code", "prefix", ["K"])),
+        ("申报条件\n1.属于工业企业或现代服务业企业。", None, ("industry_code", "prefix", ["B", "C", "D"])),
+        # Definitions and requirements of some applicants only.
+        (
+            "申报条件\n注：本通知所称规上企业是指年主营业务收入2000万元以上的工业企业。",
+            None,
+            ("annual_revenue", "gte", 2000),
+        ),
+        (
+            "申报条件\n第十八条 申请改善融资环境项目的企业还应具备以下条件：\n（一）注册资本不低于1亿元；",
+            None,
+            ("registered_capital", "gte", 10000),
+        ),
+        (
+            "申报条件\n（三）申请第七条第一款的批发、零售企业，年网上零售额增长超1000万元。",
+            None,
+            ("industry_code", "prefix", ["F"]),
+        ),
     ],
 )
 def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | None) -> None:
@@ -313,6 +401,20 @@ def test_alternatives_become_one_any_node() -> None:
         ("申报条件：纳税信用等级不为C级、D级", ("tax_credit_level", "not_in", ["C", "D"])),
         ("申报条件：属于软件和信息技术服务业的企业", ("industry_code", "prefix", ["I65"])),
         ("申报条件：未被认定为高新技术企业", ("qualifications", "has_none", ["高新技术企业"])),
+        # Bounds written around the metric, bare 万 / 亿, and other ways of writing the same thresholds.
+        ("申报条件：2000万≤上年度销售收入<10亿", ("annual_revenue", "gte", 2000)),
+        ("申报条件：2000万≤上年度销售收入<10亿", ("annual_revenue", "lt", 100000)),
+        ("申报条件：5千万元<近一年销售收入≤2亿元", ("annual_revenue", "gt", 5000)),
+        ("申报条件：近三年平均研发投入占比≥3%", ("rd_ratio", "gte", 3)),
+        ("申报条件：R&D投入占销售收入比重3%以上", ("rd_ratio", "gte", 3)),
+        ("申报条件：研发投入经费在30万元以上且增幅在50%以上", ("rd_expense", "gte", 30)),
+        ("申报条件：上年度营业收入超1亿元", ("annual_revenue", "gt", 10000)),
+        ("申报条件：营业收入不超1亿元", ("annual_revenue", "lte", 10000)),
+        ("申报条件：年营业收入不低于500万元，且吸纳就业人数不少于10人", ("annual_revenue", "gte", 500)),
+        ("申报条件：员工不少于10人", ("employees", "gte", 10)),
+        ("申报条件：企业须注册成立365个日历天数以上", ("established_on", "years_since_gte", 1)),
+        ("申报条件：经营期限满一年", ("established_on", "years_since_gte", 1)),
+        ("申报条件：注册时间在2021年1月1日以后", ("established_on", "gte", "2021-01-01")),
     ],
 )
 def test_threshold_words_and_units(sentence: str, expected: tuple[str, str, object]) -> None:

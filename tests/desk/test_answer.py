@@ -298,6 +298,22 @@ def test_a_question_naming_another_region_never_gets_that_regions_policy(kb, mat
     assert answer_mod.region_fits(answer_mod.named_places("北京高企认定奖励"), [])  # national
 
 
+@pytest.mark.parametrize(
+    ("question", "places"),
+    [
+        ("海淀区高企认定奖励", ["110108"]),  # a municipality's district, by its full or short name
+        ("海淀高企认定奖励", ["110108"]),
+        ("余姚市研发投入奖励", ["330281"]),  # any county of any province, by its full name
+        ("朝阳区高企奖励", ["110105"]),  # a shared name that a municipality's district bears is that district's
+        ("鼓楼区高企奖励", []),  # four cities have a 鼓楼区: it names none of them
+        ("乡村振兴有什么补贴", []),  # 振兴 (丹东's 振兴区) is a word, not a place
+        ("城区企业有什么补贴", []),  # nor is 城区
+    ],
+)
+def test_county_names_are_places_only_when_they_name_one(question: str, places: list[str]) -> None:
+    assert answer_mod.named_places(question) == places
+
+
 def test_an_faq_entry_answers_only_when_its_own_question_matches(kb, matcher, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     question = "科技型中小企业评价是不是每年都要重新填报？"
     retrieval = answer_mod.retrieve(db=kb, matcher=matcher, question=question)
