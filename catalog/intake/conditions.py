@@ -368,6 +368,7 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
     out: list[ConditionProposal] = []
     # Parenthetical asides hold exceptions and tiers (超过100人的企业达到5%): not conditions.
     text = _ASIDE.sub(lambda m: " " * len(m.group(0)), clause)
+    text = re.sub(r"(?:过|超)亿元?", lambda m: "超过1亿元".ljust(len(m.group(0))), text)  # 营收过亿
     if _LAYOFF.search(clause):
         return out  # 裁员率 tiers (参保职工30人以下的企业放宽至20%) say nothing of who may apply
     # "新招用…达到职工人数15%" / "吸纳就业10人": hiring targets, not the firm's size; the rest of the clause counts.
@@ -452,6 +453,20 @@ _REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征�
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
 )
+_ZONE = re.compile(r"(?:在|于)(?:本|我)?(?:高新区|经开区|经济开发区|开发区|高新技术产业开发区|园区)(?:内)?")
+
+
+def _local_region(word: str, home: str) -> str:
+    """The region "本省 / 本市 / 本区" means for an issuer of region home: a district's 本市 is its city
+    (a county-level city's 本市 is itself: 余姚市)."""
+    if "省" in word:
+        return home[:2] + "0000"
+    if "市" in word and not home.endswith("00") and not (codes.region_name(home) or "").endswith("市"):
+        city = home[:4] + "00"
+        return city if codes.region_name(city) else home[:2] + "0000"  # 北京市海淀区: 本市 is 北京
+    return home
+
+
 _YEARS_GTE = re.compile(
     r"(?:成立|注册|设立|经营|运营|登记)(?:时间|年限|期限|期)?\s*(?:已)?(?:满|达到|在|超过|不少于|不低于)?\s*"
     r"([\d一二两三四五六七八九十]+)\s*(?:个)?(?:完整)?(?:会计)?(?:年度|周?年)\s*(?:\(含\)|（含）)?\s*(?:及|或)?\s*(以上)?"
@@ -492,6 +507,7 @@ _SIZE_WORDS: tuple[tuple[re.Pattern[str], list[str]], ...] = (
         re.compile(r"中型、小型、微型企业|中小微(?:型)?企业|中小企业|中、小、微|中小型企业|中小微型企业"),
         ["medium", "small", "micro"],
     ),
+    (re.compile(r"中型、小型企业|中型和小型企业|中型及小型企业"), ["medium", "small"]),
     (re.compile(r"小微(?:型)?企业|小型微型企业|小型、微型企业"), ["small", "micro"]),
     (re.compile(r"(?<![中小、])微型企业"), ["micro"]),
     (re.compile(r"(?<![大中小、])小型企业"), ["small"]),
@@ -837,8 +853,12 @@ def _encode_clause(
         code: str | None = None
         if region is not None:
             code = region[1]
-        elif _LOCAL.search(clause) and home_region and home_region != codes.NATIONAL_REGION:
-            code = home_region
+        elif home_region and home_region != codes.NATIONAL_REGION:
+            local = _LOCAL.search(clause)
+            if local:
+                code = _local_region(local.group(0), home_region)
+            elif _ZONE.search(clause):
+                code = home_region  # "注册和税务登记在高新区": the issuer's zone, coded as its place
         if code and code != codes.NATIONAL_REGION:
             found.append(
                 ConditionProposal({"field": "region_code", "op": "within_region", "value": [code]}, clause, 0.85)

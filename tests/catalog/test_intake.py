@@ -354,6 +354,21 @@ def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | N
         assert {"field": absent[0], "op": absent[1], "value": absent[2]} not in nodes, nodes
 
 
+@pytest.mark.parametrize(
+    ("sentence", "home", "region"),
+    [
+        ("申报条件\n1.在本市注册。", "440305", "440300"),  # a district's 本市 is its city
+        ("申报条件\n1.在本市注册。", "110108", "110000"),  # ... a municipality's district's, the municipality
+        ("申报条件\n1.在本市注册。", "330281", "330281"),  # a county-level city's 本市 is itself
+        ("申报条件\n1.在我省境内注册。", "440300", "440000"),
+        ("申报条件\n1.工商注册和税务登记在高新区。", "410700", "410700"),  # the issuer's zone, coded as its city
+    ],
+)
+def test_local_words_resolve_against_the_issuers_region(sentence: str, home: str, region: str) -> None:
+    nodes = [p.node for p in propose_conditions(sentence, home_region=home) if p.node]
+    assert {"field": "region_code", "op": "within_region", "value": [region]} in nodes, nodes
+
+
 def test_alternatives_become_one_any_node() -> None:
     """ "满足下列条件之一" lists and thresholds joined by 或 are alternatives, not all required."""
     text = (
@@ -401,6 +416,8 @@ def test_alternatives_become_one_any_node() -> None:
         ("申报条件：纳税信用等级不为C级、D级", ("tax_credit_level", "not_in", ["C", "D"])),
         ("申报条件：属于软件和信息技术服务业的企业", ("industry_code", "prefix", ["I65"])),
         ("申报条件：未被认定为高新技术企业", ("qualifications", "has_none", ["高新技术企业"])),
+        ("申报条件：年营业收入过亿元", ("annual_revenue", "gt", 10000)),
+        ("申报条件：符合划型标准的中型、小型企业", ("size_class", "in", ["medium", "small"])),
         # Bounds written around the metric, bare 万 / 亿, and other ways of writing the same thresholds.
         ("申报条件：2000万≤上年度销售收入<10亿", ("annual_revenue", "gte", 2000)),
         ("申报条件：2000万≤上年度销售收入<10亿", ("annual_revenue", "lt", 100000)),
