@@ -104,7 +104,11 @@ def logout(request: Request, db: DbSession, visitor: WebVisitor) -> Response:
 
 
 def _signup_context(
-    values: dict, errors: FormErrors, code_sent_to: str | None = None, code_minutes: int | None = None
+    request: Request,
+    values: dict,
+    errors: FormErrors,
+    code_sent_to: str | None = None,
+    code_minutes: int | None = None,
 ) -> dict:
     shown = keep(values)
     shown.pop("password", None)
@@ -115,7 +119,7 @@ def _signup_context(
         "errors": errors,
         "code_sent_to": code_sent_to,
         "code_minutes": code_minutes,
-        "region_groups": choices.region_groups(),
+        "region_groups": choices.region_groups(request.app.state.settings.home_region, shown.get("region_code")),
         "industries": choices.industry_divisions(),
     }
 
@@ -125,7 +129,7 @@ def signup_form(request: Request, visitor: WebVisitor) -> Response:
     """The firm registration form."""
     if visitor is not None:
         return redirect(request, home_for(visitor))
-    return render(request, "signup.html", _signup_context({}, FormErrors()))
+    return render(request, "signup.html", _signup_context(request, {}, FormErrors()))
 
 
 @router.post("/signup")
@@ -134,7 +138,7 @@ def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebV
     values = form_values(form, SIGNUP_FIELDS)
     if (values["password"] or "") != (values["password2"] or ""):
         errors = FormErrors("填写有误，请按提示修改", {"password2": "两次输入的密码不一致"})
-        return render(request, "signup.html", _signup_context(values, errors), status_code=422)
+        return render(request, "signup.html", _signup_context(request, values, errors), status_code=422)
     enterprise = {k: values[k] for k in ENTERPRISE_FIELDS if values[k] is not None}
     try:
         register_in = RegisterIn.model_validate(
@@ -150,14 +154,14 @@ def signup(request: Request, db: DbSession, settings: AppSettings, visitor: WebV
     except auth_phone.PhoneCodeRejected as exc:
         db.commit()  # the wrong guess counts; nothing else was written
         errors = FormErrors.from_domain(exc, prefix="enterprise.")
-        return render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
+        return render(request, "signup.html", _signup_context(request, values, errors), status_code=exc.status_code)
     except ValidationError as exc:
         errors = FormErrors.from_validation(exc, prefix="enterprise.")
-        return render(request, "signup.html", _signup_context(values, errors), status_code=422)
+        return render(request, "signup.html", _signup_context(request, values, errors), status_code=422)
     except HuiqiError as exc:
         db.rollback()  # nothing of a refused registration is kept
         errors = FormErrors.from_domain(exc, prefix="enterprise.")
-        return render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
+        return render(request, "signup.html", _signup_context(request, values, errors), status_code=exc.status_code)
     return _signed_in(request, settings, user, "/me/profile?welcome=1")
 
 
@@ -182,9 +186,11 @@ def signup_phone_code(
         errors = FormErrors.from_domain(exc)
         if not errors.fields:
             errors.fields["contact_phone"] = exc.message
-        response = render(request, "signup.html", _signup_context(values, errors), status_code=exc.status_code)
+        response = render(request, "signup.html", _signup_context(request, values, errors), status_code=exc.status_code)
         response.headers.update(exc.headers or {})
         return response
     return render(
-        request, "signup.html", _signup_context(values, FormErrors(), mask_phone(number), settings.phone_code_minutes)
+        request,
+        "signup.html",
+        _signup_context(request, values, FormErrors(), mask_phone(number), settings.phone_code_minutes),
     )

@@ -25,9 +25,34 @@ WEBHOOK_FORMAT_LABELS = {
 }
 
 
-@lru_cache(maxsize=1)
-def region_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
-    """Return regions grouped for a select box: each province and prefecture with its districts."""
+RegionGroups = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+def region_groups(home_region: str = "", selected: str | None = None) -> RegionGroups:
+    """Return regions grouped for a select box.
+
+    Every province and prefecture is listed, with the districts and counties of the home region's province and of
+    the four municipalities; the ~2,800 counties elsewhere would make every form carry 3,000+ options. A selected
+    region outside that list (a firm registered in a county elsewhere) is shown in a group of its own, so saving
+    the form never loses it.
+    """
+    groups = _region_groups(home_region[:2] if home_region else "")
+    if selected and not any(code == selected for _, options in groups for code, _ in options):
+        path = [codes.region_name(code) or code for code in _safe_path(selected)]
+        if path:
+            groups = (("当前所选地区", ((selected, "".join(path)),)), *groups)
+    return groups
+
+
+def _safe_path(code: str) -> list[str]:
+    try:
+        return codes.region_path(code)
+    except ValueError:
+        return []
+
+
+@lru_cache(maxsize=4)
+def _region_groups(home_province: str) -> RegionGroups:
     rows = codes.list_regions()
     by_parent: dict[str | None, list[dict]] = {}
     for row in rows:
@@ -36,12 +61,12 @@ def region_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     for top in by_parent.get(None, []):
         if top["code"] == codes.NATIONAL_REGION:
             continue
+        with_counties = (top["code"] or "")[:2] == home_province
         for child in by_parent.get(top["code"], []):
             options = [(child["code"], child["name"])]
-            options += [(d["code"], f"{child['name']}{d['name']}") for d in by_parent.get(child["code"], [])]
-            groups.append(
-                (f"{top['name']} · {child['name']}" if by_parent.get(child["code"]) else top["name"], tuple(options))
-            )
+            counties = by_parent.get(child["code"], []) if with_counties else []
+            options += [(d["code"], f"{child['name']}{d['name']}") for d in counties]
+            groups.append((f"{top['name']} · {child['name']}" if counties else top["name"], tuple(options)))
     merged: dict[str, list[tuple[str, str]]] = {}
     for label, grouped in groups:
         merged.setdefault(label, []).extend(grouped)

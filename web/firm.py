@@ -102,7 +102,7 @@ def _profile_context(db: Any, matcher: Any, firm: Any, values: dict | None, erro
         "eligible_count": sum(1 for r in recs if r.verdict.status == ELIGIBLE),
         "likely_count": sum(1 for r in recs if r.verdict.status == LIKELY),
         "match_state": page.state,
-        "region_groups": choices.region_groups(),
+        "region_groups": choices.region_groups(matcher.settings.home_region, values.get("region_code")),
         "industries": choices.industry_divisions(),
         "qualifications": choices.qualifications(db=db),
         "credit": choices.CREDIT,

@@ -165,7 +165,7 @@ def policy_library(
         "categories": choices.categories(db=db),
         "departments": choices.departments(db=db, home_region=request.app.state.settings.home_region),
         "levels": choices.LEVELS,
-        "region_groups": choices.region_groups(),
+        "region_groups": choices.region_groups(request.app.state.settings.home_region, filters.region),
         "firm_region": codes.region_name(firm_region) if firm_region else None,
     }
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "results":
@@ -321,7 +321,7 @@ def calculator(
         "errors": FormErrors(),
         "submitted": params.get("go") == "1",
         "limit": CALCULATOR_LIMIT,
-        "region_groups": choices.region_groups(),
+        "region_groups": choices.region_groups(request.app.state.settings.home_region, values.get("region_code")),
         "industries": choices.industry_divisions(),
         "qualifications": choices.qualifications(db=db),
         "credit": choices.CREDIT,

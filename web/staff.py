@@ -903,7 +903,6 @@ def _push_context(db: Any, values: dict[str, Any], errors: FormErrors, preview: 
         "size_labels": dict(SIZE_CLASSES),
         "qualifications": choices.qualifications(db=db),
         "channel_labels": CHANNEL_LABELS,
-        "region_groups": choices.region_groups(),
     }
 
 

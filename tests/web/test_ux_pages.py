@@ -277,3 +277,25 @@ def test_recommendations_are_paged_and_filtered(db: Any, client: Any, test_setti
     assert rich & ours == rich_ids
     in_big = cards(category=big.code) | cards(category=big.code, page=2)
     assert in_big & ours == big_ids
+
+
+def test_region_select_lists_the_home_province_counties_and_keeps_a_county_from_elsewhere(
+    db: Any, client: Any, test_settings: Any
+) -> None:
+    """The region table holds every county (≈3,200 rows); a select box lists the home province's counties, all
+    provinces and prefectures and the municipalities' districts, and still shows a firm's own county elsewhere."""
+    from auth.models import Role
+
+    calculator = client.get("/calculator").text
+    options = re.findall(r'<option value="(\d{6})"', calculator)
+    assert "440106" in options and "110105" in options and "130100" in options  # 天河区, 朝阳区, 石家庄市
+    assert "130102" not in options  # 石家庄市长安区: a county outside the home province
+    assert len(options) < 700
+
+    firm = factories.make_enterprise(db, region_code="130102")
+    _sign_in(client, test_settings, factories.make_user(db, role=Role.enterprise, enterprise_id=firm.id))
+    page = client.get("/me/profile").text
+    assert re.search(r'<option value="130102" selected>河北省石家庄市长安区</option>', page)
+    assert len(re.findall(r'<option value="130102"', page)) == 1
+    listed = client.get("/policies", params={"region": "130102"}).text
+    assert re.search(r'<option value="130102" selected>', listed)
