@@ -32,7 +32,7 @@ import gc
 import itertools
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -428,44 +428,54 @@ class Smith:
 
     def judge(self, rules: Mapping[str, Any] | None, firm: Firm) -> Core | PolicyVerdict:
         """Return a policy's verdict for the firm: a `Core` (see `Core.verdict`), or evaluate's own."""
+        return self.judge_many(rules, [firm])[0]
+
+    def judge_many(self, rules: Mapping[str, Any] | None, firms: Sequence[Firm]) -> list[Core | PolicyVerdict]:
+        """Return a policy's verdict for each of these firms (`judge`), condition by condition over the firms."""
         if rules is None:
-            return _NO_RULES
+            return [_NO_RULES] * len(firms)
         state = self._verdicts.get(id(rules))
         if state is None or state[0] is not rules:
             t = template(rules)
             if t is None:
-                return eligibility.evaluate(rules, firm.facts, today=self.day)
+                return [eligibility.evaluate(rules, firm.facts, today=self.day) for firm in firms]
             steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
             state = self._verdicts[id(rules)] = (rules, t, steps, {})
         _, t, steps, cores = state
-        facts = firm.facts
-        outcomes = []
-        fresh = False  # an outcome first met here: its combination is new, and likely unique (a number)
+        columns = []
+        fresh: set[int] = set()  # firms with an outcome first met here: their combination is new, likely unique
         for leaf, field, members, memo in steps:
-            value = facts[field]
-            if value is None:
-                key: Any = firm.needs.get(field)
-                if key is None:
-                    key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
-            elif members is None:
-                key = value if type(value) in _PLAIN else (type(value), value)
-            elif len(members) == 1:
-                key = (members[0] in value,)
-            else:
-                key = tuple(m in value for m in members)
-            outcome = memo.get(key)
-            if outcome is None:
-                outcome = memo[key] = self._outcome(leaf, value, key)
-                fresh = True
-            outcomes.append(outcome)
-        if fresh:  # kept once an outcome is met again (firms sharing the value)
-            return _core(t, outcomes)
-        combo = tuple(outcomes)
-        core = cores.get(combo)
-        if core is None:
-            core = cores[combo] = _core(t, outcomes)
-            self._kept += 1
-        return core
+            column = []
+            for row, firm in enumerate(firms):
+                facts = firm.facts
+                value = facts[field]
+                if value is None:
+                    key: Any = firm.needs.get(field)
+                    if key is None:
+                        key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
+                elif members is None:
+                    key = value if type(value) in _PLAIN else (type(value), value)
+                elif len(members) == 1:
+                    key = (members[0] in value,)
+                else:
+                    key = tuple(m in value for m in members)
+                outcome = memo.get(key)
+                if outcome is None:
+                    outcome = memo[key] = self._outcome(leaf, value, key)
+                    fresh.add(row)
+                column.append(outcome)
+            columns.append(column)
+        out: list[Core | PolicyVerdict] = []
+        for row, combo in enumerate(zip(*columns, strict=True)):
+            if row in fresh:  # kept once an outcome is met again (firms sharing the value)
+                out.append(_core(t, list(combo)))
+                continue
+            core = cores.get(combo)
+            if core is None:
+                core = cores[combo] = _core(t, list(combo))
+                self._kept += 1
+            out.append(core)
+        return out
 
     def _outcome(self, leaf: _Leaf, firm: Any, key: Any) -> _Outcome:
         """`eligibility._judge` for one condition and one firm value (None: unknown; `key` the fields to fill)."""

@@ -317,13 +317,15 @@ def _word_batch(
     # Judge policy by policy (stable: a firm's own order is kept in `plans`).
     owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
     judged: list[Any] = [None] * len(wanted)
-    rules_of: dict[str, Any] | None = None
-    last = None
-    for j in np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable").tolist():
-        pid = wanted[j]
-        if pid != last:
-            rules_of, last = policies[pid][1], pid
-        judged[j] = smith.judge(rules_of, firms[owner[j]])
+    by_policy = np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable")
+    starts = np.flatnonzero(np.diff(np.asarray(wanted, dtype=np.int64)[by_policy], prepend=-1)).tolist()
+    at = by_policy.tolist()
+    for a, b in zip(starts, [*starts[1:], len(at)], strict=True):
+        runs = at[a:b]
+        for j, verdict in zip(
+            runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
+        ):
+            judged[j] = verdict
     out = []
     at = 0
     for k, (needed, chosen) in enumerate(plans):
@@ -385,20 +387,29 @@ def pack(
     """Serialise a firm's wording (stored compressed by `store.encode`).
 
     `through` is the last day the verdicts hold (`valid_through`); without it they hold on `day` only.
+
+    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "v": rows, "w": …, "c": …}``,
+    written piece by piece: a batch `Core`'s row is serialised already, so the firm's rows are joined
+    once rather than copied through orjson.
     """
-    return orjson.dumps(
-        {
-            "f": FORMAT,
-            "d": day.toordinal(),
-            "u": (through or day).toordinal(),
-            "t": tags,
-            "v": [_verdict_row(pid, version, v) for pid, version, v in verdicts],
-            "w": [[pid, version] for pid, version in window],
-            "c": [
-                [c.kind, c.description, c.field, _plain(c.target), list(c.policy_ids), list(c.fields)] for c in changes
-            ],
-        }
+    parts = [b'{"f":%d,"d":%d,"u":%d,"t":%d,"v":[' % (FORMAT, day.toordinal(), (through or day).toordinal(), tags)]
+    sep = b""  # between rows
+    for pid, version, v in verdicts:
+        if isinstance(v, wordbatch.Core):
+            parts += (b"%b[%d,%d," % (sep, pid, version), v.body)
+        else:
+            parts.append(sep + orjson.dumps(_verdict_row(pid, version, v)))
+        sep = b","
+    parts.append(b'],"w":')
+    parts.append(orjson.dumps([[pid, version] for pid, version in window]))
+    parts.append(b',"c":')
+    parts.append(
+        orjson.dumps(
+            [[c.kind, c.description, c.field, _plain(c.target), list(c.policy_ids), list(c.fields)] for c in changes]
+        )
     )
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------- read side
