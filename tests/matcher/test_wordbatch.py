@@ -242,3 +242,69 @@ def test_rules_it_does_not_compile_are_judged_by_evaluate() -> None:
     empty = smith.judge({"all": []}, firm)
     assert empty == eligibility.evaluate({"all": []}, firm.facts, today=TODAY)
     assert smith.judge(None, firm).summary == eligibility.NO_RULES_SUMMARY
+
+
+@pytest.mark.parametrize("first", [wording.PAGE, None])
+def test_word_chunk_bytes_equal_word_firm(first: int | None) -> None:
+    """Judging a chunk policy by policy gives each firm `word_firm`'s bytes: with hidden policies, and
+    with candidates whose stored status is not what judging gives (the window is then found by judging)."""
+    rules = _policies()
+    policies = {100 + k: (1 + k % 3, r) for k, r in enumerate(rules)}
+    firms = _firms(90, rules, 31)
+    rng = np.random.default_rng(7)
+    ids = np.array(sorted(policies))
+    items_parts, near_parts, hidden, expected = [], [], [], []
+    mislabelled = 0
+    for facts in firms:
+        statuses = {pid: eligibility.evaluate(policies[pid][1], facts, today=TODAY).code for pid in ids.tolist()}
+        open_ = [pid for pid, s in statuses.items() if s >= 1]
+        shut = [pid for pid, s in statuses.items() if s == 0]
+        picked = rng.permutation(open_)[:50]
+        items = np.zeros(len(picked), dtype=store.ITEM)
+        items["policy"] = picked
+        items["status"] = [statuses[int(p)] for p in picked]
+        items["base"] = np.round(rng.random(len(picked)), 3)
+        wrong = None
+        if rng.random() < 0.2 and (items["status"] == 2).any():  # an eligible one stored as likely, first in the pool
+            k = np.flatnonzero(items["status"] == 2)[0]
+            items["status"][k], items["base"][k], wrong = 1, 2.0, int(items["policy"][k])
+            mislabelled += 1
+        items = items[np.argsort(-items["base"], kind="stable")]
+        missed = rng.permutation(shut)[:20] if shut else np.zeros(0, dtype=np.int64)
+        near = np.zeros(len(missed), dtype=store.NEAR)
+        near["policy"] = missed
+        near["base"] = np.round(rng.random(len(missed)) * 0.5, 3)
+        hide = frozenset(int(p) for p in rng.choice(ids, size=5, replace=False)) - {wrong}
+        items_parts.append(items)
+        near_parts.append(near)
+        hidden.append(hide)
+        expected.append(
+            wording.word_firm(
+                day=TODAY,
+                tags=facts["tags"],
+                facts=facts,
+                policies=policies,
+                items=items,
+                near=near,
+                hidden=set(hide),
+                first=first,
+                through=TODAY + dt.timedelta(days=3),
+            )
+        )
+    assert mislabelled
+    item_bounds = np.cumsum([0] + [len(p) for p in items_parts]).tolist()
+    near_bounds = np.cumsum([0] + [len(p) for p in near_parts]).tolist()
+    got = wording.word_chunk(
+        day=TODAY,
+        tags=[f["tags"] for f in firms],
+        facts=firms,
+        policies=policies,
+        items=np.concatenate(items_parts),
+        item_bounds=item_bounds,
+        near=np.concatenate(near_parts),
+        near_bounds=near_bounds,
+        hidden=hidden,
+        through=[TODAY + dt.timedelta(days=3)] * len(firms),
+        first=first,
+    )
+    assert got == expected
