@@ -54,7 +54,7 @@ from matcher.eligibility import (
     PolicyVerdict,
 )
 
-__all__ = ["Core", "Smith", "Template", "clean_facts", "for_changes", "full", "gc_paused", "template"]
+__all__ = ["Core", "Smith", "Template", "best_changes", "clean_facts", "full", "gc_paused", "template"]
 
 _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
@@ -145,7 +145,7 @@ def _requirement(node: Mapping[str, Any], negated: bool) -> tuple[str, str, int]
 
     Also return a number for the condition, the same for every leaf judged alike (label, field,
     operator, value and negation), whatever its policy or place in the tree."""
-    key = (node.get("label"), node["field"], node["op"], eligibility._freeze(node["value"]), negated)
+    key = (node.get("label"), node["field"], node["op"], _typed(node["value"]), negated)
     text = _REQUIREMENTS.get(key)
     if text is None:
         if len(_REQUIREMENTS) >= _TEMPLATES_MAX:
@@ -155,6 +155,15 @@ def _requirement(node: Mapping[str, Any], negated: bool) -> tuple[str, str, int]
 
 
 _CONDITION_IDS = itertools.count()
+
+
+def _typed(value: Any) -> Any:
+    """A hashable stand-in for a rule value that tells 5 from 5.0 and True from 1 (they are worded apart)."""
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(_typed(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple(sorted((k, _typed(v)) for k, v in value.items())))
+    return (type(value), value)
 
 
 Tree = int | tuple[bool, tuple["Tree", ...]]  # a leaf's index, or (every, children): every=all-of, else any-of
@@ -215,7 +224,7 @@ def template(rules: Mapping[str, Any]) -> Template | None:
 class _Text:
     """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`)."""
 
-    __slots__ = ("gap", "needs", "reason", "shared", "state", "tail", "value")
+    __slots__ = ("changes", "gap", "needs", "reason", "shared", "state", "tail", "value")
 
     def __init__(
         self, state: str, reason: str, value: Any, gap: float | None, needs: tuple[str, ...], shared: bool
@@ -227,12 +236,13 @@ class _Text:
         self.needs = needs
         self.shared = shared
         self.tail = orjson.dumps([state, reason, needs])[1:]  # the stored row after the path and field
+        self.changes: list[tuple[Any, tuple[Any, ...]]] | None = None  # `eligibility.suggested`, once needed
 
 
 class _Outcome:
     """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set."""
 
-    __slots__ = ("changes", "cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "value")
+    __slots__ = ("cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "text", "value")
 
     def __init__(self, leaf: _Leaf, text: _Text) -> None:
         self.leaf = leaf
@@ -245,7 +255,7 @@ class _Outcome:
         # The stored row of the condition (as `wording._verdict_row` stores it), serialised once.
         self.json = leaf.head + text.tail
         self.cr: ConditionResult | None = None
-        self.changes: list[tuple[Any, tuple[Any, ...]]] | None = None  # `_suggested`, kept once computed
+        self.text = text
 
     def condition(self, facts: Mapping[str, Any]) -> ConditionResult:
         """Return the `ConditionResult` `eligibility._judge` gives for a firm with these (clean) facts."""
@@ -529,14 +539,33 @@ class _Open(NamedTuple):
     missing: list[ConditionResult]
 
 
-def for_changes(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
-    """Return what `eligibility.best_changes` reads of a judged policy: its status and missing conditions.
+def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> list[eligibility.Change]:
+    """Return `eligibility.best_changes` of a firm's judged policies.
 
-    The other conditions of the verdict are not built (the test of this module holds the changes equal).
+    Only what it reads of each verdict is built (its status and missing conditions), and a missing
+    condition's suggestions are worked out once per condition and value (kept with its wording):
+    they depend on nothing else (the test of this module holds the changes equal).
     """
-    if isinstance(verdict, Core):
-        return cast(PolicyVerdict, _Open(verdict.status, [o.condition(firm.facts) for o in verdict.missing]))
-    return verdict
+    texts: dict[int, _Text] = {}
+    judged: dict[int, PolicyVerdict] = {}
+    for pid, verdict in verdicts.items():
+        if isinstance(verdict, Core):
+            missing = [o.condition(firm.facts) for o in verdict.missing]
+            for o, cr in zip(verdict.missing, missing, strict=True):
+                texts[id(cr)] = o.text
+            judged[pid] = cast(PolicyVerdict, _Open(verdict.status, missing))
+        else:
+            judged[pid] = verdict
+
+    def suggest(cr: ConditionResult) -> list[tuple[Any, tuple[Any, ...]]]:
+        text = texts.get(id(cr))
+        if text is None:
+            return eligibility.suggested(cr)
+        if text.changes is None:
+            text.changes = eligibility.suggested(cr)
+        return text.changes
+
+    return eligibility.best_changes(judged, suggest=suggest)
 
 
 @contextlib.contextmanager

@@ -234,7 +234,7 @@ def _packed(
     through: dt.date | None,
 ) -> bytes:
     """A firm's judged policies (in the order judged) and its window, with the changes, serialised."""
-    changes = eligibility.best_changes({pid: wordbatch.for_changes(verdicts[pid], firm) for pid in chosen})
+    changes = wordbatch.best_changes({pid: verdicts[pid] for pid in chosen}, firm)
     return pack(
         day=day,
         tags=tag_digest(tags),
