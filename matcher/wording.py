@@ -276,79 +276,59 @@ def word_chunk(
     if smith is None or smith.day != day:
         smith = wordbatch.Smith(day)
     out: list[bytes] = []
-    for lo in range(0, len(facts), BATCH):
-        out += _word_batch(
-            day, tags, facts, policies, items, item_bounds, near, near_bounds, hidden, through, first, smith, lo
-        )
-    return out
-
-
-def _word_batch(
-    day: dt.date,
-    tags: Sequence[Iterable[str]],
-    facts: Sequence[Mapping[str, Any]],
-    policies: Mapping[int, tuple[int, dict[str, Any] | None]],
-    items: np.ndarray,
-    item_bounds: Sequence[int],
-    near: np.ndarray,
-    near_bounds: Sequence[int],
-    hidden: Sequence[frozenset[int]],
-    through: Sequence[dt.date | None],
-    first: int | None,
-    smith: wordbatch.Smith,
-    lo: int,
-) -> list[bytes]:
-    hi = min(len(facts), lo + BATCH)
-    firms = [smith.firm(facts[i]) for i in range(lo, hi)]
     item_policy, near_policy = items["policy"].tolist(), near["policy"].tolist()
-    plans: list[tuple[list[int], list[int]]] = []  # per firm: the policies it needs, in the order judged; its window
-    wanted: list[int] = []
-    for i in range(lo, hi):
-        a, b, c, d = item_bounds[i], item_bounds[i + 1], near_bounds[i], near_bounds[i + 1]
-        order = dict.fromkeys(item_policy[a:b] if first is None else item_policy[a : min(b, a + first)])
-        if first is None:
-            order.update(dict.fromkeys(near_policy[c:d]))
-        hide = hidden[i]
-        chosen = [pid for pid in pool(items[a:b], near[c:d]) if pid not in hide][:WINDOW]
-        order.update(dict.fromkeys(chosen))
-        needed = list(order)
-        plans.append((needed, chosen))
-        wanted += needed
-    # Judge policy by policy (stable: a firm's own order is kept in `plans`).
-    owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
-    judged: list[Any] = [None] * len(wanted)
-    by_policy = np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable")
-    starts = np.flatnonzero(np.diff(np.asarray(wanted, dtype=np.int64)[by_policy], prepend=-1)).tolist()
-    at = by_policy.tolist()
-    for a, b in zip(starts, [*starts[1:], len(at)], strict=True):
-        runs = at[a:b]
-        for j, verdict in zip(
-            runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
-        ):
-            judged[j] = verdict
-    out = []
-    at = 0
-    for k, (needed, chosen) in enumerate(plans):
-        i = lo + k
-        verdicts = dict(zip(needed, judged[at : at + len(needed)], strict=True))
-        at += len(needed)
-        if any(verdicts[pid].status == ELIGIBLE for pid in chosen):  # not the window `word_firm` finds
-            out.append(
-                word_firm(
-                    day=day,
-                    tags=tags[i],
-                    facts=facts[i],
-                    policies=policies,
-                    items=items[item_bounds[i] : item_bounds[i + 1]],
-                    near=near[near_bounds[i] : near_bounds[i + 1]],
-                    hidden=set(hidden[i]),
-                    first=first,
-                    smith=smith,
-                    through=through[i],
+    for lo in range(0, len(facts), BATCH):
+        hi = min(len(facts), lo + BATCH)
+        firms = [smith.firm(facts[i]) for i in range(lo, hi)]
+        plans: list[
+            tuple[list[int], list[int]]
+        ] = []  # per firm: the policies it needs, in the order judged; its window
+        wanted: list[int] = []
+        for i in range(lo, hi):
+            a, b, c, d = item_bounds[i], item_bounds[i + 1], near_bounds[i], near_bounds[i + 1]
+            order = dict.fromkeys(item_policy[a:b] if first is None else item_policy[a : min(b, a + first)])
+            if first is None:
+                order.update(dict.fromkeys(near_policy[c:d]))
+            hide = hidden[i]
+            chosen = [pid for pid in pool(items[a:b], near[c:d]) if pid not in hide][:WINDOW]
+            order.update(dict.fromkeys(chosen))
+            needed = list(order)
+            plans.append((needed, chosen))
+            wanted += needed
+        # Judge policy by policy (stable: a firm's own order is kept in `plans`).
+        owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
+        judged: list[Any] = [None] * len(wanted)
+        by_policy = np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable")
+        starts = np.flatnonzero(np.diff(np.asarray(wanted, dtype=np.int64)[by_policy], prepend=-1)).tolist()
+        ranked = by_policy.tolist()
+        for a, b in zip(starts, [*starts[1:], len(ranked)], strict=True):
+            runs = ranked[a:b]
+            for j, verdict in zip(
+                runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
+            ):
+                judged[j] = verdict
+        at = 0
+        for k, (needed, chosen) in enumerate(plans):
+            i = lo + k
+            verdicts = dict(zip(needed, judged[at : at + len(needed)], strict=True))
+            at += len(needed)
+            if any(verdicts[pid].status == ELIGIBLE for pid in chosen):  # not the window `word_firm` finds
+                out.append(
+                    word_firm(
+                        day=day,
+                        tags=tags[i],
+                        facts=facts[i],
+                        policies=policies,
+                        items=items[item_bounds[i] : item_bounds[i + 1]],
+                        near=near[near_bounds[i] : near_bounds[i + 1]],
+                        hidden=set(hidden[i]),
+                        first=first,
+                        smith=smith,
+                        through=through[i],
+                    )
                 )
-            )
-            continue
-        out.append(_packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i]))
+                continue
+            out.append(_packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i]))
     return out
 
 
