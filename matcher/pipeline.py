@@ -286,9 +286,9 @@ def _rows(
     first = None if ctx.wording == "all" else wording.PAGE
     out = []
     with wordbatch.gc_paused():  # millions of small acyclic objects: collecting would only traverse them
-        words: list[bytes | None] = [None] * n
+        sections = [words_section(None)] * n
         if ctx.wording != "off":
-            words = list(
+            sections = list(
                 wording.word_chunk(
                     day=ctx.today,
                     tags=chunk.tags,
@@ -304,6 +304,7 @@ def _rows(
                     ],
                     first=first,
                     smith=wordbatch.Smith(ctx.today),  # conditions and verdicts worded once for firms alike
+                    finish=words_section,
                 )
             )
         for i in range(n):
@@ -317,7 +318,7 @@ def _rows(
                     payload=header(ib[i + 1] - ib[i], nb[i + 1] - nb[i])
                     + item_bytes[ib[i] * isz : ib[i + 1] * isz]
                     + near_bytes[nb[i] * nsz : nb[i + 1] * nsz]
-                    + words_section(words[i]),
+                    + sections[i],
                 )
             )
     return out

@@ -262,9 +262,12 @@ def word_chunk(
     through: Sequence[dt.date | None],
     first: int | None = None,
     smith: wordbatch.Smith | None = None,
+    finish: Callable[[bytes], bytes] | None = None,
 ) -> list[bytes]:
     """`word_firm` for every firm of a chunk: firm i's candidates are ``items[item_bounds[i]:item_bounds[i + 1]]``
-    (near misses likewise); return each firm's serialised wording, the very bytes `word_firm` gives.
+    (near misses likewise); return each firm's serialised wording, the very bytes `word_firm` gives,
+    passed through `finish` when given (`store.words_section`: compressed as soon as worded, so that a
+    chunk's ~20 KB a firm of JSON is never held at once).
 
     The verdicts are judged policy by policy over a batch of firms rather than firm by firm, so that
     each policy's shared outcomes and verdicts stay at hand (a third less time measured). Which
@@ -313,22 +316,21 @@ def word_chunk(
             verdicts = dict(zip(needed, judged[at : at + len(needed)], strict=True))
             at += len(needed)
             if any(verdicts[pid].status == ELIGIBLE for pid in chosen):  # not the window `word_firm` finds
-                out.append(
-                    word_firm(
-                        day=day,
-                        tags=tags[i],
-                        facts=facts[i],
-                        policies=policies,
-                        items=items[item_bounds[i] : item_bounds[i + 1]],
-                        near=near[near_bounds[i] : near_bounds[i + 1]],
-                        hidden=set(hidden[i]),
-                        first=first,
-                        smith=smith,
-                        through=through[i],
-                    )
+                words = word_firm(
+                    day=day,
+                    tags=tags[i],
+                    facts=facts[i],
+                    policies=policies,
+                    items=items[item_bounds[i] : item_bounds[i + 1]],
+                    near=near[near_bounds[i] : near_bounds[i + 1]],
+                    hidden=set(hidden[i]),
+                    first=first,
+                    smith=smith,
+                    through=through[i],
                 )
-                continue
-            out.append(_packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i]))
+            else:
+                words = _packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i])
+            out.append(words if finish is None else finish(words))
     return out
 
 
