@@ -13,8 +13,9 @@ once:
 * **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, reason, gap, the
   stored row) depends only on the firm's value of its field (for a has_any/has_all/has_none over a
   list, only on which of the listed names the firm holds; when unknown, on the fields to fill in), so
-  it is computed once per (condition, value) and shared by every firm with that value. The firm's side
-  of the wording (`eligibility._firm_text`) is shared across conditions on the same field.
+  it is computed once per (condition, value) and shared by every firm with that value; its wording
+  (`_Text`) also by every policy stating the same condition. The firm's side of the wording
+  (`eligibility._firm_text`) is shared across conditions on the same field.
 * **Verdicts per outcome combination**: a policy's verdict (status, what is missing closest first, the
   summary, the stored row) depends only on its conditions' outcomes, so it is built once per combination.
 

