@@ -1174,21 +1174,30 @@ def _candidates(leaf: ConditionResult) -> list[_Candidate]:
     return []
 
 
-def best_changes(verdicts: Mapping[int, PolicyVerdict], limit: int = 3) -> list[Change]:
+def suggested(leaf: ConditionResult) -> list[tuple[_Candidate, tuple[Any, ...]]]:
+    """The changes suggested by one missing condition, each with its identity (`best_changes` counts each once)."""
+    return [(c, (*c.group, c.target, repr(c.probe))) for c in _candidates(leaf)]
+
+
+def best_changes(
+    verdicts: Mapping[int, PolicyVerdict],
+    limit: int = 3,
+    suggest: Callable[[ConditionResult], list[tuple[_Candidate, tuple[Any, ...]]]] = suggested,
+) -> list[Change]:
     """Return the few single changes that would open the most likely or ineligible policies of one firm.
 
     A policy counts for a change only when that change alone fixes every condition in its
     ``missing`` (the conditions that decide it). Changes of one kind on one field (raise the R&D
     ratio, fill in the same fields, …) compete and only the best target of each is kept; the result
-    is ordered by policies opened, then filling in before acting, then the smaller step.
+    is ordered by policies opened, then filling in before acting, then the smaller step. `suggest`
+    gives a missing condition's changes (`suggested`; the batch keeps them per condition and value).
     """
     open_ = {pid: v.missing for pid, v in verdicts.items() if v.status != ELIGIBLE and v.missing}
     seen: set[tuple[Any, ...]] = set()
     best: dict[tuple[Any, ...], tuple[_Candidate, list[int]]] = {}
     for missing in open_.values():
         for leaf in missing:
-            for c in _candidates(leaf):
-                identity = (*c.group, c.target, repr(c.probe))
+            for c, identity in suggest(leaf):
                 if identity in seen:
                     continue
                 seen.add(identity)

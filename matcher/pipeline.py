@@ -284,28 +284,30 @@ def _rows(
     ids, el, lk = chunk.ids.tolist(), eligible.tolist(), likely.tolist()
     header, words_section = store.header, store.words_section
     first = None if ctx.wording == "all" else wording.PAGE
-    smith = wordbatch.Smith(ctx.today)  # conditions and verdicts worded once for the firms of the chunk alike
     out = []
     with wordbatch.gc_paused():  # millions of small acyclic objects: collecting would only traverse them
-        for i in range(n):
-            firm_items = items[ib[i] : ib[i + 1]]
-            firm_near = near[nb[i] : nb[i + 1]]
-            words = (
-                None
-                if ctx.wording == "off"
-                else wording.word_firm(
+        sections = [words_section(None)] * n
+        if ctx.wording != "off":
+            sections = list(
+                wording.word_chunk(
                     day=ctx.today,
-                    tags=chunk.tags[i],
-                    facts=firm_facts[i],
+                    tags=chunk.tags,
+                    facts=firm_facts,
                     policies=versions,
-                    items=firm_items,
-                    near=firm_near,
-                    hidden=set(chunk.hidden[i]),
+                    items=items,
+                    item_bounds=ib,
+                    near=near,
+                    near_bounds=nb,
+                    hidden=chunk.hidden,
+                    through=[
+                        wording.valid_through(ctx.today, firm_facts[i], chunk.expiries[i : i + 1]) for i in range(n)
+                    ],
                     first=first,
-                    smith=smith,
-                    through=wording.valid_through(ctx.today, firm_facts[i], chunk.expiries[i : i + 1]),
+                    smith=wordbatch.Smith(ctx.today),  # conditions and verdicts worded once for firms alike
+                    finish=words_section,
                 )
             )
+        for i in range(n):
             out.append(
                 store.Row(
                     enterprise_id=ids[i],
@@ -316,7 +318,7 @@ def _rows(
                     payload=header(ib[i + 1] - ib[i], nb[i + 1] - nb[i])
                     + item_bytes[ib[i] * isz : ib[i + 1] * isz]
                     + near_bytes[nb[i] * nsz : nb[i + 1] * nsz]
-                    + words_section(words),
+                    + sections[i],
                 )
             )
     return out

@@ -68,9 +68,16 @@ def header(items: int, near: int) -> bytes:
     return _HEADER.pack(FORMAT, items, near)
 
 
+# zlib level of the stored wording. Measured on 20,000 firms' page wording (408 MB of JSON, 20 KB a firm):
+# level 6 (zlib's default) 1.74 CPU s and 26.8 MB; level 3 0.92 s and 30.5 MB (+14 %); level 1 0.90 s and
+# 31.2 MB (+16 %). Levels 1-3 share zlib's fast strategy; 3 finds more matches for the same time.
+# Decompressing costs the same (0.56 s) whatever the level.
+WORDS_LEVEL = 3
+
+
 def words_section(words: bytes | None) -> bytes:
     """Return the wording section that ends a format-2 payload (`matcher.wording.pack`, stored compressed)."""
-    packed = zlib.compress(words, 6) if words else b""
+    packed = zlib.compress(words, WORDS_LEVEL) if words else b""
     return _WORDS.pack(len(packed)) + packed
 
 

@@ -13,8 +13,9 @@ once:
 * **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, reason, gap, the
   stored row) depends only on the firm's value of its field (for a has_any/has_all/has_none over a
   list, only on which of the listed names the firm holds; when unknown, on the fields to fill in), so
-  it is computed once per (condition, value) and shared by every firm with that value. The firm's side
-  of the wording (`eligibility._firm_text`) is shared across conditions on the same field.
+  it is computed once per (condition, value) and shared by every firm with that value; its wording
+  (`_Text`) also by every policy stating the same condition. The firm's side of the wording
+  (`eligibility._firm_text`) is shared across conditions on the same field.
 * **Verdicts per outcome combination**: a policy's verdict (status, what is missing closest first, the
   summary, the stored row) depends only on its conditions' outcomes, so it is built once per combination.
 
@@ -29,9 +30,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import itertools
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -53,7 +55,7 @@ from matcher.eligibility import (
     PolicyVerdict,
 )
 
-__all__ = ["Core", "Smith", "Template", "clean_facts", "for_changes", "full", "gc_paused", "template"]
+__all__ = ["Core", "Smith", "Template", "best_changes", "clean_facts", "full", "gc_paused", "template"]
 
 _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
@@ -97,9 +99,11 @@ class _Leaf:
     """One condition of a template: everything about it that does not depend on the firm."""
 
     __slots__ = (
+        "condition",
         "demanded",
         "effective",
         "field",
+        "head",
         "index",
         "kind",
         "members",
@@ -124,7 +128,8 @@ class _Leaf:
         self.value = value
         self.negated = negated
         self.node_id = node.get("id")
-        self.stated, self.demanded = _requirement(node, negated)
+        self.stated, self.demanded, self.condition = _requirement(node, negated)
+        self.head = orjson.dumps([path, field])[:-1] + b","  # the stored row up to the state
         self.effective = eligibility._effective_op(op, negated)
         self.kind = _KINDS[field]
         # A set condition over a list of names depends only on which of them the firm holds.
@@ -133,18 +138,33 @@ class _Leaf:
             self.members = tuple(value)
 
 
-_REQUIREMENTS: dict[tuple[Any, ...], tuple[str, str]] = {}
+_REQUIREMENTS: dict[tuple[Any, ...], tuple[str, str, int]] = {}
 
 
-def _requirement(node: Mapping[str, Any], negated: bool) -> tuple[str, str]:
-    """`eligibility._requirement`, kept per distinct condition (catalogs repeat conditions across policies)."""
-    key = (node.get("label"), node["field"], node["op"], eligibility._freeze(node["value"]), negated)
+def _requirement(node: Mapping[str, Any], negated: bool) -> tuple[str, str, int]:
+    """`eligibility._requirement`, kept per distinct condition (catalogs repeat conditions across policies).
+
+    Also return a number for the condition, the same for every leaf judged alike (label, field,
+    operator, value and negation), whatever its policy or place in the tree."""
+    key = (node.get("label"), node["field"], node["op"], _typed(node["value"]), negated)
     text = _REQUIREMENTS.get(key)
     if text is None:
         if len(_REQUIREMENTS) >= _TEMPLATES_MAX:
             _REQUIREMENTS.clear()
-        text = _REQUIREMENTS[key] = eligibility._requirement(node, negated)
+        text = _REQUIREMENTS[key] = (*eligibility._requirement(node, negated), next(_CONDITION_IDS))
     return text
+
+
+_CONDITION_IDS = itertools.count()
+
+
+def _typed(value: Any) -> Any:
+    """A hashable stand-in for a rule value that tells 5 from 5.0 and True from 1 (they are worded apart)."""
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(_typed(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple(sorted((k, _typed(v)) for k, v in value.items())))
+    return (type(value), value)
 
 
 Tree = int | tuple[bool, tuple["Tree", ...]]  # a leaf's index, or (every, children): every=all-of, else any-of
@@ -202,23 +222,41 @@ def template(rules: Mapping[str, Any]) -> Template | None:
 # ---------------------------------------------------------------- outcomes
 
 
+class _Text:
+    """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`)."""
+
+    __slots__ = ("changes", "gap", "needs", "reason", "shared", "state", "tail", "value")
+
+    def __init__(
+        self, state: str, reason: str, value: Any, gap: float | None, needs: tuple[str, ...], shared: bool
+    ) -> None:
+        self.state = state
+        self.reason = reason
+        self.value = value
+        self.gap = gap
+        self.needs = needs
+        self.shared = shared
+        self.tail = orjson.dumps([state, reason, needs])[1:]  # the stored row after the path and field
+        self.changes: list[tuple[Any, tuple[Any, ...]]] | None = None  # `eligibility.suggested`, once needed
+
+
 class _Outcome:
     """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set."""
 
-    __slots__ = ("cr", "gap", "leaf", "needs", "reason", "row", "shared", "state", "value")
+    __slots__ = ("cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "text", "value")
 
-    def __init__(
-        self, leaf: _Leaf, state: str, reason: str, value: Any, gap: float | None, needs: tuple[str, ...], shared: bool
-    ) -> None:
+    def __init__(self, leaf: _Leaf, text: _Text) -> None:
         self.leaf = leaf
-        self.state = state
-        self.reason = reason
-        self.value = value  # ConditionResult.firm_value (unless shared)
-        self.gap = gap
-        self.needs = needs
-        self.shared = shared  # one outcome for several set values: firm_value is taken from each firm
-        self.row = [leaf.path, leaf.field, state, reason, list(needs)]  # as `wording._verdict_row` stores it
+        self.state = text.state
+        self.reason = text.reason
+        self.value = text.value  # ConditionResult.firm_value (unless shared)
+        self.gap = text.gap
+        self.needs = text.needs
+        self.shared = text.shared  # one outcome for several set values: firm_value is taken from each firm
+        # The stored row of the condition (as `wording._verdict_row` stores it), serialised once.
+        self.json = leaf.head + text.tail
         self.cr: ConditionResult | None = None
+        self.text = text
 
     def condition(self, facts: Mapping[str, Any]) -> ConditionResult:
         """Return the `ConditionResult` `eligibility._judge` gives for a firm with these (clean) facts."""
@@ -247,7 +285,7 @@ class _Outcome:
 class Core:
     """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores."""
 
-    __slots__ = ("_json", "code", "missing", "outcomes", "status", "summary", "tail", "to_fill")
+    __slots__ = ("body", "code", "missing", "outcomes", "status", "summary", "to_fill")
 
     def __init__(
         self,
@@ -256,25 +294,27 @@ class Core:
         missing: list[_Outcome],
         to_fill: list[str],
         summary: str,
-        shared: bool = True,
+        summary_json: bytes | None = None,
     ) -> None:
         self.status = status
-        self.code = STATUS_CODES[status]
+        self.code = code = STATUS_CODES[status]
         self.outcomes = outcomes
         self.missing = missing
         self.to_fill = to_fill
         self.summary = summary
-        # `wording._verdict_row` after the policy id and version.
-        self.tail = [self.code, summary, [o.row for o in outcomes], [o.leaf.index for o in missing], to_fill]
-        self._json: bytes | None = b"" if shared else None
+        # `wording._verdict_row` after the policy id and version, serialised ("code, summary, …]"): the
+        # conditions' rows are each serialised once per outcome and joined here (orjson writes no spaces).
+        self.body = b"%d,%b,[%b],%b,%b]" % (
+            code,
+            summary_json or orjson.dumps(summary),
+            b",".join([o.json for o in outcomes]),
+            orjson.dumps([o.leaf.index for o in missing]) if missing else b"[]",
+            orjson.dumps(to_fill) if to_fill else b"[]",
+        )
 
-    def row(self, pid: int, version: int) -> list[Any] | orjson.Fragment:
-        """Return the stored row (`wording._verdict_row`); serialised once when firms share the verdict."""
-        if self._json is None:  # one firm's: serialised with the rest of its wording
-            return [pid, version, *self.tail]
-        if not self._json:
-            self._json = orjson.dumps(self.tail)[1:]  # "code, summary, …]" after the opening bracket
-        return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self._json))
+    def row(self, pid: int, version: int) -> orjson.Fragment:
+        """Return the stored row (`wording._verdict_row`), serialised."""
+        return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self.body))
 
     def verdict(self, facts: Mapping[str, Any]) -> PolicyVerdict:
         """Return the `PolicyVerdict` `eligibility.evaluate` gives for a firm with these (clean) facts."""
@@ -313,36 +353,58 @@ def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome],
     return state, closest[1], 0
 
 
-def _core(t: Template, outcomes: list[_Outcome], *, shared: bool = True) -> Core:
+_ALL_MET: dict[int, tuple[str, bytes]] = {}  # "符合全部 n 项条件" and its JSON, per n
+_TO_FILL: dict[tuple[str, ...], tuple[str, bytes]] = {}  # a likely verdict's summary and its JSON, per fields
+
+
+def _all_met(support: int) -> tuple[str, bytes]:
+    held = _ALL_MET.get(support)
+    if held is None:
+        text = f"符合全部 {support} 项条件"
+        held = _ALL_MET[support] = (text, orjson.dumps(text))
+    return held
+
+
+def _core(t: Template, outcomes: list[_Outcome]) -> Core:
     """Build a verdict from its conditions' outcomes as `eligibility.evaluate` does."""
     state: str
     if t.flat:
         missing = [o for o in outcomes if o.state != MET]
         if not missing:
-            state, support = MET, len(outcomes)
-        else:
-            state = NOT_MET if any(o.state == NOT_MET for o in missing) else UNKNOWN
-            support = 0
+            return Core(ELIGIBLE, outcomes, [], [], *_all_met(len(outcomes)))
+        state = UNKNOWN
+        for o in missing:
+            if o.state == NOT_MET:
+                state = NOT_MET
+                break
+        support = 0
     else:
         state, missing, support = _combine(t.tree, outcomes)
     status = _STATUS[state]
     if state == MET:
-        return Core(status, outcomes, [], [], f"符合全部 {support} 项条件", shared)
-    unknown = [r for r in missing if r.state == UNKNOWN]
-    failed = [r for r in missing if r.state == NOT_MET]
-    failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
-    ordered = unknown + failed
-    to_fill = list(dict.fromkeys(name for r in unknown for name in r.needs))
-    if status == ELIGIBLE:
-        summary = f"符合全部 {support} 项条件"
-    elif status == LIKELY:
-        summary = f"需补充：{eligibility._labels(to_fill)}"
+        return Core(status, outcomes, [], [], *_all_met(support))
+    if len(missing) == 1:
+        unknown, failed = ([], missing) if missing[0].state == NOT_MET else (missing, [])
     else:
-        shown = "；".join(r.reason for r in failed[:3]) + ("等" if len(failed) > 3 else "")
-        summary = f"还差 {len(failed)} 项条件：{shown}"
-        if to_fill:
-            summary = f"{summary}；另需补充：{eligibility._labels(to_fill)}"
-    return Core(status, outcomes, ordered, to_fill, summary, shared)
+        unknown = [r for r in missing if r.state == UNKNOWN]
+        failed = [r for r in missing if r.state == NOT_MET]
+        failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
+    ordered = unknown + failed
+    to_fill = list(dict.fromkeys(name for r in unknown for name in r.needs)) if unknown else []
+    if status == ELIGIBLE:
+        return Core(status, outcomes, ordered, to_fill, *_all_met(support))
+    if status == LIKELY:
+        key = tuple(to_fill)
+        held = _TO_FILL.get(key)
+        if held is None:
+            text = f"需补充：{eligibility._labels(to_fill)}"
+            held = _TO_FILL[key] = (text, orjson.dumps(text))
+        return Core(status, outcomes, ordered, to_fill, *held)
+    shown = "；".join(r.reason for r in failed[:3]) + ("等" if len(failed) > 3 else "")
+    summary = f"还差 {len(failed)} 项条件：{shown}"
+    if to_fill:
+        summary = f"{summary}；另需补充：{eligibility._labels(to_fill)}"
+    return Core(status, outcomes, ordered, to_fill, summary)
 
 
 class Firm:
@@ -368,6 +430,7 @@ class Smith:
         # by value) and the verdicts by outcome combination.
         self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
         self._shown: dict[tuple[Any, ...], str] = {}
+        self._texts: dict[tuple[Any, ...], _Text] = {}  # per (condition, unknown, value's key)
         self._kept = 0  # outcomes and verdicts held
 
     def firm(self, facts: Mapping[str, Any]) -> Firm:
@@ -376,65 +439,83 @@ class Smith:
 
     def judge(self, rules: Mapping[str, Any] | None, firm: Firm) -> Core | PolicyVerdict:
         """Return a policy's verdict for the firm: a `Core` (see `Core.verdict`), or evaluate's own."""
+        return self.judge_many(rules, [firm])[0]
+
+    def judge_many(self, rules: Mapping[str, Any] | None, firms: Sequence[Firm]) -> list[Core | PolicyVerdict]:
+        """Return a policy's verdict for each of these firms (`judge`), condition by condition over the firms."""
         if rules is None:
-            return _NO_RULES
+            return [_NO_RULES] * len(firms)
         state = self._verdicts.get(id(rules))
         if state is None or state[0] is not rules:
             t = template(rules)
             if t is None:
-                return eligibility.evaluate(rules, firm.facts, today=self.day)
+                return [eligibility.evaluate(rules, firm.facts, today=self.day) for firm in firms]
             steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
             state = self._verdicts[id(rules)] = (rules, t, steps, {})
         _, t, steps, cores = state
-        facts = firm.facts
-        outcomes = []
-        fresh = False  # an outcome first met here: its combination is new, and likely unique (a number)
+        columns = []
+        fresh: set[int] = set()  # firms with an outcome first met here: their combination is new, likely unique
         for leaf, field, members, memo in steps:
-            value = facts[field]
-            if value is None:
-                key: Any = firm.needs.get(field)
-                if key is None:
-                    key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
-            elif members is None:
-                key = value if type(value) in _PLAIN else (type(value), value)
-            elif len(members) == 1:
-                key = (members[0] in value,)
-            else:
-                key = tuple(m in value for m in members)
-            outcome = memo.get(key)
-            if outcome is None:
-                outcome = memo[key] = self._outcome(leaf, value, key if value is None else ())
-                fresh = True
-            outcomes.append(outcome)
-        if fresh:  # kept once an outcome is met again (firms sharing the value)
-            return _core(t, outcomes, shared=False)
-        combo = tuple(outcomes)
-        core = cores.get(combo)
-        if core is None:
-            core = cores[combo] = _core(t, outcomes)
-            self._kept += 1
-        return core
+            column = []
+            for row, firm in enumerate(firms):
+                facts = firm.facts
+                value = facts[field]
+                if value is None:
+                    key: Any = firm.needs.get(field)
+                    if key is None:
+                        key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
+                elif members is None:
+                    key = value if type(value) in _PLAIN else (type(value), value)
+                elif len(members) == 1:
+                    key = (members[0] in value,)
+                else:
+                    key = tuple(m in value for m in members)
+                outcome = memo.get(key)
+                if outcome is None:
+                    outcome = memo[key] = self._outcome(leaf, value, key)
+                    fresh.add(row)
+                column.append(outcome)
+            columns.append(column)
+        out: list[Core | PolicyVerdict] = []
+        for row, combo in enumerate(zip(*columns, strict=True)):
+            if row in fresh:  # kept once an outcome is met again (firms sharing the value)
+                out.append(_core(t, list(combo)))
+                continue
+            core = cores.get(combo)
+            if core is None:
+                core = cores[combo] = _core(t, list(combo))
+                self._kept += 1
+            out.append(core)
+        return out
 
-    def _outcome(self, leaf: _Leaf, firm: Any, needs: tuple[str, ...]) -> _Outcome:
-        """`eligibility._judge` for one condition and one firm value (None: unknown, with the fields to fill)."""
+    def _outcome(self, leaf: _Leaf, firm: Any, key: Any) -> _Outcome:
+        """`eligibility._judge` for one condition and one firm value (None: unknown; `key` the fields to fill)."""
         self._kept += 1
         if self._kept > KEEP:  # memory stays bounded: start afresh (templates are kept per process)
             self._kept = 0
             self._verdicts.clear()
             self._shown.clear()
+            self._texts.clear()
+        # Leaves stating the same condition (across policies) word a value alike: worded once.
+        text = self._texts.get((leaf.condition, firm is None, key))
+        if text is None:
+            text = self._texts[(leaf.condition, firm is None, key)] = self._text(leaf, firm, key)
+        return _Outcome(leaf, text)
+
+    def _text(self, leaf: _Leaf, firm: Any, key: Any) -> _Text:
         if firm is None:
-            names = "".join(f"「{eligibility.label_of(name)}」" for name in needs)
+            names = "".join(f"「{eligibility.label_of(name)}」" for name in key)
             reason = f"缺少{names}信息，无法判断：{leaf.demanded}"
-            return _Outcome(leaf, UNKNOWN, reason, None, UNKNOWN_GAP, needs, False)
+            return _Text(UNKNOWN, reason, None, UNKNOWN_GAP, key, False)
         today = self.day
         holds = OPERATORS[leaf.op](firm, leaf.value, today) != leaf.negated
         shown = self._firm_text(leaf, firm)
         shared = leaf.members is not None
         value = None if shared else (sorted(firm) if isinstance(firm, frozenset) else firm)
         if holds:
-            return _Outcome(leaf, MET, f"{leaf.stated}（当前 {shown}）", value, 0.0, (), shared)
+            return _Text(MET, f"{leaf.stated}（当前 {shown}）", value, 0.0, (), shared)
         gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, today)
-        return _Outcome(leaf, NOT_MET, f"{leaf.demanded}，当前 {shown}", value, gap, (), shared)
+        return _Text(NOT_MET, f"{leaf.demanded}，当前 {shown}", value, gap, (), shared)
 
     def _firm_text(self, leaf: _Leaf, firm: Any) -> str:
         kind = leaf.kind
@@ -459,14 +540,33 @@ class _Open(NamedTuple):
     missing: list[ConditionResult]
 
 
-def for_changes(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
-    """Return what `eligibility.best_changes` reads of a judged policy: its status and missing conditions.
+def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> list[eligibility.Change]:
+    """Return `eligibility.best_changes` of a firm's judged policies.
 
-    The other conditions of the verdict are not built (the test of this module holds the changes equal).
+    Only what it reads of each verdict is built (its status and missing conditions), and a missing
+    condition's suggestions are worked out once per condition and value (kept with its wording):
+    they depend on nothing else (the test of this module holds the changes equal).
     """
-    if isinstance(verdict, Core):
-        return cast(PolicyVerdict, _Open(verdict.status, [o.condition(firm.facts) for o in verdict.missing]))
-    return verdict
+    texts: dict[int, _Text] = {}
+    judged: dict[int, PolicyVerdict] = {}
+    for pid, verdict in verdicts.items():
+        if isinstance(verdict, Core):
+            missing = [o.condition(firm.facts) for o in verdict.missing]
+            for o, cr in zip(verdict.missing, missing, strict=True):
+                texts[id(cr)] = o.text
+            judged[pid] = cast(PolicyVerdict, _Open(verdict.status, missing))
+        else:
+            judged[pid] = verdict
+
+    def suggest(cr: ConditionResult) -> list[tuple[Any, tuple[Any, ...]]]:
+        text = texts.get(id(cr))
+        if text is None:
+            return eligibility.suggested(cr)
+        if text.changes is None:
+            text.changes = eligibility.suggested(cr)
+        return text.changes
+
+    return eligibility.best_changes(judged, suggest=suggest)
 
 
 @contextlib.contextmanager

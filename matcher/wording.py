@@ -221,7 +221,20 @@ def word_firm(
         for pid in near["policy"].tolist():
             judge(pid)
     chosen = window(pool(items, near), lambda pid: judge(pid).status, hidden)
-    changes = eligibility.best_changes({pid: wordbatch.for_changes(verdicts[pid], firm) for pid in chosen})
+    return _packed(day, tags, firm, policies, verdicts, chosen, through)
+
+
+def _packed(
+    day: dt.date,
+    tags: Iterable[str],
+    firm: wordbatch.Firm,
+    policies: Mapping[int, tuple[int, dict[str, Any] | None]],
+    verdicts: Mapping[int, wordbatch.Core | PolicyVerdict],
+    chosen: Sequence[int],
+    through: dt.date | None,
+) -> bytes:
+    """A firm's judged policies (in the order judged) and its window, with the changes, serialised."""
+    changes = wordbatch.best_changes({pid: verdicts[pid] for pid in chosen}, firm)
     return pack(
         day=day,
         tags=tag_digest(tags),
@@ -230,6 +243,95 @@ def word_firm(
         changes=changes,
         through=through,
     )
+
+
+BATCH = 4096  # firms of a chunk judged together, policy by policy (see `word_chunk`)
+
+
+def word_chunk(
+    *,
+    day: dt.date,
+    tags: Sequence[Iterable[str]],
+    facts: Sequence[Mapping[str, Any]],
+    policies: Mapping[int, tuple[int, dict[str, Any] | None]],
+    items: np.ndarray,
+    item_bounds: Sequence[int],
+    near: np.ndarray,
+    near_bounds: Sequence[int],
+    hidden: Sequence[frozenset[int]],
+    through: Sequence[dt.date | None],
+    first: int | None = None,
+    smith: wordbatch.Smith | None = None,
+    finish: Callable[[bytes], bytes] | None = None,
+) -> list[bytes]:
+    """`word_firm` for every firm of a chunk: firm i's candidates are ``items[item_bounds[i]:item_bounds[i + 1]]``
+    (near misses likewise); return each firm's serialised wording, the very bytes `word_firm` gives,
+    passed through `finish` when given (`store.words_section`: compressed as soon as worded, so that a
+    chunk's ~20 KB a firm of JSON is never held at once).
+
+    The verdicts are judged policy by policy over a batch of firms rather than firm by firm, so that
+    each policy's shared outcomes and verdicts stay at hand (≈ 1M verdicts: 4.1 CPU s instead of 5.8). Which
+    policies a firm needs is known before judging: its best candidates, and the window of change
+    suggestions, which `word_firm` walks judging each policy for its status, taken here from the
+    candidates' statuses (likely) and near misses (ineligible). A firm whose window turns out
+    otherwise once judged (a policy of it eligible) is worded by `word_firm` itself.
+    """
+    if smith is None or smith.day != day:
+        smith = wordbatch.Smith(day)
+    out: list[bytes] = []
+    item_policy, near_policy = items["policy"].tolist(), near["policy"].tolist()
+    for lo in range(0, len(facts), BATCH):
+        hi = min(len(facts), lo + BATCH)
+        firms = [smith.firm(facts[i]) for i in range(lo, hi)]
+        plans: list[
+            tuple[list[int], list[int]]
+        ] = []  # per firm: the policies it needs, in the order judged; its window
+        wanted: list[int] = []
+        for i in range(lo, hi):
+            a, b, c, d = item_bounds[i], item_bounds[i + 1], near_bounds[i], near_bounds[i + 1]
+            order = dict.fromkeys(item_policy[a:b] if first is None else item_policy[a : min(b, a + first)])
+            if first is None:
+                order.update(dict.fromkeys(near_policy[c:d]))
+            hide = hidden[i]
+            chosen = [pid for pid in pool(items[a:b], near[c:d]) if pid not in hide][:WINDOW]
+            order.update(dict.fromkeys(chosen))
+            needed = list(order)
+            plans.append((needed, chosen))
+            wanted += needed
+        # Judge policy by policy (stable: a firm's own order is kept in `plans`).
+        owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
+        judged: list[Any] = [None] * len(wanted)
+        by_policy = np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable")
+        starts = np.flatnonzero(np.diff(np.asarray(wanted, dtype=np.int64)[by_policy], prepend=-1)).tolist()
+        ranked = by_policy.tolist()
+        for a, b in zip(starts, [*starts[1:], len(ranked)], strict=True):
+            runs = ranked[a:b]
+            for j, verdict in zip(
+                runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
+            ):
+                judged[j] = verdict
+        at = 0
+        for k, (needed, chosen) in enumerate(plans):
+            i = lo + k
+            verdicts = dict(zip(needed, judged[at : at + len(needed)], strict=True))
+            at += len(needed)
+            if any(verdicts[pid].status == ELIGIBLE for pid in chosen):  # not the window `word_firm` finds
+                words = word_firm(
+                    day=day,
+                    tags=tags[i],
+                    facts=facts[i],
+                    policies=policies,
+                    items=items[item_bounds[i] : item_bounds[i + 1]],
+                    near=near[near_bounds[i] : near_bounds[i + 1]],
+                    hidden=set(hidden[i]),
+                    first=first,
+                    smith=smith,
+                    through=through[i],
+                )
+            else:
+                words = _packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i])
+            out.append(words if finish is None else finish(words))
+    return out
 
 
 def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict | wordbatch.Core) -> list[Any] | orjson.Fragment:
@@ -267,20 +369,29 @@ def pack(
     """Serialise a firm's wording (stored compressed by `store.encode`).
 
     `through` is the last day the verdicts hold (`valid_through`); without it they hold on `day` only.
+
+    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "v": rows, "w": …, "c": …}``,
+    written piece by piece: a batch `Core`'s row is serialised already, so the firm's rows are joined
+    once rather than copied through orjson.
     """
-    return orjson.dumps(
-        {
-            "f": FORMAT,
-            "d": day.toordinal(),
-            "u": (through or day).toordinal(),
-            "t": tags,
-            "v": [_verdict_row(pid, version, v) for pid, version, v in verdicts],
-            "w": [[pid, version] for pid, version in window],
-            "c": [
-                [c.kind, c.description, c.field, _plain(c.target), list(c.policy_ids), list(c.fields)] for c in changes
-            ],
-        }
+    parts = [b'{"f":%d,"d":%d,"u":%d,"t":%d,"v":[' % (FORMAT, day.toordinal(), (through or day).toordinal(), tags)]
+    sep = b""  # between rows
+    for pid, version, v in verdicts:
+        if isinstance(v, wordbatch.Core):
+            parts += (b"%b[%d,%d," % (sep, pid, version), v.body)
+        else:
+            parts.append(sep + orjson.dumps(_verdict_row(pid, version, v)))
+        sep = b","
+    parts.append(b'],"w":')
+    parts.append(orjson.dumps([[pid, version] for pid, version in window]))
+    parts.append(b',"c":')
+    parts.append(
+        orjson.dumps(
+            [[c.kind, c.description, c.field, _plain(c.target), list(c.policy_ids), list(c.fields)] for c in changes]
+        )
     )
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------- read side

@@ -192,6 +192,57 @@ def _reference(
     )
 
 
+def _stored(
+    facts: dict[str, Any], policies: dict[int, tuple[int, Any]], rng: np.random.Generator, mislabel: bool = False
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """A firm's stored candidates (up to 50 eligible or likely, best first) and near misses (up to 20 ineligible).
+
+    With `mislabel`, now and then an eligible one is stored as likely and first in the pool; return its id.
+    """
+    statuses = {
+        pid: eligibility.evaluate(rules, facts, today=TODAY).code for pid, (_, rules) in sorted(policies.items())
+    }
+    open_ = [pid for pid, s in statuses.items() if s >= 1]
+    shut = [pid for pid, s in statuses.items() if s == 0]
+    picked = rng.permutation(open_)[:50]
+    items = np.zeros(len(picked), dtype=store.ITEM)
+    items["policy"] = picked
+    items["status"] = [statuses[int(p)] for p in picked]
+    items["base"] = np.round(rng.random(len(picked)), 3)
+    wrong = None
+    if mislabel and rng.random() < 0.2 and (items["status"] == 2).any():
+        k = np.flatnonzero(items["status"] == 2)[0]
+        items["status"][k], items["base"][k], wrong = 1, 2.0, int(items["policy"][k])
+    items = items[np.argsort(-items["base"], kind="stable")]
+    missed = rng.permutation(shut)[:20] if shut else np.zeros(0, dtype=np.int64)
+    near = np.zeros(len(missed), dtype=store.NEAR)
+    near["policy"] = missed
+    near["base"] = np.round(rng.random(len(missed)) * 0.5, 3)
+    return items, near, wrong
+
+
+def _word_firm(
+    facts: dict[str, Any],
+    policies: dict[int, tuple[int, Any]],
+    items: np.ndarray,
+    near: np.ndarray,
+    hidden: set[int],
+    first: int | None,
+    **options: Any,
+) -> bytes:
+    return wording.word_firm(
+        day=TODAY,
+        tags=facts["tags"],
+        facts=facts,
+        policies=policies,
+        items=items,
+        near=near,
+        hidden=hidden,
+        first=first,
+        **options,
+    )
+
+
 @pytest.mark.parametrize("first", [wording.PAGE, None])
 def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
     rules = _policies()
@@ -199,32 +250,9 @@ def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
     firms = _firms(120, rules, 21)
     rng = np.random.default_rng(3)
     smith = wordbatch.Smith(TODAY)
-    ids = np.array(sorted(policies))
     for facts in firms:
-        statuses = {pid: eligibility.evaluate(policies[pid][1], facts, today=TODAY).code for pid in ids.tolist()}
-        open_ = [pid for pid, s in statuses.items() if s >= 1]
-        shut = [pid for pid, s in statuses.items() if s == 0]
-        picked = rng.permutation(open_)[:50]
-        items = np.zeros(len(picked), dtype=store.ITEM)
-        items["policy"] = picked
-        items["status"] = [statuses[int(p)] for p in picked]
-        items["base"] = np.round(rng.random(len(picked)), 3)
-        items = items[np.argsort(-items["base"], kind="stable")]
-        missed = rng.permutation(shut)[:20] if shut else np.zeros(0, dtype=np.int64)
-        near = np.zeros(len(missed), dtype=store.NEAR)
-        near["policy"] = missed
-        near["base"] = np.round(rng.random(len(missed)) * 0.5, 3)
-        got = wording.word_firm(
-            day=TODAY,
-            tags=facts["tags"],
-            facts=facts,
-            policies=policies,
-            items=items,
-            near=near,
-            hidden=set(),
-            first=first,
-            smith=smith,
-        )
+        items, near, _ = _stored(facts, policies, rng)
+        got = _word_firm(facts, policies, items, near, set(), first, smith=smith)
         assert got == _reference(facts, policies, items, near, first)
         assert orjson.loads(got)["v"]
 
@@ -242,3 +270,45 @@ def test_rules_it_does_not_compile_are_judged_by_evaluate() -> None:
     empty = smith.judge({"all": []}, firm)
     assert empty == eligibility.evaluate({"all": []}, firm.facts, today=TODAY)
     assert smith.judge(None, firm).summary == eligibility.NO_RULES_SUMMARY
+
+
+@pytest.mark.parametrize("first", [wording.PAGE, None])
+def test_word_chunk_bytes_equal_word_firm(first: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judging a chunk policy by policy gives each firm `word_firm`'s bytes: over several batches, with
+    hidden policies, and with candidates whose stored status is not what judging gives (the window is
+    then found by judging)."""
+    monkeypatch.setattr(wording, "BATCH", 16)
+    rules = _policies()
+    policies = {100 + k: (1 + k % 3, r) for k, r in enumerate(rules)}
+    firms = _firms(90, rules, 31)
+    rng = np.random.default_rng(7)
+    ids = np.array(sorted(policies))
+    items_parts, near_parts, hidden, expected = [], [], [], []
+    mislabelled = 0
+    for facts in firms:
+        items, near, wrong = _stored(facts, policies, rng, mislabel=True)
+        mislabelled += wrong is not None
+        hide = frozenset(int(p) for p in rng.choice(ids, size=5, replace=False)) - {wrong}
+        items_parts.append(items)
+        near_parts.append(near)
+        hidden.append(hide)
+        expected.append(
+            _word_firm(facts, policies, items, near, set(hide), first, through=TODAY + dt.timedelta(days=3))
+        )
+    assert mislabelled
+    item_bounds = np.cumsum([0] + [len(p) for p in items_parts]).tolist()
+    near_bounds = np.cumsum([0] + [len(p) for p in near_parts]).tolist()
+    got = wording.word_chunk(
+        day=TODAY,
+        tags=[f["tags"] for f in firms],
+        facts=firms,
+        policies=policies,
+        items=np.concatenate(items_parts),
+        item_bounds=item_bounds,
+        near=np.concatenate(near_parts),
+        near_bounds=near_bounds,
+        hidden=hidden,
+        through=[TODAY + dt.timedelta(days=3)] * len(firms),
+        first=first,
+    )
+    assert got == expected
