@@ -18,6 +18,7 @@ from applications.router import router as applications_router
 from auth.router import router as auth_router
 from auth.throttle import PhoneCodeThrottle, SignInThrottle
 from catalog.router import router as catalog_router
+from core import heap
 from core.config import Settings, get_settings
 from core.db import Database
 from core.errors import install_error_handlers
@@ -67,6 +68,7 @@ def warm_up(state: State) -> None:
             answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")
             matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)
         log.info("warm-up done: embedder, policy index and desk knowledge base ready")
+        heap.settle()  # what warm-up loaded stays for the life of the process (core.heap)
     except Exception:  # noqa: BLE001 - warming is an optimisation; requests build what they need anyway
         log.exception("warm-up failed; the first requests will build what they need")
 
