@@ -360,9 +360,13 @@ def tokens(user_ids: Sequence[int], roles: Sequence[str]) -> list[str]:
 
 
 def warm(base: str, firm_headers: list[dict[str, str]], workers: int) -> dict[str, Any]:
-    """Wait for warm-up (search answers fast in every worker) and touch every firm's list once."""
+    """Wait for warm-up (search answers fast in every worker) and touch every firm's list once.
+
+    A new connection per request, so the requests reach every worker (a kept-alive connection stays
+    with one; a worker that had not loaded its state then stalls the first run that reaches it).
+    """
     out: dict[str, Any] = {}
-    with httpx.Client(base_url=base, timeout=300) as client:
+    with httpx.Client(base_url=base, timeout=300, headers={"Connection": "close"}) as client:
         with Stopwatch() as sw:
             for _ in range(workers * 6):
                 client.get(SEARCH, params={"q": "研发费用加计扣除"})
