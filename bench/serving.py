@@ -7,8 +7,12 @@ Then `python -m api.cli serve --workers N` starts — the API as `huiqi serve` r
 scheduler off (its default; jobs belong to `huiqi worker`) — and nothing is embedded or matched
 while measuring: the firms' matches are current, and warm-up (embedder, policy index) is waited for.
 
-Measured in the same run, each from 1 client and from `--clients` concurrent clients where said
-(asyncio + httpx on loopback, bounded by a request count and a time limit):
+Measured in the same run, each from 1 client and from `--clients` concurrent clients where said, on
+loopback: `/healthz` and the recommendations with wrk (`make wrk`; C, one thread, bounded by time,
+~0.05 ms of CPU per request, each request with the next firm's token: bench/wrk_load.lua) when it is
+installed, the rest (and everything with `--client python`) with asyncio + httpx, bounded by a request
+count and a time limit (~2 ms of CPU per request, taken from the server's 2 cores). Both report the
+client's own CPU per request:
 - `/healthz` — the floor (framework, event loop, HTTP parsing);
 - `GET /api/v1/enterprises/me/recommendations` — the firm's stored list (its stored-row count is
   reported), at 1 and N clients, and at every policy count given (cost flat in policies);
@@ -22,7 +26,8 @@ Server CPU per request is the servers' (master and workers) user+system time fro
 after each run, divided by the requests; peak RSS is each server process's VmHWM.
 
 Left out: TLS and a reverse proxy; network latency (loopback); the client's own CPU shares the
-2 cores with the server (so req/s is a lower bound); e5 embedding of the data (random vectors).
+2 cores with the server (so req/s is a lower bound, much lower with the Python client); e5
+embedding of the data (random vectors). `--workdir DIR` keeps each size's database and reuses it.
 
 Run: ``python -m bench serving`` (quick: 1k and 10k policies, 20k firms) or
 ``python -m bench.serving --policies 10000 --firms 100000 --full``.
