@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 NPM_STAMP := node_modules/.installed
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
-.PHONY: run test install install-dev migrate demo bench lint clean browser
+.PHONY: run test install install-dev migrate demo bench lint clean browser wrk
 
 $(BIN)/python:
 	$(STEP) "1/5 创建 Python 虚拟环境 $(VENV)"
@@ -48,6 +48,11 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && $(APT_INSTALL) chromium)
 	@fc-list :lang=zh family 2>/dev/null | grep -q . || (apt-get update && $(APT_INSTALL) fonts-noto-cjk)
 
+# Debian's wrk, the load generator of `bench.serving` (C, one thread: the bench's Python client would take
+# a core of the two from the server). The bench falls back to its Python client without it. Needs root (apt-get).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || (apt-get update && $(APT_INSTALL) wrk)
+
 install: $(STAMP) $(NPM_STAMP)
 
 install-dev: $(DEV_STAMP)
@@ -66,7 +71,7 @@ run: demo
 test: install-dev $(NPM_STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install-dev
+bench: install-dev wrk
 	$(BIN)/python -m bench
 
 # The same checks pre-commit runs: lint, format, the architecture contracts and the type checker

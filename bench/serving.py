@@ -7,8 +7,12 @@ Then `python -m api.cli serve --workers N` starts — the API as `huiqi serve` r
 scheduler off (its default; jobs belong to `huiqi worker`) — and nothing is embedded or matched
 while measuring: the firms' matches are current, and warm-up (embedder, policy index) is waited for.
 
-Measured in the same run, each from 1 client and from `--clients` concurrent clients where said
-(asyncio + httpx on loopback, bounded by a request count and a time limit):
+Measured in the same run, each from 1 client and from `--clients` concurrent clients where said, on
+loopback: `/healthz` and the recommendations with wrk (`make wrk`; C, one thread, bounded by time,
+~0.05 ms of CPU per request, each request with the next firm's token: bench/wrk_load.lua) when it is
+installed, the rest (and everything with `--client python`) with asyncio + httpx, bounded by a request
+count and a time limit (~2 ms of CPU per request, taken from the server's 2 cores). Both report the
+client's own CPU per request:
 - `/healthz` — the floor (framework, event loop, HTTP parsing);
 - `GET /api/v1/enterprises/me/recommendations` — the firm's stored list (its stored-row count is
   reported), at 1 and N clients, and at every policy count given (cost flat in policies);
@@ -22,7 +26,8 @@ Server CPU per request is the servers' (master and workers) user+system time fro
 after each run, divided by the requests; peak RSS is each server process's VmHWM.
 
 Left out: TLS and a reverse proxy; network latency (loopback); the client's own CPU shares the
-2 cores with the server (so req/s is a lower bound); e5 embedding of the data (random vectors).
+2 cores with the server (so req/s is a lower bound, much lower with the Python client); e5
+embedding of the data (random vectors). `--workdir DIR` keeps each size's database and reuses it.
 
 Run: ``python -m bench serving`` (quick: 1k and 10k policies, 20k firms) or
 ``python -m bench.serving --policies 10000 --firms 100000 --full``.
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import random
 import shutil
@@ -186,9 +192,11 @@ async def _drive(
 
         load0 = os.getloadavg()[0]
         cpu0 = server.cpu_seconds()
+        own0 = time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(loop(k) for k in range(clients)))
         elapsed = time.perf_counter() - started
+        own1 = time.process_time()
         cpu1 = server.cpu_seconds()
         load1 = os.getloadavg()[0]
     n = len(latencies)
@@ -203,12 +211,80 @@ async def _drive(
         "seconds": round(elapsed, 2),
         "throughput_rps": round(n / elapsed, 1) if elapsed else None,
         "server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 3) if n else None,
+        # This process's CPU (the client and the psutil reads) while the requests ran.
+        "client_cpu_ms_per_request": round((own1 - own0) * 1000 / n, 4) if n else None,
         "load_average_1min": [round(load0, 2), round(load1, 2)],  # before and after the run (shared machine)
+        "client": "python",
     }
 
 
 def drive(base: str, make: Request, **kwargs: Any) -> dict[str, Any]:
     return asyncio.run(_drive(base, make, **kwargs))
+
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_load.lua")
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def drive_wrk(
+    base: str,
+    path: str,
+    bearer: Sequence[str],
+    *,
+    clients: int,
+    seconds: float,
+    server: Served,
+    workdir: Path,
+    cpus: str | None = None,
+) -> dict[str, Any]:
+    """GETs of one path from `clients` connections of one wrk thread for `seconds` (bounded by time).
+
+    wrk (C, epoll) costs the shared cores far less per request than the Python client, so req/s is
+    the server's. Each request carries the next of the `bearer` tokens (several firms). Reported as
+    `drive` does, plus the client's own CPU (wrk's user+system time from wait4) per request; wrk
+    counts non-2xx/3xx answers as a whole (`non_2xx`), not by code. `cpus` pins wrk with taskset.
+    """
+    tokens_file = workdir / "wrk-tokens.txt"
+    tokens_file.write_text("".join(f"{t}\n" for t in bearer), encoding="utf-8")
+    duration = max(1, round(seconds))
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--timeout", "30s", "-s", str(WRK_SCRIPT)]
+    cmd += [f"{base}{path}", "--", str(tokens_file)]
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    load0 = os.getloadavg()[0]
+    cpu0 = server.cpu_seconds()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        output = proc.stdout.read().decode(errors="replace")
+    finally:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu1 = server.cpu_seconds()
+    load1 = os.getloadavg()[0]
+    line = next((x for x in output.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no summary (exit {proc.returncode}): {output[-2000:]}")
+    out = json.loads(line.removeprefix("WRK_JSON "))
+    n, elapsed = out["requests"], out["duration_us"] / 1e6
+    lat = {k: round(v / 1000, 3) for k, v in out["latency_us"].items()}
+    errors = out["errors"]
+    return {
+        "client": "wrk",
+        "clients": clients,
+        "latency_ms": {"n": n, **lat},
+        "non_2xx": errors["status"],
+        "transport_errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
+        "seconds": round(elapsed, 2),
+        "throughput_rps": round(n / elapsed, 1) if elapsed else None,
+        "server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 3) if n else None,
+        "client_cpu_ms_per_request": round((usage.ru_utime + usage.ru_stime) * 1000 / n, 4) if n else None,
+        "load_average_1min": [round(load0, 2), round(load1, 2)],
+        "pinned_cpus": cpus,
+    }
 
 
 def get(path: str, headers: list[dict[str, str]], kind: str) -> Request:
@@ -257,6 +333,25 @@ def prepare_size(tmp: Path, *, policies: int, firms: int, clients: int, seed: in
     }
 
 
+def prepared(tmp: Path, *, policies: int, firms: int, clients: int, seed: int) -> dict[str, Any]:
+    """`prepare_size` once per directory: a later run with the same --workdir reuses the database.
+
+    The reused database must be as the set-up left it: the mixed load marks firms changed and the
+    worker re-matches them, so a reused directory is only current again after that catch-up ends.
+    """
+    marker = tmp / "prepared.json"
+    if marker.exists():
+        prep = json.loads(marker.read_text(encoding="utf-8"))
+        if len(prep["firm_ids"]) >= clients:
+            prep["var_dir"] = Path(prep["var_dir"])
+            return {**prep, "reused": True}
+        shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    prep = prepare_size(tmp, policies=policies, firms=firms, clients=clients, seed=seed)
+    marker.write_text(json.dumps({**prep, "var_dir": str(prep["var_dir"])}, ensure_ascii=False), encoding="utf-8")
+    return prep
+
+
 def tokens(user_ids: Sequence[int], roles: Sequence[str]) -> list[str]:
     """Mint the access tokens the server accepts (the same secret), as signing in would."""
     from core import security
@@ -270,9 +365,13 @@ def tokens(user_ids: Sequence[int], roles: Sequence[str]) -> list[str]:
 
 
 def warm(base: str, firm_headers: list[dict[str, str]], workers: int) -> dict[str, Any]:
-    """Wait for warm-up (search answers fast in every worker) and touch every firm's list once."""
+    """Wait for warm-up (search answers fast in every worker) and touch every firm's list once.
+
+    A new connection per request, so the requests reach every worker (a kept-alive connection stays
+    with one; a worker that had not loaded its state then stalls the first run that reaches it).
+    """
     out: dict[str, Any] = {}
-    with httpx.Client(base_url=base, timeout=300) as client:
+    with httpx.Client(base_url=base, timeout=300, headers={"Connection": "close"}) as client:
         with Stopwatch() as sw:
             for _ in range(workers * 6):
                 client.get(SEARCH, params={"q": "研发费用加计扣除"})
@@ -344,6 +443,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "policy_counts": args.policies,
         "clients": args.clients,
         "workers": args.workers,
+        "client": args.client,
         "limits": {"requests": args.requests, "seconds": args.seconds, "mixed_seconds": args.mixed_seconds},
         "sizes": {},
     }
@@ -362,11 +462,16 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
     """Set up, serve and measure each policy count in turn, filling record["sizes"]."""
     for size_index, policies in enumerate(args.policies):
         last = size_index == len(args.policies) - 1
-        tmp = Path(tempfile.mkdtemp(prefix="bench-serving-", dir=args.tmp))
+        if args.workdir:
+            tmp = Path(args.workdir) / f"{policies}x{args.firms}-seed{args.seed}"
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="bench-serving-", dir=args.tmp))
         entry: dict[str, Any] = {"workdir": str(tmp)}
         record["sizes"][str(policies)] = entry
         print(f"serving: {policies:,} policies × {args.firms:,} firms: set-up …", flush=True)
-        prep = prepare_size(tmp, policies=policies, firms=args.firms, clients=args.clients, seed=args.seed)
+        prep = prepared(tmp, policies=policies, firms=args.firms, clients=args.clients, seed=args.seed)
+        entry["reused"] = prep.get("reused", False)
         entry.update(setup=prep["timings"], match_all=prep["match_all"], stored=prep["stored"])
         roles = ["enterprise"] * len(prep["firm_ids"]) + ["curator", "desk"]
         toks = tokens(prep["user_ids"], roles)
@@ -392,12 +497,33 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
             entry["warm"] = warm(base, firm_headers, args.workers)
             runs: dict[str, Any] = {}
             n_req, secs = args.requests, args.seconds
-            plan: list[tuple[str, Request, int]] = [
-                ("healthz", get("/healthz", [{}], "healthz"), 1),
-                ("recommendations", get(RECS, firm_headers[:1], "recommendations"), 1),
-                ("healthz", get("/healthz", [{}], "healthz"), args.clients),
-                ("recommendations", get(RECS, firm_headers, "recommendations"), args.clients),
-            ]
+            firm_tokens = toks[: len(prep["firm_ids"])]
+            plan: list[tuple[str, Request, int]] = []
+            if args.client == "wrk":
+                for name, path, bearer, clients in (
+                    ("healthz", "/healthz", [], 1),
+                    ("recommendations", RECS, firm_tokens[:1], 1),
+                    ("healthz", "/healthz", [], args.clients),
+                    ("recommendations", RECS, firm_tokens, args.clients),
+                ):
+                    print(f"serving: {name} × {clients} (wrk) …", flush=True)
+                    runs[f"{name}@{clients}"] = drive_wrk(
+                        base,
+                        path,
+                        bearer,
+                        clients=clients,
+                        seconds=secs,
+                        server=server,
+                        workdir=tmp,
+                        cpus=args.wrk_cpus,
+                    )
+            else:
+                plan += [
+                    ("healthz", get("/healthz", [{}], "healthz"), 1),
+                    ("recommendations", get(RECS, firm_headers[:1], "recommendations"), 1),
+                    ("healthz", get("/healthz", [{}], "healthz"), args.clients),
+                    ("recommendations", get(RECS, firm_headers, "recommendations"), args.clients),
+                ]
             if last:
                 plan += [
                     (
@@ -438,7 +564,7 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
         entry["server_log_database_locked"] = server.log_count("database is locked")
         # Each size's figures are kept as soon as they are measured: a later size may not finish.
         write_result("serving-partial", record)
-        if not args.keep:
+        if not args.keep and not args.workdir:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -547,8 +673,10 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                     lat.get("p99"),
                     e.get("throughput_rps"),
                     e.get("server_cpu_ms_per_request"),
+                    e.get("client_cpu_ms_per_request"),
                     ratio(lat.get("p50"), floor.get("latency_ms", {}).get("p50")),
-                    e.get("server_5xx"),
+                    ratio(e.get("throughput_rps"), floor.get("throughput_rps")),
+                    e.get("server_5xx") if e.get("client") != "wrk" else f"{e.get('non_2xx')} non-2xx",
                     "→".join(str(x) for x in e.get("load_average_1min", [])),
                 ]
             )
@@ -568,6 +696,8 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                         None,
                         None,
                         None,
+                        None,
+                        None,
                     ]
                 )
             rows.append(
@@ -579,6 +709,8 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                     e["latency_ms"].get("p99"),
                     e.get("throughput_rps"),
                     e.get("server_cpu_ms_per_request"),
+                    e.get("client_cpu_ms_per_request"),
+                    None,
                     None,
                     f"{e.get('server_5xx')} 5xx, {e.get('database_locked')} locked",
                     "→".join(str(x) for x in e.get("load_average_1min", [])),
@@ -587,7 +719,8 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
         stored = size.get("stored", {})
         out.append(
             (
-                f"Serving, {int(policies):,} policies × {record['firms']:,} firms, {record['workers']} workers "
+                f"Serving, {int(policies):,} policies × {record['firms']:,} firms, {record['workers']} workers, "
+                f"client {record.get('client')} "
                 f"(stored for the measured firm: {stored.get('firm_match_rows')} firm_match row, "
                 f"{stored.get('items')} items + {stored.get('near_misses')} near misses, {stored.get('payload_bytes')} B)",
                 [
@@ -598,7 +731,9 @@ def tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]
                     "p99 ms",
                     "req/s",
                     "server CPU ms/req",
+                    "client CPU ms/req",
                     "p50 ÷ healthz",
+                    "req/s ÷ healthz",
                     "5xx",
                     "load avg (1 min) before→after",
                 ],
@@ -656,13 +791,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tmp", help="where the temporary databases go (default: the system's)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--workdir",
+        help="keep each size's database under this directory and reuse it in later runs (set up once)",
+    )
     parser.add_argument("--port", type=int, help="the server's port (default: a free one)")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator of the /healthz and recommendation runs: wrk (`make wrk`) or the Python client; "
+        "auto: wrk when installed",
+    )
+    parser.add_argument("--wrk-cpus", help="pin wrk to these CPUs with taskset (e.g. 1)")
     args = parser.parse_args(argv)
     args.policies = args.policies or [1_000, 10_000]
     args.firms = args.firms or (100_000 if args.full else 20_000)
     args.requests = args.requests or (1000 if args.full else 300)
     args.seconds = args.seconds or (60.0 if args.full else 20.0)
     args.mixed_seconds = args.mixed_seconds if args.mixed_seconds is not None else (90.0 if args.full else 30.0)
+    if args.client == "auto":
+        args.client = "wrk" if wrk_available() else "python"
+    elif args.client == "wrk" and not wrk_available():
+        parser.error("wrk is not installed (make wrk)")
     record = run(args)
     write_result("serving", record, tables(record))
     return 0 if "error" not in record else 1

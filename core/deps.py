@@ -98,6 +98,26 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
         await _end(session, failed=False)
 
 
+T = TypeVar("T")
+
+
+async def on_one_thread(session: Session, work: Callable[[], T]) -> T:
+    """Run a route's database work and the end of its request's transaction in one hop to a worker thread.
+
+    For hot routes written `async def`: `work` does everything that touches the database (the
+    caller's check too: `auth.deps.Caller.verify`) and builds the response; the session's
+    transaction is then committed on the same thread, as `get_db` would commit it, so ending the
+    request needs no further hop. A failure leaves the transaction to `get_db`, which rolls it back.
+    """
+
+    def run() -> T:
+        result = work()
+        session.commit()
+        return result
+
+    return await run_in_threadpool(run)
+
+
 def _connection_slots(state: Any, db: Database) -> Any:
     """The app's limit on requests holding or waiting for a pooled connection at once.
 

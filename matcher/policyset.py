@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from catalog import service as catalog_service
 from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag, policy_tag
-from core import codes
+from core import codes, heap
 from matcher import tags as tags_mod
 from matcher.home import home_rank
 from matcher.ranking import KIND_WEIGHTS
@@ -266,7 +266,10 @@ class PolicySets:
             with self._lock:
                 current = self._current
                 if current is None or self._key != key:
-                    current = load(db, today=today, revision=revision)
+                    # A serving process builds the set without collecting and keeps it out of its full
+                    # collections afterwards (core.heap).
+                    with heap.loading(replaces=current is not None):
+                        current = load(db, today=today, revision=revision)
                     self._current, self._key = current, key
         if with_vectors and current.vectors is None and self._vectors is not None:
             vectors = self._vectors(db, current)

@@ -88,6 +88,59 @@ def test_a_deactivated_user_fails_at_the_next_request(
     assert served.get("/api/v1/auth/me", headers=headers).status_code == 401
 
 
+def _firm_user(database: Database) -> tuple[int, int]:
+    with database.session() as db:
+        user = factories.make_user(db, role=Role.enterprise, password=PASSWORD)
+        db.flush()
+        return user.id, user.enterprise_id  # type: ignore[return-value]
+
+
+def test_recommendations_check_the_caller_in_their_one_hop(
+    served: TestClient, own_database: Database, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recommendation routes check the caller on the thread that reads (`auth.deps.Caller.verify`):
+    one hop to a worker thread per request, and the same answers as every other route gives."""
+    user_id, enterprise_id = _firm_user(own_database)
+    other_id = _firm_user(own_database)[1]
+    headers = _bearer(test_settings, user_id)
+    hops: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__qualname__", "?"))
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    mine = served.get("/api/v1/enterprises/me/recommendations", headers=headers)
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["enterprise_id"] == enterprise_id
+    assert len(hops) == 1, hops  # the caller's check, the read and the commit on one worker thread
+    by_id = served.get(f"/api/v1/enterprises/{enterprise_id}/recommendations", headers=headers)
+    assert by_id.status_code == 200 and by_id.json()["enterprise_id"] == enterprise_id
+    # Another firm's list: not found, as for any firm-owned object.
+    theirs = served.get(f"/api/v1/enterprises/{other_id}/recommendations", headers=headers)
+    assert theirs.status_code == 404 and theirs.json()["code"] == "profiles.enterprise_not_found"
+    # A role the route does not admit: 403; staff may read a firm's list by id.
+    curator = _bearer(test_settings, _user(own_database, Role.curator)[0])
+    assert served.get("/api/v1/enterprises/me/recommendations", headers=curator).status_code == 403
+    assert served.get(f"/api/v1/enterprises/{enterprise_id}/recommendations", headers=curator).status_code == 200
+    # No or a bad token: 401 before any thread; signed out elsewhere or deactivated: 401 at the next request.
+    assert served.get("/api/v1/enterprises/me/recommendations").status_code == 401
+    bad = served.get("/api/v1/enterprises/me/recommendations", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401 and bad.json()["code"] == "auth.invalid_token"
+    with own_database.session() as db:
+        db.execute(update(User).where(User.id == user_id).values(token_version=User.token_version + 1))
+    revoked = served.get("/api/v1/enterprises/me/recommendations", headers=headers)
+    assert revoked.status_code == 401 and revoked.json()["code"] == "auth.invalid_token"
+    headers = _bearer(test_settings, user_id, version=1)
+    assert served.get("/api/v1/enterprises/me/recommendations", headers=headers).status_code == 200
+    with own_database.session() as db:
+        db.execute(update(User).where(User.id == user_id).values(is_active=False))
+    assert served.get(f"/api/v1/enterprises/{enterprise_id}/recommendations", headers=headers).status_code == 401
+    pool = own_database.engine.pool
+    assert isinstance(pool, QueuePool) and pool.checkedout() == 0
+
+
 def test_writes_commit_and_failures_leave_no_connection_checked_out(
     served: TestClient, own_database: Database, test_settings: Settings
 ) -> None:
