@@ -389,6 +389,8 @@ def first_start(tmp: Path, timeout: float, port: int) -> dict[str, Any]:
     start queues the catch-up), polled until every demo firm has stored matches and the catch-up is
     done (`matcher.runs.status`: up to date). Wall seconds from `huiqi run`'s start; CPU of its whole
     process tree (the API's workers included: they compete for the same cores), polled from /proc."""
+    from sqlalchemy import text as sa_text
+
     from core.db import Database
     from matcher import runs
 
@@ -428,6 +430,18 @@ def first_start(tmp: Path, timeout: float, port: int) -> dict[str, Any]:
             timeout,
             until=done,
         )
+        # What was stored, to compare runs: every firm's vector, and every firm's stored matches.
+        queries = {
+            "firm_vector_digest": "SELECT enterprise_id, vector FROM firm_vector ORDER BY enterprise_id",
+            "firm_match_digest": "SELECT enterprise_id, revision, eligible, likely, payload FROM firm_match "
+            "ORDER BY enterprise_id",
+        }
+        with database.engine.connect() as conn:
+            for key, sql in queries.items():
+                digest = hashlib.sha256()
+                for row in conn.execute(sa_text(sql)):
+                    digest.update("|".join(str(v) for v in row[:-1]).encode() + b"|" + bytes(row[-1]))
+                out[key] = digest.hexdigest()
     finally:
         database.dispose()
     out["run"] = run
