@@ -358,19 +358,24 @@ def copy_floor(url: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- demo catch-up
 
 
+def load_demo(url: str, var_dir: Path) -> tuple[float, float]:
+    """Run `huiqi migrate` and `huiqi demo` on a fresh database; return their wall and CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with Stopwatch() as sw:
+        dataset.huiqi(url, var_dir, "migrate")
+        dataset.huiqi(url, var_dir, "demo")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(sw.seconds, 2), round(cpu, 2)
+
+
 def demo_catch_up(tmp: Path, timeout: float) -> dict[str, Any]:
     """A fresh clone's catch-up on SQLite: demo data, `huiqi embed --all`, then `huiqi match`."""
     url = f"sqlite:///{(tmp / 'demo.db').as_posix()}"
     var_dir = tmp / "var-demo"
     env = dataset.huiqi_env(url, var_dir)
     out: dict[str, Any] = {}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with Stopwatch() as sw:
-        dataset.huiqi(url, var_dir, "migrate")
-        dataset.huiqi(url, var_dir, "demo")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out["demo_load_s"] = round(sw.seconds, 2)
-    out["demo_load_cpu_s"] = round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2)
+    out["demo_load_s"], out["demo_load_cpu_s"] = load_demo(url, var_dir)
     cli = [sys.executable, "-m", "api.cli"]
     out["embed"] = run_measured([*cli, "embed", "--all"], env, tmp / "embed.log", timeout)
     m = re.search(r"新向量化 (\d+) 家企业", out["embed"]["summary"])
@@ -398,13 +403,7 @@ def first_start(tmp: Path, timeout: float, port: int) -> dict[str, Any]:
     url = f"sqlite:///{(var_dir / 'huiqi.db').as_posix()}"
     env = dataset.huiqi_env(url, var_dir, HUIQI_LOG_LEVEL="INFO", HUIQI_PORT=str(port))
     out: dict[str, Any] = {"port": port}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with Stopwatch() as sw:
-        dataset.huiqi(url, var_dir, "migrate")
-        dataset.huiqi(url, var_dir, "demo")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out["migrate_demo_s"] = round(sw.seconds, 2)
-    out["migrate_demo_cpu_s"] = round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2)
+    out["migrate_demo_s"], out["migrate_demo_cpu_s"] = load_demo(url, var_dir)
     database = Database(url)
     marks: dict[str, float] = {}
 
