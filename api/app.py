@@ -61,12 +61,12 @@ def warm_up(state: State) -> None:
     """
     from desk import answer
     from matcher import search as matcher_search
-    from matcher.embeddings import yielding_to_batches
 
     try:
         # On a first start the worker's catch-up embeds every firm meanwhile: the warm-up waits for it
-        # rather than halve its cores (a request in the meantime embeds what it needs, without waiting).
-        with yielding_to_batches(), state.db.session() as db:
+        # rather than halve its cores. It waits holding nothing, so a request meanwhile embeds what it needs.
+        state.matcher.cache.wait_for_batches()
+        with state.db.session() as db:
             answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")
             matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)
         log.info("warm-up done: embedder, policy index and desk knowledge base ready")

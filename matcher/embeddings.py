@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import contextvars
 import datetime as dt
 import hashlib
 import logging
@@ -421,21 +420,6 @@ _PUT_CHUNK = 1000  # rows per write transaction
 # Distinct texts to embed from which a call is batch work and takes turns with other processes.
 SHARED_TURN_MIN_TEXTS = 8
 BATCH_POLL_SECONDS = 0.5
-_YIELDS_TO_BATCHES: contextvars.ContextVar[bool] = contextvars.ContextVar("huiqi_yields_to_batches", default=False)
-
-
-@contextlib.contextmanager
-def yielding_to_batches() -> Iterator[None]:
-    """Within the block, this thread's batch embedding waits while another process runs a long batch.
-
-    For work that only prepares for later (the API's warm-up): on a first start it would otherwise
-    take half the cores from the catch-up. It holds nothing while it waits, so requests are not held up.
-    """
-    token = _YIELDS_TO_BATCHES.set(True)
-    try:
-        yield
-    finally:
-        _YIELDS_TO_BATCHES.reset(token)
 
 
 class EmbeddingCache:
@@ -608,8 +592,8 @@ class EmbeddingCache:
     def batch_running(self) -> Iterator[None]:
         """Mark a long batch (the catch-up embedding every new firm) as running, for its duration.
 
-        Work that yields to batches (`yielding_to_batches`: the API's warm-up) waits meanwhile, so
-        on a first start the catch-up has the cores; a shared lock, so several batches may run."""
+        Work that only prepares for later (the API's warm-up) calls `wait_for_batches` first, so on a
+        first start the catch-up has the cores; a shared lock, so several batches may run."""
         if fcntl is None:
             yield
             return
@@ -620,9 +604,12 @@ class EmbeddingCache:
         finally:
             os.close(fd)
 
-    def _wait_for_batches(self) -> None:
-        """Wait while another process runs a long batch (see `batch_running`)."""
-        assert fcntl is not None
+    def wait_for_batches(self) -> None:
+        """Wait while another process runs a long batch (see `batch_running`).
+
+        Call it holding no lock that requests need: they must go on embedding what they need meanwhile."""
+        if fcntl is None:
+            return
         fd = os.open(self.directory / self.BATCH_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             logged = False
@@ -631,7 +618,7 @@ class EmbeddingCache:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     if not logged:
-                        log.info("background embedding waits for a batch run in another process (the catch-up)")
+                        log.info("waiting for a batch run in another process (the catch-up) to end")
                         logged = True
                     time.sleep(BATCH_POLL_SECONDS)
                     continue
@@ -650,8 +637,6 @@ class EmbeddingCache:
         if fcntl is None:
             yield
             return
-        if _YIELDS_TO_BATCHES.get():
-            self._wait_for_batches()
         fd = os.open(self.directory / self.TURN_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
