@@ -594,15 +594,8 @@ class EmbeddingCache:
 
         Work that only prepares for later (the API's warm-up) calls `wait_for_batches` first, so on a
         first start the catch-up has the cores; a shared lock, so several batches may run."""
-        if fcntl is None:
+        with self._file_lock(self.BATCH_FILE, shared=True):
             yield
-            return
-        fd = os.open(self.directory / self.BATCH_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
 
     def wait_for_batches(self) -> None:
         """Wait while another process runs a long batch (see `batch_running`).
@@ -627,19 +620,23 @@ class EmbeddingCache:
         finally:
             os.close(fd)
 
+    def _turn(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the cache's embedding turn: an exclusive lock on a file beside it, across processes."""
+        return self._file_lock(self.TURN_FILE, shared=False)
+
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """Hold the cache's embedding turn: an exclusive lock on a file beside it, across processes.
+    def _file_lock(self, name: str, *, shared: bool) -> Iterator[None]:
+        """Hold a `flock` on a file of the cache's directory, for the block.
 
         Each holder opens the file anew, so threads of one process exclude each other too; the
         kernel drops the lock of a process that dies. Where there is no `fcntl` (Windows) there is
-        no turn, only the cache."""
+        no lock, only the cache."""
         if fcntl is None:
             yield
             return
-        fd = os.open(self.directory / self.TURN_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # closing the last descriptor of the open file releases the lock
