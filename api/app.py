@@ -66,6 +66,9 @@ def warm_up(state: State) -> None:
     from matcher import search as matcher_search
 
     try:
+        # On a first start the worker's catch-up embeds every firm meanwhile: the warm-up waits for it
+        # rather than halve its cores. It waits holding nothing, so a request meanwhile embeds what it needs.
+        state.matcher.cache.wait_for_batches()
         with state.db.session() as db:
             # The policy set every recommendation page reads (1–3 CPU s at 10k policies): built here, not
             # by the first request that reaches this process, which would wait for it with every

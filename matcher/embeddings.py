@@ -14,6 +14,7 @@ re-embeds everything.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -21,11 +22,17 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from core.codes import industry_name
 from core.text import normalize
@@ -410,6 +417,9 @@ CREATE TABLE IF NOT EXISTS vector (
 _CACHE_FORMAT = "1"
 _IN_CHUNK = 500  # bound parameters per SELECT, far below SQLite's limit
 _PUT_CHUNK = 1000  # rows per write transaction
+# Distinct texts to embed from which a call is batch work and takes turns with other processes.
+SHARED_TURN_MIN_TEXTS = 8
+BATCH_POLL_SECONDS = 0.5
 
 
 class EmbeddingCache:
@@ -422,6 +432,8 @@ class EmbeddingCache:
     """
 
     FILE_NAME = "vectors.sqlite3"
+    TURN_FILE = "embedding.lock"
+    BATCH_FILE = "batch-running.lock"
 
     def __init__(self, var_dir: str | os.PathLike[str], *, model_id: str, dim: int) -> None:
         self.model_id = model_id
@@ -555,11 +567,76 @@ class EmbeddingCache:
             first_row.setdefault(keys[i], int(i))
         todo = list(first_row.items())
         fresh: dict[bytes, np.ndarray] = {}
-        for start in range(0, len(todo), max(batch_size, 1)):
-            batch = todo[start : start + batch_size]
-            encoded = embedder.encode([clean[i] for _, i in batch], role)
-            self._put(role, [key for key, _ in batch], encoded)
-            fresh.update((key, encoded[j]) for j, (key, _) in enumerate(batch))
+        # Batch work takes turns with other processes sharing this cache, and re-reads it once its turn
+        # comes: on a first start the API's workers warm up on the same policy and knowledge-base texts
+        # as each other and the worker, and each text is embedded by one of them only. A request's few
+        # texts never wait for a turn.
+        shared = len(todo) >= SHARED_TURN_MIN_TEXTS
+        step = max(batch_size, 1)
+        for start in range(0, len(todo), step):
+            batch = todo[start : start + step]
+            with self._turn() if shared else contextlib.nullcontext():
+                if shared:
+                    stored, found = self._gather([key for key, _ in batch], role)
+                    fresh.update((key, stored[j]) for j, (key, _) in enumerate(batch) if found[j])
+                    batch = [item for j, item in enumerate(batch) if not found[j]]
+                if batch:
+                    encoded = embedder.encode([clean[i] for _, i in batch], role)
+                    self._put(role, [key for key, _ in batch], encoded)
+                    fresh.update((key, encoded[j]) for j, (key, _) in enumerate(batch))
         for i in np.flatnonzero(~hits):
             vectors[i] = fresh[keys[i]]
         return vectors
+
+    @contextlib.contextmanager
+    def batch_running(self) -> Iterator[None]:
+        """Mark a long batch (the catch-up embedding every new firm) as running, for its duration.
+
+        Work that only prepares for later (the API's warm-up) calls `wait_for_batches` first, so on a
+        first start the catch-up has the cores; a shared lock, so several batches may run."""
+        with self._file_lock(self.BATCH_FILE, shared=True):
+            yield
+
+    def wait_for_batches(self) -> None:
+        """Wait while another process runs a long batch (see `batch_running`).
+
+        Call it holding no lock that requests need: they must go on embedding what they need meanwhile."""
+        if fcntl is None:
+            return
+        fd = os.open(self.directory / self.BATCH_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            logged = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if not logged:
+                        log.info("waiting for a batch run in another process (the catch-up) to end")
+                        logged = True
+                    time.sleep(BATCH_POLL_SECONDS)
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+        finally:
+            os.close(fd)
+
+    def _turn(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the cache's embedding turn: an exclusive lock on a file beside it, across processes."""
+        return self._file_lock(self.TURN_FILE, shared=False)
+
+    @contextlib.contextmanager
+    def _file_lock(self, name: str, *, shared: bool) -> Iterator[None]:
+        """Hold a `flock` on a file of the cache's directory, for the block.
+
+        Each holder opens the file anew, so threads of one process exclude each other too; the
+        kernel drops the lock of a process that dies. Where there is no `fcntl` (Windows) there is
+        no lock, only the cache."""
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the last descriptor of the open file releases the lock

@@ -13,6 +13,7 @@ as long as it writes the same rows — tests hold the engines to identical resul
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -148,9 +149,12 @@ def embed_firms(
 ) -> int:
     """Embed the firms (all, or the given ones) whose profile texts changed; return how many were embedded."""
     kw.setdefault("encode_batch", matcher.settings.embed_batch_size)
-    return vectors.embed(
-        database, matcher.encode, model_id=matcher.embedder.model_id, enterprise_ids=ids, today=today, **kw
-    )
+    # Background warm-ups of other processes wait while this runs (EmbeddingCache.batch_running).
+    cache = getattr(matcher, "cache", None)
+    with cache.batch_running() if cache is not None else contextlib.nullcontext():
+        return vectors.embed(
+            database, matcher.encode, model_id=matcher.embedder.model_id, enterprise_ids=ids, today=today, **kw
+        )
 
 
 # ---------------------------------------------------------------- every firm

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import importlib.resources
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -315,6 +319,80 @@ def test_cache_matches_fresh_vectors_of_the_real_model(tmp_path: Path, e5: E5Emb
     vectors, hits = cache.get_many([RD_PASSAGE], "passage")
     assert hits.all()
     np.testing.assert_array_equal(vectors[0], cached[1])
+
+
+class SlowEmbedder(HashEmbedder):
+    """The hash model, taking a while per call, so that two processes' batches overlap."""
+
+    def _encode(self, texts: list[str], role: emb.Role) -> np.ndarray:
+        time.sleep(0.05)
+        return super()._encode(texts, role)
+
+
+def _embed_in_child(var_dir: str, texts: list[str], start: Any, out: Any) -> None:
+    model = CountingEmbedder(SlowEmbedder())
+    cache = EmbeddingCache.for_embedder(var_dir, model)
+    start.wait()
+    vectors = cache.encode_cached(model, texts, "passage", batch_size=4)
+    out.put((model.texts, vectors.tobytes()))
+
+
+def test_processes_sharing_a_cache_embed_each_text_once(tmp_path: Path) -> None:
+    texts = [f"政策段落{i}" for i in range(40)]
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_embed_in_child, args=(str(tmp_path), texts, start, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    embedded = [t for done, _ in results for t in done]
+    assert sorted(embedded) == sorted(texts)  # every text once, by one process or the other
+    expected = EmbeddingCache.for_embedder(tmp_path / "fresh", HashEmbedder()).encode_cached(
+        HashEmbedder(), texts, "passage"
+    )
+    for _, blob in results:
+        np.testing.assert_array_equal(np.frombuffer(blob, dtype=np.float32).reshape(expected.shape), expected)
+
+
+def test_batch_work_waits_for_the_turn_and_a_few_texts_do_not(tmp_path: Path) -> None:
+    model = CountingEmbedder(HashEmbedder())
+    cache = EmbeddingCache.for_embedder(tmp_path, model)
+    holder = os.open(cache.directory / EmbeddingCache.TURN_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process's turn
+    few = [f"查询{i}" for i in range(emb.SHARED_TURN_MIN_TEXTS - 1)]
+    batch = [f"段落{i}" for i in range(emb.SHARED_TURN_MIN_TEXTS)]
+    done = threading.Event()
+    try:
+        cache.encode_cached(model, few, "query")  # a request's texts: no turn taken, returns at once
+        assert sorted(model.texts) == sorted(few)
+        worker = threading.Thread(target=lambda: (cache.encode_cached(model, batch, "passage"), done.set()))
+        worker.start()
+        assert not done.wait(0.5)  # batch work waits for its turn
+    finally:
+        os.close(holder)
+    worker.join(timeout=10)
+    assert done.is_set()
+    assert sorted(model.texts) == sorted(few + batch)
+
+
+def test_waiting_for_batches_lasts_while_a_batch_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(emb, "BATCH_POLL_SECONDS", 0.02)
+    model = CountingEmbedder(HashEmbedder())
+    cache = EmbeddingCache.for_embedder(tmp_path, model)
+    cache.wait_for_batches()  # nothing runs: returns at once
+    n = emb.SHARED_TURN_MIN_TEXTS
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (cache.wait_for_batches(), done.set()))
+    with cache.batch_running():  # as the catch-up holds it in another process
+        waiter.start()
+        cache.encode_cached(model, [f"企业画像{i}" for i in range(n)], "query")  # the batch itself goes on
+        assert not done.wait(0.5)  # the warm-up waits
+    waiter.join(timeout=10)
+    assert done.is_set()
+    assert len(model.texts) == n
 
 
 def test_cache_of_another_model_id_misses(tmp_path: Path) -> None:
