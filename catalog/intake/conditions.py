@@ -827,6 +827,19 @@ def _example_among_others(text: str, vocab: QualificationVocabulary, start: int,
     return len(items) > 1 and any(not vocab.find(item) for item in items)
 
 
+def _compounds(hits: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """One name written straight after another is one compound name: "专精特新小巨人" is the 小巨人, and the
+    words around it (申报…, …认定) are read around the whole compound."""
+    out: list[tuple[int, str, str]] = []
+    for pos, term, name in sorted(hits):
+        if out and out[-1][0] + len(out[-1][1]) == pos:
+            start, first, _ = out.pop()
+            out.append((start, first + term, name))
+        else:
+            out.append((pos, term, name))
+    return out
+
+
 def _strip_references(clause: str) -> str:
     """Drop cited document titles and parenthetical asides: 《中小企业划型标准规定》 is not a condition."""
     clause = re.sub(r"《[^》]{0,80}》", "《》", clause)
@@ -866,7 +879,7 @@ def _encode_clause(
     # Qualifications. "省级以上企业技术中心" names the provincial one and those above it.
     levelled = _LEVEL_UP.search(clause)
     qual_text = _LEVEL_UP.sub(lambda m: m.group(1) + "级", clause)
-    hits = vocab.find(qual_text)
+    hits = _compounds(vocab.find(qual_text))
     if hits:
         positive: list[str] = []
         negative: list[str] = []
@@ -888,6 +901,8 @@ def _encode_clause(
                 negative.append(name)
             elif re.match(r"(企业|单位)?(奖励|奖补|补助|补贴|资助|扶持|贡献奖)(政策|资金|办法|项目|措施)", tail):
                 continue  # "新增入库限上企业奖励政策": the name of a scheme, not whom it is for
+            elif re.match(r"(产品|服务产品)", tail):
+                continue  # "（一）专精特新产品": a kind of product applied for, not the firm's standing
             elif _example_among_others(qual_text, vocab, pos, len(term)):
                 continue  # "设立技术研究院、企业技术中心、博士后工作站等": one example of what is asked
             elif re.search(
@@ -899,7 +914,7 @@ def _encode_clause(
             elif re.match(
                 r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板)",
                 tail,
-            ) and not re.search(r"(通过|获得|已|新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
+            ) and not re.search(r"(通过|获得|已|(?<![特创高更])新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
                 continue  # "申报高新技术企业认定": about becoming one, not for holders
             else:
                 positive.append(name)
@@ -933,7 +948,7 @@ def _encode_clause(
                     continue
                 taken.append((m.start(), m.end()))
                 if re.match(
-                    r"\s*(划型|划分|标准|认定标准|的?划型|股份|公共服务|服务|局|发展|促进|主管|创新创业|创业创新|大赛|竞赛)",
+                    r"\s*(划型|划分|标准|认定标准|的?划型|股份|公共服务|服务|局|发展|促进|主管|创新创业|创业创新|大赛|竞赛|上云|计划|工程|专项|行动)",
                     sized[m.end() : m.end() + 4],
                 ):
                     continue
