@@ -228,12 +228,15 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "rd_ratio",
         re.compile(
-            r"(?:研(?:发|究开发|究与试验发展)|R\s*[&＆]\s*D\s*)(?:费用|投入|经费)(?:支出)?(?:总额)?[^。；;，,]{0,24}?占[^。；;，,]{0,20}?"
+            r"(?:研(?:发|究开发|究与试验发展)|R\s*[&＆]\s*D\s*|技术开发)(?:费用|投入|经费)(?:支出)?(?:总额)?[^。；;，,]{0,24}?占[^。；;，,]{0,20}?"
             r"(?:营业|销售|主营业务)?收入(?:总额)?[^。；;，,]{0,8}?(?:比例|比重|的?比值?)?|"
             r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额)?(?:的)?占比"
         ),
     ),
-    ("rd_expense", re.compile(r"研(?:发|究开发)(?:费用|投入|经费)(?:支出)?(?:总额|投入)?|技术开发费(?:用)?(?:投入)?")),
+    (
+        "rd_expense",
+        re.compile(r"研(?:发|究开发)(?:费用|投入|经费|费(?=支出))(?:支出)?(?:总额|投入)?|技术开发费(?:用)?(?:投入)?"),
+    ),
     (
         "annual_revenue",
         re.compile(
@@ -320,7 +323,7 @@ def _number_with_unit(field_name: str, clause: str, start: int) -> tuple[str, An
     if value is None:
         return None
     before = segment[: m.start()][-8:]
-    after = segment[m.end() : m.end() + 12]
+    after = re.sub(r"^\s*人民币", "", segment[m.end() : m.end() + 16])  # "500万元人民币以上"
     op: str | None = None
     for pattern, name in _BEFORE_OPS:
         if pattern.search(before):
