@@ -456,11 +456,12 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
             lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[level]
             return Proposal(lvl, source, 0.85), Proposal(code, source, 0.85)
         # An issuer or title opening with a short place name: 株洲创业担保贷款…, 新乡高新区 (a zone of that city).
+        opening = re.sub(r"^\d{4}\s*(?:年度?)?", "", source)  # "2020昆明…": the year before the place
         for short, code, level in _short_region_names():
-            if source.startswith(short):
+            if opening.startswith(short):
                 if re.match(
                     r"(?:国家)?(?:高新区|高新技术产业开发区|经济技术开发区|经开区|开发区|新区|园区)",
-                    source[len(short) :],
+                    opening[len(short) :],
                 ):
                     return None, Proposal(code, source, 0.6)
                 lvl = {"省": "provincial", "市": "municipal"}[level]
