@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -511,34 +508,14 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 # ---------------------------------------------------------------- the labelled set
 
 
-# The floors below were measured on d01-d139; documents added later are scored by the next test.
-FLOOR_SET_LAST = 139
-
-
-def _floor_set(tmp_path: Path) -> Path:
-    """A data directory with only the documents the floors were measured on."""
-    labels = json.loads((evaluation.DATA_DIR / "labels.json").read_text(encoding="utf-8"))
-    kept = {k: v for k, v in labels.items() if int(k[1:]) <= FLOOR_SET_LAST}
-    (tmp_path / "labels.json").write_text(json.dumps(kept, ensure_ascii=False), encoding="utf-8")
-    for doc_id in kept:
-        shutil.copy(evaluation.DATA_DIR / f"{doc_id}.txt", tmp_path / f"{doc_id}.txt")
-    return tmp_path
-
-
-def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor(tmp_path: Path) -> None:
-    result = evaluation.run("test", data_dir=_floor_set(tmp_path))
-    s, b = result.system, result.baseline
-    assert result.documents >= 60 and s.labelled >= 160
-    # The whole set holds at least 300 hand-labelled conditions (issue 17).
-    assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
-    # Floors a little under the measured figures (see README "Policy intake"); a regression fails here.
-    assert s.field_accuracy >= 0.95 and s.field_accuracy_in_table >= 0.95
-    assert s.precision >= 0.83 and s.recall >= 0.74
-    assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
-
-
-def test_eval_on_the_whole_held_out_split_beats_the_keyword_baseline() -> None:
+def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
     result = evaluation.run("test")
     s, b = result.system, result.baseline
-    assert result.documents > 69
+    assert result.documents >= 79 and s.labelled >= 215
+    # The whole set holds at least 300 hand-labelled conditions (issue 17).
+    assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
+    # Floors a little under the figures measured on the whole held-out split (README "Policy intake"):
+    # a regression fails here. Adding held-out documents may lower the figures; then say so and move the floor.
+    assert s.field_accuracy >= 0.93 and s.field_accuracy_in_table >= 0.93
+    assert s.precision >= 0.82 and s.recall >= 0.73
     assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
