@@ -22,7 +22,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -419,7 +418,6 @@ _IN_CHUNK = 500  # bound parameters per SELECT, far below SQLite's limit
 _PUT_CHUNK = 1000  # rows per write transaction
 # Distinct texts to embed from which a call is batch work and takes turns with other processes.
 SHARED_TURN_MIN_TEXTS = 8
-BATCH_POLL_SECONDS = 0.5
 
 
 class EmbeddingCache:
@@ -601,24 +599,8 @@ class EmbeddingCache:
         """Wait while another process runs a long batch (see `batch_running`).
 
         Call it holding no lock that requests need: they must go on embedding what they need meanwhile."""
-        if fcntl is None:
-            return
-        fd = os.open(self.directory / self.BATCH_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            logged = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    if not logged:
-                        log.info("waiting for a batch run in another process (the catch-up) to end")
-                        logged = True
-                    time.sleep(BATCH_POLL_SECONDS)
-                    continue
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                return
-        finally:
-            os.close(fd)
+        with self._file_lock(self.BATCH_FILE, shared=False):
+            pass  # granted once no batch holds the file: nothing to do but let go
 
     def _turn(self) -> contextlib.AbstractContextManager[None]:
         """Hold the cache's embedding turn: an exclusive lock on a file beside it, across processes."""

@@ -13,7 +13,6 @@ as long as it writes the same rows — tests hold the engines to identical resul
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -54,6 +53,9 @@ class Matcherlike(Protocol):
 
     @property
     def embedder(self) -> Any: ...
+
+    @property
+    def cache(self) -> Any: ...
 
     def encode(self, texts: Sequence[str], role: str) -> np.ndarray: ...
 
@@ -150,8 +152,7 @@ def embed_firms(
     """Embed the firms (all, or the given ones) whose profile texts changed; return how many were embedded."""
     kw.setdefault("encode_batch", matcher.settings.embed_batch_size)
     # Background warm-ups of other processes wait while this runs (EmbeddingCache.batch_running).
-    cache = getattr(matcher, "cache", None)
-    with cache.batch_running() if cache is not None else contextlib.nullcontext():
+    with matcher.cache.batch_running():
         return vectors.embed(
             database, matcher.encode, model_id=matcher.embedder.model_id, enterprise_ids=ids, today=today, **kw
         )

@@ -8,11 +8,9 @@ from starlette.datastructures import State
 
 from api.app import warm_up
 from core.db import Database
-from matcher import embeddings as emb
 
 
-def test_warm_up_waits_while_the_catch_up_embeds_firms(database: Database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(emb, "BATCH_POLL_SECONDS", 0.02)
+def test_warm_up_waits_while_the_catch_up_embeds_firms(database: Database, matcher) -> None:  # type: ignore[no-untyped-def]
     state = State()
     state.db, state.matcher = database, matcher
     done = threading.Event()

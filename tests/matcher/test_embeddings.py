@@ -378,8 +378,7 @@ def test_batch_work_waits_for_the_turn_and_a_few_texts_do_not(tmp_path: Path) ->
     assert sorted(model.texts) == sorted(few + batch)
 
 
-def test_waiting_for_batches_lasts_while_a_batch_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emb, "BATCH_POLL_SECONDS", 0.02)
+def test_waiting_for_batches_lasts_while_a_batch_runs(tmp_path: Path) -> None:
     model = CountingEmbedder(HashEmbedder())
     cache = EmbeddingCache.for_embedder(tmp_path, model)
     cache.wait_for_batches()  # nothing runs: returns at once
