@@ -41,6 +41,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -364,6 +365,28 @@ def tokens(user_ids: Sequence[int], roles: Sequence[str]) -> list[str]:
     ]
 
 
+WARMED = re.compile(r"warm-up (?:done in ([0-9.]+) s \(([0-9.]+) CPU s\)|failed)")
+
+
+def wait_warmed(server: Served, workers: int, timeout: float = 900) -> list[dict[str, float | None]]:
+    """Wait until every worker's warm-up has ended (its "warm-up done" or "warm-up failed" line in the log).
+
+    /healthz answers as soon as a worker accepts connections, while its warm-up (policy set, embedder,
+    policy index: ~17 CPU s per worker at 10k policies) still runs for ~25 s: a run started then
+    measures the warm-up's CPU as the requests'.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ends = WARMED.findall(server.log.read_text(encoding="utf-8", errors="replace"))
+        if len(ends) >= workers:
+            return [{"s": float(s) if s else None, "cpu_s": float(c) if c else None} for s, c in ends]
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{len(ends)} of {workers} workers warmed: {server.log.read_text(errors='replace')[-3000:]}"
+            )
+        time.sleep(0.5)
+
+
 def warm(base: str, firm_headers: list[dict[str, str]], workers: int) -> dict[str, Any]:
     """Wait for warm-up (search answers fast in every worker) and touch every firm's list once.
 
@@ -386,6 +409,12 @@ def warm(base: str, firm_headers: list[dict[str, str]], workers: int) -> dict[st
         out["items_per_response"] = len(body.get("items", []))
         out["response_bytes"] = len(first.content)
         out["stale_marker"] = {k: body.get(k) for k in ("stale", "state", "computing") if k in body}
+        # Every measured firm's list should be current ("ready"); a stale one is judged when read.
+        states: Counter[str] = Counter()
+        for h in firm_headers:
+            r = client.get(RECS, headers=h)
+            states[str(r.json().get("state")) if r.status_code == 200 else f"HTTP {r.status_code}"] += 1
+        out["measured_firm_states"] = dict(states)
     return out
 
 
@@ -494,6 +523,9 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
             with Stopwatch() as sw:
                 dataset.wait_healthy(base, server.proc, server.log, timeout=600)
             entry["server_start_s"] = round(sw.seconds, 2)
+            with Stopwatch() as sw:
+                entry["worker_warm_ups"] = wait_warmed(server, args.workers)
+            entry["warm_up_wait_s"] = round(sw.seconds, 2)
             entry["warm"] = warm(base, firm_headers, args.workers)
             runs: dict[str, Any] = {}
             n_req, secs = args.requests, args.seconds

@@ -32,7 +32,7 @@ from catalog.fields import FIELDS
 from matcher import eligibility, facts, feedback, store, vectors, wordbatch, wording
 from matcher.eligibility import FactsFrame
 from matcher.policyset import PolicySet
-from matcher.ranking import NO_CONDITIONS_SCORE, Weights
+from matcher.ranking import NO_CONDITIONS_SCORE, Weights, urgency_score
 
 TOP_N = 50  # candidates kept per firm: pages of 20 with room for feedback to reorder
 NEAR_N = 20  # near misses kept per firm: they feed "what would open more policies"
@@ -50,6 +50,9 @@ class Context:
     model_id: str
     dim: int
     wording: str = "page"  # Settings.match_wording: page, all or off
+    # The page's order as a weighted sum of (rules, tags, semantic, urgency): `ranker.order_weights`.
+    # None: the hand weights.
+    card_weights: np.ndarray | None = None
 
     @property
     def revision(self) -> int:
@@ -261,6 +264,7 @@ def _rows(
     items["semantic"] = np.round(semantic * store.SCALE)
     items["cosine"] = np.where(np.isnan(cosine), store.NO_COSINE, np.round(np.nan_to_num(cosine) * store.SCALE))
     items["base"] = base
+    page_score = _page_scores(ctx, policy, items) if ctx.wording == "page" else None
     near = np.zeros(len(near_row), dtype=store.NEAR)
     near["policy"] = ids[near_policy]
     near["base"] = near_base
@@ -270,6 +274,8 @@ def _rows(
     item_order = np.argsort(firm_of_item, kind="stable")
     near_order = np.argsort(firm_of_near, kind="stable")
     items, firm_of_item = items[item_order], firm_of_item[item_order]
+    if page_score is not None:
+        page_score = page_score[item_order]
     near, firm_of_near = near[near_order], firm_of_near[near_order]
     n = len(chunk)
     item_bounds = np.searchsorted(firm_of_item, np.arange(n + 1))
@@ -284,6 +290,12 @@ def _rows(
     ids, el, lk = chunk.ids.tolist(), eligible.tolist(), likely.tolist()
     header, words_section = store.header, store.words_section
     first = None if ctx.wording == "all" else wording.PAGE
+    cards = items
+    if page_score is not None:  # wording "page"
+        # The cards worded are a firm's first `first` as a page ranks them on the batch's day, urgency
+        # included, not by base: a candidate whose deadline is near outranks better bases on a page.
+        # Reordered within each firm only (the stored items stay by base; the window sorts by base).
+        cards = items[np.lexsort((items["policy"], -page_score, firm_of_item))]
     out = []
     with wordbatch.gc_paused():  # millions of small acyclic objects: collecting would only traverse them
         sections = [words_section(None)] * n
@@ -294,7 +306,7 @@ def _rows(
                     tags=chunk.tags,
                     facts=firm_facts,
                     policies=versions,
-                    items=items,
+                    items=cards,
                     item_bounds=ib,
                     near=near,
                     near_bounds=nb,
@@ -322,6 +334,33 @@ def _rows(
                 )
             )
     return out
+
+
+def _page_scores(ctx: Context, policy: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Return each item's score as a page on `ctx.today` ranks it, without the feedback adjustment.
+
+    `recommend` scores the stored (rounded) components and today's urgency with
+    `ranker.score_components`; `ctx.card_weights` (`ranker.order_weights`) orders them alike.
+    `policy` holds the items' positions in `ctx.policies`.
+    """
+    w = ctx.weights
+    weights = ctx.card_weights
+    if weights is None:
+        weights = np.asarray([w.rules, w.tags, w.semantic, w.urgency], dtype=np.float64)
+    urgency = np.fromiter(
+        (
+            urgency_score(p.apply_end_on, ctx.today, w) if p.policy_type == "application" else 0.0
+            for p in ctx.policies.policies
+        ),
+        dtype=np.float64,
+        count=len(ctx.policies),
+    )
+    return (
+        weights[0] * (items["rules"] / store.SCALE)
+        + weights[1] * (items["tags"] / store.SCALE)
+        + weights[2] * (items["semantic"] / store.SCALE)
+        + weights[3] * urgency[policy]
+    )
 
 
 def _scores(

@@ -404,6 +404,20 @@ class LearnedRanker:
         return 1.0 / (1.0 + np.exp(-(matrix @ weights + self.intercept)))
 
 
+def order_weights(learned: LearnedRanker | None, weights: Weights) -> np.ndarray:
+    """Return a weight per FEATURES column whose weighted sum orders candidates as `score_components` does.
+
+    The hand blend is that sum; the learned score is a monotone function of its own sum. The feedback
+    adjustment (added to either) is left out: the batch uses this to know which candidates a page will
+    show on a day before any later feedback.
+    """
+    if learned is None:
+        return np.asarray([weights.rules, weights.tags, weights.semantic, weights.urgency], dtype=np.float64)
+    out = np.zeros(len(FEATURES))
+    out[[FEATURES.index(f) for f in learned.features]] = learned.coef
+    return out
+
+
 _GETTERS = [operator.attrgetter(name) for name in (*FEATURES, "adjustment")]
 
 

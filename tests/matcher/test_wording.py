@@ -9,6 +9,7 @@ feedback that hides a policy the suggestions came from, and after a profile chan
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -353,3 +354,27 @@ def test_rows_without_a_validity_date_hold_on_their_own_day_only() -> None:
     old = wording.unpack(orjson.dumps(data))
     assert old is not None and old.through == day
     assert [old.usable_on(day + dt.timedelta(days=k)) for k in (-1, 0, 1)] == [False, True, False]
+
+
+def test_the_batch_words_the_cards_a_page_shows_on_its_day_with_urgency_not_by_base(db, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A candidate whose deadline is days away outranks better bases on a page: the batch words it among the cards.
+
+    Equal bases (only the rules count: every policy is eligible), so the kernel keeps the policies in
+    id order and the last one created is stored last; its deadline in two days gives it the page's
+    urgency. With two cards worded per firm, the page's first two must both come from the stored row.
+    """
+    monkeypatch.setattr(wording, "PAGE", 2)
+    matcher.weights = dataclasses.replace(matcher.weights, tags=0.0, semantic=0.0)
+    today = dt.date.today()
+    policies = [factories.make_policy(db, publish=True) for _ in range(3)]
+    urgent = factories.make_policy(db, publish=True, apply_end_on=today + dt.timedelta(days=2))
+    firm = factories.make_enterprise(db)
+    factories.match(db, matcher)
+
+    stored_order = store.read(db, firm.id).items["policy"].tolist()
+    assert stored_order == [p.id for p in [*policies, urgent]]  # by base, ties by policy: the urgent one last
+    kw = {"db": db, "matcher": matcher, "enterprise_id": firm.id, "limit": 2, "today": today}
+    page = recommend.recommend(**kw)
+    assert [r.policy.id for r in page.items] == [urgent.id, policies[0].id]
+    assert page.judged == 0  # both cards came worded from the stored row
+    assert _same(_shaped(page, today), _shaped(recommend.recommend(**kw, reword=True), today))
