@@ -516,6 +516,8 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
             var_dir=prep["var_dir"],
             log=tmp / "server.log",
             HUIQI_SCHEDULER_ENABLED="false",
+            # The deployed default: uvicorn's access log (a line per request) and the warm-up's end.
+            HUIQI_LOG_LEVEL="INFO",
             HUIQI_CALCULATOR_PER_MINUTE="1000000",
             HUIQI_SEARCH_PER_MINUTE="1000000",
         )
