@@ -180,7 +180,7 @@ def test_validity_and_county_level() -> None:
     ("text", "level", "region"),
     [
         ("株洲创业担保贷款及贴息政策\n对小微企业给予贴息。\n", "municipal", "430200"),
-        ("新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n", None, "410700"),
+        ("新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n", "municipal", "410700"),  # a city's zone: the city's level (d37)
         ("银川市中小企业数字化转型试点项目预征集通知\n一、征集范围\n", "municipal", "640100"),
         ("关于开展2019年嘉定区智慧城市专项资金项目申报工作的通知\n", "county", "310114"),
         # Every county is in the table; a city + county short name names it (成都龙泉驿).
