@@ -591,7 +591,7 @@ def propose_conditions(
     base = 1.0 if under_heading else 0.8
     out: list[ConditionProposal] = []
     seen: set[tuple[str, str, str, int | None, int | None]] = set()
-    merged_quals: ConditionProposal | None = None
+    merged_quals: dict[int | None, ConditionProposal] = {}  # one has_any per alternatives group (None: required)
     carry = ""  # a metric named in a lead-in ("销售收入规模：") applies to the list items below it
     groups = 0  # alternatives found so far
     alt_group: int | None = None  # the open "满足下列条件之一" list
@@ -599,7 +599,6 @@ def propose_conditions(
     alt_branch = 0
 
     def add(p: ConditionProposal) -> None:
-        nonlocal merged_quals
         p.confidence = round(min(0.99, p.confidence * base), 2)
         node = p.node
         if node is None:
@@ -607,13 +606,16 @@ def propose_conditions(
             return
         if node["field"] == "qualifications" and node["op"] == "has_any":
             # Qualifications named across the conditions are alternatives: one has_any.
-            if merged_quals is not None and merged_quals.node is not None:
-                values = merged_quals.node["value"]
+            # "…的规模以上工业企业。满足以下条件之一：（1）…专精特新企业、单项冠军企业…": a required name and
+            # the names of one alternative are two conditions, not one list.
+            merged = merged_quals.get(p.group)
+            if merged is not None and merged.node is not None:
+                values = merged.node["value"]
                 values.extend(v for v in node["value"] if v not in values)
-                if p.source not in merged_quals.source:
-                    merged_quals.source += "；" + p.source
+                if p.source not in merged.source:
+                    merged.source += "；" + p.source
                 return
-            merged_quals = p
+            merged_quals[p.group] = p
             out.append(p)
             return
         key = (*condition_key(node), p.group, p.branch)  # the same threshold may open two alternatives
@@ -737,12 +739,42 @@ def propose_conditions(
                     and not (encoded and _encode_clause(_strip_references(phrase), home_region, vocab))
                 ):
                     add(ConditionProposal(None, clause, 0.5, text=text_only[:200]))
+    required = merged_quals.get(None)
+    if required is not None and required.node is not None:
+        for group, merged in merged_quals.items():
+            if group is not None and merged.node is not None:
+                merged.node["value"] = [v for v in merged.node["value"] if v not in required.node["value"]]
+        out = [p for p in out if p.node is None or p.node["value"] != []]
+    out = _one_industry(out)
     if any(
         p.node is not None and p.node["field"] == "qualifications" and "规模以上工业企业" in p.node["value"] for p in out
     ):
         # 规模以上工业企业 already says the firm is industrial: "…的工业企业" beside it adds no condition.
         out = [p for p in out if p.node is None or p.node != {"field": "industry_code", "op": "prefix", "value": INDUSTRY_WORDS["工业企业"]}]
     return out
+
+
+def _one_industry(proposals: list[ConditionProposal]) -> list[ConditionProposal]:
+    """Industries named in several places are alternatives: one prefix list (a firm has one industry code,
+    so two disjoint prefix conditions would together admit no firm)."""
+    industries = [p for p in proposals if p.node is not None and p.node["field"] == "industry_code"]
+    if len(industries) < 2:
+        return proposals
+    first = industries[0]
+    assert first.node is not None
+    codes_: list[str] = []
+    for p in industries:
+        assert p.node is not None
+        codes_.extend(c for c in p.node["value"] if c not in codes_)
+        if p is not first and p.source not in first.source:
+            first.source += "；" + p.source
+    codes_ = [c for c in codes_ if not any(o != c and c.startswith(o) for o in codes_)]
+    for section, divisions in _divisions().items():
+        if len(divisions) > 1 and all(d in codes_ for d in divisions):
+            codes_ = [c for c in codes_ if c not in divisions] + [section]
+    first.node["value"] = codes_
+    first.group, first.branch = None, None
+    return [p for p in proposals if p is first or p not in industries]
 
 
 _EXAMPLES = re.compile(r"(?:^|[^\u4e00-\u9fa5])(?:如|例如|比如|诸如|譬如)[:：]?[^。；;]*$|(?:如|例如|比如|诸如)[:：]")
@@ -1078,6 +1110,8 @@ def _encode_clause(
             firm = re.search(rf"(?<!全区)(?<!全市)(?<!全省)(?<!全县)({kinds})(?=[，,。；;、(（]|和|或|及|$)", plain_clause)
         if other and not find_industries(other.group(2))[0]:
             firm = None
+        if firm and re.match(r"[^，,。；;、]{0,12}?项目", plain_clause[firm.end() :]):
+            firm = None  # "申报的制造业中小企业数字化改造项目在…实施": a kind of project, not the firm's sector
         if firm and not excluded:
             found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
     return found
