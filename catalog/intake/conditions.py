@@ -242,7 +242,7 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "annual_revenue",
         re.compile(
             r"(?:年度?|上年度?|近一年|最近一年|年)?(?:主营业务收入|营业收入|营业额|销售收入|销售额|营收|年收入|主营收入|"
-            r"主营业务年收入|年销售收入|营业收入总额)"
+            r"主营业务年收入|年销售收入|营业收入总额|销售[(（]营业[)）]收入)"
         ),
     ),
     (
@@ -398,7 +398,7 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             continue  # 研发人员、设计从业人员: a part of the staff, not the firm's headcount
         if (
             field_name == "annual_revenue"
-            and re.search(r"(软件|设计|嵌入式|服务|业务)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
+            and re.search(r"(软件|设计|嵌入式|服务|业务)(?!业?企业)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
             and not re.search(r"主营", text[max(0, pos - 4) : m.end()])
         ):
             continue  # 软件业务年收入: a part of revenue, not the firm's revenue
@@ -420,6 +420,14 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             r"[。；;]", between
         ):
             continue
+        # "首次突破1亿元、3亿元、5亿元": tiers written as a list after one comparison word.
+        while op in ("gte", "gt", "lte", "lt"):
+            more = re.match(rf"\s*[、和及]\s*({NUM})\s*({_UNIT[field_name]})", text[end:])
+            tier = _scale(field_name, more.group(1), more.group(2)) if more else None
+            if more is None or tier is None:
+                break
+            out.append(ConditionProposal({"field": field_name, "op": op, "value": _clean_value(tier)}, clause, 0.8))
+            end += more.end()
         used_until = end
         for node in _threshold_nodes(field_name, op, value):
             out.append(ConditionProposal(node, clause, 0.85))
@@ -646,9 +654,12 @@ def propose_conditions(
     previous = ""
     uppers: dict[str, set[Any]] = {}  # tier bounds already owned by a lower tier (≤ 2亿元): "2亿元以上" starts above
 
+    metric_word = ""  # "销售收入首次超过2000万元的…；首次超过500万的…": the metric goes on to the next clauses
     for sentence in clauses:
         if negated and re.search(r"[。.]\s*$", previous):
             negated = False  # the excluded items end with the sentence that lists them
+        if not re.search(r"[；;]\s*$", previous):
+            metric_word = ""
         previous = sentence
         # "申请改善融资环境项目的企业还应具备以下条件：（一）…": the items bind only those applicants.
         if _ALSO_FOR.search(sentence):
@@ -668,6 +679,11 @@ def propose_conditions(
             clean = _drop_preferences(_strip_references(clause))
             if not clean:
                 continue
+            named_metric = next((m.group(0) for _, p in METRICS for m in [p.search(clean)] if m), "")
+            if named_metric:
+                metric_word = named_metric
+            elif metric_word and _BARE_BOUND.match(clean):
+                clean = metric_word + clean
             excluding = bool(_EXCLUDING_LEAD.search(clean))
             if excluding or _NEGATED_LEAD.search(clean):
                 negated = True
@@ -799,6 +815,7 @@ def _marker_style(marker: str) -> str:
     return re.sub(r"\d+|[一二三四五六七八九十]+", lambda d: "9" if d.group(0).isdigit() else "十", m)
 
 
+_BARE_BOUND = re.compile(r"\s*(?:首次)?(?:分别)?(?:超过|达到|不低于|不少于|突破|高于)\s*\d")
 _METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
 _AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
 _PURPOSE = re.compile(
