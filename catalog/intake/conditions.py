@@ -541,6 +541,10 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
     rest: list[str] = []
     active_level: int | None = None
     skip_level: int | None = None
+    headed = any(
+        s.level > 0 and len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading) and not re.search(r"[。；;]$", s.heading)
+        for s in sections
+    )
     for s in sections:
         if skip_level is not None and s.level > skip_level:
             continue
@@ -551,7 +555,18 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
         is_heading = (
             len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading) and not re.search(r"[。；;]$", s.heading)
         )
-        if is_heading or (s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])):
+        # The text before the first heading counts when it ends like one ("…申报条件"), unless it only leads in
+        # ("具体申报要求如下：") to condition headings of its own, which then bound the conditions.
+        lead_in = s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])
+        last_line = s.text.strip().split("\n")[-1]
+        if (
+            lead_in
+            and headed
+            and not CONDITION_HEADINGS.search(s.text.strip().split("\n", 1)[0])
+            and (len(last_line) > 30 or re.search(r"(?:如下|以下)[:：]?$", last_line))
+        ):
+            lead_in = None
+        if is_heading or lead_in:
             # A title like "…申报条件" makes the whole text conditions (level 0 never closes).
             if active_level is None:
                 active_level = s.level
@@ -994,7 +1009,10 @@ def _encode_clause(
             elif re.match(
                 r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板|潜质|潜力)",
                 tail,
-            ) and not re.search(r"(通过|获得|已|(?<![特创高更])新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
+            ) and not (
+                re.search(r"(通过|获得|已|(?<![特创高更])新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead)
+                or re.match(r"”?入库[\u4e00-\u9fa5]{0,4}企业", norm[pos + len(term) : pos + len(term) + 10])
+            ):  # "限上入库零售企业": a firm in the statistics, not one applying to enter them
                 continue  # "申报高新技术企业认定": about becoming one, not for holders
             else:
                 positive.append(name)
