@@ -275,7 +275,10 @@ _AFTER_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^\s*(?:[(（]含[)）])?\s*以内"), "lte"),
 )
 _BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少|达到或超过|超过或达到|突破)\s*$"), "gte"),
+    (
+        re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少|达到或超过|超过或达到|突破)\s*$"),
+        "gte",
+    ),
     (re.compile(r"(?:不超过|不超|不高于|不大于|不多于|≤|<=|小于等于|小于或等于|最多)\s*$"), "lte"),
     (re.compile(r"(?:超过|高于|大于|多于|>|(?<![不未])超)\s*$"), "gt"),
     (re.compile(r"(?:低于|少于|小于|不足|不到|未达到|未满|<)\s*$"), "lt"),
@@ -461,8 +464,10 @@ def _threshold_nodes(field_name: str, op: str, value: Any) -> list[dict[str, Any
 
 # ---------------------------------------------------------------- detectors per clause
 
-_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办|"
-    r"(?:在|于)[^，,。；;]{1,12}生产、?经营")
+_REGISTERED = re.compile(
+    r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办|"
+    r"(?:在|于)[^，,。；;]{1,12}生产、?经营"
+)
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
 )
@@ -542,7 +547,10 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
     active_level: int | None = None
     skip_level: int | None = None
     headed = any(
-        s.level > 0 and len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading) and not re.search(r"[。；;]$", s.heading)
+        s.level > 0
+        and len(s.heading) <= 30
+        and CONDITION_HEADINGS.search(s.heading)
+        and not re.search(r"[。；;]$", s.heading)
         for s in sections
     )
     for s in sections:
@@ -778,10 +786,16 @@ def propose_conditions(
         out = [p for p in out if p.node is None or p.node["value"] != []]
     out = _one_industry(out)
     if any(
-        p.node is not None and p.node["field"] == "qualifications" and "规模以上工业企业" in p.node["value"] for p in out
+        p.node is not None and p.node["field"] == "qualifications" and "规模以上工业企业" in p.node["value"]
+        for p in out
     ):
         # 规模以上工业企业 already says the firm is industrial: "…的工业企业" beside it adds no condition.
-        out = [p for p in out if p.node is None or p.node != {"field": "industry_code", "op": "prefix", "value": INDUSTRY_WORDS["工业企业"]}]
+        out = [
+            p
+            for p in out
+            if p.node is None
+            or p.node != {"field": "industry_code", "op": "prefix", "value": INDUSTRY_WORDS["工业企业"]}
+        ]
     return out
 
 
@@ -884,7 +898,9 @@ _EXCEPTED_ASIDE = re.compile(r"[（(][^（）()]{0,40}?(?:除外|不含|不包�
 _ANNOUNCED_WORK = re.compile(
     r"开展[^。；;，,]{0,60}?(?:申报|认定|评价|推荐|遴选|征集|评定)(?:工作|活动)|组织[^。；;，,]{0,40}?(?:申报|认定)(?:工作|活动)"
 )
-_OTHER_LEADERS = re.compile(r"(?:工业|链主型?|制造业|行业|产业链|商贸|流通|服务业|科技|文化|外贸|电商|物流|旅游|软件|金融|平台)$")
+_OTHER_LEADERS = re.compile(
+    r"(?:工业|链主型?|制造业|行业|产业链|商贸|流通|服务业|科技|文化|外贸|电商|物流|旅游|软件|金融|平台)$"
+)
 _OTHER_KINDS = re.compile(r"(?:机构|组织|单位|社会团体|个体工商户|民营企业|合作社|高校|院所)(?:$|基本信息|名称)")
 
 
@@ -973,7 +989,8 @@ def _encode_clause(
         announced = [(m.start(), m.end()) for m in _ANNOUNCED_WORK.finditer(norm)]
         for pos, term, name in hits:
             if skipped_until >= 0 and re.fullmatch(
-                r"[、和及或与以及“”\"\s]*([\u4e00-\u9fa5]{1,4}[省市区县])?(国家级|省级|市级|区级)?", norm[skipped_until:pos]
+                r"[、和及或与以及“”\"\s]*([\u4e00-\u9fa5]{1,4}[省市区县])?(国家级|省级|市级|区级)?",
+                norm[skipped_until:pos],
             ):
                 skipped_until = pos + len(term)
                 continue
@@ -1142,7 +1159,9 @@ def _encode_clause(
         kinds = "|".join(map(re.escape, (w for w in words if w.endswith("企业"))))
         if not firm and kinds:
             # "具有独立法人资格的工业企业；": the word is the applicant itself (not "全区工业企业平均水平").
-            firm = re.search(rf"(?<!全区)(?<!全市)(?<!全省)(?<!全县)({kinds})(?=[，,。；;、(（]|和|或|及|$)", plain_clause)
+            firm = re.search(
+                rf"(?<!全区)(?<!全市)(?<!全省)(?<!全县)({kinds})(?=[，,。；;、(（]|和|或|及|$)", plain_clause
+            )
         if other and not find_industries(other.group(2))[0]:
             firm = None
         if firm and re.match(r"[^，,。；;、]{0,12}?项目", plain_clause[firm.end() :]):

@@ -475,16 +475,18 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
                     return Proposal("municipal", source, 0.6), Proposal(code, source, 0.6)  # a city's zone
                 lvl = {"省": "provincial", "市": "municipal"}[level]
                 return Proposal(lvl, source, 0.6), Proposal(code, source, 0.6)
-        m = re.match(r"^(?:[\u4e00-\u9fa5]{2,6}?(?:省|自治区)|自治区|省(?!级))", source)
+        m = re.match(r"^(?:[\u4e00-\u9fa5]{2,6}?(?:省(?!级)|自治区)|自治区|省(?!级))", source)
         if m:
             # "自治区工业和信息化厅…（桂工信综合〔2024〕80号）": a provincial body's 文号 opens with its abbreviation.
             own = find_doc_number(text) if m.group(0) in ("自治区", "省") else None
             province = _PROVINCE_ABBREVIATIONS.get(str(own.value)[0]) if own else None
-            return Proposal("provincial", source, 0.7), Proposal(province, str(own.value), 0.6) if own and province else None
-        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域)", source)
+            return Proposal("provincial", source, 0.7), Proposal(
+                province, str(own.value), 0.6
+            ) if own and province else None
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域|级)", source)
         if m:
             return Proposal("county", source, 0.7), None
-        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市", source)
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市(?!级)", source)
         if m:
             return Proposal("municipal", source, 0.7), None
     if title:
