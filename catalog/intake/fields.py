@@ -480,9 +480,8 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
             # "自治区工业和信息化厅…（桂工信综合〔2024〕80号）": a provincial body's 文号 opens with its abbreviation.
             own = find_doc_number(text) if m.group(0) in ("自治区", "省") else None
             province = _PROVINCE_ABBREVIATIONS.get(str(own.value)[0]) if own else None
-            return Proposal("provincial", source, 0.7), Proposal(
-                province, str(own.value), 0.6
-            ) if own and province else None
+            region = Proposal(province, str(own.value), 0.6) if own and province else None
+            return Proposal("provincial", source, 0.7), region
         m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域|级)", source)
         if m:
             return Proposal("county", source, 0.7), None
