@@ -425,11 +425,16 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             continue
         # "首次突破1亿元、3亿元、5亿元": tiers written as a list after one comparison word.
         while op in ("gte", "gt", "lte", "lt"):
-            more = re.match(rf"\s*[、和及]\s*({NUM})\s*({_UNIT[field_name]})", text[end:])
+            more = re.match(
+                rf"\s*(?:[(（]含[)）])?\s*[、和及]\s*({NUM})\s*({_UNIT[field_name]})\s*([(（]含[)）])?", text[end:]
+            )
             tier = _scale(field_name, more.group(1), more.group(2)) if more else None
             if more is None or tier is None:
                 break
-            out.append(ConditionProposal({"field": field_name, "op": op, "value": _clean_value(tier)}, clause, 0.8))
+            tier_op = {"gt": "gte", "lt": "lte"}.get(op, op) if more.group(3) else op  # "1000万元（含）"
+            out.append(
+                ConditionProposal({"field": field_name, "op": tier_op, "value": _clean_value(tier)}, clause, 0.8)
+            )
             end += more.end()
         used_until = end
         for node in _threshold_nodes(field_name, op, value):
