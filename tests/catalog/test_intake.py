@@ -592,11 +592,11 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
     result = evaluation.run("test")
     s, b = result.system, result.baseline
-    assert result.documents >= 79 and s.labelled >= 215
+    assert result.documents >= 89 and s.labelled >= 240
     # The whole set holds at least 300 hand-labelled conditions (issue 17).
     assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
     # Floors a little under the figures measured on the whole held-out split (README "Policy intake"):
     # a regression fails here. Adding held-out documents may lower the figures; then say so and move the floor.
     assert s.field_accuracy >= 0.93 and s.field_accuracy_in_table >= 0.93
-    assert s.precision >= 0.82 and s.recall >= 0.73
+    assert s.precision >= 0.82 and s.recall >= 0.74
     assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
