@@ -471,7 +471,7 @@ def _threshold_nodes(field_name: str, op: str, value: Any) -> list[dict[str, Any
 
 _REGISTERED = re.compile(
     r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办|"
-    r"(?:在|于)[^，,。；;]{1,12}生产、?经营"
+    r"(?:在|于)[^，,。；;]{1,12}生产、?经营|纳入[^，,。；;]{1,12}统计"
 )
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
@@ -1013,6 +1013,10 @@ def _encode_clause(
                 negative.append(name)
             elif any(a <= pos < b for a, b in announced):
                 continue
+            elif re.match(r"[^，,。；;]{0,6}平均(?:水平|值|增幅|增速)", norm[pos + len(term) : pos + len(term) + 12]):
+                continue  # "高于全省规上工业企业平均水平": a benchmark, not the firm's standing
+            elif name == "规模以上工业企业" and re.match(r"(?:服务业|服务|批发|零售|商贸|住宿|餐饮)", tail):
+                continue  # "规上服务业企业": above the threshold of another sector, not an industrial firm
             elif term == "龙头企业" and _OTHER_LEADERS.search(lead):
                 continue  # "工业龙头企业、链主型龙头企业": leaders of another kind than the agricultural one
             elif re.match(r"(企业|单位)?(奖励|奖补|补助|补贴|资助|扶持|贡献奖)(政策|资金|办法|项目|措施)", tail):
@@ -1171,6 +1175,12 @@ def _encode_clause(
             firm = None
         if firm and re.match(r"[^，,。；;、]{0,12}?项目", plain_clause[firm.end() :]):
             firm = None  # "申报的制造业中小企业数字化改造项目在…实施": a kind of project, not the firm's sector
+        if firm and excluded and re.match(r"不含|不包括|不包含", excluded.group(0)):
+            # "…的制造业企业，不包括电力、热力、燃气和水的生产和供应业": the sectors named outside the exception stay.
+            kept, _ = find_industries(re.sub(r"(?:不含|不包括|不包含)[^。；;]*", "", plain_clause))
+            kept = [c for c in kept if c in industry]
+            if kept and firm.start() < excluded.start():
+                industry, excluded = kept, None
         if firm and not excluded:
             found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
     return found

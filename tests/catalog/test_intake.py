@@ -411,6 +411,28 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             ("industry_code", "prefix", ["F52", "H62"]),
             ("industry_code", "prefix", ["F52"]),
         ),
+        # A benchmark (…平均水平) and 规上 firms of another sector are no 规模以上工业企业 requirement.
+        (
+            "申报条件\n2、上年营业收入增长率高于同期全省规上工业企业平均水平。",
+            None,
+            ("qualifications", "has_any", ["规模以上工业企业"]),
+        ),
+        (
+            "申报条件\n对营业收入首次达到1亿元的规上服务业企业给予奖励。",
+            None,
+            ("qualifications", "has_any", ["规模以上工业企业"]),
+        ),
+        # A sector excepted after 不包括 leaves the sector named before it; the statistics a firm is in place it.
+        (
+            "申报范围\n纳入本区规上工业统计库的在库制造业企业，不包括电力、热力、燃气和水的生产和供应业。",
+            ("industry_code", "prefix", ["C"]),
+            None,
+        ),
+        (
+            "申报范围\n纳入本区规上工业统计库的在库制造业企业。",
+            ("region_code", "within_region", ["440305"]),
+            None,
+        ),
         # An item of the conditions that cites an attachment is no 附件 heading closing them.
         (
             "一、申报条件\n（一）主营业务应属于《文化及相关产业分类》（见附件13）确定的经营范围。\n（二）登记注册一年以上。",
@@ -592,11 +614,11 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
     result = evaluation.run("test")
     s, b = result.system, result.baseline
-    assert result.documents >= 89 and s.labelled >= 240
+    assert result.documents >= 93 and s.labelled >= 249
     # The whole set holds at least 300 hand-labelled conditions (issue 17).
     assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
     # Floors a little under the figures measured on the whole held-out split (README "Policy intake"):
     # a regression fails here. Adding held-out documents may lower the figures; then say so and move the floor.
     assert s.field_accuracy >= 0.93 and s.field_accuracy_in_table >= 0.93
-    assert s.precision >= 0.82 and s.recall >= 0.74
+    assert s.precision >= 0.82 and s.recall >= 0.73
     assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
