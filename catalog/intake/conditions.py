@@ -154,6 +154,7 @@ INDUSTRY_WORDS: dict[str, list[str]] = {
     "工业企业": ["B", "C", "D"],
     "制造业": ["C"],
     "制造企业": ["C"],
+    "制造型企业": ["C"],
     "软件企业": ["I65"],
     "软件和信息技术服务业": ["I65"],
     "软件和信息服务业": ["I65"],
@@ -241,7 +242,7 @@ METRICS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "annual_revenue",
         re.compile(
             r"(?:年度?|上年度?|近一年|最近一年|年)?(?:主营业务收入|营业收入|营业额|销售收入|销售额|营收|年收入|主营收入|"
-            r"主营业务年收入|年销售收入|营业收入总额)"
+            r"主营业务年收入|年销售收入|营业收入总额|销售[(（]营业[)）]收入)"
         ),
     ),
     (
@@ -274,7 +275,10 @@ _AFTER_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^\s*(?:[(（]含[)）])?\s*以内"), "lte"),
 )
 _BEFORE_OPS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少|达到或超过|超过或达到)\s*$"), "gte"),
+    (
+        re.compile(r"(?:不低于|不少于|不小于|达到|达|≥|>=|大于等于|大于或等于|至少|达到或超过|超过或达到|突破)\s*$"),
+        "gte",
+    ),
     (re.compile(r"(?:不超过|不超|不高于|不大于|不多于|≤|<=|小于等于|小于或等于|最多)\s*$"), "lte"),
     (re.compile(r"(?:超过|高于|大于|多于|>|(?<![不未])超)\s*$"), "gt"),
     (re.compile(r"(?:低于|少于|小于|不足|不到|未达到|未满|<)\s*$"), "lt"),
@@ -397,7 +401,7 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             continue  # 研发人员、设计从业人员: a part of the staff, not the firm's headcount
         if (
             field_name == "annual_revenue"
-            and re.search(r"(软件|设计|嵌入式|服务|业务)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
+            and re.search(r"(软件|设计|嵌入式|服务|业务)(?!业?企业)[^，,。]{0,6}$", text[max(0, pos - 16) : pos])
             and not re.search(r"主营", text[max(0, pos - 4) : m.end()])
         ):
             continue  # 软件业务年收入: a part of revenue, not the firm's revenue
@@ -419,6 +423,19 @@ def _numeric(clause: str, *, ratio_context: bool) -> list[ConditionProposal]:
             r"[。；;]", between
         ):
             continue
+        # "首次突破1亿元、3亿元、5亿元": tiers written as a list after one comparison word.
+        while op in ("gte", "gt", "lte", "lt"):
+            more = re.match(
+                rf"\s*(?:[(（]含[)）])?\s*[、和及]\s*({NUM})\s*({_UNIT[field_name]})\s*([(（]含[)）])?", text[end:]
+            )
+            tier = _scale(field_name, more.group(1), more.group(2)) if more else None
+            if more is None or tier is None:
+                break
+            tier_op = {"gt": "gte", "lt": "lte"}.get(op, op) if more.group(3) else op  # "1000万元（含）"
+            out.append(
+                ConditionProposal({"field": field_name, "op": tier_op, "value": _clean_value(tier)}, clause, 0.8)
+            )
+            end += more.end()
         used_until = end
         for node in _threshold_nodes(field_name, op, value):
             out.append(ConditionProposal(node, clause, 0.85))
@@ -452,7 +469,10 @@ def _threshold_nodes(field_name: str, op: str, value: Any) -> list[dict[str, Any
 
 # ---------------------------------------------------------------- detectors per clause
 
-_REGISTERED = re.compile(r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办")
+_REGISTERED = re.compile(
+    r"注册|登记|设立|落户|纳税|税收|税务|征管|统计关系|经营地|工商|依法经营|从事生产经营|创办|"
+    r"(?:在|于)[^，,。；;]{1,12}生产、?经营|纳入[^，,。；;]{1,12}统计"
+)
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
 )
@@ -491,7 +511,7 @@ _DATE_SINCE_AFTER = re.compile(
     r"(?:\(含\)|（含）)?\s*(以后|之后|后|以来|起|以前|之前|前)"
 )
 _DISHONEST = re.compile(
-    r"(?:未|没有|不得|无|不属于|不在)[^。；;]{0,20}?(?:失信|黑名单|信用不良|不良信用)|信用(?:记录|状况)?良好|诚实守信|诚信经营|无不良信用|"
+    r"(?:未|没有|不得|无|不属于|不在)[^。；;]{0,36}?(?:失信|黑名单|信用不良|不良信用)|信用(?:记录|状况)?良好|诚实守信|诚信经营|无不良信用|"
     r"信用良好|良好的(?:社会)?信用|无(?:严重)?违法失信|无[^。；;]{0,30}?(?:违法|违规|违反|不良)[^。；;，,]{0,6}?(?:信用|诚信)记录|信用记录良好|信誉良好|诚信记录良好|诚信良好"
 )
 _TAX_LEVEL = re.compile(
@@ -531,6 +551,13 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
     rest: list[str] = []
     active_level: int | None = None
     skip_level: int | None = None
+    headed = any(
+        s.level > 0
+        and len(s.heading) <= 30
+        and CONDITION_HEADINGS.search(s.heading)
+        and not re.search(r"[。；;]$", s.heading)
+        for s in sections
+    )
     for s in sections:
         if skip_level is not None and s.level > skip_level:
             continue
@@ -541,13 +568,26 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
         is_heading = (
             len(s.heading) <= 30 and CONDITION_HEADINGS.search(s.heading) and not re.search(r"[。；;]$", s.heading)
         )
-        if is_heading or (s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])):
+        # The text before the first heading counts when it ends like one ("…申报条件"), unless it only leads in
+        # ("具体申报要求如下：") to condition headings of its own, which then bound the conditions.
+        lead_in = s.level == 0 and CONDITION_HEADINGS.search(s.text[-40:])
+        last_line = s.text.strip().split("\n")[-1]
+        if (
+            lead_in
+            and headed
+            and not CONDITION_HEADINGS.search(s.text.strip().split("\n", 1)[0])
+            and (len(last_line) > 30 or re.search(r"(?:如下|以下)[:：]?$", last_line))
+        ):
+            lead_in = None
+        if is_heading or lead_in:
             # A title like "…申报条件" makes the whole text conditions (level 0 never closes).
             if active_level is None:
                 active_level = s.level
             picked.extend(sentences(s.text))
             continue
-        if OTHER_HEADINGS.search(s.heading):
+        other = OTHER_HEADINGS.search(s.heading)
+        # "（二）主营业务应属于…（见附件13）确定的经营范围": an item naming 附件 is no 附件 heading.
+        if other and (len(s.heading) <= 30 or other.start() <= 8):
             skip_level = s.level
             if active_level is not None and active_level > 0:
                 active_level = None
@@ -568,7 +608,7 @@ _TITLE_LIKE = re.compile(
 
 def _clauses(sentence: str) -> list[str]:
     """Split a sentence into clauses at ；; and at numbered sub-items."""
-    parts = re.split(r"[；;]|(?<=[:：])|(?=[(（]\d{1,2}[)）])|(?<=[，,])(?=\d{1,2}[、.．])", sentence)
+    parts = re.split(r"[；;]|(?<=[:：])(?!//)|(?=[(（]\d{1,2}[)）])|(?<=[，,])(?=\d{1,2}[、.．])", sentence)
     return [p.strip(" ，,") for p in parts if p and p.strip(" ，,")]
 
 
@@ -587,7 +627,7 @@ def propose_conditions(
     base = 1.0 if under_heading else 0.8
     out: list[ConditionProposal] = []
     seen: set[tuple[str, str, str, int | None, int | None]] = set()
-    merged_quals: ConditionProposal | None = None
+    merged_quals: dict[int | None, ConditionProposal] = {}  # one has_any per alternatives group (None: required)
     carry = ""  # a metric named in a lead-in ("销售收入规模：") applies to the list items below it
     groups = 0  # alternatives found so far
     alt_group: int | None = None  # the open "满足下列条件之一" list
@@ -595,7 +635,6 @@ def propose_conditions(
     alt_branch = 0
 
     def add(p: ConditionProposal) -> None:
-        nonlocal merged_quals
         p.confidence = round(min(0.99, p.confidence * base), 2)
         node = p.node
         if node is None:
@@ -603,13 +642,16 @@ def propose_conditions(
             return
         if node["field"] == "qualifications" and node["op"] == "has_any":
             # Qualifications named across the conditions are alternatives: one has_any.
-            if merged_quals is not None and merged_quals.node is not None:
-                values = merged_quals.node["value"]
+            # "…的规模以上工业企业。满足以下条件之一：（1）…专精特新企业、单项冠军企业…": a required name and
+            # the names of one alternative are two conditions, not one list.
+            merged = merged_quals.get(p.group)
+            if merged is not None and merged.node is not None:
+                values = merged.node["value"]
                 values.extend(v for v in node["value"] if v not in values)
-                if p.source not in merged_quals.source:
-                    merged_quals.source += "；" + p.source
+                if p.source not in merged.source:
+                    merged.source += "；" + p.source
                 return
-            merged_quals = p
+            merged_quals[p.group] = p
             out.append(p)
             return
         key = (*condition_key(node), p.group, p.branch)  # the same threshold may open two alternatives
@@ -640,9 +682,12 @@ def propose_conditions(
     previous = ""
     uppers: dict[str, set[Any]] = {}  # tier bounds already owned by a lower tier (≤ 2亿元): "2亿元以上" starts above
 
+    metric_word = ""  # "销售收入首次超过2000万元的…；首次超过500万的…": the metric goes on to the next clauses
     for sentence in clauses:
         if negated and re.search(r"[。.]\s*$", previous):
             negated = False  # the excluded items end with the sentence that lists them
+        if not re.search(r"[；;]\s*$", previous):
+            metric_word = ""
         previous = sentence
         # "申请改善融资环境项目的企业还应具备以下条件：（一）…": the items bind only those applicants.
         if _ALSO_FOR.search(sentence):
@@ -655,13 +700,18 @@ def propose_conditions(
             sentence == first_line or (len(sentence) < 80 and not re.search(r"[，,；;:：。]", sentence))
         ):
             continue
-        if _PURPOSE.match(sentence):
-            continue
+        if _PURPOSE.match(sentence) or re.match(r"\s*附件\s*\d*\s*[:：]", sentence):
+            continue  # "附件：…申报指南": the titles of attachments
         award = bool(_AWARD.search(sentence))
         for clause in _clauses(sentence):
             clean = _drop_preferences(_strip_references(clause))
             if not clean:
                 continue
+            named_metric = next((m.group(0) for _, p in METRICS for m in [p.search(clean)] if m), "")
+            if named_metric:
+                metric_word = named_metric
+            elif metric_word and _BARE_BOUND.match(clean):
+                clean = metric_word + clean
             excluding = bool(_EXCLUDING_LEAD.search(clean))
             if excluding or _NEGATED_LEAD.search(clean):
                 negated = True
@@ -733,7 +783,48 @@ def propose_conditions(
                     and not (encoded and _encode_clause(_strip_references(phrase), home_region, vocab))
                 ):
                     add(ConditionProposal(None, clause, 0.5, text=text_only[:200]))
+    required = merged_quals.get(None)
+    if required is not None and required.node is not None:
+        for group, merged in merged_quals.items():
+            if group is not None and merged.node is not None:
+                merged.node["value"] = [v for v in merged.node["value"] if v not in required.node["value"]]
+        out = [p for p in out if p.node is None or p.node["value"] != []]
+    out = _one_industry(out)
+    if any(
+        p.node is not None and p.node["field"] == "qualifications" and "规模以上工业企业" in p.node["value"]
+        for p in out
+    ):
+        # 规模以上工业企业 already says the firm is industrial: "…的工业企业" beside it adds no condition.
+        out = [
+            p
+            for p in out
+            if p.node is None
+            or p.node != {"field": "industry_code", "op": "prefix", "value": INDUSTRY_WORDS["工业企业"]}
+        ]
     return out
+
+
+def _one_industry(proposals: list[ConditionProposal]) -> list[ConditionProposal]:
+    """Industries named in several places are alternatives: one prefix list (a firm has one industry code,
+    so two disjoint prefix conditions would together admit no firm)."""
+    industries = [p for p in proposals if p.node is not None and p.node["field"] == "industry_code"]
+    if len(industries) < 2:
+        return proposals
+    first = industries[0]
+    assert first.node is not None
+    codes_: list[str] = []
+    for p in industries:
+        assert p.node is not None
+        codes_.extend(c for c in p.node["value"] if c not in codes_)
+        if p is not first and p.source not in first.source:
+            first.source += "；" + p.source
+    codes_ = [c for c in codes_ if not any(o != c and c.startswith(o) for o in codes_)]
+    for section, divisions in _divisions().items():
+        if len(divisions) > 1 and all(d in codes_ for d in divisions):
+            codes_ = [c for c in codes_ if c not in divisions] + [section]
+    first.node["value"] = codes_
+    first.group, first.branch = None, None
+    return [p for p in proposals if p is first or p not in industries]
 
 
 _EXAMPLES = re.compile(r"(?:^|[^\u4e00-\u9fa5])(?:如|例如|比如|诸如|譬如)[:：]?[^。；;]*$|(?:如|例如|比如|诸如)[:：]")
@@ -758,6 +849,7 @@ def _marker_style(marker: str) -> str:
     return re.sub(r"\d+|[一二三四五六七八九十]+", lambda d: "9" if d.group(0).isdigit() else "十", m)
 
 
+_BARE_BOUND = re.compile(r"\s*(?:首次)?(?:分别)?(?:超过|达到|不低于|不少于|突破|高于)\s*\d")
 _METRIC_LEAD = re.compile(r"((?:年)?(?:销售收入|营业收入|主营业务收入))(?:规模|标准|要求)?\s*[:：]\s*$")
 _AWARD = re.compile(r"奖励|补助|资助|补贴|奖补|给予|贴息")
 _PURPOSE = re.compile(
@@ -776,9 +868,9 @@ _RATIO_CONTEXT = re.compile(
 
 
 _NEGATED_LEAD = re.compile(
-    r"(?:未|不得|无|没有)(?:发生|出现|存在|有)?(?:以下|下列|如下)[^。；;，,]{0,6}(?:情况|情形|行为|事项)"
+    r"(?:(?:未|不得|无|没有)(?:发生|出现|存在|有)?|不(?:发生|出现|存在))(?:以下|下列|如下)[^。；;，,]{0,6}(?:情况|情形|行为|事项)"
 )
-_DISHONEST_NAMED = re.compile(r"失信|黑名单")
+_DISHONEST_NAMED = re.compile(r"失信|黑名单|不良信用|信用不良")
 _DEFINITION = re.compile(r"所称[^。；;]{1,20}?(?:是指|系指|指的是|指)")
 _BARRED = re.compile(
     r"不得(?:重复)?(?:申报|申请|享受)|不予(?:支持|受理|资助|奖励|补助)|不再(?:支持|享受|给予)|不重复(?:奖励|支持|享受|补助|资助)"
@@ -787,7 +879,8 @@ _BARRED = re.compile(
 _EXCLUDING_LEAD = re.compile(
     r"(?:有|存在|具有|属于|出现)(?:以下|下列|如下)[^。；;]{0,10}?(?:之一)?的?[^。；;]{0,6}?(?:不予|不得|不能|不可|取消|不再|不列入)|"
     r"(?:以下|下列|如下)[^。；;]{0,12}?(?:企业|单位|项目|主体|情形|情况)[^。；;]{0,4}?(?:不得|不予|不能|不可)"
-    r"(?:申报|申请|支持|受理|享受|资助|奖励|补助)"
+    r"(?:申报|申请|支持|受理|享受|资助|奖励|补助)|"
+    r"(?:不含|不包括|不包含)(?:以下|下列|如下)[^。；;，,]{0,6}?(?:企业|单位|主体|情形|情况)"
 )
 _PREFERRED_ALONE = re.compile(r"^\s*优先(?:予以|给予)?(?:认定|支持|推荐|考虑|立项|安排|入选)[。；;]?\s*$")
 
@@ -806,7 +899,14 @@ def _drop_preferences(clause: str) -> str:
     return "".join(keep).rstrip("，,")
 
 
-_OTHER_KINDS = re.compile(r"(?:机构|组织|单位|社会团体|个体工商户|民营企业|合作社|高校|院所)$")
+_EXCEPTED_ASIDE = re.compile(r"[（(][^（）()]{0,40}?(?:除外|不含|不包括|不包含)[^（）()]{0,40}?[)）]")
+_ANNOUNCED_WORK = re.compile(
+    r"开展[^。；;，,]{0,60}?(?:申报|认定|评价|推荐|遴选|征集|评定)(?:工作|活动)|组织[^。；;，,]{0,40}?(?:申报|认定)(?:工作|活动)"
+)
+_OTHER_LEADERS = re.compile(
+    r"(?:工业|链主型?|制造业|行业|产业链|商贸|流通|服务业|科技|文化|外贸|电商|物流|旅游|软件|金融|平台)$"
+)
+_OTHER_KINDS = re.compile(r"(?:机构|组织|单位|社会团体|个体工商户|民营企业|合作社|高校|院所)(?:$|基本信息|名称)")
 
 
 def _one_kind_among_others(text: str, start: int, end: int) -> bool:
@@ -814,7 +914,7 @@ def _one_kind_among_others(text: str, start: int, end: int) -> bool:
     left = max(text.rfind(c, 0, start) for c in "，,。；;：:的") + 1
     rights = [i for i in (text.find(c, end) for c in "，,。；;：:") if i != -1]
     right = min(rights) if rights else len(text)
-    items = [item.strip() for item in text[left:right].split("、")]
+    items = [item.strip() for item in re.split(r"、|或者|或", text[left:right])]
     return len(items) > 1 and any(_OTHER_KINDS.search(item) for item in items if text[start:end] not in item)
 
 
@@ -888,8 +988,15 @@ def _encode_clause(
         negative: list[str] = []
         norm = normalize(qual_text).lower().replace('"', "“")
         skipped_until = -1  # "申报高新技术企业、专精特新中小企业": what follows a skipped name in its list goes too
+        # "（已认定的专精特新中小企业除外）": what an aside excepts is barred, not required.
+        excepted = [(m.start(), m.end()) for m in _EXCEPTED_ASIDE.finditer(norm)]
+        # "现开展2024年度专精特新中小企业申报工作": what the work announced confers, not who may apply.
+        announced = [(m.start(), m.end()) for m in _ANNOUNCED_WORK.finditer(norm)]
         for pos, term, name in hits:
-            if skipped_until >= 0 and re.fullmatch(r"[、和及或与以及“”\"\s]*", norm[skipped_until:pos]):
+            if skipped_until >= 0 and re.fullmatch(
+                r"[、和及或与以及“”\"\s]*([\u4e00-\u9fa5]{1,4}[省市区县])?(国家级|省级|市级|区级)?",
+                norm[skipped_until:pos],
+            ):
                 skipped_until = pos + len(term)
                 continue
             skipped_until = -1
@@ -899,9 +1006,19 @@ def _encode_clause(
             if term == "规模以上" and not re.search(r"规模以上\s*(工业|企业|[(（])|规上", clause):
                 continue
             lead = norm[max(0, pos - 8) : pos]
-            tail = norm[pos + len(term) : pos + len(term) + 6]
-            if re.search(r"(未|不|非|没有)(被)?(认定|评为|列入|纳入|属于|是|获得)?为?$", lead):
+            tail = norm[pos + len(term) : pos + len(term) + 6].lstrip("”")
+            if any(a <= pos < b for a, b in excepted) or re.search(
+                r"(未|不|非|没有)(被)?(认定|评为|列入|纳入|属于|是|获得)?为?$", lead
+            ):
                 negative.append(name)
+            elif any(a <= pos < b for a, b in announced):
+                continue
+            elif re.match(r"[^，,。；;]{0,6}平均(?:水平|值|增幅|增速)", norm[pos + len(term) : pos + len(term) + 12]):
+                continue  # "高于全省规上工业企业平均水平": a benchmark, not the firm's standing
+            elif name == "规模以上工业企业" and re.match(r"(?:服务业|服务|批发|零售|商贸|住宿|餐饮)", tail):
+                continue  # "规上服务业企业": above the threshold of another sector, not an industrial firm
+            elif term == "龙头企业" and _OTHER_LEADERS.search(lead):
+                continue  # "工业龙头企业、链主型龙头企业": leaders of another kind than the agricultural one
             elif re.match(r"(企业|单位)?(奖励|奖补|补助|补贴|资助|扶持|贡献奖)(政策|资金|办法|项目|措施)", tail):
                 continue  # "新增入库限上企业奖励政策": the name of a scheme, not whom it is for
             elif re.match(r"(产品|服务产品)", tail):
@@ -909,15 +1026,19 @@ def _encode_clause(
             elif _example_among_others(qual_text, vocab, pos, len(term)):
                 continue  # "设立技术研究院、企业技术中心、博士后工作站等": one example of what is asked
             elif re.search(
-                r"(申报|申请|认定|评选|推荐|培育|监测|争创|创建|争当|成长为|培育为)(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$",
+                r"(申报|申请|认定|评选|推荐|培育|监测|争创|创建|争当|成长为|培育为|(?<!已)成为)(\d{4}年度?)?([\u4e00-\u9fa5]{1,4}[省市区县])?"
+                r"(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$",
                 lead,
             ):
                 skipped_until = pos + len(term)
                 continue  # "申报省级龙头企业应符合以下条件": the policy confers it
             elif re.match(
-                r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板)",
+                r"(的)?(国家级|省级|市级|区级|县级)?(认定|申报|申请|评价|培育|入库|梯度|奖补资金|政策|工作|管理|标准|指标|条件|专?板|潜质|潜力)",
                 tail,
-            ) and not re.search(r"(通过|获得|已|(?<![特创高更])新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead):
+            ) and not (
+                re.search(r"(通过|获得|已|(?<![特创高更])新|首次|取得|被|评为|认定为|列入)[^，,。]{0,12}$", lead)
+                or re.match(r"”?入库[\u4e00-\u9fa5]{0,4}企业", norm[pos + len(term) : pos + len(term) + 10])
+            ):  # "限上入库零售企业": a firm in the statistics, not one applying to enter them
                 continue  # "申报高新技术企业认定": about becoming one, not for holders
             else:
                 positive.append(name)
@@ -939,7 +1060,7 @@ def _encode_clause(
                 ConditionProposal({"field": "qualifications", "op": "has_none", "value": negative}, clause, 0.7)
             )
     # Size class.
-    sized = clause
+    sized = _EXCEPTED_ASIDE.sub(lambda m: "　" * len(m.group(0)), clause)
     for _, term, _name in hits:
         sized = re.sub(re.escape(term), "　" * len(term), sized, flags=re.I)
     if not re.search(r"裁员|失业", clause):
@@ -955,8 +1076,8 @@ def _encode_clause(
                     sized[m.end() : m.end() + 4],
                 ):
                     continue
-                if _NEGATION.search(sized[: m.start()]):
-                    continue
+                if _NEGATION.search(sized[: m.start()]) or re.search(r"　[”\"]?$", sized[: m.start()]):
+                    continue  # "“专精特新”中小企业": the size word is part of the qualification's name
                 defined = sized.find("是指")
                 if _one_kind_among_others(sized, m.start(), m.end()) or (
                     -1 < defined < m.start() and not any(p.search(sized[:defined]) for p, _ in _SIZE_WORDS)
@@ -1030,7 +1151,7 @@ def _encode_clause(
     for _, term, _name in hits:
         plain_clause = re.sub(re.escape(term), "　", plain_clause, flags=re.I)
     industry, words = find_industries(plain_clause)
-    if industry:
+    if industry and not (strict and award):  # "制造业企业奖励方面，对…给予": the scope of one award tier
         named = "|".join(map(re.escape, words))
         firm = re.search(
             rf"(属于|从事|为)[^，,。；;]{{0,12}}({named})|({named})[^，,。；;]{{0,8}}(企业|行业|领域|单位)",
@@ -1044,8 +1165,22 @@ def _encode_clause(
             rf"({named})[^，,。；;或]{{0,4}}(?:企业|行业)?(?:或|或者|以及)([\u4e00-\u9fa5]{{2,10}}?)(?:企业|行业|单位)",
             plain_clause,
         )
+        kinds = "|".join(map(re.escape, (w for w in words if w.endswith("企业"))))
+        if not firm and kinds:
+            # "具有独立法人资格的工业企业；": the word is the applicant itself (not "全区工业企业平均水平").
+            firm = re.search(
+                rf"(?<!全区)(?<!全市)(?<!全省)(?<!全县)({kinds})(?=[，,。；;、(（]|和|或|及|$)", plain_clause
+            )
         if other and not find_industries(other.group(2))[0]:
             firm = None
+        if firm and re.match(r"[^，,。；;、]{0,12}?项目", plain_clause[firm.end() :]):
+            firm = None  # "申报的制造业中小企业数字化改造项目在…实施": a kind of project, not the firm's sector
+        if firm and excluded and re.match(r"不含|不包括|不包含", excluded.group(0)):
+            # "…的制造业企业，不包括电力、热力、燃气和水的生产和供应业": the sectors named outside the exception stay.
+            kept, _ = find_industries(re.sub(r"(?:不含|不包括|不包含)[^。；;]*", "", plain_clause))
+            kept = [c for c in kept if c in industry]
+            if kept and firm.start() < excluded.start():
+                industry, excluded = kept, None
         if firm and not excluded:
             found.append(ConditionProposal({"field": "industry_code", "op": "prefix", "value": industry}, clause, 0.65))
     return found

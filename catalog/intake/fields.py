@@ -178,6 +178,8 @@ def find_title(text: str) -> Proposal | None:
             continue
         if i > 0 and line.startswith("《") and line.endswith("》"):
             continue  # a cited document (政策依据), not this one's title
+        if i > 0 and re.match(r"[\u4e00-\u9fa5]{2,6}[:：]", line):
+            continue  # "政策依据：《…的通知》", "咨询部门：…": a labelled line, not the title
         candidate = line
         # A title wrapped over two or three lines: join until it ends like a title.
         for j in range(i, min(i + 3, len(lines))):
@@ -433,6 +435,13 @@ def find_apply_url(text: str) -> Proposal | None:
     return fallback
 
 
+# A provincial body's 文号 opens with its province's abbreviation (桂工信综合〔2024〕80号).
+_PROVINCE_ABBREVIATIONS = {
+    "冀": "130000", "晋": "140000", "辽": "210000", "吉": "220000", "黑": "230000", "苏": "320000", "浙": "330000",
+    "皖": "340000", "闽": "350000", "赣": "360000", "鲁": "370000", "豫": "410000", "鄂": "420000", "湘": "430000",
+    "粤": "440000", "琼": "460000", "川": "510000", "黔": "520000", "滇": "530000", "陕": "610000", "甘": "620000",
+    "青": "630000", "蒙": "150000", "桂": "450000", "藏": "540000", "宁": "640000", "新": "650000",
+}  # fmt: skip
 _NATIONAL = re.compile(
     r"^(国务院|国家|中华人民共和国|中共中央|工业和信息化部|财政部|科学技术部|科技部|商务部|人力资源和社会保障部|国家税务总局|人民银行|中国人民银行|发展改革委|国家发展和改革委员会|教育部|农业农村部|生态环境部|市场监管总局)"
 )
@@ -463,26 +472,38 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
                     r"(?:国家)?(?:高新区|高新技术产业开发区|经济技术开发区|经开区|开发区|新区|园区)",
                     opening[len(short) :],
                 ):
-                    return None, Proposal(code, source, 0.6)
+                    return Proposal("municipal", source, 0.6), Proposal(code, source, 0.6)  # a city's zone
                 lvl = {"省": "provincial", "市": "municipal"}[level]
                 return Proposal(lvl, source, 0.6), Proposal(code, source, 0.6)
-        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(省|自治区)", source)
+        m = re.match(r"^(?:[\u4e00-\u9fa5]{2,6}?(?:省(?!级)|自治区)|自治区|省(?!级))", source)
         if m:
-            return Proposal("provincial", source, 0.7), None
-        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域)", source)
+            # "自治区工业和信息化厅…（桂工信综合〔2024〕80号）": a provincial body's 文号 opens with its abbreviation.
+            own = find_doc_number(text) if m.group(0) in ("自治区", "省") else None
+            province = _PROVINCE_ABBREVIATIONS.get(str(own.value)[0]) if own else None
+            region = Proposal(province, str(own.value), 0.6) if own and province else None
+            return Proposal("provincial", source, 0.7), region
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域|级)", source)
         if m:
             return Proposal("county", source, 0.7), None
-        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市", source)
+        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市(?!级)", source)
         if m:
             return Proposal("municipal", source, 0.7), None
     if title:
         named = re.sub(r"高新区|开发区|园区|保税区|示范区|试验区|合作区", "", title)
+        named = re.sub(r"[省市区县]级", "", named)  # "省级专精特新": a level word, not a place
         if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!辖)(区|县)(?!域)", named):
             return Proposal("county", title, 0.5), None
         if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!我)市", named):
             return Proposal("municipal", title, 0.5), None
         if re.search(r"[\u4e00-\u9fa5]{2,3}省", named):
             return Proposal("provincial", title, 0.5), None
+    # An issuing body on its own line under the title ("河北省工业和信息化厅"): its place before any other.
+    for line in _lines(text)[1:4]:
+        if len(line) <= 30 and re.search(r"(?:厅|局|委|委员会|政府|办公室|办公厅|管委会)$", line):
+            found = find_region(line, context=text)
+            if found:
+                lvl = {"省": "provincial", "市": "municipal", "区县": "county"}[found[2]]
+                return Proposal(lvl, line, 0.6), Proposal(found[1], line, 0.6)
     head = "\n".join(_lines(text)[:40])
     found = find_region(head, context=text)
     if found:

@@ -162,6 +162,11 @@ def test_fields_come_with_their_source_sentence() -> None:
     assert all(0 < p.confidence <= 1 for p in found.values())
 
 
+def test_a_labelled_line_is_no_title() -> None:
+    text = "某市工业企业入规奖励\n适用对象：首次纳入规模以上工业统计的企业。\n政策依据：《某市人民政府关于印发若干措施的通知》\n"
+    assert extract_fields(text)["title"].value == "某市工业企业入规奖励"
+
+
 def test_a_phone_number_on_the_line_after_its_heading() -> None:
     text = (
         "小微企业创业贷款\n六、受理机构\n单位注册地所属区县的人社部门受理。\n七、联系电话\n029-86556924 029-86279317\n"
@@ -180,7 +185,18 @@ def test_validity_and_county_level() -> None:
     ("text", "level", "region"),
     [
         ("株洲创业担保贷款及贴息政策\n对小微企业给予贴息。\n", "municipal", "430200"),
-        ("新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n", None, "410700"),
+        (
+            "新乡高新区关于进一步推进企业上市挂牌的奖励办法\n第一条 奖励对象为上市企业。\n",
+            "municipal",
+            "410700",
+        ),  # a city's zone: the city's level (d37)
+        # A labelled line is no title; an unnamed provincial body's region from its 文号; 省级 is no place.
+        ("自治区工业和信息化厅关于组织申报补助资金的通知\n桂工信综合〔2024〕80号\n", "provincial", "450000"),
+        (
+            "关于开展省级“专精特新”中小企业认定工作的通知\n河北省工业和信息化厅\n各市（含定州、辛集市）工业和信息化局：\n",
+            "provincial",
+            "130000",
+        ),
         ("银川市中小企业数字化转型试点项目预征集通知\n一、征集范围\n", "municipal", "640100"),
         ("关于开展2019年嘉定区智慧城市专项资金项目申报工作的通知\n", "county", "310114"),
         # Every county is in the table; a city + county short name names it (成都龙泉驿).
@@ -344,6 +360,85 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             None,
             ("industry_code", "prefix", ["F"]),
         ),
+        # Session 6: what an aside excepts is barred; a size word inside a qualification's name is no size.
+        (
+            "申报条件\n（一）在本区注册的小型微型企业（已认定的“专精特新”中小企业除外）。",
+            ("qualifications", "has_none", ["专精特新中小企业"]),
+            ("size_class", "in", ["medium", "small", "micro"]),
+        ),
+        # Names after 申报 / 成为, with a year or place between, and in the work announced are not required.
+        (
+            "申报条件\n一、拟申报苏州市专精特新中小企业的，须先成为苏州市创新型中小企业。",
+            None,
+            ("qualifications", "has_any", ["专精特新中小企业"]),
+        ),
+        (
+            "申报条件\n一、认真组织企业申报2024年度专精特新中小企业。",
+            None,
+            ("qualifications", "has_any", ["专精特新中小企业"]),
+        ),
+        # Leaders of industry are no agricultural 龙头企业; a 潜质 firm is not yet the qualification.
+        (
+            "申报条件\n（1）工业龙头企业、链主型龙头企业，在一季度产值增长10%以上。",
+            None,
+            ("qualifications", "has_any", ["农业产业化龙头企业"]),
+        ),
+        ("申报条件\n属于关键领域的“小巨人”潜质企业。", None, ("qualifications", "has_any", ["专精特新“小巨人”企业"])),
+        # Exclusion lists: 不存在下列情况 / 不含以下类型企业 name what is barred; only 失信 is coded from them.
+        (
+            "申报条件\n（七）企业不存在下列情况：近三年发生过重大安全事故；被列入严重失信主体名单。",
+            ("credit_standing", "ne", "dishonest"),
+            None,
+        ),
+        (
+            "支持对象\n规模以上工业企业。支持对象不含以下类型企业：（1）垄断性行业企业；（2）近两年存在严重不良信用记录的企业。",
+            ("credit_standing", "ne", "dishonest"),
+            None,
+        ),
+        # Operating in a place is where the firm is; a 工业企业 applicant is industrial, not an aggregate of them.
+        ("申报条件\n（一）在本区生产、经营，实质性运营的企业。", ("region_code", "within_region", ["440305"]), None),
+        ("申报条件\n1.在本区依法注册具有独立法人资格的工业企业；", ("industry_code", "prefix", ["B", "C", "D"]), None),
+        (
+            "申报条件\n营业收入同比增速超过全区工业企业平均水平。",
+            None,
+            ("industry_code", "prefix", ["B", "C", "D"]),
+        ),
+        # A sector naming a kind of project is not the firm's.
+        ("申报条件\n（二）申报的制造业中小企业数字化改造项目在本市实施。", None, ("industry_code", "prefix", ["C"])),
+        # Sectors of several tiers are one list: disjoint prefixes would together admit no firm.
+        (
+            "申报条件\n1、销售额10亿元以上的零售企业。\n2、销售额1亿元以上的餐饮企业。",
+            ("industry_code", "prefix", ["F52", "H62"]),
+            ("industry_code", "prefix", ["F52"]),
+        ),
+        # A benchmark (…平均水平) and 规上 firms of another sector are no 规模以上工业企业 requirement.
+        (
+            "申报条件\n2、上年营业收入增长率高于同期全省规上工业企业平均水平。",
+            None,
+            ("qualifications", "has_any", ["规模以上工业企业"]),
+        ),
+        (
+            "申报条件\n对营业收入首次达到1亿元的规上服务业企业给予奖励。",
+            None,
+            ("qualifications", "has_any", ["规模以上工业企业"]),
+        ),
+        # A sector excepted after 不包括 leaves the sector named before it; the statistics a firm is in place it.
+        (
+            "申报范围\n纳入本区规上工业统计库的在库制造业企业，不包括电力、热力、燃气和水的生产和供应业。",
+            ("industry_code", "prefix", ["C"]),
+            None,
+        ),
+        (
+            "申报范围\n纳入本区规上工业统计库的在库制造业企业。",
+            ("region_code", "within_region", ["440305"]),
+            None,
+        ),
+        # An item of the conditions that cites an attachment is no 附件 heading closing them.
+        (
+            "一、申报条件\n（一）主营业务应属于《文化及相关产业分类》（见附件13）确定的经营范围。\n（二）登记注册一年以上。",
+            ("established_on", "years_since_gte", 1),
+            None,
+        ),
     ],
 )
 def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | None) -> None:
@@ -432,6 +527,14 @@ def test_alternatives_become_one_any_node() -> None:
         ("申报条件：企业须注册成立365个日历天数以上", ("established_on", "years_since_gte", 1)),
         ("申报条件：经营期限满一年", ("established_on", "years_since_gte", 1)),
         ("申报条件：注册时间在2021年1月1日以后", ("established_on", "gte", "2021-01-01")),
+        # Tiers listed after one comparison word, 突破 as reaching, a metric carried to the next bare bound.
+        ("申报条件：营业收入首次突破1亿元、3亿元、5亿元的企业", ("annual_revenue", "gte", 30000)),
+        ("申报条件：营业收入首次突破1亿元、3亿元、5亿元的企业", ("annual_revenue", "gte", 50000)),
+        (
+            "申报条件：销售收入首次超过2000万元（含）的批发业企业；首次超过500万（含）零售业企业",
+            ("annual_revenue", "gte", 500),
+        ),
+        ("申报条件：商贸、服务业企业销售（营业）收入首次超过3亿元的企业", ("annual_revenue", "gt", 30000)),
     ],
 )
 def test_threshold_words_and_units(sentence: str, expected: tuple[str, str, object]) -> None:
@@ -511,7 +614,7 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
     result = evaluation.run("test")
     s, b = result.system, result.baseline
-    assert result.documents >= 79 and s.labelled >= 215
+    assert result.documents >= 93 and s.labelled >= 249
     # The whole set holds at least 300 hand-labelled conditions (issue 17).
     assert sum(len(set(doc.conditions)) for doc in evaluation.load("all")) >= 300
     # Floors a little under the figures measured on the whole held-out split (README "Policy intake"):
