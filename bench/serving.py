@@ -74,6 +74,9 @@ TARGETS = {
     "calculator p50 ms": 30.0,
     "search cached p50 ms": 30.0,
 }
+# "Cost flat in the number of policies": a page of firms with full lists at the largest catalog costs
+# at most this many times one at the smallest (bench.page_cost; the same work, measured in the same run).
+FLAT = 1.2
 SEARCH_WORDS = [
     "研发",
     "补贴",
@@ -596,10 +599,28 @@ def measure_sizes(args: argparse.Namespace, record: dict[str, Any]) -> None:
         finally:
             entry["server_stop_s"] = server.stop()
         entry["server_log_database_locked"] = server.log_count("database is locked")
+        if not (last and args.mixed_seconds > 0):  # after the mixed load the marked firms are stale
+            entry["page_cost"] = page_cost(tmp)
         # Each size's figures are kept as soon as they are measured: a later size may not finish.
         write_result("serving-partial", record)
         if not args.keep and not args.workdir:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def page_cost(workdir: Path) -> dict[str, Any]:
+    """`bench.page_cost` on this size's database: in-process CPU per page for firms with full lists."""
+    print("serving: page cost in process (firms with full lists) …", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.page_cost", str(workdir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode:
+        return {"error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def mixed(
@@ -681,6 +702,24 @@ def judge(record: dict[str, Any]) -> dict[str, Any]:
         "measured": new,
         "met": None if new is None or e5 is None else new <= e5 + 15,
     }
+    rn_cpu = rn.get("server_cpu_ms_per_request")
+    out[f"recommendation server CPU ms/req at {n} clients"] = {
+        "target": TARGETS["recommendation server CPU ms/req"],
+        "measured": rn_cpu,
+        "met": None if rn_cpu is None else rn_cpu <= TARGETS["recommendation server CPU ms/req"],
+    }
+    costs = [
+        (policies, s["page_cost"].get("cpu_ms_per_page_best"))
+        for policies, s in record["sizes"].items()
+        if s.get("page_cost", {}).get("cpu_ms_per_page_best")
+    ]
+    if len(costs) >= 2:
+        (small, a), (large, b) = costs[0], costs[-1]
+        out[f"page CPU, full lists: {large} ÷ {small} policies"] = {
+            "target": FLAT,
+            "measured": round(b / a, 2),
+            "met": b / a <= FLAT,
+        }
     mixed_load = size.get("mixed", {}).get("load", {})
     if mixed_load:
         bad = mixed_load.get("server_5xx", 0) + mixed_load.get("database_locked", 0)
