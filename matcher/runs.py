@@ -411,6 +411,9 @@ def rematch_firms(
     with database.session() as db:
         ctx = context(db, matcher, today=today)
         listed = _listed_positions(db, ctx.policies)
+    mask = np.zeros(len(ctx.policies), dtype=bool)
+    mask[listed] = True
+    list_rows = 0
     for start in range(0, len(ids), FIRM_BATCH):
         if _stop(should_stop):
             report.stopped = True
@@ -418,16 +421,23 @@ def rematch_firms(
         part = np.asarray(ids[start : start + FIRM_BATCH], dtype=np.int64)
         with database.session() as db:
             chunk = pipeline.load_chunk(db, ctx, ids=part)
+        pairs = None
         with scoring_threads():
-            rows, _, _ = pipeline.score(chunk, ctx)
-        statuses = _list_statuses(chunk, ctx, listed) if listed else None
+            if listed:
+                # The kept lists' pairs come out of the same pass that scores the firms (any chunk size).
+                rows, pairs = pipeline.score_listing(chunk, ctx, mask)
+            else:
+                rows, _, _ = pipeline.score(chunk, ctx)
+        entries = _listed_rows(ctx, chunk, pairs) if pairs is not None else []
         with database.writer_session() as db:
             store.write(db, rows)
-            if statuses is not None:
-                _write_list_rows(db, ctx, chunk, listed, statuses)
+            if pairs is not None:
+                _replace_list_rows(db, ctx, chunk, listed, entries)
+        list_rows += len(entries)
         report.firms += len(rows)
         if progress:
             progress("firms", report.firms, len(ids))
+    report.details["list_rows"] = list_rows
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
@@ -438,18 +448,20 @@ def _listed_positions(db: Session, ps: Any) -> list[int]:
     return [j for j, p in enumerate(ps.policies) if p.id in listed]
 
 
-def _list_statuses(chunk: pipeline.Chunk, ctx: pipeline.Context, listed: Sequence[int]) -> np.ndarray:
-    """Return listed policies × firms statuses (0 where the firm's region is not covered)."""
-    ps = ctx.policies
-    out = np.zeros((len(listed), len(chunk)), dtype=np.int8)
-    allowed = np.vstack([ps.applicable(r) for r in chunk.regions]).T if len(chunk) else np.zeros((len(ps), 0), bool)
-    for k, j in enumerate(listed):
-        out[k] = eligibility.evaluate_many(ps.policies[j].rules, chunk.frame, today=ctx.today) * allowed[j]
-    return out
+def _listed_rows(ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed) -> list[dict[str, Any]]:
+    """Return the `match_result` rows of the kept lists' pairs found in a chunk."""
+    firms, policies, status = pairs.firm.tolist(), pairs.policy.tolist(), pairs.status.tolist()
+    rules, tags, semantic, cosine = (v.tolist() for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine))
+    return [
+        _list_entry(ctx, chunk, j, i, st, r, t, sem, cos, states)
+        for i, j, st, r, t, sem, cos, states in zip(
+            firms, policies, status, rules, tags, semantic, cosine, pairs.states, strict=True
+        )
+    ]
 
 
-def _write_list_rows(
-    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], statuses: np.ndarray
+def _replace_list_rows(
+    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], rows: list[dict[str, Any]]
 ) -> None:
     """Replace these firms' rows in the kept policy lists."""
     ps = ctx.policies
@@ -461,40 +473,14 @@ def _write_list_rows(
                 MatchResult.enterprise_id.in_(ids[start : start + 900]), MatchResult.policy_id.in_(policy_ids)
             )
         )
-    rows = []
-    for k, j in enumerate(listed):
-        for i in np.flatnonzero(statuses[k] >= 1):
-            rows.append(_list_row(ctx, chunk, j, int(i), int(statuses[k, i])))
+    _insert_list_rows(db, rows)
+
+
+def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert `match_result` rows, executemany in parts of 5,000."""
+    connection = db.connection()  # a Core statement on the connection: no ORM bulk-insert bookkeeping
     for start in range(0, len(rows), 5_000):
-        db.execute(insert(MatchResult), rows[start : start + 5_000])
-
-
-def _list_row(ctx: pipeline.Context, chunk: pipeline.Chunk, j: int, i: int, status: int) -> dict[str, Any]:
-    """One firm of one policy's list, with the components the firm's matches would show."""
-    ps = ctx.policies
-    _, states = eligibility.evaluate_with_states(
-        ps.policies[j].rules, chunk.frame.take(np.asarray([i])), today=ctx.today
-    )
-    if not len(states):
-        rules = pipeline.NO_CONDITIONS_SCORE
-    elif status == 2:
-        rules = 1.0
-    else:
-        rules = round(0.5 + 0.3 * float((states == 2).mean()), 4)
-    firm_tags = ps.firm_tag_matrix([chunk.tags[i]]).astype(np.float64)
-    tags, semantic, cosine, _ = pipeline._scores(
-        ctx,
-        np.asarray([[status]], dtype=np.int8),
-        np.asarray([[rules]]),
-        np.asarray([j]),
-        chunk.vectors[i : i + 1],
-        chunk.has_vector[i : i + 1],
-        firm_tags,
-    )
-    states_i = states[:, 0] if len(states) else None
-    return _list_entry(
-        ctx, chunk, j, i, status, rules, float(tags[0, 0]), float(semantic[0, 0]), float(cosine[0, 0]), states_i
-    )
+        connection.execute(insert(MatchResult), rows[start : start + 5_000])
 
 
 def _list_entry(
@@ -507,7 +493,7 @@ def _list_entry(
     tags: float,
     semantic: float,
     cosine: float,
-    states: np.ndarray | None,
+    states: list[int],
 ) -> dict[str, Any]:
     ps, w = ctx.policies, ctx.weights
     return {
@@ -521,7 +507,7 @@ def _list_entry(
         "semantic_score": semantic,
         "similarity": None if np.isnan(cosine) else round(cosine, 4),
         "shared_tags": ps.shared_tags(j, chunk.tags[i]),
-        "condition_states": [] if states is None else states.tolist(),
+        "condition_states": states,
         "computed_at": utcnow(),
     }
 
@@ -622,6 +608,7 @@ def list_policies(
         ctx = context(db, matcher, today=today)
         versions = dict(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(ids))).tuples().all())
         lo, hi = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id))).one()
+    open_positions = [j for j in (ctx.policies.position.get(pid) for pid in ids) if j is not None]
     with database.writer_session() as db:
         db.execute(delete(MatchResult).where(MatchResult.policy_id.in_(ids)))
     if lo is None:
@@ -633,16 +620,21 @@ def list_policies(
             chunk = pipeline.load_chunk(db, ctx, id_range=(start, start + LIST_BATCH - 1))
         if not len(chunk):
             continue
-        list_rows: list[dict[str, Any]] = []
+        # Every open policy of the batch judged in one kernel pass (rule trees over the runs of firms
+        # their regions admit); a policy no longer open lists nobody.
+        with scoring_threads():
+            pairs = pipeline.list_chunk(chunk, ctx, open_positions)
+        list_rows = _listed_rows(ctx, chunk, pairs)
+        per_policy = np.zeros((3, len(ctx.policies)), dtype=np.int64)
+        np.add.at(per_policy, (pairs.status.astype(np.int64), pairs.policy), 1)
         for pid in ids:
-            _, rows = _patch_chunk(ctx, chunk, ctx.policies.position.get(pid), pid, {}, patch=False)
-            list_rows.extend(rows)
             counts[pid]["firms"] += len(chunk)
-            counts[pid]["eligible"] += sum(1 for r in rows if r["status"] == ELIGIBLE)
-            counts[pid]["likely"] += sum(1 for r in rows if r["status"] == LIKELY)
+            j = ctx.policies.position.get(pid)
+            if j is not None:
+                counts[pid]["eligible"] += int(per_policy[2, j])
+                counts[pid]["likely"] += int(per_policy[1, j])
         with database.writer_session() as db:
-            for k in range(0, len(list_rows), 5_000):
-                db.execute(insert(MatchResult), list_rows[k : k + 5_000])
+            _insert_list_rows(db, list_rows)
     if _stop(should_stop):
         return counts
     with database.writer_session() as db:
@@ -677,10 +669,14 @@ def _patch_chunk(
             near = allowed & (st == 0) & ((states == 0).sum(axis=0) == 1) & ((states == 1).sum(axis=0) == 0)
         else:
             rules = np.full(n, pipeline.NO_CONDITIONS_SCORE)
-        firm_tags = ps.firm_tag_matrix(chunk.tags).astype(np.float64)
-        tags, semantic, cosine, base = pipeline._scores(
-            ctx, status[None, :], rules[None, :], np.asarray([j]), chunk.vectors, chunk.has_vector, firm_tags
+        firm_tags = ps.firm_tag_matrix(chunk.tags)
+        # Scored pair by pair, as the kernel scores the kept lists: the same rows as `list_policies`.
+        tag_scores, semantic_scores, cosines = pipeline.pair_scores(
+            ctx, chunk.vectors, chunk.has_vector, firm_tags, np.full(n, j, dtype=np.int64)
         )
+        w = ctx.weights
+        bases = w.rules * rules + w.tags * tag_scores + w.semantic * semantic_scores
+        tags, semantic, cosine, base = (v[:, None] for v in (tag_scores, semantic_scores, cosines, bases))
     rows: list[store.Row] = []
     list_rows: list[dict[str, Any]] = []
     for i in range(n):
@@ -698,7 +694,7 @@ def _patch_chunk(
                     float(tags[i, 0]),
                     float(semantic[i, 0]),
                     float(cosine[i, 0]),
-                    states[:, i] if len(states) else None,
+                    states[:, i].tolist() if len(states) else [],
                 )
             )
         if old is None or not patch:
@@ -734,7 +730,7 @@ def _patch_chunk(
                     float(tags[i, 0]),
                     float(semantic[i, 0]),
                     float(cosine[i, 0]),
-                    states[:, i] if len(states) else None,
+                    states[:, i].tolist() if len(states) else [],
                 )
             )
         elif j is not None and near[i]:
