@@ -397,15 +397,25 @@ class Listed:
     tags: np.ndarray
     semantic: np.ndarray
     cosine: np.ndarray  # NaN: the firm has no vector
-    states: list[list[int]]  # each pair's condition states in document order (2 met, 1 unknown, 0 not met)
+    # Each pair's condition states in document order (2 met, 1 unknown, 0 not met), packed: pair k's
+    # are states[bounds[k]:bounds[k + 1]] (a list per pair would cost ~100 bytes each, millions of pairs).
+    states: np.ndarray
+    bounds: np.ndarray
 
     def __len__(self) -> int:
         return len(self.firm)
 
+    def states_of(self, start: int, stop: int) -> list[list[int]]:
+        """Return the condition states of pairs start…stop − 1, a list each."""
+        b = self.bounds[start : stop + 1].tolist()
+        base = b[0]
+        flat = self.states[base : b[-1]].tolist()
+        return [flat[b[k] - base : b[k + 1] - base] for k in range(stop - start)]
+
     @classmethod
     def empty(cls) -> Listed:
         ints, floats = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        return cls(ints, ints, np.zeros(0, dtype=np.int8), floats, floats, floats, floats, [])
+        return cls(ints, ints, np.zeros(0, dtype=np.int8), floats, floats, floats, floats, ints, np.zeros(1, np.int64))
 
 
 class _Listing:
@@ -416,7 +426,8 @@ class _Listing:
         self.policies: list[np.ndarray] = []
         self.status: list[np.ndarray] = []
         self.rules: list[np.ndarray] = []
-        self.states: list[list[int]] = []
+        self.states: list[np.ndarray] = []  # per policy of a block: its pairs' states, pair after pair
+        self.counts: list[np.ndarray] = []  # conditions per pair
 
     def add(
         self,
@@ -443,10 +454,10 @@ class _Listing:
                 rules = np.where(
                     st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
                 )
-                self.states.extend(block_states[k][:, cols].T.tolist())
+                self.states.append(block_states[k][:, cols].T.ravel())
             else:
                 rules = np.full(len(cols), NO_CONDITIONS_SCORE)
-                self.states.extend([] for _ in range(len(cols)))
+            self.counts.append(np.full(len(cols), c, dtype=np.int64))
             self.rows.append(a + cols)
             self.policies.append(np.full(len(cols), block[k], dtype=np.int64))
             self.status.append(st)
@@ -467,7 +478,8 @@ class _Listing:
             tags=tags,
             semantic=semantic,
             cosine=cosine,
-            states=self.states,
+            states=np.concatenate(self.states) if self.states else np.zeros(0, dtype=np.int8),
+            bounds=np.concatenate([[0], np.cumsum(np.concatenate(self.counts))]).astype(np.int64),
         )
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog.models import Policy, PolicyStatus
-from core.db import Database, utcnow
+from core.db import Database, driver_cursor, utcnow
 from matcher import eligibility, firmtags, pipeline, store, vectors, wording
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, LIKELY
@@ -428,12 +428,11 @@ def rematch_firms(
                 rows, pairs = pipeline.score_listing(chunk, ctx, mask)
             else:
                 rows, _, _ = pipeline.score(chunk, ctx)
-        entries = _listed_rows(ctx, chunk, pairs) if pairs is not None else []
         with database.writer_session() as db:
             store.write(db, rows)
             if pairs is not None:
-                _replace_list_rows(db, ctx, chunk, listed, entries)
-        list_rows += len(entries)
+                _replace_list_rows(db, ctx, chunk, listed, pairs)
+                list_rows += len(pairs)
         report.firms += len(rows)
         if progress:
             progress("firms", report.firms, len(ids))
@@ -448,20 +447,30 @@ def _listed_positions(db: Session, ps: Any) -> list[int]:
     return [j for j, p in enumerate(ps.policies) if p.id in listed]
 
 
-def _listed_rows(ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed) -> list[dict[str, Any]]:
-    """Return the `match_result` rows of the kept lists' pairs found in a chunk."""
-    firms, policies, status = pairs.firm.tolist(), pairs.policy.tolist(), pairs.status.tolist()
-    rules, tags, semantic, cosine = (v.tolist() for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine))
+def _listed_rows(
+    ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed, start: int = 0, stop: int | None = None
+) -> list[dict[str, Any]]:
+    """Return the `match_result` rows of the kept lists' pairs found in a chunk (pairs start…stop − 1)."""
+    stop = len(pairs) if stop is None else stop
+    cut = slice(start, stop)
+    firms, policies, status = pairs.firm[cut].tolist(), pairs.policy[cut].tolist(), pairs.status[cut].tolist()
+    rules, tags, semantic, cosine = (v[cut].tolist() for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine))
     return [
         _list_entry(ctx, chunk, j, i, st, r, t, sem, cos, states)
         for i, j, st, r, t, sem, cos, states in zip(
-            firms, policies, status, rules, tags, semantic, cosine, pairs.states, strict=True
+            firms, policies, status, rules, tags, semantic, cosine, pairs.states_of(start, stop), strict=True
         )
     ]
 
 
+def _write_listed(db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed) -> None:
+    """Insert the kept lists' pairs of a chunk, rows made a few thousand at a time (millions per chunk)."""
+    for start in range(0, len(pairs), 5_000):
+        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + 5_000, len(pairs))))
+
+
 def _replace_list_rows(
-    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], rows: list[dict[str, Any]]
+    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], pairs: pipeline.Listed
 ) -> None:
     """Replace these firms' rows in the kept policy lists."""
     ps = ctx.policies
@@ -473,14 +482,49 @@ def _replace_list_rows(
                 MatchResult.enterprise_id.in_(ids[start : start + 900]), MatchResult.policy_id.in_(policy_ids)
             )
         )
-    _insert_list_rows(db, rows)
+    _write_listed(db, ctx, chunk, pairs)
 
 
 def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert `match_result` rows, executemany in parts of 5,000."""
-    connection = db.connection()  # a Core statement on the connection: no ORM bulk-insert bookkeeping
-    for start in range(0, len(rows), 5_000):
-        connection.execute(insert(MatchResult), rows[start : start + 5_000])
+    """Insert `match_result` rows in parts of 5,000.
+
+    On SQLite the values go straight to the driver's executemany, each converted by its column
+    type's own bind processor (JSON, UTC timestamps): what a Core insert applies, without its
+    bookkeeping per row (most of the insert's time for the hundreds of thousands of rows of a
+    catch-up). Elsewhere a Core insert.
+    """
+    if not rows:
+        return
+    connection = db.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        for start in range(0, len(rows), 5_000):
+            connection.execute(insert(MatchResult), rows[start : start + 5_000])
+        return
+    table = MatchResult.__table__
+    names = list(rows[0])
+    convert: list[tuple[int, Callable[[Any], Any]]] = []
+    for k, name in enumerate(names):
+        fn = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if fn is not None:
+            convert.append((k, fn))
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(MatchResult.__tablename__)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    cursor = driver_cursor(connection)
+    try:
+        for start in range(0, len(rows), 5_000):
+            values = []
+            for row in rows[start : start + 5_000]:
+                item = [row[n] for n in names]
+                for k, process in convert:
+                    item[k] = process(item[k])
+                values.append(item)
+            cursor.executemany(sql, values)
+    finally:
+        cursor.close()
 
 
 def _list_entry(
@@ -624,7 +668,6 @@ def list_policies(
         # their regions admit); a policy no longer open lists nobody.
         with scoring_threads():
             pairs = pipeline.list_chunk(chunk, ctx, open_positions)
-        list_rows = _listed_rows(ctx, chunk, pairs)
         per_policy = np.zeros((3, len(ctx.policies)), dtype=np.int64)
         np.add.at(per_policy, (pairs.status.astype(np.int64), pairs.policy), 1)
         for pid in ids:
@@ -634,7 +677,7 @@ def list_policies(
                 counts[pid]["eligible"] += int(per_policy[2, j])
                 counts[pid]["likely"] += int(per_policy[1, j])
         with database.writer_session() as db:
-            _insert_list_rows(db, list_rows)
+            _write_listed(db, ctx, chunk, pairs)
     if _stop(should_stop):
         return counts
     with database.writer_session() as db:
