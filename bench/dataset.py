@@ -102,11 +102,17 @@ def seed_policy_vectors(url: str, var_dir: Path, *, seed: int) -> int:
 
 
 def seed_firm_vectors(url: str, *, seed: int, only_missing: bool = True) -> int:
-    """Store a random unit vector (float16) for every firm in `firm_vector`, current as of now."""
+    """Store a random unit vector (float16) for every firm in `firm_vector`, current as of now.
+
+    Each vector is stored under the digest of the firm's real profile texts (`vectors.text_keys`), as
+    if e5 had embedded them: a later profile edit that leaves the texts alone is not embedded again,
+    one that changes them is (as in a deployment).
+    """
     from sqlalchemy import insert, select
 
     from core.db import Database, utcnow
     from matcher.models import FirmVector
+    from matcher.vectors import text_keys
     from profiles.models import Enterprise
 
     model_id, dim = model_identity()
@@ -128,6 +134,8 @@ def seed_firm_vectors(url: str, *, seed: int, only_missing: bool = True) -> int:
             vectors = rng.standard_normal((len(part), dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             blobs = vectors.astype(np.float16)
+            with database.session() as db:
+                keys = text_keys(db, part, model_id=model_id)
             with database.writer_session() as db:
                 if postgres:
                     cursor: Any = db.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -135,7 +143,7 @@ def seed_firm_vectors(url: str, *, seed: int, only_missing: bool = True) -> int:
                         "COPY firm_vector (enterprise_id, model_id, text_key, vector, embedded_at) FROM STDIN"
                     ) as copy:
                         for eid, blob in zip(part, blobs, strict=True):
-                            copy.write_row((eid, model_id, "bench", blob.tobytes(), now))
+                            copy.write_row((eid, model_id, keys[eid], blob.tobytes(), now))
                 else:
                     db.execute(
                         insert(FirmVector),
@@ -143,7 +151,7 @@ def seed_firm_vectors(url: str, *, seed: int, only_missing: bool = True) -> int:
                             {
                                 "enterprise_id": eid,
                                 "model_id": model_id,
-                                "text_key": "bench",
+                                "text_key": keys[eid],
                                 "vector": blob.tobytes(),
                                 "embedded_at": now,
                             }

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import random
@@ -436,11 +435,17 @@ def e5_floor(runs: int = 20) -> dict[str, Any]:
 
 
 def mark_changed(url: str, share: float, seed: int) -> int:
-    """Mark a share of firms' profiles changed (vectors kept current), so the catch-up re-matches them."""
-    from sqlalchemy import select, update
+    """Edit a share of firms' profiles as a firm saving its profile does, so the catch-up re-matches them.
+
+    The edit changes facts the rules read (employees, revenue) and stamps `profile_updated_at`, as
+    `profiles.service` does; the profile texts stay as they were, so the catch-up finds every vector
+    stale by date, compares the texts' digests (the set-up stored the real ones) and embeds nothing.
+    Firm vectors are not touched (an earlier version moved their `embedded_at` forward instead,
+    which hid the catch-up's own staleness check from the measurement).
+    """
+    from sqlalchemy import func, select, update
 
     from core.db import Database, utcnow
-    from matcher.models import FirmVector
     from profiles.models import Enterprise
 
     database = Database(url)
@@ -451,11 +456,14 @@ def mark_changed(url: str, share: float, seed: int) -> int:
     with database.writer_session() as db:
         for start in range(0, len(picked), 900):
             part = picked[start : start + 900]
-            db.execute(update(Enterprise).where(Enterprise.id.in_(part)).values(profile_updated_at=now))
             db.execute(
-                update(FirmVector)
-                .where(FirmVector.enterprise_id.in_(part))
-                .values(embedded_at=now + dt.timedelta(seconds=1))
+                update(Enterprise)
+                .where(Enterprise.id.in_(part))
+                .values(
+                    employees=func.coalesce(Enterprise.employees, 0) + 5 + Enterprise.id % 40,
+                    annual_revenue=func.coalesce(Enterprise.annual_revenue, 0) * 1.2 + 100,
+                    profile_updated_at=now,
+                )
             )
     database.dispose()
     return len(picked)

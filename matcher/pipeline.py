@@ -389,17 +389,193 @@ def _scores(
     return tags, semantic, cosine, base
 
 
+# ---------------------------------------------------------------- kept policy lists
+
+
+PAIR_SLICE = 4_096  # pairs scored at once by `pair_scores` (bounds its gathered temporaries)
+
+
+def pair_scores(
+    ctx: Context, fv: np.ndarray, has_vector: np.ndarray, firm_tags: np.ndarray, policy_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (tags, semantic, cosine) of pairs: row k of `fv` / `firm_tags` with policy `policy_index[k]`.
+
+    Each pair is summed on its own (not as part of a matrix product, whose last bits depend on the
+    shape BLAS computes it in), so a pair scores the same whichever pairs come with it: a policy's
+    kept list is the same written alone (`runs.list_policy`), with others (`runs.list_policies`) or
+    as changed firms are re-matched (`runs.rematch_firms`).
+    """
+    ps, w = ctx.policies, ctx.weights
+    assert ps.vectors is not None
+    m = len(policy_index)
+    cosine = np.zeros(m, dtype=np.float64)
+    tags = np.zeros(m, dtype=np.float64)
+    for s in range(0, m, PAIR_SLICE):
+        part = policy_index[s : s + PAIR_SLICE]
+        cosine[s : s + PAIR_SLICE] = np.einsum("ij,ij->i", fv[s : s + PAIR_SLICE], ps.vectors[part])
+        if len(ps.tag_names):
+            tags[s : s + PAIR_SLICE] = np.einsum(
+                "ij,ji->i", firm_tags[s : s + PAIR_SLICE].astype(np.float64), ps.tag_weights[:, part].astype(np.float64)
+            )
+    tags = np.round(tags, 4)
+    span = max(w.semantic_ceiling - w.semantic_floor, 1e-6)
+    semantic = np.clip(np.round((cosine - w.semantic_floor) / span, 4), 0.0, 1.0)
+    semantic[~has_vector] = 0.0
+    cosine[~has_vector] = np.nan
+    return tags, semantic, cosine
+
+
+@dataclass
+class Listed:
+    """Eligible and likely (firm, policy) pairs of kept policy lists, with what a `match_result` row holds."""
+
+    firm: np.ndarray  # row in the chunk
+    policy: np.ndarray  # position in the policy set
+    status: np.ndarray  # 2 eligible, 1 likely
+    rules: np.ndarray
+    tags: np.ndarray
+    semantic: np.ndarray
+    cosine: np.ndarray  # NaN: the firm has no vector
+    # Each pair's condition states in document order (2 met, 1 unknown, 0 not met), packed: pair k's
+    # are states[bounds[k]:bounds[k + 1]] (a list per pair would cost ~100 bytes each, millions of pairs).
+    states: np.ndarray
+    bounds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.firm)
+
+    def states_of(self, start: int, stop: int) -> list[list[int]]:
+        """Return the condition states of pairs start…stop − 1, a list each."""
+        b = self.bounds[start : stop + 1].tolist()
+        base = b[0]
+        flat = self.states[base : b[-1]].tolist()
+        return [flat[b[k] - base : b[k + 1] - base] for k in range(stop - start)]
+
+    @classmethod
+    def empty(cls) -> Listed:
+        ints, floats = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        return cls(ints, ints, np.zeros(0, dtype=np.int8), floats, floats, floats, floats, ints, np.zeros(1, np.int64))
+
+
+class _Listing:
+    """Collects, block by block of the kernel, the eligible / likely pairs of listed policies."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []  # kernel rows (firms sorted by region)
+        self.policies: list[np.ndarray] = []
+        self.status: list[np.ndarray] = []
+        self.rules: list[np.ndarray] = []
+        self.states: list[np.ndarray] = []  # per policy of a block: its pairs' states, pair after pair
+        self.counts: list[np.ndarray] = []  # conditions per pair
+
+    def add(
+        self,
+        a: int,
+        block: np.ndarray,
+        status: np.ndarray,
+        met: np.ndarray,
+        conditions: np.ndarray,
+        block_states: list[np.ndarray],
+        listed: np.ndarray,
+    ) -> None:
+        """Take the pairs of one block (policies × the firms of kernel rows a…) whose policy is listed."""
+        wanted = listed[block]
+        if not wanted.any():
+            return
+        for k in np.flatnonzero(wanted).tolist():
+            cols = np.flatnonzero(status[k] >= 1)
+            if not len(cols):
+                continue
+            st = status[k, cols]
+            c = int(conditions[k])
+            if c:
+                share = met[k, cols] / c
+                rules = np.where(
+                    st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
+                )
+                self.states.append(block_states[k][:, cols].T.ravel())
+            else:
+                rules = np.full(len(cols), NO_CONDITIONS_SCORE)
+            self.counts.append(np.full(len(cols), c, dtype=np.int64))
+            self.rows.append(a + cols)
+            self.policies.append(np.full(len(cols), block[k], dtype=np.int64))
+            self.status.append(st)
+            self.rules.append(rules)
+
+    def finish(self, ctx: Context, order: np.ndarray, fv: np.ndarray, has: np.ndarray, firm_tags: np.ndarray) -> Listed:
+        """Score the collected pairs (`pair_scores`); firms given back as chunk rows through `order`."""
+        if not self.rows:
+            return Listed.empty()
+        rows = np.concatenate(self.rows)
+        policy = np.concatenate(self.policies)
+        tags, semantic, cosine = pair_scores(ctx, fv[rows], has[rows], firm_tags[rows], policy)
+        return Listed(
+            firm=order[rows],
+            policy=policy,
+            status=np.concatenate(self.status).astype(np.int8),
+            rules=np.concatenate(self.rules).astype(np.float64),
+            tags=tags,
+            semantic=semantic,
+            cosine=cosine,
+            states=np.concatenate(self.states) if self.states else np.zeros(0, dtype=np.int8),
+            bounds=np.concatenate([[0], np.cumsum(np.concatenate(self.counts))]).astype(np.int64),
+        )
+
+
 # ---------------------------------------------------------------- many firms
 
 
 def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, np.ndarray]:
     """Score a chunk of firms; return its rows and per-policy (eligible, likely) counts."""
+    rows, pol_eligible, pol_likely, _ = _kernel(chunk, ctx)
+    return rows, pol_eligible, pol_likely
+
+
+def score_listing(chunk: Chunk, ctx: Context, listed: np.ndarray) -> tuple[list[store.Row], Listed]:
+    """Score a chunk of firms as `score_chunk` does, and return too the pairs of the listed policies.
+
+    `listed` marks (by position in the policy set) the policies whose whole eligible / likely list is
+    kept (`match_result`): their pairs come out of the same pass that judges every policy for the
+    firms' own matches, so keeping the lists costs no second judgement.
+    """
+    rows, _, _, pairs = _kernel(chunk, ctx, listed=listed)
+    assert pairs is not None
+    return rows, pairs
+
+
+def list_chunk(chunk: Chunk, ctx: Context, positions: Sequence[int]) -> Listed:
+    """Return the eligible / likely pairs of the chunk's firms with these policies (positions), nothing else.
+
+    The kernel of `score_chunk` over these policies only: each policy's rule tree is evaluated
+    over the runs of firms its regions admit, and no firm's matches are packed.
+    """
+    listed = np.zeros(len(ctx.policies), dtype=bool)
+    only = np.asarray(sorted(set(int(j) for j in positions)), dtype=np.int64)
+    listed[only] = True
+    _, _, _, pairs = _kernel(chunk, ctx, only=only, keep=False, listed=listed)
+    assert pairs is not None
+    return pairs
+
+
+def _kernel(
+    chunk: Chunk,
+    ctx: Context,
+    *,
+    only: np.ndarray | None = None,
+    keep: bool = True,
+    listed: np.ndarray | None = None,
+) -> tuple[list[store.Row], np.ndarray, np.ndarray, Listed | None]:
+    """The many-firms kernel: judge the policies (`only` these positions, or all) over the chunk.
+
+    `keep`: score the pairs, keep each firm's best and pack its row; `listed`: a mask of policies
+    whose eligible / likely pairs are returned (`Listed`). Also per-policy (eligible, likely) counts.
+    """
     ps, today = ctx.policies, ctx.today
     n, p = len(chunk), len(ps)
     pol_eligible = np.zeros(p, dtype=np.int64)
     pol_likely = np.zeros(p, dtype=np.int64)
     if not n:
-        return [], pol_eligible, pol_likely
+        return [], pol_eligible, pol_likely, (Listed.empty() if listed is not None else None)
     keys = np.asarray([r if r is not None else "\uffff" for r in chunk.regions], dtype=object)
     order = np.argsort(keys, kind="stable")
     frame = chunk.frame.take(order)
@@ -411,7 +587,7 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
     stops = np.concatenate([edges, [n]]).astype(np.int64)
     allowed = np.vstack([ps.applicable(chunk.regions[order[s]]) for s in starts]) if p else np.zeros((len(starts), 0))
     groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
-    for j in range(p):
+    for j in range(p) if only is None else only.tolist():
         runs: list[list[int]] = []
         for s in np.flatnonzero(allowed[:, j]):
             a, b = int(starts[s]), int(stops[s])
@@ -424,6 +600,7 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
     eligible = np.zeros(n, dtype=np.int64)
     likely = np.zeros(n, dtype=np.int64)
     candidates = _Candidates(n)
+    listing = _Listing() if listed is not None else None
     cache: eligibility.TableCache = {}
     w = ctx.weights
     span = max(w.semantic_ceiling - w.semantic_floor, 1e-6)
@@ -438,9 +615,11 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
                 met = np.zeros((len(block), b - a), dtype=np.int32)  # conditions met
                 near = np.zeros((len(block), b - a), dtype=bool)
                 conditions = np.zeros(len(block), dtype=np.int64)
+                block_states: list[np.ndarray] = []
                 for k, j in enumerate(block):
                     st, states = eligibility.evaluate_with_states(ps.policies[j].rules, sub, today=today, cache=cache)
                     status[k] = st
+                    block_states.append(states)
                     c = len(states)
                     if not c:
                         continue
@@ -448,6 +627,14 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
                     met[k] = (states == 2).sum(axis=0)
                     # Ineligible on exactly one condition, none unknown: c − 1 met and the states sum to 2(c − 1).
                     near[k] = (st == 0) & (met[k] == c - 1) & (states.sum(axis=0, dtype=np.int32) == 2 * (c - 1))
+                if listing is not None and listed is not None:
+                    listing.add(a, block, status, met, conditions, block_states, listed)
+                eligible[a:b] += (status == 2).sum(axis=0)
+                likely[a:b] += (status == 1).sum(axis=0)
+                pol_eligible[block] += (status == 2).sum(axis=1)
+                pol_likely[block] += (status == 1).sum(axis=1)
+                if not keep:
+                    continue
                 # Only pairs kept as candidates or near misses are scored; the products stay one GEMM per block.
                 gk, gi = np.nonzero(status >= 1)
                 nk, ni = np.nonzero(near)
@@ -473,15 +660,14 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
                 g = len(gk)
                 candidates.add(a + gi, block[gk], st[:g], rules[:g], tags[:g], semantic[:g], cosine[:g], base[:g])
                 candidates.add_near(a + ni, block[nk], base[g:])
-                eligible[a:b] += (status == 2).sum(axis=0)
-                likely[a:b] += (status == 1).sum(axis=0)
-                pol_eligible[block] += (status == 2).sum(axis=1)
-                pol_likely[block] += (status == 1).sum(axis=1)
                 candidates.prune()
+    pairs = listing.finish(ctx, order, fv, has, firm_tags) if listing is not None else None
+    if not keep:
+        return [], pol_eligible, pol_likely, pairs
     # Kernel rows are firms sorted by region; counts go back to chunk order through `order`.
     el, lk = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     el[order], lk[order] = eligible, likely
-    return _rows(chunk, ctx, order, candidates, el, lk), pol_eligible, pol_likely
+    return _rows(chunk, ctx, order, candidates, el, lk), pol_eligible, pol_likely, pairs
 
 
 # ---------------------------------------------------------------- a few firms

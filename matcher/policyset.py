@@ -165,7 +165,7 @@ class PolicySet:
         def weight(tag: str) -> float:
             return self.idf.get(tag, 1.0) * KIND_WEIGHTS.get(kinds.get(tag, ""), 1.0)
 
-        return sorted(self.tags[index] & set(firm_tags), key=lambda t: -weight(t))
+        return sorted(self.tags[index] & set(firm_tags), key=lambda t: (-weight(t), t))  # ties by name: no set order
 
 
 def open_policies_filter(today: dt.date) -> Any:

@@ -98,7 +98,7 @@ def tag_score(
     def weight(tag: str) -> float:
         return idf.get(tag, 1.0) * KIND_WEIGHTS.get((kinds or {}).get(tag, ""), 1.0)
 
-    shared = sorted(policy_tags & firm_tags, key=lambda t: -weight(t))
+    shared = sorted(policy_tags & firm_tags, key=lambda t: (-weight(t), t))  # ties by name, not set order
     total = sum(weight(t) for t in policy_tags)
     return round(sum(weight(t) for t in shared) / total, 4), shared
 

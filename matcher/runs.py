@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog.models import Policy, PolicyStatus
-from core.db import Database, utcnow
+from core.db import Database, driver_cursor, utcnow
 from matcher import eligibility, firmtags, pipeline, store, vectors, wording
 from matcher import ranker as ranker_mod
 from matcher import tags as tags_mod
@@ -414,6 +414,9 @@ def rematch_firms(
     with database.session() as db:
         ctx = context(db, matcher, today=today)
         listed = _listed_positions(db, ctx.policies)
+    mask = np.zeros(len(ctx.policies), dtype=bool)
+    mask[listed] = True
+    list_rows = 0
     for start in range(0, len(ids), FIRM_BATCH):
         if _stop(should_stop):
             report.stopped = True
@@ -421,16 +424,22 @@ def rematch_firms(
         part = np.asarray(ids[start : start + FIRM_BATCH], dtype=np.int64)
         with database.session() as db:
             chunk = pipeline.load_chunk(db, ctx, ids=part)
+        pairs = None
         with scoring_threads():
-            rows, _, _ = pipeline.score(chunk, ctx)
-        statuses = _list_statuses(chunk, ctx, listed) if listed else None
+            if listed:
+                # The kept lists' pairs come out of the same pass that scores the firms (any chunk size).
+                rows, pairs = pipeline.score_listing(chunk, ctx, mask)
+            else:
+                rows, _, _ = pipeline.score(chunk, ctx)
         with database.writer_session() as db:
             store.write(db, rows)
-            if statuses is not None:
-                _write_list_rows(db, ctx, chunk, listed, statuses)
+            if pairs is not None:
+                _replace_list_rows(db, ctx, chunk, listed, pairs)
+                list_rows += len(pairs)
         report.firms += len(rows)
         if progress:
             progress("firms", report.firms, len(ids))
+    report.details["list_rows"] = list_rows
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
@@ -441,18 +450,30 @@ def _listed_positions(db: Session, ps: Any) -> list[int]:
     return [j for j, p in enumerate(ps.policies) if p.id in listed]
 
 
-def _list_statuses(chunk: pipeline.Chunk, ctx: pipeline.Context, listed: Sequence[int]) -> np.ndarray:
-    """Return listed policies × firms statuses (0 where the firm's region is not covered)."""
-    ps = ctx.policies
-    out = np.zeros((len(listed), len(chunk)), dtype=np.int8)
-    allowed = np.vstack([ps.applicable(r) for r in chunk.regions]).T if len(chunk) else np.zeros((len(ps), 0), bool)
-    for k, j in enumerate(listed):
-        out[k] = eligibility.evaluate_many(ps.policies[j].rules, chunk.frame, today=ctx.today) * allowed[j]
-    return out
+def _listed_rows(
+    ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed, start: int = 0, stop: int | None = None
+) -> list[dict[str, Any]]:
+    """Return the `match_result` rows of the kept lists' pairs found in a chunk (pairs start…stop − 1)."""
+    stop = len(pairs) if stop is None else stop
+    cut = slice(start, stop)
+    firms, policies, status = pairs.firm[cut].tolist(), pairs.policy[cut].tolist(), pairs.status[cut].tolist()
+    rules, tags, semantic, cosine = (v[cut].tolist() for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine))
+    return [
+        _list_entry(ctx, chunk, j, i, st, r, t, sem, cos, states)
+        for i, j, st, r, t, sem, cos, states in zip(
+            firms, policies, status, rules, tags, semantic, cosine, pairs.states_of(start, stop), strict=True
+        )
+    ]
 
 
-def _write_list_rows(
-    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], statuses: np.ndarray
+def _write_listed(db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed) -> None:
+    """Insert the kept lists' pairs of a chunk, rows made a few thousand at a time (millions per chunk)."""
+    for start in range(0, len(pairs), 5_000):
+        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + 5_000, len(pairs))))
+
+
+def _replace_list_rows(
+    db: Session, ctx: pipeline.Context, chunk: pipeline.Chunk, listed: Sequence[int], pairs: pipeline.Listed
 ) -> None:
     """Replace these firms' rows in the kept policy lists."""
     ps = ctx.policies
@@ -464,40 +485,49 @@ def _write_list_rows(
                 MatchResult.enterprise_id.in_(ids[start : start + 900]), MatchResult.policy_id.in_(policy_ids)
             )
         )
-    rows = []
-    for k, j in enumerate(listed):
-        for i in np.flatnonzero(statuses[k] >= 1):
-            rows.append(_list_row(ctx, chunk, j, int(i), int(statuses[k, i])))
-    for start in range(0, len(rows), 5_000):
-        db.execute(insert(MatchResult), rows[start : start + 5_000])
+    _write_listed(db, ctx, chunk, pairs)
 
 
-def _list_row(ctx: pipeline.Context, chunk: pipeline.Chunk, j: int, i: int, status: int) -> dict[str, Any]:
-    """One firm of one policy's list, with the components the firm's matches would show."""
-    ps = ctx.policies
-    _, states = eligibility.evaluate_with_states(
-        ps.policies[j].rules, chunk.frame.take(np.asarray([i])), today=ctx.today
+def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert `match_result` rows in parts of 5,000.
+
+    On SQLite the values go straight to the driver's executemany, each converted by its column
+    type's own bind processor (JSON, UTC timestamps): what a Core insert applies, without its
+    bookkeeping per row (most of the insert's time for the hundreds of thousands of rows of a
+    catch-up). Elsewhere a Core insert.
+    """
+    if not rows:
+        return
+    connection = db.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        for start in range(0, len(rows), 5_000):
+            connection.execute(insert(MatchResult), rows[start : start + 5_000])
+        return
+    table = MatchResult.__table__
+    names = list(rows[0])
+    convert: list[tuple[int, Callable[[Any], Any]]] = []
+    for k, name in enumerate(names):
+        fn = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if fn is not None:
+            convert.append((k, fn))
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(MatchResult.__tablename__)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
     )
-    if not len(states):
-        rules = pipeline.NO_CONDITIONS_SCORE
-    elif status == 2:
-        rules = 1.0
-    else:
-        rules = round(0.5 + 0.3 * float((states == 2).mean()), 4)
-    firm_tags = ps.firm_tag_matrix([chunk.tags[i]]).astype(np.float64)
-    tags, semantic, cosine, _ = pipeline._scores(
-        ctx,
-        np.asarray([[status]], dtype=np.int8),
-        np.asarray([[rules]]),
-        np.asarray([j]),
-        chunk.vectors[i : i + 1],
-        chunk.has_vector[i : i + 1],
-        firm_tags,
-    )
-    states_i = states[:, 0] if len(states) else None
-    return _list_entry(
-        ctx, chunk, j, i, status, rules, float(tags[0, 0]), float(semantic[0, 0]), float(cosine[0, 0]), states_i
-    )
+    cursor = driver_cursor(connection)
+    try:
+        for start in range(0, len(rows), 5_000):
+            values = []
+            for row in rows[start : start + 5_000]:
+                item = [row[n] for n in names]
+                for k, process in convert:
+                    item[k] = process(item[k])
+                values.append(item)
+            cursor.executemany(sql, values)
+    finally:
+        cursor.close()
 
 
 def _list_entry(
@@ -510,7 +540,7 @@ def _list_entry(
     tags: float,
     semantic: float,
     cosine: float,
-    states: np.ndarray | None,
+    states: list[int],
 ) -> dict[str, Any]:
     ps, w = ctx.policies, ctx.weights
     return {
@@ -524,7 +554,7 @@ def _list_entry(
         "semantic_score": semantic,
         "similarity": None if np.isnan(cosine) else round(cosine, 4),
         "shared_tags": ps.shared_tags(j, chunk.tags[i]),
-        "condition_states": [] if states is None else states.tolist(),
+        "condition_states": states,
         "computed_at": utcnow(),
     }
 
@@ -625,6 +655,7 @@ def list_policies(
         ctx = context(db, matcher, today=today)
         versions = dict(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(ids))).tuples().all())
         lo, hi = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id))).one()
+    open_positions = [j for j in (ctx.policies.position.get(pid) for pid in ids) if j is not None]
     with database.writer_session() as db:
         db.execute(delete(MatchResult).where(MatchResult.policy_id.in_(ids)))
     if lo is None:
@@ -636,16 +667,20 @@ def list_policies(
             chunk = pipeline.load_chunk(db, ctx, id_range=(start, start + LIST_BATCH - 1))
         if not len(chunk):
             continue
-        list_rows: list[dict[str, Any]] = []
+        # Every open policy of the batch judged in one kernel pass (rule trees over the runs of firms
+        # their regions admit); a policy no longer open lists nobody.
+        with scoring_threads():
+            pairs = pipeline.list_chunk(chunk, ctx, open_positions)
+        per_policy = np.zeros((3, len(ctx.policies)), dtype=np.int64)
+        np.add.at(per_policy, (pairs.status.astype(np.int64), pairs.policy), 1)
         for pid in ids:
-            _, rows = _patch_chunk(ctx, chunk, ctx.policies.position.get(pid), pid, {}, patch=False)
-            list_rows.extend(rows)
             counts[pid]["firms"] += len(chunk)
-            counts[pid]["eligible"] += sum(1 for r in rows if r["status"] == ELIGIBLE)
-            counts[pid]["likely"] += sum(1 for r in rows if r["status"] == LIKELY)
+            j = ctx.policies.position.get(pid)
+            if j is not None:
+                counts[pid]["eligible"] += int(per_policy[2, j])
+                counts[pid]["likely"] += int(per_policy[1, j])
         with database.writer_session() as db:
-            for k in range(0, len(list_rows), 5_000):
-                db.execute(insert(MatchResult), list_rows[k : k + 5_000])
+            _write_listed(db, ctx, chunk, pairs)
     if _stop(should_stop):
         return counts
     with database.writer_session() as db:
@@ -680,10 +715,14 @@ def _patch_chunk(
             near = allowed & (st == 0) & ((states == 0).sum(axis=0) == 1) & ((states == 1).sum(axis=0) == 0)
         else:
             rules = np.full(n, pipeline.NO_CONDITIONS_SCORE)
-        firm_tags = ps.firm_tag_matrix(chunk.tags).astype(np.float64)
-        tags, semantic, cosine, base = pipeline._scores(
-            ctx, status[None, :], rules[None, :], np.asarray([j]), chunk.vectors, chunk.has_vector, firm_tags
+        firm_tags = ps.firm_tag_matrix(chunk.tags)
+        # Scored pair by pair, as the kernel scores the kept lists: the same rows as `list_policies`.
+        tag_scores, semantic_scores, cosines = pipeline.pair_scores(
+            ctx, chunk.vectors, chunk.has_vector, firm_tags, np.full(n, j, dtype=np.int64)
         )
+        w = ctx.weights
+        bases = w.rules * rules + w.tags * tag_scores + w.semantic * semantic_scores
+        tags, semantic, cosine, base = (v[:, None] for v in (tag_scores, semantic_scores, cosines, bases))
     rows: list[store.Row] = []
     list_rows: list[dict[str, Any]] = []
     for i in range(n):
@@ -701,7 +740,7 @@ def _patch_chunk(
                     float(tags[i, 0]),
                     float(semantic[i, 0]),
                     float(cosine[i, 0]),
-                    states[:, i] if len(states) else None,
+                    states[:, i].tolist() if len(states) else [],
                 )
             )
         if old is None or not patch:
@@ -737,7 +776,7 @@ def _patch_chunk(
                     float(tags[i, 0]),
                     float(semantic[i, 0]),
                     float(cosine[i, 0]),
-                    states[:, i] if len(states) else None,
+                    states[:, i].tolist() if len(states) else [],
                 )
             )
         elif j is not None and near[i]:

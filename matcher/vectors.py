@@ -109,6 +109,15 @@ def _texts(db: Session, ids: Sequence[int], today: dt.date, model_id: str) -> di
     return out
 
 
+def text_keys(db: Session, ids: Sequence[int], *, model_id: str, today: dt.date | None = None) -> dict[int, str]:
+    """Return each firm's current text digest (`text_key`): what `embed` compares to decide whether to embed."""
+    today = today or dt.date.today()
+    out: dict[int, str] = {}
+    for start in range(0, len(ids), 900):
+        out.update({eid: key for eid, (_, _, key) in _texts(db, ids[start : start + 900], today, model_id).items()})
+    return out
+
+
 def embed(
     database: Database,
     encode: Callable[[list[str], str], np.ndarray],

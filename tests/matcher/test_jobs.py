@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 
 from catalog import demo
@@ -106,6 +108,64 @@ def test_the_catch_up_lists_every_policy_in_one_pass_exactly_as_one_policy_at_a_
         assert runs.unlisted_policy_ids(db) == [] and runs.status(db)["up_to_date"]
     one_pass.dispose()
     each.dispose()
+
+
+def test_re_matching_changed_firms_keeps_the_lists_from_its_own_pass_as_listing_them_anew_would(
+    tmp_path, matcher, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Changed firms' rows in the kept lists come out of the pass that scores them: keeping the lists
+    judges no rule tree beyond that pass (it used to judge every eligible pair again, one firm at a time),
+    and the lists are then those a listing from scratch writes. An edit that leaves a firm's profile
+    text alone is not embedded again; one that changes it is."""
+    from core.db import utcnow
+    from matcher import eligibility, pipeline
+
+    database = _demo_database(tmp_path / "changed.db", 60)
+    runs.rematch_changed(database, matcher)
+    with database.session() as db:
+        assert runs.unlisted_policy_ids(db) == []
+        ids = list(db.scalars(select(Enterprise.id).order_by(Enterprise.id)))
+    changed = ids[::3] + ids[1:12:3]  # 24 firms, more than a few: the many-firms kernel
+    with database.writer_session() as db:
+        for eid in changed:  # real edits of facts the rules read, as a firm saving its profile does
+            firm = db.get(Enterprise, eid)
+            assert firm is not None
+            firm.employees = (firm.employees or 0) + 120
+            firm.annual_revenue = (firm.annual_revenue or 0) * 3 + 500
+            firm.profile_updated_at = utcnow()
+        text_edit = db.get(Enterprise, changed[0])
+        assert text_edit is not None
+        text_edit.products = (text_edit.products or "") + "；新增工业机器人减速器"
+    with database.session() as db:
+        assert sorted(runs._changed_firms(db)) == sorted(changed)
+
+    calls = {"n": 0}
+    evaluate = eligibility.evaluate_with_states
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(eligibility, "evaluate_with_states", counted)
+    report = runs.rematch_firms(database, matcher, changed)
+    in_rematch = calls["n"]
+    assert report.firms == len(changed) and report.embedded == 1  # only the firm whose text changed
+    assert report.details["list_rows"] > 0
+    with database.session() as db:
+        ctx = runs.context(db, matcher, today=dt.date.today())
+        chunk = pipeline.load_chunk(db, ctx, ids=np.asarray(sorted(changed), dtype=np.int64))
+    calls["n"] = 0
+    pipeline.score_chunk(chunk, ctx)
+    assert in_rematch == calls["n"] > 0  # the lists cost no judgement of their own
+    monkeypatch.undo()
+
+    after_rematch, _ = _lists(database)
+    with database.session() as db:
+        listed = list(db.scalars(select(PolicyMatchState.policy_id).where(PolicyMatchState.listed.is_(True))))
+    runs.list_policies(database, matcher, listed)
+    anew, _ = _lists(database)  # (the policies' counts are recorded by listings, not by firms' re-matches)
+    assert len(anew) > 100 and after_rematch == anew
+    database.dispose()
 
 
 def test_a_stop_during_the_policy_lists_records_none_of_them(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
