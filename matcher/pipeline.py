@@ -30,8 +30,10 @@ from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
 from matcher import eligibility, facts, feedback, store, vectors, wordbatch, wording
+from matcher import ranker as ranker_mod
 from matcher.eligibility import FactsFrame
 from matcher.policyset import PolicySet
+from matcher.ranker import LearnedRanker
 from matcher.ranking import NO_CONDITIONS_SCORE, Weights, urgency_score
 
 TOP_N = 50  # candidates kept per firm: pages of 20 with room for feedback to reorder
@@ -50,9 +52,8 @@ class Context:
     model_id: str
     dim: int
     wording: str = "page"  # Settings.match_wording: page, all or off
-    # The page's order as a weighted sum of (rules, tags, semantic, urgency): `ranker.order_weights`.
-    # None: the hand weights.
-    card_weights: np.ndarray | None = None
+    ranker: LearnedRanker | None = None  # the learned ranker pages score with (None: the hand weights)
+    home_region: str | None = None  # Settings.home_region: pages' tie-break
 
     @property
     def revision(self) -> int:
@@ -275,7 +276,7 @@ def _rows(
     near_order = np.argsort(firm_of_near, kind="stable")
     items, firm_of_item = items[item_order], firm_of_item[item_order]
     if page_score is not None:
-        page_score = page_score[item_order]
+        page_score, page_policy = page_score[item_order], policy[item_order]
     near, firm_of_near = near[near_order], firm_of_near[near_order]
     n = len(chunk)
     item_bounds = np.searchsorted(firm_of_item, np.arange(n + 1))
@@ -295,7 +296,9 @@ def _rows(
         # The cards worded are a firm's first `first` as a page ranks them on the batch's day, urgency
         # included, not by base: a candidate whose deadline is near outranks better bases on a page.
         # Reordered within each firm only (the stored items stay by base; the window sorts by base).
-        cards = items[np.lexsort((items["policy"], -page_score, firm_of_item))]
+        # Ties as a page breaks them: the home region's and nationwide policies first, then by id.
+        home = np.asarray(ctx.policies.home_ranks(ctx.home_region), dtype=np.int64)
+        cards = items[np.lexsort((items["policy"], home[page_policy], -page_score, firm_of_item))]
     out = []
     with wordbatch.gc_paused():  # millions of small acyclic objects: collecting would only traverse them
         sections = [words_section(None)] * n
@@ -337,30 +340,30 @@ def _rows(
 
 
 def _page_scores(ctx: Context, policy: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Return each item's score as a page on `ctx.today` ranks it, without the feedback adjustment.
+    """Return each item's score as a page on `ctx.today` gives it, without the feedback adjustment.
 
     `recommend` scores the stored (rounded) components and today's urgency with
-    `ranker.score_components`; `ctx.card_weights` (`ranker.order_weights`) orders them alike.
+    `ranker.score_components`; `ranker.score_matrix` gives the same numbers for all at once.
     `policy` holds the items' positions in `ctx.policies`.
     """
-    w = ctx.weights
-    weights = ctx.card_weights
-    if weights is None:
-        weights = np.asarray([w.rules, w.tags, w.semantic, w.urgency], dtype=np.float64)
     urgency = np.fromiter(
         (
-            urgency_score(p.apply_end_on, ctx.today, w) if p.policy_type == "application" else 0.0
+            urgency_score(p.apply_end_on, ctx.today, ctx.weights) if p.policy_type == "application" else 0.0
             for p in ctx.policies.policies
         ),
         dtype=np.float64,
         count=len(ctx.policies),
     )
-    return (
-        weights[0] * (items["rules"] / store.SCALE)
-        + weights[1] * (items["tags"] / store.SCALE)
-        + weights[2] * (items["semantic"] / store.SCALE)
-        + weights[3] * urgency[policy]
+    matrix = np.column_stack(
+        [
+            items["rules"] / store.SCALE,
+            items["tags"] / store.SCALE,
+            items["semantic"] / store.SCALE,
+            urgency[policy],
+            np.zeros(len(items)),
+        ]
     )
+    return ranker_mod.score_matrix(matrix, ctx.weights, ctx.ranker)
 
 
 def _scores(

@@ -404,18 +404,23 @@ class LearnedRanker:
         return 1.0 / (1.0 + np.exp(-(matrix @ weights + self.intercept)))
 
 
-def order_weights(learned: LearnedRanker | None, weights: Weights) -> np.ndarray:
-    """Return a weight per FEATURES column whose weighted sum orders candidates as `score_components` does.
+def score_matrix(matrix: np.ndarray, weights: Weights, learned: LearnedRanker | None) -> np.ndarray:
+    """Return `score_components`'s scores for an (n, len(FEATURES) + 1) matrix: features, then adjustment.
 
-    The hand blend is that sum; the learned score is a monotone function of its own sum. The feedback
-    adjustment (added to either) is left out: the batch uses this to know which candidates a page will
-    show on a day before any later feedback.
+    The same numbers, not just the same order: the hand blend adds the same products in the same order
+    (IEEE doubles, as `Components.score` does) and rounds each with Python's `round`; the learned
+    score is the same vectorised expression. The batch uses it to know which candidates a page shows.
     """
-    if learned is None:
-        return np.asarray([weights.rules, weights.tags, weights.semantic, weights.urgency], dtype=np.float64)
-    out = np.zeros(len(FEATURES))
-    out[[FEATURES.index(f) for f in learned.features]] = learned.coef
-    return out
+    if learned is not None:
+        return np.round(learned.probabilities(matrix[:, : len(FEATURES)]) + matrix[:, -1], 4)
+    raw = (
+        weights.rules * matrix[:, 0]
+        + weights.tags * matrix[:, 1]
+        + weights.semantic * matrix[:, 2]
+        + weights.urgency * matrix[:, 3]
+        + matrix[:, 4]
+    )
+    return np.fromiter((round(x, 4) for x in raw.tolist()), dtype=np.float64, count=len(raw))
 
 
 _GETTERS = [operator.attrgetter(name) for name in (*FEATURES, "adjustment")]

@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 from catalog.models import Policy, PolicyStatus
 from core.db import Database, driver_cursor, utcnow
 from matcher import eligibility, firmtags, pipeline, store, vectors, wording
-from matcher import ranker as ranker_mod
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, LIKELY
 from matcher.models import FirmMatch, MatcherState, MatchResult, MatchRun, MatchRunChunk, PolicyMatchState
@@ -51,13 +50,15 @@ class Matcherlike(Protocol):
     settings: Any
     weights: Any
     policy_sets: Any
-    ranker: Any  # the learned ranker in use, or None (hand weights)
 
     @property
     def embedder(self) -> Any: ...
 
     @property
     def cache(self) -> Any: ...
+
+    @property
+    def ranker(self) -> Any: ...  # the learned ranker in use, or None (hand weights)
 
     def encode(self, texts: Sequence[str], role: str) -> np.ndarray: ...
 
@@ -97,7 +98,8 @@ def context(db: Session, matcher: Matcherlike, *, today: dt.date) -> pipeline.Co
         model_id=matcher.embedder.model_id,
         dim=matcher.embedder.dim,
         wording=matcher.settings.match_wording,
-        card_weights=ranker_mod.order_weights(matcher.ranker, matcher.weights),
+        ranker=matcher.ranker,
+        home_region=matcher.settings.home_region,
     )
 
 

@@ -409,3 +409,30 @@ def test_cli_train_ranker_says_when_there_is_too_little_feedback_and_when_it_win
     printed = "".join(result.output.split())  # rich wraps long lines at spaces
     assert f"学习模型{manifest['auc_model']:.3f}" in printed and f"人工权重{manifest['auc_hand']:.3f}" in printed
     assert f"有效反馈{N_FIRMS * N_POLICIES}条" in printed and "已启用学习排序" in printed
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_score_matrix_gives_score_components_numbers_exactly(learned: bool) -> None:
+    """The batch ranks a page's cards with `score_matrix`; a page with `score_components`: equal floats, ties included."""
+    rng = np.random.default_rng(5)
+    n = 5_000
+    scale = store.SCALE
+    columns = {
+        "rules": rng.integers(0, scale + 1, n) / scale,
+        "tags": rng.integers(0, 3, n) * 1234 / scale,  # few distinct values: many exact ties
+        "semantic": rng.integers(3600, 3800, n) / scale,
+        "urgency": rng.choice([0.0, 1.0, 0.5652, 0.087], n),
+        "adjustment": rng.choice([0.0, 0.05, -0.05], n),
+    }
+    components = [
+        Components(rules=r, tags=t, semantic=s, urgency=u, adjustment=a)
+        for r, t, s, u, a in zip(*(columns[k].tolist() for k in columns), strict=True)
+    ]
+    weights = Weights()
+    model = (
+        ranker.LearnedRanker(ranker.FEATURES, np.array([1.3, 0.4, 2.1, 0.7]), -1.1, manifest={}) if learned else None
+    )
+    matrix = np.column_stack([columns[k] for k in columns])
+    expected = ranker.score_components(components, weights, model)
+    assert ranker.score_matrix(matrix, weights, model).tolist() == expected
+    assert len(set(expected)) < n  # ties, which the page and the batch must break alike

@@ -364,7 +364,7 @@ def test_the_batch_words_the_cards_a_page_shows_on_its_day_with_urgency_not_by_b
     urgency. With two cards worded per firm, the page's first two must both come from the stored row.
     """
     monkeypatch.setattr(wording, "PAGE", 2)
-    matcher.weights = dataclasses.replace(matcher.weights, tags=0.0, semantic=0.0)
+    monkeypatch.setattr(matcher, "weights", dataclasses.replace(matcher.weights, tags=0.0, semantic=0.0))
     today = dt.date.today()
     policies = [factories.make_policy(db, publish=True) for _ in range(3)]
     urgent = factories.make_policy(db, publish=True, apply_end_on=today + dt.timedelta(days=2))
