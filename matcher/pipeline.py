@@ -171,9 +171,11 @@ def _aware(value: Any) -> dt.datetime:
 class _Candidates:
     """Scored (firm row, policy) pairs of a chunk, cut to each firm's best now and then.
 
-    After each cut, a firm holding its full `TOP_N` (or `NEAR_N`) knows the lowest base it keeps;
-    a new pair scoring below it can never be kept (ties are kept: the lower policy index wins
-    them), so it is dropped on arrival and the held pairs stay few.
+    After each cut, a firm holding at least `TOP_N` (or `NEAR_N`) pairs knows a base its best
+    `TOP_N` reach; a new pair scoring below it can never be kept (ties are kept: the lower policy
+    index wins them), so it is dropped on arrival and the held pairs stay few. The cuts before the
+    last keep a superset (`_cut`: every pair not below the firm's `TOP_N`-th base, ties and all);
+    only `select` ranks exactly (`_best`).
     """
 
     _FIELDS = ("row", "policy", "status", "rules", "tags", "semantic", "cosine", "base")
@@ -206,14 +208,42 @@ class _Candidates:
         if self.held < max(PRUNE_AT, 2 * self.kept):
             return
         if self.parts:
-            best, last = self._best(self.parts, TOP_N)
-            self.parts = [best]
-            self.floor[best[0][last]] = best[-1][last]
+            self.parts = [self._cut(self.parts, TOP_N, self.floor)]
         if self.near:
-            best, last = self._best(self.near, NEAR_N)
-            self.near = [best]
-            self.near_floor[best[0][last]] = best[-1][last]
+            self.near = [self._cut(self.near, NEAR_N, self.near_floor)]
         self.held = self.kept = sum(len(p[0]) for p in self.parts) + sum(len(p[0]) for p in self.near)
+
+    @staticmethod
+    def _cut(parts: Sequence[tuple[np.ndarray, ...]], keep: int, floor: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Drop the pairs below each firm's `keep`-th base, raising `floor` to it; the rest keep their order.
+
+        Exact ranking is left to `_best`: a pair among a firm's best `keep` has fewer than `keep`
+        pairs scoring above it, so it is never below the `keep`-th base of any subset. The `keep`-th
+        base is found from one sort of an int64 key — the firm row in the high bits, the base's
+        float bits (ordered like the values for bases ≥ 0) cut by as many low bits below — so the
+        threshold is the base rounded down to that grid: a few more ties survive, none is lost.
+        """
+        columns = tuple(
+            np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i] for i in range(len(parts[0]))
+        )
+        row, base = columns[0], columns[-1]
+        counts = np.bincount(row, minlength=len(floor))
+        full = np.flatnonzero(counts >= keep)
+        if not len(full):
+            return columns
+        if not (base >= 0).all():  # negative weights (or NaN): the bits do not order the values
+            best, last = _Candidates._best(parts, keep)
+            floor[best[0][last]] = best[-1][last]
+            return best
+        shift = max(int(len(floor) - 1).bit_length(), 1)
+        bits = (base + 0.0).view(np.int64) >> shift  # + 0.0: -0.0 becomes 0.0
+        key = np.sort((row << (63 - shift)) | bits)
+        ends = np.cumsum(counts)
+        threshold = np.full(len(floor), -1, dtype=np.int64)
+        threshold[full] = key[ends[full] - keep] & ((1 << (63 - shift)) - 1)
+        floor[full] = (threshold[full] << shift).view(np.float64)
+        chosen = bits >= threshold[row]
+        return columns if chosen.all() else tuple(c[chosen] for c in columns)
 
     @staticmethod
     def _best(parts: Sequence[tuple[np.ndarray, ...]], keep: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
