@@ -462,6 +462,7 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
         member_index = np.asarray(members, dtype=np.int64)
         for a, b in spans:
             sub = frame.slice(a, b)
+            memo: eligibility.LeafMemo = {}  # conditions repeated by the group's policies, judged once over `sub`
             for b0 in range(0, len(member_index), POLICY_BLOCK):
                 block = member_index[b0 : b0 + POLICY_BLOCK]
                 status = np.empty((len(block), b - a), dtype=np.int8)
@@ -469,7 +470,9 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
                 near = np.zeros((len(block), b - a), dtype=bool)
                 conditions = np.zeros(len(block), dtype=np.int64)
                 for k, j in enumerate(block):
-                    st, states = eligibility.evaluate_with_states(ps.policies[j].rules, sub, today=today, cache=cache)
+                    st, states = eligibility.evaluate_with_states(
+                        ps.policies[j].rules, sub, today=today, cache=cache, memo=memo
+                    )
                     status[k] = st
                     c = len(states)
                     if not c:
