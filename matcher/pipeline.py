@@ -19,6 +19,7 @@ sum of the three. Urgency and the firm's feedback change daily and are added whe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -422,6 +423,20 @@ def _scores(
 # ---------------------------------------------------------------- many firms
 
 
+@functools.cache
+def _rule_scores(width: int) -> np.ndarray:
+    """Return the rule score of every (status, conditions met, conditions) under `width` conditions.
+
+    Flat, indexed by (status × width + met) × width + conditions: a pair's score is one gather
+    instead of the arithmetic per pair (the same operations on the same values give the same bits).
+    """
+    st, met, count = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(width), np.arange(width), indexing="ij"))
+    share = met.astype(np.int32) / np.maximum(count.astype(np.int64), 1)
+    rules = np.where(st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4)))
+    rules[count == 0] = NO_CONDITIONS_SCORE
+    return rules
+
+
 def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, np.ndarray]:
     """Score a chunk of firms; return its rows and per-policy (eligible, likely) counts."""
     ps, today = ctx.policies, ctx.today
@@ -496,12 +511,8 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
                 else:
                     tags = np.zeros(len(ii))
                 st = status[kk, ii]
-                count = conditions[kk]
-                share = met[kk, ii] / np.maximum(count, 1)
-                rules = np.where(
-                    st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
-                )
-                rules[count == 0] = NO_CONDITIONS_SCORE
+                width = int(conditions.max()) + 1
+                rules = _rule_scores(width)[(st.astype(np.int64) * width + met[kk, ii]) * width + conditions[kk]]
                 base = w.rules * rules + w.tags * tags + w.semantic * semantic
                 g = len(gk)
                 candidates.add(a + gi, block[gk], st[:g], rules[:g], tags[:g], semantic[:g], cosine[:g], base[:g])
