@@ -501,26 +501,32 @@ def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray
                 nk, ni = np.nonzero(near)
                 kk = np.concatenate([gk, nk])
                 ii = np.concatenate([gi, ni])
-                cosine = (fv[a:b] @ ps.vectors[block].T)[ii, kk].astype(np.float64)
+                # Flat positions in the firms × block products and in the block × firms judgements (a flat
+                # `take` gathers the same values as [ii, kk] for less).
+                by_firm, by_policy = ii * len(block) + kk, kk * (b - a) + ii
+                cosine = np.take(fv[a:b] @ ps.vectors[block].T, by_firm).astype(np.float64)
                 semantic = np.clip(np.round((cosine - w.semantic_floor) / span, 4), 0.0, 1.0)
                 missing = ~has[a:b][ii]
                 semantic[missing] = 0.0
                 cosine[missing] = np.nan
                 if len(ps.tag_names):
-                    tags = np.round((firm_tags[a:b] @ ps.tag_weights[:, block].astype(np.float64))[ii, kk], 4)
+                    tags = np.round(np.take(firm_tags[a:b] @ ps.tag_weights[:, block].astype(np.float64), by_firm), 4)
                 else:
                     tags = np.zeros(len(ii))
-                st = status[kk, ii]
+                st = np.take(status, by_policy)
                 width = int(conditions.max()) + 1
-                rules = _rule_scores(width)[(st.astype(np.int64) * width + met[kk, ii]) * width + conditions[kk]]
+                rules = _rule_scores(width)[
+                    (st.astype(np.int64) * width + np.take(met, by_policy)) * width + conditions[kk]
+                ]
                 base = w.rules * rules + w.tags * tags + w.semantic * semantic
                 g = len(gk)
                 candidates.add(a + gi, block[gk], st[:g], rules[:g], tags[:g], semantic[:g], cosine[:g], base[:g])
                 candidates.add_near(a + ni, block[nk], base[g:])
-                eligible[a:b] += (status == 2).sum(axis=0)
-                likely[a:b] += (status == 1).sum(axis=0)
-                pol_eligible[block] += (status == 2).sum(axis=1)
-                pol_likely[block] += (status == 1).sum(axis=1)
+                is_eligible, is_likely = status == 2, status == 1
+                eligible[a:b] += is_eligible.sum(axis=0)
+                likely[a:b] += is_likely.sum(axis=0)
+                pol_eligible[block] += is_eligible.sum(axis=1)
+                pol_likely[block] += is_likely.sum(axis=1)
                 candidates.prune()
     # Kernel rows are firms sorted by region; counts go back to chunk order through `order`.
     el, lk = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
