@@ -1026,7 +1026,7 @@ def _node_many(
     answer, so a condition repeated across policies is judged once; its arrays are shared, never written.
     """
     if _is_condition(node):
-        mkey = (node["field"], node["op"], _freeze(node["value"]), negated) if memo is not None else None
+        mkey = (node["field"], node["op"], _freeze(node["value"]), negated) if memo is not None else ()
         hit = memo.get(mkey) if memo is not None else None
         if hit is not None:
             met, known, state = hit

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
-from matcher import pipeline, runs
+from matcher import pipeline, runs, store
 from tests.support.pg_schema import demo_schema
 
 
@@ -25,7 +26,8 @@ def chunk_and_context(matcher) -> Iterator[tuple[pipeline.Chunk, pipeline.Contex
         yield chunk, ctx
 
 
-def _payloads(rows: list, eligible: np.ndarray, likely: np.ndarray) -> list[tuple]:  # type: ignore[type-arg]
+def _payloads(rows: list[store.Row], eligible: np.ndarray, likely: np.ndarray) -> list[tuple[Any, ...]]:
+    """Every row's stored fields and the per-policy counts, to compare byte for byte."""
     return [(r.enterprise_id, r.eligible, r.likely, r.payload) for r in rows] + [(eligible.tolist(), likely.tolist())]
 
 
