@@ -1022,7 +1022,7 @@ def _node_many(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (met, known) arrays for a node; record leaf states when ``leaves`` is given.
 
-    ``memo`` (a dict kept while judging many policies over this very frame) keeps each condition's
+    ``memo`` (a dict kept while judging many policies over this very frame on one day) keeps each condition's
     answer, so a condition repeated across policies is judged once; its arrays are shared, never written.
     """
     if _is_condition(node):
@@ -1083,7 +1083,7 @@ def evaluate_with_states(
     """Return status codes (as `evaluate_many`) and condition states (conditions × firms, int8 as
     `condition_states_many`, in document order) from one pass over the tree. `cache` (a dict kept
     while judging many policies over one frame) spares repeating scalar operators; `memo` (a dict
-    kept while judging many policies over this very frame object, empty when it is first passed)
+    kept while judging many policies over this very frame object on one day, empty when first passed)
     spares repeating whole conditions."""
     if rules is None:
         return np.full(frame.size, STATUS_CODES[ELIGIBLE], dtype=np.int8), np.zeros((0, frame.size), dtype=np.int8)

@@ -227,7 +227,7 @@ class _Candidates:
         columns = tuple(
             np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i] for i in range(len(parts[0]))
         )
-        row, base = columns[0], columns[-1]
+        row, base = columns[0].astype(np.int64, copy=False), columns[-1]
         counts = np.bincount(row, minlength=len(floor))
         full = np.flatnonzero(counts >= keep)
         if not len(full):
