@@ -961,6 +961,9 @@ def _freeze(value: Any) -> Any:
 TableCache = dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
 """Per-distinct-value answers of scalar operators, shared by the policies judged over one frame."""
 
+LeafMemo = dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""(field, op, value, negated) → a condition's (met, known, state) over one frame, shared by its policies."""
+
 
 def _condition_many(
     node: Mapping[str, Any], frame: FactsFrame, today: dt.date, cache: TableCache | None = None
@@ -1015,22 +1018,41 @@ def _node_many(
     negated: bool,
     leaves: dict[str, np.ndarray] | None,
     cache: TableCache | None = None,
+    memo: LeafMemo | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (met, known) arrays for a node; record leaf states when ``leaves`` is given."""
+    """Return (met, known) arrays for a node; record leaf states when ``leaves`` is given.
+
+    ``memo`` (a dict kept while judging many policies over this very frame on one day) keeps each condition's
+    answer, so a condition repeated across policies is judged once; its arrays are shared, never written.
+    """
     if _is_condition(node):
-        truth, known = _condition_many(node, frame, today, cache)
-        met = known & truth
-        if leaves is not None:
+        mkey = (node["field"], node["op"], _freeze(node["value"]), negated) if memo is not None else ()
+        hit = memo.get(mkey) if memo is not None else None
+        if hit is not None:
+            met, known, state = hit
+        else:
+            truth, known = _condition_many(node, frame, today, cache)
+            met = known & truth
+            if leaves is None and memo is None:
+                return met, known
             holds = known & (truth != negated)
-            leaves[path] = np.where(
-                holds, STATE_CODES[MET], np.where(known, STATE_CODES[NOT_MET], STATE_CODES[UNKNOWN])
-            ).astype(np.int8)
+            # 2 met, 0 not met, 1 unknown (holds implies known): 2·holds + 1 − known.
+            state = holds.astype(np.int8)
+            state += state
+            state += 1
+            state -= known
+            if memo is not None:
+                memo[mkey] = (met, known, state)
+        if leaves is not None:
+            leaves[path] = state
         return met, known
     if "not" in node:
-        met, known = _node_many(node["not"], frame, today, f"{path}.not", not negated, leaves, cache)
+        met, known = _node_many(node["not"], frame, today, f"{path}.not", not negated, leaves, cache, memo)
         return known & ~met, known
     key = "all" if "all" in node else "any"
-    parts = [_node_many(c, frame, today, f"{path}.{key}[{i}]", negated, leaves, cache) for i, c in enumerate(node[key])]
+    parts = [
+        _node_many(c, frame, today, f"{path}.{key}[{i}]", negated, leaves, cache, memo) for i, c in enumerate(node[key])
+    ]
     if key == "all":
         met = np.logical_and.reduce([m for m, _ in parts])
         failed = np.logical_or.reduce([k & ~m for m, k in parts])
@@ -1051,15 +1073,22 @@ def evaluate_many(rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: 
 
 
 def evaluate_with_states(
-    rules: Mapping[str, Any] | None, frame: FactsFrame, *, today: dt.date, cache: TableCache | None = None
+    rules: Mapping[str, Any] | None,
+    frame: FactsFrame,
+    *,
+    today: dt.date,
+    cache: TableCache | None = None,
+    memo: LeafMemo | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return status codes (as `evaluate_many`) and condition states (conditions × firms, int8 as
     `condition_states_many`, in document order) from one pass over the tree. `cache` (a dict kept
-    while judging many policies over one frame) spares repeating scalar operators."""
+    while judging many policies over one frame) spares repeating scalar operators; `memo` (a dict
+    kept while judging many policies over this very frame object on one day, empty when first passed)
+    spares repeating whole conditions."""
     if rules is None:
         return np.full(frame.size, STATUS_CODES[ELIGIBLE], dtype=np.int8), np.zeros((0, frame.size), dtype=np.int8)
     leaves: dict[str, np.ndarray] = {}
-    met, known = _node_many(rules, frame, today, "rules", False, leaves, cache)
+    met, known = _node_many(rules, frame, today, "rules", False, leaves, cache, memo)
     out = np.full(frame.size, STATUS_CODES[LIKELY], dtype=np.int8)
     out[met] = STATUS_CODES[ELIGIBLE]
     out[known & ~met] = STATUS_CODES[INELIGIBLE]

@@ -145,12 +145,26 @@ def load_frame(
 
 
 def tag_sets(frame: FactsFrame, field: str = "tags") -> list[frozenset[str]]:
-    """Return each firm's members of a set field as Python sets (for shared-tag wording and tag matrices)."""
-    out: list[set[str]] = [set() for _ in range(frame.size)]
-    for name, column in frame.sets.get(field, {}).items():
-        for row in np.flatnonzero(column):
-            out[row].add(name)
-    return [frozenset(s) for s in out]
+    """Return each firm's members of a set field as Python sets (for shared-tag wording and tag matrices).
+
+    Firms holding the same members share one frozenset, built once per distinct combination the
+    way each firm's own would be (members added in column order), so it iterates alike.
+    """
+    columns = frame.sets.get(field, {})
+    if not columns or not frame.size:
+        return [frozenset() for _ in range(frame.size)]
+    names = list(columns)
+    matrix = np.column_stack([np.asarray(columns[name], dtype=bool) for name in names])
+    packed = np.ascontiguousarray(np.packbits(matrix, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    shared = []
+    for row in first.tolist():
+        members: set[str] = set()
+        for j in np.flatnonzero(matrix[row]).tolist():
+            members.add(names[j])
+        shared.append(frozenset(members))
+    return [shared[k] for k in inverse.ravel().tolist()]
 
 
 class FactsCache:

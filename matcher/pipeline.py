@@ -19,6 +19,7 @@ sum of the three. Urgency and the firm's feedback change daily and are added whe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -172,9 +173,11 @@ def _aware(value: Any) -> dt.datetime:
 class _Candidates:
     """Scored (firm row, policy) pairs of a chunk, cut to each firm's best now and then.
 
-    After each cut, a firm holding its full `TOP_N` (or `NEAR_N`) knows the lowest base it keeps;
-    a new pair scoring below it can never be kept (ties are kept: the lower policy index wins
-    them), so it is dropped on arrival and the held pairs stay few.
+    After each cut, a firm holding at least `TOP_N` (or `NEAR_N`) pairs knows a base its best
+    `TOP_N` reach; a new pair scoring below it can never be kept (ties are kept: the lower policy
+    index wins them), so it is dropped on arrival and the held pairs stay few. The cuts before the
+    last keep a superset (`_cut`: every pair not below the firm's `TOP_N`-th base, ties and all);
+    only `select` ranks exactly (`_best`).
     """
 
     _FIELDS = ("row", "policy", "status", "rules", "tags", "semantic", "cosine", "base")
@@ -207,14 +210,42 @@ class _Candidates:
         if self.held < max(PRUNE_AT, 2 * self.kept):
             return
         if self.parts:
-            best, last = self._best(self.parts, TOP_N)
-            self.parts = [best]
-            self.floor[best[0][last]] = best[-1][last]
+            self.parts = [self._cut(self.parts, TOP_N, self.floor)]
         if self.near:
-            best, last = self._best(self.near, NEAR_N)
-            self.near = [best]
-            self.near_floor[best[0][last]] = best[-1][last]
+            self.near = [self._cut(self.near, NEAR_N, self.near_floor)]
         self.held = self.kept = sum(len(p[0]) for p in self.parts) + sum(len(p[0]) for p in self.near)
+
+    @staticmethod
+    def _cut(parts: Sequence[tuple[np.ndarray, ...]], keep: int, floor: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Drop the pairs below each firm's `keep`-th base, raising `floor` to it; the rest keep their order.
+
+        Exact ranking is left to `_best`: a pair among a firm's best `keep` has fewer than `keep`
+        pairs scoring above it, so it is never below the `keep`-th base of any subset. The `keep`-th
+        base is found from one sort of an int64 key — the firm row in the high bits, the base's
+        float bits (ordered like the values for bases ≥ 0) cut by as many low bits below — so the
+        threshold is the base rounded down to that grid: a few more ties survive, none is lost.
+        """
+        columns = tuple(
+            np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i] for i in range(len(parts[0]))
+        )
+        row, base = columns[0].astype(np.int64, copy=False), columns[-1]
+        counts = np.bincount(row, minlength=len(floor))
+        full = np.flatnonzero(counts >= keep)
+        if not len(full):
+            return columns
+        if not (base >= 0).all():  # negative weights (or NaN): the bits do not order the values
+            best, last = _Candidates._best(parts, keep)
+            floor[best[0][last]] = best[-1][last]
+            return best
+        shift = max(int(len(floor) - 1).bit_length(), 1)
+        bits = (base + 0.0).view(np.int64) >> shift  # + 0.0: -0.0 becomes 0.0
+        key = np.sort((row << (63 - shift)) | bits)
+        ends = np.cumsum(counts)
+        threshold = np.full(len(floor), -1, dtype=np.int64)
+        threshold[full] = key[ends[full] - keep] & ((1 << (63 - shift)) - 1)
+        floor[full] = (threshold[full] << shift).view(np.float64)
+        chosen = bits >= threshold[row]
+        return columns if chosen.all() else tuple(c[chosen] for c in columns)
 
     @staticmethod
     def _best(parts: Sequence[tuple[np.ndarray, ...]], keep: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
@@ -528,6 +559,20 @@ class _Listing:
 # ---------------------------------------------------------------- many firms
 
 
+@functools.cache
+def _rule_scores(width: int) -> np.ndarray:
+    """Return the rule score of every (status, conditions met, conditions) under `width` conditions.
+
+    Flat, indexed by (status × width + met) × width + conditions: a pair's score is one gather
+    instead of the arithmetic per pair (the same operations on the same values give the same bits).
+    """
+    st, met, count = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(width), np.arange(width), indexing="ij"))
+    share = met.astype(np.int32) / np.maximum(count.astype(np.int64), 1)
+    rules = np.where(st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4)))
+    rules[count == 0] = NO_CONDITIONS_SCORE
+    return rules
+
+
 def score_chunk(chunk: Chunk, ctx: Context) -> tuple[list[store.Row], np.ndarray, np.ndarray]:
     """Score a chunk of firms; return its rows and per-policy (eligible, likely) counts."""
     rows, pol_eligible, pol_likely, _ = _kernel(chunk, ctx)
@@ -612,6 +657,7 @@ def _kernel(
         member_index = np.asarray(members, dtype=np.int64)
         for a, b in spans:
             sub = frame.slice(a, b)
+            memo: eligibility.LeafMemo = {}  # conditions repeated by the group's policies, judged once over `sub`
             for b0 in range(0, len(member_index), POLICY_BLOCK):
                 block = member_index[b0 : b0 + POLICY_BLOCK]
                 status = np.empty((len(block), b - a), dtype=np.int8)
@@ -620,7 +666,9 @@ def _kernel(
                 conditions = np.zeros(len(block), dtype=np.int64)
                 block_states: list[np.ndarray] = []
                 for k, j in enumerate(block):
-                    st, states = eligibility.evaluate_with_states(ps.policies[j].rules, sub, today=today, cache=cache)
+                    st, states = eligibility.evaluate_with_states(
+                        ps.policies[j].rules, sub, today=today, cache=cache, memo=memo
+                    )
                     status[k] = st
                     block_states.append(states)
                     c = len(states)
@@ -632,10 +680,11 @@ def _kernel(
                     near[k] = (st == 0) & (met[k] == c - 1) & (states.sum(axis=0, dtype=np.int32) == 2 * (c - 1))
                 if listing is not None and listed is not None:
                     listing.add(a, block, status, met, conditions, block_states, listed)
-                eligible[a:b] += (status == 2).sum(axis=0)
-                likely[a:b] += (status == 1).sum(axis=0)
-                pol_eligible[block] += (status == 2).sum(axis=1)
-                pol_likely[block] += (status == 1).sum(axis=1)
+                is_eligible, is_likely = status == 2, status == 1
+                eligible[a:b] += is_eligible.sum(axis=0)
+                likely[a:b] += is_likely.sum(axis=0)
+                pol_eligible[block] += is_eligible.sum(axis=1)
+                pol_likely[block] += is_likely.sum(axis=1)
                 if not keep:
                     continue
                 # Only pairs kept as candidates or near misses are scored; the products stay one GEMM per block.
@@ -643,22 +692,23 @@ def _kernel(
                 nk, ni = np.nonzero(near)
                 kk = np.concatenate([gk, nk])
                 ii = np.concatenate([gi, ni])
-                cosine = (fv[a:b] @ ps.vectors[block].T)[ii, kk].astype(np.float64)
+                # Flat positions in the firms × block products and in the block × firms judgements (a flat
+                # `take` gathers the same values as [ii, kk] for less).
+                by_firm, by_policy = ii * len(block) + kk, kk * (b - a) + ii
+                cosine = np.take(fv[a:b] @ ps.vectors[block].T, by_firm).astype(np.float64)
                 semantic = np.clip(np.round((cosine - w.semantic_floor) / span, 4), 0.0, 1.0)
                 missing = ~has[a:b][ii]
                 semantic[missing] = 0.0
                 cosine[missing] = np.nan
                 if len(ps.tag_names):
-                    tags = np.round((firm_tags[a:b] @ ps.tag_weights[:, block].astype(np.float64))[ii, kk], 4)
+                    tags = np.round(np.take(firm_tags[a:b] @ ps.tag_weights[:, block].astype(np.float64), by_firm), 4)
                 else:
                     tags = np.zeros(len(ii))
-                st = status[kk, ii]
-                count = conditions[kk]
-                share = met[kk, ii] / np.maximum(count, 1)
-                rules = np.where(
-                    st == 2, 1.0, np.where(st == 1, np.round(0.5 + 0.3 * share, 4), np.round(0.2 * share, 4))
-                )
-                rules[count == 0] = NO_CONDITIONS_SCORE
+                st = np.take(status, by_policy)
+                width = int(conditions.max()) + 1
+                rules = _rule_scores(width)[
+                    (st.astype(np.int64) * width + np.take(met, by_policy)) * width + conditions[kk]
+                ]
                 base = w.rules * rules + w.tags * tags + w.semantic * semantic
                 g = len(gk)
                 candidates.add(a + gi, block[gk], st[:g], rules[:g], tags[:g], semantic[:g], cosine[:g], base[:g])
