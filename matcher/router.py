@@ -290,7 +290,7 @@ def search_policies(
     if actor is None:
         request.app.state.search_limiter.check(client_key(request))
     today = dt.date.today()
-    found = search.find(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today)
+    found = search.find(db=db, matcher=matcher, q=q, limit=limit, region=region, today=today, cards=True)
     return json_response(
         [
             {"policy": _card(h.policy, today), "score": h.score, "semantic": h.semantic, "keyword": h.keyword}

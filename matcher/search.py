@@ -63,7 +63,7 @@ MAX_NAME = 8
 
 @dataclass
 class SearchHit:
-    policy: Policy
+    policy: Policy  # or, from `find(cards=True)`, the open policy's `PolicyInfo` (the fields a card shows)
     score: float
     semantic: float | None
     keyword: bool
@@ -307,8 +307,14 @@ def find(
     region: str | None = None,
     today: dt.date | None = None,
     cutoff: bool = True,
+    cards: bool = False,
 ) -> SearchResult:
-    """Hybrid search over published policies; hits below the relevance cut-off are left out of hits and total."""
+    """Hybrid search over published policies; hits below the relevance cut-off are left out of hits and total.
+
+    `cards=True` (the search route, which shows cards only): a hit open today is the process's
+    `PolicySet` entry (`PolicyInfo`, no database read), others are loaded; otherwise every hit is the
+    ORM `Policy`.
+    """
     text = normalize(q)
     if not text:
         return SearchResult([], 0, "hybrid")
@@ -320,7 +326,12 @@ def find(
         fused = {pid: s for pid, s in fused.items() if pid in allowed}
     ordered = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ordered[:limit]
-    policies = {p.id: p for p in load_policies(db, [pid for pid, _ in shown])}
+    policies: dict[int, Any] = {}
+    if cards:  # the open policies' cards are in the policy set every request already reads
+        ps = matcher.policy_sets.get(db, today=today or dt.date.today())
+        policies = {pid: ps.policies[ps.position[pid]] for pid, _ in shown if pid in ps.position}
+    loaded = load_policies(db, [pid for pid, _ in shown if pid not in policies])
+    policies.update({p.id: p for p in loaded if p.status == PolicyStatus.published})
     coverage = {h.policy_id: h.coverage for h in evidence.lexical}
     hits = [
         SearchHit(
@@ -331,7 +342,7 @@ def find(
             coverage=coverage.get(pid),
         )
         for pid, score in shown
-        if pid in policies and policies[pid].status == PolicyStatus.published
+        if pid in policies
     ]
     mode = "hybrid" if evidence.semantic_ready else "keyword"
     more = len(evidence.lexical) >= search_index.CANDIDATES and len(vouched) >= search_index.CANDIDATES // 2

@@ -106,3 +106,33 @@ def test_eval_file_reads_csv_and_xlsx_and_names_a_missing_column(tmp_path) -> No
     (tmp_path / "empty.csv").write_text("query,expected\n稳岗,\n", encoding="utf-8")
     with pytest.raises(search_eval.EvalFileError, match="第 2 行"):
         search_eval.load_cases(tmp_path / "empty.csv")
+
+
+def test_the_route_s_cards_from_the_policy_set_equal_the_loaded_policies(db, matcher) -> None:  # type: ignore[no-untyped-def]
+    """The search route takes open policies' cards from the policy set (no load); they must be the loaded ones'."""
+    import datetime as dt
+
+    from catalog import service as catalog_service
+    from matcher import router
+
+    today = dt.date.today()
+    for k in range(3):
+        factories.make_policy(db, publish=True, title=f"稳岗补贴申领第{k}批", summary="稳岗补贴按规定发放。")
+    closed = factories.make_policy(  # published, its window over: not in the policy set, loaded
+        db,
+        publish=True,
+        title="稳岗补贴申领往期",
+        summary="稳岗补贴按规定发放。",
+        apply_start_on=today - dt.timedelta(days=40),
+        apply_end_on=today - dt.timedelta(days=1),
+    )
+    withdrawn = factories.make_policy(db, publish=True, title="稳岗补贴申领已撤回", summary="稳岗补贴按规定发放。")
+    catalog_service.withdraw_policy(db=db, policy_id=withdrawn.id, actor=None)
+    matcher.policy_sets.clear()
+    plain = search.find(db=db, matcher=matcher, q="稳岗补贴", limit=10, today=today)
+    carded = search.find(db=db, matcher=matcher, q="稳岗补贴", limit=10, today=today, cards=True)
+    assert [h.policy.id for h in carded.hits] == [h.policy.id for h in plain.hits]
+    assert withdrawn.id not in [h.policy.id for h in carded.hits]
+    assert len(carded.hits) >= 4 and closed.id in [h.policy.id for h in carded.hits]
+    assert [router._card(h.policy, today) for h in carded.hits] == [router._card(h.policy, today) for h in plain.hits]
+    assert any(not isinstance(h.policy, type(plain.hits[0].policy)) for h in carded.hits)  # read from the set
