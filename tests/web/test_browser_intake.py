@@ -222,7 +222,11 @@ def test_curator_uploads_reviews_publishes_and_the_matched_firm_is_told(page: An
     assert "全部处理后才能发布" in page.locator("#f-intake").inner_text()
     # The count under the draft's proposed rules, as the rules engine judges the firms.
     proposed = _stored_rules(site, policy_id)
-    assert proposed is not None and len(proposed["all"]) == 4
+    # Region, industry (a 工业企业 applicant), revenue, R&D ratio and employees: five coded conditions.
+    assert proposed is not None and len(proposed["all"]) == 5
+    assert {"field": "industry_code", "op": "prefix"}.items() <= next(
+        n for n in proposed["all"] if n["field"] == "industry_code"
+    ).items()
     _wait_count(page, _engine_eligible(site, proposed))
     assert _engine_eligible(site, proposed) == 2
     page.screenshot(path=str(ARTIFACTS / "review-start.png"), full_page=True)
