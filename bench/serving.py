@@ -401,21 +401,19 @@ def warm(base: str, firm_headers: list[dict[str, str]], workers: int) -> dict[st
             for _ in range(workers * 6):
                 client.get(SEARCH, params={"q": "研发费用加计扣除"})
         out["search_warm_s"] = round(sw.seconds, 2)
+        # Every measured firm's list should be current ("ready"); a stale one is judged when read.
+        states: Counter[str] = Counter()
         with Stopwatch() as sw:
             first = client.get(RECS, headers=firm_headers[0])
             for h in firm_headers:
-                client.get(RECS, headers=h)
+                r = client.get(RECS, headers=h)
+                states[str(r.json().get("state")) if r.status_code == 200 else f"HTTP {r.status_code}"] += 1
         out["recommendation_warm_s"] = round(sw.seconds, 2)
         out["first_recommendation_status"] = first.status_code
         body = first.json() if first.status_code == 200 else {}
         out["items_per_response"] = len(body.get("items", []))
         out["response_bytes"] = len(first.content)
         out["stale_marker"] = {k: body.get(k) for k in ("stale", "state", "computing") if k in body}
-        # Every measured firm's list should be current ("ready"); a stale one is judged when read.
-        states: Counter[str] = Counter()
-        for h in firm_headers:
-            r = client.get(RECS, headers=h)
-            states[str(r.json().get("state")) if r.status_code == 200 else f"HTTP {r.status_code}"] += 1
         out["measured_firm_states"] = dict(states)
     return out
 
