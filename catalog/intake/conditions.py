@@ -586,7 +586,10 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
             picked.extend(sentences(s.text))
             continue
         other = OTHER_HEADINGS.search(s.heading)
-        # "（二）主营业务应属于…（见附件13）确定的经营范围": an item naming 附件 is no 附件 heading.
+        # "（二）主营业务应属于…（见附件13）确定的经营范围": an item naming 附件 is no 附件 heading;
+        # "一、奖励内容、标准和申报材料" also names what is rewarded, and to whom: its part is read.
+        if other and re.search(r"对象|条件|内容|范围|主体", s.heading[: other.start()]):
+            other = None
         if other and (len(s.heading) <= 30 or other.start() <= 8):
             skip_level = s.level
             if active_level is not None and active_level > 0:
@@ -739,6 +742,13 @@ def propose_conditions(
                 encoded = [
                     p for p in encoded if p.node is None or p.node["field"] in ("credit_standing", "region_code")
                 ]
+                if _DISHONEST_NAMED.search(clean) and not any(
+                    p.node is not None and p.node["field"] == "credit_standing" for p in encoded
+                ):
+                    # "列入失信被执行人名单的企业…不得申报": barring the dishonest is "not dishonest".
+                    encoded.append(
+                        ConditionProposal({"field": "credit_standing", "op": "ne", "value": "dishonest"}, clause, 0.8)
+                    )
             if excluding:
                 alt_group, alt_marker = None, None  # "有下列情形之一的，不予支持": no alternatives follow
                 group, branch = None, None
@@ -1027,7 +1037,7 @@ def _encode_clause(
                 continue  # "设立技术研究院、企业技术中心、博士后工作站等": one example of what is asked
             elif re.search(
                 r"(申报|申请|认定|评选|推荐|培育|监测|争创|创建|争当|成长为|培育为|(?<!已)成为)(\d{4}年度?)?([\u4e00-\u9fa5]{1,4}[省市区县])?"
-                r"(国家级|省级|市级|区级|国家|省|市|区)?(重点)?$",
+                r"(国家级|省级|市级|区级|国家|省|市|区)?(重点)?[“\"]?$",
                 lead,
             ):
                 skipped_until = pos + len(term)
@@ -1108,6 +1118,8 @@ def _encode_clause(
                     0.75,
                 )
             )
+        if gte and re.search(r"承诺[^。；;]{0,30}$", clause[: gte.start()]):
+            gte = None  # "承诺在本市经营期限不低于10年": a promise about the future, not the firm's age
         if gte and (gte.group(2) or re.search(r"满|超过|不少于|不低于|达到", gte.group(0))):
             years = cn_number(gte.group(1))
             if years is not None and 0 < years <= 50:

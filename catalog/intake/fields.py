@@ -242,6 +242,11 @@ def find_issuer(text: str, title: str | None) -> Proposal | None:
             if orgs:
                 return Proposal("、".join(orgs), "\n".join([*orgs, tail[i]]), 0.9)
             break
+    # A page's metadata line: "发布机构：无锡市惠山区科技局", "制发机关 李沧区人民政府办公室".
+    for line in lines[:20]:
+        m = _ISSUER_LABEL.match(line)
+        if m and _ORG.match(m.group(1).replace("、", "")):
+            return Proposal(m.group(1), line, 0.85)
     last = tail[-1].replace(" ", "") if tail else ""
     if _ORG.match(last) and len(last) <= 30:
         return Proposal(last, last, 0.6)
@@ -254,8 +259,17 @@ def find_issuer(text: str, title: str | None) -> Proposal | None:
     if title and "关于" in title:
         head = title.split("关于", 1)[0].strip()
         if 3 <= len(head) <= 60:
+            parts = head.split()
+            if len(parts) > 1 and all(_ORG.match(part) for part in parts):
+                head = "、".join(parts)  # "烟台市商务局 烟台市财政局关于…": joint issuers
             return Proposal(head, title, 0.8)
     return None
+
+
+_ISSUER_LABEL = re.compile(
+    r"^\s*[|｜]?\s*(?:发布机构|发文机关|发文单位|发布单位|制发机关|发文机构|成文机关)\s*[:：|｜]?\s*"
+    r"([\u4e00-\u9fa5（）()、]{3,60}?)\s*(?:[|｜].*)?$"
+)
 
 
 def find_published_on(text: str) -> Proposal | None:
@@ -271,6 +285,17 @@ def find_published_on(text: str) -> Proposal | None:
             dates = find_dates(compact)
             if dates:
                 return Proposal(dates[-1][1], line, 0.85)
+    # "现将《…细则》印发给你们…": the cover notice's signature (bodies, then a date line) opens the text and
+    # the attached rules follow without one of their own.
+    head = lines[:15]
+    for i in range(1, len(head)):
+        compact = head[i].replace(" ", "")
+        if re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日", compact) and all(
+            _ORG.match(part) for part in head[i - 1].split()
+        ):
+            dates = find_dates(compact)
+            if dates:
+                return Proposal(dates[-1][1], head[i - 1] + "\n" + head[i], 0.75)
     tail = text[-300:]
     dates = find_dates(tail)
     if dates:
@@ -493,7 +518,7 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
         named = re.sub(r"[省市区县]级", "", named)  # "省级专精特新": a level word, not a place
         if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!辖)(区|县)(?!域)", named):
             return Proposal("county", title, 0.5), None
-        if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!我)市", named):
+        if re.search(r"[\u4e00-\u9fa5]{2,4}(?<!本)(?<!全)(?<!我)市(?![外内])", named):
             return Proposal("municipal", title, 0.5), None
         if re.search(r"[\u4e00-\u9fa5]{2,3}省", named):
             return Proposal("provincial", title, 0.5), None
