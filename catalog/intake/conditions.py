@@ -476,7 +476,7 @@ _REGISTERED = re.compile(
 _LOCAL = re.compile(
     r"(?:在|于|为)?(?:本市|本区|本县|我市|我区|我县|全市|全区|辖区|本省|我省|全省|市内|区内|县内|省内|本地)"
 )
-_ZONE = re.compile(r"(?:在|于)(?:本|我)?(?:高新区|经开区|经济开发区|开发区|高新技术产业开发区|园区)(?:内)?")
+_ZONE = re.compile(r"(?:在|于|落户)(?:本|我)?(?:高新区|经开区|经济开发区|开发区|高新技术产业开发区|园区)(?:内)?")
 
 
 def _local_region(word: str, home: str) -> str:
@@ -503,7 +503,7 @@ _YEARS_LTE = re.compile(
     r"在\s*([\d一二两三四五六七八九十]+)\s*(?:个)?(?:周?年)\s*(?:以内|内))"
 )
 _DATE_SINCE = re.compile(
-    r"(\d{4})\s*年\s*(?:(\d{1,2})\s*月\s*(?:(\d{1,2})\s*日)?)?\s*(?:\(含\)|（含）)?\s*(以后|之后|后|以来|起|以前|之前|前)\s*(?:新)?(?:注册|成立|设立|登记)"
+    r"(\d{4})\s*年\s*(?:(\d{1,2})\s*月\s*(?:(\d{1,2})\s*日)?)?\s*(?:\(含\)|（含）)?\s*(以后|之后|后|以来|起|以前|之前|前)\s*(?:新)?(?:企业|公司)?(?:注册|成立|设立|登记)"
 )
 # "注册时间在2021年1月1日以后": the date after the word.
 _DATE_SINCE_AFTER = re.compile(
@@ -589,6 +589,10 @@ def _condition_clauses(text: str, sections: list[Section] | None) -> tuple[list[
         # "（二）主营业务应属于…（见附件13）确定的经营范围": an item naming 附件 is no 附件 heading;
         # "一、奖励内容、标准和申报材料" also names what is rewarded, and to whom: its part is read.
         if other and re.search(r"对象|条件|内容|范围|主体", s.heading[: other.start()]):
+            other = None
+        # "补贴标准及方式：（一）对经认定的初创科技型中小企业，给予…": with no condition heading anywhere, the
+        # support standards are where the text names whom it supports (award tiers are left out further on).
+        if other and not headed and re.search(r"标准|收益", other.group(0)):
             other = None
         if other and (len(s.heading) <= 30 or other.start() <= 8):
             skip_level = s.level
@@ -1017,6 +1021,10 @@ def _encode_clause(
                 continue
             lead = norm[max(0, pos - 8) : pos]
             tail = norm[pos + len(term) : pos + len(term) + 6].lstrip("”")
+            if re.search(r"尚未|暂未", lead) and re.search(
+                r"^[^。；;]{0,30}?(?:应|须|需)(?:在|于)?[^。；;]{0,16}?(?:内|前)", norm[pos + len(term) :]
+            ):
+                continue  # "尚未获得国高新资质的企业原则上应在一年内通过": a grace period, not a bar
             if any(a <= pos < b for a, b in excepted) or re.search(
                 r"(未|不|非|没有)(被)?(认定|评为|列入|纳入|属于|是|获得)?为?$", lead
             ):
@@ -1073,7 +1081,7 @@ def _encode_clause(
     sized = _EXCEPTED_ASIDE.sub(lambda m: "　" * len(m.group(0)), clause)
     for _, term, _name in hits:
         sized = re.sub(re.escape(term), "　" * len(term), sized, flags=re.I)
-    if not re.search(r"裁员|失业", clause):
+    if not re.search(r"裁员|失业率|失业保险", clause):  # "招用城镇登记失业人员的小微企业": whom it hires
         candidates: list[tuple[int, list[str]]] = []
         taken: list[tuple[int, int]] = []
         for pattern, classes in _SIZE_WORDS:

@@ -339,13 +339,24 @@ def clean_text(text: str) -> str:
     return "\n".join(out).strip()
 
 
+# A web page's unnumbered heading on a line of its own: "申报条件", "申报材料", "事项描述", "联系方式".
+BARE_HEADING = re.compile(
+    r"^(?:申报|申请|支持|扶持|奖励|补贴|资助|奖补|政策|事项|办理|联系|适用|享受|认定|基本|项目|其他|评审|审核)"
+    r"[\u4e00-\u9fa5]{0,4}?(?:条件|对象|主体|范围|材料|流程|程序|时间|方式|方向|内容|标准|描述|要求|依据|部门|地点|说明|事项)"
+    r"\s*[:：]?$"
+)
+
+
 def split_sections(text: str) -> list[Section]:
-    """Split text into sections at numbered headings (章, 条, 一、, （一）, 1., （1）)."""
+    """Split text into sections at numbered headings (章, 条, 一、, （一）, 1., （1）) and at bare heading lines
+    (申报条件, 申报材料 …) of a text's body, which open a section above numbered items."""
     sections: list[Section] = []
     current = Section(0, "")
     body: list[str] = []
-    for line in text.split("\n"):
+    for i, line in enumerate(text.split("\n")):
         level = heading_level(line)
+        if level is None and i > 0 and len(line) <= 12 and BARE_HEADING.match(line):
+            level = 1
         if level is None:
             body.append(line)
             continue

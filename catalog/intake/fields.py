@@ -176,8 +176,10 @@ def find_title(text: str) -> Proposal | None:
     for i, line in enumerate(lines):
         if len(line) > 160 or DOC_NUMBER.fullmatch(line) or heading_level(line) is not None:
             continue
-        if i > 0 and line.startswith("《") and line.endswith("》"):
-            continue  # a cited document (政策依据), not this one's title
+        if re.match(r"[(（]?\d{1,2}[)）]", line):
+            continue  # "2）申报条件": an item of a list, not a title
+        if i > 0 and re.fullmatch(r"《[^》]+》\s*(?:[(（][^()（）]{2,30}[)）])?", line):
+            continue  # a cited document (政策依据), with its 文号 or not, is not this one's title
         if i > 0 and re.match(r"[\u4e00-\u9fa5]{2,6}[:：]", line):
             continue  # "政策依据：《…的通知》", "咨询部门：…": a labelled line, not the title
         candidate = line
