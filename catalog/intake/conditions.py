@@ -305,7 +305,7 @@ def _number_with_unit(field_name: str, clause: str, start: int) -> tuple[str, An
     unit = _UNIT[field_name]
     segment = clause[start:]
     range_re = re.compile(
-        rf"({NUM}|{_SMALL_NUM})\s*({unit})?\s*(?:至|到|-|－|—|~|～)\s*({NUM}|{_SMALL_NUM})\s*({unit})\s*([(（]含[)）])?"
+        rf"({NUM}|{_SMALL_NUM})\s*({unit})?\s*(?:[(（]含[)）])?\s*(?:至|到|-|－|—|~|～)\s*({NUM}|{_SMALL_NUM})\s*({unit})\s*([(（]含[)）])?"
     )
     num_re = re.compile(rf"({NUM}|{_SMALL_NUM})\s*(?:个)?\s*({unit})")
     rm = range_re.search(segment)
