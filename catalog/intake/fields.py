@@ -234,7 +234,10 @@ def find_issuer(text: str, title: str | None) -> Proposal | None:
             orgs: list[str] = []
             k = i - 1
             while k >= 0 and _ORG.match(tail[k].replace(" ", "")):
-                orgs.insert(0, tail[k].replace(" ", ""))
+                parts = tail[k].split()
+                # "烟台市商务局 烟台市财政局": joint issuers signing on one line
+                joint = len(parts) > 1 and all(_ORG.match(part) for part in parts)
+                orgs[:0] = parts if joint else [tail[k].replace(" ", "")]
                 k -= 1
             if not orgs:
                 # "XX局2023年3月15日" on one line
@@ -512,7 +515,7 @@ def find_level_region(issuer: str | None, title: str | None, text: str) -> tuple
         m = re.match(r"^[\u4e00-\u9fa5]{2,6}?(区|县)(?!域|级)", source)
         if m:
             return Proposal("county", source, 0.7), None
-        m = re.match(r"^[\u4e00-\u9fa5]{2,6}?市(?!级)", source)
+        m = re.match(r"^(?!关于)[\u4e00-\u9fa5]{2,6}?市(?![级外内])", source)
         if m:
             return Proposal("municipal", source, 0.7), None
     if title:

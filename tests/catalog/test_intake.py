@@ -167,6 +167,30 @@ def test_a_labelled_line_is_no_title() -> None:
     assert extract_fields(text)["title"].value == "某市工业企业入规奖励"
 
 
+def test_issuer_from_a_metadata_line_or_joint_bodies_and_a_cover_notices_date() -> None:
+    text = "关于申报2025年度某区科技发展资金项目的通知\n发布机构：无锡市惠山区科技局\n各镇（街道）：\n现将有关事项通知如下。\n"
+    assert extract_fields(text)["issuer"].value == "无锡市惠山区科技局"
+    text = (
+        "烟台市商务局 烟台市财政局关于印发《烟台市鼓励高质量招商引资奖励细则》的通知\n各（区）市招商主管部门：\n"
+        "现将《细则》印发给你们，请遵照执行。\n烟台市商务局 烟台市财政局\n2021年7月21日\n烟台市鼓励高质量招商引资奖励细则\n"
+        "一、受奖企业应为在烟台市内注册的企业。\n"
+    )
+    found = extract_fields(text)
+    assert found["issuer"].value == "烟台市商务局、烟台市财政局"
+    assert found["published_on"].value.isoformat() == "2021-07-21"
+
+
+def test_a_cited_document_or_a_list_item_is_no_title_and_市外_is_no_place() -> None:
+    text = (
+        "浦东新区促进小微企业创新创业财政扶持项目\n一、政策依据\n《某某扶持办法》（浦科经委规[2022]1号）\n2）申报条件\n"
+    )
+    assert extract_fields(text)["title"].value == "浦东新区促进小微企业创新创业财政扶持项目"
+    text = (
+        "关于对从市外引入投资科技企业实施的项目予以资金支持的通知\n一、申报条件\n1.在哈尔滨市行政区域内注册的企业。\n"
+    )
+    assert extract_fields(text)["region_code"].value == "230100"
+
+
 def test_a_phone_number_on_the_line_after_its_heading() -> None:
     text = (
         "小微企业创业贷款\n六、受理机构\n单位注册地所属区县的人社部门受理。\n七、联系电话\n029-86556924 029-86279317\n"
@@ -439,6 +463,62 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             ("established_on", "years_since_gte", 1),
             None,
         ),
+        # The qualification applied for, quoted after the place, is not required of the applicant.
+        (
+            "一、申报条件\n申报认定某市“专精特新”中小企业必须具备所有基本条件：\n1.企业注册二年以上。",
+            ("established_on", "years_since_gte", 2),
+            ("qualifications", "has_any", ["专精特新中小企业"]),
+        ),
+        # Barring the dishonest is "not dishonest"; a promised term of operation is no age.
+        (
+            "一、申报条件\n1.列入失信被执行名单的企业，以及逾期未验收的企业，不得申报本年度专项资金。",
+            ("credit_standing", "ne", "dishonest"),
+            None,
+        ),
+        (
+            "一、申报条件\n受奖企业应为在本区注册、承诺在本区经营期限不低于10年的企业。",
+            ("region_code", "within_region", ["440305"]),
+            ("established_on", "years_since_gte", 10),
+        ),
+        # A heading that names the content beside the materials is read; a bare heading line opens a section.
+        (
+            "一、奖励内容、标准和申报材料\n受奖企业应为在本区注册的企业。",
+            ("region_code", "within_region", ["440305"]),
+            None,
+        ),
+        (
+            "某区科技专项\n申报条件\n在本区依法经营的中小企业，无失信行为。\n申报材料\n企业获得专精特新“小巨人”证书复印件。",
+            ("size_class", "in", ["medium", "small", "micro"]),
+            ("qualifications", "has_any", ["专精特新“小巨人”企业"]),
+        ),
+        # With no condition heading, the support standards name whom the text supports.
+        (
+            "某市创业场租补贴\n补贴标准及方式：\n（一）对经认定的初创科技型中小企业，给予最长不超过3年的场租补贴。",
+            ("qualifications", "has_any", ["科技型中小企业"]),
+            None,
+        ),
+        # Hiring 失业人员 says nothing against the size named; a grace clause bars nothing.
+        (
+            "申请条件\n新招用城镇登记失业人员达到职工人数15%以上的小型、微型企业。",
+            ("size_class", "in", ["small", "micro"]),
+            None,
+        ),
+        (
+            "申报条件\n企业具备高新技术企业资质。尚未获得高新技术企业资质的企业原则上应在获得支持一年内通过认定。",
+            ("qualifications", "has_any", ["高新技术企业"]),
+            ("qualifications", "has_none", ["高新技术企业"]),
+        ),
+        # A date before which the firm registered, with 企业 between; registration in the park.
+        (
+            "二、申报对象\n即2019年12月31日以前企业注册、税务关系落户园区的企业。",
+            ("established_on", "lte", "2019-12-31"),
+            None,
+        ),
+        (
+            "二、申报对象\n即2019年12月31日以前企业注册、税务关系落户园区的企业。",
+            ("region_code", "within_region", ["440305"]),
+            None,
+        ),
     ],
 )
 def test_condition_phrasings(text: str, present: tuple | None, absent: tuple | None) -> None:
@@ -535,6 +615,8 @@ def test_alternatives_become_one_any_node() -> None:
             ("annual_revenue", "gte", 500),
         ),
         ("申报条件：商贸、服务业企业销售（营业）收入首次超过3亿元的企业", ("annual_revenue", "gt", 30000)),
+        # A range whose lower bound carries （含）.
+        ("申报条件：2018年销售收入在500万元（含）-2000万元的企业", ("annual_revenue", "between", [500, 2000])),
     ],
 )
 def test_threshold_words_and_units(sentence: str, expected: tuple[str, str, object]) -> None:
