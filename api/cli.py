@@ -352,13 +352,13 @@ def intake(
 
 @eval_app.command("intake")
 def eval_intake(
-    split: Annotated[str, typer.Option("--split", help="tune、test 或 all")] = "test",
+    split: Annotated[str, typer.Option("--split", help="tune、test、fresh 或 all")] = "test",
 ) -> None:
     """Field accuracy and condition precision/recall of policy intake on tests/data/intake, against a keyword baseline."""
     from catalog.intake import evaluation
 
-    if split not in ("tune", "test", "all"):
-        _fail("--split 应为 tune、test 或 all")
+    if split not in ("tune", "test", "fresh", "all"):
+        _fail("--split 应为 tune、test、fresh 或 all")
     result = evaluation.run(split=split)
     console.print(evaluation.format_report(result))
 

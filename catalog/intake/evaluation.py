@@ -79,7 +79,8 @@ class Score:
 
 
 def load(split: str = "all", data_dir: Path = DATA_DIR) -> list[Labelled]:
-    """Read the labelled set; split is "tune", "test" or "all"."""
+    """Read the labelled set; split is "tune", "test", "fresh" (texts added in session 7, never studied one by
+    one: scored in aggregate only, see tests/data/README.md) or "all"."""
     labels = json.loads((data_dir / "labels.json").read_text(encoding="utf-8"))
     out: list[Labelled] = []
     for doc_id, item in sorted(labels.items()):
