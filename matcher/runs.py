@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 # (bench.serving's mixed load: the worker did not stop within 20 s), 500 take ~4–8 s.
 FIRM_BATCH = 500  # changed firms per unit of a firm re-match
 LIST_BATCH = 2_000  # firms per unit when policies are listed against all firms (~400k rows at 10k policies)
+LIST_PART = 5_000  # list rows made and written at a time; a stop is checked between parts
 Progress = Callable[[str, int, int], None]
 StopFn = Callable[[], bool]
 _STATUS = {2: ELIGIBLE, 1: LIKELY}
@@ -503,10 +504,10 @@ def _write_listed(
     With `should_stop`, raise `_Stopped` between parts when asked: the caller's transaction (a unit of
     a listing run) is rolled back and the unit written again when the run resumes.
     """
-    for start in range(0, len(pairs), 5_000):
+    for start in range(0, len(pairs), LIST_PART):
         if _stop(should_stop):
             raise _Stopped
-        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + 5_000, len(pairs))))
+        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + LIST_PART, len(pairs))))
 
 
 def _replace_list_rows(
@@ -593,16 +594,24 @@ def _copy_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
     serializer (what the column's bind processor uses; `json` keeps the text as written), NULL as \\N.
     """
     dumps = getattr(db.get_bind().dialect, "_json_serializer", None) or json.dumps
-    text = store.copy_text
     null = "\\N"
+    # Shared tags and condition states repeat across pairs: each distinct list serialised once.
+    serialised: dict[tuple[Any, ...], str] = {}
+
+    def js(value: list[Any]) -> str:
+        key = tuple(value)
+        out = serialised.get(key)
+        if out is None:
+            out = serialised[key] = store.copy_text(dumps(value))
+        return out
 
     def line(r: dict[str, Any]) -> str:
         similarity = r["similarity"]
         return (
             f"{r['enterprise_id']}\t{r['policy_id']}\t{r['policy_version']}\t{r['status']}\t{float(r['score'])!r}"
             f"\t{float(r['rule_score'])!r}\t{float(r['tag_score'])!r}\t{float(r['semantic_score'])!r}"
-            f"\t{null if similarity is None else repr(float(similarity))}\t{text(dumps(r['shared_tags']))}"
-            f"\t{text(dumps(r['condition_states']))}\t{r['computed_at'].isoformat()}\n"
+            f"\t{null if similarity is None else repr(float(similarity))}\t{js(r['shared_tags'])}"
+            f"\t{js(r['condition_states'])}\t{r['computed_at'].isoformat()}\n"
         )
 
     store.copy_lines(db, f"match_result ({', '.join(_LIST_COLUMNS)})", map(line, rows))
