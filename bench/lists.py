@@ -141,13 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--build", help="POLICIES,FIRMS: build the database first (bench.dataset.build)")
     parser.add_argument("--policies", type=int, default=1_000, help="list the first N published policies")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--no-migrate", action="store_true", help="use the database as it is (an older checkout on a newer schema)"
+    )
     args = parser.parse_args(argv)
     if args.build:
         from bench import dataset
 
         p, f = (int(x) for x in args.build.split(","))
         print(dataset.build(args.url, args.var_dir, policies=p, firms=f))
-    else:
+    elif not args.no_migrate:
         from core import migrate
 
         migrate.upgrade(url=args.url)
