@@ -7,6 +7,12 @@ chunk (`match_run`, `match_run_chunk`, written with the chunk's rows): killed wi
 resumes at the first chunk not written, and nothing is written twice or left out. `should_stop`
 is checked between chunks, so a worker asked to stop does so within one chunk.
 
+Policies' kept lists (`match_result`) are written the same way: a listing (`list_policies`, and
+`list_policy`, which also patches every firm's stored matches) is a run (`list_run`) of units of
+firms, each unit's rows replaced and committed with its checkpoint (`list_run_unit`). Stopped or
+killed, the next listing of those policies resumes at the units not written. Its policies read as
+not listed from its start until its last unit is written (their counts are recorded then).
+
 Chunks run on the local engine by default; `engine` may run them elsewhere (matcher/ray_engine.py)
 as long as it writes the same rows — tests hold the engines to identical results.
 """
@@ -730,6 +736,7 @@ def list_policies(
 
 
 LIST, PATCH = "list", "patch"  # kinds of listing run
+KEPT_LIST_RUNS = 200  # finished listing runs kept (with their units) before the oldest are deleted
 
 
 class _Stopped(Exception):
@@ -843,6 +850,8 @@ def _new_list_run(database: Database, kind: str, key: str, wanted: dict[int, int
         )
         db.add(run)
         db.flush()
+        # Finished and abandoned runs are history (their units' counts are summed): the latest are kept.
+        db.execute(delete(ListRun).where(ListRun.status != "running", ListRun.id <= run.id - KEPT_LIST_RUNS))
         members = {pid: (k, ver) for k, (pid, ver) in enumerate(wanted.items())}
         db.execute(
             insert(ListRunPolicy),

@@ -417,3 +417,14 @@ def test_list_rows_copied_on_postgresql_store_the_text_a_core_insert_stores(matc
                     ).all()
                 )
         assert len(stored[0]) == 8 and stored[0] == stored[1]
+
+
+def test_finished_listing_runs_are_kept_only_as_the_latest(database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(runs, "KEPT_LIST_RUNS", 2)
+    pid = _unlisted(database)[0]
+    for _ in range(4):
+        runs.list_policies(database, matcher, [pid])
+    with database.session() as db:
+        kept = list(db.execute(select(ListRun.id, ListRun.status).order_by(ListRun.id)).tuples())
+        assert [status for _, status in kept] == ["done", "done"] and kept[1][0] - kept[0][0] == 1
+        assert set(db.scalars(select(ListRunUnit.run_id))) == {run_id for run_id, _ in kept}
