@@ -806,7 +806,13 @@ def _open_list_runs(
                 continue
             members = _members(db, run.id)
             current = dict(
-                db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(list(members)))).tuples().all()
+                db.execute(
+                    select(Policy.id, Policy.version)
+                    .join(ListRunPolicy, ListRunPolicy.policy_id == Policy.id)
+                    .where(ListRunPolicy.run_id == run.id, ListRunPolicy.active.is_(True))
+                )
+                .tuples()
+                .all()
             )
             stale = [
                 pid
@@ -1280,6 +1286,7 @@ def status(db: Session) -> dict[str, Any]:
         or 0
     )
     run = db.scalar(select(MatchRun).order_by(MatchRun.id.desc()).limit(1))
+    listing = db.scalar(select(ListRun).where(ListRun.status == "running").order_by(ListRun.id).limit(1))
     revision = catalog_service.current_revision(db=db)
     matched = db.scalar(select(MatcherState.matched_revision).where(MatcherState.id == 1)) or 0
     return {
@@ -1301,5 +1308,15 @@ def status(db: Session) -> dict[str, Any]:
             "started_at": run.started_at,
             "updated_at": run.updated_at,
             "finished_at": run.finished_at,
+        },
+        "listing": None
+        if listing is None
+        else {
+            "kind": listing.kind,
+            "policies": listing.policies,
+            "units": listing.units,
+            "units_done": listing.units_done,
+            "started_at": listing.started_at,
+            "updated_at": listing.updated_at,
         },
     }

@@ -141,6 +141,9 @@ def test_a_listing_stopped_between_units_resumes_where_it_stopped(database, matc
         written = {eid for eid, _ in _rows(database)}
         assert written and all(first <= eid < first + 2 * WIDTH for eid in written)
         assert db.scalar(select(ListRun.status)) == "running"
+        listing = runs.status(db)["listing"]  # staff see the listing waiting to resume
+        assert (listing["kind"], listing["units"], listing["units_done"]) == ("list", FIRMS // WIDTH, 2)
+        assert listing["policies"] == len(unlisted)
     passes = _count_listing_passes(monkeypatch)
     counts = runs.list_policies(database, matcher, unlisted)
     assert passes["n"] == FIRMS // WIDTH - 2  # the two written units are not judged again
@@ -152,6 +155,7 @@ def test_a_listing_stopped_between_units_resumes_where_it_stopped(database, matc
     with database.session() as db:
         run = db.scalars(select(ListRun)).one()
         assert (run.status, run.units_done, run.units) == ("done", FIRMS // WIDTH, FIRMS // WIDTH)
+        assert runs.status(db)["listing"] is None
 
 
 def test_a_unit_cut_short_mid_write_is_rolled_back_and_written_on_resume(database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
