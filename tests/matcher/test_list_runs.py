@@ -432,3 +432,38 @@ def test_finished_listing_runs_are_kept_only_as_the_latest(database, matcher, mo
         kept = list(db.execute(select(ListRun.id, ListRun.status).order_by(ListRun.id)).tuples())
         assert [status for _, status in kept] == ["done", "done"] and kept[1][0] - kept[0][0] == 1
         assert set(db.scalars(select(ListRunUnit.run_id))) == {run_id for run_id, _ in kept}
+
+
+def test_a_policy_edited_while_its_listing_waits_is_patched_on_its_own_and_dropped_from_the_listing(
+    database: Database, matcher: Any
+) -> None:
+    """The catch-up after a stop: an edited policy of the waiting listing is judged again on its own
+    (`list_policy`), the listing resumes without it, and every list ends as a listing from scratch writes it."""
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted, should_stop=lambda: _units(database) >= 2)
+    with database.writer_session() as db:
+        pid = db.scalars(
+            select(MatchResult.policy_id).group_by(MatchResult.policy_id).order_by(func.count().desc())
+        ).first()
+        policy = db.get(Policy, pid)
+        assert pid is not None and policy is not None
+        policy.version += 1
+        catalog_service.bump_revision(db)
+        version = policy.version
+    with database.session() as db:
+        changed = runs.changed_policy_ids(db)  # it, and the published policies not open (never judged)
+    assert pid in changed
+    report = runs.rematch_changed(database, matcher)
+    assert not report.stopped and report.policies == len(changed) and report.firms == 0
+    with database.session() as db:
+        assert runs.changed_policy_ids(db) == [] and runs.unlisted_policy_ids(db) == []
+        listing = db.scalars(select(ListRun).where(ListRun.kind == "list")).one()
+        assert listing.status == "done" and listing.units_done == FIRMS // WIDTH
+    rows, states = _rows(database), _states(database)
+    assert states[pid][0] == version and all(row[0] == version for (_, p), row in rows.items() if p == pid)
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult))
+        db.execute(delete(ListRun))
+        db.execute(update(PolicyMatchState).values(listed=False))
+    runs.list_policies(database, matcher, unlisted)
+    assert len(rows) > 100 and rows == _rows(database) and states == _states(database)
