@@ -2,7 +2,8 @@
 
 Lists are written by `runs.list_policy` — when a policy is published or edited, by the catch-up for
 every policy at a city's scale (`HUIQI_POLICY_LISTS_MAX_FIRMS`), and when staff ask for one.
-Reading never computes: a list not made yet is refused with `matcher.list_pending`.
+Reading never computes: a list not made yet, or being written (a listing run marks its policies
+not listed until its last unit is written, `runs.list_policies`), is refused with `matcher.list_pending`.
 """
 
 from __future__ import annotations

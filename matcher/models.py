@@ -177,6 +177,61 @@ class MatchRunChunk(Base):
     done_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ListRun(Base):
+    """A listing of policies against every firm (their `match_result` rows), checkpointed per unit of firms.
+
+    Unit k holds the firms with ids in [first_id + k·width, first_id + (k+1)·width). Each unit's rows
+    are written with its checkpoint (`list_run_unit`), so a listing stopped or killed resumes at the
+    units not written. Its policies (`list_run_policy`) are marked not listed when it starts and listed,
+    with the summed counts, when its last unit is written.
+    """
+
+    __tablename__ = "list_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # list: lists only (the firms' stored matches include the policies); patch: one policy's list and
+    # every firm's stored matches patched with it.
+    kind: Mapped[str] = mapped_column(String(12))
+    key: Mapped[str] = mapped_column(String(64))  # what the listing computes with (day, weights, model, vocabulary)
+    first_id: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(Integer)
+    units_done: Mapped[int] = mapped_column(Integer, default=0)
+    policies: Mapped[int] = mapped_column(Integer)  # length of the per-unit counts (positions of list_run_policy)
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running / done / abandoned
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (Index("ix_list_run_status_kind", "status", "kind"),)
+
+
+class ListRunPolicy(Base):
+    """A policy of a listing, at the version it is listed at; dropped (not active) when it is no longer
+    wanted or was edited while the listing waited: the listing then neither writes nor records it."""
+
+    __tablename__ = "list_run_policy"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("list_run.id", ondelete="CASCADE"), primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # in the per-unit counts
+    policy_version: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ListRunUnit(Base):
+    """A unit of a listing whose rows are committed; written in the same transaction as them."""
+
+    __tablename__ = "list_run_unit"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("list_run.id", ondelete="CASCADE"), primary_key=True)
+    unit_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    firms: Mapped[int] = mapped_column(Integer)
+    # Eligible and likely counts of the unit per policy position (int32 pairs, zlib), summed at the end.
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
+    done_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Feedback(Base):
     """A firm's word on a policy: interested, not relevant, applied. Append-only; the latest counts."""
 

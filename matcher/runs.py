@@ -7,6 +7,12 @@ chunk (`match_run`, `match_run_chunk`, written with the chunk's rows): killed wi
 resumes at the first chunk not written, and nothing is written twice or left out. `should_stop`
 is checked between chunks, so a worker asked to stop does so within one chunk.
 
+Policies' kept lists (`match_result`) are written the same way: a listing (`list_policies`, and
+`list_policy`, which also patches every firm's stored matches) is a run (`list_run`) of units of
+firms, each unit's rows replaced and committed with its checkpoint (`list_run_unit`). Stopped or
+killed, the next listing of those policies resumes at the units not written. Its policies read as
+not listed from its start until its last unit is written (their counts are recorded then).
+
 Chunks run on the local engine by default; `engine` may run them elsewhere (matcher/ray_engine.py)
 as long as it writes the same rows — tests hold the engines to identical results.
 """
@@ -16,9 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,7 +40,17 @@ from core.db import Database, driver_cursor, utcnow
 from matcher import eligibility, firmtags, pipeline, store, vectors, wording
 from matcher import tags as tags_mod
 from matcher.eligibility import ELIGIBLE, LIKELY
-from matcher.models import FirmMatch, MatcherState, MatchResult, MatchRun, MatchRunChunk, PolicyMatchState
+from matcher.models import (
+    FirmMatch,
+    ListRun,
+    ListRunPolicy,
+    ListRunUnit,
+    MatcherState,
+    MatchResult,
+    MatchRun,
+    MatchRunChunk,
+    PolicyMatchState,
+)
 from profiles.models import Enterprise
 
 log = logging.getLogger(__name__)
@@ -43,6 +61,7 @@ log = logging.getLogger(__name__)
 # (bench.serving's mixed load: the worker did not stop within 20 s), 500 take ~4–8 s.
 FIRM_BATCH = 500  # changed firms per unit of a firm re-match
 LIST_BATCH = 2_000  # firms per unit when policies are listed against all firms (~400k rows at 10k policies)
+LIST_PART = 5_000  # list rows made and written at a time; a stop is checked between parts
 Progress = Callable[[str, int, int], None]
 StopFn = Callable[[], bool]
 _STATUS = {2: ELIGIBLE, 1: LIKELY}
@@ -451,8 +470,19 @@ def rematch_firms(
 
 
 def _listed_positions(db: Session, ps: Any) -> list[int]:
-    """Return positions in the policy set of policies whose full eligible list is kept."""
+    """Return positions in the policy set of policies whose full eligible list is kept, or being written.
+
+    A policy of an unfinished listing run (at its current version) keeps its rows too: a unit already
+    written holds this firm's old rows; a unit not written yet replaces them with the same.
+    """
     listed = set(db.scalars(select(PolicyMatchState.policy_id).where(PolicyMatchState.listed.is_(True))))
+    being_listed = db.execute(
+        select(ListRunPolicy.policy_id, ListRunPolicy.policy_version)
+        .join(ListRun, ListRun.id == ListRunPolicy.run_id)
+        .where(ListRun.status == "running", ListRunPolicy.active.is_(True))
+    )
+    versions = {p.id: p.version for p in ps.policies}
+    listed |= {pid for pid, ver in being_listed if versions.get(pid) == ver}
     return [j for j, p in enumerate(ps.policies) if p.id in listed]
 
 
@@ -477,13 +507,13 @@ def _write_listed(
 ) -> None:
     """Insert the kept lists' pairs of a chunk, rows made a few thousand at a time (millions per chunk).
 
-    With `should_stop`, stop between parts when asked (only where a part-written unit is never
-    recorded as listed: `list_policies`).
+    With `should_stop`, raise `_Stopped` between parts when asked: the caller's transaction (a unit of
+    a listing run) is rolled back and the unit written again when the run resumes.
     """
-    for start in range(0, len(pairs), 5_000):
+    for start in range(0, len(pairs), LIST_PART):
         if _stop(should_stop):
-            return
-        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + 5_000, len(pairs))))
+            raise _Stopped
+        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + LIST_PART, len(pairs))))
 
 
 def _replace_list_rows(
@@ -514,6 +544,9 @@ def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
         return
     connection = db.connection()
     dialect = connection.dialect
+    if dialect.name == "postgresql":
+        _copy_list_rows(db, rows)
+        return
     if dialect.name != "sqlite":
         for start in range(0, len(rows), 5_000):
             connection.execute(insert(MatchResult), rows[start : start + 5_000])
@@ -542,6 +575,52 @@ def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
             cursor.executemany(sql, values)
     finally:
         cursor.close()
+
+
+_LIST_COLUMNS = (
+    "enterprise_id",
+    "policy_id",
+    "policy_version",
+    "status",
+    "score",
+    "rule_score",
+    "tag_score",
+    "semantic_score",
+    "similarity",
+    "shared_tags",
+    "condition_states",
+    "computed_at",
+)
+
+
+def _copy_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
+    """COPY `match_result` rows (PostgreSQL), values as a Core insert stores them.
+
+    Floats by `repr` (the shortest text that reads back as the same double), JSON by the dialect's
+    serializer (what the column's bind processor uses; `json` keeps the text as written), NULL as \\N.
+    """
+    dumps = getattr(db.get_bind().dialect, "_json_serializer", None) or json.dumps
+    null = "\\N"
+    # Shared tags and condition states repeat across pairs: each distinct list serialised once.
+    serialised: dict[tuple[Any, ...], str] = {}
+
+    def js(value: list[Any]) -> str:
+        key = tuple(value)
+        out = serialised.get(key)
+        if out is None:
+            out = serialised[key] = store.copy_text(dumps(value))
+        return out
+
+    def line(r: dict[str, Any]) -> str:
+        similarity = r["similarity"]
+        return (
+            f"{r['enterprise_id']}\t{r['policy_id']}\t{r['policy_version']}\t{r['status']}\t{float(r['score'])!r}"
+            f"\t{float(r['rule_score'])!r}\t{float(r['tag_score'])!r}\t{float(r['semantic_score'])!r}"
+            f"\t{null if similarity is None else repr(float(similarity))}\t{js(r['shared_tags'])}"
+            f"\t{js(r['condition_states'])}\t{r['computed_at'].isoformat()}\n"
+        )
+
+    store.copy_lines(db, f"match_result ({', '.join(_LIST_COLUMNS)})", map(line, rows))
 
 
 def _list_entry(
@@ -590,40 +669,336 @@ def list_policy(
     `patch=False` writes the list only (the firms' stored matches already include the policy).
 
     Run when a policy is published or edited (and on demand for a staff list). A policy no longer
-    open is removed from the list and from firms' stored matches.
+    open is removed from the list and from firms' stored matches. A listing run (`list_run`): stopped
+    or killed, the next call resumes it; the policy is listed only once every unit is written.
     """
+    if not patch:
+        return list_policies(database, matcher, [policy_id], today=today, should_stop=should_stop)[policy_id]
     today = today or dt.date.today()
     with database.session() as db:
         ctx = context(db, matcher, today=today)
         policy = db.get(Policy, policy_id)
         version = policy.version if policy is not None else 0
-        lo, hi = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id))).one()
-    j = ctx.policies.position.get(policy_id)
+    key = list_key(ctx, PATCH, policy=(policy_id, version))
+    runs_ = _open_list_runs(database, PATCH, key, {policy_id: version}, policy_id=policy_id)
+    if not runs_:
+        runs_ = [_new_list_run(database, PATCH, key, {policy_id: version})]
     counts = {"eligible": 0, "likely": 0, "firms": 0}
-    with database.writer_session() as db:
-        db.execute(delete(MatchResult).where(MatchResult.policy_id == policy_id))
-    if lo is None:
-        lo, hi = 1, 0
-    for start in range(lo, hi + 1, LIST_BATCH):
-        if _stop(should_stop):
-            break
-        with database.session() as db:
-            chunk = pipeline.load_chunk(db, ctx, id_range=(start, start + LIST_BATCH - 1))
-            stored = store.read_many(db, [int(e) for e in chunk.ids]) if patch else {}
-        if not len(chunk):
-            continue
-        with scoring_threads():
-            patched, list_rows = _patch_chunk(ctx, chunk, j, policy_id, stored, patch=patch)
-        with database.writer_session() as db:
-            store.write(db, patched)
-            for k in range(0, len(list_rows), 5_000):
-                db.execute(insert(MatchResult), list_rows[k : k + 5_000])
-        counts["firms"] += len(chunk)
-        counts["eligible"] += sum(1 for r in list_rows if r["status"] == ELIGIBLE)
-        counts["likely"] += sum(1 for r in list_rows if r["status"] == LIKELY)
-    with database.writer_session() as db:
-        _record_listed(db, policy_id, version, counts)
+    for run in runs_:
+        done = _drive(database, ctx, run, should_stop, counts={policy_id: counts})
+        if done is not None:
+            return done.get(policy_id, counts)
     return counts
+
+
+def list_policies(
+    database: Database,
+    matcher: Matcherlike,
+    policy_ids: Sequence[int],
+    *,
+    today: dt.date | None = None,
+    should_stop: StopFn | None = None,
+) -> dict[int, dict[str, int]]:
+    """Write the eligible / likely lists of several policies whose firms' stored matches already include them.
+
+    The same lists as `list_policy(..., patch=False)` per policy, but each unit of firms is read once
+    for all of them (after a full run every policy is listed: one read of the firms, not one per policy).
+
+    Resumable: a listing stopped (`should_stop`, checked between units and between parts of a unit's
+    rows) or killed leaves its written units checkpointed (`list_run_unit`, committed with their rows);
+    the next call resumes it, skipping them. Its policies are marked not listed when it starts and
+    recorded listed, with their counts, when its last unit is written. Returns the counts per policy
+    (as far as this call got when stopped).
+    """
+    today = today or dt.date.today()
+    ids = list(dict.fromkeys(int(p) for p in policy_ids))
+    counts = {pid: {"eligible": 0, "likely": 0, "firms": 0} for pid in ids}
+    if not ids:
+        return counts
+    with database.session() as db:
+        ctx = context(db, matcher, today=today)
+        versions = dict(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(ids))).tuples().all())
+    wanted = {pid: int(versions.get(pid, 0)) for pid in ids}
+    key = list_key(ctx, LIST)
+    runs_ = _open_list_runs(database, LIST, key, wanted)
+    covered = {pid for run in runs_ for pid in run.members}
+    rest = {pid: v for pid, v in wanted.items() if pid not in covered}
+    if rest:
+        runs_.append(_new_list_run(database, LIST, key, rest))
+    for run in runs_:
+        done = _drive(database, ctx, run, should_stop, counts=counts)
+        if done is None:
+            break
+        for pid, c in done.items():
+            if pid in counts:
+                counts[pid] = c
+    return counts
+
+
+LIST, PATCH = "list", "patch"  # kinds of listing run
+KEPT_LIST_RUNS = 200  # finished listing runs kept (with their units) before the oldest are deleted
+
+
+class _Stopped(Exception):
+    """Raised inside a unit's write transaction when a stop is asked: the unit is rolled back, not recorded."""
+
+
+@dataclass
+class ListingRun:
+    """A listing run being driven: its unit layout, its active policies (id → (position, version)), units done.
+
+    `size` is the number of positions of its per-unit counts (its policies when it started)."""
+
+    id: int
+    kind: str
+    first_id: int
+    width: int
+    units: int
+    size: int
+    members: dict[int, tuple[int, int]]
+    done: set[int]
+
+
+def list_key(ctx: pipeline.Context, kind: str, policy: tuple[int, int] | None = None) -> str:
+    """Identify what a listing computes with, beyond its policies' versions: a run resumes only under the same key.
+
+    A list row depends on its policy (at its version), the firm (its rows are rewritten when it
+    changes: `rematch_firms`), the day, the weights, the embedding model and the tag weights (the
+    vocabulary and the IDF over published policies). A patch also writes firms' stored matches: their
+    sizes and wording, and the policy it patches.
+    """
+    ps, w = ctx.policies, ctx.weights
+    idf = hashlib.sha256(repr(sorted(ps.idf.items())).encode()).hexdigest()[:16]
+    text = f"{kind}|{ctx.today}|{w}|{ctx.model_id}|{firmtags.vocabulary_signature(ps.vocab)}|{idf}"
+    if kind == PATCH:
+        text += f"|{pipeline.TOP_N}|{pipeline.NEAR_N}|{ctx.wording}|{policy}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _members(db: Session, run_id: int) -> dict[int, tuple[int, int]]:
+    rows = db.execute(
+        select(ListRunPolicy.policy_id, ListRunPolicy.position, ListRunPolicy.policy_version).where(
+            ListRunPolicy.run_id == run_id, ListRunPolicy.active.is_(True)
+        )
+    )
+    return {int(pid): (int(pos), int(ver)) for pid, pos, ver in rows}
+
+
+def _open_list_runs(
+    database: Database, kind: str, key: str, wanted: dict[int, int], *, policy_id: int | None = None
+) -> list[ListingRun]:
+    """Return the unfinished runs of this kind to resume for `wanted` (policy → version).
+
+    Runs computed under another key (another day, other weights …) are abandoned; a policy edited
+    since its run started is dropped from it (its rows there are of an older version: its own
+    listing rewrites them). Runs with none of the wanted policies are left for a later call.
+    Patch runs are looked at only for `policy_id`.
+    """
+    out: list[ListingRun] = []
+    with database.writer_session() as db:
+        q = select(ListRun).where(ListRun.status == "running", ListRun.kind == kind).order_by(ListRun.id)
+        if policy_id is not None:
+            q = q.where(ListRun.id.in_(select(ListRunPolicy.run_id).where(ListRunPolicy.policy_id == policy_id)))
+        claimed: set[int] = set()
+        for run in db.scalars(q).all():
+            if run.key != key:
+                run.status, run.updated_at = "abandoned", utcnow()
+                continue
+            members = _members(db, run.id)
+            current = dict(
+                db.execute(
+                    select(Policy.id, Policy.version)
+                    .join(ListRunPolicy, ListRunPolicy.policy_id == Policy.id)
+                    .where(ListRunPolicy.run_id == run.id, ListRunPolicy.active.is_(True))
+                )
+                .tuples()
+                .all()
+            )
+            stale = [
+                pid
+                for pid, (_, ver) in members.items()
+                if current.get(pid) != ver or pid in claimed or (pid in wanted and wanted[pid] != ver)
+            ]
+            for start in range(0, len(stale), 900):
+                db.execute(
+                    update(ListRunPolicy)
+                    .where(ListRunPolicy.run_id == run.id, ListRunPolicy.policy_id.in_(stale[start : start + 900]))
+                    .values(active=False)
+                )
+            for pid in stale:
+                members.pop(pid)
+            if not members:
+                run.status, run.updated_at = "abandoned", utcnow()
+                continue
+            claimed |= set(members)
+            if not any(pid in wanted for pid in members):
+                continue
+            done = set(db.scalars(select(ListRunUnit.unit_no).where(ListRunUnit.run_id == run.id)))
+            out.append(ListingRun(run.id, kind, run.first_id, run.width, run.units, run.policies, members, done))
+    return out
+
+
+def _new_list_run(database: Database, kind: str, key: str, wanted: dict[int, int]) -> ListingRun:
+    """Start a listing run of these policies (policy → version) over every firm; they are no longer listed."""
+    with database.writer_session() as db:
+        lo, hi, count = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id), func.count())).one()
+        lo, hi = lo or 1, hi or 0
+        units = max(0, math.ceil((hi - lo + 1) / LIST_BATCH)) if count else 0
+        run = ListRun(
+            kind=kind,
+            key=key,
+            first_id=lo,
+            width=LIST_BATCH,
+            units=units,
+            units_done=0,
+            policies=len(wanted),
+            status="running",
+        )
+        db.add(run)
+        db.flush()
+        # Finished and abandoned runs are history (their units' counts are summed): the latest are kept.
+        db.execute(delete(ListRun).where(ListRun.status != "running", ListRun.id <= run.id - KEPT_LIST_RUNS))
+        members = {pid: (k, ver) for k, (pid, ver) in enumerate(wanted.items())}
+        db.execute(
+            insert(ListRunPolicy),
+            [
+                {"run_id": run.id, "policy_id": pid, "position": k, "policy_version": ver, "active": True}
+                for pid, (k, ver) in members.items()
+            ],
+        )
+        ids = list(members)
+        for start in range(0, len(ids), 900):
+            db.execute(
+                update(PolicyMatchState)
+                .where(PolicyMatchState.policy_id.in_(ids[start : start + 900]))
+                .values(listed=False)
+            )
+        return ListingRun(run.id, kind, lo, LIST_BATCH, units, len(wanted), members, set())
+
+
+def _drive(
+    database: Database,
+    ctx: pipeline.Context,
+    run: ListingRun,
+    should_stop: StopFn | None,
+    *,
+    counts: dict[int, dict[str, int]],
+) -> dict[int, dict[str, int]] | None:
+    """Write the units of a run not written yet, then record its policies listed; return their counts,
+    or None when stopped (or the run was abandoned meanwhile). `counts` gathers what this call wrote."""
+    for k in range(run.units):
+        if k in run.done:
+            continue
+        if _stop(should_stop):
+            return None
+        try:
+            unit = _list_unit(database, ctx, run, k, should_stop)
+        except _Stopped:
+            return None
+        if unit is None:
+            return None
+        firms, eligible, likely = unit
+        for pid, (pos, _) in run.members.items():
+            if pid in counts:
+                counts[pid]["firms"] += firms
+                counts[pid]["eligible"] += int(eligible[pos])
+                counts[pid]["likely"] += int(likely[pos])
+    if _stop(should_stop):
+        return None
+    return _finish_list_run(database, run)
+
+
+def _list_unit(
+    database: Database, ctx: pipeline.Context, run: ListingRun, k: int, should_stop: StopFn | None
+) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """Judge the run's policies over unit k's firms and write its rows with its checkpoint, in one transaction.
+
+    Returns (firms, eligible and likely per position), or None when the run is no longer running.
+    Rows of the run's policies for the unit's firms are replaced (not only added): what `rematch_firms`
+    wrote for a changed firm meanwhile is written again the same, and nothing is left twice.
+    """
+    lo = run.first_id + k * run.width
+    hi = lo + run.width - 1
+    ps = ctx.policies
+    eligible = np.zeros(run.size, dtype=np.int64)
+    likely = np.zeros(run.size, dtype=np.int64)
+    patched: list[store.Row] = []
+    rows: list[dict[str, Any]] = []
+    pairs: pipeline.Listed | None = None
+    with database.session() as db:
+        chunk = pipeline.load_chunk(db, ctx, id_range=(lo, hi))
+        stored = store.read_many(db, [int(e) for e in chunk.ids]) if run.kind == PATCH and len(chunk) else {}
+    if len(chunk) and run.kind == PATCH:
+        ((pid, (pos, _)),) = run.members.items()
+        with scoring_threads():
+            patched, rows = _patch_chunk(ctx, chunk, ps.position.get(pid), pid, stored, patch=True)
+        eligible[pos] = sum(1 for r in rows if r["status"] == ELIGIBLE)
+        likely[pos] = sum(1 for r in rows if r["status"] == LIKELY)
+    elif len(chunk):
+        to_run = np.full(len(ps), -1, dtype=np.int64)  # position in the policy set → in the run
+        for pid, (pos, _) in run.members.items():
+            j = ps.position.get(pid)
+            if j is not None:
+                to_run[j] = pos
+        open_positions = np.flatnonzero(to_run >= 0).tolist()
+        if open_positions:
+            # Every open policy of the run judged in one kernel pass (rule trees over the runs of firms
+            # their regions admit); a policy no longer open lists nobody.
+            with scoring_threads():
+                pairs = pipeline.list_chunk(chunk, ctx, open_positions)
+            at = to_run[pairs.policy]
+            eligible += np.bincount(at[pairs.status == 2], minlength=run.size)
+            likely += np.bincount(at[pairs.status == 1], minlength=run.size)
+    blob = zlib.compress(np.vstack([eligible, likely]).astype(np.int32).tobytes(), 1)
+    with database.writer_session() as db:
+        state = db.scalar(select(ListRun.status).where(ListRun.id == run.id).with_for_update())
+        if state != "running":
+            return None
+        if db.get(ListRunUnit, (run.id, k)) is not None:
+            return len(chunk), eligible, likely  # written meanwhile by another process (same rows)
+        store.write(db, patched)
+        db.execute(
+            delete(MatchResult).where(
+                MatchResult.enterprise_id.between(lo, hi),
+                MatchResult.policy_id.in_(
+                    select(ListRunPolicy.policy_id).where(
+                        ListRunPolicy.run_id == run.id, ListRunPolicy.active.is_(True)
+                    )
+                ),
+            )
+        )
+        if pairs is not None:
+            _write_listed(db, ctx, chunk, pairs, should_stop)
+        _insert_list_rows(db, rows)
+        db.add(ListRunUnit(run_id=run.id, unit_no=k, firms=len(chunk), counts=blob))
+        db.execute(
+            update(ListRun).where(ListRun.id == run.id).values(units_done=ListRun.units_done + 1, updated_at=utcnow())
+        )
+    return len(chunk), eligible, likely
+
+
+def _finish_list_run(database: Database, run: ListingRun) -> dict[int, dict[str, int]] | None:
+    """Sum the units' counts and record the run's policies listed, in one transaction; return their counts."""
+    with database.writer_session() as db:
+        state = db.scalar(select(ListRun.status).where(ListRun.id == run.id).with_for_update())
+        if state != "running":
+            return None
+        members = _members(db, run.id)
+        totals = np.zeros((2, run.size), dtype=np.int64)
+        firms = 0
+        for n, blob in db.execute(select(ListRunUnit.firms, ListRunUnit.counts).where(ListRunUnit.run_id == run.id)):
+            totals += np.frombuffer(zlib.decompress(blob), dtype=np.int32).reshape(2, run.size)
+            firms += n
+        out = {
+            pid: {"eligible": int(totals[0, pos]), "likely": int(totals[1, pos]), "firms": firms}
+            for pid, (pos, _) in members.items()
+        }
+        for pid, (_, ver) in members.items():
+            _record_listed(db, pid, ver, out[pid])
+        db.execute(
+            update(ListRun).where(ListRun.id == run.id).values(status="done", finished_at=utcnow(), updated_at=utcnow())
+        )
+    return out
 
 
 def _record_listed(db: Session, policy_id: int, version: int, counts: dict[str, int]) -> None:
@@ -644,63 +1019,6 @@ def _record_listed(db: Session, policy_id: int, version: int, counts: dict[str, 
         existing.matched_at = utcnow()
         existing.eligible, existing.likely = counts["eligible"], counts["likely"]
         existing.listed = True
-
-
-def list_policies(
-    database: Database,
-    matcher: Matcherlike,
-    policy_ids: Sequence[int],
-    *,
-    today: dt.date | None = None,
-    should_stop: StopFn | None = None,
-) -> dict[int, dict[str, int]]:
-    """Write the eligible / likely lists of several policies whose firms' stored matches already include them.
-
-    The same lists as `list_policy(..., patch=False)` per policy, but each unit of firms is read once
-    for all of them (after a full run every policy is listed: one read of the firms, not one per policy).
-    Nothing is recorded for any policy when stopped part-way; returns the counts per policy.
-    """
-    today = today or dt.date.today()
-    ids = list(dict.fromkeys(int(p) for p in policy_ids))
-    counts = {pid: {"eligible": 0, "likely": 0, "firms": 0} for pid in ids}
-    if not ids:
-        return counts
-    with database.session() as db:
-        ctx = context(db, matcher, today=today)
-        versions = dict(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(ids))).tuples().all())
-        lo, hi = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id))).one()
-    open_positions = [j for j in (ctx.policies.position.get(pid) for pid in ids) if j is not None]
-    with database.writer_session() as db:
-        db.execute(delete(MatchResult).where(MatchResult.policy_id.in_(ids)))
-    if lo is None:
-        lo, hi = 1, 0
-    for start in range(lo, hi + 1, LIST_BATCH):
-        if _stop(should_stop):
-            return counts
-        with database.session() as db:
-            chunk = pipeline.load_chunk(db, ctx, id_range=(start, start + LIST_BATCH - 1))
-        if not len(chunk):
-            continue
-        # Every open policy of the batch judged in one kernel pass (rule trees over the runs of firms
-        # their regions admit); a policy no longer open lists nobody.
-        with scoring_threads():
-            pairs = pipeline.list_chunk(chunk, ctx, open_positions)
-        per_policy = np.zeros((3, len(ctx.policies)), dtype=np.int64)
-        np.add.at(per_policy, (pairs.status.astype(np.int64), pairs.policy), 1)
-        for pid in ids:
-            counts[pid]["firms"] += len(chunk)
-            j = ctx.policies.position.get(pid)
-            if j is not None:
-                counts[pid]["eligible"] += int(per_policy[2, j])
-                counts[pid]["likely"] += int(per_policy[1, j])
-        with database.writer_session() as db:
-            _write_listed(db, ctx, chunk, pairs, should_stop)
-    if _stop(should_stop):
-        return counts
-    with database.writer_session() as db:
-        for pid in ids:
-            _record_listed(db, pid, versions.get(pid, 0), counts[pid])
-    return counts
 
 
 def _patch_chunk(
@@ -968,6 +1286,7 @@ def status(db: Session) -> dict[str, Any]:
         or 0
     )
     run = db.scalar(select(MatchRun).order_by(MatchRun.id.desc()).limit(1))
+    listing = db.scalar(select(ListRun).where(ListRun.status == "running").order_by(ListRun.id).limit(1))
     revision = catalog_service.current_revision(db=db)
     matched = db.scalar(select(MatcherState.matched_revision).where(MatcherState.id == 1)) or 0
     return {
@@ -989,5 +1308,15 @@ def status(db: Session) -> dict[str, Any]:
             "started_at": run.started_at,
             "updated_at": run.updated_at,
             "finished_at": run.finished_at,
+        },
+        "listing": None
+        if listing is None
+        else {
+            "kind": listing.kind,
+            "policies": listing.policies,
+            "units": listing.units,
+            "units_done": listing.units_done,
+            "started_at": listing.started_at,
+            "updated_at": listing.updated_at,
         },
     }

@@ -190,6 +190,15 @@ class MatchRunOut(BaseModel):
     finished_at: dt.datetime | None
 
 
+class ListRunOut(BaseModel):
+    kind: str = Field(description="list 名单 / patch 单个政策（名单并更新各企业的匹配结果）")
+    policies: int = Field(description="本次生成名单的政策数")
+    units: int = Field(description="企业分段数")
+    units_done: int = Field(description="已写入的分段数（中断后从未写入的分段继续）")
+    started_at: dt.datetime
+    updated_at: dt.datetime
+
+
 class MatchStatusOut(BaseModel):
     firms: int = Field(description="企业总数")
     firms_current: int = Field(description="匹配结果与当前画像一致的企业数")
@@ -198,3 +207,4 @@ class MatchStatusOut(BaseModel):
     matched_revision: int
     up_to_date: bool = Field(description="全部企业与政策的匹配均为最新")
     run: MatchRunOut | None = Field(None, description="最近一次全量匹配")
+    listing: ListRunOut | None = Field(None, description="正在生成（或中断后待继续）的政策名单")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,20 +205,51 @@ def write(db: Session, rows: Sequence[Row]) -> int:
 
 def _copy(db: Session, rows: Sequence[Row], now: dt.datetime) -> None:
     """COPY the rows in text format, built as one buffer per few thousand rows (no per-value adaptation)."""
-    cursor = driver_cursor(db.connection())
     at = now.isoformat()
-    with cursor.copy(
-        "COPY firm_match (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload) FROM STDIN"
-    ) as copy:
-        for start in range(0, len(rows), 5_000):
-            # bytea as hex; COPY's text format reads a backslash as an escape, hence "\\x".
-            copy.write(
-                "".join(
-                    f"{r.enterprise_id}\t{r.revision}\t{r.profile_at.isoformat()}\t{at}\t{r.eligible}\t{r.likely}"
-                    f"\t\\\\x{r.payload.hex()}\n"
-                    for r in rows[start : start + 5_000]
-                ).encode()
-            )
+    copy_lines(
+        db,
+        "firm_match (enterprise_id, revision, profile_at, computed_at, eligible, likely, payload)",
+        # bytea as hex; COPY's text format reads a backslash as an escape, hence "\\x".
+        (
+            f"{r.enterprise_id}\t{r.revision}\t{r.profile_at.isoformat()}\t{at}\t{r.eligible}\t{r.likely}"
+            f"\t\\\\x{r.payload.hex()}\n"
+            for r in rows
+        ),
+    )
+
+
+COPY_PART = 5_000  # lines per buffer written to COPY
+
+
+def copy_lines(db: Session, target: str, lines: Iterable[str], part: int = COPY_PART) -> int:
+    """COPY lines of text format (tab-separated, newline-terminated, escaped: `copy_text`) into
+    `target` ("table (columns …)") on PostgreSQL, one buffer per `part` lines; return the lines written.
+
+    The bulk write of the batch: firms' stored matches (`write`) and the kept lists' rows
+    (`matcher.runs`). Runs in the session's transaction.
+    """
+    cursor = driver_cursor(db.connection())
+    written = 0
+    with cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        buffer: list[str] = []
+        for line in lines:
+            buffer.append(line)
+            if len(buffer) >= part:
+                copy.write("".join(buffer).encode())
+                written += len(buffer)
+                buffer = []
+        if buffer:
+            copy.write("".join(buffer).encode())
+            written += len(buffer)
+    return written
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: str | None) -> str:
+    """Return a text value as COPY's text format reads it: NULL as \\N, backslash and separators escaped."""
+    return "\\N" if value is None else value.translate(_COPY_ESCAPES)
 
 
 def remove(db: Session, enterprise_ids: Sequence[int]) -> None:

@@ -1,0 +1,469 @@
+"""Resumable policy listings (`list_run`): stopped between units, failing in the middle of a unit's writes or
+killed with SIGKILL, a listing resumes without redoing written units, and ends with exactly the rows and
+counts of an uninterrupted listing; no policy reads as listed before its whole list is written.
+
+On SQLite (a database file) and PostgreSQL (a schema of its own, committed: a killed process writes to it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, func, select, update
+
+from catalog import demo
+from catalog import service as catalog_service
+from catalog.models import Policy
+from core import migrate
+from core.db import Database, utcnow
+from core.errors import Conflict
+from matcher import lists, pipeline, runs, store
+from matcher.models import FirmMatch, ListRun, ListRunUnit, MatchResult, PolicyMatchState
+from profiles import demo as profiles_demo
+from profiles.models import Enterprise
+from tests.support.pg_schema import demo_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMS = 48
+WIDTH = 8  # firms per unit here: 6 units
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path, matcher: Any) -> Iterator[Database]:
+    """A database of its own with the demo catalog and firms, every firm matched (no list kept yet)."""
+    if request.param == "sqlite":
+        db_ = Database(f"sqlite:///{tmp_path / 'lists.db'}")
+        migrate.upgrade(url=db_.url)
+        with db_.session() as db:
+            demo.load_demo_catalog(db=db, actor=None)
+            profiles_demo.load_demo_enterprises(db=db, count=FIRMS)
+        runs.rematch_all(db_, matcher)
+        yield db_
+        db_.dispose()
+    else:
+        with demo_schema("hq_lists", firms=FIRMS, needs="the PostgreSQL listing tests") as (db_, _):
+            runs.rematch_all(db_, matcher)
+            yield db_
+
+
+@pytest.fixture(autouse=True)
+def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runs, "LIST_BATCH", WIDTH)
+
+
+Rows = dict[tuple[int, int], tuple[Any, ...]]
+
+
+def _rows(database: Database) -> Rows:
+    """Every list row but its time of writing, as stored."""
+    with database.session() as db:
+        return {
+            (r.enterprise_id, r.policy_id): (
+                r.policy_version,
+                r.status,
+                r.score,
+                r.rule_score,
+                r.tag_score,
+                r.semantic_score,
+                r.similarity,
+                r.shared_tags,
+                r.condition_states,
+            )
+            for r in db.scalars(select(MatchResult))
+        }
+
+
+def _states(database: Database) -> dict[int, tuple[int, int, int, bool]]:
+    with database.session() as db:
+        return {
+            s.policy_id: (s.policy_version, s.eligible, s.likely, s.listed)
+            for s in db.scalars(select(PolicyMatchState))
+        }
+
+
+def _unlisted(database: Database) -> list[int]:
+    with database.session() as db:
+        return runs.unlisted_policy_ids(db)
+
+
+def _uninterrupted(database: Database, matcher: Any) -> tuple[Rows, dict[int, tuple[int, int, int, bool]], list[int]]:
+    """List every unlisted policy in one go; return its rows and states, then forget the lists again."""
+    unlisted = _unlisted(database)
+    assert len(unlisted) > 50
+    runs.list_policies(database, matcher, unlisted)
+    rows, states = _rows(database), _states(database)
+    assert len(rows) > 100 and _unlisted(database) == []
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult))
+        db.execute(delete(ListRun))
+        db.execute(update(PolicyMatchState).values(listed=False))
+    assert _unlisted(database) == unlisted
+    return rows, states, unlisted
+
+
+def _units(database: Database) -> int:
+    with database.session() as db:
+        return db.scalar(select(func.count()).select_from(ListRunUnit)) or 0
+
+
+def _count_listing_passes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    calls = {"n": 0}
+    list_chunk = pipeline.list_chunk
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return list_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "list_chunk", counted)
+    return calls
+
+
+def test_a_listing_stopped_between_units_resumes_where_it_stopped(database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    expected_rows, expected_states, unlisted = _uninterrupted(database, matcher)
+
+    def after_two_units() -> bool:
+        return _units(database) >= 2
+
+    runs.list_policies(database, matcher, unlisted, should_stop=after_two_units)
+    assert _units(database) == 2
+    assert _unlisted(database) == unlisted  # nothing reads as listed yet
+    with database.session() as db:
+        first = db.scalar(select(ListRun.first_id))
+        written = {eid for eid, _ in _rows(database)}
+        assert written and all(first <= eid < first + 2 * WIDTH for eid in written)
+        assert db.scalar(select(ListRun.status)) == "running"
+        listing = runs.status(db)["listing"]  # staff see the listing waiting to resume
+        assert (listing["kind"], listing["units"], listing["units_done"]) == ("list", FIRMS // WIDTH, 2)
+        assert listing["policies"] == len(unlisted)
+    passes = _count_listing_passes(monkeypatch)
+    counts = runs.list_policies(database, matcher, unlisted)
+    assert passes["n"] == FIRMS // WIDTH - 2  # the two written units are not judged again
+    assert _rows(database) == expected_rows
+    assert _states(database) == expected_states
+    assert {pid: (c["eligible"], c["likely"]) for pid, c in counts.items()} == {
+        pid: (expected_states[pid][1], expected_states[pid][2]) for pid in unlisted
+    }
+    with database.session() as db:
+        run = db.scalars(select(ListRun)).one()
+        assert (run.status, run.units_done, run.units) == ("done", FIRMS // WIDTH, FIRMS // WIDTH)
+        assert runs.status(db)["listing"] is None
+
+
+def test_a_unit_cut_short_mid_write_is_rolled_back_and_written_on_resume(database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A crash in the middle of a unit's writes (after some of its parts) leaves none of the unit's rows;
+    a stop asked between its parts rolls it back too. The resumed listing writes it whole."""
+    expected_rows, expected_states, unlisted = _uninterrupted(database, matcher)
+    monkeypatch.setattr(runs, "LIST_PART", 40)  # several parts per unit
+    insert = runs._insert_list_rows
+    parts = {"n": 0}
+
+    def crash_in_the_third_unit(db: Any, rows: list[dict[str, Any]]) -> None:
+        insert(db, rows)
+        if rows and _units_in(db) == 2:
+            parts["n"] += 1
+            if parts["n"] == 2:  # its second part is written, in the unit's open transaction
+                raise RuntimeError("killed mid-unit")
+
+    monkeypatch.setattr(runs, "_insert_list_rows", crash_in_the_third_unit)
+    with pytest.raises(RuntimeError, match="killed mid-unit"):
+        runs.list_policies(database, matcher, unlisted)
+    monkeypatch.setattr(runs, "_insert_list_rows", insert)
+    assert _units(database) == 2
+    with database.session() as db:
+        first = db.scalar(select(ListRun.first_id))
+    assert all(eid < first + 2 * WIDTH for eid, _ in _rows(database))  # nothing of the third unit
+    assert _unlisted(database) == unlisted
+
+    # A stop asked between two parts of the next unit: rolled back as well, not recorded.
+    asked = {"n": 0}
+
+    def between_parts() -> bool:
+        asked["n"] += 1
+        return asked["n"] > 2  # before the unit, before its first part: go on; before its second: stop
+
+    runs.list_policies(database, matcher, unlisted, should_stop=between_parts)
+    assert _units(database) == 2 and all(eid < first + 2 * WIDTH for eid, _ in _rows(database))
+    runs.list_policies(database, matcher, unlisted)
+    assert _rows(database) == expected_rows
+    assert _states(database) == expected_states
+
+
+def _units_in(db: Any) -> int:
+    return db.scalar(select(func.count()).select_from(ListRunUnit)) or 0
+
+
+_LISTING = """
+import sys
+from core.config import get_settings
+from core.db import get_database
+from matcher import runs
+from matcher.engine import Matcher
+
+runs.LIST_BATCH = int(sys.argv[1])
+settings = get_settings()
+database = get_database(settings)
+matcher = Matcher(settings)
+with database.session() as db:
+    ids = runs.unlisted_policy_ids(db)
+runs.list_policies(database, matcher, ids)
+"""
+
+
+def test_a_listing_killed_with_sigkill_resumes_without_duplicates_or_gaps(database, matcher) -> None:  # type: ignore[no-untyped-def]
+    expected_rows, expected_states, unlisted = _uninterrupted(database, matcher)
+    env = {
+        **os.environ,
+        "HUIQI_DATABASE_URL": database.url,
+        "HUIQI_VAR_DIR": str(matcher.settings.var_dir),
+        "HUIQI_MODELS_DIR": str(matcher.settings.models_dir),
+        "HUIQI_ENV": "test",
+        "HUIQI_SECRET_KEY": matcher.settings.secret_key,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LISTING, "1"],  # one firm per unit: 48 units
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and _units(database) < 4:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    killed_at = _units(database)
+    assert 4 <= killed_at < FIRMS
+    assert _unlisted(database) == unlisted
+    with database.session() as db:
+        run = db.scalars(select(ListRun)).one()
+        assert run.status == "running" and run.width == 1 and run.units_done == killed_at
+    runs.LIST_BATCH = 1  # the same layout (the run keeps its own width; the autouse fixture restores it)
+    runs.list_policies(database, matcher, unlisted)
+    assert _rows(database) == expected_rows
+    assert _states(database) == expected_states
+    with database.session() as db:
+        assert db.scalar(select(func.count()).select_from(ListRunUnit)) == FIRMS
+        assert db.scalar(select(ListRun.status)) == "done"
+
+
+def _firm_rows(database: Database) -> dict[int, tuple[Any, ...]]:
+    with database.session() as db:
+        return {
+            r.enterprise_id: (
+                *(p.tobytes() for p in store.decode(r.payload)),
+                store.decode_words(r.payload),
+                r.eligible,
+            )
+            for r in db.scalars(select(FirmMatch))
+        }
+
+
+def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterrupted_one(
+    database: Database, matcher: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`list_policy` (a published or edited policy: its list and every firm's stored best patched) stopped
+    part-way: the policy is not listed (staff see the list as pending), its new version is not recorded
+    (the catch-up resumes it), and the resumed patch ends with the rows of an uninterrupted one."""
+    runs.list_policies(database, matcher, _unlisted(database))
+    with database.writer_session() as db:
+        pid = db.scalars(
+            select(MatchResult.policy_id).group_by(MatchResult.policy_id).order_by(func.count().desc())
+        ).first()
+        policy = db.get(Policy, pid)
+        assert pid is not None and policy is not None
+        policy.version += 1  # an edit, as the catalog records it (a new version, a new catalog revision)
+        catalog_service.bump_revision(db)
+    before_rows, before_firms = _rows(database), _firm_rows(database)
+    runs.list_policy(database, matcher, pid)
+    expected_rows, expected_firms, expected_state = _rows(database), _firm_rows(database), _states(database)[pid]
+    assert expected_state[0] == before_rows[next(k for k in before_rows if k[1] == pid)][0] + 1
+    # Back to before the patch, then patch again with a stop after two units.
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult).where(MatchResult.policy_id == pid))
+        db.execute(delete(ListRun))
+        state = db.get(PolicyMatchState, pid)
+        assert state is not None
+        state.policy_version -= 1
+    with database.writer_session() as db:
+        for (eid, p), row in before_rows.items():
+            if p == pid:
+                db.add(MatchResult(enterprise_id=eid, policy_id=p, **dict(zip(_COLUMNS, row, strict=True))))
+    _restore_firms(database, before_firms)
+    runs.list_policy(database, matcher, pid, should_stop=lambda: _units(database) >= 2)
+    with database.session() as db:
+        policy = db.get(Policy, pid)
+        assert policy is not None and not lists.state(db, policy).listed
+        assert pid in runs.changed_policy_ids(db)
+        with pytest.raises(Conflict):
+            lists.eligible_enterprises(db=db, policy_id=pid, statuses=["eligible"], offset=0, limit=10)
+    passes = {"n": 0}
+    patch_chunk = runs._patch_chunk
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        passes["n"] += 1
+        return patch_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "_patch_chunk", counted)
+    runs.list_policy(database, matcher, pid)
+    assert passes["n"] == FIRMS // WIDTH - 2
+    assert _rows(database) == expected_rows
+    assert _firm_rows(database) == expected_firms
+    assert _states(database)[pid] == expected_state
+    with database.session() as db:
+        assert pid not in runs.changed_policy_ids(db)
+
+
+_COLUMNS = (
+    "policy_version",
+    "status",
+    "score",
+    "rule_score",
+    "tag_score",
+    "semantic_score",
+    "similarity",
+    "shared_tags",
+    "condition_states",
+)
+
+
+def _restore_firms(database: Database, firms: dict[int, tuple[Any, ...]]) -> None:
+    """Put back the firms' stored matches as they were (items, near misses, wording and counts)."""
+    with database.writer_session() as db:
+        for row in db.scalars(select(FirmMatch)):
+            items, near, words, eligible = firms[row.enterprise_id]
+            row.payload = store.encode(
+                np.frombuffer(items, dtype=store.ITEM), np.frombuffer(near, dtype=store.NEAR), words or None
+            )
+            row.eligible = eligible
+
+
+def test_a_firm_changed_while_a_listing_waits_is_listed_as_it_is_now(database, matcher) -> None:  # type: ignore[no-untyped-def]
+    """A firm re-matched between a stop and the resume (the catch-up re-matches changed firms first) keeps
+    the lists being written current: its rows in written units are replaced, and the resumed listing
+    ends with the rows a listing from scratch writes."""
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted, should_stop=lambda: _units(database) >= 3)
+    with database.session() as db:
+        ids = list(db.scalars(select(Enterprise.id).order_by(Enterprise.id)))
+    changed = [ids[1], ids[WIDTH + 2], ids[-1]]  # two in written units, one in a unit not written yet
+    with database.writer_session() as db:
+        for eid in changed:
+            firm = db.get(Enterprise, eid)
+            assert firm is not None
+            firm.employees = (firm.employees or 0) + 300
+            firm.annual_revenue = (firm.annual_revenue or 0) * 4 + 800
+            firm.profile_updated_at = utcnow()
+    report = runs.rematch_firms(database, matcher, changed)
+    assert report.details["list_rows"] > 0  # the policies being listed are kept by the firms' own pass
+    runs.list_policies(database, matcher, unlisted)
+    resumed = _rows(database)
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult))
+        db.execute(delete(ListRun))
+        db.execute(update(PolicyMatchState).values(listed=False))
+    runs.list_policies(database, matcher, unlisted)
+    assert len(resumed) > 100 and resumed == _rows(database)
+
+
+def test_list_rows_copied_on_postgresql_store_the_text_a_core_insert_stores(matcher) -> None:  # type: ignore[no-untyped-def]
+    """COPY writes what a Core insert writes, to the byte: floats, NULL, JSON text (escapes, non-ASCII)."""
+    from sqlalchemy import insert, text
+
+    with demo_schema("hq_copy", firms=2, needs="the COPY test") as (database, _):
+        with database.session() as db:
+            firms = list(db.scalars(select(Enterprise.id).order_by(Enterprise.id)))
+            policies = list(db.scalars(select(Policy.id).order_by(Policy.id).limit(4)))
+        now = utcnow()
+        values = [
+            (0.1 + 0.2, 1 / 3, ["高新技术企业", 'a\\b\t"c"\n'], [2, 1, 0], None),
+            (1.0, 0.0, [], [], -0.0001),
+            (0.30000000000000004, 5e-324, ["专精特新"], [2], 0.8123),
+            (123456.789, 1e-7, ["x"], [1, 1], 1.0),
+        ]
+        rows = [
+            {
+                "enterprise_id": eid,
+                "policy_id": pid,
+                "policy_version": 3,
+                "status": "eligible",
+                "score": score,
+                "rule_score": rule,
+                "tag_score": score / 7,
+                "semantic_score": rule * 3,
+                "similarity": similarity,
+                "shared_tags": tags,
+                "condition_states": states,
+                "computed_at": now,
+            }
+            for pid, (score, rule, tags, states, similarity) in zip(policies, values, strict=True)
+            for eid in firms
+        ]
+        stored = []
+        for write in (lambda db: db.execute(insert(MatchResult), rows), lambda db: runs._insert_list_rows(db, rows)):
+            with database.writer_session() as db:
+                db.execute(delete(MatchResult))
+                write(db)
+            with database.session() as db:
+                stored.append(
+                    db.execute(
+                        text("SELECT CAST(match_result AS TEXT) FROM match_result ORDER BY policy_id, enterprise_id")
+                    ).all()
+                )
+        assert len(stored[0]) == 8 and stored[0] == stored[1]
+
+
+def test_finished_listing_runs_are_kept_only_as_the_latest(database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(runs, "KEPT_LIST_RUNS", 2)
+    pid = _unlisted(database)[0]
+    for _ in range(4):
+        runs.list_policies(database, matcher, [pid])
+    with database.session() as db:
+        kept = list(db.execute(select(ListRun.id, ListRun.status).order_by(ListRun.id)).tuples())
+        assert [status for _, status in kept] == ["done", "done"] and kept[1][0] - kept[0][0] == 1
+        assert set(db.scalars(select(ListRunUnit.run_id))) == {run_id for run_id, _ in kept}
+
+
+def test_a_policy_edited_while_its_listing_waits_is_patched_on_its_own_and_dropped_from_the_listing(
+    database: Database, matcher: Any
+) -> None:
+    """The catch-up after a stop: an edited policy of the waiting listing is judged again on its own
+    (`list_policy`), the listing resumes without it, and every list ends as a listing from scratch writes it."""
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted, should_stop=lambda: _units(database) >= 2)
+    with database.writer_session() as db:
+        pid = db.scalars(
+            select(MatchResult.policy_id).group_by(MatchResult.policy_id).order_by(func.count().desc())
+        ).first()
+        policy = db.get(Policy, pid)
+        assert pid is not None and policy is not None
+        policy.version += 1
+        catalog_service.bump_revision(db)
+        version = policy.version
+    with database.session() as db:
+        changed = runs.changed_policy_ids(db)  # it, and the published policies not open (never judged)
+    assert pid in changed
+    report = runs.rematch_changed(database, matcher)
+    assert not report.stopped and report.policies == len(changed) and report.firms == 0
+    with database.session() as db:
+        assert runs.changed_policy_ids(db) == [] and runs.unlisted_policy_ids(db) == []
+        listing = db.scalars(select(ListRun).where(ListRun.kind == "list")).one()
+        assert listing.status == "done" and listing.units_done == FIRMS // WIDTH
+    rows, states = _rows(database), _states(database)
+    assert states[pid][0] == version and all(row[0] == version for (_, p), row in rows.items() if p == pid)
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult))
+        db.execute(delete(ListRun))
+        db.execute(update(PolicyMatchState).values(listed=False))
+    runs.list_policies(database, matcher, unlisted)
+    assert len(rows) > 100 and rows == _rows(database) and states == _states(database)
