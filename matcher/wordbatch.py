@@ -33,7 +33,7 @@ import gc
 import itertools
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -62,6 +62,55 @@ _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
 _PLAIN = frozenset({int, float, str, dt.date})  # value types whose equal values word alike (5 and 5.0 alike)
 _STATUS: dict[str, str] = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
 KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
+
+# The firm's side of a reason ("当前 1,234 万元") for every field but sets, referred to by number: stored
+# rows say "当前 ⟨k⟩" and each firm's wording holds its values once (`Firm.values`), so a condition's
+# outcome and a verdict's row are shared by every firm with the same state, whatever its value. Dates
+# have two wordings (the date itself; years since it, for years_since_gte / _lte).
+TOKENS: tuple[tuple[str, bool], ...] = tuple(
+    (name, years)
+    for name, kind in _KINDS.items()
+    if kind != "set"
+    for years in ((False, True) if kind == "date" else (False,))
+)
+_TOKEN = {key: k for k, key in enumerate(TOKENS)}
+TOKEN_FIELDS = tuple(dict.fromkeys(name for name, _ in TOKENS))
+
+
+def token_text(k: int, value: Any, day: dt.date) -> str:
+    """Word a firm's value of token k's field as a reason shows it after "当前" (`eligibility._firm_text`)."""
+    field, years = TOKENS[k]
+    return eligibility._firm_text(field, "years_since_gte" if years else "eq", value, None, day)
+
+
+Text = str | tuple[Any, ...]  # a reason or summary: text, or parts (text, token, text, token, …, text)
+
+
+def render(text: Text, texts: Callable[[int], str]) -> str:
+    """Return a reason or summary with each token replaced by the firm's wording of its value."""
+    if isinstance(text, str):
+        return text
+    return "".join(p if isinstance(p, str) else texts(p) for p in text)
+
+
+def _join(sep: str, texts: Sequence[Text]) -> Text:
+    """`sep.join(texts)` for texts that may hold tokens (parts stay text, token, text, …)."""
+    if all(isinstance(t, str) for t in texts):
+        return sep.join(cast(Sequence[str], texts))
+    parts: list[Any] = [""]
+    for n, t in enumerate(texts):
+        if n:
+            parts[-1] += sep
+        if isinstance(t, str):
+            parts[-1] += t
+        else:
+            parts[-1] += t[0]
+            parts.extend(t[1:])
+    return tuple(parts)
+
+
+def _concat(*texts: Text) -> Text:
+    return _join("", texts)
 
 
 # ---------------------------------------------------------------- facts
@@ -112,6 +161,7 @@ class _Leaf:
         "op",
         "path",
         "stated",
+        "token",
         "value",
     )
 
@@ -132,6 +182,9 @@ class _Leaf:
         self.head = orjson.dumps([path, field])[:-1] + b","  # the stored row up to the state
         self.effective = eligibility._effective_op(op, negated)
         self.kind = _KINDS[field]
+        # The firm's value is worded through a token for every field but sets (see `TOKENS`).
+        years = self.kind == "date" and op in ("years_since_gte", "years_since_lte")
+        self.token: int | None = None if self.kind == "set" else _TOKEN[(field, years)]
         # A set condition over a list of names depends only on which of them the firm holds.
         self.members: tuple[str, ...] | None = None
         if self.kind == "set" and op in _SET_OPS and isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -223,12 +276,24 @@ def template(rules: Mapping[str, Any]) -> Template | None:
 
 
 class _Text:
-    """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`)."""
+    """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`).
 
-    __slots__ = ("changes", "gap", "needs", "reason", "shared", "state", "tail", "value")
+    A condition on a field that is not a set words the firm's value through a token (`valued`: see
+    `TOKENS`): its text is then one per state, shared by every value, and its value and gap are each
+    outcome's own (`_Outcome`); its suggestions are kept per value (`changes`).
+    """
+
+    __slots__ = ("changes", "gap", "needs", "reason", "shared", "state", "tail", "valued", "value")
 
     def __init__(
-        self, state: str, reason: str, value: Any, gap: float | None, needs: tuple[str, ...], shared: bool
+        self,
+        state: str,
+        reason: Text,
+        value: Any,
+        gap: float | None,
+        needs: tuple[str, ...],
+        shared: bool,
+        valued: bool = False,
     ) -> None:
         self.state = state
         self.reason = reason
@@ -236,48 +301,68 @@ class _Text:
         self.gap = gap
         self.needs = needs
         self.shared = shared
+        self.valued = valued
         self.tail = orjson.dumps([state, reason, needs])[1:]  # the stored row after the path and field
-        self.changes: list[tuple[Any, tuple[Any, ...]]] | None = None  # `eligibility.suggested`, once needed
+        # `eligibility.suggested`, once needed: per firm value when valued (None: the one value's)
+        self.changes: dict[Any, list[tuple[Any, tuple[Any, ...]]]] = {}
 
 
 class _Outcome:
-    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set."""
+    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set.
 
-    __slots__ = ("cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "text", "value")
+    A valued outcome (see `_Text`) met stands for every value meeting the condition; one not met is
+    per value (its gap orders what is missing), with `canon` the one standing for all of them where
+    the order does not matter.
+    """
 
-    def __init__(self, leaf: _Leaf, text: _Text) -> None:
+    __slots__ = ("canon", "cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "text", "valued", "value")
+
+    def __init__(
+        self, leaf: _Leaf, text: _Text, value: Any = None, gap: float | None = None, canon: _Outcome | None = None
+    ) -> None:
         self.leaf = leaf
         self.state = text.state
         self.reason = text.reason
-        self.value = text.value  # ConditionResult.firm_value (unless shared)
-        self.gap = text.gap
+        self.valued = text.valued
+        self.value = value if text.valued else text.value  # ConditionResult.firm_value (unless shared)
+        self.gap = gap if text.valued else text.gap
         self.needs = text.needs
         self.shared = text.shared  # one outcome for several set values: firm_value is taken from each firm
         # The stored row of the condition (as `wording._verdict_row` stores it), serialised once.
-        self.json = leaf.head + text.tail
+        self.json: bytes = canon.json if canon is not None else leaf.head + text.tail
         self.cr: ConditionResult | None = None
         self.text = text
+        self.canon: _Outcome = canon or self
 
-    def condition(self, facts: Mapping[str, Any]) -> ConditionResult:
-        """Return the `ConditionResult` `eligibility._judge` gives for a firm with these (clean) facts."""
+    def condition(self, firm: Firm, worded: bool = True) -> ConditionResult:
+        """Return the `ConditionResult` `eligibility._judge` gives for this firm (its reason left empty
+        unless `worded`: `best_changes` does not read it)."""
         if self.cr is not None:
             return self.cr
         leaf = self.leaf
-        value = sorted(facts[leaf.field]) if self.shared else self.value
+        if self.valued:  # the firm's own value, gap and wording
+            value = firm.facts[leaf.field]
+            gap = (
+                0.0 if self.state == MET else eligibility._gap(leaf.field, leaf.effective, value, leaf.value, firm.day)
+            )
+            reason = render(self.reason, firm.text) if worded else ""
+        else:
+            value = sorted(firm.facts[leaf.field]) if self.shared else self.value
+            gap, reason = self.gap, cast(str, self.reason)
         cr = ConditionResult(
             leaf.path,
             leaf.field,
             leaf.op,
             leaf.value,
             self.state,  # type: ignore[arg-type]
-            self.reason,
+            reason,
             value,
-            self.gap,
+            gap,
             leaf.negated,
             self.needs,
             leaf.node_id,
         )
-        if not self.shared:
+        if not self.shared and not self.valued:
             self.cr = cr
         return cr
 
@@ -293,7 +378,7 @@ class Core:
         outcomes: list[_Outcome],
         missing: list[_Outcome],
         to_fill: list[str],
-        summary: str,
+        summary: Text,
         summary_json: bytes | None = None,
     ) -> None:
         self.status = status
@@ -316,11 +401,12 @@ class Core:
         """Return the stored row (`wording._verdict_row`), serialised."""
         return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self.body))
 
-    def verdict(self, facts: Mapping[str, Any]) -> PolicyVerdict:
-        """Return the `PolicyVerdict` `eligibility.evaluate` gives for a firm with these (clean) facts."""
-        conditions = [o.condition(facts) for o in self.outcomes]
+    def verdict(self, firm: Firm) -> PolicyVerdict:
+        """Return the `PolicyVerdict` `eligibility.evaluate` gives for this firm."""
+        conditions = [o.condition(firm) for o in self.outcomes]
         missing = [conditions[o.leaf.index] for o in self.missing]
-        return PolicyVerdict(self.status, conditions, missing, list(self.to_fill), self.summary)  # type: ignore[arg-type]
+        summary = render(self.summary, firm.text)
+        return PolicyVerdict(self.status, conditions, missing, list(self.to_fill), summary)  # type: ignore[arg-type]
 
 
 _NO_RULES = Core(ELIGIBLE, [], [], [], NO_RULES_SUMMARY)
@@ -400,21 +486,35 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
             text = f"需补充：{eligibility._labels(to_fill)}"
             held = _TO_FILL[key] = (text, orjson.dumps(text))
         return Core(status, outcomes, ordered, to_fill, *held)
-    shown = "；".join(r.reason for r in failed[:3]) + ("等" if len(failed) > 3 else "")
-    summary = f"还差 {len(failed)} 项条件：{shown}"
+    shown = _concat(_join("；", [r.reason for r in failed[:3]]), "等" if len(failed) > 3 else "")
+    summary = _concat(f"还差 {len(failed)} 项条件：", shown)
     if to_fill:
-        summary = f"{summary}；另需补充：{eligibility._labels(to_fill)}"
+        summary = _concat(summary, f"；另需补充：{eligibility._labels(to_fill)}")
     return Core(status, outcomes, ordered, to_fill, summary)
 
 
 class Firm:
     """One firm's clean facts and, per derived field, what it must fill in (computed once per firm)."""
 
-    __slots__ = ("facts", "needs")
+    __slots__ = ("_texts", "day", "facts", "needs")
 
-    def __init__(self, facts: dict[str, Any]) -> None:
+    def __init__(self, facts: dict[str, Any], day: dt.date) -> None:
         self.facts = facts
+        self.day = day
         self.needs: dict[str, tuple[str, ...]] = {}
+        self._texts: dict[int, str] = {}
+
+    def text(self, k: int) -> str:
+        """Return the firm's wording of token k's value (see `TOKENS`)."""
+        held = self._texts.get(k)
+        if held is None:
+            held = self._texts[k] = token_text(k, self.facts[TOKENS[k][0]], self.day)
+        return held
+
+    def values(self) -> list[Any]:
+        """Return the firm's values of the token fields (`TOKEN_FIELDS`), as its stored wording keeps them."""
+        facts = self.facts
+        return [facts[name] for name in TOKEN_FIELDS]
 
 
 class Smith:
@@ -425,17 +525,17 @@ class Smith:
 
     def __init__(self, day: dt.date) -> None:
         self.day = day
-        self._leaves: dict[int, tuple[_Leaf, dict[Any, _Outcome]]] = {}
         # Per rule tree (by identity): the tree, its template, per condition (leaf, field, names, outcomes
         # by value) and the verdicts by outcome combination.
         self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
-        self._shown: dict[tuple[Any, ...], str] = {}
         self._texts: dict[tuple[Any, ...], _Text] = {}  # per (condition, unknown, value's key)
+        self._canon: dict[tuple[_Leaf, str], _Outcome] = {}  # a valued leaf's outcome per state
+        self._eligible: dict[int, tuple[Mapping[str, Any], Core | None]] = {}  # per rule tree: see `eligible`
         self._kept = 0  # outcomes and verdicts held
 
     def firm(self, facts: Mapping[str, Any]) -> Firm:
         """Return a firm to judge (its facts as `profile_facts` or `Chunk.facts` give them)."""
-        return Firm(clean_facts(facts))
+        return Firm(clean_facts(facts), self.day)
 
     def judge(self, rules: Mapping[str, Any] | None, firm: Firm) -> Core | PolicyVerdict:
         """Return a policy's verdict for the firm: a `Core` (see `Core.verdict`), or evaluate's own."""
@@ -455,6 +555,7 @@ class Smith:
         _, t, steps, cores = state
         columns = []
         fresh: set[int] = set()  # firms with an outcome first met here: their combination is new, likely unique
+        valued: set[int] = set()  # firms with an outcome not met whose gap is their own (see `_Outcome`)
         for leaf, field, members, memo in steps:
             column = []
             for row, firm in enumerate(firms):
@@ -472,8 +573,12 @@ class Smith:
                     key = tuple(m in value for m in members)
                 outcome = memo.get(key)
                 if outcome is None:
-                    outcome = memo[key] = self._outcome(leaf, value, key)
-                    fresh.add(row)
+                    outcome, new = self._outcome(leaf, value, key)
+                    memo[key] = outcome
+                    if new:
+                        fresh.add(row)
+                if outcome.canon is not outcome:
+                    valued.add(row)
                 column.append(outcome)
             columns.append(column)
         out: list[Core | PolicyVerdict] = []
@@ -481,6 +586,13 @@ class Smith:
             if row in fresh:  # kept once an outcome is met again (firms sharing the value)
                 out.append(_core(t, list(combo)))
                 continue
+            if row in valued:
+                # What is missing is ordered by gap (and an any-of picks its closest branch by it): alike
+                # for every value only with one failed condition in a plain all-of.
+                if not t.flat or sum(o.state == NOT_MET for o in combo) > 1:
+                    out.append(_core(t, list(combo)))
+                    continue
+                combo = tuple(o.canon for o in combo)
             core = cores.get(combo)
             if core is None:
                 core = cores[combo] = _core(t, list(combo))
@@ -488,51 +600,100 @@ class Smith:
             out.append(core)
         return out
 
-    def _outcome(self, leaf: _Leaf, firm: Any, key: Any) -> _Outcome:
-        """`eligibility._judge` for one condition and one firm value (None: unknown; `key` the fields to fill)."""
+    def eligible(self, rules: Mapping[str, Any] | None) -> Core | None:
+        """Return the verdict of a policy for any firm meeting all its conditions, when that does not depend
+        on the firm: a plain all-of with no set condition (None otherwise). The same `Core` as `judge_many`
+        gives such a firm."""
+        if rules is None:
+            return _NO_RULES
+        held = self._eligible.get(id(rules))
+        if held is not None and held[0] is rules:
+            return held[1]
+        state = self._verdicts.get(id(rules))
+        if state is None or state[0] is not rules:
+            t = template(rules)
+            if t is None:
+                self._eligible[id(rules)] = (rules, None)
+                return None
+            steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
+            state = self._verdicts[id(rules)] = (rules, t, steps, {})
+        _, t, _, cores = state
+        core = None
+        if t.flat and all(leaf.token is not None for leaf in t.leaves):
+            combo = tuple(self._met(leaf) for leaf in t.leaves)
+            core = cores.get(combo)
+            if core is None:
+                core = cores[combo] = _core(t, list(combo))
+                self._kept += 1
+        self._eligible[id(rules)] = (rules, core)
+        return core
+
+    def _met(self, leaf: _Leaf) -> _Outcome:
+        canon = self._canon.get((leaf, MET))
+        if canon is None:
+            canon = self._canon[(leaf, MET)] = _Outcome(leaf, self._valued(leaf, MET), gap=0.0)
+        return canon
+
+    def _outcome(self, leaf: _Leaf, firm: Any, key: Any) -> tuple[_Outcome, bool]:
+        """`eligibility._judge` for one condition and one firm value (None: unknown; `key` the fields to fill).
+
+        Also tell whether the outcome is new (not one standing for other values already)."""
         self._kept += 1
         if self._kept > KEEP:  # memory stays bounded: start afresh (templates are kept per process)
             self._kept = 0
             self._verdicts.clear()
-            self._shown.clear()
             self._texts.clear()
+            self._canon.clear()
+            self._eligible.clear()
+        if firm is not None and leaf.token is not None:
+            holds = OPERATORS[leaf.op](firm, leaf.value, self.day) != leaf.negated
+            state = MET if holds else NOT_MET
+            canon = self._canon.get((leaf, state))
+            if state == MET:
+                return self._met(leaf), canon is None
+            gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, self.day)
+            if canon is None:
+                canon = self._canon[(leaf, NOT_MET)] = _Outcome(leaf, self._valued(leaf, NOT_MET), firm, gap)
+                return canon, True
+            return _Outcome(leaf, canon.text, firm, gap, canon), False
         # Leaves stating the same condition (across policies) word a value alike: worded once.
         text = self._texts.get((leaf.condition, firm is None, key))
         if text is None:
             text = self._texts[(leaf.condition, firm is None, key)] = self._text(leaf, firm, key)
-        return _Outcome(leaf, text)
+        return _Outcome(leaf, text), True
+
+    def _valued(self, leaf: _Leaf, state: str) -> _Text:
+        """The wording of a valued condition in one state, the firm's value as a token (see `TOKENS`)."""
+        key = (leaf.condition, "valued", state)
+        text = self._texts.get(key)
+        if text is None:
+            if state == MET:
+                reason: Text = (f"{leaf.stated}（当前 ", leaf.token, "）")
+            else:
+                reason = (f"{leaf.demanded}，当前 ", leaf.token, "")
+            text = self._texts[key] = _Text(state, reason, None, 0.0 if state == MET else None, (), False, True)
+        return text
 
     def _text(self, leaf: _Leaf, firm: Any, key: Any) -> _Text:
         if firm is None:
             names = "".join(f"「{eligibility.label_of(name)}」" for name in key)
             reason = f"缺少{names}信息，无法判断：{leaf.demanded}"
             return _Text(UNKNOWN, reason, None, UNKNOWN_GAP, key, False)
+        # A set condition: its wording depends on which of the condition's names the firm holds.
         today = self.day
         holds = OPERATORS[leaf.op](firm, leaf.value, today) != leaf.negated
-        shown = self._firm_text(leaf, firm)
+        shown = eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, today)
         shared = leaf.members is not None
-        value = None if shared else (sorted(firm) if isinstance(firm, frozenset) else firm)
+        value = None if shared else sorted(firm)
         if holds:
             return _Text(MET, f"{leaf.stated}（当前 {shown}）", value, 0.0, (), shared)
         gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, today)
         return _Text(NOT_MET, f"{leaf.demanded}，当前 {shown}", value, gap, (), shared)
 
-    def _firm_text(self, leaf: _Leaf, firm: Any) -> str:
-        kind = leaf.kind
-        if kind == "set":  # depends on the condition's names: its outcome is kept per condition anyway
-            return eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, self.day)
-        # Numbers, enums, regions and codes are worded alike whatever the operator; dates by two kinds of operator.
-        years = kind == "date" and leaf.op in ("years_since_gte", "years_since_lte")
-        key = (leaf.field, years, type(firm), firm)
-        text = self._shown.get(key)
-        if text is None:
-            text = self._shown[key] = eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, self.day)
-        return text
-
 
 def full(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
     """Return a judged policy as `eligibility.evaluate` gives it."""
-    return verdict.verdict(firm.facts) if isinstance(verdict, Core) else verdict
+    return verdict.verdict(firm) if isinstance(verdict, Core) else verdict
 
 
 class _Open(NamedTuple):
@@ -551,7 +712,7 @@ def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> li
     judged: dict[int, PolicyVerdict] = {}
     for pid, verdict in verdicts.items():
         if isinstance(verdict, Core):
-            missing = [o.condition(firm.facts) for o in verdict.missing]
+            missing = [o.condition(firm, worded=False) for o in verdict.missing]
             for o, cr in zip(verdict.missing, missing, strict=True):
                 texts[id(cr)] = o.text
             judged[pid] = cast(PolicyVerdict, _Open(verdict.status, missing))
@@ -562,9 +723,11 @@ def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> li
         text = texts.get(id(cr))
         if text is None:
             return eligibility.suggested(cr)
-        if text.changes is None:
-            text.changes = eligibility.suggested(cr)
-        return text.changes
+        value = cr.firm_value if text.valued else None  # a valued text stands for every value: kept per value
+        held = text.changes.get(value)
+        if held is None:
+            held = text.changes[value] = eligibility.suggested(cr)
+        return held
 
     return eligibility.best_changes(judged, suggest=suggest)
 

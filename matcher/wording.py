@@ -23,12 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
+from catalog.fields import FIELDS
 from matcher import eligibility, wordbatch
 from matcher.eligibility import ELIGIBLE, PolicyVerdict
 
@@ -36,7 +37,11 @@ WINDOW = 20  # best undecided or near-miss policies that feed "what would open m
 # Candidates worded by default (Settings.match_wording = "page"): a page shows 20, and feedback and
 # deadlines may lift a few from further down; the rest are judged when a later page is read.
 PAGE = 30
-FORMAT = 1
+# Format 2: a condition's reason (and an ineligible verdict's summary) may be stored as parts
+# [text, token, text, …] naming the firm's values (`wordbatch.TOKENS`), kept once per firm ("x").
+FORMAT = 2
+_FORMATS = (1, 2)
+FIELD_KINDS = {name: f.type for name, f in FIELDS.items()}
 _STATUS_NAMES: dict[int, eligibility.Status] = {
     2: eligibility.ELIGIBLE,
     1: eligibility.LIKELY,
@@ -76,6 +81,19 @@ class Words:
     window: list[tuple[int, int]]  # (policy id, version) the changes were computed from, in order
     changes: list[eligibility.Change]
     through: dt.date  # the last day judging the firm gives what it gave on `day` (`valid_through`)
+    values: list[Any] = field(default_factory=list)  # the firm's values of `wordbatch.TOKEN_FIELDS` (format 2)
+    _texts: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def text(self, k: int) -> str:
+        """Return the firm's wording of token k's value, as judging on `day` words it."""
+        held = self._texts.get(k)
+        if held is None:
+            name = wordbatch.TOKENS[k][0]
+            value = self.values[wordbatch.TOKEN_FIELDS.index(name)]
+            if isinstance(value, str) and FIELD_KINDS[name] == "date":
+                value = dt.date.fromisoformat(value)
+            held = self._texts[k] = wordbatch.token_text(k, value, self.day)
+        return held
 
     def usable_on(self, today: dt.date) -> bool:
         """Tell whether the stored verdicts are what judging on `today` gives (profile, tags and versions aside)."""
@@ -86,7 +104,7 @@ class Words:
         row = self.rows.get(policy_id)
         if row is None or row[1] != version:
             return None
-        return _verdict(row)
+        return _verdict(row, self.text)
 
     def status(self, policy_id: int, version: int) -> eligibility.Status | None:
         """Return the stored status of a policy if it was judged at this version (no verdict built)."""
@@ -96,12 +114,17 @@ class Words:
     @property
     def verdicts(self) -> dict[int, tuple[int, Verdict]]:
         """Return every stored verdict: policy id → (policy version, verdict)."""
-        return {pid: (row[1], _verdict(row)) for pid, row in self.rows.items()}
+        return {pid: (row[1], _verdict(row, self.text)) for pid, row in self.rows.items()}
 
 
-def _verdict(row: list[Any]) -> Verdict:
+def _verdict(row: list[Any], text: Callable[[int], str]) -> Verdict:
     _, _, code, summary, rows, missing, to_fill = row
-    conditions = [Condition(path, field, state, reason, tuple(needs)) for path, field, state, reason, needs in rows]
+    render = wordbatch.render
+    conditions = [
+        Condition(path, name, state, reason if isinstance(reason, str) else render(reason, text), tuple(needs))
+        for path, name, state, reason, needs in rows
+    ]
+    summary = summary if isinstance(summary, str) else render(summary, text)
     return Verdict(_STATUS_NAMES[code], conditions, [conditions[k] for k in missing], to_fill, summary)
 
 
@@ -242,6 +265,7 @@ def _packed(
         window=[(pid, policies[pid][0]) for pid in chosen],
         changes=changes,
         through=through,
+        values=firm.values(),
     )
 
 
@@ -280,6 +304,7 @@ def word_chunk(
         smith = wordbatch.Smith(day)
     out: list[bytes] = []
     item_policy, near_policy = items["policy"].tolist(), near["policy"].tolist()
+    item_status = items["status"].tolist()
     for lo in range(0, len(facts), BATCH):
         hi = min(len(facts), lo + BATCH)
         firms = [smith.firm(facts[i]) for i in range(lo, hi)]
@@ -287,9 +312,11 @@ def word_chunk(
             tuple[list[int], list[int]]
         ] = []  # per firm: the policies it needs, in the order judged; its window
         wanted: list[int] = []
+        judged: list[Any] = []  # per wanted policy: its verdict when known without judging (see below)
         for i in range(lo, hi):
             a, b, c, d = item_bounds[i], item_bounds[i + 1], near_bounds[i], near_bounds[i + 1]
-            order = dict.fromkeys(item_policy[a:b] if first is None else item_policy[a : min(b, a + first)])
+            top = b if first is None else min(b, a + first)
+            order = dict.fromkeys(item_policy[a:top])
             if first is None:
                 order.update(dict.fromkeys(near_policy[c:d]))
             hide = hidden[i]
@@ -298,12 +325,17 @@ def word_chunk(
             needed = list(order)
             plans.append((needed, chosen))
             wanted += needed
-        # Judge policy by policy (stable: a firm's own order is kept in `plans`).
+            # A candidate the kernel found eligible under a plain all-of with no set condition has every
+            # condition met: its verdict is the policy's one "all met" verdict, whatever the firm's values.
+            eligible = {pid for pid, status in zip(item_policy[a:top], item_status[a:top], strict=True) if status == 2}
+            judged += [smith.eligible(policies[pid][1]) if pid in eligible else None for pid in needed]
+        # Judge the rest policy by policy (stable: a firm's own order is kept in `plans`).
         owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
-        judged: list[Any] = [None] * len(wanted)
-        by_policy = np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable")
-        starts = np.flatnonzero(np.diff(np.asarray(wanted, dtype=np.int64)[by_policy], prepend=-1)).tolist()
-        ranked = by_policy.tolist()
+        rest = np.flatnonzero(np.fromiter((v is None for v in judged), dtype=bool, count=len(judged)))
+        keys = np.asarray(wanted, dtype=np.int64)[rest]
+        by_policy = np.argsort(keys, kind="stable")
+        starts = np.flatnonzero(np.diff(keys[by_policy], prepend=-1)).tolist()
+        ranked = rest[by_policy].tolist()
         for a, b in zip(starts, [*starts[1:], len(ranked)], strict=True):
             runs = ranked[a:b]
             for j, verdict in zip(
@@ -365,16 +397,27 @@ def pack(
     window: Sequence[tuple[int, int]],
     changes: Sequence[eligibility.Change],
     through: dt.date | None = None,
+    values: Sequence[Any] = (),
 ) -> bytes:
     """Serialise a firm's wording (stored compressed by `store.encode`).
 
     `through` is the last day the verdicts hold (`valid_through`); without it they hold on `day` only.
+    `values` are the firm's values of `wordbatch.TOKEN_FIELDS`, which the batch's rows name by token.
 
-    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "v": rows, "w": …, "c": …}``,
+    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "x": values, "v": rows, "w": …, "c": …}``,
     written piece by piece: a batch `Core`'s row is serialised already, so the firm's rows are joined
     once rather than copied through orjson.
     """
-    parts = [b'{"f":%d,"d":%d,"u":%d,"t":%d,"v":[' % (FORMAT, day.toordinal(), (through or day).toordinal(), tags)]
+    parts = [
+        b'{"f":%d,"d":%d,"u":%d,"t":%d,"x":%b,"v":['
+        % (
+            FORMAT,
+            day.toordinal(),
+            (through or day).toordinal(),
+            tags,
+            orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY) if values else b"[]",
+        )
+    ]
     sep = b""  # between rows
     for pid, version, v in verdicts:
         if isinstance(v, wordbatch.Core):
@@ -402,7 +445,7 @@ def unpack(raw: bytes) -> Words | None:
     if not raw:
         return None
     data = orjson.loads(raw)
-    if data.get("f") != FORMAT:
+    if data.get("f") not in _FORMATS:
         return None
     changes = [
         eligibility.Change(
@@ -417,6 +460,7 @@ def unpack(raw: bytes) -> Words | None:
         window=[(pid, version) for pid, version in data["w"]],
         changes=changes,
         through=dt.date.fromordinal(data.get("u", data["d"])),  # rows stored before "u": their own day only
+        values=data.get("x") or [],
     )
 
 
@@ -427,7 +471,7 @@ def patch(raw: bytes, *, policy_id: int, version: int, verdict: PolicyVerdict | 
     policy's former rules are never served: they are computed again when read.
     """
     data = orjson.loads(raw) if raw else None
-    if not data or data.get("f") != FORMAT:
+    if not data or data.get("f") not in _FORMATS:
         return b""
     data["v"] = [row for row in data["v"] if row[0] != policy_id]
     if verdict is not None:
