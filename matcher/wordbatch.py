@@ -315,7 +315,21 @@ class _Outcome:
     the order does not matter.
     """
 
-    __slots__ = ("canon", "cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "text", "valued", "value")
+    __slots__ = (
+        "canon",
+        "cr",
+        "gap",
+        "json",
+        "leaf",
+        "miss",
+        "needs",
+        "reason",
+        "shared",
+        "state",
+        "text",
+        "valued",
+        "value",
+    )
 
     def __init__(
         self, leaf: _Leaf, text: _Text, value: Any = None, gap: float | None = None, canon: _Outcome | None = None
@@ -331,12 +345,12 @@ class _Outcome:
         # The stored row of the condition (as `wording._verdict_row` stores it), serialised once.
         self.json: bytes = canon.json if canon is not None else leaf.head + text.tail
         self.cr: ConditionResult | None = None
+        self.miss: _Missing | None = None  # what `best_changes` reads, once (unless valued or shared)
         self.text = text
         self.canon: _Outcome = canon or self
 
-    def condition(self, firm: Firm, worded: bool = True) -> ConditionResult:
-        """Return the `ConditionResult` `eligibility._judge` gives for this firm (its reason left empty
-        unless `worded`: `best_changes` does not read it)."""
+    def condition(self, firm: Firm) -> ConditionResult:
+        """Return the `ConditionResult` `eligibility._judge` gives for this firm."""
         if self.cr is not None:
             return self.cr
         leaf = self.leaf
@@ -345,7 +359,7 @@ class _Outcome:
             gap = (
                 0.0 if self.state == MET else eligibility._gap(leaf.field, leaf.effective, value, leaf.value, firm.day)
             )
-            reason = render(self.reason, firm.text) if worded else ""
+            reason = render(self.reason, firm.text)
         else:
             value = sorted(firm.facts[leaf.field]) if self.shared else self.value
             gap, reason = self.gap, cast(str, self.reason)
@@ -701,32 +715,51 @@ class _Open(NamedTuple):
     missing: list[ConditionResult]
 
 
+class _Missing:
+    """What `eligibility.best_changes` reads of a missing condition: a `ConditionResult` less its wording."""
+
+    __slots__ = ("field", "firm_value", "needs", "negated", "op", "state", "text", "value")
+
+    def __init__(self, o: _Outcome, firm_value: Any) -> None:
+        leaf = o.leaf
+        self.field, self.op, self.value, self.negated = leaf.field, leaf.op, leaf.value, leaf.negated
+        self.state, self.needs, self.text, self.firm_value = o.state, o.needs, o.text, firm_value
+
+
+def _missing(o: _Outcome, firm: Firm) -> _Missing:
+    if o.valued:
+        return _Missing(o, firm.facts[o.leaf.field])
+    if o.shared:
+        return _Missing(o, sorted(firm.facts[o.leaf.field]))
+    held = o.miss
+    if held is None:
+        held = o.miss = _Missing(o, o.value)
+    return held
+
+
 def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> list[eligibility.Change]:
     """Return `eligibility.best_changes` of a firm's judged policies.
 
-    Only what it reads of each verdict is built (its status and missing conditions), and a missing
-    condition's suggestions are worked out once per condition and value (kept with its wording):
-    they depend on nothing else (the test of this module holds the changes equal).
+    Only what it reads of each verdict is built (its status and what `_Missing` keeps of its missing
+    conditions), and a missing condition's suggestions are worked out once per condition and value
+    (kept with its wording): they depend on nothing else (the test of this module holds the changes equal).
     """
-    texts: dict[int, _Text] = {}
     judged: dict[int, PolicyVerdict] = {}
     for pid, verdict in verdicts.items():
         if isinstance(verdict, Core):
-            missing = [o.condition(firm, worded=False) for o in verdict.missing]
-            for o, cr in zip(verdict.missing, missing, strict=True):
-                texts[id(cr)] = o.text
-            judged[pid] = cast(PolicyVerdict, _Open(verdict.status, missing))
+            missing = [_missing(o, firm) for o in verdict.missing]
+            judged[pid] = cast(PolicyVerdict, _Open(verdict.status, cast(list[ConditionResult], missing)))
         else:
             judged[pid] = verdict
 
     def suggest(cr: ConditionResult) -> list[tuple[Any, tuple[Any, ...]]]:
-        text = texts.get(id(cr))
-        if text is None:
+        if not isinstance(cr, _Missing):
             return eligibility.suggested(cr)
+        text = cr.text
         value = cr.firm_value if text.valued else None  # a valued text stands for every value: kept per value
         held = text.changes.get(value)
         if held is None:
-            held = text.changes[value] = eligibility.suggested(cr)
+            held = text.changes[value] = eligibility.suggested(cast(ConditionResult, cr))
         return held
 
     return eligibility.best_changes(judged, suggest=suggest)

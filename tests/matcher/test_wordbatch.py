@@ -319,3 +319,53 @@ def test_word_chunk_bytes_equal_word_firm(first: int | None, monkeypatch: pytest
         first=first,
     )
     assert got == expected
+
+
+def test_firms_in_the_same_state_share_one_verdict_whatever_their_values() -> None:
+    """A verdict names the firm's values by token: firms meeting (or missing) the same conditions share
+    its outcome and stored row, and each firm's own values are worded when read."""
+    rules = {
+        "all": [
+            {"field": "annual_revenue", "op": "gte", "value": 500},
+            {"field": "employees", "op": "lte", "value": 300},
+            {"field": "established_on", "op": "years_since_gte", "value": 2},
+        ]
+    }
+    smith = wordbatch.Smith(TODAY)
+    base = {"annual_revenue": 800, "employees": 40, "established_on": dt.date(2020, 3, 1)}
+    smith.judge(rules, smith.firm({**base, "annual_revenue": 900}))  # the first firm in a state is worded alone
+    a = smith.firm(base)
+    b = smith.firm({**base, "annual_revenue": 1234.5, "employees": 299, "established_on": dt.date(2015, 7, 9)})
+    va, vb = smith.judge(rules, a), smith.judge(rules, b)
+    assert va is vb and isinstance(va, wordbatch.Core) and va.status == eligibility.ELIGIBLE
+    # One failed condition in a plain all-of: shared too, whatever the value that misses it.
+    smith.judge(rules, smith.firm({**base, "annual_revenue": 130}))
+    c = smith.firm({**base, "annual_revenue": 120})
+    d = smith.firm({**base, "annual_revenue": 7})
+    vc, vd = smith.judge(rules, c), smith.judge(rules, d)
+    assert vc is vd and vc.status == eligibility.INELIGIBLE
+    for firm, verdict in ((a, va), (b, vb), (c, vc), (d, vd)):
+        assert wordbatch.full(verdict, firm) == eligibility.evaluate(rules, firm.facts, today=TODAY)
+        raw = wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, verdict)], window=[], changes=[], values=firm.values())
+        words = wording.unpack(raw)
+        assert words is not None
+        shown = words.verdict(1, 1)
+        expected = eligibility.evaluate(rules, firm.facts, today=TODAY)
+        assert shown is not None and [c.reason for c in shown.conditions] == [c.reason for c in expected.conditions]
+        assert shown.summary == expected.summary
+    assert (
+        "1234.5 万元"
+        in wording.unpack(
+            wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, vb)], window=[], changes=[], values=b.values())
+        )
+        .verdict(1, 1)
+        .conditions[0]
+        .reason
+    )  # type: ignore[union-attr]
+    # Two failed conditions are ordered by each firm's gaps: worded per firm.
+    e = smith.firm({**base, "annual_revenue": 450, "employees": 900})
+    f = smith.firm({**base, "annual_revenue": 100, "employees": 310})
+    ve, vf = smith.judge(rules, e), smith.judge(rules, f)
+    assert ve is not vf
+    for firm, verdict in ((e, ve), (f, vf)):
+        assert wordbatch.full(verdict, firm) == eligibility.evaluate(rules, firm.facts, today=TODAY)
