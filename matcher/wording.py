@@ -336,7 +336,8 @@ def word_chunk(
         by_policy = np.argsort(keys, kind="stable")
         starts = np.flatnonzero(np.diff(keys[by_policy], prepend=-1)).tolist()
         ranked = rest[by_policy].tolist()
-        for a, b in zip(starts, [*starts[1:], len(ranked)], strict=True):
+        bounds = [*starts, len(ranked)]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             runs = ranked[a:b]
             for j, verdict in zip(
                 runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
