@@ -33,8 +33,8 @@ import gc
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
 
@@ -61,6 +61,7 @@ _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
 _PLAIN = frozenset({int, float, str, dt.date})  # value types whose equal values word alike (5 and 5.0 alike)
 _STATUS: dict[str, str] = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
+_STATUS_OF_CODE: dict[int, str] = {code: status for status, code in STATUS_CODES.items()}
 KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
 
 # The firm's side of a reason ("当前 1,234 万元") for every field but sets, referred to by number: stored
@@ -75,6 +76,7 @@ TOKENS: tuple[tuple[str, bool], ...] = tuple(
 )
 _TOKEN = {key: k for k, key in enumerate(TOKENS)}
 TOKEN_FIELDS = tuple(dict.fromkeys(name for name, _ in TOKENS))
+SET_FIELDS = tuple(name for name, kind in _KINDS.items() if kind == "set")
 
 
 def token_text(k: int, value: Any, day: dt.date) -> str:
@@ -83,34 +85,85 @@ def token_text(k: int, value: Any, day: dt.date) -> str:
     return eligibility._firm_text(field, "years_since_gte" if years else "eq", value, None, day)
 
 
-Text = str | tuple[Any, ...]  # a reason or summary: text, or parts (text, token, text, token, …, text)
+_STATE_CODE: dict[str, str] = {
+    MET: "1",
+    NOT_MET: "0",
+    UNKNOWN: "?",
+}  # a stored verdict's conditions, one character each
+_CODE_STATE: dict[str, str] = {code: state for state, code in _STATE_CODE.items()}
 
 
-def render(text: Text, texts: Callable[[int], str]) -> str:
-    """Return a reason or summary with each token replaced by the firm's wording of its value."""
-    if isinstance(text, str):
-        return text
-    return "".join(p if isinstance(p, str) else texts(p) for p in text)
+class Reader(Protocol):
+    """A firm as wording reads it: its day, and its values as reasons show them."""
+
+    day: dt.date
+
+    def text(self, k: int) -> str: ...  # token k's value worded (see `TOKENS`)
+
+    def set_of(self, field: str) -> frozenset[str]: ...  # a set field's names
+
+    def needs_of(self, field: str) -> tuple[str, ...]: ...  # the fields to fill in for an unknown value
 
 
-def _join(sep: str, texts: Sequence[Text]) -> Text:
-    """`sep.join(texts)` for texts that may hold tokens (parts stay text, token, text, …)."""
-    if all(isinstance(t, str) for t in texts):
-        return sep.join(cast(Sequence[str], texts))
-    parts: list[Any] = [""]
-    for n, t in enumerate(texts):
-        if n:
-            parts[-1] += sep
-        if isinstance(t, str):
-            parts[-1] += t
-        else:
-            parts[-1] += t[0]
-            parts.extend(t[1:])
-    return tuple(parts)
+def reason(leaf: _Leaf, state: str, firm: Reader) -> str:
+    """Word one condition for a firm as `eligibility._judge` does."""
+    if state == UNKNOWN:
+        names = "".join(f"「{eligibility.label_of(name)}」" for name in firm.needs_of(leaf.field))
+        return f"缺少{names}信息，无法判断：{leaf.demanded}"
+    if leaf.token is not None:
+        shown = firm.text(leaf.token)
+    else:
+        shown = eligibility._firm_text(leaf.field, leaf.op, firm.set_of(leaf.field), leaf.value, firm.day)
+    return f"{leaf.stated}（当前 {shown}）" if state == MET else f"{leaf.demanded}，当前 {shown}"
 
 
-def _concat(*texts: Text) -> Text:
-    return _join("", texts)
+def summary(
+    status: str,
+    reasons: Sequence[str],
+    states: Sequence[str],
+    missing: Sequence[int],
+    to_fill: Sequence[str],
+    support: int,
+) -> str:
+    """A verdict's summary as `eligibility._summary` words it (`missing`: leaf indices, closest first)."""
+    if status == ELIGIBLE:
+        return _all_met(support)[0]
+    if status == LIKELY:
+        return f"需补充：{eligibility._labels(to_fill)}"
+    failed = [k for k in missing if states[k] == NOT_MET]
+    shown = "；".join(reasons[k] for k in failed[:3]) + ("等" if len(failed) > 3 else "")
+    text = f"还差 {len(failed)} 项条件：{shown}"
+    return f"{text}；另需补充：{eligibility._labels(to_fill)}" if to_fill else text
+
+
+class Worded(NamedTuple):
+    """A stored verdict worded for a firm (`read`)."""
+
+    conditions: list[tuple[str, str, str, str, tuple[str, ...]]]  # path, field, state, reason, needs
+    summary: str
+
+
+def read(
+    rules: Mapping[str, Any],
+    code: int,
+    states: str,
+    missing: Sequence[int],
+    to_fill: Sequence[str],
+    support: int,
+    firm: Reader,
+) -> Worded | None:
+    """Word a verdict stored as its conditions' states (`Core.body`) for a firm; None when the policy's
+    rules are not the ones it was judged with (a different number of conditions) or not compiled."""
+    t = template(rules)
+    if t is None or len(t.leaves) != len(states):
+        return None
+    decoded = [_CODE_STATE[c] for c in states]
+    reasons = [reason(leaf, state, firm) for leaf, state in zip(t.leaves, decoded, strict=True)]
+    conditions = [
+        (leaf.path, leaf.field, state, text, firm.needs_of(leaf.field) if state == UNKNOWN else ())
+        for leaf, state, text in zip(t.leaves, decoded, reasons, strict=True)
+    ]
+    return Worded(conditions, summary(_STATUS_OF_CODE[code], reasons, decoded, missing, to_fill, support))
 
 
 # ---------------------------------------------------------------- facts
@@ -278,17 +331,16 @@ def template(rules: Mapping[str, Any]) -> Template | None:
 class _Text:
     """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`).
 
-    A condition on a field that is not a set words the firm's value through a token (`valued`: see
-    `TOKENS`): its text is then one per state, shared by every value, and its value and gap are each
-    outcome's own (`_Outcome`); its suggestions are kept per value (`changes`).
+    A condition on a field that is not a set (`valued`, see `TOKENS`) has one per state, shared by every
+    value: its value and gap are then each outcome's own (`_Outcome`), and its suggestions are kept per
+    value (`changes`).
     """
 
-    __slots__ = ("changes", "gap", "needs", "reason", "shared", "state", "tail", "valued", "value")
+    __slots__ = ("changes", "gap", "needs", "shared", "state", "valued", "value")
 
     def __init__(
         self,
         state: str,
-        reason: Text,
         value: Any,
         gap: float | None,
         needs: tuple[str, ...],
@@ -296,119 +348,89 @@ class _Text:
         valued: bool = False,
     ) -> None:
         self.state = state
-        self.reason = reason
         self.value = value
         self.gap = gap
         self.needs = needs
         self.shared = shared
         self.valued = valued
-        self.tail = orjson.dumps([state, reason, needs])[1:]  # the stored row after the path and field
         # `eligibility.suggested`, once needed: per firm value when valued (None: the one value's)
         self.changes: dict[Any, list[tuple[Any, tuple[Any, ...]]]] = {}
 
 
 class _Outcome:
-    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set.
+    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's values.
 
     A valued outcome (see `_Text`) met stands for every value meeting the condition; one not met is
     per value (its gap orders what is missing), with `canon` the one standing for all of them where
     the order does not matter.
     """
 
-    __slots__ = (
-        "canon",
-        "cr",
-        "gap",
-        "json",
-        "leaf",
-        "miss",
-        "needs",
-        "reason",
-        "shared",
-        "state",
-        "text",
-        "valued",
-        "value",
-    )
+    __slots__ = ("canon", "gap", "leaf", "miss", "needs", "shared", "state", "text", "valued", "value")
 
     def __init__(
         self, leaf: _Leaf, text: _Text, value: Any = None, gap: float | None = None, canon: _Outcome | None = None
     ) -> None:
         self.leaf = leaf
         self.state = text.state
-        self.reason = text.reason
         self.valued = text.valued
         self.value = value if text.valued else text.value  # ConditionResult.firm_value (unless shared)
         self.gap = gap if text.valued else text.gap
         self.needs = text.needs
         self.shared = text.shared  # one outcome for several set values: firm_value is taken from each firm
-        # The stored row of the condition (as `wording._verdict_row` stores it), serialised once.
-        self.json: bytes = canon.json if canon is not None else leaf.head + text.tail
-        self.cr: ConditionResult | None = None
         self.miss: _Missing | None = None  # what `best_changes` reads, once (unless valued or shared)
         self.text = text
         self.canon: _Outcome = canon or self
 
-    def condition(self, firm: Firm) -> ConditionResult:
-        """Return the `ConditionResult` `eligibility._judge` gives for this firm."""
-        if self.cr is not None:
-            return self.cr
+    def condition(self, firm: Firm, text: str) -> ConditionResult:
+        """Return the `ConditionResult` `eligibility._judge` gives for this firm, worded `text`."""
         leaf = self.leaf
-        if self.valued:  # the firm's own value, gap and wording
+        if self.valued:  # the firm's own value and gap
             value = firm.facts[leaf.field]
             gap = (
                 0.0 if self.state == MET else eligibility._gap(leaf.field, leaf.effective, value, leaf.value, firm.day)
             )
-            reason = render(self.reason, firm.text)
         else:
             value = sorted(firm.facts[leaf.field]) if self.shared else self.value
-            gap, reason = self.gap, cast(str, self.reason)
-        cr = ConditionResult(
+            gap = self.gap
+        return ConditionResult(
             leaf.path,
             leaf.field,
             leaf.op,
             leaf.value,
             self.state,  # type: ignore[arg-type]
-            reason,
+            text,
             value,
             gap,
             leaf.negated,
             self.needs,
             leaf.node_id,
         )
-        if not self.shared and not self.valued:
-            self.cr = cr
-        return cr
 
 
 class Core:
-    """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores."""
+    """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores.
 
-    __slots__ = ("body", "code", "missing", "outcomes", "status", "summary", "to_fill")
+    Stored as its conditions' states (`body`); the words are the firm's, put in when read (`read`).
+    """
+
+    __slots__ = ("body", "code", "missing", "outcomes", "status", "support", "to_fill")
 
     def __init__(
-        self,
-        status: str,
-        outcomes: list[_Outcome],
-        missing: list[_Outcome],
-        to_fill: list[str],
-        summary: Text,
-        summary_json: bytes | None = None,
+        self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], support: int
     ) -> None:
         self.status = status
         self.code = code = STATUS_CODES[status]
         self.outcomes = outcomes
         self.missing = missing
         self.to_fill = to_fill
-        self.summary = summary
-        # `wording._verdict_row` after the policy id and version, serialised ("code, summary, …]"): the
-        # conditions' rows are each serialised once per outcome and joined here (orjson writes no spaces).
-        self.body = b"%d,%b,[%b],%b,%b]" % (
+        self.support = support
+        # `wording._verdict_row` after the policy id and version, serialised ("code, states, …]").
+        self.body = b'%d,"%s",%b,%b,%d]' % (
             code,
-            summary_json or orjson.dumps(summary),
-            b",".join([o.json for o in outcomes]),
+            "".join([_STATE_CODE[o.state] for o in outcomes]).encode(),
             orjson.dumps([o.leaf.index for o in missing]) if missing else b"[]",
             orjson.dumps(to_fill) if to_fill else b"[]",
+            support,
         )
 
     def row(self, pid: int, version: int) -> orjson.Fragment:
@@ -417,13 +439,28 @@ class Core:
 
     def verdict(self, firm: Firm) -> PolicyVerdict:
         """Return the `PolicyVerdict` `eligibility.evaluate` gives for this firm."""
-        conditions = [o.condition(firm) for o in self.outcomes]
-        missing = [conditions[o.leaf.index] for o in self.missing]
-        summary = render(self.summary, firm.text)
-        return PolicyVerdict(self.status, conditions, missing, list(self.to_fill), summary)  # type: ignore[arg-type]
+        states = [o.state for o in self.outcomes]
+        reasons = [reason(o.leaf, o.state, firm) for o in self.outcomes]
+        conditions = [o.condition(firm, text) for o, text in zip(self.outcomes, reasons, strict=True)]
+        missing = [o.leaf.index for o in self.missing]
+        text = summary(self.status, reasons, states, missing, self.to_fill, self.support)
+        return PolicyVerdict(self.status, conditions, [conditions[k] for k in missing], list(self.to_fill), text)  # type: ignore[arg-type]
 
 
-_NO_RULES = Core(ELIGIBLE, [], [], [], NO_RULES_SUMMARY)
+class _NoRules(Core):
+    """A policy without rules: eligible, with evaluate's own summary (stored worded)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(ELIGIBLE, [], [], [], 0)
+        self.body = b"%d,%b,[],[],[]]" % (self.code, orjson.dumps(NO_RULES_SUMMARY))
+
+    def verdict(self, firm: Firm) -> PolicyVerdict:
+        return PolicyVerdict(ELIGIBLE, [], [], [], NO_RULES_SUMMARY)
+
+
+_NO_RULES = _NoRules()
 
 
 def _cost(missing: list[_Outcome]) -> tuple[int, int, float]:
@@ -454,7 +491,6 @@ def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome],
 
 
 _ALL_MET: dict[int, tuple[str, bytes]] = {}  # "符合全部 n 项条件" and its JSON, per n
-_TO_FILL: dict[tuple[str, ...], tuple[str, bytes]] = {}  # a likely verdict's summary and its JSON, per fields
 
 
 def _all_met(support: int) -> tuple[str, bytes]:
@@ -471,7 +507,7 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
     if t.flat:
         missing = [o for o in outcomes if o.state != MET]
         if not missing:
-            return Core(ELIGIBLE, outcomes, [], [], *_all_met(len(outcomes)))
+            return Core(ELIGIBLE, outcomes, [], [], len(outcomes))
         state = UNKNOWN
         for o in missing:
             if o.state == NOT_MET:
@@ -482,29 +518,15 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
         state, missing, support = _combine(t.tree, outcomes)
     status = _STATUS[state]
     if state == MET:
-        return Core(status, outcomes, [], [], *_all_met(support))
+        return Core(status, outcomes, [], [], support)
     if len(missing) == 1:
         unknown, failed = ([], missing) if missing[0].state == NOT_MET else (missing, [])
     else:
         unknown = [r for r in missing if r.state == UNKNOWN]
         failed = [r for r in missing if r.state == NOT_MET]
         failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
-    ordered = unknown + failed
     to_fill = list(dict.fromkeys(name for r in unknown for name in r.needs)) if unknown else []
-    if status == ELIGIBLE:
-        return Core(status, outcomes, ordered, to_fill, *_all_met(support))
-    if status == LIKELY:
-        key = tuple(to_fill)
-        held = _TO_FILL.get(key)
-        if held is None:
-            text = f"需补充：{eligibility._labels(to_fill)}"
-            held = _TO_FILL[key] = (text, orjson.dumps(text))
-        return Core(status, outcomes, ordered, to_fill, *held)
-    shown = _concat(_join("；", [r.reason for r in failed[:3]]), "等" if len(failed) > 3 else "")
-    summary = _concat(f"还差 {len(failed)} 项条件：", shown)
-    if to_fill:
-        summary = _concat(summary, f"；另需补充：{eligibility._labels(to_fill)}")
-    return Core(status, outcomes, ordered, to_fill, summary)
+    return Core(status, outcomes, unknown + failed, to_fill, support)
 
 
 class Firm:
@@ -525,10 +547,29 @@ class Firm:
             held = self._texts[k] = token_text(k, self.facts[TOKENS[k][0]], self.day)
         return held
 
+    def set_of(self, field: str) -> frozenset[str]:
+        return cast(frozenset[str], self.facts[field])
+
+    def needs_of(self, field: str) -> tuple[str, ...]:
+        held = self.needs.get(field)
+        if held is None:
+            held = self.needs[field] = eligibility.inputs_to_fill(field, self.facts)
+        return held
+
+    def unknown(self) -> dict[str, tuple[str, ...]]:
+        """Return, per field the firm left unknown (in `FIELDS` order), the fields it must fill in."""
+        facts = self.facts
+        return {name: self.needs_of(name) for name in _KINDS if facts[name] is None}
+
     def values(self) -> list[Any]:
         """Return the firm's values of the token fields (`TOKEN_FIELDS`), as its stored wording keeps them."""
         facts = self.facts
         return [facts[name] for name in TOKEN_FIELDS]
+
+    def sets(self) -> list[list[str] | None]:
+        """Return the firm's names of each set field (`SET_FIELDS`), as its stored wording keeps them."""
+        facts = self.facts
+        return [None if facts[name] is None else sorted(facts[name]) for name in SET_FIELDS]
 
 
 class Smith:
@@ -677,32 +718,25 @@ class Smith:
         return _Outcome(leaf, text), True
 
     def _valued(self, leaf: _Leaf, state: str) -> _Text:
-        """The wording of a valued condition in one state, the firm's value as a token (see `TOKENS`)."""
+        """A valued condition's outcome in one state (its value and gap are each outcome's: see `_Text`)."""
         key = (leaf.condition, "valued", state)
         text = self._texts.get(key)
         if text is None:
-            if state == MET:
-                reason: Text = (f"{leaf.stated}（当前 ", leaf.token, "）")
-            else:
-                reason = (f"{leaf.demanded}，当前 ", leaf.token, "")
-            text = self._texts[key] = _Text(state, reason, None, 0.0 if state == MET else None, (), False, True)
+            text = self._texts[key] = _Text(state, None, 0.0 if state == MET else None, (), False, True)
         return text
 
     def _text(self, leaf: _Leaf, firm: Any, key: Any) -> _Text:
         if firm is None:
-            names = "".join(f"「{eligibility.label_of(name)}」" for name in key)
-            reason = f"缺少{names}信息，无法判断：{leaf.demanded}"
-            return _Text(UNKNOWN, reason, None, UNKNOWN_GAP, key, False)
-        # A set condition: its wording depends on which of the condition's names the firm holds.
+            return _Text(UNKNOWN, None, UNKNOWN_GAP, key, False)
+        # A set condition: its outcome depends on which of the condition's names the firm holds.
         today = self.day
         holds = OPERATORS[leaf.op](firm, leaf.value, today) != leaf.negated
-        shown = eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, today)
         shared = leaf.members is not None
         value = None if shared else sorted(firm)
         if holds:
-            return _Text(MET, f"{leaf.stated}（当前 {shown}）", value, 0.0, (), shared)
+            return _Text(MET, value, 0.0, (), shared)
         gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, today)
-        return _Text(NOT_MET, f"{leaf.demanded}，当前 {shown}", value, gap, (), shared)
+        return _Text(NOT_MET, value, gap, (), shared)
 
 
 def full(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:

@@ -37,8 +37,9 @@ WINDOW = 20  # best undecided or near-miss policies that feed "what would open m
 # Candidates worded by default (Settings.match_wording = "page"): a page shows 20, and feedback and
 # deadlines may lift a few from further down; the rest are judged when a later page is read.
 PAGE = 30
-# Format 2: a condition's reason (and an ineligible verdict's summary) may be stored as parts
-# [text, token, text, …] naming the firm's values (`wordbatch.TOKENS`), kept once per firm ("x").
+# Format 2: the batch's verdicts are stored as their conditions' states, worded when read from the
+# policy's rules and the firm's values, kept once per firm ("x", "s", "n": see `Words`); format 1 (and
+# rows `patch` writes) store each verdict worded in full.
 FORMAT = 2
 _FORMATS = (1, 2)
 FIELD_KINDS = {name: f.type for name, f in FIELDS.items()}
@@ -73,7 +74,12 @@ class Verdict:
 
 @dataclass
 class Words:
-    """A firm's stored wording, decoded (each verdict only when asked for)."""
+    """A firm's stored wording, decoded (each verdict only when asked for).
+
+    The batch stores a verdict as its conditions' states (`wordbatch.Core`) and the firm's values once
+    (`values`, `sets`, `needs`): a verdict is worded when read from its policy's rules
+    (`wordbatch.read`), as judging on `day` words it.
+    """
 
     day: dt.date
     tags: int  # `tag_digest` of the firm's tags when worded
@@ -81,7 +87,9 @@ class Words:
     window: list[tuple[int, int]]  # (policy id, version) the changes were computed from, in order
     changes: list[eligibility.Change]
     through: dt.date  # the last day judging the firm gives what it gave on `day` (`valid_through`)
-    values: list[Any] = field(default_factory=list)  # the firm's values of `wordbatch.TOKEN_FIELDS` (format 2)
+    values: list[Any] = field(default_factory=list)  # the firm's values of `wordbatch.TOKEN_FIELDS`
+    sets: list[list[str] | None] = field(default_factory=list)  # … and its names of `wordbatch.SET_FIELDS`
+    needs: dict[str, list[str]] = field(default_factory=dict)  # fields to fill in, per field left unknown
     _texts: dict[int, str] = field(default_factory=dict, repr=False)
 
     def text(self, k: int) -> str:
@@ -95,36 +103,47 @@ class Words:
             held = self._texts[k] = wordbatch.token_text(k, value, self.day)
         return held
 
+    def set_of(self, name: str) -> frozenset[str]:
+        return frozenset(self.sets[wordbatch.SET_FIELDS.index(name)] or ())
+
+    def needs_of(self, name: str) -> tuple[str, ...]:
+        return tuple(self.needs.get(name, ()))
+
     def usable_on(self, today: dt.date) -> bool:
         """Tell whether the stored verdicts are what judging on `today` gives (profile, tags and versions aside)."""
         return self.day <= today <= self.through
 
-    def verdict(self, policy_id: int, version: int) -> Verdict | None:
-        """Return the stored verdict of a policy if it was judged at this version."""
+    def verdict(self, policy_id: int, version: int, rules: Mapping[str, Any] | None) -> Verdict | None:
+        """Return the stored verdict of a policy if it was judged at this version (`rules`: the version's)."""
         row = self.rows.get(policy_id)
         if row is None or row[1] != version:
             return None
-        return _verdict(row, self.text)
+        return _verdict(row, self, rules)
 
     def status(self, policy_id: int, version: int) -> eligibility.Status | None:
         """Return the stored status of a policy if it was judged at this version (no verdict built)."""
         row = self.rows.get(policy_id)
         return _STATUS_NAMES[row[2]] if row is not None and row[1] == version else None
 
-    @property
-    def verdicts(self) -> dict[int, tuple[int, Verdict]]:
-        """Return every stored verdict: policy id → (policy version, verdict)."""
-        return {pid: (row[1], _verdict(row, self.text)) for pid, row in self.rows.items()}
+    def verdicts(self, rules: Mapping[int, Mapping[str, Any] | None]) -> dict[int, tuple[int, Verdict | None]]:
+        """Return every stored verdict: policy id → (policy version, verdict); `rules` per policy id."""
+        return {pid: (row[1], _verdict(row, self, rules.get(pid))) for pid, row in self.rows.items()}
 
 
-def _verdict(row: list[Any], text: Callable[[int], str]) -> Verdict:
-    _, _, code, summary, rows, missing, to_fill = row
-    render = wordbatch.render
-    conditions = [
-        Condition(path, name, state, reason if isinstance(reason, str) else render(reason, text), tuple(needs))
-        for path, name, state, reason, needs in rows
-    ]
-    summary = summary if isinstance(summary, str) else render(summary, text)
+def _verdict(row: list[Any], words: Words, rules: Mapping[str, Any] | None) -> Verdict | None:
+    code = row[2]
+    if isinstance(row[6], int):  # the batch's: the conditions' states, worded here (`wordbatch.Core`)
+        _, _, _, states, missing, to_fill, support = row
+        if rules is None:
+            return None
+        worded = wordbatch.read(rules, code, states, missing, to_fill, support, words)
+        if worded is None:
+            return None
+        conditions = [Condition(*c) for c in worded.conditions]
+        summary = worded.summary
+    else:  # worded in full (`eligibility.evaluate`'s, as `patch` stores it)
+        _, _, _, summary, rows, missing, to_fill = row
+        conditions = [Condition(path, name, state, reason, tuple(needs)) for path, name, state, reason, needs in rows]
     return Verdict(_STATUS_NAMES[code], conditions, [conditions[k] for k in missing], to_fill, summary)
 
 
@@ -265,7 +284,7 @@ def _packed(
         window=[(pid, policies[pid][0]) for pid in chosen],
         changes=changes,
         through=through,
-        values=firm.values(),
+        firm=firm,
     )
 
 
@@ -398,25 +417,28 @@ def pack(
     window: Sequence[tuple[int, int]],
     changes: Sequence[eligibility.Change],
     through: dt.date | None = None,
-    values: Sequence[Any] = (),
+    firm: wordbatch.Firm | None = None,
 ) -> bytes:
     """Serialise a firm's wording (stored compressed by `store.encode`).
 
     `through` is the last day the verdicts hold (`valid_through`); without it they hold on `day` only.
-    `values` are the firm's values of `wordbatch.TOKEN_FIELDS`, which the batch's rows name by token.
+    `firm` gives the values the batch's rows are worded with when read (`Words.values`, `sets`, `needs`).
 
-    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "x": values, "v": rows, "w": …, "c": …}``,
+    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "x": …, "s": …, "n": …, "v": rows,
+    "w": …, "c": …}``,
     written piece by piece: a batch `Core`'s row is serialised already, so the firm's rows are joined
     once rather than copied through orjson.
     """
     parts = [
-        b'{"f":%d,"d":%d,"u":%d,"t":%d,"x":%b,"v":['
+        b'{"f":%d,"d":%d,"u":%d,"t":%d,"x":%b,"s":%b,"n":%b,"v":['
         % (
             FORMAT,
             day.toordinal(),
             (through or day).toordinal(),
             tags,
-            orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY) if values else b"[]",
+            orjson.dumps(firm.values(), option=orjson.OPT_SERIALIZE_NUMPY) if firm else b"[]",
+            orjson.dumps(firm.sets()) if firm else b"[]",
+            orjson.dumps(firm.unknown()) if firm else b"{}",
         )
     ]
     sep = b""  # between rows
@@ -462,6 +484,8 @@ def unpack(raw: bytes) -> Words | None:
         changes=changes,
         through=dt.date.fromordinal(data.get("u", data["d"])),  # rows stored before "u": their own day only
         values=data.get("x") or [],
+        sets=data.get("s") or [],
+        needs=data.get("n") or {},
     )
 
 

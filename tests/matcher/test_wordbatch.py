@@ -131,16 +131,23 @@ def _firms(count: int, policies: list[dict[str, Any]], seed: int) -> list[dict[s
     return out
 
 
-def _row(pid: int, v: eligibility.PolicyVerdict | wordbatch.Core, firm: wordbatch.Firm) -> wording.Verdict:
+def _row(
+    pid: int, v: eligibility.PolicyVerdict | wordbatch.Core, firm: wordbatch.Firm, rules: Any
+) -> wording.Verdict | None:
     """The verdict's stored row, serialised, read back as a page reads it for this firm."""
-    return wording._verdict(orjson.loads(orjson.dumps(wording._verdict_row(pid, 1, v))), firm.text)
-
-
-def _decoded(raw: bytes) -> tuple[Any, ...]:
-    """Stored wording as a page reads it: every verdict with the firm's values worded, the window and changes."""
+    raw = wording.pack(day=TODAY, tags=0, verdicts=[(pid, 1, v)], window=[], changes=[], firm=firm)
     words = wording.unpack(raw)
     assert words is not None
-    return words.day, words.through, words.tags, words.verdicts, words.window, words.changes
+    return words.verdict(pid, 1, rules)
+
+
+def _decoded(raw: bytes, policies: dict[int, tuple[int, Any]]) -> tuple[Any, ...]:
+    """Stored wording as a page reads it: every verdict worded for the firm, the window and changes."""
+    words = wording.unpack(raw)
+    assert words is not None
+    verdicts = words.verdicts({pid: rules for pid, (_, rules) in policies.items()})
+    assert all(v is not None for _, v in verdicts.values())
+    return words.day, words.through, words.tags, verdicts, words.window, words.changes
 
 
 @pytest.mark.parametrize("seed", [11, 12])
@@ -161,7 +168,7 @@ def test_every_verdict_equals_evaluate(seed: int) -> None:
             assert got.missing == expected.missing
             assert got.fields_to_fill == expected.fields_to_fill
             assert got.summary == expected.summary
-            assert _row(pid, judged, firm) == _row(pid, expected, firm)
+            assert _row(pid, judged, firm, rules) == _row(pid, expected, firm, rules)
             states.update(c.state for c in expected.conditions)
         chosen = [
             pid for pid in range(len(policies)) if smith.judge(policies[pid], firm).status != eligibility.ELIGIBLE
@@ -260,7 +267,7 @@ def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
     for facts in firms:
         items, near, _ = _stored(facts, policies, rng)
         got = _word_firm(facts, policies, items, near, set(), first, smith=smith)
-        assert _decoded(got) == _decoded(_reference(facts, policies, items, near, first))
+        assert _decoded(got, policies) == _decoded(_reference(facts, policies, items, near, first), policies)
         assert orjson.loads(got)["v"]
 
 
@@ -276,7 +283,7 @@ def test_rules_it_does_not_compile_are_judged_by_evaluate() -> None:
         smith.judge({"field": "employees", "op": "near", "value": 3}, firm)
     empty = smith.judge({"all": []}, firm)
     assert empty == eligibility.evaluate({"all": []}, firm.facts, today=TODAY)
-    assert smith.judge(None, firm).summary == eligibility.NO_RULES_SUMMARY
+    assert wordbatch.full(smith.judge(None, firm), firm).summary == eligibility.NO_RULES_SUMMARY
 
 
 @pytest.mark.parametrize("first", [wording.PAGE, None])
@@ -346,22 +353,17 @@ def test_firms_in_the_same_state_share_one_verdict_whatever_their_values() -> No
     assert vc is vd and vc.status == eligibility.INELIGIBLE
     for firm, verdict in ((a, va), (b, vb), (c, vc), (d, vd)):
         assert wordbatch.full(verdict, firm) == eligibility.evaluate(rules, firm.facts, today=TODAY)
-        raw = wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, verdict)], window=[], changes=[], values=firm.values())
+        raw = wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, verdict)], window=[], changes=[], firm=firm)
         words = wording.unpack(raw)
         assert words is not None
-        shown = words.verdict(1, 1)
+        shown = words.verdict(1, 1, rules)
         expected = eligibility.evaluate(rules, firm.facts, today=TODAY)
         assert shown is not None and [c.reason for c in shown.conditions] == [c.reason for c in expected.conditions]
         assert shown.summary == expected.summary
-    assert (
-        "1234.5 万元"
-        in wording.unpack(
-            wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, vb)], window=[], changes=[], values=b.values())
-        )
-        .verdict(1, 1)
-        .conditions[0]
-        .reason
-    )  # type: ignore[union-attr]
+    stored = wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, vb)], window=[], changes=[], firm=b)
+    assert b"1234.5" not in stored.split(b'"v":')[1]  # rows name states; the firm's values are kept once
+    shown_b = wording.unpack(stored).verdict(1, 1, rules)  # type: ignore[union-attr]
+    assert shown_b is not None and "1234.5 万元" in shown_b.conditions[0].reason
     # Two failed conditions are ordered by each firm's gaps: worded per firm.
     e = smith.firm({**base, "annual_revenue": 450, "employees": 900})
     f = smith.firm({**base, "annual_revenue": 100, "employees": 310})
