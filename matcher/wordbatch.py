@@ -10,14 +10,20 @@ once:
   its wording as stated and as demanded (`eligibility._requirement`) and the tree with each ``not``
   pushed down to the conditions (De Morgan, as `eligibility._walk` does), flattened when it is a plain
   all-of.
-* **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, reason, gap, the
-  stored row) depends only on the firm's value of its field (for a has_any/has_all/has_none over a
-  list, only on which of the listed names the firm holds; when unknown, on the fields to fill in), so
-  it is computed once per (condition, value) and shared by every firm with that value; its wording
-  (`_Text`) also by every policy stating the same condition. The firm's side of the wording
-  (`eligibility._firm_text`) is shared across conditions on the same field.
+* **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, gap) depends
+  only on the firm's value of its field (for a has_any/has_all/has_none over a list, only on which of
+  the listed names the firm holds; when unknown, on the fields to fill in), so it is computed once per
+  (condition, value) and shared by every firm with that value (`_Text` also by every policy stating
+  the same condition).
 * **Verdicts per outcome combination**: a policy's verdict (status, what is missing closest first, the
-  summary, the stored row) depends only on its conditions' outcomes, so it is built once per combination.
+  stored row) depends only on its conditions' outcomes, so it is built once per combination.
+* **States, not words, are stored**: a condition's outcome on a field that is not a set is one per
+  state whatever the firm's value (its gap, which orders what is missing, is the value's own; a
+  verdict whose order depends on gaps is built per firm). A verdict is stored as its conditions'
+  states, what is missing and what to fill in; the firm's values are stored once per firm, and
+  `read` words a stored verdict from the policy's rules and those values, with the same function
+  (`reason`, `summary`) that words `Core.verdict` here. A candidate the kernel found eligible under a
+  plain all-of without set conditions takes the policy's one all-met verdict (`Smith.eligible`).
 
 What remains per (firm, policy) is a look-up per condition and one per verdict. The result is exactly
 `eligibility.evaluate`'s (tests hold every field equal over synthetic firms and the demo policies); a
@@ -64,10 +70,11 @@ _STATUS: dict[str, str] = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
 _STATUS_OF_CODE: dict[int, str] = {code: status for status, code in STATUS_CODES.items()}
 KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
 
-# The firm's side of a reason ("当前 1,234 万元") for every field but sets, referred to by number: stored
-# rows say "当前 ⟨k⟩" and each firm's wording holds its values once (`Firm.values`), so a condition's
-# outcome and a verdict's row are shared by every firm with the same state, whatever its value. Dates
-# have two wordings (the date itself; years since it, for years_since_gte / _lte).
+# The firm's side of a reason ("当前 1,234 万元") for every field but sets, by number: a stored verdict
+# is its conditions' states (`Core.body`), and each firm's stored wording keeps its values once
+# (`Firm.values`), so a condition's outcome and a verdict are shared by every firm in the same state,
+# whatever its values; both are worded when read (`read`). Dates have two wordings (the date itself;
+# years since it, for years_since_gte / _lte).
 TOKENS: tuple[tuple[str, bool], ...] = tuple(
     (name, years)
     for name, kind in _KINDS.items()

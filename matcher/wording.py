@@ -4,8 +4,10 @@ A recommendation card shows the policy's verdict for the firm (✓ ✗ ? per con
 missing, what to fill in) and the page shows "what would open more policies" (`eligibility.
 best_changes` over the firm's best undecided policies and near misses). Judging rule trees and
 searching changes per request cost milliseconds, so the batch does both for every stored candidate
-and near miss (`word_firm`) and packs the result with the firm's matches (`store.encode`). A page
-uses a stored verdict only while it is exactly what judging now would give:
+and near miss (`word_firm`) and packs the result with the firm's matches (`store.encode`): each
+verdict as its conditions' states, with the firm's values once, worded when read from the policy's
+rules (`wordbatch.read`, the wording `wordbatch.Core.verdict` uses). A page uses a stored verdict only
+while it is exactly what judging now would give:
 
 * a day from the one it was worded on (`day`) through the last day on which judging the firm gives
   the same (`through`, see `valid_through`: years since establishment and qualification expiry are
