@@ -202,6 +202,24 @@ def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
     return [pid for _, pid in ranked]
 
 
+def pools(
+    items: np.ndarray, item_bounds: Sequence[int], near: np.ndarray, near_bounds: Sequence[int]
+) -> list[list[int]]:
+    """`pool` of every firm of a chunk (firm i's records are ``items[item_bounds[i]:item_bounds[i + 1]]``,
+    near misses likewise), sorted once for the chunk."""
+    n = len(item_bounds) - 1
+    item_firm = np.repeat(np.arange(n), np.diff(np.asarray(item_bounds, dtype=np.int64)).astype(np.int64))
+    near_firm = np.repeat(np.arange(n), np.diff(np.asarray(near_bounds, dtype=np.int64)).astype(np.int64))
+    likely = items["status"] == 1
+    firm = np.concatenate([item_firm[likely], near_firm])
+    base = np.concatenate([items["base"][likely], near["base"]]).astype(np.float64)
+    pid = np.concatenate([items["policy"][likely], near["policy"]]).astype(np.int64)
+    order = np.lexsort((pid, -base, firm))
+    ranked = pid[order].tolist()
+    cuts = np.searchsorted(firm[order], np.arange(n + 1)).tolist()
+    return [ranked[cuts[i] : cuts[i + 1]] for i in range(n)]
+
+
 def window(candidates: Sequence[int], status_of: Callable[[int], str | None], hidden: set[int]) -> list[int]:
     """Return the first `WINDOW` policies of the pool not hidden, still open and not eligible.
 
@@ -326,6 +344,7 @@ def word_chunk(
     out: list[bytes] = []
     item_policy, near_policy = items["policy"].tolist(), near["policy"].tolist()
     item_status = items["status"].tolist()
+    feeding = pools(items, item_bounds, near, near_bounds)  # per firm: the policies that may feed its changes
     for lo in range(0, len(facts), BATCH):
         hi = min(len(facts), lo + BATCH)
         firms = [smith.firm(facts[i]) for i in range(lo, hi)]
@@ -341,7 +360,7 @@ def word_chunk(
             if first is None:
                 order.update(dict.fromkeys(near_policy[c:d]))
             hide = hidden[i]
-            chosen = [pid for pid in pool(items[a:b], near[c:d]) if pid not in hide][:WINDOW]
+            chosen = [pid for pid in feeding[i] if pid not in hide][:WINDOW]
             order.update(dict.fromkeys(chosen))
             needed = list(order)
             plans.append((needed, chosen))
