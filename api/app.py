@@ -65,6 +65,7 @@ def warm_up(state: State) -> None:
 
     from desk import answer
     from matcher import search as matcher_search
+    from matcher import wordbatch
 
     started, cpu = time.perf_counter(), time.process_time()
     try:
@@ -75,7 +76,11 @@ def warm_up(state: State) -> None:
             # The policy set every recommendation page reads (1–3 CPU s at 10k policies): built here, not
             # by the first request that reaches this process, which would wait for it with every
             # request queued behind it (seen as 7 s stalls at 32 clients in bench.serving).
-            state.matcher.policy_sets.get(db, today=dt.date.today())
+            policies = state.matcher.policy_sets.get(db, today=dt.date.today())
+            # Stored verdicts are worded from their policy's compiled rules (`matcher.wordbatch.read`).
+            for policy in policies.policies:
+                if policy.rules is not None:
+                    wordbatch.template(policy.rules)
             answer.retrieve(db=db, matcher=state.matcher, question="小微企业房租补贴怎么申请")
             matcher_search.search(db=db, matcher=state.matcher, q="研发费用加计扣除", limit=1)
         heap.settle()  # what warm-up loaded stays for the life of the process (core.heap)

@@ -1222,6 +1222,14 @@ def best_changes(
     gives a missing condition's changes (`suggested`; the batch keeps them per condition and value).
     """
     open_ = {pid: v.missing for pid, v in verdicts.items() if v.status != ELIGIBLE and v.missing}
+    # A change fixes a condition only when filling in fields makes an unknown one decidable, or when it
+    # is on the field of a failed one: only policies missing nothing else can open (checked in order).
+    fillable = [(pid, needed) for pid, needed in open_.items() if all(r.state == UNKNOWN for r in needed)]
+    by_field: dict[str, list[tuple[int, list[ConditionResult]]]] = {}
+    for pid, needed in open_.items():
+        field = needed[0].field
+        if all(r.state == NOT_MET and r.field == field for r in needed):
+            by_field.setdefault(field, []).append((pid, needed))
     seen: set[tuple[Any, ...]] = set()
     best: dict[tuple[Any, ...], tuple[_Candidate, list[int]]] = {}
     for missing in open_.values():
@@ -1230,7 +1238,8 @@ def best_changes(
                 if identity in seen:
                     continue
                 seen.add(identity)
-                opened = [pid for pid, needed in open_.items() if all(_fixes(c, r) for r in needed)]
+                within = fillable if c.kind == "fill" else by_field.get(c.field, ())
+                opened = [pid for pid, needed in within if all(_fixes(c, r) for r in needed)]
                 if not opened:
                     continue
                 held = best.get(c.group)

@@ -276,7 +276,7 @@ class _Judge:
         if self.words is None:
             return None
         policy = self.ps.policies[j]
-        return self.words.verdict(policy.id, policy.version)
+        return self.words.verdict(policy.id, policy.version, policy.rules)
 
     def judge(self, j: int) -> PolicyVerdict:
         verdict = self._judged.get(j)

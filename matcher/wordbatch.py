@@ -10,14 +10,20 @@ once:
   its wording as stated and as demanded (`eligibility._requirement`) and the tree with each ``not``
   pushed down to the conditions (De Morgan, as `eligibility._walk` does), flattened when it is a plain
   all-of.
-* **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, reason, gap, the
-  stored row) depends only on the firm's value of its field (for a has_any/has_all/has_none over a
-  list, only on which of the listed names the firm holds; when unknown, on the fields to fill in), so
-  it is computed once per (condition, value) and shared by every firm with that value; its wording
-  (`_Text`) also by every policy stating the same condition. The firm's side of the wording
-  (`eligibility._firm_text`) is shared across conditions on the same field.
+* **Outcomes per distinct value** (`Smith`, per chunk): a condition's outcome (state, gap) depends
+  only on the firm's value of its field (for a has_any/has_all/has_none over a list, only on which of
+  the listed names the firm holds; when unknown, on the fields to fill in), so it is computed once per
+  (condition, value) and shared by every firm with that value (`_Text` also by every policy stating
+  the same condition).
 * **Verdicts per outcome combination**: a policy's verdict (status, what is missing closest first, the
-  summary, the stored row) depends only on its conditions' outcomes, so it is built once per combination.
+  stored row) depends only on its conditions' outcomes, so it is built once per combination.
+* **States, not words, are stored**: a condition's outcome on a field that is not a set is one per
+  state whatever the firm's value (its gap, which orders what is missing, is the value's own; a
+  verdict whose order depends on gaps is built per firm). A verdict is stored as its conditions'
+  states, what is missing and what to fill in; the firm's values are stored once per firm, and
+  `read` words a stored verdict from the policy's rules and those values, with the same function
+  (`reason`, `summary`) that words `Core.verdict` here. A candidate the kernel found eligible under a
+  plain all-of without set conditions takes the policy's one all-met verdict (`Smith.eligible`).
 
 What remains per (firm, policy) is a look-up per condition and one per verdict. The result is exactly
 `eligibility.evaluate`'s (tests hold every field equal over synthetic firms and the demo policies); a
@@ -34,7 +40,7 @@ import itertools
 import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
 
@@ -61,7 +67,110 @@ _KINDS = {name: f.type for name, f in FIELDS.items()}
 _SET_OPS = frozenset({"has_any", "has_all", "has_none"})
 _PLAIN = frozenset({int, float, str, dt.date})  # value types whose equal values word alike (5 and 5.0 alike)
 _STATUS: dict[str, str] = {MET: ELIGIBLE, UNKNOWN: LIKELY, NOT_MET: INELIGIBLE}
+_STATUS_OF_CODE: dict[int, str] = {code: status for status, code in STATUS_CODES.items()}
 KEEP = 200_000  # outcomes and verdicts a `Smith` holds before it starts afresh (~200 MB at most)
+
+# The firm's side of a reason ("当前 1,234 万元") for every field but sets, by number: a stored verdict
+# is its conditions' states (`Core.body`), and each firm's stored wording keeps its values once
+# (`Firm.values`), so a condition's outcome and a verdict are shared by every firm in the same state,
+# whatever its values; both are worded when read (`read`). Dates have two wordings (the date itself;
+# years since it, for years_since_gte / _lte).
+TOKENS: tuple[tuple[str, bool], ...] = tuple(
+    (name, years)
+    for name, kind in _KINDS.items()
+    if kind != "set"
+    for years in ((False, True) if kind == "date" else (False,))
+)
+_TOKEN = {key: k for k, key in enumerate(TOKENS)}
+TOKEN_FIELDS = tuple(dict.fromkeys(name for name, _ in TOKENS))
+SET_FIELDS = tuple(name for name, kind in _KINDS.items() if kind == "set")
+
+
+def token_text(k: int, value: Any, day: dt.date) -> str:
+    """Word a firm's value of token k's field as a reason shows it after "当前" (`eligibility._firm_text`)."""
+    field, years = TOKENS[k]
+    return eligibility._firm_text(field, "years_since_gte" if years else "eq", value, None, day)
+
+
+_STATE_CODE: dict[str, str] = {
+    MET: "1",
+    NOT_MET: "0",
+    UNKNOWN: "?",
+}  # a stored verdict's conditions, one character each
+_CODE_STATE: dict[str, str] = {code: state for state, code in _STATE_CODE.items()}
+
+
+class Reader(Protocol):
+    """A firm as wording reads it: its day, and its values as reasons show them."""
+
+    day: dt.date
+
+    def text(self, k: int) -> str: ...  # token k's value worded (see `TOKENS`)
+
+    def set_of(self, field: str) -> frozenset[str]: ...  # a set field's names
+
+    def needs_of(self, field: str) -> tuple[str, ...]: ...  # the fields to fill in for an unknown value
+
+
+def reason(leaf: _Leaf, state: str, firm: Reader) -> str:
+    """Word one condition for a firm as `eligibility._judge` does."""
+    if state == UNKNOWN:
+        names = "".join(f"「{eligibility.label_of(name)}」" for name in firm.needs_of(leaf.field))
+        return f"缺少{names}信息，无法判断：{leaf.demanded}"
+    if leaf.token is not None:
+        shown = firm.text(leaf.token)
+    else:
+        shown = eligibility._firm_text(leaf.field, leaf.op, firm.set_of(leaf.field), leaf.value, firm.day)
+    return f"{leaf.stated}（当前 {shown}）" if state == MET else f"{leaf.demanded}，当前 {shown}"
+
+
+def summary(
+    status: str,
+    reasons: Sequence[str],
+    states: Sequence[str],
+    missing: Sequence[int],
+    to_fill: Sequence[str],
+    support: int,
+) -> str:
+    """A verdict's summary as `eligibility._summary` words it (`missing`: leaf indices, closest first)."""
+    if status == ELIGIBLE:
+        return _all_met(support)[0]
+    if status == LIKELY:
+        return f"需补充：{eligibility._labels(to_fill)}"
+    failed = [k for k in missing if states[k] == NOT_MET]
+    shown = "；".join(reasons[k] for k in failed[:3]) + ("等" if len(failed) > 3 else "")
+    text = f"还差 {len(failed)} 项条件：{shown}"
+    return f"{text}；另需补充：{eligibility._labels(to_fill)}" if to_fill else text
+
+
+class Worded(NamedTuple):
+    """A stored verdict worded for a firm (`read`)."""
+
+    conditions: list[tuple[str, str, str, str, tuple[str, ...]]]  # path, field, state, reason, needs
+    summary: str
+
+
+def read(
+    rules: Mapping[str, Any],
+    code: int,
+    states: str,
+    missing: Sequence[int],
+    to_fill: Sequence[str],
+    support: int,
+    firm: Reader,
+) -> Worded | None:
+    """Word a verdict stored as its conditions' states (`Core.body`) for a firm; None when the policy's
+    rules are not the ones it was judged with (a different number of conditions) or not compiled."""
+    t = template(rules)
+    if t is None or len(t.leaves) != len(states):
+        return None
+    decoded = [_CODE_STATE[c] for c in states]
+    reasons = [reason(leaf, state, firm) for leaf, state in zip(t.leaves, decoded, strict=True)]
+    conditions = [
+        (leaf.path, leaf.field, state, text, firm.needs_of(leaf.field) if state == UNKNOWN else ())
+        for leaf, state, text in zip(t.leaves, decoded, reasons, strict=True)
+    ]
+    return Worded(conditions, summary(_STATUS_OF_CODE[code], reasons, decoded, missing, to_fill, support))
 
 
 # ---------------------------------------------------------------- facts
@@ -112,6 +221,7 @@ class _Leaf:
         "op",
         "path",
         "stated",
+        "token",
         "value",
     )
 
@@ -132,6 +242,9 @@ class _Leaf:
         self.head = orjson.dumps([path, field])[:-1] + b","  # the stored row up to the state
         self.effective = eligibility._effective_op(op, negated)
         self.kind = _KINDS[field]
+        # The firm's value is worded through a token for every field but sets (see `TOKENS`).
+        years = self.kind == "date" and op in ("years_since_gte", "years_since_lte")
+        self.token: int | None = None if self.kind == "set" else _TOKEN[(field, years)]
         # A set condition over a list of names depends only on which of them the firm holds.
         self.members: tuple[str, ...] | None = None
         if self.kind == "set" and op in _SET_OPS and isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -223,107 +336,138 @@ def template(rules: Mapping[str, Any]) -> Template | None:
 
 
 class _Text:
-    """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`)."""
+    """One condition's outcome for one firm value, whatever leaf states the condition (`Smith._text`).
 
-    __slots__ = ("changes", "gap", "needs", "reason", "shared", "state", "tail", "value")
+    A condition on a field that is not a set (`valued`, see `TOKENS`) has one per state, shared by every
+    value: its value and gap are then each outcome's own (`_Outcome`), and its suggestions are kept per
+    value (`changes`).
+    """
+
+    __slots__ = ("changes", "gap", "needs", "shared", "state", "valued", "value")
 
     def __init__(
-        self, state: str, reason: str, value: Any, gap: float | None, needs: tuple[str, ...], shared: bool
+        self,
+        state: str,
+        value: Any,
+        gap: float | None,
+        needs: tuple[str, ...],
+        shared: bool,
+        valued: bool = False,
     ) -> None:
         self.state = state
-        self.reason = reason
         self.value = value
         self.gap = gap
         self.needs = needs
         self.shared = shared
-        self.tail = orjson.dumps([state, reason, needs])[1:]  # the stored row after the path and field
-        self.changes: list[tuple[Any, tuple[Any, ...]]] | None = None  # `eligibility.suggested`, once needed
+        self.valued = valued
+        # `eligibility.suggested`, once needed: per firm value when valued (None: the one value's)
+        self.changes: dict[Any, list[tuple[Any, tuple[Any, ...]]]] = {}
 
 
 class _Outcome:
-    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's set."""
+    """One condition's outcome for every firm with one value: `ConditionResult` less the firm's values.
 
-    __slots__ = ("cr", "gap", "json", "leaf", "needs", "reason", "shared", "state", "text", "value")
+    A valued outcome (see `_Text`) met stands for every value meeting the condition; one not met is
+    per value (its gap orders what is missing), with `canon` the one standing for all of them where
+    the order does not matter.
+    """
 
-    def __init__(self, leaf: _Leaf, text: _Text) -> None:
+    __slots__ = ("canon", "gap", "leaf", "miss", "needs", "shared", "state", "text", "valued", "value")
+
+    def __init__(
+        self, leaf: _Leaf, text: _Text, value: Any = None, gap: float | None = None, canon: _Outcome | None = None
+    ) -> None:
         self.leaf = leaf
         self.state = text.state
-        self.reason = text.reason
-        self.value = text.value  # ConditionResult.firm_value (unless shared)
-        self.gap = text.gap
+        self.valued = text.valued
+        self.value = value if text.valued else text.value  # ConditionResult.firm_value (unless shared)
+        self.gap = gap if text.valued else text.gap
         self.needs = text.needs
         self.shared = text.shared  # one outcome for several set values: firm_value is taken from each firm
-        # The stored row of the condition (as `wording._verdict_row` stores it), serialised once.
-        self.json = leaf.head + text.tail
-        self.cr: ConditionResult | None = None
+        self.miss: _Missing | None = None  # what `best_changes` reads, once (unless valued or shared)
         self.text = text
+        self.canon: _Outcome = canon or self
 
-    def condition(self, facts: Mapping[str, Any]) -> ConditionResult:
-        """Return the `ConditionResult` `eligibility._judge` gives for a firm with these (clean) facts."""
-        if self.cr is not None:
-            return self.cr
+    def condition(self, firm: Firm, text: str) -> ConditionResult:
+        """Return the `ConditionResult` `eligibility._judge` gives for this firm, worded `text`."""
         leaf = self.leaf
-        value = sorted(facts[leaf.field]) if self.shared else self.value
-        cr = ConditionResult(
+        if self.valued:  # the firm's own value and gap
+            value = firm.facts[leaf.field]
+            gap = (
+                0.0 if self.state == MET else eligibility._gap(leaf.field, leaf.effective, value, leaf.value, firm.day)
+            )
+        else:
+            value = sorted(firm.facts[leaf.field]) if self.shared else self.value
+            gap = self.gap
+        return ConditionResult(
             leaf.path,
             leaf.field,
             leaf.op,
             leaf.value,
             self.state,  # type: ignore[arg-type]
-            self.reason,
+            text,
             value,
-            self.gap,
+            gap,
             leaf.negated,
             self.needs,
             leaf.node_id,
         )
-        if not self.shared:
-            self.cr = cr
-        return cr
 
 
 class Core:
-    """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores."""
+    """A policy's verdict for every firm whose conditions came out alike: what `wording.pack` stores.
 
-    __slots__ = ("body", "code", "missing", "outcomes", "status", "summary", "to_fill")
+    Stored as its conditions' states (`body`); the words are the firm's, put in when read (`read`).
+    """
+
+    __slots__ = ("body", "code", "missing", "outcomes", "status", "support", "to_fill")
 
     def __init__(
-        self,
-        status: str,
-        outcomes: list[_Outcome],
-        missing: list[_Outcome],
-        to_fill: list[str],
-        summary: str,
-        summary_json: bytes | None = None,
+        self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], support: int
     ) -> None:
         self.status = status
         self.code = code = STATUS_CODES[status]
         self.outcomes = outcomes
         self.missing = missing
         self.to_fill = to_fill
-        self.summary = summary
-        # `wording._verdict_row` after the policy id and version, serialised ("code, summary, …]"): the
-        # conditions' rows are each serialised once per outcome and joined here (orjson writes no spaces).
-        self.body = b"%d,%b,[%b],%b,%b]" % (
+        self.support = support
+        # `wording._verdict_row` after the policy id and version, serialised ("code, states, …]").
+        self.body = b'%d,"%s",%b,%b,%d]' % (
             code,
-            summary_json or orjson.dumps(summary),
-            b",".join([o.json for o in outcomes]),
+            "".join([_STATE_CODE[o.state] for o in outcomes]).encode(),
             orjson.dumps([o.leaf.index for o in missing]) if missing else b"[]",
             orjson.dumps(to_fill) if to_fill else b"[]",
+            support,
         )
 
     def row(self, pid: int, version: int) -> orjson.Fragment:
         """Return the stored row (`wording._verdict_row`), serialised."""
         return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self.body))
 
-    def verdict(self, facts: Mapping[str, Any]) -> PolicyVerdict:
-        """Return the `PolicyVerdict` `eligibility.evaluate` gives for a firm with these (clean) facts."""
-        conditions = [o.condition(facts) for o in self.outcomes]
-        missing = [conditions[o.leaf.index] for o in self.missing]
-        return PolicyVerdict(self.status, conditions, missing, list(self.to_fill), self.summary)  # type: ignore[arg-type]
+    def verdict(self, firm: Firm) -> PolicyVerdict:
+        """Return the `PolicyVerdict` `eligibility.evaluate` gives for this firm."""
+        states = [o.state for o in self.outcomes]
+        reasons = [reason(o.leaf, o.state, firm) for o in self.outcomes]
+        conditions = [o.condition(firm, text) for o, text in zip(self.outcomes, reasons, strict=True)]
+        missing = [o.leaf.index for o in self.missing]
+        text = summary(self.status, reasons, states, missing, self.to_fill, self.support)
+        return PolicyVerdict(self.status, conditions, [conditions[k] for k in missing], list(self.to_fill), text)  # type: ignore[arg-type]
 
 
-_NO_RULES = Core(ELIGIBLE, [], [], [], NO_RULES_SUMMARY)
+class _NoRules(Core):
+    """A policy without rules: eligible, with evaluate's own summary (stored worded)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(ELIGIBLE, [], [], [], 0)
+        self.body = b"%d,%b,[],[],[]]" % (self.code, orjson.dumps(NO_RULES_SUMMARY))
+
+    def verdict(self, firm: Firm) -> PolicyVerdict:
+        return PolicyVerdict(ELIGIBLE, [], [], [], NO_RULES_SUMMARY)
+
+
+_NO_RULES = _NoRules()
 
 
 def _cost(missing: list[_Outcome]) -> tuple[int, int, float]:
@@ -354,7 +498,6 @@ def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome],
 
 
 _ALL_MET: dict[int, tuple[str, bytes]] = {}  # "符合全部 n 项条件" and its JSON, per n
-_TO_FILL: dict[tuple[str, ...], tuple[str, bytes]] = {}  # a likely verdict's summary and its JSON, per fields
 
 
 def _all_met(support: int) -> tuple[str, bytes]:
@@ -371,7 +514,7 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
     if t.flat:
         missing = [o for o in outcomes if o.state != MET]
         if not missing:
-            return Core(ELIGIBLE, outcomes, [], [], *_all_met(len(outcomes)))
+            return Core(ELIGIBLE, outcomes, [], [], len(outcomes))
         state = UNKNOWN
         for o in missing:
             if o.state == NOT_MET:
@@ -382,39 +525,58 @@ def _core(t: Template, outcomes: list[_Outcome]) -> Core:
         state, missing, support = _combine(t.tree, outcomes)
     status = _STATUS[state]
     if state == MET:
-        return Core(status, outcomes, [], [], *_all_met(support))
+        return Core(status, outcomes, [], [], support)
     if len(missing) == 1:
         unknown, failed = ([], missing) if missing[0].state == NOT_MET else (missing, [])
     else:
         unknown = [r for r in missing if r.state == UNKNOWN]
         failed = [r for r in missing if r.state == NOT_MET]
         failed.sort(key=lambda r: (r.gap is None, r.gap or 0.0))
-    ordered = unknown + failed
     to_fill = list(dict.fromkeys(name for r in unknown for name in r.needs)) if unknown else []
-    if status == ELIGIBLE:
-        return Core(status, outcomes, ordered, to_fill, *_all_met(support))
-    if status == LIKELY:
-        key = tuple(to_fill)
-        held = _TO_FILL.get(key)
-        if held is None:
-            text = f"需补充：{eligibility._labels(to_fill)}"
-            held = _TO_FILL[key] = (text, orjson.dumps(text))
-        return Core(status, outcomes, ordered, to_fill, *held)
-    shown = "；".join(r.reason for r in failed[:3]) + ("等" if len(failed) > 3 else "")
-    summary = f"还差 {len(failed)} 项条件：{shown}"
-    if to_fill:
-        summary = f"{summary}；另需补充：{eligibility._labels(to_fill)}"
-    return Core(status, outcomes, ordered, to_fill, summary)
+    return Core(status, outcomes, unknown + failed, to_fill, support)
 
 
 class Firm:
     """One firm's clean facts and, per derived field, what it must fill in (computed once per firm)."""
 
-    __slots__ = ("facts", "needs")
+    __slots__ = ("_texts", "day", "facts", "needs")
 
-    def __init__(self, facts: dict[str, Any]) -> None:
+    def __init__(self, facts: dict[str, Any], day: dt.date) -> None:
         self.facts = facts
+        self.day = day
         self.needs: dict[str, tuple[str, ...]] = {}
+        self._texts: dict[int, str] = {}
+
+    def text(self, k: int) -> str:
+        """Return the firm's wording of token k's value (see `TOKENS`)."""
+        held = self._texts.get(k)
+        if held is None:
+            held = self._texts[k] = token_text(k, self.facts[TOKENS[k][0]], self.day)
+        return held
+
+    def set_of(self, field: str) -> frozenset[str]:
+        return cast(frozenset[str], self.facts[field])
+
+    def needs_of(self, field: str) -> tuple[str, ...]:
+        held = self.needs.get(field)
+        if held is None:
+            held = self.needs[field] = eligibility.inputs_to_fill(field, self.facts)
+        return held
+
+    def unknown(self) -> dict[str, tuple[str, ...]]:
+        """Return, per field the firm left unknown (in `FIELDS` order), the fields it must fill in."""
+        facts = self.facts
+        return {name: self.needs_of(name) for name in _KINDS if facts[name] is None}
+
+    def values(self) -> list[Any]:
+        """Return the firm's values of the token fields (`TOKEN_FIELDS`), as its stored wording keeps them."""
+        facts = self.facts
+        return [facts[name] for name in TOKEN_FIELDS]
+
+    def sets(self) -> list[list[str] | None]:
+        """Return the firm's names of each set field (`SET_FIELDS`), as its stored wording keeps them."""
+        facts = self.facts
+        return [None if facts[name] is None else sorted(facts[name]) for name in SET_FIELDS]
 
 
 class Smith:
@@ -425,17 +587,17 @@ class Smith:
 
     def __init__(self, day: dt.date) -> None:
         self.day = day
-        self._leaves: dict[int, tuple[_Leaf, dict[Any, _Outcome]]] = {}
         # Per rule tree (by identity): the tree, its template, per condition (leaf, field, names, outcomes
         # by value) and the verdicts by outcome combination.
         self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
-        self._shown: dict[tuple[Any, ...], str] = {}
         self._texts: dict[tuple[Any, ...], _Text] = {}  # per (condition, unknown, value's key)
+        self._canon: dict[tuple[_Leaf, str], _Outcome] = {}  # a valued leaf's outcome per state
+        self._eligible: dict[int, tuple[Mapping[str, Any], Core | None]] = {}  # per rule tree: see `eligible`
         self._kept = 0  # outcomes and verdicts held
 
     def firm(self, facts: Mapping[str, Any]) -> Firm:
         """Return a firm to judge (its facts as `profile_facts` or `Chunk.facts` give them)."""
-        return Firm(clean_facts(facts))
+        return Firm(clean_facts(facts), self.day)
 
     def judge(self, rules: Mapping[str, Any] | None, firm: Firm) -> Core | PolicyVerdict:
         """Return a policy's verdict for the firm: a `Core` (see `Core.verdict`), or evaluate's own."""
@@ -455,6 +617,7 @@ class Smith:
         _, t, steps, cores = state
         columns = []
         fresh: set[int] = set()  # firms with an outcome first met here: their combination is new, likely unique
+        valued: set[int] = set()  # firms with an outcome not met whose gap is their own (see `_Outcome`)
         for leaf, field, members, memo in steps:
             column = []
             for row, firm in enumerate(firms):
@@ -472,8 +635,12 @@ class Smith:
                     key = tuple(m in value for m in members)
                 outcome = memo.get(key)
                 if outcome is None:
-                    outcome = memo[key] = self._outcome(leaf, value, key)
-                    fresh.add(row)
+                    outcome, new = self._outcome(leaf, value, key)
+                    memo[key] = outcome
+                    if new:
+                        fresh.add(row)
+                if outcome.canon is not outcome:
+                    valued.add(row)
                 column.append(outcome)
             columns.append(column)
         out: list[Core | PolicyVerdict] = []
@@ -481,6 +648,13 @@ class Smith:
             if row in fresh:  # kept once an outcome is met again (firms sharing the value)
                 out.append(_core(t, list(combo)))
                 continue
+            if row in valued:
+                # What is missing is ordered by gap (and an any-of picks its closest branch by it): alike
+                # for every value only with one failed condition in a plain all-of.
+                if not t.flat or sum(o.state == NOT_MET for o in combo) > 1:
+                    out.append(_core(t, list(combo)))
+                    continue
+                combo = tuple(o.canon for o in combo)
             core = cores.get(combo)
             if core is None:
                 core = cores[combo] = _core(t, list(combo))
@@ -488,51 +662,93 @@ class Smith:
             out.append(core)
         return out
 
-    def _outcome(self, leaf: _Leaf, firm: Any, key: Any) -> _Outcome:
-        """`eligibility._judge` for one condition and one firm value (None: unknown; `key` the fields to fill)."""
+    def eligible(self, rules: Mapping[str, Any] | None) -> Core | None:
+        """Return the verdict of a policy for any firm meeting all its conditions, when that does not depend
+        on the firm: a plain all-of with no set condition (None otherwise). The same `Core` as `judge_many`
+        gives such a firm."""
+        if rules is None:
+            return _NO_RULES
+        held = self._eligible.get(id(rules))
+        if held is not None and held[0] is rules:
+            return held[1]
+        state = self._verdicts.get(id(rules))
+        if state is None or state[0] is not rules:
+            t = template(rules)
+            if t is None:
+                self._eligible[id(rules)] = (rules, None)
+                return None
+            steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
+            state = self._verdicts[id(rules)] = (rules, t, steps, {})
+        _, t, _, cores = state
+        core = None
+        if t.flat and all(leaf.token is not None for leaf in t.leaves):
+            combo = tuple(self._met(leaf) for leaf in t.leaves)
+            core = cores.get(combo)
+            if core is None:
+                core = cores[combo] = _core(t, list(combo))
+                self._kept += 1
+        self._eligible[id(rules)] = (rules, core)
+        return core
+
+    def _met(self, leaf: _Leaf) -> _Outcome:
+        canon = self._canon.get((leaf, MET))
+        if canon is None:
+            canon = self._canon[(leaf, MET)] = _Outcome(leaf, self._valued(leaf, MET), gap=0.0)
+        return canon
+
+    def _outcome(self, leaf: _Leaf, firm: Any, key: Any) -> tuple[_Outcome, bool]:
+        """`eligibility._judge` for one condition and one firm value (None: unknown; `key` the fields to fill).
+
+        Also tell whether the outcome is new (not one standing for other values already)."""
         self._kept += 1
         if self._kept > KEEP:  # memory stays bounded: start afresh (templates are kept per process)
             self._kept = 0
             self._verdicts.clear()
-            self._shown.clear()
             self._texts.clear()
+            self._canon.clear()
+            self._eligible.clear()
+        if firm is not None and leaf.token is not None:
+            holds = OPERATORS[leaf.op](firm, leaf.value, self.day) != leaf.negated
+            state = MET if holds else NOT_MET
+            canon = self._canon.get((leaf, state))
+            if state == MET:
+                return self._met(leaf), canon is None
+            gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, self.day)
+            if canon is None:
+                canon = self._canon[(leaf, NOT_MET)] = _Outcome(leaf, self._valued(leaf, NOT_MET), firm, gap)
+                return canon, True
+            return _Outcome(leaf, canon.text, firm, gap, canon), False
         # Leaves stating the same condition (across policies) word a value alike: worded once.
         text = self._texts.get((leaf.condition, firm is None, key))
         if text is None:
             text = self._texts[(leaf.condition, firm is None, key)] = self._text(leaf, firm, key)
-        return _Outcome(leaf, text)
+        return _Outcome(leaf, text), True
+
+    def _valued(self, leaf: _Leaf, state: str) -> _Text:
+        """A valued condition's outcome in one state (its value and gap are each outcome's: see `_Text`)."""
+        key = (leaf.condition, "valued", state)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = _Text(state, None, 0.0 if state == MET else None, (), False, True)
+        return text
 
     def _text(self, leaf: _Leaf, firm: Any, key: Any) -> _Text:
         if firm is None:
-            names = "".join(f"「{eligibility.label_of(name)}」" for name in key)
-            reason = f"缺少{names}信息，无法判断：{leaf.demanded}"
-            return _Text(UNKNOWN, reason, None, UNKNOWN_GAP, key, False)
+            return _Text(UNKNOWN, None, UNKNOWN_GAP, key, False)
+        # A set condition: its outcome depends on which of the condition's names the firm holds.
         today = self.day
         holds = OPERATORS[leaf.op](firm, leaf.value, today) != leaf.negated
-        shown = self._firm_text(leaf, firm)
         shared = leaf.members is not None
-        value = None if shared else (sorted(firm) if isinstance(firm, frozenset) else firm)
+        value = None if shared else sorted(firm)
         if holds:
-            return _Text(MET, f"{leaf.stated}（当前 {shown}）", value, 0.0, (), shared)
+            return _Text(MET, value, 0.0, (), shared)
         gap = eligibility._gap(leaf.field, leaf.effective, firm, leaf.value, today)
-        return _Text(NOT_MET, f"{leaf.demanded}，当前 {shown}", value, gap, (), shared)
-
-    def _firm_text(self, leaf: _Leaf, firm: Any) -> str:
-        kind = leaf.kind
-        if kind == "set":  # depends on the condition's names: its outcome is kept per condition anyway
-            return eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, self.day)
-        # Numbers, enums, regions and codes are worded alike whatever the operator; dates by two kinds of operator.
-        years = kind == "date" and leaf.op in ("years_since_gte", "years_since_lte")
-        key = (leaf.field, years, type(firm), firm)
-        text = self._shown.get(key)
-        if text is None:
-            text = self._shown[key] = eligibility._firm_text(leaf.field, leaf.op, firm, leaf.value, self.day)
-        return text
+        return _Text(NOT_MET, value, gap, (), shared)
 
 
 def full(verdict: Core | PolicyVerdict, firm: Firm) -> PolicyVerdict:
     """Return a judged policy as `eligibility.evaluate` gives it."""
-    return verdict.verdict(firm.facts) if isinstance(verdict, Core) else verdict
+    return verdict.verdict(firm) if isinstance(verdict, Core) else verdict
 
 
 class _Open(NamedTuple):
@@ -540,31 +756,52 @@ class _Open(NamedTuple):
     missing: list[ConditionResult]
 
 
+class _Missing:
+    """What `eligibility.best_changes` reads of a missing condition: a `ConditionResult` less its wording."""
+
+    __slots__ = ("field", "firm_value", "needs", "negated", "op", "state", "text", "value")
+
+    def __init__(self, o: _Outcome, firm_value: Any) -> None:
+        leaf = o.leaf
+        self.field, self.op, self.value, self.negated = leaf.field, leaf.op, leaf.value, leaf.negated
+        self.state, self.needs, self.text, self.firm_value = o.state, o.needs, o.text, firm_value
+
+
+def _missing(o: _Outcome, firm: Firm) -> _Missing:
+    if o.valued:
+        return _Missing(o, firm.facts[o.leaf.field])
+    if o.shared:
+        return _Missing(o, sorted(firm.facts[o.leaf.field]))
+    held = o.miss
+    if held is None:
+        held = o.miss = _Missing(o, o.value)
+    return held
+
+
 def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> list[eligibility.Change]:
     """Return `eligibility.best_changes` of a firm's judged policies.
 
-    Only what it reads of each verdict is built (its status and missing conditions), and a missing
-    condition's suggestions are worked out once per condition and value (kept with its wording):
-    they depend on nothing else (the test of this module holds the changes equal).
+    Only what it reads of each verdict is built (its status and what `_Missing` keeps of its missing
+    conditions), and a missing condition's suggestions are worked out once per condition and value
+    (kept with its wording): they depend on nothing else (the test of this module holds the changes equal).
     """
-    texts: dict[int, _Text] = {}
     judged: dict[int, PolicyVerdict] = {}
     for pid, verdict in verdicts.items():
         if isinstance(verdict, Core):
-            missing = [o.condition(firm.facts) for o in verdict.missing]
-            for o, cr in zip(verdict.missing, missing, strict=True):
-                texts[id(cr)] = o.text
-            judged[pid] = cast(PolicyVerdict, _Open(verdict.status, missing))
+            missing = [_missing(o, firm) for o in verdict.missing]
+            judged[pid] = cast(PolicyVerdict, _Open(verdict.status, cast(list[ConditionResult], missing)))
         else:
             judged[pid] = verdict
 
     def suggest(cr: ConditionResult) -> list[tuple[Any, tuple[Any, ...]]]:
-        text = texts.get(id(cr))
-        if text is None:
+        if not isinstance(cr, _Missing):
             return eligibility.suggested(cr)
-        if text.changes is None:
-            text.changes = eligibility.suggested(cr)
-        return text.changes
+        text = cr.text
+        value = cr.firm_value if text.valued else None  # a valued text stands for every value: kept per value
+        held = text.changes.get(value)
+        if held is None:
+            held = text.changes[value] = eligibility.suggested(cast(ConditionResult, cr))
+        return held
 
     return eligibility.best_changes(judged, suggest=suggest)
 

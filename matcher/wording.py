@@ -4,8 +4,10 @@ A recommendation card shows the policy's verdict for the firm (✓ ✗ ? per con
 missing, what to fill in) and the page shows "what would open more policies" (`eligibility.
 best_changes` over the firm's best undecided policies and near misses). Judging rule trees and
 searching changes per request cost milliseconds, so the batch does both for every stored candidate
-and near miss (`word_firm`) and packs the result with the firm's matches (`store.encode`). A page
-uses a stored verdict only while it is exactly what judging now would give:
+and near miss (`word_firm`) and packs the result with the firm's matches (`store.encode`): each
+verdict as its conditions' states, with the firm's values once, worded when read from the policy's
+rules (`wordbatch.read`, the wording `wordbatch.Core.verdict` uses). A page uses a stored verdict only
+while it is exactly what judging now would give:
 
 * a day from the one it was worded on (`day`) through the last day on which judging the firm gives
   the same (`through`, see `valid_through`: years since establishment and qualification expiry are
@@ -23,12 +25,13 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
+from catalog.fields import FIELDS
 from matcher import eligibility, wordbatch
 from matcher.eligibility import ELIGIBLE, PolicyVerdict
 
@@ -36,7 +39,12 @@ WINDOW = 20  # best undecided or near-miss policies that feed "what would open m
 # Candidates worded by default (Settings.match_wording = "page"): a page shows 20, and feedback and
 # deadlines may lift a few from further down; the rest are judged when a later page is read.
 PAGE = 30
-FORMAT = 1
+# Format 2: the batch's verdicts are stored as their conditions' states, worded when read from the
+# policy's rules and the firm's values, kept once per firm ("x", "s", "n": see `Words`); format 1 (and
+# rows `patch` writes) store each verdict worded in full.
+FORMAT = 2
+_FORMATS = (1, 2)
+FIELD_KINDS = {name: f.type for name, f in FIELDS.items()}
 _STATUS_NAMES: dict[int, eligibility.Status] = {
     2: eligibility.ELIGIBLE,
     1: eligibility.LIKELY,
@@ -68,7 +76,12 @@ class Verdict:
 
 @dataclass
 class Words:
-    """A firm's stored wording, decoded (each verdict only when asked for)."""
+    """A firm's stored wording, decoded (each verdict only when asked for).
+
+    The batch stores a verdict as its conditions' states (`wordbatch.Core`) and the firm's values once
+    (`values`, `sets`, `needs`): a verdict is worded when read from its policy's rules
+    (`wordbatch.read`), as judging on `day` words it.
+    """
 
     day: dt.date
     tags: int  # `tag_digest` of the firm's tags when worded
@@ -76,32 +89,63 @@ class Words:
     window: list[tuple[int, int]]  # (policy id, version) the changes were computed from, in order
     changes: list[eligibility.Change]
     through: dt.date  # the last day judging the firm gives what it gave on `day` (`valid_through`)
+    values: list[Any] = field(default_factory=list)  # the firm's values of `wordbatch.TOKEN_FIELDS`
+    sets: list[list[str] | None] = field(default_factory=list)  # … and its names of `wordbatch.SET_FIELDS`
+    needs: dict[str, list[str]] = field(default_factory=dict)  # fields to fill in, per field left unknown
+    _texts: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def text(self, k: int) -> str:
+        """Return the firm's wording of token k's value, as judging on `day` words it."""
+        held = self._texts.get(k)
+        if held is None:
+            name = wordbatch.TOKENS[k][0]
+            value = self.values[wordbatch.TOKEN_FIELDS.index(name)]
+            if isinstance(value, str) and FIELD_KINDS[name] == "date":
+                value = dt.date.fromisoformat(value)
+            held = self._texts[k] = wordbatch.token_text(k, value, self.day)
+        return held
+
+    def set_of(self, name: str) -> frozenset[str]:
+        return frozenset(self.sets[wordbatch.SET_FIELDS.index(name)] or ())
+
+    def needs_of(self, name: str) -> tuple[str, ...]:
+        return tuple(self.needs.get(name, ()))
 
     def usable_on(self, today: dt.date) -> bool:
         """Tell whether the stored verdicts are what judging on `today` gives (profile, tags and versions aside)."""
         return self.day <= today <= self.through
 
-    def verdict(self, policy_id: int, version: int) -> Verdict | None:
-        """Return the stored verdict of a policy if it was judged at this version."""
+    def verdict(self, policy_id: int, version: int, rules: Mapping[str, Any] | None) -> Verdict | None:
+        """Return the stored verdict of a policy if it was judged at this version (`rules`: the version's)."""
         row = self.rows.get(policy_id)
         if row is None or row[1] != version:
             return None
-        return _verdict(row)
+        return _verdict(row, self, rules)
 
     def status(self, policy_id: int, version: int) -> eligibility.Status | None:
         """Return the stored status of a policy if it was judged at this version (no verdict built)."""
         row = self.rows.get(policy_id)
         return _STATUS_NAMES[row[2]] if row is not None and row[1] == version else None
 
-    @property
-    def verdicts(self) -> dict[int, tuple[int, Verdict]]:
-        """Return every stored verdict: policy id → (policy version, verdict)."""
-        return {pid: (row[1], _verdict(row)) for pid, row in self.rows.items()}
+    def verdicts(self, rules: Mapping[int, Mapping[str, Any] | None]) -> dict[int, tuple[int, Verdict | None]]:
+        """Return every stored verdict: policy id → (policy version, verdict); `rules` per policy id."""
+        return {pid: (row[1], _verdict(row, self, rules.get(pid))) for pid, row in self.rows.items()}
 
 
-def _verdict(row: list[Any]) -> Verdict:
-    _, _, code, summary, rows, missing, to_fill = row
-    conditions = [Condition(path, field, state, reason, tuple(needs)) for path, field, state, reason, needs in rows]
+def _verdict(row: list[Any], words: Words, rules: Mapping[str, Any] | None) -> Verdict | None:
+    code = row[2]
+    if isinstance(row[6], int):  # the batch's: the conditions' states, worded here (`wordbatch.Core`)
+        _, _, _, states, missing, to_fill, support = row
+        if rules is None:
+            return None
+        worded = wordbatch.read(rules, code, states, missing, to_fill, support, words)
+        if worded is None:
+            return None
+        conditions = [Condition(*c) for c in worded.conditions]
+        summary = worded.summary
+    else:  # worded in full (`eligibility.evaluate`'s, as `patch` stores it)
+        _, _, _, summary, rows, missing, to_fill = row
+        conditions = [Condition(path, name, state, reason, tuple(needs)) for path, name, state, reason, needs in rows]
     return Verdict(_STATUS_NAMES[code], conditions, [conditions[k] for k in missing], to_fill, summary)
 
 
@@ -156,6 +200,24 @@ def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
     ranked += zip(near["base"].tolist(), near["policy"].tolist(), strict=True)
     ranked.sort(key=lambda x: (-x[0], x[1]))
     return [pid for _, pid in ranked]
+
+
+def pools(
+    items: np.ndarray, item_bounds: Sequence[int], near: np.ndarray, near_bounds: Sequence[int]
+) -> list[list[int]]:
+    """`pool` of every firm of a chunk (firm i's records are ``items[item_bounds[i]:item_bounds[i + 1]]``,
+    near misses likewise), sorted once for the chunk."""
+    n = len(item_bounds) - 1
+    item_firm = np.repeat(np.arange(n), np.diff(np.asarray(item_bounds, dtype=np.int64)).astype(np.int64))
+    near_firm = np.repeat(np.arange(n), np.diff(np.asarray(near_bounds, dtype=np.int64)).astype(np.int64))
+    likely = items["status"] == 1
+    firm = np.concatenate([item_firm[likely], near_firm])
+    base = np.concatenate([items["base"][likely], near["base"]]).astype(np.float64)
+    pid = np.concatenate([items["policy"][likely], near["policy"]]).astype(np.int64)
+    order = np.lexsort((pid, -base, firm))
+    ranked = pid[order].tolist()
+    cuts = np.searchsorted(firm[order], np.arange(n + 1)).tolist()
+    return [ranked[cuts[i] : cuts[i + 1]] for i in range(n)]
 
 
 def window(candidates: Sequence[int], status_of: Callable[[int], str | None], hidden: set[int]) -> list[int]:
@@ -242,6 +304,7 @@ def _packed(
         window=[(pid, policies[pid][0]) for pid in chosen],
         changes=changes,
         through=through,
+        firm=firm,
     )
 
 
@@ -280,6 +343,8 @@ def word_chunk(
         smith = wordbatch.Smith(day)
     out: list[bytes] = []
     item_policy, near_policy = items["policy"].tolist(), near["policy"].tolist()
+    item_status = items["status"].tolist()
+    feeding = pools(items, item_bounds, near, near_bounds)  # per firm: the policies that may feed its changes
     for lo in range(0, len(facts), BATCH):
         hi = min(len(facts), lo + BATCH)
         firms = [smith.firm(facts[i]) for i in range(lo, hi)]
@@ -287,24 +352,32 @@ def word_chunk(
             tuple[list[int], list[int]]
         ] = []  # per firm: the policies it needs, in the order judged; its window
         wanted: list[int] = []
+        judged: list[Any] = []  # per wanted policy: its verdict when known without judging (see below)
         for i in range(lo, hi):
             a, b, c, d = item_bounds[i], item_bounds[i + 1], near_bounds[i], near_bounds[i + 1]
-            order = dict.fromkeys(item_policy[a:b] if first is None else item_policy[a : min(b, a + first)])
+            top = b if first is None else min(b, a + first)
+            order = dict.fromkeys(item_policy[a:top])
             if first is None:
                 order.update(dict.fromkeys(near_policy[c:d]))
             hide = hidden[i]
-            chosen = [pid for pid in pool(items[a:b], near[c:d]) if pid not in hide][:WINDOW]
+            chosen = [pid for pid in feeding[i] if pid not in hide][:WINDOW]
             order.update(dict.fromkeys(chosen))
             needed = list(order)
             plans.append((needed, chosen))
             wanted += needed
-        # Judge policy by policy (stable: a firm's own order is kept in `plans`).
+            # A candidate the kernel found eligible under a plain all-of with no set condition has every
+            # condition met: its verdict is the policy's one "all met" verdict, whatever the firm's values.
+            eligible = {pid for pid, status in zip(item_policy[a:top], item_status[a:top], strict=True) if status == 2}
+            judged += [smith.eligible(policies[pid][1]) if pid in eligible else None for pid in needed]
+        # Judge the rest policy by policy (stable: a firm's own order is kept in `plans`).
         owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
-        judged: list[Any] = [None] * len(wanted)
-        by_policy = np.argsort(np.asarray(wanted, dtype=np.int64), kind="stable")
-        starts = np.flatnonzero(np.diff(np.asarray(wanted, dtype=np.int64)[by_policy], prepend=-1)).tolist()
-        ranked = by_policy.tolist()
-        for a, b in zip(starts, [*starts[1:], len(ranked)], strict=True):
+        rest = np.flatnonzero(np.fromiter((v is None for v in judged), dtype=bool, count=len(judged)))
+        keys = np.asarray(wanted, dtype=np.int64)[rest]
+        by_policy = np.argsort(keys, kind="stable")
+        starts = np.flatnonzero(np.diff(keys[by_policy], prepend=-1)).tolist()
+        ranked = rest[by_policy].tolist()
+        bounds = [*starts, len(ranked)]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             runs = ranked[a:b]
             for j, verdict in zip(
                 runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
@@ -365,16 +438,30 @@ def pack(
     window: Sequence[tuple[int, int]],
     changes: Sequence[eligibility.Change],
     through: dt.date | None = None,
+    firm: wordbatch.Firm | None = None,
 ) -> bytes:
     """Serialise a firm's wording (stored compressed by `store.encode`).
 
     `through` is the last day the verdicts hold (`valid_through`); without it they hold on `day` only.
+    `firm` gives the values the batch's rows are worded with when read (`Words.values`, `sets`, `needs`).
 
-    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "v": rows, "w": …, "c": …}``,
+    The bytes are orjson's for ``{"f": FORMAT, "d": …, "u": …, "t": …, "x": …, "s": …, "n": …, "v": rows,
+    "w": …, "c": …}``,
     written piece by piece: a batch `Core`'s row is serialised already, so the firm's rows are joined
     once rather than copied through orjson.
     """
-    parts = [b'{"f":%d,"d":%d,"u":%d,"t":%d,"v":[' % (FORMAT, day.toordinal(), (through or day).toordinal(), tags)]
+    parts = [
+        b'{"f":%d,"d":%d,"u":%d,"t":%d,"x":%b,"s":%b,"n":%b,"v":['
+        % (
+            FORMAT,
+            day.toordinal(),
+            (through or day).toordinal(),
+            tags,
+            orjson.dumps(firm.values(), option=orjson.OPT_SERIALIZE_NUMPY) if firm else b"[]",
+            orjson.dumps(firm.sets()) if firm else b"[]",
+            orjson.dumps(firm.unknown()) if firm else b"{}",
+        )
+    ]
     sep = b""  # between rows
     for pid, version, v in verdicts:
         if isinstance(v, wordbatch.Core):
@@ -402,7 +489,7 @@ def unpack(raw: bytes) -> Words | None:
     if not raw:
         return None
     data = orjson.loads(raw)
-    if data.get("f") != FORMAT:
+    if data.get("f") not in _FORMATS:
         return None
     changes = [
         eligibility.Change(
@@ -417,6 +504,9 @@ def unpack(raw: bytes) -> Words | None:
         window=[(pid, version) for pid, version in data["w"]],
         changes=changes,
         through=dt.date.fromordinal(data.get("u", data["d"])),  # rows stored before "u": their own day only
+        values=data.get("x") or [],
+        sets=data.get("s") or [],
+        needs=data.get("n") or {},
     )
 
 
@@ -427,7 +517,7 @@ def patch(raw: bytes, *, policy_id: int, version: int, verdict: PolicyVerdict | 
     policy's former rules are never served: they are computed again when read.
     """
     data = orjson.loads(raw) if raw else None
-    if not data or data.get("f") != FORMAT:
+    if not data or data.get("f") not in _FORMATS:
         return b""
     data["v"] = [row for row in data["v"] if row[0] != policy_id]
     if verdict is not None:

@@ -131,9 +131,23 @@ def _firms(count: int, policies: list[dict[str, Any]], seed: int) -> list[dict[s
     return out
 
 
-def _row(pid: int, v: eligibility.PolicyVerdict | wordbatch.Core) -> bytes:
-    """The verdict's stored row, serialised."""
-    return orjson.dumps(wording._verdict_row(pid, 1, v))
+def _row(
+    pid: int, v: eligibility.PolicyVerdict | wordbatch.Core, firm: wordbatch.Firm, rules: Any
+) -> wording.Verdict | None:
+    """The verdict's stored row, serialised, read back as a page reads it for this firm."""
+    raw = wording.pack(day=TODAY, tags=0, verdicts=[(pid, 1, v)], window=[], changes=[], firm=firm)
+    words = wording.unpack(raw)
+    assert words is not None
+    return words.verdict(pid, 1, rules)
+
+
+def _decoded(raw: bytes, policies: dict[int, tuple[int, Any]]) -> tuple[Any, ...]:
+    """Stored wording as a page reads it: every verdict worded for the firm, the window and changes."""
+    words = wording.unpack(raw)
+    assert words is not None
+    verdicts = words.verdicts({pid: rules for pid, (_, rules) in policies.items()})
+    assert all(v is not None for _, v in verdicts.values())
+    return words.day, words.through, words.tags, verdicts, words.window, words.changes
 
 
 @pytest.mark.parametrize("seed", [11, 12])
@@ -154,7 +168,7 @@ def test_every_verdict_equals_evaluate(seed: int) -> None:
             assert got.missing == expected.missing
             assert got.fields_to_fill == expected.fields_to_fill
             assert got.summary == expected.summary
-            assert _row(pid, judged) == _row(pid, expected)
+            assert _row(pid, judged, firm, rules) == _row(pid, expected, firm, rules)
             states.update(c.state for c in expected.conditions)
         chosen = [
             pid for pid in range(len(policies)) if smith.judge(policies[pid], firm).status != eligibility.ELIGIBLE
@@ -253,7 +267,7 @@ def test_word_firm_bytes_equal_judging_with_evaluate(first: int | None) -> None:
     for facts in firms:
         items, near, _ = _stored(facts, policies, rng)
         got = _word_firm(facts, policies, items, near, set(), first, smith=smith)
-        assert got == _reference(facts, policies, items, near, first)
+        assert _decoded(got, policies) == _decoded(_reference(facts, policies, items, near, first), policies)
         assert orjson.loads(got)["v"]
 
 
@@ -269,7 +283,7 @@ def test_rules_it_does_not_compile_are_judged_by_evaluate() -> None:
         smith.judge({"field": "employees", "op": "near", "value": 3}, firm)
     empty = smith.judge({"all": []}, firm)
     assert empty == eligibility.evaluate({"all": []}, firm.facts, today=TODAY)
-    assert smith.judge(None, firm).summary == eligibility.NO_RULES_SUMMARY
+    assert wordbatch.full(smith.judge(None, firm), firm).summary == eligibility.NO_RULES_SUMMARY
 
 
 @pytest.mark.parametrize("first", [wording.PAGE, None])
@@ -312,3 +326,48 @@ def test_word_chunk_bytes_equal_word_firm(first: int | None, monkeypatch: pytest
         first=first,
     )
     assert got == expected
+
+
+def test_firms_in_the_same_state_share_one_verdict_whatever_their_values() -> None:
+    """A verdict names the firm's values by token: firms meeting (or missing) the same conditions share
+    its outcome and stored row, and each firm's own values are worded when read."""
+    rules = {
+        "all": [
+            {"field": "annual_revenue", "op": "gte", "value": 500},
+            {"field": "employees", "op": "lte", "value": 300},
+            {"field": "established_on", "op": "years_since_gte", "value": 2},
+        ]
+    }
+    smith = wordbatch.Smith(TODAY)
+    base = {"annual_revenue": 800, "employees": 40, "established_on": dt.date(2020, 3, 1)}
+    smith.judge(rules, smith.firm({**base, "annual_revenue": 900}))  # the first firm in a state is worded alone
+    a = smith.firm(base)
+    b = smith.firm({**base, "annual_revenue": 1234.5, "employees": 299, "established_on": dt.date(2015, 7, 9)})
+    va, vb = smith.judge(rules, a), smith.judge(rules, b)
+    assert va is vb and isinstance(va, wordbatch.Core) and va.status == eligibility.ELIGIBLE
+    # One failed condition in a plain all-of: shared too, whatever the value that misses it.
+    smith.judge(rules, smith.firm({**base, "annual_revenue": 130}))
+    c = smith.firm({**base, "annual_revenue": 120})
+    d = smith.firm({**base, "annual_revenue": 7})
+    vc, vd = smith.judge(rules, c), smith.judge(rules, d)
+    assert vc is vd and vc.status == eligibility.INELIGIBLE
+    for firm, verdict in ((a, va), (b, vb), (c, vc), (d, vd)):
+        assert wordbatch.full(verdict, firm) == eligibility.evaluate(rules, firm.facts, today=TODAY)
+        raw = wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, verdict)], window=[], changes=[], firm=firm)
+        words = wording.unpack(raw)
+        assert words is not None
+        shown = words.verdict(1, 1, rules)
+        expected = eligibility.evaluate(rules, firm.facts, today=TODAY)
+        assert shown is not None and [c.reason for c in shown.conditions] == [c.reason for c in expected.conditions]
+        assert shown.summary == expected.summary
+    stored = wording.pack(day=TODAY, tags=0, verdicts=[(1, 1, vb)], window=[], changes=[], firm=b)
+    assert b"1234.5" not in stored.split(b'"v":')[1]  # rows name states; the firm's values are kept once
+    shown_b = wording.unpack(stored).verdict(1, 1, rules)  # type: ignore[union-attr]
+    assert shown_b is not None and "1234.5 万元" in shown_b.conditions[0].reason
+    # Two failed conditions are ordered by each firm's gaps: worded per firm.
+    e = smith.firm({**base, "annual_revenue": 450, "employees": 900})
+    f = smith.firm({**base, "annual_revenue": 100, "employees": 310})
+    ve, vf = smith.judge(rules, e), smith.judge(rules, f)
+    assert ve is not vf
+    for firm, verdict in ((e, ve), (f, vf)):
+        assert wordbatch.full(verdict, firm) == eligibility.evaluate(rules, firm.facts, today=TODAY)
