@@ -324,17 +324,7 @@ def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterr
         assert pid not in runs.changed_policy_ids(db)
 
 
-_COLUMNS = (
-    "policy_version",
-    "status",
-    "score",
-    "rule_score",
-    "tag_score",
-    "semantic_score",
-    "similarity",
-    "shared_tags",
-    "condition_states",
-)
+_COLUMNS = tuple(c for c in runs._LIST_COLUMNS if c not in ("enterprise_id", "policy_id", "computed_at"))
 
 
 def _restore_firms(database: Database, firms: dict[int, tuple[Any, ...]]) -> None:
