@@ -649,19 +649,27 @@ def _judge(
     node_id = node.get("id")
     if firm is None:
         needs = inputs_to_fill(field, facts)
-        names = "".join(f"「{label_of(name)}」" for name in needs)
-        reason = f"缺少{names}信息，无法判断：{demanded}"
+        reason = word_reason(UNKNOWN, stated, demanded, needs=needs)
         return ConditionResult(path, field, op, value, UNKNOWN, reason, None, UNKNOWN_GAP, negated, needs, node_id)
     holds = OPERATORS[op](firm, value, today) != negated
     shown = _firm_text(field, op, firm, value, today)
     shown_value = sorted(firm) if isinstance(firm, frozenset) else firm
     if holds:
-        return ConditionResult(
-            path, field, op, value, MET, f"{stated}（当前 {shown}）", shown_value, 0.0, negated, (), node_id
-        )
+        reason = word_reason(MET, stated, demanded, shown)
+        return ConditionResult(path, field, op, value, MET, reason, shown_value, 0.0, negated, (), node_id)
     gap = _gap(field, _effective_op(op, negated), firm, value, today)
-    reason = f"{demanded}，当前 {shown}"
+    reason = word_reason(NOT_MET, stated, demanded, shown)
     return ConditionResult(path, field, op, value, NOT_MET, reason, shown_value, gap, negated, (), node_id)
+
+
+def word_reason(state: State | str, stated: str, demanded: str, shown: str = "", needs: Sequence[str] = ()) -> str:
+    """Word one judged condition: met, as stated with the firm's value (`shown`); not met, as demanded
+    with it; unknown, naming the fields to fill in (`needs`). The batch's stored verdicts are worded
+    with it too (`matcher.wordbatch.reason`)."""
+    if state == UNKNOWN:
+        names = "".join(f"「{label_of(name)}」" for name in needs)
+        return f"缺少{names}信息，无法判断：{demanded}"
+    return f"{stated}（当前 {shown}）" if state == MET else f"{demanded}，当前 {shown}"
 
 
 def _cost(missing: list[ConditionResult]) -> tuple[int, int, float]:
@@ -731,15 +739,22 @@ def _labels(fields: Iterable[str]) -> str:
 NO_RULES_SUMMARY = "该政策未设可自动判断的条件，以申报指南为准"
 
 
-def _summary(status: Status, outcome: _Outcome, missing: list[ConditionResult], to_fill: list[str]) -> str:
+def word_summary(status: Status | str, support: int, failed: Sequence[str], to_fill: Sequence[str]) -> str:
+    """Word a verdict's summary: eligible, how many conditions support it; likely, what to fill in;
+    ineligible, the reasons of its failed conditions (`failed`, closest first). The batch's stored
+    verdicts are worded with it too (`matcher.wordbatch.summary`)."""
     if status == ELIGIBLE:
-        return f"符合全部 {len(outcome.support)} 项条件"
+        return f"符合全部 {support} 项条件"
     if status == LIKELY:
         return f"需补充：{_labels(to_fill)}"
-    failed = [r for r in missing if r.state == NOT_MET]
-    shown = "；".join(r.reason for r in failed[:3]) + ("等" if len(failed) > 3 else "")
+    shown = "；".join(failed[:3]) + ("等" if len(failed) > 3 else "")
     text = f"还差 {len(failed)} 项条件：{shown}"
     return f"{text}；另需补充：{_labels(to_fill)}" if to_fill else text
+
+
+def _summary(status: Status, outcome: _Outcome, missing: list[ConditionResult], to_fill: list[str]) -> str:
+    failed = [r.reason for r in missing if r.state == NOT_MET]
+    return word_summary(status, len(outcome.support), failed, to_fill)
 
 
 def evaluate(rules: Mapping[str, Any] | None, facts: Mapping[str, Any], *, today: dt.date) -> PolicyVerdict:

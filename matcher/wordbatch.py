@@ -84,12 +84,23 @@ TOKENS: tuple[tuple[str, bool], ...] = tuple(
 _TOKEN = {key: k for k, key in enumerate(TOKENS)}
 TOKEN_FIELDS = tuple(dict.fromkeys(name for name, _ in TOKENS))
 SET_FIELDS = tuple(name for name, kind in _KINDS.items() if kind == "set")
+_TOKEN_FIELD_INDEX = {name: i for i, name in enumerate(TOKEN_FIELDS)}
+SET_FIELD_INDEX = {name: i for i, name in enumerate(SET_FIELDS)}
 
 
 def token_text(k: int, value: Any, day: dt.date) -> str:
     """Word a firm's value of token k's field as a reason shows it after "当前" (`eligibility._firm_text`)."""
     field, years = TOKENS[k]
     return eligibility._firm_text(field, "years_since_gte" if years else "eq", value, None, day)
+
+
+def stored_text(k: int, values: Sequence[Any], day: dt.date) -> str:
+    """`token_text` from a firm's stored values (`Firm.values`, read back from JSON: dates as ISO text)."""
+    name = TOKENS[k][0]
+    value = values[_TOKEN_FIELD_INDEX[name]]
+    if isinstance(value, str) and _KINDS[name] == "date":
+        value = dt.date.fromisoformat(value)
+    return token_text(k, value, day)
 
 
 _STATE_CODE: dict[str, str] = {
@@ -113,15 +124,14 @@ class Reader(Protocol):
 
 
 def reason(leaf: _Leaf, state: str, firm: Reader) -> str:
-    """Word one condition for a firm as `eligibility._judge` does."""
+    """Word one condition for a firm as `eligibility._judge` does (`eligibility.word_reason`)."""
     if state == UNKNOWN:
-        names = "".join(f"「{eligibility.label_of(name)}」" for name in firm.needs_of(leaf.field))
-        return f"缺少{names}信息，无法判断：{leaf.demanded}"
+        return eligibility.word_reason(state, leaf.stated, leaf.demanded, needs=firm.needs_of(leaf.field))
     if leaf.token is not None:
         shown = firm.text(leaf.token)
     else:
         shown = eligibility._firm_text(leaf.field, leaf.op, firm.set_of(leaf.field), leaf.value, firm.day)
-    return f"{leaf.stated}（当前 {shown}）" if state == MET else f"{leaf.demanded}，当前 {shown}"
+    return eligibility.word_reason(state, leaf.stated, leaf.demanded, shown)
 
 
 def summary(
@@ -132,15 +142,9 @@ def summary(
     to_fill: Sequence[str],
     support: int,
 ) -> str:
-    """A verdict's summary as `eligibility._summary` words it (`missing`: leaf indices, closest first)."""
-    if status == ELIGIBLE:
-        return _all_met(support)[0]
-    if status == LIKELY:
-        return f"需补充：{eligibility._labels(to_fill)}"
-    failed = [k for k in missing if states[k] == NOT_MET]
-    shown = "；".join(reasons[k] for k in failed[:3]) + ("等" if len(failed) > 3 else "")
-    text = f"还差 {len(failed)} 项条件：{shown}"
-    return f"{text}；另需补充：{eligibility._labels(to_fill)}" if to_fill else text
+    """A verdict's summary as `eligibility.evaluate` words it (`missing`: leaf indices, closest first)."""
+    failed = [reasons[k] for k in missing if states[k] == NOT_MET]
+    return eligibility.word_summary(status, support, failed, to_fill)
 
 
 class Worded(NamedTuple):
@@ -212,7 +216,6 @@ class _Leaf:
         "demanded",
         "effective",
         "field",
-        "head",
         "index",
         "kind",
         "members",
@@ -239,7 +242,6 @@ class _Leaf:
         self.negated = negated
         self.node_id = node.get("id")
         self.stated, self.demanded, self.condition = _requirement(node, negated)
-        self.head = orjson.dumps([path, field])[:-1] + b","  # the stored row up to the state
         self.effective = eligibility._effective_op(op, negated)
         self.kind = _KINDS[field]
         # The firm's value is worded through a token for every field but sets (see `TOKENS`).
@@ -497,17 +499,6 @@ def _combine(tree: Tree, outcomes: list[_Outcome]) -> tuple[str, list[_Outcome],
     return state, closest[1], 0
 
 
-_ALL_MET: dict[int, tuple[str, bytes]] = {}  # "符合全部 n 项条件" and its JSON, per n
-
-
-def _all_met(support: int) -> tuple[str, bytes]:
-    held = _ALL_MET.get(support)
-    if held is None:
-        text = f"符合全部 {support} 项条件"
-        held = _ALL_MET[support] = (text, orjson.dumps(text))
-    return held
-
-
 def _core(t: Template, outcomes: list[_Outcome]) -> Core:
     """Build a verdict from its conditions' outcomes as `eligibility.evaluate` does."""
     state: str
@@ -579,6 +570,23 @@ class Firm:
         return [None if facts[name] is None else sorted(facts[name]) for name in SET_FIELDS]
 
 
+_UNSET = object()
+
+
+class _Policy:
+    """What a `Smith` keeps of one rule tree: its template, per condition (leaf, field, names, outcomes by
+    value), the verdicts by outcome combination, and its all-met verdict once asked (`Smith.eligible`)."""
+
+    __slots__ = ("all_met", "cores", "rules", "steps", "template")
+
+    def __init__(self, rules: Mapping[str, Any], t: Template) -> None:
+        self.rules = rules
+        self.template = t
+        self.steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
+        self.cores: dict[Any, Core] = {}
+        self.all_met: object = _UNSET
+
+
 class Smith:
     """Words verdicts for the firms of one chunk on one day, sharing outcomes between them.
 
@@ -587,12 +595,9 @@ class Smith:
 
     def __init__(self, day: dt.date) -> None:
         self.day = day
-        # Per rule tree (by identity): the tree, its template, per condition (leaf, field, names, outcomes
-        # by value) and the verdicts by outcome combination.
-        self._verdicts: dict[int, tuple[Mapping[str, Any], Template, list[tuple[Any, ...]], dict[Any, Core]]] = {}
+        self._policies: dict[int, _Policy] = {}  # per rule tree, by identity
         self._texts: dict[tuple[Any, ...], _Text] = {}  # per (condition, unknown, value's key)
         self._canon: dict[tuple[_Leaf, str], _Outcome] = {}  # a valued leaf's outcome per state
-        self._eligible: dict[int, tuple[Mapping[str, Any], Core | None]] = {}  # per rule tree: see `eligible`
         self._kept = 0  # outcomes and verdicts held
 
     def firm(self, facts: Mapping[str, Any]) -> Firm:
@@ -607,14 +612,10 @@ class Smith:
         """Return a policy's verdict for each of these firms (`judge`), condition by condition over the firms."""
         if rules is None:
             return [_NO_RULES] * len(firms)
-        state = self._verdicts.get(id(rules))
-        if state is None or state[0] is not rules:
-            t = template(rules)
-            if t is None:
-                return [eligibility.evaluate(rules, firm.facts, today=self.day) for firm in firms]
-            steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
-            state = self._verdicts[id(rules)] = (rules, t, steps, {})
-        _, t, steps, cores = state
+        policy = self._policy(rules)
+        if policy is None:
+            return [eligibility.evaluate(rules, firm.facts, today=self.day) for firm in firms]
+        t, steps, cores = policy.template, policy.steps, policy.cores
         columns = []
         fresh: set[int] = set()  # firms with an outcome first met here: their combination is new, likely unique
         valued: set[int] = set()  # firms with an outcome not met whose gap is their own (see `_Outcome`)
@@ -668,27 +669,29 @@ class Smith:
         gives such a firm."""
         if rules is None:
             return _NO_RULES
-        held = self._eligible.get(id(rules))
-        if held is not None and held[0] is rules:
-            return held[1]
-        state = self._verdicts.get(id(rules))
-        if state is None or state[0] is not rules:
+        policy = self._policy(rules)
+        if policy is None:
+            return None
+        if policy.all_met is _UNSET:
+            t, core = policy.template, None
+            if t.flat and all(leaf.token is not None for leaf in t.leaves):
+                combo = tuple(self._met(leaf) for leaf in t.leaves)
+                core = policy.cores.get(combo)
+                if core is None:
+                    core = policy.cores[combo] = _core(t, list(combo))
+                    self._kept += 1
+            policy.all_met = core
+        return cast(Core | None, policy.all_met)
+
+    def _policy(self, rules: Mapping[str, Any]) -> _Policy | None:
+        """Return what this smith keeps of a rule tree (None when it is not compiled: `evaluate` judges it)."""
+        policy = self._policies.get(id(rules))
+        if policy is None or policy.rules is not rules:
             t = template(rules)
             if t is None:
-                self._eligible[id(rules)] = (rules, None)
                 return None
-            steps: list[tuple[Any, ...]] = [(leaf, leaf.field, leaf.members, {}) for leaf in t.leaves]
-            state = self._verdicts[id(rules)] = (rules, t, steps, {})
-        _, t, _, cores = state
-        core = None
-        if t.flat and all(leaf.token is not None for leaf in t.leaves):
-            combo = tuple(self._met(leaf) for leaf in t.leaves)
-            core = cores.get(combo)
-            if core is None:
-                core = cores[combo] = _core(t, list(combo))
-                self._kept += 1
-        self._eligible[id(rules)] = (rules, core)
-        return core
+            policy = self._policies[id(rules)] = _Policy(rules, t)
+        return policy
 
     def _met(self, leaf: _Leaf) -> _Outcome:
         canon = self._canon.get((leaf, MET))
@@ -703,10 +706,9 @@ class Smith:
         self._kept += 1
         if self._kept > KEEP:  # memory stays bounded: start afresh (templates are kept per process)
             self._kept = 0
-            self._verdicts.clear()
+            self._policies.clear()
             self._texts.clear()
             self._canon.clear()
-            self._eligible.clear()
         if firm is not None and leaf.token is not None:
             holds = OPERATORS[leaf.op](firm, leaf.value, self.day) != leaf.negated
             state = MET if holds else NOT_MET

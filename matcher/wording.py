@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from catalog.fields import FIELDS
 from matcher import eligibility, wordbatch
 from matcher.eligibility import ELIGIBLE, PolicyVerdict
 
@@ -44,7 +43,6 @@ PAGE = 30
 # rows `patch` writes) store each verdict worded in full.
 FORMAT = 2
 _FORMATS = (1, 2)
-FIELD_KINDS = {name: f.type for name, f in FIELDS.items()}
 _STATUS_NAMES: dict[int, eligibility.Status] = {
     2: eligibility.ELIGIBLE,
     1: eligibility.LIKELY,
@@ -98,15 +96,11 @@ class Words:
         """Return the firm's wording of token k's value, as judging on `day` words it."""
         held = self._texts.get(k)
         if held is None:
-            name = wordbatch.TOKENS[k][0]
-            value = self.values[wordbatch.TOKEN_FIELDS.index(name)]
-            if isinstance(value, str) and FIELD_KINDS[name] == "date":
-                value = dt.date.fromisoformat(value)
-            held = self._texts[k] = wordbatch.token_text(k, value, self.day)
+            held = self._texts[k] = wordbatch.stored_text(k, self.values, self.day)
         return held
 
     def set_of(self, name: str) -> frozenset[str]:
-        return frozenset(self.sets[wordbatch.SET_FIELDS.index(name)] or ())
+        return frozenset(self.sets[wordbatch.SET_FIELD_INDEX[name]] or ())
 
     def needs_of(self, name: str) -> tuple[str, ...]:
         return tuple(self.needs.get(name, ()))
@@ -195,18 +189,14 @@ def _next_anniversary(start: dt.date, day: dt.date) -> dt.date:
 
 def pool(items: np.ndarray, near: np.ndarray) -> list[int]:
     """Return the policies that may feed the change suggestions, best first: the likely ones and the near misses."""
-    columns = zip(items["status"].tolist(), items["base"].tolist(), items["policy"].tolist(), strict=True)
-    ranked = [(base, pid) for status, base, pid in columns if status == 1]
-    ranked += zip(near["base"].tolist(), near["policy"].tolist(), strict=True)
-    ranked.sort(key=lambda x: (-x[0], x[1]))
-    return [pid for _, pid in ranked]
+    return pools(items, [0, len(items)], near, [0, len(near)])[0]
 
 
 def pools(
     items: np.ndarray, item_bounds: Sequence[int], near: np.ndarray, near_bounds: Sequence[int]
 ) -> list[list[int]]:
     """`pool` of every firm of a chunk (firm i's records are ``items[item_bounds[i]:item_bounds[i + 1]]``,
-    near misses likewise), sorted once for the chunk."""
+    near misses likewise), sorted once for the chunk: by base, best first, ties by policy id."""
     n = len(item_bounds) - 1
     item_firm = np.repeat(np.arange(n), np.diff(np.asarray(item_bounds, dtype=np.int64)).astype(np.int64))
     near_firm = np.repeat(np.arange(n), np.diff(np.asarray(near_bounds, dtype=np.int64)).astype(np.int64))

@@ -61,23 +61,14 @@ def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 Rows = dict[tuple[int, int], tuple[Any, ...]]
+_COLUMNS = tuple(c for c in runs._LIST_COLUMNS if c not in ("enterprise_id", "policy_id", "computed_at"))
 
 
 def _rows(database: Database) -> Rows:
     """Every list row but its time of writing, as stored."""
     with database.session() as db:
         return {
-            (r.enterprise_id, r.policy_id): (
-                r.policy_version,
-                r.status,
-                r.score,
-                r.rule_score,
-                r.tag_score,
-                r.semantic_score,
-                r.similarity,
-                r.shared_tags,
-                r.condition_states,
-            )
+            (r.enterprise_id, r.policy_id): tuple(getattr(r, c) for c in _COLUMNS)
             for r in db.scalars(select(MatchResult))
         }
 
@@ -115,15 +106,16 @@ def _units(database: Database) -> int:
         return db.scalar(select(func.count()).select_from(ListRunUnit)) or 0
 
 
-def _count_listing_passes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+def _counting(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> dict[str, int]:
+    """Count the calls of `module.name` (a pass over a unit of firms) from now on."""
     calls = {"n": 0}
-    list_chunk = pipeline.list_chunk
+    real = getattr(module, name)
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        return list_chunk(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "list_chunk", counted)
+    monkeypatch.setattr(module, name, counted)
     return calls
 
 
@@ -144,7 +136,7 @@ def test_a_listing_stopped_between_units_resumes_where_it_stopped(database, matc
         listing = runs.status(db)["listing"]  # staff see the listing waiting to resume
         assert (listing["kind"], listing["units"], listing["units_done"]) == ("list", FIRMS // WIDTH, 2)
         assert listing["policies"] == len(unlisted)
-    passes = _count_listing_passes(monkeypatch)
+    passes = _counting(monkeypatch, pipeline, "list_chunk")
     counts = runs.list_policies(database, matcher, unlisted)
     assert passes["n"] == FIRMS // WIDTH - 2  # the two written units are not judged again
     assert _rows(database) == expected_rows
@@ -307,14 +299,7 @@ def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterr
         assert pid in runs.changed_policy_ids(db)
         with pytest.raises(Conflict):
             lists.eligible_enterprises(db=db, policy_id=pid, statuses=["eligible"], offset=0, limit=10)
-    passes = {"n": 0}
-    patch_chunk = runs._patch_chunk
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        passes["n"] += 1
-        return patch_chunk(*args, **kwargs)
-
-    monkeypatch.setattr(runs, "_patch_chunk", counted)
+    passes = _counting(monkeypatch, runs, "_patch_chunk")
     runs.list_policy(database, matcher, pid)
     assert passes["n"] == FIRMS // WIDTH - 2
     assert _rows(database) == expected_rows
@@ -322,9 +307,6 @@ def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterr
     assert _states(database)[pid] == expected_state
     with database.session() as db:
         assert pid not in runs.changed_policy_ids(db)
-
-
-_COLUMNS = tuple(c for c in runs._LIST_COLUMNS if c not in ("enterprise_id", "policy_id", "computed_at"))
 
 
 def _restore_firms(database: Database, firms: dict[int, tuple[Any, ...]]) -> None:
