@@ -420,7 +420,26 @@ def score_matrix(matrix: np.ndarray, weights: Weights, learned: LearnedRanker | 
         + weights.urgency * matrix[:, 3]
         + matrix[:, 4]
     )
-    return np.fromiter((round(x, 4) for x in raw.tolist()), dtype=np.float64, count=len(raw))
+    return round4(raw)
+
+
+def round4(values: np.ndarray) -> np.ndarray:
+    """Python's `round(x, 4)` of every value, vectorised: the same floats, not numpy's `np.round`.
+
+    `np.round` scales by 10⁴ (inexactly) and rounds half to even on the scaled double, so near a tie it
+    can round the other way from `round`, which rounds the exact binary value. Away from a tie both give
+    the same integer n, and n / 10⁴ is the double nearest to the decimal either way; the few values whose
+    scaled form lies within 10⁻⁶ of a tie (or is not finite) are rounded by `round` itself.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    scaled = values * 1e4
+    out = np.rint(scaled) / 1e4
+    with np.errstate(invalid="ignore"):
+        doubt = ~(np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) > 1e-6)  # near a tie, or NaN / inf
+    if doubt.any():
+        rows = np.flatnonzero(doubt)
+        out[rows] = [round(x, 4) for x in values[rows].tolist()]
+    return out
 
 
 _GETTERS = [operator.attrgetter(name) for name in (*FEATURES, "adjustment")]

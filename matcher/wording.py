@@ -26,7 +26,7 @@ import datetime as dt
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -198,6 +198,17 @@ def pools(
     """`pool` of every firm of a chunk (firm i's records are ``items[item_bounds[i]:item_bounds[i + 1]]``,
     near misses likewise), sorted once for the chunk: by base, best first, ties by policy id."""
     n = len(item_bounds) - 1
+    firm, pid = _pooled(items, item_bounds, near, near_bounds)
+    ranked = pid.tolist()
+    cuts = np.searchsorted(firm, np.arange(n + 1)).tolist()
+    return [ranked[cuts[i] : cuts[i + 1]] for i in range(n)]
+
+
+def _pooled(
+    items: np.ndarray, item_bounds: Sequence[int], near: np.ndarray, near_bounds: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every firm's `pool`, flat: (firm, policy) sorted by firm, then as `pool` orders them."""
+    n = len(item_bounds) - 1
     item_firm = np.repeat(np.arange(n), np.diff(np.asarray(item_bounds, dtype=np.int64)).astype(np.int64))
     near_firm = np.repeat(np.arange(n), np.diff(np.asarray(near_bounds, dtype=np.int64)).astype(np.int64))
     likely = items["status"] == 1
@@ -205,9 +216,99 @@ def pools(
     base = np.concatenate([items["base"][likely], near["base"]]).astype(np.float64)
     pid = np.concatenate([items["policy"][likely], near["policy"]]).astype(np.int64)
     order = np.lexsort((pid, -base, firm))
-    ranked = pid[order].tolist()
-    cuts = np.searchsorted(firm[order], np.arange(n + 1)).tolist()
-    return [ranked[cuts[i] : cuts[i + 1]] for i in range(n)]
+    return firm[order], pid[order]
+
+
+def _member(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """`np.isin(keys, among)` for int64 keys, by sorting and bisecting (numpy's own hashes: 3-6x slower here)."""
+    if not len(among):
+        return np.zeros(len(keys), dtype=bool)
+    among = np.sort(among)
+    at = np.minimum(np.searchsorted(among, keys), len(among) - 1)
+    return among[at] == keys
+
+
+class _Plan(NamedTuple):
+    """What `word_chunk` judges, flat over a chunk's firms (firm-major, each firm's policies in the order
+    `word_firm` judges them): the policy, its firm, its verdict when known without judging (else None),
+    and each firm's window (`chosen[chosen_cuts[i]:chosen_cuts[i + 1]]`)."""
+
+    wanted: np.ndarray
+    owner: np.ndarray
+    known: list[Any]
+    unknown: np.ndarray
+    chosen: list[int]
+    chosen_cuts: list[int]
+
+
+def _plan(
+    items: np.ndarray,
+    item_bounds: Sequence[int],
+    near: np.ndarray,
+    near_bounds: Sequence[int],
+    hidden: Sequence[frozenset[int]],
+    policies: Mapping[int, tuple[int, dict[str, Any] | None]],
+    first: int | None,
+    smith: wordbatch.Smith,
+) -> _Plan:
+    """Which policies each firm of a chunk needs judged, in column form (see `word_chunk`)."""
+    n = len(item_bounds) - 1
+    ib = np.asarray(item_bounds, dtype=np.int64)
+    item_firm = np.repeat(np.arange(n, dtype=np.int64), np.diff(ib))
+    policy = items["policy"].astype(np.int64)
+    status = items["status"]
+    # A firm's best `first` candidates (every one, and its near misses, when `first` is None), in order.
+    if first is None:
+        near_firm = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.asarray(near_bounds, dtype=np.int64)))
+        card_firm = np.concatenate([item_firm, near_firm])
+        card_pid = np.concatenate([policy, near["policy"].astype(np.int64)])
+        card_status = np.concatenate([status, np.zeros(len(near), dtype=status.dtype)])
+    else:
+        shown = np.arange(len(items), dtype=np.int64) - ib[:-1][item_firm] < first
+        card_firm, card_pid, card_status = item_firm[shown], policy[shown], status[shown]
+    # Its window: the pool less the policies its feedback hid, the first `WINDOW`.
+    pool_firm, pool_pid = _pooled(items, item_bounds, near, near_bounds)
+    span = int(max(pool_pid.max(initial=0), card_pid.max(initial=0))) + 1
+    hiding = [i for i in range(n) if hidden[i]]
+    if hiding:
+        hidden_keys = np.fromiter(
+            (i * span + pid for i in hiding for pid in hidden[i] if 0 <= pid < span), dtype=np.int64
+        )
+        keep = ~_member(pool_firm * span + pool_pid, hidden_keys)
+        pool_firm, pool_pid = pool_firm[keep], pool_pid[keep]
+    starts = np.searchsorted(pool_firm, np.arange(n + 1))
+    in_window = np.arange(len(pool_firm), dtype=np.int64) - starts[:-1][pool_firm] < WINDOW
+    chosen_firm, chosen_pid = pool_firm[in_window], pool_pid[in_window]
+    # The window's policies not among the candidates come after them (a firm's policies are distinct:
+    # candidates are eligible or likely, near misses ineligible, the pool a part of both).
+    extra = ~_member(chosen_firm * span + chosen_pid, card_firm * span + card_pid)
+    firm = np.concatenate([card_firm, chosen_firm[extra]])
+    order = np.argsort(firm, kind="stable")
+    wanted = np.concatenate([card_pid, chosen_pid[extra]])[order]
+    eligible = np.flatnonzero(np.concatenate([card_status, np.zeros(int(extra.sum()), dtype=status.dtype)])[order] == 2)
+    # A candidate the kernel found eligible under a plain all-of with no set condition has every
+    # condition met: its verdict is the policy's one "all met" verdict, whatever the firm's values.
+    eligible_pid = wanted[eligible]
+    distinct = np.flatnonzero(np.bincount(eligible_pid, minlength=span))  # not np.unique: 10x slower here
+    slot = np.zeros(span, dtype=np.int64)
+    slot[distinct] = np.arange(len(distinct))
+    which = slot[eligible_pid]
+    cores = [smith.eligible(policies[pid][1]) for pid in distinct.tolist()]
+    held = np.empty(len(cores), dtype=object)
+    for k, core in enumerate(cores):  # one by one: numpy would unpack a verdict that is a sequence
+        held[k] = core
+    known = np.full(len(wanted), None, dtype=object)
+    known[eligible] = held[which]
+    unknown = np.ones(len(wanted), dtype=bool)
+    unknown[eligible] = np.array([core is None for core in cores], dtype=bool)[which]
+    return _Plan(
+        wanted,
+        firm[order],
+        known.tolist(),
+        unknown,
+        chosen_pid.tolist(),
+        np.searchsorted(chosen_firm, np.arange(n + 1)).tolist(),
+    )
 
 
 def window(candidates: Sequence[int], status_of: Callable[[int], str | None], hidden: set[int]) -> list[int]:
@@ -332,37 +433,25 @@ def word_chunk(
     if smith is None or smith.day != day:
         smith = wordbatch.Smith(day)
     out: list[bytes] = []
-    item_policy, near_policy = items["policy"].tolist(), near["policy"].tolist()
-    item_status = items["status"].tolist()
-    feeding = pools(items, item_bounds, near, near_bounds)  # per firm: the policies that may feed its changes
+    plan = _plan(items, item_bounds, near, near_bounds, hidden, policies, first, smith)
+    wanted_all = plan.wanted.tolist()
+    firm_cuts = np.searchsorted(plan.owner, np.arange(len(facts) + 1)).tolist()
+    chosen_all, chosen_cuts = plan.chosen, plan.chosen_cuts
     for lo in range(0, len(facts), BATCH):
         hi = min(len(facts), lo + BATCH)
         firms = [smith.firm(facts[i]) for i in range(lo, hi)]
-        plans: list[
-            tuple[list[int], list[int]]
-        ] = []  # per firm: the policies it needs, in the order judged; its window
-        wanted: list[int] = []
-        judged: list[Any] = []  # per wanted policy: its verdict when known without judging (see below)
-        for i in range(lo, hi):
-            a, b, c, d = item_bounds[i], item_bounds[i + 1], near_bounds[i], near_bounds[i + 1]
-            top = b if first is None else min(b, a + first)
-            order = dict.fromkeys(item_policy[a:top])
-            if first is None:
-                order.update(dict.fromkeys(near_policy[c:d]))
-            hide = hidden[i]
-            chosen = [pid for pid in feeding[i] if pid not in hide][:WINDOW]
-            order.update(dict.fromkeys(chosen))
-            needed = list(order)
-            plans.append((needed, chosen))
-            wanted += needed
-            # A candidate the kernel found eligible under a plain all-of with no set condition has every
-            # condition met: its verdict is the policy's one "all met" verdict, whatever the firm's values.
-            eligible = {pid for pid, status in zip(item_policy[a:top], item_status[a:top], strict=True) if status == 2}
-            judged += [smith.eligible(policies[pid][1]) if pid in eligible else None for pid in needed]
+        base, end = firm_cuts[lo], firm_cuts[hi]
+        wanted = wanted_all[base:end]
+        judged = plan.known[base:end]  # per wanted policy: its verdict when known without judging, else None
+        owner = (plan.owner[base:end] - lo).tolist()
+        # per firm: its policies' span in `wanted`, in the order judged; its window
+        plans = [
+            (firm_cuts[i] - base, firm_cuts[i + 1] - base, chosen_all[chosen_cuts[i] : chosen_cuts[i + 1]])
+            for i in range(lo, hi)
+        ]
         # Judge the rest policy by policy (stable: a firm's own order is kept in `plans`).
-        owner = np.repeat(np.arange(hi - lo), [len(p[0]) for p in plans]).tolist()
-        rest = np.flatnonzero(np.fromiter((v is None for v in judged), dtype=bool, count=len(judged)))
-        keys = np.asarray(wanted, dtype=np.int64)[rest]
+        rest = np.flatnonzero(plan.unknown[base:end])
+        keys = plan.wanted[base:end][rest]
         by_policy = np.argsort(keys, kind="stable")
         starts = np.flatnonzero(np.diff(keys[by_policy], prepend=-1)).tolist()
         ranked = rest[by_policy].tolist()
@@ -373,11 +462,9 @@ def word_chunk(
                 runs, smith.judge_many(policies[wanted[runs[0]]][1], [firms[owner[j]] for j in runs]), strict=True
             ):
                 judged[j] = verdict
-        at = 0
-        for k, (needed, chosen) in enumerate(plans):
+        for k, (at, to, chosen) in enumerate(plans):
             i = lo + k
-            verdicts = dict(zip(needed, judged[at : at + len(needed)], strict=True))
-            at += len(needed)
+            verdicts = dict(zip(wanted[at:to], judged[at:to], strict=True))
             if any(verdicts[pid].status == ELIGIBLE for pid in chosen):  # not the window `word_firm` finds
                 words = word_firm(
                     day=day,

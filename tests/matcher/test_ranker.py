@@ -436,3 +436,22 @@ def test_score_matrix_gives_score_components_numbers_exactly(learned: bool) -> N
     expected = ranker.score_components(components, weights, model)
     assert ranker.score_matrix(matrix, weights, model).tolist() == expected
     assert len(set(expected)) < n  # ties, which the page and the batch must break alike
+
+
+def test_round4_is_pythons_round_to_four_places_ties_included() -> None:
+    """`score_matrix` rounds vectorised; its floats must be `round(x, 4)`'s, where numpy's own rounding differs."""
+    rng = np.random.default_rng(11)
+    values = np.concatenate(
+        [
+            np.arange(-40_001, 40_002) / 20_000,  # every half of the fourth decimal: ties, as doubles
+            rng.random(200_000) * 3 - 1,
+            rng.integers(0, 10**6, 50_000) / 10**6,
+            (rng.integers(0, 10**4, 50_000) + 0.5) / 10**4,
+            np.array([0.0, -0.0, 1e-12, -1e-12, 0.00005, 0.00015, 1.00005, 2.675, 1e300, -1e300]),
+        ]
+    )
+    expected = [round(x, 4) for x in values.tolist()]
+    assert ranker.round4(values).tolist() == expected
+    assert np.round(values, 4).tolist() != expected  # numpy's own rounding does differ on these
+    nan = ranker.round4(np.array([np.nan, np.inf, -np.inf]))
+    assert np.isnan(nan[0]) and nan[1] == np.inf and nan[2] == -np.inf

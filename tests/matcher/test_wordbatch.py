@@ -299,10 +299,14 @@ def test_word_chunk_bytes_equal_word_firm(first: int | None, monkeypatch: pytest
     ids = np.array(sorted(policies))
     items_parts, near_parts, hidden, expected = [], [], [], []
     mislabelled = 0
-    for facts in firms:
+    for k, facts in enumerate(firms):
         items, near, wrong = _stored(facts, policies, rng, mislabel=True)
+        if k % 11 == 5:  # a firm with nothing stored
+            items, near = items[:0], near[:0]
         mislabelled += wrong is not None
         hide = frozenset(int(p) for p in rng.choice(ids, size=5, replace=False)) - {wrong}
+        if k % 3 == 0:  # most firms hide nothing
+            hide = frozenset()
         items_parts.append(items)
         near_parts.append(near)
         hidden.append(hide)
