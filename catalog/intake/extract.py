@@ -12,6 +12,7 @@ import io
 import re
 import unicodedata
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -196,7 +197,7 @@ def _read_pdf(data: bytes, limits: Limits, filename: str) -> tuple[str, int]:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise _fail("file.bad_file", "PDF 文件已损坏，无法读取", str(exc)[:200], filename) from exc
-    text = "\n".join(texts)
+    text = reflow_pages(texts)
     visible = sum(1 for ch in text if not ch.isspace())
     if visible < max(20, 10 * pages):
         raise _fail(
@@ -206,6 +207,56 @@ def _read_pdf(data: bytes, limits: Limits, filename: str) -> tuple[str, int]:
             filename,
         )
     return text, pages
+
+
+# A line that is only a page number: "- 3 -", "— 3 —", "3", "第 3 页", "第3页 共10页".
+_PAGE_NUMBER = re.compile(r"^[-—–－\s]*\d{1,4}[-—–－\s]*$|^第\s*\d{1,4}\s*页(?:\s*[,，/]?\s*共\s*\d{1,4}\s*页)?$")
+_SENTENCE_END = tuple("。！？；：!?;:")
+# The end of a document's title (its first lines): ……的通知, ……实施细则, ……申报指南.
+_TITLE_END = re.compile(r"(?:通知|意见|办法|细则|规定|规则|方案|指南|公告|通告|决定|批复|函|措施|政策|规程|要点)$")
+
+
+def reflow_pages(pages: Sequence[str]) -> str:
+    """Join a PDF's text lines back into paragraphs; return the text, one paragraph a line.
+
+    A PDF holds lines as laid out, so a sentence wraps at the margin (……新材料产品销 / 售收入占……), and a
+    condition split across two lines is misread. A line runs on into the next when it is full (as long
+    as the page's full lines, within 3 characters), does not end a sentence or clause (。；：！？), and
+    the next line is not a heading or numbered item, nor is it the end of the title (……的通知); across
+    pages too, page-number lines dropped.
+    Pages with too few lines to tell a full line keep their lines.
+    """
+    lines: list[tuple[str, int]] = []  # (line, its page's full length; 0: unknown)
+    for page in pages:
+        kept = [line.rstrip() for line in page.split("\n")]
+        kept = [line for line in kept if line.strip() and not _PAGE_NUMBER.match(line.strip())]
+        lengths = sorted(_width(line) for line in kept if _width(line) >= 10)
+        full = lengths[int(0.8 * (len(lengths) - 1))] if len(lengths) >= 5 else 0
+        lines += [(line, full) for line in kept]
+    out: list[str] = []
+    joining = False
+    for k, (line, full) in enumerate(lines):
+        if joining:
+            out[-1] += line.strip()  # no space: Chinese, a number or a web address cut at the margin
+        else:
+            out.append(line)
+        nxt = lines[k + 1][0].strip() if k + 1 < len(lines) else ""
+        stripped = line.strip()
+        joining = bool(
+            full
+            and nxt
+            and _width(line) >= full - 3
+            and not stripped.endswith(_SENTENCE_END)
+            and not (k < 3 and _TITLE_END.search(stripped))
+            and heading_level(nxt) is None
+            and not (len(nxt) <= 12 and BARE_HEADING.match(nxt))
+        )
+    return "\n".join(out)
+
+
+def _width(line: str) -> int:
+    """Characters of a line as laid out: a CJK character counts 2, a Latin letter, digit or space 1."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line.strip())
 
 
 def _read_docx(data: bytes) -> str:

@@ -32,6 +32,9 @@ NOTICE = """中山市工业和信息化局关于组织申报2026年专精特新�
 """
 
 
+WIDTH = 480  # points of text per line: 48 Chinese characters at 10 pt
+
+
 def pdf_bytes(text: str = NOTICE, pages: int = 1) -> bytes:
     """A PDF with a text layer: the text drawn line by line on each of `pages` pages."""
     from reportlab.pdfbase import pdfmetrics
@@ -47,8 +50,12 @@ def pdf_bytes(text: str = NOTICE, pages: int = 1) -> bytes:
         y = 800
         for line in text.split("\n"):
             while line:
-                c.drawString(40, y, line[:48])
-                line = line[48:]
+                # Laid out as a PDF is: wrapped at the margin by width (a Chinese character is twice a digit's).
+                cut = 1
+                while cut < len(line) and pdfmetrics.stringWidth(line[: cut + 1], "STSong-Light", 10) <= WIDTH:
+                    cut += 1
+                c.drawString(40, y, line[:cut])
+                line = line[cut:]
                 y -= 14
                 if y < 40:
                     c.showPage()
