@@ -115,6 +115,7 @@ def _clean_column(name: str, values: list[Any]) -> list[Any]:
     """`eligibility._clean_fact` of every value of a profile column as read (Decimal money on PostgreSQL is a
     float, as the ORM gives it; a pandas Timestamp a date)."""
     clean = eligibility._clean_fact
+    dates = FIELDS[name].type == "date"
     out: list[Any] = []
     for value in values:
         kind = type(value)
@@ -122,6 +123,8 @@ def _clean_column(name: str, values: list[Any]) -> list[Any]:
             out.append(None if value != value else value)  # NaN: unknown
         elif value is None or kind is int:
             out.append(value)
+        elif kind is str and not dates:
+            out.append(value if value.strip() else None)  # blank: unknown
         else:
             value = clean(name, float(value) if kind is Decimal else value)
             out.append(value.date() if isinstance(value, pd.Timestamp) else value)
