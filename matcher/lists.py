@@ -3,7 +3,9 @@
 Lists are written by `runs.list_policy` — when a policy is published or edited, by the catch-up for
 every policy at a city's scale (`HUIQI_POLICY_LISTS_MAX_FIRMS`), and when staff ask for one.
 Reading never computes: a list not made yet, or being written (a listing run marks its policies
-not listed until its last unit is written, `runs.list_policies`), is refused with `matcher.list_pending`.
+not listed until its last unit is written, `runs.list_policies`; a full run marks every kept list so
+and lists them again, `runs.rematch_all`), is refused with `matcher.list_pending` (`ListPending`).
+Every reader of the lists (here and `matcher.batch`) reads complete lists only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from catalog.models import Policy
 from core.errors import Conflict, NotFound
 from matcher.models import MatchResult, PolicyMatchState
 from profiles.models import Enterprise
+
+
+class ListPending(Conflict):
+    """A policy's list is not complete: not made yet, or being written (or stale, waiting to be written again)."""
+
+    code = "matcher.list_pending"
+    message = "该政策的符合条件企业名单正在生成，请稍后刷新"
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ def eligible_enterprises(
     if policy is None:
         raise NotFound("政策不存在", code="matcher.policy_not_found")
     if not state(db, policy).listed:
-        raise Conflict("该政策的符合条件企业名单正在生成，请稍后刷新", code="matcher.list_pending")
+        raise ListPending
     q = (
         select(MatchResult, Enterprise)
         .join(Enterprise, Enterprise.id == MatchResult.enterprise_id)
