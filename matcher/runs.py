@@ -1343,6 +1343,13 @@ def rematch_changed(
     return report
 
 
+LISTING_IDLE = dt.timedelta(minutes=5)  # a listing with no unit written for longer is waiting to resume
+
+
+def _age(at: dt.datetime) -> dt.timedelta:
+    return utcnow() - (at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC))
+
+
 def status(db: Session) -> dict[str, Any]:
     """Return the catch-up state staff see: firms with current matches, the latest run, what is pending."""
     from catalog import service as catalog_service
@@ -1391,6 +1398,8 @@ def status(db: Session) -> dict[str, Any]:
             "policies": listing.policies,
             "units": listing.units,
             "units_done": listing.units_done,
+            # No unit written for a while: stopped or killed, it waits for the catch-up to resume it.
+            "waiting": _age(listing.updated_at) > LISTING_IDLE,
             "started_at": listing.started_at,
             "updated_at": listing.updated_at,
         },
