@@ -922,7 +922,9 @@ def _start_list_run(db: Session, kind: str, key: str, wanted: dict[int, int]) ->
     ids = list(members)
     for start in range(0, len(ids), 900):
         db.execute(
-            update(PolicyMatchState).where(PolicyMatchState.policy_id.in_(ids[start : start + 900])).values(listed=False)
+            update(PolicyMatchState)
+            .where(PolicyMatchState.policy_id.in_(ids[start : start + 900]))
+            .values(listed=False)
         )
     return ListingRun(run.id, kind, lo, LIST_BATCH, units, len(wanted), members, set())
 
