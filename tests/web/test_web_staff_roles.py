@@ -719,11 +719,19 @@ def test_the_policies_page_shows_a_listing_under_way_or_waiting_and_its_lists_as
     firms = [factories.make_enterprise(db) for _ in range(3)]
     policies = [factories.make_policy(db, publish=True) for _ in range(2)]
     database = InSession(db)
-    runs.rematch_firms(database, matcher, [f.id for f in firms])
+    runs.rematch_changed(database, matcher)  # every firm and policy matched, every list made
+    assert runs.status(db)["up_to_date"] and len(firms) == 3
     monkeypatch.setattr(runs, "LIST_BATCH", 1)  # a unit per firm
 
     def one_unit_written() -> bool:
-        return bool(db.scalar(select(func.count()).select_from(ListRunUnit)))
+        return bool(
+            db.scalar(
+                select(func.count())
+                .select_from(ListRunUnit)
+                .join(ListRun, ListRun.id == ListRunUnit.run_id)
+                .where(ListRun.status == "running")
+            )
+        )
 
     runs.list_policies(database, matcher, [p.id for p in policies], should_stop=one_unit_written)
     listing = runs.status(db)["listing"]
