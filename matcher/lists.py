@@ -48,6 +48,25 @@ def state(db: Session, policy: Policy) -> ListState:
     return ListState(row.listed, row.matched_at, row.policy_version, row.policy_version == policy.version)
 
 
+def catalog_changes_since(db: Session, policy: Policy, at: dt.datetime | None) -> int:
+    """Return how many other policies were published, edited, withdrawn or expired after `at` (a list's making).
+
+    A list row's tag score weighs the shared tags by their IDF over the published catalog, so each such
+    change moves other lists' scores a little (their order, never who is eligible or likely); the nightly
+    full run makes every kept list again. Staff see the count beside the list.
+    """
+    if at is None:
+        return 0
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Policy)
+            .where(Policy.id != policy.id, Policy.published_at.is_not(None), Policy.updated_at > at)
+        )
+        or 0
+    )
+
+
 def eligible_enterprises(
     *, db: Session, policy_id: int, statuses: Sequence[str], offset: int, limit: int
 ) -> tuple[Policy, list[tuple[MatchResult, Enterprise]], int]:
