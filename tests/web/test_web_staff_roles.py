@@ -746,6 +746,11 @@ def test_the_policies_page_shows_a_listing_under_way_or_waiting_and_its_lists_as
     assert f"2 项政策的符合条件企业名单正在生成（已完成 1 / {listing['units']} 段）" in text_
     eligible = client.get(f"/staff/policies/{policies[0].id}/eligible")
     assert eligible.status_code == 200 and "名单正在后台生成" in eligible.text
+    # The dashboard's figures say so too, rather than counting the pending lists' firms as 0 or in part.
+    _sign_in(client, db, test_settings, Role.supervisor)
+    board = client.get("/dashboard").text
+    assert re.search(r'id="lists-pending">\d+ 项政策的符合条件企业名单尚未生成或正在重新生成', board)
+    _sign_in(client, db, test_settings, Role.curator)
 
     # No unit written for a while (the worker was stopped): the line says it waits to be resumed.
     db.execute(update(ListRun).values(updated_at=utcnow() - dt.timedelta(minutes=10)))
