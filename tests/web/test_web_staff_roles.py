@@ -736,6 +736,9 @@ def test_the_policies_page_shows_a_listing_under_way_or_waiting_and_its_lists_as
     runs.list_policies(database, matcher, [p.id for p in policies], should_stop=one_unit_written)
     listing = runs.status(db)["listing"]
     assert listing is not None and listing["units_done"] == 1 and not listing["waiting"]
+    _sign_in(client, db, test_settings, Role.admin)
+    applications = client.get(f"/staff/applications?policy_id={policies[0].id}").text
+    assert 'id="never-applied-pending"' in applications and 'id="never-applied"' not in applications
     _sign_in(client, db, test_settings, Role.curator)
     page = client.get("/staff/policies")
     assert page.status_code == 200
@@ -763,6 +766,10 @@ def test_the_policies_page_shows_a_listing_under_way_or_waiting_and_its_lists_as
     assert "符合条件企业名单" not in text_.split('role="status"')[1].split("</p>")[0]
     eligible = client.get(f"/staff/policies/{policies[0].id}/eligible")
     assert "名单生成于" in eligible.text and "另有" not in eligible.text
+    _sign_in(client, db, test_settings, Role.admin)
+    applications = client.get(f"/staff/applications?policy_id={policies[0].id}").text
+    assert 'id="never-applied"' in applications and 'id="never-applied-pending"' not in applications
+    _sign_in(client, db, test_settings, Role.curator)
 
     # Another policy published after the list was made: its tag weights move this list's scores a little.
     factories.make_policy(db, publish=True)
