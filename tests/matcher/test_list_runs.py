@@ -597,3 +597,40 @@ def test_readers_never_read_a_list_being_written(database: Database, matcher: An
         assert not any(f.list_pending for f in figures)
     with database.writer_session() as db:
         assert reminders.send_reminders(db=db, item=item, now=utcnow(), settings=test_settings) > 0
+
+
+def test_a_policy_published_later_moves_other_lists_scores_not_their_firms_and_the_list_says_so(
+    database: Database, matcher: Any
+) -> None:
+    """A list row's tag score weighs shared tags by their IDF over the published catalog: publishing another
+    policy moves other lists' scores (and so their order) a little, never who is in them. The list reports
+    the change since it was made (the eligible page shows it) until it is made again."""
+    import datetime as dt
+
+    from catalog.schemas import PolicyIn
+
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted)
+    before = _rows(database)
+    item = next(i for i in demo.demo_policies(dt.date.today()) if len(i.get("tags") or []) >= 3)
+    item = {k: v for k, v in item.items() if k not in ("status", "doc_number")}
+    with database.session() as db:
+        policy = catalog_service.create_policy(
+            db=db, policy_in=PolicyIn(**{**item, "title": item["title"] + "（新）"}), actor=None
+        )
+        catalog_service.publish_policy(db=db, policy_id=policy.id, actor=None, announce=False)
+        db.commit()
+    pid = next(p for _, p in before)
+    with database.session() as db:
+        listed = db.get(Policy, pid)
+        assert listed is not None
+        assert lists.catalog_changes_since(db, listed, lists.state(db, listed).matched_at) == 1
+    runs.list_policies(database, matcher, unlisted)
+    after = _rows(database)
+    assert set(after) == set(before)  # the same firms in every list, with the same verdicts
+    assert all(after[k][1] == before[k][1] for k in before)
+    score = _COLUMNS.index("score")
+    moved = [abs(after[k][score] - before[k][score]) for k in before if after[k][score] != before[k][score]]
+    assert moved and max(moved) < 0.01
+    with database.session() as db:
+        assert lists.catalog_changes_since(db, listed, lists.state(db, listed).matched_at) == 0
