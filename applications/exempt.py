@@ -66,9 +66,13 @@ def freeze(*, db: Session, actor: Principal | None, policy_id: int, note: str | 
     if policy.status != PolicyStatus.published:
         raise InvalidState("政策未发布，不能生成兑现名单", code="applications.policy_not_published")
     state = matcher_lists.state(db, policy)
-    if not state.listed:
-        raise Conflict("该政策的符合条件企业名单正在生成，请稍后再试", code="applications.list_pending")
-    firms = matcher_batch.matched_firms(db=db, policy_id=policy.id, statuses=[ELIGIBLE])
+    try:
+        if not state.listed:
+            raise matcher_lists.ListPending
+        # Reads the flag again with the rows: a listing started since is refused, not read half written.
+        firms = matcher_batch.matched_firms(db=db, policy_id=policy.id, statuses=[ELIGIBLE])
+    except matcher_lists.ListPending:
+        raise Conflict("该政策的符合条件企业名单正在生成，请稍后再试", code="applications.list_pending") from None
     return make_roster(db, policy, firms, actor=actor, note=note, policy_version=state.policy_version or policy.version)
 
 

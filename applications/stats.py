@@ -27,6 +27,7 @@ from core.errors import FieldError, NotFound, ValidationFailed
 from matcher import batch as matcher_batch
 from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
+from matcher.lists import ListPending
 from push import stats as push_stats
 from push import targeting
 from push.schemas import ManualPushIn, TargetFilters
@@ -55,6 +56,7 @@ class PolicyFigures:
     days_to_payout: list[int] = field(default_factory=list)
     eligible: int = 0
     never_applied: int = 0
+    list_pending: bool = False  # its list of eligible firms is not complete: eligible / never applied not counted
 
     @property
     def approval_rate(self) -> float | None:
@@ -81,6 +83,7 @@ class PolicyFigures:
             "median_days_to_payout": self.median_days,
             "eligible": self.eligible,
             "never_applied": self.never_applied,
+            "list_pending": self.list_pending,
         }
 
 
@@ -124,6 +127,7 @@ def policy_figures(
         dept_id = lifecycle.policy_department_id(p)
         out[p.id] = PolicyFigures(p.id, p.title, str(p.policy_type), dept_id, depts.get(dept_id, ""))
     published = {p.id: p.published_at.date() if p.published_at else None for p in policies}
+    live = {p.id for p in policies if p.status == PolicyStatus.published}
 
     # Applications made in the period (withdrawn ones are not counted), and how they ended.
     since = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC) if start else None
@@ -162,10 +166,13 @@ def policy_figures(
             if paid_on is not None and published.get(pid) is not None:
                 f.days_to_payout.append(max(0, (paid_on - published[pid]).days))
 
-    # Eligible firms (the matcher's stored lists) and those of them that never applied.
+    # Eligible firms (the matcher's stored lists) and those of them that never applied; a list not
+    # complete (being written, or stale after a full run) is reported pending, not counted as empty.
     eligible = matcher_batch.match_counts(db=db, policy_ids=ids, statuses=[ELIGIBLE])
     for pid, f in out.items():
-        f.eligible = eligible.get(pid, 0)
+        count = eligible.get(pid)
+        f.list_pending = count is None and pid in live  # no list is kept for an expired policy
+        f.eligible = count or 0
         if f.policy_type == PolicyType.application and f.eligible:
             f.never_applied = db.scalar(select(func.count()).select_from(_never_applied_query(pid).subquery())) or 0
     return list(out.values())
@@ -179,7 +186,12 @@ def _never_applied_query(policy_id: int) -> Any:
 
 
 def never_applied_ids(*, db: Session, policy_id: int, limit: int | None = None) -> list[int]:
-    """Return the firms the matcher stores as eligible for a policy that never applied for it."""
+    """Return the firms the matcher stores as eligible for a policy that never applied for it.
+
+    Raises `matcher.lists.ListPending` while the policy's list is not complete (the query then selects
+    nobody: an empty answer would read as "every eligible firm applied")."""
+    if not matcher_batch.policy_listed(db=db, policy_id=policy_id):
+        raise ListPending
     q = _never_applied_query(policy_id)
     col = q.selected_columns[0]
     q = q.order_by(col)
@@ -217,7 +229,9 @@ def funnel(*, db: Session, policy_ids: list[int]) -> list[dict[str, Any]]:
     """Return the funnel over application policies in (firm, policy) pairs: recommended (stored eligible or
     likely) → viewed (policy page) → interested (感兴趣) → applied (申报, withdrawn not counted) → paid (已兑现)."""
     ids = sorted(set(policy_ids))
-    recommended = matcher_batch.match_counts(db=db, policy_ids=ids, statuses=[ELIGIBLE, LIKELY])
+    recommended = {  # policies whose list is not complete are left out (the dashboard says how many)
+        pid: n for pid, n in matcher_batch.match_counts(db=db, policy_ids=ids, statuses=[ELIGIBLE, LIKELY]).items() if n
+    }
     viewed = push_stats.seen_counts(db=db, policy_ids=ids, kind="viewed")
     interested = matcher_feedback.action_counts(db=db, policy_ids=ids, action="interested")
     counts: dict[str, int] = {
@@ -263,6 +277,7 @@ def figures(
         "amount_paid": round(sum(f.amount_paid for f in rows), 2),
         "median_days_to_payout": float(statistics.median(days)) if days else None,
         "never_applied": sum(f.never_applied for f in rows),
+        "lists_pending": sum(1 for f in rows if f.list_pending),
     }
     by_policy = sorted(
         (f.as_dict() for f in rows if f.applications or f.paid or f.never_applied),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from catalog.fields import FIELDS
@@ -21,6 +21,7 @@ from catalog.models import Policy, PolicyStatus, Tag
 from core.db import driver_cursor
 from matcher import eligibility
 from matcher.eligibility import LIKELY, FactsFrame
+from matcher.lists import ListPending
 from matcher.models import EnterpriseTag, MatchResult, PolicyMatchState
 from profiles.models import Enterprise, EnterpriseQualification
 
@@ -117,33 +118,71 @@ def judge_all(*, db: Session, rules: Mapping[str, Any] | None, today: dt.date) -
 # ---------------------------------------------------------------- stored results and tags, for other packages
 
 
+def _complete_lists() -> Select[tuple[int]]:
+    """The policies whose kept list is complete (`PolicyMatchState.listed`): readers read only these.
+
+    A list being written (a listing run's units), or marked stale by a full run until it is written
+    again, is not complete: `listed` is false from the run's start until its last unit is committed.
+    """
+    return select(PolicyMatchState.policy_id).where(PolicyMatchState.listed.is_(True))
+
+
 def matched_firms(*, db: Session, policy_id: int, statuses: Sequence[str]) -> dict[int, str]:
-    """Return firm → stored verdict for the firms matched to a policy with one of `statuses`."""
+    """Return firm → stored verdict for the firms matched to a policy with one of `statuses`.
+
+    Raises `matcher.lists.ListPending` when the policy's list is not complete (not made, being written,
+    or stale): the flag and the rows are read in one statement, so a list is never read half written.
+    """
     rows = db.execute(
-        select(MatchResult.enterprise_id, MatchResult.status).where(
-            MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses))
+        select(PolicyMatchState.listed, MatchResult.enterprise_id, MatchResult.status)
+        .select_from(PolicyMatchState)
+        .outerjoin(
+            MatchResult,
+            and_(MatchResult.policy_id == PolicyMatchState.policy_id, MatchResult.status.in_(list(statuses))),
         )
-    )
-    return dict(rows.tuples().all())
+        .where(PolicyMatchState.policy_id == policy_id)
+    ).all()
+    if not rows or not rows[0][0]:
+        raise ListPending
+    return {int(eid): status for _, eid, status in rows if eid is not None}
 
 
 def matched_firms_query(*, policy_id: int, statuses: Sequence[str]) -> Select[tuple[int]]:
-    """Return a query of the firms matched to a policy with one of `statuses` (to filter firms in SQL)."""
+    """Return a query of the firms matched to a policy with one of `statuses` (to filter firms in SQL).
+
+    It selects nobody while the policy's list is not complete: callers tell a pending list from an empty
+    one with `policy_listed` (push targeting, applications figures).
+    """
     return select(MatchResult.enterprise_id).where(
-        MatchResult.policy_id == policy_id, MatchResult.status.in_(list(statuses))
+        MatchResult.policy_id == policy_id,
+        MatchResult.status.in_(list(statuses)),
+        MatchResult.policy_id.in_(_complete_lists()),
     )
 
 
-def match_counts(*, db: Session, policy_ids: Sequence[int], statuses: Sequence[str]) -> dict[int, int]:
-    """Return policy → number of firms matched to it with one of `statuses` (figures over many policies)."""
-    if not policy_ids:
+def match_counts(*, db: Session, policy_ids: Sequence[int], statuses: Sequence[str]) -> dict[int, int | None]:
+    """Return policy → number of firms matched to it with one of `statuses` (figures over many policies).
+
+    None for a policy whose list is not complete (not made, being written, or stale): not a count of 0.
+    """
+    ids = list(dict.fromkeys(int(p) for p in policy_ids))
+    if not ids:
         return {}
-    rows = db.execute(
-        select(MatchResult.policy_id, func.count())
-        .where(MatchResult.policy_id.in_(list(policy_ids)), MatchResult.status.in_(list(statuses)))
-        .group_by(MatchResult.policy_id)
-    )
-    return {int(pid): int(n) for pid, n in rows}
+    out: dict[int, int | None] = dict.fromkeys(ids)
+    for start in range(0, len(ids), 900):
+        part = ids[start : start + 900]
+        rows = db.execute(
+            select(PolicyMatchState.policy_id, func.count(MatchResult.enterprise_id))
+            .select_from(PolicyMatchState)
+            .outerjoin(
+                MatchResult,
+                and_(MatchResult.policy_id == PolicyMatchState.policy_id, MatchResult.status.in_(list(statuses))),
+            )
+            .where(PolicyMatchState.policy_id.in_(part), PolicyMatchState.listed.is_(True))
+            .group_by(PolicyMatchState.policy_id)
+        )
+        out.update({int(pid): int(n) for pid, n in rows})
+    return out
 
 
 def tagged_firms_query(*, tag_id: int) -> Select[tuple[int]]:
@@ -168,6 +207,7 @@ def _open_likely(today: dt.date) -> Select[tuple[int, int]]:
         .join(Policy, Policy.id == MatchResult.policy_id)
         .where(
             MatchResult.status == LIKELY,
+            MatchResult.policy_id.in_(_complete_lists()),
             Policy.status == PolicyStatus.published,
             or_(Policy.apply_end_on.is_(None), Policy.apply_end_on >= today),
         )
@@ -175,16 +215,18 @@ def _open_likely(today: dt.date) -> Select[tuple[int, int]]:
 
 
 def firms_with_open_likely(*, db: Session, today: dt.date) -> set[int]:
-    """Return the firms with at least one open policy stored as "likely" (a profile gap decides it)."""
+    """Return the firms with at least one open policy stored as "likely" (a profile gap decides it).
+
+    Read from complete lists only: a policy whose list is being written counts on a later run."""
     return set(db.scalars(_open_likely(today).with_only_columns(MatchResult.enterprise_id).distinct()))
 
 
 def open_likely_policy_ids(*, db: Session, enterprise_id: int, today: dt.date) -> list[int]:
-    """Return the open policies stored as "likely" for a firm."""
+    """Return the open policies stored as "likely" for a firm (complete lists only)."""
     q = _open_likely(today).where(MatchResult.enterprise_id == enterprise_id)
     return sorted(db.scalars(q.with_only_columns(MatchResult.policy_id)))
 
 
 def policy_listed(*, db: Session, policy_id: int) -> bool:
-    """Tell whether a policy's full eligible / likely list is kept (made by the worker; see matcher.lists)."""
+    """Tell whether a policy's full eligible / likely list is kept and complete (made by the worker; see matcher.lists)."""
     return bool(db.scalar(select(PolicyMatchState.listed).where(PolicyMatchState.policy_id == policy_id)))

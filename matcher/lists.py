@@ -3,7 +3,9 @@
 Lists are written by `runs.list_policy` — when a policy is published or edited, by the catch-up for
 every policy at a city's scale (`HUIQI_POLICY_LISTS_MAX_FIRMS`), and when staff ask for one.
 Reading never computes: a list not made yet, or being written (a listing run marks its policies
-not listed until its last unit is written, `runs.list_policies`), is refused with `matcher.list_pending`.
+not listed until its last unit is written, `runs.list_policies`; a full run marks every kept list so
+and lists them again, `runs.rematch_all`), is refused with `matcher.list_pending` (`ListPending`).
+Every reader of the lists (here and `matcher.batch`) reads complete lists only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from catalog.models import Policy
 from core.errors import Conflict, NotFound
 from matcher.models import MatchResult, PolicyMatchState
 from profiles.models import Enterprise
+
+
+class ListPending(Conflict):
+    """A policy's list is not complete: not made yet, or being written (or stale, waiting to be written again)."""
+
+    code = "matcher.list_pending"
+    message = "该政策的符合条件企业名单正在生成，请稍后刷新"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,25 @@ def state(db: Session, policy: Policy) -> ListState:
     return ListState(row.listed, row.matched_at, row.policy_version, row.policy_version == policy.version)
 
 
+def catalog_changes_since(db: Session, policy: Policy, at: dt.datetime | None) -> int:
+    """Return how many other policies were published, edited, withdrawn or expired after `at` (a list's making).
+
+    A list row's tag score weighs the shared tags by their IDF over the published catalog, so each such
+    change moves other lists' scores a little (their order, never who is eligible or likely); the nightly
+    full run makes every kept list again. Staff see the count beside the list.
+    """
+    if at is None:
+        return 0
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Policy)
+            .where(Policy.id != policy.id, Policy.published_at.is_not(None), Policy.updated_at > at)
+        )
+        or 0
+    )
+
+
 def eligible_enterprises(
     *, db: Session, policy_id: int, statuses: Sequence[str], offset: int, limit: int
 ) -> tuple[Policy, list[tuple[MatchResult, Enterprise]], int]:
@@ -47,7 +75,7 @@ def eligible_enterprises(
     if policy is None:
         raise NotFound("政策不存在", code="matcher.policy_not_found")
     if not state(db, policy).listed:
-        raise Conflict("该政策的符合条件企业名单正在生成，请稍后刷新", code="matcher.list_pending")
+        raise ListPending
     q = (
         select(MatchResult, Enterprise)
         .join(Enterprise, Enterprise.id == MatchResult.enterprise_id)

@@ -11,7 +11,9 @@ Policies' kept lists (`match_result`) are written the same way: a listing (`list
 `list_policy`, which also patches every firm's stored matches) is a run (`list_run`) of units of
 firms, each unit's rows replaced and committed with its checkpoint (`list_run_unit`). Stopped or
 killed, the next listing of those policies resumes at the units not written. Its policies read as
-not listed from its start until its last unit is written (their counts are recorded then).
+not listed from its start until its last unit is written (their counts are recorded then). A full
+run ends by marking every kept list not listed and listing them again (they were judged on an
+earlier day against older firm data); the catch-up resumes any listing of lists left unfinished.
 
 Chunks run on the local engine by default; `engine` may run them elsewhere (matcher/ray_engine.py)
 as long as it writes the same rows — tests hold the engines to identical results.
@@ -359,8 +361,15 @@ def rematch_all(
         report.stopped = True
         report.seconds = round(time.perf_counter() - started, 2)
         return report
-    _finish_run(database, ctx, run_id)
+    relist = _finish_run(database, ctx, run_id)
     report.policies = len(ctx.policies)
+    # The kept lists were made before this run, against older firm data and another day: the run marked
+    # them not listed and started their listing (one read of the firms for all of them). Stopped or killed,
+    # the catch-up resumes it.
+    report.details["relisted"] = len(relist)
+    if relist:
+        list_policies(database, matcher, relist, today=today, should_stop=should_stop)
+        report.stopped = _stop(should_stop)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
@@ -371,8 +380,11 @@ def _phase(progress: Progress | None, name: str) -> Callable[[int, int], None] |
     return lambda done, total: progress(name, done, total)
 
 
-def _finish_run(database: Database, ctx: pipeline.Context, run_id: int) -> None:
-    """Sum the chunks' per-policy counts into policy_match_state and mark everything current."""
+def _finish_run(database: Database, ctx: pipeline.Context, run_id: int) -> list[int]:
+    """Sum the chunks' per-policy counts into policy_match_state and mark everything current.
+
+    The kept lists are not current (they were made before the run): in the same transaction they are
+    marked not listed and a listing of them is started (`_stale_lists`); return its policies."""
     ps = ctx.policies
     totals = np.zeros((2, len(ps)), dtype=np.int64)
     with database.session() as db:
@@ -380,6 +392,9 @@ def _finish_run(database: Database, ctx: pipeline.Context, run_id: int) -> None:
             if len(blob) == totals.shape[1] * 8:
                 totals += np.frombuffer(blob, dtype=np.int32).reshape(2, -1)
     with database.writer_session() as db:
+        relist = _stale_lists(db, ctx)
+        if relist:
+            _start_list_run(db, LIST, list_key(ctx, LIST), relist)
         _record_policy_counts(db, ps, totals[0], totals[1], listed=None)
         db.execute(
             update(MatchRun)
@@ -391,6 +406,38 @@ def _finish_run(database: Database, ctx: pipeline.Context, run_id: int) -> None:
             .where(MatcherState.id == 1, MatcherState.matched_revision < ctx.revision)
             .values(matched_revision=ctx.revision, updated_at=utcnow())
         )
+    return list(relist)
+
+
+def _stale_lists(db: Session, ctx: pipeline.Context) -> dict[int, int]:
+    """Mark every kept list not listed, end unfinished listings; return the lists to make again (policy → version).
+
+    A kept list (listed, or being written by a listing) was judged on an earlier day against the firms'
+    data of then, while a full run re-reads every firm: it is no longer current. Listings under way are
+    ended (their units written before the run are just as old). A list is made again (lists only) when
+    the firms' stored matches hold its policy's current version: the version the run judged, or for a
+    policy the run did not judge (not open), the version it was listed at. A policy edited since is left
+    to its own patch (`changed_policy_ids`: the run records the version it judged).
+    """
+    made = dict(
+        db.execute(
+            select(PolicyMatchState.policy_id, PolicyMatchState.policy_version).where(PolicyMatchState.listed.is_(True))
+        )
+        .tuples()
+        .all()
+    )
+    for run in db.scalars(select(ListRun).where(ListRun.status == "running").order_by(ListRun.id)).all():
+        for pid, (_, ver) in _members(db, run.id).items():
+            made.setdefault(pid, ver)
+        run.status, run.updated_at = "abandoned", utcnow()
+    ids = sorted(made)
+    current: dict[int, int] = {}
+    for start in range(0, len(ids), 900):
+        part = ids[start : start + 900]
+        current.update(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(part))).tuples().all())
+        db.execute(update(PolicyMatchState).where(PolicyMatchState.policy_id.in_(part)).values(listed=False))
+    judged = {p.id: p.version for p in ctx.policies.policies}
+    return {pid: current[pid] for pid in ids if current.get(pid) == judged.get(pid, made[pid])}
 
 
 def _record_policy_counts(
@@ -841,24 +888,30 @@ def _open_list_runs(
 def _new_list_run(database: Database, kind: str, key: str, wanted: dict[int, int]) -> ListingRun:
     """Start a listing run of these policies (policy → version) over every firm; they are no longer listed."""
     with database.writer_session() as db:
-        lo, hi, count = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id), func.count())).one()
-        lo, hi = lo or 1, hi or 0
-        units = max(0, math.ceil((hi - lo + 1) / LIST_BATCH)) if count else 0
-        run = ListRun(
-            kind=kind,
-            key=key,
-            first_id=lo,
-            width=LIST_BATCH,
-            units=units,
-            units_done=0,
-            policies=len(wanted),
-            status="running",
-        )
-        db.add(run)
-        db.flush()
-        # Finished and abandoned runs are history (their units' counts are summed): the latest are kept.
-        db.execute(delete(ListRun).where(ListRun.status != "running", ListRun.id <= run.id - KEPT_LIST_RUNS))
-        members = {pid: (k, ver) for k, (pid, ver) in enumerate(wanted.items())}
+        return _start_list_run(db, kind, key, wanted)
+
+
+def _start_list_run(db: Session, kind: str, key: str, wanted: dict[int, int]) -> ListingRun:
+    """`_new_list_run` in the caller's transaction."""
+    lo, hi, count = db.execute(select(func.min(Enterprise.id), func.max(Enterprise.id), func.count())).one()
+    lo, hi = lo or 1, hi or 0
+    units = max(0, math.ceil((hi - lo + 1) / LIST_BATCH)) if count else 0
+    run = ListRun(
+        kind=kind,
+        key=key,
+        first_id=lo,
+        width=LIST_BATCH,
+        units=units,
+        units_done=0,
+        policies=len(wanted),
+        status="running",
+    )
+    db.add(run)
+    db.flush()
+    # Finished and abandoned runs are history (their units' counts are summed): the latest are kept.
+    db.execute(delete(ListRun).where(ListRun.status != "running", ListRun.id <= run.id - KEPT_LIST_RUNS))
+    members = {pid: (k, ver) for k, (pid, ver) in enumerate(wanted.items())}
+    if members:
         db.execute(
             insert(ListRunPolicy),
             [
@@ -866,14 +919,14 @@ def _new_list_run(database: Database, kind: str, key: str, wanted: dict[int, int
                 for pid, (k, ver) in members.items()
             ],
         )
-        ids = list(members)
-        for start in range(0, len(ids), 900):
-            db.execute(
-                update(PolicyMatchState)
-                .where(PolicyMatchState.policy_id.in_(ids[start : start + 900]))
-                .values(listed=False)
-            )
-        return ListingRun(run.id, kind, lo, LIST_BATCH, units, len(wanted), members, set())
+    ids = list(members)
+    for start in range(0, len(ids), 900):
+        db.execute(
+            update(PolicyMatchState)
+            .where(PolicyMatchState.policy_id.in_(ids[start : start + 900]))
+            .values(listed=False)
+        )
+    return ListingRun(run.id, kind, lo, LIST_BATCH, units, len(wanted), members, set())
 
 
 def _drive(
@@ -1202,6 +1255,25 @@ def unlisted_policy_ids(db: Session) -> list[int]:
     )
 
 
+def _waiting_list_policies(db: Session) -> list[int]:
+    """The policies of unfinished listings of lists only (`LIST`), at the version they are listed at."""
+    return list(
+        db.scalars(
+            select(ListRunPolicy.policy_id)
+            .join(ListRun, ListRun.id == ListRunPolicy.run_id)
+            .join(Policy, Policy.id == ListRunPolicy.policy_id)
+            .where(
+                ListRun.status == "running",
+                ListRun.kind == LIST,
+                ListRunPolicy.active.is_(True),
+                ListRunPolicy.policy_version == Policy.version,
+            )
+            .order_by(ListRunPolicy.policy_id)
+            .distinct()
+        )
+    )
+
+
 def rematch_changed(
     database: Database,
     matcher: Matcherlike,
@@ -1233,6 +1305,8 @@ def rematch_changed(
         # At a city's scale every published policy keeps its full eligible list (staff lists, 免申即享);
         # above it, lists are made when a policy is published or edited, or when staff ask for one.
         unlisted = unlisted_policy_ids(db) if firms <= matcher.settings.policy_lists_max_firms else []
+        # A listing stopped or killed (a full run's relisting of the kept lists above all) is resumed at any scale.
+        unlisted = list(dict.fromkeys([*unlisted, *_waiting_list_policies(db)]))
         closed: list[int] = []
         if report.kind == "all" and policies:
             # Never judged even by the full run just finished (it records every policy it scored), and
@@ -1271,6 +1345,13 @@ def rematch_changed(
     return report
 
 
+LISTING_IDLE = dt.timedelta(minutes=5)  # a listing with no unit written for longer is waiting to resume
+
+
+def _age(at: dt.datetime) -> dt.timedelta:
+    return utcnow() - (at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC))
+
+
 def status(db: Session) -> dict[str, Any]:
     """Return the catch-up state staff see: firms with current matches, the latest run, what is pending."""
     from catalog import service as catalog_service
@@ -1287,6 +1368,7 @@ def status(db: Session) -> dict[str, Any]:
     )
     run = db.scalar(select(MatchRun).order_by(MatchRun.id.desc()).limit(1))
     listing = db.scalar(select(ListRun).where(ListRun.status == "running").order_by(ListRun.id).limit(1))
+    listings = db.scalar(select(func.count()).select_from(ListRun).where(ListRun.status == "running")) or 0
     revision = catalog_service.current_revision(db=db)
     matched = db.scalar(select(MatcherState.matched_revision).where(MatcherState.id == 1)) or 0
     return {
@@ -1295,7 +1377,8 @@ def status(db: Session) -> dict[str, Any]:
         "policies_pending": len(changed_policy_ids(db)),
         "catalog_revision": revision,
         "matched_revision": matched,
-        "up_to_date": current == firms and matched >= revision and not changed_policy_ids(db),
+        # A list being written (or waiting to resume) is not current: staff see it pending.
+        "up_to_date": current == firms and matched >= revision and not changed_policy_ids(db) and listing is None,
         "run": None
         if run is None
         else {
@@ -1313,9 +1396,12 @@ def status(db: Session) -> dict[str, Any]:
         if listing is None
         else {
             "kind": listing.kind,
+            "runs": listings,
             "policies": listing.policies,
             "units": listing.units,
             "units_done": listing.units_done,
+            # No unit written for a while: stopped or killed, it waits for the catch-up to resume it.
+            "waiting": _age(listing.updated_at) > LISTING_IDLE,
             "started_at": listing.started_at,
             "updated_at": listing.updated_at,
         },

@@ -195,6 +195,8 @@ class ListRunOut(BaseModel):
     policies: int = Field(description="本次生成名单的政策数")
     units: int = Field(description="企业分段数")
     units_done: int = Field(description="已写入的分段数（中断后从未写入的分段继续）")
+    waiting: bool = Field(False, description="超过 5 分钟未写入新分段：已中断，等待匹配任务继续")
+    runs: int = Field(1, description="进行中或待继续的名单生成任务数（上列为最早的一个）")
     started_at: dt.datetime
     updated_at: dt.datetime
 

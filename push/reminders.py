@@ -8,6 +8,7 @@ a month).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from matcher import batch as matcher_batch
 from matcher import eligibility
 from matcher import feedback as matcher_feedback
 from matcher.eligibility import ELIGIBLE, LIKELY
+from matcher.lists import ListPending
 from profiles.derived import FIELD_LABELS
 from profiles.models import Enterprise
 from push import outbox, preferences, rules
@@ -33,6 +35,8 @@ from push.models import Delivery, PushPreference
 from push.outbox import insert_deliveries
 from push.rules import local_tz, months_before, to_local, window_open
 from push.scheduled import already_decided, base_row, channel_rows, lock_firm, run_scheduled
+
+log = logging.getLogger(__name__)
 
 # Latest feedback that stops deadline reminders: the firm has applied, or does not care.
 NO_REMINDER_FEEDBACK = ("applied", "not_relevant")
@@ -102,7 +106,13 @@ def send_reminders(*, db: Session, item: ReminderItem, now: dt.datetime, setting
     if policy is None or policy.status != PolicyStatus.published or policy.apply_end_on != item.deadline:
         return 0
     today = to_local(now, settings).date()
-    matched = matcher_batch.matched_firms(db=db, policy_id=policy.id, statuses=[ELIGIBLE, LIKELY])
+    try:
+        matched = matcher_batch.matched_firms(db=db, policy_id=policy.id, statuses=[ELIGIBLE, LIKELY])
+    except ListPending:
+        # Its list is being written (or was made stale by a full run): never remind from half a list. The
+        # policy stays due, so the next run (the job runs through the day) reminds its firms.
+        log.info("deadline reminders of policy %s wait for its list", policy.id)
+        return 0
     reminded = set(
         db.scalars(
             select(Delivery.enterprise_id).where(

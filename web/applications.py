@@ -29,6 +29,7 @@ from core.config import Settings
 from core.deps import AppSettings, DbSession
 from core.errors import FieldError, HuiqiError, PayloadTooLarge, ValidationFailed
 from core.tabular import ImportReport
+from matcher.lists import ListPending
 from web.deps import WebAllow, WebFirm
 from web.forms import FormErrors, PageForm, form_values
 from web.templating import WebRoute, redirect, register_nav, render
@@ -138,6 +139,14 @@ def _policy_choices(db: Session, actor: Principal, policy_type: PolicyType) -> l
     return list(db.scalars(q.order_by(Policy.title)))
 
 
+def _never_applied_count(db: Session, policy_id: int) -> int | None:
+    """The eligible firms that never applied, or None while the policy's list is not complete."""
+    try:
+        return len(stats.never_applied_ids(db=db, policy_id=policy_id))
+    except ListPending:
+        return None
+
+
 def _list_context(
     db: Session, actor: Principal, policy_id: int | None, status: str | None, page: int
 ) -> dict[str, Any]:
@@ -155,7 +164,7 @@ def _list_context(
         "policy_id": policy_id,
         "status": status or "",
         "can_manage": chosen is not None and lifecycle.can_manage(chosen, actor),
-        "never_applied": len(stats.never_applied_ids(db=db, policy_id=chosen.id)) if chosen else 0,
+        "never_applied": _never_applied_count(db, chosen.id) if chosen else 0,
         "pages": max(1, math.ceil(total / PAGE_SIZE)),
         "page": page,
         "report": None,

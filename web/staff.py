@@ -817,12 +817,15 @@ def eligible(
     except Conflict:  # the worker has not made this policy's list yet
         policy, rows, total, pending = catalog_service.get_policy(db=db, policy_id=policy_id), [], 0, True
     pages = max(1, math.ceil(total / ELIGIBLE_PAGE_SIZE))
+    made = None if pending else matcher_lists.state(db, policy)
     return render(
         request,
         "staff_eligible.html",
         {
             "policy": policy,
             "pending": pending,
+            "made_at": made.matched_at if made else None,
+            "catalog_changes": matcher_lists.catalog_changes_since(db, policy, made.matched_at) if made else 0,
             "rows": [matcher_export.eligible_row(m, e) for m, e in rows],
             "total": total,
             "status": status if status in ("likely", "both") else "eligible",

@@ -26,8 +26,8 @@ from catalog.models import Policy
 from core import migrate
 from core.db import Database, utcnow
 from core.errors import Conflict
-from matcher import lists, pipeline, runs, store
-from matcher.models import FirmMatch, ListRun, ListRunUnit, MatchResult, PolicyMatchState
+from matcher import batch, lists, pipeline, runs, store
+from matcher.models import FirmMatch, ListRun, ListRunUnit, MatchResult, MatchRun, PolicyMatchState
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
 from tests.support.pg_schema import demo_schema
@@ -439,3 +439,198 @@ def test_a_policy_edited_while_its_listing_waits_is_patched_on_its_own_and_dropp
         db.execute(update(PolicyMatchState).values(listed=False))
     runs.list_policies(database, matcher, unlisted)
     assert len(rows) > 100 and rows == _rows(database) and states == _states(database)
+
+
+def _latest_run_id(database: Database) -> int:
+    with database.session() as db:
+        return db.scalar(select(func.max(ListRun.id))) or 0
+
+
+def test_a_full_run_lists_the_kept_lists_again_from_the_firms_it_read(
+    database: Database, matcher: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly full run re-reads every firm (here half the firms changed at once, as by an import, so
+    the catch-up re-scores them with a full run, not the firms' own pass that keeps the lists): the kept
+    lists, made earlier against the firms of then, must not read as current after it. The run marks them
+    pending and lists them again; stopped during that listing they stay pending (refused, not read half
+    written), and the catch-up resumes it even above the scale where it lists every policy itself. They
+    end as a listing from scratch writes them."""
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted)
+    before = _rows(database)
+    with database.writer_session() as db:
+        for firm in list(db.scalars(select(Enterprise).order_by(Enterprise.id)))[::2]:
+            firm.employees = (firm.employees or 0) + 300
+            firm.annual_revenue = (firm.annual_revenue or 0) * 4 + 800
+            firm.profile_updated_at = utcnow()
+    last = _latest_run_id(database)
+
+    def after_a_relisted_unit() -> bool:
+        with database.session() as db:
+            return bool(db.scalar(select(func.count()).select_from(ListRunUnit).where(ListRunUnit.run_id > last)))
+
+    report = runs.rematch_all(database, matcher, should_stop=after_a_relisted_unit)
+    assert report.stopped and report.details["relisted"] == len(unlisted)
+    assert _unlisted(database) == unlisted  # every kept list reads as pending
+    with database.session() as db:
+        pid = next(p for _, p in before)
+        policy = db.get(Policy, pid)
+        assert policy is not None and not lists.state(db, policy).listed
+        with pytest.raises(lists.ListPending):
+            lists.eligible_enterprises(db=db, policy_id=pid, statuses=["eligible", "likely"], offset=0, limit=10)
+        with pytest.raises(lists.ListPending):
+            batch.matched_firms(db=db, policy_id=pid, statuses=["eligible", "likely"])
+        status = runs.status(db)
+        assert not status["up_to_date"] and status["listing"]["kind"] == "list"
+        assert status["listing"]["units_done"] == 1 and status["listing"]["policies"] == len(unlisted)
+    monkeypatch.setattr(matcher.settings, "policy_lists_max_firms", 1)  # lists made on demand only
+    report = runs.rematch_changed(database, matcher)
+    assert not report.stopped and report.firms == 0
+    relisted = _rows(database)
+    with database.session() as db:
+        assert runs.unlisted_policy_ids(db) == [] and runs.status(db)["listing"] is None
+    assert relisted != before  # the firms' changes moved the lists
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult))
+        db.execute(delete(ListRun))
+        db.execute(update(PolicyMatchState).values(listed=False))
+    runs.list_policies(database, matcher, unlisted)
+    assert len(relisted) > 100 and relisted == _rows(database)
+
+
+def test_a_full_run_lists_again_only_what_was_kept_and_leaves_a_policy_edited_meanwhile_to_its_patch(
+    database: Database, matcher: Any
+) -> None:
+    """Lists never made stay unmade (a full run does not list every policy above the city's scale). A policy
+    edited before the run is judged by it at its new version: its list is made again. One edited while the
+    run scores firms is judged at its old version: its list is pending and left to its patch (the catch-up's)."""
+    runs.list_policies(database, matcher, _unlisted(database))
+    with database.session() as db:
+        open_ = sorted(set(db.scalars(select(MatchResult.policy_id))))
+    kept, before, during = open_[:3], open_[3], open_[4]
+    with database.writer_session() as db:
+        db.execute(delete(MatchResult).where(MatchResult.policy_id.not_in([*kept, before, during])))
+        db.execute(update(PolicyMatchState).values(listed=PolicyMatchState.policy_id.in_([*kept, before, during])))
+
+    def edit(pid: int) -> None:
+        with database.writer_session() as db:
+            policy = db.get(Policy, pid)
+            assert policy is not None
+            policy.version += 1
+            catalog_service.bump_revision(db)
+
+    edit(before)
+    edited: list[int] = []
+
+    def edit_once_scoring() -> bool:
+        with database.session() as db:
+            scoring = db.scalar(select(func.count()).select_from(MatchRun).where(MatchRun.status == "running"))
+        if scoring and not edited:
+            edit(during)
+            edited.append(during)
+        return False
+
+    report = runs.rematch_all(database, matcher, should_stop=edit_once_scoring)
+    assert edited and not report.stopped and report.details["relisted"] == len(kept) + 1
+    with database.session() as db:
+        states = {s.policy_id: (s.listed, s.policy_version) for s in db.scalars(select(PolicyMatchState))}
+        assert {pid for pid, (listed, _) in states.items() if listed} == {*kept, before}
+        assert not states[during][0] and during in runs.changed_policy_ids(db)
+        assert before not in runs.changed_policy_ids(db)
+        policy = db.get(Policy, before)
+        assert policy is not None and states[before][1] == policy.version
+    runs.rematch_changed(database, matcher)
+    with database.session() as db:
+        assert runs.changed_policy_ids(db) == []
+        policy = db.get(Policy, during)
+        assert policy is not None and lists.state(db, policy).listed and lists.state(db, policy).current
+
+
+def test_readers_never_read_a_list_being_written(database: Database, matcher: Any, test_settings: Any) -> None:
+    """Every reader of the kept lists reads complete lists only: while a listing is under way its policies'
+    rows already written are not read as a list (reminders wait, counts say pending, not 0); once it is
+    done they read the whole list."""
+    import datetime as dt
+
+    from applications import stats
+    from push import reminders
+
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted, should_stop=lambda: _units(database) >= 2)
+    written = _rows(database)
+    pids = sorted({p for _, p in written})
+    today = dt.date.today()
+    with database.writer_session() as db:  # a deadline in 3 days for the policy with most rows
+        pid = max(pids, key=lambda p: sum(1 for _, q in written if q == p))
+        policy = db.get(Policy, pid)
+        assert policy is not None
+        policy.apply_end_on = today + dt.timedelta(days=3)
+    item = reminders.ReminderItem(pid, 7, today + dt.timedelta(days=3))
+    statuses = ["eligible", "likely"]
+    with database.session() as db:
+        assert db.scalar(select(func.count()).select_from(MatchResult).where(MatchResult.status == "likely"))
+        for p in pids:
+            with pytest.raises(lists.ListPending):
+                batch.matched_firms(db=db, policy_id=p, statuses=statuses)
+            assert db.scalars(batch.matched_firms_query(policy_id=p, statuses=statuses)).all() == []
+        assert batch.match_counts(db=db, policy_ids=pids, statuses=statuses) == dict.fromkeys(pids)
+        assert batch.firms_with_open_likely(db=db, today=today) == set()
+        firm = next(e for (e, _), row in written.items() if row[1] == "likely")
+        assert batch.open_likely_policy_ids(db=db, enterprise_id=firm, today=today) == []
+        figures = stats.policy_figures(db=db)
+        assert figures and all(f.list_pending and f.eligible == 0 for f in figures if f.policy_id in pids)
+        with pytest.raises(lists.ListPending):
+            stats.never_applied_ids(db=db, policy_id=pid)
+    with database.writer_session() as db:
+        assert reminders.send_reminders(db=db, item=item, now=utcnow(), settings=test_settings) == 0
+    runs.list_policies(database, matcher, unlisted)
+    whole = _rows(database)
+    with database.session() as db:
+        for p in pids:
+            expected = {e: row[1] for (e, q), row in whole.items() if q == p}
+            assert batch.matched_firms(db=db, policy_id=p, statuses=statuses) == expected
+            assert sorted(db.scalars(batch.matched_firms_query(policy_id=p, statuses=statuses))) == sorted(expected)
+        counts = batch.match_counts(db=db, policy_ids=pids, statuses=statuses)
+        assert counts == {p: sum(1 for _, q in whole if q == p) for p in pids}
+        assert batch.firms_with_open_likely(db=db, today=today)
+        figures = stats.policy_figures(db=db)
+        assert not any(f.list_pending for f in figures)
+    with database.writer_session() as db:
+        assert reminders.send_reminders(db=db, item=item, now=utcnow(), settings=test_settings) > 0
+
+
+def test_a_policy_published_later_moves_other_lists_scores_not_their_firms_and_the_list_says_so(
+    database: Database, matcher: Any
+) -> None:
+    """A list row's tag score weighs shared tags by their IDF over the published catalog: publishing another
+    policy moves other lists' scores (and so their order) a little, never who is in them. The list reports
+    the change since it was made (the eligible page shows it) until it is made again."""
+    import datetime as dt
+
+    from catalog.schemas import PolicyIn
+
+    unlisted = _unlisted(database)
+    runs.list_policies(database, matcher, unlisted)
+    before = _rows(database)
+    item = next(i for i in demo.demo_policies(dt.date.today()) if len(i.get("tags") or []) >= 3)
+    item = {k: v for k, v in item.items() if k not in ("status", "doc_number")}
+    with database.session() as db:
+        policy = catalog_service.create_policy(
+            db=db, policy_in=PolicyIn(**{**item, "title": item["title"] + "（新）"}), actor=None
+        )
+        catalog_service.publish_policy(db=db, policy_id=policy.id, actor=None, announce=False)
+        db.commit()
+    pid = next(p for _, p in before)
+    with database.session() as db:
+        listed = db.get(Policy, pid)
+        assert listed is not None
+        assert lists.catalog_changes_since(db, listed, lists.state(db, listed).matched_at) == 1
+    runs.list_policies(database, matcher, unlisted)
+    after = _rows(database)
+    assert set(after) == set(before)  # the same firms in every list, with the same verdicts
+    assert all(after[k][1] == before[k][1] for k in before)
+    score = _COLUMNS.index("score")
+    moved = [abs(after[k][score] - before[k][score]) for k in before if after[k][score] != before[k][score]]
+    assert moved and max(moved) < 0.01
+    with database.session() as db:
+        assert lists.catalog_changes_since(db, listed, lists.state(db, listed).matched_at) == 0

@@ -57,7 +57,19 @@ def fresh_database(tmp_path_factory: pytest.TempPathFactory, name: str) -> Datab
 
 
 def free_port() -> int:
-    """Return a TCP port free on 127.0.0.1 now."""
+    """Return a TCP port free on 127.0.0.1 now: one of HUIQI_TEST_PORTS ("8610-8629") when set, for a
+    machine shared by several test runs each given its own ports; any otherwise."""
+    wanted = os.environ.get("HUIQI_TEST_PORTS", "").strip()
+    if wanted:
+        lo, _, hi = wanted.partition("-")
+        for port in range(int(lo), int(hi or lo) + 1):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise RuntimeError(f"no free port in HUIQI_TEST_PORTS={wanted}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

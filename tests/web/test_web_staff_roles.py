@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from applications import service as applications_service
 from applications.models import ExemptEntry, ExemptRoster
@@ -30,7 +30,7 @@ from auth.service import principal_for_user
 from catalog import attachments as policy_files
 from catalog.models import Policy, PolicyIntake, PolicyVersion, Tag
 from core import scheduler, security
-from core.db import InSession
+from core.db import InSession, utcnow
 from desk import attachments as case_files
 from desk import clock, intake
 from desk import stats as desk_stats
@@ -707,3 +707,71 @@ def test_intake_decisions_without_javascript_and_by_htmx(db, client, test_settin
         headers={"HX-Request": "true"},
     )
     assert unknown.status_code == 200 and "没有编号为 condition-99 的录入建议" in unknown.text
+
+
+def test_the_policies_page_shows_a_listing_under_way_or_waiting_and_its_lists_as_pending(  # type: ignore[no-untyped-def]
+    db, client, test_settings, matcher, monkeypatch
+) -> None:
+    """The staff status line shows what GET /api/v1/match/status shows of a listing: how many policies, its
+    progress in units, running or waiting to resume; matching is not "最新" meanwhile and its lists are pending."""
+    from matcher.models import ListRun, ListRunUnit
+
+    firms = [factories.make_enterprise(db) for _ in range(3)]
+    policies = [factories.make_policy(db, publish=True) for _ in range(2)]
+    database = InSession(db)
+    runs.rematch_changed(database, matcher)  # every firm and policy matched, every list made
+    assert runs.status(db)["up_to_date"] and len(firms) == 3
+    monkeypatch.setattr(runs, "LIST_BATCH", 1)  # a unit per firm
+
+    def one_unit_written() -> bool:
+        return bool(
+            db.scalar(
+                select(func.count())
+                .select_from(ListRunUnit)
+                .join(ListRun, ListRun.id == ListRunUnit.run_id)
+                .where(ListRun.status == "running")
+            )
+        )
+
+    runs.list_policies(database, matcher, [p.id for p in policies], should_stop=one_unit_written)
+    listing = runs.status(db)["listing"]
+    assert listing is not None and listing["units_done"] == 1 and not listing["waiting"]
+    _sign_in(client, db, test_settings, Role.admin)
+    applications = client.get(f"/staff/applications?policy_id={policies[0].id}").text
+    assert 'id="never-applied-pending"' in applications and 'id="never-applied"' not in applications
+    _sign_in(client, db, test_settings, Role.curator)
+    page = client.get("/staff/policies")
+    assert page.status_code == 200
+    line = re.search(r'<p class="match-status[^"]*" role="status">(.*?)</p>', page.text, re.S)
+    assert line is not None
+    text_ = re.sub(r"<[^>]+>", "", line.group(1))
+    assert "匹配已是最新" not in text_
+    assert f"2 项政策的符合条件企业名单正在生成（已完成 1 / {listing['units']} 段）" in text_
+    eligible = client.get(f"/staff/policies/{policies[0].id}/eligible")
+    assert eligible.status_code == 200 and "名单正在后台生成" in eligible.text
+    # The dashboard's figures say so too, rather than counting the pending lists' firms as 0 or in part.
+    _sign_in(client, db, test_settings, Role.supervisor)
+    board = client.get("/dashboard").text
+    assert re.search(r'id="lists-pending">\d+ 项政策的符合条件企业名单尚未生成或正在重新生成', board)
+    _sign_in(client, db, test_settings, Role.curator)
+
+    # No unit written for a while (the worker was stopped): the line says it waits to be resumed.
+    db.execute(update(ListRun).values(updated_at=utcnow() - dt.timedelta(minutes=10)))
+    db.flush()
+    text_ = html.unescape(client.get("/staff/policies").text)
+    assert f"2 项政策的符合条件企业名单生成已中断，等待继续（已完成 1 / {listing['units']} 段）" in text_
+
+    runs.list_policies(database, matcher, [p.id for p in policies])
+    text_ = client.get("/staff/policies").text
+    assert "符合条件企业名单" not in text_.split('role="status"')[1].split("</p>")[0]
+    eligible = client.get(f"/staff/policies/{policies[0].id}/eligible")
+    assert "名单生成于" in eligible.text and "另有" not in eligible.text
+    _sign_in(client, db, test_settings, Role.admin)
+    applications = client.get(f"/staff/applications?policy_id={policies[0].id}").text
+    assert 'id="never-applied"' in applications and 'id="never-applied-pending"' not in applications
+    _sign_in(client, db, test_settings, Role.curator)
+
+    # Another policy published after the list was made: its tag weights move this list's scores a little.
+    factories.make_policy(db, publish=True)
+    eligible = client.get(f"/staff/policies/{policies[0].id}/eligible")
+    assert "。生成后，另有 1 项政策发布、修改或下架" in eligible.text
