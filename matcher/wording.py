@@ -259,7 +259,8 @@ def _plan(
     status = items["status"]
     # A firm's best `first` candidates (every one, and its near misses, when `first` is None), in order.
     if first is None:
-        near_firm = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.asarray(near_bounds, dtype=np.int64)))
+        nb = np.asarray(near_bounds, dtype=np.int64)
+        near_firm = np.repeat(np.arange(n, dtype=np.int64), nb[1:] - nb[:-1])
         card_firm = np.concatenate([item_firm, near_firm])
         card_pid = np.concatenate([policy, near["policy"].astype(np.int64)])
         card_status = np.concatenate([status, np.zeros(len(near), dtype=status.dtype)])
