@@ -153,6 +153,14 @@ class Settings(BaseSettings):
         description="Firm ids per chunk of a full re-match: one chunk is read, scored and written (and "
         "checkpointed) at a time; larger chunks are faster and use more memory.",
     )
+    match_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes the nightly full re-match in `huiqi worker` scores chunks in (spawned, each with "
+        "the run's policies; about 1.1 GB each at 10k policies). 1: in the worker itself. Use the machine's cores "
+        "on PostgreSQL; on SQLite the chunks' writes take turns.",
+    )
     match_wording: Literal["page", "all", "off"] = Field(
         "page",
         description="What a re-match stores with each firm's matches besides scores: worded verdicts of the first "

@@ -59,7 +59,11 @@ def rematch_all_job() -> dict[str, object]:
     settings = get_settings()
     matcher = _matcher()
     try:
-        report = runs.rematch_all(get_database(settings), matcher, should_stop=scheduler.stopping)
+        database = get_database(settings)
+        engine = None
+        if settings.match_workers > 1:  # spawned: this process runs the scheduler's threads, forking it is unsafe
+            engine = runs.ProcessEngine(database, settings.match_workers, scheduler.stopping, start_method="spawn")
+        report = runs.rematch_all(database, matcher, should_stop=scheduler.stopping, engine=engine)
         log.info(
             "full run: %s firms in %s chunks (%s resumed) in %.1f s",
             report.firms,

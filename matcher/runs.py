@@ -289,17 +289,22 @@ def _worker_chunk(run_id: int, chunk_no: int) -> ChunkDone:
 
 
 class ProcessEngine:
-    """Runs the chunks of a full run in `workers` processes of this machine, forked with the run's context.
+    """Runs the chunks of a full run in `workers` processes of this machine, started with the run's context.
 
     The same chunk function as `LocalEngine`, so the same rows; chunks finish out of order, each
     committed with its checkpoint. For the command line (`huiqi match --all --workers N`): the
     parent forks, so it must hold no open transaction and no threads of its own.
     """
 
-    def __init__(self, database: Database, workers: int, should_stop: StopFn | None = None) -> None:
+    def __init__(
+        self, database: Database, workers: int, should_stop: StopFn | None = None, *, start_method: str = "fork"
+    ) -> None:
         self.database = database
         self.workers = workers
         self.should_stop = should_stop
+        # "fork" (the command line: single-threaded, children share the parent's pages) or "spawn" (a process
+        # with threads of its own, as `huiqi worker`'s scheduler: fresh children, the context pickled to each).
+        self.start_method = start_method
 
     def run(self, run_id: int, chunk_numbers: Sequence[int], ctx: pipeline.Context) -> Iterable[ChunkDone]:
         import multiprocessing
@@ -307,8 +312,8 @@ class ProcessEngine:
         if not chunk_numbers:
             return
         self.database.dispose()  # no pooled connection is shared with the children
-        fork = multiprocessing.get_context("fork")
-        with fork.Pool(min(self.workers, len(chunk_numbers)), _worker_start, (self.database.url, ctx)) as pool:
+        processes = multiprocessing.get_context(self.start_method)
+        with processes.Pool(min(self.workers, len(chunk_numbers)), _worker_start, (self.database.url, ctx)) as pool:
             for done in pool.imap_unordered(functools.partial(_worker_chunk, run_id), chunk_numbers):
                 yield done
                 if _stop(self.should_stop):

@@ -28,7 +28,9 @@ def _stored(database: Database) -> dict[int, tuple[int, int, int, bytes]]:
         return {eid: (rev, el, lk, bytes(payload)) for eid, rev, el, lk, payload in rows}
 
 
-def test_the_process_engine_writes_what_the_local_engine_writes(shared_database, matcher) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_the_process_engine_writes_what_the_local_engine_writes(shared_database, matcher, start_method) -> None:  # type: ignore[no-untyped-def]
+    """Forked (the command line) or spawned (the nightly job in `huiqi worker`): the local engine's rows."""
     database = shared_database
     runs.embed_firms(database, matcher)
     local = runs.rematch_all(database, matcher, width=16)
@@ -39,7 +41,8 @@ def test_the_process_engine_writes_what_the_local_engine_writes(shared_database,
         db.execute(delete(FirmMatch))
         db.execute(delete(MatchRun))
         db.execute(delete(PolicyMatchState))
-    parallel = runs.rematch_all(database, matcher, width=16, engine=runs.ProcessEngine(database, 2))
+    engine = runs.ProcessEngine(database, 2, start_method=start_method)
+    parallel = runs.rematch_all(database, matcher, width=16, engine=engine)
     assert local.chunks == parallel.chunks == 4 and parallel.firms == 60 and not parallel.stopped
     assert len(expected) == 60 and _stored(database) == expected  # byte for byte
     # Each chunk's CPU is measured in the process that scored it (the parent only waits) and summed.
@@ -74,3 +77,30 @@ def test_scoring_runs_blas_on_one_thread_whatever_the_process_allows() -> None:
     with threadpool_limits(limits=2), runs.scoring_threads():
         blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     assert blas and set(blas) == {1}
+
+
+def test_the_nightly_job_scores_in_the_processes_the_settings_name(shared_database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`HUIQI_MATCH_WORKERS=2`: the worker's nightly full run scores its chunks in 2 spawned processes."""
+    from matcher import jobs
+
+    database = shared_database
+    runs.embed_firms(database, matcher)
+    settings = matcher.settings.model_copy(update={"match_workers": 2, "match_chunk_width": 16})
+    engines: list[runs.ProcessEngine] = []
+    real = runs.ProcessEngine
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        engines.append(real(*args, **kwargs))
+        return engines[-1]
+
+    monkeypatch.setattr(jobs, "get_settings", lambda: settings)
+    monkeypatch.setattr(jobs, "get_database", lambda _settings: database)
+    monkeypatch.setattr(jobs, "_matcher", lambda: matcher)
+    monkeypatch.setattr(matcher, "close", lambda: None)  # the session's matcher outlives the job
+    monkeypatch.setattr(matcher, "settings", settings)  # chunks of 16 firms: 4 chunks for 2 processes
+    monkeypatch.setattr(runs, "ProcessEngine", recorded)
+    assert jobs.rematch_all_job() == {"firms": 60, "stopped": False}
+    assert [(e.workers, e.start_method) for e in engines] == [(2, "spawn")]
+    with database.session() as db:
+        assert db.scalar(select(MatchRun.status)) == "done"
+        assert sorted(db.scalars(select(MatchRunChunk.chunk_no))) == [0, 1, 2, 3]
