@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -81,6 +82,7 @@ def test_scoring_runs_blas_on_one_thread_whatever_the_process_allows() -> None:
 
 def test_the_nightly_job_scores_in_the_processes_the_settings_name(shared_database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`HUIQI_MATCH_WORKERS=2`: the worker's nightly full run scores its chunks in 2 spawned processes."""
+    from core import scheduler
     from matcher import jobs
 
     database = shared_database
@@ -93,6 +95,8 @@ def test_the_nightly_job_scores_in_the_processes_the_settings_name(shared_databa
         engines.append(real(*args, **kwargs))
         return engines[-1]
 
+    # A worker run in process earlier in the suite leaves its stop flag set: this job runs in a fresh worker.
+    monkeypatch.setattr(scheduler, "_stopping", threading.Event())
     monkeypatch.setattr(jobs, "get_settings", lambda: settings)
     monkeypatch.setattr(jobs, "get_database", lambda _settings: database)
     monkeypatch.setattr(jobs, "_matcher", lambda: matcher)
