@@ -113,21 +113,17 @@ class Chunk:
 
 def _clean_column(name: str, values: list[Any]) -> list[Any]:
     """`eligibility._clean_fact` of every value of a profile column as read (Decimal money on PostgreSQL is a
-    float, as the ORM gives it; a pandas Timestamp a date)."""
-    clean = eligibility._clean_fact
-    dates = FIELDS[name].type == "date"
+    float, as the ORM gives it), through `wordbatch._clean`; numbers and None, most of a column, inline."""
+    clean, kind = wordbatch._clean, FIELDS[name].type
     out: list[Any] = []
     for value in values:
-        kind = type(value)
-        if kind is float:
+        t = type(value)
+        if t is float:
             out.append(None if value != value else value)  # NaN: unknown
-        elif value is None or kind is int:
+        elif value is None or t is int:
             out.append(value)
-        elif kind is str and not dates:
-            out.append(value if value.strip() else None)  # blank: unknown
         else:
-            value = clean(name, float(value) if kind is Decimal else value)
-            out.append(value.date() if isinstance(value, pd.Timestamp) else value)
+            out.append(clean(kind, float(value) if t is Decimal else value))
     return out
 
 

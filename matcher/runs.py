@@ -440,7 +440,7 @@ def _stale_lists(db: Session, ctx: pipeline.Context) -> dict[int, int]:
     for start in range(0, len(ids), 900):
         part = ids[start : start + 900]
         current.update(db.execute(select(Policy.id, Policy.version).where(Policy.id.in_(part))).tuples().all())
-        db.execute(update(PolicyMatchState).where(PolicyMatchState.policy_id.in_(part)).values(listed=False))
+    _unlist(db, ids)
     judged = {p.id: p.version for p in ctx.policies.policies}
     return {pid: current[pid] for pid in ids if current.get(pid) == judged.get(pid, made[pid])}
 
@@ -924,14 +924,18 @@ def _start_list_run(db: Session, kind: str, key: str, wanted: dict[int, int]) ->
                 for pid, (k, ver) in members.items()
             ],
         )
-    ids = list(members)
-    for start in range(0, len(ids), 900):
+    _unlist(db, list(members))
+    return ListingRun(run.id, kind, lo, LIST_BATCH, units, len(wanted), members, set())
+
+
+def _unlist(db: Session, policy_ids: Sequence[int]) -> None:
+    """Mark these policies' lists as not listed (900 ids a statement: SQLite's bound-parameter limit)."""
+    for start in range(0, len(policy_ids), 900):
         db.execute(
             update(PolicyMatchState)
-            .where(PolicyMatchState.policy_id.in_(ids[start : start + 900]))
+            .where(PolicyMatchState.policy_id.in_(policy_ids[start : start + 900]))
             .values(listed=False)
         )
-    return ListingRun(run.id, kind, lo, LIST_BATCH, units, len(wanted), members, set())
 
 
 def _drive(

@@ -226,16 +226,16 @@ def reflow_pages(pages: Sequence[str]) -> str:
     pages too, page-number lines dropped.
     Pages with too few lines to tell a full line keep their lines.
     """
-    lines: list[tuple[str, int]] = []  # (line, its page's full length; 0: unknown)
+    lines: list[tuple[str, int, int]] = []  # (line, its width, its page's full width; 0: unknown)
     for page in pages:
         kept = [line.rstrip() for line in page.split("\n")]
-        kept = [line for line in kept if line.strip() and not _PAGE_NUMBER.match(line.strip())]
-        lengths = sorted(_width(line) for line in kept if _width(line) >= 10)
+        widths = [(line, _width(line)) for line in kept if line.strip() and not _PAGE_NUMBER.match(line.strip())]
+        lengths = sorted(w for _, w in widths if w >= 10)
         full = lengths[int(0.8 * (len(lengths) - 1))] if len(lengths) >= 5 else 0
-        lines += [(line, full) for line in kept]
+        lines += [(line, w, full) for line, w in widths]
     out: list[str] = []
     joining = False
-    for k, (line, full) in enumerate(lines):
+    for k, (line, width, full) in enumerate(lines):
         if joining:
             out[-1] += line.strip()  # no space: Chinese, a number or a web address cut at the margin
         else:
@@ -245,7 +245,7 @@ def reflow_pages(pages: Sequence[str]) -> str:
         joining = bool(
             full
             and nxt
-            and _width(line) >= full - 3
+            and width >= full - 3
             and not stripped.endswith(_SENTENCE_END)
             and not (k < 3 and _TITLE_END.search(stripped))
             and heading_level(nxt) is None
