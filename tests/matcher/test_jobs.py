@@ -266,3 +266,67 @@ def test_a_full_run_killed_with_sigkill_resumes_without_duplicates_or_gaps(tmp_p
     }
     database.dispose()
     fresh.dispose()
+
+
+def _firm_rows(database: Database) -> dict[int, tuple[Any, ...]]:
+    with database.session() as db:
+        return {
+            r.enterprise_id: (
+                *(part.tobytes() for part in store.decode(r.payload)),
+                store.decode_words(r.payload),
+                r.eligible,
+                r.likely,
+            )
+            for r in db.scalars(select(FirmMatch))
+        }
+
+
+def _add_firm_users(database: Database, logins: dict[int, dt.datetime | None], **extra: Any) -> None:
+    from auth.models import Role, User
+
+    with database.session() as db:
+        for k, (eid, at) in enumerate(logins.items()):
+            db.add(
+                User(
+                    username=f"firm{eid}-{k}-{extra.get('role', Role.enterprise).value}",
+                    password_hash="x",
+                    display_name="企业用户",
+                    role=extra.get("role", Role.enterprise),
+                    enterprise_id=eid,
+                    is_active=extra.get("is_active", True),
+                    last_login_at=at,
+                )
+            )
+
+
+def test_a_first_catch_up_stores_the_firms_with_accounts_before_the_full_run(tmp_path, matcher) -> None:  # type: ignore[no-untyped-def]
+    from auth.models import Role
+
+    database = _demo_database(tmp_path / "accounts.db", 40)
+    with database.session() as db:
+        ids = sorted(db.scalars(select(Enterprise.id)))
+    now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    _add_firm_users(database, {ids[30]: None, ids[7]: now, ids[12]: now + dt.timedelta(hours=1)})
+    _add_firm_users(database, {ids[3]: now}, is_active=False)
+    _add_firm_users(database, {ids[5]: now}, role=Role.curator)
+    assert runs.firms_with_accounts(database, 10) == [ids[12], ids[7], ids[30]]
+    assert runs.firms_with_accounts(database, 2) == [ids[12], ids[7]]
+
+    def stored() -> set[int]:
+        with database.session() as db:
+            return set(db.scalars(select(FirmMatch.enterprise_id)))
+
+    # Stop as soon as anything is stored: what is stored then is what came first.
+    early = runs.rematch_changed(database, matcher, should_stop=lambda: bool(stored()))
+    assert early.stopped and early.kind == "all"
+    assert stored() == {ids[7], ids[12], ids[30]}
+    report = runs.rematch_changed(database, matcher)
+    assert report.kind == "all" and report.firms == 40 and not report.stopped
+    assert report.details["accounts_first"] == 3
+    # The same rows as a catch-up with no account at all.
+    plain = _demo_database(tmp_path / "plain.db", 40)
+    assert runs.rematch_changed(plain, matcher).details["accounts_first"] == 0
+    rows = _firm_rows(database)
+    assert len(rows) == 40 and rows == _firm_rows(plain)
+    database.dispose()
+    plain.dispose()
