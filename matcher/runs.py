@@ -1327,12 +1327,20 @@ def rematch_changed(
         # and writes the same rows.
         first = firms_with_accounts(database, ACCOUNT_FIRST_MAX)
         first = first if len(first) < firms else []
+        embedded = 0
         if first:
-            early = rematch_firms(database, matcher, first, today=today, should_stop=should_stop)
-            if early.stopped:
-                early.kind = "all"
-                return early
+            # One batch for the API's warm-up to wait on (`EmbeddingCache.batch_running`), from these firms
+            # to the run's own embedding: it would otherwise start in between and share the cores with it.
+            with matcher.cache.batch_running():
+                early = rematch_firms(database, matcher, first, today=today, should_stop=should_stop)
+                if early.stopped:
+                    early.kind = "all"
+                    return early
+                embedded = early.embedded + embed_firms(
+                    database, matcher, None, today, should_stop=should_stop, progress=_phase(progress, "embed")
+                )
         report = rematch_all(database, matcher, today=today, progress=progress, should_stop=should_stop)
+        report.embedded += embedded
         report.details["accounts_first"] = len(first)
     else:
         report = rematch_firms(database, matcher, changed, today=today, progress=progress, should_stop=should_stop)

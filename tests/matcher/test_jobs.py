@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from catalog import demo
 from core import migrate
@@ -328,5 +329,23 @@ def test_a_first_catch_up_stores_the_firms_with_accounts_before_the_full_run(tmp
     assert runs.rematch_changed(plain, matcher).details["accounts_first"] == 0
     rows = _firm_rows(database)
     assert len(rows) == 40 and rows == _firm_rows(plain)
+    # The API's warm-up (`wait_for_batches`) waits from the first of these firms to the end of the run's
+    # embedding: a batch is marked running throughout, not released in between (a catch-up from nothing stored).
+    held: list[bool] = []
+
+    def batch_marked() -> bool:
+        fd = os.open(matcher.cache.directory / matcher.cache.BATCH_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    with database.session() as db:
+        db.execute(delete(FirmMatch))
+    runs.rematch_changed(database, matcher, should_stop=lambda: held.append(batch_marked()) or False)
+    assert held[0] and False in held and True not in held[held.index(False) :]
     database.dispose()
     plain.dispose()
