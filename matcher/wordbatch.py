@@ -422,7 +422,7 @@ class Core:
     Stored as its conditions' states (`body`); the words are the firm's, put in when read (`read`).
     """
 
-    __slots__ = ("body", "changing", "code", "missing", "outcomes", "status", "support", "to_fill")
+    __slots__ = ("body", "changing", "code", "held", "missing", "outcomes", "status", "support", "to_fill")
 
     def __init__(
         self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], support: int
@@ -434,6 +434,7 @@ class Core:
         self.to_fill = to_fill
         self.support = support
         self.changing: _Changing | None = None  # what `best_changes` reads, once asked
+        self.held: tuple[int, int, bytes] | None = None  # (policy id, version, row) last packed (`wording.pack`)
         # `wording._verdict_row` after the policy id and version, serialised ("code, states, …]").
         self.body = b'%d,"%s",%b,%b,%d]' % (
             code,
