@@ -575,22 +575,6 @@ class Firm:
 _UNSET = object()
 
 
-def _key(firm: Firm, field: str, value: Any, members: tuple[str, ...] | None) -> Any:
-    """What a condition's outcome for the firm depends on (`Smith.judge_many`): its value (5 and 5.0
-    alike, see `_PLAIN`), for a set condition over names which of them it holds, when unknown the
-    fields it must fill in."""
-    if value is None:
-        key = firm.needs.get(field)
-        if key is None:
-            key = firm.needs[field] = eligibility.inputs_to_fill(field, firm.facts)
-        return key
-    if members is None:
-        return value if type(value) in _PLAIN else (type(value), value)
-    if len(members) == 1:
-        return (members[0] in value,)
-    return tuple(m in value for m in members)
-
-
 class _Policy:
     """What a `Smith` keeps of one rule tree: its template, per condition (leaf, field, names, outcomes by
     value), the verdicts by outcome combination, and its all-met verdict once asked (`Smith.eligible`)."""
@@ -634,54 +618,50 @@ class Smith:
         if policy is None:
             return [eligibility.evaluate(rules, firm.facts, today=self.day) for firm in firms]
         t, steps, cores = policy.template, policy.steps, policy.cores
-        every = [firm.facts for firm in firms]
         columns = []
         fresh: set[int] = set()  # firms with an outcome first met here: their combination is new, likely unique
+        valued: set[int] = set()  # firms with an outcome not met whose gap is their own (see `_Outcome`)
         for leaf, field, members, memo in steps:
-            # The outcomes already known, by the value's key (see `_key`), in one pass; the rest (None)
-            # below, firm by firm in order, as a firm with a value met first in this very batch
-            # finds its outcome kept by then.
-            get = memo.get
-            values = [facts[field] for facts in every]
-            if members is None:
-                column = [None if v is None else get(v if type(v) in _PLAIN else (type(v), v)) for v in values]
-            elif len(members) == 1:
-                name = members[0]
-                column = [None if v is None else get((name in v,)) for v in values]
-            else:
-                column = [None if v is None else get(tuple([m in v for m in members])) for v in values]
-            if None in column:
-                for row, outcome in enumerate(column):
-                    if outcome is not None:
-                        continue
-                    firm, value = firms[row], values[row]
-                    key = _key(firm, field, value, members)
-                    outcome = get(key)
-                    if outcome is None:
-                        outcome, new = self._outcome(leaf, value, key)
-                        memo[key] = outcome
-                        if new:
-                            fresh.add(row)
-                    column[row] = outcome
+            column = []
+            for row, firm in enumerate(firms):
+                facts = firm.facts
+                value = facts[field]
+                if value is None:
+                    key: Any = firm.needs.get(field)
+                    if key is None:
+                        key = firm.needs[field] = eligibility.inputs_to_fill(field, facts)
+                elif members is None:
+                    key = value if type(value) in _PLAIN else (type(value), value)
+                elif len(members) == 1:
+                    key = (members[0] in value,)
+                else:
+                    key = tuple(m in value for m in members)
+                outcome = memo.get(key)
+                if outcome is None:
+                    outcome, new = self._outcome(leaf, value, key)
+                    memo[key] = outcome
+                    if new:
+                        fresh.add(row)
+                if outcome.canon is not outcome:
+                    valued.add(row)
+                column.append(outcome)
             columns.append(column)
         out: list[Core | PolicyVerdict] = []
         for row, combo in enumerate(zip(*columns, strict=True)):
-            if fresh and row in fresh:  # kept once an outcome is met again (firms sharing the value)
+            if row in fresh:  # kept once an outcome is met again (firms sharing the value)
                 out.append(_core(t, list(combo)))
                 continue
-            core = cores.get(combo)  # kept combinations are of shared outcomes (`canon`) only
+            if row in valued:
+                # What is missing is ordered by gap (and an any-of picks its closest branch by it): alike
+                # for every value only with one failed condition in a plain all-of.
+                if not t.flat or sum(o.state == NOT_MET for o in combo) > 1:
+                    out.append(_core(t, list(combo)))
+                    continue
+                combo = tuple(o.canon for o in combo)
+            core = cores.get(combo)
             if core is None:
-                if any(o.canon is not o for o in combo):  # an outcome not met whose gap is the firm's own
-                    # What is missing is ordered by gap (and an any-of picks its closest branch by it): alike
-                    # for every value only with one failed condition in a plain all-of.
-                    if not t.flat or sum(o.state == NOT_MET for o in combo) > 1:
-                        out.append(_core(t, list(combo)))
-                        continue
-                    combo = tuple(o.canon for o in combo)
-                    core = cores.get(combo)
-                if core is None:
-                    core = cores[combo] = _core(t, list(combo))
-                    self._kept += 1
+                core = cores[combo] = _core(t, list(combo))
+                self._kept += 1
             out.append(core)
         return out
 
