@@ -39,7 +39,7 @@ import gc
 import itertools
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
@@ -795,6 +795,7 @@ def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> li
     if not all(isinstance(v, Core) for v in verdicts.values()):
         return _best_changes_mixed(verdicts, firm)
     facts = firm.facts
+    holds_with = cast(Callable[[_Leaf, Any], bool], eligibility._holds_with)  # reads a leaf's op, value, negated
     open_: list[_Changing] = []
     fillable: list[tuple[int, Core]] = []  # policies missing only unknown conditions
     by_field: dict[str, list[tuple[int, Core]]] = {}  # policies missing only failed conditions on one field
@@ -808,11 +809,11 @@ def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> li
         if changing.fill:
             fillable.append((pid, core))
         elif changing.field is not None:
-            held = by_field.get(changing.field)
-            if held is None:
+            group = by_field.get(changing.field)
+            if group is None:
                 by_field[changing.field] = [(pid, core)]
             else:
-                held.append((pid, core))
+                group.append((pid, core))
     seen: set[tuple[Any, ...]] = set()
     best: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
     for changing in open_:
@@ -836,9 +837,7 @@ def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> li
                     # `eligibility._fixes`: every missing condition is failed and on the change's field; a
                     # set's value (`ConditionResult.firm_value`) is the firm's names, sorted.
                     probe = facts[c.field] | {c.target} if c.kind == "acquire" else c.probe
-                    opened = [
-                        pid for pid, core in within if all(eligibility._holds_with(o.leaf, probe) for o in core.missing)
-                    ]
+                    opened = [pid for pid, core in within if all(holds_with(o.leaf, probe) for o in core.missing)]
                 if not opened:
                     continue
                 held = best.get(c.group)
