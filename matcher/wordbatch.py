@@ -789,8 +789,8 @@ def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> li
     does not depend on the firm's values is worked out once per verdict (`_Changing`): whether it can
     open by filling in or on one field, and its missing conditions' suggestions (per condition and
     value, kept with its wording: they depend on nothing else). What a change fixes is judged from the
-    conditions themselves (`_fixes`), as `eligibility._fixes` does (the test of this module holds the
-    changes equal).
+    missing conditions themselves, as `eligibility._fixes` does (the tests of this module hold the changes
+    equal to `eligibility.best_changes` of evaluate's verdicts).
     """
     if not all(isinstance(v, Core) for v in verdicts.values()):
         return _best_changes_mixed(verdicts, firm)
