@@ -1260,6 +1260,11 @@ def best_changes(
                 held = best.get(c.group)
                 if held is None or (-len(opened), c.effort) < (-len(held[1]), held[0].effort):
                     best[c.group] = (c, opened)
+    return ranked_changes(best, limit)
+
+
+def ranked_changes(best: Mapping[tuple[Any, ...], tuple[_Candidate, list[int]]], limit: int = 3) -> list[Change]:
+    """The best change of each group with the policies it opens, ranked as `best_changes` gives them."""
     ranked = sorted(best.values(), key=lambda item: (-len(item[1]), _KIND_ORDER[item[0].kind], item[0].effort))
     return [
         Change(

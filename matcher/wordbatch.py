@@ -39,7 +39,7 @@ import gc
 import itertools
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 import orjson
@@ -422,7 +422,7 @@ class Core:
     Stored as its conditions' states (`body`); the words are the firm's, put in when read (`read`).
     """
 
-    __slots__ = ("body", "code", "missing", "outcomes", "status", "support", "to_fill")
+    __slots__ = ("body", "changing", "code", "held", "missing", "outcomes", "status", "support", "to_fill")
 
     def __init__(
         self, status: str, outcomes: list[_Outcome], missing: list[_Outcome], to_fill: list[str], support: int
@@ -433,6 +433,8 @@ class Core:
         self.missing = missing
         self.to_fill = to_fill
         self.support = support
+        self.changing: _Changing | None = None  # what `best_changes` reads, once asked
+        self.held: tuple[int, int, bytes] | None = None  # (policy id, version, row) last packed (`wording.pack`)
         # `wording._verdict_row` after the policy id and version, serialised ("code, states, …]").
         self.body = b'%d,"%s",%b,%b,%d]' % (
             code,
@@ -783,10 +785,102 @@ def _missing(o: _Outcome, firm: Firm) -> _Missing:
 def best_changes(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> list[eligibility.Change]:
     """Return `eligibility.best_changes` of a firm's judged policies.
 
-    Only what it reads of each verdict is built (its status and what `_Missing` keeps of its missing
-    conditions), and a missing condition's suggestions are worked out once per condition and value
-    (kept with its wording): they depend on nothing else (the test of this module holds the changes equal).
+    Only what it reads of each verdict is used: its status and its missing conditions' outcomes. What
+    does not depend on the firm's values is worked out once per verdict (`_Changing`): whether it can
+    open by filling in or on one field, and its missing conditions' suggestions (per condition and
+    value, kept with its wording: they depend on nothing else). What a change fixes is judged from the
+    missing conditions themselves, as `eligibility._fixes` does (the tests of this module hold the changes
+    equal to `eligibility.best_changes` of evaluate's verdicts).
     """
+    if not all(isinstance(v, Core) for v in verdicts.values()):
+        return _best_changes_mixed(verdicts, firm)
+    facts = firm.facts
+    holds_with = cast(Callable[[_Leaf, Any], bool], eligibility._holds_with)  # reads a leaf's op, value, negated
+    open_: list[_Changing] = []
+    fillable: list[tuple[int, Core]] = []  # policies missing only unknown conditions
+    by_field: dict[str, list[tuple[int, Core]]] = {}  # policies missing only failed conditions on one field
+    for pid, core in cast(Mapping[int, Core], verdicts).items():
+        if core.status == ELIGIBLE or not core.missing:
+            continue
+        changing = core.changing
+        if changing is None:
+            changing = core.changing = _Changing(core, firm)
+        open_.append(changing)
+        if changing.fill:
+            fillable.append((pid, core))
+        elif changing.field is not None:
+            group = by_field.get(changing.field)
+            if group is None:
+                by_field[changing.field] = [(pid, core)]
+            else:
+                group.append((pid, core))
+    seen: set[tuple[Any, ...]] = set()
+    best: dict[tuple[Any, ...], tuple[Any, list[int]]] = {}
+    for changing in open_:
+        for o, suggestions in changing.steps:
+            if suggestions is None:  # valued: per the firm's value
+                value = facts[o.leaf.field]
+                suggestions = o.text.changes.get(value)
+                if suggestions is None:
+                    suggestions = _suggested(o, firm, value)
+            for c, identity in suggestions:
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                if c.kind == "fill":
+                    probe = set(c.probe)
+                    opened = [pid for pid, core in fillable if all(set(o.needs) <= probe for o in core.missing)]
+                else:
+                    within = by_field.get(c.field)
+                    if within is None:
+                        continue
+                    # `eligibility._fixes`: every missing condition is failed and on the change's field; a
+                    # set's value (`ConditionResult.firm_value`) is the firm's names, sorted.
+                    probe = facts[c.field] | {c.target} if c.kind == "acquire" else c.probe
+                    opened = [pid for pid, core in within if all(holds_with(o.leaf, probe) for o in core.missing)]
+                if not opened:
+                    continue
+                held = best.get(c.group)
+                if held is None or (-len(opened), c.effort) < (-len(held[1]), held[0].effort):
+                    best[c.group] = (c, opened)
+    return eligibility.ranked_changes(best)
+
+
+class _Changing:
+    """What `best_changes` reads of a verdict that is not eligible, the same for every firm judged alike:
+    whether only filling in opens it (`fill`), the one field whose failed conditions decide it (`field`),
+    and each missing condition's suggestions (None when they depend on the firm's value: valued; a condition
+    suggesting nothing for any firm is left out)."""
+
+    __slots__ = ("field", "fill", "steps")
+
+    def __init__(self, core: Core, firm: Firm) -> None:
+        missing = core.missing
+        self.fill = all(o.state == UNKNOWN for o in missing)
+        field = missing[0].leaf.field
+        self.field = field if all(o.state == NOT_MET and o.leaf.field == field for o in missing) else None
+        steps: list[tuple[_Outcome, list[tuple[Any, tuple[Any, ...]]] | None]] = []
+        for o in missing:
+            if not o.valued:
+                suggestions = _suggested(o, firm, None)
+                if suggestions:
+                    steps.append((o, suggestions))
+            elif o.state != NOT_MET or not (o.leaf.field in eligibility._FIXED_FIELDS or o.leaf.effective is None):
+                steps.append((o, None))  # else none whatever the value (`eligibility._candidates`)
+        self.steps = steps
+
+
+def _suggested(o: _Outcome, firm: Firm, value: Any) -> list[tuple[Any, tuple[Any, ...]]]:
+    """`eligibility.suggested` of a missing condition, kept with its wording (per firm value when valued)."""
+    text = o.text
+    held = text.changes.get(value)
+    if held is None:
+        held = text.changes[value] = eligibility.suggested(cast(ConditionResult, _missing(o, firm)))
+    return held
+
+
+def _best_changes_mixed(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm) -> list[eligibility.Change]:
+    """`best_changes` when some verdicts are `eligibility.evaluate`'s own (rules not compiled)."""
     judged: dict[int, PolicyVerdict] = {}
     for pid, verdict in verdicts.items():
         if isinstance(verdict, Core):

@@ -26,7 +26,7 @@ import datetime as dt
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -387,13 +387,16 @@ def _packed(
     verdicts: Mapping[int, wordbatch.Core | PolicyVerdict],
     chosen: Sequence[int],
     through: dt.date | None,
+    rows: Iterable[tuple[int, int, wordbatch.Core | PolicyVerdict]] | None = None,
 ) -> bytes:
-    """A firm's judged policies (in the order judged) and its window, with the changes, serialised."""
+    """A firm's judged policies (in the order judged) and its window, with the changes, serialised.
+
+    `rows`: the judged policies as (policy id, version, verdict), in `verdicts`' order, when at hand."""
     changes = wordbatch.best_changes({pid: verdicts[pid] for pid in chosen}, firm)
     return pack(
         day=day,
         tags=tag_digest(tags),
-        verdicts=[(pid, policies[pid][0], v) for pid, v in verdicts.items()],
+        verdicts=[(pid, policies[pid][0], v) for pid, v in verdicts.items()] if rows is None else rows,
         window=[(pid, policies[pid][0]) for pid in chosen],
         changes=changes,
         through=through,
@@ -437,6 +440,7 @@ def word_chunk(
     out: list[bytes] = []
     plan = _plan(items, item_bounds, near, near_bounds, hidden, policies, first, smith)
     wanted_all = plan.wanted.tolist()
+    versions_all = _versions(policies, plan.wanted)
     firm_cuts = np.searchsorted(plan.owner, np.arange(len(facts) + 1)).tolist()
     chosen_all, chosen_cuts = plan.chosen, plan.chosen_cuts
     for lo in range(0, len(facts), BATCH):
@@ -444,6 +448,7 @@ def word_chunk(
         firms = [smith.firm(facts[i]) for i in range(lo, hi)]
         base, end = firm_cuts[lo], firm_cuts[hi]
         wanted = wanted_all[base:end]
+        versions = versions_all[base:end]
         judged = plan.known[base:end]  # per wanted policy: its verdict when known without judging, else None
         owner = (plan.owner[base:end] - lo).tolist()
         # per firm: its policies' span in `wanted`, in the order judged; its window
@@ -481,9 +486,26 @@ def word_chunk(
                     through=through[i],
                 )
             else:
-                words = _packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i])
+                rows = (
+                    zip(wanted[at:to], versions[at:to], judged[at:to], strict=True)
+                    if len(verdicts) == to - at
+                    else None
+                )
+                words = _packed(day, tags[i], firms[k], policies, verdicts, chosen, through[i], rows)
             out.append(words if finish is None else finish(words))
     return out
+
+
+def _versions(policies: Mapping[int, tuple[int, Any]], wanted: np.ndarray) -> list[int]:
+    """Each wanted policy's version (`policies[pid][0]`), looked up at once."""
+    if not len(wanted):
+        return []
+    ids = np.fromiter(policies, dtype=np.int64, count=len(policies))
+    if ids.min() < 0 or not _member(wanted, ids).all():  # an id the lookup cannot take: raise as `policies` does
+        return [policies[pid][0] for pid in wanted.tolist()]
+    at = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    at[ids] = np.fromiter((version for version, _ in policies.values()), dtype=np.int64, count=len(policies))
+    return cast(list[int], at[wanted].tolist())
 
 
 def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict | wordbatch.Core) -> list[Any] | orjson.Fragment:
@@ -541,13 +563,16 @@ def pack(
             orjson.dumps(firm.unknown()) if firm else b"{}",
         )
     ]
-    sep = b""  # between rows
+    rows = []
     for pid, version, v in verdicts:
         if isinstance(v, wordbatch.Core):
-            parts += (b"%b[%d,%d," % (sep, pid, version), v.body)
+            held = v.held  # the row last serialised: most verdicts are one policy's, at one version
+            if held is None or held[0] != pid or held[1] != version:
+                held = v.held = (pid, version, b"[%d,%d,%b" % (pid, version, v.body))
+            rows.append(held[2])
         else:
-            parts.append(sep + orjson.dumps(_verdict_row(pid, version, v)))
-        sep = b","
+            rows.append(orjson.dumps(_verdict_row(pid, version, v)))
+    parts.append(b",".join(rows))
     parts.append(b'],"w":')
     parts.append(orjson.dumps([[pid, version] for pid, version in window]))
     parts.append(b',"c":')

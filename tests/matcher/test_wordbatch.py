@@ -375,3 +375,44 @@ def test_firms_in_the_same_state_share_one_verdict_whatever_their_values() -> No
     assert ve is not vf
     for firm, verdict in ((e, ve), (f, vf)):
         assert wordbatch.full(verdict, firm) == eligibility.evaluate(rules, firm.facts, today=TODAY)
+
+
+def test_best_changes_equal_evaluates_when_verdicts_are_shared_between_firms() -> None:
+    """`best_changes` keeps per verdict (`Core.changing`) what does not depend on the firm, and per condition
+    and value each suggestion: firms sharing verdicts (one smith, values that differ) get evaluate's changes."""
+    rules = _policies()
+    smith = wordbatch.Smith(TODAY)
+    shared = 0
+    seen: set[int] = set()
+    for facts in _firms(150, rules, 41):
+        firm = smith.firm(facts)
+        judged = {pid: smith.judge(r, firm) for pid, r in enumerate(rules)}
+        chosen = [pid for pid, v in judged.items() if v.status != eligibility.ELIGIBLE][: wording.WINDOW * 2]
+        for pid in chosen:
+            shared += id(judged[pid]) in seen
+            seen.add(id(judged[pid]))
+        got = wordbatch.best_changes({pid: judged[pid] for pid in chosen}, firm)
+        expected = eligibility.best_changes(
+            {pid: eligibility.evaluate(rules[pid], facts, today=TODAY) for pid in chosen}
+        )
+        assert got == expected
+    assert shared > 100  # verdicts met again by other firms, their suggestions kept
+
+
+def test_a_packed_row_is_its_policy_and_versions() -> None:
+    """`pack` keeps a verdict's serialised row for the policy and version it last packed: a verdict shared by two
+    policies (no rules) or packed at another version gets its own row."""
+    smith = wordbatch.Smith(TODAY)
+    firm = smith.firm({"employees": 10})
+    rules = {"field": "employees", "op": "gte", "value": 5}
+    core = smith.judge(rules, firm)
+    none = smith.judge(None, firm)
+    for pid, version in [(1, 1), (1, 2), (2, 2), (1, 1)]:
+        raw = wording.pack(
+            day=TODAY, tags=0, verdicts=[(pid, version, core), (pid + 10, version, none)], window=[], changes=[]
+        )
+        rows = orjson.loads(raw)["v"]
+        assert [row[:2] for row in rows] == [[pid, version], [pid + 10, version]]
+        assert rows == [
+            orjson.loads(orjson.dumps(wording._verdict_row(p, version, v))) for p, v in ((pid, core), (pid + 10, none))
+        ]
