@@ -500,12 +500,16 @@ def _versions(policies: Mapping[int, tuple[int, Any]], wanted: np.ndarray) -> li
     """Each wanted policy's version (`policies[pid][0]`), looked up at once."""
     if not len(wanted):
         return []
+    if not policies:
+        return [policies[pid][0] for pid in wanted.tolist()]  # raises, as looking any id up does
     ids = np.fromiter(policies, dtype=np.int64, count=len(policies))
-    if ids.min() < 0 or not _member(wanted, ids).all():  # an id the lookup cannot take: raise as `policies` does
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    if not (ids[at] == wanted).all():  # an id not in `policies`: raise as looking it up does
         return [policies[pid][0] for pid in wanted.tolist()]
-    at = np.zeros(int(ids.max()) + 1, dtype=np.int64)
-    at[ids] = np.fromiter((version for version, _ in policies.values()), dtype=np.int64, count=len(policies))
-    return cast(list[int], at[wanted].tolist())
+    versions = np.fromiter((version for version, _ in policies.values()), dtype=np.int64, count=len(policies))
+    return cast(list[int], versions[order][at].tolist())
 
 
 def _verdict_row(pid: int, version: int, v: PolicyVerdict | Verdict | wordbatch.Core) -> list[Any] | orjson.Fragment:

@@ -416,3 +416,19 @@ def test_a_packed_row_is_its_policy_and_versions() -> None:
         assert rows == [
             orjson.loads(orjson.dumps(wording._verdict_row(p, version, v))) for p, v in ((pid, core), (pid + 10, none))
         ]
+
+
+def test_the_versions_of_wanted_policies_are_looked_up_by_id_however_large_and_a_missing_one_raises() -> None:
+    import numpy as np
+    import pytest
+
+    from matcher.wording import _versions
+
+    policies = {7: (3, None), 2_000_000_000_000: (5, None), 4: (1, None)}
+    wanted = np.asarray([4, 2_000_000_000_000, 7, 4], dtype=np.int64)
+    assert _versions(policies, wanted) == [1, 5, 3, 1]
+    assert _versions(policies, np.zeros(0, dtype=np.int64)) == []
+    with pytest.raises(KeyError):
+        _versions(policies, np.asarray([4, 5], dtype=np.int64))
+    with pytest.raises(KeyError):
+        _versions({}, np.asarray([4], dtype=np.int64))
