@@ -125,3 +125,23 @@ def verify_phone(db: Session, enterprise_id: int, phone: str = "13800138000") ->
     from auth import phone as auth_phone
 
     auth_phone.mark_verified(db=db, enterprise_id=enterprise_id, phone=phone)
+
+
+def stored_firm_rows(database: Any) -> dict[int, tuple[Any, ...]]:
+    """Every firm's stored matches (`firm_match`) as comparable values: the decoded arrays' bytes, the
+    wording, the eligible and likely counts."""
+    from sqlalchemy import select
+
+    from matcher import store
+    from matcher.models import FirmMatch
+
+    with database.session() as db:
+        return {
+            r.enterprise_id: (
+                *(part.tobytes() for part in store.decode(r.payload)),
+                store.decode_words(r.payload),
+                r.eligible,
+                r.likely,
+            )
+            for r in db.scalars(select(FirmMatch))
+        }

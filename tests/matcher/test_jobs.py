@@ -23,6 +23,7 @@ from matcher import runs, store
 from matcher.models import FirmMatch, MatchResult, MatchRun, MatchRunChunk, PolicyMatchState
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
+from tests.factories import stored_firm_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,20 +91,7 @@ def test_the_catch_up_lists_every_policy_in_one_pass_exactly_as_one_policy_at_a_
     rows, states = _lists(one_pass)
     assert len(rows) > 100 and all(listed for *_, listed in states.values())
     assert (rows, states) == _lists(each)
-    firm_rows = []
-    for database in (one_pass, each):
-        with database.session() as db:
-            firm_rows.append(
-                {
-                    r.enterprise_id: (
-                        *(part.tobytes() for part in store.decode(r.payload)),
-                        store.decode_words(r.payload),
-                        r.eligible,
-                        r.likely,
-                    )
-                    for r in db.scalars(select(FirmMatch))
-                }
-            )
+    firm_rows = [stored_firm_rows(database) for database in (one_pass, each)]
     assert len(firm_rows[0]) == 60 and firm_rows[0] == firm_rows[1]
     with one_pass.session() as db:
         assert runs.unlisted_policy_ids(db) == [] and runs.status(db)["up_to_date"]
@@ -269,19 +257,6 @@ def test_a_full_run_killed_with_sigkill_resumes_without_duplicates_or_gaps(tmp_p
     fresh.dispose()
 
 
-def _firm_rows(database: Database) -> dict[int, tuple[Any, ...]]:
-    with database.session() as db:
-        return {
-            r.enterprise_id: (
-                *(part.tobytes() for part in store.decode(r.payload)),
-                store.decode_words(r.payload),
-                r.eligible,
-                r.likely,
-            )
-            for r in db.scalars(select(FirmMatch))
-        }
-
-
 def _add_firm_users(database: Database, logins: dict[int, dt.datetime | None], **extra: Any) -> None:
     from auth.models import Role, User
 
@@ -327,8 +302,8 @@ def test_a_first_catch_up_stores_the_firms_with_accounts_before_the_full_run(tmp
     # The same rows as a catch-up with no account at all.
     plain = _demo_database(tmp_path / "plain.db", 40)
     assert runs.rematch_changed(plain, matcher).details["accounts_first"] == 0
-    rows = _firm_rows(database)
-    assert len(rows) == 40 and rows == _firm_rows(plain)
+    rows = stored_firm_rows(database)
+    assert len(rows) == 40 and rows == stored_firm_rows(plain)
     # The API's warm-up (`wait_for_batches`) waits from the first of these firms to the end of the run's
     # embedding: a batch is marked running throughout, not released in between (a catch-up from nothing stored).
     held: list[bool] = []

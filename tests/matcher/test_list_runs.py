@@ -30,6 +30,7 @@ from matcher import batch, lists, pipeline, runs, store
 from matcher.models import FirmMatch, ListRun, ListRunUnit, MatchResult, MatchRun, PolicyMatchState
 from profiles import demo as profiles_demo
 from profiles.models import Enterprise
+from tests.factories import stored_firm_rows
 from tests.support.pg_schema import demo_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,18 +250,6 @@ def test_a_listing_killed_with_sigkill_resumes_without_duplicates_or_gaps(databa
         assert db.scalar(select(ListRun.status)) == "done"
 
 
-def _firm_rows(database: Database) -> dict[int, tuple[Any, ...]]:
-    with database.session() as db:
-        return {
-            r.enterprise_id: (
-                *(p.tobytes() for p in store.decode(r.payload)),
-                store.decode_words(r.payload),
-                r.eligible,
-            )
-            for r in db.scalars(select(FirmMatch))
-        }
-
-
 def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterrupted_one(
     database: Database, matcher: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,9 +265,9 @@ def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterr
         assert pid is not None and policy is not None
         policy.version += 1  # an edit, as the catalog records it (a new version, a new catalog revision)
         catalog_service.bump_revision(db)
-    before_rows, before_firms = _rows(database), _firm_rows(database)
+    before_rows, before_firms = _rows(database), stored_firm_rows(database)
     runs.list_policy(database, matcher, pid)
-    expected_rows, expected_firms, expected_state = _rows(database), _firm_rows(database), _states(database)[pid]
+    expected_rows, expected_firms, expected_state = _rows(database), stored_firm_rows(database), _states(database)[pid]
     assert expected_state[0] == before_rows[next(k for k in before_rows if k[1] == pid)][0] + 1
     # Back to before the patch, then patch again with a stop after two units.
     with database.writer_session() as db:
@@ -303,7 +292,7 @@ def test_a_stopped_policy_patch_is_pending_until_resumed_and_ends_as_an_uninterr
     runs.list_policy(database, matcher, pid)
     assert passes["n"] == FIRMS // WIDTH - 2
     assert _rows(database) == expected_rows
-    assert _firm_rows(database) == expected_firms
+    assert stored_firm_rows(database) == expected_firms
     assert _states(database)[pid] == expected_state
     with database.session() as db:
         assert pid not in runs.changed_policy_ids(db)
@@ -313,11 +302,11 @@ def _restore_firms(database: Database, firms: dict[int, tuple[Any, ...]]) -> Non
     """Put back the firms' stored matches as they were (items, near misses, wording and counts)."""
     with database.writer_session() as db:
         for row in db.scalars(select(FirmMatch)):
-            items, near, words, eligible = firms[row.enterprise_id]
+            items, near, words, eligible, likely = firms[row.enterprise_id]
             row.payload = store.encode(
                 np.frombuffer(items, dtype=store.ITEM), np.frombuffer(near, dtype=store.NEAR), words or None
             )
-            row.eligible = eligible
+            row.eligible, row.likely = eligible, likely
 
 
 def test_a_firm_changed_while_a_listing_waits_is_listed_as_it_is_now(database, matcher) -> None:  # type: ignore[no-untyped-def]
