@@ -296,8 +296,9 @@ class ProcessEngine:
     """Runs the chunks of a full run in `workers` processes of this machine, started with the run's context.
 
     The same chunk function as `LocalEngine`, so the same rows; chunks finish out of order, each
-    committed with its checkpoint. For the command line (`huiqi match --all --workers N`): the
-    parent forks, so it must hold no open transaction and no threads of its own.
+    committed with its checkpoint. Forked by default (the command line, `huiqi match --all --workers N`:
+    the parent must hold no open transaction and no threads of its own); spawned for a process with
+    threads (`huiqi worker`'s nightly job, `HUIQI_MATCH_WORKERS`).
     """
 
     def __init__(
@@ -1330,7 +1331,8 @@ def rematch_changed(
         embedded = 0
         if first:
             # One batch for the API's warm-up to wait on (`EmbeddingCache.batch_running`), from these firms
-            # to the run's own embedding: it would otherwise start in between and share the cores with it.
+            # through every other firm's embedding (done here, not by the run): it would otherwise start in
+            # between and share the cores with it.
             with matcher.cache.batch_running():
                 early = rematch_firms(database, matcher, first, today=today, should_stop=should_stop)
                 if early.stopped:
@@ -1339,7 +1341,9 @@ def rematch_changed(
                 embedded = early.embedded + embed_firms(
                     database, matcher, None, today, should_stop=should_stop, progress=_phase(progress, "embed")
                 )
-        report = rematch_all(database, matcher, today=today, progress=progress, should_stop=should_stop)
+        report = rematch_all(
+            database, matcher, today=today, progress=progress, should_stop=should_stop, embed=not first
+        )
         report.embedded += embedded
         report.details["accounts_first"] = len(first)
     else:

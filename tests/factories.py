@@ -15,6 +15,7 @@ from auth.schemas import UserIn
 from catalog import service as catalog_service
 from catalog.models import Category, Department, Policy, Tag
 from catalog.schemas import CategoryIn, DepartmentIn, PolicyIn, TagIn
+from core.db import Database
 from profiles import service as profiles_service
 from profiles import uscc
 from profiles.models import Enterprise
@@ -127,7 +128,7 @@ def verify_phone(db: Session, enterprise_id: int, phone: str = "13800138000") ->
     auth_phone.mark_verified(db=db, enterprise_id=enterprise_id, phone=phone)
 
 
-def stored_firm_rows(database: Any) -> dict[int, tuple[Any, ...]]:
+def stored_firm_rows(database: Database) -> dict[int, tuple[Any, ...]]:
     """Every firm's stored matches (`firm_match`) as comparable values: the decoded arrays' bytes, the
     wording, the eligible and likely counts."""
     from sqlalchemy import select
