@@ -18,10 +18,20 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from catalog import service as catalog_service
-from catalog.models import Policy, PolicyRegion, PolicyStatus, PolicyType, Tag, policy_tag
+from catalog.models import (
+    Category,
+    Department,
+    Policy,
+    PolicyRegion,
+    PolicyStatus,
+    PolicyType,
+    Tag,
+    policy_category,
+    policy_tag,
+)
 from core import codes, heap
 from matcher import tags as tags_mod
 from matcher.home import home_rank
@@ -168,6 +178,26 @@ class PolicySet:
         return sorted(self.tags[index] & set(firm_tags), key=lambda t: (-weight(t), t))  # ties by name: no set order
 
 
+def _grouped(db: Session, query: Any, order: Any) -> dict[int, list[Any]]:
+    """Run a (policy id, value) query ordered by policy then `order`; return each policy's values in that order."""
+    out: dict[int, list[Any]] = {}
+    for pid, value in db.execute(query.order_by(query.selected_columns[0], order)):
+        out.setdefault(pid, []).append(value)
+    return out
+
+
+def _linked(db: Session, link: Any, key: str, name: Any, is_open: Any) -> dict[int, list[Any]]:
+    """Each open policy's names through an association table (`link.c[key]` → the id of `name`'s table), by name."""
+    target = name.class_
+    query = (
+        select(link.c.policy_id, name)
+        .join(target, target.id == link.c[key])
+        .join(Policy, Policy.id == link.c.policy_id)
+        .where(*is_open)
+    )
+    return _grouped(db, query, name)
+
+
 def open_policies_filter(today: dt.date) -> Any:
     """Return the SQL condition of policies a firm could still use today."""
     return (
@@ -190,41 +220,79 @@ def tag_idf(db: Session, vocab: tags_mod.Vocabulary) -> dict[str, float]:
 
 
 def load(db: Session, *, today: dt.date, revision: int | None = None) -> PolicySet:
-    """Read the policies open today, with their regions, tags and the weights of those tags."""
+    """Read the policies open today, with their regions, tags and the weights of those tags.
+
+    Plain column reads (no ORM objects): at 10,000 policies an ORM load of every `Policy` with its
+    relationships took ~4 s of a full run's start and of every serving process's rebuild.
+    """
     revision = catalog_service.current_revision(db=db) if revision is None else revision
     vocab = tags_mod.Vocabulary.from_db(db)
-    rows = db.scalars(
-        select(Policy)
-        .where(*open_policies_filter(today))
-        .options(selectinload(Policy.categories), selectinload(Policy.tags))
+    is_open = open_policies_filter(today)
+    rows = db.execute(
+        select(
+            Policy.id,
+            Policy.title,
+            Policy.summary,
+            Policy.policy_type,
+            Policy.level,
+            Policy.apply_start_on,
+            Policy.apply_end_on,
+            Policy.max_amount,
+            Policy.amount_text,
+            Policy.apply_url,
+            Policy.version,
+            Policy.rules,
+            Department.id,
+            Department.code,
+            Department.name,
+            Department.short_name,
+        )
+        .join(Department, Department.id == Policy.issuing_department_id)
+        .where(*is_open)
         .order_by(Policy.id)
     ).all()
-    regions: dict[int, list[str]] = {}
-    for pid, code in db.execute(select(PolicyRegion.policy_id, PolicyRegion.region_code)):
-        regions.setdefault(pid, []).append(code)
-    policies = []
-    for p in rows:
-        dept = p.issuing_department
-        policies.append(
-            PolicyInfo(
-                id=p.id,
-                title=p.title,
-                summary=p.summary,
-                issuing_department=DepartmentInfo(dept.id, dept.code, dept.name, dept.short_name),
-                policy_type=str(p.policy_type),
-                level=str(p.level),
-                apply_start_on=p.apply_start_on,
-                apply_end_on=p.apply_end_on,
-                max_amount=p.max_amount,
-                amount_text=p.amount_text,
-                apply_url=p.apply_url,
-                version=p.version,
-                rules=p.rules,
-                region_codes=tuple(sorted(regions.get(p.id, ()))),
-                categories=tuple(c.code for c in p.categories),
-                curated_tags=tuple(t.name for t in p.tags),
-            )
+    # Each policy's regions, category codes and curated tag names, in the order its relationships give them.
+    regions = _grouped(db, select(PolicyRegion.policy_id, PolicyRegion.region_code), PolicyRegion.region_code)
+    categories = _linked(db, policy_category, "category_id", Category.code, is_open)
+    curated = _linked(db, policy_tag, "tag_id", Tag.name, is_open)
+    policies = [
+        PolicyInfo(
+            id=pid,
+            title=title,
+            summary=summary,
+            issuing_department=DepartmentInfo(dept_id, dept_code, dept_name, dept_short),
+            policy_type=str(policy_type),
+            level=str(level),
+            apply_start_on=start,
+            apply_end_on=end,
+            max_amount=max_amount,
+            amount_text=amount_text,
+            apply_url=apply_url,
+            version=version,
+            rules=rules,
+            region_codes=tuple(sorted(regions.get(pid, ()))),
+            categories=tuple(categories.get(pid, ())),
+            curated_tags=tuple(curated.get(pid, ())),
         )
+        for (
+            pid,
+            title,
+            summary,
+            policy_type,
+            level,
+            start,
+            end,
+            max_amount,
+            amount_text,
+            apply_url,
+            version,
+            rules,
+            dept_id,
+            dept_code,
+            dept_name,
+            dept_short,
+        ) in rows
+    ]
     idf = tag_idf(db, vocab)
     tags = [frozenset(p.curated_tags) | tags_mod.policy_rule_tags(p.rules, vocab) for p in policies]
     kinds = {name: info.kind for name, info in vocab.tags.items()}

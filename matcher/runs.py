@@ -454,11 +454,11 @@ def _record_policy_counts(
     db: Session, ps: Any, eligible: np.ndarray, likely: np.ndarray, *, listed: bool | None, only: Sequence[int] = ()
 ) -> None:
     now = utcnow()
-    indexes = only or range(len(ps))
-    current = {pid: listed_ for pid, listed_ in db.execute(select(PolicyMatchState.policy_id, PolicyMatchState.listed))}
-    for j in indexes:
+    rows = []
+    for j in only or range(len(ps)):
         policy = ps.policies[j]
         values = {
+            "policy_id": policy.id,
             "policy_version": policy.version,
             "matched_at": now,
             "eligible": int(eligible[j]),
@@ -466,10 +466,27 @@ def _record_policy_counts(
         }
         if listed is not None:
             values["listed"] = listed
-        if policy.id in current:
-            db.execute(update(PolicyMatchState).where(PolicyMatchState.policy_id == policy.id).values(**values))
-        else:
-            db.execute(insert(PolicyMatchState).values(policy_id=policy.id, listed=bool(listed), **values))
+        rows.append(values)
+    _upsert_policy_states(db, rows, new={"listed": bool(listed)})
+
+
+def _upsert_policy_states(db: Session, rows: list[dict[str, Any]], *, new: dict[str, Any]) -> None:
+    """Write `policy_match_state` rows (every row the same keys, `policy_id` among them): an UPDATE by primary
+    key for a policy that has one, an INSERT (with `new`'s values besides) for one that has none — each as
+    one executemany, not a statement per policy (a full run records 10,000 policies at once)."""
+    if not rows:
+        return
+    ids = [r["policy_id"] for r in rows]
+    present: set[int] = set()
+    for start in range(0, len(ids), 900):
+        part = ids[start : start + 900]
+        present.update(db.scalars(select(PolicyMatchState.policy_id).where(PolicyMatchState.policy_id.in_(part))))
+    updates = [r for r in rows if r["policy_id"] in present]
+    inserts = [{**new, **r} for r in rows if r["policy_id"] not in present]
+    if updates:
+        db.execute(update(PolicyMatchState), updates)  # bulk UPDATE by primary key
+    if inserts:
+        db.execute(insert(PolicyMatchState), inserts)
 
 
 # ---------------------------------------------------------------- some firms
@@ -1060,32 +1077,29 @@ def _finish_list_run(database: Database, run: ListingRun) -> dict[int, dict[str,
             pid: {"eligible": int(totals[0, pos]), "likely": int(totals[1, pos]), "firms": firms}
             for pid, (pos, _) in members.items()
         }
-        for pid, (_, ver) in members.items():
-            _record_listed(db, pid, ver, out[pid])
+        _record_listed(db, {pid: (ver, out[pid]) for pid, (_, ver) in members.items()})
         db.execute(
             update(ListRun).where(ListRun.id == run.id).values(status="done", finished_at=utcnow(), updated_at=utcnow())
         )
     return out
 
 
-def _record_listed(db: Session, policy_id: int, version: int, counts: dict[str, int]) -> None:
-    existing = db.get(PolicyMatchState, policy_id)
-    if existing is None:
-        db.add(
-            PolicyMatchState(
-                policy_id=policy_id,
-                policy_version=version,
-                matched_at=utcnow(),
-                eligible=counts["eligible"],
-                likely=counts["likely"],
-                listed=True,  # a policy no longer open has an empty list: no firm can use it now
-            )
-        )
-    else:
-        existing.policy_version = version
-        existing.matched_at = utcnow()
-        existing.eligible, existing.likely = counts["eligible"], counts["likely"]
-        existing.listed = True
+def _record_listed(db: Session, counts: dict[int, tuple[int, dict[str, int]]]) -> None:
+    """Record policies listed: per policy id, the version listed and its counts (a policy no longer open has
+    an empty list: no firm can use it now)."""
+    now = utcnow()
+    rows = [
+        {
+            "policy_id": pid,
+            "policy_version": version,
+            "matched_at": now,
+            "eligible": c["eligible"],
+            "likely": c["likely"],
+            "listed": True,
+        }
+        for pid, (version, c) in counts.items()
+    ]
+    _upsert_policy_states(db, rows, new={})
 
 
 def _patch_chunk(
