@@ -631,6 +631,7 @@ def propose_conditions(
     clauses, under_heading = _condition_clauses(text, sections)
     first_line = text.strip().split("\n", 1)[0].strip()
     ratio_context = bool(_RATIO_CONTEXT.search(text))
+    farming = bool(_FARMING.search(text))
     base = 1.0 if under_heading else 0.8
     out: list[ConditionProposal] = []
     seen: set[tuple[str, str, str, int | None, int | None]] = set()
@@ -732,7 +733,13 @@ def propose_conditions(
             if lead_in:
                 carry = lead_in.group(1)
             encoded = _encode_clause(
-                clean, home_region, vocab, ratio_context=ratio_context, strict=not under_heading, award=award
+                clean,
+                home_region,
+                vocab,
+                ratio_context=ratio_context,
+                strict=not under_heading,
+                award=award,
+                farming=farming,
             )
             if _SCOPED.match(clean):
                 encoded = []
@@ -920,6 +927,7 @@ _ANNOUNCED_WORK = re.compile(
 _OTHER_LEADERS = re.compile(
     r"(?:工业|链主型?|制造业|行业|产业链|商贸|流通|服务业|科技|文化|外贸|电商|物流|旅游|软件|金融|平台)$"
 )
+_FARMING = re.compile(r"农业|农产品|农民|涉农|农村|种植|养殖|畜牧|林业|渔业|水产")
 _OTHER_KINDS = re.compile(r"(?:机构|组织|单位|社会团体|个体工商户|民营企业|合作社|高校|院所)(?:$|基本信息|名称)")
 
 
@@ -971,6 +979,7 @@ def _encode_clause(
     ratio_context: bool = False,
     strict: bool = False,
     award: bool = False,
+    farming: bool = True,
 ) -> list[ConditionProposal]:
     """Encode one clause; strict (no condition heading found) skips award tiers and weak industry hints."""
     found: list[ConditionProposal] = []
@@ -1035,8 +1044,10 @@ def _encode_clause(
                 continue  # "高于全省规上工业企业平均水平": a benchmark, not the firm's standing
             elif name == "规模以上工业企业" and re.match(r"(?:服务业|服务|批发|零售|商贸|住宿|餐饮)", tail):
                 continue  # "规上服务业企业": above the threshold of another sector, not an industrial firm
-            elif term == "龙头企业" and _OTHER_LEADERS.search(lead):
-                continue  # "工业龙头企业、链主型龙头企业": leaders of another kind than the agricultural one
+            elif term == "龙头企业" and (_OTHER_LEADERS.search(lead) or not farming):
+                # "工业龙头企业、链主型龙头企业", or a bare "龙头企业" in a text that names no farming: leaders of
+                # another kind than the agricultural one
+                continue
             elif re.match(r"(企业|单位)?(奖励|奖补|补助|补贴|资助|扶持|贡献奖)(政策|资金|办法|项目|措施)", tail):
                 continue  # "新增入库限上企业奖励政策": the name of a scheme, not whom it is for
             elif re.match(r"(产品|服务产品)", tail):

@@ -407,6 +407,17 @@ def test_conditions_are_proposed_in_the_rule_format() -> None:
             None,
             ("qualifications", "has_any", ["农业产业化龙头企业"]),
         ),
+        # Session 10: a bare 龙头企业 is the agricultural one only in a text that names farming.
+        (
+            "申报条件\n1.属于龙头企业或规模以上工业企业。",
+            ("qualifications", "has_any", ["规模以上工业企业"]),
+            ("qualifications", "has_any", ["农业产业化龙头企业", "规模以上工业企业"]),
+        ),
+        (
+            "申报条件\n1.从事农产品加工的龙头企业。",
+            ("qualifications", "has_any", ["农业产业化龙头企业"]),
+            None,
+        ),
         ("申报条件\n属于关键领域的“小巨人”潜质企业。", None, ("qualifications", "has_any", ["专精特新“小巨人”企业"])),
         # Exclusion lists: 不存在下列情况 / 不含以下类型企业 name what is barred; only 失信 is coded from them.
         (
@@ -694,12 +705,12 @@ def test_twenty_page_pdf_is_read_and_analysed_within_three_seconds() -> None:
 
 
 def test_eval_on_the_fresh_split_beats_the_keyword_baseline() -> None:
-    # The fresh texts (sessions 7 and 8) were labelled before intake ran on them and are scored in aggregate only.
+    # The fresh texts (sessions 7, 8 and 10) were labelled before intake ran on them and are scored in aggregate only.
     result = evaluation.run("fresh")
     s, b = result.system, result.baseline
-    assert result.documents >= 33 and s.labelled >= 63
+    assert result.documents >= 42 and s.labelled >= 76
     assert s.field_accuracy > b.field_accuracy and s.precision > b.precision and s.recall > b.recall
-    assert s.precision >= 0.70 and s.recall >= 0.62  # 0.737 / 0.667 measured (tests/data/README.md)
+    assert s.precision >= 0.70 and s.recall >= 0.62  # 0.726 / 0.697 measured on 42 texts (tests/data/README.md)
 
 
 def test_eval_on_the_held_out_split_beats_the_keyword_baseline_and_holds_its_floor() -> None:
