@@ -31,7 +31,7 @@ import math
 import operator
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -756,7 +756,7 @@ def _insert_list_rows(db: Session, rows: list[dict[str, Any]] | _ListRows) -> No
 
 
 def _execute_list_columns(
-    cursor: Any, sql: str, rows: _ListRows, processors: dict[str, Callable[[Any], Any] | None]
+    cursor: Any, sql: str, rows: _ListRows, processors: Mapping[str, Callable[[Any], Any] | None]
 ) -> None:
     """executemany `_ListRows` (SQLite): each column through its bind processor, as a Core insert converts it."""
     columns = rows.columns(tags_value=processors["shared_tags"], states_value=processors["condition_states"])
