@@ -24,12 +24,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
+import operator
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -560,20 +562,133 @@ def _listed_positions(db: Session, ps: Any) -> list[int]:
     return [j for j, p in enumerate(ps.policies) if p.id in listed]
 
 
+@dataclass
+class _ListRows:
+    """`match_result` rows column by column, as `_listed_rows` makes them for the row writers.
+
+    A listing writes millions of rows: built a column at a time (C loops over lists, no dict per row)
+    and written straight from the columns (COPY lines on PostgreSQL, executemany tuples on SQLite).
+    Shared tags and condition states are keys per row into `tag_values` / `state_values` (each distinct
+    list made and serialised once). `computed_at` is one timestamp for all the rows (a part of at most
+    `LIST_PART` rows, computed within a fraction of a second), not one per row.
+    """
+
+    enterprise_id: list[int]
+    policy_id: list[int]
+    policy_version: list[int]
+    status: list[str]
+    score: list[float]
+    rule_score: list[float]
+    tag_score: list[float]
+    semantic_score: list[float]
+    similarity: list[float | None]
+    shared_tags: list[Any]  # per row, a key of `tag_values`
+    condition_states: list[Any]  # per row, a key of `state_values`
+    tag_values: dict[Any, list[str]]
+    state_values: dict[Any, list[int]]
+    computed_at: dt.datetime
+
+    def __len__(self) -> int:
+        return len(self.enterprise_id)
+
+    def columns(
+        self, tags_value: Callable[[Any], Any] | None = None, states_value: Callable[[Any], Any] | None = None
+    ) -> list[Sequence[Any]]:
+        """Return the columns in `_LIST_COLUMNS` order, shared tags through `tags_value` and condition
+        states through `states_value` once per distinct value (None: the lists themselves)."""
+        out: list[Sequence[Any]] = [
+            self.enterprise_id,
+            self.policy_id,
+            self.policy_version,
+            self.status,
+            self.score,
+            self.rule_score,
+            self.tag_score,
+            self.semantic_score,
+            self.similarity,
+        ]
+        for keys, values, fn in (
+            (self.shared_tags, self.tag_values, tags_value),
+            (self.condition_states, self.state_values, states_value),
+        ):
+            made = values if fn is None else {k: fn(v) for k, v in values.items()}
+            out.append(list(map(made.__getitem__, keys)))
+        out.append([self.computed_at] * len(self))
+        return out
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """Return the rows as dicts (what a Core insert takes); rows of the same JSON value share its list."""
+        return [
+            dict(zip(_LIST_COLUMNS, values, strict=True))
+            for values in zip(*self.columns(tags_value=list, states_value=list), strict=True)
+        ]
+
+
 def _listed_rows(
-    ctx: pipeline.Context, chunk: pipeline.Chunk, pairs: pipeline.Listed, start: int = 0, stop: int | None = None
-) -> list[dict[str, Any]]:
-    """Return the `match_result` rows of the kept lists' pairs found in a chunk (pairs start…stop − 1)."""
+    ctx: pipeline.Context,
+    chunk: pipeline.Chunk,
+    pairs: pipeline.Listed,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    firm_bits: list[int] | None = None,
+    versions: list[int] | None = None,
+) -> _ListRows:
+    """Return the `match_result` rows of the kept lists' pairs found in a chunk (pairs start…stop − 1).
+
+    The values `_list_entry` gives each pair, made column by column: the score summed in the same
+    order on the same doubles (elementwise, so the same bits) and rounded by Python's `round`, as
+    `_list_entry` rounds; shared tags by `PolicySet.tag_bits` (`firm_bits`: the chunk's firms' bits,
+    `PolicySet.firm_tag_bits`) and `versions` (`_policy_versions`) made once per chunk by the caller.
+    """
+    ps, w = ctx.policies, ctx.weights
     stop = len(pairs) if stop is None else stop
     cut = slice(start, stop)
-    firms, policies, status = pairs.firm[cut].tolist(), pairs.policy[cut].tolist(), pairs.status[cut].tolist()
-    rules, tags, semantic, cosine = (v[cut].tolist() for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine))
-    return [
-        _list_entry(ctx, chunk, j, i, st, r, t, sem, cos, states)
-        for i, j, st, r, t, sem, cos, states in zip(
-            firms, policies, status, rules, tags, semantic, cosine, pairs.states_of(start, stop), strict=True
-        )
-    ]
+    firm, policy = pairs.firm[cut], pairs.policy[cut]
+    firms, policies = firm.tolist(), policy.tolist()
+    rules, tags, semantic, cosine = (v[cut] for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine))
+    four = itertools.repeat(4)
+    similarity: list[float | None] = list(map(round, cosine.tolist(), four))
+    for k in np.flatnonzero(np.isnan(cosine)).tolist():
+        similarity[k] = None  # the firm has no vector
+    # Shared tags: the policy's and the firm's bits ANDed, each distinct result read back once.
+    _, _, policy_bits = ps.tag_bits()
+    if firm_bits is None:
+        firm_bits = ps.firm_tag_bits(chunk.tags)
+    if versions is None:
+        versions = _policy_versions(ps)
+    shared = list(map(operator.and_, map(policy_bits.__getitem__, policies), map(firm_bits.__getitem__, firms)))
+    # Condition states: each pair's slice of the packed states as bytes (its length is part of the key).
+    bounds = pairs.bounds[start : stop + 1]
+    packed = pairs.states[bounds[0] : bounds[-1]]
+    small = packed.astype(np.int8)
+    if not np.array_equal(small, packed):
+        raise ValueError("condition states out of range")
+    raw = small.tobytes()
+    offsets = (bounds - bounds[0]).tolist()
+    states = list(map(raw.__getitem__, map(slice, offsets[:-1], offsets[1:])))
+    return _ListRows(
+        enterprise_id=np.asarray(chunk.ids)[firm].tolist(),
+        policy_id=ps.ids[policy].tolist(),
+        policy_version=list(map(versions.__getitem__, policies)),
+        status=list(map(_STATUS.__getitem__, pairs.status[cut].tolist())),
+        score=list(map(round, (w.rules * rules + w.tags * tags + w.semantic * semantic).tolist(), four)),
+        rule_score=rules.tolist(),
+        tag_score=tags.tolist(),
+        semantic_score=semantic.tolist(),
+        similarity=similarity,
+        shared_tags=shared,
+        condition_states=states,
+        tag_values={bits: ps.tags_of_bits(bits) for bits in set(shared)},
+        state_values={key: np.frombuffer(key, dtype=np.int8).tolist() for key in set(states)},
+        # One timestamp per part (≤ LIST_PART rows, made in well under a second), not one per row.
+        computed_at=utcnow(),
+    )
+
+
+def _policy_versions(ps: Any) -> list[int]:
+    """Return each policy's version, by position in the policy set."""
+    return [p.version for p in ps.policies]
 
 
 def _write_listed(
@@ -584,10 +699,14 @@ def _write_listed(
     With `should_stop`, raise `_Stopped` between parts when asked: the caller's transaction (a unit of
     a listing run) is rolled back and the unit written again when the run resumes.
     """
+    if not len(pairs):
+        return
+    firm_bits, versions = ctx.policies.firm_tag_bits(chunk.tags), _policy_versions(ctx.policies)
     for start in range(0, len(pairs), LIST_PART):
         if _stop(should_stop):
             raise _Stopped
-        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, min(start + LIST_PART, len(pairs))))
+        stop = min(start + LIST_PART, len(pairs))
+        _insert_list_rows(db, _listed_rows(ctx, chunk, pairs, start, stop, firm_bits=firm_bits, versions=versions))
 
 
 def _replace_list_rows(
@@ -606,15 +725,16 @@ def _replace_list_rows(
     _write_listed(db, ctx, chunk, pairs)
 
 
-def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert `match_result` rows in parts of 5,000.
+def _insert_list_rows(db: Session, rows: list[dict[str, Any]] | _ListRows) -> None:
+    """Insert `match_result` rows (dicts, or a listing's columns: `_ListRows`) in parts of 5,000.
 
     On SQLite the values go straight to the driver's executemany, each converted by its column
     type's own bind processor (JSON, UTC timestamps): what a Core insert applies, without its
     bookkeeping per row (most of the insert's time for the hundreds of thousands of rows of a
-    catch-up). Elsewhere a Core insert.
+    catch-up). Columns: each distinct JSON value and the one timestamp converted once. Elsewhere a
+    Core insert.
     """
-    if not rows:
+    if not len(rows):
         return
     connection = db.connection()
     dialect = connection.dialect
@@ -622,16 +742,13 @@ def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
         _copy_list_rows(db, rows)
         return
     if dialect.name != "sqlite":
-        for start in range(0, len(rows), 5_000):
-            connection.execute(insert(MatchResult), rows[start : start + 5_000])
+        dicts = rows.dicts() if isinstance(rows, _ListRows) else rows
+        for start in range(0, len(dicts), 5_000):
+            connection.execute(insert(MatchResult), dicts[start : start + 5_000])
         return
     table = MatchResult.__table__
-    names = list(rows[0])
-    convert: list[tuple[int, Callable[[Any], Any]]] = []
-    for k, name in enumerate(names):
-        fn = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if fn is not None:
-            convert.append((k, fn))
+    names = list(_LIST_COLUMNS) if isinstance(rows, _ListRows) else list(rows[0])
+    processors = {name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names}
     quote = dialect.identifier_preparer.quote
     sql = (
         f"INSERT INTO {quote(MatchResult.__tablename__)} ({', '.join(quote(n) for n in names)}) "
@@ -639,6 +756,10 @@ def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
     )
     cursor = driver_cursor(connection)
     try:
+        if isinstance(rows, _ListRows):
+            _execute_list_columns(cursor, sql, rows, processors)
+            return
+        convert = [(k, fn) for k, name in enumerate(names) if (fn := processors[name]) is not None]
         for start in range(0, len(rows), 5_000):
             values = []
             for row in rows[start : start + 5_000]:
@@ -649,6 +770,23 @@ def _insert_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
             cursor.executemany(sql, values)
     finally:
         cursor.close()
+
+
+def _execute_list_columns(
+    cursor: Any, sql: str, rows: _ListRows, processors: Mapping[str, Callable[[Any], Any] | None]
+) -> None:
+    """executemany `_ListRows` (SQLite): each column through its bind processor, as a Core insert converts it."""
+    columns = rows.columns(tags_value=processors["shared_tags"], states_value=processors["condition_states"])
+    at = processors["computed_at"]
+    if at is not None:
+        columns[-1] = [at(rows.computed_at)] * len(rows)
+    for k, name in enumerate(_LIST_COLUMNS[:-3]):
+        fn = processors[name]
+        if fn is not None:
+            columns[k] = list(map(fn, columns[k]))
+    values = list(zip(*columns, strict=True))
+    for start in range(0, len(values), 5_000):
+        cursor.executemany(sql, values[start : start + 5_000])
 
 
 _LIST_COLUMNS = (
@@ -667,7 +805,7 @@ _LIST_COLUMNS = (
 )
 
 
-def _copy_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
+def _copy_list_rows(db: Session, rows: list[dict[str, Any]] | _ListRows) -> None:
     """COPY `match_result` rows (PostgreSQL), values as a Core insert stores them.
 
     Floats by `repr` (the shortest text that reads back as the same double), JSON by the dialect's
@@ -675,6 +813,35 @@ def _copy_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
     """
     dumps = getattr(db.get_bind().dialect, "_json_serializer", None) or json.dumps
     null = "\\N"
+    target = f"match_result ({', '.join(_LIST_COLUMNS)})"
+    if isinstance(rows, _ListRows):
+        # Straight from the columns: each value's text made by a C loop, a line by one join per row.
+        # `repr(float(x))` of each float as below (`float.__repr__` of the same Python floats), each
+        # distinct JSON value serialised once, the one timestamp once (the last column: it ends the line).
+        copy_json = lambda v: store.copy_text(dumps(v))  # noqa: E731
+        (eid, pid, version, status, score, rule, tag, semantic, similarity, shared, states, _) = rows.columns(
+            tags_value=copy_json, states_value=copy_json
+        )
+        text = float.__repr__
+        lines = map(
+            "\t".join,
+            zip(
+                map(str, eid),
+                map(str, pid),
+                map(str, version),
+                status,
+                map(text, score),
+                map(text, rule),
+                map(text, tag),
+                map(text, semantic),
+                [null if s is None else text(s) for s in similarity],
+                shared,
+                states,
+                itertools.repeat(rows.computed_at.isoformat() + "\n"),
+            ),
+        )
+        store.copy_lines(db, target, lines)
+        return
     # Shared tags and condition states repeat across pairs: each distinct list serialised once.
     serialised: dict[tuple[Any, ...], str] = {}
 
@@ -694,7 +861,7 @@ def _copy_list_rows(db: Session, rows: list[dict[str, Any]]) -> None:
             f"\t{js(r['condition_states'])}\t{r['computed_at'].isoformat()}\n"
         )
 
-    store.copy_lines(db, f"match_result ({', '.join(_LIST_COLUMNS)})", map(line, rows))
+    store.copy_lines(db, target, map(line, rows))
 
 
 def _list_entry(

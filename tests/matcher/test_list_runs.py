@@ -7,6 +7,7 @@ On SQLite (a database file) and PostgreSQL (a schema of its own, committed: a ki
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -382,6 +383,59 @@ def test_list_rows_copied_on_postgresql_store_the_text_a_core_insert_stores(matc
                     ).all()
                 )
         assert len(stored[0]) == 8 and stored[0] == stored[1]
+
+
+def test_listed_rows_made_column_wise_are_the_rows_list_entry_makes_and_store_the_same(database, matcher) -> None:  # type: ignore[no-untyped-def]
+    """`_listed_rows` (columns, `_ListRows`) gives each pair the values `_list_entry` gives it, but for one
+    `computed_at`; written by `_insert_list_rows` (COPY from the columns on PostgreSQL, executemany on
+    SQLite) the stored rows are those of the dict rows written the same way, to the stored text."""
+    from sqlalchemy import text
+
+    with database.session() as db:
+        ctx = runs.context(db, matcher, today=dt.date.today())
+        chunk = pipeline.load_chunk(db, ctx, ids=np.asarray(db.scalars(select(Enterprise.id)).all(), dtype=np.int64))
+    chunk.has_vector[::5] = False  # some firms without a vector: similarity NULL
+    pairs = pipeline.list_chunk(chunk, ctx, range(len(ctx.policies)))
+    start, stop = 3, len(pairs) - 2  # a part that is not the whole
+    states = pairs.states_of(start, stop)
+    expected = [
+        runs._list_entry(ctx, chunk, j, i, st, r, t, sem, cos, s)
+        for i, j, st, r, t, sem, cos, s in zip(
+            pairs.firm[start:stop].tolist(),
+            pairs.policy[start:stop].tolist(),
+            pairs.status[start:stop].tolist(),
+            *(v[start:stop].tolist() for v in (pairs.rules, pairs.tags, pairs.semantic, pairs.cosine)),
+            states,
+            strict=True,
+        )
+    ]
+    made = runs._listed_rows(ctx, chunk, pairs, start, stop)
+    assert len(made) == len(expected) > 100
+    # What the pairs cover: both verdicts, NULL and real similarities, several shared tags, conditions or none.
+    assert {r["status"] for r in expected} == {"eligible", "likely"}
+    assert any(r["similarity"] is None for r in expected) and any(r["similarity"] is not None for r in expected)
+    assert any(len(r["shared_tags"]) > 1 for r in expected) and any(not r["shared_tags"] for r in expected)
+    assert len({tuple(r["condition_states"]) for r in expected}) > 5
+
+    def values(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [tuple((type(r[c]), r[c]) for c in runs._LIST_COLUMNS if c != "computed_at") for r in rows]
+
+    dicts = made.dicts()
+    assert values(dicts) == values(expected)
+    assert {r["computed_at"] for r in dicts} == {made.computed_at}
+
+    cast = "CAST({} AS TEXT)" if database.engine.dialect.name == "postgresql" else "{}"
+    columns = ", ".join(cast.format(c) for c in runs._LIST_COLUMNS if c != "computed_at")
+    stored = []
+    for rows in (expected, made):
+        with database.writer_session() as db:
+            db.execute(delete(MatchResult))
+            runs._insert_list_rows(db, rows)
+        with database.session() as db:
+            stored.append(
+                db.execute(text(f"SELECT {columns} FROM match_result ORDER BY policy_id, enterprise_id")).all()
+            )
+    assert len(stored[0]) == len(expected) and stored[0] == stored[1]
 
 
 def test_finished_listing_runs_are_kept_only_as_the_latest(database, matcher, monkeypatch) -> None:  # type: ignore[no-untyped-def]
