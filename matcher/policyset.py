@@ -288,7 +288,13 @@ def load(db: Session, *, today: dt.date, revision: int | None = None) -> PolicyS
         .order_by(Policy.id)
     ).all()
     # Each policy's regions, category codes and curated tag names, in the order its relationships give them.
-    regions = _grouped(db, select(PolicyRegion.policy_id, PolicyRegion.region_code), PolicyRegion.region_code)
+    regions = _grouped(
+        db,
+        select(PolicyRegion.policy_id, PolicyRegion.region_code)
+        .join(Policy, Policy.id == PolicyRegion.policy_id)
+        .where(*is_open),
+        PolicyRegion.region_code,
+    )
     categories = _linked(db, policy_category, "category_id", Category.code, is_open)
     curated = _linked(db, policy_tag, "tag_id", Tag.name, is_open)
     policies = [
@@ -306,7 +312,7 @@ def load(db: Session, *, today: dt.date, revision: int | None = None) -> PolicyS
             apply_url=apply_url,
             version=version,
             rules=rules,
-            region_codes=tuple(sorted(regions.get(pid, ()))),
+            region_codes=tuple(regions.get(pid, ())),
             categories=tuple(categories.get(pid, ())),
             curated_tags=tuple(curated.get(pid, ())),
         )

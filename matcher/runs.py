@@ -407,7 +407,7 @@ def _finish_run(database: Database, ctx: pipeline.Context, run_id: int) -> list[
         relist = _stale_lists(db, ctx)
         if relist:
             _start_list_run(db, LIST, list_key(ctx, LIST), relist)
-        _record_policy_counts(db, ps, totals[0], totals[1], listed=None)
+        _record_policy_counts(db, ps, totals[0], totals[1])
         db.execute(
             update(MatchRun)
             .where(MatchRun.id == run_id)
@@ -452,24 +452,20 @@ def _stale_lists(db: Session, ctx: pipeline.Context) -> dict[int, int]:
     return {pid: current[pid] for pid in ids if current.get(pid) == judged.get(pid, made[pid])}
 
 
-def _record_policy_counts(
-    db: Session, ps: Any, eligible: np.ndarray, likely: np.ndarray, *, listed: bool | None, only: Sequence[int] = ()
-) -> None:
+def _record_policy_counts(db: Session, ps: Any, eligible: np.ndarray, likely: np.ndarray) -> None:
+    """Record what a full run found per policy; whether its list is kept is left as it is (a new row: not)."""
     now = utcnow()
-    rows = []
-    for j in only or range(len(ps)):
-        policy = ps.policies[j]
-        values = {
+    rows = [
+        {
             "policy_id": policy.id,
             "policy_version": policy.version,
             "matched_at": now,
             "eligible": int(eligible[j]),
             "likely": int(likely[j]),
         }
-        if listed is not None:
-            values["listed"] = listed
-        rows.append(values)
-    _upsert_policy_states(db, rows, new={"listed": bool(listed)})
+        for j, policy in enumerate(ps.policies)
+    ]
+    _upsert_policy_states(db, rows, new={"listed": False})
 
 
 def _upsert_policy_states(db: Session, rows: list[dict[str, Any]], *, new: dict[str, Any]) -> None:
@@ -616,6 +612,29 @@ class _ListRows:
         out.append([self.computed_at] * len(self))
         return out
 
+    @classmethod
+    def of_dicts(cls, rows: Sequence[dict[str, Any]]) -> _ListRows:
+        """Return dict rows (`_list_entry`'s) as columns, so that every row takes one writer. Their
+        `computed_at` becomes the first row's, as a listing's part has one (rows made together)."""
+        floats = {
+            name: [float(r[name]) for r in rows] for name in ("score", "rule_score", "tag_score", "semantic_score")
+        }
+        tags = [tuple(r["shared_tags"]) for r in rows]
+        states = [tuple(r["condition_states"]) for r in rows]
+        return cls(
+            enterprise_id=[r["enterprise_id"] for r in rows],
+            policy_id=[r["policy_id"] for r in rows],
+            policy_version=[r["policy_version"] for r in rows],
+            status=[r["status"] for r in rows],
+            similarity=[None if r["similarity"] is None else float(r["similarity"]) for r in rows],
+            shared_tags=tags,
+            condition_states=states,
+            tag_values={k: list(k) for k in set(tags)},
+            state_values={k: list(k) for k in set(states)},
+            computed_at=rows[0]["computed_at"],
+            **floats,
+        )
+
     def dicts(self) -> list[dict[str, Any]]:
         """Return the rows as dicts (what a Core insert takes); rows of the same JSON value share its list."""
         return [
@@ -726,48 +745,36 @@ def _replace_list_rows(
 
 
 def _insert_list_rows(db: Session, rows: list[dict[str, Any]] | _ListRows) -> None:
-    """Insert `match_result` rows (dicts, or a listing's columns: `_ListRows`) in parts of 5,000.
+    """Insert `match_result` rows (dicts, or a listing's columns: `_ListRows`), dicts taken as columns.
 
-    On SQLite the values go straight to the driver's executemany, each converted by its column
-    type's own bind processor (JSON, UTC timestamps): what a Core insert applies, without its
-    bookkeeping per row (most of the insert's time for the hundreds of thousands of rows of a
-    catch-up). Columns: each distinct JSON value and the one timestamp converted once. Elsewhere a
-    Core insert.
+    On PostgreSQL a COPY straight from the columns. On SQLite the values go to the driver's executemany,
+    each converted by its column type's own bind processor (JSON, UTC timestamps; each distinct JSON value
+    and the one timestamp converted once): what a Core insert applies, without its bookkeeping per row
+    (most of the insert's time for the hundreds of thousands of rows of a catch-up). Elsewhere a Core insert.
     """
     if not len(rows):
         return
+    columns = rows if isinstance(rows, _ListRows) else _ListRows.of_dicts(rows)
     connection = db.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        _copy_list_rows(db, rows)
+        _copy_list_rows(db, columns)
         return
     if dialect.name != "sqlite":
-        dicts = rows.dicts() if isinstance(rows, _ListRows) else rows
+        dicts = columns.dicts()
         for start in range(0, len(dicts), 5_000):
             connection.execute(insert(MatchResult), dicts[start : start + 5_000])
         return
     table = MatchResult.__table__
-    names = list(_LIST_COLUMNS) if isinstance(rows, _ListRows) else list(rows[0])
-    processors = {name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names}
+    processors = {name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _LIST_COLUMNS}
     quote = dialect.identifier_preparer.quote
     sql = (
-        f"INSERT INTO {quote(MatchResult.__tablename__)} ({', '.join(quote(n) for n in names)}) "
-        f"VALUES ({', '.join('?' for _ in names)})"
+        f"INSERT INTO {quote(MatchResult.__tablename__)} ({', '.join(quote(n) for n in _LIST_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in _LIST_COLUMNS)})"
     )
     cursor = driver_cursor(connection)
     try:
-        if isinstance(rows, _ListRows):
-            _execute_list_columns(cursor, sql, rows, processors)
-            return
-        convert = [(k, fn) for k, name in enumerate(names) if (fn := processors[name]) is not None]
-        for start in range(0, len(rows), 5_000):
-            values = []
-            for row in rows[start : start + 5_000]:
-                item = [row[n] for n in names]
-                for k, process in convert:
-                    item[k] = process(item[k])
-                values.append(item)
-            cursor.executemany(sql, values)
+        _execute_list_columns(cursor, sql, columns, processors)
     finally:
         cursor.close()
 
@@ -805,63 +812,39 @@ _LIST_COLUMNS = (
 )
 
 
-def _copy_list_rows(db: Session, rows: list[dict[str, Any]] | _ListRows) -> None:
-    """COPY `match_result` rows (PostgreSQL), values as a Core insert stores them.
+def _copy_list_rows(db: Session, rows: _ListRows) -> None:
+    """COPY `match_result` rows (PostgreSQL) straight from the columns, values as a Core insert stores them.
 
-    Floats by `repr` (the shortest text that reads back as the same double), JSON by the dialect's
-    serializer (what the column's bind processor uses; `json` keeps the text as written), NULL as \\N.
+    Floats by `repr` (`float.__repr__`: the shortest text that reads back as the same double), each distinct
+    JSON value by the dialect's serializer once (what the column's bind processor uses; `json` keeps the
+    text as written), NULL as \\N, the one timestamp once (the last column: it ends the line); each value's
+    text made by a C loop, a line by one join per row.
     """
     dumps = getattr(db.get_bind().dialect, "_json_serializer", None) or json.dumps
     null = "\\N"
-    target = f"match_result ({', '.join(_LIST_COLUMNS)})"
-    if isinstance(rows, _ListRows):
-        # Straight from the columns: each value's text made by a C loop, a line by one join per row.
-        # `repr(float(x))` of each float as below (`float.__repr__` of the same Python floats), each
-        # distinct JSON value serialised once, the one timestamp once (the last column: it ends the line).
-        copy_json = lambda v: store.copy_text(dumps(v))  # noqa: E731
-        (eid, pid, version, status, score, rule, tag, semantic, similarity, shared, states, _) = rows.columns(
-            tags_value=copy_json, states_value=copy_json
-        )
-        text = float.__repr__
-        lines = map(
-            "\t".join,
-            zip(
-                map(str, eid),
-                map(str, pid),
-                map(str, version),
-                status,
-                map(text, score),
-                map(text, rule),
-                map(text, tag),
-                map(text, semantic),
-                [null if s is None else text(s) for s in similarity],
-                shared,
-                states,
-                itertools.repeat(rows.computed_at.isoformat() + "\n"),
-            ),
-        )
-        store.copy_lines(db, target, lines)
-        return
-    # Shared tags and condition states repeat across pairs: each distinct list serialised once.
-    serialised: dict[tuple[Any, ...], str] = {}
-
-    def js(value: list[Any]) -> str:
-        key = tuple(value)
-        out = serialised.get(key)
-        if out is None:
-            out = serialised[key] = store.copy_text(dumps(value))
-        return out
-
-    def line(r: dict[str, Any]) -> str:
-        similarity = r["similarity"]
-        return (
-            f"{r['enterprise_id']}\t{r['policy_id']}\t{r['policy_version']}\t{r['status']}\t{float(r['score'])!r}"
-            f"\t{float(r['rule_score'])!r}\t{float(r['tag_score'])!r}\t{float(r['semantic_score'])!r}"
-            f"\t{null if similarity is None else repr(float(similarity))}\t{js(r['shared_tags'])}"
-            f"\t{js(r['condition_states'])}\t{r['computed_at'].isoformat()}\n"
-        )
-
-    store.copy_lines(db, target, map(line, rows))
+    copy_json = lambda v: store.copy_text(dumps(v))  # noqa: E731
+    (eid, pid, version, status, score, rule, tag, semantic, similarity, shared, states, _) = rows.columns(
+        tags_value=copy_json, states_value=copy_json
+    )
+    text = float.__repr__
+    lines = map(
+        "\t".join,
+        zip(
+            map(str, eid),
+            map(str, pid),
+            map(str, version),
+            status,
+            map(text, score),
+            map(text, rule),
+            map(text, tag),
+            map(text, semantic),
+            [null if s is None else text(s) for s in similarity],
+            shared,
+            states,
+            itertools.repeat(rows.computed_at.isoformat() + "\n"),
+        ),
+    )
+    store.copy_lines(db, f"match_result ({', '.join(_LIST_COLUMNS)})", lines)
 
 
 def _list_entry(

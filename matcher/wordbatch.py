@@ -434,7 +434,7 @@ class Core:
         self.to_fill = to_fill
         self.support = support
         self.changing: _Changing | None = None  # what `best_changes` reads, once asked
-        self.held: tuple[int, int, bytes] | None = None  # (policy id, version, row) last packed (`wording.pack`)
+        self.held: tuple[int, int, bytes] | None = None  # (policy id, version, row) last serialised (`packed`)
         # `wording._verdict_row` after the policy id and version, serialised ("code, states, …]").
         self.body = b'%d,"%s",%b,%b,%d]' % (
             code,
@@ -446,7 +446,15 @@ class Core:
 
     def row(self, pid: int, version: int) -> orjson.Fragment:
         """Return the stored row (`wording._verdict_row`), serialised."""
-        return orjson.Fragment(b"[%d,%d,%b" % (pid, version, self.body))
+        return orjson.Fragment(self.packed(pid, version))
+
+    def packed(self, pid: int, version: int) -> bytes:
+        """Return the stored row's bytes, kept for the policy and version last asked (`held`): most verdicts
+        are one policy's, at one version, so a chunk serialises each once."""
+        held = self.held
+        if held is None or held[0] != pid or held[1] != version:
+            held = self.held = (pid, version, b"[%d,%d,%b" % (pid, version, self.body))
+        return held[2]
 
     def verdict(self, firm: Firm) -> PolicyVerdict:
         """Return the `PolicyVerdict` `eligibility.evaluate` gives for this firm."""
@@ -872,10 +880,16 @@ class _Changing:
 
 def _suggested(o: _Outcome, firm: Firm, value: Any) -> list[tuple[Any, tuple[Any, ...]]]:
     """`eligibility.suggested` of a missing condition, kept with its wording (per firm value when valued)."""
-    text = o.text
+    return _kept_suggestions(o.text, value, lambda: cast(ConditionResult, _missing(o, firm)))
+
+
+def _kept_suggestions(
+    text: _Text, value: Any, condition: Callable[[], ConditionResult]
+) -> list[tuple[Any, tuple[Any, ...]]]:
+    """`eligibility.suggested` of a missing condition worded by `text`, worked out once per value and kept."""
     held = text.changes.get(value)
     if held is None:
-        held = text.changes[value] = eligibility.suggested(cast(ConditionResult, _missing(o, firm)))
+        held = text.changes[value] = eligibility.suggested(condition())
     return held
 
 
@@ -892,12 +906,8 @@ def _best_changes_mixed(verdicts: Mapping[int, Core | PolicyVerdict], firm: Firm
     def suggest(cr: ConditionResult) -> list[tuple[Any, tuple[Any, ...]]]:
         if not isinstance(cr, _Missing):
             return eligibility.suggested(cr)
-        text = cr.text
-        value = cr.firm_value if text.valued else None  # a valued text stands for every value: kept per value
-        held = text.changes.get(value)
-        if held is None:
-            held = text.changes[value] = eligibility.suggested(cast(ConditionResult, cr))
-        return held
+        value = cr.firm_value if cr.text.valued else None  # a valued text stands for every value: kept per value
+        return _kept_suggestions(cr.text, value, lambda: cast(ConditionResult, cr))
 
     return eligibility.best_changes(judged, suggest=suggest)
 

@@ -559,10 +559,7 @@ def pack(
     rows = []
     for pid, version, v in verdicts:
         if isinstance(v, wordbatch.Core):
-            held = v.held  # the row last serialised: most verdicts are one policy's, at one version
-            if held is None or held[0] != pid or held[1] != version:
-                held = v.held = (pid, version, b"[%d,%d,%b" % (pid, version, v.body))
-            rows.append(held[2])
+            rows.append(v.packed(pid, version))
         else:
             rows.append(orjson.dumps(_verdict_row(pid, version, v)))
     parts.append(b",".join(rows))

@@ -12,6 +12,7 @@ scored in aggregate only).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from catalog.intake import evaluation
@@ -31,15 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose and args.split != "tune":
         parser.error("--verbose lists misses one by one: only for --split tune")
     lo, hi = _num(args.first), _num(args.last)
-    docs = [d for d in evaluation.load(args.split) if lo <= _num(d.doc_id) <= hi]
-    system, baseline = evaluation.Score(), evaluation.Score()
-    for doc in docs:
-        fields, conds = evaluation.intake_text(doc.text)
-        evaluation._score(system, doc, fields, conds, args.verbose)
-        fields, conds = evaluation.baseline_text(doc.text)
-        evaluation._score(baseline, doc, fields, conds, False)
-    result = evaluation.Result(f"{args.split} {args.first}–{args.last}", len(docs), system, baseline, 0.0)
-    print(evaluation.format_report(result))
+    result = evaluation.run(args.split, verbose=args.verbose, only=lambda doc_id: lo <= _num(doc_id) <= hi)
+    print(evaluation.format_report(dataclasses.replace(result, split=f"{args.split} {args.first}–{args.last}")))
     return 0
 
 

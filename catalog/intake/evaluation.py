@@ -15,6 +15,7 @@ import json
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +200,15 @@ class Result:
     seconds: float
 
 
-def run(split: str = "test", *, verbose: bool = False, data_dir: Path = DATA_DIR) -> Result:
-    docs = load(split, data_dir)
+def run(
+    split: str = "test",
+    *,
+    verbose: bool = False,
+    data_dir: Path = DATA_DIR,
+    only: Callable[[str], bool] | None = None,
+) -> Result:
+    """Score intake and the keyword baseline on a split (`only`: the documents whose id it accepts)."""
+    docs = [doc for doc in load(split, data_dir) if only is None or only(doc.doc_id)]
     system, baseline = Score(), Score()
     started = time.perf_counter()
     for doc in docs:
